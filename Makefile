@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+CYCLE   := 2026-11
+DEMO    := fixtures/demo
+
+.PHONY: install demo test lint bench browser fixtures clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's chromium drives the browser tests; playwright's own browser download is not used.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -q && apt-get install -y -q chromium) >/dev/null 2>&1 || \
+	  (sudo apt-get update -q && sudo apt-get install -y -q chromium); }
+
+demo: install
+	rm -f out/demo.duckdb
+	.venv/bin/reconcile --workspace out/demo.duckdb run --cycle $(CYCLE) \
+	  --autotask $(DEMO)/autotask/api --halopsa $(DEMO)/halopsa/api \
+	  --map $(DEMO)/mapping.csv --config $(DEMO)/reconcile.toml --out out/$(CYCLE); \
+	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
+	@echo "Report: out/$(CYCLE)/report.html"
+
+test: install browser
+	$(PY) -m pytest -q
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy reconcile rules tests fixtures/generate.py
+
+bench: install
+	$(PY) bench/bench.py
+
+fixtures: install
+	$(PY) fixtures/generate.py
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

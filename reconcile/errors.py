@@ -1,0 +1,43 @@
+"""Errors a user can act on. Each carries what a billing admin needs to fix the input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_BLOCKERS = 1
+EXIT_BAD_INPUT = 2
+
+
+@dataclass
+class InputError(Exception):
+    """An input file cannot be used as it is; the CLI prints it and exits with 2."""
+
+    file: str
+    problem: str
+    row: int | None = None
+    column: str | None = None
+    expected: str | None = None
+    got: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.column is not None:
+            where += f", column '{self.column}'"
+        text = f"{where}: {self.problem}"
+        if self.expected is not None:
+            text += f"; expected {self.expected}"
+        if self.got is not None:
+            text += f", got {_quote(self.got)}"
+        text += "."
+        if self.hint:
+            text += f" {self.hint}"
+        return text
+
+
+def _quote(value: str, limit: int = 60) -> str:
+    shown = value if len(value) <= limit else value[: limit - 1] + "…"
+    return repr(shown)

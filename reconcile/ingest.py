@@ -1,0 +1,239 @@
+"""Load exports into the workspace: read, validate, store, then prove the totals reconcile."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from reconcile.errors import InputError
+from reconcile.load import RawFrame, read_inputs
+from reconcile.store import Workspace
+from reconcile.validate import Normalised, Settings, normalise
+
+CYCLE_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+ZERO = Decimal("0.00")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What happened to one export: the control totals a finance reviewer checks."""
+
+    load_id: str
+    source: str
+    platform: str
+    shape: str
+    cycle: str
+    date_convention: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_excluded: int
+    rows_unreadable_amount: int
+    net_read: Decimal
+    net_loaded: Decimal
+    net_quarantined: Decimal
+    net_excluded: Decimal
+    already_loaded: bool = False
+    warnings: tuple[str, ...] = ()
+    invoice_checks: tuple[dict[str, Any], ...] = ()
+    quarantine: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+def check_cycle(cycle: str) -> str:
+    if not CYCLE_PATTERN.match(cycle):
+        raise InputError(
+            "--cycle",
+            "the billing cycle is not a month",
+            expected="YYYY-MM, e.g. 2026-11",
+            got=cycle,
+        )
+    return cycle
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_id(paths: tuple[Path, ...]) -> str:
+    """A load is keyed by what the files hold, not by their names or where they sit."""
+    hashes = sorted(sha256(p) for p in paths)
+    return hashes[0] if len(hashes) == 1 else hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
+def read_only(
+    paths: list[Path], platform: str | None, settings: Settings
+) -> list[tuple[RawFrame, Normalised]]:
+    """Validate without touching a workspace (the `validate` command)."""
+    return [(raw, normalise(raw, settings)) for raw in read_inputs(paths, platform)]
+
+
+def load_paths(
+    workspace: Workspace,
+    paths: list[Path],
+    platform: str | None,
+    settings: Settings,
+    replace: bool = False,
+) -> list[LoadResult]:
+    check_cycle(settings.cycle)
+    results: list[LoadResult] = []
+    keep: set[str] = set()
+    for raw in read_inputs(paths, platform):
+        load_id = content_id(raw.files)
+        keep.add(load_id)
+        if workspace.has_load(load_id, settings.cycle):
+            results.append(_previous(workspace, raw, load_id, settings.cycle))
+            continue
+        results.append(_store(workspace, raw, load_id, normalise(raw, settings), settings))
+    if replace:
+        for side in {r.platform for r in results}:
+            workspace.forget(settings.cycle, side, keep)
+    return results
+
+
+def _store(
+    workspace: Workspace, raw: RawFrame, load_id: str, norm: Normalised, settings: Settings
+) -> LoadResult:
+    file_name = raw.files[0].name if len(raw.files) == 1 else Path(raw.file).name
+    tag = [pl.lit(load_id).alias("load_id"), pl.lit(file_name).alias("file_name")]
+    lines = norm.lines.with_columns(tag)
+    rejected = norm.rejected.with_columns(
+        *tag, pl.lit(settings.cycle).alias("cycle"), pl.lit(raw.platform).alias("source")
+    )
+    quarantined = rejected.filter(pl.col("disposition") == "quarantined")
+    excluded = rejected.filter(pl.col("disposition") == "excluded")
+    checks = _invoice_checks(raw, lines, quarantined)
+    record = {
+        "load_id": load_id,
+        "cycle": settings.cycle,
+        "platform": raw.platform,
+        "shape": raw.shape,
+        "source": raw.file,
+        "files": [
+            {"name": p.name, "sha256": sha256(p), "bytes": p.stat().st_size} for p in raw.files
+        ],
+        "dialect": raw.dialect,
+        "date_convention": norm.date_convention,
+        "rows_read": norm.rows_read,
+        "rows_loaded": lines.height,
+        "rows_quarantined": quarantined.height,
+        "rows_excluded": excluded.height,
+        "rows_unreadable_amount": rejected["net_amount"].null_count(),
+        "net_read": _sum(norm.net_read),
+        "net_loaded": _sum(lines["net_amount"].sum()),
+        "net_quarantined": _sum(quarantined["net_amount"].sum()),
+        "net_excluded": _sum(excluded["net_amount"].sum()),
+        "tax_loaded": _sum(lines["tax_amount"].sum()),
+        "invoice_checks": checks,
+        "warnings": list(raw.warnings),
+    }
+    workspace.save_load(record, lines, rejected)
+    _prove_conservation(workspace, record)
+    return _result(record, rejected)
+
+
+def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:
+    """Rows read = loaded + quarantined + excluded, and the net amounts agree to the cent."""
+    stored = workspace.stored_totals(record["load_id"], record["cycle"])
+    rows = stored["rows_loaded"] + stored["rows_quarantined"] + stored["rows_excluded"]
+    net = stored["net_loaded"] + stored["net_quarantined"] + stored["net_excluded"]
+    if rows != record["rows_read"] or net != record["net_read"]:
+        raise RuntimeError(
+            f"control totals do not reconcile for {record['source']}: read {record['rows_read']} "
+            f"rows / {record['net_read']}, stored {rows} rows / {net}"
+        )
+
+
+def _sum(value: Any) -> Decimal:
+    return ZERO if value is None else Decimal(value).quantize(ZERO)
+
+
+def _invoice_checks(
+    raw: RawFrame, lines: pl.DataFrame, quarantined: pl.DataFrame
+) -> list[dict[str, Any]]:
+    """Where the export states invoice totals, its lines must add up to them."""
+    if raw.invoice_totals is None or raw.invoice_totals.height == 0:
+        return []
+    sums = lines.group_by("invoice_number").agg(
+        pl.col("net_amount").sum().alias("net"), pl.col("tax_amount").sum().alias("tax")
+    )
+    affected = set(quarantined["line_ref"].to_list())
+    checks = []
+    for row in raw.invoice_totals.sort("invoice_number").iter_rows(named=True):
+        got = sums.filter(pl.col("invoice_number") == row["invoice_number"])
+        if got.height == 0 or row["total"] is None:
+            continue
+        net, tax = _sum(got["net"][0]), _sum(got["tax"][0])
+        stated = Decimal(row["total"]).quantize(ZERO)
+        ok = abs(stated - (net + tax)) <= Decimal("0.01") or (tax == 0 and stated == net)
+        checks.append(
+            {
+                "invoice": row["invoice_number"],
+                "stated_total": str(stated),
+                "lines_net": str(net),
+                "lines_tax": str(tax),
+                "lines_gross": str(net + tax),
+                "ok": ok,
+                "has_quarantined_lines": bool(affected) and not ok,
+            }
+        )
+    return checks
+
+
+def _result(record: dict[str, Any], rejected: pl.DataFrame) -> LoadResult:
+    quarantine = tuple(
+        rejected.filter(pl.col("disposition") == "quarantined")
+        .select("row_number", "line_ref", "reasons")
+        .iter_rows(named=True)
+    )
+    bad_invoices = [c for c in record["invoice_checks"] if not c["ok"]]
+    warnings = list(record["warnings"]) + [
+        f"invoice {c['invoice']}: the export states {c['stated_total']} but its lines add up "
+        f"to {c['lines_gross']} ({c['lines_net']} net + {c['lines_tax']} tax)"
+        for c in bad_invoices
+    ]
+    return LoadResult(
+        load_id=record["load_id"],
+        source=record["source"],
+        platform=record["platform"],
+        shape=record["shape"],
+        cycle=record["cycle"],
+        date_convention=record["date_convention"],
+        rows_read=record["rows_read"],
+        rows_loaded=record["rows_loaded"],
+        rows_quarantined=record["rows_quarantined"],
+        rows_excluded=record["rows_excluded"],
+        rows_unreadable_amount=record["rows_unreadable_amount"],
+        net_read=record["net_read"],
+        net_loaded=record["net_loaded"],
+        net_quarantined=record["net_quarantined"],
+        net_excluded=record["net_excluded"],
+        warnings=tuple(warnings),
+        invoice_checks=tuple(record["invoice_checks"]),
+        quarantine=quarantine,
+    )
+
+
+def _previous(workspace: Workspace, raw: RawFrame, load_id: str, cycle: str) -> LoadResult:
+    row = workspace.frame(
+        "SELECT * FROM loads WHERE load_id = ? AND cycle = ?", [load_id, cycle]
+    ).row(0, named=True)
+    rejected = workspace.frame(
+        "SELECT row_number, line_ref, disposition, reasons FROM quarantine "
+        "WHERE load_id = ? AND cycle = ? ORDER BY row_number",
+        [load_id, cycle],
+    )
+    row["invoice_checks"] = json.loads(row["invoice_checks"])
+    row["warnings"] = json.loads(row["warnings"])
+    result = _result(row, rejected)
+    return LoadResult(**{**result.__dict__, "source": raw.file, "already_loaded": True})

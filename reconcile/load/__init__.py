@@ -1,0 +1,129 @@
+"""Read export files of either platform into RawFrames; the shape is found from the content."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from reconcile.errors import InputError
+from reconcile.load.base import PLATFORM_NAMES, RawFrame
+from reconcile.load.documents import (
+    autotask_bundle,
+    autotask_xml,
+    halopsa_invoices,
+    json_kind,
+    read_json,
+)
+from reconcile.load.tabular import read_csv, read_xlsx
+
+EXPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".xlsx", ".json", ".xml"}
+ZIP_MAGIC = b"PK\x03\x04"
+
+__all__ = ["RawFrame", "expand", "read_inputs"]
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """A folder stands for the export files directly inside it, in name order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and p.suffix.lower() in EXPORT_SUFFIXES
+                and not p.name.startswith(".")
+            )
+            if not found:
+                raise InputError(
+                    str(path),
+                    "the folder holds no export files",
+                    expected="CSV, XLSX, JSON or XML files",
+                )
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(str(path), "no such file or folder")
+    return files
+
+
+def read_inputs(paths: list[Path], claimed: str | None) -> list[RawFrame]:
+    """One RawFrame per tabular/XML file, and one per platform for all JSON pages together."""
+    frames: list[RawFrame] = []
+    json_docs: list[tuple[Path, Any]] = []
+    for path in expand(paths):
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            json_docs.append((path, read_json(path)))
+        elif suffix == ".xml":
+            frames.append(_check_platform(autotask_xml(path), claimed))
+        elif suffix == ".xlsx" or _is_zip(path):
+            frames.append(read_xlsx(path, claimed))
+        else:
+            frames.append(read_csv(path, claimed))
+    if json_docs:
+        label = str(paths[0]) if len(paths) == 1 else str(json_docs[0][0])
+        frames.extend(_check_platform(f, claimed) for f in _bundles(label, json_docs))
+    return frames
+
+
+def _is_zip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == ZIP_MAGIC
+
+
+def _check_platform(frame: RawFrame, claimed: str | None) -> RawFrame:
+    if claimed and claimed != frame.platform:
+        raise InputError(
+            frame.file,
+            f"this looks like a {PLATFORM_NAMES[frame.platform]} export, "
+            f"not {PLATFORM_NAMES[claimed]}",
+            expected=f"{PLATFORM_NAMES[claimed]} data",
+            got=frame.shape,
+            hint=f"Load it with --platform {frame.platform}, or check you picked the right file.",
+        )
+    return frame
+
+
+def _bundles(label: str, docs: list[tuple[Path, Any]]) -> list[RawFrame]:
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    files: dict[str, list[Path]] = defaultdict(list)
+    for path, doc in docs:
+        kind = json_kind(doc)
+        if kind == "unknown":
+            raise InputError(
+                str(path),
+                "this JSON is not an Autotask or HaloPSA API response",
+                expected="Autotask query pages ({'items': [...], 'pageDetails': {...}}) or HaloPSA "
+                "invoices ({'record_count': n, 'invoices': [...]})",
+            )
+        platform = kind.split(":")[0]
+        files[platform].append(path)
+        if kind == "halopsa:invoice":
+            by_kind["halopsa:invoices"].append(doc)
+        elif kind == "halopsa:invoicelist":
+            by_kind["halopsa:invoices"].extend(doc)
+        elif kind.startswith("autotask:"):
+            by_kind[kind].extend(doc["items"])
+        else:
+            by_kind[kind].extend(doc[kind.split(":")[1]])
+    frames = []
+    if "autotask" in files:
+        if not by_kind.get("autotask:billingitems"):
+            raise InputError(
+                label,
+                "the Autotask API pages hold no BillingItems",
+                expected="BillingItems query pages (the invoice lines)",
+            )
+        frames.append(autotask_bundle(label, by_kind, tuple(files["autotask"])))
+    if "halopsa" in files:
+        if not by_kind.get("halopsa:invoices"):
+            raise InputError(
+                label,
+                "the HaloPSA API pages hold no invoices",
+                expected="an invoice list ({'invoices': [...]}) or an invoice with 'lines'",
+            )
+        frames.append(halopsa_invoices(label, by_kind, tuple(files["halopsa"])))
+    return frames

@@ -1,0 +1,263 @@
+"""What every reader hands to validation: the export's rows as text, mapped to raw fields."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from reconcile.errors import InputError
+
+ROW = "_row"  # 1-based data row (record) number in the file
+EXCLUDE = "_exclude"  # why a row is deliberately not a billable line (None: it is one)
+PROBLEM = "_problem"  # what the reader already found wrong with the row (None: nothing)
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """One export file (or one bundle of API pages) as text, before any parsing.
+
+    `frame` has a String column per raw field that the export carries, plus ROW, EXCLUDE
+    and PROBLEM.
+    `columns` names the export's own column for each raw field, for error messages.
+    `dates_iso` is True when the export writes dates in ISO form (APIs, XML).
+    """
+
+    file: str
+    platform: str
+    shape: str
+    frame: pl.DataFrame
+    columns: dict[str, str]
+    files: tuple[Path, ...]
+    dates_iso: bool = False
+    dialect: dict[str, str] = field(default_factory=dict)
+    invoice_totals: pl.DataFrame | None = None  # invoice_number, total (String), tax (String)
+    warnings: tuple[str, ...] = ()
+
+
+def normalise_header(name: str) -> str:
+    """'Extended Price', 'extended_price', 'extendedPrice' and 'IDNet_Amount' compare equal."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _aliases(*names: str) -> tuple[str, ...]:
+    """Display names; lookups compare them through normalise_header."""
+    return names
+
+
+# Header variants per raw field, as the platforms' UI, API and reporting exports spell them.
+AUTOTASK_HEADERS: dict[str, tuple[str, ...]] = {
+    "line_ref": _aliases("Billing Item ID", "BillingItemID", "Item ID", "id"),
+    "invoice_number": _aliases("Invoice Number", "Invoice #", "Invoice No", "invoiceNumber"),
+    "invoice_date": _aliases("Invoice Date", "invoiceDateTime", "Invoice Date Time"),
+    "client_id": _aliases(
+        "Organization ID", "Account ID", "Company ID", "companyID", "Customer ID"
+    ),
+    "client_name": _aliases(
+        "Organization Name",
+        "Organization",
+        "Account Name",
+        "Account",
+        "Company Name",
+        "Company",
+        "cust_name",
+        "Customer Name",
+        "Customer",
+    ),
+    "contract_id": _aliases("Contract ID", "contractID"),
+    "contract_name": _aliases("Contract Name", "Contract", "contract_name"),
+    "contract_type": _aliases("Contract Type", "contract_type", "contractType"),
+    "item_code": _aliases(
+        "Service ID",
+        "service_or_bundle_id",
+        "serviceID",
+        "Billing Code ID",
+        "billingCodeID",
+        "Allocation Code ID",
+        "Product ID",
+        "Item Code",
+    ),
+    "item_name": _aliases("Item Name", "itemName", "Item", "Service Name"),
+    "description": _aliases(
+        "Description",
+        "Service Invoice Description",
+        "Line Item Description",
+        "Line Item Full Description",
+        "Summary",
+    ),
+    "quantity": _aliases("Quantity", "Units", "Service Units", "Billable Hours", "Hours"),
+    "unit_price": _aliases(
+        "Unit Price", "Rate", "Hourly Billing Rate", "Service Unit Price", "hourly_billing_rate"
+    ),
+    "net_amount": _aliases(
+        "Extended Price", "extendedPrice", "Billed Amount", "Amount", "Net Amount", "Total"
+    ),
+    "tax_amount": _aliases(
+        "Total Tax", "Tax", "Tax Amount", "Tax Dollars", "taxDollars", "total_tax_amount"
+    ),
+    "currency": _aliases("Currency", "Currency Code", "Customer Currency"),
+    "period_start": _aliases(
+        "Service Period Start Date", "Service Period Start", "Period Start", "Period From"
+    ),
+    "period_end": _aliases(
+        "Service Period End Date", "Service Period End", "Period End", "Period To"
+    ),
+}
+
+HALOPSA_HEADERS: dict[str, tuple[str, ...]] = {
+    "line_ref": _aliases("id", "IDid", "Line ID", "Invoice Line ID"),
+    "invoice_number": _aliases(
+        "invoicenumber", "IHInvoicenumber", "Invoice Number", "thirdpartyinvoicenumber"
+    ),
+    "invoice_date": _aliases("invoice_date", "IHInvoice_Date", "Invoice Date"),
+    "client_id": _aliases("client_id", "IHaarea", "Aarea", "Client ID"),
+    "client_name": _aliases("client_name", "Aareadesc", "Client Name", "Client", "Customer"),
+    "contract_id": _aliases("contract_id", "IDchid", "IHchid", "Contract ID"),
+    "contract_name": _aliases("contract_ref", "Chcontractref", "Contract Ref", "Contract"),
+    "contract_type": _aliases("contract_type", "Contract Type", "Chbillingdescription"),
+    "item_code": _aliases("_itemid", "ID_ItemID", "item_id", "Item ID"),
+    "item_name": _aliases("item_name", "Item Name", "item_code", "Item Code"),
+    "description": _aliases(
+        "item_shortdescription", "IDItem_ShortDescription", "Description", "Short Description"
+    ),
+    "quantity": _aliases("qty_order", "IDQty_Order", "Quantity", "Qty"),
+    "unit_price": _aliases("unit_price", "IDUnit_Price", "Unit Price", "Price"),
+    "net_amount": _aliases("net_amount", "IDNet_Amount", "Net Amount", "Net", "total_price"),
+    "tax_amount": _aliases("tax_amount", "IDTax_Amount", "Tax Amount", "Tax", "total_tax"),
+    "currency": _aliases("currency", "Currency", "currency_code_name", "currencyisocode"),
+    "period_start": _aliases("startdate", "IDstartdate", "Start Date", "Period Start"),
+    "period_end": _aliases("enddate", "IDenddate", "End Date", "Period End"),
+    "xref_client_id": _aliases("autotaskid", "Client Autotask ID", "Aautotaskid"),
+    "xref_contract_id": _aliases("contract_autotaskid", "Contract Autotask ID"),
+    "xref_item_id": _aliases("autotaskserviceid", "Item Autotask Service ID"),
+}
+
+# Halo flags that mark rows which are not billable lines; Autotask exports have none.
+HALOPSA_FLAGS: dict[str, tuple[str, ...]] = {
+    "isgroupdesc": _aliases("isgroupdesc", "IDisGroupDesc", "Group Header"),
+    "isinactive": _aliases("isinactive", "IDisInactive", "Inactive"),
+    "invoice_id": _aliases("ihid", "IDihid", "IHid", "Invoice ID"),
+}
+
+HEADERS = {"autotask": AUTOTASK_HEADERS, "halopsa": HALOPSA_HEADERS}
+
+# Columns only one platform writes: they tell the platforms apart when the user does not say.
+DISTINCTIVE = {
+    "autotask": _aliases(
+        "Extended Price",
+        "extendedPrice",
+        "Billing Item ID",
+        "Organization Name",
+        "Organization ID",
+        "Hourly Billing Rate",
+        "Total Tax",
+        "Billing Code ID",
+        "Service ID",
+        "taxDollars",
+        "Allocation Code Name",
+        "Type of Transaction",
+    ),
+    "halopsa": _aliases(
+        "qty_order",
+        "net_amount",
+        "item_shortdescription",
+        "IDQty_Order",
+        "IDNet_Amount",
+        "IHInvoice_Date",
+        "IDItem_ShortDescription",
+        "isgroupdesc",
+        "IDisGroupDesc",
+        "ihid",
+        "_itemid",
+        "Aareadesc",
+        "invoicenumber",
+    ),
+}
+
+REQUIRED = (
+    ("net_amount",),
+    ("client_id", "client_name"),
+    ("item_code", "item_name", "description"),
+)
+
+FIELD_LABELS = {
+    "net_amount": "net amount",
+    "client_id": "client id",
+    "client_name": "client name",
+    "item_code": "item code",
+    "item_name": "item name",
+    "description": "description",
+}
+
+PLATFORM_NAMES = {"autotask": "Autotask", "halopsa": "HaloPSA"}
+
+
+def _norm_set(names: tuple[str, ...]) -> set[str]:
+    return {normalise_header(n) for n in names}
+
+
+def detect_platform(file: str, headers: list[str], claimed: str | None) -> str:
+    """Pick the platform whose distinctive columns the header carries; refuse a mismatch."""
+    norm = {normalise_header(h) for h in headers}
+    scores = {p: len(norm & _norm_set(cols)) for p, cols in DISTINCTIVE.items()}
+    best = max(scores, key=lambda p: scores[p])
+    other = "halopsa" if best == "autotask" else "autotask"
+    if scores[best] == scores[other]:
+        if claimed:
+            return claimed
+        raise InputError(
+            file,
+            "cannot tell whether this is an Autotask or a HaloPSA export",
+            expected="columns such as 'Extended Price' (Autotask) or 'net_amount' (HaloPSA)",
+            got=", ".join(headers[:8]),
+            hint="Say which with --platform.",
+        )
+    if claimed and claimed != best:
+        marks = _norm_set(DISTINCTIVE[best])
+        found = [h for h in headers if normalise_header(h) in marks]
+        raise InputError(
+            file,
+            f"this looks like a {PLATFORM_NAMES[best]} export, not {PLATFORM_NAMES[claimed]}",
+            expected=f"{PLATFORM_NAMES[claimed]} columns",
+            got=", ".join(found[:5]),
+            hint=f"Load it with --platform {best}, or check you picked the right file.",
+        )
+    return best
+
+
+def map_headers(file: str, platform: str, headers: list[str]) -> dict[str, str]:
+    """Map raw fields to the export's column names; refuse duplicates and missing essentials."""
+    seen: dict[str, str] = {}
+    for header in headers:
+        key = normalise_header(header)
+        if key and key in seen:
+            raise InputError(
+                file,
+                f"the column '{header}' appears twice in the header",
+                expected="each column once",
+                hint="Remove the duplicate column; reconcile cannot tell which one is right.",
+            )
+        seen[key] = header
+    tables = dict(HEADERS[platform])
+    if platform == "halopsa":
+        tables.update(HALOPSA_FLAGS)
+    mapping: dict[str, str] = {}
+    for raw_field, aliases in tables.items():
+        for alias in aliases:
+            column = seen.get(normalise_header(alias))
+            if column is not None and column not in mapping.values():
+                mapping[raw_field] = column
+                break
+    for group in REQUIRED:
+        if not any(f in mapping for f in group):
+            wanted = " or ".join(FIELD_LABELS[f] for f in group)
+            examples = " or ".join(f"'{HEADERS[platform][f][0]}'" for f in group)
+            raise InputError(
+                file,
+                f"a required column is missing: {wanted}",
+                expected=f"a column such as {examples}",
+                got="the columns " + ", ".join(headers[:12]),
+            )
+    return mapping

@@ -1,0 +1,189 @@
+"""The DuckDB workspace: loaded cycles, quarantined rows and runs, kept between commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from reconcile.model import CANONICAL_SCHEMA
+
+DEFAULT_WORKSPACE = Path("reconcile.duckdb")
+
+DUCK_TYPES = {
+    pl.String(): "VARCHAR",
+    pl.Date(): "DATE",
+    pl.Int64(): "BIGINT",
+    pl.Decimal(18, 4): "DECIMAL(18,4)",
+    pl.Decimal(18, 2): "DECIMAL(18,2)",
+}
+
+LINE_COLUMNS = ",\n    ".join(f"{n} {DUCK_TYPES[t]}" for n, t in CANONICAL_SCHEMA.items())
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS loads (
+    load_id VARCHAR NOT NULL,
+    cycle VARCHAR NOT NULL,
+    platform VARCHAR NOT NULL,
+    shape VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    files JSON NOT NULL,
+    dialect JSON NOT NULL,
+    date_convention VARCHAR NOT NULL,
+    rows_read BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    rows_excluded BIGINT NOT NULL,
+    rows_unreadable_amount BIGINT NOT NULL,
+    net_read DECIMAL(18,2) NOT NULL,
+    net_loaded DECIMAL(18,2) NOT NULL,
+    net_quarantined DECIMAL(18,2) NOT NULL,
+    net_excluded DECIMAL(18,2) NOT NULL,
+    tax_loaded DECIMAL(18,2) NOT NULL,
+    invoice_checks JSON NOT NULL,
+    warnings JSON NOT NULL,
+    loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (load_id, cycle)
+);
+CREATE TABLE IF NOT EXISTS lines (
+    {LINE_COLUMNS}
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    load_id VARCHAR NOT NULL,
+    cycle VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    file_name VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL,
+    line_ref VARCHAR NOT NULL,
+    disposition VARCHAR NOT NULL,
+    reasons VARCHAR NOT NULL,
+    raw JSON NOT NULL,
+    net_amount DECIMAL(18,2)
+);
+"""
+
+
+class Workspace:
+    """One DuckDB file; every write of a load happens in one transaction."""
+
+    def __init__(self, path: Path | str = DEFAULT_WORKSPACE) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(path))
+        self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def has_load(self, load_id: str, cycle: str) -> bool:
+        found = self.con.execute(
+            "SELECT count(*) FROM loads WHERE load_id = ? AND cycle = ?", [load_id, cycle]
+        ).fetchall()
+        return bool(found[0][0])
+
+    def load_ids(self, cycle: str, platform: str) -> list[str]:
+        rows = self.con.execute(
+            "SELECT load_id FROM loads WHERE cycle = ? AND platform = ? ORDER BY load_id",
+            [cycle, platform],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def forget(self, cycle: str, platform: str, keep: set[str]) -> None:
+        """Drop a side's earlier loads for the cycle, so a re-export replaces, not adds."""
+        for load_id in set(self.load_ids(cycle, platform)) - keep:
+            for table in ("lines", "quarantine", "loads"):
+                self.con.execute(
+                    f"DELETE FROM {table} WHERE load_id = ? AND cycle = ?", [load_id, cycle]
+                )
+
+    def save_load(
+        self, record: dict[str, Any], lines: pl.DataFrame, rejected: pl.DataFrame
+    ) -> None:
+        columns = list(record)
+        values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in record.values()]
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(
+                f"INSERT INTO loads ({', '.join(columns)}) VALUES "
+                f"({', '.join('?' for _ in columns)})",
+                values,
+            )
+            self.con.register("_lines", lines.select(list(CANONICAL_SCHEMA)))
+            self.con.execute(f"INSERT INTO lines SELECT {', '.join(CANONICAL_SCHEMA)} FROM _lines")
+            self.con.register("_rejected", rejected)
+            self.con.execute(
+                "INSERT INTO quarantine SELECT load_id, cycle, source, file_name, row_number, "
+                "line_ref, disposition, reasons, raw, net_amount FROM _rejected"
+            )
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            for view in ("_lines", "_rejected"):
+                self.con.unregister(view)
+
+    def stored_totals(self, load_id: str, cycle: str) -> dict[str, Any]:
+        """Read back what was written, so control totals check the store, not memory."""
+        row = self.con.execute(
+            """
+            SELECT
+              (SELECT count(*) FROM lines WHERE load_id = $id AND cycle = $cycle),
+              (SELECT coalesce(sum(net_amount), 0) FROM lines
+                 WHERE load_id = $id AND cycle = $cycle),
+              (SELECT count(*) FROM quarantine
+                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'quarantined'),
+              (SELECT coalesce(sum(net_amount), 0) FROM quarantine
+                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'quarantined'),
+              (SELECT count(*) FROM quarantine
+                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'excluded'),
+              (SELECT coalesce(sum(net_amount), 0) FROM quarantine
+                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'excluded')
+            """,
+            {"id": load_id, "cycle": cycle},
+        ).fetchall()[0]
+        keys = (
+            "rows_loaded",
+            "net_loaded",
+            "rows_quarantined",
+            "net_quarantined",
+            "rows_excluded",
+            "net_excluded",
+        )
+        return dict(zip(keys, row, strict=True))
+
+    def loads(self, cycle: str) -> pl.DataFrame:
+        return self.frame(
+            "SELECT * EXCLUDE (loaded_at) FROM loads WHERE cycle = ? ORDER BY platform, load_id",
+            [cycle],
+        )
+
+    def quarantined(self, cycle: str) -> pl.DataFrame:
+        return self.frame(
+            "SELECT * FROM quarantine WHERE cycle = ? ORDER BY source, file_name, row_number",
+            [cycle],
+        )
+
+    def frame(self, query: str, params: list[Any]) -> pl.DataFrame:
+        frame: pl.DataFrame = self.con.sql(query, params=params).pl()
+        return frame
+
+    def lines(self, cycle: str, platform: str) -> duckdb.DuckDBPyRelation:
+        return self.con.sql(
+            f"SELECT * FROM lines WHERE cycle = '{_literal(cycle)}' "
+            f"AND source = '{_literal(platform)}'"
+        )
+
+
+def _literal(value: str) -> str:
+    return value.replace("'", "''")

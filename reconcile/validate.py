@@ -1,0 +1,374 @@
+"""Validate raw export rows and normalise them into canonical invoice lines.
+
+Every row ends in exactly one place: a canonical line, the quarantine (with every reason it
+failed), or the excluded rows (deliberately not billable, with the reason). Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+
+from reconcile.errors import InputError
+from reconcile.load.base import EXCLUDE, PROBLEM, ROW, RawFrame
+from reconcile.model import (
+    CANONICAL_SCHEMA,
+    CONTRACT_TYPES,
+    DATE_FIELDS,
+    DECIMAL_FIELDS,
+    ID_FIELDS,
+    MONEY,
+    RAW_FIELDS,
+    CanonicalLine,
+)
+
+PLATFORM_DATE_DEFAULT = {"autotask": "us", "halopsa": "uk"}
+DATE_FORMATS = {"us": "%m/%d/%Y", "uk": "%d/%m/%Y"}
+DATE_NAMES = {"us": "US MM/DD/YYYY", "uk": "UK DD/MM/YYYY", "iso": "ISO YYYY-MM-DD"}
+PERIOD_SUFFIX = r"\s*\[([A-Z][a-z]{2} \d{1,2}, \d{4}) - ([A-Z][a-z]{2} \d{1,2}, \d{4})\]\s*$"
+TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?$"
+SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+MONEY_TEXT = r"^[+-]?\d+(\.\d+)?$"
+NULL_DATE = "1899-12-30"
+CURRENCY_SIGNS = {"£": "GBP", "€": "EUR", "$": "USD"}
+
+QUARANTINE_SCHEMA = {
+    "row_number": pl.Int64,
+    "line_ref": pl.String,
+    "disposition": pl.String,
+    "reasons": pl.String,
+    "raw": pl.String,
+    "net_amount": MONEY,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user may tell the loader that the file itself does not say."""
+
+    cycle: str
+    date_format: str | None = None  # "us", "uk" or "iso": overrides detection
+    currency: str | None = None  # ISO code for exports that carry none
+    timezone: str = "Europe/London"  # HaloPSA API datetimes are naive UTC
+
+
+@dataclass(frozen=True)
+class Normalised:
+    lines: pl.DataFrame  # canonical schema, minus load_id and file_name
+    rejected: pl.DataFrame  # QUARANTINE_SCHEMA: quarantined and excluded rows
+    date_convention: str
+    rows_read: int
+    net_read: Any  # Decimal: every row's parseable net amount, before the split
+
+
+def normalise(raw: RawFrame, settings: Settings) -> Normalised:
+    frame = _complete(raw.frame)
+    frame = _clean(frame, raw.platform)
+    convention, formats = _date_convention(raw, frame, settings)
+    parsed = _parse(frame, raw, formats, settings)
+    billable = parsed.filter(pl.col(EXCLUDE).is_null())
+    reasons = _raw_failures(raw, billable, convention)
+    canonical = _canonical(billable, raw, settings)
+    reasons = _merge(reasons, _canonical_failures(canonical))
+    bad_rows = reasons[ROW]
+    lines = canonical.filter(~pl.col("row_number").is_in(bad_rows.implode()))
+    rejected = pl.concat(
+        [
+            _rejected(raw, parsed.join(reasons, on=ROW, how="inner"), "quarantined", "_reasons"),
+            _rejected(raw, parsed.filter(pl.col(EXCLUDE).is_not_null()), "excluded", EXCLUDE),
+        ]
+    ).sort("row_number")
+    return Normalised(
+        lines=lines,
+        rejected=rejected,
+        date_convention=convention,
+        rows_read=frame.height,
+        net_read=parsed["_net_amount"].sum(),
+    )
+
+
+def _complete(frame: pl.DataFrame) -> pl.DataFrame:
+    missing = [pl.lit(None, pl.String).alias(f) for f in RAW_FIELDS if f not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
+
+
+def _clean(frame: pl.DataFrame, platform: str) -> pl.DataFrame:
+    """Sentinels become nulls and Autotask's period suffix moves out of the item name."""
+    sentinel_ids = ["-1", "0", ""]
+    suffix = pl.col("item_name").str.extract_groups(PERIOD_SUFFIX)
+    return frame.with_columns(
+        [
+            pl.when(pl.col(f).is_in(sentinel_ids)).then(None).otherwise(pl.col(f)).alias(f)
+            for f in ID_FIELDS
+        ]
+        + [
+            pl.when(pl.col(f).str.starts_with(NULL_DATE)).then(None).otherwise(pl.col(f)).alias(f)
+            for f in DATE_FIELDS
+        ]
+    ).with_columns(
+        pl.col("item_name").str.replace(PERIOD_SUFFIX, "").alias("item_name"),
+        pl.coalesce(pl.col("period_start"), _suffix_date(suffix.struct.field("1"))),
+        pl.coalesce(pl.col("period_end"), _suffix_date(suffix.struct.field("2"))),
+    )
+
+
+def _suffix_date(text: pl.Expr) -> pl.Expr:
+    return text.str.strptime(pl.Date, "%b %d, %Y", strict=False).dt.to_string("%Y-%m-%d")
+
+
+def _date_text(name: str) -> pl.Expr:
+    """The date part of a value: a time of day, if any, is dropped; . and - become /."""
+    text = pl.col(name).str.replace(
+        r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?$", ""
+    )
+    return (
+        pl.when(text.str.contains(ISO_DATE))
+        .then(text)
+        .otherwise(text.str.replace_all(r"[.\-]", "/"))
+    )
+
+
+def _date_convention(
+    raw: RawFrame, frame: pl.DataFrame, settings: Settings
+) -> tuple[str, dict[str, str]]:
+    """Decide once per file how its dates are written, never row by row."""
+    if raw.dates_iso:
+        return "iso", {}
+    if settings.date_format:
+        fmt = settings.date_format
+        return DATE_NAMES[fmt] + " (given)", {} if fmt == "iso" else {"slash": DATE_FORMATS[fmt]}
+    texts = pl.concat(
+        [
+            frame.select(_date_text(f).alias("d"), pl.col(ROW), pl.lit(f).alias("f"))
+            for f in DATE_FIELDS
+        ]
+    ).filter(pl.col("d").str.contains(SLASH_DATE))
+    if texts.height == 0:
+        return DATE_NAMES["iso"], {}
+    ok = {
+        name: texts.select(
+            pl.col("d").str.strptime(pl.Date, fmt, strict=False).is_not_null()
+        ).to_series()
+        for name, fmt in DATE_FORMATS.items()
+    }
+    us_all, uk_all = bool(ok["us"].all()), bool(ok["uk"].all())
+    default = PLATFORM_DATE_DEFAULT[raw.platform]
+    if us_all and uk_all:
+        return (
+            f"{DATE_NAMES[default]} (ambiguous: every day is 12 or less; "
+            f"the {raw.platform} default was used)",
+            {"slash": DATE_FORMATS[default]},
+        )
+    only_us = texts.filter(ok["us"] & ~ok["uk"])
+    only_uk = texts.filter(ok["uk"] & ~ok["us"])
+    if only_us.height and only_uk.height:
+        us_row, uk_row = only_us.row(0, named=True), only_uk.row(0, named=True)
+        raise InputError(
+            raw.file,
+            "the file mixes date conventions: "
+            f"row {us_row[ROW]} has {us_row['d']!r} (only valid as US MM/DD/YYYY) and "
+            f"row {uk_row[ROW]} has {uk_row['d']!r} (only valid as UK DD/MM/YYYY)",
+            column=raw.columns.get(uk_row["f"]),
+            expected="one date convention throughout a file",
+            hint="Export it again with one date format, or say which with --date-format.",
+        )
+    chosen = "us" if us_all or only_us.height else "uk" if uk_all or only_uk.height else default
+    return DATE_NAMES[chosen], {"slash": DATE_FORMATS[chosen]}
+
+
+def _money_text(name: str) -> pl.Expr:
+    """'$1,234.50', '£ 99', '(12.00)' and 'GBP 5' become plain signed numbers as text."""
+    text = pl.col(name).str.strip_chars()
+    negative = text.str.contains(r"^\(.*\)$") | text.str.contains(r"^-?\(.*\)$")
+    bare = (
+        text.str.replace_all(r"[()\s$£€¥]", "")
+        .str.replace(r"^[A-Z]{3}", "")
+        .str.replace(r"[A-Z]{3}$", "")
+        .str.replace_all(r"(\d),(\d{3})", "$1$2")
+        .str.replace_all(r"(\d),(\d{3})", "$1$2")
+    )
+    return pl.when(negative & ~bare.str.starts_with("-")).then("-" + bare).otherwise(bare)
+
+
+def _parse(
+    frame: pl.DataFrame, raw: RawFrame, formats: dict[str, str], settings: Settings
+) -> pl.DataFrame:
+    typed: list[pl.Expr] = []
+    for name, dtype in DECIMAL_FIELDS.items():
+        text = _money_text(name)
+        value = text.cast(pl.Decimal(38, 6), strict=False)
+        typed.append(
+            pl.when(text.str.contains(MONEY_TEXT))
+            .then(value)
+            .otherwise(None)
+            .round(dtype.scale or 0, mode="half_away_from_zero")
+            .cast(dtype)
+            .alias(f"_{name}")
+        )
+    for name in DATE_FIELDS:
+        typed.append(_parse_date(name, raw, formats, settings).alias(f"_{name}"))
+    return frame.with_columns(typed)
+
+
+def _parse_date(name: str, raw: RawFrame, formats: dict[str, str], settings: Settings) -> pl.Expr:
+    if raw.shape == "halopsa-api":
+        stamp = pl.col(name).str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False)
+        local = stamp.dt.replace_time_zone("UTC").dt.convert_time_zone(settings.timezone)
+        return pl.coalesce(local.dt.date(), pl.col(name).str.slice(0, 10).str.to_date(strict=False))
+    text = _date_text(name)
+    iso = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if "slash" not in formats:
+        return iso
+    return pl.coalesce(iso, text.str.strptime(pl.Date, formats["slash"], strict=False))
+
+
+def _raw_schema(raw: RawFrame, convention: str) -> pa.DataFrameSchema:
+    """The raw source shape's contract: which text each column must hold to be usable."""
+
+    def parsed_where_given(name: str) -> pa.Check:
+        return pa.Check(
+            lambda data: data.lazyframe.select(
+                pl.col(data.key).is_null() | pl.col(f"_{data.key}").is_not_null()
+            ),
+            error=EXPECTED[name].format(convention=convention),
+            name=f"parses_{name}",
+        )
+
+    columns = {
+        name: pa.Column(
+            pl.String,
+            nullable=name != "net_amount",
+            checks=[parsed_where_given(name)] if name in EXPECTED else [],
+        )
+        for name in RAW_FIELDS
+    }
+    return pa.DataFrameSchema(columns, name=f"{raw.shape}-raw", strict=False)
+
+
+EXPECTED = {
+    "net_amount": "an amount such as 1234.56, -12.00, (12.00) or £1,234.50",
+    "tax_amount": "an amount such as 12.34 or -1.50",
+    "quantity": "a number such as 2, 2.5 or -1",
+    "unit_price": "a price such as 85.00 or 12.3450",
+    "invoice_date": "a date in the file's convention ({convention})",
+    "period_start": "a date in the file's convention ({convention})",
+    "period_end": "a date in the file's convention ({convention})",
+}
+
+
+def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.DataFrame:
+    """Every reason each row fails, as (row, reason) pairs, from pandera's failure cases."""
+    reasons: list[dict[str, Any]] = []
+    try:
+        _raw_schema(raw, convention).validate(billable, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases.filter(pl.col("index").is_not_null())
+        rows = billable[ROW]
+        for case in cases.iter_rows(named=True):
+            name = case["column"]
+            column = raw.columns.get(name, name)
+            value = billable[case["index"], name]
+            if case["check"] == "not_nullable":
+                text = f"column '{column}': a value is required but the cell is empty"
+            else:
+                text = f"column '{column}': expected {case['check']}, got {value!r}"
+            reasons.append({ROW: rows[case["index"]], "reason": text})
+    problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
+        pl.col(ROW), pl.col(PROBLEM).alias("reason")
+    )
+    return pl.concat([pl.DataFrame(reasons, schema={ROW: pl.Int64, "reason": pl.String}), problems])
+
+
+def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
+    currency = pl.col("currency").str.strip_chars().replace(CURRENCY_SIGNS).str.to_uppercase()
+    contract_type = pl.col("contract_type").str.strip_chars().str.to_lowercase()
+    exprs = {
+        "cycle": pl.lit(settings.cycle),
+        "source": pl.lit(raw.platform),
+        "row_number": pl.col(ROW).cast(pl.Int64),
+        "line_ref": pl.coalesce(pl.col("line_ref"), pl.format("row:{}", pl.col(ROW))),
+        "currency": pl.coalesce(currency, pl.lit(settings.currency, pl.String)),
+        "contract_type": contract_type.replace(CONTRACT_TYPES).str.replace_all(r"[^a-z0-9]+", "_"),
+    }
+    for name in [*DECIMAL_FIELDS, *DATE_FIELDS]:
+        exprs[name] = pl.col(f"_{name}")
+    columns = [
+        exprs.get(name, pl.col(name) if name in billable.columns else pl.lit(None))
+        .cast(dtype)
+        .alias(name)
+        for name, dtype in CANONICAL_SCHEMA.items()
+        if name not in ("load_id", "file_name")
+    ]
+    return billable.select(columns)
+
+
+def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
+    """The canonical schema is the last guard: anything it refuses is quarantined too."""
+    frame = canonical.with_columns(
+        pl.lit("pending").alias("load_id"), pl.lit("pending").alias("file_name")
+    ).select(list(CANONICAL_SCHEMA))
+    try:
+        CanonicalLine.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        # Missing required values were already reported against the export's own column.
+        cases = err.failure_cases.filter(
+            pl.col("index").is_not_null() & (pl.col("check") != "not_nullable")
+        )
+        rows = canonical["row_number"]
+        return pl.DataFrame(
+            [
+                {
+                    ROW: rows[c["index"]],
+                    "reason": CANONICAL_REASONS.get(
+                        c["check"], f"{c['column'] or 'line'}: failed {c['check']}"
+                    ),
+                }
+                for c in cases.iter_rows(named=True)
+            ],
+            schema={ROW: pl.Int64, "reason": pl.String},
+        )
+    return pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String})
+
+
+CANONICAL_REASONS = {
+    "has_client": "no client: both the client id and the client name are empty",
+    "period_in_order": "the service period ends before it starts",
+    "str_matches('^[A-Z]{3}$')": "the currency is not a three-letter ISO code such as GBP",
+}
+
+
+def _merge(first: pl.DataFrame, second: pl.DataFrame) -> pl.DataFrame:
+    """One row per failing line, its reasons in a stable order."""
+    return (
+        pl.concat([first, second])
+        .unique(maintain_order=True)
+        .group_by(ROW, maintain_order=True)
+        .agg(pl.col("reason").str.join("; ").alias("_reasons"))
+        .sort(ROW)
+    )
+
+
+def _rejected(raw: RawFrame, rows: pl.DataFrame, disposition: str, reason: str) -> pl.DataFrame:
+    present = [f for f in RAW_FIELDS if f in raw.columns]
+    raw_json = (
+        pl.struct([pl.col(f).alias(raw.columns[f]) for f in present]).struct.json_encode()
+        if present
+        else pl.lit("{}")
+    )
+    return rows.select(
+        pl.col(ROW).cast(pl.Int64).alias("row_number"),
+        pl.coalesce(pl.col("line_ref"), pl.format("row:{}", pl.col(ROW))).alias("line_ref"),
+        pl.lit(disposition).alias("disposition"),
+        pl.col(reason).alias("reasons"),
+        raw_json.alias("raw"),
+        pl.col("_net_amount").alias("net_amount"),
+    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+
+
+def quarantine_json(rejected: pl.DataFrame) -> list[dict[str, Any]]:
+    return [dict(r, raw=json.loads(r["raw"])) for r in rejected.iter_rows(named=True)]
