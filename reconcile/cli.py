@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from reconcile.config import Config, load_config
 from reconcile.errors import EXIT_BAD_INPUT, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
@@ -169,6 +170,158 @@ def validate(
             )
     if problems:
         raise InputProblem(" ".join(problems))
+
+
+@cli.command()
+@click.option("--cycle", required=True, help="Billing cycle, YYYY-MM.")
+@click.option(
+    "--autotask",
+    "autotask",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Autotask export file or folder (repeatable); omit to use what is loaded.",
+)
+@click.option(
+    "--halopsa",
+    "halopsa",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="HaloPSA export file or folder (repeatable); omit to use what is loaded.",
+)
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Mapping CSV (kind,autotask,halopsa); repeatable.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="reconcile.toml with tolerances and expected differences.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder [default: ./out/<cycle>].",
+)
+@load_options
+@click.pass_context
+@input_errors
+def run(
+    ctx: click.Context,
+    cycle: str,
+    autotask: tuple[Path, ...],
+    halopsa: tuple[Path, ...],
+    maps: tuple[Path, ...],
+    config_path: Path | None,
+    out_dir: Path | None,
+    date_format: str | None,
+    currency: str | None,
+    timezone: str,
+) -> None:
+    """Reconcile a cycle: load, match, apply the rules, write the report and outputs.
+
+    Exits 0 when no blocker remains, 1 when blockers remain, 2 for unusable input.
+    """
+    from reconcile.run import run_cycle
+
+    config = load_config(config_path)
+    settings = _settings(cycle, config, date_format, currency, timezone)
+    out = out_dir or Path("out") / cycle
+    with Workspace(ctx.obj["workspace"]) as workspace:
+        result = run_cycle(
+            workspace, settings, list(autotask), list(halopsa), list(maps), config, out
+        )
+    for load_result in result.loads:
+        click.echo(describe(load_result))
+    verdict = result.summary["verdict"]
+    totals = result.summary["totals"]
+    click.echo(
+        f"cycle {cycle}: Autotask {totals['autotask']['gross']} gross in "
+        f"{totals['autotask']['lines']} lines, HaloPSA {totals['halopsa']['gross']} in "
+        f"{totals['halopsa']['lines']} lines, difference {totals['difference']['gross']}"
+    )
+    click.echo(
+        f"{verdict['blockers']} blockers, {verdict['warnings']} warnings, {verdict['info']} info, "
+        f"{verdict['expected']} expected -> "
+        + ("READY for cutover" if verdict["ready"] else "NOT READY for cutover")
+    )
+    click.echo(f"report: {out / 'report.html'}")
+    if result.quarantined:
+        raise InputProblem(
+            " ".join(quarantine_message(r) for r in result.loads if r.rows_quarantined)
+            or f"{result.quarantined} rows of the loaded inputs are quarantined; "
+            "see quarantine.csv."
+        )
+    ctx.exit(result.exit_code)
+
+
+@cli.group(name="map")
+def map_group() -> None:
+    """Client, item and contract crosswalks between the two systems."""
+
+
+@map_group.command()
+@click.option("--cycle", required=True, help="Billing cycle, YYYY-MM (already loaded).")
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Mappings already agreed; only the rest is suggested.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="reconcile.toml (fuzzy_min_score).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("mapping-suggestions.csv"),
+    show_default=True,
+    help="Where to write the suggestions for review.",
+)
+@click.pass_context
+@input_errors
+def suggest(
+    ctx: click.Context, cycle: str, maps: tuple[Path, ...], config_path: Path | None, out_file: Path
+) -> None:
+    """Write fuzzy suggestions for unmapped HaloPSA clients and items, for a person to review.
+
+    Suggestions are never applied: review the file, delete wrong rows, then pass it with --map.
+    """
+    from reconcile.crosswalk import read_mappings, write_suggestions
+    from reconcile.match import match_cycle
+
+    config = load_config(config_path)
+    with Workspace(ctx.obj["workspace"]) as workspace:
+        for platform in ("autotask", "halopsa"):
+            if not workspace.load_ids(check_cycle(cycle), platform):
+                raise InputError(
+                    "--cycle",
+                    f"no {platform} export is loaded for cycle {cycle}",
+                    expected="`reconcile load` of both sides first",
+                )
+        matched = match_cycle(workspace.con, cycle, read_mappings(list(maps)), config)
+    written = write_suggestions(out_file, matched.crosswalk)
+    click.echo(f"{written} suggestion(s) written to {out_file}; review them before use.")
+
+
+def _settings(
+    cycle: str, config: Config, date_format: str | None, currency: str | None, timezone: str
+) -> Settings:
+    return Settings(
+        cycle=check_cycle(cycle),
+        date_format=date_format or config.date_format,
+        currency=currency or config.currency,
+        timezone=timezone if timezone != "Europe/London" else config.timezone,
+    )
 
 
 def describe(result: LoadResult) -> str:

@@ -51,6 +51,27 @@ CREATE TABLE IF NOT EXISTS loads (
 CREATE TABLE IF NOT EXISTS lines (
     {LINE_COLUMNS}
 );
+CREATE SEQUENCE IF NOT EXISTS run_number;
+CREATE TABLE IF NOT EXISTS runs (
+    run_number BIGINT PRIMARY KEY DEFAULT nextval('run_number'),
+    run_id VARCHAR NOT NULL,
+    cycle VARCHAR NOT NULL,
+    summary JSON NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS findings (
+    run_number BIGINT NOT NULL,
+    id VARCHAR NOT NULL,
+    rule VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    client VARCHAR,
+    autotask_refs VARCHAR NOT NULL,
+    halopsa_refs VARCHAR NOT NULL,
+    autotask_amount DECIMAL(18,2),
+    halopsa_amount DECIMAL(18,2),
+    difference DECIMAL(18,2),
+    message VARCHAR NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     load_id VARCHAR NOT NULL,
     cycle VARCHAR NOT NULL,
@@ -132,6 +153,31 @@ class Workspace:
         finally:
             for view in ("_lines", "_rejected"):
                 self.con.unregister(view)
+
+    def save_run(
+        self, run_id: str, cycle: str, summary: dict[str, Any], findings: pl.DataFrame
+    ) -> int:
+        """Keep every run: history (new, open, resolved) is built from these rows."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            number = self.con.execute(
+                "INSERT INTO runs (run_id, cycle, summary) VALUES (?, ?, ?) RETURNING run_number",
+                [run_id, cycle, json.dumps(summary, default=str)],
+            ).fetchall()[0][0]
+            self.con.register("_findings", findings)
+            self.con.execute(
+                "INSERT INTO findings SELECT ?, id, rule, severity, client, autotask_refs, "
+                "halopsa_refs, autotask_amount, halopsa_amount, difference, message "
+                "FROM _findings",
+                [number],
+            )
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            self.con.unregister("_findings")
+        return int(number)
 
     def stored_totals(self, load_id: str, cycle: str) -> dict[str, Any]:
         """Read back what was written, so control totals check the store, not memory."""

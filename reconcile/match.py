@@ -1,0 +1,499 @@
+"""Pair Autotask lines with their HaloPSA counterparts, in stages, each recorded on the match.
+
+Every line of both sides ends in exactly one match group (a group with one side empty is an
+unmatched line), so the groups' differences add up exactly to the difference of the totals.
+All set work is DuckDB SQL over temp tables; only the fuzzy stage looks at text in Python.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+from rapidfuzz import fuzz
+from rapidfuzz.process import cdist
+
+from reconcile.config import Config
+from reconcile.crosswalk import Entity, Mapping, Resolution, normalise_name, resolve
+
+# Stage names in order, with the label the report shows.
+STAGES = {
+    "exact": "Exact 1:1 (client, item, period, quantity, price)",
+    "split": "Split lines (1:n, n:1) that sum exactly",
+    "values": "1:1, same charge with different values",
+    "group": "Several lines each side, same charge",
+    "period": "Same charge, different service period",
+    "fuzzy": "Similar description and amount, same client",
+    "unmatched": "Unmatched",
+}
+SIDES = {"a": "autotask", "h": "halopsa"}
+PERIOD_JOIN = (
+    "l.period_start IS NOT DISTINCT FROM r.period_start "
+    "AND l.period_end IS NOT DISTINCT FROM r.period_end"
+)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Counts per stage; the groups themselves live in the connection's temp tables."""
+
+    stages: tuple[dict[str, object], ...]
+    crosswalk: tuple[tuple[str, Resolution], ...]
+    unused_mappings: tuple[Mapping, ...]
+
+
+def match_cycle(
+    con: duckdb.DuckDBPyConnection, cycle: str, mappings: list[Mapping], config: Config
+) -> MatchResult:
+    _prepare_sides(con, cycle)
+    crosswalk = _crosswalk(con, mappings, config)
+    _assign_keys(con)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE grp_line "
+        "(gid VARCHAR, stage VARCHAR, side VARCHAR, uid BIGINT)"
+    )
+    _exact(con)
+    _split(con)
+    _one_to_one_by_key(con)
+    _group_by_key(con)
+    _period(con)
+    _fuzzy(con, config.fuzzy_min_score)
+    _unmatched(con)
+    _number_groups(con)
+    _group_view(con)
+    return MatchResult(
+        stages=tuple(_stage_counts(con)),
+        crosswalk=tuple(crosswalk),
+        unused_mappings=tuple(_unused(con, mappings)),
+    )
+
+
+def _prepare_sides(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
+    """Each side's lines with a uid and a display ref that is unique within the side."""
+    for side, platform in SIDES.items():
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {side} AS
+            SELECT row_number() OVER (ORDER BY load_id, row_number) AS uid,
+                   CASE WHEN count(*) OVER (PARTITION BY line_ref) > 1
+                        THEN file_name || ':' || line_ref ELSE line_ref END AS ref,
+                   *
+            FROM lines WHERE cycle = ? AND source = ?
+            """,
+            [cycle, platform],
+        )
+
+
+def _distinct(con: duckdb.DuckDBPyConnection, side: str, columns: list[str]) -> pl.DataFrame:
+    frame: pl.DataFrame = con.sql(
+        f"SELECT {', '.join(columns)}, count(*) AS n FROM {side} GROUP BY ALL ORDER BY ALL"
+    ).pl()
+    return frame
+
+
+def _key(value: str | None, name: str | None) -> str:
+    return value if value else "name:" + normalise_name(name)
+
+
+ENTITY_COLUMNS = {
+    "client": (["client_id", "client_name", "xref_client_id"], "client_id", "client_name"),
+    "contract": (
+        ["contract_id", "contract_name", "xref_contract_id"],
+        "contract_id",
+        "contract_name",
+    ),
+    "item": (["item_code", "item_name", "xref_item_id"], "item_code", "item_name"),
+}
+
+
+def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[list[Entity], pl.DataFrame]:
+    """Distinct entities of one kind on one side, and the raw columns → entity key table."""
+    _, id_col, name_col = ENTITY_COLUMNS[kind]
+    xref_col = ENTITY_COLUMNS[kind][0][2]
+    names: dict[str, Counter[str]] = {}
+    ids: dict[str, str | None] = {}
+    xrefs: dict[str, str | None] = {}
+    keys = []
+    for row in frame.iter_rows(named=True):
+        name = row[name_col] or (row.get("description") if kind == "item" else None)
+        key = _key(row[id_col], name)
+        key = key if side == "a" else "h:" + key
+        keys.append(key)
+        names.setdefault(key, Counter())
+        if name:
+            names[key][name] += row["n"]
+        ids[key] = row[id_col]
+        xrefs[key] = row.get(xref_col) if side == "h" else None
+    entities = [
+        Entity(
+            key=k,
+            ids=tuple(i for i in [ids[k]] if i),
+            names=tuple(n for n, _ in names[k].most_common(2)),
+            xref=xrefs[k],
+        )
+        for k in sorted(names)
+    ]
+    return entities, frame.with_columns(pl.Series("key", keys)).drop("n")
+
+
+def _crosswalk(
+    con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config
+) -> list[tuple[str, Resolution]]:
+    results: list[tuple[str, Resolution]] = []
+    for kind in ENTITY_COLUMNS:
+        a_entities, a_keys = _entities(_distinct(con, "a", _entity_columns(kind, "a")), kind, "a")
+        h_entities, h_keys = _entities(_distinct(con, "h", _entity_columns(kind, "h")), kind, "h")
+        con.register(f"_{kind}_a", a_keys)
+        con.register(f"_{kind}_h", h_keys)
+        resolved = resolve(kind, a_entities, h_entities, mappings, config.fuzzy_min_score)
+        table = pl.DataFrame(
+            [(r.halopsa_key, r.autotask_key, r.method) for r in resolved],
+            schema={"h_key": pl.String, "a_key": pl.String, "method": pl.String},
+            orient="row",
+        )
+        con.register(f"_{kind}_xw", table)
+        results.extend((kind, r) for r in resolved)
+    con.register(
+        "crosswalk",
+        pl.DataFrame(
+            [
+                (k, r.halopsa_key, r.autotask_key, r.method, r.suggestion, r.score)
+                for k, r in results
+            ],
+            schema={
+                "kind": pl.String,
+                "h_key": pl.String,
+                "a_key": pl.String,
+                "method": pl.String,
+                "suggestion": pl.String,
+                "score": pl.Float64,
+            },
+            orient="row",
+        ),
+    )
+    return results
+
+
+def _entity_columns(kind: str, side: str) -> list[str]:
+    """The raw columns that identify an entity: Autotask has no kept-id column."""
+    columns = ENTITY_COLUMNS[kind][0] if side == "h" else ENTITY_COLUMNS[kind][0][:2]
+    return columns + (["description"] if kind == "item" else [])
+
+
+def _join_on(kind: str, side: str, alias: str) -> str:
+    return " AND ".join(
+        f"{alias}.{c} IS NOT DISTINCT FROM s.{c}" for c in _entity_columns(kind, side)
+    )
+
+
+def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Both sides get client/item/contract keys in Autotask's terms where resolved."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE a AS
+        SELECT s.*, c.key AS c_key, i.key AS i_key, k.key AS k_key,
+               true AS c_ok, true AS i_ok
+        FROM a s
+        JOIN _client_a c ON {_join_on("client", "a", "c")}
+        JOIN _item_a i ON {_join_on("item", "a", "i")}
+        JOIN _contract_a k ON {_join_on("contract", "a", "k")}
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE h AS
+        SELECT s.*,
+               coalesce(cx.a_key, c.key) AS c_key,
+               coalesce(ix.a_key, i.key) AS i_key,
+               kx.a_key AS k_key,
+               cx.a_key IS NOT NULL AS c_ok,
+               ix.a_key IS NOT NULL AS i_ok
+        FROM h s
+        JOIN _client_h c ON {_join_on("client", "h", "c")}
+        JOIN _item_h i ON {_join_on("item", "h", "i")}
+        JOIN _contract_h k ON {_join_on("contract", "h", "k")}
+        LEFT JOIN _client_xw cx ON cx.h_key = c.key
+        LEFT JOIN _item_xw ix ON ix.h_key = i.key
+        LEFT JOIN _contract_xw kx ON kx.h_key = k.key
+        """
+    )
+
+
+def _left(side: str) -> str:
+    return (
+        f"(SELECT * FROM {side} WHERE uid NOT IN (SELECT uid FROM grp_line WHERE side = '{side}'))"
+    )
+
+
+def _pair_by_rank(
+    con: duckdb.DuckDBPyConnection,
+    stage: str,
+    keys: list[str],
+    extra: str = "",
+    order: str = "net_amount, ref",
+) -> None:
+    """1:1 pairs on equal keys; within a key, the n-th line of each side pairs by `order`."""
+    part = ", ".join(keys)
+    on = " AND ".join(f"l.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)
+    con.execute(
+        f"""
+        INSERT INTO grp_line
+        WITH l AS (SELECT *, row_number() OVER (PARTITION BY {part}
+                          ORDER BY k_key NULLS LAST, {order}) AS rk FROM {_left("a")}),
+             r AS (SELECT *, row_number() OVER (PARTITION BY {part}
+                          ORDER BY k_key NULLS LAST, {order}) AS rk FROM {_left("h")}
+                   WHERE c_ok),
+             p AS (SELECT '{stage}:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
+                   FROM l JOIN r ON {on} AND l.rk = r.rk {extra})
+        SELECT gid, '{stage}', 'a', a_uid FROM p
+        UNION ALL SELECT gid, '{stage}', 'h', h_uid FROM p
+        """
+    )
+
+
+def _exact(con: duckdb.DuckDBPyConnection) -> None:
+    _pair_by_rank(
+        con,
+        "exact",
+        ["c_key", "i_key", "period_start", "period_end", "quantity", "unit_price"],
+    )
+
+
+def _key_counts(key: str) -> str:
+    """Leftover lines per (client, item, period) on both sides."""
+    return f"""
+        ka AS (SELECT {key} AS key, count(*) AS n, sum(net_amount) AS net, sum(quantity) AS qty
+               FROM {_left("a")} GROUP BY ALL),
+        kh AS (SELECT {key} AS key, count(*) AS n, sum(net_amount) AS net, sum(quantity) AS qty
+               FROM {_left("h")} WHERE c_ok GROUP BY ALL)
+    """
+
+
+CHARGE_KEY = "(c_key, i_key, period_start, period_end)"
+
+
+def _insert_groups(con: duckdb.DuckDBPyConnection, stage: str, condition: str) -> None:
+    """Group every leftover line of both sides whose charge key satisfies `condition`."""
+    con.execute(
+        f"""
+        INSERT INTO grp_line
+        WITH {_key_counts(CHARGE_KEY)},
+        chosen AS (SELECT ka.key FROM ka JOIN kh USING (key) WHERE {condition})
+        SELECT '{stage}:' || md5(CAST(x.key AS VARCHAR)), '{stage}', x.side, x.uid FROM (
+            SELECT {CHARGE_KEY} AS key, 'a' AS side, uid FROM {_left("a")}
+            UNION ALL
+            SELECT {CHARGE_KEY} AS key, 'h' AS side, uid FROM {_left("h")} WHERE c_ok
+        ) x JOIN chosen USING (key)
+        """
+    )
+
+
+def _one_to_one_by_key(con: duckdb.DuckDBPyConnection) -> None:
+    """One line against one line of the same charge; when one side repeats an identical line,
+    the first copy pairs and the extra copies stay for the duplicate rule."""
+    values = "(quantity, unit_price, net_amount, tax_amount)"
+    con.execute(
+        f"""
+        INSERT INTO grp_line
+        WITH ka AS (SELECT {CHARGE_KEY} AS key, count(*) AS n, count(DISTINCT {values}) AS d
+                    FROM {_left("a")} GROUP BY ALL),
+             kh AS (SELECT {CHARGE_KEY} AS key, count(*) AS n, count(DISTINCT {values}) AS d
+                    FROM {_left("h")} WHERE c_ok GROUP BY ALL),
+             chosen AS (SELECT key FROM ka JOIN kh USING (key)
+                        WHERE (ka.n = 1 AND kh.d = 1) OR (kh.n = 1 AND ka.d = 1)),
+             l AS (SELECT uid, {CHARGE_KEY} AS key,
+                          row_number() OVER (PARTITION BY {CHARGE_KEY} ORDER BY ref) AS rk
+                   FROM {_left("a")} WHERE {CHARGE_KEY} IN (SELECT key FROM chosen)),
+             r AS (SELECT uid, {CHARGE_KEY} AS key,
+                          row_number() OVER (PARTITION BY {CHARGE_KEY} ORDER BY ref) AS rk
+                   FROM {_left("h")} WHERE c_ok AND {CHARGE_KEY} IN (SELECT key FROM chosen)),
+             p AS (SELECT 'values:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
+                   FROM l JOIN r USING (key, rk))
+        SELECT gid, 'values', 'a', a_uid FROM p
+        UNION ALL SELECT gid, 'values', 'h', h_uid FROM p
+        """
+    )
+
+
+def _split(con: duckdb.DuckDBPyConnection) -> None:
+    _insert_groups(
+        con,
+        "split",
+        "((ka.n = 1 AND kh.n > 1) OR (ka.n > 1 AND kh.n = 1)) "
+        "AND ka.net = kh.net AND ka.qty IS NOT DISTINCT FROM kh.qty",
+    )
+
+
+def _group_by_key(con: duckdb.DuckDBPyConnection) -> None:
+    _insert_groups(con, "group", "true")
+
+
+def _period(con: duckdb.DuckDBPyConnection) -> None:
+    _pair_by_rank(
+        con,
+        "period",
+        ["c_key", "i_key", "quantity", "unit_price"],
+        extra="AND l.period_start IS NOT NULL AND r.period_start IS NOT NULL",
+        order="period_start, ref",
+    )
+
+
+def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
+    """Within a client, best pairs first by description similarity, then amount proximity."""
+    text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
+    columns = f"uid, ref, c_key, {text} AS text, net_amount"
+    left_a: pl.DataFrame = con.sql(f"SELECT {columns} FROM {_left('a')} ORDER BY ref").pl()
+    left_h: pl.DataFrame = con.sql(
+        f"SELECT {columns} FROM {_left('h')} WHERE c_ok ORDER BY ref"
+    ).pl()
+    pairs: list[tuple[float, str, str, int, int]] = []
+    for client in sorted(set(left_a["c_key"]) & set(left_h["c_key"])):
+        la = left_a.filter(pl.col("c_key") == client)
+        lh = left_h.filter(pl.col("c_key") == client)
+        scores = cdist(
+            [normalise_name(t) for t in la["text"]],
+            [normalise_name(t) for t in lh["text"]],
+            scorer=fuzz.token_set_ratio,
+        )
+        for i, a_row in enumerate(la.iter_rows(named=True)):
+            for j, h_row in enumerate(lh.iter_rows(named=True)):
+                text_score = float(scores[i][j])
+                if text_score < min_score:
+                    continue
+                a_net, h_net = a_row["net_amount"], h_row["net_amount"]
+                scale = max(abs(a_net), abs(h_net), 1)
+                closeness = 1 - min(1.0, float(abs(a_net - h_net) / scale))
+                score = 0.8 * text_score + 20 * closeness
+                pairs.append((-score, a_row["ref"], h_row["ref"], a_row["uid"], h_row["uid"]))
+    used_a: set[int] = set()
+    used_h: set[int] = set()
+    rows = []
+    for _, _, _, a_uid, h_uid in sorted(pairs):
+        if a_uid in used_a or h_uid in used_h:
+            continue
+        used_a.add(a_uid)
+        used_h.add(h_uid)
+        rows += [(f"fuzzy:{a_uid}", "fuzzy", "a", a_uid), (f"fuzzy:{a_uid}", "fuzzy", "h", h_uid)]
+    if rows:
+        frame = pl.DataFrame(
+            rows,
+            schema={"gid": pl.String, "stage": pl.String, "side": pl.String, "uid": pl.Int64},
+            orient="row",
+        )
+        con.register("_fuzzy", frame)
+        con.execute("INSERT INTO grp_line SELECT * FROM _fuzzy")
+        con.unregister("_fuzzy")
+
+
+def _unmatched(con: duckdb.DuckDBPyConnection) -> None:
+    for side in SIDES:
+        con.execute(
+            f"INSERT INTO grp_line SELECT 'unmatched:{side}' || uid, 'unmatched', '{side}', uid "
+            f"FROM {_left(side)}"
+        )
+
+
+def _number_groups(con: duckdb.DuckDBPyConnection) -> None:
+    """Stable group numbers: by stage, then by the refs the group holds."""
+    order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE grp AS
+        WITH refs AS (
+            SELECT g.gid, any_value(g.stage) AS stage,
+                   min(CASE g.side WHEN 'a' THEN a.ref END) AS first_a,
+                   min(CASE g.side WHEN 'h' THEN h.ref END) AS first_h
+            FROM grp_line g
+            LEFT JOIN a ON g.side = 'a' AND a.uid = g.uid
+            LEFT JOIN h ON g.side = 'h' AND h.uid = g.uid
+            GROUP BY g.gid
+        )
+        SELECT gid, stage, row_number() OVER (
+            ORDER BY CASE stage {order} END, first_a NULLS LAST, first_h NULLS LAST
+        ) AS match_id FROM refs
+        """
+    )
+
+
+SIDE_AGGREGATES = """
+    count(*) AS {s}_n,
+    list(x.uid ORDER BY x.ref) AS {s}_uids,
+    list(x.ref ORDER BY x.ref) AS {s}_refs,
+    sum(x.quantity) AS {s}_qty,
+    CASE WHEN count(DISTINCT x.unit_price) = 1 AND count(x.unit_price) = count(*)
+         THEN min(x.unit_price) END AS {s}_price,
+    sum(x.net_amount) AS {s}_net,
+    CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END AS {s}_tax,
+    CASE WHEN count(DISTINCT x.currency) = 1 THEN min(x.currency) END AS {s}_currency,
+    CASE WHEN count(DISTINCT x.contract_type) = 1 THEN min(x.contract_type) END
+        AS {s}_contract_type,
+    min(x.period_start) AS {s}_period_start,
+    max(x.period_end) AS {s}_period_end,
+    min(x.client_name) AS {s}_client,
+    min(coalesce(x.item_name, x.description)) AS {s}_item,
+    min(x.c_key) AS {s}_c_key,
+    min(x.i_key) AS {s}_i_key,
+    bool_and(x.c_ok) AS {s}_c_ok,
+    bool_and(x.i_ok) AS {s}_i_ok
+"""
+
+
+def _group_view(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per match group, both sides aggregated: the relation every rule reads."""
+    for side in SIDES:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE g_{side} AS
+            SELECT g.gid, {SIDE_AGGREGATES.format(s=side)}
+            FROM grp_line g JOIN {side} x ON g.side = '{side}' AND x.uid = g.uid
+            GROUP BY g.gid
+            """
+        )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE groups AS
+        SELECT grp.match_id, grp.stage,
+               coalesce(ga.a_client, gh.h_client) AS client,
+               coalesce(ga.a_c_key, gh.h_c_key) AS client_key,
+               coalesce(ga.a_item, gh.h_item) AS item,
+               coalesce(ga.a_n, 0) AS a_n, coalesce(gh.h_n, 0) AS h_n,
+               ga.* EXCLUDE (gid, a_n), gh.* EXCLUDE (gid, h_n)
+        FROM grp
+        LEFT JOIN g_a ga USING (gid)
+        LEFT JOIN g_h gh USING (gid)
+        ORDER BY grp.match_id
+        """
+    )
+
+
+def _stage_counts(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    rows = con.sql(
+        "SELECT stage, count(*) AS groups, sum(a_n) AS autotask_lines, "
+        "sum(h_n) AS halopsa_lines FROM groups GROUP BY stage"
+    ).fetchall()
+    found = {r[0]: r for r in rows}
+    return [
+        {
+            "stage": stage,
+            "label": label,
+            "groups": int(found[stage][1]) if stage in found else 0,
+            "autotask_lines": int(found[stage][2]) if stage in found else 0,
+            "halopsa_lines": int(found[stage][3]) if stage in found else 0,
+        }
+        for stage, label in STAGES.items()
+    ]
+
+
+def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Mapping]:
+    """Mappings whose HaloPSA side names nothing in this cycle: likely a typo."""
+    values = {
+        str(v).casefold()
+        for (v,) in con.sql(
+            "SELECT DISTINCT unnest([client_id, client_name, item_code, item_name, description, "
+            "contract_id, contract_name]) FROM h"
+        ).fetchall()
+        if v is not None
+    }
+    return [m for m in mappings if m.halopsa.casefold() not in values]

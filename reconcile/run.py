@@ -1,0 +1,410 @@
+"""One reconciliation run: load both sides, match, apply the rules, write every output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from reconcile.config import Config
+from reconcile.crosswalk import Mapping, read_mappings
+from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
+from reconcile.ingest import LoadResult, check_cycle, load_paths, sha256
+from reconcile.match import STAGES, MatchResult, match_cycle
+from reconcile.report import render_report
+from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
+from reconcile.store import Workspace
+from reconcile.validate import Settings
+
+CENT = Decimal("0.01")
+OUTPUT_COLUMNS = [
+    "id", "rule", "severity", "client", "autotask_refs", "halopsa_refs",
+    "autotask_amount", "halopsa_amount", "difference", "message",
+]  # fmt: skip
+REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
+
+
+@dataclass(frozen=True)
+class RunResult:
+    cycle: str
+    out_dir: Path
+    findings: pl.DataFrame
+    summary: dict[str, Any]
+    loads: tuple[LoadResult, ...]
+
+    @property
+    def open_blockers(self) -> int:
+        return int((self.findings["severity"] == "blocker").sum())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(c["rows_quarantined"] for c in self.summary["controls"])
+
+    @property
+    def exit_code(self) -> int:
+        if self.quarantined:
+            return EXIT_BAD_INPUT
+        return EXIT_BLOCKERS if self.open_blockers else EXIT_OK
+
+
+def run_cycle(
+    workspace: Workspace,
+    settings: Settings,
+    autotask: list[Path],
+    halopsa: list[Path],
+    maps: list[Path],
+    config: Config,
+    out_dir: Path,
+) -> RunResult:
+    cycle = check_cycle(settings.cycle)
+    loads: list[LoadResult] = []
+    for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
+        if paths:
+            loads += load_paths(workspace, paths, platform, settings, replace=True)
+        elif not workspace.load_ids(cycle, platform):
+            raise InputError(
+                f"--{platform}",
+                f"no {platform} export is loaded for cycle {cycle}",
+                expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
+            )
+    mappings = read_mappings(maps)
+    rules = discover()
+    con = workspace.con
+    matched = match_cycle(con, cycle, mappings, config)
+    findings = run_rules(con, config, rules)
+    bars = bridge(con, findings, rules)
+    summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
+    result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
+    write_outputs(result, workspace, rules)
+    workspace.save_run(run_id(summary), cycle, summary, _output_frame(findings))
+    return result
+
+
+def _money(value: Any) -> str:
+    return str(Decimal(value or 0).quantize(CENT))
+
+
+def _side_totals(workspace: Workspace, cycle: str) -> dict[str, dict[str, Any]]:
+    rows = workspace.con.sql(
+        "SELECT source, count(*), sum(net_amount), sum(coalesce(tax_amount, 0)) FROM lines "
+        "WHERE cycle = ? GROUP BY source",
+        params=[cycle],
+    ).fetchall()
+    found = {r[0]: r for r in rows}
+    totals = {}
+    for side in ("autotask", "halopsa"):
+        _, count, net, tax = found.get(side, (side, 0, 0, 0))
+        totals[side] = {
+            "net": _money(net),
+            "tax": _money(tax),
+            "gross": _money(Decimal(net or 0) + Decimal(tax or 0)),
+            "lines": count,
+        }
+    totals["difference"] = {
+        k: _money(Decimal(totals["halopsa"][k]) - Decimal(totals["autotask"][k]))
+        for k in ("net", "tax", "gross")
+    }
+    return totals
+
+
+def _clients(workspace: Workspace, findings: pl.DataFrame) -> list[dict[str, Any]]:
+    rows = workspace.con.sql(
+        """
+        SELECT client_key, min(client) AS client,
+               sum(coalesce(a_net, 0) + coalesce(a_tax, 0)) AS a_gross,
+               sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS h_gross
+        FROM groups GROUP BY client_key ORDER BY client, client_key
+        """
+    ).fetchall()
+    counts = (
+        findings.group_by("client", "severity").len().iter_rows() if not findings.is_empty() else []
+    )
+    by_client: dict[str, dict[str, int]] = {}
+    for client, severity, n in counts:
+        by_client.setdefault(client, {})[severity] = n
+    clients = []
+    for _, client, a_gross, h_gross in rows:
+        severity = by_client.get(client, {})
+        clients.append(
+            {
+                "client": client,
+                "autotask_gross": _money(a_gross),
+                "halopsa_gross": _money(h_gross),
+                "difference": _money(Decimal(h_gross) - Decimal(a_gross)),
+                **{s: severity.get(s, 0) for s in SEVERITY_ORDER},
+            }
+        )
+    return clients
+
+
+def _summary(
+    workspace: Workspace,
+    cycle: str,
+    findings: pl.DataFrame,
+    matched: MatchResult,
+    bars: list[dict[str, str]],
+    rules: list[Rule],
+    maps: list[Path],
+    config: Config,
+) -> dict[str, Any]:
+    counts = {
+        s: int((findings["severity"] == s).sum()) if not findings.is_empty() else 0
+        for s in SEVERITY_ORDER
+    }
+    per_rule = (
+        {
+            r.code: {
+                s: int(((findings["rule"] == r.code) & (findings["severity"] == s)).sum())
+                for s in SEVERITY_ORDER
+            }
+            for r in rules
+        }
+        if not findings.is_empty()
+        else {r.code: dict.fromkeys(SEVERITY_ORDER, 0) for r in rules}
+    )
+    totals = _side_totals(workspace, cycle)
+    lines = {"autotask": totals["autotask"]["lines"], "halopsa": totals["halopsa"]["lines"]}
+    unmatched = {s["stage"]: s for s in matched.stages}["unmatched"]
+    rate = {
+        side: str(
+            (Decimal(lines[side] - unmatched[f"{side}_lines"]) / lines[side]).quantize(
+                Decimal("0.0001")
+            )
+            if lines[side]
+            else Decimal(0)
+        )
+        for side in lines
+    }
+    loads = workspace.loads(cycle)
+    controls = [
+        {
+            k: (str(v) if isinstance(v, Decimal) else v)
+            for k, v in row.items()
+            if k not in ("files", "dialect", "invoice_checks", "warnings", "cycle")
+        }
+        | {
+            "files": json.loads(row["files"]),
+            "warnings": json.loads(row["warnings"]),
+            "invoice_checks": json.loads(row["invoice_checks"]),
+        }
+        for row in loads.iter_rows(named=True)
+    ]
+    return {
+        "cycle": cycle,
+        "verdict": {
+            "ready": counts["blocker"] == 0 and not any(c["rows_quarantined"] for c in controls),
+            "blockers": counts["blocker"],
+            "warnings": counts["warning"],
+            "info": counts["info"],
+            "expected": counts["expected"],
+        },
+        "totals": totals,
+        "match_stages": list(matched.stages),
+        "match_rate": rate,
+        "counts": {"by_severity": counts, "by_rule": per_rule},
+        "bridge": bars,
+        "controls": controls,
+        "inputs": [
+            {
+                "platform": c["platform"],
+                "shape": c["shape"],
+                "source": c["source"],
+                "load_id": c["load_id"],
+                "files": c["files"],
+            }
+            for c in controls
+        ],
+        "mappings": [{"file": str(p), "sha256": sha256(p)} for p in maps],
+        "unused_mappings": [_mapping_dict(m) for m in matched.unused_mappings],
+        "unmapped": [
+            {
+                "kind": kind,
+                "side": "halopsa",
+                "value": r.halopsa_label,
+                "suggestion": r.suggestion,
+                "score": None if r.score is None else str(r.score),
+            }
+            for kind, r in matched.crosswalk
+            if r.method == "unmapped"
+        ],
+        "clients": _clients(workspace, findings),
+        "config": {
+            "source": config.source,
+            "retired_items": list(config.retired_items),
+            "retired_clients": list(config.retired_clients),
+        },
+    }
+
+
+def _mapping_dict(mapping: Mapping) -> dict[str, Any]:
+    return {
+        "kind": mapping.kind,
+        "autotask": mapping.autotask,
+        "halopsa": mapping.halopsa,
+        "file": mapping.source,
+        "row": mapping.row,
+    }
+
+
+def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
+    if findings.is_empty():
+        return pl.DataFrame(schema={c: pl.String for c in OUTPUT_COLUMNS})
+    return findings.with_columns(
+        pl.col("autotask_refs").list.join(";").fill_null(""),
+        pl.col("halopsa_refs").list.join(";").fill_null(""),
+    ).select(OUTPUT_COLUMNS)
+
+
+def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> None:
+    """CSV, Parquet and JSON of the discrepancies, summary.json, quarantine.csv, report.html."""
+    out = result.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    frame = _output_frame(result.findings)
+    frame.write_csv(out / "discrepancies.csv")
+    frame.write_parquet(out / "discrepancies.parquet")
+    records = [
+        {k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
+        for row in frame.iter_rows(named=True)
+    ]
+    _write_json(out / "discrepancies.json", records)
+    _write_json(out / "summary.json", result.summary)
+    quarantine = workspace.quarantined(result.cycle)
+    quarantine.drop("load_id", "cycle").write_csv(out / "quarantine.csv")
+    render_report(report_data(result, workspace, rules, quarantine), out / "report.html")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(
+        json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
+
+
+def _line_details(workspace: Workspace, side: str, uids: list[int] | None) -> list[dict[str, Any]]:
+    if not uids:
+        return []
+    rows = workspace.con.sql(
+        f"""
+        SELECT ref, coalesce(item_name, description) AS item, description, quantity,
+               unit_price, net_amount, tax_amount, period_start, period_end
+        FROM {side} WHERE list_contains($uids, uid) ORDER BY ref LIMIT {REPORT_LINE_CAP}
+        """,
+        params={"uids": uids},
+    ).fetchall()
+    return [
+        {
+            "ref": r[0],
+            "item": r[1],
+            "description": r[2],
+            "quantity": None if r[3] is None else str(r[3]),
+            "unit_price": None if r[4] is None else str(r[4]),
+            "net_amount": str(r[5]),
+            "tax_amount": None if r[6] is None else str(r[6]),
+            "period": f"{r[7]} – {r[8]}" if r[7] else "",
+        }
+        for r in rows
+    ]
+
+
+def report_data(
+    result: RunResult, workspace: Workspace, rules: list[Rule], quarantine: pl.DataFrame
+) -> dict[str, Any]:
+    """The report's whole context as plain data (the contract report.py documents)."""
+    summary = result.summary
+    discrepancies = []
+    for row in result.findings.iter_rows(named=True):
+        discrepancies.append(
+            {
+                "id": row["id"],
+                "rule": row["rule"],
+                "severity": row["severity"],
+                "client": row["client"],
+                "message": row["message"],
+                "autotask_amount": None
+                if row["autotask_amount"] is None
+                else str(row["autotask_amount"]),
+                "halopsa_amount": None
+                if row["halopsa_amount"] is None
+                else str(row["halopsa_amount"]),
+                "difference": str(row["difference"]),
+                "autotask_lines": _line_details(workspace, "a", row["a_uids"]),
+                "halopsa_lines": _line_details(workspace, "h", row["h_uids"]),
+            }
+        )
+    return {
+        "cycle": result.cycle,
+        "title": "Parallel billing reconciliation",
+        "inputs": [
+            {
+                "platform": i["platform"],
+                "source": i["source"],
+                "shape": i["shape"],
+                "sha256": i["load_id"],
+            }
+            for i in summary["inputs"]
+        ],
+        "verdict": {
+            "ready": summary["verdict"]["ready"],
+            "blockers": summary["verdict"]["blockers"],
+            "warnings": summary["verdict"]["warnings"],
+            "info": summary["verdict"]["info"],
+            "expected": summary["verdict"]["expected"],
+        },
+        "totals": summary["totals"],
+        "match_stages": [s for s in summary["match_stages"] if s["stage"] != "unmatched"],
+        "match_rate": summary["match_rate"],
+        "controls": [
+            {
+                k: c[k]
+                for k in (
+                    "platform",
+                    "source",
+                    "shape",
+                    "date_convention",
+                    "rows_read",
+                    "rows_loaded",
+                    "rows_quarantined",
+                    "rows_excluded",
+                    "net_read",
+                    "net_loaded",
+                    "net_quarantined",
+                    "net_excluded",
+                )
+            }
+            for c in summary["controls"]
+        ],
+        "quarantine": [
+            {
+                "platform": q["source"],
+                "file": q["file_name"],
+                "row": q["row_number"],
+                "line_ref": q["line_ref"],
+                "disposition": q["disposition"],
+                "reasons": q["reasons"],
+                "raw": json.loads(q["raw"]),
+            }
+            for q in quarantine.iter_rows(named=True)
+        ],
+        "bridge": summary["bridge"],
+        "clients": summary["clients"],
+        "discrepancies": [d for d in discrepancies if d["severity"] != "expected"],
+        "expected": [d for d in discrepancies if d["severity"] == "expected"],
+        "rules": {
+            r.code: {"title": r.title, "severity": r.default_severity, "explanation": r.explanation}
+            for r in rules
+        },
+        "unmapped": summary["unmapped"],
+    }
+
+
+def run_id(summary: dict[str, Any]) -> str:
+    """Runs of the same inputs and settings share an id; history keeps each execution."""
+    key = json.dumps([summary["inputs"], summary["mappings"], summary["config"]], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+__all__ = ["STAGES", "RunResult", "run_cycle"]

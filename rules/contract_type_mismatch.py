@@ -1,0 +1,41 @@
+"""Contract type differs
+
+The charge sits on a different kind of contract in each system, so HaloPSA may bill it on a
+different basis (recurring, time and materials, block hours, per ticket).
+
+**Example:** Autotask bills Remote Support under a Recurring Service contract (included);
+HaloPSA has it on a Time and Materials contract.
+
+**What to do:** Check how the Autotask contract was rebuilt in HaloPSA. If two types are
+equivalent for this MSP, list them under `[rules.contract_type_mismatch] equivalent` in
+reconcile.toml, e.g. `equivalent = [["recurring_service", "per_device"]]`.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from reconcile.rules import RuleContext
+
+SEVERITY = "warning"
+PRECEDENCE = 90
+CONFIG: dict[str, tuple[str, str]] = {}
+
+
+def check(ctx: RuleContext) -> pl.DataFrame:
+    groups = ctx.config.rule("contract_type_mismatch").get("equivalent", [])
+    same = sorted({f"{a}|{b}" for group in groups for a in group for b in group}) or ["|"]
+    return ctx.findings(
+        """
+        SELECT [match_id] AS match_ids, client, a_uids, h_uids,
+               a_net AS autotask_amount, h_net AS halopsa_amount,
+               format('{}: contract type {} in Autotask, {} in HaloPSA', item,
+                      replace(a_contract_type, '_', ' '), replace(h_contract_type, '_', ' '))
+                   AS message
+        FROM groups g
+        WHERE matched(g) AND a_contract_type IS NOT NULL AND h_contract_type IS NOT NULL
+          AND a_contract_type <> h_contract_type
+          AND NOT list_contains($same, a_contract_type || '|' || h_contract_type)
+        """,
+        same=same,
+    )

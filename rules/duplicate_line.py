@@ -1,0 +1,51 @@
+"""Duplicate line
+
+One system bills the same charge more often than the other: an identical line (same client,
+item, period, quantity, price and amount) appears an extra time.
+
+**Example:** HaloPSA's invoice for Acme Widgets carries "Managed Server, 2 x 42.50" twice;
+Autotask billed it once.
+
+**What to do:** Remove the duplicated line from the HaloPSA recurring invoice or contract; check
+that the recurring invoice was not generated twice for the period.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from reconcile.rules import RuleContext
+
+SEVERITY = "blocker"
+PRECEDENCE = 20
+SUPERSEDES = ("missing_in_autotask", "missing_in_halopsa")
+CONFIG: dict[str, tuple[str, str]] = {}
+
+SIGNATURE = ["c_key", "i_key", "period_start", "period_end", "quantity", "unit_price", "net_amount"]
+
+
+def _side(side: str, other: str, name: str) -> str:
+    same = " AND ".join(f"x.{c} IS NOT DISTINCT FROM y.{c}" for c in SIGNATURE)
+    amount = "halopsa_amount" if side == "h" else "autotask_amount"
+    sign = "" if side == "h" else "-"
+    return f"""
+        WITH twins AS (
+            SELECT x.uid, string_agg(DISTINCT y.ref, ', ' ORDER BY y.ref) AS others
+            FROM {side} x JOIN {side} y ON y.uid <> x.uid AND {same}
+            GROUP BY x.uid
+        )
+        SELECT [g.match_id] AS match_ids, g.client, g.{side}_uids AS {side}_uids,
+               g.{side}_net AS {amount}, {sign}g.{side}_net AS difference,
+               format('{{}}: {name} bills this line (qty {{}}, {{}}) once more than the other '
+                      || 'system; the same line is also billed as {{}}',
+                      g.item, fmt_qty(g.{side}_qty), fmt_money(g.{side}_net), t.others)
+                   AS message
+        FROM groups g JOIN twins t ON t.uid = g.{side}_uids[1]
+        WHERE g.{side}_n = 1 AND g.{other}_n = 0
+    """
+
+
+def check(ctx: RuleContext) -> pl.DataFrame:
+    return pl.concat(
+        [ctx.findings(_side("h", "a", "HaloPSA")), ctx.findings(_side("a", "h", "Autotask"))]
+    )

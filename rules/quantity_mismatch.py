@@ -1,0 +1,39 @@
+"""Quantity differs
+
+The same charge is billed for a different number of units, hours or licences. Subscription
+counts synced automatically into HaloPSA (Pax8, Giacom, Microsoft CSP) while Autotask's were
+kept by hand are the usual cause.
+
+**Example:** Autotask billed 25 Microsoft 365 Business Premium licences, HaloPSA bills 27.
+
+**What to do:** Check the true count in the distributor portal or the client's tenant, then
+correct the quantity (or its sync) on the HaloPSA recurring invoice line.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from reconcile.rules import RuleContext
+
+SEVERITY = "blocker"
+PRECEDENCE = 50
+CONFIG = {
+    "abs_tol": ("0", "Largest quantity difference treated as equal, in units."),
+    "rel_tol": ("0", "Extra allowed difference, as a fraction of the Autotask quantity."),
+}
+
+
+def check(ctx: RuleContext) -> pl.DataFrame:
+    return ctx.findings(
+        """
+        SELECT [match_id] AS match_ids, client, a_uids, h_uids,
+               a_net AS autotask_amount, h_net AS halopsa_amount,
+               format('{}: quantity {} in Autotask, {} in HaloPSA ({})', item,
+                      fmt_qty(a_qty), fmt_qty(h_qty), fmt_period(a_period_start, a_period_end))
+                   AS message
+        FROM groups g
+        WHERE matched(g) AND stage <> 'period'
+          AND NOT within(a_qty, h_qty, $abs_tol, $rel_tol)
+        """
+    )

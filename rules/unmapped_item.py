@@ -1,0 +1,40 @@
+"""Item not mapped
+
+A HaloPSA item could not be matched to any Autotask item (service, product or billing code), so
+its lines are compared only by description, or not at all.
+
+**Example:** HaloPSA bills "SentinelOne Complete"; Autotask called the service "EDR -
+SentinelOne", and the HaloPSA item has no Autotask service id.
+
+**What to do:** Add `item,<Autotask name or id>,<HaloPSA name or id>` to a mapping file, or set
+the Autotask service id on the HaloPSA item.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from reconcile.rules import RuleContext
+
+SEVERITY = "warning"
+PRECEDENCE = 80
+CONFIG: dict[str, tuple[str, str]] = {}
+
+
+def check(ctx: RuleContext) -> pl.DataFrame:
+    return ctx.findings(
+        """
+        SELECT list(g.match_id ORDER BY g.match_id) AS match_ids,
+               min(g.client) AS client,
+               flatten(list(g.h_uids ORDER BY g.match_id)) AS h_uids,
+               sum(g.h_net) AS halopsa_amount,
+               sum(coalesce(g.a_net, 0)) AS autotask_amount,
+               format('HaloPSA item {} matches no Autotask item{}', min(g.h_item),
+                      coalesce(' - closest Autotask item: ' || min(x.suggestion)
+                               || ' (score ' || min(x.score) || ')', '')) AS message
+        FROM groups g
+        LEFT JOIN crosswalk x ON x.kind = 'item' AND x.h_key = g.h_i_key
+        WHERE g.h_n > 0 AND g.h_c_ok AND NOT g.h_i_ok
+        GROUP BY g.h_c_key, g.h_i_key
+        """
+    )
