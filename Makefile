@@ -23,7 +23,7 @@ browser:
 demo: install
 	rm -f out/demo.duckdb
 	.venv/bin/reconcile --workspace out/demo.duckdb run --cycle $(CYCLE) \
-	  --autotask $(DEMO)/autotask/api --halopsa $(DEMO)/halopsa/api \
+	  --autotask $(DEMO)/autotask/invoices.xml --halopsa $(DEMO)/halopsa/api \
 	  --map $(DEMO)/mapping.csv --config $(DEMO)/reconcile.toml --out out/$(CYCLE); \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
 	@echo "Report: out/$(CYCLE)/report.html"

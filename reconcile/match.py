@@ -24,15 +24,11 @@ STAGES = {
     "split": "Split lines (1:n, n:1) that sum exactly",
     "values": "1:1, same charge with different values",
     "group": "Several lines each side, same charge",
-    "period": "Same charge, different service period",
+    "period": "Same client and item, service period differs or unknown on one side",
     "fuzzy": "Similar description and amount, same client",
     "unmatched": "Unmatched",
 }
 SIDES = {"a": "autotask", "h": "halopsa"}
-PERIOD_JOIN = (
-    "l.period_start IS NOT DISTINCT FROM r.period_start "
-    "AND l.period_end IS NOT DISTINCT FROM r.period_end"
-)
 
 
 @dataclass(frozen=True)
@@ -55,10 +51,11 @@ def match_cycle(
         "(gid VARCHAR, stage VARCHAR, side VARCHAR, uid BIGINT)"
     )
     _exact(con)
-    _split(con)
-    _one_to_one_by_key(con)
-    _group_by_key(con)
-    _period(con)
+    for stage, key in (("split", CHARGE_KEY), ("values", CHARGE_KEY), ("group", CHARGE_KEY)):
+        STAGE_SQL[stage](con, stage, key)
+    # Exports that do not state a service period on every line still pair on client and item.
+    for stage in ("split", "values", "group"):
+        STAGE_SQL[stage](con, "period", ITEM_KEY)
     _fuzzy(con, config.fuzzy_min_score)
     _unmatched(con)
     _number_groups(con)
@@ -272,72 +269,67 @@ def _key_counts(key: str) -> str:
 
 
 CHARGE_KEY = "(c_key, i_key, period_start, period_end)"
+ITEM_KEY = "(c_key, i_key)"
 
 
-def _insert_groups(con: duckdb.DuckDBPyConnection, stage: str, condition: str) -> None:
-    """Group every leftover line of both sides whose charge key satisfies `condition`."""
+def _insert_groups(con: duckdb.DuckDBPyConnection, stage: str, key: str, condition: str) -> None:
+    """Group every leftover line of both sides whose key satisfies `condition`."""
     con.execute(
         f"""
         INSERT INTO grp_line
-        WITH {_key_counts(CHARGE_KEY)},
+        WITH {_key_counts(key)},
         chosen AS (SELECT ka.key FROM ka JOIN kh USING (key) WHERE {condition})
         SELECT '{stage}:' || md5(CAST(x.key AS VARCHAR)), '{stage}', x.side, x.uid FROM (
-            SELECT {CHARGE_KEY} AS key, 'a' AS side, uid FROM {_left("a")}
+            SELECT {key} AS key, 'a' AS side, uid FROM {_left("a")}
             UNION ALL
-            SELECT {CHARGE_KEY} AS key, 'h' AS side, uid FROM {_left("h")} WHERE c_ok
+            SELECT {key} AS key, 'h' AS side, uid FROM {_left("h")} WHERE c_ok
         ) x JOIN chosen USING (key)
         """
     )
 
 
-def _one_to_one_by_key(con: duckdb.DuckDBPyConnection) -> None:
+def _one_to_one_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
     """One line against one line of the same charge; when one side repeats an identical line,
     the first copy pairs and the extra copies stay for the duplicate rule."""
     values = "(quantity, unit_price, net_amount, tax_amount)"
     con.execute(
         f"""
         INSERT INTO grp_line
-        WITH ka AS (SELECT {CHARGE_KEY} AS key, count(*) AS n, count(DISTINCT {values}) AS d
+        WITH ka AS (SELECT {key} AS key, count(*) AS n, count(DISTINCT {values}) AS d
                     FROM {_left("a")} GROUP BY ALL),
-             kh AS (SELECT {CHARGE_KEY} AS key, count(*) AS n, count(DISTINCT {values}) AS d
+             kh AS (SELECT {key} AS key, count(*) AS n, count(DISTINCT {values}) AS d
                     FROM {_left("h")} WHERE c_ok GROUP BY ALL),
              chosen AS (SELECT key FROM ka JOIN kh USING (key)
                         WHERE (ka.n = 1 AND kh.d = 1) OR (kh.n = 1 AND ka.d = 1)),
-             l AS (SELECT uid, {CHARGE_KEY} AS key,
-                          row_number() OVER (PARTITION BY {CHARGE_KEY} ORDER BY ref) AS rk
-                   FROM {_left("a")} WHERE {CHARGE_KEY} IN (SELECT key FROM chosen)),
-             r AS (SELECT uid, {CHARGE_KEY} AS key,
-                          row_number() OVER (PARTITION BY {CHARGE_KEY} ORDER BY ref) AS rk
-                   FROM {_left("h")} WHERE c_ok AND {CHARGE_KEY} IN (SELECT key FROM chosen)),
-             p AS (SELECT 'values:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
+             l AS (SELECT uid, {key} AS key,
+                          row_number() OVER (PARTITION BY {key} ORDER BY ref) AS rk
+                   FROM {_left("a")} WHERE {key} IN (SELECT key FROM chosen)),
+             r AS (SELECT uid, {key} AS key,
+                          row_number() OVER (PARTITION BY {key} ORDER BY ref) AS rk
+                   FROM {_left("h")} WHERE c_ok AND {key} IN (SELECT key FROM chosen)),
+             p AS (SELECT '{stage}:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
                    FROM l JOIN r USING (key, rk))
-        SELECT gid, 'values', 'a', a_uid FROM p
-        UNION ALL SELECT gid, 'values', 'h', h_uid FROM p
+        SELECT gid, '{stage}', 'a', a_uid FROM p
+        UNION ALL SELECT gid, '{stage}', 'h', h_uid FROM p
         """
     )
 
 
-def _split(con: duckdb.DuckDBPyConnection) -> None:
+def _split(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
     _insert_groups(
         con,
-        "split",
+        stage,
+        key,
         "((ka.n = 1 AND kh.n > 1) OR (ka.n > 1 AND kh.n = 1)) "
         "AND ka.net = kh.net AND ka.qty IS NOT DISTINCT FROM kh.qty",
     )
 
 
-def _group_by_key(con: duckdb.DuckDBPyConnection) -> None:
-    _insert_groups(con, "group", "true")
+def _group_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
+    _insert_groups(con, stage, key, "true")
 
 
-def _period(con: duckdb.DuckDBPyConnection) -> None:
-    _pair_by_rank(
-        con,
-        "period",
-        ["c_key", "i_key", "quantity", "unit_price"],
-        extra="AND l.period_start IS NOT NULL AND r.period_start IS NOT NULL",
-        order="period_start, ref",
-    )
+STAGE_SQL = {"split": _split, "values": _one_to_one_by_key, "group": _group_by_key}
 
 
 def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:

@@ -138,7 +138,7 @@ def _date_convention(
 ) -> tuple[str, dict[str, str]]:
     """Decide once per file how its dates are written, never row by row."""
     if raw.dates_iso:
-        return "iso", {}
+        return DATE_NAMES["iso"], {}
     if settings.date_format:
         fmt = settings.date_format
         return DATE_NAMES[fmt] + " (given)", {} if fmt == "iso" else {"slash": DATE_FORMATS[fmt]}
@@ -235,7 +235,7 @@ def _raw_schema(raw: RawFrame, convention: str) -> pa.DataFrameSchema:
             lambda data: data.lazyframe.select(
                 pl.col(data.key).is_null() | pl.col(f"_{data.key}").is_not_null()
             ),
-            error=EXPECTED[name].format(convention=convention),
+            error=EXPECTED[name].format(convention=convention.split(" (")[0]),
             name=f"parses_{name}",
         )
 

@@ -33,13 +33,14 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                flatten(list(h_uids ORDER BY match_id)) AS h_uids,
                sum(a_net + coalesce(a_tax, 0)) AS autotask_amount,
                sum(h_net + coalesce(h_tax, 0)) AS halopsa_amount,
-               format('{} matched lines agree within {} each, but together HaloPSA bills {} '
-                      || 'more than Autotask', count(*), $line_tol,
+               format('{} lines each differ by no more than {}, but together the client''s '
+                      || 'total differs by {}', count(*), $line_tol,
                       fmt_money(sum(h_net + coalesce(h_tax, 0) - a_net - coalesce(a_tax, 0))))
                    AS message
         FROM groups g
         WHERE matched(g) AND within(a_net, h_net, $line_tol, 0)
           AND within(a_tax, h_tax, $line_tol, 0)
+          AND (a_net <> h_net OR coalesce(a_tax, 0) <> coalesce(h_tax, 0))
         GROUP BY client_key
         HAVING NOT within(sum(a_net + coalesce(a_tax, 0)), sum(h_net + coalesce(h_tax, 0)),
                           $abs_tol, 0)

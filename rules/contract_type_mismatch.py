@@ -27,15 +27,19 @@ def check(ctx: RuleContext) -> pl.DataFrame:
     same = sorted({f"{a}|{b}" for group in groups for a in group for b in group}) or ["|"]
     return ctx.findings(
         """
-        SELECT [match_id] AS match_ids, client, a_uids, h_uids,
-               a_net AS autotask_amount, h_net AS halopsa_amount,
-               format('{}: contract type {} in Autotask, {} in HaloPSA', item,
+        SELECT list(match_id ORDER BY match_id) AS match_ids, min(client) AS client,
+               flatten(list(a_uids ORDER BY match_id)) AS a_uids,
+               flatten(list(h_uids ORDER BY match_id)) AS h_uids,
+               sum(a_net) AS autotask_amount, sum(h_net) AS halopsa_amount,
+               format('{} line(s) ({}) sit on a {} contract in Autotask but a {} contract in '
+                      || 'HaloPSA', count(*), string_agg(item, ', ' ORDER BY item),
                       replace(a_contract_type, '_', ' '), replace(h_contract_type, '_', ' '))
                    AS message
         FROM groups g
         WHERE matched(g) AND a_contract_type IS NOT NULL AND h_contract_type IS NOT NULL
           AND a_contract_type <> h_contract_type
           AND NOT list_contains($same, a_contract_type || '|' || h_contract_type)
+        GROUP BY client_key, a_contract_type, h_contract_type
         """,
         same=same,
     )

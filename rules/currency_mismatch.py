@@ -24,12 +24,16 @@ CONFIG: dict[str, tuple[str, str]] = {}
 def check(ctx: RuleContext) -> pl.DataFrame:
     return ctx.findings(
         """
-        SELECT [match_id] AS match_ids, client, a_uids, h_uids,
-               a_net AS autotask_amount, h_net AS halopsa_amount,
-               format('{}: billed in {} by Autotask, in {} by HaloPSA', item,
-                      a_currency, h_currency) AS message
+        SELECT list(match_id ORDER BY match_id) AS match_ids, min(client) AS client,
+               flatten(list(a_uids ORDER BY match_id)) AS a_uids,
+               flatten(list(h_uids ORDER BY match_id)) AS h_uids,
+               sum(a_net) AS autotask_amount, sum(h_net) AS halopsa_amount,
+               format('{} line(s) billed in {} by Autotask but in {} by HaloPSA ({})',
+                      count(*), a_currency, h_currency, string_agg(item, ', ' ORDER BY item))
+                   AS message
         FROM groups g
         WHERE matched(g) AND a_currency IS NOT NULL AND h_currency IS NOT NULL
           AND a_currency <> h_currency
+        GROUP BY client_key, a_currency, h_currency
         """
     )

@@ -29,6 +29,8 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                format('{}: Autotask bills {}, HaloPSA bills {}', item,
                       fmt_period(a_period_start, a_period_end),
                       fmt_period(h_period_start, h_period_end)) AS message
-        FROM groups WHERE stage = 'period'
+        FROM groups g
+        WHERE matched(g) AND a_period_start IS NOT NULL AND h_period_start IS NOT NULL
+          AND (a_period_start <> h_period_start OR a_period_end <> h_period_end)
         """
     )

@@ -33,7 +33,6 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                       fmt_qty(a_qty), fmt_qty(h_qty), fmt_period(a_period_start, a_period_end))
                    AS message
         FROM groups g
-        WHERE matched(g) AND stage <> 'period'
-          AND NOT within(a_qty, h_qty, $abs_tol, $rel_tol)
+        WHERE matched(g) AND NOT within(a_qty, h_qty, $abs_tol, $rel_tol)
         """
     )

@@ -28,10 +28,8 @@ def read_json(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(
             str(path),
-            "the JSON is not well formed",
-            row=exc.lineno,
+            f"the JSON is not well formed at line {exc.lineno}, column {exc.colno} ({exc.msg})",
             expected="a complete JSON document as the API returned it",
-            got=f"{exc.msg} at line {exc.lineno}, column {exc.colno}",
             hint="The file may have been cut off; save the API response again.",
         ) from None
     except UnicodeDecodeError:
@@ -290,13 +288,11 @@ def autotask_xml(path: Path) -> RawFrame:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
-        line, column = exc.position
         raise InputError(
             str(path),
-            "the XML is not well formed",
-            row=line,
+            f"the XML is not well formed ({exc})",
             expected="Autotask's generic XML invoice export",
-            got=f"{exc} (line {line}, column {column})",
+            hint="The file may have been cut off or edited by hand; export it again.",
         ) from None
     ns = XML_NS if root.tag.startswith(XML_NS) else ""
     if root.tag != f"{ns}invoice_batch_generic":

@@ -1,0 +1,102 @@
+"""Bad input: exit 2 and one paragraph naming file, row, column and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import BAD, invoke
+from reconcile.store import Workspace
+
+# file -> (platform to claim, fragments the message must contain, rows loaded)
+CASES: dict[str, tuple[str, list[str], int]] = {
+    "empty.csv": ("autotask", ["empty.csv: the file is empty", "expected a header row"], 0),
+    "header_only.csv": ("autotask", ["header but no data rows"], 0),
+    "missing_column.csv": (
+        "autotask",
+        ["a required column is missing: net amount", "'Extended Price'"],
+        0,
+    ),
+    "bad_date.csv": (
+        "autotask",
+        [
+            "1 of 3 rows cannot be used",
+            "row 2: column 'Invoice Date'",
+            "expected a date in the file's convention (US MM/DD/YYYY)",
+            "got 'not a date'",
+        ],
+        2,
+    ),
+    "bad_amount.csv": (
+        "autotask",
+        ["row 3: column 'Extended Price'", "expected an amount such as 1234.56", "got '12.3.4'"],
+        2,
+    ),
+    "wrong_platform.csv": (
+        "autotask",
+        ["looks like a HaloPSA export, not Autotask", "--platform halopsa"],
+        0,
+    ),
+    "mixed_dates.csv": (
+        "autotask",
+        [
+            "mixes date conventions",
+            "row 1 has '11/13/2026'",
+            "row 2 has '13/11/2026'",
+            "column 'Invoice Date'",
+            "--date-format",
+        ],
+        0,
+    ),
+    "duplicate_header.csv": ("autotask", ["'Extended Price' appears twice in the header"], 0),
+    "truncated_row.csv": (
+        "autotask",
+        ["row 3: column 'Extended Price': a value is required", "cut off: it has 11 of 19"],
+        2,
+    ),
+    "binary_junk.csv": ("autotask", ["not a text export (it contains binary data)"], 0),
+    "truncated.json": ("halopsa", ["JSON is not well formed at line", "cut off"], 0),
+    "malformed.xml": ("autotask", ["XML is not well formed", "mismatched tag"], 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_exits_2_with_a_clear_message(ws_path: Path, name: str) -> None:
+    platform, fragments, loaded = CASES[name]
+    result = invoke(
+        "--workspace", ws_path, "load", "--platform", platform, "--cycle", "2026-11", BAD / name
+    )
+    assert result.exit_code == 2
+    message = result.stderr if result.stderr else result.output
+    assert "Traceback" not in result.output
+    assert str(BAD / name) in message
+    for fragment in fragments:
+        assert fragment in message, fragment
+    with Workspace(ws_path) as ws:
+        count = ws.con.sql("SELECT count(*) FROM lines").fetchall()[0][0]
+        quarantined = ws.con.sql(
+            "SELECT count(*) FROM quarantine WHERE disposition = 'quarantined'"
+        ).fetchall()[0][0]
+    assert count == loaded
+    assert quarantined == (1 if loaded else 0)
+
+
+def test_every_bad_fixture_has_a_case() -> None:
+    files = {
+        p.name for p in BAD.iterdir() if p.suffix not in (".md",) and p.name != "expected.json"
+    }
+    assert files == set(CASES)
+
+
+def test_validate_also_exits_2_and_loads_nothing(ws_path: Path) -> None:
+    result = invoke("--workspace", ws_path, "validate", BAD / "bad_amount.csv")
+    assert result.exit_code == 2
+    assert "Nothing was loaded" in result.output
+    assert not ws_path.exists()
+
+
+def test_bad_cycle_is_a_usage_error(ws_path: Path) -> None:
+    result = invoke("--workspace", ws_path, "load", "--cycle", "Nov-2026", BAD / "bad_amount.csv")
+    assert result.exit_code == 2
+    assert "expected YYYY-MM" in result.output

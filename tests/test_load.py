@@ -1,0 +1,180 @@
+"""Ingest: every format and dialect, real files in, canonical lines and control totals out."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import DEMO, QUIRKS, invoke, read_json
+from reconcile.ingest import LoadResult, load_paths
+from reconcile.store import Workspace
+from reconcile.validate import Settings
+
+CYCLE = "2026-11"
+SETTINGS = Settings(cycle=CYCLE, currency="GBP")
+QUIRK_EXPECTED = read_json(QUIRKS / "expected.json")
+
+AUTOTASK_SHAPES = {
+    "autotask-api": DEMO / "autotask" / "api",
+    "autotask-xml": DEMO / "autotask" / "invoices.xml",
+    "autotask-csv": DEMO / "autotask" / "billing_items.csv",
+    "autotask-xlsx": DEMO / "autotask" / "billing_items.xlsx",
+}
+HALOPSA_SHAPES = {
+    "halopsa-api": DEMO / "halopsa" / "api",
+    "halopsa-csv": DEMO / "halopsa" / "invoice_lines.csv",
+    "halopsa-xlsx": DEMO / "halopsa" / "invoice_lines.xlsx",
+}
+COMPARED = ["line_ref", "client_name", "quantity", "unit_price", "net_amount", "tax_amount"]
+
+
+def load_one(workspace: Workspace, path: Path, platform: str | None = None) -> LoadResult:
+    (result,) = load_paths(workspace, [path], platform, SETTINGS)
+    return result
+
+
+def assert_conserved(workspace: Workspace, result: LoadResult) -> None:
+    """Rows read = loaded + quarantined + excluded, and net amounts agree to the cent,
+    checked against what the workspace holds."""
+    stored = workspace.stored_totals(result.load_id, CYCLE)
+    assert result.rows_read == (
+        stored["rows_loaded"] + stored["rows_quarantined"] + stored["rows_excluded"]
+    )
+    assert result.net_read == (
+        stored["net_loaded"] + stored["net_quarantined"] + stored["net_excluded"]
+    )
+
+
+def lines(workspace: Workspace, platform: str) -> pl.DataFrame:
+    return workspace.lines(CYCLE, platform).pl().select(COMPARED).sort("line_ref")
+
+
+@pytest.mark.parametrize("shapes", [AUTOTASK_SHAPES, HALOPSA_SHAPES], ids=["autotask", "halopsa"])
+def test_every_shape_of_a_platform_loads_the_same_lines(
+    tmp_path: Path, shapes: dict[str, Path]
+) -> None:
+    frames = {}
+    for shape, path in shapes.items():
+        with Workspace(tmp_path / f"{shape}.duckdb") as ws:
+            result = load_one(ws, path)
+            assert result.shape == shape
+            assert_conserved(ws, result)
+            frames[shape] = lines(ws, result.platform)
+    first, *others = frames.values()
+    assert first.height > 300
+    for other in others:
+        assert other.equals(first)
+
+
+def test_demo_control_totals_match_the_generator(workspace: Workspace) -> None:
+    totals = read_json(DEMO / "expected_differences.json")["totals"]
+    for platform, path in (
+        ("autotask", AUTOTASK_SHAPES["autotask-xml"]),
+        ("halopsa", HALOPSA_SHAPES["halopsa-api"]),
+    ):
+        result = load_one(workspace, path)
+        assert result.rows_loaded == totals[platform]["lines"]
+        assert result.net_loaded == Decimal(totals[platform]["net"])
+
+
+def test_halo_group_headers_inactive_lines_and_templates_are_excluded_with_reasons(
+    workspace: Workspace,
+) -> None:
+    result = load_one(workspace, HALOPSA_SHAPES["halopsa-api"])
+    assert result.rows_excluded > 0
+    reasons = workspace.quarantined(CYCLE).filter(pl.col("disposition") == "excluded")["reasons"]
+    assert set(reasons.str.extract(r"^(\S+ \S+)").to_list()) >= {
+        "HaloPSA group",
+        "inactive HaloPSA",
+        "HaloPSA recurring-invoice",
+    }
+
+
+def test_autotask_item_not_on_an_invoice_is_excluded(workspace: Workspace) -> None:
+    result = load_one(workspace, AUTOTASK_SHAPES["autotask-api"])
+    assert result.rows_excluded == 1
+    assert "not on an invoice" in workspace.quarantined(CYCLE)["reasons"][0]
+
+
+@pytest.mark.parametrize("name", sorted(QUIRK_EXPECTED))
+def test_quirk_files_load_as_documented(workspace: Workspace, name: str) -> None:
+    expected = QUIRK_EXPECTED[name]
+    result = load_one(workspace, QUIRKS / name, expected["platform"])
+    assert_conserved(workspace, result)
+    assert result.rows_read == expected["rows_read"]
+    assert result.rows_loaded == expected["rows_loaded"]
+    assert result.rows_excluded == expected["rows_excluded"]
+    assert result.rows_quarantined == 0
+    assert result.net_loaded == Decimal(expected["net_total"])
+    loaded = workspace.lines(CYCLE, expected["platform"]).pl().sort("row_number")
+    if "client_names" in expected:
+        assert loaded["client_name"].to_list() == expected["client_names"]
+    if "invoice_dates" in expected:
+        assert sorted(str(d) for d in loaded["invoice_date"]) == sorted(expected["invoice_dates"])
+
+
+def test_ambiguous_dates_take_the_platform_default_and_say_so(workspace: Workspace) -> None:
+    result = load_one(workspace, QUIRKS / "at_ambiguous_dates.csv")
+    assert result.date_convention.startswith("US MM/DD/YYYY (ambiguous")
+    assert load_one(workspace, QUIRKS / "halo_uk_dates.csv").date_convention == "UK DD/MM/YYYY"
+
+
+def test_period_suffix_moves_into_the_service_period(workspace: Workspace) -> None:
+    load_one(workspace, QUIRKS / "at_period_suffix.csv")
+    loaded = workspace.lines(CYCLE, "autotask").pl()
+    assert not loaded["item_name"].str.contains(r"\[").any()
+    with_period = loaded.filter(pl.col("period_start").is_not_null())
+    assert with_period.height == loaded.height
+    assert str(with_period["period_start"][0]) == "2026-11-01"
+
+
+def test_autotask_stored_amount_is_kept_not_recomputed(workspace: Workspace) -> None:
+    load_one(workspace, QUIRKS / "at_api")
+    loaded = workspace.lines(CYCLE, "autotask").pl()
+    row = loaded.filter(pl.col("quantity") == Decimal("3.1750"))
+    assert row["net_amount"].to_list() == [Decimal("386.65")]  # 3.1750 x 100 would be 317.50
+
+
+def test_amount_formats_and_credit_notes(workspace: Workspace) -> None:
+    load_one(workspace, QUIRKS / "at_amount_formats.csv")
+    amounts = set(workspace.lines(CYCLE, "autotask").pl()["net_amount"].to_list())
+    assert {Decimal("1234.50"), Decimal("99.00"), Decimal("-12.00"), Decimal("2000.00")} <= amounts
+
+
+def test_grid_export_of_exactly_5000_rows_warns(workspace: Workspace) -> None:
+    result = load_one(workspace, QUIRKS / "at_grid_5000.csv")
+    assert any("probably truncated" in w for w in result.warnings)
+
+
+def test_loading_the_same_content_twice_is_idempotent(ws_path: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "renamed.csv"
+    copy.write_bytes((DEMO / "autotask" / "billing_items.csv").read_bytes())
+    first = invoke(
+        "--workspace", ws_path, "load", "--cycle", CYCLE, DEMO / "autotask" / "billing_items.csv"
+    )
+    second = invoke("--workspace", ws_path, "load", "--cycle", CYCLE, copy)
+    assert first.exit_code == 0 and second.exit_code == 0
+    assert "already loaded (same content)" in second.output
+    loaded = read_json(DEMO / "expected_differences.json")["totals"]["autotask"]["lines"]
+    with Workspace(ws_path) as ws:
+        assert ws.lines(CYCLE, "autotask").count("*").fetchall()[0][0] == loaded
+
+
+def test_replace_swaps_a_sides_earlier_load(ws_path: Path) -> None:
+    invoke(
+        "--workspace", ws_path, "load", "--cycle", CYCLE, DEMO / "autotask" / "billing_items.csv"
+    )
+    invoke("--workspace", ws_path, "load", "--cycle", CYCLE, "--replace", QUIRKS / "at_tab.tsv")
+    with Workspace(ws_path) as ws:
+        assert ws.lines(CYCLE, "autotask").count("*").fetchall()[0][0] == 3
+
+
+def test_validate_reports_without_loading(ws_path: Path) -> None:
+    result = invoke("--workspace", ws_path, "validate", DEMO / "halopsa" / "invoice_lines.xlsx")
+    assert result.exit_code == 0
+    loaded = read_json(DEMO / "expected_differences.json")["totals"]["halopsa"]["lines"]
+    assert f"halopsa-xlsx, " in result.output and f": {loaded} valid, 0 invalid," in result.output
+    assert not ws_path.exists()
