@@ -176,5 +176,5 @@ def test_validate_reports_without_loading(ws_path: Path) -> None:
     result = invoke("--workspace", ws_path, "validate", DEMO / "halopsa" / "invoice_lines.xlsx")
     assert result.exit_code == 0
     loaded = read_json(DEMO / "expected_differences.json")["totals"]["halopsa"]["lines"]
-    assert f"halopsa-xlsx, " in result.output and f": {loaded} valid, 0 invalid," in result.output
+    assert "halopsa-xlsx, " in result.output and f": {loaded} valid, 0 invalid," in result.output
     assert not ws_path.exists()
