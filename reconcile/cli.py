@@ -1,12 +1,15 @@
 """Command line: each command parses its options and hands off to one pipeline stage.
 
-Exit codes: 0 success; 1 blockers remain (run); 2 unusable input or a usage error.
+Exit codes: 0 success; 1 blockers remain (run); 2 unusable input or a usage error;
+3 an internal error (a bug in reconcile, never a verdict on the billing).
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from reconcile.config import Config, load_config
-from reconcile.errors import EXIT_BAD_INPUT, InputError
+from reconcile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
 from reconcile.validate import Settings
@@ -360,5 +363,18 @@ def _rows_message(file: str, bad: int, read: int, rows: list[dict[str, Any]], lo
     return f"{file}: {bad} of {read} rows cannot be used. {listed}{more}. {tail}"
 
 
-def main() -> None:  # pragma: no cover - console entry convenience
-    sys.exit(cli())
+def main() -> None:
+    """Console entry point: a bug must never pass for a verdict, so it exits 3, not 1."""
+    try:
+        cli(standalone_mode=True)
+    except Exception as exc:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="reconcile-error-", suffix=".log", delete=False, encoding="utf-8"
+        ) as log:
+            traceback.print_exc(file=log)
+        click.echo(
+            f"Internal error: {type(exc).__name__}: {exc}. This is a bug in reconcile, not a "
+            f"problem with your files; the details are in {log.name}.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_BLOCKERS = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
 
 
 @dataclass

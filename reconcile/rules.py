@@ -28,6 +28,7 @@ RULES_DIR = Path(
     os.environ.get("RECONCILE_RULES_DIR", Path(__file__).resolve().parent.parent / "rules")
 )
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
+EXPECTED_TITLE = "Expected differences (retired services)"
 MONEY = pl.Decimal(18, 2)
 FINDING_COLUMNS: dict[str, pl.DataType] = {
     "match_ids": pl.List(pl.Int64()),
@@ -306,10 +307,16 @@ def bridge(
 ) -> list[dict[str, str]]:
     """Attribute each match group's gross difference to the first-precedence rule that fired on
     it; the bars then add up exactly to the difference between the two totals."""
-    titles = {r.code: r.title for r in rules}
+    titles = {r.code: r.title for r in rules} | {"expected": EXPECTED_TITLE}
     covering = (
         (
-            findings.select("rule", "precedence", "match_ids")
+            findings.with_columns(
+                pl.when(pl.col("severity") == "expected")
+                .then(pl.lit("expected"))
+                .otherwise("rule")
+                .alias("rule")
+            )
+            .select("rule", "precedence", "match_ids")
             .explode("match_ids")
             .drop_nulls("match_ids")
             .sort(["precedence", "rule"])

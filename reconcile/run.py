@@ -387,7 +387,7 @@ def report_data(
                 "reasons": q["reasons"],
                 "raw": json.loads(q["raw"]),
             }
-            for q in quarantine.iter_rows(named=True)
+            for q in quarantine.filter(pl.col("disposition") == "quarantined").iter_rows(named=True)
         ],
         "bridge": summary["bridge"],
         "clients": summary["clients"],

@@ -1,7 +1,8 @@
 """Item not mapped
 
 A HaloPSA item could not be matched to any Autotask item (service, product or billing code), so
-its lines are compared only by description, or not at all.
+its lines were paired with Autotask lines only by a similar description and amount. Confirm the
+pairing by mapping the item.
 
 **Example:** HaloPSA bills "SentinelOne Complete"; Autotask called the service "EDR -
 SentinelOne", and the HaloPSA item has no Autotask service id.
@@ -34,7 +35,7 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                                || ' (score ' || min(x.score) || ')', '')) AS message
         FROM groups g
         LEFT JOIN crosswalk x ON x.kind = 'item' AND x.h_key = g.h_i_key
-        WHERE g.h_n > 0 AND g.h_c_ok AND NOT g.h_i_ok
+        WHERE matched(g) AND g.h_c_ok AND NOT g.h_i_ok
         GROUP BY g.h_c_key, g.h_i_key
         """
     )

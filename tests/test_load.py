@@ -49,7 +49,8 @@ def assert_conserved(workspace: Workspace, result: LoadResult) -> None:
 
 
 def lines(workspace: Workspace, platform: str) -> pl.DataFrame:
-    return workspace.lines(CYCLE, platform).pl().select(COMPARED).sort("line_ref")
+    frame: pl.DataFrame = workspace.lines(CYCLE, platform).pl()
+    return frame.select(COMPARED).sort("line_ref")
 
 
 @pytest.mark.parametrize("shapes", [AUTOTASK_SHAPES, HALOPSA_SHAPES], ids=["autotask", "halopsa"])

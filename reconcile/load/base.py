@@ -118,7 +118,7 @@ HALOPSA_HEADERS: dict[str, tuple[str, ...]] = {
     "contract_name": _aliases("contract_ref", "Chcontractref", "Contract Ref", "Contract"),
     "contract_type": _aliases("contract_type", "Contract Type", "Chbillingdescription"),
     "item_code": _aliases("_itemid", "ID_ItemID", "item_id", "Item ID"),
-    "item_name": _aliases("item_name", "Item Name", "item_code", "Item Code"),
+    "item_name": _aliases("item_name", "Item Name"),
     "description": _aliases(
         "item_shortdescription", "IDItem_ShortDescription", "Description", "Short Description"
     ),

@@ -1,0 +1,119 @@
+"""Properties of the whole matcher + rules: a cycle equals itself; one change, one finding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rulecases import reconcile_case
+
+CLIENTS = ["Acme Widgets Ltd", "Bright Smile Dental", "Harrow Green Accountants", "Zurich AG"]
+ITEMS = ["Managed Workstation", "Managed Server", "Microsoft 365 Business Premium",
+         "Backup per TB", "Firewall management", "Email Security"]  # fmt: skip
+PRICES = [Decimal("35"), Decimal("42.50"), Decimal("18.10"), Decimal("12.3450"), Decimal("120")]
+
+
+@st.composite
+def cycles(draw: st.DrawFn) -> list[dict[str, Any]]:
+    pairs = draw(
+        st.lists(
+            st.tuples(st.sampled_from(CLIENTS), st.sampled_from(ITEMS)),
+            min_size=1,
+            max_size=12,
+            unique=True,
+        )
+    )
+    lines = []
+    for n, (client, item) in enumerate(pairs):
+        qty = Decimal(draw(st.integers(1, 60)))
+        price = draw(st.sampled_from(PRICES))
+        net = (qty * price).quantize(Decimal("0.01"))
+        lines.append(
+            {
+                "ref": f"a{n}",
+                "client": client,
+                "item": item,
+                "qty": qty,
+                "price": price,
+                "net": net,
+                "tax": (net * Decimal("0.2")).quantize(Decimal("0.01")),
+                "period": draw(st.sampled_from(["2026-11", None])),
+            }
+        )
+    return lines
+
+
+def mirror(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**line, "ref": "h" + line["ref"][1:]} for line in lines]
+
+
+def blocking(case: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
+    findings = reconcile_case(case).filter(pl.col("severity").is_in(["blocker", "warning"]))
+    return sorted(
+        (r["rule"], sorted(r["autotask_refs"] or []), sorted(r["halopsa_refs"] or []))
+        for r in findings.iter_rows(named=True)
+    )
+
+
+SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SLOW
+@given(cycles())
+def test_a_cycle_compared_with_itself_has_no_discrepancy(lines: list[dict[str, Any]]) -> None:
+    assert reconcile_case({"autotask": lines, "halopsa": mirror(lines)}).is_empty()
+
+
+def _requantify(line: dict[str, Any], qty: Decimal, price: Decimal) -> dict[str, Any]:
+    net = (qty * price).quantize(Decimal("0.01"))
+    return {
+        **line,
+        "qty": qty,
+        "price": price,
+        "net": net,
+        "tax": (net * Decimal("0.2")).quantize(Decimal("0.01")),
+    }
+
+
+Line = dict[str, Any]
+MUTATIONS: dict[str, Callable[[Line], Line]] = {
+    "quantity_mismatch": lambda l: _requantify(l, l["qty"] + 2, l["price"]),  # noqa: E741
+    "unit_price_mismatch": lambda l: _requantify(l, l["qty"], l["price"] + Decimal("5")),  # noqa: E741
+    "amount_mismatch": lambda l: {**l, "net": l["net"] - Decimal("10.00")},  # noqa: E741
+    "tax_mismatch": lambda l: {**l, "tax": Decimal("0.00") if l["tax"] else Decimal("5.00")},  # noqa: E741
+    "currency_mismatch": lambda l: {**l, "currency": "EUR"},  # noqa: E741
+    "period_mismatch": lambda l: {**l, "period": "2026-10"},  # noqa: E741
+}
+
+
+@SLOW
+@given(cycles(), st.data())
+def test_one_mutation_gives_exactly_its_rule_on_exactly_that_line(
+    lines: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    halo = mirror(lines)
+    index = data.draw(st.integers(0, len(lines) - 1))
+    kind = data.draw(
+        st.sampled_from([*MUTATIONS, "missing_in_halopsa", "missing_in_autotask", "duplicate_line"])
+    )
+    target = halo[index]
+    if kind == "period_mismatch" and lines[index]["period"] is None:
+        lines[index] = {**lines[index], "period": "2026-11"}
+        target = {**target, "period": "2026-11"}
+    if kind in MUTATIONS:
+        halo[index] = MUTATIONS[kind](target)
+        expected = [(kind, [lines[index]["ref"]], [target["ref"]])]
+    elif kind == "missing_in_halopsa":
+        del halo[index]
+        expected = [(kind, [lines[index]["ref"]], [])]
+    elif kind == "missing_in_autotask":
+        halo.append({**target, "ref": "hx", "item": "Dark Web Monitoring"})
+        expected = [(kind, [], ["hx"])]
+    else:
+        halo.append({**target, "ref": "hx"})
+        expected = [(kind, [], ["hx"])]
+    assert blocking({"autotask": lines, "halopsa": halo}) == expected

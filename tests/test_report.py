@@ -1,0 +1,281 @@
+"""The HTML report without a browser: escaping, self-containment, exact bridge, size."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from markupsafe import escape
+from report_data import HOSTILE, sample_report_data
+
+from reconcile.report import (
+    CSP,
+    DEFAULT_TEMPLATE_DIR,
+    REPORT_CONTEXT,
+    build_context,
+    decode_discrepancies,
+    embed_json,
+    format_decimal,
+    make_environment,
+    money,
+    percent,
+    quantity,
+    render_report,
+    report_html,
+    signed_money,
+)
+
+MAX_BYTES = 25 * 1024 * 1024
+EMBED_RE = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
+
+
+def embedded(html: str) -> dict[str, Any]:
+    """The JSON the page's script reads, parsed as the browser would."""
+    match = EMBED_RE.search(html)
+    assert match, "report-data script element missing"
+    payload: dict[str, Any] = json.loads(match.group(1))
+    return payload
+
+
+def outside_embedded(html: str) -> str:
+    """The page with the embedded JSON removed: everything the HTML parser renders."""
+    return EMBED_RE.sub("", html)
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict[str, Any]:
+    return sample_report_data()
+
+
+@pytest.fixture(scope="module")
+def html(sample: dict[str, Any]) -> str:
+    return report_html(sample)
+
+
+@pytest.fixture(scope="module")
+def hostile() -> dict[str, Any]:
+    return sample_report_data(60, hostile=True)
+
+
+@pytest.fixture(scope="module")
+def hostile_html(hostile: dict[str, Any]) -> str:
+    return report_html(hostile)
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-1234.50", "-1,234.50"),
+        ("41250.00", "41,250.00"),
+        ("1234567.5", "1,234,567.50"),
+        ("0.00", "0.00"),
+        ("-0.00", "0.00"),
+        ("12.345", "12.345"),  # never rounds away a digit it was given
+        ("22.0000", "22.00"),
+        ("7", "7.00"),
+        ("", "—"),
+        (None, "—"),
+        ("n/a", "n/a"),
+    ],
+)
+def test_money_keeps_sign_and_digits(value: str | None, expected: str) -> None:
+    assert money(value) == expected
+
+
+def test_signed_money_and_quantity() -> None:
+    assert signed_money("44.00") == "+44.00"
+    assert signed_money("-237.60") == "-237.60"
+    assert signed_money("0.00") == "0.00"
+    assert quantity("25.0000") == "25"
+    assert quantity("1.5000") == "1.5"
+    assert quantity("12000.2500") == "12,000.25"
+    assert percent("0.9830") == "98.30%"
+    assert format_decimal("+5", 2) == "5.00"
+
+
+def test_embed_json_cannot_break_out() -> None:
+    value = {"a": "</script><!-- & > \u2028\u2029 <script>"}
+    text = str(embed_json(value))
+    for bad in ("<", ">", "&", "\u2028", "\u2029"):
+        assert bad not in text
+    assert json.loads(text) == value
+
+
+# --- environment -----------------------------------------------------------------------------
+
+
+def test_environment_autoescapes_j2_templates() -> None:
+    env = make_environment()
+    assert env.autoescape is True
+    assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
+    assert Path(__file__).resolve().parent.parent / "reports" == DEFAULT_TEMPLATE_DIR
+
+
+def test_template_dir_override_comes_first(tmp_path: Path, sample: dict[str, Any]) -> None:
+    (tmp_path / "_inputs.html.j2").write_text(
+        "<footer id='inputs'>Custom footer for {{ cycle }}</footer>", encoding="utf-8"
+    )
+    html = report_html(sample, template_dir=tmp_path)
+    assert "Custom footer for 2026-11" in html
+    assert "Not ready for cutover" in html  # everything else still from reports/
+
+
+def test_context_keys_are_documented(sample: dict[str, Any]) -> None:
+    assert set(build_context(sample, "", "")) == set(REPORT_CONTEXT)
+
+
+def test_script_never_uses_innerhtml() -> None:
+    js = (DEFAULT_TEMPLATE_DIR / "report.js").read_text(encoding="utf-8")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in js
+
+
+# --- content -------------------------------------------------------------------------------
+
+
+def test_report_renders_every_section(html: str, sample: dict[str, Any]) -> None:
+    assert html.startswith("<!doctype html>")
+    assert "Not ready for cutover" in html
+    assert "Largest problems" in html
+    for section in ("summary", "bridge", "clients", "discrepancies", "unmapped", "expected"):
+        assert f'id="{section}"' in html
+    assert 'id="quarantine"' in html
+    assert 'href="#quarantine"' in html
+    assert money(sample["totals"]["autotask"]["gross"]) in html
+    assert signed_money(sample["totals"]["difference"]["gross"]) in html
+    for client in sample["clients"]:
+        assert f'data-client="{escape(client["client"])}"' in html
+
+
+def test_ready_verdict(sample: dict[str, Any]) -> None:
+    data = {**sample, "verdict": {**sample["verdict"], "ready": True, "blockers": 0}}
+    html = report_html(data)
+    assert "Ready for cutover" in html
+    assert "Not ready for cutover" not in html
+    assert 'class="verdict ready"' in html
+
+
+def test_optional_sections_may_be_missing(sample: dict[str, Any]) -> None:
+    data = {k: v for k, v in sample.items() if k not in ("quarantine", "unmapped", "expected")}
+    html = report_html(data)
+    assert "No rows were quarantined." in html
+    assert "Every client and item is mapped." in html
+
+
+def test_sparse_entries_render(sample: dict[str, Any]) -> None:
+    """Optional fields may be missing from the run stage's entries without breaking the page."""
+    data = {
+        **sample,
+        "match_stages": [{"stage": "period", "groups": 1, "autotask_lines": 1, "halopsa_lines": 1}],
+        "unmapped": [{"kind": "item", "side": "halopsa", "value": "Widget"}],
+        "quarantine": [{"platform": "halopsa", "file": "x.csv", "reasons": "bad date"}],
+        "inputs": [{"platform": "autotask", "source": "a.csv"}],
+        "expected": [],
+    }
+    del data["controls"]
+    html = report_html(data)
+    assert '<th scope="row">period</th>' in html
+    assert "no suggestion" in html
+    assert "bad date" in html
+
+
+def test_largest_problems_are_the_biggest_open_ones(html: str, sample: dict[str, Any]) -> None:
+    open_items = [d for d in sample["discrepancies"] if d["severity"] in ("blocker", "warning")]
+    biggest = sorted(open_items, key=lambda d: -abs(Decimal(d["difference"])))[:5]
+    linked = re.findall(r'class="jump" href="#row-([^"]+)" data-target=', html)
+    assert [abs(Decimal(d["difference"])) for d in biggest] == [
+        abs(Decimal(next(d for d in open_items if d["id"] == i)["difference"])) for i in linked
+    ]
+    assert len(linked) == 5
+
+
+def test_embedded_discrepancies_round_trip(html: str, sample: dict[str, Any]) -> None:
+    payload = embedded(html)
+    assert decode_discrepancies(payload) == sample["discrepancies"]
+    assert payload["rules"] == sample["rules"]
+
+
+def test_discrepancy_rows_are_not_rendered_server_side(html: str) -> None:
+    assert 'class="disc-row' not in html
+    assert '<tbody id="disc-body"></tbody>' in html
+
+
+# --- safety --------------------------------------------------------------------------------
+
+
+def test_hostile_values_are_escaped(hostile_html: str, hostile: dict[str, Any]) -> None:
+    page = outside_embedded(hostile_html)
+    assert "<script>alert(1)</script>" not in hostile_html
+    assert "alert(1)</script>" not in hostile_html
+    assert "<img" not in hostile_html
+    assert '"><img' not in hostile_html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+    # Only the page's own two script elements exist.
+    assert len(re.findall(r"<script\b", hostile_html, re.I)) == 2
+    # Template syntax in data is shown literally, never evaluated.
+    assert "{{ 7*7 }} {% raw %} Holdings" in page
+    assert "49 Holdings" not in page
+    # The embedded JSON carries the payloads intact, with no raw angle brackets.
+    match = EMBED_RE.search(hostile_html)
+    assert match is not None
+    assert "<" not in match.group(1) and ">" not in match.group(1)
+    assert decode_discrepancies(embedded(hostile_html)) == hostile["discrepancies"]
+    assert any(HOSTILE[0] in d["client"] for d in decode_discrepancies(embedded(hostile_html)))
+
+
+def test_csp_forbids_network(html: str) -> None:
+    policy = CSP.replace("'", "&#39;")
+    assert f'<meta http-equiv="Content-Security-Policy" content="{policy}">' in html
+    assert "default-src 'none'" in CSP
+
+
+@pytest.mark.parametrize("fixture", ["html", "hostile_html"])
+def test_no_external_resources(fixture: str, request: pytest.FixtureRequest) -> None:
+    html: str = request.getfixturevalue(fixture)
+    lowered = html.lower()
+    for pattern in ('src="http', "src='http", 'href="http', "href='http", "url(http", "@import"):
+        assert pattern not in lowered
+    assert "http://" not in lowered
+    assert "https://" not in lowered
+
+
+# --- the bridge ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, 40, 1000])
+def test_bridge_sums_exactly_to_gross_difference(n: int) -> None:
+    data = sample_report_data(n)
+    html = report_html(data)
+    payload = embedded(html)
+    totals = payload["totals"]
+    bars = sum((Decimal(b["amount"]) for b in payload["bridge"]), Decimal(0))
+    difference = Decimal(totals["difference"]["gross"])
+    assert bars == difference
+    assert Decimal(totals["autotask"]["gross"]) + bars == Decimal(totals["halopsa"]["gross"])
+    # The drawn bars agree too: zero bars may be left out, totals come first and last.
+    drawn = re.findall(r'data-amount="([^"]*)" data-kind="([a-z]+)"', html)
+    assert drawn[0] == (totals["autotask"]["gross"], "total")
+    assert drawn[-1] == (totals["halopsa"]["gross"], "total")
+    steps = [Decimal(a) for a, kind in drawn[1:-1]]
+    assert sum(steps, Decimal(0)) == difference
+    assert len(steps) == sum(1 for b in payload["bridge"] if Decimal(b["amount"]) != 0)
+
+
+# --- size --------------------------------------------------------------------------------
+
+
+def test_fifty_thousand_discrepancies_stay_under_25_mb(tmp_path: Path) -> None:
+    data = sample_report_data(50_000)
+    path = tmp_path / "report.html"
+    render_report(data, path)
+    size = path.stat().st_size
+    assert size < MAX_BYTES, f"{size / 1e6:.1f} MB"
+    assert len(embedded(path.read_text(encoding="utf-8"))["discrepancies"]) == 50_000

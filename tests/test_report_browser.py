@@ -1,0 +1,373 @@
+"""The report in headless Chromium: filters, sorting, safety, no network, first page of 50,000.
+
+Drives Debian's /usr/bin/chromium through playwright (never `playwright install`). A full-page
+screenshot lands in test-artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_data import sample_report_data
+
+from reconcile.report import format_decimal, render_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PAGE_SIZE = 100
+# Printable area at 96 px/in with 10 mm margins: A4 is 718 px wide, Letter 980 px tall.
+PRINT_WIDTH, PRINT_HEIGHT = 718, 980
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@dataclass
+class Opened:
+    """A page plus everything it tried to fetch or complain about."""
+
+    page: Any
+    url: str
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """name -> (rendered file, the data it was rendered from)."""
+    root = tmp_path_factory.mktemp("reports")
+    out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for name, data in {
+        "default": sample_report_data(),
+        "paged": sample_report_data(250),
+        "hostile": sample_report_data(60, hostile=True),
+        "huge": sample_report_data(50_000),
+    }.items():
+        path = root / f"{name}.html"
+        render_report(data, path)
+        out[name] = (path, data)
+    return out
+
+
+@pytest.fixture
+def open_report(browser: Any) -> Iterator[Any]:
+    """Open a rendered file in a fresh context, recording requests and errors."""
+    contexts: list[Any] = []
+
+    def _open(path: Path, init_script: str | None = None, **context_args: Any) -> Opened:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_args)
+        contexts.append(context)
+        if init_script:
+            context.add_init_script(init_script)
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        opened = Opened(page=page, url=path.resolve().as_uri())
+        page.on("request", lambda r: opened.requests.append(r.url))
+        page.on(
+            "console",
+            lambda m: opened.console_errors.append(m.text) if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: opened.page_errors.append(str(e)))
+        page.goto(opened.url)
+        page.wait_for_selector("body[data-ready='1']", state="attached")
+        return opened
+
+    yield _open
+    for context in contexts:
+        context.close()
+
+
+def row_ids(page: Any) -> list[str]:
+    ids: list[str] = page.eval_on_selector_all(
+        "#disc-body tr.disc-row", "rows => rows.map(r => r.dataset.id)"
+    )
+    return ids
+
+
+def row_attr(page: Any, name: str) -> list[str]:
+    values: list[str] = page.eval_on_selector_all(
+        "#disc-body tr.disc-row", f"rows => rows.map(r => r.dataset.{name})"
+    )
+    return values
+
+
+def wait_count(page: Any, shown: int, total: int) -> None:
+    """Wait until the list says "N of M discrepancies" (the search box is debounced)."""
+    text = f"{shown:,} of {total:,} discrepancies"
+    page.wait_for_function("t => document.getElementById('disc-count').textContent === t", arg=text)
+
+
+def haystack(d: dict[str, Any], rules: dict[str, Any]) -> str:
+    """What the search box matches, as documented in report.js."""
+    parts = [d["id"], d["rule"], rules.get(d["rule"], {}).get("title", d["rule"]), d["client"]]
+    parts.append(d["message"])
+    for line in d["autotask_lines"] + d["halopsa_lines"]:
+        parts += [line["ref"], line["item"], line["description"]]
+    return "\n".join(p for p in parts if p is not None).lower()
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_opens_offline_without_errors_and_screenshot(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, data = reports["default"]
+    opened = open_report(path)
+    page = opened.page
+    assert page.text_content("#verdict h2").strip() == "Not ready for cutover"
+    counts = page.text_content("#verdict .verdict-counts")
+    assert f"{data['verdict']['blockers']} open blockers" in " ".join(counts.split())
+    assert page.locator("ol.problems li").count() == 5
+    assert len(row_ids(page)) == len(data["discrepancies"])
+    assert page.locator("svg.waterfall rect.bar").count() >= 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    assert opened.requests == [opened.url]
+    assert opened.console_errors == []
+    assert opened.page_errors == []
+
+
+def test_summary_fits_one_printed_page(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    opened = open_report(reports["default"][0])
+    page = opened.page
+    page.emulate_media(media="print")
+    page.set_viewport_size({"width": PRINT_WIDTH, "height": PRINT_HEIGHT})
+    bottom = page.evaluate(
+        """() => {
+          const rows = document.querySelectorAll('#client-table tbody tr');
+          const top = rows[Math.min(4, rows.length - 1)];
+          return top.getBoundingClientRect().bottom + window.scrollY;
+        }"""
+    )
+    assert bottom <= PRINT_HEIGHT, f"summary ends at {bottom}px, page holds {PRINT_HEIGHT}px"
+    assert page.is_hidden("#filters")
+    assert page.evaluate("getComputedStyle(document.querySelector('.pager')).display") == "none"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-print.png"), full_page=False)
+
+
+def test_client_row_filters_to_that_client(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, data = reports["paged"]
+    page = open_report(path).page
+    total = len(data["discrepancies"])
+    clients: list[str] = page.eval_on_selector_all(
+        "#client-table tr.client-row", "rows => rows.map(r => r.dataset.client)"
+    )
+    index = 2
+    client = clients[index]
+    expected = {d["id"] for d in data["discrepancies"] if d["client"] == client}
+    assert 0 < len(expected) <= PAGE_SIZE
+    page.locator("#client-table tr.client-row").nth(index).locator("td").nth(2).click()
+    wait_count(page, len(expected), total)
+    assert set(row_ids(page)) == expected
+    assert len(row_ids(page)) == len(expected)
+    assert page.input_value("#f-client") == client
+    assert page.is_visible("#clear-filters")
+    page.click("#clear-filters")
+    wait_count(page, total, total)
+    assert page.is_hidden("#clear-filters")
+    assert len(row_ids(page)) == PAGE_SIZE
+
+
+def test_sort_by_difference(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, data = reports["paged"]
+    page = open_report(path).page
+    everything = sorted(Decimal(d["difference"]) for d in data["discrepancies"])
+    header = "#disc-table button.sort[data-key='difference']"
+    page.click(header)
+    shown = [Decimal(v) for v in row_attr(page, "diff")]
+    assert shown == sorted(shown)
+    assert shown == everything[:PAGE_SIZE]
+    assert page.get_attribute("#disc-table th:has(button[data-key='difference'])", "aria-sort") == (
+        "ascending"
+    )
+    page.click(header)
+    shown = [Decimal(v) for v in row_attr(page, "diff")]
+    assert shown == sorted(everything, reverse=True)[:PAGE_SIZE]
+
+
+def test_sort_client_table_by_difference(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, _ = reports["paged"]
+    page = open_report(path).page
+    page.click("#client-table button.sort[data-key='difference']")
+    values = page.eval_on_selector_all(
+        "#client-table tbody tr", "rows => rows.map(r => r.cells[3].dataset.v)"
+    )
+    assert [Decimal(v) for v in values] == sorted(Decimal(v) for v in values)
+
+
+def test_severity_filter(reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any) -> None:
+    path, data = reports["paged"]
+    page = open_report(path).page
+    total = len(data["discrepancies"])
+    for severity in ("blocker", "info", "expected"):
+        page.uncheck(f"#filters input[name='severity'][value='{severity}']")
+    warnings = [d["id"] for d in data["discrepancies"] if d["severity"] == "warning"]
+    assert 0 < len(warnings) <= PAGE_SIZE
+    wait_count(page, len(warnings), total)
+    assert set(row_attr(page, "severity")) == {"warning"}
+    assert set(row_ids(page)) == set(warnings)
+
+
+def test_text_search(reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any) -> None:
+    path, data = reports["paged"]
+    opened = open_report(path)
+    page = opened.page
+    total = len(data["discrepancies"])
+    target = data["discrepancies"][17]
+    page.fill("#f-search", target["id"])
+    wait_count(page, 1, total)
+    assert row_ids(page) == [target["id"]]
+    term = "Microsoft 365"
+    hits = {d["id"] for d in data["discrepancies"] if term.lower() in haystack(d, data["rules"])}
+    assert 0 < len(hits) <= PAGE_SIZE
+    page.fill("#f-search", term.upper())
+    wait_count(page, len(hits), total)
+    assert set(row_ids(page)) == hits
+    page.press("#f-search", "Enter")  # must not submit the form (a reload is a request)
+    page.wait_for_timeout(300)
+    wait_count(page, len(hits), total)
+    assert opened.requests == [opened.url]
+
+
+def test_paging(reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any) -> None:
+    path, data = reports["paged"]
+    page = open_report(path).page
+    total = len(data["discrepancies"])
+    first = row_ids(page)
+    assert len(first) == PAGE_SIZE
+    page.locator("[data-pager] button.next").first.click()
+    second = row_ids(page)
+    assert len(second) == PAGE_SIZE and not set(first) & set(second)
+    page.locator("[data-pager] button.last").first.click()
+    assert len(row_ids(page)) == total - 2 * PAGE_SIZE
+
+
+def test_largest_problem_link_opens_its_row(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, data = reports["paged"]
+    page = open_report(path).page
+    page.click("#f-search")
+    page.fill("#f-search", "no such thing at all")
+    wait_count(page, 0, len(data["discrepancies"]))
+    link = page.locator("ol.problems a.jump").first
+    target = link.get_attribute("data-target")
+    link.click()
+    assert target in row_ids(page)
+    detail = page.locator(f"[id='detail-{target}']")
+    assert detail.is_visible()
+    rule = next(d for d in data["discrepancies"] if d["id"] == target)["rule"]
+    assert data["rules"][rule]["explanation"][:40] in detail.text_content()
+
+
+def test_row_expands_to_both_sides(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, data = reports["default"]
+    page = open_report(path).page
+    first = row_ids(page)[0]
+    page.locator("#disc-body tr.disc-row").first.click()
+    detail = page.locator(f"[id='detail-{first}']")
+    headers = detail.locator("table.cmp thead th").all_text_contents()
+    item = next(d for d in data["discrepancies"] if d["id"] == first)
+    for line in item["autotask_lines"]:
+        assert any(line["ref"] in h and "Autotask" in h for h in headers)
+    for line in item["halopsa_lines"]:
+        assert any(line["ref"] in h and "HaloPSA" in h for h in headers)
+    assert detail.locator("table.cmp tbody tr").count() == 7
+
+
+def test_hostile_report_runs_no_script(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, data = reports["hostile"]
+    hook = """
+      window.__calls = [];
+      for (const name of ['alert', 'confirm', 'prompt']) {
+        window[name] = (...args) => { window.__calls.push([name, String(args[0])]); };
+      }
+    """
+    opened = open_report(path, init_script=hook)
+    page = opened.page
+    for row in page.locator("#disc-body tr.disc-row").all()[:30]:
+        row.click()
+    page.fill("#f-search", "<script>")
+    page.wait_for_function("document.getElementById('disc-count').textContent.indexOf('of') > 0")
+    page.locator("#client-table tr.client-row").first.click()
+    page.locator("#expected details").first.click()
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__calls") == []
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert page.evaluate("document.scripts.length") == 2
+    assert "{{ 7*7 }} {% raw %} Holdings" in page.text_content("#client-table")
+    options = page.eval_on_selector_all("#f-client option", "os => os.map(o => o.value)")
+    assert set(d["client"] for d in data["discrepancies"]) <= set(options)
+    assert opened.requests == [opened.url]
+    assert opened.console_errors == [] and opened.page_errors == []
+
+
+def test_formatting_matches_python(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    page = open_report(reports["default"][0]).page
+    values = ["-1234.50", "0.00", "-0.00", "1234567.891", "22.0000", "5", "+7.10", "abc", ""]
+    for places, signed in ((2, False), (2, True), (0, False)):
+        got = page.evaluate(
+            "([vs, p, s]) => vs.map(v => window.reconcileReport.formatDecimal(v, p, s))",
+            [values, places, signed],
+        )
+        assert got == [format_decimal(v, places, signed) for v in values]
+
+
+def test_fifty_thousand_first_page(
+    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
+) -> None:
+    path, data = reports["huge"]
+    opened = open_report(path)
+    page = opened.page
+    total = len(data["discrepancies"])
+    wait_count(page, total, total)
+    assert len(row_ids(page)) == PAGE_SIZE
+    page.fill("#f-search", data["discrepancies"][49_999]["id"])
+    wait_count(page, 1, total)
+    assert opened.page_errors == [] and opened.console_errors == []
