@@ -193,11 +193,16 @@ def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
     return findings.join(beaten, on="_f", how="anti").drop("_f")
 
 
-FINGERPRINT = (
-    "md5(concat_ws('|', source, client_id, client_name, contract_id, contract_name, item_code, "
-    "item_name, description, quantity, unit_price, net_amount, tax_amount, currency, "
-    "period_start, period_end, invoice_number, "
-    "CASE WHEN line_ref LIKE 'row:%' THEN NULL ELSE line_ref END))"
+# What a line says, not where it sits: a row number is left out so that re-ordering an export
+# keeps every id; NULLs keep their place, so two different lines never hash alike.
+FINGERPRINT_FIELDS = (
+    "source", "client_id", "client_name", "contract_id", "contract_name", "item_code",
+    "item_name", "description", "quantity", "unit_price", "net_amount", "tax_amount", "currency",
+    "period_start", "period_end", "invoice_number",
+    "CASE WHEN line_ref LIKE 'row:%' THEN NULL ELSE line_ref END",
+)  # fmt: skip
+FINGERPRINT = "md5(to_json([{}]))".format(
+    ", ".join(f"CAST({f} AS VARCHAR)" for f in FINGERPRINT_FIELDS)
 )
 
 
