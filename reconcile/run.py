@@ -284,30 +284,45 @@ def _write_json(path: Path, data: Any) -> None:
     )
 
 
-def _line_details(workspace: Workspace, side: str, uids: list[int] | None) -> list[dict[str, Any]]:
-    if not uids:
-        return []
+def _line_details(
+    workspace: Workspace, findings: pl.DataFrame, side: str
+) -> dict[int, list[dict[str, Any]]]:
+    """Each finding's lines on one side (at most REPORT_LINE_CAP), fetched in one query."""
+    if findings.is_empty():
+        return {}
+    workspace.con.register(
+        "_wanted",
+        findings.select(pl.int_range(pl.len()).alias("f"), pl.col(f"{side}_uids").alias("uids")),
+    )
     rows = workspace.con.sql(
         f"""
-        SELECT ref, coalesce(item_name, description) AS item, description, quantity,
-               unit_price, net_amount, tax_amount, period_start, period_end
-        FROM {side} WHERE list_contains($uids, uid) ORDER BY ref LIMIT {REPORT_LINE_CAP}
-        """,
-        params={"uids": uids},
+        SELECT f, ref, coalesce(item_name, description), description, quantity, unit_price,
+               net_amount, tax_amount, period_start, period_end
+        FROM (SELECT f, unnest(uids) AS uid FROM _wanted) JOIN {side} USING (uid)
+        QUALIFY row_number() OVER (PARTITION BY f ORDER BY ref) <= {REPORT_LINE_CAP}
+        ORDER BY f, ref
+        """
     ).fetchall()
-    return [
-        {
-            "ref": r[0],
-            "item": r[1],
-            "description": r[2],
-            "quantity": None if r[3] is None else str(r[3]),
-            "unit_price": None if r[4] is None else str(r[4]),
-            "net_amount": str(r[5]),
-            "tax_amount": None if r[6] is None else str(r[6]),
-            "period": f"{r[7]} – {r[8]}" if r[7] else "",
-        }
-        for r in rows
-    ]
+    workspace.con.unregister("_wanted")
+    details: dict[int, list[dict[str, Any]]] = {}
+    for f, *r in rows:
+        details.setdefault(f, []).append(
+            {
+                "ref": r[0],
+                "item": r[1],
+                "description": r[2],
+                "quantity": _text(r[3]),
+                "unit_price": _text(r[4]),
+                "net_amount": str(r[5]),
+                "tax_amount": _text(r[6]),
+                "period": f"{r[7]} – {r[8]}" if r[7] else "",
+            }
+        )
+    return details
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def report_data(
@@ -316,7 +331,9 @@ def report_data(
     """The report's whole context as plain data (the contract report.py documents)."""
     summary = result.summary
     discrepancies = []
-    for row in result.findings.iter_rows(named=True):
+    a_lines = _line_details(workspace, result.findings, "a")
+    h_lines = _line_details(workspace, result.findings, "h")
+    for f, row in enumerate(result.findings.iter_rows(named=True)):
         discrepancies.append(
             {
                 "id": row["id"],
@@ -324,15 +341,11 @@ def report_data(
                 "severity": row["severity"],
                 "client": row["client"],
                 "message": row["message"],
-                "autotask_amount": None
-                if row["autotask_amount"] is None
-                else str(row["autotask_amount"]),
-                "halopsa_amount": None
-                if row["halopsa_amount"] is None
-                else str(row["halopsa_amount"]),
+                "autotask_amount": _text(row["autotask_amount"]),
+                "halopsa_amount": _text(row["halopsa_amount"]),
                 "difference": str(row["difference"]),
-                "autotask_lines": _line_details(workspace, "a", row["a_uids"]),
-                "halopsa_lines": _line_details(workspace, "h", row["h_uids"]),
+                "autotask_lines": a_lines.get(f, []),
+                "halopsa_lines": h_lines.get(f, []),
             }
         )
     return {

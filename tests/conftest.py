@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,65 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
 @pytest.fixture
 def ws_path(tmp_path: Path) -> Path:
     return tmp_path / "ws.duckdb"
+
+
+# --- headless chromium (Debian's package, driven by playwright; never `playwright install`) ---
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@dataclass
+class Opened:
+    """A page plus everything it tried to fetch or complain about."""
+
+    page: Any
+    url: str
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_report(browser: Any) -> Iterator[Any]:
+    """Open a rendered file in a fresh context, recording requests and errors."""
+    contexts: list[Any] = []
+
+    def _open(path: Path, init_script: str | None = None, **context_args: Any) -> Opened:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_args)
+        contexts.append(context)
+        if init_script:
+            context.add_init_script(init_script)
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        opened = Opened(page=page, url=path.resolve().as_uri())
+        page.on("request", lambda r: opened.requests.append(r.url))
+        page.on(
+            "console",
+            lambda m: opened.console_errors.append(m.text) if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: opened.page_errors.append(str(e)))
+        page.goto(opened.url)
+        page.wait_for_selector("body[data-ready='1']", state="attached")
+        return opened
+
+    yield _open
+    for context in contexts:
+        context.close()

@@ -6,8 +6,6 @@ screenshot lands in test-artifacts/ for a human to look at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,18 +13,9 @@ from typing import Any
 import pytest
 from report_data import sample_report_data
 
+from conftest import ARTIFACTS, CHROMIUM
 from reconcile.report import format_decimal, render_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PAGE_SIZE = 100
 # Printable area at 96 px/in with 10 mm margins: A4 is 718 px wide, Letter 980 px tall.
 PRINT_WIDTH, PRINT_HEIGHT = 718, 980
@@ -38,27 +27,6 @@ pytestmark = [
         reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
     ),
 ]
-
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@dataclass
-class Opened:
-    """A page plus everything it tried to fetch or complain about."""
-
-    page: Any
-    url: str
-    requests: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -76,34 +44,6 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, d
         render_report(data, path)
         out[name] = (path, data)
     return out
-
-
-@pytest.fixture
-def open_report(browser: Any) -> Iterator[Any]:
-    """Open a rendered file in a fresh context, recording requests and errors."""
-    contexts: list[Any] = []
-
-    def _open(path: Path, init_script: str | None = None, **context_args: Any) -> Opened:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_args)
-        contexts.append(context)
-        if init_script:
-            context.add_init_script(init_script)
-        page = context.new_page()
-        page.set_default_timeout(120_000)
-        opened = Opened(page=page, url=path.resolve().as_uri())
-        page.on("request", lambda r: opened.requests.append(r.url))
-        page.on(
-            "console",
-            lambda m: opened.console_errors.append(m.text) if m.type == "error" else None,
-        )
-        page.on("pageerror", lambda e: opened.page_errors.append(str(e)))
-        page.goto(opened.url)
-        page.wait_for_selector("body[data-ready='1']", state="attached")
-        return opened
-
-    yield _open
-    for context in contexts:
-        context.close()
 
 
 def row_ids(page: Any) -> list[str]:

@@ -1,0 +1,66 @@
+"""The demo cycle's own report, opened from disk in Debian's chromium as a billing admin would."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_report_browser import pytestmark, row_attr, row_ids, wait_count  # noqa: F401
+
+from conftest import ARTIFACTS, DEMO, invoke
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    out = tmp_path_factory.mktemp("demo")
+    result = invoke(
+        "--workspace", out / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    with (out / "discrepancies.csv").open(encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["severity"] != "expected"]
+    return out / "report.html", rows
+
+
+def test_demo_report_verdict_offline_and_screenshot(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    path, rows = demo
+    opened = open_report(path)
+    page = opened.page
+    assert page.text_content("#verdict h2").strip() == "Not ready for cutover"
+    blockers = sum(1 for r in rows if r["severity"] == "blocker")
+    assert f"{blockers} open blockers" in " ".join(page.text_content("#verdict").split())
+    assert set(row_ids(page)) == {r["id"] for r in rows}
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-report.png"), full_page=True)
+    assert opened.requests == [opened.url]
+    assert opened.console_errors == [] and opened.page_errors == []
+
+
+def test_demo_report_filters_to_one_client(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    path, rows = demo
+    page = open_report(path).page
+    client, count = Counter(r["client"] for r in rows).most_common(1)[0]
+    assert count > 1
+    page.select_option("#f-client", client)
+    wait_count(page, count, len(rows))
+    assert set(row_ids(page)) == {r["id"] for r in rows if r["client"] == client}
+
+
+def test_demo_report_sorts_by_difference(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    path, rows = demo
+    page = open_report(path).page
+    page.click("#disc-table button.sort[data-key='difference']")
+    shown = [Decimal(v) for v in row_attr(page, "diff")]
+    assert shown == sorted(Decimal(r["difference"]) for r in rows)
