@@ -7,6 +7,7 @@ names equal after normalisation. Fuzzy matches are only ever suggestions, never 
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ LEGAL_SUFFIXES = (
 SUFFIX_RE = re.compile(r"(\s(" + "|".join(LEGAL_SUFFIXES) + r"))+$")
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def normalise_name(name: str | None) -> str:
     """Case, punctuation, spacing and legal suffixes do not make two names different."""
     if not name:
@@ -127,7 +129,7 @@ def resolve(
                 by_norm[normalise_name(name)].add(entity.key)
     explicit = {m.halopsa.casefold(): m.autotask.casefold() for m in mappings if m.kind == kind}
     display = {e.key: e.label for e in autotask}
-    choices = {e.key: normalise_name(e.label) for e in autotask}
+    choices: dict[str, str] = {}  # built on the first unmapped entity only
     results = []
     for entity in sorted(halopsa, key=lambda e: e.key):
         target = _first_unique(
@@ -146,6 +148,8 @@ def resolve(
         if target is not None:
             results.append(Resolution(entity.key, entity.label, target, method))
             continue
+        if not choices:
+            choices = {e.key: normalise_name(e.label) for e in autotask}
         suggestion, score = _suggest(entity, choices, display, min_score)
         results.append(Resolution(entity.key, entity.label, None, "unmapped", suggestion, score))
     return results

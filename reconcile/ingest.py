@@ -65,10 +65,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_id(paths: tuple[Path, ...]) -> str:
+def content_id(hashes: dict[Path, str]) -> str:
     """A load is keyed by what the files hold, not by their names or where they sit."""
-    hashes = sorted(sha256(p) for p in paths)
-    return hashes[0] if len(hashes) == 1 else hashlib.sha256("".join(hashes).encode()).hexdigest()
+    ordered = sorted(hashes.values())
+    return (
+        ordered[0] if len(ordered) == 1 else hashlib.sha256("".join(ordered).encode()).hexdigest()
+    )
 
 
 def read_only(
@@ -89,12 +91,13 @@ def load_paths(
     results: list[LoadResult] = []
     keep: set[str] = set()
     for raw in read_inputs(paths, platform):
-        load_id = content_id(raw.files)
+        hashes = {p: sha256(p) for p in raw.files}
+        load_id = content_id(hashes)
         keep.add(load_id)
         if workspace.has_load(load_id, settings.cycle):
             results.append(_previous(workspace, raw, load_id, settings.cycle))
             continue
-        results.append(_store(workspace, raw, load_id, normalise(raw, settings), settings))
+        results.append(_store(workspace, raw, hashes, normalise(raw, settings), settings))
     if replace:
         for side in {r.platform for r in results}:
             workspace.forget(settings.cycle, side, keep)
@@ -102,13 +105,20 @@ def load_paths(
 
 
 def _store(
-    workspace: Workspace, raw: RawFrame, load_id: str, norm: Normalised, settings: Settings
+    workspace: Workspace,
+    raw: RawFrame,
+    hashes: dict[Path, str],
+    norm: Normalised,
+    settings: Settings,
 ) -> LoadResult:
+    load_id = content_id(hashes)
     file_name = raw.files[0].name if len(raw.files) == 1 else Path(raw.file).name
-    tag = [pl.lit(load_id).alias("load_id"), pl.lit(file_name).alias("file_name")]
-    lines = norm.lines.with_columns(tag)
+    lines = norm.lines
     rejected = norm.rejected.with_columns(
-        *tag, pl.lit(settings.cycle).alias("cycle"), pl.lit(raw.platform).alias("source")
+        pl.lit(load_id).alias("load_id"),
+        pl.lit(file_name).alias("file_name"),
+        pl.lit(settings.cycle).alias("cycle"),
+        pl.lit(raw.platform).alias("source"),
     )
     quarantined = rejected.filter(pl.col("disposition") == "quarantined")
     excluded = rejected.filter(pl.col("disposition") == "excluded")
@@ -120,7 +130,7 @@ def _store(
         "shape": raw.shape,
         "source": raw.file,
         "files": [
-            {"name": p.name, "sha256": sha256(p), "bytes": p.stat().st_size} for p in raw.files
+            {"name": p.name, "sha256": hashes[p], "bytes": p.stat().st_size} for p in raw.files
         ],
         "dialect": raw.dialect,
         "date_convention": norm.date_convention,
@@ -137,7 +147,7 @@ def _store(
         "invoice_checks": checks,
         "warnings": list(raw.warnings),
     }
-    workspace.save_load(record, lines, rejected)
+    workspace.save_load(record, lines, rejected, file_name)
     _prove_conservation(workspace, record)
     return _result(record, rejected)
 

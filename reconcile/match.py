@@ -17,6 +17,7 @@ from rapidfuzz.process import cdist
 
 from reconcile.config import Config
 from reconcile.crosswalk import Entity, Mapping, Resolution, normalise_name, resolve
+from reconcile.ingest import check_cycle
 
 # Stage names in order, with the label the report shows.
 STAGES = {
@@ -68,24 +69,18 @@ def match_cycle(
 
 
 def _prepare_sides(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
-    """Each side's lines with a uid and a display ref that is unique within the side."""
+    """Each side as a view; the one copy of its lines is made once the keys are known."""
+    check_cycle(cycle)  # the view below embeds it
     for side, platform in SIDES.items():
         con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE {side} AS
-            SELECT row_number() OVER (ORDER BY load_id, row_number) AS uid,
-                   CASE WHEN count(*) OVER (PARTITION BY line_ref) > 1
-                        THEN file_name || ':' || line_ref ELSE line_ref END AS ref,
-                   *
-            FROM lines WHERE cycle = ? AND source = ?
-            """,
-            [cycle, platform],
+            f"CREATE OR REPLACE TEMP VIEW {side}_src AS "
+            f"SELECT * FROM lines WHERE cycle = '{cycle}' AND source = '{platform}'"
         )
 
 
 def _distinct(con: duckdb.DuckDBPyConnection, side: str, columns: list[str]) -> pl.DataFrame:
     frame: pl.DataFrame = con.sql(
-        f"SELECT {', '.join(columns)}, count(*) AS n FROM {side} GROUP BY ALL ORDER BY ALL"
+        f"SELECT {', '.join(columns)}, count(*) AS n FROM {side}_src GROUP BY ALL ORDER BY ALL"
     ).pl()
     return frame
 
@@ -185,14 +180,23 @@ def _join_on(kind: str, side: str, alias: str) -> str:
     )
 
 
+# A uid per line, and a display ref that is unique within the side (qualified by file name
+# only when two loaded files use the same line id).
+IDENTITY = """
+    row_number() OVER (ORDER BY s.load_id, s.row_number) AS uid,
+    CASE WHEN count(*) OVER (PARTITION BY s.line_ref) > 1
+         THEN s.file_name || ':' || s.line_ref ELSE s.line_ref END AS ref,
+"""
+
+
 def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Both sides get client/item/contract keys in Autotask's terms where resolved."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE a AS
-        SELECT s.*, c.key AS c_key, i.key AS i_key, k.key AS k_key,
+        SELECT {IDENTITY} s.*, c.key AS c_key, i.key AS i_key, k.key AS k_key,
                true AS c_ok, true AS i_ok
-        FROM a s
+        FROM a_src s
         JOIN _client_a c ON {_join_on("client", "a", "c")}
         JOIN _item_a i ON {_join_on("item", "a", "i")}
         JOIN _contract_a k ON {_join_on("contract", "a", "k")}
@@ -201,13 +205,13 @@ def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE h AS
-        SELECT s.*,
+        SELECT {IDENTITY} s.*,
                coalesce(cx.a_key, c.key) AS c_key,
                coalesce(ix.a_key, i.key) AS i_key,
                kx.a_key AS k_key,
                cx.a_key IS NOT NULL AS c_ok,
                ix.a_key IS NOT NULL AS i_ok
-        FROM h s
+        FROM h_src s
         JOIN _client_h c ON {_join_on("client", "h", "c")}
         JOIN _item_h i ON {_join_on("item", "h", "i")}
         JOIN _contract_h k ON {_join_on("contract", "h", "k")}
@@ -409,17 +413,18 @@ def _number_groups(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# min = max stands for "one distinct value": COUNT(DISTINCT) costs a hash table per group.
+# Uids need no order here; refs are sorted where people read them.
 SIDE_AGGREGATES = """
     count(*) AS {s}_n,
-    list(x.uid ORDER BY x.ref) AS {s}_uids,
-    list(x.ref ORDER BY x.ref) AS {s}_refs,
+    list(x.uid) AS {s}_uids,
     sum(x.quantity) AS {s}_qty,
-    CASE WHEN count(DISTINCT x.unit_price) = 1 AND count(x.unit_price) = count(*)
+    CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = max(x.unit_price)
          THEN min(x.unit_price) END AS {s}_price,
     sum(x.net_amount) AS {s}_net,
     CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END AS {s}_tax,
-    CASE WHEN count(DISTINCT x.currency) = 1 THEN min(x.currency) END AS {s}_currency,
-    CASE WHEN count(DISTINCT x.contract_type) = 1 THEN min(x.contract_type) END
+    CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END AS {s}_currency,
+    CASE WHEN min(x.contract_type) = max(x.contract_type) THEN min(x.contract_type) END
         AS {s}_contract_type,
     min(x.period_start) AS {s}_period_start,
     max(x.period_end) AS {s}_period_end,

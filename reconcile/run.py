@@ -27,6 +27,7 @@ OUTPUT_COLUMNS = [
     "autotask_amount", "halopsa_amount", "difference", "message",
 ]  # fmt: skip
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
+REPORT_CLIENT_CAP = 1000  # clients listed in the report's per-client table before filtering
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,16 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _report_clients(clients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every client for a normal MSP; past REPORT_CLIENT_CAP only those with something to see
+    (summary.json always lists them all)."""
+    if len(clients) <= REPORT_CLIENT_CAP:
+        return clients
+    return [
+        c for c in clients if Decimal(c["difference"]) != 0 or any(c[s] for s in SEVERITY_ORDER)
+    ]
+
+
 def report_data(
     result: RunResult, workspace: Workspace, rules: list[Rule], quarantine: pl.DataFrame
 ) -> dict[str, Any]:
@@ -403,7 +414,7 @@ def report_data(
             for q in quarantine.filter(pl.col("disposition") == "quarantined").iter_rows(named=True)
         ],
         "bridge": summary["bridge"],
-        "clients": summary["clients"],
+        "clients": _report_clients(summary["clients"]),
         "discrepancies": [d for d in discrepancies if d["severity"] != "expected"],
         "expected": [d for d in discrepancies if d["severity"] == "expected"],
         "rules": {

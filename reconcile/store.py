@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
 
 DEFAULT_WORKSPACE = Path("reconcile.duckdb")
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
+def memory_limit() -> str:
+    """DuckDB's share of memory; RECONCILE_MEMORY_LIMIT overrides (e.g. '4GB')."""
+    value = os.environ.get("RECONCILE_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", value, flags=re.IGNORECASE):
+        raise InputError(
+            "RECONCILE_MEMORY_LIMIT", "not a memory size", expected="e.g. 1GB", got=value
+        )
+    return value
+
 
 DUCK_TYPES = {
     pl.String(): "VARCHAR",
@@ -21,6 +36,7 @@ DUCK_TYPES = {
     pl.Decimal(18, 2): "DECIMAL(18,2)",
 }
 
+LOAD_CONSTANTS = ("cycle", "source", "load_id", "file_name")  # the first columns of `lines`
 LINE_COLUMNS = ",\n    ".join(f"{n} {DUCK_TYPES[t]}" for n, t in CANONICAL_SCHEMA.items())
 
 SCHEMA = f"""
@@ -95,6 +111,10 @@ class Workspace:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path))
+        # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with the
+        # cycle; nothing relies on a table's physical order, so inserts need not keep it.
+        self.con.execute(f"SET memory_limit = '{memory_limit()}'")
+        self.con.execute("SET preserve_insertion_order = false")
         self.con.execute(SCHEMA)
 
     def close(self) -> None:
@@ -128,7 +148,7 @@ class Workspace:
                 )
 
     def save_load(
-        self, record: dict[str, Any], lines: pl.DataFrame, rejected: pl.DataFrame
+        self, record: dict[str, Any], lines: pl.DataFrame, rejected: pl.DataFrame, file_name: str
     ) -> None:
         columns = list(record)
         values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in record.values()]
@@ -139,8 +159,19 @@ class Workspace:
                 f"({', '.join('?' for _ in columns)})",
                 values,
             )
-            self.con.register("_lines", lines.select(list(CANONICAL_SCHEMA)))
-            self.con.execute(f"INSERT INTO lines SELECT {', '.join(CANONICAL_SCHEMA)} FROM _lines")
+            # Per-load constants travel as parameters, not as a million-row column each.
+            varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
+            self.con.register("_lines", lines.select(varying))
+            self.con.execute(
+                f"INSERT INTO lines SELECT $cycle, $source, $load_id, $file_name, "
+                f"{', '.join(varying)} FROM _lines",
+                {
+                    "cycle": record["cycle"],
+                    "source": record["platform"],
+                    "load_id": record["load_id"],
+                    "file_name": file_name,
+                },
+            )
             self.con.register("_rejected", rejected)
             self.con.execute(
                 "INSERT INTO quarantine SELECT load_id, cycle, source, file_name, row_number, "

@@ -71,12 +71,12 @@ def normalise(raw: RawFrame, settings: Settings) -> Normalised:
     frame = _clean(frame, raw.platform)
     convention, formats = _date_convention(raw, frame, settings)
     parsed = _parse(frame, raw, formats, settings)
-    billable = parsed.filter(pl.col(EXCLUDE).is_null())
+    billable = _keep(parsed, pl.col(EXCLUDE).is_null())
     reasons = _raw_failures(raw, billable, convention)
     canonical = _canonical(billable, raw, settings)
     reasons = _merge(reasons, _canonical_failures(canonical))
     bad_rows = reasons[ROW]
-    lines = canonical.filter(~pl.col("row_number").is_in(bad_rows.implode()))
+    lines = _keep(canonical, ~pl.col("row_number").is_in(bad_rows.implode()))
     rejected = pl.concat(
         [
             _rejected(raw, parsed.join(reasons, on=ROW, how="inner"), "quarantined", "_reasons"),
@@ -90,6 +90,12 @@ def normalise(raw: RawFrame, settings: Settings) -> Normalised:
         rows_read=frame.height,
         net_read=parsed["_net_amount"].sum(),
     )
+
+
+def _keep(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
+    """Filter, but without copying a million rows when every row stays (the usual case)."""
+    keep = frame.select(condition.alias("keep"))["keep"]
+    return frame if keep.all() else frame.filter(keep)
 
 
 def _complete(frame: pl.DataFrame) -> pl.DataFrame:
@@ -142,12 +148,19 @@ def _date_convention(
     if settings.date_format:
         fmt = settings.date_format
         return DATE_NAMES[fmt] + " (given)", {} if fmt == "iso" else {"slash": DATE_FORMATS[fmt]}
-    texts = pl.concat(
-        [
-            frame.select(_date_text(f).alias("d"), pl.col(ROW), pl.lit(f).alias("f"))
-            for f in DATE_FIELDS
-        ]
-    ).filter(pl.col("d").str.contains(SLASH_DATE))
+    # A cycle holds few distinct dates: decide on those, each with the first row it is on.
+    texts = (
+        pl.concat(
+            [
+                frame.group_by(f)
+                .agg(pl.col(ROW).min())
+                .select(_date_text(f).alias("d"), pl.col(ROW), pl.lit(f).alias("f"))
+                for f in DATE_FIELDS
+            ]
+        )
+        .filter(pl.col("d").str.contains(SLASH_DATE))
+        .sort(ROW, "f")
+    )
     if texts.height == 0:
         return DATE_NAMES["iso"], {}
     ok = {
@@ -200,7 +213,8 @@ def _parse(
 ) -> pl.DataFrame:
     typed: list[pl.Expr] = []
     for name, dtype in DECIMAL_FIELDS.items():
-        text = _money_text(name)
+        # Most exports write plain numbers: clean symbols and separators only where needed.
+        text = pl.col(name) if _all_match(frame, name, MONEY_TEXT) else _money_text(name)
         value = text.cast(pl.Decimal(38, 6), strict=False)
         typed.append(
             pl.when(text.str.contains(MONEY_TEXT))
@@ -211,16 +225,26 @@ def _parse(
             .alias(f"_{name}")
         )
     for name in DATE_FIELDS:
-        typed.append(_parse_date(name, raw, formats, settings).alias(f"_{name}"))
+        plain = _all_match(frame, name, f"{SLASH_DATE}|{ISO_DATE}")
+        typed.append(_parse_date(name, raw, formats, settings, plain).alias(f"_{name}"))
     return frame.with_columns(typed)
 
 
-def _parse_date(name: str, raw: RawFrame, formats: dict[str, str], settings: Settings) -> pl.Expr:
+def _all_match(frame: pl.DataFrame, name: str, pattern: str) -> bool:
+    """One cheap scan decides whether a column needs the expensive cleaning at all."""
+    return bool(
+        frame.select((pl.col(name).is_null() | pl.col(name).str.contains(pattern)).all()).item()
+    )
+
+
+def _parse_date(
+    name: str, raw: RawFrame, formats: dict[str, str], settings: Settings, plain: bool
+) -> pl.Expr:
     if raw.shape == "halopsa-api":
         stamp = pl.col(name).str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False)
         local = stamp.dt.replace_time_zone("UTC").dt.convert_time_zone(settings.timezone)
         return pl.coalesce(local.dt.date(), pl.col(name).str.slice(0, 10).str.to_date(strict=False))
-    text = _date_text(name)
+    text = pl.col(name) if plain else _date_text(name)
     iso = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     if "slash" not in formats:
         return iso
