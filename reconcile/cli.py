@@ -72,6 +72,23 @@ def load_options(func: F) -> F:
     return func
 
 
+def crosswalk_options(func: F) -> F:
+    """--map and --config, shared by every command that matches the two sides."""
+    func = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="reconcile.toml: tolerances, severities, expected differences, fuzzy_min_score.",
+    )(func)
+    return click.option(
+        "--map",
+        "maps",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Mapping CSV (kind,autotask,halopsa) of agreed names and ids; repeatable.",
+    )(func)
+
+
 @click.group()
 @click.option(
     "--workspace",
@@ -123,8 +140,11 @@ def load(
     )
     with Workspace(ctx.obj["workspace"]) as workspace:
         results = load_paths(workspace, list(paths), platform, settings, replace=replace)
-    for result in results:
-        click.echo(describe(result))
+        for result in results:
+            click.echo(describe(result))
+            if result.rows_quarantined or result.rows_excluded:
+                file = workspace.write_quarantine(result.load_id, cycle)
+                click.echo(f"  quarantined and excluded rows, with reasons: {file}")
     quarantined = [r for r in results if r.rows_quarantined]
     if quarantined:
         raise InputProblem(" ".join(quarantine_message(r) for r in quarantined))
@@ -191,19 +211,7 @@ def validate(
     type=click.Path(exists=True, path_type=Path),
     help="HaloPSA export file or folder (repeatable); omit to use what is loaded.",
 )
-@click.option(
-    "--map",
-    "maps",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Mapping CSV (kind,autotask,halopsa); repeatable.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="reconcile.toml with tolerances and expected differences.",
-)
+@crosswalk_options
 @click.option(
     "--out",
     "out_dir",
@@ -269,19 +277,7 @@ def map_group() -> None:
 
 @map_group.command()
 @click.option("--cycle", required=True, help="Billing cycle, YYYY-MM (already loaded).")
-@click.option(
-    "--map",
-    "maps",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Mappings already agreed; only the rest is suggested.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="reconcile.toml (fuzzy_min_score).",
-)
+@crosswalk_options
 @click.option(
     "--out",
     "out_file",

@@ -239,6 +239,18 @@ class Workspace:
         )
         return dict(zip(keys, row, strict=True))
 
+    def write_quarantine(self, load_id: str, cycle: str) -> Path:
+        """The quarantine as a file beside the workspace, for people without a SQL client."""
+        folder = self.path.parent / "quarantine" / cycle
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{load_id[:16]}.csv"
+        self.frame(
+            "SELECT source, file_name, row_number, line_ref, disposition, reasons, raw, "
+            "net_amount FROM quarantine WHERE load_id = ? AND cycle = ? ORDER BY row_number",
+            [load_id, cycle],
+        ).write_csv(path)
+        return path
+
     def loads(self, cycle: str) -> pl.DataFrame:
         return self.frame(
             "SELECT * EXCLUDE (loaded_at) FROM loads WHERE cycle = ? ORDER BY platform, load_id",

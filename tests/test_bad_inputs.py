@@ -80,6 +80,9 @@ def test_bad_input_exits_2_with_a_clear_message(ws_path: Path, name: str) -> Non
         ).fetchall()[0][0]
     assert count == loaded
     assert quarantined == (1 if loaded else 0)
+    if loaded:
+        (file,) = (ws_path.parent / "quarantine" / "2026-11").glob("*.csv")
+        assert "quarantined" in file.read_text(encoding="utf-8")
 
 
 def test_every_bad_fixture_has_a_case() -> None:

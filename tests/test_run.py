@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -135,38 +137,21 @@ def test_run_on_what_is_already_loaded(tmp_path: Path) -> None:
     assert findings(tmp_path / "out") == findings(run_demo(tmp_path, "fresh"))
 
 
-def test_run_with_unusable_input_exits_2(tmp_path: Path) -> None:
-    result = invoke(
-        "--workspace",
-        tmp_path / "ws.duckdb",
-        "run",
-        "--cycle",
-        "2026-11",
-        "--autotask",
-        BAD / "missing_column.csv",
-        "--halopsa",
-        DEMO / "halopsa" / "api",
-        "--out",
-        tmp_path / "out",
-    )
+@pytest.mark.parametrize(
+    ("sides", "message"),
+    [
+        (["--autotask", BAD / "missing_column.csv"], "a required column is missing"),
+        ([], "no autotask export is loaded for cycle 2026-11"),
+    ],
+    ids=["unusable-file", "nothing-loaded"],
+)
+def test_run_with_unusable_input_exits_2(
+    tmp_path: Path, sides: list[str | Path], message: str
+) -> None:
+    args = ["--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11", *sides]
+    result = invoke(*args, "--halopsa", DEMO / "halopsa" / "api", "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert "a required column is missing" in result.output
-
-
-def test_run_with_nothing_loaded_exits_2(tmp_path: Path) -> None:
-    result = invoke(
-        "--workspace",
-        tmp_path / "ws.duckdb",
-        "run",
-        "--cycle",
-        "2026-11",
-        "--halopsa",
-        DEMO / "halopsa" / "api",
-        "--out",
-        tmp_path / "out",
-    )
-    assert result.exit_code == 2
-    assert "no autotask export is loaded for cycle 2026-11" in result.output
+    assert message in result.output
 
 
 def test_map_suggest_writes_reviewable_suggestions(tmp_path: Path) -> None:
@@ -265,3 +250,14 @@ def test_ids_survive_a_change_elsewhere(tmp_path: Path) -> None:
     assert len(new) == 1
     (changed,) = (after[i] for i in new)
     assert changed["halopsa_refs"] == target and changed["client"].startswith(clean_client[:10])
+
+
+def test_the_report_embeds_a_bridge_that_adds_up(tmp_path: Path) -> None:
+    html = (run_demo(tmp_path, "demo") / "report.html").read_text(encoding="utf-8")
+    embedded = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S
+    )
+    assert embedded is not None
+    data = json.loads(embedded.group(1))
+    bridge = sum(Decimal(bar["amount"]) for bar in data["bridge"])
+    assert bridge == Decimal(data["totals"]["difference"]["gross"]) == Decimal("-82.00")
