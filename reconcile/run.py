@@ -231,8 +231,12 @@ def _summary(
                 "score": None if r.score is None else str(r.score),
             }
             for kind, r in matched.crosswalk
-            if r.method == "unmapped"
+            if r.method == "unmapped" and kind != "contract"
         ],
+        # Contracts only order candidates in matching: an unmapped one is counted, not listed.
+        "unmapped_contracts": sum(
+            1 for kind, r in matched.crosswalk if kind == "contract" and r.method == "unmapped"
+        ),
         "clients": _clients(workspace, findings),
         "config": {
             "source": config.source,

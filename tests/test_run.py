@@ -6,6 +6,7 @@ import csv
 import json
 import random
 import re
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,10 @@ def test_outputs_agree_and_the_bridge_adds_up(tmp_path: Path) -> None:
         assert control["rows_read"] == (
             control["rows_loaded"] + control["rows_quarantined"] + control["rows_excluded"]
         )
+    assert [(u["kind"], u["value"], u["suggestion"]) for u in summary["unmapped"]] == [
+        ("client", "PSJ Woodworks Ltd", None),
+        ("item", "SentinelOne Complete", "EDR – SentinelOne"),
+    ]
     by_severity = summary["counts"]["by_severity"]
     assert by_severity["blocker"] == sum(1 for f in findings(out) if f["severity"] == "blocker")
     assert (out / "report.html").stat().st_size > 10_000
@@ -261,3 +266,27 @@ def test_the_report_embeds_a_bridge_that_adds_up(tmp_path: Path) -> None:
     data = json.loads(embedded.group(1))
     bridge = sum(Decimal(bar["amount"]) for bar in data["bridge"])
     assert bridge == Decimal(data["totals"]["difference"]["gross"]) == Decimal("-82.00")
+
+
+def test_a_bug_exits_3_with_a_paragraph_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Exit 1 means "blockers remain"; a crash must never be mistaken for that verdict."""
+    import reconcile.run
+    from reconcile.cli import main
+
+    def broken(*_: object, **__: object) -> None:
+        raise ZeroDivisionError("simulated")
+
+    monkeypatch.setattr(reconcile.run, "run_cycle", broken)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["reconcile", "--workspace", str(tmp_path / "w.duckdb"), "run", "--cycle", "2026-11"],
+    )
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("Internal error: ZeroDivisionError: simulated.")
+    assert "Traceback" not in err
