@@ -228,37 +228,25 @@ def _left(side: str) -> str:
     )
 
 
-def _pair_by_rank(
-    con: duckdb.DuckDBPyConnection,
-    stage: str,
-    keys: list[str],
-    extra: str = "",
-    order: str = "net_amount, ref",
-) -> None:
-    """1:1 pairs on equal keys; within a key, the n-th line of each side pairs by `order`."""
-    part = ", ".join(keys)
-    on = " AND ".join(f"l.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)
-    con.execute(
-        f"""
-        INSERT INTO grp_line
-        WITH l AS (SELECT *, row_number() OVER (PARTITION BY {part}
-                          ORDER BY k_key NULLS LAST, {order}) AS rk FROM {_left("a")}),
-             r AS (SELECT *, row_number() OVER (PARTITION BY {part}
-                          ORDER BY k_key NULLS LAST, {order}) AS rk FROM {_left("h")}
-                   WHERE c_ok),
-             p AS (SELECT '{stage}:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
-                   FROM l JOIN r ON {on} AND l.rk = r.rk {extra})
-        SELECT gid, '{stage}', 'a', a_uid FROM p
-        UNION ALL SELECT gid, '{stage}', 'h', h_uid FROM p
-        """
-    )
+EXACT_KEY = ["c_key", "i_key", "period_start", "period_end", "quantity", "unit_price"]
 
 
 def _exact(con: duckdb.DuckDBPyConnection) -> None:
-    _pair_by_rank(
-        con,
-        "exact",
-        ["c_key", "i_key", "period_start", "period_end", "quantity", "unit_price"],
+    """1:1 pairs on the whole charge; within a key the n-th line of each side pairs, ordered
+    by contract (a hint, not a condition), amount and ref, so duplicates pair alike."""
+    part = ", ".join(EXACT_KEY)
+    on = " AND ".join(f"l.{k} IS NOT DISTINCT FROM r.{k}" for k in EXACT_KEY)
+    rank = f"row_number() OVER (PARTITION BY {part} ORDER BY k_key NULLS LAST, net_amount, ref)"
+    con.execute(
+        f"""
+        INSERT INTO grp_line
+        WITH l AS (SELECT *, {rank} AS rk FROM {_left("a")}),
+             r AS (SELECT *, {rank} AS rk FROM {_left("h")} WHERE c_ok),
+             p AS (SELECT 'exact:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
+                   FROM l JOIN r ON {on} AND l.rk = r.rk)
+        SELECT gid, 'exact', 'a', a_uid FROM p
+        UNION ALL SELECT gid, 'exact', 'h', h_uid FROM p
+        """
     )
 
 

@@ -160,7 +160,3 @@ class CanonicalLine(pa.DataFrameModel):
             | pl.col("period_start").is_null()
             | (pl.col("period_start") <= pl.col("period_end"))
         )
-
-
-def empty_canonical() -> pl.DataFrame:
-    return pl.DataFrame(schema=CANONICAL_SCHEMA)

@@ -15,7 +15,7 @@ from reconcile.config import Config
 from reconcile.crosswalk import Mapping, read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, sha256
-from reconcile.match import STAGES, MatchResult, match_cycle
+from reconcile.match import MatchResult, match_cycle
 from reconcile.report import render_report
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.store import Workspace
@@ -433,6 +433,3 @@ def run_id(summary: dict[str, Any]) -> str:
     """Runs of the same inputs and settings share an id; history keeps each execution."""
     key = json.dumps([summary["inputs"], summary["mappings"], summary["config"]], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-__all__ = ["STAGES", "RunResult", "run_cycle"]

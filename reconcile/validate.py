@@ -6,7 +6,6 @@ failed), or the excluded rows (deliberately not billable, with the reason). Noth
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -392,7 +391,3 @@ def _rejected(raw: RawFrame, rows: pl.DataFrame, disposition: str, reason: str) 
         raw_json.alias("raw"),
         pl.col("_net_amount").alias("net_amount"),
     ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
-
-
-def quarantine_json(rejected: pl.DataFrame) -> list[dict[str, Any]]:
-    return [dict(r, raw=json.loads(r["raw"])) for r in rejected.iter_rows(named=True)]
