@@ -171,23 +171,21 @@ def validate(
     """Check exports and report every problem, without loading anything."""
     settings = Settings(cycle=cycle, date_format=date_format, currency=currency, timezone=timezone)
     problems = []
-    for raw, norm in read_only(list(paths), platform, settings):
-        rejected = norm.rejected
-        bad = rejected.filter(rejected["disposition"] == "quarantined")
+    for raw, tally in read_only(list(paths), platform, settings):
         click.echo(
-            f"{raw.file}: {raw.shape}, {norm.rows_read} rows: "
-            f"{norm.lines.height} valid, {bad.height} invalid, "
-            f"{rejected.height - bad.height} excluded; dates {norm.date_convention}"
+            f"{raw.file}: {raw.shape}, {tally.rows_read} rows: "
+            f"{tally.rows_loaded} valid, {tally.rows_quarantined} invalid, "
+            f"{tally.rows_excluded} excluded; dates {tally.date_convention}"
         )
-        for warning in raw.warnings:
+        for warning in tally.warnings(raw):
             click.echo(f"  warning: {warning}")
-        if bad.height:
+        if tally.rows_quarantined:
             problems.append(
                 _rows_message(
                     raw.file,
-                    bad.height,
-                    norm.rows_read,
-                    list(bad.iter_rows(named=True)),
+                    tally.rows_quarantined,
+                    tally.rows_read,
+                    tally.quarantine,
                     loaded=False,
                 )
             )
@@ -348,8 +346,9 @@ def quarantine_message(result: LoadResult) -> str:
 
 
 def _rows_message(file: str, bad: int, read: int, rows: list[dict[str, Any]], loaded: bool) -> str:
-    listed = "; ".join(f"row {r['row_number']}: {r['reasons']}" for r in rows[:MAX_LISTED])
-    more = f"; and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
+    shown = rows[:MAX_LISTED]
+    listed = "; ".join(f"row {r['row_number']}: {r['reasons']}" for r in shown)
+    more = f"; and {bad - len(shown)} more" if bad > len(shown) else ""
     tail = (
         f"The other {read - bad} rows were loaded; the quarantined rows are kept in the "
         "workspace's quarantine table with their raw values."

@@ -14,6 +14,7 @@ import polars as pl
 
 from reconcile.errors import InputError
 from reconcile.load import RawFrame, read_inputs
+from reconcile.load.tabular import grid_warning
 from reconcile.store import Workspace
 from reconcile.validate import Normalised, Settings, normalise
 
@@ -73,11 +74,68 @@ def content_id(hashes: dict[Path, str]) -> str:
     )
 
 
+QUARANTINE_LISTED = 1000  # quarantined rows kept in memory for messages; all are stored
+
+
+@dataclass
+class Tally:
+    """Control totals of one export, added up batch by batch."""
+
+    date_convention: str = ""
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_excluded: int = 0
+    rows_unreadable_amount: int = 0
+    net_read: Decimal = ZERO
+    net_loaded: Decimal = ZERO
+    net_quarantined: Decimal = ZERO
+    net_excluded: Decimal = ZERO
+    tax_loaded: Decimal = ZERO
+    invoice_sums: list[pl.DataFrame] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, norm: Normalised) -> None:
+        quarantined = norm.rejected.filter(pl.col("disposition") == "quarantined")
+        excluded = norm.rejected.filter(pl.col("disposition") == "excluded")
+        self.date_convention = norm.date_convention
+        self.rows_read += norm.rows_read
+        self.rows_loaded += norm.lines.height
+        self.rows_quarantined += quarantined.height
+        self.rows_excluded += excluded.height
+        self.rows_unreadable_amount += norm.rejected["net_amount"].null_count()
+        self.net_read += _sum(norm.net_read)
+        self.net_loaded += _sum(norm.lines["net_amount"].sum())
+        self.net_quarantined += _sum(quarantined["net_amount"].sum())
+        self.net_excluded += _sum(excluded["net_amount"].sum())
+        self.tax_loaded += _sum(norm.lines["tax_amount"].sum())
+        self.invoice_sums.append(
+            norm.lines.group_by("invoice_number").agg(
+                pl.col("net_amount").sum().alias("net"), pl.col("tax_amount").sum().alias("tax")
+            )
+        )
+        room = QUARANTINE_LISTED - len(self.quarantine)
+        if room > 0:
+            self.quarantine += (
+                quarantined.head(room).select("row_number", "line_ref", "reasons").to_dicts()
+            )
+
+    def warnings(self, raw: RawFrame) -> list[str]:
+        grid = grid_warning(raw, self.rows_read)
+        return [*raw.warnings, *([grid] if grid else [])]
+
+
 def read_only(
     paths: list[Path], platform: str | None, settings: Settings
-) -> list[tuple[RawFrame, Normalised]]:
+) -> list[tuple[RawFrame, Tally]]:
     """Validate without touching a workspace (the `validate` command)."""
-    return [(raw, normalise(raw, settings)) for raw in read_inputs(paths, platform)]
+    checked = []
+    for raw in read_inputs(paths, platform):
+        tally = Tally()
+        for norm in normalise(raw, settings):
+            tally.add(norm)
+        checked.append((raw, tally))
+    return checked
 
 
 def load_paths(
@@ -97,7 +155,7 @@ def load_paths(
         if workspace.has_load(load_id, settings.cycle):
             results.append(_previous(workspace, raw, load_id, settings.cycle))
             continue
-        results.append(_store(workspace, raw, hashes, normalise(raw, settings), settings))
+        results.append(_store(workspace, raw, hashes, settings))
     if replace:
         for side in {r.platform for r in results}:
             workspace.forget(settings.cycle, side, keep)
@@ -105,51 +163,49 @@ def load_paths(
 
 
 def _store(
-    workspace: Workspace,
-    raw: RawFrame,
-    hashes: dict[Path, str],
-    norm: Normalised,
-    settings: Settings,
+    workspace: Workspace, raw: RawFrame, hashes: dict[Path, str], settings: Settings
 ) -> LoadResult:
+    """Store batch by batch in one transaction: a failure half way leaves nothing behind."""
     load_id = content_id(hashes)
     file_name = raw.files[0].name if len(raw.files) == 1 else Path(raw.file).name
-    lines = norm.lines
-    rejected = norm.rejected.with_columns(
-        pl.lit(load_id).alias("load_id"),
-        pl.lit(file_name).alias("file_name"),
-        pl.lit(settings.cycle).alias("cycle"),
-        pl.lit(raw.platform).alias("source"),
-    )
-    quarantined = rejected.filter(pl.col("disposition") == "quarantined")
-    excluded = rejected.filter(pl.col("disposition") == "excluded")
-    checks = _invoice_checks(raw, lines, quarantined)
-    record = {
-        "load_id": load_id,
+    constants = {
         "cycle": settings.cycle,
-        "platform": raw.platform,
-        "shape": raw.shape,
-        "source": raw.file,
-        "files": [
-            {"name": p.name, "sha256": hashes[p], "bytes": p.stat().st_size} for p in raw.files
-        ],
-        "dialect": raw.dialect,
-        "date_convention": norm.date_convention,
-        "rows_read": norm.rows_read,
-        "rows_loaded": lines.height,
-        "rows_quarantined": quarantined.height,
-        "rows_excluded": excluded.height,
-        "rows_unreadable_amount": rejected["net_amount"].null_count(),
-        "net_read": _sum(norm.net_read),
-        "net_loaded": _sum(lines["net_amount"].sum()),
-        "net_quarantined": _sum(quarantined["net_amount"].sum()),
-        "net_excluded": _sum(excluded["net_amount"].sum()),
-        "tax_loaded": _sum(lines["tax_amount"].sum()),
-        "invoice_checks": checks,
-        "warnings": list(raw.warnings),
+        "source": raw.platform,
+        "load_id": load_id,
+        "file_name": file_name,
     }
-    workspace.save_load(record, lines, rejected, file_name)
+    tally = Tally()
+    with workspace.transaction():
+        for norm in normalise(raw, settings):
+            tally.add(norm)
+            workspace.insert_batch(norm.lines, norm.rejected, constants)
+        record = {
+            "load_id": load_id,
+            "cycle": settings.cycle,
+            "platform": raw.platform,
+            "shape": raw.shape,
+            "source": raw.file,
+            "files": [
+                {"name": p.name, "sha256": hashes[p], "bytes": p.stat().st_size} for p in raw.files
+            ],
+            "dialect": raw.dialect,
+            "date_convention": tally.date_convention,
+            "rows_read": tally.rows_read,
+            "rows_loaded": tally.rows_loaded,
+            "rows_quarantined": tally.rows_quarantined,
+            "rows_excluded": tally.rows_excluded,
+            "rows_unreadable_amount": tally.rows_unreadable_amount,
+            "net_read": tally.net_read,
+            "net_loaded": tally.net_loaded,
+            "net_quarantined": tally.net_quarantined,
+            "net_excluded": tally.net_excluded,
+            "tax_loaded": tally.tax_loaded,
+            "invoice_checks": _invoice_checks(raw, tally),
+            "warnings": tally.warnings(raw),
+        }
+        workspace.insert_load(record)
     _prove_conservation(workspace, record)
-    return _result(record, rejected)
+    return _result(record, tally.quarantine)
 
 
 def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:
@@ -168,16 +224,12 @@ def _sum(value: Any) -> Decimal:
     return ZERO if value is None else Decimal(value).quantize(ZERO)
 
 
-def _invoice_checks(
-    raw: RawFrame, lines: pl.DataFrame, quarantined: pl.DataFrame
-) -> list[dict[str, Any]]:
+def _invoice_checks(raw: RawFrame, tally: Tally) -> list[dict[str, Any]]:
     """Where the export states invoice totals, its lines must add up to them."""
-    if raw.invoice_totals is None or raw.invoice_totals.height == 0:
+    if raw.invoice_totals is None or raw.invoice_totals.height == 0 or not tally.invoice_sums:
         return []
-    sums = lines.group_by("invoice_number").agg(
-        pl.col("net_amount").sum().alias("net"), pl.col("tax_amount").sum().alias("tax")
-    )
-    affected = set(quarantined["line_ref"].to_list())
+    sums = pl.concat(tally.invoice_sums).group_by("invoice_number").agg(pl.all().sum())
+    affected = tally.rows_quarantined > 0
     checks = []
     for row in raw.invoice_totals.sort("invoice_number").iter_rows(named=True):
         got = sums.filter(pl.col("invoice_number") == row["invoice_number"])
@@ -194,18 +246,13 @@ def _invoice_checks(
                 "lines_tax": str(tax),
                 "lines_gross": str(net + tax),
                 "ok": ok,
-                "has_quarantined_lines": bool(affected) and not ok,
+                "has_quarantined_lines": affected and not ok,
             }
         )
     return checks
 
 
-def _result(record: dict[str, Any], rejected: pl.DataFrame) -> LoadResult:
-    quarantine = tuple(
-        rejected.filter(pl.col("disposition") == "quarantined")
-        .select("row_number", "line_ref", "reasons")
-        .iter_rows(named=True)
-    )
+def _result(record: dict[str, Any], quarantine: list[dict[str, Any]]) -> LoadResult:
     bad_invoices = [c for c in record["invoice_checks"] if not c["ok"]]
     warnings = list(record["warnings"]) + [
         f"invoice {c['invoice']}: the export states {c['stated_total']} but its lines add up "
@@ -230,7 +277,7 @@ def _result(record: dict[str, Any], rejected: pl.DataFrame) -> LoadResult:
         net_excluded=record["net_excluded"],
         warnings=tuple(warnings),
         invoice_checks=tuple(record["invoice_checks"]),
-        quarantine=quarantine,
+        quarantine=tuple(quarantine),
     )
 
 
@@ -238,12 +285,12 @@ def _previous(workspace: Workspace, raw: RawFrame, load_id: str, cycle: str) -> 
     row = workspace.frame(
         "SELECT * FROM loads WHERE load_id = ? AND cycle = ?", [load_id, cycle]
     ).row(0, named=True)
-    rejected = workspace.frame(
-        "SELECT row_number, line_ref, disposition, reasons FROM quarantine "
-        "WHERE load_id = ? AND cycle = ? ORDER BY row_number",
+    quarantine = workspace.frame(
+        "SELECT row_number, line_ref, reasons FROM quarantine WHERE load_id = ? AND cycle = ? "
+        f"AND disposition = 'quarantined' ORDER BY row_number LIMIT {QUARANTINE_LISTED}",
         [load_id, cycle],
-    )
+    ).to_dicts()
     row["invoice_checks"] = json.loads(row["invoice_checks"])
     row["warnings"] = json.loads(row["warnings"])
-    result = _result(row, rejected)
+    result = _result(row, quarantine)
     return LoadResult(**{**result.__dict__, "source": raw.file, "already_loaded": True})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,12 @@ from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
 
 DEFAULT_WORKSPACE = Path("reconcile.duckdb")
-DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_MEMORY_LIMIT = "400MB"
 
 
 def memory_limit() -> str:
-    """DuckDB's share of memory; RECONCILE_MEMORY_LIMIT overrides (e.g. '4GB')."""
+    """DuckDB's share of memory (it spills to disk beyond it); RECONCILE_MEMORY_LIMIT overrides,
+    e.g. '4GB' on a large machine for speed."""
     value = os.environ.get("RECONCILE_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
     if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", value, flags=re.IGNORECASE):
         raise InputError(
@@ -147,43 +150,45 @@ class Workspace:
                     f"DELETE FROM {table} WHERE load_id = ? AND cycle = ?", [load_id, cycle]
                 )
 
-    def save_load(
-        self, record: dict[str, Any], lines: pl.DataFrame, rejected: pl.DataFrame, file_name: str
-    ) -> None:
-        columns = list(record)
-        values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in record.values()]
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(
-                f"INSERT INTO loads ({', '.join(columns)}) VALUES "
-                f"({', '.join('?' for _ in columns)})",
-                values,
-            )
-            # Per-load constants travel as parameters, not as a million-row column each.
-            varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
-            self.con.register("_lines", lines.select(varying))
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def insert_batch(
+        self, lines: pl.DataFrame, rejected: pl.DataFrame, constants: dict[str, str]
+    ) -> None:
+        """One batch of a load. Per-load constants travel as parameters, not as columns."""
+        varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
+        self.con.register("_lines", lines.select(varying))
+        self.con.register("_rejected", rejected)
+        try:
             self.con.execute(
                 f"INSERT INTO lines SELECT $cycle, $source, $load_id, $file_name, "
                 f"{', '.join(varying)} FROM _lines",
-                {
-                    "cycle": record["cycle"],
-                    "source": record["platform"],
-                    "load_id": record["load_id"],
-                    "file_name": file_name,
-                },
+                constants,
             )
-            self.con.register("_rejected", rejected)
             self.con.execute(
-                "INSERT INTO quarantine SELECT load_id, cycle, source, file_name, row_number, "
-                "line_ref, disposition, reasons, raw, net_amount FROM _rejected"
+                "INSERT INTO quarantine SELECT $load_id, $cycle, $source, $file_name, row_number, "
+                "line_ref, disposition, reasons, raw, net_amount FROM _rejected",
+                constants,
             )
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
         finally:
-            for view in ("_lines", "_rejected"):
-                self.con.unregister(view)
+            self.con.unregister("_lines")
+            self.con.unregister("_rejected")
+
+    def insert_load(self, record: dict[str, Any]) -> None:
+        columns = list(record)
+        values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in record.values()]
+        self.con.execute(
+            f"INSERT INTO loads ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+            values,
+        )
 
     def save_run(
         self, run_id: str, cycle: str, summary: dict[str, Any], findings: pl.DataFrame

@@ -6,8 +6,9 @@ failed), or the excluded rows (deliberately not billable, with the reason). Noth
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandera.polars as pa
 import polars as pl
@@ -25,6 +26,7 @@ from reconcile.model import (
     CanonicalLine,
 )
 
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 PLATFORM_DATE_DEFAULT = {"autotask": "us", "halopsa": "uk"}
 DATE_FORMATS = {"us": "%m/%d/%Y", "uk": "%d/%m/%Y"}
 DATE_NAMES = {"us": "US MM/DD/YYYY", "uk": "UK DD/MM/YYYY", "iso": "ISO YYYY-MM-DD"}
@@ -58,6 +60,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class Normalised:
+    """One batch of an export, validated: every row of the batch is in lines or rejected."""
+
     lines: pl.DataFrame  # canonical schema, minus load_id and file_name
     rejected: pl.DataFrame  # QUARANTINE_SCHEMA: quarantined and excluded rows
     date_convention: str
@@ -65,10 +69,23 @@ class Normalised:
     net_read: Any  # Decimal: every row's parseable net amount, before the split
 
 
-def normalise(raw: RawFrame, settings: Settings) -> Normalised:
-    frame = _complete(raw.frame)
-    frame = _clean(frame, raw.platform)
-    convention, formats = _date_convention(raw, frame, settings)
+def normalise(raw: RawFrame, settings: Settings) -> Iterator[Normalised]:
+    """Batch by batch, so memory stays bounded; the date convention is the file's, decided
+    once over all its rows before the first batch."""
+    convention, formats = _date_convention(raw, settings)
+    for batch in raw.batches():
+        yield _normalise_batch(
+            raw, _clean(_complete(batch), raw.platform), settings, convention, formats
+        )
+
+
+def _normalise_batch(
+    raw: RawFrame,
+    frame: pl.DataFrame,
+    settings: Settings,
+    convention: str,
+    formats: dict[str, str],
+) -> Normalised:
     parsed = _parse(frame, raw, formats, settings)
     billable = _keep(parsed, pl.col(EXCLUDE).is_null())
     reasons = _raw_failures(raw, billable, convention)
@@ -97,8 +114,9 @@ def _keep(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
     return frame if keep.all() else frame.filter(keep)
 
 
-def _complete(frame: pl.DataFrame) -> pl.DataFrame:
-    missing = [pl.lit(None, pl.String).alias(f) for f in RAW_FIELDS if f not in frame.columns]
+def _complete(frame: FrameT) -> FrameT:
+    names = frame.collect_schema().names()
+    missing = [pl.lit(None, pl.String).alias(f) for f in RAW_FIELDS if f not in names]
     return frame.with_columns(missing) if missing else frame
 
 
@@ -138,9 +156,7 @@ def _date_text(name: str) -> pl.Expr:
     )
 
 
-def _date_convention(
-    raw: RawFrame, frame: pl.DataFrame, settings: Settings
-) -> tuple[str, dict[str, str]]:
+def _date_convention(raw: RawFrame, settings: Settings) -> tuple[str, dict[str, str]]:
     """Decide once per file how its dates are written, never row by row."""
     if raw.dates_iso:
         return DATE_NAMES["iso"], {}
@@ -148,7 +164,8 @@ def _date_convention(
         fmt = settings.date_format
         return DATE_NAMES[fmt] + " (given)", {} if fmt == "iso" else {"slash": DATE_FORMATS[fmt]}
     # A cycle holds few distinct dates: decide on those, each with the first row it is on.
-    texts = (
+    frame = _complete(raw.frame)
+    texts = raw.collect(
         pl.concat(
             [
                 frame.group_by(f)

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import DEMO, QUIRKS, invoke, read_json
+from conftest import BAD, DEMO, QUIRKS, invoke, read_json
 from reconcile.ingest import LoadResult, load_paths
 from reconcile.store import Workspace
 from reconcile.validate import Settings
@@ -179,3 +179,38 @@ def test_validate_reports_without_loading(ws_path: Path) -> None:
     loaded = read_json(DEMO / "expected_differences.json")["totals"]["halopsa"]["lines"]
     assert "halopsa-xlsx, " in result.output and f": {loaded} valid, 0 invalid," in result.output
     assert not ws_path.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        DEMO / "autotask" / "billing_items.csv",
+        DEMO / "halopsa" / "api",
+        QUIRKS / "halo_api_invoices.json",
+    ],
+)
+def test_a_load_in_many_small_batches_equals_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: Path
+) -> None:
+    """Large exports are validated and stored batch by batch; the result must not change."""
+    with Workspace(tmp_path / "one.duckdb") as ws:
+        whole = load_one(ws, path)
+        whole_lines = ws.lines(CYCLE, whole.platform).pl().drop("load_id").sort("row_number")
+        whole_rejected = ws.quarantined(CYCLE).drop("load_id")
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 7)
+    with Workspace(tmp_path / "many.duckdb") as ws:
+        batched = load_one(ws, path)
+        assert_conserved(ws, batched)
+        lines_ = ws.lines(CYCLE, batched.platform).pl().drop("load_id").sort("row_number")
+        assert lines_.equals(whole_lines)
+        assert ws.quarantined(CYCLE).drop("load_id").equals(whole_rejected)
+    assert (batched.rows_read, batched.net_read) == (whole.rows_read, whole.net_read)
+
+
+def test_quarantine_in_a_later_batch_is_found(
+    ws_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 1)
+    result = invoke("--workspace", ws_path, "load", "--cycle", CYCLE, BAD / "bad_amount.csv")
+    assert result.exit_code == 2
+    assert "row 3: column 'Extended Price'" in result.output

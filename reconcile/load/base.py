@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,26 +16,47 @@ EXCLUDE = "_exclude"  # why a row is deliberately not a billable line (None: it 
 PROBLEM = "_problem"  # what the reader already found wrong with the row (None: nothing)
 
 
+BATCH_ROWS = 500_000  # rows validated and stored at a time: memory stays bounded per export
+
+
 @dataclass(frozen=True)
 class RawFrame:
     """One export file (or one bundle of API pages) as text, before any parsing.
 
-    `frame` has a String column per raw field that the export carries, plus ROW, EXCLUDE
-    and PROBLEM.
+    `frame` is lazy, so a large export is read in batches: a String column per raw field the
+    export carries, plus ROW, EXCLUDE and PROBLEM.
     `columns` names the export's own column for each raw field, for error messages.
     `dates_iso` is True when the export writes dates in ISO form (APIs, XML).
+    `on_error` turns a parse failure met while reading into an InputError naming the row.
     """
 
     file: str
     platform: str
     shape: str
-    frame: pl.DataFrame
+    frame: pl.LazyFrame
     columns: dict[str, str]
     files: tuple[Path, ...]
     dates_iso: bool = False
     dialect: dict[str, str] = field(default_factory=dict)
     invoice_totals: pl.DataFrame | None = None  # invoice_number, total (String), tax (String)
     warnings: tuple[str, ...] = ()
+    on_error: Callable[[Exception], InputError] | None = None
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        try:
+            yield from self.frame.collect_batches(chunk_size=BATCH_ROWS)
+        except pl.exceptions.PolarsError as exc:
+            raise self._error(exc) from None
+
+    def collect(self, query: pl.LazyFrame) -> pl.DataFrame:
+        """Run a query over the export, with the same error translation as batches()."""
+        try:
+            return query.collect()
+        except pl.exceptions.PolarsError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: Exception) -> Exception:
+        return self.on_error(exc) if self.on_error else exc
 
 
 def normalise_header(name: str) -> str:

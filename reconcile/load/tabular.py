@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import fastexcel
@@ -33,29 +34,38 @@ def read_csv(path: Path, claimed: str | None) -> RawFrame:
     dialect = sniff(path)
     headers = _csv_header(path, dialect)
     positional = [f"c{i}" for i in range(len(headers))]
-    try:
-        frame = pl.read_csv(
-            utf8_source(path, dialect),
-            separator=dialect.separator,
-            has_header=True,
-            new_columns=positional,
-            infer_schema=False,
-            empty_string_is_null=True,
-            row_index_name=ROW,
-            row_index_offset=1,
-            raise_if_empty=False,
-        )
-    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
-        raise _unreadable(path, dialect, exc) from None
+    frame = pl.scan_csv(
+        utf8_source(path, dialect),
+        separator=dialect.separator,
+        has_header=True,
+        new_columns=positional,
+        infer_schema=False,
+        empty_string_is_null=True,
+        row_index_name=ROW,
+        row_index_offset=1,
+        raise_if_empty=False,
+    )
+
+    def on_error(exc: Exception) -> InputError:
+        return _unreadable(path, dialect, exc)
+
     short = short_last_record(path, dialect, len(headers))
     problems = None
-    if short is not None and frame.height:
+    if short is not None:
+        last = _collect(frame.select(pl.len()), on_error).item()
         problems = (
-            pl.when(pl.col(ROW) == frame.height)
+            pl.when(pl.col(ROW) == last)
             .then(pl.lit(f"the row is cut off: it has {short} of {len(headers)} fields"))
             .otherwise(None)
         )
-    return _to_raw(path, claimed, headers, frame, dialect.describe(), "csv", problems)
+    return _to_raw(path, claimed, headers, frame, dialect.describe(), "csv", problems, on_error)
+
+
+def _collect(query: pl.LazyFrame, on_error: Callable[[Exception], InputError]) -> pl.DataFrame:
+    try:
+        return query.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise on_error(exc) from None
 
 
 def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
@@ -79,7 +89,7 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         .with_row_index(ROW, offset=1)
         .filter(~pl.all_horizontal(pl.col(c).is_null() for c in positional))
     )
-    return _to_raw(path, claimed, headers, frame, {"workbook": "xlsx"}, "xlsx", None)
+    return _to_raw(path, claimed, headers, frame.lazy(), {"workbook": "xlsx"}, "xlsx", None, None)
 
 
 def _csv_header(path: Path, dialect: Dialect) -> list[str]:
@@ -113,15 +123,16 @@ def _to_raw(
     path: Path,
     claimed: str | None,
     headers: list[str],
-    frame: pl.DataFrame,
+    frame: pl.LazyFrame,
     dialect: dict[str, str],
     kind: str,
     problems: pl.Expr | None,
+    on_error: Callable[[Exception], InputError] | None,
 ) -> RawFrame:
     file = str(path)
     platform = detect_platform(file, headers, claimed)
     mapping = map_headers(file, platform, headers)
-    if frame.height == 0:
+    if frame.head(1).collect().height == 0:
         raise InputError(file, "the file has a header but no data rows", expected="invoice lines")
     position = {h: f"c{i}" for i, h in enumerate(headers)}
     columns = [pl.col(ROW).cast(pl.Int64)]
@@ -130,16 +141,13 @@ def _to_raw(
         for raw_field, column in mapping.items()
     ]
     raw = frame.select(columns)
+    names = raw.collect_schema().names()
     raw = raw.with_columns(
-        _halo_exclusions(raw) if platform == "halopsa" else pl.lit(None, pl.String).alias(EXCLUDE),
+        _halo_exclusions(names)
+        if platform == "halopsa"
+        else pl.lit(None, pl.String).alias(EXCLUDE),
         (problems if problems is not None else pl.lit(None, pl.String)).alias(PROBLEM),
-    ).drop([c for c in ("isgroupdesc", "isinactive", "invoice_id") if c in raw.columns])
-    warnings: list[str] = []
-    if platform == "autotask" and frame.height == GRID_EXPORT_LIMIT:
-        warnings.append(
-            f"{path.name} has exactly {GRID_EXPORT_LIMIT} rows, the limit of Autotask grid "
-            "exports: it is probably truncated. Export with the export wizard instead."
-        )
+    ).drop([c for c in ("isgroupdesc", "isinactive", "invoice_id") if c in names])
     return RawFrame(
         file=file,
         platform=platform,
@@ -148,23 +156,33 @@ def _to_raw(
         columns=mapping,
         files=(path,),
         dialect=dialect,
-        warnings=tuple(warnings),
+        on_error=on_error,
     )
+
+
+def grid_warning(raw: RawFrame, rows_read: int) -> str | None:
+    """Autotask grid exports stop at 5,000 rows: a file of exactly that many is suspect."""
+    if raw.shape in ("autotask-csv", "autotask-xlsx") and rows_read == GRID_EXPORT_LIMIT:
+        return (
+            f"{Path(raw.file).name} has exactly {GRID_EXPORT_LIMIT} rows, the limit of Autotask "
+            "grid exports: it is probably truncated. Export with the export wizard instead."
+        )
+    return None
 
 
 def _truthy(name: str) -> pl.Expr:
     return pl.col(name).str.to_lowercase().is_in(TRUE_WORDS).fill_null(False)
 
 
-def _halo_exclusions(raw: pl.DataFrame) -> pl.Expr:
+def _halo_exclusions(names: list[str]) -> pl.Expr:
     """Group headers, inactive lines and recurring templates are not billed lines."""
     expr = pl.lit(None, pl.String)
-    if "invoice_id" in raw.columns:
+    if "invoice_id" in names:
         template = pl.col("invoice_id").str.strip_chars().str.starts_with("-")
         expr = pl.when(template).then(pl.lit(TEMPLATE_REASON)).otherwise(expr)
-    if "isinactive" in raw.columns:
+    if "isinactive" in names:
         expr = pl.when(_truthy("isinactive")).then(pl.lit(INACTIVE_REASON)).otherwise(expr)
-    if "isgroupdesc" in raw.columns:
+    if "isgroupdesc" in names:
         expr = pl.when(_truthy("isgroupdesc")).then(pl.lit(GROUP_REASON)).otherwise(expr)
     return expr.alias(EXCLUDE)
 
