@@ -120,6 +120,10 @@ class Tally:
                 quarantined.head(room).select("row_number", "line_ref", "reasons").to_dicts()
             )
 
+    def totals(self) -> dict[str, Any]:
+        """The control totals as the loads table stores them."""
+        return {k: v for k, v in vars(self).items() if k not in ("invoice_sums", "quarantine")}
+
     def warnings(self, raw: RawFrame) -> list[str]:
         grid = grid_warning(raw, self.rows_read)
         return [*raw.warnings, *([grid] if grid else [])]
@@ -189,17 +193,7 @@ def _store(
                 {"name": p.name, "sha256": hashes[p], "bytes": p.stat().st_size} for p in raw.files
             ],
             "dialect": raw.dialect,
-            "date_convention": tally.date_convention,
-            "rows_read": tally.rows_read,
-            "rows_loaded": tally.rows_loaded,
-            "rows_quarantined": tally.rows_quarantined,
-            "rows_excluded": tally.rows_excluded,
-            "rows_unreadable_amount": tally.rows_unreadable_amount,
-            "net_read": tally.net_read,
-            "net_loaded": tally.net_loaded,
-            "net_quarantined": tally.net_quarantined,
-            "net_excluded": tally.net_excluded,
-            "tax_loaded": tally.tax_loaded,
+            **tally.totals(),
             "invoice_checks": _invoice_checks(raw, tally),
             "warnings": tally.warnings(raw),
         }

@@ -227,30 +227,39 @@ def _money_text(name: str) -> pl.Expr:
 def _parse(
     frame: pl.DataFrame, raw: RawFrame, formats: dict[str, str], settings: Settings
 ) -> pl.DataFrame:
+    plain = _plain_columns(frame)
     typed: list[pl.Expr] = []
     for name, dtype in DECIMAL_FIELDS.items():
         # Most exports write plain numbers: clean symbols and separators only where needed.
-        text = pl.col(name) if _all_match(frame, name, MONEY_TEXT) else _money_text(name)
-        value = text.cast(pl.Decimal(38, 6), strict=False)
+        if plain[name]:
+            value = pl.col(name).cast(pl.Decimal(38, 6), strict=False)
+        else:
+            text = _money_text(name)
+            value = (
+                pl.when(text.str.contains(MONEY_TEXT))
+                .then(text.cast(pl.Decimal(38, 6), strict=False))
+                .otherwise(None)
+            )
         typed.append(
-            pl.when(text.str.contains(MONEY_TEXT))
-            .then(value)
-            .otherwise(None)
-            .round(dtype.scale or 0, mode="half_away_from_zero")
-            .cast(dtype)
-            .alias(f"_{name}")
+            value.round(dtype.scale or 0, mode="half_away_from_zero").cast(dtype).alias(f"_{name}")
         )
     for name in DATE_FIELDS:
-        plain = _all_match(frame, name, f"{SLASH_DATE}|{ISO_DATE}")
-        typed.append(_parse_date(name, raw, formats, settings, plain).alias(f"_{name}"))
+        typed.append(_parse_date(name, raw, formats, settings, plain[name]).alias(f"_{name}"))
     return frame.with_columns(typed)
 
 
-def _all_match(frame: pl.DataFrame, name: str, pattern: str) -> bool:
-    """One cheap scan decides whether a column needs the expensive cleaning at all."""
-    return bool(
-        frame.select((pl.col(name).is_null() | pl.col(name).str.contains(pattern)).all()).item()
-    )
+PLAIN_TEXT = {name: MONEY_TEXT for name in DECIMAL_FIELDS} | {
+    name: f"{SLASH_DATE}|{ISO_DATE}" for name in DATE_FIELDS
+}
+
+
+def _plain_columns(frame: pl.DataFrame) -> dict[str, bool]:
+    """One cheap scan of each column decides whether it needs the expensive cleaning at all."""
+    checks = [
+        (pl.col(name).is_null() | pl.col(name).str.contains(pattern)).all().alias(name)
+        for name, pattern in PLAIN_TEXT.items()
+    ]
+    return {name: bool(value) for name, value in frame.select(checks).row(0, named=True).items()}
 
 
 def _parse_date(
