@@ -72,6 +72,16 @@ def load_options(func: F) -> F:
     return func
 
 
+def side_option(platform: str, label: str) -> Callable[[F], F]:
+    return click.option(
+        f"--{platform}",
+        platform,
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help=f"{label} export file or folder (repeatable); omit to use what is loaded.",
+    )
+
+
 def crosswalk_options(func: F) -> F:
     """--map and --config, shared by every command that matches the two sides."""
     func = click.option(
@@ -195,20 +205,8 @@ def validate(
 
 @cli.command()
 @click.option("--cycle", required=True, help="Billing cycle, YYYY-MM.")
-@click.option(
-    "--autotask",
-    "autotask",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Autotask export file or folder (repeatable); omit to use what is loaded.",
-)
-@click.option(
-    "--halopsa",
-    "halopsa",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="HaloPSA export file or folder (repeatable); omit to use what is loaded.",
-)
+@side_option("autotask", "Autotask")
+@side_option("halopsa", "HaloPSA")
 @crosswalk_options
 @click.option(
     "--out",
