@@ -59,7 +59,6 @@ def match_cycle(
         STAGE_SQL[stage](con, "period", ITEM_KEY)
     _fuzzy(con, config.fuzzy_min_score)
     _unmatched(con)
-    _number_groups(con)
     _group_view(con)
     return MatchResult(
         stages=tuple(_stage_counts(con)),
@@ -180,23 +179,36 @@ def _join_on(kind: str, side: str, alias: str) -> str:
     )
 
 
-# A uid per line, and a display ref that is unique within the side (qualified by file name
-# only when two loaded files use the same line id).
-IDENTITY = """
-    row_number() OVER (ORDER BY s.load_id, s.row_number) AS uid,
-    CASE WHEN count(*) OVER (PARTITION BY s.line_ref) > 1
-         THEN s.file_name || ':' || s.line_ref ELSE s.line_ref END AS ref,
-"""
+def _identity(side: str) -> str:
+    """A uid per line in (load, row) order, and a display ref unique within the side (qualified
+    by file name only when two loaded files use the same line id). Arithmetic and hash joins,
+    not window functions: sorting a million wide rows costs seconds."""
+    return f"""
+        WITH load_index AS (
+            SELECT load_id, row_number() OVER (ORDER BY load_id) AS idx
+            FROM (SELECT DISTINCT load_id FROM {side}_src)
+        ),
+        repeated AS (SELECT line_ref FROM {side}_src GROUP BY line_ref HAVING count(*) > 1)
+        SELECT li.idx * {ROWS_PER_LOAD} + s.row_number AS uid,
+               CASE WHEN rp.line_ref IS NULL THEN s.line_ref
+                    ELSE s.file_name || ':' || s.line_ref END AS ref,
+               s.*"""
+
+
+ROWS_PER_LOAD = 10_000_000_000  # uids stay unique while no export has this many rows
 
 
 def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Both sides get client/item/contract keys in Autotask's terms where resolved."""
+    identity_joins = """
+        JOIN load_index li ON li.load_id = s.load_id
+        LEFT JOIN repeated rp ON rp.line_ref = s.line_ref"""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE a AS
-        SELECT {IDENTITY} s.*, c.key AS c_key, i.key AS i_key, k.key AS k_key,
+        {_identity("a")}, c.key AS c_key, i.key AS i_key, k.key AS k_key,
                true AS c_ok, true AS i_ok
-        FROM a_src s
+        FROM a_src s {identity_joins}
         JOIN _client_a c ON {_join_on("client", "a", "c")}
         JOIN _item_a i ON {_join_on("item", "a", "i")}
         JOIN _contract_a k ON {_join_on("contract", "a", "k")}
@@ -205,13 +217,13 @@ def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE h AS
-        SELECT {IDENTITY} s.*,
+        {_identity("h")},
                coalesce(cx.a_key, c.key) AS c_key,
                coalesce(ix.a_key, i.key) AS i_key,
                kx.a_key AS k_key,
                cx.a_key IS NOT NULL AS c_ok,
                ix.a_key IS NOT NULL AS i_ok
-        FROM h_src s
+        FROM h_src s {identity_joins}
         JOIN _client_h c ON {_join_on("client", "h", "c")}
         JOIN _item_h i ON {_join_on("item", "h", "i")}
         JOIN _contract_h k ON {_join_on("contract", "h", "k")}
@@ -379,76 +391,95 @@ def _unmatched(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _number_groups(con: duckdb.DuckDBPyConnection) -> None:
-    """Stable group numbers: by stage, then by the refs the group holds."""
-    order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
+# Each side of a group: (the value for a one-line group, the aggregate for several lines).
+# Most groups hold one line a side, and aggregating strings over a million groups costs
+# seconds, so one-line groups take their line's values as they are.
+SIDE_COLUMNS = {
+    "n": ("1", "count(*)"),
+    "uids": ("[x.uid]", "list(x.uid)"),
+    "first_ref": ("x.ref", "min(x.ref)"),
+    "qty": ("x.quantity", "sum(x.quantity)"),
+    "price": (
+        "x.unit_price",
+        "CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = max(x.unit_price) "
+        "THEN min(x.unit_price) END",
+    ),
+    "net": ("x.net_amount", "sum(x.net_amount)"),
+    "tax": ("x.tax_amount", "CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END"),
+    "currency": (
+        "x.currency",
+        "CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END",
+    ),
+    "contract_type": (
+        "x.contract_type",
+        "CASE WHEN min(x.contract_type) = max(x.contract_type) THEN min(x.contract_type) END",
+    ),
+    "period_start": ("x.period_start", "min(x.period_start)"),
+    "period_end": ("x.period_end", "max(x.period_end)"),
+    "client": ("x.client_name", "min(x.client_name)"),
+    "item": ("coalesce(x.item_name, x.description)", "min(coalesce(x.item_name, x.description))"),
+    "c_key": ("x.c_key", "min(x.c_key)"),
+    "i_key": ("x.i_key", "min(x.i_key)"),
+    "c_ok": ("x.c_ok", "bool_and(x.c_ok)"),
+    "i_ok": ("x.i_ok", "bool_and(x.i_ok)"),
+}
+
+
+def _side_groups(con: duckdb.DuckDBPyConnection, side: str) -> None:
+    """One row per group with lines on this side, its lines aggregated."""
+    single = ", ".join(f"{one} AS {side}_{name}" for name, (one, _) in SIDE_COLUMNS.items())
+    several = ", ".join(f"{agg} AS {side}_{name}" for name, (_, agg) in SIDE_COLUMNS.items())
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE grp AS
-        WITH refs AS (
-            SELECT g.gid, any_value(g.stage) AS stage,
-                   min(CASE g.side WHEN 'a' THEN a.ref END) AS first_a,
-                   min(CASE g.side WHEN 'h' THEN h.ref END) AS first_h
+        CREATE OR REPLACE TEMP TABLE g_{side} AS
+        WITH several AS (
+            SELECT gid FROM grp_line WHERE side = '{side}' GROUP BY gid HAVING count(*) > 1
+        ),
+        members AS (
+            SELECT g.gid, g.stage, x.*, s.gid IS NOT NULL AS in_several
             FROM grp_line g
-            LEFT JOIN a ON g.side = 'a' AND a.uid = g.uid
-            LEFT JOIN h ON g.side = 'h' AND h.uid = g.uid
-            GROUP BY g.gid
+            JOIN {side} x ON g.side = '{side}' AND x.uid = g.uid
+            LEFT JOIN several s ON s.gid = g.gid
         )
-        SELECT gid, stage, row_number() OVER (
-            ORDER BY CASE stage {order} END, first_a NULLS LAST, first_h NULLS LAST
-        ) AS match_id FROM refs
+        SELECT gid, stage, {single} FROM members x WHERE NOT in_several
+        UNION ALL
+        SELECT gid, any_value(stage), {several} FROM members x WHERE in_several
+        GROUP BY gid
         """
     )
 
 
-# min = max stands for "one distinct value": COUNT(DISTINCT) costs a hash table per group.
-# Uids need no order here; refs are sorted where people read them.
-SIDE_AGGREGATES = """
-    count(*) AS {s}_n,
-    list(x.uid) AS {s}_uids,
-    sum(x.quantity) AS {s}_qty,
-    CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = max(x.unit_price)
-         THEN min(x.unit_price) END AS {s}_price,
-    sum(x.net_amount) AS {s}_net,
-    CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END AS {s}_tax,
-    CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END AS {s}_currency,
-    CASE WHEN min(x.contract_type) = max(x.contract_type) THEN min(x.contract_type) END
-        AS {s}_contract_type,
-    min(x.period_start) AS {s}_period_start,
-    max(x.period_end) AS {s}_period_end,
-    min(x.client_name) AS {s}_client,
-    min(coalesce(x.item_name, x.description)) AS {s}_item,
-    min(x.c_key) AS {s}_c_key,
-    min(x.i_key) AS {s}_i_key,
-    bool_and(x.c_ok) AS {s}_c_ok,
-    bool_and(x.i_ok) AS {s}_i_ok
-"""
-
-
 def _group_view(con: duckdb.DuckDBPyConnection) -> None:
-    """One row per match group, both sides aggregated: the relation every rule reads."""
+    """One row per match group, both sides aggregated: the relation every rule reads. Group
+    numbers are stable: by stage, then by the first ref each side holds. The table has no
+    physical order (sorting a million wide rows costs seconds); readers order by match_id."""
     for side in SIDES:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE g_{side} AS
-            SELECT g.gid, {SIDE_AGGREGATES.format(s=side)}
-            FROM grp_line g JOIN {side} x ON g.side = '{side}' AND x.uid = g.uid
-            GROUP BY g.gid
-            """
-        )
+        _side_groups(con, side)
+    order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
+    # Numbered first, in its own statement: one join at a time stays within the memory limit.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE numbered AS
+        SELECT gid, coalesce(ga.stage, gh.stage) AS stage, row_number() OVER (
+                   ORDER BY CASE coalesce(ga.stage, gh.stage) {order} END,
+                            ga.a_first_ref NULLS LAST, gh.h_first_ref NULLS LAST
+               ) AS match_id
+        FROM g_a ga FULL JOIN g_h gh USING (gid)
+        """
+    )
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE groups AS
-        SELECT grp.match_id, grp.stage,
+        SELECT n.match_id, n.stage,
                coalesce(ga.a_client, gh.h_client) AS client,
                coalesce(ga.a_c_key, gh.h_c_key) AS client_key,
                coalesce(ga.a_item, gh.h_item) AS item,
                coalesce(ga.a_n, 0) AS a_n, coalesce(gh.h_n, 0) AS h_n,
-               ga.* EXCLUDE (gid, a_n), gh.* EXCLUDE (gid, h_n)
-        FROM grp
+               ga.* EXCLUDE (gid, stage, a_n, a_first_ref),
+               gh.* EXCLUDE (gid, stage, h_n, h_first_ref)
+        FROM numbered n
         LEFT JOIN g_a ga USING (gid)
         LEFT JOIN g_h gh USING (gid)
-        ORDER BY grp.match_id
         """
     )
 
