@@ -41,7 +41,9 @@ from typing import Any
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reports"
+from reconcile import bundled_dir
+
+DEFAULT_TEMPLATE_DIR = bundled_dir("reports")
 TEMPLATE_NAME = "report.html.j2"
 CSS_NAME = "report.css"
 JS_NAME = "report.js"

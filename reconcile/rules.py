@@ -22,11 +22,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from reconcile import bundled_dir
 from reconcile.config import Config, decimal_setting
 
-RULES_DIR = Path(
-    os.environ.get("RECONCILE_RULES_DIR", Path(__file__).resolve().parent.parent / "rules")
-)
+RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
 EXPECTED_TITLE = "Expected differences (retired services)"
 MONEY = pl.Decimal(18, 2)
