@@ -58,6 +58,7 @@ CASES: dict[str, tuple[str, list[str], int]] = {
     "binary_junk.csv": ("autotask", ["not a text export (it contains binary data)"], 0),
     "truncated.json": ("halopsa", ["JSON is not well formed at line", "cut off"], 0),
     "malformed.xml": ("autotask", ["XML is not well formed", "mismatched tag"], 0),
+    "entity_bomb.xml": ("autotask", ["the XML declares entities", "refused unread"], 0),
 }
 
 

@@ -8,7 +8,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import defusedxml.ElementTree as DefusedET
 import polars as pl
+from defusedxml import DefusedXmlException
 
 from reconcile.errors import InputError
 from reconcile.load.base import EXCLUDE, PROBLEM, ROW, RawFrame
@@ -286,7 +288,15 @@ XML_NS = "{http://tempuri.org/invoice_batch_generic.xsd}"
 def autotask_xml(path: Path) -> RawFrame:
     """Autotask's generic XML invoice export (invoice_batch_generic)."""
     try:
-        root = ET.parse(path).getroot()
+        root = DefusedET.fromstring(path.read_bytes())
+    except DefusedXmlException:
+        raise InputError(
+            str(path),
+            "the XML declares entities (a DOCTYPE with <!ENTITY ...>), which Autotask's export "
+            "never does; it was refused unread, as entities can expand without limit",
+            expected="Autotask's generic XML invoice export",
+            hint="Export the invoices from Autotask again rather than using an edited copy.",
+        ) from None
     except ET.ParseError as exc:
         raise InputError(
             str(path),
