@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import polars as pl
 
 from reconcile.errors import InputError
@@ -198,7 +199,7 @@ class Workspace:
         try:
             number = self.con.execute(
                 "INSERT INTO runs (run_id, cycle, summary) VALUES (?, ?, ?) RETURNING run_number",
-                [run_id, cycle, json.dumps(summary, default=str)],
+                [run_id, cycle, orjson.dumps(summary, default=str).decode()],
             ).fetchall()[0][0]
             self.con.register("_findings", findings)
             self.con.execute(

@@ -16,7 +16,7 @@ EXCLUDE = "_exclude"  # why a row is deliberately not a billable line (None: it 
 PROBLEM = "_problem"  # what the reader already found wrong with the row (None: nothing)
 
 
-BATCH_ROWS = 500_000  # rows validated and stored at a time: memory stays bounded per export
+BATCH_ROWS = 250_000  # rows validated and stored at a time: memory stays bounded per export
 
 
 @dataclass(frozen=True)
