@@ -169,7 +169,7 @@ def load_paths(
 def _store(
     workspace: Workspace, raw: RawFrame, hashes: dict[Path, str], settings: Settings
 ) -> LoadResult:
-    """Store batch by batch in one transaction: a failure half way leaves nothing behind."""
+    """Store batch by batch, staged: a failure half way leaves nothing behind."""
     load_id = content_id(hashes)
     file_name = raw.files[0].name if len(raw.files) == 1 else Path(raw.file).name
     constants = {
@@ -179,7 +179,7 @@ def _store(
         "file_name": file_name,
     }
     tally = Tally()
-    with workspace.transaction():
+    with workspace.staged_load(load_id, settings.cycle):
         for norm in normalise(raw, settings):
             tally.add(norm)
             workspace.insert_batch(norm.lines, norm.rejected, constants)

@@ -40,6 +40,7 @@ DUCK_TYPES = {
     pl.Decimal(18, 2): "DECIMAL(18,2)",
 }
 
+PENDING_TABLES = ("lines", "quarantine", "pending_loads")  # what an unfinished load has written
 LOAD_CONSTANTS = ("cycle", "source", "load_id", "file_name")  # the first columns of `lines`
 LINE_COLUMNS = ",\n    ".join(f"{n} {DUCK_TYPES[t]}" for n, t in CANONICAL_SCHEMA.items())
 
@@ -70,6 +71,11 @@ CREATE TABLE IF NOT EXISTS loads (
 );
 CREATE TABLE IF NOT EXISTS lines (
     {LINE_COLUMNS}
+);
+CREATE TABLE IF NOT EXISTS pending_loads (
+    load_id VARCHAR NOT NULL,
+    cycle VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 CREATE SEQUENCE IF NOT EXISTS run_number;
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,7 +114,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 
 class Workspace:
-    """One DuckDB file; every write of a load happens in one transaction."""
+    """One DuckDB file. A load is all or nothing: its batches are pending until its record is
+    written, and a load that failed or was killed is swept away."""
 
     def __init__(self, path: Path | str = DEFAULT_WORKSPACE) -> None:
         self.path = Path(path)
@@ -120,6 +127,7 @@ class Workspace:
         self.con.execute(f"SET memory_limit = '{memory_limit()}'")
         self.con.execute("SET preserve_insertion_order = false")
         self.con.execute(SCHEMA)
+        self._sweep_pending()
 
     def close(self) -> None:
         self.con.close()
@@ -146,10 +154,7 @@ class Workspace:
     def forget(self, cycle: str, platform: str, keep: set[str]) -> None:
         """Drop a side's earlier loads for the cycle, so a re-export replaces, not adds."""
         for load_id in set(self.load_ids(cycle, platform)) - keep:
-            for table in ("lines", "quarantine", "loads"):
-                self.con.execute(
-                    f"DELETE FROM {table} WHERE load_id = ? AND cycle = ?", [load_id, cycle]
-                )
+            self._delete(load_id, cycle, ("lines", "quarantine", "loads"))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -183,13 +188,46 @@ class Workspace:
             self.con.unregister("_lines")
             self.con.unregister("_rejected")
 
+    @contextlib.contextmanager
+    def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:
+        """Batches commit one at a time, because DuckDB's memory grows with a transaction's size
+        (one transaction over a 3M-line export took 1.5 GB). Until insert_load the load is
+        pending: a failure discards it at once; a killed process leaves it for the next open."""
+        pending = [load_id, cycle]
+        self.con.execute("INSERT INTO pending_loads (load_id, cycle) VALUES (?, ?)", pending)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self._delete(load_id, cycle, PENDING_TABLES)
+            raise
+
     def insert_load(self, record: dict[str, Any]) -> None:
+        """The load's record; writing it ends the pending state in the same transaction."""
         columns = list(record)
         values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in record.values()]
-        self.con.execute(
-            f"INSERT INTO loads ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-            values,
-        )
+        with self.transaction():
+            self.con.execute(
+                f"INSERT INTO loads ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})",
+                values,
+            )
+            self.con.execute(
+                "DELETE FROM pending_loads WHERE load_id = ? AND cycle = ?",
+                [record["load_id"], record["cycle"]],
+            )
+
+    def _sweep_pending(self) -> None:
+        pending = self.con.execute("SELECT load_id, cycle FROM pending_loads").fetchall()
+        for load_id, cycle in pending:
+            self._delete(load_id, cycle, PENDING_TABLES)
+
+    def _delete(self, load_id: str, cycle: str, tables: tuple[str, ...]) -> None:
+        with self.transaction():
+            for table in tables:
+                self.con.execute(
+                    f"DELETE FROM {table} WHERE load_id = ? AND cycle = ?", [load_id, cycle]
+                )
 
     def save_run(
         self, run_id: str, cycle: str, summary: dict[str, Any], findings: pl.DataFrame

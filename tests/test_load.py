@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 
-from conftest import BAD, DEMO, QUIRKS, invoke, read_json
+from conftest import BAD, DEMO, QUIRKS, ROOT, invoke, read_json
 from reconcile.ingest import LoadResult, load_paths
 from reconcile.store import Workspace
 from reconcile.validate import Settings
@@ -214,3 +220,73 @@ def test_quarantine_in_a_later_batch_is_found(
     result = invoke("--workspace", ws_path, "load", "--cycle", CYCLE, BAD / "bad_amount.csv")
     assert result.exit_code == 2
     assert "row 3: column 'Extended Price'" in result.output
+
+
+def held(workspace: Workspace) -> dict[str, int]:
+    """Rows of every table a load writes to."""
+    return {
+        table: workspace.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        for table in ("loads", "lines", "quarantine", "pending_loads")
+    }
+
+
+EMPTY = {"loads": 0, "lines": 0, "quarantine": 0, "pending_loads": 0}
+
+
+def test_a_load_that_fails_half_way_leaves_nothing_behind(
+    ws_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches commit one by one (bounded memory), yet a load stays all or nothing."""
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 50)
+    store_batch = Workspace.insert_batch
+    calls = []
+
+    def fail_on_third(self: Workspace, *args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        store_batch(self, *args)
+
+    monkeypatch.setattr(Workspace, "insert_batch", fail_on_third)
+    with Workspace(ws_path) as ws:
+        with pytest.raises(OSError, match="disk full"):
+            load_one(ws, DEMO / "autotask" / "billing_items.csv")
+        assert held(ws) == EMPTY
+    monkeypatch.setattr(Workspace, "insert_batch", store_batch)
+    with Workspace(ws_path) as ws:
+        result = load_one(ws, DEMO / "autotask" / "billing_items.csv")
+        assert_conserved(ws, result)
+        assert held(ws)["lines"] == result.rows_loaded
+
+
+KILLED_LOAD = """
+import os, signal, sys
+from pathlib import Path
+from reconcile.ingest import load_paths
+from reconcile.store import Workspace
+from reconcile.validate import Settings
+
+def killed(self, record):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Workspace.insert_load = killed
+load_paths(Workspace(sys.argv[1]), [Path(sys.argv[2])], None, Settings(cycle="2026-11"))
+"""
+
+
+def test_a_load_killed_with_sigkill_is_swept_on_the_next_open(ws_path: Path) -> None:
+    export = DEMO / "autotask" / "billing_items.csv"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_LOAD, str(ws_path), str(export)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    with duckdb.connect(str(ws_path), read_only=True) as con:  # as the kill left it
+        assert con.execute("SELECT count(*) FROM lines").fetchall()[0][0] > 0
+        assert con.execute("SELECT count(*) FROM pending_loads").fetchall()[0][0] == 1
+    with Workspace(ws_path) as ws:
+        assert held(ws) == EMPTY
+        result = load_one(ws, export)
+        assert_conserved(ws, result)
