@@ -49,6 +49,7 @@ CSS_NAME = "report.css"
 JS_NAME = "report.js"
 
 SEVERITIES = ("blocker", "warning", "info", "expected")
+LIST_SEVERITIES = SEVERITIES[:3]  # expected (accepted) differences have their own section
 EMBED_FORMAT = 1
 DISCREPANCY_COLUMNS = (
     "id",
@@ -101,6 +102,7 @@ REPORT_CONTEXT: dict[str, str] = {
     "quarantine": "quarantined rows (capped at SERVER_ROWS_CAP)",
     "quarantine_total": "number of quarantined rows",
     "severities": "the severity names in display order",
+    "list_severities": "the severities the discrepancy list can hold (filter checkboxes)",
     "report_json": "Markup: the embedded JSON, already safe inside a script element",
     "css": "Markup: report.css, inlined",
     "js": "Markup: report.js, inlined",
@@ -493,6 +495,7 @@ def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
         "quarantine": _filled(quarantine[:SERVER_ROWS_CAP], "quarantine"),
         "quarantine_total": len(quarantine),
         "severities": SEVERITIES,
+        "list_severities": LIST_SEVERITIES,
         "report_json": embed_json(payload),
         "css": Markup(css),
         "js": Markup(js),
