@@ -265,7 +265,7 @@ def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
         .with_columns(
             pl.when("_expected").then(pl.lit("expected")).otherwise("severity").alias("severity"),
             pl.when("_expected")
-            .then(pl.col("message") + " Expected: a retired service, deliberately not migrated.")
+            .then(pl.col("message") + ". Expected: a retired service, deliberately not migrated.")
             .otherwise("message")
             .alias("message"),
         )
