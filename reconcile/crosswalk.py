@@ -105,7 +105,8 @@ class Resolution:
     autotask_key: str | None
     method: str  # mapping, autotask_id, name, or unmapped
     suggestion: str | None = None
-    score: float | None = None
+    score: float | None = None  # name similarity, 0-100
+    basis: str | None = None  # why the suggestion, in words
 
 
 def resolve(
@@ -151,7 +152,10 @@ def resolve(
         if not choices:
             choices = {e.key: normalise_name(e.label) for e in autotask}
         suggestion, score = _suggest(entity, choices, display, min_score)
-        results.append(Resolution(entity.key, entity.label, None, "unmapped", suggestion, score))
+        basis = None if suggestion is None else f"name similarity {score}"
+        results.append(
+            Resolution(entity.key, entity.label, None, "unmapped", suggestion, score, basis)
+        )
     return results
 
 
@@ -177,15 +181,16 @@ def _suggest(
 
 
 def write_suggestions(path: Path, crosswalk: tuple[tuple[str, Resolution], ...]) -> int:
-    """A mapping file of fuzzy suggestions; extra columns (score, note) are ignored on read."""
-    rows: list[tuple[str, str, str, float]] = [
-        (kind, r.suggestion, r.halopsa_label, r.score or 0.0)
+    """A mapping file of suggestions for review; extra columns (score, basis) are ignored on
+    read, so it can be passed to --map as it is once a person has checked it."""
+    rows = [
+        (kind, r.suggestion, r.halopsa_label, "" if r.score is None else r.score, r.basis or "")
         for kind, r in crosswalk
         if r.method == "unmapped" and r.suggestion
     ]
-    rows.sort(key=lambda r: (r[0], -r[3], r[2]))
+    rows.sort(key=lambda r: (r[0], r[2]))
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["kind", "autotask", "halopsa", "score"])
+        writer.writerow(["kind", "autotask", "halopsa", "score", "basis"])
         writer.writerows(rows)
     return len(rows)

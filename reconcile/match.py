@@ -8,7 +8,7 @@ All set work is DuckDB SQL over temp tables; only the fuzzy stage looks at text 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import polars as pl
@@ -47,6 +47,8 @@ def match_cycle(
     _prepare_sides(con, cycle)
     crosswalk = _crosswalk(con, mappings, config)
     _assign_keys(con)
+    crosswalk = _suggest_by_totals(con, crosswalk)
+    _register_crosswalk(con, crosswalk)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE grp_line "
         "(gid VARCHAR, stage VARCHAR, side VARCHAR, uid BIGINT)"
@@ -146,11 +148,56 @@ def _crosswalk(
         )
         con.register(f"_{kind}_xw", table)
         results.extend((kind, r) for r in resolved)
+    return results
+
+
+def _suggest_by_totals(
+    con: duckdb.DuckDBPyConnection, crosswalk: list[tuple[str, Resolution]]
+) -> list[tuple[str, Resolution]]:
+    """A client renamed beyond recognition (initials, a new trading name) has no name match, but
+    it usually bills exactly what the Autotask client that vanished from HaloPSA billed. Only a
+    one-to-one coincidence of net totals is suggested, and only where no name suggestion exists."""
+    found = {
+        h_key: (name, net)
+        for h_key, name, net in con.execute(
+            """
+            WITH unmapped AS (
+                SELECT c_key AS h_key, sum(net_amount) AS net FROM h WHERE NOT c_ok GROUP BY ALL
+            ),
+            vanished AS (
+                SELECT c_key AS a_key, min(client_name) AS name, sum(net_amount) AS net FROM a
+                WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
+            ),
+            pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net))
+            SELECT h_key, name, net FROM pairs
+            QUALIFY count(*) OVER (PARTITION BY h_key) = 1
+                AND count(*) OVER (PARTITION BY net) = 1
+            """
+        ).fetchall()
+    }
+    return [
+        (
+            kind,
+            replace(
+                r,
+                suggestion=found[r.halopsa_key][0],
+                basis=f"same net total {found[r.halopsa_key][1]}; none of its lines is in HaloPSA",
+            )
+            if kind == "client" and r.suggestion is None and r.halopsa_key in found
+            else r,
+        )
+        for kind, r in crosswalk
+    ]
+
+
+def _register_crosswalk(
+    con: duckdb.DuckDBPyConnection, results: list[tuple[str, Resolution]]
+) -> None:
     con.register(
         "crosswalk",
         pl.DataFrame(
             [
-                (k, r.halopsa_key, r.autotask_key, r.method, r.suggestion, r.score)
+                (k, r.halopsa_key, r.autotask_key, r.method, r.suggestion, r.score, r.basis)
                 for k, r in results
             ],
             schema={
@@ -160,11 +207,11 @@ def _crosswalk(
                 "method": pl.String,
                 "suggestion": pl.String,
                 "score": pl.Float64,
+                "basis": pl.String,
             },
             orient="row",
         ),
     )
-    return results
 
 
 def _entity_columns(kind: str, side: str) -> list[str]:

@@ -408,7 +408,14 @@ def _controls(controls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # Optional fields of list entries, filled in so the templates (StrictUndefined) never guess.
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "inputs": {"platform": "", "source": "", "shape": "", "sha256": ""},
-    "unmapped": {"kind": "", "side": "", "value": "", "suggestion": None, "score": None},
+    "unmapped": {
+        "kind": "",
+        "side": "",
+        "value": "",
+        "suggestion": None,
+        "score": None,
+        "basis": None,
+    },
     "quarantine": {
         "platform": "",
         "file": "",

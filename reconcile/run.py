@@ -230,6 +230,7 @@ def _summary(
                 "value": r.halopsa_label,
                 "suggestion": r.suggestion,
                 "score": None if r.score is None else str(r.score),
+                "basis": r.basis,
             }
             for kind, r in matched.crosswalk
             if r.method == "unmapped" and kind != "contract"

@@ -30,10 +30,11 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                min(g.h_client) AS client,
                flatten(list(g.h_uids ORDER BY g.match_id)) AS h_uids,
                sum(g.h_net) AS halopsa_amount,
-               format('HaloPSA client {} ({} lines, {}) matches no Autotask client{}',
-                      min(g.h_client), sum(g.h_n), fmt_money(sum(g.h_net)),
-                      coalesce(' - closest Autotask client: ' || min(x.suggestion)
-                               || ' (score ' || min(x.score) || ')', '')) AS message
+               format('HaloPSA client {} ({} line{}, {}) matches no Autotask client{}',
+                      min(g.h_client), sum(g.h_n), CASE WHEN sum(g.h_n) = 1 THEN '' ELSE 's' END,
+                      fmt_money(sum(g.h_net)),
+                      coalesce(' - likely Autotask client: ' || min(x.suggestion)
+                               || ' (' || min(x.basis) || ')', '')) AS message
         FROM groups g
         LEFT JOIN crosswalk x ON x.kind = 'client' AND x.h_key = g.h_c_key
         WHERE g.h_n > 0 AND NOT g.h_c_ok

@@ -32,7 +32,7 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                sum(coalesce(g.a_net, 0)) AS autotask_amount,
                format('HaloPSA item {} matches no Autotask item{}', min(g.h_item),
                       coalesce(' - closest Autotask item: ' || min(x.suggestion)
-                               || ' (score ' || min(x.score) || ')', '')) AS message
+                               || ' (' || min(x.basis) || ')', '')) AS message
         FROM groups g
         LEFT JOIN crosswalk x ON x.kind = 'item' AND x.h_key = g.h_i_key
         WHERE matched(g) AND g.h_c_ok AND NOT g.h_i_ok

@@ -58,8 +58,18 @@ def test_rule_case(code: str, case: dict[str, Any], shared: dict[str, Any]) -> N
         }
         for e in case.get("expect") or []
     ]
-    key = lambda f: (f["autotask_refs"], f["halopsa_refs"])  # noqa: E731
+
+    def key(f: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return tuple(f["autotask_refs"]), tuple(f["halopsa_refs"])
+
     assert sorted(got, key=key) == sorted(expected, key=key)
+    # Where a case states the message, it is asserted word for word.
+    messages = {
+        key(g): row["message"] for g, row in zip(got, findings.iter_rows(named=True), strict=True)
+    }
+    for want, e in zip(expected, case.get("expect") or [], strict=True):
+        if "message" in e:
+            assert messages[key(want)] == e["message"]
 
 
 def test_every_rule_has_a_firing_and_a_silent_case() -> None:

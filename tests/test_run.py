@@ -112,7 +112,7 @@ def test_outputs_agree_and_the_bridge_adds_up(tmp_path: Path) -> None:
             control["rows_loaded"] + control["rows_quarantined"] + control["rows_excluded"]
         )
     assert [(u["kind"], u["value"], u["suggestion"]) for u in summary["unmapped"]] == [
-        ("client", "PSJ Woodworks Ltd", None),
+        ("client", "PSJ Woodworks Ltd", "Pemberton & Sons Joinery"),
         ("item", "SentinelOne Complete", "EDR – SentinelOne"),
     ]
     by_severity = summary["counts"]["by_severity"]
@@ -178,8 +178,15 @@ def test_map_suggest_writes_reviewable_suggestions(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
-    assert {(r["kind"], r["autotask"], r["halopsa"]) for r in rows} == {
-        ("item", "EDR – SentinelOne", "SentinelOne Complete")
+    assert {(r["kind"], r["autotask"], r["halopsa"], r["basis"]) for r in rows} == {
+        ("item", "EDR – SentinelOne", "SentinelOne Complete", "name similarity 74.3"),
+        # Renamed beyond recognition, found by its total: the Autotask client vanished.
+        (
+            "client",
+            "Pemberton & Sons Joinery",
+            "PSJ Woodworks Ltd",
+            "same net total 954.20; none of its lines is in HaloPSA",
+        ),
     }
     # The suggestions file is itself a valid mapping file.
     rerun = invoke(
@@ -198,7 +205,9 @@ def test_map_suggest_writes_reviewable_suggestions(tmp_path: Path) -> None:
         tmp_path / "o",
     )
     assert rerun.exit_code == 1
-    assert not any(f["rule"] == "unmapped_item" for f in findings(tmp_path / "o"))
+    after = findings(tmp_path / "o")
+    assert not any(f["rule"] in ("unmapped_item", "unmapped_client") for f in after)
+    assert not any(f["client"] == "Pemberton & Sons Joinery" for f in after)
 
 
 @pytest.mark.parametrize("severity", ["blocker", "warning"])
