@@ -226,6 +226,9 @@ def _join_on(kind: str, side: str, alias: str) -> str:
     )
 
 
+ROWS_PER_LOAD = 10_000_000_000  # uids stay unique while no export has this many rows
+
+
 def _identity(side: str) -> str:
     """A uid per line in (load, row) order, and a display ref unique within the side (qualified
     by file name only when two loaded files use the same line id). Arithmetic and hash joins,
@@ -240,9 +243,6 @@ def _identity(side: str) -> str:
                CASE WHEN rp.line_ref IS NULL THEN s.line_ref
                     ELSE s.file_name || ':' || s.line_ref END AS ref,
                s.*"""
-
-
-ROWS_PER_LOAD = 10_000_000_000  # uids stay unique while no export has this many rows
 
 
 def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
@@ -440,7 +440,9 @@ def _unmatched(con: duckdb.DuckDBPyConnection) -> None:
 
 # Each side of a group: (the value for a one-line group, the aggregate for several lines).
 # Most groups hold one line a side, and aggregating strings over a million groups costs
-# seconds, so one-line groups take their line's values as they are.
+# seconds, so one-line groups take their line's values as they are. min = max stands for "one
+# distinct value" (COUNT(DISTINCT) costs a hash table per group). Uids need no order here; refs
+# are sorted where people read them.
 SIDE_COLUMNS = {
     "n": ("1", "count(*)"),
     "uids": ("[x.uid]", "list(x.uid)"),
