@@ -191,7 +191,7 @@ class Workspace:
     @contextlib.contextmanager
     def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:
         """Batches commit one at a time, because DuckDB's memory grows with a transaction's size
-        (one transaction over a 3M-line export took 1.5 GB). Until insert_load the load is
+        (one transaction over a 3M-line export took 1.4 GB). Until insert_load the load is
         pending: a failure discards it at once; a killed process leaves it for the next open."""
         pending = [load_id, cycle]
         self.con.execute("INSERT INTO pending_loads (load_id, cycle) VALUES (?, ?)", pending)
