@@ -34,7 +34,7 @@ test: install browser
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy reconcile rules tests fixtures/generate.py
+	.venv/bin/mypy reconcile rules tests fixtures/generate.py bench
 
 bench: install
 	$(PY) bench/bench.py
