@@ -121,7 +121,19 @@ class Workspace:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(path))
+            _refuse_foreign_file(self.path)
+        try:
+            self.con = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            holder = re.search(r"PID (\d+)", str(exc))
+            if "lock" not in str(exc).lower():
+                raise
+            raise InputError(
+                str(path),
+                "the workspace is in use by another process"
+                + (f" (PID {holder.group(1)})" if holder else ""),
+                hint="Wait for the other reconcile command to finish, or use another --workspace.",
+            ) from None
         # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with the
         # cycle; nothing relies on a table's physical order, so inserts need not keep it.
         self.con.execute(f"SET memory_limit = '{memory_limit()}'")
@@ -315,6 +327,26 @@ class Workspace:
         return self.con.sql(
             f"SELECT * FROM lines WHERE cycle = '{_literal(cycle)}' "
             f"AND source = '{_literal(platform)}'"
+        )
+
+
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """DuckDB opens an existing CSV or Parquet file as a throw-away in-memory database, so a
+    mistyped --workspace would lose every load silently; refuse anything not a DuckDB file."""
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        magic = fh.read(12)[8:12]
+    if magic != DUCKDB_MAGIC:
+        raise InputError(
+            str(path),
+            "this file is not a reconcile workspace",
+            expected="a DuckDB database file, or the name of a new one",
+            hint="--workspace names the DuckDB file reconcile keeps its state in; exports are "
+            "given to load and run themselves.",
         )
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import BAD, invoke
+from conftest import BAD, DEMO, invoke
 from reconcile.store import Workspace
+
+DEMO_XML = DEMO / "autotask" / "invoices.xml"
 
 # file -> (platform to claim, fragments the message must contain, rows loaded)
 CASES: dict[str, tuple[str, list[str], int]] = {
@@ -104,3 +108,34 @@ def test_bad_cycle_is_a_usage_error(ws_path: Path) -> None:
     result = invoke("--workspace", ws_path, "load", "--cycle", "Nov-2026", BAD / "bad_amount.csv")
     assert result.exit_code == 2
     assert "expected YYYY-MM" in result.output
+
+
+def test_a_file_that_is_not_a_workspace_is_refused_untouched(tmp_path: Path) -> None:
+    """DuckDB would open a CSV as a throw-away in-memory database and lose the load silently."""
+    mistaken = tmp_path / "mapping.csv"
+    mistaken.write_bytes((DEMO / "mapping.csv").read_bytes())
+    result = invoke("--workspace", mistaken, "load", "--cycle", "2026-11", DEMO_XML)
+    assert result.exit_code == 2
+    assert "this file is not a reconcile workspace" in result.output
+    assert mistaken.read_bytes() == (DEMO / "mapping.csv").read_bytes()
+
+
+HOLD_WORKSPACE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_workspace_held_by_another_process_is_refused(ws_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_WORKSPACE, str(ws_path)], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+            result = invoke("--workspace", ws_path, "load", "--cycle", "2026-11", DEMO_XML)
+        finally:
+            holder.kill()
+    assert result.exit_code == 2
+    assert f"the workspace is in use by another process (PID {holder.pid})" in result.output
