@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -195,7 +196,7 @@ def _store(
             "dialect": raw.dialect,
             **tally.totals(),
             "invoice_checks": _invoice_checks(raw, tally),
-            "warnings": tally.warnings(raw),
+            "warnings": tally.warnings(raw) + _cycle_warnings(workspace, load_id, settings.cycle),
         }
         workspace.insert_load(record)
     _prove_conservation(workspace, record)
@@ -246,13 +247,29 @@ def _invoice_checks(raw: RawFrame, tally: Tally) -> list[dict[str, Any]]:
     return checks
 
 
-def _result(record: dict[str, Any], quarantine: list[dict[str, Any]]) -> LoadResult:
-    bad_invoices = [c for c in record["invoice_checks"] if not c["ok"]]
-    warnings = list(record["warnings"]) + [
+def _cycle_warnings(workspace: Workspace, load_id: str, cycle: str) -> list[str]:
+    """An export of the wrong month reconciles without error and proves nothing: say so."""
+    outside, total, first, last = workspace.dates_outside_cycle(load_id, cycle)
+    if not outside:
+        return []
+    return [
+        f"{outside} of {total} lines have an invoice date outside cycle {cycle} (invoice dates "
+        f"run from {first} to {last}); check that --cycle names the month these invoices bill"
+    ]
+
+
+def load_warnings(record: Mapping[str, Any]) -> list[str]:
+    """The load's warnings, then every invoice whose stated total its lines do not add up to."""
+    return list(record["warnings"]) + [
         f"invoice {c['invoice']}: the export states {c['stated_total']} but its lines add up "
         f"to {c['lines_gross']} ({c['lines_net']} net + {c['lines_tax']} tax)"
-        for c in bad_invoices
+        for c in record["invoice_checks"]
+        if not c["ok"]
     ]
+
+
+def _result(record: dict[str, Any], quarantine: list[dict[str, Any]]) -> LoadResult:
+    warnings = load_warnings(record)
     return LoadResult(
         load_id=record["load_id"],
         source=record["source"],

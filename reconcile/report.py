@@ -88,7 +88,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "totals": "dict: autotask/halopsa (net, tax, gross, lines) and difference (net, tax, gross)",
     "stages": "match stages, each with autotask_share/halopsa_share of that side's lines",
     "match_rate": "dict: autotask, halopsa (fractions as decimal strings)",
-    "controls": "control totals per input, each with a balanced flag (read = loaded + q + x)",
+    "controls": "control totals per input, each with a balanced flag (read = loaded + q + x) "
+    "and its load warnings",
     "bridge_chart": "BridgeChart: geometry of the server-side waterfall SVG",
     "bridge": "bridge entries as given (gross amounts summing to the gross difference)",
     "clients": "per-client rows, largest absolute difference first",
@@ -394,14 +395,15 @@ def _share(lines: object, total: object) -> str | None:
 
 
 def _controls(controls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flag inputs whose rows do not add up, so a broken load is visible in the summary."""
+    """Flag inputs whose rows do not add up, so a broken load is visible in the summary; an
+    input without warnings gets an empty list."""
     out = []
     for c in controls:
         keys = ("rows_read", "rows_loaded", "rows_quarantined", "rows_excluded")
         parts = [c.get(k) for k in keys]
         ints = [p for p in parts if isinstance(p, int)]
         balanced = len(ints) == len(parts) and ints[0] == sum(ints[1:])
-        out.append({**c, "balanced": balanced})
+        out.append({**c, "balanced": balanced, "warnings": list(c.get("warnings") or [])})
     return out
 
 

@@ -15,7 +15,7 @@ import polars as pl
 from reconcile.config import Config
 from reconcile.crosswalk import Mapping, read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
-from reconcile.ingest import LoadResult, check_cycle, load_paths, sha256
+from reconcile.ingest import LoadResult, check_cycle, load_paths, load_warnings, sha256
 from reconcile.match import MatchResult, match_cycle
 from reconcile.report import render_report
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
@@ -404,6 +404,7 @@ def report_data(
                     "net_excluded",
                 )
             }
+            | {"warnings": load_warnings(c)}
             for c in summary["controls"]
         ],
         "quarantine": [

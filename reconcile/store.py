@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -228,6 +229,20 @@ class Workspace:
                 "DELETE FROM pending_loads WHERE load_id = ? AND cycle = ?",
                 [record["load_id"], record["cycle"]],
             )
+
+    def dates_outside_cycle(
+        self, load_id: str, cycle: str
+    ) -> tuple[int, int, dt.date | None, dt.date | None]:
+        """Lines of a load invoiced outside the cycle's month, all lines, first and last date."""
+        row = self.con.execute(
+            """
+            SELECT count(*) FILTER (WHERE strftime(invoice_date, '%Y-%m') <> $cycle), count(*),
+                   min(invoice_date), max(invoice_date)
+            FROM lines WHERE load_id = $id AND cycle = $cycle
+            """,
+            {"id": load_id, "cycle": cycle},
+        ).fetchall()[0]
+        return int(row[0]), int(row[1]), row[2], row[3]
 
     def _sweep_pending(self) -> None:
         pending = self.con.execute("SELECT load_id, cycle FROM pending_loads").fetchall()

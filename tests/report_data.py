@@ -463,6 +463,10 @@ def sample_report_data(n_discrepancies: int = 40, hostile: bool = False) -> dict
             "net_loaded": _s(hp_net),
             "net_quarantined": "0.00",
             "net_excluded": "96.00",
+            "warnings": [
+                f"invoice INV-{clients[2]}: the export states 100.00 but its lines add up to "
+                "96.00 (80.00 net + 16.00 tax)"
+            ],
         },
     ]
     unmapped: list[dict[str, Any]] = [

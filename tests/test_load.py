@@ -290,3 +290,14 @@ def test_a_load_killed_with_sigkill_is_swept_on_the_next_open(ws_path: Path) -> 
         assert held(ws) == EMPTY
         result = load_one(ws, export)
         assert_conserved(ws, result)
+
+
+def test_an_export_of_another_month_loads_with_a_warning(workspace: Workspace) -> None:
+    export = DEMO / "autotask" / "invoices.xml"
+    (right,) = load_paths(workspace, [export], None, SETTINGS)
+    assert not any("outside cycle" in w for w in right.warnings)
+    (wrong,) = load_paths(workspace, [export], None, Settings(cycle="2026-10", currency="GBP"))
+    assert wrong.warnings == (
+        "352 of 352 lines have an invoice date outside cycle 2026-10 (invoice dates run from "
+        "2026-11-01 to 2026-11-01); check that --cycle names the month these invoices bill",
+    )

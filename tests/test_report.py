@@ -154,6 +154,13 @@ def test_report_renders_every_section(html: str, sample: dict[str, Any]) -> None
         assert f'data-client="{escape(client["client"])}"' in html
 
 
+def test_load_warnings_show_under_the_control_totals(html: str, sample: dict[str, Any]) -> None:
+    (halopsa,) = [c for c in sample["controls"] if c["platform"] == "halopsa"]
+    (warning,) = halopsa["warnings"]
+    assert escape(warning) in html
+    assert html.count('class="load-warnings"') == 1  # the Autotask input has none
+
+
 def test_ready_verdict(sample: dict[str, Any]) -> None:
     data = {**sample, "verdict": {**sample["verdict"], "ready": True, "blockers": 0}}
     html = report_html(data)
