@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from reconcile import __version__
 from reconcile.config import Config
 from reconcile.crosswalk import Mapping, read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
@@ -81,9 +82,10 @@ def run_cycle(
     findings = run_rules(con, config, rules)
     bars = bridge(con, findings, rules)
     summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
+    summary = {"run_id": run_id(summary, rules), "reconcile_version": __version__, **summary}
     result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
     write_outputs(result, workspace, rules)
-    workspace.save_run(run_id(summary), cycle, summary, _output_frame(findings))
+    workspace.save_run(summary["run_id"], cycle, summary, _output_frame(findings))
     return result
 
 
@@ -240,10 +242,20 @@ def _summary(
             1 for kind, r in matched.crosswalk if kind == "contract" and r.method == "unmapped"
         ),
         "clients": _clients(workspace, findings),
+        # The settings in force, as evidence of what the verdict was measured against.
         "config": {
             "source": config.source,
+            "sha256": sha256(Path(config.source)) if config.source else None,
             "retired_items": list(config.retired_items),
             "retired_clients": list(config.retired_clients),
+            "fuzzy_min_score": config.fuzzy_min_score,
+            "rules": {
+                r.code: {
+                    "severity": r.severity(config),
+                    **{k: str(v) for k, v in r.settings(config).items()},
+                }
+                for r in rules
+            },
         },
     }
 
@@ -366,6 +378,8 @@ def report_data(
         )
     return {
         "cycle": result.cycle,
+        "run_id": summary["run_id"],
+        "reconcile_version": summary["reconcile_version"],
         "title": "Parallel billing reconciliation",
         "inputs": [
             {
@@ -431,7 +445,12 @@ def report_data(
     }
 
 
-def run_id(summary: dict[str, Any]) -> str:
-    """Runs of the same inputs and settings share an id; history keeps each execution."""
-    key = json.dumps([summary["inputs"], summary["mappings"], summary["config"]], sort_keys=True)
+def run_id(summary: dict[str, Any], rules: list[Rule]) -> str:
+    """Runs of the same content (inputs, mappings, settings, rules, version) share an id,
+    wherever the files lie: evidence a controller can cite. History keeps each execution."""
+    engine = [__version__, [r.code for r in rules]]
+    inputs = sorted((i["platform"], i["load_id"]) for i in summary["inputs"])
+    mappings = [m["sha256"] for m in summary["mappings"]]
+    settings = {k: v for k, v in summary["config"].items() if k != "source"}
+    key = json.dumps([engine, inputs, mappings, settings], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]

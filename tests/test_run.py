@@ -84,6 +84,11 @@ def test_rerun_gives_identical_outputs(tmp_path: Path) -> None:
     first, second = run_demo(tmp_path, "one"), run_demo(tmp_path, "two")
     for name in ("discrepancies.csv", "discrepancies.json", "summary.json"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    fingerprint = read_json(first / "summary.json")["run_id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    assert f'<code class="hash">{fingerprint}</code>' in (first / "report.html").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_row_order_changes_nothing(tmp_path: Path) -> None:
@@ -238,6 +243,25 @@ def test_a_strict_config_can_change_severity(tmp_path: Path, severity: str) -> N
     )
     (proration,) = [f for f in findings(out) if f["rule"] == "proration_mismatch"]
     assert proration["severity"] == severity
+    # The fingerprint follows content, not paths: the demo's settings copied elsewhere keep it,
+    # changed settings change it.
+    demo = read_json(run_demo(tmp_path, "demo") / "summary.json")["run_id"]
+    assert read_json(out / "summary.json")["run_id"] != demo
+    config.write_text((DEMO / "reconcile.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    invoke(
+        "--workspace",
+        tmp_path / "ws.duckdb",
+        "run",
+        "--cycle",
+        "2026-11",
+        "--map",
+        DEMO / "mapping.csv",
+        "--config",
+        config,
+        "--out",
+        tmp_path / "copy",
+    )
+    assert read_json(tmp_path / "copy" / "summary.json")["run_id"] == demo
 
 
 def test_ids_survive_a_change_elsewhere(tmp_path: Path) -> None:
