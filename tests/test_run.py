@@ -24,12 +24,17 @@ NET_BASIS = {
 }  # fmt: skip
 
 
-def run_demo(tmp_path: Path, name: str, halopsa: Path = DEMO / "halopsa" / "api") -> Path:
+def run_demo(
+    tmp_path: Path,
+    name: str,
+    halopsa: Path = DEMO / "halopsa" / "api",
+    config: Path = DEMO / "reconcile.toml",
+) -> Path:
     out = tmp_path / name
     result = invoke(
         "--workspace", tmp_path / f"{name}.duckdb", "run", "--cycle", "2026-11",
         "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", halopsa,
-        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+        "--map", DEMO / "mapping.csv", "--config", config, "--out", out,
     )  # fmt: skip
     assert result.exit_code == 1, result.output  # blockers remain
     assert "NOT READY for cutover" in result.output
@@ -223,24 +228,7 @@ def test_a_strict_config_can_change_severity(tmp_path: Path, severity: str) -> N
         + f'\n[rules.proration_mismatch]\nseverity = "{severity}"\n',
         encoding="utf-8",
     )
-    out = tmp_path / "out"
-    invoke(
-        "--workspace",
-        tmp_path / "ws.duckdb",
-        "run",
-        "--cycle",
-        "2026-11",
-        "--autotask",
-        DEMO / "autotask" / "invoices.xml",
-        "--halopsa",
-        DEMO / "halopsa" / "api",
-        "--map",
-        DEMO / "mapping.csv",
-        "--config",
-        config,
-        "--out",
-        out,
-    )
+    out = run_demo(tmp_path, "strict", config=config)
     (proration,) = [f for f in findings(out) if f["rule"] == "proration_mismatch"]
     assert proration["severity"] == severity
     # The fingerprint follows content, not paths: the demo's settings copied elsewhere keep it,
@@ -248,20 +236,7 @@ def test_a_strict_config_can_change_severity(tmp_path: Path, severity: str) -> N
     demo = read_json(run_demo(tmp_path, "demo") / "summary.json")["run_id"]
     assert read_json(out / "summary.json")["run_id"] != demo
     config.write_text((DEMO / "reconcile.toml").read_text(encoding="utf-8"), encoding="utf-8")
-    invoke(
-        "--workspace",
-        tmp_path / "ws.duckdb",
-        "run",
-        "--cycle",
-        "2026-11",
-        "--map",
-        DEMO / "mapping.csv",
-        "--config",
-        config,
-        "--out",
-        tmp_path / "copy",
-    )
-    assert read_json(tmp_path / "copy" / "summary.json")["run_id"] == demo
+    assert read_json(run_demo(tmp_path, "copy", config=config) / "summary.json")["run_id"] == demo
 
 
 def test_ids_survive_a_change_elsewhere(tmp_path: Path) -> None:
