@@ -49,6 +49,7 @@ CSS_NAME = "report.css"
 JS_NAME = "report.js"
 
 SEVERITIES = ("blocker", "warning", "info", "expected")
+WARNINGS_SHOWN = 5  # per input, under the control totals; summary.json has them all
 LIST_SEVERITIES = SEVERITIES[:3]  # expected (accepted) differences have their own section
 EMBED_FORMAT = 1
 DISCREPANCY_COLUMNS = (
@@ -397,15 +398,23 @@ def _share(lines: object, total: object) -> str | None:
 
 
 def _controls(controls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flag inputs whose rows do not add up, so a broken load is visible in the summary; an
-    input without warnings gets an empty list."""
+    """Flag inputs whose rows do not add up, so a broken load is visible in the summary; show
+    the first few load warnings (the summary must still print on one page)."""
     out = []
     for c in controls:
         keys = ("rows_read", "rows_loaded", "rows_quarantined", "rows_excluded")
         parts = [c.get(k) for k in keys]
         ints = [p for p in parts if isinstance(p, int)]
         balanced = len(ints) == len(parts) and ints[0] == sum(ints[1:])
-        out.append({**c, "balanced": balanced, "warnings": list(c.get("warnings") or [])})
+        warnings = list(c.get("warnings") or [])
+        out.append(
+            {
+                **c,
+                "balanced": balanced,
+                "warnings": warnings[:WARNINGS_SHOWN],
+                "more_warnings": max(0, len(warnings) - WARNINGS_SHOWN),
+            }
+        )
     return out
 
 

@@ -161,6 +161,14 @@ def test_load_warnings_show_under_the_control_totals(html: str, sample: dict[str
     assert html.count('class="load-warnings"') == 1  # the Autotask input has none
 
 
+def test_load_warnings_are_capped_per_input(sample: dict[str, Any]) -> None:
+    many = [f"invoice INV-{n}: the export states 10.00, its lines 9.00" for n in range(8)]
+    controls = [{**c, "warnings": many} for c in sample["controls"]]
+    html = report_html({**sample, "controls": controls})
+    assert "INV-4:" in html and "INV-5:" not in html
+    assert html.count("… and 3 more, listed in summary.json") == 2
+
+
 def test_ready_verdict(sample: dict[str, Any]) -> None:
     data = {**sample, "verdict": {**sample["verdict"], "ready": True, "blockers": 0}}
     html = report_html(data)
