@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from click.testing import Result
 
 from conftest import BAD, DEMO, invoke, read_json
 
@@ -39,6 +40,15 @@ def run_demo(
     assert result.exit_code == 1, result.output  # blockers remain
     assert "NOT READY for cutover" in result.output
     return out
+
+
+def run_loaded(ws: Path, out: Path, *maps: Path) -> Result:
+    """`run` on what the workspace already holds, with the demo's mapping (and more) and config."""
+    extra = [a for m in maps for a in ("--map", m)]
+    return invoke(
+        "--workspace", ws, "run", "--cycle", "2026-11", "--map", DEMO / "mapping.csv", *extra,
+        "--config", DEMO / "reconcile.toml", "--out", out,
+    )  # fmt: skip
 
 
 def findings(out: Path) -> list[dict[str, Any]]:
@@ -135,19 +145,7 @@ def test_run_on_what_is_already_loaded(tmp_path: Path) -> None:
     for path in (DEMO / "autotask" / "invoices.xml", DEMO / "halopsa" / "api"):
         loaded = invoke("--workspace", ws, "load", "--cycle", "2026-11", "--currency", "GBP", path)
         assert loaded.exit_code == 0
-    result = invoke(
-        "--workspace",
-        ws,
-        "run",
-        "--cycle",
-        "2026-11",
-        "--map",
-        DEMO / "mapping.csv",
-        "--config",
-        DEMO / "reconcile.toml",
-        "--out",
-        tmp_path / "out",
-    )
+    result = run_loaded(ws, tmp_path / "out")
     assert result.exit_code == 1
     assert findings(tmp_path / "out") == findings(run_demo(tmp_path, "fresh"))
 
@@ -199,21 +197,7 @@ def test_map_suggest_writes_reviewable_suggestions(tmp_path: Path) -> None:
         ),
     }
     # The suggestions file is itself a valid mapping file.
-    rerun = invoke(
-        "--workspace",
-        ws,
-        "run",
-        "--cycle",
-        "2026-11",
-        "--map",
-        DEMO / "mapping.csv",
-        "--map",
-        target,
-        "--config",
-        DEMO / "reconcile.toml",
-        "--out",
-        tmp_path / "o",
-    )
+    rerun = run_loaded(ws, tmp_path / "o", target)
     assert rerun.exit_code == 1
     after = findings(tmp_path / "o")
     assert not any(f["rule"] in ("unmapped_item", "unmapped_client") for f in after)
