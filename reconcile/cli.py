@@ -324,8 +324,9 @@ def describe(result: LoadResult) -> str:
     text = (
         f"{head} {result.source} as {result.shape}, cycle {result.cycle}: "
         f"{result.rows_read} rows read = {result.rows_loaded} loaded + "
-        f"{result.rows_quarantined} quarantined + {result.rows_excluded} excluded; "
-        f"net {result.net_read} = {result.net_loaded} + {result.net_quarantined} + "
+        f"{result.rows_quarantined} quarantined + {result.rows_excluded} excluded"
+        + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
+        + f"; net {result.net_read} = {result.net_loaded} + {result.net_quarantined} + "
         f"{result.net_excluded}; dates {result.date_convention}"
     )
     if result.rows_unreadable_amount:

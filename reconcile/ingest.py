@@ -37,6 +37,7 @@ class LoadResult:
     rows_loaded: int
     rows_quarantined: int
     rows_excluded: int
+    rows_skipped: int
     rows_unreadable_amount: int
     net_read: Decimal
     net_loaded: Decimal
@@ -87,6 +88,7 @@ class Tally:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     rows_excluded: int = 0
+    rows_skipped: int = 0
     rows_unreadable_amount: int = 0
     net_read: Decimal = ZERO
     net_loaded: Decimal = ZERO
@@ -99,12 +101,16 @@ class Tally:
     def add(self, norm: Normalised) -> None:
         quarantined = norm.rejected.filter(pl.col("disposition") == "quarantined")
         excluded = norm.rejected.filter(pl.col("disposition") == "excluded")
+        skipped = norm.rejected.filter(pl.col("disposition") == "skipped")
         self.date_convention = norm.date_convention
         self.rows_read += norm.rows_read
         self.rows_loaded += norm.lines.height
         self.rows_quarantined += quarantined.height
         self.rows_excluded += excluded.height
-        self.rows_unreadable_amount += norm.rejected["net_amount"].null_count()
+        self.rows_skipped += skipped.height
+        self.rows_unreadable_amount += (
+            quarantined["net_amount"].null_count() + excluded["net_amount"].null_count()
+        )
         self.net_read += _sum(norm.net_read)
         self.net_loaded += _sum(norm.lines["net_amount"].sum())
         self.net_quarantined += _sum(quarantined["net_amount"].sum())
@@ -204,9 +210,15 @@ def _store(
 
 
 def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:
-    """Rows read = loaded + quarantined + excluded, and the net amounts agree to the cent."""
+    """Rows read = loaded + quarantined + excluded + skipped, and the net amounts agree to the
+    cent (a skipped row, blank or a totals row, carries no line's amount)."""
     stored = workspace.stored_totals(record["load_id"], record["cycle"])
-    rows = stored["rows_loaded"] + stored["rows_quarantined"] + stored["rows_excluded"]
+    rows = (
+        stored["rows_loaded"]
+        + stored["rows_quarantined"]
+        + stored["rows_excluded"]
+        + stored["rows_skipped"]
+    )
     net = stored["net_loaded"] + stored["net_quarantined"] + stored["net_excluded"]
     if rows != record["rows_read"] or net != record["net_read"]:
         raise RuntimeError(
@@ -281,6 +293,7 @@ def _result(record: dict[str, Any], quarantine: list[dict[str, Any]]) -> LoadRes
         rows_loaded=record["rows_loaded"],
         rows_quarantined=record["rows_quarantined"],
         rows_excluded=record["rows_excluded"],
+        rows_skipped=record["rows_skipped"],
         rows_unreadable_amount=record["rows_unreadable_amount"],
         net_read=record["net_read"],
         net_loaded=record["net_loaded"],

@@ -402,7 +402,7 @@ def _controls(controls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     the first few load warnings (the summary must still print on one page)."""
     out = []
     for c in controls:
-        keys = ("rows_read", "rows_loaded", "rows_quarantined", "rows_excluded")
+        keys = ("rows_read", "rows_loaded", "rows_quarantined", "rows_excluded", "rows_skipped")
         parts = [c.get(k) for k in keys]
         ints = [p for p in parts if isinstance(p, int)]
         balanced = len(ints) == len(parts) and ints[0] == sum(ints[1:])

@@ -412,6 +412,7 @@ def report_data(
                     "rows_loaded",
                     "rows_quarantined",
                     "rows_excluded",
+                    "rows_skipped",
                     "net_read",
                     "net_loaded",
                     "net_quarantined",

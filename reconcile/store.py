@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS loads (
     rows_loaded BIGINT NOT NULL,
     rows_quarantined BIGINT NOT NULL,
     rows_excluded BIGINT NOT NULL,
+    rows_skipped BIGINT NOT NULL DEFAULT 0,
     rows_unreadable_amount BIGINT NOT NULL,
     net_read DECIMAL(18,2) NOT NULL,
     net_loaded DECIMAL(18,2) NOT NULL,
@@ -113,6 +114,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 
+# Columns added since the first release: a workspace made by an earlier version gains them.
+MIGRATIONS = """
+ALTER TABLE loads ADD COLUMN IF NOT EXISTS rows_skipped BIGINT DEFAULT 0;
+"""
+
 
 class Workspace:
     """One DuckDB file. A load is all or nothing: its batches are pending until its record is
@@ -140,6 +146,7 @@ class Workspace:
         self.con.execute(f"SET memory_limit = '{memory_limit()}'")
         self.con.execute("SET preserve_insertion_order = false")
         self.con.execute(SCHEMA)
+        self.con.execute(MIGRATIONS)
         self._sweep_pending()
 
     def close(self) -> None:
@@ -296,7 +303,9 @@ class Workspace:
               (SELECT count(*) FROM quarantine
                  WHERE load_id = $id AND cycle = $cycle AND disposition = 'excluded'),
               (SELECT coalesce(sum(net_amount), 0) FROM quarantine
-                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'excluded')
+                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'excluded'),
+              (SELECT count(*) FROM quarantine
+                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'skipped')
             """,
             {"id": load_id, "cycle": cycle},
         ).fetchall()[0]
@@ -307,6 +316,7 @@ class Workspace:
             "net_quarantined",
             "rows_excluded",
             "net_excluded",
+            "rows_skipped",
         )
         return dict(zip(keys, row, strict=True))
 

@@ -14,7 +14,7 @@ import pandera.polars as pa
 import polars as pl
 
 from reconcile.errors import InputError
-from reconcile.load.base import EXCLUDE, PROBLEM, ROW, RawFrame
+from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
 from reconcile.model import (
     CANONICAL_SCHEMA,
     CONTRACT_TYPES,
@@ -63,10 +63,10 @@ class Normalised:
     """One batch of an export, validated: every row of the batch is in lines or rejected."""
 
     lines: pl.DataFrame  # canonical schema, minus load_id and file_name
-    rejected: pl.DataFrame  # QUARANTINE_SCHEMA: quarantined and excluded rows
+    rejected: pl.DataFrame  # QUARANTINE_SCHEMA: quarantined, excluded and skipped rows
     date_convention: str
-    rows_read: int
-    net_read: Any  # Decimal: every row's parseable net amount, before the split
+    rows_read: int  # every row of the batch, skipped ones included
+    net_read: Any  # Decimal: the parseable net amount of every row not skipped
 
 
 def normalise(raw: RawFrame, settings: Settings) -> Iterator[Normalised]:
@@ -87,6 +87,9 @@ def _normalise_batch(
     formats: dict[str, str],
 ) -> Normalised:
     parsed = _parse(frame, raw, formats, settings)
+    skipped = parsed.filter(pl.col(SKIP).is_not_null())
+    if skipped.height:
+        parsed = parsed.filter(pl.col(SKIP).is_null())
     billable = _keep(parsed, pl.col(EXCLUDE).is_null())
     reasons = _raw_failures(raw, billable, convention)
     canonical = _canonical(billable, raw, settings)
@@ -97,6 +100,7 @@ def _normalise_batch(
         [
             _rejected(raw, parsed.join(reasons, on=ROW, how="inner"), "quarantined", "_reasons"),
             _rejected(raw, parsed.filter(pl.col(EXCLUDE).is_not_null()), "excluded", EXCLUDE),
+            _rejected(raw, skipped, "skipped", SKIP),
         ]
     ).sort("row_number")
     return Normalised(

@@ -47,7 +47,10 @@ def assert_conserved(workspace: Workspace, result: LoadResult) -> None:
     checked against what the workspace holds."""
     stored = workspace.stored_totals(result.load_id, CYCLE)
     assert result.rows_read == (
-        stored["rows_loaded"] + stored["rows_quarantined"] + stored["rows_excluded"]
+        stored["rows_loaded"]
+        + stored["rows_quarantined"]
+        + stored["rows_excluded"]
+        + stored["rows_skipped"]
     )
     assert result.net_read == (
         stored["net_loaded"] + stored["net_quarantined"] + stored["net_excluded"]

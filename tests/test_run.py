@@ -129,7 +129,10 @@ def test_outputs_agree_and_the_bridge_adds_up(tmp_path: Path) -> None:
     assert {c["platform"] for c in summary["controls"]} == {"autotask", "halopsa"}
     for control in summary["controls"]:
         assert control["rows_read"] == (
-            control["rows_loaded"] + control["rows_quarantined"] + control["rows_excluded"]
+            control["rows_loaded"]
+            + control["rows_quarantined"]
+            + control["rows_excluded"]
+            + control["rows_skipped"]
         )
     assert [(u["kind"], u["value"], u["suggestion"]) for u in summary["unmapped"]] == [
         ("client", "PSJ Woodworks Ltd", "Pemberton & Sons Joinery"),

@@ -14,6 +14,7 @@ from reconcile.errors import InputError
 ROW = "_row"  # 1-based data row (record) number in the file
 EXCLUDE = "_exclude"  # why a row is deliberately not a billable line (None: it is one)
 PROBLEM = "_problem"  # what the reader already found wrong with the row (None: nothing)
+SKIP = "_skip"  # why a row is no line at all, e.g. a blank row (None: it is a row of data)
 
 
 BATCH_ROWS = 250_000  # rows validated and stored at a time: memory stays bounded per export
@@ -24,7 +25,7 @@ class RawFrame:
     """One export file (or one bundle of API pages) as text, before any parsing.
 
     `frame` is lazy, so a large export is read in batches: a String column per raw field the
-    export carries, plus ROW, EXCLUDE and PROBLEM.
+    export carries, plus ROW, EXCLUDE, PROBLEM and SKIP.
     `columns` names the export's own column for each raw field, for error messages.
     `dates_iso` is True when the export writes dates in ISO form (APIs, XML).
     `on_error` turns a parse failure met while reading into an InputError naming the row.

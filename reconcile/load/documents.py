@@ -13,7 +13,7 @@ import polars as pl
 from defusedxml import DefusedXmlException
 
 from reconcile.errors import InputError
-from reconcile.load.base import EXCLUDE, PROBLEM, ROW, RawFrame
+from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
 from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON
 from reconcile.model import RAW_FIELDS
 
@@ -76,7 +76,9 @@ def _text(value: Any) -> str | None:
 def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     schema = {ROW: pl.Int64, **dict.fromkeys(RAW_FIELDS, pl.String), EXCLUDE: pl.String}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    return frame.with_columns(pl.lit(None, pl.String).alias(PROBLEM))
+    return frame.with_columns(
+        pl.lit(None, pl.String).alias(PROBLEM), pl.lit(None, pl.String).alias(SKIP)
+    )
 
 
 def _index(records: Iterable[Record], key: str = "id") -> dict[str, Record]:

@@ -14,6 +14,7 @@ from reconcile.load.base import (
     EXCLUDE,
     PROBLEM,
     ROW,
+    SKIP,
     RawFrame,
     detect_platform,
     map_headers,
@@ -147,6 +148,7 @@ def _to_raw(
         if platform == "halopsa"
         else pl.lit(None, pl.String).alias(EXCLUDE),
         (problems if problems is not None else pl.lit(None, pl.String)).alias(PROBLEM),
+        pl.lit(None, pl.String).alias(SKIP),
     ).drop([c for c in ("isgroupdesc", "isinactive", "invoice_id") if c in names])
     return RawFrame(
         file=file,

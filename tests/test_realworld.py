@@ -1,0 +1,103 @@
+"""Exports as people hand them over: every file in fixtures/realworld/ in, its exact outcome out.
+
+Each sub-folder's expected.json states what `reconcile load` must do with each file (see
+fixtures/realworld/README.md): the control totals and amounts loaded, or exit 2 with a message
+naming the problem. Conservation is checked against the workspace for every load.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import FIXTURES, invoke, read_json
+from reconcile.store import Workspace
+
+REALWORLD = FIXTURES / "realworld"
+
+
+def cases() -> list[Any]:
+    found = []
+    for expected in sorted(REALWORLD.glob("*/expected.json")):
+        for name, spec in read_json(expected).items():
+            found.append(
+                pytest.param(expected.parent / name, spec, id=f"{expected.parent.name}/{name}")
+            )
+    return found
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else str(Decimal(value).quantize(Decimal("0.01")))
+
+
+@pytest.mark.parametrize(("path", "spec"), cases())
+def test_real_world_export(ws_path: Path, path: Path, spec: dict[str, Any]) -> None:
+    args: list[str | Path] = [
+        "--workspace",
+        ws_path,
+        "load",
+        "--cycle",
+        spec.get("cycle", "2026-11"),
+    ]
+    if spec.get("platform"):
+        args += ["--platform", spec["platform"]]
+    args += [*spec.get("args", []), path]
+    result = invoke(*args)
+    output = result.output
+    assert "Traceback" not in output and "Internal error" not in output, output
+    assert result.exit_code == spec["exit"], output
+    for fragment in spec.get("message", []):
+        assert fragment in output, f"{fragment!r} not in {output!r}"
+    if not spec.get("rows_loaded") and not ws_path.exists():
+        return
+    with Workspace(ws_path) as ws:
+        loads = ws.frame("SELECT * FROM loads", []).to_dicts()
+        lines = ws.frame("SELECT * FROM lines ORDER BY load_id, row_number", []).to_dicts()
+        dispositions = dict(
+            ws.con.sql("SELECT disposition, count(*) FROM quarantine GROUP BY ALL").fetchall()
+        )
+    if "rows_loaded" not in spec and spec["exit"] == 2:
+        assert not lines, "a refused file must leave nothing loaded"
+        return
+    assert len(loads) == 1, loads
+    (load,) = loads
+    counts = {
+        "rows_read": load["rows_read"],
+        "rows_loaded": len(lines),
+        "rows_quarantined": dispositions.get("quarantined", 0),
+        "rows_excluded": dispositions.get("excluded", 0),
+        "rows_skipped": dispositions.get("skipped", 0),
+    }
+    assert counts["rows_read"] == sum(v for k, v in counts.items() if k != "rows_read")
+    assert load["net_read"] == load["net_loaded"] + load["net_quarantined"] + load["net_excluded"]
+    for key, value in counts.items():
+        if key in spec:
+            assert value == spec[key], (key, value, spec[key])
+    nets = [_money(line["net_amount"]) for line in lines]
+    taxes = [_money(line["tax_amount"]) for line in lines]
+    if "net_loaded" in spec:
+        assert _money(sum(Decimal(n) for n in nets if n is not None)) == spec["net_loaded"]
+    if "tax_loaded" in spec:
+        assert _money(sum(Decimal(t) for t in taxes if t is not None)) == spec["tax_loaded"]
+    if "net_amounts" in spec:
+        assert nets == spec["net_amounts"]
+    if "tax_amounts" in spec:
+        assert taxes == spec["tax_amounts"]
+    if "client_ids" in spec:
+        assert [line["client_id"] for line in lines] == spec["client_ids"]
+    if "dates" in spec:
+        assert [str(line["invoice_date"]) for line in lines] == spec["dates"]
+
+
+def test_every_realworld_file_has_an_expected_outcome() -> None:
+    for folder in sorted(p for p in REALWORLD.iterdir() if p.is_dir()):
+        expected = set(read_json(folder / "expected.json"))
+        present = {
+            p.name
+            for p in folder.iterdir()
+            if p.name not in ("expected.json", "README.md", "make_files.py", "__pycache__")
+        }
+        assert present == expected, folder.name
