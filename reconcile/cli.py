@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 blockers remain (run); 2 unusable input or a usage erro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import tempfile
@@ -72,6 +73,14 @@ def load_options(func: F) -> F:
     return func
 
 
+def other_month_option(func: F) -> F:
+    return click.option(
+        "--allow-other-month",
+        is_flag=True,
+        help="Load an export even when every invoice in it is dated outside --cycle.",
+    )(func)
+
+
 def side_option(platform: str, label: str) -> Callable[[F], F]:
     return click.option(
         f"--{platform}",
@@ -127,6 +136,7 @@ def cli(ctx: click.Context, workspace: Path) -> None:
     is_flag=True,
     help="Replace this side's earlier loads for the cycle instead of adding to them.",
 )
+@other_month_option
 @load_options
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.pass_context
@@ -136,6 +146,7 @@ def load(
     platform: str | None,
     cycle: str,
     replace: bool,
+    allow_other_month: bool,
     date_format: str | None,
     currency: str | None,
     timezone: str,
@@ -143,10 +154,16 @@ def load(
 ) -> None:
     """Load invoice exports (files, or a folder of API pages) into the workspace.
 
-    Exits 2 when a file is unusable, or when any row had to be quarantined.
+    Exits 2 when a file is unusable, when it repeats lines already loaded (see --replace), when
+    every invoice is outside --cycle (see --allow-other-month), or when any row had to be
+    quarantined.
     """
     settings = Settings(
-        cycle=check_cycle(cycle), date_format=date_format, currency=currency, timezone=timezone
+        cycle=check_cycle(cycle),
+        date_format=date_format,
+        currency=currency,
+        timezone=timezone,
+        allow_other_month=allow_other_month,
     )
     with Workspace(ctx.obj["workspace"]) as workspace:
         results = load_paths(workspace, list(paths), platform, settings, replace=replace)
@@ -166,20 +183,28 @@ def load(
     type=click.Choice(["autotask", "halopsa"]),
     help="Which system the file comes from (detected when omitted).",
 )
-@click.option("--cycle", default="2000-01", hidden=True)
+@click.option(
+    "--cycle",
+    help="Billing cycle, YYYY-MM: decides dates whose day and month could be swapped.",
+)
 @load_options
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @input_errors
 def validate(
     platform: str | None,
-    cycle: str,
+    cycle: str | None,
     date_format: str | None,
     currency: str | None,
     timezone: str,
     paths: tuple[Path, ...],
 ) -> None:
     """Check exports and report every problem, without loading anything."""
-    settings = Settings(cycle=cycle, date_format=date_format, currency=currency, timezone=timezone)
+    settings = Settings(
+        cycle=check_cycle(cycle) if cycle else "",
+        date_format=date_format,
+        currency=currency,
+        timezone=timezone,
+    )
     problems = []
     for raw, tally in read_only(list(paths), platform, settings):
         click.echo(
@@ -214,6 +239,7 @@ def validate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder [default: ./out/<cycle>].",
 )
+@other_month_option
 @load_options
 @click.pass_context
 @input_errors
@@ -225,6 +251,7 @@ def run(
     maps: tuple[Path, ...],
     config_path: Path | None,
     out_dir: Path | None,
+    allow_other_month: bool,
     date_format: str | None,
     currency: str | None,
     timezone: str,
@@ -236,7 +263,10 @@ def run(
     from reconcile.run import run_cycle
 
     config = load_config(config_path)
-    settings = _settings(cycle, config, date_format, currency, timezone)
+    settings = dataclasses.replace(
+        _settings(cycle, config, date_format, currency, timezone),
+        allow_other_month=allow_other_month,
+    )
     out = out_dir or Path("out") / cycle
     with Workspace(ctx.obj["workspace"]) as workspace:
         result = run_cycle(

@@ -15,6 +15,7 @@ import polars as pl
 
 from reconcile.errors import InputError
 from reconcile.load import RawFrame, read_inputs
+from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
 from reconcile.store import Workspace
 from reconcile.validate import Normalised, Settings, normalise
@@ -162,11 +163,12 @@ def load_paths(
     for raw in read_inputs(paths, platform):
         hashes = {p: sha256(p) for p in raw.files}
         load_id = content_id(hashes)
-        keep.add(load_id)
         if workspace.has_load(load_id, settings.cycle):
             results.append(_previous(workspace, raw, load_id, settings.cycle))
-            continue
-        results.append(_store(workspace, raw, hashes, settings))
+        else:
+            # With --replace the side's earlier loads go: only this call's loads may clash.
+            results.append(_store(workspace, raw, hashes, settings, set(keep) if replace else None))
+        keep.add(load_id)
     if replace:
         for side in {r.platform for r in results}:
             workspace.forget(settings.cycle, side, keep)
@@ -174,7 +176,11 @@ def load_paths(
 
 
 def _store(
-    workspace: Workspace, raw: RawFrame, hashes: dict[Path, str], settings: Settings
+    workspace: Workspace,
+    raw: RawFrame,
+    hashes: dict[Path, str],
+    settings: Settings,
+    clash_with: set[str] | None,
 ) -> LoadResult:
     """Store batch by batch, staged: a failure half way leaves nothing behind."""
     load_id = content_id(hashes)
@@ -190,6 +196,8 @@ def _store(
         for norm in normalise(raw, settings):
             tally.add(norm)
             workspace.insert_batch(norm.lines, norm.rejected, constants)
+        _refuse_repeats(workspace, raw, load_id, settings.cycle, clash_with)
+        _refuse_other_month(workspace, raw, load_id, settings)
         record = {
             "load_id": load_id,
             "cycle": settings.cycle,
@@ -259,13 +267,49 @@ def _invoice_checks(raw: RawFrame, tally: Tally) -> list[dict[str, Any]]:
     return checks
 
 
+def _refuse_repeats(
+    workspace: Workspace, raw: RawFrame, load_id: str, cycle: str, clash_with: set[str] | None
+) -> None:
+    """The same billing loaded twice (its CSV and then its XLSX export, or a page saved twice)
+    would double the side and turn every line into a duplicate: refuse it."""
+    repeated = workspace.repeated_lines(load_id, cycle, raw.platform, clash_with)
+    if repeated is None:
+        return
+    what, value, other = repeated
+    raise InputError(
+        raw.file,
+        f"this export repeats {what} {value!r}, already loaded for cycle {cycle} from {other}: "
+        "it holds (part of) the same billing",
+        expected=f"each {PLATFORM_NAMES[raw.platform]} line in one export only",
+        hint="To load a new export of the same billing instead of the earlier one, add "
+        "--replace; to keep the earlier one, leave this file out.",
+    )
+
+
+def _refuse_other_month(
+    workspace: Workspace, raw: RawFrame, load_id: str, settings: Settings
+) -> None:
+    """An export of the wrong month reconciles without error and proves nothing."""
+    outside, dated, first, last = workspace.dates_outside_cycle(load_id, settings.cycle)
+    if settings.allow_other_month or not dated or outside < dated:
+        return
+    raise InputError(
+        raw.file,
+        f"every invoice in this export is dated outside cycle {settings.cycle} "
+        f"(from {first} to {last})",
+        expected=f"invoices dated in {settings.cycle}",
+        hint="Check that --cycle names the month these invoices bill, or that you picked the "
+        "right export; --allow-other-month loads it anyway.",
+    )
+
+
 def _cycle_warnings(workspace: Workspace, load_id: str, cycle: str) -> list[str]:
-    """An export of the wrong month reconciles without error and proves nothing: say so."""
-    outside, total, first, last = workspace.dates_outside_cycle(load_id, cycle)
+    """Some invoices outside the cycle (all of them is refused unless allowed): say so."""
+    outside, dated, first, last = workspace.dates_outside_cycle(load_id, cycle)
     if not outside:
         return []
     return [
-        f"{outside} of {total} lines have an invoice date outside cycle {cycle} (invoice dates "
+        f"{outside} of {dated} lines have an invoice date outside cycle {cycle} (invoice dates "
         f"run from {first} to {last}); check that --cycle names the month these invoices bill"
     ]
 

@@ -240,16 +240,44 @@ class Workspace:
     def dates_outside_cycle(
         self, load_id: str, cycle: str
     ) -> tuple[int, int, dt.date | None, dt.date | None]:
-        """Lines of a load invoiced outside the cycle's month, all lines, first and last date."""
+        """Lines of a load invoiced outside the cycle's month, lines with an invoice date, and
+        the first and last invoice date."""
         row = self.con.execute(
             """
-            SELECT count(*) FILTER (WHERE strftime(invoice_date, '%Y-%m') <> $cycle), count(*),
-                   min(invoice_date), max(invoice_date)
+            SELECT count(*) FILTER (WHERE strftime(invoice_date, '%Y-%m') <> $cycle),
+                   count(invoice_date), min(invoice_date), max(invoice_date)
             FROM lines WHERE load_id = $id AND cycle = $cycle
             """,
             {"id": load_id, "cycle": cycle},
         ).fetchall()[0]
         return int(row[0]), int(row[1]), row[2], row[3]
+
+    def repeated_lines(
+        self, load_id: str, cycle: str, platform: str, others: set[str] | None
+    ) -> tuple[str, str, str] | None:
+        """A line id or invoice number of this load that another load of the same side and
+        cycle already holds (all of them, or only `others`): (what, value, the other file).
+
+        Row-number refs ('row:N', given to lines of exports without ids) are not ids."""
+        scope = "" if others is None else "AND o.load_id IN (SELECT unnest($others))"
+        for what, column, own in (
+            ("line id", "line_ref", "AND l.line_ref NOT LIKE 'row:%'"),
+            ("invoice", "invoice_number", ""),
+        ):
+            found = self.con.execute(
+                f"""
+                SELECT l.{column}, o.file_name FROM lines l
+                JOIN lines o ON o.{column} = l.{column} AND o.cycle = l.cycle
+                 AND o.source = l.source AND o.load_id <> l.load_id {scope}
+                WHERE l.load_id = $id AND l.cycle = $cycle AND l.source = $platform {own}
+                ORDER BY l.row_number, o.file_name LIMIT 1
+                """,
+                {"id": load_id, "cycle": cycle, "platform": platform}
+                | ({} if others is None else {"others": sorted(others)}),
+            ).fetchall()
+            if found:
+                return what, str(found[0][0]), str(found[0][1])
+        return None
 
     def _sweep_pending(self) -> None:
         pending = self.con.execute("SELECT load_id, cycle FROM pending_loads").fetchall()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import pandera.polars as pa
@@ -52,10 +53,11 @@ QUARANTINE_SCHEMA = {
 class Settings:
     """What the user may tell the loader that the file itself does not say."""
 
-    cycle: str
+    cycle: str  # YYYY-MM; "" when only checking (`validate`): nothing is stored
     date_format: str | None = None  # "us", "uk" or "iso": overrides detection
     currency: str | None = None  # ISO code for exports that carry none
     timezone: str = "Europe/London"  # HaloPSA API datetimes are naive UTC
+    allow_other_month: bool = False  # load an export whose every invoice is outside the cycle
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,124 @@ def normalise(raw: RawFrame, settings: Settings) -> Iterator[Normalised]:
     """Batch by batch, so memory stays bounded; the date convention is the file's, decided
     once over all its rows before the first batch."""
     convention, formats = _date_convention(raw, settings)
+    sums = RunningSums()
     for batch in raw.batches():
         yield _normalise_batch(
-            raw, _clean(_complete(batch), raw.platform), settings, convention, formats
+            raw, _clean(_complete(batch), raw.platform), settings, convention, formats, sums
         )
+
+
+@dataclass
+class RunningSums:
+    """Net amounts of the rows read so far (all rows, and billable rows only), and their values
+    at the last totals row: what a totals row further down must equal."""
+
+    all: Decimal = Decimal(0)
+    billable: Decimal = Decimal(0)
+    all_at_total: Decimal = Decimal(0)
+    billable_at_total: Decimal = Decimal(0)
+
+
+# A label that marks a report's totals or subtotals row ("Grand Total", "Total", "Sub-total").
+TOTAL_LABEL = r"(?i)^\s*(grand\s+|sub\s*-?\s*)?totals?\b"
+# Without any of these a row names no line: with an amount it can only be a sum of lines.
+LINE_IDENTITY = (
+    "line_ref",
+    "invoice_number",
+    "invoice_date",
+    "period_start",
+    "period_end",
+    "item_code",
+    "item_name",
+    "description",
+)
+LABEL_FIELDS = (
+    "line_ref",
+    "invoice_number",
+    "client_id",
+    "client_name",
+    "item_name",
+    "description",
+)
+
+
+def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
+    """Report exports end with a "Grand Total" row (or carry subtotals) that is no line: loading
+    it would double the side. A row is a totals row when it is labelled like one or names no
+    line (no id, invoice, date or item), and its net amount equals the sum of the rows above
+    it, or of those since the previous totals row. It is skipped, its amount checked as a
+    control total. A labelled row whose amount is not such a sum is quarantined: it is neither
+    a line nor a total one can trust."""
+    net = pl.col("_net_amount")
+    labelled = pl.any_horizontal(pl.col(f).str.contains(TOTAL_LABEL) for f in LABEL_FIELDS)
+    bare = pl.all_horizontal(pl.col(f).is_null() for f in LINE_IDENTITY) & (net != 0)
+    candidate = (
+        (labelled.fill_null(False) | bare)
+        & net.is_not_null()
+        & pl.col(EXCLUDE).is_null()
+        & pl.col(SKIP).is_null()
+    )
+    flagged = parsed.with_columns(candidate.alias("_candidate"))
+    if not flagged["_candidate"].any():
+        sums.all += _decimal(parsed.select(net.sum()).item())
+        sums.billable += _decimal(parsed.filter(pl.col(EXCLUDE).is_null()).select(net.sum()).item())
+        return parsed
+    amount = pl.when(pl.col("_candidate")).then(0).otherwise(net.fill_null(0))
+    cum = {
+        "all": amount.cum_sum() + pl.lit(sums.all),
+        "billable": pl.when(pl.col(EXCLUDE).is_null()).then(amount).otherwise(0).cum_sum()
+        + pl.lit(sums.billable),
+    }
+    at_total = {"all": sums.all_at_total, "billable": sums.billable_at_total}
+    with_sums = flagged.with_columns(
+        [cum[k].alias(f"_above_{k}") for k in cum]
+        + [
+            pl.when(pl.col("_candidate"))
+            .then(cum[k])
+            .shift(1)
+            .forward_fill()
+            .fill_null(pl.lit(at_total[k]))
+            .alias(f"_previous_{k}")
+            for k in cum
+        ]
+    )
+    sums_of_lines = [pl.col(f"_above_{k}") for k in cum] + [
+        pl.col(f"_above_{k}") - pl.col(f"_previous_{k}") for k in cum
+    ]
+    is_total = pl.col("_candidate") & pl.any_horizontal(net == s for s in sums_of_lines)
+    marked = with_sums.with_columns(
+        pl.when(is_total)
+        .then(
+            pl.format(
+                "totals row: {} is the sum of the lines above it, a control total, not a line",
+                net.cast(pl.String),
+            )
+        )
+        .otherwise(pl.col(SKIP))
+        .alias(SKIP),
+        pl.when(pl.col("_candidate") & labelled & ~is_total)
+        .then(
+            pl.format(
+                "the row is labelled as a total but its amount {} is not the sum of the lines "
+                "above it ({})",
+                net.cast(pl.String),
+                pl.col("_above_all").cast(pl.String),
+            )
+        )
+        .otherwise(pl.col(PROBLEM))
+        .alias(PROBLEM),
+    )
+    last = marked.row(-1, named=True)
+    totals = marked.filter(is_total)
+    sums.all, sums.billable = _decimal(last["_above_all"]), _decimal(last["_above_billable"])
+    if totals.height:
+        sums.all_at_total = _decimal(totals["_above_all"][-1])
+        sums.billable_at_total = _decimal(totals["_above_billable"][-1])
+    return marked.drop("_candidate", *[f"_{w}_{k}" for w in ("above", "previous") for k in cum])
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(0) if value is None else Decimal(value)
 
 
 def _normalise_batch(
@@ -85,8 +201,9 @@ def _normalise_batch(
     settings: Settings,
     convention: str,
     formats: dict[str, str],
+    sums: RunningSums,
 ) -> Normalised:
-    parsed = _parse(frame, raw, formats, settings)
+    parsed = _mark_totals(_parse(frame, raw, formats, settings), sums)
     skipped = parsed.filter(pl.col(SKIP).is_not_null())
     if skipped.height:
         parsed = parsed.filter(pl.col(SKIP).is_null())
@@ -191,11 +308,18 @@ def _date_convention(raw: RawFrame, settings: Settings) -> tuple[str, dict[str, 
     }
     us_all, uk_all = bool(ok["us"].all()), bool(ok["uk"].all())
     default = PLATFORM_DATE_DEFAULT[raw.platform]
-    if us_all and uk_all:
+    if us_all and uk_all and not settings.cycle:
         return (
-            f"{DATE_NAMES[default]} (ambiguous: every day is 12 or less; "
-            f"the {raw.platform} default was used)",
+            f"{DATE_NAMES[default]} (ambiguous: every day is 12 or less; the {raw.platform} "
+            "default was used for this check, --cycle decides on load)",
             {"slash": DATE_FORMATS[default]},
+        )
+    if us_all and uk_all:
+        chosen = _cycle_reading(raw, texts, settings.cycle) or default
+        return (
+            f"{DATE_NAMES[chosen]} (every day is 12 or less: the reading that puts the dates "
+            f"in or next to cycle {settings.cycle})",
+            {"slash": DATE_FORMATS[chosen]},
         )
     only_us = texts.filter(ok["us"] & ~ok["uk"])
     only_uk = texts.filter(ok["uk"] & ~ok["us"])
@@ -212,6 +336,43 @@ def _date_convention(raw: RawFrame, settings: Settings) -> tuple[str, dict[str, 
         )
     chosen = "us" if us_all or only_us.height else "uk" if uk_all or only_uk.height else default
     return DATE_NAMES[chosen], {"slash": DATE_FORMATS[chosen]}
+
+
+def _cycle_reading(raw: RawFrame, texts: pl.DataFrame, cycle: str) -> str | None:
+    """Day and month cannot be told apart when every day is 12 or less; the billing cycle can:
+    an export for cycle 2026-11 dates its invoices in November and its service periods in or
+    next to it. Take the reading that puts every date within a month of the cycle and more of
+    them in the cycle's month; when the cycle does not decide, refuse rather than guess
+    (psa-exports.md §3, "never guess on ambiguous dd <= 12"). None: both readings give the
+    same dates (every day equals its month), so there is nothing to decide."""
+    year, month = (int(part) for part in cycle.split("-"))
+    centre = year * 12 + month - 1
+    readings = {
+        name: texts.select(pl.col("d").str.strptime(pl.Date, fmt, strict=False)).to_series()
+        for name, fmt in DATE_FORMATS.items()
+    }
+    if readings["us"].equals(readings["uk"]):
+        return None
+    scores = {}
+    for name, dates in readings.items():
+        offsets = [abs(d.year * 12 + d.month - 1 - centre) for d in dates]
+        scores[name] = (all(o <= 1 for o in offsets), sum(o == 0 for o in offsets))
+    us, uk = scores["us"], scores["uk"]
+    if us != uk and (us[0] or uk[0]):
+        if us[0] != uk[0]:
+            return "us" if us[0] else "uk"
+        return "us" if us[1] > uk[1] else "uk"
+    example = texts.row(0, named=True)
+    raise InputError(
+        raw.file,
+        f"the dates cannot be read with certainty: every day is 12 or less, so "
+        f"{example['d']!r} (row {example[ROW]}) could be day/month or month/day, and neither "
+        f"reading puts the dates in or next to cycle {cycle} more than the other",
+        column=raw.columns.get(example["f"]),
+        expected="dates that show their order (a day above 12), or a stated date format",
+        hint="Say how the file writes dates with --date-format us or --date-format uk "
+        "(or date_format in reconcile.toml), and check that --cycle is the month billed.",
+    )
 
 
 def _money_text(name: str) -> pl.Expr:
@@ -341,7 +502,7 @@ def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.
     currency = pl.col("currency").str.strip_chars().replace(CURRENCY_SIGNS).str.to_uppercase()
     contract_type = pl.col("contract_type").str.strip_chars().str.to_lowercase()
     exprs = {
-        "cycle": pl.lit(settings.cycle),
+        "cycle": pl.lit(settings.cycle or None, pl.String),
         "source": pl.lit(raw.platform),
         "row_number": pl.col(ROW).cast(pl.Int64),
         "line_ref": pl.coalesce(pl.col("line_ref"), pl.format("row:{}", pl.col(ROW))),

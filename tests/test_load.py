@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from conftest import BAD, DEMO, QUIRKS, ROOT, invoke, read_json
+from reconcile.errors import InputError
 from reconcile.ingest import LoadResult, load_paths
 from reconcile.store import Workspace
 from reconcile.validate import Settings
@@ -126,9 +127,14 @@ def test_quirk_files_load_as_documented(workspace: Workspace, name: str) -> None
         assert sorted(str(d) for d in loaded["invoice_date"]) == sorted(expected["invoice_dates"])
 
 
-def test_ambiguous_dates_take_the_platform_default_and_say_so(workspace: Workspace) -> None:
+def test_ambiguous_dates_take_the_reading_the_cycle_supports_and_say_so(
+    workspace: Workspace,
+) -> None:
     result = load_one(workspace, QUIRKS / "at_ambiguous_dates.csv")
-    assert result.date_convention.startswith("US MM/DD/YYYY (ambiguous")
+    assert result.date_convention == (
+        "US MM/DD/YYYY (every day is 12 or less: the reading that puts the dates in or next to "
+        "cycle 2026-11)"
+    )
     assert load_one(workspace, QUIRKS / "halo_uk_dates.csv").date_convention == "UK DD/MM/YYYY"
 
 
@@ -295,12 +301,37 @@ def test_a_load_killed_with_sigkill_is_swept_on_the_next_open(ws_path: Path) -> 
         assert_conserved(ws, result)
 
 
-def test_an_export_of_another_month_loads_with_a_warning(workspace: Workspace) -> None:
+def test_an_export_of_another_month_is_refused_unless_allowed(workspace: Workspace) -> None:
     export = DEMO / "autotask" / "invoices.xml"
     (right,) = load_paths(workspace, [export], None, SETTINGS)
     assert not any("outside cycle" in w for w in right.warnings)
-    (wrong,) = load_paths(workspace, [export], None, Settings(cycle="2026-10", currency="GBP"))
+    october = Settings(cycle="2026-10", currency="GBP")
+    with pytest.raises(InputError, match="every invoice in this export is dated outside cycle"):
+        load_paths(workspace, [export], None, october)
+    assert workspace.load_ids("2026-10", "autotask") == []
+    allowed = Settings(cycle="2026-10", currency="GBP", allow_other_month=True)
+    (wrong,) = load_paths(workspace, [export], None, allowed)
     assert wrong.warnings == (
         "352 of 352 lines have an invoice date outside cycle 2026-10 (invoice dates run from "
         "2026-11-01 to 2026-11-01); check that --cycle names the month these invoices bill",
     )
+
+
+def test_the_same_billing_from_two_exports_is_refused_unless_replaced(ws_path: Path) -> None:
+    """The CSV and then the XLSX export of one billing doubled the side (354 false duplicates)."""
+    csv_file = DEMO / "autotask" / "billing_items.csv"
+    xlsx_file = DEMO / "autotask" / "billing_items.xlsx"
+    assert invoke("--workspace", ws_path, "load", "--cycle", CYCLE, csv_file).exit_code == 0
+    second = invoke("--workspace", ws_path, "load", "--cycle", CYCLE, xlsx_file)
+    assert second.exit_code == 2
+    assert f"{xlsx_file}: this export repeats line id" in second.output
+    assert "already loaded for cycle 2026-11 from billing_items.csv" in second.output
+    assert "--replace" in second.output
+    with Workspace(ws_path) as ws:
+        assert ws.load_ids(CYCLE, "autotask") and len(ws.load_ids(CYCLE, "autotask")) == 1
+    replaced = invoke("--workspace", ws_path, "load", "--cycle", CYCLE, "--replace", xlsx_file)
+    assert replaced.exit_code == 0, replaced.output
+    with Workspace(ws_path) as ws:
+        (source,) = ws.con.sql("SELECT source FROM loads").fetchall()[0]
+        assert source == str(xlsx_file)
+        assert lines(ws, "autotask").height == lines(ws, "autotask").unique().height > 300
