@@ -278,8 +278,8 @@ def run(
     totals = result.summary["totals"]
     click.echo(
         f"cycle {cycle}: Autotask {totals['autotask']['gross']} gross in "
-        f"{totals['autotask']['lines']} lines, HaloPSA {totals['halopsa']['gross']} in "
-        f"{totals['halopsa']['lines']} lines, difference {totals['difference']['gross']}"
+        f"{_lines(totals['autotask'])}, HaloPSA {totals['halopsa']['gross']} in "
+        f"{_lines(totals['halopsa'])}, difference {totals['difference']['gross']}"
     )
     click.echo(
         f"{verdict['blockers']} blockers, {verdict['warnings']} warnings, {verdict['info']} info, "
@@ -347,6 +347,11 @@ def _settings(
         currency=currency or config.currency,
         timezone=timezone if timezone != "Europe/London" else config.timezone,
     )
+
+
+def _lines(side: dict[str, Any]) -> str:
+    unknown = side.get("tax_unknown", 0)
+    return f"{side['lines']} lines" + (f" (tax not stated on {unknown})" if unknown else "")
 
 
 def describe(result: LoadResult) -> str:

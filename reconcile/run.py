@@ -94,20 +94,24 @@ def _money(value: Any) -> str:
 
 
 def _side_totals(workspace: Workspace, cycle: str) -> dict[str, dict[str, Any]]:
+    """Net, tax and gross per side. Tax (and so gross) adds up only the tax the lines state:
+    `tax_unknown` counts the lines whose tax is not stated, so the figure says what it leaves
+    out rather than taking an unknown as zero."""
     rows = workspace.con.sql(
-        "SELECT source, count(*), sum(net_amount), sum(coalesce(tax_amount, 0)) FROM lines "
-        "WHERE cycle = ? GROUP BY source",
+        "SELECT source, count(*), sum(net_amount), sum(coalesce(tax_amount, 0)), "
+        "count(*) - count(tax_amount) FROM lines WHERE cycle = ? GROUP BY source",
         params=[cycle],
     ).fetchall()
     found = {r[0]: r for r in rows}
     totals = {}
     for side in ("autotask", "halopsa"):
-        _, count, net, tax = found.get(side, (side, 0, 0, 0))
+        _, count, net, tax, tax_unknown = found.get(side, (side, 0, 0, 0, 0))
         totals[side] = {
             "net": _money(net),
             "tax": _money(tax),
             "gross": _money(Decimal(net or 0) + Decimal(tax or 0)),
             "lines": count,
+            "tax_unknown": tax_unknown,
         }
     totals["difference"] = {
         k: _money(Decimal(totals["halopsa"][k]) - Decimal(totals["autotask"][k]))

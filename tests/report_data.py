@@ -355,12 +355,14 @@ def sample_report_data(n_discrepancies: int = 40, hostile: bool = False) -> dict
             "tax": _s(at_tax),
             "gross": _s(at_net + at_tax),
             "lines": at_lines,
+            "tax_unknown": 0,
         },
         "halopsa": {
             "net": _s(hp_net),
             "tax": _s(hp_tax),
             "gross": _s(hp_net + hp_tax),
             "lines": hp_lines,
+            "tax_unknown": 1,
         },
         "difference": {"net": _s(net_diff), "tax": _s(tax_diff), "gross": _s(net_diff + tax_diff)},
     }

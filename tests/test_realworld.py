@@ -101,3 +101,43 @@ def test_every_realworld_file_has_an_expected_outcome() -> None:
             if p.name not in ("expected.json", "README.md", "make_files.py", "__pycache__")
         }
         assert present == expected, folder.name
+
+
+CYCLES = FIXTURES / "cycles"
+
+
+def _finding(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rule": row["rule"],
+        "severity": row["severity"],
+        "client": row["client"],
+        "autotask_amount": _money(row["autotask_amount"]),
+        "halopsa_amount": _money(row["halopsa_amount"]),
+        "difference": _money(row["difference"]),
+    }
+
+
+@pytest.mark.parametrize(
+    "folder", sorted(p for p in CYCLES.iterdir() if p.is_dir()), ids=lambda p: p.name
+)
+def test_real_world_cycle(tmp_path: Path, folder: Path) -> None:
+    """A whole small cycle: exactly the expected discrepancies, no more, no fewer."""
+    spec = read_json(folder / "expected.json")
+    (autotask,) = folder.glob("autotask.*")
+    (halopsa,) = folder.glob("halopsa.*")
+    args: list[str | Path] = ["--workspace", tmp_path / "ws.duckdb", "run", "--cycle"]
+    args += [spec.get("cycle", "2026-11"), "--autotask", autotask, "--halopsa", halopsa]
+    args += ["--out", tmp_path / "out", *spec.get("args", [])]
+    for extra, option in (("mapping.csv", "--map"), ("reconcile.toml", "--config")):
+        if (folder / extra).exists():
+            args += [option, folder / extra]
+    result = invoke(*args)
+    assert result.exit_code == spec["exit"], result.output
+    for fragment in spec.get("output", []):
+        assert fragment in result.output, f"{fragment!r} not in {result.output!r}"
+    found = [_finding(row) for row in read_json(tmp_path / "out" / "discrepancies.json")]
+    assert sorted(found, key=_order) == sorted(spec["findings"], key=_order)
+
+
+def _order(finding: dict[str, Any]) -> tuple[str, str, str]:
+    return finding["rule"], finding["client"] or "", finding["difference"] or ""

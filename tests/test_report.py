@@ -294,3 +294,9 @@ def test_fifty_thousand_discrepancies_stay_under_25_mb(tmp_path: Path) -> None:
     size = path.stat().st_size
     assert size < MAX_BYTES, f"{size / 1e6:.1f} MB"
     assert len(embedded(path.read_text(encoding="utf-8"))["discrepancies"]) == 50_000
+
+
+def test_totals_say_how_many_lines_state_no_tax(html: str) -> None:
+    """An unknown tax is left out of tax and gross, and the page says so, side by side."""
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "Tax and gross leave out tax that is not stated: HaloPSA 1 line " in text
