@@ -98,7 +98,9 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     try:
         reader = fastexcel.read_excel(str(path))
         sheet, index = _pick_sheet(reader)
-        grid = reader.load_sheet(sheet, header_row=None, skip_rows=0, dtypes="string").to_polars()
+        loaded = reader.load_sheet(sheet, header_row=None, skip_rows=0, dtypes="string")
+        columns = [c.absolute_index for c in loaded.selected_columns]
+        grid = loaded.to_polars()
     except InputError:
         raise
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
@@ -113,18 +115,41 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         .with_row_index(ROW, offset=1)
     )
     header_row = index + 1  # Excel's row number of the header
-    cells = unsaved_formulas(path, sheet)
-    problems = None
-    if cells:
-        reasons: dict[int, str] = {}
-        for excel_row, refs in cells.items():
-            if excel_row > header_row:
-                reasons[excel_row - header_row] = "; ".join(refs)
-        problems = (
-            pl.col(ROW).cast(pl.Int64).replace_strict(reasons, default=None, return_dtype=pl.String)
-        )
+    frame, problems = _without_unsaved_formulas(path, sheet, header_row, frame, columns)
     dialect = {"workbook": "xlsx", "sheet": sheet, "header_row": str(header_row)}
     return _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
+
+
+def _without_unsaved_formulas(
+    path: Path, sheet: str, header_row: int, frame: pl.DataFrame, columns: list[int]
+) -> tuple[pl.DataFrame, pl.Expr | None]:
+    """Cells holding a formula without a trustworthy saved value are made empty (the value is
+    unknown, never a cached 0) and their rows get a PROBLEM naming the cells."""
+    cells = [(r - header_row, c, why) for r, c, why in unsaved_formulas(path, sheet)]
+    cells = [(row, column, why) for row, column, why in cells if row > 0]
+    if not cells:
+        return frame, None
+    reasons: dict[int, list[str]] = {}
+    emptied: dict[str, list[int]] = {}
+    position = {absolute: f"c{i}" for i, absolute in enumerate(columns)}
+    for row, column, why in cells:
+        reasons.setdefault(row, []).append(why)
+        if column in position:
+            emptied.setdefault(position[column], []).append(row)
+    frame = frame.with_columns(
+        pl.when(pl.col(ROW).is_in(rows)).then(None).otherwise(pl.col(name)).alias(name)
+        for name, rows in emptied.items()
+    )
+    problem = (
+        pl.col(ROW)
+        .cast(pl.Int64)
+        .replace_strict(
+            {row: "; ".join(whys) for row, whys in reasons.items()},
+            default=None,
+            return_dtype=pl.String,
+        )
+    )
+    return frame, problem
 
 
 def _text(value: object) -> str:
@@ -186,7 +211,8 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
             row=row,
             column=headers[-1] if headers else None,
             expected=f"{expected} fields separated by {dialect.separator_name}",
-            got=dialect.separator.join(fields[expected:]),
+            got=dialect.separator.join(fields[expected:]).strip()
+            or f"{len(fields) - expected} empty field(s) after the last column",
             hint="A value may contain an unquoted separator, or the file was damaged; "
             "export it again.",
         )
@@ -266,51 +292,83 @@ def _check(query: pl.LazyFrame, on_error: Callable[[Exception], InputError] | No
     return _collect(query, on_error)
 
 
-def unsaved_formulas(path: Path, sheet: str) -> dict[int, list[str]]:
-    """Formula cells of one sheet whose saved value cannot be trusted, by Excel row number.
+def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
+    """Formula cells of one sheet whose saved value cannot be trusted: (Excel row number,
+    0-based column index, reason naming the cell).
 
     Read from the sheet's XML inside the .xlsx zip (ECMA-376 part 1, §18.3.1.4 <c>, §18.3.1.40
     <f>, §18.3.1.96 <v>; §18.2.2 calcPr): a <c> holding an <f> but no (or an empty) <v> has no
     saved value at all (openpyxl, pandas), and a workbook flagged `fullCalcOnLoad` was written
     by a program that never calculated, so its cached values (XlsxWriter writes 0) are not
-    results. Either would be read as empty or 0: a value silently lost. Returns {} fast when the
-    sheet holds no formula.
+    results. Either would be read as empty or 0: a value silently lost. Returns [] fast when the
+    sheet holds no formula; raises InputError for a damaged workbook.
     """
     try:
         with zipfile.ZipFile(path) as book:
             member = _sheet_member(book, sheet)
             if member is None or not _has_formula(book, member):
-                return {}
+                return []
             workbook = book.read("xl/workbook.xml")
-            recalc = re.search(rb"<(?:\w+:)?calcPr[^>]*fullCalcOnLoad=\"(1|true)\"", workbook)
-            found: dict[int, list[str]] = {}
+            recalc = bool(re.search(rb"<(?:\w+:)?calcPr[^>]*fullCalcOnLoad=\"(1|true)\"", workbook))
+            found: list[tuple[int, int, str]] = []
             with book.open(member) as stream:
-                for _, cell in DefusedET.iterparse(stream, events=("end",), forbid_dtd=True):
-                    if not cell.tag.endswith("}c"):
-                        if cell.tag.endswith("}row"):
-                            cell.clear()
+                row, column = 0, -1  # where the last cell was: r is optional on <row> and <c>
+                events = DefusedET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
+                for event, node in events:
+                    if node.tag.endswith("}row"):
+                        if event == "start":
+                            row = int(node.get("r") or row + 1)
+                            column = -1
+                        else:
+                            node.clear()
                         continue
-                    formula = cell.find(f"{{{SHEET_NS}}}f")
-                    if formula is None:
+                    if event != "end" or not node.tag.endswith("}c"):
                         continue
-                    value = cell.find(f"{{{SHEET_NS}}}v")
-                    ref = cell.get("r", "?")
-                    if value is None or not (value.text or "").strip():
-                        reason = f"cell {ref} holds a formula with no saved value"
-                    elif recalc:
-                        reason = (
-                            f"cell {ref} holds a formula whose saved value was never calculated "
-                            "(the workbook was written by a program, not saved by Excel)"
-                        )
-                    else:
-                        continue
-                    row = int(re.sub(r"^[A-Z]+", "", ref)) if re.match(r"^[A-Z]+\d+$", ref) else 0
-                    found.setdefault(row, []).append(
-                        reason + "; open the file in Excel and save it"
-                    )
+                    ref = node.get("r")
+                    row, column = _cell_position(ref) if ref else (row, column + 1)
+                    ref = ref or f"{_column_letters(column)}{row}"
+                    reason = _formula_problem(node, ref, recalc)
+                    if reason:
+                        found.append((row, column, reason))
             return found
     except (zipfile.BadZipFile, KeyError, ET.ParseError, DefusedXmlException) as exc:
         raise _unreadable_workbook(path, exc) from None
+
+
+def _formula_problem(cell: ET.Element, ref: str, recalc: bool) -> str | None:
+    if cell.find(f"{{{SHEET_NS}}}f") is None:
+        return None
+    value = cell.find(f"{{{SHEET_NS}}}v")
+    if value is None or not (value.text or "").strip():
+        reason = f"cell {ref} holds a formula with no saved value"
+    elif recalc:
+        reason = (
+            f"cell {ref} holds a formula whose saved value was never calculated "
+            "(the workbook was written by a program, not saved by Excel)"
+        )
+    else:
+        return None
+    return reason + "; open the file in Excel and save it"
+
+
+def _column_letters(index: int) -> str:
+    letters = ""
+    index += 1
+    while index > 0:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def _cell_position(ref: str) -> tuple[int, int]:
+    """'F3' -> (3, 5): the Excel row number and the 0-based column index."""
+    match = re.match(r"^([A-Z]+)(\d+)$", ref)
+    if not match:
+        return 0, -1
+    column = 0
+    for letter in match.group(1):
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return int(match.group(2)), column - 1
 
 
 SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
