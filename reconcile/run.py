@@ -195,6 +195,7 @@ def _summary(
             "files": json.loads(row["files"]),
             "warnings": json.loads(row["warnings"]),
             "invoice_checks": json.loads(row["invoice_checks"]),
+            "dialect": json.loads(row["dialect"]),
         }
         for row in loads.iter_rows(named=True)
     ]
@@ -408,6 +409,7 @@ def report_data(
                     "source",
                     "shape",
                     "date_convention",
+                    "dialect",
                     "rows_read",
                     "rows_loaded",
                     "rows_quarantined",

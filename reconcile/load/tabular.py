@@ -211,8 +211,9 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
             row=row,
             column=headers[-1] if headers else None,
             expected=f"{expected} fields separated by {dialect.separator_name}",
-            got=dialect.separator.join(fields[expected:]).strip()
-            or f"{len(fields) - expected} empty field(s) after the last column",
+            got=dialect.separator.join(fields[expected:])
+            if any(f.strip() for f in fields[expected:])
+            else f"{len(fields) - expected} empty field(s) after the last column",
             hint="A value may contain an unquoted separator, or the file was damaged; "
             "export it again.",
         )
