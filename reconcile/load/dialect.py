@@ -156,10 +156,20 @@ def sniff(path: Path) -> Dialect:
     text = _head_text(path, head, encoding)
     first, _, rest = text.partition("\n")
     declared = SEP_LINE.match(first.rstrip("\r"))
+    if not text.strip("\ufeff \t\r\n"):
+        raise InputError(str(path), "the file is empty", expected="a header row and data rows")
     candidates: tuple[str, ...] = SEPARATORS
     body, offset = text, 0
-    if declared and declared.group(1) not in ('"', "\r", "\n"):
-        body, offset, candidates = rest, 1, (declared.group(1),)
+    if declared:
+        named = declared.group(1)
+        if not named.isascii() or named in ('"', "\r", "\n"):
+            raise InputError(
+                str(path),
+                "the sep= line on line 1 names a separator reconcile cannot read",
+                expected="a comma, semicolon, tab, pipe or another ASCII character",
+                got=first.rstrip("\r"),
+            )
+        body, offset, candidates = rest, 1, (named,)
     best: tuple[tuple[bool, int], str, int, list[str]] | None = None
     for separator in candidates:
         records, starts = _records(body, separator)
