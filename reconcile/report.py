@@ -445,7 +445,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "autotask_lines": [],
         "halopsa_lines": [],
     },
-    "controls": {"source": "", "shape": "", "date_convention": ""},
+    "controls": {"source": "", "shape": "", "date_convention": "", "dialect": {}},
 }
 
 

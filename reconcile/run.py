@@ -199,6 +199,7 @@ def _summary(
             "files": json.loads(row["files"]),
             "warnings": json.loads(row["warnings"]),
             "invoice_checks": json.loads(row["invoice_checks"]),
+            "dialect": json.loads(row["dialect"]),
         }
         for row in loads.iter_rows(named=True)
     ]
@@ -412,6 +413,7 @@ def report_data(
                     "source",
                     "shape",
                     "date_convention",
+                    "dialect",
                     "rows_read",
                     "rows_loaded",
                     "rows_quarantined",

@@ -101,6 +101,7 @@ AUTOTASK_HEADERS: dict[str, tuple[str, ...]] = {
         "Allocation Code ID",
         "Product ID",
         "Item Code",
+        "allocation_code_id",
     ),
     "item_name": _aliases("Item Name", "itemName", "Item", "Service Name"),
     "description": _aliases(
@@ -115,7 +116,13 @@ AUTOTASK_HEADERS: dict[str, tuple[str, ...]] = {
         "Unit Price", "Rate", "Hourly Billing Rate", "Service Unit Price", "hourly_billing_rate"
     ),
     "net_amount": _aliases(
-        "Extended Price", "extendedPrice", "Billed Amount", "Amount", "Net Amount", "Total"
+        "Extended Price",
+        "extendedPrice",
+        "Billed Amount",
+        "Amount",
+        "Net Amount",
+        "Total",
+        "service_extended_price",
     ),
     "tax_amount": _aliases(
         "Total Tax", "Tax", "Tax Amount", "Tax Dollars", "taxDollars", "total_tax_amount"
@@ -181,6 +188,14 @@ DISTINCTIVE = {
         "taxDollars",
         "Allocation Code Name",
         "Type of Transaction",
+        # The generic XML export's tag names, also seen as CSV headers (psa-exports.md §1.12a)
+        "cust_name",
+        "total_tax_amount",
+        "service_or_bundle_id",
+        "service_period_start_date",
+        "service_period_end_date",
+        "service_extended_price",
+        "allocation_code_id",
     ),
     "halopsa": _aliases(
         "qty_order",
@@ -284,3 +299,69 @@ def map_headers(file: str, platform: str, headers: list[str]) -> dict[str, str]:
                 got="the columns " + ", ".join(headers[:12]),
             )
     return mapping
+
+
+HEADER_SEARCH_ROWS = 30  # the header is looked for among this many rows at the top of a sheet
+HEADER_MIN_KNOWN = 3  # known column names a row needs to be taken for the header
+
+
+def _vocabulary() -> dict[str, set[str]]:
+    """Every column name each platform's exports are known to use (psa-exports.md §1.12, §2.9)."""
+    vocab: dict[str, set[str]] = {}
+    for platform, table in HEADERS.items():
+        names = {normalise_header(a) for aliases in table.values() for a in aliases}
+        names |= _norm_set(DISTINCTIVE[platform])
+        if platform == "halopsa":
+            names |= {normalise_header(a) for aliases in HALOPSA_FLAGS.values() for a in aliases}
+        vocab[platform] = names
+    return vocab
+
+
+VOCABULARY = _vocabulary()
+
+
+def _covers_required(platform: str, norm: set[str]) -> bool:
+    table = HEADERS[platform]
+    return all(any(_norm_set(table[f]) & norm for f in group) for group in REQUIRED)
+
+
+def header_fit(cells: list[str]) -> tuple[int, bool]:
+    """(how many cells are known column names of the better-fitting platform, whether that
+    platform's required columns are all among them)."""
+    norm = {normalise_header(c) for c in cells if c and c.strip()}
+    norm.discard("")
+    best = (0, False)
+    for platform, names in VOCABULARY.items():
+        fit = (len(norm & names), _covers_required(platform, norm))
+        best = max(best, fit, key=lambda f: (f[1], f[0]))
+    return best
+
+
+def find_header(rows: list[list[str]]) -> int | None:
+    """Index of the header among the first rows of a sheet, or None when no row looks like one.
+
+    A header is the first row with at least HEADER_MIN_KNOWN known column names that include a
+    platform's required columns; title rows ("Invoice history", "Report run on …"), Excel's
+    `sep=` line, blank rows and merged group-header rows (`,Invoice,,,Amounts,,`) above it are
+    passed over. When no row has the required columns (a header missing one), the row with the
+    most known names is taken, so that map_headers can name what is missing.
+    """
+    top = rows[:HEADER_SEARCH_ROWS]
+    fits = [header_fit(cells) for cells in top]
+    for index, (known, complete) in enumerate(fits):
+        if complete and known >= HEADER_MIN_KNOWN:
+            return index
+    most = max((known for known, _ in fits), default=0)
+    if most >= HEADER_MIN_KNOWN:
+        return next(i for i, (known, _) in enumerate(fits) if known == most)
+    return None
+
+
+EXCEL_TEXT = re.compile(r'^="(.*)"$', re.DOTALL)
+EXCEL_TEXT_PATTERN = r'(?s)^="(.*)"$'
+
+
+def unwrap_excel_text(value: str) -> str:
+    """`="0571"` is Excel's keep-the-leading-zeros trick in CSV: the cell's text is `0571`."""
+    match = EXCEL_TEXT.match(value.strip())
+    return match.group(1) if match else value

@@ -1,27 +1,63 @@
-"""How a text export is written: encoding, separator, and whether it is text at all."""
+"""How a text export is written: encoding, separator, where its header is, and whether it is
+text at all.
+
+Row numbers: the header's physical line in the file is `Dialect.header_line` (1-based, as a text
+editor counts); data rows are numbered from 1 on the record below the header, blank rows
+included, so data row N sits on line header_line + N when no value spans lines.
+"""
 
 from __future__ import annotations
 
 import codecs
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconcile.errors import InputError
+from reconcile.load.base import HEADER_SEARCH_ROWS, find_header, header_fit, unwrap_excel_text
 
 SAMPLE_BYTES = 1 << 16
 SEPARATORS = (",", ";", "\t", "|")
 SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+# Excel's delimiter hint: a first line `sep=;` (sometimes quoted) names the separator.
+SEP_LINE = re.compile(r'^\ufeff?"?sep=(.)"?\s*$', re.IGNORECASE)
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 @dataclass(frozen=True)
 class Dialect:
-    encoding: str  # "utf-8", "utf-8-sig" or "cp1252"
+    """How one CSV export is written.
+
+    `encoding` is "utf-8", "utf-8-sig", "cp1252" or "utf-16" (Excel's "Unicode Text": UTF-16
+    with a BOM). `header_line` is the header's physical line (1-based); the lines above it (a
+    `sep=` line, title rows, a group-header row) are skipped. `header` holds its cells.
+    """
+
+    encoding: str
     separator: str
+    header_line: int = 1
+    header: tuple[str, ...] = ()
+    sep_line: bool = False
+
+    @property
+    def text_encoding(self) -> str:
+        """The codec to open the file with as text (a BOM is dropped)."""
+        return "utf-8-sig" if self.encoding.startswith("utf-8") else self.encoding
+
+    @property
+    def separator_name(self) -> str:
+        return SEPARATOR_NAMES.get(self.separator, repr(self.separator))
 
     def describe(self) -> dict[str, str]:
-        return {"encoding": self.encoding, "separator": SEPARATOR_NAMES[self.separator]}
+        """The dialect as the control totals show it; `header_row` is a file line number."""
+        separator = self.separator_name + (" (from the sep= line)" if self.sep_line else "")
+        return {
+            "encoding": self.encoding,
+            "separator": separator,
+            "header_row": str(self.header_line),
+        }
 
 
 def read_head(path: Path) -> bytes:
@@ -41,13 +77,8 @@ def is_binary(head: bytes) -> bool:
 def sniff_encoding(path: Path, head: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise InputError(
-            str(path),
-            "the file is UTF-16 encoded",
-            expected="UTF-8 or Windows-1252 text",
-            hint="Save the export again as 'CSV UTF-8'.",
-        )
+    if head.startswith(UTF16_BOMS):
+        return "utf-16"
     try:
         # A multi-byte character may be cut at the sample's end; final=False tolerates that.
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
@@ -73,55 +104,163 @@ def sniff_separator(first_line: str) -> str:
     return best if counts[best] > 1 else ","
 
 
+def _head_text(path: Path, head: bytes, encoding: str) -> str:
+    if encoding == "utf-16":
+        text = codecs.getincrementaldecoder("utf-16")(errors="replace").decode(head, final=False)
+        if is_binary(text.encode("utf-8")):
+            raise InputError(
+                str(path),
+                "the file is not a text export (it contains binary data)",
+                expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
+            )
+        return text
+    return head.decode(encoding, errors="ignore")
+
+
+def _records(text: str, separator: str) -> tuple[list[list[str]], list[int]]:
+    """The first records of the text, each with the number of physical lines before it."""
+    stream = io.StringIO(text, newline="")
+    reader = csv.reader(stream, delimiter=separator)
+    records: list[list[str]] = []
+    starts: list[int] = []
+    try:
+        while len(records) < HEADER_SEARCH_ROWS:
+            starts.append(reader.line_num)
+            record = next(reader, None)
+            if record is None:
+                starts.pop()
+                break
+            records.append([unwrap_excel_text(c).strip() for c in record])
+    except csv.Error:
+        starts = starts[: len(records)]
+    return records, starts
+
+
 def sniff(path: Path) -> Dialect:
+    """Encoding, separator and header line of a CSV export; refuses what is not text.
+
+    The separator is the one a `sep=` first line names, else the candidate under which a row
+    of known column names (base.find_header) appears, else the one that splits the first line
+    into most fields. Raises InputError for an empty, binary or undecodable file.
+    """
     head = read_head(path)
     if not head.strip():
         raise InputError(str(path), "the file is empty", expected="a header row and data rows")
-    if is_binary(head):
+    if not head.startswith(UTF16_BOMS) and is_binary(head):
         raise InputError(
             str(path),
             "the file is not a text export (it contains binary data)",
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
         )
     encoding = sniff_encoding(path, head)
-    lines = head.decode(encoding, errors="ignore").splitlines()
-    return Dialect(encoding=encoding, separator=sniff_separator(lines[0] if lines else ""))
+    text = _head_text(path, head, encoding)
+    first, _, rest = text.partition("\n")
+    declared = SEP_LINE.match(first.rstrip("\r"))
+    if not text.strip("\ufeff \t\r\n"):
+        raise InputError(str(path), "the file is empty", expected="a header row and data rows")
+    candidates: tuple[str, ...] = SEPARATORS
+    body, offset = text, 0
+    if declared:
+        named = declared.group(1)
+        if not named.isascii() or named in ('"', "\r", "\n"):
+            raise InputError(
+                str(path),
+                "the sep= line on line 1 names a separator reconcile cannot read",
+                expected="a comma, semicolon, tab, pipe or another ASCII character",
+                got=first.rstrip("\r"),
+            )
+        body, offset, candidates = rest, 1, (named,)
+    best: tuple[tuple[bool, int], str, int, list[str]] | None = None
+    for separator in candidates:
+        records, starts = _records(body, separator)
+        index = find_header(records)
+        if index is None:
+            continue
+        known, complete = header_fit(records[index])
+        if best is None or (complete, known) > best[0]:
+            best = ((complete, known), separator, starts[index], records[index])
+    if best is None:
+        lines = body.splitlines()
+        separator = candidates[0] if declared else sniff_separator(lines[0] if lines else "")
+        records, _ = _records(body, separator)
+        header = records[0] if records else []
+        return Dialect(encoding, separator, 1 + offset, tuple(header), bool(declared))
+    _, separator, before, header = best
+    return Dialect(encoding, separator, 1 + offset + before, tuple(header), bool(declared))
 
 
 def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
-    """Polars reads UTF-8 only; a Windows-1252 file is transcoded in memory first."""
-    if dialect.encoding == "cp1252":
-        return path.read_bytes().decode("cp1252").encode("utf-8")
-    return path
+    """Polars reads UTF-8 only; a Windows-1252 or UTF-16 file is transcoded in memory first.
 
-
-def find_ragged_row(path: Path, dialect: Dialect) -> tuple[int, int, int] | None:
-    """Slow path, taken only after the fast reader failed: the first record of the wrong width.
-
-    Returns (data row, fields found, fields expected).
+    Raises InputError naming the offset of a byte the encoding cannot hold.
     """
-    encoding = "utf-8-sig" if dialect.encoding.startswith("utf-8") else dialect.encoding
-    with path.open(encoding=encoding, errors="replace", newline="") as fh:
+    if dialect.encoding not in ("cp1252", "utf-16"):
+        return path
+    data = path.read_bytes()
+    try:
+        return data.decode(dialect.encoding).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            str(path),
+            f"the file is not valid {'UTF-16' if dialect.encoding == 'utf-16' else 'Windows-1252'}"
+            " text throughout",
+            expected="one encoding for the whole file",
+            got=f"byte 0x{data[exc.start]:02x} at offset {exc.start}",
+        ) from None
+
+
+def _open_text(path: Path, dialect: Dialect) -> io.TextIOWrapper:
+    """The file as text positioned on its header line."""
+    fh = path.open(encoding=dialect.text_encoding, errors="replace", newline="")
+    for _ in range(dialect.header_line - 1):
+        fh.readline()
+    return fh
+
+
+def find_ragged_row(path: Path, dialect: Dialect) -> tuple[int, list[str], int] | None:
+    """Slow path, taken only after the fast reader failed: the first record with more fields
+    than the header (a shorter one is read with empty cells, as polars does).
+
+    Returns (data row, the record's fields, fields expected).
+    """
+    with _open_text(path, dialect) as fh:
         reader = csv.reader(fh, delimiter=dialect.separator)
         header = next(reader, [])
         for number, record in enumerate(reader, start=1):
-            if len(record) != len(header):
-                return number, len(record), len(header)
+            if len(record) > len(header):
+                return number, record, len(header)
     return None
+
+
+def _is_blank(fields: list[str]) -> bool:
+    return all(not unwrap_excel_text(f).strip() for f in fields)
 
 
 def short_last_record(path: Path, dialect: Dialect, header_len: int) -> int | None:
     """A download cut off mid-row leaves a last record without its final fields.
 
-    Returns the number of fields in that record when it is short, else None.
+    Returns the number of fields in that record when it is short, else None (a blank last row
+    is a blank row, not a cut-off one).
     """
     size = path.stat().st_size
     with path.open("rb") as fh:
-        fh.seek(max(0, size - SAMPLE_BYTES))
-        tail = fh.read()
-    if tail.endswith((b"\n", b"\r")):
+        start = max(0, size - SAMPLE_BYTES)
+        if dialect.encoding == "utf-16":
+            fh.seek(0)
+            bom = fh.read(2)
+            start = max(2, start - start % 2)
+            fh.seek(start)
+            tail = fh.read().decode(
+                "utf-16-le" if bom == codecs.BOM_UTF16_LE else "utf-16-be", errors="replace"
+            )
+        else:
+            fh.seek(start)
+            encoding = "cp1252" if dialect.encoding == "cp1252" else "utf-8"
+            tail = fh.read().decode(encoding, errors="replace")
+    if tail.endswith(("\n", "\r")) or not tail:
         return None
-    encoding = "cp1252" if dialect.encoding == "cp1252" else "utf-8"
-    last = tail.decode(encoding, errors="replace").splitlines()[-1]
-    fields = len(next(csv.reader(io.StringIO(last), delimiter=dialect.separator), []))
-    return fields if fields < header_len else None
+    last = tail.splitlines()[-1]
+    fields = next(csv.reader(io.StringIO(last), delimiter=dialect.separator), [])
+    if _is_blank(fields):
+        return None
+    return len(fields) if len(fields) < header_len else None

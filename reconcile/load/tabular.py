@@ -1,23 +1,33 @@
-"""CSV and XLSX exports of either platform: one header row, one line per row."""
+"""CSV and XLSX exports of either platform: one header row (not always the first), one line per
+row."""
 
 from __future__ import annotations
 
-import csv
+import re
+import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import defusedxml.ElementTree as DefusedET
 import fastexcel
 import polars as pl
+from defusedxml import DefusedXmlException
 
 from reconcile.errors import InputError
 from reconcile.load.base import (
+    EXCEL_TEXT_PATTERN,
     EXCLUDE,
+    HEADER_SEARCH_ROWS,
     PROBLEM,
     ROW,
     SKIP,
     RawFrame,
     detect_platform,
+    find_header,
+    header_fit,
     map_headers,
+    unwrap_excel_text,
 )
 from reconcile.load.dialect import (
     Dialect,
@@ -32,23 +42,31 @@ TRUE_WORDS = ("true", "1", "yes", "y", "-1")
 
 
 def read_csv(path: Path, claimed: str | None) -> RawFrame:
+    """A CSV (or TSV, or Excel "Unicode Text") export as a RawFrame.
+
+    The header is found below any `sep=` line, title rows or group-header row (dialect.sniff);
+    ROW counts data rows from the record below it, blank rows included. Raises InputError for
+    a file that is not a readable export.
+    """
     dialect = sniff(path)
-    headers = _csv_header(path, dialect)
+    headers = list(dialect.header)
     positional = [f"c{i}" for i in range(len(headers))]
     frame = pl.scan_csv(
         utf8_source(path, dialect),
         separator=dialect.separator,
         has_header=True,
+        skip_lines=dialect.header_line - 1,
         new_columns=positional,
         infer_schema=False,
         empty_string_is_null=True,
         row_index_name=ROW,
         row_index_offset=1,
         raise_if_empty=False,
+        glob=False,  # 'billing [1].csv' is a file name, not a pattern
     )
 
     def on_error(exc: Exception) -> InputError:
-        return _unreadable(path, dialect, exc)
+        return _unreadable(path, dialect, headers, exc)
 
     short = short_last_record(path, dialect, len(headers))
     problems = None
@@ -70,45 +88,132 @@ def _collect(query: pl.LazyFrame, on_error: Callable[[Exception], InputError]) -
 
 
 def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
+    """An XLSX export as a RawFrame: the first sheet holding a header row (a "Read me" cover
+    sheet is passed over), read from the row below that header.
+
+    ROW counts data rows from the row below the header (Excel row header_row + ROW); blank rows
+    are kept and marked SKIP; formula cells without a trustworthy saved value mark their row
+    PROBLEM. Raises InputError for a workbook that cannot be read or holds no rows.
+    """
     try:
-        sheet = fastexcel.read_excel(str(path)).load_sheet(0, header_row=None, dtypes="string")
-        grid = sheet.to_polars()
+        reader = fastexcel.read_excel(str(path))
+        sheet, index = _pick_sheet(reader)
+        loaded = reader.load_sheet(sheet, header_row=None, skip_rows=0, dtypes="string")
+        columns = [c.absolute_index for c in loaded.selected_columns]
+        grid = loaded.to_polars()
+    except InputError:
+        raise
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
-        raise InputError(
-            str(path),
-            "the workbook cannot be read",
-            expected="an .xlsx file saved by Excel or exported by the PSA",
-            got=str(exc).splitlines()[0],
-        ) from None
+        raise _unreadable_workbook(path, exc) from None
     if grid.height == 0:
         raise InputError(str(path), "the worksheet is empty", expected="a header row and data rows")
-    headers = [str(v).strip() if v is not None else "" for v in grid.row(0)]
+    headers = [unwrap_excel_text(_text(v)).strip() for v in grid.row(index)]
     positional = [f"c{i}" for i in range(len(headers))]
     frame = (
-        grid.slice(1)
+        grid.slice(index + 1)
         .rename(dict(zip(grid.columns, positional, strict=True)))
         .with_row_index(ROW, offset=1)
-        .filter(~pl.all_horizontal(pl.col(c).is_null() for c in positional))
     )
-    return _to_raw(path, claimed, headers, frame.lazy(), {"workbook": "xlsx"}, "xlsx", None, None)
+    header_row = index + 1  # Excel's row number of the header
+    frame, problems = _without_unsaved_formulas(path, sheet, header_row, frame, columns)
+    dialect = {"workbook": "xlsx", "sheet": sheet, "header_row": str(header_row)}
+    return _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
 
 
-def _csv_header(path: Path, dialect: Dialect) -> list[str]:
-    encoding = "utf-8-sig" if dialect.encoding.startswith("utf-8") else dialect.encoding
-    with path.open(encoding=encoding, errors="replace", newline="") as fh:
-        header = next(csv.reader(fh, delimiter=dialect.separator), [])
-    return [h.strip() for h in header]
+def _without_unsaved_formulas(
+    path: Path, sheet: str, header_row: int, frame: pl.DataFrame, columns: list[int]
+) -> tuple[pl.DataFrame, pl.Expr | None]:
+    """Cells holding a formula without a trustworthy saved value are made empty (the value is
+    unknown, never a cached 0) and their rows get a PROBLEM naming the cells."""
+    cells = [(r - header_row, c, why) for r, c, why in unsaved_formulas(path, sheet)]
+    cells = [(row, column, why) for row, column, why in cells if row > 0]
+    if not cells:
+        return frame, None
+    reasons: dict[int, list[str]] = {}
+    emptied: dict[str, list[int]] = {}
+    position = {absolute: f"c{i}" for i, absolute in enumerate(columns)}
+    for row, column, why in cells:
+        reasons.setdefault(row, []).append(why)
+        if column in position:
+            emptied.setdefault(position[column], []).append(row)
+    frame = frame.with_columns(
+        pl.when(pl.col(ROW).is_in(rows)).then(None).otherwise(pl.col(name)).alias(name)
+        for name, rows in emptied.items()
+    )
+    problem = (
+        pl.col(ROW)
+        .cast(pl.Int64)
+        .replace_strict(
+            {row: "; ".join(whys) for row, whys in reasons.items()},
+            default=None,
+            return_dtype=pl.String,
+        )
+    )
+    return frame, problem
 
 
-def _unreadable(path: Path, dialect: Dialect, exc: Exception) -> InputError:
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _unreadable_workbook(path: Path, exc: Exception) -> InputError:
+    return InputError(
+        str(path),
+        "the workbook cannot be read",
+        expected="an .xlsx file saved by Excel or exported by the PSA",
+        got=(str(exc).splitlines() or [type(exc).__name__])[0],
+    )
+
+
+def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[str, int]:
+    """(sheet name, header row index): the first sheet with a complete header row, else the
+    first with a likely one, else the first sheet's first row (detection then says why)."""
+    likely: tuple[str, int] | None = None
+    for name in reader.sheet_names:
+        top = reader.load_sheet(
+            name, header_row=None, skip_rows=0, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
+        ).to_polars()
+        rows = [
+            [unwrap_excel_text(_text(v)).strip() for v in top.row(i)] for i in range(top.height)
+        ]
+        index = find_header(rows)
+        if index is None:
+            continue
+        if header_fit(rows[index])[1]:
+            return name, index
+        likely = likely or (name, index)
+    if likely:
+        return likely
+    names = reader.sheet_names
+    if not names:
+        raise ValueError("the workbook has no worksheets")
+    return names[0], _first_filled_row(reader, names[0])
+
+
+def _first_filled_row(reader: fastexcel.ExcelReader, name: str) -> int:
+    top = reader.load_sheet(
+        name, header_row=None, skip_rows=0, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
+    ).to_polars()
+    for i in range(top.height):
+        if any(_text(v).strip() for v in top.row(i)):
+            return i
+    return 0
+
+
+def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception) -> InputError:
     ragged = find_ragged_row(path, dialect)
     if ragged is not None:
-        row, found, expected = ragged
+        row, fields, expected = ragged
         return InputError(
             str(path),
-            f"the row has {found} fields but the header has {expected}",
+            f"the row has {len(fields)} fields but the header (line {dialect.header_line}) "
+            f"has {expected}: values follow its last column",
             row=row,
-            expected=f"{expected} fields separated by {dialect.describe()['separator']}",
+            column=headers[-1] if headers else None,
+            expected=f"{expected} fields separated by {dialect.separator_name}",
+            got=dialect.separator.join(fields[expected:])
+            if any(f.strip() for f in fields[expected:])
+            else f"{len(fields) - expected} empty field(s) after the last column",
             hint="A value may contain an unquoted separator, or the file was damaged; "
             "export it again.",
         )
@@ -116,7 +221,7 @@ def _unreadable(path: Path, dialect: Dialect, exc: Exception) -> InputError:
         str(path),
         "the file cannot be read as CSV",
         expected="a CSV export with one header row",
-        got=str(exc).splitlines()[0],
+        got=(str(exc).splitlines() or [type(exc).__name__])[0],
     )
 
 
@@ -133,13 +238,22 @@ def _to_raw(
     file = str(path)
     platform = detect_platform(file, headers, claimed)
     mapping = map_headers(file, platform, headers)
-    if frame.head(1).collect().height == 0:
+    positional = [f"c{i}" for i in range(len(headers))]
+    problem = problems if problems is not None else pl.lit(None, pl.String)
+    blank = pl.all_horizontal(
+        [pl.col(c).is_null() | (_unwrapped(c) == "") for c in positional] or [pl.lit(True)]
+    )
+    frame = frame.with_columns(
+        problem.alias(PROBLEM),
+        pl.when(blank & problem.is_null()).then(pl.lit(BLANK_REASON)).alias(SKIP),
+    )
+    first = frame.filter(pl.col(SKIP).is_null()).select(ROW).head(1)
+    if _check(first, on_error).height == 0:
         raise InputError(file, "the file has a header but no data rows", expected="invoice lines")
     position = {h: f"c{i}" for i, h in enumerate(headers)}
-    columns = [pl.col(ROW).cast(pl.Int64)]
+    columns = [pl.col(ROW).cast(pl.Int64), pl.col(PROBLEM), pl.col(SKIP)]
     columns += [
-        pl.col(position[column]).str.strip_chars().alias(raw_field)
-        for raw_field, column in mapping.items()
+        _unwrapped(position[column]).alias(raw_field) for raw_field, column in mapping.items()
     ]
     raw = frame.select(columns)
     names = raw.collect_schema().names()
@@ -147,8 +261,6 @@ def _to_raw(
         _halo_exclusions(names)
         if platform == "halopsa"
         else pl.lit(None, pl.String).alias(EXCLUDE),
-        (problems if problems is not None else pl.lit(None, pl.String)).alias(PROBLEM),
-        pl.lit(None, pl.String).alias(SKIP),
     ).drop([c for c in ("isgroupdesc", "isinactive", "invoice_id") if c in names])
     return RawFrame(
         file=file,
@@ -160,6 +272,140 @@ def _to_raw(
         dialect=dialect,
         on_error=on_error,
     )
+
+
+BLANK_REASON = "blank row"
+
+
+def _unwrapped(column: str) -> pl.Expr:
+    """The cell's text: trimmed, and `="0571"` (Excel's keep-leading-zeros trick) unwrapped."""
+    text = pl.col(column).str.strip_chars()
+    return (
+        pl.when(text.str.starts_with('="'))
+        .then(text.str.replace(EXCEL_TEXT_PATTERN, "${1}").str.strip_chars())
+        .otherwise(text)
+    )
+
+
+def _check(query: pl.LazyFrame, on_error: Callable[[Exception], InputError] | None) -> pl.DataFrame:
+    if on_error is None:
+        return query.collect()
+    return _collect(query, on_error)
+
+
+def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
+    """Formula cells of one sheet whose saved value cannot be trusted: (Excel row number,
+    0-based column index, reason naming the cell).
+
+    Read from the sheet's XML inside the .xlsx zip (ECMA-376 part 1, §18.3.1.4 <c>, §18.3.1.40
+    <f>, §18.3.1.96 <v>; §18.2.2 calcPr): a <c> holding an <f> but no (or an empty) <v> has no
+    saved value at all (openpyxl, pandas), and a workbook flagged `fullCalcOnLoad` was written
+    by a program that never calculated, so its cached values (XlsxWriter writes 0) are not
+    results. Either would be read as empty or 0: a value silently lost. Returns [] fast when the
+    sheet holds no formula; raises InputError for a damaged workbook.
+    """
+    try:
+        with zipfile.ZipFile(path) as book:
+            member = _sheet_member(book, sheet)
+            if member is None or not _has_formula(book, member):
+                return []
+            workbook = book.read("xl/workbook.xml")
+            recalc = bool(re.search(rb"<(?:\w+:)?calcPr[^>]*fullCalcOnLoad=\"(1|true)\"", workbook))
+            found: list[tuple[int, int, str]] = []
+            with book.open(member) as stream:
+                row, column = 0, -1  # where the last cell was: r is optional on <row> and <c>
+                events = DefusedET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
+                for event, node in events:
+                    if node.tag.endswith("}row"):
+                        if event == "start":
+                            row = int(node.get("r") or row + 1)
+                            column = -1
+                        else:
+                            node.clear()
+                        continue
+                    if event != "end" or not node.tag.endswith("}c"):
+                        continue
+                    ref = node.get("r")
+                    row, column = _cell_position(ref) if ref else (row, column + 1)
+                    ref = ref or f"{_column_letters(column)}{row}"
+                    reason = _formula_problem(node, ref, recalc)
+                    if reason:
+                        found.append((row, column, reason))
+            return found
+    except (zipfile.BadZipFile, KeyError, ET.ParseError, DefusedXmlException) as exc:
+        raise _unreadable_workbook(path, exc) from None
+
+
+def _formula_problem(cell: ET.Element, ref: str, recalc: bool) -> str | None:
+    if cell.find(f"{{{SHEET_NS}}}f") is None:
+        return None
+    value = cell.find(f"{{{SHEET_NS}}}v")
+    if value is None or not (value.text or "").strip():
+        reason = f"cell {ref} holds a formula with no saved value"
+    elif recalc:
+        reason = (
+            f"cell {ref} holds a formula whose saved value was never calculated "
+            "(the workbook was written by a program, not saved by Excel)"
+        )
+    else:
+        return None
+    return reason + "; open the file in Excel and save it"
+
+
+def _column_letters(index: int) -> str:
+    letters = ""
+    index += 1
+    while index > 0:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def _cell_position(ref: str) -> tuple[int, int]:
+    """'F3' -> (3, 5): the Excel row number and the 0-based column index."""
+    match = re.match(r"^([A-Z]+)(\d+)$", ref)
+    if not match:
+        return 0, -1
+    column = 0
+    for letter in match.group(1):
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return int(match.group(2)), column - 1
+
+
+SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+
+
+def _sheet_member(book: zipfile.ZipFile, sheet: str) -> str | None:
+    """The zip member holding the named sheet, through workbook.xml and its relationships."""
+    workbook = DefusedET.fromstring(book.read("xl/workbook.xml"), forbid_dtd=True)
+    rels = DefusedET.fromstring(book.read("xl/_rels/workbook.xml.rels"), forbid_dtd=True)
+    rel_id = next(
+        (
+            s.get(f"{{{REL_NS}}}id")
+            for s in workbook.iter(f"{{{SHEET_NS}}}sheet")
+            if s.get("name") == sheet
+        ),
+        None,
+    )
+    for rel in rels.iter(f"{{{PKG_REL_NS}}}Relationship"):
+        if rel.get("Id") == rel_id:
+            target = rel.get("Target", "")
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    return None
+
+
+def _has_formula(book: zipfile.ZipFile, member: str) -> bool:
+    """A cheap byte scan first: most exports hold no formula at all."""
+    tail = b""
+    with book.open(member) as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            chunk = tail + block
+            if re.search(rb"<(?:\w+:)?f[ >/]", chunk):
+                return True
+            tail = chunk[-16:]
+    return False
 
 
 def grid_warning(raw: RawFrame, rows_read: int) -> str | None:
