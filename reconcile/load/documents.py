@@ -45,6 +45,7 @@ MAX_DEPTH = 32
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_NUMBER_TEXT = re.compile(r'"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"')
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _AUTOTASK_ENTITY = re.compile(r"/v1\.0/(\w+)/query", re.IGNORECASE)
 
@@ -190,7 +191,9 @@ def _kind(value: Any) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
-    return "a single value"
+    if isinstance(value, bool):
+        return "true/false"
+    return "a number or text"
 
 
 def _wrong(file: str, path: str, value: Any, expected: str) -> InputError:
@@ -199,9 +202,16 @@ def _wrong(file: str, path: str, value: Any, expected: str) -> InputError:
         file,
         f"the value at {_shown(path)} is {_kind(value)}",
         expected=expected,
-        got=json.dumps(value, ensure_ascii=False),
+        got=_show(value),
         hint="The file is not the API response as the platform returns it: save it again.",
     )
+
+
+def _show(value: Any) -> str:
+    """The value as the file writes it (numbers were read as their text: unquote them)."""
+    if isinstance(value, str):
+        return value
+    return _NUMBER_TEXT.sub(r"\1", json.dumps(value, ensure_ascii=False))
 
 
 def _text(value: Any) -> str | None:
@@ -449,6 +459,10 @@ def _check_autotask_pages(label: str, pages: list[Page]) -> None:
     """pageDetails.count is the number of items on the page; a page with a nextPageUrl is
     followed by another page of the same entity, one with a prevPageUrl is preceded by one
     (psa-exports.md §1.1: at most 500 records a page, follow nextPageUrl)."""
+    _once(
+        [r for p in pages if p.kind == "autotask:billingitems" for r in p.records],
+        "BillingItems item",
+    )
     for page in pages:
         if page.count is not None and page.count != len(page.records):
             raise InputError(
@@ -489,7 +503,6 @@ def _check_autotask_pages(label: str, pages: list[Page]) -> None:
                 hint="Fetch every page from the first query and save each response into the "
                 "folder.",
             )
-    _once([r for p in pages if p.kind == "autotask:billingitems" for r in p.records], "item")
 
 
 def _entity_name(pages: list[Page]) -> str:
