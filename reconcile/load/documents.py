@@ -255,7 +255,8 @@ def _records(file: str, path: str, value: Any, what: str) -> list[Rec]:
 
 
 def _whole(file: str, path: str, value: Any) -> int | None:
-    """A count or page number; numbers arrive as their text (parse_int=str)."""
+    """A count or page number (pageDetails.count §1.1; record_count, page_no, page_size §2.1);
+    numbers arrive as their text (parse_int=str)."""
     if value is None:
         return None
     try:
@@ -626,7 +627,8 @@ def _invoice_totals(rows: list[tuple[str | None, str | None, str | None]]) -> pl
 
 
 def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ...]) -> RawFrame:
-    """BillingItems pages, with Invoices, Companies and Contracts pages resolving names."""
+    """BillingItems pages, with Invoices, Companies and Contracts pages resolving names
+    (psa-exports.md §1.2-1.4, §1.8; invoiceID 0 is a posted item not yet invoiced, §1.1)."""
     invoices = _index(docs.get("autotask:invoices", []))
     companies = _index(docs.get("autotask:companies", []))
     contracts = _index(docs.get("autotask:contracts", []))
@@ -718,18 +720,21 @@ def _api_columns(columns: dict[str, str]) -> dict[str, str]:
 
 
 def _date_part(value: Any) -> str | None:
-    """Autotask writes date-only values as midnight UTC or with a local offset: keep the date."""
+    """Autotask writes date-only values as midnight UTC or with a local offset: keep the date
+    (psa-exports.md §1.1: date-only fields are not converted, the time is set to midnight)."""
     text = _text(value)
     return text[:10] if text else None
 
 
 def _halo_id(text: str | None) -> str | None:
-    """Halo writes -1 or 0 for 'none' in id fields."""
+    """Halo writes -1 or 0 for 'none' in id fields (psa-exports.md §2.1, null sentinels)."""
     return None if text in (None, "-1", "0") else text
 
 
 def halopsa_invoices(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ...]) -> RawFrame:
-    """Invoice lists or single invoices with their lines; client/contract/item pages add ids."""
+    """Invoice lists or single invoices with their lines; client/contract/item pages add ids
+    (GET /Invoice list and GET /Invoice/{id} shapes, psa-exports.md §2.1; Autotask ids kept on
+    clients, contracts and items, §2.8)."""
     clients = _index(docs.get("halopsa:clients", []))
     contracts = _index(docs.get("halopsa:contracts", []))
     items = _index(docs.get("halopsa:items", []))
