@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from reconcile.errors import InputError
 from reconcile.load.base import PLATFORM_NAMES, RawFrame
-from reconcile.load.documents import (
-    autotask_bundle,
-    autotask_xml,
-    halopsa_invoices,
-    json_kind,
-    read_json,
-)
+from reconcile.load.documents import api_bundles, autotask_xml, read_json
 from reconcile.load.tabular import read_csv, read_xlsx
 
 EXPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".xlsx", ".json", ".xml"}
@@ -65,7 +58,7 @@ def read_inputs(paths: list[Path], claimed: str | None) -> list[RawFrame]:
             frames.append(read_csv(path, claimed))
     if json_docs:
         label = str(paths[0]) if len(paths) == 1 else str(json_docs[0][0])
-        frames.extend(_check_platform(f, claimed) for f in _bundles(label, json_docs))
+        frames.extend(_check_platform(f, claimed) for f in api_bundles(label, json_docs))
     return frames
 
 
@@ -85,45 +78,3 @@ def _check_platform(frame: RawFrame, claimed: str | None) -> RawFrame:
             hint=f"Load it with --platform {frame.platform}, or check you picked the right file.",
         )
     return frame
-
-
-def _bundles(label: str, docs: list[tuple[Path, Any]]) -> list[RawFrame]:
-    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    files: dict[str, list[Path]] = defaultdict(list)
-    for path, doc in docs:
-        kind = json_kind(doc)
-        if kind == "unknown":
-            raise InputError(
-                str(path),
-                "this JSON is not an Autotask or HaloPSA API response",
-                expected="Autotask query pages ({'items': [...], 'pageDetails': {...}}) or HaloPSA "
-                "invoices ({'record_count': n, 'invoices': [...]})",
-            )
-        platform = kind.split(":")[0]
-        files[platform].append(path)
-        if kind == "halopsa:invoice":
-            by_kind["halopsa:invoices"].append(doc)
-        elif kind == "halopsa:invoicelist":
-            by_kind["halopsa:invoices"].extend(doc)
-        elif kind.startswith("autotask:"):
-            by_kind[kind].extend(doc["items"])
-        else:
-            by_kind[kind].extend(doc[kind.split(":")[1]])
-    frames = []
-    if "autotask" in files:
-        if not by_kind.get("autotask:billingitems"):
-            raise InputError(
-                label,
-                "the Autotask API pages hold no BillingItems",
-                expected="BillingItems query pages (the invoice lines)",
-            )
-        frames.append(autotask_bundle(label, by_kind, tuple(files["autotask"])))
-    if "halopsa" in files:
-        if not by_kind.get("halopsa:invoices"):
-            raise InputError(
-                label,
-                "the HaloPSA API pages hold no invoices",
-                expected="an invoice list ({'invoices': [...]}) or an invoice with 'lines'",
-            )
-        frames.append(halopsa_invoices(label, by_kind, tuple(files["halopsa"])))
-    return frames

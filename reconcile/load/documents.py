@@ -1,10 +1,28 @@
-"""API JSON pages and Autotask's generic XML export: nested documents flattened to lines."""
+"""API JSON pages and Autotask's generic XML export: nested documents flattened to lines.
+
+A JSON page is checked before a line is read from it, so an incomplete or malformed export is
+refused (InputError, exit 2) rather than loaded as a set of false "missing line" differences:
+
+* structure: every list, object and value the loader reads has the type the API gives it; the
+  error names the file and the JSON path (`invoices[3].lines[0].net_amount`), what was expected
+  and what was found. Keys repeated in one object, JSON constants (NaN, Infinity) and nesting
+  deeper than any API response are refused while reading.
+* completeness: Autotask's `pageDetails` (count, prevPageUrl, nextPageUrl; psa-exports.md §1.1)
+  and HaloPSA's `record_count`, `page_no`, `page_size` (§2.1) must agree with the pages in hand;
+  HaloPSA invoices with totals but no `lines` were listed without `includelines=true` (§2.1).
+* the same records twice (a page saved twice, `page1.json` and `page1 (1).json`) are refused.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -21,47 +39,179 @@ Record = dict[str, Any]
 
 CURRENCY_SYMBOLS = {"£": "GBP", "€": "EUR", "$": "USD", "US$": "USD", "A$": "AUD", "C$": "CAD"}
 
+# Autotask pages nest items > userDefinedFields > field (3 levels; psa-exports.md §1.1, §1.8),
+# HaloPSA invoices nest invoice > lines > line > a few sub-objects (about 5; §2.2, §2.3).
+MAX_DEPTH = 32
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_NUMBER_TEXT = re.compile(r'"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"')
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_AUTOTASK_ENTITY = re.compile(r"/v1\.0/(\w+)/query", re.IGNORECASE)
+
+SCALAR = "a number, text, true/false or null"
+
+
+class _Duplicated(dict[str, Any]):
+    """An object in which the document repeats a key (json keeps only the last value)."""
+
+    duplicate: str = ""
+
+
+class _ConstantError(ValueError):
+    pass
+
 
 def read_json(path: Path) -> Any:
-    """Numbers keep their exact text: money never passes through a float."""
+    """Numbers keep their exact text: money never passes through a float.
+
+    Refused while reading: text that is not UTF-8 JSON, nesting deeper than MAX_DEPTH (no API
+    response comes near it; Python's parser would overflow its stack), NaN/Infinity (not JSON,
+    and not an amount), and a key repeated in one object (the reader would keep only the last
+    value: a second `invoices` array silently replaces the first).
+    """
+    file = str(path)
     try:
-        with path.open(encoding="utf-8-sig") as fh:
-            return json.load(fh, parse_float=str, parse_int=str)
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(
+            file, "the file is not UTF-8 JSON", expected="an API response saved as JSON"
+        ) from None
+    depth = _nesting(text)
+    if depth > MAX_DEPTH:
+        raise _too_deep(file, f"{depth} levels")
+    repeated: list[bool] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) == len(items):
+            return obj
+        dup = _Duplicated(obj)
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                dup.duplicate = key
+                break
+            seen.add(key)
+        repeated.append(True)
+        return dup
+
+    try:
+        doc = json.loads(
+            text,
+            parse_float=str,
+            parse_int=str,
+            parse_constant=_no_constant,
+            object_pairs_hook=pairs,
+        )
+    except _ConstantError as exc:
+        raise InputError(
+            file,
+            f"the JSON holds the constant {exc.args[0]}, which is not a JSON number",
+            expected="amounts and quantities written as numbers, as the API returns them",
+            got=str(exc.args[0]),
+        ) from None
     except json.JSONDecodeError as exc:
         raise InputError(
-            str(path),
+            file,
             f"the JSON is not well formed at line {exc.lineno}, column {exc.colno} ({exc.msg})",
             expected="a complete JSON document as the API returned it",
             hint="The file may have been cut off; save the API response again.",
         ) from None
-    except UnicodeDecodeError:
-        raise InputError(
-            str(path), "the file is not UTF-8 JSON", expected="an API response saved as JSON"
-        ) from None
+    except RecursionError:
+        raise _too_deep(file, "too many levels for the parser") from None
+    if repeated:
+        _refuse_repeated_key(file, doc)
+    return doc
 
 
-def json_kind(doc: Any) -> str:
-    """Name the platform entity a JSON document holds, from its envelope and field names."""
-    if isinstance(doc, dict) and "pageDetails" in doc and isinstance(doc.get("items"), list):
-        first = doc["items"][0] if doc["items"] else {}
-        for kind, marker in (
-            ("autotask:billingitems", "extendedPrice"),
-            ("autotask:invoices", "invoiceNumber"),
-            ("autotask:companies", "companyName"),
-            ("autotask:contracts", "contractName"),
-        ):
-            if marker in first:
-                return kind
-        return "autotask:empty" if not doc["items"] else "autotask:other"
-    if isinstance(doc, dict):
-        for key in ("invoices", "clients", "contracts", "items"):
-            if isinstance(doc.get(key), list) and ("record_count" in doc or key == "invoices"):
-                return f"halopsa:{key}"
-        if isinstance(doc.get("lines"), list):
-            return "halopsa:invoice"
-    if isinstance(doc, list) and doc and isinstance(doc[0], dict) and "lines" in doc[0]:
-        return "halopsa:invoicelist"
-    return "unknown"
+def _no_constant(name: str) -> Any:
+    raise _ConstantError(name)
+
+
+def _nesting(text: str) -> int:
+    """How deep the document's lists and objects nest (brackets inside strings do not count)."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depth = deepest = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _too_deep(file: str, got: str) -> InputError:
+    return InputError(
+        file,
+        f"the JSON nests lists and objects deeper than {MAX_DEPTH} levels; it was refused unread",
+        expected="an Autotask or HaloPSA API response, which nests a few levels at most",
+        got=got,
+        hint="Save the API response again rather than using a generated or edited file.",
+    )
+
+
+def _refuse_repeated_key(file: str, doc: Any) -> None:
+    queue: deque[tuple[str, Any]] = deque([("", doc)])
+    while queue:
+        path, value = queue.popleft()
+        if isinstance(value, _Duplicated):
+            raise InputError(
+                file,
+                f"the key '{value.duplicate}' appears twice in the object at {_shown(path)}; "
+                "a JSON reader keeps only the last one and silently drops the other",
+                expected="each key once per object, as the API writes it",
+                got=_join(path, value.duplicate),
+                hint="The file was edited or two responses were pasted together: save the API "
+                "response again.",
+            )
+        if isinstance(value, dict):
+            queue.extend((_join(path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            queue.extend((_join(path, i), v) for i, v in enumerate(value))
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if not _IDENT.match(key):
+        return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+    return f"{path}.{key}" if path else key
+
+
+def _shown(path: str) -> str:
+    return path or "the top level"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    return "a number or text"
+
+
+def _wrong(file: str, path: str, value: Any, expected: str) -> InputError:
+    """The value at a JSON path has the wrong type: file, path, expected and got."""
+    return InputError(
+        file,
+        f"the value at {_shown(path)} is {_kind(value)}",
+        expected=expected,
+        got=_show(value),
+        hint="The file is not the API response as the platform returns it: save it again.",
+    )
+
+
+def _show(value: Any) -> str:
+    """The value as the file writes it (numbers were read as their text: unquote them)."""
+    if isinstance(value, str):
+        return value
+    return _NUMBER_TEXT.sub(r"\1", json.dumps(value, ensure_ascii=False))
 
 
 def _text(value: Any) -> str | None:
@@ -73,6 +223,386 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+@dataclass(frozen=True)
+class Rec:
+    """One record (item, invoice, line) of a page, with the file and JSON path it came from."""
+
+    file: str
+    path: str
+    data: Record
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def text(self, key: str) -> str | None:
+        """A field the loader reads: a list or an object there is refused, never read as empty."""
+        value = self.data.get(key)
+        if isinstance(value, (dict, list)):
+            raise _wrong(self.file, _join(self.path, key), value, SCALAR)
+        return _text(value)
+
+
+def _record(file: str, path: str, value: Any) -> Rec:
+    if not isinstance(value, dict):
+        raise _wrong(file, path, value, "an object (one record)")
+    return Rec(file, path, value)
+
+
+def _records(file: str, path: str, value: Any, what: str) -> list[Rec]:
+    if not isinstance(value, list):
+        raise _wrong(file, path, value, f"a list of {what}")
+    return [_record(file, _join(path, i), v) for i, v in enumerate(value)]
+
+
+def _whole(file: str, path: str, value: Any) -> int | None:
+    """A count or page number (pageDetails.count §1.1; record_count, page_no, page_size §2.1);
+    numbers arrive as their text (parse_int=str)."""
+    if value is None:
+        return None
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else None
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite() or number != number.to_integral() or number < 0:
+        raise _wrong(file, path, value, "a whole number")
+    return int(number)
+
+
+def _url(file: str, path: str, value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise _wrong(file, path, value, "a URL or null")
+
+
+AUTOTASK_MARKERS = (
+    ("autotask:billingitems", "extendedPrice"),
+    ("autotask:invoices", "invoiceNumber"),
+    ("autotask:companies", "companyName"),
+    ("autotask:contracts", "contractName"),
+)
+AUTOTASK_ENTITIES = {
+    "billingitems": "autotask:billingitems",
+    "invoices": "autotask:invoices",
+    "companies": "autotask:companies",
+    "contracts": "autotask:contracts",
+}
+HALOPSA_LISTS = ("invoices", "clients", "contracts", "items")
+
+
+@dataclass
+class Page:
+    """One saved API response: its records and the paging facts it states about itself."""
+
+    path: Path
+    kind: str  # "autotask:billingitems", "halopsa:invoices", ...
+    records: list[Rec]
+    entity: str = ""  # Autotask entity the page belongs to (for paging)
+    count: int | None = None  # Autotask pageDetails.count
+    next_url: str | None = None
+    prev_url: str | None = None
+    record_count: int | None = None  # HaloPSA record_count (all pages of the export)
+    page_no: int | None = None
+    page_size: int | None = None
+    listed: bool = False  # a HaloPSA list response (not a single GET /Invoice/{id})
+
+    @property
+    def file(self) -> str:
+        return str(self.path)
+
+
+def parse_page(path: Path, doc: Any) -> Page:
+    """Name the platform entity a JSON document holds, from its envelope and field names."""
+    if isinstance(doc, dict) and "pageDetails" in doc:
+        return _autotask_page(path, doc)
+    if isinstance(doc, dict):
+        for key in HALOPSA_LISTS:
+            if key in doc and ("record_count" in doc or key == "invoices"):
+                return _halopsa_list(path, doc, key)
+        if "lines" in doc:
+            return Page(path, "halopsa:invoices", [_record(str(path), "", doc)])
+    if isinstance(doc, list) and any(isinstance(d, dict) and "lines" in d for d in doc):
+        return Page(path, "halopsa:invoices", _records(str(path), "", doc, "invoices"))
+    raise InputError(
+        str(path),
+        "this JSON is not an Autotask or HaloPSA API response",
+        expected="Autotask query pages ({'items': [...], 'pageDetails': {...}}) or HaloPSA "
+        "invoices ({'record_count': n, 'invoices': [...]})",
+    )
+
+
+def _autotask_page(path: Path, doc: Record) -> Page:
+    """Autotask's envelope {"items": [...], "pageDetails": {count, requestCount, prevPageUrl,
+    nextPageUrl}}, at most 500 items a page (psa-exports.md §1.1)."""
+    file = str(path)
+    details = doc["pageDetails"]
+    if not isinstance(details, dict):
+        raise _wrong(
+            file,
+            "pageDetails",
+            details,
+            "an object with count, requestCount, prevPageUrl and nextPageUrl",
+        )
+    records = _records(file, "items", doc.get("items"), "records")
+    next_url = _url(file, "pageDetails.nextPageUrl", details.get("nextPageUrl"))
+    prev_url = _url(file, "pageDetails.prevPageUrl", details.get("prevPageUrl"))
+    found = {kind for kind, marker in AUTOTASK_MARKERS for r in records if marker in r.data}
+    entity = ""
+    for url in (next_url, prev_url):
+        match = _AUTOTASK_ENTITY.search(url or "")
+        entity = entity or (match.group(1).lower() if match else "")
+    if len(found) > 1:
+        raise InputError(
+            file,
+            "the page mixes records of different Autotask entities",
+            expected="one entity per query page (BillingItems, Invoices, Companies or Contracts)",
+            got=", ".join(sorted(k.split(":")[1] for k in found)),
+        )
+    if found:
+        kind = found.pop()
+    elif entity in AUTOTASK_ENTITIES and records:
+        kind = AUTOTASK_ENTITIES[entity]
+    else:
+        kind = "autotask:other" if records else "autotask:empty"
+    return Page(
+        path,
+        kind,
+        records,
+        entity=entity or kind.split(":")[1],
+        count=_whole(file, "pageDetails.count", details.get("count")),
+        next_url=next_url,
+        prev_url=prev_url,
+    )
+
+
+def _halopsa_list(path: Path, doc: Record, key: str) -> Page:
+    """HaloPSA's list envelope {"record_count": n, "<entity>": [...]}, with page_no and
+    page_size when paginated (pageinate=true); record_count counts every page (§2.1)."""
+    file = str(path)
+    return Page(
+        path,
+        f"halopsa:{key}",
+        _records(file, key, doc[key], key),
+        record_count=_whole(file, "record_count", doc.get("record_count")),
+        page_no=_whole(file, "page_no", doc.get("page_no")),
+        page_size=_whole(file, "page_size", doc.get("page_size")),
+        listed=True,
+    )
+
+
+@dataclass
+class Bundle:
+    """The records of every page of one platform, by kind, with the files they came from."""
+
+    files: list[Path] = field(default_factory=list)
+    records: dict[str, list[Rec]] = field(default_factory=lambda: defaultdict(list))
+    pages: list[Page] = field(default_factory=list)
+
+
+def api_bundles(label: str, docs: list[tuple[Path, Any]]) -> list[RawFrame]:
+    """All JSON pages of a load: checked complete and consistent, one RawFrame per platform."""
+    bundles: dict[str, Bundle] = defaultdict(Bundle)
+    for path, doc in docs:
+        page = parse_page(path, doc)
+        bundle = bundles[page.kind.split(":")[0]]
+        bundle.files.append(path)
+        bundle.pages.append(page)
+        bundle.records[page.kind].extend(page.records)
+    frames = []
+    if "autotask" in bundles:
+        bundle = bundles["autotask"]
+        _check_autotask_pages(label, bundle.pages)
+        if not bundle.records.get("autotask:billingitems"):
+            raise InputError(
+                label,
+                "the Autotask API pages hold no BillingItems",
+                expected="BillingItems query pages (the invoice lines)",
+            )
+        frames.append(autotask_bundle(label, bundle.records, tuple(bundle.files)))
+    if "halopsa" in bundles:
+        bundle = bundles["halopsa"]
+        if not bundle.records.get("halopsa:invoices"):
+            raise InputError(
+                label,
+                "the HaloPSA API pages hold no invoices",
+                expected="an invoice list ({'invoices': [...]}) or an invoice with 'lines'",
+            )
+        _check_halopsa_pages(label, bundle.pages)
+        frames.append(halopsa_invoices(label, bundle.records, tuple(bundle.files)))
+    return frames
+
+
+def _once(records: list[Rec], what: str) -> None:
+    """The same record twice means a page was saved (or copied into the folder) twice."""
+    seen: dict[str, Rec] = {}
+    for rec in records:
+        key = rec.text("id")
+        if key is None:
+            continue
+        first = seen.setdefault(key, rec)
+        if first is rec:
+            continue
+        where = (
+            f"twice in {Path(rec.file).name} ({first.path} and {rec.path})"
+            if first.file == rec.file
+            else f"in both {Path(first.file).name} ({first.path}) and {Path(rec.file).name} "
+            f"({rec.path})"
+        )
+        raise InputError(
+            rec.file,
+            f"{what} id {key} appears {where}: the same page was saved twice, so every line on "
+            "it would be counted twice",
+            expected=f"each {what} once",
+            hint="Remove the duplicate file (e.g. 'page1 (1).json') and load the folder again.",
+        )
+
+
+def _check_autotask_pages(label: str, pages: list[Page]) -> None:
+    """pageDetails.count is the number of items on the page; a page with a nextPageUrl is
+    followed by another page of the same entity, one with a prevPageUrl is preceded by one
+    (psa-exports.md §1.1: at most 500 records a page, follow nextPageUrl)."""
+    _once(
+        [r for p in pages if p.kind == "autotask:billingitems" for r in p.records],
+        "BillingItems item",
+    )
+    for page in pages:
+        if page.count is not None and page.count != len(page.records):
+            raise InputError(
+                page.file,
+                f"the Autotask page is incomplete: pageDetails.count says {page.count} records "
+                f"but the page holds {len(page.records)}",
+                expected=f"{page.count} items",
+                got=f"{len(page.records)} items",
+                hint="The file was cut short or edited: save the API response again.",
+            )
+    by_entity: dict[str, list[Page]] = defaultdict(list)
+    for page in pages:
+        by_entity[page.entity].append(page)
+    for group in by_entity.values():
+        with_next = [p for p in group if p.next_url]
+        with_prev = [p for p in group if p.prev_url]
+        name = _entity_name(group)
+        if len(with_next) >= len(group) or len(with_next) > len(with_prev):
+            page = with_next[-1]
+            raise InputError(
+                page.file,
+                f"the Autotask {name} export is incomplete: {len(with_next)} of the "
+                f"{len(group)} {name} page(s) name a next page (pageDetails.nextPageUrl) but no "
+                f"other {name} page follows {Path(page.file).name} in what was loaded",
+                expected=f"every {name} page, up to the one whose nextPageUrl is null",
+                got=page.next_url,
+                hint="Fetch every page: follow nextPageUrl until it is null and save each "
+                "response into the folder.",
+            )
+        if len(with_prev) > len(with_next):
+            page = with_prev[0]
+            raise InputError(
+                page.file,
+                f"the Autotask {name} export is incomplete: {Path(page.file).name} names an "
+                f"earlier page (pageDetails.prevPageUrl) that is not among the {name} pages loaded",
+                expected=f"every {name} page, from the one whose prevPageUrl is null",
+                got=page.prev_url,
+                hint="Fetch every page from the first query and save each response into the "
+                "folder.",
+            )
+
+
+def _entity_name(pages: list[Page]) -> str:
+    kind = pages[0].kind
+    names = {
+        "autotask:billingitems": "BillingItems",
+        "autotask:invoices": "Invoices",
+        "autotask:companies": "Companies",
+        "autotask:contracts": "Contracts",
+    }
+    return names.get(kind, pages[0].entity)
+
+
+def _check_halopsa_pages(label: str, pages: list[Page]) -> None:
+    """record_count counts the records of every page of one list export; page_no runs from 1
+    (psa-exports.md §2.1; HALO-PS computes the pages as ceil(record_count / page_size)).
+    Invoices listed without includelines=true carry their totals but no `lines` (§2.1, §2.2)."""
+    invoices = [r for p in pages if p.kind == "halopsa:invoices" for r in p.records]
+    _once(invoices, "HaloPSA invoice")
+    exports: dict[tuple[str, int], list[Page]] = defaultdict(list)
+    for page in pages:
+        if page.record_count is not None:
+            exports[(page.kind, page.record_count)].append(page)
+    for (kind, record_count), group in exports.items():
+        _check_halopsa_export(label, kind.split(":")[1], record_count, group)
+    unlisted = [r for r in invoices if _lines_missing(r) and _has_totals(r)]
+    if unlisted:
+        first = unlisted[0]
+        raise InputError(
+            first.file,
+            f"the HaloPSA export is incomplete: {len(unlisted)} invoice(s) have totals but no "
+            f"lines (first: {_shown(first.path)}, invoice {first.text('invoicenumber')}, "
+            f"total {first.text('total')})",
+            expected="each invoice with its 'lines' list",
+            got="no lines" if "lines" not in first.data else json.dumps(first.get("lines")),
+            hint="The invoice list was fetched without its lines: export them with "
+            "includelines=true (GET /Invoice?includelines=true), or GET /Invoice/{id}?"
+            "includedetails=true for one invoice.",
+        )
+
+
+def _check_halopsa_export(label: str, what: str, record_count: int, group: list[Page]) -> None:
+    held = sum(len(p.records) for p in group)
+    numbers = sorted(p.page_no for p in group if p.page_no is not None)
+    names = ", ".join(Path(p.file).name for p in group)
+    file = group[0].file if len(group) == 1 else label
+    size = next((p.page_size for p in group if p.page_size), None)
+    if numbers:
+        last = max(numbers[-1], math.ceil(record_count / size) if size else 0)
+        missing = sorted(set(range(1, last + 1)) - set(numbers))
+        twice = sorted({n for n in numbers if numbers.count(n) > 1})
+        if twice:
+            raise InputError(
+                file,
+                f"HaloPSA page_no {twice[0]} of the {what} export is loaded twice ({names})",
+                expected="each page once",
+                hint="Remove the duplicate page and load the folder again.",
+            )
+        if missing:
+            raise InputError(
+                file,
+                f"the HaloPSA {what} export is incomplete: page_no "
+                f"{', '.join(map(str, missing))} of {last} is missing (record_count says "
+                f"{record_count} {what}; pages loaded: {names})",
+                expected=f"pages 1 to {last}",
+                got=", ".join(map(str, numbers)),
+                hint=f"Fetch every page (page_no 1 to {last}) or pass pageinate=false.",
+            )
+    if held != record_count:
+        holds = "the file holds" if len(group) == 1 else f"the {len(group)} pages ({names}) hold"
+        raise InputError(
+            file,
+            f"the HaloPSA {what} export is incomplete: HaloPSA's record_count says "
+            f"{record_count} {what} but {holds} {held}",
+            expected=f"{record_count} {what}",
+            got=str(held),
+            hint="Fetch every page (pageinate=true&page_size=…&page_no=1, 2, … up to "
+            "record_count ÷ page_size) or pass pageinate=false, and save each response.",
+        )
+
+
+def _lines_missing(invoice: Rec) -> bool:
+    lines = invoice.get("lines")
+    return lines is None or lines == []
+
+
+def _has_totals(invoice: Rec) -> bool:
+    for key in ("total", "subtotal", "tax_total"):
+        text = invoice.text(key)
+        if text is None:
+            continue
+        try:
+            if Decimal(text) != 0:
+                return True
+        except InvalidOperation:
+            return True
+    return False
+
+
 def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     schema = {ROW: pl.Int64, **dict.fromkeys(RAW_FIELDS, pl.String), EXCLUDE: pl.String}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
@@ -81,8 +611,11 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     )
 
 
-def _index(records: Iterable[Record], key: str = "id") -> dict[str, Record]:
-    return {str(r.get(key)): r for r in records if r.get(key) is not None}
+def _index(records: list[Rec], key: str = "id") -> dict[str, Rec]:
+    return {k: r for r in records if (k := r.text(key)) is not None}
+
+
+EMPTY = Rec("", "", {})
 
 
 def _invoice_totals(rows: list[tuple[str | None, str | None, str | None]]) -> pl.DataFrame:
@@ -93,52 +626,49 @@ def _invoice_totals(rows: list[tuple[str | None, str | None, str | None]]) -> pl
     )
 
 
-def autotask_bundle(file: str, docs: dict[str, list[Record]], files: tuple[Path, ...]) -> RawFrame:
-    """BillingItems pages, with Invoices, Companies and Contracts pages resolving names."""
+def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ...]) -> RawFrame:
+    """BillingItems pages, with Invoices, Companies and Contracts pages resolving names
+    (psa-exports.md §1.2-1.4, §1.8; invoiceID 0 is a posted item not yet invoiced, §1.1)."""
     invoices = _index(docs.get("autotask:invoices", []))
     companies = _index(docs.get("autotask:companies", []))
     contracts = _index(docs.get("autotask:contracts", []))
     rows = []
     for number, item in enumerate(docs.get("autotask:billingitems", []), start=1):
-        invoice_id = _text(item.get("invoiceID"))
-        invoice = invoices.get(invoice_id or "", {})
-        contract = contracts.get(_text(item.get("contractID")) or "", {})
+        invoice_id = item.text("invoiceID")
+        invoice = invoices.get(invoice_id or "", EMPTY)
+        contract = contracts.get(item.text("contractID") or "", EMPTY)
         exclude = None
         if invoice_id in (None, "0"):
             exclude = "Autotask billing item posted but not on an invoice (invoiceID 0)"
-        elif _text(invoice.get("isVoided")) == "true":
+        elif invoice.text("isVoided") == "true":
             exclude = "Autotask billing item on a voided invoice"
         rows.append(
             {
                 ROW: number,
-                "line_ref": _text(item.get("id")),
-                "invoice_number": _text(invoice.get("invoiceNumber")) or invoice_id,
-                "invoice_date": _date_part(invoice.get("invoiceDateTime")),
-                "client_id": _text(item.get("companyID")),
-                "client_name": _text(
-                    companies.get(_text(item.get("companyID")) or "", {}).get("companyName")
+                "line_ref": item.text("id"),
+                "invoice_number": invoice.text("invoiceNumber") or invoice_id,
+                "invoice_date": _date_part(invoice.text("invoiceDateTime")),
+                "client_id": item.text("companyID"),
+                "client_name": companies.get(item.text("companyID") or "", EMPTY).text(
+                    "companyName"
                 ),
-                "contract_id": _text(item.get("contractID")),
-                "contract_name": _text(contract.get("contractName")),
-                "contract_type": _text(contract.get("contractType")),
-                "item_code": _text(item.get("serviceID"))
-                or _text(item.get("serviceBundleID"))
-                or _text(item.get("billingCodeID")),
-                "item_name": _text(item.get("itemName")),
-                "description": _text(item.get("description")),
-                "quantity": _text(item.get("quantity")),
-                "unit_price": _text(item.get("rate")),
-                "net_amount": _text(item.get("extendedPrice")),
-                "tax_amount": _text(item.get("taxDollars")),
+                "contract_id": item.text("contractID"),
+                "contract_name": contract.text("contractName"),
+                "contract_type": contract.text("contractType"),
+                "item_code": item.text("serviceID")
+                or item.text("serviceBundleID")
+                or item.text("billingCodeID"),
+                "item_name": item.text("itemName"),
+                "description": item.text("description"),
+                "quantity": item.text("quantity"),
+                "unit_price": item.text("rate"),
+                "net_amount": item.text("extendedPrice"),
+                "tax_amount": item.text("taxDollars"),
                 EXCLUDE: exclude,
             }
         )
     totals = [
-        (
-            _text(inv.get("invoiceNumber")),
-            _text(inv.get("invoiceTotal")),
-            _text(inv.get("totalTaxValue")),
-        )
+        (inv.text("invoiceNumber"), inv.text("invoiceTotal"), inv.text("totalTaxValue"))
         for inv in invoices.values()
     ]
     return RawFrame(
@@ -190,19 +720,21 @@ def _api_columns(columns: dict[str, str]) -> dict[str, str]:
 
 
 def _date_part(value: Any) -> str | None:
-    """Autotask writes date-only values as midnight UTC or with a local offset: keep the date."""
+    """Autotask writes date-only values as midnight UTC or with a local offset: keep the date
+    (psa-exports.md §1.1: date-only fields are not converted, the time is set to midnight)."""
     text = _text(value)
     return text[:10] if text else None
 
 
-def _halo_id(value: Any) -> str | None:
-    """Halo writes -1 or 0 for 'none' in id fields."""
-    text = _text(value)
+def _halo_id(text: str | None) -> str | None:
+    """Halo writes -1 or 0 for 'none' in id fields (psa-exports.md §2.1, null sentinels)."""
     return None if text in (None, "-1", "0") else text
 
 
-def halopsa_invoices(file: str, docs: dict[str, list[Record]], files: tuple[Path, ...]) -> RawFrame:
-    """Invoice lists or single invoices with their lines; client/contract/item pages add ids."""
+def halopsa_invoices(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ...]) -> RawFrame:
+    """Invoice lists or single invoices with their lines; client/contract/item pages add ids
+    (GET /Invoice list and GET /Invoice/{id} shapes, psa-exports.md §2.1; Autotask ids kept on
+    clients, contracts and items, §2.8)."""
     clients = _index(docs.get("halopsa:clients", []))
     contracts = _index(docs.get("halopsa:contracts", []))
     items = _index(docs.get("halopsa:items", []))
@@ -210,11 +742,7 @@ def halopsa_invoices(file: str, docs: dict[str, list[Record]], files: tuple[Path
     totals = []
     for invoice in docs.get("halopsa:invoices", []):
         totals.append(
-            (
-                _text(invoice.get("invoicenumber")),
-                _text(invoice.get("total")),
-                _text(invoice.get("tax_total")),
-            )
+            (invoice.text("invoicenumber"), invoice.text("total"), invoice.text("tax_total"))
         )
         rows.extend(_halo_lines(invoice, clients, contracts, items, start=len(rows) + 1))
     return RawFrame(
@@ -231,55 +759,59 @@ def halopsa_invoices(file: str, docs: dict[str, list[Record]], files: tuple[Path
 
 
 def _halo_lines(
-    invoice: Record,
-    clients: dict[str, Record],
-    contracts: dict[str, Record],
-    items: dict[str, Record],
+    invoice: Rec,
+    clients: dict[str, Rec],
+    contracts: dict[str, Rec],
+    items: dict[str, Rec],
     start: int,
 ) -> Iterator[dict[str, Any]]:
-    client_id = _halo_id(invoice.get("client_id"))
-    client = clients.get(client_id or "", {})
-    symbol = _text(invoice.get("currency"))
-    currency = CURRENCY_SYMBOLS.get(symbol or "", symbol) or _text(client.get("currencyisocode"))
-    invoice_id = _text(invoice.get("id")) or ""
+    """An invoice's `lines` (InvoiceDetail, psa-exports.md §2.3): a list of objects or absent."""
+    lines_value = invoice.get("lines")
+    path = _join(invoice.path, "lines")
+    lines = [] if lines_value is None else _records(invoice.file, path, lines_value, "lines")
+    client_id = _halo_id(invoice.text("client_id"))
+    client = clients.get(client_id or "", EMPTY)
+    symbol = invoice.text("currency")
+    currency = CURRENCY_SYMBOLS.get(symbol or "", symbol) or client.text("currencyisocode")
+    invoice_id = invoice.text("id") or ""
     invoice_exclude = None
-    if invoice_id.startswith("-") or _text(invoice.get("is_recurring_invoice")) == "true":
+    if invoice_id.startswith("-") or invoice.text("is_recurring_invoice") == "true":
         invoice_exclude = TEMPLATE_REASON
-    elif _text(invoice.get("voided")) == "true":
+    elif invoice.text("voided") == "true":
         invoice_exclude = "HaloPSA invoice is voided"
-    for offset, line in enumerate(invoice.get("lines") or []):
-        contract_id = _halo_id(line.get("contract_id")) or _halo_id(invoice.get("contract_id"))
-        contract = contracts.get(contract_id or "", {})
-        item = items.get(_halo_id(line.get("_itemid")) or "", {})
+    for offset, line in enumerate(lines):
+        contract_id = _halo_id(line.text("contract_id")) or _halo_id(invoice.text("contract_id"))
+        contract = contracts.get(contract_id or "", EMPTY)
+        item = items.get(_halo_id(line.text("_itemid")) or "", EMPTY)
         exclude = invoice_exclude
-        if exclude is None and _text(line.get("isgroupdesc")) == "true":
+        if exclude is None and line.text("isgroupdesc") == "true":
             exclude = GROUP_REASON
-        elif exclude is None and _text(line.get("isinactive")) == "true":
+        elif exclude is None and line.text("isinactive") == "true":
             exclude = INACTIVE_REASON
         yield {
             ROW: start + offset,
-            "line_ref": _text(line.get("id")),
-            "invoice_number": _text(invoice.get("invoicenumber")),
-            "invoice_date": _text(invoice.get("invoice_date")),
+            "line_ref": line.text("id"),
+            "invoice_number": invoice.text("invoicenumber"),
+            "invoice_date": invoice.text("invoice_date"),
             "client_id": client_id,
-            "client_name": _text(invoice.get("client_name")) or _text(client.get("name")),
+            "client_name": invoice.text("client_name") or client.text("name"),
             "contract_id": contract_id,
-            "contract_name": _text(contract.get("ref")) or _text(invoice.get("contract_ref")),
-            "contract_type": _text(contract.get("contract_type")),
-            "item_code": _halo_id(line.get("_itemid")),
-            "item_name": _text(item.get("name")) or _text(line.get("item_code")),
-            "description": _text(line.get("item_shortdescription")),
-            "quantity": _text(line.get("qty_order")),
-            "unit_price": _text(line.get("unit_price")),
-            "net_amount": _text(line.get("net_amount")),
-            "tax_amount": _text(line.get("tax_amount")),
+            "contract_name": contract.text("ref") or invoice.text("contract_ref"),
+            "contract_type": contract.text("contract_type"),
+            "item_code": _halo_id(line.text("_itemid")),
+            "item_name": item.text("name") or line.text("item_code"),
+            "description": line.text("item_shortdescription"),
+            "quantity": line.text("qty_order"),
+            "unit_price": line.text("unit_price"),
+            "net_amount": line.text("net_amount"),
+            "tax_amount": line.text("tax_amount"),
             "currency": currency,
-            "period_start": _text(line.get("startdate")),
-            "period_end": _text(line.get("enddate")),
-            "xref_client_id": _halo_id(client.get("autotaskid")),
-            "xref_contract_id": _halo_id(contract.get("autotaskid")),
-            "xref_item_id": _halo_id(item.get("autotaskserviceid"))
-            or _halo_id(item.get("autotaskproductid")),
+            "period_start": line.text("startdate"),
+            "period_end": line.text("enddate"),
+            "xref_client_id": _halo_id(client.text("autotaskid")),
+            "xref_contract_id": _halo_id(contract.text("autotaskid")),
+            "xref_item_id": _halo_id(item.text("autotaskserviceid"))
+            or _halo_id(item.text("autotaskproductid")),
             EXCLUDE: exclude,
         }
 
