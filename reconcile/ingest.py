@@ -247,8 +247,10 @@ def _invoice_checks(raw: RawFrame, tally: Tally) -> list[dict[str, Any]]:
     affected = tally.rows_quarantined > 0
     checks = []
     for row in raw.invoice_totals.sort("invoice_number").iter_rows(named=True):
+        if row["invoice_number"] is None or row["total"] is None:
+            continue
         got = sums.filter(pl.col("invoice_number") == row["invoice_number"])
-        if got.height == 0 or row["total"] is None:
+        if got.height == 0:
             continue
         net, tax = _sum(got["net"][0]), _sum(got["tax"][0])
         stated = Decimal(row["total"]).quantize(ZERO)
