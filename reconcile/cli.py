@@ -56,6 +56,11 @@ def load_options(func: F) -> F:
                 help="How the files write dates, when detection should not decide.",
             ),
             click.option(
+                "--number-format",
+                type=click.Choice(["point", "comma"]),
+                help="The files' decimal mark (12.50 or 12,50), when detection should not decide.",
+            ),
+            click.option(
                 "--currency",
                 metavar="ISO",
                 help="Currency of exports that do not state one, e.g. GBP.",
@@ -137,6 +142,7 @@ def load(
     cycle: str,
     replace: bool,
     date_format: str | None,
+    number_format: str | None,
     currency: str | None,
     timezone: str,
     paths: tuple[Path, ...],
@@ -146,7 +152,11 @@ def load(
     Exits 2 when a file is unusable, or when any row had to be quarantined.
     """
     settings = Settings(
-        cycle=check_cycle(cycle), date_format=date_format, currency=currency, timezone=timezone
+        cycle=check_cycle(cycle),
+        date_format=date_format,
+        number_format=number_format,
+        currency=currency,
+        timezone=timezone,
     )
     with Workspace(ctx.obj["workspace"]) as workspace:
         results = load_paths(workspace, list(paths), platform, settings, replace=replace)
@@ -174,18 +184,26 @@ def validate(
     platform: str | None,
     cycle: str,
     date_format: str | None,
+    number_format: str | None,
     currency: str | None,
     timezone: str,
     paths: tuple[Path, ...],
 ) -> None:
     """Check exports and report every problem, without loading anything."""
-    settings = Settings(cycle=cycle, date_format=date_format, currency=currency, timezone=timezone)
+    settings = Settings(
+        cycle=cycle,
+        date_format=date_format,
+        number_format=number_format,
+        currency=currency,
+        timezone=timezone,
+    )
     problems = []
     for raw, tally in read_only(list(paths), platform, settings):
         click.echo(
             f"{raw.file}: {raw.shape}, {tally.rows_read} rows: "
             f"{tally.rows_loaded} valid, {tally.rows_quarantined} invalid, "
-            f"{tally.rows_excluded} excluded; dates {tally.date_convention}"
+            f"{tally.rows_excluded} excluded; dates {tally.date_convention}; "
+            f"numbers {tally.number_format}"
         )
         for warning in tally.warnings(raw):
             click.echo(f"  warning: {warning}")
@@ -226,6 +244,7 @@ def run(
     config_path: Path | None,
     out_dir: Path | None,
     date_format: str | None,
+    number_format: str | None,
     currency: str | None,
     timezone: str,
 ) -> None:
@@ -236,7 +255,7 @@ def run(
     from reconcile.run import run_cycle
 
     config = load_config(config_path)
-    settings = _settings(cycle, config, date_format, currency, timezone)
+    settings = _settings(cycle, config, date_format, currency, timezone, number_format)
     out = out_dir or Path("out") / cycle
     with Workspace(ctx.obj["workspace"]) as workspace:
         result = run_cycle(
@@ -309,11 +328,17 @@ def suggest(
 
 
 def _settings(
-    cycle: str, config: Config, date_format: str | None, currency: str | None, timezone: str
+    cycle: str,
+    config: Config,
+    date_format: str | None,
+    currency: str | None,
+    timezone: str,
+    number_format: str | None = None,
 ) -> Settings:
     return Settings(
         cycle=check_cycle(cycle),
         date_format=date_format or config.date_format,
+        number_format=number_format or config.number_format,
         currency=currency or config.currency,
         timezone=timezone if timezone != "Europe/London" else config.timezone,
     )
@@ -328,6 +353,7 @@ def describe(result: LoadResult) -> str:
         + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
         + f"; net {result.net_read} = {result.net_loaded} + {result.net_quarantined} + "
         f"{result.net_excluded}; dates {result.date_convention}"
+        + (f"; numbers {result.number_format}" if result.number_format else "")
     )
     if result.rows_unreadable_amount:
         text += f"; {result.rows_unreadable_amount} row(s) with an unreadable amount"
