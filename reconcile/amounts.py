@@ -5,7 +5,10 @@ a currency sign (`$ £ € ¥`) or ISO 4217 code before or after the number, or 
 brackets; a sign as a leading `+`/`-`, brackets `(12.00)`, or a trailing minus `60.00-`;
 U+2212 `−` for minus; one leading apostrophe (Excel text-forcing, formula-injection defusing);
 thousands separators in groups of exactly three digits (`,` or `.` opposite the decimal mark,
-space, NBSP, narrow NBSP, thin space, Swiss `'`); exponent form `1.5e3` (decimal point only).
+space, NBSP, narrow NBSP, thin space, Swiss `'`; and Indian lakh grouping `1,23,456.78`);
+exponent form `1.5e3` (decimal point only). Refused: two signs (`-(12.00)`, `--5`), two
+different currencies, a three-letter code that is no ISO 4217 currency, misplaced separators
+(`1,23,4.00`, `12.3.4`), letters, a decimal mark the file does not use.
 
 A file writes either a decimal point or a decimal comma, decided once per file: see
 `proofs`. The value is rounded ONCE, half away from zero, from the exact decimal text to the
@@ -16,8 +19,8 @@ Every function here returns polars expressions over a String column; nothing rai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 import polars as pl
 
@@ -41,6 +44,7 @@ _ISO_TEXT = """
 ISO_CURRENCIES = frozenset(_ISO_TEXT.split())
 
 SPACES = " \u00a0\u202f\u2009"  # space, no-break space, narrow no-break space, thin space
+_WS = f"[{SPACES}\t]*"  # explicit classes: Unicode \s and \d make the regexes slow to build
 _CUR = r"(?:[$£€¥]|[A-Za-z]{3})"
 _GROUPS = {
     POINT: [",", f"[{SPACES}]", "'"],
@@ -51,11 +55,13 @@ _MARK = {POINT: r"\.", COMMA: ","}
 
 def _number(fmt: str) -> str:
     """The number itself: grouped or plain digits, a fraction; exponent form with a point."""
-    grouped = "|".join(rf"[1-9]\d{{0,2}}(?:{sep}\d{{3}})+" for sep in _GROUPS[fmt])
+    grouped = "|".join(rf"[1-9][0-9]{{0,2}}(?:{sep}[0-9]{{3}})+" for sep in _GROUPS[fmt])
+    if fmt == POINT:  # Indian lakh/crore grouping: 1,23,456.78
+        grouped += r"|[1-9][0-9]?(?:,[0-9]{2})+,[0-9]{3}"
     mark = _MARK[fmt]
-    forms = [rf"(?:{grouped}|\d+)(?:{mark}\d+)?", rf"{mark}\d+"]
+    forms = [rf"(?:{grouped}|[0-9]+)(?:{mark}[0-9]+)?", rf"{mark}[0-9]+"]
     if fmt == POINT:
-        forms.insert(0, r"\d+(?:\.\d+)?[eE][+-]?\d+")
+        forms.insert(0, r"[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+")
     return "|".join(forms)
 
 
@@ -63,10 +69,10 @@ def grammar(fmt: str) -> str:
     """The whole cell: currency, sign and brackets around the number, as named groups."""
     num = _number(fmt)
     return (
-        rf"^(?P<c1>{_CUR})?\s*(?P<s1>[+-])?\s*(?P<c2>{_CUR})?\s*"
-        rf"(?:(?P<open>\()\s*(?P<c3>{_CUR})?\s*(?P<n1>{num})\s*(?P<c4>{_CUR})?\s*\)"
+        rf"^(?P<c1>{_CUR})?{_WS}(?P<s1>[+-])?{_WS}(?P<c2>{_CUR})?{_WS}"
+        rf"(?:(?P<open>\(){_WS}(?P<c3>{_CUR})?{_WS}(?P<n1>{num}){_WS}(?P<c4>{_CUR})?{_WS}\)"
         rf"|(?P<n2>{num}))"
-        rf"\s*(?P<c5>{_CUR})?\s*(?P<s2>-)?$"
+        rf"{_WS}(?P<c5>{_CUR})?{_WS}(?P<s2>-)?$"
     )
 
 
@@ -81,7 +87,7 @@ def int_digits(scale: int) -> int:
 def plain_pattern(scale: int, fmt: str) -> str:
     """Text the fast path reads by a plain cast: a sign, digits, at most scale+1 decimals,
     and few enough digits that rounding cannot overflow."""
-    return rf"^[+-]?\d{{1,{int_digits(scale) - 1}}}(?:{_MARK[fmt]}\d{{1,{scale + 1}}})?$"
+    return rf"^[+-]?[0-9]{{1,{int_digits(scale) - 1}}}(?:{_MARK[fmt]}[0-9]{{1,{scale + 1}}})?$"
 
 
 def prepared(text: pl.Expr) -> pl.Expr:
@@ -104,29 +110,34 @@ def plain_value(name: str, scale: int, fmt: str) -> pl.Expr:
     )
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """The two expressions a column of amount text becomes.
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
-    `value`: Decimal(38, scale), null where the text is null or refused.
-    `why`: String, null where the value was read (or the text is null), else the reason.
+
+def read_columns(
+    frame: FrameT, scales: dict[str, int], fmt: str, value: str = "_{}", why: str = "_why_{}"
+) -> FrameT:
+    """Read the amount text of each column in `scales` (name -> scale) with the full grammar.
+
+    Adds, per column, `value.format(name)`: Decimal(38, scale), null where the text is null or
+    refused; and `why.format(name)`: String, null where the value was read (or the text is
+    null), else the reason. Works in a few plain stages over temporary columns (one nested
+    expression would be re-planned and re-computed per use, which costs more than the data).
     """
-
-    value: pl.Expr
-    why: pl.Expr
-
-
-def parts(name: str, fmt: str) -> pl.Expr:
-    """A struct of the grammar's groups (all null when the text does not fit the grammar);
-    computed once into a column, then read by `parse`."""
-    return prepared(pl.col(name)).str.extract_groups(GRAMMAR[fmt])
+    temps: list[str] = []
+    for name, scale in scales.items():
+        t = f"__amount_{name}"
+        temps += [f"{t}_{k}" for k in ("parts", "n", "w", "f", "x")]
+        frame = _read_column(frame, name, scale, fmt, t, value.format(name), why.format(name))
+    return frame.drop(temps)
 
 
-def parse(name: str, tmp: str, scale: int, fmt: str) -> Parsed:
-    """Read column `name` whose grammar groups are in struct column `tmp` (see `parts`)."""
-    g = pl.col(tmp).struct
+def _read_column(
+    frame: FrameT, name: str, scale: int, fmt: str, t: str, value: str, why: str
+) -> FrameT:
+    text = prepared(pl.col(name))
+    frame = frame.with_columns(text.str.extract_groups(GRAMMAR[fmt]).alias(f"{t}_parts"))
+    g = pl.col(f"{t}_parts").struct
     number = pl.coalesce(g.field("n1"), g.field("n2"))
-    fits = number.is_not_null()
     signs = (
         g.field("s1").is_not_null().cast(pl.Int8)
         + g.field("open").is_not_null().cast(pl.Int8)
@@ -146,86 +157,119 @@ def parse(name: str, tmp: str, scale: int, fmt: str) -> Parsed:
     unknown = codes.list.eval(
         pl.element().filter(~pl.element().is_in(sorted(ISO_CURRENCIES)))
     ).list.first()
-    two_currencies = codes.list.n_unique() > 1
-
     seps = f"[{SPACES}',]" if fmt == POINT else f"[{SPACES}'.]"
     bare = number.str.replace_all(seps, "")
     if fmt == COMMA:
         bare = bare.str.replace(",", ".", literal=True)
-    pieces = bare.str.extract_groups(r"^(?P<i>\d*)(?:\.(?P<f>\d*))?(?:[eE](?P<e>[+-]?\d+))?$")
-    digits, frac = pieces.struct.field("i"), pieces.struct.field("f").fill_null("")
-    exponent = (
-        pieces.struct.field("e")
-        .str.slice(0, 8)
-        .cast(pl.Int64, strict=False)
-        .fill_null(0)
-        .clip(-EXPONENT_LIMIT - 1, EXPONENT_LIMIT + 1)
+    pieces = bare.str.extract_groups(
+        r"^(?P<i>[0-9]*)(?:\.(?P<f>[0-9]*))?(?:[eE](?P<e>[+-]?[0-9]+))?$"
+    )
+    n = pl.col(f"{t}_n").struct
+    frame = frame.with_columns(
+        pl.struct(
+            number.is_not_null().alias("fits"),
+            signs.alias("signs"),
+            negative.alias("negative"),
+            unknown.alias("unknown"),
+            (codes.list.n_unique() > 1).alias("two_currencies"),
+            pieces.struct.field("i").alias("i"),
+            pieces.struct.field("f").fill_null("").alias("f"),
+            pieces.struct.field("e").fill_null("0").alias("e"),
+        ).alias(f"{t}_n")
+    )
+    e_digits = n.field("e").str.strip_chars_start("+-").str.strip_chars_start("0")
+    e_size = (
+        pl.when(e_digits == "")
+        .then(0)
+        .when(e_digits.str.len_chars() > 6)
+        .then(EXPONENT_LIMIT + 1)
+        .otherwise(e_digits.cast(pl.Int64, strict=False))
+        .clip(0, EXPONENT_LIMIT + 1)
+    )
+    exponent = pl.when(n.field("e").str.starts_with("-")).then(-e_size).otherwise(e_size)
+    frame = frame.with_columns(
+        pl.struct(
+            (n.field("i") + n.field("f")).alias("digits"),
+            (n.field("i").str.len_chars().cast(pl.Int64) + exponent).alias("point"),
+        ).alias(f"{t}_w")
     )
     # Shift the decimal point by the exponent, in text: exact, unlike any float.
-    all_digits = digits + frac
-    point = digits.str.len_chars().cast(pl.Int64) + exponent
-    width = all_digits.str.len_chars().cast(pl.Int64)
+    w = pl.col(f"{t}_w").struct
+    digits, point = w.field("digits"), w.field("point")
+    width = digits.str.len_chars().cast(pl.Int64)
     zeros = pl.lit("0" * (2 * EXPONENT_LIMIT + 40))
     whole = (
         pl.when(point <= 0)
         .then(pl.lit(""))
         .when(point >= width)
-        .then(all_digits + zeros.str.slice(0, (point - width).clip(0, None)))
-        .otherwise(all_digits.str.slice(0, point.clip(0, None)))
+        .then(digits + zeros.str.slice(0, (point - width).clip(0, None)))
+        .otherwise(digits.str.slice(0, point.clip(0, None)))
     )
     fraction = (
         pl.when(point <= 0)
-        .then(zeros.str.slice(0, (-point).clip(0, None)) + all_digits)
+        .then(zeros.str.slice(0, (-point).clip(0, None)) + digits)
         .when(point >= width)
         .then(pl.lit(""))
-        .otherwise(all_digits.str.slice(point.clip(0, None)))
+        .otherwise(digits.str.slice(point.clip(0, None)))
     )
-    whole = whole.str.strip_chars_start("0")
-    too_large = whole.str.len_chars() > int_digits(scale)
+    frame = frame.with_columns(
+        pl.struct(
+            whole.str.strip_chars_start("0").alias("whole"),
+            fraction.alias("fraction"),
+        ).alias(f"{t}_f")
+    )
+    f = pl.col(f"{t}_f").struct
+    too_large = f.field("whole").str.len_chars() > int_digits(scale)
+    readable = (
+        n.field("fits")
+        & (n.field("signs") <= 1)
+        & n.field("unknown").is_null()
+        & ~n.field("two_currencies")
+    )
     # Round once: the first dropped digit alone decides half-up, so keep scale+1 decimals.
     exact = pl.concat_str(
-        pl.when(negative).then(pl.lit("-")).otherwise(pl.lit("")),
-        pl.when(whole == "").then(pl.lit("0")).otherwise(whole),
+        pl.when(n.field("negative")).then(pl.lit("-")).otherwise(pl.lit("")),
+        pl.when(f.field("whole") == "").then(pl.lit("0")).otherwise(f.field("whole")),
         pl.lit("."),
-        (fraction + pl.lit("0" * (scale + 1))).str.slice(0, scale + 1),
+        (f.field("fraction") + pl.lit("0" * (scale + 1))).str.slice(0, scale + 1),
     )
-    readable = fits & (signs <= 1) & unknown.is_null() & ~two_currencies
-    value = (
+    frame = frame.with_columns(
         pl.when(readable & ~too_large)
         .then(exact)
         .otherwise(None)
         .cast(pl.Decimal(38, scale + 1), strict=False)
         .round(scale, mode="half_away_from_zero")
+        .alias(f"{t}_x"),
     )
+    x = pl.col(f"{t}_x")
     limit = Decimal(10) ** int_digits(scale)
-    in_range = value.abs() < pl.lit(limit, pl.Decimal(38, 0))
-    largest = f"at most {int_digits(scale)} digits before the decimal point"
+    in_range = (x.abs() < pl.lit(limit, pl.Decimal(38, 0))).fill_null(False)
     other = COMMA if fmt == POINT else POINT
-    other_reads = prepared(pl.col(name)).str.contains(GRAMMAR[other])
-    why = (
+    other_reads = text.str.contains(GRAMMAR[other])
+    largest = f"at most {int_digits(scale)} digits before the decimal point"
+    reason = (
         pl.when(pl.col(name).is_null())
         .then(None)
-        .when(~fits & other_reads)
+        .when(~n.field("fits") & other_reads)
         .then(
             pl.lit(
                 f"written with a {FORMAT_NAMES[other]}, but this file writes a {FORMAT_NAMES[fmt]}"
             )
         )
-        .when(~fits)
+        .when(~n.field("fits"))
         .then(pl.lit(f"not a number written with a {FORMAT_NAMES[fmt]}"))
-        .when(signs > 1)
+        .when(n.field("signs") > 1)
         .then(pl.lit("two signs: use one of -, (…) or a trailing -"))
-        .when(unknown.is_not_null())
-        .then(pl.format("'{}' is not a currency code", unknown))
-        .when(two_currencies)
+        .when(n.field("unknown").is_not_null())
+        .then(pl.format("'{}' is not a currency code", n.field("unknown")))
+        .when(n.field("two_currencies"))
         .then(pl.lit("two different currencies in one value"))
-        .when(too_large | ~in_range)
+        .when(~in_range)
         .then(pl.lit(f"too large: {largest}"))
         .otherwise(None)
     )
-    return Parsed(
-        value=pl.when(in_range).then(value).otherwise(None),
-        why=why,
+    return frame.with_columns(
+        pl.when(in_range).then(x).otherwise(None).alias(value), reason.alias(why)
     )
 
 

@@ -284,21 +284,22 @@ def _parse(
     """Typed `_<field>` columns beside the text; `_why_<field>` says why an amount was refused."""
     plain = _plain_columns(frame, fmt)
     typed: list[pl.Expr] = []
-    dirty = [name for name in DECIMAL_FIELDS if not plain[name]]
-    if dirty:  # Cells with symbols, separators, signs: the grammar, once per column.
-        frame = frame.with_columns(amounts.parts(n, fmt).alias(f"_parts_{n}") for n in dirty)
+    # Most exports write plain numbers: symbols, separators and signs only where needed.
+    dirty = {n: t.scale or 0 for n, t in DECIMAL_FIELDS.items() if not plain[n]}
+    if dirty:
+        frame = amounts.read_columns(frame, dirty, fmt)
     for name, dtype in DECIMAL_FIELDS.items():
-        scale = dtype.scale or 0
-        # Most exports write plain numbers: clean symbols and separators only where needed.
-        if plain[name]:
-            value, why = amounts.plain_value(name, scale, fmt), pl.lit(None, pl.String)
+        if name in dirty:
+            typed.append(pl.col(f"_{name}").cast(dtype))
         else:
-            parsed = amounts.parse(name, f"_parts_{name}", scale, fmt)
-            value, why = parsed.value, parsed.why
-        typed += [value.cast(dtype).alias(f"_{name}"), why.alias(f"_why_{name}")]
+            value = amounts.plain_value(name, dtype.scale or 0, fmt)
+            typed += [
+                value.cast(dtype).alias(f"_{name}"),
+                pl.lit(None, pl.String).alias(f"_why_{name}"),
+            ]
     for name in DATE_FIELDS:
         typed.append(_parse_date(name, raw, formats, settings, plain[name]).alias(f"_{name}"))
-    return frame.with_columns(typed).drop([f"_parts_{n}" for n in dirty])
+    return frame.with_columns(typed)
 
 
 PLAIN_DATES = {name: f"{SLASH_DATE}|{ISO_DATE}" for name in DATE_FIELDS}
