@@ -57,6 +57,11 @@ def load_options(func: F) -> F:
                 help="How the files write dates, when detection should not decide.",
             ),
             click.option(
+                "--number-format",
+                type=click.Choice(["point", "comma"]),
+                help="The files' decimal mark (12.50 or 12,50), when detection should not decide.",
+            ),
+            click.option(
                 "--currency",
                 metavar="ISO",
                 help="Currency of exports that do not state one, e.g. GBP.",
@@ -148,6 +153,7 @@ def load(
     replace: bool,
     allow_other_month: bool,
     date_format: str | None,
+    number_format: str | None,
     currency: str | None,
     timezone: str,
     paths: tuple[Path, ...],
@@ -161,6 +167,7 @@ def load(
     settings = Settings(
         cycle=check_cycle(cycle),
         date_format=date_format,
+        number_format=number_format,
         currency=currency,
         timezone=timezone,
         allow_other_month=allow_other_month,
@@ -194,6 +201,7 @@ def validate(
     platform: str | None,
     cycle: str | None,
     date_format: str | None,
+    number_format: str | None,
     currency: str | None,
     timezone: str,
     paths: tuple[Path, ...],
@@ -202,6 +210,7 @@ def validate(
     settings = Settings(
         cycle=check_cycle(cycle) if cycle else "",
         date_format=date_format,
+        number_format=number_format,
         currency=currency,
         timezone=timezone,
     )
@@ -210,7 +219,8 @@ def validate(
         click.echo(
             f"{raw.file}: {raw.shape}, {tally.rows_read} rows: "
             f"{tally.rows_loaded} valid, {tally.rows_quarantined} invalid, "
-            f"{tally.rows_excluded} excluded; dates {tally.date_convention}"
+            f"{tally.rows_excluded} excluded; dates {tally.date_convention}; "
+            f"numbers {tally.number_format}"
         )
         for warning in tally.warnings(raw):
             click.echo(f"  warning: {warning}")
@@ -253,6 +263,7 @@ def run(
     out_dir: Path | None,
     allow_other_month: bool,
     date_format: str | None,
+    number_format: str | None,
     currency: str | None,
     timezone: str,
 ) -> None:
@@ -264,7 +275,7 @@ def run(
 
     config = load_config(config_path)
     settings = dataclasses.replace(
-        _settings(cycle, config, date_format, currency, timezone),
+        _settings(cycle, config, date_format, currency, timezone, number_format),
         allow_other_month=allow_other_month,
     )
     out = out_dir or Path("out") / cycle
@@ -339,11 +350,17 @@ def suggest(
 
 
 def _settings(
-    cycle: str, config: Config, date_format: str | None, currency: str | None, timezone: str
+    cycle: str,
+    config: Config,
+    date_format: str | None,
+    currency: str | None,
+    timezone: str,
+    number_format: str | None = None,
 ) -> Settings:
     return Settings(
         cycle=check_cycle(cycle),
         date_format=date_format or config.date_format,
+        number_format=number_format or config.number_format,
         currency=currency or config.currency,
         timezone=timezone if timezone != "Europe/London" else config.timezone,
     )
@@ -363,6 +380,7 @@ def describe(result: LoadResult) -> str:
         + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
         + f"; net {result.net_read} = {result.net_loaded} + {result.net_quarantined} + "
         f"{result.net_excluded}; dates {result.date_convention}"
+        + (f"; numbers {result.number_format}" if result.number_format else "")
     )
     if result.rows_unreadable_amount:
         text += f"; {result.rows_unreadable_amount} row(s) with an unreadable amount"

@@ -20,6 +20,7 @@ class Config:
     currency: str | None = None
     timezone: str = "Europe/London"
     date_format: str | None = None
+    number_format: str | None = None  # "point" or "comma": the exports' decimal mark
     retired_items: tuple[str, ...] = ()
     retired_clients: tuple[str, ...] = ()
     fuzzy_min_score: float = 60.0
@@ -54,11 +55,25 @@ def load_config(path: Path | None) -> Config:
         currency=cycle.get("currency"),
         timezone=data.get("halopsa", {}).get("timezone", "Europe/London"),
         date_format=cycle.get("date_format"),
+        number_format=_number_format(path, cycle.get("number_format")),
         retired_items=tuple(expected.get("retired_items", ())),
         retired_clients=tuple(expected.get("retired_clients", ())),
         fuzzy_min_score=float(match.get("fuzzy_min_score", 60.0)),
         rules=rules,
         source=str(path),
+    )
+
+
+def _number_format(path: Path, value: Any) -> str | None:
+    if value is None:
+        return None
+    if value in ("point", "comma"):
+        return str(value)
+    raise InputError(
+        str(path),
+        "cycle.number_format is not a decimal mark",
+        expected='"point" or "comma"',
+        got=str(value),
     )
 
 

@@ -48,6 +48,7 @@ class LoadResult:
     warnings: tuple[str, ...] = ()
     invoice_checks: tuple[dict[str, Any], ...] = ()
     quarantine: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    number_format: str = ""  # the file's decimal mark, e.g. "decimal comma (detected)"
 
 
 def check_cycle(cycle: str) -> str:
@@ -85,6 +86,7 @@ class Tally:
     """Control totals of one export, added up batch by batch."""
 
     date_convention: str = ""
+    number_format: str = ""
     rows_read: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0
@@ -104,6 +106,7 @@ class Tally:
         excluded = norm.rejected.filter(pl.col("disposition") == "excluded")
         skipped = norm.rejected.filter(pl.col("disposition") == "skipped")
         self.date_convention = norm.date_convention
+        self.number_format = norm.number_format
         self.rows_read += norm.rows_read
         self.rows_loaded += norm.lines.height
         self.rows_quarantined += quarantined.height
@@ -348,6 +351,7 @@ def _result(record: dict[str, Any], quarantine: list[dict[str, Any]]) -> LoadRes
         warnings=tuple(warnings),
         invoice_checks=tuple(record["invoice_checks"]),
         quarantine=tuple(quarantine),
+        number_format=record.get("number_format") or "",
     )
 
 

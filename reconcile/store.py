@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS loads (
     files JSON NOT NULL,
     dialect JSON NOT NULL,
     date_convention VARCHAR NOT NULL,
+    number_format VARCHAR DEFAULT '',
     rows_read BIGINT NOT NULL,
     rows_loaded BIGINT NOT NULL,
     rows_quarantined BIGINT NOT NULL,
@@ -117,6 +118,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 # Columns added since the first release: a workspace made by an earlier version gains them.
 MIGRATIONS = """
 ALTER TABLE loads ADD COLUMN IF NOT EXISTS rows_skipped BIGINT DEFAULT 0;
+ALTER TABLE loads ADD COLUMN IF NOT EXISTS number_format VARCHAR DEFAULT '';
 """
 
 

@@ -7,13 +7,14 @@ failed), or the excluded rows (deliberately not billable, with the reason). Noth
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import pandera.polars as pa
 import polars as pl
 
+from reconcile import amounts
 from reconcile.errors import InputError
 from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
 from reconcile.model import (
@@ -35,7 +36,6 @@ PERIOD_SUFFIX = r"\s*\[([A-Z][a-z]{2} \d{1,2}, \d{4}) - ([A-Z][a-z]{2} \d{1,2}, 
 TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?$"
 SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-MONEY_TEXT = r"^[+-]?\d+(\.\d+)?$"
 NULL_DATE = "1899-12-30"
 CURRENCY_SIGNS = {"£": "GBP", "€": "EUR", "$": "USD"}
 
@@ -58,6 +58,7 @@ class Settings:
     currency: str | None = None  # ISO code for exports that carry none
     timezone: str = "Europe/London"  # HaloPSA API datetimes are naive UTC
     allow_other_month: bool = False  # load an export whose every invoice is outside the cycle
+    number_format: str | None = None  # "point" or "comma" (decimal mark): overrides detection
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,20 @@ class Normalised:
     date_convention: str
     rows_read: int  # every row of the batch, skipped ones included
     net_read: Any  # Decimal: the parseable net amount of every row not skipped
+    number_format: str = amounts.FORMAT_NAMES[amounts.POINT]  # e.g. "decimal comma (detected)"
 
 
 def normalise(raw: RawFrame, settings: Settings) -> Iterator[Normalised]:
     """Batch by batch, so memory stays bounded; the date convention is the file's, decided
     once over all its rows before the first batch."""
     convention, formats = _date_convention(raw, settings)
+    number_format, fmt = _number_format(raw, settings)
     sums = RunningSums()
     for batch in raw.batches():
-        yield _normalise_batch(
-            raw, _clean(_complete(batch), raw.platform), settings, convention, formats, sums
+        norm = _normalise_batch(
+            raw, _clean(_complete(batch), raw.platform), settings, convention, formats, fmt, sums
         )
+        yield replace(norm, number_format=number_format)
 
 
 @dataclass
@@ -201,9 +205,10 @@ def _normalise_batch(
     settings: Settings,
     convention: str,
     formats: dict[str, str],
+    fmt: str,
     sums: RunningSums,
 ) -> Normalised:
-    parsed = _mark_totals(_parse(frame, raw, formats, settings), sums)
+    parsed = _mark_totals(_parse(frame, raw, formats, settings, fmt), sums)
     skipped = parsed.filter(pl.col(SKIP).is_not_null())
     if skipped.height:
         parsed = parsed.filter(pl.col(SKIP).is_null())
@@ -375,54 +380,100 @@ def _cycle_reading(raw: RawFrame, texts: pl.DataFrame, cycle: str) -> str | None
     )
 
 
-def _money_text(name: str) -> pl.Expr:
-    """'$1,234.50', '£ 99', '(12.00)' and 'GBP 5' become plain signed numbers as text."""
-    text = pl.col(name).str.strip_chars()
-    negative = text.str.contains(r"^\(.*\)$") | text.str.contains(r"^-?\(.*\)$")
-    bare = (
-        text.str.replace_all(r"[()\s$£€¥]", "")
-        .str.replace(r"^[A-Z]{3}", "")
-        .str.replace(r"[A-Z]{3}$", "")
-        .str.replace_all(r"(\d),(\d{3})", "$1$2")
-        .str.replace_all(r"(\d),(\d{3})", "$1$2")
+NUMBER_PROOF_LISTED = 1  # rows of each decimal mark named when a file mixes them
+
+
+def _number_format(raw: RawFrame, settings: Settings) -> tuple[str, str]:
+    """Decide once per file whether its numbers write a decimal point or a decimal comma.
+
+    Returns (the decision as reported, "point" or "comma"). A value such as `12,50`, `0,1234`
+    or `1.234,56` proves a comma and `12.50` or `1,234.56` a point; a file with both is refused
+    (InputError naming a row of each); a file with neither (`1,234`, `12`) reads a point.
+    Costs one cheap scan: only rows with a comma in an amount are looked at closely.
+    """
+    if settings.number_format:
+        fmt = settings.number_format
+        return f"{amounts.FORMAT_NAMES[fmt]} (given)", fmt
+    point_name = amounts.FORMAT_NAMES[amounts.POINT]
+    frame = _complete(raw.frame)
+    fields = [f for f in DECIMAL_FIELDS if f in raw.columns]
+    if raw.dates_iso or not fields:  # APIs and XML write JSON/XSD numbers: always a point
+        return point_name, amounts.POINT
+    has_comma = pl.any_horizontal(
+        [pl.col(f).str.contains(",", literal=True).fill_null(False) for f in fields]
     )
-    return pl.when(negative & ~bare.str.starts_with("-")).then("-" + bare).otherwise(bare)
+    proofs = [(f, *amounts.proofs(f)) for f in fields]
+    comma_rows = raw.collect(
+        frame.filter(has_comma).select(
+            [pl.col(ROW).filter(c).min().alias(f) for f, c, _ in proofs]
+            + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c, _ in proofs]
+        )
+    ).row(0, named=True)
+    comma_at = [(comma_rows[f], f, comma_rows[f"{f}:text"]) for f in fields if comma_rows[f]]
+    if not comma_at:
+        return point_name, amounts.POINT
+    point_rows = raw.collect(
+        frame.select(
+            [pl.col(ROW).filter(p).min().alias(f) for f, _, p in proofs]
+            + [pl.col(f).filter(p).first().alias(f"{f}:text") for f, _, p in proofs]
+        )
+    ).row(0, named=True)
+    point_at = [(point_rows[f], f, point_rows[f"{f}:text"]) for f in fields if point_rows[f]]
+    if point_at:
+        c_row, c_field, c_text = min(comma_at)
+        p_row, p_field, p_text = min(point_at)
+        raise InputError(
+            raw.file,
+            "the file mixes decimal marks: "
+            f"row {c_row} has {c_text!r} in '{raw.columns[c_field]}' (only readable with a "
+            f"decimal comma) and row {p_row} has {p_text!r} in '{raw.columns[p_field]}' "
+            "(only readable with a decimal point)",
+            column=raw.columns[c_field],
+            expected="one decimal mark throughout a file",
+            hint="Export it again with one number format, or say which with --number-format.",
+        )
+    return f"{amounts.FORMAT_NAMES[amounts.COMMA]} (detected)", amounts.COMMA
 
 
 def _parse(
-    frame: pl.DataFrame, raw: RawFrame, formats: dict[str, str], settings: Settings
+    frame: pl.DataFrame,
+    raw: RawFrame,
+    formats: dict[str, str],
+    settings: Settings,
+    fmt: str = amounts.POINT,
 ) -> pl.DataFrame:
-    plain = _plain_columns(frame)
+    """Typed `_<field>` columns beside the text; `_why_<field>` says why an amount was refused."""
+    plain = _plain_columns(frame, fmt)
     typed: list[pl.Expr] = []
+    # Most exports write plain numbers: symbols, separators and signs only where needed.
+    dirty = {n: t.scale or 0 for n, t in DECIMAL_FIELDS.items() if not plain[n]}
+    if dirty:
+        frame = amounts.read_columns(frame, dirty, fmt)
     for name, dtype in DECIMAL_FIELDS.items():
-        # Most exports write plain numbers: clean symbols and separators only where needed.
-        if plain[name]:
-            value = pl.col(name).cast(pl.Decimal(38, 6), strict=False)
+        if name in dirty:
+            typed.append(pl.col(f"_{name}").cast(dtype))
         else:
-            text = _money_text(name)
-            value = (
-                pl.when(text.str.contains(MONEY_TEXT))
-                .then(text.cast(pl.Decimal(38, 6), strict=False))
-                .otherwise(None)
-            )
-        typed.append(
-            value.round(dtype.scale or 0, mode="half_away_from_zero").cast(dtype).alias(f"_{name}")
-        )
+            value = amounts.plain_value(name, dtype.scale or 0, fmt)
+            typed += [
+                value.cast(dtype).alias(f"_{name}"),
+                pl.lit(None, pl.String).alias(f"_why_{name}"),
+            ]
     for name in DATE_FIELDS:
         typed.append(_parse_date(name, raw, formats, settings, plain[name]).alias(f"_{name}"))
     return frame.with_columns(typed)
 
 
-PLAIN_TEXT = {name: MONEY_TEXT for name in DECIMAL_FIELDS} | {
-    name: f"{SLASH_DATE}|{ISO_DATE}" for name in DATE_FIELDS
-}
+PLAIN_DATES = {name: f"{SLASH_DATE}|{ISO_DATE}" for name in DATE_FIELDS}
 
 
-def _plain_columns(frame: pl.DataFrame) -> dict[str, bool]:
+def _plain_columns(frame: pl.DataFrame, fmt: str = amounts.POINT) -> dict[str, bool]:
     """One cheap scan of each column decides whether it needs the expensive cleaning at all."""
+    patterns = {
+        name: amounts.plain_pattern(dtype.scale or 0, fmt) for name, dtype in DECIMAL_FIELDS.items()
+    } | PLAIN_DATES
     checks = [
         (pl.col(name).is_null() | pl.col(name).str.contains(pattern)).all().alias(name)
-        for name, pattern in PLAIN_TEXT.items()
+        for name, pattern in patterns.items()
     ]
     return {name: bool(value) for name, value in frame.select(checks).row(0, named=True).items()}
 
@@ -465,10 +516,10 @@ def _raw_schema(raw: RawFrame, convention: str) -> pa.DataFrameSchema:
 
 
 EXPECTED = {
-    "net_amount": "an amount such as 1234.56, -12.00, (12.00) or £1,234.50",
-    "tax_amount": "an amount such as 12.34 or -1.50",
+    "net_amount": "an amount such as 1234.56, -12.00, (12.00), 12.00-, $1,234.50 or USD 12.00",
+    "tax_amount": "an amount such as 12.34, -1.50 or (1.50)",
     "quantity": "a number such as 2, 2.5 or -1",
-    "unit_price": "a price such as 85.00 or 12.3450",
+    "unit_price": "a price such as 85.00, 12.3450 or $85.00",
     "invoice_date": "a date in the file's convention ({convention})",
     "period_start": "a date in the file's convention ({convention})",
     "period_end": "a date in the file's convention ({convention})",
@@ -491,6 +542,9 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
                 text = f"column '{column}': a value is required but the cell is empty"
             else:
                 text = f"column '{column}': expected {case['check']}, got {value!r}"
+                why = f"_why_{name}"
+                if why in billable.columns and billable[case["index"], why] is not None:
+                    text += f" ({billable[case['index'], why]})"
             reasons.append({ROW: rows[case["index"]], "reason": text})
     problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
         pl.col(ROW), pl.col(PROBLEM).alias("reason")
