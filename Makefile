@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 CYCLE   := 2026-11
 DEMO    := fixtures/demo
 
-.PHONY: install demo test lint bench browser fixtures clean
+.PHONY: install demo test lint bench browser fixtures golden clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -41,6 +41,10 @@ bench: install
 
 fixtures: install
 	$(PY) fixtures/generate.py
+
+# Rewrite tests/golden/demo/ from the demo run; review the diff before committing it.
+golden: install
+	RECONCILE_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_golden.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
