@@ -34,7 +34,8 @@ def test_demo_outputs_match_the_golden_files(
     out = tmp_path / "out"
     result = invoke(
         "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", "fixtures/demo/autotask/invoices.xml", "--halopsa", "fixtures/demo/halopsa/api",
+        "--autotask", "fixtures/demo/autotask/invoices.xml",
+        "--halopsa", "fixtures/demo/halopsa/api",
         "--map", "fixtures/demo/mapping.csv", "--config", "fixtures/demo/reconcile.toml",
         "--out", out,
     )  # fmt: skip
