@@ -261,18 +261,25 @@ class Workspace:
         cycle already holds (all of them, or only `others`): (what, value, the other file).
 
         Row-number refs ('row:N', given to lines of exports without ids) are not ids."""
-        scope = "" if others is None else "AND o.load_id IN (SELECT unnest($others))"
+        scope = "" if others is None else "AND load_id IN (SELECT unnest($others))"
         for what, column, own in (
-            ("line id", "line_ref", "AND l.line_ref NOT LIKE 'row:%'"),
+            ("line id", "line_ref", "AND line_ref NOT LIKE 'row:%'"),
             ("invoice", "invoice_number", ""),
         ):
+            # Distinct values each side first: an invoice's many lines must not multiply.
             found = self.con.execute(
                 f"""
-                SELECT l.{column}, o.file_name FROM lines l
-                JOIN lines o ON o.{column} = l.{column} AND o.cycle = l.cycle
-                 AND o.source = l.source AND o.load_id <> l.load_id {scope}
-                WHERE l.load_id = $id AND l.cycle = $cycle AND l.source = $platform {own}
-                ORDER BY l.row_number, o.file_name LIMIT 1
+                WITH mine AS (
+                    SELECT {column} AS value, min(row_number) AS row_number FROM lines
+                    WHERE load_id = $id AND cycle = $cycle AND source = $platform
+                      AND {column} IS NOT NULL {own}
+                    GROUP BY ALL
+                ), theirs AS (
+                    SELECT DISTINCT {column} AS value, file_name FROM lines
+                    WHERE load_id <> $id AND cycle = $cycle AND source = $platform {scope}
+                )
+                SELECT mine.value, theirs.file_name FROM mine JOIN theirs USING (value)
+                ORDER BY mine.row_number, theirs.file_name LIMIT 1
                 """,
                 {"id": load_id, "cycle": cycle, "platform": platform}
                 | ({} if others is None else {"others": sorted(others)}),
