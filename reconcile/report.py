@@ -445,7 +445,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "autotask_lines": [],
         "halopsa_lines": [],
     },
-    "controls": {"source": "", "shape": "", "date_convention": "", "dialect": {}},
+    "controls": {
+        "source": "",
+        "shape": "",
+        "date_convention": "",
+        "number_format": "",
+        "dialect": {},
+    },
 }
 
 

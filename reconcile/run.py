@@ -413,6 +413,7 @@ def report_data(
                     "source",
                     "shape",
                     "date_convention",
+                    "number_format",
                     "dialect",
                     "rows_read",
                     "rows_loaded",
