@@ -60,6 +60,8 @@ DISCREPANCY_COLUMNS = (
     "difference",
     "autotask_amount",
     "halopsa_amount",
+    "measure",
+    "gross_difference",
     "message",
     "autotask_lines",
     "halopsa_lines",
@@ -74,7 +76,7 @@ LINE_COLUMNS = (
     "tax_amount",
     "period",
 )
-INTERNED = frozenset({"rule", "severity", "client", "item", "description", "period"})
+INTERNED = frozenset({"rule", "severity", "client", "item", "description", "period", "measure"})
 LARGEST_PROBLEMS = 5
 # Sections rendered server-side are normally short; a cap keeps a pathological run's file small.
 SERVER_ROWS_CAP = 2000

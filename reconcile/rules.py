@@ -2,7 +2,8 @@
 
 A rule is one module `rules/<code>.py`. Its docstring's first line is the title and the rest is
 the explanation a billing admin reads (with **Example** and **What to do** sections). It declares
-SEVERITY, PRECEDENCE (lower explains money first in the variance bridge), SUPERSEDES (rules whose
+SEVERITY, PRECEDENCE (lower explains money first in the variance bridge), MEASURE (what its
+autotask_amount and halopsa_amount are: "net", "tax" or "gross"), SUPERSEDES (rules whose
 findings on the same match groups it replaces), CONFIG ({key: (default, definition)}) and
 `check(ctx) -> polars.DataFrame` of findings (FINDING_COLUMNS). Adding a rule touches no other
 file.
@@ -27,6 +28,7 @@ from reconcile.config import Config, decimal_setting
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
+MEASURES = ("net", "tax", "gross")
 EXPECTED_TITLE = "Expected differences (retired services)"
 MONEY = pl.Decimal(18, 2)
 FINDING_COLUMNS: dict[str, pl.DataType] = {
@@ -64,6 +66,7 @@ class Rule:
     explanation: str
     default_severity: str
     precedence: int
+    measure: str
     supersedes: tuple[str, ...]
     config_keywords: dict[str, tuple[str, str]]
     module: ModuleType = field(repr=False)
@@ -112,6 +115,8 @@ def _load_rule(path: Path) -> Rule:
         problems.append("a check(ctx) function is missing")
     if not isinstance(getattr(module, "PRECEDENCE", None), int):
         problems.append("PRECEDENCE must be an int")
+    if getattr(module, "MEASURE", None) not in MEASURES:
+        problems.append(f"MEASURE must be one of {MEASURES}")
     if problems:
         raise RuleError(f"{path}: " + "; ".join(problems))
     return Rule(
@@ -120,6 +125,7 @@ def _load_rule(path: Path) -> Rule:
         explanation=" ".join(explanation.split()),
         default_severity=str(severity),
         precedence=module.PRECEDENCE,
+        measure=module.MEASURE,
         supersedes=tuple(getattr(module, "SUPERSEDES", ())),
         config_keywords=dict(getattr(module, "CONFIG", {})),
         module=module,
@@ -166,13 +172,14 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
                 pl.lit(rule.code).alias("rule"),
                 pl.lit(rule.severity(config)).alias("severity"),
                 pl.lit(rule.precedence).alias("precedence"),
+                pl.lit(rule.measure).alias("measure"),
             )
         )
     findings = pl.concat(frames) if frames else pl.DataFrame()
     findings = _drop_superseded(findings, rules)
     findings = _with_refs(con, findings)
     findings = _mark_expected(findings, config)
-    return _with_ids(findings)
+    return _accounted(con, _with_ids(findings))
 
 
 def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
@@ -192,17 +199,37 @@ def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
     return findings.join(beaten, on="_f", how="anti").drop("_f")
 
 
-# What a line says, not where it sits: a row number is left out so that re-ordering an export
-# keeps every id; NULLs keep their place, so two different lines never hash alike.
+# What a line bills, in both systems' common terms: client and item after the crosswalk (keys
+# in Autotask's terms where resolved), quantity, unit price, amounts, currency. Not invoice
+# numbers, line refs, row numbers or text as one export spells it, and not the service period,
+# which Autotask's API states only for some lines (psa-exports.md §1.3, the item-name suffix):
+# the same billing exported as XML, CSV, XLSX or API pages keeps every id, and so does a
+# re-ordered export. NULLs keep their place. Lines alike in all of this are told apart by a
+# suffix (-2, -3) in a fixed order (_with_ids).
 FINGERPRINT_FIELDS = (
-    "source", "client_id", "client_name", "contract_id", "contract_name", "item_code",
-    "item_name", "description", "quantity", "unit_price", "net_amount", "tax_amount", "currency",
-    "period_start", "period_end", "invoice_number",
-    "CASE WHEN line_ref LIKE 'row:%' THEN NULL ELSE line_ref END",
+    "source", "c_key", "i_key", "currency", "quantity", "unit_price", "net_amount", "tax_amount",
 )  # fmt: skip
 FINGERPRINT = "md5(to_json([{}]))".format(
     ", ".join(f"CAST({f} AS VARCHAR)" for f in FINGERPRINT_FIELDS)
 )
+# What a controller filters on, per side, from the lines a finding involves.
+CONTEXT_COLUMNS = {
+    "invoices": "list(DISTINCT x.invoice_number ORDER BY x.invoice_number) "
+    "FILTER (WHERE x.invoice_number IS NOT NULL)",
+    "item_names": "list(DISTINCT coalesce(x.item_name, x.description) "
+    "ORDER BY coalesce(x.item_name, x.description)) FILTER (WHERE coalesce(x.item_name, "
+    "x.description) IS NOT NULL)",
+    "contracts": "list(DISTINCT x.contract_name ORDER BY x.contract_name) "
+    "FILTER (WHERE x.contract_name IS NOT NULL)",
+    "period_start": "min(x.period_start)",
+    "period_end": "max(x.period_end)",
+    "quantity": "sum(x.quantity)",
+    "unit_price": "CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = "
+    "max(x.unit_price) THEN min(x.unit_price) END",
+    "net": "sum(x.net_amount)",
+    "tax": "CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END",
+    "currency": "CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END",
+}
 
 
 def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
@@ -215,7 +242,14 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
             ),
         )
     findings = findings.with_row_index("_f")
-    con.register("_findings", findings.select("_f", "a_uids", "h_uids"))
+    con.register("_findings", findings.select("_f", "a_uids", "h_uids", "match_ids"))
+    stages = con.sql(
+        """
+        SELECT f._f, string_agg(DISTINCT g.stage, ';' ORDER BY g.stage) AS stage
+        FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
+        JOIN groups g USING (match_id) GROUP BY f._f
+        """
+    ).pl()
     looked_up = {}
     for side in ("a", "h"):
         looked_up[side] = con.sql(
@@ -225,15 +259,16 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
                    list({FINGERPRINT} ORDER BY {FINGERPRINT}) AS {side}_fps,
                    list(DISTINCT coalesce(x.item_name, '')) AS {side}_items,
                    list(DISTINCT coalesce(x.item_code, '')) AS {side}_codes,
-                   list(DISTINCT coalesce(x.client_name, '')) AS {side}_clients
+                   list(DISTINCT coalesce(x.client_name, '')) AS {side}_clients,
+                   {", ".join(f"{sql} AS {side}_{name}" for name, sql in CONTEXT_COLUMNS.items())}
             FROM (SELECT _f, unnest({side}_uids) AS uid FROM _findings) f
             JOIN {side} x USING (uid)
             GROUP BY f._f
             """
         ).pl()
     con.unregister("_findings")
-    for side in ("a", "h"):
-        findings = findings.join(looked_up[side], on="_f", how="left")
+    for frame in (looked_up["a"], looked_up["h"], stages):
+        findings = findings.join(frame, on="_f", how="left")
     return findings.rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"}).drop("_f")
 
 
@@ -293,9 +328,10 @@ def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
         pl.col("severity").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"),
         pl.col("difference").abs().alias("_size"),
     ).sort(
-        ["_rank", "_size", "client", "rule", "id"],
-        descending=[False, True, False, False, False],
+        ["_rank", "_size", "client", "rule", "id", "message"],
+        descending=[False, True, False, False, False, False],
         nulls_last=True,
+        maintain_order=True,
     )
     seen = pl.col("id").cum_count().over("id")
     return findings.with_columns(
@@ -304,6 +340,59 @@ def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
         .otherwise("id")
         .alias("id")
     ).drop("_rank", "_size")
+
+
+# Each match group's money, from its lines: tax as the totals count it (an unknown tax adds 0).
+GROUP_MONEY = """
+    WITH gl AS (
+        SELECT match_id, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
+        FROM (SELECT match_id, unnest(a_uids) AS uid FROM groups) g JOIN a x USING (uid)
+        UNION ALL
+        SELECT match_id, 1, x.net_amount, coalesce(x.tax_amount, 0)
+        FROM (SELECT match_id, unnest(h_uids) AS uid FROM groups) g JOIN h x USING (uid)
+    )
+    SELECT match_id, sum(sign * net) AS net, sum(sign * tax) AS tax FROM gl GROUP BY match_id
+"""
+
+
+def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
+    """net_difference, tax_difference and gross_difference: the part of the difference between
+    the two sides' totals that each finding accounts for (HaloPSA − Autotask). Every match
+    group is accounted for once, by the first finding in precedence order that covers it (the
+    attribution of the variance bridge), so the columns add up over all findings, with the
+    groups no rule explains, to the totals' difference in every measure."""
+    measures = ("net_difference", "tax_difference", "gross_difference")
+    if findings.is_empty():
+        return findings.with_columns(pl.lit(None, MONEY).alias(m) for m in measures)
+    indexed = findings.with_row_index("_f")
+    covering = (
+        indexed.select("_f", "precedence", "rule", "id", "match_ids")
+        .explode("match_ids")
+        .drop_nulls("match_ids")
+        .sort(["precedence", "rule", "id"])
+        .unique(subset="match_ids", keep="first", maintain_order=True)
+        .select("_f", pl.col("match_ids").alias("match_id"))
+    )
+    con.register("_covering", covering)
+    money = con.sql(
+        f"""
+        SELECT c._f, sum(m.net) AS net, sum(m.tax) AS tax
+        FROM _covering c JOIN ({GROUP_MONEY}) m USING (match_id) GROUP BY c._f
+        """
+    ).pl()
+    con.unregister("_covering")
+    zero = pl.lit(0).cast(MONEY)
+    return (
+        indexed.join(money, on="_f", how="left")
+        .with_columns(
+            pl.col("net").fill_null(zero).cast(MONEY).alias("net_difference"),
+            pl.col("tax").fill_null(zero).cast(MONEY).alias("tax_difference"),
+            (pl.col("net").fill_null(zero) + pl.col("tax").fill_null(zero))
+            .cast(MONEY)
+            .alias("gross_difference"),
+        )
+        .drop("_f", "net", "tax")
+    )
 
 
 def bridge(

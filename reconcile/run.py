@@ -24,9 +24,19 @@ from reconcile.store import Workspace
 from reconcile.validate import Settings
 
 CENT = Decimal("0.01")
+# One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
+# (the rule's own figures: net, tax or gross); autotask_net … halopsa_gross are the sums of the
+# lines involved on each side; net/tax/gross_difference are the part of the totals' difference
+# the discrepancy accounts for (each line group counted once, as in the variance bridge), so
+# they add up to the totals' difference. Money in the line's currency.
 OUTPUT_COLUMNS = [
-    "id", "rule", "severity", "client", "autotask_refs", "halopsa_refs",
-    "autotask_amount", "halopsa_amount", "difference", "message",
+    "id", "rule", "severity", "client", "currency", "stage", "item", "contract",
+    "service_period_start", "service_period_end", "autotask_invoices", "halopsa_invoices",
+    "autotask_quantity", "halopsa_quantity", "autotask_unit_price", "halopsa_unit_price",
+    "measure", "autotask_amount", "halopsa_amount", "difference",
+    "autotask_net", "autotask_tax", "autotask_gross", "halopsa_net", "halopsa_tax",
+    "halopsa_gross", "net_difference", "tax_difference", "gross_difference",
+    "autotask_refs", "halopsa_refs", "message",
 ]  # fmt: skip
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
 REPORT_CLIENT_CAP = 1000  # clients listed in the report's per-client table before filtering
@@ -278,9 +288,37 @@ def _mapping_dict(mapping: Mapping) -> dict[str, Any]:
 def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
     if findings.is_empty():
         return pl.DataFrame(schema={c: pl.String for c in OUTPUT_COLUMNS})
+
+    def names(name: str) -> pl.Expr:
+        both = pl.concat_list(
+            pl.col(f"a_{name}").fill_null(pl.lit([], pl.List(pl.String))),
+            pl.col(f"h_{name}").fill_null(pl.lit([], pl.List(pl.String))),
+        )
+        return both.list.unique(maintain_order=True).list.join("; ")
+
+    def joined(name: str) -> pl.Expr:
+        return pl.col(name).list.join(";").fill_null("")
+
+    def gross(side: str) -> pl.Expr:
+        return pl.col(f"{side}_net") + pl.col(f"{side}_tax").fill_null(0)
+
     return findings.with_columns(
-        pl.col("autotask_refs").list.join(";").fill_null(""),
-        pl.col("halopsa_refs").list.join(";").fill_null(""),
+        pl.coalesce("a_currency", "h_currency").alias("currency"),
+        names("item_names").alias("item"),
+        names("contracts").alias("contract"),
+        pl.min_horizontal("a_period_start", "h_period_start").alias("service_period_start"),
+        pl.max_horizontal("a_period_end", "h_period_end").alias("service_period_end"),
+        joined("a_invoices").alias("autotask_invoices"),
+        joined("h_invoices").alias("halopsa_invoices"),
+        *(
+            pl.col(f"{s}_{m}").alias(f"{side}_{m}")
+            for s, side in (("a", "autotask"), ("h", "halopsa"))
+            for m in ("quantity", "unit_price", "net", "tax")
+        ),
+        gross("a").cast(pl.Decimal(18, 2)).alias("autotask_gross"),
+        gross("h").cast(pl.Decimal(18, 2)).alias("halopsa_gross"),
+        joined("autotask_refs").alias("autotask_refs"),
+        joined("halopsa_refs").alias("halopsa_refs"),
     ).select(OUTPUT_COLUMNS)
 
 
@@ -377,6 +415,8 @@ def report_data(
                 "autotask_amount": _text(row["autotask_amount"]),
                 "halopsa_amount": _text(row["halopsa_amount"]),
                 "difference": str(row["difference"]),
+                "measure": row["measure"],
+                "gross_difference": str(row["gross_difference"]),
                 "autotask_lines": a_lines.get(f, []),
                 "halopsa_lines": h_lines.get(f, []),
             }

@@ -73,6 +73,8 @@
       sev: str(row[C.severity]), client: str(row[C.client]) || "", diff: diff, diffCents: d,
       abs: Math.abs(d), at: row[C.autotask_amount], hp: row[C.halopsa_amount],
       atCents: cents(row[C.autotask_amount]), hpCents: cents(row[C.halopsa_amount]),
+      measure: str(row[C.measure]) || "", gross: row[C.gross_difference],
+      grossCents: cents(row[C.gross_difference]),
       msg: row[C.message] || "", hay: null
     };
   });
@@ -138,6 +140,8 @@
     autotask: function (a, b) { return a.atCents - b.atCents; },
     halopsa: function (a, b) { return a.hpCents - b.hpCents; },
     difference: function (a, b) { return a.diffCents - b.diffCents; },
+    measure: function (a, b) { return collator.compare(a.measure, b.measure); },
+    gross: function (a, b) { return a.grossCents - b.grossCents; },
     message: function (a, b) { return collator.compare(a.msg, b.msg); }
   };
   function rank(it) { return it.sev in SEV_RANK ? SEV_RANK[it.sev] : 9; }
@@ -219,7 +223,7 @@
     var tr = node("tr", "detail");
     tr.id = "detail-" + it.id;
     var td = node("td");
-    td.colSpan = 8;
+    td.colSpan = 10;
     var grid = node("div", "detail-grid");
     var left = node("div", "lines");
     left.appendChild(compareTable(it));
@@ -259,9 +263,11 @@
     tr.appendChild(tdS);
     tr.appendChild(node("td", "c-rule", it.ruleTitle));
     tr.appendChild(node("td", "c-client", it.client));
+    tr.appendChild(node("td", "c-measure", it.measure));
     tr.appendChild(node("td", "num c-at", money(it.at)));
     tr.appendChild(node("td", "num c-hp", money(it.hp)));
     tr.appendChild(node("td", "num c-diff", signedMoney(it.diff)));
+    tr.appendChild(node("td", "num c-gross", signedMoney(it.gross)));
     tr.appendChild(node("td", "c-msg", it.msg));
     return tr;
   }
@@ -323,7 +329,7 @@
     if (!view.length) {
       var tr = node("tr", "no-rows");
       var td = node("td", "empty", "No discrepancies match these filters.");
-      td.colSpan = 8;
+      td.colSpan = 10;
       tr.appendChild(td);
       frag.appendChild(tr);
     }

@@ -18,6 +18,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 60
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 CONFIG = {
     "abs_tol": ("0.01", "Largest net amount difference per line treated as rounding."),
     "rel_tol": ("0", "Extra allowed difference, as a fraction of the Autotask amount."),

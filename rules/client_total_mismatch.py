@@ -19,6 +19,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "warning"
 PRECEDENCE = 99
+MEASURE = "gross"  # what autotask_amount and halopsa_amount are
 CONFIG = {
     "line_tol": ("0.01", "Per-line difference that still counts as the line looking fine."),
     "abs_tol": ("0.01", "Largest difference of a client's total treated as equal."),

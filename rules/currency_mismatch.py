@@ -17,6 +17,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 15
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 SUPERSEDES = ("amount_mismatch", "unit_price_mismatch", "tax_mismatch", "rounding_difference")
 CONFIG: dict[str, tuple[str, str]] = {}
 

@@ -18,6 +18,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 20
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 SUPERSEDES = ("missing_in_autotask", "missing_in_halopsa")
 CONFIG: dict[str, tuple[str, str]] = {}
 

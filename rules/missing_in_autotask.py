@@ -18,6 +18,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 41
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 CONFIG: dict[str, tuple[str, str]] = {}
 
 

@@ -19,6 +19,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 40
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 CONFIG: dict[str, tuple[str, str]] = {}
 
 

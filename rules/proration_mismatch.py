@@ -18,6 +18,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "warning"
 PRECEDENCE = 30
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 SUPERSEDES = ("quantity_mismatch", "unit_price_mismatch", "amount_mismatch")
 CONFIG = {
     "abs_tol": ("0.01", "Largest prorated amount difference treated as rounding."),

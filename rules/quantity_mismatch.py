@@ -18,6 +18,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 50
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 CONFIG = {
     "abs_tol": ("0", "Largest quantity difference treated as equal, in units."),
     "rel_tol": ("0", "Extra allowed difference, as a fraction of the Autotask quantity."),

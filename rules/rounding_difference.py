@@ -18,6 +18,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "info"
 PRECEDENCE = 95
+MEASURE = "gross"  # what autotask_amount and halopsa_amount are
 CONFIG = {"abs_tol": ("0.01", "Largest per-line difference reported as rounding, not error.")}
 
 

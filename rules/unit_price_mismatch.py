@@ -17,6 +17,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 55
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 CONFIG = {
     "abs_tol": ("0", "Largest unit price difference treated as equal."),
     "rel_tol": ("0", "Extra allowed difference, as a fraction of the Autotask price."),

@@ -19,6 +19,7 @@ from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
 PRECEDENCE = 10
+MEASURE = "net"  # what autotask_amount and halopsa_amount are
 SUPERSEDES = ("missing_in_autotask",)
 CONFIG: dict[str, tuple[str, str]] = {}
 

@@ -290,6 +290,8 @@ def _discrepancy(
         "autotask_amount": _s(at_net),
         "halopsa_amount": _s(hp_net),
         "difference": _s(hp_net - at_net),
+        "measure": "gross" if rule == "client_total_mismatch" else "net",
+        "gross_difference": _s(hp_net - at_net),
         "autotask_lines": at,
         "halopsa_lines": hp,
     }

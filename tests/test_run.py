@@ -285,3 +285,42 @@ def test_a_bug_exits_3_with_a_paragraph_not_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("Internal error: ZeroDivisionError: simulated.")
     assert "Traceback" not in err
+
+
+def test_each_autotask_export_shape_gives_the_same_ids(tmp_path: Path) -> None:
+    """An id keyed on what a line bills survives a change of export format: anything a person
+    attaches to a discrepancy (an acceptance, a note) follows it from the XML to the CSV."""
+    ids = {}
+    for name in ("invoices.xml", "billing_items.csv", "billing_items.xlsx", "api"):
+        out = tmp_path / name
+        result = invoke(
+            "--workspace", tmp_path / f"{name}.duckdb", "run", "--cycle", "2026-11",
+            "--autotask", DEMO / "autotask" / name, "--halopsa", DEMO / "halopsa" / "api",
+            "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        ids[name] = sorted((f["id"], f["rule"]) for f in findings(out))
+    first, *others = ids.values()
+    assert len(first) == 24
+    for other in others:
+        assert other == first
+
+
+def test_differences_add_up_to_the_totals_in_every_measure(tmp_path: Path) -> None:
+    """Each line group is accounted for once, so the discrepancies' net, tax and gross
+    differences add up to the difference of the totals; the rule's own figures say which
+    measure they are."""
+    out = run_demo(tmp_path, "measures")
+    rows = read_json(out / "discrepancies.json")
+    totals = read_json(out / "summary.json")["totals"]["difference"]
+    for measure in ("net", "tax", "gross"):
+        added = sum(Decimal(r[f"{measure}_difference"]) for r in rows)
+        assert added == Decimal(totals[measure]), measure
+    assert {r["rule"]: r["measure"] for r in rows if r["rule"].startswith("tax")} == {
+        "tax_mismatch": "tax"
+    }
+    for r in rows:
+        for side in ("autotask", "halopsa"):
+            if r[f"{side}_net"] is not None and r[f"{side}_tax"] is not None:
+                gross = Decimal(r[f"{side}_net"]) + Decimal(r[f"{side}_tax"])
+                assert Decimal(r[f"{side}_gross"]) == gross
