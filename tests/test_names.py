@@ -7,6 +7,7 @@ import random
 import time
 import unicodedata
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
+from conftest import FIXTURES, invoke, read_json
 from reconcile.crosswalk import (
     LEGAL_FORMS,
     PAIR_BUDGET,
@@ -286,3 +288,33 @@ def test_suggestions_at_scale_are_bounded_and_find_typos() -> None:
         if score < round(fuzz.token_sort_ratio(q, c), 1) and fuzz.token_sort_ratio(q, c) >= 70
     ]
     assert len(missed) < len(typos) // 100, missed[:5]
+
+
+def test_the_report_lists_a_collision_with_its_message(tmp_path: Path) -> None:
+    folder = FIXTURES / "cycles" / "name_quirks"
+    result = invoke(
+        "--workspace",
+        tmp_path / "ws.duckdb",
+        "run",
+        "--cycle",
+        "2026-11",
+        "--currency",
+        "GBP",
+        "--autotask",
+        folder / "autotask.csv",
+        "--halopsa",
+        folder / "halopsa.csv",
+        "--out",
+        tmp_path / "out",
+    )
+    assert result.exit_code == 1, result.output
+    unmapped = read_json(tmp_path / "out" / "summary.json")["unmapped"]
+    note = (
+        "matches 2 Autotask clients by name (Acme Inc; Acme Ltd) and is not paired: "
+        "add a mapping row client,<Autotask client>,ACME"
+    )
+    assert {"kind": "client", "value": "ACME", "suggestion": None, "basis": note}.items() <= (
+        next(u for u in unmapped if u["value"] == "ACME").items()
+    )
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert note.replace("<", "&lt;").replace(">", "&gt;") in html
