@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import itertools
 import re
 import unicodedata
 from collections import defaultdict
@@ -52,18 +51,36 @@ SPELLED_OUT_FORMS = {
 }
 
 
+# The same for plain ASCII in one pass (most names): dots and apostrophes dropped, & a word,
+# every other mark a space.
+ASCII_MARKS = str.maketrans(
+    {
+        **{chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")},
+        ".": None,
+        "'": None,
+        "`": None,
+        "&": " & ",
+    }
+)
+
+
 def _words(text: str) -> tuple[str, ...]:
     """NFKC, then cleanco's caseless accent-free form; dots and apostrophes dropped, every other
     mark (quotes, hyphens, brackets, commas) a word break; repeated or non-breaking spaces are
     one break."""
-    text = normalized(unicodedata.normalize("NFKC", text).translate(QUOTES))
-    return tuple(WORD_SPELLINGS.get(w, w) for w in SEPARATORS.split(DROPPED.sub("", text)) if w)
+    if text.isascii():  # cleanco's accent removal looks at every character: not needed here
+        words = text.casefold().translate(ASCII_MARKS).split()
+    else:
+        text = normalized(unicodedata.normalize("NFKC", text).translate(QUOTES))
+        words = [w for w in SEPARATORS.split(DROPPED.sub("", text)) if w]
+    return tuple(WORD_SPELLINGS.get(w, w) for w in words)
 
 
 # cleanco's legal forms of many countries, read as names are read (so "L.L.P." is ("llp",)).
 LEGAL_FORMS = frozenset(_words(t) for t in (*get_unique_terms(), *SPELLED_OUT_FORMS)) - {()}
 FORM_SPELLINGS = {_words(long): short for long, short in SPELLED_OUT_FORMS.items()}
 LONGEST_FORM = max(len(f) for f in LEGAL_FORMS)
+LAST_WORDS = frozenset(f[-1] for f in LEGAL_FORMS)  # a name ending otherwise has no legal form
 
 
 @functools.lru_cache(maxsize=1 << 19)
@@ -75,16 +92,18 @@ def name_parts(name: str | None) -> tuple[str, str]:
         return "", ""
     # run[i]: the size of the legal form starting at word i when words[i:] is all legal forms.
     count = len(words)
+    if words[-1] not in LAST_WORDS:
+        base = words[1:] if count > 1 and words[0] == "the" else words
+        return " ".join("and" if w == "&" else w for w in base), ""
     run: list[int | None] = [None] * count + [0]
     for i in range(count - 1, 0, -1):
-        run[i] = next(
-            (
-                size
-                for size in range(min(LONGEST_FORM, count - i), 0, -1)
-                if run[i + size] is not None and words[i : i + size] in LEGAL_FORMS
-            ),
-            None,
-        )
+        for size in range(min(LONGEST_FORM, count - i), 0, -1):
+            if run[i + size] is not None and words[i : i + size] in LEGAL_FORMS:
+                run[i] = size
+                break
+        else:
+            if i + LONGEST_FORM <= count and all(r is None for r in run[i : i + LONGEST_FORM]):
+                break  # no legal form can reach the end from here or before
     # The base is the shortest start (never empty) followed by nothing but legal forms.
     cut = next(i for i in range(1, count + 1) if run[i] is not None)
     base = words[1:cut] if cut > 1 and words[0] == "the" else words[:cut]
@@ -486,20 +505,33 @@ def _all_pairs(
 
 
 def _blocks(strings: Sequence[str]) -> pl.DataFrame:
-    """Each string's words, adjacent word pairs, starts and ends of longer words, and the whole
-    string with one word masked: a name with one misspelt word still shares a block with it."""
-    index: list[int] = []
-    block: list[str] = []
-    for i, text in enumerate(strings):
-        words = text.split()
-        keys = {*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))}
-        keys.update(w[:4] + "*" for w in words if len(w) > 4)
-        keys.update("*" + w[-4:] for w in words if len(w) > 4)
-        if len(words) > 1:
-            keys.update(" ".join([*words[:j], "*", *words[j + 1 :]]) for j in range(len(words)))
-        index.extend([i] * len(keys))
-        block.extend(keys)
-    return pl.DataFrame({"i": index, "block": block}, schema={"i": pl.Int64, "block": pl.String})
+    """Each string's words, adjacent word pairs, word pairs one word apart, and the starts and
+    ends of longer words: a name with one misspelt word still shares a block with the right one
+    (for three words, every pair of the other two)."""
+    words = (
+        pl.DataFrame(
+            {"i": range(len(strings)), "w": strings}, schema={"i": pl.Int64, "w": pl.String}
+        )
+        .with_columns(pl.col("w").str.split(" "))
+        .explode("w")
+        .filter(pl.col("w") != "")
+    )
+    same = [pl.col("i").shift(-k) == pl.col("i") for k in (1, 2)]
+    long = pl.col("w").str.len_chars() > 4
+    kinds = [
+        pl.col("w"),
+        pl.when(same[0]).then(pl.col("w") + " " + pl.col("w").shift(-1)),
+        pl.when(same[1]).then(pl.col("w") + " * " + pl.col("w").shift(-2)),
+        pl.when(long).then(pl.col("w").str.slice(0, 4) + "*"),
+        pl.when(long).then("*" + pl.col("w").str.slice(-4)),
+    ]
+    # Blocks as 64-bit hashes: a collision only adds a pair to score.
+    return pl.concat(
+        [
+            words.select("i", block=kind).drop_nulls().with_columns(pl.col("block").hash())
+            for kind in kinds
+        ]
+    ).unique()
 
 
 def _blocked(
