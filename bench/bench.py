@@ -4,6 +4,8 @@
 2. run: `reconcile run` end to end at 100k and 1M lines per side against a plain DuckDB
    full-outer-join diff of the same files.
 3. report: a 50,000-discrepancy HTML report, its size and generation time.
+4. crosswalk: client name resolution with suggestions for 100,000 unmapped HaloPSA names against
+   200,000 Autotask clients (typos of real names and names Autotask never had).
 
 Figures are printed as a table and written to bench/results.json.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import resource
 import subprocess
 import sys
@@ -115,6 +118,57 @@ def generate(n: int) -> tuple[Path, Path]:
     return at_path, halo_path
 
 
+CROSSWALK_CANDIDATES = 200_000
+CROSSWALK_UNMAPPED = 100_000
+SYLLABLES = [
+    "ash", "bel", "bro", "car", "den", "dor", "el", "fen", "gar", "hal", "ing", "kel", "lan", "lo",
+    "mar", "mer", "nor", "ol", "pen", "per", "qui", "ran", "rho", "sal", "sta", "ston", "tin",
+    "tor", "ul", "van", "vel", "wick", "win", "yar", "zen", "ford", "ley", "ham", "by", "wood",
+]  # fmt: skip
+TRADES = [
+    "Dental", "Marine", "Foods", "Joinery", "Solicitors", "Accountants", "Logistics", "Vets",
+    "Surveyors", "Engineering", "Bakery", "Motors", "Pharmacy", "Architects", "Plumbing",
+]  # fmt: skip
+LEGAL = ["Ltd", "Limited", "LLP", "L.L.P.", "Inc", "LLC", "L.L.C.", "PLC", "GmbH", "B.V.", ""]
+
+
+def generate_names() -> Path:
+    """Autotask client names and HaloPSA names none of which is equal to one after
+    normalisation: half a one-letter typo of an Autotask name, half a name Autotask never had."""
+    path = DATA / "crosswalk-names.parquet"
+    if path.exists():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(13)
+
+    def word() -> str:
+        return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).title()
+
+    def name() -> str:
+        return " ".join(w for w in (word(), word(), rng.choice(TRADES), rng.choice(LEGAL)) if w)
+
+    autotask = list(dict.fromkeys(name() for _ in range(CROSSWALK_CANDIDATES + 5_000)))
+    autotask = autotask[:CROSSWALK_CANDIDATES]
+    halopsa = []
+    for i in range(CROSSWALK_UNMAPPED):
+        if i % 2:
+            halopsa.append(name())
+            continue
+        words = rng.choice(autotask).split()
+        at = rng.randrange(2)
+        letter = rng.randrange(1, len(words[at]))
+        other = rng.choice([v for v in "aeiouy" if v != words[at][letter]])
+        words[at] = words[at][:letter] + other + words[at][letter + 1 :]
+        halopsa.append(" ".join(words))
+    pl.DataFrame(
+        {
+            "side": ["autotask"] * len(autotask) + ["halopsa"] * len(halopsa),
+            "name": autotask + halopsa,
+        }
+    ).write_parquet(path)
+    return path
+
+
 # ---- measured tasks (run in a child process) ----
 
 
@@ -199,12 +253,40 @@ def task_report(n: str, _: str) -> None:
     print(json.dumps({"render_seconds": time.perf_counter() - start}))
 
 
+def task_crosswalk(path: str, _: str) -> None:
+    """Client resolution and suggestions as `run` does them (crosswalk.resolve)."""
+    from reconcile.crosswalk import Entity, resolve
+
+    names = pl.read_parquet(path)
+    autotask = [
+        Entity(key=f"a{i}", ids=(str(i),), names=(n,))
+        for i, n in enumerate(names.filter(side="autotask")["name"])
+    ]
+    halopsa = [
+        Entity(key=f"h{i}", ids=(), names=(n,))
+        for i, n in enumerate(names.filter(side="halopsa")["name"])
+    ]
+    found = resolve("client", autotask, halopsa, [], 60)
+    print(
+        json.dumps(
+            {
+                "candidates": len(autotask),
+                "halopsa_names": len(halopsa),
+                "paired": sum(1 for r in found if r.autotask_key),
+                "suggested": sum(1 for r in found if r.suggestion),
+                "no_suggestion": sum(1 for r in found if not r.autotask_key and not r.suggestion),
+            }
+        )
+    )
+
+
 TASKS: dict[str, Callable[[str, str], None]] = {
     "duckdb_read": task_duckdb_read,
     "duckdb_join": task_duckdb_join,
     "load": task_load,
     "run": task_run,
     "report": task_report,
+    "crosswalk": task_crosswalk,
 }
 
 
@@ -261,6 +343,14 @@ def main() -> None:
     print(
         f"report with 50,000 discrepancies: {size:.1f} MB, rendered in "
         f"{report['render_seconds']:.2f} s (peak {report['peak_mb']} MB)"
+    )
+    crosswalk = measure("crosswalk", str(generate_names()), "")
+    results["crosswalk"] = crosswalk
+    print(
+        f"crosswalk: {crosswalk['halopsa_names']:,} unmapped names against "
+        f"{crosswalk['candidates']:,} candidates in {crosswalk['seconds']:.2f} s "
+        f"(peak {crosswalk['peak_mb']} MB; {crosswalk['suggested']:,} suggested, "
+        f"{crosswalk['no_suggestion']:,} without a suggestion, {crosswalk['paired']:,} paired)"
     )
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 

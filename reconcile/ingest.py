@@ -213,7 +213,9 @@ def _store(
             "dialect": raw.dialect,
             **tally.totals(),
             "invoice_checks": _invoice_checks(raw, tally),
-            "warnings": tally.warnings(raw) + _cycle_warnings(workspace, load_id, settings.cycle),
+            "warnings": tally.warnings(raw)
+            + _cycle_warnings(workspace, load_id, settings.cycle)
+            + _client_name_warnings(workspace, raw, load_id),
         }
         workspace.insert_load(record)
     _prove_conservation(workspace, record)
@@ -316,6 +318,26 @@ def _cycle_warnings(workspace: Workspace, load_id: str, cycle: str) -> list[str]
     return [
         f"{outside} of {dated} lines have an invoice date outside cycle {cycle} (invoice dates "
         f"run from {first} to {last}); check that --cycle names the month these invoices bill"
+    ]
+
+
+def _client_name_warnings(workspace: Workspace, raw: RawFrame, load_id: str) -> list[str]:
+    """A HaloPSA client id under two names in one export: one of them is stale or mistyped, and
+    only the commoner is shown for the client."""
+    if raw.platform != "halopsa":
+        return []
+    rows = workspace.con.execute(
+        """
+        SELECT client_id, list(DISTINCT client_name ORDER BY client_name) FROM lines
+        WHERE load_id = ? AND client_id IS NOT NULL AND client_name IS NOT NULL
+        GROUP BY client_id HAVING count(DISTINCT client_name) > 1 ORDER BY client_id
+        """,
+        [load_id],
+    ).fetchall()
+    return [
+        f"HaloPSA client id {client_id} appears under {len(names)} names: "
+        + " and ".join(repr(n) for n in names)
+        for client_id, names in rows
     ]
 
 

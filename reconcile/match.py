@@ -16,7 +16,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
 
 from reconcile.config import Config
-from reconcile.crosswalk import Entity, Mapping, Resolution, normalise_name, resolve
+from reconcile.crosswalk import Entity, Mapping, Resolution, name_key, normalise_text, resolve
 from reconcile.ingest import check_cycle
 
 # Stage names in order, with the label the report shows.
@@ -86,8 +86,8 @@ def _distinct(con: duckdb.DuckDBPyConnection, side: str, columns: list[str]) -> 
     return frame
 
 
-def _key(value: str | None, name: str | None) -> str:
-    return value if value else "name:" + normalise_name(name)
+def _key(kind: str, value: str | None, name: str | None) -> str:
+    return value if value else "name:" + name_key(kind, name)
 
 
 ENTITY_COLUMNS = {
@@ -102,28 +102,42 @@ ENTITY_COLUMNS = {
 
 
 def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[list[Entity], pl.DataFrame]:
-    """Distinct entities of one kind on one side, and the raw columns → entity key table."""
+    """Distinct entities of one kind on one side, and the raw columns → entity key table.
+
+    A HaloPSA item is also known by its lines' descriptions, after its own names: HaloPSA API
+    lines whose item is missing from the items page carry the item's code as its name."""
     _, id_col, name_col = ENTITY_COLUMNS[kind]
     xref_col = ENTITY_COLUMNS[kind][0][2]
     names: dict[str, Counter[str]] = {}
+    descriptions: dict[str, Counter[str]] = {}
     ids: dict[str, str | None] = {}
     xrefs: dict[str, str | None] = {}
     keys = []
     for row in frame.iter_rows(named=True):
         name = row[name_col] or (row.get("description") if kind == "item" else None)
-        key = _key(row[id_col], name)
+        key = _key(kind, row[id_col], name)
         key = key if side == "a" else "h:" + key
         keys.append(key)
         names.setdefault(key, Counter())
+        descriptions.setdefault(key, Counter())
         if name:
             names[key][name] += row["n"]
+        if kind == "item" and side == "h" and row.get("description"):
+            descriptions[key][row["description"]] += row["n"]
         ids[key] = row[id_col]
         xrefs[key] = row.get(xref_col) if side == "h" else None
     entities = [
         Entity(
             key=k,
             ids=tuple(i for i in [ids[k]] if i),
-            names=tuple(n for n, _ in names[k].most_common(2)),
+            names=tuple(
+                dict.fromkeys(
+                    [
+                        *(n for n, _ in names[k].most_common(2)),
+                        *(d for d, _ in descriptions[k].most_common(2)),
+                    ]
+                )
+            ),
             xref=xrefs[k],
         )
         for k in sorted(names)
@@ -183,7 +197,10 @@ def _suggest_by_totals(
                 suggestion=found[r.halopsa_key][0],
                 basis=f"same net total {found[r.halopsa_key][1]}; none of its lines is in HaloPSA",
             )
-            if kind == "client" and r.suggestion is None and r.halopsa_key in found
+            if kind == "client"
+            and r.suggestion is None
+            and not r.ambiguous
+            and r.halopsa_key in found
             else r,
         )
         for kind, r in crosswalk
@@ -197,7 +214,17 @@ def _register_crosswalk(
         "crosswalk",
         pl.DataFrame(
             [
-                (k, r.halopsa_key, r.autotask_key, r.method, r.suggestion, r.score, r.basis)
+                (
+                    k,
+                    r.halopsa_key,
+                    r.autotask_key,
+                    r.method,
+                    r.suggestion,
+                    r.score,
+                    r.basis,
+                    r.note,
+                    r.ambiguous,
+                )
                 for k, r in results
             ],
             schema={
@@ -208,6 +235,8 @@ def _register_crosswalk(
                 "suggestion": pl.String,
                 "score": pl.Float64,
                 "basis": pl.String,
+                "note": pl.String,
+                "ambiguous": pl.Boolean,
             },
             orient="row",
         ),
@@ -396,8 +425,8 @@ def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
         la = left_a.filter(pl.col("c_key") == client)
         lh = left_h.filter(pl.col("c_key") == client)
         scores = cdist(
-            [normalise_name(t) for t in la["text"]],
-            [normalise_name(t) for t in lh["text"]],
+            [normalise_text(t) for t in la["text"]],
+            [normalise_text(t) for t in lh["text"]],
             scorer=fuzz.token_set_ratio,
         )
         for i, a_row in enumerate(la.iter_rows(named=True)):

@@ -247,7 +247,8 @@ def _summary(
                 "value": r.halopsa_label,
                 "suggestion": r.suggestion,
                 "score": None if r.score is None else str(r.score),
-                "basis": r.basis,
+                # Why this suggestion; without one, why none (a name collision, nothing similar).
+                "basis": r.basis if r.suggestion else r.note,
             }
             for kind, r in matched.crosswalk
             if r.method == "unmapped" and kind != "contract"

@@ -31,9 +31,12 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                flatten(list(g.h_uids ORDER BY g.match_id)) AS h_uids,
                sum(g.h_net) AS halopsa_amount,
                sum(coalesce(g.a_net, 0)) AS autotask_amount,
-               format('HaloPSA item {} matches no Autotask item{}', min(g.h_item),
-                      coalesce(' - closest Autotask item: ' || min(x.suggestion)
-                               || ' (' || min(x.basis) || ')', '')) AS message
+               format('HaloPSA item {} {}', min(g.h_item),
+                      CASE WHEN bool_or(x.ambiguous) THEN min(x.note)
+                           ELSE 'matches no Autotask item'
+                                || coalesce(' - closest Autotask item: ' || min(x.suggestion)
+                                            || ' (' || min(x.basis) || ')',
+                                            ' - ' || min(x.note), '') END) AS message
         FROM groups g
         LEFT JOIN crosswalk x ON x.kind = 'item' AND x.h_key = g.h_i_key
         WHERE matched(g) AND g.h_c_ok AND NOT g.h_i_ok

@@ -1,0 +1,320 @@
+"""Company names as people type them: every variant of one company resolves to it, and different
+companies stay apart (hypothesis), with cleanco's legal forms checked rather than assumed."""
+
+from __future__ import annotations
+
+import random
+import time
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cleanco import basename
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rapidfuzz import fuzz
+
+from conftest import FIXTURES, invoke, read_json
+from reconcile.crosswalk import (
+    LEGAL_FORMS,
+    PAIR_BUDGET,
+    Entity,
+    Mapping,
+    ambiguity_note,
+    best_matches,
+    name_parts,
+    normalise_name,
+    normalise_text,
+    resolve,
+)
+
+# Ordinary words, none of them a legal form; some accented, some with an apostrophe.
+WORDS = [
+    "Pennine", "Foods", "Kestrel", "Dental", "Harbour", "Marine", "Café", "Lumière", "Zürich",
+    "Bright", "Smile", "O'Brien", "Plumbing", "Marlow", "Finch", "Solicitors", "Nørre", "Crèche",
+    "Apex", "Acme", "Widgets", "Quayside", "Joinery", "Ashdown", "Forest", "Golf", "Club",
+    "Meadow", "Bakers", "Señor", "Tapas", "Jones", "Green", "Accountants", "St", "Mary's",
+]  # fmt: skip
+# Each legal form in the spellings people use; the key names the form.
+FORMS = {
+    "": [""],
+    "ltd": ["Ltd", "Ltd.", "Limited", "LTD", "L.T.D."],
+    "llp": ["LLP", "L.L.P.", "llp", "Limited Liability Partnership"],
+    "llc": ["LLC", "L.L.C.", "Limited Liability Company"],
+    "plc": ["PLC", "plc", "P.L.C.", "Public Limited Company"],
+    "inc": ["Inc", "Inc.", "Incorporated", "INC."],
+    "corp": ["Corp", "Corp.", "Corporation"],
+    "bv": ["BV", "B.V."],
+    "sa": ["SA", "S.A."],
+    "ag": ["AG", "A.G."],
+    "gmbh": ["GmbH", "G.m.b.H."],
+    "gmbh & co kg": ["GmbH & Co. KG", "GmbH and Co KG"],
+    "pty ltd": ["Pty Ltd", "Pty. Ltd.", "Pty Limited"],
+    "sarl": ["SARL", "S.A.R.L.", "s.a.r.l."],
+}
+SPACES = [" ", "  ", "\u00a0", " \u00a0"]
+
+
+def test_the_vocabulary_holds_no_legal_form() -> None:
+    for word in WORDS:
+        assert not any(normalise_text(word) in form for form in LEGAL_FORMS), word
+
+
+# (word indices, which gaps hold "&", legal form): one company.
+Company = tuple[tuple[int, ...], frozenset[int], str]
+
+
+@st.composite
+def companies(draw: st.DrawFn) -> Company:
+    words = tuple(draw(st.lists(st.integers(0, len(WORDS) - 1), min_size=1, max_size=3)))
+    ands = (
+        frozenset(draw(st.sets(st.integers(0, len(words) - 2)))) if len(words) > 1 else frozenset()
+    )
+    return words, ands, draw(st.sampled_from(sorted(FORMS)))
+
+
+def canonical(company: Company) -> str:
+    """How Autotask spells it: the first spelling of its form, plain spaces, composed."""
+    words, ands, form = company
+    parts = []
+    for i, index in enumerate(words):
+        parts.append(WORDS[index])
+        if i in ands:
+            parts.append("&")
+    return " ".join([*parts, FORMS[form][0]]).strip()
+
+
+@st.composite
+def variants(draw: st.DrawFn, company: Company) -> str:
+    """The same company as someone else typed it."""
+    words, ands, form = company
+    parts = []
+    for i, index in enumerate(words):
+        word = WORDS[index]
+        if draw(st.booleans()):
+            word = word.replace("'", "\u2019")
+        parts.append(word)
+        if i in ands:
+            parts.append(draw(st.sampled_from(["&", "and", "AND", "And"])))
+    if draw(st.booleans()):
+        parts.insert(0, draw(st.sampled_from(["The", "THE", "the"])))
+    spelling = draw(st.sampled_from(FORMS[form]))
+    if spelling and draw(st.booleans()):
+        parts[-1] += ","  # "Acme, Inc."
+    text = ""
+    for part in [*parts, spelling]:
+        if part:
+            text += (draw(st.sampled_from(SPACES)) if text else "") + part
+    cases: list[Callable[[str], str]] = [str.upper, str.lower, str.title, str.strip]
+    case = draw(st.sampled_from(cases))
+    text = case(text)
+    text = draw(st.sampled_from([*SPACES[:2], ""])) + text + draw(st.sampled_from(["", " "]))
+    return unicodedata.normalize(draw(st.sampled_from(["NFC", "NFD", "NFKD"])), text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_every_variant_of_a_name_normalises_alike(data: st.DataObject) -> None:
+    company = data.draw(companies())
+    variant = data.draw(variants(company))
+    assert name_parts(variant) == name_parts(canonical(company)), (variant, canonical(company))
+
+
+def _entity(key: str, name: str, prefix: str = "") -> Entity:
+    return Entity(key=prefix + key, ids=(), names=(name,))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_every_variant_resolves_to_its_client_and_different_clients_stay_apart(
+    data: st.DataObject,
+) -> None:
+    """Autotask holds some companies (possibly the same base name with different legal forms);
+    HaloPSA spells each its own way, and adds companies Autotask does not have."""
+    known = data.draw(st.lists(companies(), min_size=1, max_size=8, unique=True))
+    others = data.draw(st.lists(companies(), max_size=4, unique=True))
+    others = [c for c in others if c not in known]
+    autotask = [_entity(str(i), canonical(c)) for i, c in enumerate(known)]
+    halopsa = [_entity(str(i), data.draw(variants(c)), "h") for i, c in enumerate(known)]
+    halopsa += [_entity(f"x{i}", data.draw(variants(c)), "h") for i, c in enumerate(others)]
+    found = {r.halopsa_key: r for r in resolve("client", autotask, halopsa, [], 60)}
+    for i, _ in enumerate(known):
+        assert found[f"h{i}"].autotask_key == str(i), found[f"h{i}"]
+        assert found[f"h{i}"].method == "name"
+    for i, (words, ands, form) in enumerate(others):
+        resolution = found[f"hx{i}"]
+        if resolution.autotask_key is None:
+            continue
+        # Paired only with the one Autotask company of that base name, its form unstated on a side.
+        (twin,) = [k for k, c in enumerate(known) if c[:2] == (words, ands)]
+        assert resolution.autotask_key == str(twin)
+        assert "" in (form, known[twin][2])
+        assert sum(1 for c in known if c[:2] == (words, ands)) == 1
+
+
+def test_cleanco_knows_dotted_legal_forms() -> None:
+    """What the normalisation relies on, checked on the installed cleanco: the forms it lacks
+    (spelled out in full, 'Pty Limited') are ours, in crosswalk.SPELLED_OUT_FORMS."""
+    for form, spellings in FORMS.items():
+        for spelling in spellings:
+            if not form or " " in spelling.replace("Pty. Ltd.", "").replace("GmbH & Co. KG", ""):
+                continue
+            assert basename(f"Pennine Foods {spelling}") == "Pennine Foods", spelling
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("Pennine Foods L.L.P.", ("pennine foods", "llp")),
+        ("The Café Lumière Ltd", ("cafe lumiere", "ltd")),
+        ("Cafe\u0301 Lumie\u0300re Limited", ("cafe lumiere", "ltd")),
+        ("Smith\u00a0&  Sons, Inc.", ("smith and sons", "inc")),
+        ("O’Brien Plumbing", ("obrien plumbing", "")),
+        ("Acme GmbH & Co. KG", ("acme", "gmbh co kg")),
+        ("Acme (UK) Ltd", ("acme", "uk ltd")),
+        ("Ltd", ("ltd", "")),
+        ("The", ("the", "")),
+        ("", ("", "")),
+    ],
+)
+def test_name_parts(name: str, parts: tuple[str, str]) -> None:
+    assert name_parts(name) == parts
+
+
+def _resolve(autotask: list[str], halopsa: list[str], **kw: Any) -> dict[str, Any]:
+    found = resolve(
+        "client",
+        [_entity(n, n) for n in autotask],
+        [_entity(n, n, "h:") for n in halopsa],
+        kw.get("mappings", []),
+        60,
+    )
+    return {r.halopsa_label: r for r in found}
+
+
+def test_a_name_two_autotask_clients_share_is_never_paired() -> None:
+    found = _resolve(["Acme Ltd", "Acme Inc"], ["Acme Limited", "Acme, Inc.", "ACME", "Acme LLC"])
+    assert found["Acme Limited"].autotask_key == "Acme Ltd"
+    assert found["Acme, Inc."].autotask_key == "Acme Inc"
+    for name in ("ACME", "Acme LLC"):
+        assert found[name].autotask_key is None and found[name].ambiguous
+        assert found[name].suggestion is None
+        assert found[name].note == (
+            "matches 2 Autotask clients by name (Acme Inc; Acme Ltd) and is not paired: "
+            f"add a mapping row client,<Autotask client>,{name}"
+        )
+    # Two Autotask clients with the same name, told apart by their ids.
+    autotask = [Entity("1", ("1",), ("Acme Ltd",)), Entity("2", ("2",), ("ACME LIMITED",))]
+    (only,) = resolve("client", autotask, [_entity("x", "Acme Ltd", "h:")], [], 60)
+    assert only.autotask_key is None
+    assert only.note == (
+        "matches 2 Autotask clients by name (ACME LIMITED; Acme Ltd) and is not paired: "
+        "add a mapping row client,<Autotask client>,Acme Ltd"
+    )
+    # A mapping row settles it.
+    mapping = Mapping("client", "2", "Acme Ltd", "m.csv", 1)
+    (only,) = resolve("client", autotask, [_entity("x", "Acme Ltd", "h:")], [mapping], 60)
+    assert (only.autotask_key, only.method) == ("2", "mapping")
+
+
+def test_a_different_legal_form_is_a_suggestion_that_says_so() -> None:
+    found = _resolve(["Apex Ltd"], ["Apex Inc.", "Apex", "Apex Limited"])
+    assert found["Apex Inc."].autotask_key is None
+    assert found["Apex Inc."].suggestion == "Apex Ltd"
+    assert found["Apex Inc."].basis == "differs only in legal form (inc / ltd)"
+    assert found["Apex Inc."].score is not None and found["Apex Inc."].score < 100
+    # No legal form on one side contradicts nothing: the only Apex is Apex.
+    assert found["Apex"].autotask_key == "Apex Ltd"
+    assert found["Apex Limited"].autotask_key == "Apex Ltd"
+
+
+def test_nothing_similar_says_so() -> None:
+    found = _resolve(["Pemberton & Sons Joinery"], ["PSJ Woodworks Ltd"])
+    assert found["PSJ Woodworks Ltd"].suggestion is None
+    assert found["PSJ Woodworks Ltd"].note == (
+        "no similar Autotask client name (none scores 60 or more)"
+    )
+
+
+def test_a_typo_is_suggested_and_the_legal_form_breaks_the_tie() -> None:
+    found = _resolve(["Harbour Marine Ltd", "Harbour Marine Inc"], ["Harbor Marine Inc."])
+    assert found["Harbor Marine Inc."].suggestion == "Harbour Marine Inc"
+    assert found["Harbor Marine Inc."].basis == "name similarity 96.3"
+
+
+def test_item_and_contract_names_ignore_spacing_case_and_punctuation() -> None:
+    autotask = [Entity("1", ("1",), ("Backup (per TB)",)), Entity("2", ("2",), ("Support Co",))]
+    halopsa = [
+        Entity("h1", (), ("  backup\u00a0PER  tb ",)),
+        Entity("h2", (), ("Support Company",)),
+    ]
+    found = {r.halopsa_key: r.autotask_key for r in resolve("item", autotask, halopsa, [], 60)}
+    # Items have no legal forms: "Co" and "Company" are still one spelling of one word.
+    assert found == {"h1": "1", "h2": "2"}
+
+
+def test_normalise_name_keeps_the_legal_form() -> None:
+    assert normalise_name("Acme Ltd") != normalise_name("Acme Inc")
+    assert normalise_name("ACME L.T.D.") == normalise_name("Acme Limited") == "acme ltd"
+
+
+def test_ambiguity_note_quotes_a_name_with_a_comma() -> None:
+    note = ambiguity_note("client", "Smith, Jones & Co", ["Smith Jones Ltd", "Smith Jones Inc"])
+    assert note.endswith('add a mapping row client,<Autotask client>,"Smith, Jones & Co"')
+
+
+def test_suggestions_at_scale_are_bounded_and_find_typos() -> None:
+    """Above PAIR_BUDGET a query meets only candidates sharing a rare block with it (the bench
+    measures 100k unmapped names against 200k): a one-word typo still finds its name."""
+    rng = random.Random(7)
+    syllables = ["ka", "lo", "mer", "tin", "ash", "bro", "vel", "den", "qui", "rho", "sta", "pe"]
+
+    def word() -> str:
+        return "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+
+    trades = ["dental", "marine", "foods"]
+    candidates = [f"{word()} {word()} {rng.choice(trades)}" for _ in range(20_000)]
+    typos = [c.replace("a", "e", 1) for c in candidates[:3_000]]
+    queries = typos + [f"{word()} {word()} dental" for _ in range(3_000)]
+    assert len(queries) * len(candidates) > PAIR_BUDGET
+    start = time.perf_counter()
+    found = best_matches(queries, [""] * len(queries), candidates, [""] * len(candidates), 60)
+    assert time.perf_counter() - start < 20
+    missed = [
+        (q, c)
+        for (q, c), (index, score) in zip(zip(typos, candidates, strict=False), found, strict=False)
+        if score < round(fuzz.token_sort_ratio(q, c), 1) and fuzz.token_sort_ratio(q, c) >= 70
+    ]
+    assert len(missed) < len(typos) // 100, missed[:5]
+
+
+def test_the_report_lists_a_collision_with_its_message(tmp_path: Path) -> None:
+    folder = FIXTURES / "cycles" / "name_quirks"
+    result = invoke(
+        "--workspace",
+        tmp_path / "ws.duckdb",
+        "run",
+        "--cycle",
+        "2026-11",
+        "--currency",
+        "GBP",
+        "--autotask",
+        folder / "autotask.csv",
+        "--halopsa",
+        folder / "halopsa.csv",
+        "--out",
+        tmp_path / "out",
+    )
+    assert result.exit_code == 1, result.output
+    unmapped = read_json(tmp_path / "out" / "summary.json")["unmapped"]
+    note = (
+        "matches 2 Autotask clients by name (Acme Inc; Acme Ltd) and is not paired: "
+        "add a mapping row client,<Autotask client>,ACME"
+    )
+    assert {"kind": "client", "value": "ACME", "suggestion": None, "basis": note}.items() <= (
+        next(u for u in unmapped if u["value"] == "ACME").items()
+    )
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert note.replace("<", "&lt;").replace(">", "&gt;") in html
