@@ -565,6 +565,14 @@ def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.
     }
     for name in [*DECIMAL_FIELDS, *DATE_FIELDS]:
         exprs[name] = pl.col(f"_{name}")
+    # One sign convention: a credit is a negative quantity at a positive price. Autotask writes
+    # credits that way; HaloPSA may write a positive quantity at a negative price (§3 "Credits /
+    # negatives"). The net keeps its sign either way, so the canonical line bills the same.
+    flip = pl.col("_unit_price") < 0
+    exprs["quantity"] = pl.when(flip).then(-pl.col("_quantity")).otherwise(pl.col("_quantity"))
+    exprs["unit_price"] = (
+        pl.when(flip).then(-pl.col("_unit_price")).otherwise(pl.col("_unit_price"))
+    )
     columns = [
         exprs.get(name, pl.col(name) if name in billable.columns else pl.lit(None))
         .cast(dtype)

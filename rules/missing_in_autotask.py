@@ -29,6 +29,6 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                format('{} (qty {}, {}) billed {} in HaloPSA; no Autotask line matches it',
                       item, fmt_qty(h_qty), fmt_period(h_period_start, h_period_end),
                       fmt_money(h_net)) AS message
-        FROM groups WHERE h_n > 0 AND a_n = 0
+        FROM groups WHERE h_n > 0 AND a_n = 0 AND (h_net <> 0 OR coalesce(h_tax, 0) <> 0)
         """
     )

@@ -30,6 +30,6 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                format('{} (qty {}, {}) billed {} in Autotask; no HaloPSA line matches it',
                       item, fmt_qty(a_qty), fmt_period(a_period_start, a_period_end),
                       fmt_money(a_net)) AS message
-        FROM groups WHERE a_n > 0 AND h_n = 0
+        FROM groups WHERE a_n > 0 AND h_n = 0 AND (a_net <> 0 OR coalesce(a_tax, 0) <> 0)
         """
     )
