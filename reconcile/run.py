@@ -18,7 +18,7 @@ from reconcile.crosswalk import Mapping, read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, load_warnings, sha256
 from reconcile.match import MatchResult, match_cycle
-from reconcile.report import render_report
+from reconcile.report import DEFAULT_TEMPLATE_DIR, render_report
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.store import Workspace
 from reconcile.validate import Settings
@@ -494,10 +494,30 @@ def report_data(
     }
 
 
+def engine_digest(rules: list[Rule]) -> str:
+    """SHA-256 over the content of every rule file and report template in force (name and
+    bytes, in name order): an edited rule or template is a different engine."""
+    digest = hashlib.sha256()
+    files = [("rule", Path(str(r.module.__file__))) for r in rules]
+    files += [
+        ("template", p)
+        for p in DEFAULT_TEMPLATE_DIR.rglob("*")
+        if p.is_file() and "__" not in p.name
+    ]
+    # Named by kind and file name, not folder: a checkout and an installed wheel (which keeps
+    # rules/ and reports/ as reconcile/_rules, _reports) give the same digest.
+    for kind, path in sorted(files, key=lambda f: (f[0], f[1].name)):
+        digest.update(f"{kind}/{path.name}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_id(summary: dict[str, Any], rules: list[Rule]) -> str:
-    """Runs of the same content (inputs, mappings, settings, rules, version) share an id,
-    wherever the files lie: evidence a controller can cite. History keeps each execution."""
-    engine = [__version__, [r.code for r in rules]]
+    """Runs of the same content share an id, wherever the files lie: the inputs' content hashes,
+    the mapping files' content, the settings in force after defaults, and the engine (the
+    reconcile version and the content of every rule file and template). Evidence a controller
+    can cite: the same id always means the same discrepancies. History keeps each execution."""
+    engine = [__version__, engine_digest(rules)]
     inputs = sorted((i["platform"], i["load_id"]) for i in summary["inputs"])
     mappings = [m["sha256"] for m in summary["mappings"]]
     settings = {k: v for k, v in summary["config"].items() if k != "source"}

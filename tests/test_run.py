@@ -324,3 +324,19 @@ def test_differences_add_up_to_the_totals_in_every_measure(tmp_path: Path) -> No
             if r[f"{side}_net"] is not None and r[f"{side}_tax"] is not None:
                 gross = Decimal(r[f"{side}_net"]) + Decimal(r[f"{side}_tax"])
                 assert Decimal(r[f"{side}_gross"]) == gross
+
+
+def test_an_edited_rule_or_template_changes_the_fingerprint(tmp_path: Path) -> None:
+    """The same fingerprint must mean the same discrepancies: editing a rule's logic (without
+    renaming it) or a template is a different engine."""
+    import shutil
+
+    from reconcile.rules import RULES_DIR, discover
+    from reconcile.run import engine_digest
+
+    copied = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, copied)
+    assert engine_digest(discover(copied)) == engine_digest(discover())
+    rule = copied / "quantity_mismatch.py"
+    rule.write_text(rule.read_text().replace("$abs_tol", "$abs_tol + 1"), encoding="utf-8")
+    assert engine_digest(discover(copied)) != engine_digest(discover())
