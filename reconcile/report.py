@@ -62,6 +62,8 @@ DISCREPANCY_COLUMNS = (
     "halopsa_amount",
     "measure",
     "gross_difference",
+    "exposure",
+    "root_cause",
     "message",
     "autotask_lines",
     "halopsa_lines",
@@ -98,7 +100,9 @@ REPORT_CONTEXT: dict[str, str] = {
     "bridge_chart": "BridgeChart: geometry of the server-side waterfall SVG",
     "bridge": "bridge entries as given (gross amounts summing to the gross difference)",
     "clients": "per-client rows, largest absolute difference first",
-    "largest": "up to five open blockers/warnings by absolute difference, with rule titles",
+    "largest": "up to five open blockers, then warnings, that are root causes (no root_cause), "
+    "by exposure (the most money at stake on either side), with rule titles",
+    "open_variance": "sum of the open discrepancies' gross differences taken as positive",
     "rules": "rule code -> {title, severity, explanation}",
     "severity_counts": "severity -> number of discrepancies in the list",
     "discrepancy_total": "number of discrepancies in the list",
@@ -382,13 +386,19 @@ def _rule_title(rules: Mapping[str, Any], code: str) -> str:
 def largest_problems(
     discrepancies: Iterable[Mapping[str, Any]], rules: Mapping[str, Any], n: int = 5
 ) -> list[dict[str, Any]]:
-    """The few rows a billing admin should look at first: open blockers/warnings, biggest first."""
+    """The few rows a billing admin should look at first: open blockers, then warnings, that
+    are root causes, most money at stake first (exposure; the difference where none is given), so
+    a currency or period blocker between equal amounts still shows; the missing lines that
+    follow from an unmapped client stay under it."""
     rank = {"blocker": 0, "warning": 1}
-    open_items = (d for d in discrepancies if d.get("severity") in rank)
+    open_items = (d for d in discrepancies if d.get("severity") in rank and not d.get("root_cause"))
     top = heapq.nsmallest(
         n,
         open_items,
-        key=lambda d: (-abs(_decimal(d.get("difference"))), rank[str(d.get("severity"))]),
+        key=lambda d: (
+            rank[str(d.get("severity"))],
+            -abs(_decimal(d.get("exposure") or d.get("difference"))),
+        ),
     )
     return [{**d, "rule_title": _rule_title(rules, str(d.get("rule")))} for d in top]
 
@@ -513,6 +523,7 @@ def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
         "bridge": bridge,
         "clients": clients,
         "largest": largest_problems(discrepancies, rules, LARGEST_PROBLEMS),
+        "open_variance": data.get("open_variance"),
         "rules": rules,
         "severity_counts": Counter(str(d.get("severity")) for d in discrepancies),
         "discrepancy_total": len(discrepancies),

@@ -361,7 +361,7 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
     group is accounted for once, by the first finding in precedence order that covers it (the
     attribution of the variance bridge), so the columns add up over all findings, with the
     groups no rule explains, to the totals' difference in every measure."""
-    measures = ("net_difference", "tax_difference", "gross_difference")
+    measures = ("net_difference", "tax_difference", "gross_difference", "exposure")
     if findings.is_empty():
         return findings.with_columns(pl.lit(None, MONEY).alias(m) for m in measures)
     indexed = findings.with_row_index("_f")
@@ -382,6 +382,10 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
     ).pl()
     con.unregister("_covering")
     zero = pl.lit(0).cast(MONEY)
+
+    def gross(side: str) -> pl.Expr:
+        return (pl.col(f"{side}_net").fill_null(zero) + pl.col(f"{side}_tax").fill_null(zero)).abs()
+
     return (
         indexed.join(money, on="_f", how="left")
         .with_columns(
@@ -390,6 +394,9 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
             (pl.col("net").fill_null(zero) + pl.col("tax").fill_null(zero))
             .cast(MONEY)
             .alias("gross_difference"),
+            # The most money at stake on either side: a period or currency mismatch between
+            # equal amounts differs by nothing and still puts its whole amount at risk.
+            pl.max_horizontal(gross("a"), gross("h")).cast(MONEY).alias("exposure"),
         )
         .drop("_f", "net", "tax")
     )

@@ -35,8 +35,8 @@ OUTPUT_COLUMNS = [
     "autotask_quantity", "halopsa_quantity", "autotask_unit_price", "halopsa_unit_price",
     "measure", "autotask_amount", "halopsa_amount", "difference",
     "autotask_net", "autotask_tax", "autotask_gross", "halopsa_net", "halopsa_tax",
-    "halopsa_gross", "net_difference", "tax_difference", "gross_difference",
-    "autotask_refs", "halopsa_refs", "message",
+    "halopsa_gross", "net_difference", "tax_difference", "gross_difference", "exposure",
+    "root_cause", "autotask_refs", "halopsa_refs", "message",
 ]  # fmt: skip
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
 REPORT_CLIENT_CAP = 1000  # clients listed in the report's per-client table before filtering
@@ -89,7 +89,7 @@ def run_cycle(
     rules = discover()
     con = workspace.con
     matched = match_cycle(con, cycle, mappings, config)
-    findings = run_rules(con, config, rules)
+    findings = with_root_causes(run_rules(con, config, rules), matched)
     bars = bridge(con, findings, rules)
     summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
     summary = {"run_id": run_id(summary, rules), "reconcile_version": __version__, **summary}
@@ -97,6 +97,36 @@ def run_cycle(
     write_outputs(result, workspace, rules)
     workspace.save_run(summary["run_id"], cycle, summary, _output_frame(findings))
     return result
+
+
+def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFrame:
+    """root_cause: the id of the finding a discrepancy follows from, or null. An Autotask
+    client's lines reported missing in HaloPSA follow from the unmapped HaloPSA client
+    suggested as that client (by name or by the same net total): map the client and they
+    match. The consequences keep their severity; the report groups them under their cause."""
+    if findings.is_empty():
+        return findings.with_columns(pl.lit(None, pl.String).alias("root_cause"))
+    suggested = {
+        r.halopsa_label: r.suggestion
+        for kind, r in matched.crosswalk
+        if kind == "client" and r.method == "unmapped" and r.suggestion
+    }
+    causes = (
+        findings.filter(pl.col("rule") == "unmapped_client")
+        .select(
+            pl.col("client")
+            .replace_strict(suggested, default=None, return_dtype=pl.String)
+            .alias("_suggested"),
+            pl.col("id").alias("root_cause"),
+        )
+        .drop_nulls("_suggested")
+        .unique("_suggested", keep="first", maintain_order=True)
+    )
+    return findings.join(causes, left_on="client", right_on="_suggested", how="left").with_columns(
+        pl.when(pl.col("rule") == "missing_in_halopsa")
+        .then(pl.col("root_cause"))
+        .alias("root_cause")
+    )
 
 
 def _money(value: Any) -> str:
@@ -223,6 +253,13 @@ def _summary(
             "expected": counts["expected"],
         },
         "totals": totals,
+        # What is still open, however it nets out: the sum of the gross differences, each
+        # taken as positive, that open discrepancies (not accepted) account for.
+        "open_variance": _money(
+            findings.filter(pl.col("severity") != "expected")["gross_difference"].abs().sum()
+            if not findings.is_empty()
+            else 0
+        ),
         "match_stages": list(matched.stages),
         "match_rate": rate,
         "counts": {"by_severity": counts, "by_rule": per_rule},
@@ -418,6 +455,8 @@ def report_data(
                 "difference": str(row["difference"]),
                 "measure": row["measure"],
                 "gross_difference": str(row["gross_difference"]),
+                "exposure": str(row["exposure"]),
+                "root_cause": row["root_cause"],
                 "autotask_lines": a_lines.get(f, []),
                 "halopsa_lines": h_lines.get(f, []),
             }
@@ -444,6 +483,7 @@ def report_data(
             "expected": summary["verdict"]["expected"],
         },
         "totals": summary["totals"],
+        "open_variance": summary["open_variance"],
         "match_stages": [s for s in summary["match_stages"] if s["stage"] != "unmatched"],
         "match_rate": summary["match_rate"],
         "controls": [

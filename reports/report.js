@@ -268,7 +268,15 @@
     tr.appendChild(node("td", "num c-hp", money(it.hp)));
     tr.appendChild(node("td", "num c-diff", signedMoney(it.diff)));
     tr.appendChild(node("td", "num c-gross", signedMoney(it.gross)));
-    tr.appendChild(node("td", "c-msg", it.msg));
+    var msg = node("td", "c-msg", it.msg);
+    var root = it.row[C.root_cause];
+    if (root) {
+      var link = node("a", "root-cause", "follows from " + root);
+      link.href = "#row-" + root;
+      msg.appendChild(document.createTextNode(" "));
+      msg.appendChild(link);
+    }
+    tr.appendChild(msg);
     return tr;
   }
 

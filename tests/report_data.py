@@ -292,6 +292,8 @@ def _discrepancy(
         "difference": _s(hp_net - at_net),
         "measure": "gross" if rule == "client_total_mismatch" else "net",
         "gross_difference": _s(hp_net - at_net),
+        "exposure": _s(max(abs(at_net), abs(hp_net))),
+        "root_cause": None,
         "autotask_lines": at,
         "halopsa_lines": hp,
     }

@@ -20,6 +20,7 @@ from reconcile.report import (
     decode_discrepancies,
     embed_json,
     format_decimal,
+    largest_problems,
     make_environment,
     money,
     percent,
@@ -201,14 +202,31 @@ def test_sparse_entries_render(sample: dict[str, Any]) -> None:
     assert "bad date" in html
 
 
-def test_largest_problems_are_the_biggest_open_ones(html: str, sample: dict[str, Any]) -> None:
+def test_largest_problems_are_the_open_root_causes_most_at_stake(
+    html: str, sample: dict[str, Any]
+) -> None:
     open_items = [d for d in sample["discrepancies"] if d["severity"] in ("blocker", "warning")]
-    biggest = sorted(open_items, key=lambda d: -abs(Decimal(d["difference"])))[:5]
+    rank = {"blocker": 0, "warning": 1}
+    biggest = sorted(open_items, key=lambda d: (rank[d["severity"]], -Decimal(d["exposure"])))[:5]
     linked = re.findall(r'class="jump" href="#row-([^"]+)" data-target=', html)
-    assert [abs(Decimal(d["difference"])) for d in biggest] == [
-        abs(Decimal(next(d for d in open_items if d["id"] == i)["difference"])) for i in linked
+    assert [(d["severity"], Decimal(d["exposure"])) for d in biggest] == [
+        (d["severity"], Decimal(d["exposure"]))
+        for d in (next(d for d in open_items if d["id"] == i) for i in linked)
     ]
     assert len(linked) == 5
+
+
+def test_consequences_stay_under_their_root_cause() -> None:
+    """A missing line that follows from an unmapped client is not a 'largest problem' of its
+    own, however large; a zero difference with money at stake still ranks."""
+    base = {"rule": "r", "client": "c", "message": "m", "measure": "net"}
+    items = [
+        {**base, "id": "D-root", "severity": "blocker", "difference": "100.00", "exposure": "100"},
+        {**base, "id": "D-led", "severity": "blocker", "difference": "-900.00", "exposure": "900",
+         "root_cause": "D-root"},
+        {**base, "id": "D-period", "severity": "blocker", "difference": "0.00", "exposure": "630"},
+    ]  # fmt: skip
+    assert [d["id"] for d in largest_problems(items, {})] == ["D-period", "D-root"]
 
 
 def test_embedded_discrepancies_round_trip(html: str, sample: dict[str, Any]) -> None:

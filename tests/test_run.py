@@ -340,3 +340,24 @@ def test_an_edited_rule_or_template_changes_the_fingerprint(tmp_path: Path) -> N
     rule = copied / "quantity_mismatch.py"
     rule.write_text(rule.read_text().replace("$abs_tol", "$abs_tol + 1"), encoding="utf-8")
     assert engine_digest(discover(copied)) != engine_digest(discover())
+
+
+def test_an_unmapped_clients_missing_lines_follow_from_it(tmp_path: Path) -> None:
+    """Root causes first: the Autotask client's lines missing in HaloPSA point at the unmapped
+    HaloPSA client suggested as that client, and the headline states the open variance."""
+    out = run_demo(tmp_path, "roots")
+    rows = read_json(out / "discrepancies.json")
+    (cause,) = [r for r in rows if r["rule"] == "unmapped_client"]
+    led = [r for r in rows if r["root_cause"]]
+    assert {r["rule"] for r in led} == {"missing_in_halopsa"}
+    assert {r["client"] for r in led} == {"Pemberton & Sons Joinery"}
+    assert {r["root_cause"] for r in led} == {cause["id"]}
+    assert sum(Decimal(r["net_difference"]) for r in led) == Decimal("-954.20")
+    summary = read_json(out / "summary.json")
+    open_rows = [r for r in rows if r["severity"] != "expected"]
+    assert Decimal(summary["open_variance"]) == sum(
+        abs(Decimal(r["gross_difference"])) for r in open_rows
+    )
+    html = (out / "report.html").read_text(encoding="utf-8")
+    largest = re.findall(r'class="jump" href="#row-([^"]+)"', html)
+    assert cause["id"] in largest and not set(largest) & {r["id"] for r in led}
