@@ -17,6 +17,7 @@ import polars as pl
 
 from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
+from reconcile.safe import neutralise
 
 DEFAULT_WORKSPACE = Path("reconcile.duckdb")
 DEFAULT_MEMORY_LIMIT = "400MB"
@@ -355,11 +356,12 @@ class Workspace:
         folder = self.path.parent / "quarantine" / cycle
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{load_id[:16]}.csv"
-        self.frame(
+        frame = self.frame(
             "SELECT source, file_name, row_number, line_ref, disposition, reasons, raw, "
             "net_amount FROM quarantine WHERE load_id = ? AND cycle = ? ORDER BY row_number",
             [load_id, cycle],
-        ).write_csv(path)
+        )
+        neutralise(frame).write_csv(path)
         return path
 
     def loads(self, cycle: str) -> pl.DataFrame:
