@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import duckdb
 
 from reconcile.config import Config, load_config
+from reconcile.environment import environment_error
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
 from reconcile.safe import shown
@@ -44,8 +46,19 @@ def input_errors(func: F) -> F:
             return func(*args, **kwargs)
         except InputError as exc:
             raise InputProblem(str(exc)) from None
+        except (OSError, duckdb.Error) as exc:
+            problem = environment_error(exc, _workspace_path())
+            if problem is None:
+                raise
+            raise InputProblem(str(problem)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _workspace_path() -> Path | None:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx else None
+    return obj.get("workspace") if isinstance(obj, dict) else None
 
 
 def load_options(func: F) -> F:
@@ -431,13 +444,17 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except Exception as exc:
+        problem = environment_error(exc, None)
+        if problem is not None:
+            click.echo(f"Error: {problem}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         with tempfile.NamedTemporaryFile(
             "w", prefix="reconcile-error-", suffix=".log", delete=False, encoding="utf-8"
         ) as log:
             traceback.print_exc(file=log)
         click.echo(
-            f"Internal error: {type(exc).__name__}: {shown(exc)}. This is a bug in reconcile, not a "
-            f"problem with your files; the details are in {log.name}.",
+            f"Internal error: {type(exc).__name__}: {shown(exc)}. This is a bug in reconcile, "
+            f"not a problem with your files; the details are in {log.name}.",
             err=True,
         )
         sys.exit(EXIT_INTERNAL)

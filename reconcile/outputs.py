@@ -56,7 +56,7 @@ def output_folder(out: Path) -> Iterator[Path]:
 
     On an exception (or a kill) `out` keeps its previous contents and the staging folder is
     removed (now, or by the next writer of the same folder)."""
-    out = Path(os.path.abspath(out))
+    out = out.absolute()
     if out.exists() and not out.is_dir():
         raise InputError(
             str(out),
@@ -80,6 +80,13 @@ def output_folder(out: Path) -> Iterator[Path]:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
                 shutil.rmtree(previous, ignore_errors=True)
+    except OSError as exc:
+        from reconcile.environment import environment_error
+
+        problem = environment_error(exc, out)
+        if problem is None:
+            raise
+        raise problem from None
     except Timeout:
         raise InputError(
             str(out),
@@ -94,7 +101,7 @@ def _recover(out: Path, previous: Path, prefix: str) -> None:
         if out.exists():
             shutil.rmtree(previous, ignore_errors=True)
         else:
-            os.rename(previous, out)
+            previous.rename(out)
     for stale in out.parent.glob(f"{prefix}*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -108,12 +115,12 @@ def _sync(folder: Path) -> None:
 
 def _swap(staging: Path, out: Path, previous: Path) -> None:
     if not out.exists():
-        os.rename(staging, out)
+        staging.rename(out)
         return
     if _exchange(staging, out):
         return  # staging now holds the previous set, removed by the caller
-    os.rename(out, previous)
-    os.rename(staging, out)
+    out.rename(previous)
+    staging.rename(out)
 
 
 def _exchange(a: Path, b: Path) -> bool:
