@@ -72,8 +72,9 @@ def environment_error(exc: BaseException, workspace: Path | None) -> InputError 
     """The fault as a message a user can act on, or None when it is not one of these.
 
     `workspace` names the path when the error does not (the workspace, or the output folder)."""
-    if isinstance(exc, OSError) and _errno(exc) in ADVICE:
-        what, todo = ADVICE[_errno(exc)]
+    code = _errno(exc) if isinstance(exc, OSError) else None
+    if isinstance(exc, OSError) and code is not None and code in ADVICE:
+        what, todo = ADVICE[code]
         path = exc.filename or workspace or "the output"
         return InputError(str(path), what, hint=todo)
     if isinstance(exc, duckdb.OutOfMemoryException):
