@@ -127,7 +127,8 @@ def read_columns(
     refused; `why.format(name)`: String, null where the value was read (or the text is
     null), else the reason; and `currency.format(name)`: the ISO code the text writes (from a
     sign such as `€` or a code such as `EUR`), null where it writes none.
-    Works in a few plain stages over temporary columns (one nested expression would be re-planned and re-computed per use, which costs more than the data).
+    Works in a few plain stages over temporary columns (one nested expression would be
+    re-planned and re-computed per use, which costs more than the data).
     """
     temps: list[str] = []
     for name, scale in scales.items():
