@@ -114,20 +114,34 @@ FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def read_columns(
-    frame: FrameT, scales: dict[str, int], fmt: str, value: str = "_{}", why: str = "_why_{}"
+    frame: FrameT,
+    scales: dict[str, int],
+    fmt: str,
+    value: str = "_{}",
+    why: str = "_why_{}",
+    currency: str = "_currency_{}",
 ) -> FrameT:
     """Read the amount text of each column in `scales` (name -> scale) with the full grammar.
 
     Adds, per column, `value.format(name)`: Decimal(38, scale), null where the text is null or
-    refused; and `why.format(name)`: String, null where the value was read (or the text is
-    null), else the reason. Works in a few plain stages over temporary columns (one nested
-    expression would be re-planned and re-computed per use, which costs more than the data).
+    refused; `why.format(name)`: String, null where the value was read (or the text is
+    null), else the reason; and `currency.format(name)`: the ISO code the text writes (from a
+    sign such as `€` or a code such as `EUR`), null where it writes none.
+    Works in a few plain stages over temporary columns (one nested expression would be
+    re-planned and re-computed per use, which costs more than the data).
     """
     temps: list[str] = []
     for name, scale in scales.items():
         t = f"__amount_{name}"
         temps += [f"{t}_{k}" for k in ("parts", "n", "w", "f", "x")]
         frame = _read_column(frame, name, scale, fmt, t, value.format(name), why.format(name))
+        parts = pl.col(f"{t}_parts").struct
+        frame = frame.with_columns(
+            pl.coalesce(
+                parts.field(c).replace(CURRENCY_SIGNS).str.to_uppercase()
+                for c in ("c1", "c2", "c3", "c4", "c5")
+            ).alias(currency.format(name))
+        )
     return frame.drop(temps)
 
 

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import duckdb
 
 from reconcile.config import Config, load_config
+from reconcile.environment import environment_error
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
+from reconcile.safe import shown
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
 from reconcile.validate import Settings
 
@@ -43,8 +46,19 @@ def input_errors(func: F) -> F:
             return func(*args, **kwargs)
         except InputError as exc:
             raise InputProblem(str(exc)) from None
+        except (OSError, duckdb.Error) as exc:
+            problem = environment_error(exc, _workspace_path())
+            if problem is None:
+                raise
+            raise InputProblem(str(problem)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _workspace_path() -> Path | None:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx else None
+    return obj.get("workspace") if isinstance(obj, dict) else None
 
 
 def load_options(func: F) -> F:
@@ -178,7 +192,7 @@ def load(
             click.echo(describe(result))
             if result.rows_quarantined or result.rows_excluded:
                 file = workspace.write_quarantine(result.load_id, cycle)
-                click.echo(f"  quarantined and excluded rows, with reasons: {file}")
+                click.echo(f"  quarantined and excluded rows, with reasons: {shown(file)}")
     quarantined = [r for r in results if r.rows_quarantined]
     if quarantined:
         raise InputProblem(" ".join(quarantine_message(r) for r in quarantined))
@@ -217,13 +231,13 @@ def validate(
     problems = []
     for raw, tally in read_only(list(paths), platform, settings):
         click.echo(
-            f"{raw.file}: {raw.shape}, {tally.rows_read} rows: "
+            f"{shown(raw.file)}: {raw.shape}, {tally.rows_read} rows: "
             f"{tally.rows_loaded} valid, {tally.rows_quarantined} invalid, "
             f"{tally.rows_excluded} excluded; dates {tally.date_convention}; "
             f"numbers {tally.number_format}"
         )
         for warning in tally.warnings(raw):
-            click.echo(f"  warning: {warning}")
+            click.echo(f"  warning: {shown(warning)}")
         if tally.rows_quarantined:
             problems.append(
                 _rows_message(
@@ -231,7 +245,7 @@ def validate(
                     tally.rows_quarantined,
                     tally.rows_read,
                     tally.quarantine,
-                    loaded=False,
+                    loaded=None,
                 )
             )
     if problems:
@@ -297,7 +311,7 @@ def run(
         f"{verdict['expected']} expected -> "
         + ("READY for cutover" if verdict["ready"] else "NOT READY for cutover")
     )
-    click.echo(f"report: {out / 'report.html'}")
+    click.echo(f"report: {shown(out / 'report.html')}")
     if result.quarantined:
         raise InputProblem(
             " ".join(quarantine_message(r) for r in result.loads if r.rows_quarantined)
@@ -332,8 +346,9 @@ def suggest(
 
     Suggestions are never applied: review the file, delete wrong rows, then pass it with --map.
     """
-    from reconcile.crosswalk import read_mappings, write_suggestions
+    from reconcile.crosswalk import write_suggestions
     from reconcile.match import match_cycle
+    from reconcile.run import read_mapping_files
 
     config = load_config(config_path)
     with Workspace(ctx.obj["workspace"]) as workspace:
@@ -344,9 +359,9 @@ def suggest(
                     f"no {platform} export is loaded for cycle {cycle}",
                     expected="`reconcile load` of both sides first",
                 )
-        matched = match_cycle(workspace.con, cycle, read_mappings(list(maps)), config)
+        matched = match_cycle(workspace.con, cycle, read_mapping_files(list(maps)), config)
     written = write_suggestions(out_file, matched.crosswalk)
-    click.echo(f"{written} suggestion(s) written to {out_file}; review them before use.")
+    click.echo(f"{written} suggestion(s) written to {shown(out_file)}; review them before use.")
 
 
 def _settings(
@@ -374,7 +389,7 @@ def _lines(side: dict[str, Any]) -> str:
 def describe(result: LoadResult) -> str:
     head = "already loaded (same content)" if result.already_loaded else "loaded"
     text = (
-        f"{head} {result.source} as {result.shape}, cycle {result.cycle}: "
+        f"{head} {shown(result.source)} as {result.shape}, cycle {result.cycle}: "
         f"{result.rows_read} rows read = {result.rows_loaded} loaded + "
         f"{result.rows_quarantined} quarantined + {result.rows_excluded} excluded"
         + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
@@ -384,7 +399,7 @@ def describe(result: LoadResult) -> str:
     )
     if result.rows_unreadable_amount:
         text += f"; {result.rows_unreadable_amount} row(s) with an unreadable amount"
-    return "\n".join([text, *(f"  warning: {w}" for w in result.warnings)])
+    return "\n".join([text, *(f"  warning: {shown(w)}" for w in result.warnings)])
 
 
 def quarantine_message(result: LoadResult) -> str:
@@ -393,21 +408,35 @@ def quarantine_message(result: LoadResult) -> str:
         result.rows_quarantined,
         result.rows_read,
         list(result.quarantine),
-        loaded=True,
+        loaded=result,
     )
 
 
-def _rows_message(file: str, bad: int, read: int, rows: list[dict[str, Any]], loaded: bool) -> str:
-    shown = rows[:MAX_LISTED]
-    listed = "; ".join(f"row {r['row_number']}: {r['reasons']}" for r in shown)
-    more = f"; and {bad - len(shown)} more" if bad > len(shown) else ""
-    tail = (
-        f"The other {read - bad} rows were loaded; the quarantined rows are kept in the "
-        "workspace's quarantine table with their raw values."
-        if loaded
-        else "Nothing was loaded."
-    )
-    return f"{file}: {bad} of {read} rows cannot be used. {listed}{more}. {tail}"
+def _rows_message(
+    file: str, bad: int, read: int, rows: list[dict[str, Any]], loaded: LoadResult | None
+) -> str:
+    """`loaded` is the load's result when the other rows were stored (None: nothing was)."""
+    listed_rows = rows[:MAX_LISTED]
+    listed = "; ".join(f"row {r['row_number']}: {shown(r['reasons'])}" for r in listed_rows)
+    more = f"; and {bad - len(listed_rows)} more" if bad > len(listed_rows) else ""
+    if loaded is None:
+        tail = "Nothing was loaded."
+    else:
+        others = [
+            f"{n} {what}"
+            for n, what in (
+                (loaded.rows_excluded, "excluded"),
+                (loaded.rows_skipped, "skipped"),
+            )
+            if n
+        ]
+        tail = (
+            f"{loaded.rows_loaded} rows were loaded"
+            + (f" ({', '.join(others)})" if others else "")
+            + "; the quarantined rows are kept in the workspace's quarantine table with their "
+            "raw values."
+        )
+    return f"{shown(file)}: {bad} of {read} rows cannot be used. {listed}{more}. {tail}"
 
 
 def main() -> None:
@@ -415,13 +444,17 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except Exception as exc:
+        problem = environment_error(exc, None)
+        if problem is not None:
+            click.echo(f"Error: {problem}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         with tempfile.NamedTemporaryFile(
             "w", prefix="reconcile-error-", suffix=".log", delete=False, encoding="utf-8"
         ) as log:
             traceback.print_exc(file=log)
         click.echo(
-            f"Internal error: {type(exc).__name__}: {exc}. This is a bug in reconcile, not a "
-            f"problem with your files; the details are in {log.name}.",
+            f"Internal error: {type(exc).__name__}: {shown(exc)}. This is a bug in reconcile, "
+            f"not a problem with your files; the details are in {log.name}.",
             err=True,
         )
         sys.exit(EXIT_INTERNAL)

@@ -27,6 +27,8 @@ from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
 
 from reconcile.errors import InputError
+from reconcile.load.dialect import text_file
+from reconcile.safe import cell
 
 KINDS = ("client", "item", "contract")
 
@@ -150,7 +152,7 @@ class Mapping:
 def read_mappings(paths: list[Path]) -> list[Mapping]:
     mappings = []
     for path in paths:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
+        with text_file(path) as fh:
             reader = csv.DictReader(fh)
             header = [h.strip().lower() for h in reader.fieldnames or []]
             if header[:3] != ["kind", "autotask", "halopsa"]:
@@ -593,5 +595,5 @@ def write_suggestions(path: Path, crosswalk: tuple[tuple[str, Resolution], ...])
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["kind", "autotask", "halopsa", "score", "basis"])
-        writer.writerows(rows)
+        writer.writerows([cell(v) if isinstance(v, str) else v for v in r] for r in rows)
     return len(rows)

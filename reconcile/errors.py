@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconcile.safe import shown
+
 EXIT_OK = 0
 EXIT_BLOCKERS = 1
 EXIT_BAD_INPUT = 2
@@ -36,7 +38,7 @@ class InputError(Exception):
         text += "."
         if self.hint:
             text += f" {self.hint}"
-        return text
+        return shown(text)
 
 
 def _quote(value: str, limit: int = 60) -> str:

@@ -20,7 +20,7 @@ from reconcile.load.tabular import grid_warning
 from reconcile.store import Workspace
 from reconcile.validate import Normalised, Settings, normalise
 
-CYCLE_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+CYCLE_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 ZERO = Decimal("0.00")
 
 
@@ -52,7 +52,7 @@ class LoadResult:
 
 
 def check_cycle(cycle: str) -> str:
-    if not CYCLE_PATTERN.match(cycle):
+    if not CYCLE_PATTERN.fullmatch(cycle):
         raise InputError(
             "--cycle",
             "the billing cycle is not a month",

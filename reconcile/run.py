@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -18,8 +20,10 @@ from reconcile.crosswalk import Mapping, read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, load_warnings, sha256
 from reconcile.match import MatchResult, match_cycle
-from reconcile.report import DEFAULT_TEMPLATE_DIR, render_report
+from reconcile.outputs import output_folder, pause
+from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
+from reconcile.safe import neutralise, uncell
 from reconcile.store import Workspace
 from reconcile.validate import Settings
 
@@ -85,7 +89,7 @@ def run_cycle(
                 f"no {platform} export is loaded for cycle {cycle}",
                 expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
             )
-    mappings = read_mappings(maps)
+    mappings = read_mapping_files(maps)
     rules = discover()
     con = workspace.con
     matched = match_cycle(con, cycle, mappings, config)
@@ -127,6 +131,24 @@ def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFra
         .then(pl.col("root_cause"))
         .alias("root_cause")
     )
+
+
+def read_mapping_files(paths: list[Path]) -> list[Mapping]:
+    """crosswalk.read_mappings, one file at a time so that a file the csv module cannot parse
+    is named; a value `map suggest` wrote with a spreadsheet-safety `'` reads as it was."""
+    mappings: list[Mapping] = []
+    for path in paths:
+        try:
+            found = read_mappings([path])
+        except csv.Error as exc:
+            raise InputError(
+                str(path), "the mapping file cannot be read as CSV", got=str(exc)
+            ) from None
+        mappings += [
+            dataclasses.replace(m, autotask=uncell(m.autotask), halopsa=uncell(m.halopsa))
+            for m in found
+        ]
+    return mappings
 
 
 def _money(value: Any) -> str:
@@ -361,21 +383,30 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> None:
-    """CSV, Parquet and JSON of the discrepancies, summary.json, quarantine.csv, report.html."""
-    out = result.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    """CSV, Parquet and JSON of the discrepancies, summary.json, quarantine.csv, report.html:
+    written into a staging folder and swapped in whole (outputs.output_folder), so `--out` holds
+    the previous complete set until the new one is complete. Text cells of the CSVs are made
+    safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values."""
     frame = _output_frame(result.findings)
-    frame.write_csv(out / "discrepancies.csv")
-    frame.write_parquet(out / "discrepancies.parquet")
     records = [
         {k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
         for row in frame.iter_rows(named=True)
     ]
-    _write_json(out / "discrepancies.json", records)
-    _write_json(out / "summary.json", result.summary)
     quarantine = workspace.quarantined(result.cycle)
-    quarantine.drop("load_id", "cycle").write_csv(out / "quarantine.csv")
-    render_report(report_data(result, workspace, rules, quarantine), out / "report.html")
+    html = report_html(report_data(result, workspace, rules, quarantine))
+    with output_folder(result.out_dir) as out:
+        neutralise(frame).write_csv(out / "discrepancies.csv")
+        pause("discrepancies.csv")
+        frame.write_parquet(out / "discrepancies.parquet")
+        pause("discrepancies.parquet")
+        _write_json(out / "discrepancies.json", records)
+        pause("discrepancies.json")
+        _write_json(out / "summary.json", result.summary)
+        pause("summary.json")
+        neutralise(quarantine.drop("load_id", "cycle")).write_csv(out / "quarantine.csv")
+        pause("quarantine.csv")
+        (out / "report.html").write_text(html, encoding="utf-8")
+        pause("report.html")
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -17,6 +17,7 @@ import polars as pl
 
 from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
+from reconcile.safe import neutralise
 
 DEFAULT_WORKSPACE = Path("reconcile.duckdb")
 DEFAULT_MEMORY_LIMIT = "400MB"
@@ -143,13 +144,18 @@ class Workspace:
                 + (f" (PID {holder.group(1)})" if holder else ""),
                 hint="Wait for the other reconcile command to finish, or use another --workspace.",
             ) from None
-        # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with the
-        # cycle; nothing relies on a table's physical order, so inserts need not keep it.
-        self.con.execute(f"SET memory_limit = '{memory_limit()}'")
-        self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute(SCHEMA)
-        self.con.execute(MIGRATIONS)
-        self._sweep_pending()
+        try:
+            # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with
+            # the cycle; nothing relies on a table's physical order, so inserts need not keep it.
+            self.con.execute(f"SET memory_limit = '{memory_limit()}'")
+            self.con.execute("SET preserve_insertion_order = false")
+            self.con.execute(SCHEMA)
+            self.con.execute(MIGRATIONS)
+            self._sweep_pending()
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self.con.close()
+            raise
 
     def close(self) -> None:
         self.con.close()
@@ -157,8 +163,12 @@ class Workspace:
     def __enter__(self) -> Workspace:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        with contextlib.suppress(duckdb.Error):  # the error in flight says more than this
+            self.close()
 
     def has_load(self, load_id: str, cycle: str) -> bool:
         found = self.con.execute(
@@ -362,11 +372,12 @@ class Workspace:
         folder = self.path.parent / "quarantine" / cycle
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{load_id[:16]}.csv"
-        self.frame(
+        frame = self.frame(
             "SELECT source, file_name, row_number, line_ref, disposition, reasons, raw, "
             "net_amount FROM quarantine WHERE load_id = ? AND cycle = ? ORDER BY row_number",
             [load_id, cycle],
-        ).write_csv(path)
+        )
+        neutralise(frame).write_csv(path)
         return path
 
     def loads(self, cycle: str) -> pl.DataFrame:

@@ -215,6 +215,7 @@ def _normalise_batch(
     billable = _keep(parsed, pl.col(EXCLUDE).is_null())
     reasons = _raw_failures(raw, billable, convention)
     canonical = _canonical(billable, raw, settings)
+    reasons = pl.concat([reasons, _currency_failures(raw, billable, canonical)])
     reasons = _merge(reasons, _canonical_failures(canonical))
     bad_rows = reasons[ROW]
     lines = _keep(canonical, ~pl.col("row_number").is_in(bad_rows.implode()))
@@ -581,6 +582,41 @@ def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.
         if name not in ("load_id", "file_name")
     ]
     return billable.select(columns)
+
+
+def _currency_failures(
+    raw: RawFrame, billable: pl.DataFrame, canonical: pl.DataFrame
+) -> pl.DataFrame:
+    """An amount written with a currency (`€100.00`, `100 EUR`) other than the row's (its
+    currency column, else --currency) would load as the wrong money: a quarantine reason."""
+    found = []
+    for name in DECIMAL_FIELDS:
+        written = f"_currency_{name}"
+        if written not in billable.columns:
+            continue
+        column = raw.columns.get(name, name)
+        rows = pl.DataFrame(
+            {
+                ROW: billable[ROW].cast(pl.Int64),
+                "written": billable[written],
+                "currency": canonical["currency"],
+            }
+        ).filter(pl.col("written").is_not_null() & pl.col("currency").is_not_null())
+        rows = rows.filter(pl.col("written") != pl.col("currency"))
+        found.append(
+            rows.select(
+                pl.col(ROW),
+                pl.format(
+                    "column '{}': the amount is written in {} but the row's currency is {}",
+                    pl.lit(column),
+                    pl.col("written"),
+                    pl.col("currency"),
+                ).alias("reason"),
+            )
+        )
+    if not found:
+        return pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String})
+    return pl.concat(found)
 
 
 def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:

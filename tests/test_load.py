@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -38,8 +39,12 @@ HALOPSA_SHAPES = {
 COMPARED = ["line_ref", "client_name", "quantity", "unit_price", "net_amount", "tax_amount"]
 
 
-def load_one(workspace: Workspace, path: Path, platform: str | None = None) -> LoadResult:
-    (result,) = load_paths(workspace, [path], platform, SETTINGS)
+def load_one(
+    workspace: Workspace, path: Path, platform: str | None = None, currency: str | None = "GBP"
+) -> LoadResult:
+    """`currency` is --currency (None: the file's own signs are not compared with one)."""
+    settings = dataclasses.replace(SETTINGS, currency=currency)
+    (result,) = load_paths(workspace, [path], platform, settings)
     return result
 
 
@@ -113,7 +118,9 @@ def test_autotask_item_not_on_an_invoice_is_excluded(workspace: Workspace) -> No
 @pytest.mark.parametrize("name", sorted(QUIRK_EXPECTED))
 def test_quirk_files_load_as_documented(workspace: Workspace, name: str) -> None:
     expected = QUIRK_EXPECTED[name]
-    result = load_one(workspace, QUIRKS / name, expected["platform"])
+    result = load_one(
+        workspace, QUIRKS / name, expected["platform"], expected.get("currency", "GBP")
+    )
     assert_conserved(workspace, result)
     assert result.rows_read == expected["rows_read"]
     assert result.rows_loaded == expected["rows_loaded"]
@@ -155,9 +162,16 @@ def test_autotask_stored_amount_is_kept_not_recomputed(workspace: Workspace) -> 
 
 
 def test_amount_formats_and_credit_notes(workspace: Workspace) -> None:
-    load_one(workspace, QUIRKS / "at_amount_formats.csv")
+    load_one(workspace, QUIRKS / "at_amount_formats.csv", currency=None)  # $ and £ in one file
     amounts = set(workspace.lines(CYCLE, "autotask").pl()["net_amount"].to_list())
     assert {Decimal("1234.50"), Decimal("99.00"), Decimal("-12.00"), Decimal("2000.00")} <= amounts
+
+
+def test_amounts_in_another_currency_than_currency_are_quarantined(workspace: Workspace) -> None:
+    """With --currency GBP, '$1,234.50' is not 1234.50 GBP (issue #15)."""
+    result = load_one(workspace, QUIRKS / "at_amount_formats.csv")
+    assert result.rows_quarantined == 1
+    assert "written in USD but the row's currency is GBP" in result.quarantine[0]["reasons"]
 
 
 def test_grid_export_of_exactly_5000_rows_warns(workspace: Workspace) -> None:

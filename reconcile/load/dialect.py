@@ -74,6 +74,31 @@ def is_binary(head: bytes) -> bool:
     return controls > max(8, len(sample) // 100)
 
 
+def nul_offset(path: Path) -> int | None:
+    """Where the file's first NUL byte is, reading it all in blocks (a NUL after the sample
+    would otherwise reach the outputs), or None."""
+    with path.open("rb") as fh:
+        offset = 0
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            found = block.find(b"\x00")
+            if found >= 0:
+                return offset + found
+            offset += len(block)
+    return None
+
+
+def _refuse_nul(path: Path) -> None:
+    offset = nul_offset(path)
+    if offset is not None:
+        raise InputError(
+            str(path),
+            f"the file is not a text export (it contains binary data: a NUL byte at offset "
+            f"{offset})",
+            expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
+            hint="The file may be damaged; export it again.",
+        )
+
+
 def sniff_encoding(path: Path, head: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -152,6 +177,8 @@ def sniff(path: Path) -> Dialect:
             "the file is not a text export (it contains binary data)",
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
         )
+    if not head.startswith(UTF16_BOMS):
+        _refuse_nul(path)
     encoding = sniff_encoding(path, head)
     text = _head_text(path, head, encoding)
     first, _, rest = text.partition("\n")
@@ -198,7 +225,7 @@ def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
         return path
     data = path.read_bytes()
     try:
-        return data.decode(dialect.encoding).encode("utf-8")
+        text = data.decode(dialect.encoding)
     except UnicodeDecodeError as exc:
         raise InputError(
             str(path),
@@ -207,6 +234,49 @@ def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
             expected="one encoding for the whole file",
             got=f"byte 0x{data[exc.start]:02x} at offset {exc.start}",
         ) from None
+    if "\x00" in text:
+        raise InputError(
+            str(path),
+            "the file is not a text export (it contains a NUL character)",
+            expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
+            hint="The file may be damaged; export it again.",
+        )
+    return text.encode("utf-8")
+
+
+TEXT_FILE_LIMIT = 64 << 20  # a mapping file is a few hundred rows; beyond this it is not one
+
+
+def text_file(path: Path) -> io.StringIO:
+    """A small text file (a mapping CSV) decoded the way exports are: UTF-8 with or without a
+    BOM, UTF-16 with a BOM, else Windows-1252. Raises InputError for a binary, undecodable or
+    oversized file, naming it."""
+    if path.stat().st_size > TEXT_FILE_LIMIT:
+        raise InputError(
+            str(path),
+            "the file is too large for a mapping file",
+            expected=f"at most {TEXT_FILE_LIMIT >> 20} MiB of kind,autotask,halopsa rows",
+        )
+    data = path.read_bytes()
+    if not data.startswith(UTF16_BOMS) and is_binary(data):
+        raise InputError(
+            str(path),
+            "the file is not text (it contains binary data)",
+            expected="a CSV file with the header kind,autotask,halopsa",
+        )
+    encoding = sniff_encoding(path, data)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            str(path),
+            "the file is not valid text in one encoding",
+            expected="UTF-8 or Windows-1252 text",
+            got=f"byte 0x{data[exc.start]:02x} at offset {exc.start}",
+        ) from None
+    if "\x00" in text:
+        raise InputError(str(path), "the file contains a NUL character", expected="text")
+    return io.StringIO(text.removeprefix("\ufeff"), newline="")
 
 
 def _open_text(path: Path, dialect: Dialect) -> io.TextIOWrapper:

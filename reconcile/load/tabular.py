@@ -36,6 +36,7 @@ from reconcile.load.dialect import (
     sniff,
     utf8_source,
 )
+from reconcile.load.workbook import check_workbook
 
 GRID_EXPORT_LIMIT = 5000  # Autotask grid exports stop at this many rows
 TRUE_WORDS = ("true", "1", "yes", "y", "-1")
@@ -95,6 +96,7 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     are kept and marked SKIP; formula cells without a trustworthy saved value mark their row
     PROBLEM. Raises InputError for a workbook that cannot be read or holds no rows.
     """
+    check_workbook(path)
     try:
         reader = fastexcel.read_excel(str(path))
         sheet, index = _pick_sheet(reader)

@@ -1,0 +1,136 @@
+"""An output folder replaced whole or not at all.
+
+The set of files is written into a staging folder beside `--out` (same filesystem), then swapped
+in with one rename: Linux's renameat2(RENAME_EXCHANGE) trades the two folders atomically, so a
+reader (or a `kill -9` at any instant) sees the previous complete set or the new complete set,
+never a mix or a truncated file. Elsewhere two renames are used and an interrupted swap is
+undone the next time the folder is written. A lock file beside the folder (`.<name>.lock`,
+filelock) makes two runs writing the same `--out` take turns.
+
+`RECONCILE_PAUSE_AT` (tests only) names steps (`discrepancies.csv`, …, `swap`, `swapped`) at
+which the writer prints `paused at STEP` to stderr and sleeps, so a test can kill it there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from reconcile.errors import InputError
+
+LOCK_TIMEOUT = 600.0  # seconds to wait for another run writing the same folder
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def pause(step: str) -> None:
+    """Test hook: stop at `step` when RECONCILE_PAUSE_AT names it."""
+    wanted = os.environ.get("RECONCILE_PAUSE_AT", "")
+    if wanted and step in wanted.split(","):
+        sys.stderr.write(f"paused at {step}\n")
+        sys.stderr.flush()
+        time.sleep(float(os.environ.get("RECONCILE_PAUSE_SECONDS", "3600")))
+
+
+def _names(out: Path) -> tuple[Path, Path, str]:
+    """(lock file, folder of the previous set during a two-rename swap, staging prefix)."""
+    return (
+        out.parent / f".{out.name}.lock",
+        out.parent / f".{out.name}.previous",
+        f".{out.name}.new-",
+    )
+
+
+@contextlib.contextmanager
+def output_folder(out: Path) -> Iterator[Path]:
+    """Yield an empty staging folder; when the block completes, it becomes `out` in one step.
+
+    On an exception (or a kill) `out` keeps its previous contents and the staging folder is
+    removed (now, or by the next writer of the same folder)."""
+    out = out.absolute()
+    if out.exists() and not out.is_dir():
+        raise InputError(
+            str(out),
+            "--out names a file, not a folder",
+            expected="a folder for the outputs (created if missing)",
+            hint="Choose another --out.",
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path, previous, prefix = _names(out)
+    try:
+        with FileLock(str(lock_path), timeout=LOCK_TIMEOUT):
+            _recover(out, previous, prefix)
+            staging = out.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+            staging.mkdir()
+            try:
+                yield staging
+                _sync(staging)
+                pause("swap")
+                _swap(staging, out, previous)
+                pause("swapped")
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.rmtree(previous, ignore_errors=True)
+    except OSError as exc:
+        from reconcile.environment import environment_error
+
+        problem = environment_error(exc, out)
+        if problem is None:
+            raise
+        raise problem from None
+    except Timeout:
+        raise InputError(
+            str(out),
+            f"another reconcile run has been writing this folder for over {LOCK_TIMEOUT:.0f} s",
+            hint="Wait for it to finish, or choose another --out.",
+        ) from None
+
+
+def _recover(out: Path, previous: Path, prefix: str) -> None:
+    """Undo what a killed writer left: an interrupted two-rename swap, staging folders."""
+    if previous.exists():
+        if out.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            previous.rename(out)
+    for stale in out.parent.glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _sync(folder: Path) -> None:
+    """Flush the new files to disk before they replace the old ones."""
+    for path in folder.iterdir():
+        with path.open("rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _swap(staging: Path, out: Path, previous: Path) -> None:
+    if not out.exists():
+        staging.rename(out)
+        return
+    if _exchange(staging, out):
+        return  # staging now holds the previous set, removed by the caller
+    out.rename(previous)
+    staging.rename(out)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically trade two paths (Linux renameat2); False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    result = renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    return bool(result == 0)

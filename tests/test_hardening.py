@@ -1,0 +1,381 @@
+"""Issue #15: reconcile tried as an adversary would. Every fault kind gives its exit code and a
+message naming the path; outputs never attack their reader; `--out` is replaced whole."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import ROOT, invoke
+from reconcile.cli import main
+from reconcile.safe import FORMULA_START, NUMBER, cell, shown
+
+AT_HEADER = (
+    "Billing Item ID,Invoice Number,Invoice Date,Organization Name,Item Name,Quantity,"
+    "Unit Price,Extended Price,Total Tax,Service Period Start Date,Service Period End Date"
+)
+HALO_HEADER = (
+    "id,invoicenumber,invoice_date,client_name,item_shortdescription,qty_order,unit_price,"
+    "net_amount,tax_amount,startdate,enddate"
+)
+PAYLOADS = [
+    '=HYPERLINK("http://evil.example/","click me")',
+    "@SUM(1+1)",
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+def run_main(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The console entry point in a child process: exit 3 (a bug) is observable."""
+    code = "from reconcile.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=300,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def main_in_process(monkeypatch: pytest.MonkeyPatch, *args: str | Path) -> int:
+    monkeypatch.setattr(sys, "argv", ["reconcile", *map(str, args)])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def hostile_cycle(folder: Path) -> tuple[Path, Path]:
+    """A cycle whose client names, refs and values carry formula payloads; one row quarantined."""
+    folder.mkdir(parents=True, exist_ok=True)
+    at_rows = [AT_HEADER]
+    halo_rows = [HALO_HEADER]
+    for n, payload in enumerate(PAYLOADS):
+        quoted = '"' + payload.replace('"', '""') + '"'
+        at_rows.append(
+            f"{quoted},INV-{n},11/01/2026,{quoted},Managed Server,1,100.00,100.00,20.00,"
+            "11/01/2026,11/30/2026"
+        )
+        halo_rows.append(
+            f"{quoted},NW{n},01/11/2026,{quoted},Managed Server,1,90.00,90.00,18.00,"
+            "01/11/2026,30/11/2026"
+        )
+    at_rows.append(
+        '"=1+2",INV-9,11/01/2026,"@Evil Corp",Backup,1,1.00,"=SUM(A1:A9)",0.20,'
+        "11/01/2026,11/30/2026"
+    )
+    at = folder / "autotask.csv"
+    halo = folder / "halopsa.csv"
+    at.write_text("\n".join(at_rows) + "\n", encoding="utf-8")
+    halo.write_text("\n".join(halo_rows) + "\n", encoding="utf-8")
+    return at, halo
+
+
+def assert_safe_cells(cells: list[str], where: str) -> None:
+    import re
+
+    for value in cells:
+        if value == "" or re.match(NUMBER, value):
+            continue
+        assert not re.match(FORMULA_START, value), f"{where}: live formula {value!r}"
+
+
+def test_cell_and_shown() -> None:
+    assert cell("=1+1") == "'=1+1"
+    assert cell("\t=1+1") == "'\t=1+1"
+    assert cell("-12.50") == "-12.50"
+    assert cell("-") == "'-"
+    assert cell("Acme") == "Acme"
+    assert shown("a\x1b[2Jb\nc\x9b") == "a\\x1b[2Jb\\nc\\x9b"
+    assert shown("\u202eevil") == "\\u202eevil"
+
+
+def test_no_output_cell_is_a_live_formula(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at, halo = hostile_cycle(tmp_path / "in")
+    out = tmp_path / "out"
+    ws = tmp_path / "ws.duckdb"
+    code = main_in_process(
+        monkeypatch, "--workspace", ws, "run", "--cycle", "2026-11", "--autotask", at,
+        "--halopsa", halo, "--out", out, "--currency", "GBP",
+    )  # fmt: skip
+    assert code == 2  # one row quarantined
+    files = [out / "discrepancies.csv", out / "quarantine.csv"]
+    load = main_in_process(
+        monkeypatch, "--workspace", tmp_path / "ws2.duckdb", "load", "--cycle", "2026-11", at
+    )
+    assert load == 2
+    files += list((tmp_path / "quarantine" / "2026-11").glob("*.csv"))
+    suggest = tmp_path / "suggest.csv"
+    assert main_in_process(
+        monkeypatch, "--workspace", ws, "map", "suggest", "--cycle", "2026-11", "--out", suggest
+    ) == 0  # fmt: skip
+    files.append(suggest)
+    seen = 0
+    for path in files:
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+        cells = [c for row in rows[1:] for c in row]
+        seen += sum(1 for c in cells if c.startswith("'"))
+        assert_safe_cells(cells, path.name)
+        frame = pl.read_csv(path, infer_schema=False)
+        for column in frame.columns:
+            assert_safe_cells([v for v in frame[column].to_list() if v is not None], path.name)
+    assert seen >= len(PAYLOADS)  # the payloads were there, and were defused
+    assert "'=HYPERLINK" in (out / "discrepancies.csv").read_text(encoding="utf-8")
+    # the exact values stay in the typed outputs
+    assert any(
+        c.startswith("=HYPERLINK") for c in pl.read_parquet(out / "discrepancies.parquet")["client"]
+    )
+
+
+def test_terminal_escapes_and_newlines_in_user_values_are_shown_escaped(tmp_path: Path) -> None:
+    name = tmp_path / "bill\x1b[2J\x1b[32mREADY for cutover\nx.csv"
+    name.write_text(
+        AT_HEADER + "\n1,INV-\x1b[2J1,11/01/2026,Acme,Item,1,1.00,bad,0.20,11/01/2026,11/30/2026\n"
+        "2,INV-2,11/01/2026,Acme,Item,1,1.00,1.00,0.20,11/01/2026,11/30/2026\n",
+        encoding="utf-8",
+    )
+    code, output = run_main(
+        "--workspace", tmp_path / "ws.duckdb", "load", "--cycle", "2026-11", name
+    )
+    assert code == 2, output
+    assert "\x1b" not in output
+    assert "\\x1b[2J" in output
+    assert "\\nx.csv" in output
+    assert "1 rows were loaded" in output
+
+
+def test_nul_after_the_sample_is_binary(tmp_path: Path) -> None:
+    path = tmp_path / "late_nul.csv"
+    row = "1,INV-1,11/01/2026,Acme,Item,1,1.00,1.00,0.20,11/01/2026,11/30/2026\n"
+    body = AT_HEADER + "\n" + row * 1200  # > 64 KiB
+    path.write_bytes(body.encode() + b"2,INV-2,11/01/2026,Ac\x00me,Item,1,1,1,0,,\n")
+    code, output = run_main(
+        "--workspace", tmp_path / "ws.duckdb", "load", "--cycle", "2026-11", path
+    )
+    assert code == 2, output
+    assert "NUL byte at offset" in output and str(path) in output
+
+
+def test_cycle_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    at, _ = hostile_cycle(tmp_path / "in")
+    result = invoke("--workspace", tmp_path / "ws.duckdb", "load", "--cycle", "2026-11\n", at)
+    assert result.exit_code == 2
+    assert "expected YYYY-MM" in result.output
+
+
+def test_windows_1252_mapping_file_is_read(tmp_path: Path) -> None:
+    at, halo = hostile_cycle(tmp_path / "in")
+    mapping = tmp_path / "map.csv"
+    mapping.write_bytes("kind,autotask,halopsa\nclient,Café Ltd,Café Limited\n".encode("cp1252"))
+    code, output = run_main(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11", "--autotask", at,
+        "--halopsa", halo, "--map", mapping, "--out", tmp_path / "out", "--currency", "GBP",
+    )  # fmt: skip
+    assert code in (1, 2), output
+    assert "Internal error" not in output
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"kind,autotask,halopsa\n\x00\x01\x02")
+    code, output = run_main(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11", "--map", binary,
+        "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 2 and str(binary) in output and "binary" in output, output
+
+
+# --- kind 3: environment and damaged files -------------------------------------------------
+
+
+def _demo_args(tmp_path: Path, out: Path, ws: Path | None = None) -> list[str | Path]:
+    at, halo = hostile_cycle(tmp_path / "in")
+    return [
+        "--workspace", ws or tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", at, "--halopsa", halo, "--out", out, "--currency", "GBP",
+    ]  # fmt: skip
+
+
+def test_out_below_a_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    code, output = run_main(*_demo_args(tmp_path, tmp_path / "afile" / "out"))
+    assert code == 2, output
+    assert "a file of this name is in the way" in output and "afile" in output
+
+
+def test_workspace_below_a_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    args = _demo_args(tmp_path, tmp_path / "out", ws=tmp_path / "afile" / "ws.duckdb")
+    code, output = run_main(*args)
+    assert code == 2, output
+    assert "afile" in output and "Choose another folder" in output
+
+
+@pytest.mark.parametrize("damage", ["truncated", "junk"])
+def test_damaged_workspace_exits_2(tmp_path: Path, damage: str) -> None:
+    ws = tmp_path / "ws.duckdb"
+    code, output = run_main(*_demo_args(tmp_path, tmp_path / "out", ws))
+    assert code == 2, output
+    data = bytearray(ws.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        middle = len(data) // 2
+        data[middle : middle + 20000] = os.urandom(20000)
+    ws.write_bytes(bytes(data))
+    code, output = run_main(*_demo_args(tmp_path, tmp_path / "out2", ws))
+    assert code == 2, output
+    assert "the workspace file is damaged" in output and str(ws) in output
+    assert "Restore the workspace from a backup" in output
+
+
+def _mount_tmpfs(point: Path, options: str) -> bool:
+    point.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True
+    )
+    return done.returncode == 0
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> object:
+    points: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        if not _mount_tmpfs(point, options):
+            pytest.skip("mounting a tmpfs needs root")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in points:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("where", "options", "expected"),
+    [
+        ("out", "size=64k", "the disk is full"),
+        ("out", "size=1m,ro", "the filesystem is read-only"),
+        ("workspace", "size=256k", "the disk is full"),
+        ("workspace", "size=1m,ro", "the filesystem is read-only"),
+    ],
+)
+def test_full_or_read_only_disk_exits_2(
+    tmp_path: Path, mounts: object, where: str, options: str, expected: str
+) -> None:
+    point = mounts(where, options)  # type: ignore[operator]
+    out = point / "out" if where == "out" else tmp_path / "out"
+    ws = point / "ws.duckdb" if where == "workspace" else tmp_path / "ws.duckdb"
+    args = _demo_args(tmp_path, out, ws)
+    if where == "workspace" and "ro" not in options:  # a cycle larger than the disk
+        demo = ROOT / "fixtures" / "demo"
+        args = [
+            "--workspace", ws, "run", "--cycle", "2026-11", "--autotask",
+            demo / "autotask" / "invoices.xml", "--halopsa", demo / "halopsa" / "api", "--out", out,
+        ]  # fmt: skip
+    code, output = run_main(*args)
+    assert code == 2, output
+    assert expected in output and str(point) in output
+
+
+# --- kind 2: outputs replaced whole ----------------------------------------------------------
+
+STEPS = [
+    "discrepancies.csv", "discrepancies.parquet", "discrepancies.json", "summary.json",
+    "quarantine.csv", "report.html", "swap", "swapped",
+]  # fmt: skip
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+def _normalised(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Outputs without the per-execution parts (none: outputs are byte-identical per input)."""
+    return files
+
+
+def _two_sets(tmp_path: Path) -> tuple[list[str | Path], list[str | Path], Path]:
+    out = tmp_path / "out"
+    first = _demo_args(tmp_path / "a", out, tmp_path / "a.duckdb")
+    at, halo = hostile_cycle(tmp_path / "b")
+    (tmp_path / "b" / "halopsa.csv").write_text(
+        HALO_HEADER + "\n1,NW1,01/11/2026,Acme,Managed Server,1,5.00,5.00,1.00,,\n",
+        encoding="utf-8",
+    )
+    second: list[str | Path] = [
+        "--workspace", tmp_path / "b.duckdb", "run", "--cycle", "2026-11", "--autotask", at,
+        "--halopsa", halo, "--out", out, "--currency", "GBP",
+    ]  # fmt: skip
+    return first, second, out
+
+
+def test_kill_9_while_writing_leaves_the_previous_or_the_new_set(tmp_path: Path) -> None:
+    first, second, out = _two_sets(tmp_path)
+    assert run_main(*first)[0] == 2
+    old = _snapshot(out)
+    assert run_main(*second)[0] == 2
+    new = _snapshot(out)
+    assert old != new and set(old) == set(new) and len(old) == 6
+    for step in STEPS:
+        shutil.rmtree(out)
+        out.mkdir()
+        for name, data in old.items():
+            (out / name).write_bytes(data)
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from reconcile.cli import main; main()", *map(str, second)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "RECONCILE_PAUSE_AT": step},
+        )
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        while line and not line.startswith("paused at"):
+            line = process.stderr.readline()
+        assert line == f"paused at {step}\n", line
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+        assert _snapshot(out) == (new if step == "swapped" else old), step
+    leftovers = {p.name for p in out.parent.iterdir() if p.name.startswith(".out.")}
+    assert run_main(*first)[0] == 2  # the next run sweeps what the killed ones left
+    assert _snapshot(out) == old
+    assert not {p.name for p in out.parent.iterdir() if p.name.startswith(".out.new-")}
+    assert leftovers is not None
+
+
+def test_two_runs_into_one_out_leave_one_complete_set(tmp_path: Path) -> None:
+    first, second, out = _two_sets(tmp_path)
+    assert run_main(*first)[0] == 2
+    old = _snapshot(out)
+    assert run_main(*second)[0] == 2
+    new = _snapshot(out)
+    shutil.rmtree(out)
+    code = "from reconcile.cli import main; main()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _ in range(2):
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, *map(str, args)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            for args in (first, second)
+        ]
+        assert [p.wait() for p in runs] == [2, 2]
+        assert _snapshot(out) in (old, new)
