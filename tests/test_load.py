@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 
 from conftest import BAD, DEMO, QUIRKS, ROOT, invoke, read_json
+from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.ingest import LoadResult, load_paths
 from reconcile.store import Workspace
-from reconcile.validate import Settings
 
 CYCLE = "2026-11"
 SETTINGS = Settings(cycle=CYCLE, currency="GBP")
@@ -273,13 +273,14 @@ import os, signal, sys
 from pathlib import Path
 from reconcile.ingest import load_paths
 from reconcile.store import Workspace
-from reconcile.validate import Settings
+from reconcile.config import Settings
 
 def killed(self, record):
     os.kill(os.getpid(), signal.SIGKILL)
 
 Workspace.insert_load = killed
-load_paths(Workspace(sys.argv[1]), [Path(sys.argv[2])], None, Settings(cycle="2026-11"))
+settings = Settings(cycle="2026-11", currency="GBP")
+load_paths(Workspace(sys.argv[1]), [Path(sys.argv[2])], None, settings)
 """
 
 

@@ -124,8 +124,10 @@ def test_outputs_agree_and_the_bridge_adds_up(tmp_path: Path) -> None:
     assert csv_frame.fill_null("").equals(parquet.fill_null(""))
     assert len(read_json(out / "discrepancies.json")) == csv_frame.height
     summary = read_json(out / "summary.json")
-    bridge = sum(Decimal(b["amount"]) for b in summary["bridge"])
-    assert bridge == Decimal(summary["totals"]["difference"]["gross"])
+    assert list(summary["bridge"]) == list(summary["totals"]) == ["GBP", "EUR"]
+    for code, bars in summary["bridge"].items():
+        bridge = sum(Decimal(b["amount"]) for b in bars)
+        assert bridge == Decimal(summary["totals"][code]["difference"]["gross"]), code
     assert {c["platform"] for c in summary["controls"]} == {"autotask", "halopsa"}
     for control in summary["controls"]:
         assert control["rows_read"] == (
@@ -259,8 +261,11 @@ def test_the_report_embeds_a_bridge_that_adds_up(tmp_path: Path) -> None:
     )
     assert embedded is not None
     data = json.loads(embedded.group(1))
-    bridge = sum(Decimal(bar["amount"]) for bar in data["bridge"])
-    assert bridge == Decimal(data["totals"]["difference"]["gross"]) == Decimal("-82.00")
+    # Per currency: the EUR client's lines leave the GBP totals and form their own.
+    gbp = sum(Decimal(bar["amount"]) for bar in data["bridge"]["GBP"])
+    assert gbp == Decimal(data["totals"]["GBP"]["difference"]["gross"]) == Decimal("-2079.28")
+    eur = sum(Decimal(bar["amount"]) for bar in data["bridge"]["EUR"])
+    assert eur == Decimal(data["totals"]["EUR"]["difference"]["gross"]) == Decimal("1997.28")
 
 
 def test_a_bug_exits_3_with_a_paragraph_not_a_traceback(
