@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 blockers remain (run); 2 unusable input or a usage erro
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 import tempfile
@@ -18,13 +17,12 @@ from typing import Any, TypeVar
 import click
 import duckdb
 
-from reconcile.config import Config, load_config
+from reconcile.config import DEFAULT_TIMEZONE, Config, load_config
 from reconcile.environment import environment_error
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
 from reconcile.safe import shown
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
-from reconcile.validate import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LISTED = 20
@@ -82,9 +80,8 @@ def load_options(func: F) -> F:
             ),
             click.option(
                 "--timezone",
-                default="Europe/London",
-                show_default=True,
-                help="HaloPSA tenant time zone (its API stores datetimes in UTC).",
+                help="HaloPSA tenant time zone (its API stores datetimes in UTC) "
+                f"[default: [halopsa] timezone, or {DEFAULT_TIMEZONE}].",
             ),
         ]
     ):
@@ -169,7 +166,7 @@ def load(
     date_format: str | None,
     number_format: str | None,
     currency: str | None,
-    timezone: str,
+    timezone: str | None,
     paths: tuple[Path, ...],
 ) -> None:
     """Load invoice exports (files, or a folder of API pages) into the workspace.
@@ -178,15 +175,9 @@ def load(
     every invoice is outside --cycle (see --allow-other-month), or when any row had to be
     quarantined.
     """
-    settings = Settings(
-        cycle=check_cycle(cycle),
-        date_format=date_format,
-        number_format=number_format,
-        currency=currency,
-        timezone=timezone,
-        allow_other_month=allow_other_month,
-    )
-    with Workspace(ctx.obj["workspace"]) as workspace:
+    config = _config(None, date_format, currency, timezone, number_format)
+    settings = config.settings(check_cycle(cycle), allow_other_month)
+    with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
         results = load_paths(workspace, list(paths), platform, settings, replace=replace)
         for result in results:
             click.echo(describe(result))
@@ -217,17 +208,12 @@ def validate(
     date_format: str | None,
     number_format: str | None,
     currency: str | None,
-    timezone: str,
+    timezone: str | None,
     paths: tuple[Path, ...],
 ) -> None:
     """Check exports and report every problem, without loading anything."""
-    settings = Settings(
-        cycle=check_cycle(cycle) if cycle else "",
-        date_format=date_format,
-        number_format=number_format,
-        currency=currency,
-        timezone=timezone,
-    )
+    config = _config(None, date_format, currency, timezone, number_format)
+    settings = config.settings(check_cycle(cycle) if cycle else "")
     problems = []
     for raw, tally in read_only(list(paths), platform, settings):
         click.echo(
@@ -279,21 +265,18 @@ def run(
     date_format: str | None,
     number_format: str | None,
     currency: str | None,
-    timezone: str,
+    timezone: str | None,
 ) -> None:
     """Reconcile a cycle: load, match, apply the rules, write the report and outputs.
 
-    Exits 0 when no blocker remains, 1 when blockers remain, 2 for unusable input.
+    Exits 0 when no blocker remains, 1 when blockers remain, 2 for unusable input or settings.
     """
     from reconcile.run import run_cycle
 
-    config = load_config(config_path)
-    settings = dataclasses.replace(
-        _settings(cycle, config, date_format, currency, timezone, number_format),
-        allow_other_month=allow_other_month,
-    )
+    config = _config(config_path, date_format, currency, timezone, number_format)
+    settings = config.settings(check_cycle(cycle), allow_other_month)
     out = out_dir or Path("out") / cycle
-    with Workspace(ctx.obj["workspace"]) as workspace:
+    with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
         result = run_cycle(
             workspace, settings, list(autotask), list(halopsa), list(maps), config, out
         )
@@ -302,9 +285,13 @@ def run(
     verdict = result.summary["verdict"]
     totals = result.summary["totals"]
     click.echo(
-        f"cycle {cycle}: Autotask {totals['autotask']['gross']} gross in "
-        f"{_lines(totals['autotask'])}, HaloPSA {totals['halopsa']['gross']} in "
-        f"{_lines(totals['halopsa'])}, difference {totals['difference']['gross']}"
+        f"cycle {cycle}: "
+        + "; ".join(
+            f"{code}: Autotask {code} {t['autotask']['gross']} gross in "
+            f"{_lines(t['autotask'])}, HaloPSA {code} {t['halopsa']['gross']} in "
+            f"{_lines(t['halopsa'])}, difference {code} {t['difference']['gross']}"
+            for code, t in totals.items()
+        )
     )
     click.echo(
         f"{verdict['blockers']} blockers, {verdict['warnings']} warnings, {verdict['info']} info, "
@@ -351,7 +338,7 @@ def suggest(
     from reconcile.run import read_mapping_files
 
     config = load_config(config_path)
-    with Workspace(ctx.obj["workspace"]) as workspace:
+    with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
         for platform in ("autotask", "halopsa"):
             if not workspace.load_ids(check_cycle(cycle), platform):
                 raise InputError(
@@ -364,20 +351,22 @@ def suggest(
     click.echo(f"{written} suggestion(s) written to {shown(out_file)}; review them before use.")
 
 
-def _settings(
-    cycle: str,
-    config: Config,
+def _config(
+    path: Path | None,
     date_format: str | None,
     currency: str | None,
-    timezone: str,
-    number_format: str | None = None,
-) -> Settings:
-    return Settings(
-        cycle=check_cycle(cycle),
-        date_format=date_format or config.date_format,
-        number_format=number_format or config.number_format,
-        currency=currency or config.currency,
-        timezone=timezone if timezone != "Europe/London" else config.timezone,
+    timezone: str | None,
+    number_format: str | None,
+) -> Config:
+    """The one settings model: defaults, reconcile.toml, RECONCILE_* variables, then flags."""
+    return load_config(
+        path,
+        flags={
+            "--date-format": date_format,
+            "--currency": currency,
+            "--timezone": timezone,
+            "--number-format": number_format,
+        },
     )
 
 

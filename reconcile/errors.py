@@ -35,7 +35,7 @@ class InputError(Exception):
             text += f"; expected {self.expected}"
         if self.got is not None:
             text += f", got {_quote(self.got)}"
-        text += "."
+        text += "" if text.endswith(("?", ".")) else "."
         if self.hint:
             text += f" {self.hint}"
         return shown(text)

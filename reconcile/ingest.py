@@ -13,12 +13,13 @@ from typing import Any
 
 import polars as pl
 
+from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.load import RawFrame, read_inputs
 from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
 from reconcile.store import Workspace
-from reconcile.validate import Normalised, Settings, normalise
+from reconcile.validate import Normalised, normalise
 
 CYCLE_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 ZERO = Decimal("0.00")
@@ -60,6 +61,39 @@ def check_cycle(cycle: str) -> str:
             got=cycle,
         )
     return cycle
+
+
+def states_currency(raw: RawFrame) -> bool:
+    """Whether any row of the export names its currency (a column that is always empty, as in
+    Autotask's XML and CSV exports, states none)."""
+    if "currency" not in raw.columns:
+        return False
+    found = raw.collect(raw.frame.select(pl.col("currency").is_not_null().any()))
+    return bool(found.item())
+
+
+def check_currency(raw: RawFrame, settings: Settings) -> None:
+    """An export that states no currency needs one given: amounts are never summed or compared
+    without knowing their currency, and none is assumed."""
+    if settings.currency is None and not states_currency(raw):
+        raise InputError(
+            raw.file,
+            f"the {PLATFORM_NAMES.get(raw.platform, raw.platform)} export states no currency "
+            "and none is configured",
+            expected="--currency ISO (e.g. --currency GBP), RECONCILE_CURRENCY, or currency "
+            "under [cycle] in reconcile.toml",
+            hint="Nothing was loaded.",
+        )
+
+
+def check_currencies(sides: list[tuple[str, list[Path]]], settings: Settings) -> None:
+    """The currency check for every export of a run before any is loaded."""
+    if settings.currency is not None:
+        return
+    for platform, paths in sides:
+        if paths:
+            for raw in read_inputs(paths, platform):
+                check_currency(raw, settings)
 
 
 def sha256(path: Path) -> str:
@@ -146,6 +180,7 @@ def read_only(
     """Validate without touching a workspace (the `validate` command)."""
     checked = []
     for raw in read_inputs(paths, platform):
+        check_currency(raw, settings)
         tally = Tally()
         for norm in normalise(raw, settings):
             tally.add(norm)
@@ -164,6 +199,7 @@ def load_paths(
     results: list[LoadResult] = []
     keep: set[str] = set()
     for raw in read_inputs(paths, platform):
+        check_currency(raw, settings)
         hashes = {p: sha256(p) for p in raw.files}
         load_id = content_id(hashes)
         if workspace.has_load(load_id, settings.cycle):

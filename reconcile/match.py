@@ -59,7 +59,7 @@ def match_cycle(
     # Exports that do not state a service period on every line still pair on client and item.
     for stage in ("split", "values", "group"):
         STAGE_SQL[stage](con, "period", ITEM_KEY)
-    _fuzzy(con, config.fuzzy_min_score)
+    _fuzzy(con, config.match.fuzzy_min_score)
     _unmatched(con)
     _group_view(con)
     return MatchResult(
@@ -154,7 +154,7 @@ def _crosswalk(
         h_entities, h_keys = _entities(_distinct(con, "h", _entity_columns(kind, "h")), kind, "h")
         con.register(f"_{kind}_a", a_keys)
         con.register(f"_{kind}_h", h_keys)
-        resolved = resolve(kind, a_entities, h_entities, mappings, config.fuzzy_min_score)
+        resolved = resolve(kind, a_entities, h_entities, mappings, config.match.fuzzy_min_score)
         table = pl.DataFrame(
             [(r.halopsa_key, r.autotask_key, r.method) for r in resolved],
             schema={"h_key": pl.String, "a_key": pl.String, "method": pl.String},
@@ -316,7 +316,11 @@ def _left(side: str) -> str:
     )
 
 
-EXACT_KEY = ["c_key", "i_key", "period_start", "period_end", "quantity", "unit_price"]
+# Every key holds the currency: lines in different currencies never pair (their amounts cannot
+# be compared); the currency_mismatch rule reports a client billed in another currency.
+EXACT_KEY = [
+    "c_key", "i_key", "currency", "period_start", "period_end", "quantity", "unit_price",
+]  # fmt: skip
 
 
 def _exact(con: duckdb.DuckDBPyConnection) -> None:
@@ -348,8 +352,8 @@ def _key_counts(key: str) -> str:
     """
 
 
-CHARGE_KEY = "(c_key, i_key, period_start, period_end)"
-ITEM_KEY = "(c_key, i_key)"
+CHARGE_KEY = "(c_key, i_key, currency, period_start, period_end)"
+ITEM_KEY = "(c_key, i_key, currency)"
 
 
 def _insert_groups(con: duckdb.DuckDBPyConnection, stage: str, key: str, condition: str) -> None:
@@ -413,9 +417,12 @@ STAGE_SQL = {"split": _split, "values": _one_to_one_by_key, "group": _group_by_k
 
 
 def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
-    """Within a client, best pairs first by description similarity, then amount proximity."""
+    """Within a client and currency, best pairs first by description similarity, then amount
+    proximity."""
     text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
-    columns = f"uid, ref, c_key, {text} AS text, net_amount"
+    columns = (
+        f"uid, ref, c_key || '|' || coalesce(currency, '') AS c_key, {text} AS text, net_amount"
+    )
     left_a: pl.DataFrame = con.sql(f"SELECT {columns} FROM {_left('a')} ORDER BY ref").pl()
     left_h: pl.DataFrame = con.sql(
         f"SELECT {columns} FROM {_left('h')} WHERE c_ok ORDER BY ref"

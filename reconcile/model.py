@@ -132,7 +132,7 @@ class CanonicalLine(pa.DataFrameModel):
     unit_price: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
     net_amount: Annotated[pl.Decimal, 18, 2]
     tax_amount: Annotated[pl.Decimal, 18, 2] = pa.Field(nullable=True)
-    currency: str = pa.Field(nullable=True, str_matches=r"^[A-Z]{3}$")
+    currency: str = pa.Field(str_matches=r"^[A-Z]{3}$")  # a missing one is quarantined
     period_start: dt.date = pa.Field(nullable=True)
     period_end: dt.date = pa.Field(nullable=True)
     xref_client_id: str = pa.Field(nullable=True)

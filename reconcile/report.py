@@ -14,8 +14,9 @@ script renders it one page at a time, so 50,000 discrepancies stay well under 25
 
 Embedded JSON (``report-data``), format 1::
 
-    {"format": 1, "cycle": str, "title": str, "verdict": {...}, "totals": {...},
-     "bridge": [{"rule", "title", "amount"}, ...],          # as given, gross amounts
+    {"format": 1, "cycle": str, "title": str, "verdict": {...},
+     "totals": {currency: {"autotask", "halopsa", "difference"}},   # as given, per currency
+     "bridge": {currency: [{"rule", "title", "amount"}, ...]},      # as given, gross amounts
      "rules": {code: {"title", "severity", "explanation"}},  # as given
      "columns": DISCREPANCY_COLUMNS, "line_columns": LINE_COLUMNS,
      "strings": [str, ...],                                  # interned values
@@ -92,17 +93,26 @@ REPORT_CONTEXT: dict[str, str] = {
     "version": "the reconcile version that produced the report, or ''",
     "inputs": "list of input dicts: platform, source, shape, sha256",
     "verdict": "dict: ready, blockers, warnings, info, expected",
-    "totals": "dict: autotask/halopsa (net, tax, gross, lines) and difference (net, tax, gross)",
+    "totals": "dict per ISO currency (main currency first): autotask/halopsa (net, tax, gross, "
+    "lines, tax_unknown) and difference (net, tax, gross); amounts are never added across "
+    "currencies",
+    "currencies": "the currency codes of the totals, in order",
+    "lines": "dict: autotask, halopsa (lines of the side, every currency)",
+    "provenance": "dict: config (source, sha256), changed (setting -> value, those differing "
+    "from the defaults), lowered_severities ([{rule, default, set}]), mappings ([{file, "
+    "sha256}])",
     "stages": "match stages, each with autotask_share/halopsa_share of that side's lines",
     "match_rate": "dict: autotask, halopsa (fractions as decimal strings)",
     "controls": "control totals per input, each with a balanced flag (read = loaded + q + x) "
     "and its load warnings",
-    "bridge_chart": "BridgeChart: geometry of the server-side waterfall SVG",
-    "bridge": "bridge entries as given (gross amounts summing to the gross difference)",
-    "clients": "per-client rows, largest absolute difference first",
+    "bridge_charts": "list of (currency, BridgeChart): geometry of each waterfall SVG",
+    "bridge": "bridge entries per currency as given (gross amounts summing to that currency's "
+    "gross difference)",
+    "clients": "per-client rows (one per client and currency), largest absolute difference first",
     "largest": "up to five open blockers, then warnings, that are root causes (no root_cause), "
     "by exposure (the most money at stake on either side), with rule titles",
-    "open_variance": "sum of the open discrepancies' gross differences taken as positive",
+    "open_variance": "currency -> sum of the open discrepancies' gross differences taken as "
+    "positive",
     "rules": "rule code -> {title, severity, explanation}",
     "severity_counts": "severity -> number of discrepancies in the list",
     "discrepancy_total": "number of discrepancies in the list",
@@ -305,7 +315,9 @@ class BridgeChart:
     omitted_zero: int  # bridge entries of 0.00 left out of the drawing
 
 
-def bridge_chart(totals: Mapping[str, Any], bridge: Sequence[Mapping[str, Any]]) -> BridgeChart:
+def bridge_chart(
+    totals: Mapping[str, Any], bridge: Sequence[Mapping[str, Any]], currency: str = ""
+) -> BridgeChart:
     """Lay out the waterfall from the Autotask gross total to the HaloPSA gross total.
 
     The differences are usually a fraction of a percent of the totals, so when zero would squash
@@ -335,14 +347,15 @@ def bridge_chart(totals: Mapping[str, Any], bridge: Sequence[Mapping[str, Any]])
 
     base_x = x_of(max(lo, Decimal(0)) if lo <= 0 <= hi else lo)
     bars: list[BridgeBar] = []
+    code = f" {currency}" if currency else ""
     rows: list[tuple[str, str, str, Decimal, Decimal]] = [
-        ("Autotask gross total", str(totals["autotask"]["gross"]), "total", lo, start)
+        (f"Autotask gross total{code}", str(totals["autotask"]["gross"]), "total", lo, start)
     ]
     for index, entry in enumerate(steps):
         kind = "negative" if _decimal(entry.get("amount")) < 0 else "positive"
         label = str(entry.get("title") or entry.get("rule"))
         rows.append((label, str(entry["amount"]), kind, running[index], running[index + 1]))
-    rows.append(("HaloPSA gross total", str(totals["halopsa"]["gross"]), "total", lo, end))
+    rows.append((f"HaloPSA gross total{code}", str(totals["halopsa"]["gross"]), "total", lo, end))
     for index, (label, amount, kind, before, after) in enumerate(rows):
         if kind == "total":
             x0, x1 = base_x, x_of(after)
@@ -350,6 +363,7 @@ def bridge_chart(totals: Mapping[str, Any], bridge: Sequence[Mapping[str, Any]])
             x0, x1 = x_of(before), x_of(after)
         left, right = min(x0, x1), max(x0, x1)
         text = money(amount) if kind == "total" else signed_money(amount)
+        text = f"{currency} {text}" if currency else text
         bars.append(
             BridgeBar(
                 label=label,
@@ -472,14 +486,33 @@ def _filled(entries: Iterable[Mapping[str, Any]], section: str) -> list[dict[str
     return [{**defaults, **{k: v for k, v in e.items() if v is not None}} for e in entries]
 
 
+def _provenance(given: Mapping[str, Any]) -> dict[str, Any]:
+    config = given.get("config") or {}
+    return {
+        "config": {"source": config.get("source") or "", "sha256": config.get("sha256") or ""},
+        "changed": dict(given.get("changed") or {}),
+        "lowered_severities": list(given.get("lowered_severities") or []),
+        "mappings": list(given.get("mappings") or []),
+    }
+
+
+def setting_text(value: object) -> str:
+    """A setting's value as reconcile.toml would write it."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
     """Everything the template needs; keys are documented in REPORT_CONTEXT."""
     rules: Mapping[str, Any] = data.get("rules") or {}
-    totals = data["totals"]
+    totals: Mapping[str, Any] = data["totals"]
     discrepancies: Sequence[Mapping[str, Any]] = data.get("discrepancies") or []
     expected: Sequence[Mapping[str, Any]] = data.get("expected") or []
     quarantine: Sequence[Mapping[str, Any]] = data.get("quarantine") or []
-    bridge: Sequence[Mapping[str, Any]] = data.get("bridge") or []
+    bridge: Mapping[str, Sequence[Mapping[str, Any]]] = data.get("bridge") or {}
+    lines = data.get("lines") or {
+        side: sum(int(t[side].get("lines") or 0) for t in totals.values())
+        for side in ("autotask", "halopsa")
+    }
     strings, rows = encode_discrepancies(discrepancies)
     payload = {
         "format": EMBED_FORMAT,
@@ -498,8 +531,8 @@ def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
         {
             **s,
             "label": s.get("label") or s.get("stage") or "",
-            "autotask_share": _share(s.get("autotask_lines"), totals["autotask"].get("lines")),
-            "halopsa_share": _share(s.get("halopsa_lines"), totals["halopsa"].get("lines")),
+            "autotask_share": _share(s.get("autotask_lines"), lines.get("autotask")),
+            "halopsa_share": _share(s.get("halopsa_lines"), lines.get("halopsa")),
         }
         for s in data.get("match_stages") or []
     ]
@@ -516,10 +549,15 @@ def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
         "inputs": _filled(data.get("inputs") or [], "inputs"),
         "verdict": data["verdict"],
         "totals": totals,
+        "currencies": list(totals),
+        "lines": lines,
+        "provenance": _provenance(data.get("provenance") or {}),
         "stages": stages,
         "match_rate": data.get("match_rate") or {},
         "controls": _controls(_filled(data.get("controls") or [], "controls")),
-        "bridge_chart": bridge_chart(totals, bridge),
+        "bridge_charts": [
+            (code, bridge_chart(totals[code], bridge.get(code) or [], code)) for code in totals
+        ],
         "bridge": bridge,
         "clients": clients,
         "largest": largest_problems(discrepancies, rules, LARGEST_PROBLEMS),
@@ -563,6 +601,7 @@ def make_environment(template_dir: Path | None = None) -> Environment:
     env.filters.update(
         money=money,
         signed_money=signed_money,
+        setting=setting_text,
         quantity=quantity,
         percent=percent,
         count=count,

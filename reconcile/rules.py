@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from reconcile import bundled_dir
-from reconcile.config import Config, decimal_setting
+from reconcile.config import Config, tolerance_setting
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
@@ -68,16 +68,18 @@ class Rule:
     precedence: int
     measure: str
     supersedes: tuple[str, ...]
-    config_keywords: dict[str, tuple[str, str]]
+    config_keywords: dict[str, tuple[Any, str]]
     module: ModuleType = field(repr=False)
 
     def severity(self, config: Config) -> str:
         return str(config.rule(self.code).get("severity", self.default_severity))
 
     def settings(self, config: Config) -> dict[str, Decimal]:
+        """The rule's tolerances (CONFIG keys with a decimal default), as configured."""
         return {
-            key: decimal_setting(config, self.code, key, default)
+            key: tolerance_setting(config, self.code, key, default)
             for key, (default, _) in self.config_keywords.items()
+            if isinstance(default, str)
         }
 
 
@@ -274,8 +276,8 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
 
 def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
     """Autotask charges deliberately not billed in HaloPSA (retired services) are expected."""
-    retired_items = {v.casefold() for v in config.retired_items}
-    retired_clients = {v.casefold() for v in config.retired_clients}
+    retired_items = {v.casefold() for v in config.expected.retired_items}
+    retired_clients = {v.casefold() for v in config.expected.retired_clients}
     if findings.is_empty() or not (retired_items or retired_clients):
         return findings
 
@@ -404,9 +406,10 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
 
 def bridge(
     con: duckdb.DuckDBPyConnection, findings: pl.DataFrame, rules: list[Rule]
-) -> list[dict[str, str]]:
-    """Attribute each match group's gross difference to the first-precedence rule that fired on
-    it; the bars then add up exactly to the difference between the two totals."""
+) -> dict[str, list[dict[str, str]]]:
+    """Per currency, attribute each match group's gross difference to the first-precedence rule
+    that fired on it; each currency's bars then add up exactly to the difference between its
+    two totals (a group's lines share one currency: matching keys include it)."""
     titles = {r.code: r.title for r in rules} | {"expected": EXPECTED_TITLE}
     covering = (
         (
@@ -429,21 +432,24 @@ def bridge(
     con.register("_covering", covering)
     rows = con.sql(
         """
-        SELECT coalesce(c.rule, 'unexplained') AS rule, min(coalesce(c.precedence, 1000)) AS p,
+        SELECT coalesce(g.a_currency, g.h_currency) AS currency,
+               coalesce(c.rule, 'unexplained') AS rule, min(coalesce(c.precedence, 1000)) AS p,
                sum((coalesce(g.h_net, 0) + coalesce(g.h_tax, 0))
                  - (coalesce(g.a_net, 0) + coalesce(g.a_tax, 0))) AS amount
         FROM groups g LEFT JOIN _covering c USING (match_id)
         GROUP BY ALL
         HAVING amount <> 0 OR c.rule IS NOT NULL
-        ORDER BY p, rule
+        ORDER BY currency, p, rule
         """
     ).fetchall()
     con.unregister("_covering")
-    return [
-        {
-            "rule": rule,
-            "title": titles.get(rule, "Not explained by any rule"),
-            "amount": str(Decimal(amount).quantize(Decimal("0.01"))),
-        }
-        for rule, _, amount in rows
-    ]
+    bars: dict[str, list[dict[str, str]]] = {}
+    for currency, rule, _, amount in rows:
+        bars.setdefault(currency, []).append(
+            {
+                "rule": rule,
+                "title": titles.get(rule, "Not explained by any rule"),
+                "amount": str(Decimal(amount).quantize(Decimal("0.01"))),
+            }
+        )
+    return bars

@@ -15,17 +15,23 @@ import orjson
 import polars as pl
 
 from reconcile import __version__
-from reconcile.config import Config
+from reconcile.config import Config, Settings
 from reconcile.crosswalk import Mapping, read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
-from reconcile.ingest import LoadResult, check_cycle, load_paths, load_warnings, sha256
+from reconcile.ingest import (
+    LoadResult,
+    check_currencies,
+    check_cycle,
+    load_paths,
+    load_warnings,
+    sha256,
+)
 from reconcile.match import MatchResult, match_cycle
-from reconcile.outputs import output_folder, pause
+from reconcile.outputs import output_folder, pause, write_xlsx
 from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise, uncell
 from reconcile.store import Workspace
-from reconcile.validate import Settings
 
 CENT = Decimal("0.01")
 # One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
@@ -80,6 +86,8 @@ def run_cycle(
 ) -> RunResult:
     cycle = check_cycle(settings.cycle)
     loads: list[LoadResult] = []
+    # An export that states no currency, with none configured, stops the run before any load.
+    check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
     for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
         if paths:
             loads += load_paths(workspace, paths, platform, settings, replace=True)
@@ -101,6 +109,17 @@ def run_cycle(
     write_outputs(result, workspace, rules)
     workspace.save_run(summary["run_id"], cycle, summary, _output_frame(findings))
     return result
+
+
+def _open_variance(findings: pl.DataFrame) -> dict[str, str]:
+    """Per currency, the open discrepancies' gross differences each taken as positive."""
+    if findings.is_empty():
+        return {}
+    open_rows = findings.filter(pl.col("severity") != "expected").with_columns(
+        pl.coalesce("a_currency", "h_currency").alias("_currency")
+    )
+    sums = open_rows.group_by("_currency").agg(pl.col("gross_difference").abs().sum())
+    return {str(c): _money(v) for c, v in sorted(sums.iter_rows(), key=lambda r: str(r[0]))}
 
 
 def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFrame:
@@ -156,39 +175,56 @@ def _money(value: Any) -> str:
 
 
 def _side_totals(workspace: Workspace, cycle: str) -> dict[str, dict[str, Any]]:
-    """Net, tax and gross per side. Tax (and so gross) adds up only the tax the lines state:
-    `tax_unknown` counts the lines whose tax is not stated, so the figure says what it leaves
-    out rather than taking an unknown as zero."""
+    """Net, tax and gross per currency and side: amounts in different currencies are never
+    added up. Tax (and so gross) adds up only the tax the lines state: `tax_unknown` counts the
+    lines whose tax is not stated, so the figure says what it leaves out rather than taking an
+    unknown as zero. Currencies in order of their number of lines, the main one first."""
     rows = workspace.con.sql(
-        "SELECT source, count(*), sum(net_amount), sum(coalesce(tax_amount, 0)), "
-        "count(*) - count(tax_amount) FROM lines WHERE cycle = ? GROUP BY source",
+        "SELECT currency, source, count(*), sum(net_amount), sum(coalesce(tax_amount, 0)), "
+        "count(*) - count(tax_amount) FROM lines WHERE cycle = ? GROUP BY ALL",
         params=[cycle],
     ).fetchall()
-    found = {r[0]: r for r in rows}
-    totals = {}
-    for side in ("autotask", "halopsa"):
-        _, count, net, tax, tax_unknown = found.get(side, (side, 0, 0, 0, 0))
-        totals[side] = {
-            "net": _money(net),
-            "tax": _money(tax),
-            "gross": _money(Decimal(net or 0) + Decimal(tax or 0)),
-            "lines": count,
-            "tax_unknown": tax_unknown,
+    found = {(r[0], r[1]): r[2:] for r in rows}
+    lines: dict[str, int] = {}
+    for (currency, _), (count, *_rest) in found.items():
+        lines[currency] = lines.get(currency, 0) + count
+    totals: dict[str, dict[str, Any]] = {}
+    for currency in sorted(lines, key=lambda c: (-lines[c], c)) or ["(none)"]:
+        per: dict[str, Any] = {}
+        for side in ("autotask", "halopsa"):
+            count, net, tax, tax_unknown = found.get((currency, side), (0, 0, 0, 0))
+            per[side] = {
+                "net": _money(net),
+                "tax": _money(tax),
+                "gross": _money(Decimal(net or 0) + Decimal(tax or 0)),
+                "lines": count,
+                "tax_unknown": tax_unknown,
+            }
+        per["difference"] = {
+            k: _money(Decimal(per["halopsa"][k]) - Decimal(per["autotask"][k]))
+            for k in ("net", "tax", "gross")
         }
-    totals["difference"] = {
-        k: _money(Decimal(totals["halopsa"][k]) - Decimal(totals["autotask"][k]))
-        for k in ("net", "tax", "gross")
-    }
+        totals[currency] = per
     return totals
 
 
+def _line_counts(totals: dict[str, dict[str, Any]]) -> dict[str, int]:
+    return {
+        side: sum(int(t[side]["lines"]) for t in totals.values())
+        for side in ("autotask", "halopsa")
+    }
+
+
 def _clients(workspace: Workspace, findings: pl.DataFrame) -> list[dict[str, Any]]:
+    """One row per client and currency (a client billed in two currencies has two rows); the
+    discrepancy counts are the client's, on each of its rows."""
     rows = workspace.con.sql(
         """
-        SELECT client_key, min(client) AS client,
+        SELECT client_key, min(client) AS client, coalesce(a_currency, h_currency) AS currency,
                sum(coalesce(a_net, 0) + coalesce(a_tax, 0)) AS a_gross,
                sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS h_gross
-        FROM groups GROUP BY client_key ORDER BY client, client_key
+        FROM groups GROUP BY client_key, coalesce(a_currency, h_currency)
+        ORDER BY client, client_key, currency
         """
     ).fetchall()
     counts = (
@@ -198,11 +234,12 @@ def _clients(workspace: Workspace, findings: pl.DataFrame) -> list[dict[str, Any
     for client, severity, n in counts:
         by_client.setdefault(client, {})[severity] = n
     clients = []
-    for _, client, a_gross, h_gross in rows:
+    for _, client, currency, a_gross, h_gross in rows:
         severity = by_client.get(client, {})
         clients.append(
             {
                 "client": client,
+                "currency": currency,
                 "autotask_gross": _money(a_gross),
                 "halopsa_gross": _money(h_gross),
                 "difference": _money(Decimal(h_gross) - Decimal(a_gross)),
@@ -217,7 +254,7 @@ def _summary(
     cycle: str,
     findings: pl.DataFrame,
     matched: MatchResult,
-    bars: list[dict[str, str]],
+    bars: dict[str, list[dict[str, str]]],
     rules: list[Rule],
     maps: list[Path],
     config: Config,
@@ -238,7 +275,7 @@ def _summary(
         else {r.code: dict.fromkeys(SEVERITY_ORDER, 0) for r in rules}
     )
     totals = _side_totals(workspace, cycle)
-    lines = {"autotask": totals["autotask"]["lines"], "halopsa": totals["halopsa"]["lines"]}
+    lines: dict[str, Any] = _line_counts(totals)
     unmatched = {s["stage"]: s for s in matched.stages}["unmatched"]
     rate = {
         side: str(
@@ -274,18 +311,16 @@ def _summary(
             "info": counts["info"],
             "expected": counts["expected"],
         },
+        "currencies": list(totals),
         "totals": totals,
-        # What is still open, however it nets out: the sum of the gross differences, each
-        # taken as positive, that open discrepancies (not accepted) account for.
-        "open_variance": _money(
-            findings.filter(pl.col("severity") != "expected")["gross_difference"].abs().sum()
-            if not findings.is_empty()
-            else 0
-        ),
+        # What is still open, however it nets out, per currency: the sum of the gross
+        # differences, each taken as positive, that open discrepancies (not accepted) account for.
+        "open_variance": _open_variance(findings),
+        "lines": lines,
         "match_stages": list(matched.stages),
         "match_rate": rate,
         "counts": {"by_severity": counts, "by_rule": per_rule},
-        "bridge": bars,
+        "bridge": {currency: bars.get(currency, []) for currency in totals},
         "controls": controls,
         "inputs": [
             {
@@ -321,9 +356,13 @@ def _summary(
         "config": {
             "source": config.source,
             "sha256": sha256(Path(config.source)) if config.source else None,
-            "retired_items": list(config.retired_items),
-            "retired_clients": list(config.retired_clients),
-            "fuzzy_min_score": config.fuzzy_min_score,
+            "currency": config.cycle.currency,
+            "retired_items": list(config.expected.retired_items),
+            "retired_clients": list(config.expected.retired_clients),
+            "fuzzy_min_score": config.match.fuzzy_min_score,
+            # Every setting that differs from its default, and every rule made less severe.
+            "changed": config.changed(),
+            "lowered_severities": config.lowered_severities(),
             "rules": {
                 r.code: {
                     "severity": r.severity(config),
@@ -399,6 +438,8 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         pause("discrepancies.csv")
         frame.write_parquet(out / "discrepancies.parquet")
         pause("discrepancies.parquet")
+        write_xlsx(frame, out / "discrepancies.xlsx")
+        pause("discrepancies.xlsx")
         _write_json(out / "discrepancies.json", records)
         pause("discrepancies.json")
         _write_json(out / "summary.json", result.summary)
@@ -515,6 +556,17 @@ def report_data(
         },
         "totals": summary["totals"],
         "open_variance": summary["open_variance"],
+        "currencies": summary["currencies"],
+        "lines": summary["lines"],
+        "provenance": {
+            "config": {
+                "source": summary["config"]["source"],
+                "sha256": summary["config"]["sha256"],
+            },
+            "changed": summary["config"]["changed"],
+            "lowered_severities": summary["config"]["lowered_severities"],
+            "mappings": summary["mappings"],
+        },
         "match_stages": [s for s in summary["match_stages"] if s["stage"] != "unmatched"],
         "match_rate": summary["match_rate"],
         "controls": [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,23 +14,19 @@ import duckdb
 import orjson
 import polars as pl
 
+from reconcile.config import DEFAULT_MEMORY_LIMIT, load_config
 from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
 from reconcile.safe import neutralise
 
 DEFAULT_WORKSPACE = Path("reconcile.duckdb")
-DEFAULT_MEMORY_LIMIT = "400MB"
+__all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_WORKSPACE", "Workspace"]
 
 
 def memory_limit() -> str:
-    """DuckDB's share of memory (it spills to disk beyond it); RECONCILE_MEMORY_LIMIT overrides,
-    e.g. '4GB' on a large machine for speed."""
-    value = os.environ.get("RECONCILE_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", value, flags=re.IGNORECASE):
-        raise InputError(
-            "RECONCILE_MEMORY_LIMIT", "not a memory size", expected="e.g. 1GB", got=value
-        )
-    return value
+    """DuckDB's share of memory (it spills to disk beyond it): the settings' [workspace]
+    memory_limit, which RECONCILE_MEMORY_LIMIT overrides, e.g. '4GB' on a large machine."""
+    return load_config(None).workspace.memory_limit
 
 
 DUCK_TYPES = {
@@ -127,7 +122,7 @@ class Workspace:
     """One DuckDB file. A load is all or nothing: its batches are pending until its record is
     written, and a load that failed or was killed is swept away."""
 
-    def __init__(self, path: Path | str = DEFAULT_WORKSPACE) -> None:
+    def __init__(self, path: Path | str = DEFAULT_WORKSPACE, memory: str | None = None) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +142,7 @@ class Workspace:
         try:
             # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with
             # the cycle; nothing relies on a table's physical order, so inserts need not keep it.
-            self.con.execute(f"SET memory_limit = '{memory_limit()}'")
+            self.con.execute(f"SET memory_limit = '{memory or memory_limit()}'")
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(SCHEMA)
             self.con.execute(MIGRATIONS)

@@ -15,6 +15,7 @@ import pandera.polars as pa
 import polars as pl
 
 from reconcile import amounts
+from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
 from reconcile.model import (
@@ -47,18 +48,6 @@ QUARANTINE_SCHEMA = {
     "raw": pl.String,
     "net_amount": MONEY,
 }
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the user may tell the loader that the file itself does not say."""
-
-    cycle: str  # YYYY-MM; "" when only checking (`validate`): nothing is stored
-    date_format: str | None = None  # "us", "uk" or "iso": overrides detection
-    currency: str | None = None  # ISO code for exports that carry none
-    timezone: str = "Europe/London"  # HaloPSA API datetimes are naive UTC
-    allow_other_month: bool = False  # load an export whose every invoice is outside the cycle
-    number_format: str | None = None  # "point" or "comma" (decimal mark): overrides detection
 
 
 @dataclass(frozen=True)
@@ -632,7 +621,7 @@ def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
             pl.col("index").is_not_null() & (pl.col("check") != "not_nullable")
         )
         rows = canonical["row_number"]
-        return pl.DataFrame(
+        found = pl.DataFrame(
             [
                 {
                     ROW: rows[c["index"]],
@@ -644,7 +633,19 @@ def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
             ],
             schema={ROW: pl.Int64, "reason": pl.String},
         )
-    return pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String})
+    else:
+        found = pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String})
+    # A line's currency is required: a row that states none, in an export that states it on
+    # other rows, with no currency configured, cannot be summed or compared.
+    no_currency = canonical.filter(pl.col("currency").is_null()).select(
+        pl.col("row_number").alias(ROW), pl.lit(NO_CURRENCY).alias("reason")
+    )
+    return pl.concat([found, no_currency]) if no_currency.height else found
+
+
+NO_CURRENCY = (
+    "no currency: the row states none and no --currency (or [cycle] currency) is configured"
+)
 
 
 CANONICAL_REASONS = {

@@ -20,11 +20,13 @@ from reconcile.rules import RuleContext
 SEVERITY = "warning"
 PRECEDENCE = 90
 MEASURE = "net"  # what autotask_amount and halopsa_amount are
-CONFIG: dict[str, tuple[str, str]] = {}
+CONFIG: dict[str, tuple[object, str]] = {
+    "equivalent": ((), 'Groups of contract types treated as the same, e.g. [["a", "b"]].'),
+}
 
 
 def check(ctx: RuleContext) -> pl.DataFrame:
-    groups = ctx.config.rule("contract_type_mismatch").get("equivalent", [])
+    groups = ctx.config.rule("contract_type_mismatch").get("equivalent", ())
     same = sorted({f"{a}|{b}" for group in groups for a in group for b in group}) or ["|"]
     return ctx.findings(
         """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,17 @@ def invoke(*args: str | Path) -> Result:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(autouse=True)
+def uk_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixture exports are a UK MSP's: those that state no currency (Autotask CSV/XML) are
+    in GBP, given as a user would, through RECONCILE_CURRENCY. A run never assumes a currency
+    (tests/test_settings.py unsets it to prove the refusal)."""
+    for name in [n for n in os.environ if n.startswith("RECONCILE_")]:
+        if name != "RECONCILE_UPDATE_GOLDEN":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RECONCILE_CURRENCY", "GBP")
 
 
 @pytest.fixture

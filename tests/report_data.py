@@ -353,7 +353,7 @@ def sample_report_data(n_discrepancies: int = 40, hostile: bool = False) -> dict
     hp_lines = 340 + sum(len(d["halopsa_lines"]) for d in discrepancies)
     at_net, at_tax = Decimal("41250.00"), Decimal("8250.00")
     hp_net, hp_tax = at_net + net_diff, at_tax + tax_diff
-    totals = {
+    gbp = {
         "autotask": {
             "net": _s(at_net),
             "tax": _s(at_tax),
@@ -370,6 +370,7 @@ def sample_report_data(n_discrepancies: int = 40, hostile: bool = False) -> dict
         },
         "difference": {"net": _s(net_diff), "tax": _s(tax_diff), "gross": _s(net_diff + tax_diff)},
     }
+    totals = {"GBP": gbp}  # per currency: amounts in different currencies are never added
 
     severities = [d["severity"] for d in discrepancies]
     verdict = {
@@ -387,6 +388,7 @@ def sample_report_data(n_discrepancies: int = 40, hostile: bool = False) -> dict
         delta = sum((sum(_gross_delta(d), Decimal(0)) for d in mine), Decimal(0))
         row: dict[str, Any] = {
             "client": client,
+            "currency": "GBP",
             "autotask_gross": _s(base),
             "halopsa_gross": _s(base + delta),
             "difference": _s(delta),
@@ -519,6 +521,18 @@ def sample_report_data(n_discrepancies: int = 40, hostile: bool = False) -> dict
         "inputs": inputs,
         "verdict": verdict,
         "totals": totals,
+        "currencies": list(totals),
+        "lines": {"autotask": at_lines, "halopsa": hp_lines},
+        "provenance": {
+            "config": {"source": "reconcile.toml", "sha256": hashlib.sha256(b"toml").hexdigest()},
+            "changed": {
+                "cycle.currency": "GBP",
+                "expected.retired_items": ["Legacy Tape Backup"],
+                "rules.unmapped_item.severity": "info",
+            },
+            "lowered_severities": [{"rule": "unmapped_item", "default": "warning", "set": "info"}],
+            "mappings": [{"file": "mapping.csv", "sha256": hashlib.sha256(b"map").hexdigest()}],
+        },
         "match_stages": match_stages,
         "match_rate": {
             "autotask": str(_q(Decimal(at_lines - 6) / at_lines, QUARTER_CENT)),
@@ -526,7 +540,7 @@ def sample_report_data(n_discrepancies: int = 40, hostile: bool = False) -> dict
         },
         "controls": controls,
         "quarantine": quarantine,
-        "bridge": bridge,
+        "bridge": {"GBP": bridge},
         "clients": client_rows,
         "discrepancies": discrepancies,
         "rules": RULES,

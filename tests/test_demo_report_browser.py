@@ -64,3 +64,35 @@ def test_demo_report_sorts_by_difference(
     page.click("#disc-table button.sort[data-key='difference']")
     shown = [Decimal(v) for v in row_attr(page, "diff")]
     assert shown == sorted(Decimal(r["difference"]) for r in rows)
+
+
+def test_demo_report_shows_lowered_severities_and_provenance(
+    tmp_path: Path, open_report: Any
+) -> None:
+    config = tmp_path / "reconcile.toml"
+    config.write_text(
+        (DEMO / "reconcile.toml").read_text(encoding="utf-8")
+        + '\n[rules.unmapped_client]\nseverity = "info"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", config, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    page = open_report(out / "report.html").page
+    banner = page.locator("#lowered-severities")
+    assert banner.is_visible()
+    text = " ".join(banner.inner_text().split())
+    assert "Severities lowered from the defaults: unmapped_client blocker → info" in text
+    provenance = " ".join(page.locator("#provenance").inner_text().split())
+    assert 'rules.unmapped_client.severity = "info"' in provenance
+    assert "mapping.csv" in provenance and "invoices.xml" in provenance
+    # Totals per currency, each amount with its code.
+    totals = " ".join(page.locator(".totals").inner_text().split())
+    assert "EUR 1,997.28" in totals and "GBP 126,256.08" in totals
+    # Printed, the banner stays on the first page.
+    page.emulate_media(media="print")
+    assert banner.is_visible()

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, invoke
+from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.ingest import read_only
 from reconcile.store import Workspace
-from reconcile.validate import Settings
 
 DOCUMENTS = FIXTURES / "realworld" / "documents"
 BASES: dict[str, dict[str, Any]] = {

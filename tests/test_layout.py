@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from report_data import sample_report_data
 
 from conftest import FIXTURES, invoke
+from reconcile.config import Settings
 from reconcile.load import read_inputs
 from reconcile.report import report_html
-from reconcile.validate import Settings, normalise
+from reconcile.validate import normalise
 
 LAYOUT = FIXTURES / "realworld" / "layout"
 HEADER = [
@@ -145,7 +146,7 @@ def write_dressed(path: Path, rows: list[list[str]], d: Dressing) -> int:
 
 def load(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     (raw,) = read_inputs([path], None)
-    batches = list(normalise(raw, Settings(cycle="2026-11")))
+    batches = list(normalise(raw, Settings(cycle="2026-11", currency="GBP")))
     return (
         pl.concat([b.lines for b in batches]).select(COMPARED),
         pl.concat([b.rejected for b in batches]),

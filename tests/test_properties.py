@@ -104,7 +104,12 @@ def test_one_mutation_gives_exactly_its_rule_on_exactly_that_line(
     if kind == "period_mismatch" and lines[index]["period"] is None:
         lines[index] = {**lines[index], "period": "2026-11"}
         target = {**target, "period": "2026-11"}
-    if kind in MUTATIONS:
+    if kind == "currency_mismatch":
+        # One finding per currency, each in its own: the line is missing in GBP from HaloPSA
+        # and in EUR from Autotask.
+        halo[index] = MUTATIONS[kind](target)
+        expected = sorted([(kind, [lines[index]["ref"]], []), (kind, [], [target["ref"]])])
+    elif kind in MUTATIONS:
         halo[index] = MUTATIONS[kind](target)
         expected = [(kind, [lines[index]["ref"]], [target["ref"]])]
     elif kind == "missing_in_halopsa":

@@ -149,8 +149,9 @@ def test_report_renders_every_section(html: str, sample: dict[str, Any]) -> None
         assert f'id="{section}"' in html
     assert 'id="quarantine"' in html
     assert 'href="#quarantine"' in html
-    assert money(sample["totals"]["autotask"]["gross"]) in html
-    assert signed_money(sample["totals"]["difference"]["gross"]) in html
+    gbp = sample["totals"]["GBP"]
+    assert "GBP " + money(gbp["autotask"]["gross"]) in html
+    assert "GBP " + signed_money(gbp["difference"]["gross"]) in html
     for client in sample["clients"]:
         assert f'data-client="{escape(client["client"])}"' in html
 
@@ -288,8 +289,8 @@ def test_bridge_sums_exactly_to_gross_difference(n: int) -> None:
     data = sample_report_data(n)
     html = report_html(data)
     payload = embedded(html)
-    totals = payload["totals"]
-    bars = sum((Decimal(b["amount"]) for b in payload["bridge"]), Decimal(0))
+    totals = payload["totals"]["GBP"]
+    bars = sum((Decimal(b["amount"]) for b in payload["bridge"]["GBP"]), Decimal(0))
     difference = Decimal(totals["difference"]["gross"])
     assert bars == difference
     assert Decimal(totals["autotask"]["gross"]) + bars == Decimal(totals["halopsa"]["gross"])
@@ -299,7 +300,38 @@ def test_bridge_sums_exactly_to_gross_difference(n: int) -> None:
     assert drawn[-1] == (totals["halopsa"]["gross"], "total")
     steps = [Decimal(a) for a, kind in drawn[1:-1]]
     assert sum(steps, Decimal(0)) == difference
-    assert len(steps) == sum(1 for b in payload["bridge"] if Decimal(b["amount"]) != 0)
+    assert len(steps) == sum(1 for b in payload["bridge"]["GBP"] if Decimal(b["amount"]) != 0)
+
+
+def test_every_amount_of_two_currencies_names_its_code() -> None:
+    """Totals, bridge and client rows per currency; nothing adds EUR into GBP."""
+    data = sample_report_data(10)
+    gbp = data["totals"]["GBP"]
+    eur = {
+        "autotask": {"net": "0.00", "tax": "0.00", "gross": "0.00", "lines": 0, "tax_unknown": 0},
+        "halopsa": {"net": "100.00", "tax": "20.00", "gross": "120.00", "lines": 1},
+        "difference": {"net": "100.00", "tax": "20.00", "gross": "120.00"},
+    }
+    data["totals"] = {"GBP": gbp, "EUR": eur}
+    data["bridge"]["EUR"] = [
+        {"rule": "currency_mismatch", "title": "Currency differs", "amount": "120.00"}
+    ]
+    data["clients"].append({**data["clients"][0], "currency": "EUR", "halopsa_gross": "120.00"})
+    html = report_html(data)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "EUR 120.00" in text and "GBP " + money(gbp["autotask"]["gross"]) in text
+    assert "Autotask gross total EUR" in text and "Autotask gross total GBP" in text
+    assert 'data-currency="EUR"' in html
+    assert "amounts in different currencies are never added up" in text
+
+
+def test_the_summary_names_its_provenance(html: str) -> None:
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "Severities lowered from the defaults: unmapped_item warning → info" in text
+    assert "rules.unmapped_item.severity = &#34;info&#34;" in html or (
+        'rules.unmapped_item.severity = "info"' in text
+    )
+    assert "mapping.csv" in text and "reconcile.toml" in text
 
 
 # --- size --------------------------------------------------------------------------------

@@ -77,11 +77,28 @@ def documented_findings() -> dict[tuple[str, frozenset[str], frozenset[str]], di
     return wanted
 
 
+def _per_difference(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A difference across currencies is reported once per currency (each row in its own);
+    the demo documents it once: merge a client's currency_mismatch rows."""
+    merged: dict[str, dict[str, Any]] = {}
+    others = []
+    for f in rows:
+        if f["rule"] != "currency_mismatch":
+            others.append(f)
+            continue
+        into = merged.setdefault(f["client"], {**f, "autotask_refs": "", "halopsa_refs": ""})
+        for side in ("autotask_refs", "halopsa_refs"):
+            into[side] = ";".join(r for r in (into[side], f[side]) if r)
+            amount = side.replace("refs", "amount")
+            into[amount] = into[amount] or f[amount]
+    return others + list(merged.values())
+
+
 def test_demo_finds_exactly_the_documented_differences(tmp_path: Path) -> None:
     got = {
         key(f["rule"], f["autotask_refs"].split(";") if f["autotask_refs"] else [],
             f["halopsa_refs"].split(";") if f["halopsa_refs"] else []): f
-        for f in findings(run_demo(tmp_path, "demo"))
+        for f in _per_difference(findings(run_demo(tmp_path, "demo")))
     }  # fmt: skip
     wanted = documented_findings()
     assert set(got) == set(wanted)
@@ -124,8 +141,10 @@ def test_outputs_agree_and_the_bridge_adds_up(tmp_path: Path) -> None:
     assert csv_frame.fill_null("").equals(parquet.fill_null(""))
     assert len(read_json(out / "discrepancies.json")) == csv_frame.height
     summary = read_json(out / "summary.json")
-    bridge = sum(Decimal(b["amount"]) for b in summary["bridge"])
-    assert bridge == Decimal(summary["totals"]["difference"]["gross"])
+    assert list(summary["bridge"]) == list(summary["totals"]) == ["GBP", "EUR"]
+    for code, bars in summary["bridge"].items():
+        bridge = sum(Decimal(b["amount"]) for b in bars)
+        assert bridge == Decimal(summary["totals"][code]["difference"]["gross"]), code
     assert {c["platform"] for c in summary["controls"]} == {"autotask", "halopsa"}
     for control in summary["controls"]:
         assert control["rows_read"] == (
@@ -259,8 +278,11 @@ def test_the_report_embeds_a_bridge_that_adds_up(tmp_path: Path) -> None:
     )
     assert embedded is not None
     data = json.loads(embedded.group(1))
-    bridge = sum(Decimal(bar["amount"]) for bar in data["bridge"])
-    assert bridge == Decimal(data["totals"]["difference"]["gross"]) == Decimal("-82.00")
+    # Per currency: the EUR client's lines leave the GBP totals and form their own.
+    gbp = sum(Decimal(bar["amount"]) for bar in data["bridge"]["GBP"])
+    assert gbp == Decimal(data["totals"]["GBP"]["difference"]["gross"]) == Decimal("-2079.28")
+    eur = sum(Decimal(bar["amount"]) for bar in data["bridge"]["EUR"])
+    assert eur == Decimal(data["totals"]["EUR"]["difference"]["gross"]) == Decimal("1997.28")
 
 
 def test_a_bug_exits_3_with_a_paragraph_not_a_traceback(
@@ -301,7 +323,7 @@ def test_each_autotask_export_shape_gives_the_same_ids(tmp_path: Path) -> None:
         assert result.exit_code == 1, result.output
         ids[name] = sorted((f["id"], f["rule"]) for f in findings(out))
     first, *others = ids.values()
-    assert len(first) == 24
+    assert len(first) == 25
     for other in others:
         assert other == first
 
@@ -312,10 +334,14 @@ def test_differences_add_up_to_the_totals_in_every_measure(tmp_path: Path) -> No
     measure they are."""
     out = run_demo(tmp_path, "measures")
     rows = read_json(out / "discrepancies.json")
-    totals = read_json(out / "summary.json")["totals"]["difference"]
-    for measure in ("net", "tax", "gross"):
-        added = sum(Decimal(r[f"{measure}_difference"]) for r in rows)
-        assert added == Decimal(totals[measure]), measure
+    totals = read_json(out / "summary.json")["totals"]
+    assert set(totals) == {"GBP", "EUR"}
+    for currency, figures in totals.items():
+        for measure in ("net", "tax", "gross"):
+            added = sum(
+                Decimal(r[f"{measure}_difference"]) for r in rows if r["currency"] == currency
+            )
+            assert added == Decimal(figures["difference"][measure]), (currency, measure)
     assert {r["rule"]: r["measure"] for r in rows if r["rule"].startswith("tax")} == {
         "tax_mismatch": "tax"
     }
@@ -355,9 +381,34 @@ def test_an_unmapped_clients_missing_lines_follow_from_it(tmp_path: Path) -> Non
     assert sum(Decimal(r["net_difference"]) for r in led) == Decimal("-954.20")
     summary = read_json(out / "summary.json")
     open_rows = [r for r in rows if r["severity"] != "expected"]
-    assert Decimal(summary["open_variance"]) == sum(
-        abs(Decimal(r["gross_difference"])) for r in open_rows
-    )
+    for currency, variance in summary["open_variance"].items():
+        assert Decimal(variance) == sum(
+            abs(Decimal(r["gross_difference"])) for r in open_rows if r["currency"] == currency
+        )
     html = (out / "report.html").read_text(encoding="utf-8")
     largest = re.findall(r'class="jump" href="#row-([^"]+)"', html)
     assert cause["id"] in largest and not set(largest) & {r["id"] for r in led}
+
+
+def test_the_workbook_holds_money_as_numbers_in_each_rows_currency(tmp_path: Path) -> None:
+    """discrepancies.xlsx is what finance opens: a frozen header with filters, money as numbers
+    formatted with the row's currency, the same rows as the CSV."""
+    import openpyxl
+
+    out = run_demo(tmp_path, "xlsx")
+    rows = read_json(out / "discrepancies.json")
+    sheet = openpyxl.load_workbook(out / "discrepancies.xlsx").active
+    header = [c.value for c in sheet[1]]
+    assert header == list(rows[0])
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref
+    assert sheet.max_row == len(rows) + 1
+    col = {name: i for i, name in enumerate(header)}
+    for excel, row in zip(sheet.iter_rows(min_row=2), rows, strict=True):
+        assert excel[col["id"]].value == row["id"]
+        for name in ("difference", "gross_difference", "exposure"):
+            c = excel[col[name]]
+            if row[name] is None:
+                assert c.value is None
+                continue
+            assert isinstance(c.value, int | float) and Decimal(str(c.value)) == Decimal(row[name])
+            assert f'"{row["currency"]}"' in c.number_format
