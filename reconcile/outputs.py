@@ -14,8 +14,8 @@ which the writer prints `paused at STEP` to stderr and sleeps, so a test can kil
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ctypes
+import datetime
 import os
 import secrets
 import shutil
