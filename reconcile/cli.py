@@ -298,6 +298,12 @@ def run(
         f"{verdict['expected']} expected -> "
         + ("READY for cutover" if verdict["ready"] else "NOT READY for cutover")
     )
+    for m in result.summary["unused_mappings"]:
+        click.echo(
+            f"  warning: {shown(m['file'])} row {m['row']}: {m['kind']} mapping "
+            f"{shown(m['autotask'])!r} -> {shown(m['halopsa'])!r}: {m['problem']} "
+            "(a typo?); the row was not used"
+        )
     click.echo(f"report: {shown(out / 'report.html')}")
     if result.quarantined:
         raise InputProblem(

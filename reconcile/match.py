@@ -38,7 +38,7 @@ class MatchResult:
 
     stages: tuple[dict[str, object], ...]
     crosswalk: tuple[tuple[str, Resolution], ...]
-    unused_mappings: tuple[Mapping, ...]
+    unused_mappings: tuple[MappingProblem, ...]
 
 
 def match_cycle(
@@ -587,14 +587,50 @@ def _stage_counts(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     ]
 
 
-def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Mapping]:
-    """Mappings whose HaloPSA side names nothing in this cycle: likely a typo."""
-    values = {
-        str(v).casefold()
-        for (v,) in con.sql(
-            "SELECT DISTINCT unnest([client_id, client_name, item_code, item_name, description, "
-            "contract_id, contract_name]) FROM h"
-        ).fetchall()
-        if v is not None
+# The columns a mapping row's value may name, per kind (ids or names, as the file may give).
+MAPPED_COLUMNS = {
+    "client": ("client_id", "client_name"),
+    "item": ("item_code", "item_name", "description"),
+    "contract": ("contract_id", "contract_name"),
+}
+
+
+@dataclass(frozen=True)
+class MappingProblem:
+    """A mapping row that maps nothing in this cycle, and why: a likely typo."""
+
+    mapping: Mapping
+    problem: str
+
+
+def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[MappingProblem]:
+    """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
+    row's kind) in this cycle's lines: checked on both sides, so a typo in either column is
+    reported with the file and row rather than silently leaving its pair unmapped."""
+    names = {
+        (side, kind): {
+            str(v).strip().casefold()
+            for (v,) in con.sql(
+                f"SELECT DISTINCT unnest([{', '.join(columns)}]) FROM {side}"
+            ).fetchall()
+            if v is not None
+        }
+        for side in SIDES
+        for kind, columns in MAPPED_COLUMNS.items()
     }
-    return [m for m in mappings if m.halopsa.casefold() not in values]
+    problems = []
+    for m in mappings:
+        missing = [
+            label
+            for side, label, value in (("a", "Autotask", m.autotask), ("h", "HaloPSA", m.halopsa))
+            if value.strip().casefold() not in names.get((side, m.kind), set())
+        ]
+        if missing:
+            problems.append(
+                MappingProblem(
+                    m,
+                    " and ".join(f"the {side} value" for side in missing)
+                    + f" names no {m.kind} in this cycle's {' or '.join(missing)} lines",
+                )
+            )
+    return problems

@@ -117,6 +117,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "severity_counts": "severity -> number of discrepancies in the list",
     "discrepancy_total": "number of discrepancies in the list",
     "unmapped": "unmapped clients/items with suggestions",
+    "unused_mappings": "mapping rows that map nothing in this cycle: kind, autotask, halopsa, "
+    "file, row, problem",
     "expected": "accepted differences (capped at SERVER_ROWS_CAP)",
     "expected_total": "number of accepted differences",
     "quarantine": "quarantined rows (capped at SERVER_ROWS_CAP)",
@@ -566,6 +568,7 @@ def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
         "severity_counts": Counter(str(d.get("severity")) for d in discrepancies),
         "discrepancy_total": len(discrepancies),
         "unmapped": _filled(data.get("unmapped") or [], "unmapped"),
+        "unused_mappings": list(data.get("unused_mappings") or []),
         "expected": [
             {**e, "rule_title": _rule_title(rules, str(e.get("rule")))}
             for e in _filled(expected[:SERVER_ROWS_CAP], "expected")

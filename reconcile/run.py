@@ -333,7 +333,9 @@ def _summary(
             for c in controls
         ],
         "mappings": [{"file": str(p), "sha256": sha256(p)} for p in maps],
-        "unused_mappings": [_mapping_dict(m) for m in matched.unused_mappings],
+        "unused_mappings": [
+            _mapping_dict(u.mapping) | {"problem": u.problem} for u in matched.unused_mappings
+        ],
         "unmapped": [
             {
                 "kind": kind,
@@ -614,6 +616,7 @@ def report_data(
             for r in rules
         },
         "unmapped": summary["unmapped"],
+        "unused_mappings": summary["unused_mappings"],
     }
 
 

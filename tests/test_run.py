@@ -412,3 +412,36 @@ def test_the_workbook_holds_money_as_numbers_in_each_rows_currency(tmp_path: Pat
                 continue
             assert isinstance(c.value, int | float) and Decimal(str(c.value)) == Decimal(row[name])
             assert f'"{row["currency"]}"' in c.number_format
+
+
+def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -> None:
+    """A typo in either column of the mapping file is printed and shown with file and row."""
+    typos = tmp_path / "typos.csv"
+    typos.write_text(
+        "kind,autotask,halopsa\n"
+        "client,Pemberton & Sons Joinry,PSJ Woodworks Ltd\n"
+        "client,Pemberton & Sons Joinery,PSJ Woodworkz Ltd\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--map", typos, "--config", DEMO / "reconcile.toml",
+        "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert (
+        f"{typos} row 1: client mapping 'Pemberton & Sons Joinry' -> 'PSJ Woodworks Ltd': the "
+        "Autotask value names no client in this cycle's Autotask lines" in result.output
+    )
+    assert f"{typos} row 2:" in result.output and "the HaloPSA value names no client" in (
+        result.output
+    )
+    unused = read_json(out / "summary.json")["unused_mappings"]
+    assert [(u["row"], u["autotask"]) for u in unused if u["file"] == str(typos)] == [
+        (1, "Pemberton & Sons Joinry"),
+        (2, "Pemberton & Sons Joinery"),
+    ]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Mapping rows that map nothing" in html and "PSJ Woodworkz Ltd" in html
