@@ -215,8 +215,11 @@ def _cli(args: list[str]) -> None:
 def task_load(at: str, halo: str) -> None:
     ws = DATA / "load.duckdb"
     ws.unlink(missing_ok=True)
-    _cli(["--workspace", str(ws), "load", "--cycle", "2026-11", "--platform", "autotask", at])
-    _cli(["--workspace", str(ws), "load", "--cycle", "2026-11", "--platform", "halopsa", halo])
+    for platform, path in (("autotask", at), ("halopsa", halo)):
+        _cli(
+            ["--workspace", str(ws), "load", "--cycle", "2026-11", "--currency", "GBP"]
+            + ["--platform", platform, path]
+        )
 
 
 def task_run(at: str, halo: str) -> None:
