@@ -30,7 +30,7 @@ import xlsxwriter
 from filelock import FileLock, Timeout
 
 from reconcile.errors import InputError
-from reconcile.safe import cell
+from reconcile.safe import cell_expr
 
 LOCK_TIMEOUT = 600.0  # seconds to wait for another run writing the same folder
 RENAME_EXCHANGE = 2
@@ -184,18 +184,24 @@ def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str = "Discrepancies") ->
         ws = workbook.add_worksheet(sheet)
         for col, name in enumerate(frame.columns):
             ws.write_string(0, col, name, bold)
-        for row, record in enumerate(frame.iter_rows(named=True), start=1):
-            code = record.get("currency")
-            for col, name in enumerate(frame.columns):
-                value = record[name]
-                if value is None or value == "":
-                    continue
-                if name in MONEY_COLUMNS:
-                    ws.write_number(row, col, float(value), money_format(code))
-                elif name in FOUR_PLACES:
-                    ws.write_number(row, col, float(value), places)
-                else:
-                    ws.write_string(row, col, cell(str(value)))
+        # Column by column, each converted once (cells are written by XlsxWriter either way).
+        codes = frame["currency"].to_list() if "currency" in frame.columns else []
+        row_money = [money_format(c) for c in codes] or [money_format(None)] * frame.height
+        for col, name in enumerate(frame.columns):
+            series = frame[name]
+            if name in MONEY_COLUMNS or name in FOUR_PLACES:
+                numbers = series.cast(pl.Float64).to_list()
+                for row, number in enumerate(numbers, start=1):
+                    if number is not None:
+                        style = places if name in FOUR_PLACES else row_money[row - 1]
+                        ws.write_number(row, col, number, style)
+            else:
+                texts = frame.select(
+                    cell_expr(name) if series.dtype == pl.String else series.cast(pl.String)
+                )[name].to_list()
+                for row, text in enumerate(texts, start=1):
+                    if text:
+                        ws.write_string(row, col, text)
         ws.freeze_panes(1, 0)
         ws.autofilter(0, 0, max(frame.height, 1), len(frame.columns) - 1)
         for col, name in enumerate(frame.columns):
