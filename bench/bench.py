@@ -216,10 +216,8 @@ def task_load(at: str, halo: str) -> None:
     ws = DATA / "load.duckdb"
     ws.unlink(missing_ok=True)
     for platform, path in (("autotask", at), ("halopsa", halo)):
-        _cli(
-            ["--workspace", str(ws), "load", "--cycle", "2026-11", "--currency", "GBP"]
-            + ["--platform", platform, path]
-        )
+        load = ["load", "--cycle", "2026-11", "--currency", "GBP", "--platform", platform, path]
+        _cli(["--workspace", str(ws), *load])
 
 
 def task_run(at: str, halo: str) -> None:

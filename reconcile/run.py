@@ -111,15 +111,17 @@ def run_cycle(
     return result
 
 
-def _open_variance(findings: pl.DataFrame) -> dict[str, str]:
-    """Per currency, the open discrepancies' gross differences each taken as positive."""
+def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, str]:
+    """Per currency (in the totals' order), the open discrepancies' gross differences each
+    taken as positive."""
     if findings.is_empty():
         return {}
     open_rows = findings.filter(pl.col("severity") != "expected").with_columns(
         pl.coalesce("a_currency", "h_currency").alias("_currency")
     )
     sums = open_rows.group_by("_currency").agg(pl.col("gross_difference").abs().sum())
-    return {str(c): _money(v) for c, v in sorted(sums.iter_rows(), key=lambda r: str(r[0]))}
+    found = {str(c): _money(v) for c, v in sums.iter_rows()}
+    return {c: found[c] for c in dict.fromkeys([*currencies, *sorted(found)]) if c in found}
 
 
 def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFrame:
@@ -315,7 +317,7 @@ def _summary(
         "totals": totals,
         # What is still open, however it nets out, per currency: the sum of the gross
         # differences, each taken as positive, that open discrepancies (not accepted) account for.
-        "open_variance": _open_variance(findings),
+        "open_variance": _open_variance(findings, list(totals)),
         "lines": lines,
         "match_stages": list(matched.stages),
         "match_rate": rate,
