@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -213,6 +214,12 @@ class Resolution:
     note: str | None = None  # why nothing is suggested: a name collision, or nothing similar
     ambiguous: bool = False  # the name fits several Autotask entities and is not paired
 
+    @classmethod
+    def unmapped(cls, entity: Entity, **why: Any) -> Resolution:
+        """A HaloPSA entity left unmapped, with a suggestion (suggestion, score, basis) or a
+        note saying why there is none."""
+        return cls(entity.key, entity.label, None, "unmapped", **why)
+
 
 def resolve(
     kind: str,
@@ -338,21 +345,15 @@ def _by_name(
         if pair is not None:
             results[entity.key] = Resolution(entity.key, entity.label, pair, "name")
         elif collision is not None:
-            results[entity.key] = Resolution(
-                entity.key,
-                entity.label,
-                None,
-                "unmapped",
+            results[entity.key] = Resolution.unmapped(
+                entity,
                 note=ambiguity_note(kind, entity.label, [display[k] for k in collision]),
                 ambiguous=True,
             )
         elif form_only is not None:
             key, own, theirs, form_only_score = form_only
-            results[entity.key] = Resolution(
-                entity.key,
-                entity.label,
-                None,
-                "unmapped",
+            results[entity.key] = Resolution.unmapped(
+                entity,
                 suggestion=display[key],
                 score=form_only_score,
                 basis=f"differs only in legal form ({own} / {theirs})",
@@ -426,22 +427,12 @@ def _suggest(
     for entity in left:
         if entity.key in best:
             score, index = best[entity.key]
-            results[entity.key] = Resolution(
-                entity.key,
-                entity.label,
-                None,
-                "unmapped",
-                suggestion=labels[index],
-                score=score,
-                basis=f"name similarity {score}",
+            results[entity.key] = Resolution.unmapped(
+                entity, suggestion=labels[index], score=score, basis=f"name similarity {score}"
             )
         else:
-            results[entity.key] = Resolution(
-                entity.key,
-                entity.label,
-                None,
-                "unmapped",
-                note=f"no similar Autotask {kind} name (none scores {min_score:g} or more)",
+            results[entity.key] = Resolution.unmapped(
+                entity, note=f"no similar Autotask {kind} name (none scores {min_score:g} or more)"
             )
     return results
 
