@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
+import zipfile
 
 import pytest
 import xlsxwriter
@@ -110,11 +112,37 @@ def exports(draw: st.DrawFn) -> tuple[str, bytes]:
     return "export.csv", text.encode(encoding, errors="replace")
 
 
+def _bomb(data: bytes, how: str) -> bytes:
+    """The workbook rewritten as an archive bomb would be: a sheet declaring its dimension up to
+    XFD1048576, a shared-string table claiming two billion strings, or a sheet member padded to
+    17 MiB that compresses a thousandfold."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename.endswith("sheet1.xml") and how == "dimension":
+                body = re.sub(
+                    rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1:XFD1048576"/>', body
+                )
+            elif info.filename.endswith("sharedStrings.xml") and how == "strings":
+                body = re.sub(rb'count="\d+" uniqueCount="\d+"', b'count="2000000000" '
+                              b'uniqueCount="2000000000"', body)  # fmt: skip
+            elif info.filename.endswith("sheet1.xml") and how == "ratio":
+                body = body.replace(b"</worksheet>", b" " * (17 << 20) + b"</worksheet>")
+            dst.writestr(info.filename, body)
+    return out.getvalue()
+
+
 @st.composite
 def corrupted(draw: st.DrawFn) -> tuple[str, bytes]:
     name, data = draw(exports())
-    how = draw(st.sampled_from(["none", "cut", "nul", "flip", "junk", "duplicate"]))
-    if how == "cut" and data:
+    how = draw(st.sampled_from(["none", "cut", "nul", "flip", "junk", "duplicate", "bomb"]))
+    if how == "bomb" and name.endswith(".xlsx"):
+        data = _bomb(data, draw(st.sampled_from(["dimension", "strings", "ratio"])))
+    elif how == "cut" and data:
         data = data[: draw(st.integers(0, len(data) - 1))]
     elif how == "nul" and data:
         at = draw(st.integers(0, len(data)))
