@@ -339,9 +339,8 @@ def suggest(
 
     Suggestions are never applied: review the file, delete wrong rows, then pass it with --map.
     """
-    from reconcile.crosswalk import write_suggestions
+    from reconcile.crosswalk import read_mappings, write_suggestions
     from reconcile.match import match_cycle
-    from reconcile.run import read_mapping_files
 
     config = load_config(config_path)
     with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
@@ -352,7 +351,7 @@ def suggest(
                     f"no {platform} export is loaded for cycle {cycle}",
                     expected="`reconcile load` of both sides first",
                 )
-        matched = match_cycle(workspace.con, cycle, read_mapping_files(list(maps)), config)
+        matched = match_cycle(workspace.con, cycle, read_mappings(list(maps)), config)
     written = write_suggestions(out_file, matched.crosswalk)
     click.echo(f"{written} suggestion(s) written to {shown(out_file)}; review them before use.")
 

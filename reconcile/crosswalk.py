@@ -29,7 +29,7 @@ from rapidfuzz import fuzz, process
 
 from reconcile.errors import InputError
 from reconcile.load.dialect import text_file
-from reconcile.safe import cell
+from reconcile.safe import cell, uncell
 
 KINDS = ("client", "item", "contract")
 
@@ -151,40 +151,54 @@ class Mapping:
 
 
 def read_mappings(paths: list[Path]) -> list[Mapping]:
-    mappings = []
+    """Mapping rows (kind,autotask,halopsa) from each file, read like exports (text_file); a
+    file the csv module cannot parse is named, and a value `map suggest` wrote with a
+    spreadsheet-safety `'` (safe.cell) reads as it was."""
+    mappings: list[Mapping] = []
     for path in paths:
-        with text_file(path) as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip().lower() for h in reader.fieldnames or []]
-            if header[:3] != ["kind", "autotask", "halopsa"]:
+        try:
+            mappings += _read_mapping_file(path)
+        except csv.Error as exc:
+            raise InputError(
+                str(path), "the mapping file cannot be read as CSV", got=str(exc)
+            ) from None
+    return mappings
+
+
+def _read_mapping_file(path: Path) -> list[Mapping]:
+    mappings = []
+    with text_file(path) as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        if header[:3] != ["kind", "autotask", "halopsa"]:
+            raise InputError(
+                str(path),
+                "the mapping file has the wrong header",
+                row=1,
+                expected="kind,autotask,halopsa",
+                got=",".join(reader.fieldnames or []),
+            )
+        for number, record in enumerate(reader, start=1):
+            kind = (record.get("kind") or "").strip().lower()
+            autotask = uncell((record.get("autotask") or "").strip())
+            halopsa = uncell((record.get("halopsa") or "").strip())
+            if kind not in KINDS:
                 raise InputError(
                     str(path),
-                    "the mapping file has the wrong header",
-                    row=1,
-                    expected="kind,autotask,halopsa",
-                    got=",".join(reader.fieldnames or []),
+                    "unknown mapping kind",
+                    row=number,
+                    column="kind",
+                    expected=" or ".join(KINDS),
+                    got=kind,
                 )
-            for number, record in enumerate(reader, start=1):
-                kind = (record.get("kind") or "").strip().lower()
-                autotask = (record.get("autotask") or "").strip()
-                halopsa = (record.get("halopsa") or "").strip()
-                if kind not in KINDS:
-                    raise InputError(
-                        str(path),
-                        "unknown mapping kind",
-                        row=number,
-                        column="kind",
-                        expected=" or ".join(KINDS),
-                        got=kind,
-                    )
-                if not autotask or not halopsa:
-                    raise InputError(
-                        str(path),
-                        "a mapping needs both sides",
-                        row=number,
-                        expected="an Autotask and a HaloPSA id or name",
-                    )
-                mappings.append(Mapping(kind, autotask, halopsa, str(path), number))
+            if not autotask or not halopsa:
+                raise InputError(
+                    str(path),
+                    "a mapping needs both sides",
+                    row=number,
+                    expected="an Autotask and a HaloPSA id or name",
+                )
+            mappings.append(Mapping(kind, autotask, halopsa, str(path), number))
     return mappings
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +29,7 @@ from reconcile.match import MatchResult, match_cycle
 from reconcile.outputs import output_folder, pause, write_xlsx
 from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
-from reconcile.safe import neutralise, uncell
+from reconcile.safe import neutralise
 from reconcile.store import Workspace
 
 CENT = Decimal("0.01")
@@ -97,7 +96,7 @@ def run_cycle(
                 f"no {platform} export is loaded for cycle {cycle}",
                 expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
             )
-    mappings = read_mapping_files(maps)
+    mappings = read_mappings(maps)
     rules = discover()
     con = workspace.con
     matched = match_cycle(con, cycle, mappings, config)
@@ -152,24 +151,6 @@ def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFra
         .then(pl.col("root_cause"))
         .alias("root_cause")
     )
-
-
-def read_mapping_files(paths: list[Path]) -> list[Mapping]:
-    """crosswalk.read_mappings, one file at a time so that a file the csv module cannot parse
-    is named; a value `map suggest` wrote with a spreadsheet-safety `'` reads as it was."""
-    mappings: list[Mapping] = []
-    for path in paths:
-        try:
-            found = read_mappings([path])
-        except csv.Error as exc:
-            raise InputError(
-                str(path), "the mapping file cannot be read as CSV", got=str(exc)
-            ) from None
-        mappings += [
-            dataclasses.replace(m, autotask=uncell(m.autotask), halopsa=uncell(m.halopsa))
-            for m in found
-        ]
-    return mappings
 
 
 def _money(value: Any) -> str:
@@ -437,21 +418,19 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
     ]
     quarantine = workspace.quarantined(result.cycle)
     html = report_html(report_data(result, workspace, rules, quarantine))
+    writers: dict[str, Callable[[Path], object]] = {
+        "discrepancies.csv": neutralise(frame).write_csv,
+        "discrepancies.parquet": frame.write_parquet,
+        "discrepancies.xlsx": lambda path: write_xlsx(frame, path),
+        "discrepancies.json": lambda path: _write_json(path, records),
+        "summary.json": lambda path: _write_json(path, result.summary),
+        "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
+        "report.html": lambda path: path.write_text(html, encoding="utf-8"),
+    }
     with output_folder(result.out_dir) as out:
-        neutralise(frame).write_csv(out / "discrepancies.csv")
-        pause("discrepancies.csv")
-        frame.write_parquet(out / "discrepancies.parquet")
-        pause("discrepancies.parquet")
-        write_xlsx(frame, out / "discrepancies.xlsx")
-        pause("discrepancies.xlsx")
-        _write_json(out / "discrepancies.json", records)
-        pause("discrepancies.json")
-        _write_json(out / "summary.json", result.summary)
-        pause("summary.json")
-        neutralise(quarantine.drop("load_id", "cycle")).write_csv(out / "quarantine.csv")
-        pause("quarantine.csv")
-        (out / "report.html").write_text(html, encoding="utf-8")
-        pause("report.html")
+        for name, write in writers.items():
+            write(out / name)
+            pause(name)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -38,7 +38,6 @@ TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?
 SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 NULL_DATE = "1899-12-30"
-CURRENCY_SIGNS = {"£": "GBP", "€": "EUR", "$": "USD"}
 
 QUARANTINE_SCHEMA = {
     "row_number": pl.Int64,
@@ -262,9 +261,7 @@ def _suffix_date(text: pl.Expr) -> pl.Expr:
 
 def _date_text(name: str) -> pl.Expr:
     """The date part of a value: a time of day, if any, is dropped; . and - become /."""
-    text = pl.col(name).str.replace(
-        r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?$", ""
-    )
+    text = pl.col(name).str.replace(TIME_OF_DAY, "")
     return (
         pl.when(text.str.contains(ISO_DATE))
         .then(text)
@@ -368,9 +365,6 @@ def _cycle_reading(raw: RawFrame, texts: pl.DataFrame, cycle: str) -> str | None
         hint="Say how the file writes dates with --date-format us or --date-format uk "
         "(or date_format in reconcile.toml), and check that --cycle is the month billed.",
     )
-
-
-NUMBER_PROOF_LISTED = 1  # rows of each decimal mark named when a file mixes them
 
 
 def _number_format(raw: RawFrame, settings: Settings) -> tuple[str, str]:
@@ -543,7 +537,9 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
 
 
 def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
-    currency = pl.col("currency").str.strip_chars().replace(CURRENCY_SIGNS).str.to_uppercase()
+    currency = (
+        pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase()
+    )
     contract_type = pl.col("contract_type").str.strip_chars().str.to_lowercase()
     exprs = {
         "cycle": pl.lit(settings.cycle or None, pl.String),
