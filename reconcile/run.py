@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,11 @@ class RunResult:
     summary: Summary
     loads: tuple[LoadResult, ...]
 
+    @cached_property
+    def outputs(self) -> pl.DataFrame:
+        """The discrepancy table the outputs hold (OUTPUT_COLUMNS), made once."""
+        return _output_frame(self.findings)
+
     @property
     def open_blockers(self) -> int:
         return int((self.findings["severity"] == "blocker").sum())
@@ -132,7 +138,7 @@ def run_cycle(
     summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
     result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
     write_outputs(result, workspace, rules)
-    workspace.save_run(summary.run_id, cycle, summary.as_json_dict(), _output_frame(findings))
+    workspace.save_run(summary.run_id, cycle, summary.json_dict, result.outputs)
     return result
 
 
@@ -432,7 +438,7 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
     written into a staging folder and swapped in whole (outputs.output_folder), so `--out` holds
     the previous complete set until the new one is complete. Text cells of the CSVs are made
     safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values."""
-    frame = _output_frame(result.findings)
+    frame = result.outputs
     quarantine = workspace.quarantined(result.cycle)
     html = report_html(report_data(result, workspace, rules, quarantine))
     writers: dict[str, Callable[[Path], object]] = {
