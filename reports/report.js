@@ -483,9 +483,12 @@
         return o;
       }));
     }
-    /* An exact client name filters to that client; other text to clients whose name holds it. */
+    /* A client's exact name filters to that client (none listed if it has no discrepancies);
+       other text to the clients whose name holds it. */
+    var knownClients = new Set(CL.client);
+    clientCounts.forEach(function (_, code) { knownClients.add(code); });
     function setClient(text) {
-      var exact = text !== "" && clientCounts.has(slot(text)) ? text : "";
+      var exact = text !== "" && knownClients.has(slot(text)) ? text : "";
       state.client = exact;
       state.clientPart = exact || text === "" ? "" : text.toLowerCase();
     }
