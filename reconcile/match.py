@@ -7,8 +7,7 @@ All set work is DuckDB SQL over temp tables; only the fuzzy stage looks at text 
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import duckdb
 import polars as pl
@@ -16,7 +15,15 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
 
 from reconcile.config import Config
-from reconcile.crosswalk import Entity, Mapping, Resolution, name_key, normalise_text, resolve
+from reconcile.crosswalk import (
+    Mapping,
+    Resolution,
+    fold,
+    name_table,
+    normalise_text,
+    resolutions,
+    resolve_frame,
+)
 from reconcile.ingest import check_cycle
 
 # Stage names in order, with the label the report shows.
@@ -64,7 +71,7 @@ def match_cycle(
     _group_view(con)
     return MatchResult(
         stages=tuple(_stage_counts(con)),
-        crosswalk=tuple(crosswalk),
+        crosswalk=tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True)),
         unused_mappings=tuple(_unused(con, mappings)),
     )
 
@@ -86,10 +93,6 @@ def _distinct(con: duckdb.DuckDBPyConnection, side: str, columns: list[str]) -> 
     return frame
 
 
-def _key(kind: str, value: str | None, name: str | None) -> str:
-    return value if value else "name:" + name_key(kind, name)
-
-
 ENTITY_COLUMNS = {
     "client": (["client_id", "client_name", "xref_client_id"], "client_id", "client_name"),
     "contract": (
@@ -101,145 +104,128 @@ ENTITY_COLUMNS = {
 }
 
 
-def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[list[Entity], pl.DataFrame]:
-    """Distinct entities of one kind on one side, and the raw columns → entity key table.
+def _given(column: str) -> pl.Expr:
+    """The column's value, null when empty."""
+    return pl.when(pl.col(column) != "").then(pl.col(column))
 
-    A HaloPSA item is also known by its lines' descriptions, after its own names: HaloPSA API
-    lines whose item is missing from the items page carry the item's code as its name."""
+
+def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Distinct entities of one kind on one side (ENTITY_SCHEMA rows, sorted by key), and the
+    raw columns → entity key table.
+
+    frame: _distinct's rows (the raw columns and n, the lines with them), in its order. An
+    entity is its id, or else its normalised name; it is called by its two commonest names
+    (ties: the first in frame order). A HaloPSA item is also known by its lines' two commonest
+    descriptions, after its own names: HaloPSA API lines whose item is missing from the items
+    page carry the item's code as its name. Its id and kept id are those of its last row."""
     _, id_col, name_col = ENTITY_COLUMNS[kind]
-    xref_col = ENTITY_COLUMNS[kind][0][2]
-    names: dict[str, Counter[str]] = {}
-    descriptions: dict[str, Counter[str]] = {}
-    ids: dict[str, str | None] = {}
-    xrefs: dict[str, str | None] = {}
-    keys = []
-    for row in frame.iter_rows(named=True):
-        name = row[name_col] or (row.get("description") if kind == "item" else None)
-        key = _key(kind, row[id_col], name)
-        key = key if side == "a" else "h:" + key
-        keys.append(key)
-        names.setdefault(key, Counter())
-        descriptions.setdefault(key, Counter())
-        if name:
-            names[key][name] += row["n"]
-        if kind == "item" and side == "h" and row.get("description"):
-            descriptions[key][row["description"]] += row["n"]
-        ids[key] = row[id_col]
-        xrefs[key] = row.get(xref_col) if side == "h" else None
-    entities = [
-        Entity(
-            key=k,
-            ids=tuple(i for i in [ids[k]] if i),
-            names=tuple(
-                dict.fromkeys(
-                    [
-                        *(n for n, _ in names[k].most_common(2)),
-                        *(d for d, _ in descriptions[k].most_common(2)),
-                    ]
-                )
-            ),
-            xref=xrefs[k],
+    name = _given(name_col)
+    if kind == "item":
+        name = pl.coalesce(name, _given("description"))
+    rows = frame.with_columns(name=name).with_row_index("row")
+    key = pl.coalesce(_given(id_col), pl.lit("name:") + name_table(kind, rows["name"])["full"])
+    rows = rows.with_columns(key=key if side == "a" else "h:" + key)
+    named = [("name", 0)]
+    if kind == "item" and side == "h":
+        named.append(("description", 2))
+    names = pl.concat(
+        [
+            rows.filter(_given(column).is_not_null())
+            .group_by("key", pl.col(column).alias("name"))
+            .agg(pl.col("n").sum(), pl.col("row").min())
+            .sort("key", "n", "row", descending=[False, True, False])
+            .group_by("key", maintain_order=True)
+            .head(2)
+            .select("key", "name", rank=pl.int_range(pl.len()).over("key") + offset)
+            for column, offset in named
+        ]
+    )
+    listed = (
+        names.sort("key", "rank")
+        .unique(["key", "name"], keep="first", maintain_order=True)
+        .group_by("key", maintain_order=True)
+        .agg(names="name")
+    )
+    xref = ENTITY_COLUMNS[kind][0][2]
+    entities = (
+        rows.group_by("key")
+        .agg(
+            id=_given(id_col).last(),
+            xref=pl.col(xref).last() if side == "h" else pl.lit(None, pl.String),
         )
-        for k in sorted(names)
-    ]
-    return entities, frame.with_columns(pl.Series("key", keys)).drop("n")
+        .join(listed, on="key", how="left")
+        .select(
+            "key",
+            ids=pl.concat_list("id").list.drop_nulls(),
+            names=pl.col("names").fill_null([]),
+            xref="xref",
+        )
+        .sort("key")
+    )
+    return entities, frame.with_columns(rows["key"]).drop("n")
 
 
 def _crosswalk(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config
-) -> list[tuple[str, Resolution]]:
-    results: list[tuple[str, Resolution]] = []
+) -> pl.DataFrame:
+    """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame): kind, then
+    RESOLUTION_SCHEMA's columns. Registers each kind's raw columns → key tables
+    (_{kind}_a, _{kind}_h) and its HaloPSA key → Autotask key table (_{kind}_xw)."""
+    results = []
     for kind in ENTITY_COLUMNS:
         a_entities, a_keys = _entities(_distinct(con, "a", _entity_columns(kind, "a")), kind, "a")
         h_entities, h_keys = _entities(_distinct(con, "h", _entity_columns(kind, "h")), kind, "h")
         con.register(f"_{kind}_a", a_keys)
         con.register(f"_{kind}_h", h_keys)
-        resolved = resolve(kind, a_entities, h_entities, mappings, config.match.fuzzy_min_score)
-        table = pl.DataFrame(
-            [(r.halopsa_key, r.autotask_key, r.method) for r in resolved],
-            schema={"h_key": pl.String, "a_key": pl.String, "method": pl.String},
-            orient="row",
+        resolved = resolve_frame(
+            kind, a_entities, h_entities, mappings, config.match.fuzzy_min_score
         )
-        con.register(f"_{kind}_xw", table)
-        results.extend((kind, r) for r in resolved)
-    return results
+        con.register(
+            f"_{kind}_xw",
+            resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
+        )
+        results.append(resolved.select(pl.lit(kind).alias("kind"), pl.all()))
+    return pl.concat(results)
 
 
-def _suggest_by_totals(
-    con: duckdb.DuckDBPyConnection, crosswalk: list[tuple[str, Resolution]]
-) -> list[tuple[str, Resolution]]:
+def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> pl.DataFrame:
     """A client renamed beyond recognition (initials, a new trading name) has no name match, but
     it usually bills exactly what the Autotask client that vanished from HaloPSA billed. Only a
     one-to-one coincidence of net totals is suggested, and only where no name suggestion exists."""
-    found = {
-        h_key: (name, net)
-        for h_key, name, net in con.execute(
-            """
-            WITH unmapped AS (
-                SELECT c_key AS h_key, sum(net_amount) AS net FROM h WHERE NOT c_ok GROUP BY ALL
-            ),
-            vanished AS (
-                SELECT c_key AS a_key, min(client_name) AS name, sum(net_amount) AS net FROM a
-                WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
-            ),
-            pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net))
-            SELECT h_key, name, net FROM pairs
-            QUALIFY count(*) OVER (PARTITION BY h_key) = 1
-                AND count(*) OVER (PARTITION BY net) = 1
-            """
-        ).fetchall()
-    }
-    return [
-        (
-            kind,
-            replace(
-                r,
-                suggestion=found[r.halopsa_key][0],
-                basis=f"same net total {found[r.halopsa_key][1]}; none of its lines is in HaloPSA",
-            )
-            if kind == "client"
-            and r.suggestion is None
-            and not r.ambiguous
-            and r.halopsa_key in found
-            else r,
+    found: pl.DataFrame = con.sql(
+        """
+        WITH unmapped AS (
+            SELECT c_key AS h_key, sum(net_amount) AS net FROM h WHERE NOT c_ok GROUP BY ALL
+        ),
+        vanished AS (
+            SELECT c_key AS a_key, min(client_name) AS name, sum(net_amount) AS net FROM a
+            WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
+        ),
+        pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net))
+        SELECT 'client' AS kind, h_key AS halopsa_key, name AS by_total,
+               'same net total ' || net || '; none of its lines is in HaloPSA' AS total_basis
+        FROM pairs
+        QUALIFY count(*) OVER (PARTITION BY h_key) = 1
+            AND count(*) OVER (PARTITION BY net) = 1
+        """
+    ).pl()
+    open_ = pl.col("suggestion").is_null() & ~pl.col("ambiguous") & pl.col("by_total").is_not_null()
+    return (
+        crosswalk.join(found, on=["kind", "halopsa_key"], how="left", maintain_order="left")
+        .with_columns(
+            suggestion=pl.when(open_).then("by_total").otherwise("suggestion"),
+            basis=pl.when(open_).then("total_basis").otherwise("basis"),
         )
-        for kind, r in crosswalk
-    ]
+        .drop("by_total", "total_basis")
+    )
 
 
-def _register_crosswalk(
-    con: duckdb.DuckDBPyConnection, results: list[tuple[str, Resolution]]
-) -> None:
+def _register_crosswalk(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> None:
+    """The crosswalk as rules read it: kind, h_key, a_key, method, suggestion, score, basis,
+    note, ambiguous."""
     con.register(
         "crosswalk",
-        pl.DataFrame(
-            [
-                (
-                    k,
-                    r.halopsa_key,
-                    r.autotask_key,
-                    r.method,
-                    r.suggestion,
-                    r.score,
-                    r.basis,
-                    r.note,
-                    r.ambiguous,
-                )
-                for k, r in results
-            ],
-            schema={
-                "kind": pl.String,
-                "h_key": pl.String,
-                "a_key": pl.String,
-                "method": pl.String,
-                "suggestion": pl.String,
-                "score": pl.Float64,
-                "basis": pl.String,
-                "note": pl.String,
-                "ambiguous": pl.Boolean,
-            },
-            orient="row",
-        ),
+        crosswalk.rename({"halopsa_key": "h_key", "autotask_key": "a_key"}).drop("halopsa_label"),
     )
 
 
@@ -606,31 +592,56 @@ class MappingProblem:
 def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[MappingProblem]:
     """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
     row's kind) in this cycle's lines: checked on both sides, so a typo in either column is
-    reported with the file and row rather than silently leaving its pair unmapped."""
-    names = {
-        (side, kind): {
-            str(v).strip().casefold()
-            for (v,) in con.sql(
-                f"SELECT DISTINCT unnest([{', '.join(columns)}]) FROM {side}"
-            ).fetchall()
-            if v is not None
-        }
-        for side in SIDES
-        for kind, columns in MAPPED_COLUMNS.items()
-    }
+    reported with the file and row rather than silently leaving its pair unmapped. Values
+    compare stripped and casefolded."""
+    if not mappings:
+        return []
+    named: pl.DataFrame = con.sql(
+        " UNION ".join(
+            f"SELECT DISTINCT '{side}' AS side, '{kind}' AS kind, "
+            f"CAST(unnest([{', '.join(columns)}]) AS VARCHAR) AS value FROM {side}"
+            for side in SIDES
+            for kind, columns in MAPPED_COLUMNS.items()
+        )
+    ).pl()
+    named = named.with_columns(value=_folded(named["value"])).unique()
+    rows = pl.DataFrame(
+        [
+            (i, m.kind, side, value)
+            for i, m in enumerate(mappings)
+            for side, value in (("a", m.autotask), ("h", m.halopsa))
+        ],
+        schema={"i": pl.Int64, "kind": pl.String, "side": pl.String, "value": pl.String},
+        orient="row",
+    )
+    missing = (
+        rows.with_columns(value=_folded(rows["value"]))
+        .join(named, on=["side", "kind", "value"], how="anti")
+        .group_by("i")
+        .agg(pl.col("side").sort())
+        .sort("i")
+    )
+    labels = {"a": "Autotask", "h": "HaloPSA"}
     problems = []
-    for m in mappings:
-        missing = [
-            label
-            for side, label, value in (("a", "Autotask", m.autotask), ("h", "HaloPSA", m.halopsa))
-            if value.strip().casefold() not in names.get((side, m.kind), set())
-        ]
-        if missing:
-            problems.append(
-                MappingProblem(
-                    m,
-                    " and ".join(f"the {side} value" for side in missing)
-                    + f" names no {m.kind} in this cycle's {' or '.join(missing)} lines",
-                )
+    for i, sides in missing.iter_rows():
+        side_labels = [labels[side] for side in sides]
+        problems.append(
+            MappingProblem(
+                mappings[i],
+                " and ".join(f"the {label} value" for label in side_labels)
+                + f" names no {mappings[i].kind} in this cycle's {' or '.join(side_labels)} lines",
             )
+        )
     return problems
+
+
+ASCII_SPACES = "".join(c for c in map(chr, range(128)) if c.isspace())  # what str.strip strips
+
+
+def _folded(values: pl.Series) -> pl.Series:
+    """Values as mapping rows compare: stripped, casefolded."""
+    return fold(
+        values,
+        lambda value: value.str.strip_chars(ASCII_SPACES).str.to_lowercase(),
+        lambda value: value.strip().casefold(),
+    )
