@@ -317,9 +317,25 @@ LABEL = pl.coalesce(pl.col("names").list.first(), pl.col("ids").list.first(), pl
 
 
 def entity_frame(entities: Iterable[Entity]) -> pl.DataFrame:
-    """Entities as rows of ENTITY_SCHEMA."""
-    rows = [(e.key, list(e.ids), list(e.names), e.xref) for e in entities]
-    return pl.DataFrame(rows, schema=ENTITY_SCHEMA, orient="row")
+    """Entities as rows of ENTITY_SCHEMA. The lists are gathered from flat columns: polars
+    makes a column of Python lists one Series a list."""
+    entities = list(entities)
+    frame = pl.DataFrame(
+        {"key": [e.key for e in entities], "xref": [e.xref for e in entities]},
+        schema={"key": pl.String, "xref": pl.String},
+    ).with_row_index("entity")
+    for field in ("ids", "names"):
+        values = [getattr(e, field) for e in entities]
+        flat = pl.DataFrame(
+            {
+                "entity": [i for i, v in enumerate(values) for _ in v],
+                field: [x for v in values for x in v],
+            },
+            schema={"entity": pl.UInt32, field: pl.String},
+        )
+        lists = flat.group_by("entity").agg(field)
+        frame = frame.join(lists, on="entity", how="left", maintain_order="left")
+    return frame.select("key", pl.col("ids").fill_null([]), pl.col("names").fill_null([]), "xref")
 
 
 @dataclass(frozen=True)
@@ -475,48 +491,41 @@ def _by_name(
     the resolutions of these four sets (halopsa_key and resolution columns)."""
     a_names = _names(kind, autotask)
     h_names = _names(kind, halopsa)
-    full_hits = (
-        h_names.join(a_names.select("full", a_key="key").unique(), on="full")
-        .group_by("key", "rank")
-        .agg(hits=pl.col("a_key").unique().sort())
-    )
+    # Per normalised name (full) and per base name: how many Autotask entities have it, the
+    # first of them; per base, whether one has it with no legal form, and the first form.
+    full_hits = a_names.group_by("full").agg(hits=pl.col("key").n_unique(), hit=pl.col("key").min())
     base_hits = a_names.group_by("base").agg(
-        keys=pl.col("key").unique().sort(),
-        forms=pl.col("form").unique().sort(),
+        keys=pl.col("key").n_unique(),
+        a_key=pl.col("key").min(),
+        bare=(pl.col("form") == "").any(),
+        theirs=pl.col("form").min(),
         a_full=pl.col("full").min(),
     )
-    hits = pl.col("hits").list.len().fill_null(0)
-    keys = pl.col("keys").list.len().fill_null(0)
+    hits = pl.col("hits").fill_null(0)
+    keys = pl.col("keys").fill_null(0)
     one_base = (hits == 0) & (keys == 1)
-    agrees = (pl.col("form") == "") | pl.col("forms").list.contains("")
+    agrees = (pl.col("form") == "") | pl.col("bare")
     outcomes = (
-        h_names.join(full_hits, on=["key", "rank"], how="left")
+        h_names.join(full_hits, on="full", how="left")
         .join(base_hits, on="base", how="left")
         .sort("key", "rank")
         .group_by("key", maintain_order=True)
         .agg(
             pair=pl.when(hits == 1)
-            .then(pl.col("hits").list.first())
+            .then("hit")
             .when(one_base & agrees)
-            .then(pl.col("keys").list.first())
+            .then("a_key")
             .drop_nulls()
             .first(),
+            # The name that several Autotask entities have, as a whole or as a base name.
             collision=pl.when(hits > 1)
-            .then(pl.col("hits"))
+            .then(pl.struct(on=pl.lit("full"), name="full"))
             .when((hits == 0) & (keys > 1))
-            .then(pl.col("keys"))
+            .then(pl.struct(on=pl.lit("base"), name="base"))
             .drop_nulls()
             .first(),
             form_only=pl.when(one_base & ~agrees)
-            .then(
-                pl.struct(
-                    a_key=pl.col("keys").list.first(),
-                    own=pl.col("form"),
-                    theirs=pl.col("forms").list.first(),
-                    full=pl.col("full"),
-                    a_full=pl.col("a_full"),
-                )
-            )
+            .then(pl.struct("a_key", own="form", theirs="theirs", full="full", a_full="a_full"))
             .drop_nulls()
             .first(),
         )
@@ -533,7 +542,7 @@ def _by_name(
     )
     return [
         paired.select(halopsa_key="key", autotask_key="pair", method=pl.lit("name")),
-        _collisions(kind, colliding, display),
+        _collisions(kind, colliding, a_names, display),
         _form_only(form_only, display),
         _suggest(kind, a_names, h_names, left, display, min_score),
     ]
@@ -556,12 +565,23 @@ def _unmapped(frame: pl.DataFrame, **why: pl.Expr | pl.Series | str) -> pl.DataF
     return frame.select(halopsa_key="key", method=pl.lit("unmapped"), **why)
 
 
-def _collisions(kind: str, colliding: pl.DataFrame, display: pl.DataFrame) -> pl.DataFrame:
-    """Entities whose name fits several Autotask entities: each names them (ambiguity_note).
-    The words are Python's (the csv module quotes the label); collisions are few."""
+def _collisions(
+    kind: str, colliding: pl.DataFrame, a_names: pl.DataFrame, display: pl.DataFrame
+) -> pl.DataFrame:
+    """Entities whose name fits several Autotask entities (collision: on full or base, name):
+    each names them (ambiguity_note). The words are Python's (the csv module quotes the
+    label); collisions are few."""
+    wanted = colliding.select("key", pl.col("collision").struct.unnest())
     shown = (
-        colliding.select("key", a_key="collision")
-        .explode("a_key")
+        pl.concat(
+            [
+                wanted.filter(pl.col("on") == on).join(
+                    a_names.select(a_key="key", name=on), on="name"
+                )
+                for on in ("full", "base")
+            ]
+        )
+        .unique(["key", "a_key"])
         .join(display, left_on="a_key", right_on="key")
         .group_by("key")
         .agg("display")
@@ -571,11 +591,7 @@ def _collisions(kind: str, colliding: pl.DataFrame, display: pl.DataFrame) -> pl
         ambiguity_note(kind, label, candidates[key])
         for key, label in colliding.select("key", "label").iter_rows()
     ]
-    return _unmapped(
-        colliding,
-        note=pl.Series(notes, dtype=pl.String),
-        ambiguous=pl.lit(True),
-    )
+    return _unmapped(colliding, note=pl.Series(notes, dtype=pl.String), ambiguous=pl.lit(True))
 
 
 def _form_only(frame: pl.DataFrame, display: pl.DataFrame) -> pl.DataFrame:
@@ -622,11 +638,12 @@ def _suggest(
     a note saying so if none does."""
     if left.is_empty():
         return _unmapped(left)
+    order = ["display", "key", "base", "form"]
     candidates = (
-        a_names.unique(["key", "base", "form"])
-        .join(display, on="key")
-        .sort("display", "key", "base", "form")
-    )
+        a_names.join(display, on="key")
+        .sort(order)
+        .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift()) for c in order[1:]))
+    )  # each (entity, base, form) once
     queries = h_names.join(left.select("key"), on="key").sort("key", "rank")
     found = best_matches(
         queries["base"].to_list(),
@@ -678,15 +695,19 @@ def best_matches(
 ) -> pl.DataFrame:
     """For each query, the index of the most similar candidate (token_sort_ratio, ties to the
     one with the same legal form, then the first) and its score rounded to a tenth: one row
-    per query, index (-1 when none scores min_score or more) and score (then 0.0)."""
+    per query, index (-1 when none scores min_score or more) and score (then 0.0).
+
+    Queries and candidates are names as name_table gives them, words between single spaces."""
     index = np.full(len(queries), -1, dtype=np.int64)
     score = np.zeros(len(queries))
     if queries and candidates:
-        codes: dict[str, int] = {}
-        q_forms = np.array([codes.setdefault(f, len(codes)) for f in query_forms])
-        c_forms = np.array([codes.setdefault(f, len(codes)) for f in candidate_forms])
+        forms = pl.Series([*query_forms, *candidate_forms], dtype=pl.String)
+        codes = forms.rank("dense").to_numpy()
+        q_forms, c_forms = codes[: len(queries)], codes[len(queries) :]
+        q_names = pl.Series(queries, dtype=pl.String)
+        c_names = pl.Series(candidates, dtype=pl.String)
         pairs = _all_pairs if len(queries) * len(candidates) <= PAIR_BUDGET else _blocked
-        for rows, found, scores in pairs(queries, q_forms, candidates, c_forms, min_score):
+        for rows, found, scores in pairs(q_names, q_forms, c_names, c_forms, min_score):
             values = scores.astype(np.float64)
             ok = (values > 0) & (values >= min_score)
             index[rows[ok]] = found[ok]
@@ -699,19 +720,27 @@ def best_matches(
 Found = Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+def _sorted_words(names: pl.Series) -> np.ndarray:
+    """Each name with its words in order (an array of str): fuzz.ratio of two is their
+    token_sort_ratio, without sorting a name's words again for every pair it is in."""
+    text = names.str.split(" ").list.eval(pl.element().sort()).list.join(" ")
+    return np.array(text.to_list(), dtype=object)
+
+
 def _all_pairs(
-    queries: Sequence[str],
+    queries: pl.Series,
     q_forms: np.ndarray,
-    candidates: Sequence[str],
+    candidates: pl.Series,
     c_forms: np.ndarray,
     min_score: float,
 ) -> Found:
+    q_text, c_text = _sorted_words(queries), _sorted_words(candidates)
     step = max(1, CHUNK_CELLS // len(candidates))
     for start in range(0, len(queries), step):
         scores = process.cdist(
-            queries[start : start + step],
-            candidates,
-            scorer=fuzz.token_sort_ratio,
+            q_text[start : start + step],
+            c_text,
+            scorer=fuzz.ratio,
             score_cutoff=min_score,
             dtype=np.float32,
             workers=-1,
@@ -722,15 +751,13 @@ def _all_pairs(
         yield start + rows, best, scores[rows, best]
 
 
-def _blocks(strings: Sequence[str]) -> pl.DataFrame:
+def _blocks(strings: pl.Series) -> pl.DataFrame:
     """Each string's words, adjacent word pairs, word pairs one word apart, and the starts and
     ends of longer words: a name with one misspelt word still shares a block with the right one
-    (for three words, every pair of the other two)."""
+    (for three words, every pair of the other two). Rows (i, block), one may repeat."""
     words = (
-        pl.DataFrame(
-            {"i": range(len(strings)), "w": strings}, schema={"i": pl.Int64, "w": pl.String}
-        )
-        .with_columns(pl.col("w").str.split(" "))
+        strings.to_frame("w")
+        .select(pl.int_range(pl.len(), dtype=pl.Int64).alias("i"), pl.col("w").str.split(" "))
         .explode("w")
         .filter(pl.col("w") != "")
     )
@@ -749,37 +776,44 @@ def _blocks(strings: Sequence[str]) -> pl.DataFrame:
             words.select("i", block=kind).drop_nulls().with_columns(pl.col("block").hash())
             for kind in kinds
         ]
-    ).unique()
+    )
+
+
+PAIR_BASE = 1 << 32  # (query, candidate) as one number, query * PAIR_BASE + candidate
 
 
 def _blocked(
-    queries: Sequence[str],
+    queries: pl.Series,
     q_forms: np.ndarray,
-    candidates: Sequence[str],
+    candidates: pl.Series,
     c_forms: np.ndarray,
     min_score: float,
 ) -> Found:
-    c_blocks = _blocks(candidates)
-    rare = c_blocks.group_by("block").len().filter(pl.col("len") <= BLOCK_LIMIT).drop("len")
-    c_blocks = c_blocks.join(rare, on="block").rename({"i": "c"})
+    c_blocks = (
+        _blocks(candidates)
+        .group_by("block")
+        .agg(c="i")
+        .filter(pl.col("c").list.n_unique() <= BLOCK_LIMIT)
+        .explode("c")
+    )
     q_blocks = _blocks(queries).rename({"i": "q"})
-    q_text = np.array(queries, dtype=object)
-    c_text = np.array(candidates, dtype=object)
+    q_text, c_text = _sorted_words(queries), _sorted_words(candidates)
     for start in range(0, len(queries), QUERY_CHUNK):
         pairs = (
             q_blocks.filter(pl.col("q").is_between(start, start + QUERY_CHUNK - 1))
             .join(c_blocks, on="block")
-            .select("q", "c")
-            .unique()
+            .select(pair=pl.col("q") * PAIR_BASE + pl.col("c"))
+            .unique()  # one number: much cheaper than unique on (q, c)
+            .select(q=pl.col("pair") // PAIR_BASE, c=pl.col("pair") % PAIR_BASE)
         )
         if pairs.is_empty():
             continue
         q_index = pairs["q"].to_numpy()
         c_index = pairs["c"].to_numpy()
         scores = process.cpdist(
-            q_text[q_index].tolist(),
-            c_text[c_index].tolist(),
-            scorer=fuzz.token_sort_ratio,
+            q_text[q_index],
+            c_text[c_index],
+            scorer=fuzz.ratio,
             score_cutoff=min_score,
             dtype=np.float32,
             workers=-1,
@@ -789,6 +823,7 @@ def _blocked(
                 score=pl.Series(scores, dtype=pl.Float32),
                 same=pl.Series(q_forms[q_index] == c_forms[c_index]),
             )
+            .filter(pl.col("score") > 0)
             .sort(["q", "score", "same", "c"], descending=[False, True, True, False])
             .unique("q", keep="first")
         )

@@ -122,47 +122,54 @@ def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[pl.DataFrame, 
     name = _given(name_col)
     if kind == "item":
         name = pl.coalesce(name, _given("description"))
-    rows = frame.with_columns(name=name).with_row_index("row")
-    key = pl.coalesce(_given(id_col), pl.lit("name:") + name_table(kind, rows["name"])["full"])
-    rows = rows.with_columns(key=key if side == "a" else "h:" + key)
-    named = [("name", 0)]
+    rows = frame.with_columns(name=name, id=_given(id_col)).with_row_index("row")
+    # Only names without an id are read (name_table): with ids, often none.
+    nameless = rows.filter(pl.col("id").is_null())
+    by_name = nameless.select(
+        "row", named=pl.lit("name:") + name_table(kind, nameless["name"])["full"]
+    )
+    key = pl.coalesce("id", "named")
+    rows = rows.join(by_name, on="row", how="left", maintain_order="left").with_columns(
+        key=key if side == "a" else "h:" + key
+    )
+    names = _commonest(rows, "name")
     if kind == "item" and side == "h":
-        named.append(("description", 2))
-    names = pl.concat(
-        [
-            rows.filter(_given(column).is_not_null())
-            .group_by("key", pl.col(column).alias("name"))
-            .agg(pl.col("n").sum(), pl.col("row").min())
-            .sort("key", "n", "row", descending=[False, True, False])
-            .group_by("key", maintain_order=True)
-            .head(2)
-            .select("key", "name", rank=pl.int_range(pl.len()).over("key") + offset)
-            for column, offset in named
-        ]
-    )
-    listed = (
-        names.sort("key", "rank")
-        .unique(["key", "name"], keep="first", maintain_order=True)
-        .group_by("key", maintain_order=True)
-        .agg(names="name")
-    )
+        descriptions = _commonest(
+            rows.with_columns(description=_given("description")), "description"
+        )
+        names = pl.concat([names, descriptions.join(names, on=["key", "name"], how="anti")])
+    listed = names.sort("key", maintain_order=True).group_by("key", maintain_order=True).agg("name")
     xref = ENTITY_COLUMNS[kind][0][2]
     entities = (
         rows.group_by("key")
         .agg(
-            id=_given(id_col).last(),
+            pl.col("id").last(),
             xref=pl.col(xref).last() if side == "h" else pl.lit(None, pl.String),
         )
         .join(listed, on="key", how="left")
         .select(
             "key",
             ids=pl.concat_list("id").list.drop_nulls(),
-            names=pl.col("names").fill_null([]),
+            names=pl.col("name").fill_null([]),
             xref="xref",
         )
         .sort("key")
     )
     return entities, frame.with_columns(rows["key"]).drop("n")
+
+
+def _commonest(rows: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Each key's two commonest values of the column (by lines, ties: the first row), the
+    commonest first: key, name."""
+    return (
+        rows.filter(pl.col(column).is_not_null())
+        .group_by("key", pl.col(column).alias("name"))
+        .agg(pl.col("n").sum(), pl.col("row").min())
+        .sort("key", "n", "row", descending=[False, True, False])
+        .group_by("key", maintain_order=True)
+        .head(2)
+        .select("key", "name")
+    )
 
 
 def _crosswalk(
@@ -192,6 +199,10 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
     """A client renamed beyond recognition (initials, a new trading name) has no name match, but
     it usually bills exactly what the Autotask client that vanished from HaloPSA billed. Only a
     one-to-one coincidence of net totals is suggested, and only where no name suggestion exists."""
+    open_ = pl.col("suggestion").is_null() & ~pl.col("ambiguous")
+    unmapped = (pl.col("kind") == "client") & pl.col("autotask_key").is_null()
+    if crosswalk.filter(unmapped & open_).is_empty():
+        return crosswalk  # nothing to suggest for: the lines need not be summed
     found: pl.DataFrame = con.sql(
         """
         WITH unmapped AS (
@@ -209,12 +220,12 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
             AND count(*) OVER (PARTITION BY net) = 1
         """
     ).pl()
-    open_ = pl.col("suggestion").is_null() & ~pl.col("ambiguous") & pl.col("by_total").is_not_null()
+    suggested = open_ & pl.col("by_total").is_not_null()
     return (
         crosswalk.join(found, on=["kind", "halopsa_key"], how="left", maintain_order="left")
         .with_columns(
-            suggestion=pl.when(open_).then("by_total").otherwise("suggestion"),
-            basis=pl.when(open_).then("total_basis").otherwise("basis"),
+            suggestion=pl.when(suggested).then("by_total").otherwise("suggestion"),
+            basis=pl.when(suggested).then("total_basis").otherwise("basis"),
         )
         .drop("by_total", "total_basis")
     )
