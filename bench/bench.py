@@ -255,27 +255,33 @@ def task_report(n: str, _: str) -> None:
 
 
 def task_crosswalk(path: str, _: str) -> None:
-    """Client resolution and suggestions as `run` does them (crosswalk.resolve)."""
-    from reconcile.crosswalk import Entity, resolve
+    """Client resolution and suggestions as `run` does them (crosswalk.resolve_frame on
+    entity frames): Autotask clients with an id, HaloPSA names without."""
+    from reconcile.crosswalk import resolve_frame
 
     names = pl.read_parquet(path)
-    autotask = [
-        Entity(key=f"a{i}", ids=(str(i),), names=(n,))
-        for i, n in enumerate(names.filter(side="autotask")["name"])
-    ]
-    halopsa = [
-        Entity(key=f"h{i}", ids=(), names=(n,))
-        for i, n in enumerate(names.filter(side="halopsa")["name"])
-    ]
-    found = resolve("client", autotask, halopsa, [], 60)
+
+    def entities(side: str, prefix: str, with_id: bool) -> pl.DataFrame:
+        number = pl.int_range(pl.len()).cast(pl.String)
+        return names.filter(side=side).select(
+            key=prefix + number,
+            ids=pl.concat_list(number) if with_id else pl.lit([], pl.List(pl.String)),
+            names=pl.concat_list("name"),
+            xref=pl.lit(None, pl.String),
+        )
+
+    autotask, halopsa = entities("autotask", "a", True), entities("halopsa", "h", False)
+    found = resolve_frame("client", autotask, halopsa, [], 60)
+    paired, suggested = pl.col("autotask_key").is_not_null(), pl.col("suggestion").is_not_null()
+    counts = found.select(
+        paired=paired.sum(), suggested=suggested.sum(), no_suggestion=(~paired & ~suggested).sum()
+    )
     print(
         json.dumps(
             {
                 "candidates": len(autotask),
                 "halopsa_names": len(halopsa),
-                "paired": sum(1 for r in found if r.autotask_key),
-                "suggested": sum(1 for r in found if r.suggestion),
-                "no_suggestion": sum(1 for r in found if not r.autotask_key and not r.suggestion),
+                **counts.row(0, named=True),
             }
         )
     )
