@@ -31,6 +31,7 @@ from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
 from reconcile.store import Workspace
+from reconcile.timing import stage
 
 CENT = Decimal("0.01")
 # One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
@@ -89,7 +90,8 @@ def run_cycle(
     check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
     for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
         if paths:
-            loads += load_paths(workspace, paths, platform, settings, replace=True)
+            with stage("load"):
+                loads += load_paths(workspace, paths, platform, settings, replace=True)
         elif not workspace.load_ids(cycle, platform):
             raise InputError(
                 f"--{platform}",
@@ -99,14 +101,17 @@ def run_cycle(
     mappings = read_mappings(maps)
     rules = discover()
     con = workspace.con
-    matched = match_cycle(con, cycle, mappings, config)
-    findings = with_root_causes(run_rules(con, config, rules), matched)
-    bars = bridge(con, findings, rules)
-    summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
-    summary = {"run_id": run_id(summary, rules), "reconcile_version": __version__, **summary}
-    result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
-    write_outputs(result, workspace, rules)
-    workspace.save_run(summary["run_id"], cycle, summary, _output_frame(findings))
+    with stage("match"):
+        matched = match_cycle(con, cycle, mappings, config)
+    with stage("rules"):
+        findings = with_root_causes(run_rules(con, config, rules), matched)
+        bars = bridge(con, findings, rules)
+    with stage("outputs"):
+        summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
+        summary = {"run_id": run_id(summary, rules), "reconcile_version": __version__, **summary}
+        result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
+        write_outputs(result, workspace, rules)
+        workspace.save_run(summary["run_id"], cycle, summary, _output_frame(findings))
     return result
 
 
@@ -417,7 +422,8 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         for row in frame.iter_rows(named=True)
     ]
     quarantine = workspace.quarantined(result.cycle)
-    html = report_html(report_data(result, workspace, rules, quarantine))
+    with stage("report"):
+        html = report_html(report_data(result, workspace, rules, quarantine))
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
