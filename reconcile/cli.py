@@ -22,6 +22,7 @@ from reconcile.config import DEFAULT_TIMEZONE, Config, load_config
 from reconcile.environment import environment_error
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
+from reconcile.report_model import SideTotals
 from reconcile.safe import shown
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
 from reconcile.timing import recording
@@ -296,26 +297,26 @@ def run(
         timings.write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
     for load_result in result.loads:
         click.echo(describe(load_result))
-    verdict = result.summary["verdict"]
-    totals = result.summary["totals"]
+    verdict = result.summary.verdict
+    totals = result.summary.totals
     click.echo(
         f"cycle {cycle}: "
         + "; ".join(
-            f"{code}: Autotask {code} {t['autotask']['gross']} gross in "
-            f"{_lines(t['autotask'])}, HaloPSA {code} {t['halopsa']['gross']} in "
-            f"{_lines(t['halopsa'])}, difference {code} {t['difference']['gross']}"
+            f"{code}: Autotask {code} {t.autotask.gross} gross in "
+            f"{_lines(t.autotask)}, HaloPSA {code} {t.halopsa.gross} in "
+            f"{_lines(t.halopsa)}, difference {code} {t.difference.gross}"
             for code, t in totals.items()
         )
     )
     click.echo(
-        f"{verdict['blockers']} blockers, {verdict['warnings']} warnings, {verdict['info']} info, "
-        f"{verdict['expected']} expected -> "
-        + ("READY for cutover" if verdict["ready"] else "NOT READY for cutover")
+        f"{verdict.blockers} blockers, {verdict.warnings} warnings, {verdict.info} info, "
+        f"{verdict.expected} expected -> "
+        + ("READY for cutover" if verdict.ready else "NOT READY for cutover")
     )
-    for m in result.summary["unused_mappings"]:
+    for m in result.summary.unused_mappings:
         click.echo(
-            f"  warning: {shown(m['file'])} row {m['row']}: {m['kind']} mapping "
-            f"{shown(m['autotask'])!r} -> {shown(m['halopsa'])!r}: {m['problem']} "
+            f"  warning: {shown(m.file)} row {m.row}: {m.kind} mapping "
+            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem} "
             "(a typo?); the row was not used"
         )
     click.echo(f"report: {shown(out / 'report.html')}")
@@ -389,9 +390,9 @@ def _config(
     )
 
 
-def _lines(side: dict[str, Any]) -> str:
-    unknown = side.get("tax_unknown", 0)
-    return f"{side['lines']} lines" + (f" (tax not stated on {unknown})" if unknown else "")
+def _lines(side: SideTotals) -> str:
+    unknown = side.tax_unknown
+    return f"{side.lines} lines" + (f" (tax not stated on {unknown})" if unknown else "")
 
 
 def describe(result: LoadResult) -> str:
