@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 blockers remain (run); 2 unusable input or a usage erro
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import tempfile
 import traceback
@@ -21,8 +22,10 @@ from reconcile.config import DEFAULT_TIMEZONE, Config, load_config
 from reconcile.environment import environment_error
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
+from reconcile.report_model import SideTotals
 from reconcile.safe import shown
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
+from reconcile.timing import recording
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LISTED = 20
@@ -249,6 +252,12 @@ def validate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder [default: ./out/<cycle>].",
 )
+@click.option(
+    "--timings",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the seconds each stage took (load, crosswalk, match, rules, outputs, report) "
+    "to this JSON file.",
+)
 @other_month_option
 @load_options
 @click.pass_context
@@ -261,6 +270,7 @@ def run(
     maps: tuple[Path, ...],
     config_path: Path | None,
     out_dir: Path | None,
+    timings: Path | None,
     allow_other_month: bool,
     date_format: str | None,
     number_format: str | None,
@@ -276,32 +286,37 @@ def run(
     config = _config(config_path, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle), allow_other_month)
     out = out_dir or Path("out") / cycle
-    with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
+    with (
+        recording() as seconds,
+        Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace,
+    ):
         result = run_cycle(
             workspace, settings, list(autotask), list(halopsa), list(maps), config, out
         )
+    if timings:
+        timings.write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
     for load_result in result.loads:
         click.echo(describe(load_result))
-    verdict = result.summary["verdict"]
-    totals = result.summary["totals"]
+    verdict = result.summary.verdict
+    totals = result.summary.totals
     click.echo(
         f"cycle {cycle}: "
         + "; ".join(
-            f"{code}: Autotask {code} {t['autotask']['gross']} gross in "
-            f"{_lines(t['autotask'])}, HaloPSA {code} {t['halopsa']['gross']} in "
-            f"{_lines(t['halopsa'])}, difference {code} {t['difference']['gross']}"
+            f"{code}: Autotask {code} {t.autotask.gross} gross in "
+            f"{_lines(t.autotask)}, HaloPSA {code} {t.halopsa.gross} in "
+            f"{_lines(t.halopsa)}, difference {code} {t.difference.gross}"
             for code, t in totals.items()
         )
     )
     click.echo(
-        f"{verdict['blockers']} blockers, {verdict['warnings']} warnings, {verdict['info']} info, "
-        f"{verdict['expected']} expected -> "
-        + ("READY for cutover" if verdict["ready"] else "NOT READY for cutover")
+        f"{verdict.blockers} blockers, {verdict.warnings} warnings, {verdict.info} info, "
+        f"{verdict.expected} expected -> "
+        + ("READY for cutover" if verdict.ready else "NOT READY for cutover")
     )
-    for m in result.summary["unused_mappings"]:
+    for m in result.summary.unused_mappings:
         click.echo(
-            f"  warning: {shown(m['file'])} row {m['row']}: {m['kind']} mapping "
-            f"{shown(m['autotask'])!r} -> {shown(m['halopsa'])!r}: {m['problem']} "
+            f"  warning: {shown(m.file)} row {m.row}: {m.kind} mapping "
+            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem} "
             "(a typo?); the row was not used"
         )
     click.echo(f"report: {shown(out / 'report.html')}")
@@ -375,9 +390,9 @@ def _config(
     )
 
 
-def _lines(side: dict[str, Any]) -> str:
-    unknown = side.get("tax_unknown", 0)
-    return f"{side['lines']} lines" + (f" (tax not stated on {unknown})" if unknown else "")
+def _lines(side: SideTotals) -> str:
+    unknown = side.tax_unknown
+    return f"{side.lines} lines" + (f" (tax not stated on {unknown})" if unknown else "")
 
 
 def describe(result: LoadResult) -> str:

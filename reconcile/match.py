@@ -14,6 +14,7 @@ import polars as pl
 from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
 
+from reconcile import timing
 from reconcile.config import Config
 from reconcile.crosswalk import (
     Mapping,
@@ -52,10 +53,11 @@ def match_cycle(
     con: duckdb.DuckDBPyConnection, cycle: str, mappings: list[Mapping], config: Config
 ) -> MatchResult:
     _prepare_sides(con, cycle)
-    crosswalk = _crosswalk(con, mappings, config)
-    _assign_keys(con)
-    crosswalk = _suggest_by_totals(con, crosswalk)
-    _register_crosswalk(con, crosswalk)
+    with timing.stage("crosswalk"):
+        crosswalk = _crosswalk(con, mappings, config)
+        _assign_keys(con)
+        crosswalk = _suggest_by_totals(con, crosswalk)
+        _register_crosswalk(con, crosswalk)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE grp_line "
         "(gid VARCHAR, stage VARCHAR, side VARCHAR, uid BIGINT)"

@@ -1,8 +1,8 @@
 """Render the reconciliation result as one self-contained HTML file.
 
-The run stage hands over plain JSON-able data (money as exact decimal strings, never floats); this
-module only lays it out, so a report can be re-rendered from saved JSON and tested without a
-workspace (datacompy's "the result is data, a template renders it").
+The run stage hands over typed data (reconcile.report_model.ReportData: money exact, never
+floats); this module only lays it out, so a report can be tested without a workspace
+(datacompy's "the result is data, a template renders it").
 
 Safety: the jinja environment autoescapes everything (``select_autoescape`` would skip ``.j2``),
 the data the page's script needs travels in ``<script type="application/json" id="report-data">``
@@ -30,26 +30,34 @@ repeat across thousands of rows); every other value is the exact string from the
 
 from __future__ import annotations
 
-import heapq
 import json
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from reconcile import bundled_dir
+from reconcile.ingest import load_warnings
+from reconcile.report_model import (
+    SEVERITIES,
+    BridgeEntry,
+    Control,
+    CurrencyTotals,
+    ReportData,
+    plain,
+    text_columns,
+)
 
 DEFAULT_TEMPLATE_DIR = bundled_dir("reports")
 TEMPLATE_NAME = "report.html.j2"
 CSS_NAME = "report.css"
 JS_NAME = "report.js"
 
-SEVERITIES = ("blocker", "warning", "info", "expected")
 WARNINGS_SHOWN = 5  # per input, under the control totals; summary.json has them all
 LIST_SEVERITIES = SEVERITIES[:3]  # expected (accepted) differences have their own section
 EMBED_FORMAT = 1
@@ -86,42 +94,40 @@ SERVER_ROWS_CAP = 2000
 
 # What every template receives (datasette's TEMPLATE_BASE_CONTEXT); a test keeps this honest.
 REPORT_CONTEXT: dict[str, str] = {
-    "data": "the report data exactly as given to render_report",
+    "data": "the ReportData exactly as given to render_report",
     "title": "report title",
     "cycle": "billing cycle, e.g. 2026-11",
-    "run_id": "the run's fingerprint (inputs, mappings, settings, reconcile version), or ''",
-    "version": "the reconcile version that produced the report, or ''",
-    "inputs": "list of input dicts: platform, source, shape, sha256",
-    "verdict": "dict: ready, blockers, warnings, info, expected",
-    "totals": "dict per ISO currency (main currency first): autotask/halopsa (net, tax, gross, "
-    "lines, tax_unknown) and difference (net, tax, gross); amounts are never added across "
-    "currencies",
+    "run_id": "the run's fingerprint (inputs, mappings, settings, reconcile version)",
+    "version": "the reconcile version that produced the report",
+    "inputs": "the inputs' Controls (platform, source, shape, load_id: the content hash)",
+    "verdict": "Verdict: ready, blockers, warnings, info, expected",
+    "totals": "currency -> CurrencyTotals (main currency first): autotask/halopsa (net, tax, "
+    "gross, lines, tax_unknown) and difference (net, tax, gross); amounts are never added "
+    "across currencies",
     "currencies": "the currency codes of the totals, in order",
-    "lines": "dict: autotask, halopsa (lines of the side, every currency)",
-    "provenance": "dict: config (source, sha256), changed (setting -> value, those differing "
-    "from the defaults), lowered_severities ([{rule, default, set}]), mappings ([{file, "
-    "sha256}])",
-    "stages": "match stages, each with autotask_share/halopsa_share of that side's lines",
-    "match_rate": "dict: autotask, halopsa (fractions as decimal strings)",
-    "controls": "control totals per input, each with a balanced flag (read = loaded + q + x) "
-    "and its load warnings",
+    "settings": "SettingsInForce: source, sha256, changed (setting -> value, those differing "
+    "from the defaults), lowered_severities (rule, default, set)",
+    "mappings": "MappingFiles: file, sha256",
+    "stages": "match stages but unmatched: {stage: MatchStage, autotask_share, halopsa_share "
+    "(that side's lines, fractions as decimal strings or None)}",
+    "match_rate": "Sides: autotask, halopsa (fractions, Decimal)",
+    "controls": "ControlRows: input (Control, with its balanced flag: read = loaded + q + x + "
+    "skipped), warnings (the first WARNINGS_SHOWN load warnings), more_warnings",
     "bridge_charts": "list of (currency, BridgeChart): geometry of each waterfall SVG",
-    "bridge": "bridge entries per currency as given (gross amounts summing to that currency's "
-    "gross difference)",
-    "clients": "per-client rows (one per client and currency), largest absolute difference first",
+    "clients": "per-client rows (one per client and currency, CLIENT_SCHEMA as text), largest "
+    "absolute difference first",
     "largest": "up to five open blockers, then warnings, that are root causes (no root_cause), "
     "by exposure (the most money at stake on either side), with rule titles",
     "open_variance": "currency -> sum of the open discrepancies' gross differences taken as "
     "positive",
-    "rules": "rule code -> {title, severity, explanation}",
     "severity_counts": "severity -> number of discrepancies in the list",
     "discrepancy_total": "number of discrepancies in the list",
-    "unmapped": "unmapped clients/items with suggestions",
-    "unused_mappings": "mapping rows that map nothing in this cycle: kind, autotask, halopsa, "
-    "file, row, problem",
-    "expected": "accepted differences (capped at SERVER_ROWS_CAP)",
+    "unmapped": "Unmapped clients/items with suggestions",
+    "unused_mappings": "UnusedMappings: mapping rows that map nothing in this cycle",
+    "expected": "accepted differences as text with their lines and rule_title (capped at "
+    "SERVER_ROWS_CAP)",
     "expected_total": "number of accepted differences",
-    "quarantine": "quarantined rows (capped at SERVER_ROWS_CAP)",
+    "quarantine": "quarantined rows (capped at SERVER_ROWS_CAP), raw as a dict",
     "quarantine_total": "number of quarantined rows",
     "severities": "the severity names in display order",
     "list_severities": "the severities the discrepancy list can hold (filter checkboxes)",
@@ -318,7 +324,7 @@ class BridgeChart:
 
 
 def bridge_chart(
-    totals: Mapping[str, Any], bridge: Sequence[Mapping[str, Any]], currency: str = ""
+    totals: CurrencyTotals, bridge: Sequence[BridgeEntry], currency: str = ""
 ) -> BridgeChart:
     """Lay out the waterfall from the Autotask gross total to the HaloPSA gross total.
 
@@ -328,12 +334,12 @@ def bridge_chart(
     """
     width, row_h, bar_h = 760, 22, 14
     plot_left, plot_right = 250, 620
-    start = _decimal(totals["autotask"]["gross"])
-    end = _decimal(totals["halopsa"]["gross"])
-    steps = [entry for entry in bridge if _decimal(entry.get("amount")) != 0]
+    start = totals.autotask.gross
+    end = totals.halopsa.gross
+    steps = [entry for entry in bridge if entry.amount != 0]
     running = [start]
     for entry in steps:
-        running.append(running[-1] + _decimal(entry.get("amount")))
+        running.append(running[-1] + entry.amount)
     levels = [*running, end]
     lo, hi = min(*levels, Decimal(0)), max(*levels, Decimal(0))
     movement = max(levels) - min(levels)
@@ -351,13 +357,13 @@ def bridge_chart(
     bars: list[BridgeBar] = []
     code = f" {currency}" if currency else ""
     rows: list[tuple[str, str, str, Decimal, Decimal]] = [
-        (f"Autotask gross total{code}", str(totals["autotask"]["gross"]), "total", lo, start)
+        (f"Autotask gross total{code}", str(start), "total", lo, start)
     ]
     for index, entry in enumerate(steps):
-        kind = "negative" if _decimal(entry.get("amount")) < 0 else "positive"
-        label = str(entry.get("title") or entry.get("rule"))
-        rows.append((label, str(entry["amount"]), kind, running[index], running[index + 1]))
-    rows.append((f"HaloPSA gross total{code}", str(totals["halopsa"]["gross"]), "total", lo, end))
+        kind = "negative" if entry.amount < 0 else "positive"
+        label = entry.title or entry.rule
+        rows.append((label, str(entry.amount), kind, running[index], running[index + 1]))
+    rows.append((f"HaloPSA gross total{code}", str(end), "total", lo, end))
     for index, (label, amount, kind, before, after) in enumerate(rows):
         if kind == "total":
             x0, x1 = base_x, x_of(after)
@@ -394,108 +400,81 @@ def bridge_chart(
 # --- context ---------------------------------------------------------------------------------
 
 
-def _rule_title(rules: Mapping[str, Any], code: str) -> str:
-    rule = rules.get(code) or {}
-    return str(rule.get("title") or code)
-
-
-def largest_problems(
-    discrepancies: Iterable[Mapping[str, Any]], rules: Mapping[str, Any], n: int = 5
-) -> list[dict[str, Any]]:
+def largest_problems(data: ReportData, n: int = LARGEST_PROBLEMS) -> list[dict[str, Any]]:
     """The few rows a billing admin should look at first: open blockers, then warnings, that
-    are root causes, most money at stake first (exposure; the difference where none is given), so
-    a currency or period blocker between equal amounts still shows; the missing lines that
-    follow from an unmapped client stay under it."""
+    are root causes, most money at stake first (exposure), so a currency or period blocker
+    between equal amounts still shows; the missing lines that follow from an unmapped client
+    stay under it. Dicts of DISCREPANCY_SCHEMA's columns as text, plus rule_title."""
     rank = {"blocker": 0, "warning": 1}
-    open_items = (d for d in discrepancies if d.get("severity") in rank and not d.get("root_cause"))
-    top = heapq.nsmallest(
-        n,
-        open_items,
-        key=lambda d: (
-            rank[str(d.get("severity"))],
-            -abs(_decimal(d.get("exposure") or d.get("difference"))),
-        ),
+    top = (
+        data.discrepancies.filter(
+            pl.col("severity").is_in(list(rank)) & pl.col("root_cause").is_null()
+        )
+        .sort(
+            pl.col("severity").replace_strict(rank, return_dtype=pl.Int8),
+            pl.col("exposure").abs(),
+            descending=[False, True],
+            maintain_order=True,
+        )
+        .head(n)
     )
-    return [{**d, "rule_title": _rule_title(rules, str(d.get("rule")))} for d in top]
+    return [
+        {**row, "rule_title": _rule_title(data, row["rule"])}
+        for row in text_columns(top).to_dicts()
+    ]
 
 
-def _share(lines: object, total: object) -> str | None:
-    if not isinstance(lines, int) or not isinstance(total, int) or total <= 0:
+def _rule_title(data: ReportData, code: str) -> str:
+    rule = data.rules.get(code)
+    return rule.title if rule else code
+
+
+def _share(lines: int, total: int) -> str | None:
+    if total <= 0:
         return None
     return str((Decimal(lines) / Decimal(total)).quantize(Decimal("0.0001")))
 
 
-def _controls(controls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flag inputs whose rows do not add up, so a broken load is visible in the summary; show
-    the first few load warnings (the summary must still print on one page)."""
-    out = []
-    for c in controls:
-        keys = ("rows_read", "rows_loaded", "rows_quarantined", "rows_excluded", "rows_skipped")
-        parts = [c.get(k) for k in keys]
-        ints = [p for p in parts if isinstance(p, int)]
-        balanced = len(ints) == len(parts) and ints[0] == sum(ints[1:])
-        warnings = list(c.get("warnings") or [])
-        out.append(
-            {
-                **c,
-                "balanced": balanced,
-                "warnings": warnings[:WARNINGS_SHOWN],
-                "more_warnings": max(0, len(warnings) - WARNINGS_SHOWN),
-            }
-        )
-    return out
+@dataclass(frozen=True)
+class ControlRow:
+    """One input under the control totals, with the first few of its load warnings (the
+    summary must still print on one page; summary.json has them all)."""
+
+    input: Control
+    warnings: tuple[str, ...]
+    more_warnings: int
 
 
-# Optional fields of list entries, filled in so the templates (StrictUndefined) never guess.
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "inputs": {"platform": "", "source": "", "shape": "", "sha256": ""},
-    "unmapped": {
-        "kind": "",
-        "side": "",
-        "value": "",
-        "suggestion": None,
-        "score": None,
-        "basis": None,
-    },
-    "quarantine": {
-        "platform": "",
-        "file": "",
-        "row": None,
-        "line_ref": None,
-        "disposition": "quarantined",
-        "reasons": "",
-        "raw": {},
-    },
-    "expected": {
-        "message": "",
-        "autotask_amount": None,
-        "halopsa_amount": None,
-        "autotask_lines": [],
-        "halopsa_lines": [],
-    },
-    "controls": {
-        "source": "",
-        "shape": "",
-        "date_convention": "",
-        "number_format": "",
-        "dialect": {},
-    },
-}
+def _control_row(control: Control) -> ControlRow:
+    warnings = load_warnings(
+        {"warnings": control.warnings, "invoice_checks": control.invoice_checks}
+    )
+    return ControlRow(
+        input=control,
+        warnings=tuple(warnings[:WARNINGS_SHOWN]),
+        more_warnings=max(0, len(warnings) - WARNINGS_SHOWN),
+    )
 
 
-def _filled(entries: Iterable[Mapping[str, Any]], section: str) -> list[dict[str, Any]]:
-    defaults = _DEFAULTS[section]
-    return [{**defaults, **{k: v for k, v in e.items() if v is not None}} for e in entries]
-
-
-def _provenance(given: Mapping[str, Any]) -> dict[str, Any]:
-    config = given.get("config") or {}
-    return {
-        "config": {"source": config.get("source") or "", "sha256": config.get("sha256") or ""},
-        "changed": dict(given.get("changed") or {}),
-        "lowered_severities": list(given.get("lowered_severities") or []),
-        "mappings": list(given.get("mappings") or []),
-    }
+def _discrepancy_dicts(data: ReportData, frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Discrepancies as dicts of text with their lines (autotask_lines, halopsa_lines)."""
+    lines = text_columns(data.lines).with_columns(
+        pl.when(pl.col("period_start").is_not_null())
+        .then(pl.format("{} – {}", "period_start", pl.col("period_end").fill_null("")))
+        .otherwise(pl.lit(""))
+        .alias("period")
+    )
+    by_id: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for line in lines.drop("period_start", "period_end").to_dicts():
+        by_id.setdefault((line.pop("id"), line.pop("side")), []).append(line)
+    return [
+        {
+            **row,
+            "autotask_lines": by_id.get((row["id"], "autotask"), []),
+            "halopsa_lines": by_id.get((row["id"], "halopsa"), []),
+        }
+        for row in text_columns(frame).to_dicts()
+    ]
 
 
 def setting_text(value: object) -> str:
@@ -503,79 +482,75 @@ def setting_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
+def build_context(data: ReportData, css: str, js: str) -> dict[str, Any]:
     """Everything the template needs; keys are documented in REPORT_CONTEXT."""
-    rules: Mapping[str, Any] = data.get("rules") or {}
-    totals: Mapping[str, Any] = data["totals"]
-    discrepancies: Sequence[Mapping[str, Any]] = data.get("discrepancies") or []
-    expected: Sequence[Mapping[str, Any]] = data.get("expected") or []
-    quarantine: Sequence[Mapping[str, Any]] = data.get("quarantine") or []
-    bridge: Mapping[str, Sequence[Mapping[str, Any]]] = data.get("bridge") or {}
-    lines = data.get("lines") or {
-        side: sum(int(t[side].get("lines") or 0) for t in totals.values())
-        for side in ("autotask", "halopsa")
-    }
-    strings, rows = encode_discrepancies(discrepancies)
+    summary = data.summary
+    listed = data.discrepancies.filter(pl.col("severity") != "expected")
+    expected = data.discrepancies.filter(pl.col("severity") == "expected")
+    strings, rows = encode_discrepancies(_discrepancy_dicts(data, listed))
     payload = {
         "format": EMBED_FORMAT,
-        "cycle": data.get("cycle"),
-        "title": data.get("title"),
-        "verdict": data.get("verdict"),
-        "totals": totals,
-        "bridge": bridge,
-        "rules": rules,
+        "cycle": summary.cycle,
+        "title": data.title,
+        "verdict": plain(summary.verdict),
+        "totals": plain(summary.totals),
+        "bridge": plain(summary.bridge),
+        "rules": plain(data.rules),
         "columns": DISCREPANCY_COLUMNS,
         "line_columns": LINE_COLUMNS,
         "strings": strings,
         "discrepancies": rows,
     }
+    lines = summary.lines
     stages = [
         {
-            **s,
-            "label": s.get("label") or s.get("stage") or "",
-            "autotask_share": _share(s.get("autotask_lines"), lines.get("autotask")),
-            "halopsa_share": _share(s.get("halopsa_lines"), lines.get("halopsa")),
+            "stage": s,
+            "autotask_share": _share(s.autotask_lines, lines.autotask),
+            "halopsa_share": _share(s.halopsa_lines, lines.halopsa),
         }
-        for s in data.get("match_stages") or []
+        for s in summary.match_stages
+        if s.stage != "unmatched"
     ]
-    clients = sorted(
-        data.get("clients") or [],
-        key=lambda c: (-abs(_decimal(c.get("difference"))), str(c.get("client"))),
+    clients = summary.clients.sort(
+        pl.col("difference").abs(), "client", descending=[True, False], maintain_order=True
     )
+    severity_counts = dict.fromkeys(SEVERITIES, 0) | dict(listed.group_by("severity").len().rows())
+    quarantined = [
+        {**q, "raw": json.loads(q["raw"])} for q in data.quarantine.head(SERVER_ROWS_CAP).to_dicts()
+    ]
     context: dict[str, Any] = {
         "data": data,
-        "title": data.get("title") or "Billing reconciliation",
-        "cycle": data.get("cycle") or "",
-        "run_id": data.get("run_id") or "",
-        "version": data.get("reconcile_version") or "",
-        "inputs": _filled(data.get("inputs") or [], "inputs"),
-        "verdict": data["verdict"],
-        "totals": totals,
-        "currencies": list(totals),
-        "lines": lines,
-        "provenance": _provenance(data.get("provenance") or {}),
+        "title": data.title,
+        "cycle": summary.cycle,
+        "run_id": summary.run_id,
+        "version": summary.reconcile_version,
+        "inputs": summary.controls,
+        "verdict": summary.verdict,
+        "totals": summary.totals,
+        "currencies": summary.currencies,
+        "settings": summary.config,
+        "mappings": summary.mappings,
         "stages": stages,
-        "match_rate": data.get("match_rate") or {},
-        "controls": _controls(_filled(data.get("controls") or [], "controls")),
+        "match_rate": summary.match_rate,
+        "controls": [_control_row(c) for c in summary.controls],
         "bridge_charts": [
-            (code, bridge_chart(totals[code], bridge.get(code) or [], code)) for code in totals
+            (code, bridge_chart(totals, summary.bridge.get(code, ()), code))
+            for code, totals in summary.totals.items()
         ],
-        "bridge": bridge,
-        "clients": clients,
-        "largest": largest_problems(discrepancies, rules, LARGEST_PROBLEMS),
-        "open_variance": data.get("open_variance"),
-        "rules": rules,
-        "severity_counts": Counter(str(d.get("severity")) for d in discrepancies),
-        "discrepancy_total": len(discrepancies),
-        "unmapped": _filled(data.get("unmapped") or [], "unmapped"),
-        "unused_mappings": list(data.get("unused_mappings") or []),
+        "clients": text_columns(clients).to_dicts(),
+        "largest": largest_problems(data),
+        "open_variance": summary.open_variance,
+        "severity_counts": severity_counts,
+        "discrepancy_total": listed.height,
+        "unmapped": summary.unmapped,
+        "unused_mappings": summary.unused_mappings,
         "expected": [
-            {**e, "rule_title": _rule_title(rules, str(e.get("rule")))}
-            for e in _filled(expected[:SERVER_ROWS_CAP], "expected")
+            {**e, "rule_title": _rule_title(data, e["rule"])}
+            for e in _discrepancy_dicts(data, expected.head(SERVER_ROWS_CAP))
         ],
-        "expected_total": len(expected),
-        "quarantine": _filled(quarantine[:SERVER_ROWS_CAP], "quarantine"),
-        "quarantine_total": len(quarantine),
+        "expected_total": expected.height,
+        "quarantine": quarantined,
+        "quarantine_total": data.quarantine.height,
         "severities": SEVERITIES,
         "list_severities": LIST_SEVERITIES,
         "report_json": embed_json(payload),
@@ -621,7 +596,7 @@ def _asset(env: Environment, name: str, closing_tag: str) -> str:
     return source
 
 
-def report_html(data: dict[str, Any], template_dir: Path | None = None) -> str:
+def report_html(data: ReportData, template_dir: Path | None = None) -> str:
     """The whole report as one HTML string with inline CSS, JS and SVG."""
     env = make_environment(template_dir)
     css = _asset(env, CSS_NAME, "</style")
@@ -629,7 +604,7 @@ def report_html(data: dict[str, Any], template_dir: Path | None = None) -> str:
     return env.get_template(TEMPLATE_NAME).render(build_context(data, css, js))
 
 
-def render_report(data: dict[str, Any], path: Path, template_dir: Path | None = None) -> None:
+def render_report(data: ReportData, path: Path, template_dir: Path | None = None) -> None:
     """Write the report to ``path`` (parents created), UTF-8."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_html(data, template_dir), encoding="utf-8")

@@ -6,15 +6,18 @@ screenshot lands in test-artifacts/ for a human to look at.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from report_data import sample_report_data
+from report_data import listed, sample_report_data
 
 from conftest import ARTIFACTS, CHROMIUM
 from reconcile.report import format_decimal, render_report
+from reconcile.report_model import ReportData
 
 PAGE_SIZE = 100
 # Printable area at 96 px/in with 10 mm margins: A4 is 718 px wide, Letter 980 px tall.
@@ -29,11 +32,27 @@ pytestmark = [
 ]
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered report, the data it was rendered from, and its discrepancy list as dicts."""
+
+    path: Path
+    data: ReportData
+    items: list[dict[str, Any]]
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        return {code: dataclasses.asdict(r) for code, r in self.data.rules.items()}
+
+
+Reports = dict[str, Rendered]
+
+
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """name -> (rendered file, the data it was rendered from)."""
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
+    """name -> the rendered file and the data it was rendered from."""
     root = tmp_path_factory.mktemp("reports")
-    out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    out: Reports = {}
     for name, data in {
         "default": sample_report_data(),
         "paged": sample_report_data(250),
@@ -42,7 +61,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, d
     }.items():
         path = root / f"{name}.html"
         render_report(data, path)
-        out[name] = (path, data)
+        out[name] = Rendered(path, data, listed(data))
     return out
 
 
@@ -78,17 +97,15 @@ def haystack(d: dict[str, Any], rules: dict[str, Any]) -> str:
 # --- tests -----------------------------------------------------------------------------------
 
 
-def test_opens_offline_without_errors_and_screenshot(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, data = reports["default"]
-    opened = open_report(path)
+def test_opens_offline_without_errors_and_screenshot(reports: Reports, open_report: Any) -> None:
+    report = reports["default"]
+    opened = open_report(report.path)
     page = opened.page
     assert page.text_content("#verdict h2").strip() == "Not ready for cutover"
     counts = page.text_content("#verdict .verdict-counts")
-    assert f"{data['verdict']['blockers']} open blockers" in " ".join(counts.split())
+    assert f"{report.data.summary.verdict.blockers} open blockers" in " ".join(counts.split())
     assert page.locator("ol.problems li").count() == 5
-    assert len(row_ids(page)) == len(data["discrepancies"])
+    assert len(row_ids(page)) == len(report.items)
     assert page.locator("svg.waterfall rect.bar").count() >= 2
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
@@ -97,10 +114,8 @@ def test_opens_offline_without_errors_and_screenshot(
     assert opened.page_errors == []
 
 
-def test_summary_fits_one_printed_page(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    opened = open_report(reports["default"][0])
+def test_summary_fits_one_printed_page(reports: Reports, open_report: Any) -> None:
+    opened = open_report(reports["default"].path)
     page = opened.page
     page.emulate_media(media="print")
     page.set_viewport_size({"width": PRINT_WIDTH, "height": PRINT_HEIGHT})
@@ -118,18 +133,16 @@ def test_summary_fits_one_printed_page(
     page.screenshot(path=str(ARTIFACTS / "report-print.png"), full_page=False)
 
 
-def test_client_row_filters_to_that_client(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, data = reports["paged"]
-    page = open_report(path).page
-    total = len(data["discrepancies"])
+def test_client_row_filters_to_that_client(reports: Reports, open_report: Any) -> None:
+    report = reports["paged"]
+    page = open_report(report.path).page
+    total = len(report.items)
     clients: list[str] = page.eval_on_selector_all(
         "#client-table tr.client-row", "rows => rows.map(r => r.dataset.client)"
     )
     index = 2
     client = clients[index]
-    expected = {d["id"] for d in data["discrepancies"] if d["client"] == client}
+    expected = {d["id"] for d in report.items if d["client"] == client}
     assert 0 < len(expected) <= PAGE_SIZE
     page.locator("#client-table tr.client-row").nth(index).locator("td").nth(2).click()
     wait_count(page, len(expected), total)
@@ -143,12 +156,10 @@ def test_client_row_filters_to_that_client(
     assert len(row_ids(page)) == PAGE_SIZE
 
 
-def test_sort_by_difference(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, data = reports["paged"]
-    page = open_report(path).page
-    everything = sorted(Decimal(d["difference"]) for d in data["discrepancies"])
+def test_sort_by_difference(reports: Reports, open_report: Any) -> None:
+    report = reports["paged"]
+    page = open_report(report.path).page
+    everything = sorted(Decimal(d["difference"]) for d in report.items)
     header = "#disc-table button.sort[data-key='difference']"
     page.click(header)
     shown = [Decimal(v) for v in row_attr(page, "diff")]
@@ -162,11 +173,8 @@ def test_sort_by_difference(
     assert shown == sorted(everything, reverse=True)[:PAGE_SIZE]
 
 
-def test_sort_client_table_by_difference(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, _ = reports["paged"]
-    page = open_report(path).page
+def test_sort_client_table_by_difference(reports: Reports, open_report: Any) -> None:
+    page = open_report(reports["paged"].path).page
     page.click("#client-table button.sort[data-key='difference']")
     values = page.eval_on_selector_all(
         "#client-table tbody tr", "rows => rows.map(r => r.cells[3].dataset.v)"
@@ -174,10 +182,10 @@ def test_sort_client_table_by_difference(
     assert [Decimal(v) for v in values] == sorted(Decimal(v) for v in values)
 
 
-def test_severity_filter(reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any) -> None:
-    path, data = reports["paged"]
-    page = open_report(path).page
-    total = len(data["discrepancies"])
+def test_severity_filter(reports: Reports, open_report: Any) -> None:
+    report = reports["paged"]
+    page = open_report(report.path).page
+    total = len(report.items)
     boxes = page.locator("#filters input[name='severity']")
     # Accepted differences are listed in their own section, so the list offers no filter for them.
     assert [boxes.nth(i).get_attribute("value") for i in range(boxes.count())] == [
@@ -187,24 +195,24 @@ def test_severity_filter(reports: dict[str, tuple[Path, dict[str, Any]]], open_r
     ]
     for severity in ("blocker", "info"):
         page.uncheck(f"#filters input[name='severity'][value='{severity}']")
-    warnings = [d["id"] for d in data["discrepancies"] if d["severity"] == "warning"]
+    warnings = [d["id"] for d in report.items if d["severity"] == "warning"]
     assert 0 < len(warnings) <= PAGE_SIZE
     wait_count(page, len(warnings), total)
     assert set(row_attr(page, "severity")) == {"warning"}
     assert set(row_ids(page)) == set(warnings)
 
 
-def test_text_search(reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any) -> None:
-    path, data = reports["paged"]
-    opened = open_report(path)
+def test_text_search(reports: Reports, open_report: Any) -> None:
+    report = reports["paged"]
+    opened = open_report(report.path)
     page = opened.page
-    total = len(data["discrepancies"])
-    target = data["discrepancies"][17]
+    total = len(report.items)
+    target = report.items[17]
     page.fill("#f-search", target["id"])
     wait_count(page, 1, total)
     assert row_ids(page) == [target["id"]]
     term = "Microsoft 365"
-    hits = {d["id"] for d in data["discrepancies"] if term.lower() in haystack(d, data["rules"])}
+    hits = {d["id"] for d in report.items if term.lower() in haystack(d, report.rules)}
     assert 0 < len(hits) <= PAGE_SIZE
     page.fill("#f-search", term.upper())
     wait_count(page, len(hits), total)
@@ -215,10 +223,10 @@ def test_text_search(reports: dict[str, tuple[Path, dict[str, Any]]], open_repor
     assert opened.requests == [opened.url]
 
 
-def test_paging(reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any) -> None:
-    path, data = reports["paged"]
-    page = open_report(path).page
-    total = len(data["discrepancies"])
+def test_paging(reports: Reports, open_report: Any) -> None:
+    report = reports["paged"]
+    page = open_report(report.path).page
+    total = len(report.items)
     first = row_ids(page)
     assert len(first) == PAGE_SIZE
     page.locator("[data-pager] button.next").first.click()
@@ -228,34 +236,30 @@ def test_paging(reports: dict[str, tuple[Path, dict[str, Any]]], open_report: An
     assert len(row_ids(page)) == total - 2 * PAGE_SIZE
 
 
-def test_largest_problem_link_opens_its_row(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, data = reports["paged"]
-    page = open_report(path).page
+def test_largest_problem_link_opens_its_row(reports: Reports, open_report: Any) -> None:
+    report = reports["paged"]
+    page = open_report(report.path).page
     page.click("#f-search")
     page.fill("#f-search", "no such thing at all")
-    wait_count(page, 0, len(data["discrepancies"]))
+    wait_count(page, 0, len(report.items))
     link = page.locator("ol.problems a.jump").first
     target = link.get_attribute("data-target")
     link.click()
     assert target in row_ids(page)
     detail = page.locator(f"[id='detail-{target}']")
     assert detail.is_visible()
-    rule = next(d for d in data["discrepancies"] if d["id"] == target)["rule"]
-    assert data["rules"][rule]["explanation"][:40] in detail.text_content()
+    rule = next(d for d in report.items if d["id"] == target)["rule"]
+    assert report.data.rules[rule].explanation[:40] in detail.text_content()
 
 
-def test_row_expands_to_both_sides(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, data = reports["default"]
-    page = open_report(path).page
+def test_row_expands_to_both_sides(reports: Reports, open_report: Any) -> None:
+    report = reports["default"]
+    page = open_report(report.path).page
     first = row_ids(page)[0]
     page.locator("#disc-body tr.disc-row").first.click()
     detail = page.locator(f"[id='detail-{first}']")
     headers = detail.locator("table.cmp thead th").all_text_contents()
-    item = next(d for d in data["discrepancies"] if d["id"] == first)
+    item = next(d for d in report.items if d["id"] == first)
     for line in item["autotask_lines"]:
         assert any(line["ref"] in h and "Autotask" in h for h in headers)
     for line in item["halopsa_lines"]:
@@ -263,17 +267,15 @@ def test_row_expands_to_both_sides(
     assert detail.locator("table.cmp tbody tr").count() == 7
 
 
-def test_hostile_report_runs_no_script(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, data = reports["hostile"]
+def test_hostile_report_runs_no_script(reports: Reports, open_report: Any) -> None:
+    report = reports["hostile"]
     hook = """
       window.__calls = [];
       for (const name of ['alert', 'confirm', 'prompt']) {
         window[name] = (...args) => { window.__calls.push([name, String(args[0])]); };
       }
     """
-    opened = open_report(path, init_script=hook)
+    opened = open_report(report.path, init_script=hook)
     page = opened.page
     for row in page.locator("#disc-body tr.disc-row").all()[:30]:
         row.click()
@@ -288,15 +290,13 @@ def test_hostile_report_runs_no_script(
     assert page.evaluate("document.scripts.length") == 2
     assert "{{ 7*7 }} {% raw %} Holdings" in page.text_content("#client-table")
     options = page.eval_on_selector_all("#f-client option", "os => os.map(o => o.value)")
-    assert set(d["client"] for d in data["discrepancies"]) <= set(options)
+    assert set(d["client"] for d in report.items) <= set(options)
     assert opened.requests == [opened.url]
     assert opened.console_errors == [] and opened.page_errors == []
 
 
-def test_formatting_matches_python(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    page = open_report(reports["default"][0]).page
+def test_formatting_matches_python(reports: Reports, open_report: Any) -> None:
+    page = open_report(reports["default"].path).page
     values = ["-1234.50", "0.00", "-0.00", "1234567.891", "22.0000", "5", "+7.10", "abc", ""]
     for places, signed in ((2, False), (2, True), (0, False)):
         got = page.evaluate(
@@ -306,15 +306,13 @@ def test_formatting_matches_python(
         assert got == [format_decimal(v, places, signed) for v in values]
 
 
-def test_fifty_thousand_first_page(
-    reports: dict[str, tuple[Path, dict[str, Any]]], open_report: Any
-) -> None:
-    path, data = reports["huge"]
-    opened = open_report(path)
+def test_fifty_thousand_first_page(reports: Reports, open_report: Any) -> None:
+    report = reports["huge"]
+    opened = open_report(report.path)
     page = opened.page
-    total = len(data["discrepancies"])
+    total = len(report.items)
     wait_count(page, total, total)
     assert len(row_ids(page)) == PAGE_SIZE
-    page.fill("#f-search", data["discrepancies"][49_999]["id"])
+    page.fill("#f-search", report.items[49_999]["id"])
     wait_count(page, 1, total)
     assert opened.page_errors == [] and opened.console_errors == []

@@ -295,10 +295,13 @@ def find_ragged_row(path: Path, dialect: Dialect) -> tuple[int, list[str], int] 
     """
     with _open_text(path, dialect) as fh:
         reader = csv.reader(fh, delimiter=dialect.separator)
-        header = next(reader, [])
-        for number, record in enumerate(reader, start=1):
-            if len(record) > len(header):
-                return number, record, len(header)
+        try:
+            header = next(reader, [])
+            for number, record in enumerate(reader, start=1):
+                if len(record) > len(header):
+                    return number, record, len(header)
+        except csv.Error:  # e.g. a field beyond the csv module's limit: not a ragged row
+            return None
     return None
 
 
