@@ -78,7 +78,17 @@ def read_csv(path: Path, claimed: str | None) -> RawFrame:
             .then(pl.lit(f"the row is cut off: it has {short} of {len(headers)} fields"))
             .otherwise(None)
         )
-    return _to_raw(path, claimed, headers, frame, dialect.describe(), "csv", problems, on_error)
+    return _to_raw(
+        path,
+        claimed,
+        headers,
+        frame,
+        dialect.describe(),
+        "csv",
+        problems,
+        on_error,
+        excel_text=dialect.excel_text,
+    )
 
 
 def _collect(query: pl.LazyFrame, on_error: Callable[[Exception], InputError]) -> pl.DataFrame:
@@ -236,27 +246,29 @@ def _to_raw(
     kind: str,
     problems: pl.Expr | None,
     on_error: Callable[[Exception], InputError] | None,
+    excel_text: bool = True,
 ) -> RawFrame:
+    """`frame` holds the cells as read (`c0`, `c1`, … and ROW); `excel_text` False says that no
+    cell is written `="…"`, so each is only trimmed."""
     file = str(path)
     platform = detect_platform(file, headers, claimed)
     mapping = map_headers(file, platform, headers)
     positional = [f"c{i}" for i in range(len(headers))]
     problem = problems if problems is not None else pl.lit(None, pl.String)
+    # Each cell's text is worked out once; the blank check and the raw fields both use it.
+    frame = frame.with_columns(_unwrapped(c, excel_text) for c in positional)
     blank = pl.all_horizontal(
-        [pl.col(c).is_null() | (_unwrapped(c) == "") for c in positional] or [pl.lit(True)]
+        [pl.col(c).is_null() | (pl.col(c) == "") for c in positional] or [pl.lit(True)]
     )
     frame = frame.with_columns(
         problem.alias(PROBLEM),
         pl.when(blank & problem.is_null()).then(pl.lit(BLANK_REASON)).alias(SKIP),
     )
-    first = frame.filter(pl.col(SKIP).is_null()).select(ROW).head(1)
-    if _check(first, on_error).height == 0:
+    if not _has_data_row(frame, on_error):
         raise InputError(file, "the file has a header but no data rows", expected="invoice lines")
     position = {h: f"c{i}" for i, h in enumerate(headers)}
     columns = [pl.col(ROW).cast(pl.Int64), pl.col(PROBLEM), pl.col(SKIP)]
-    columns += [
-        _unwrapped(position[column]).alias(raw_field) for raw_field, column in mapping.items()
-    ]
+    columns += [pl.col(position[column]).alias(raw_field) for raw_field, column in mapping.items()]
     raw = frame.select(columns)
     names = raw.collect_schema().names()
     raw = raw.with_columns(
@@ -279,14 +291,31 @@ def _to_raw(
 BLANK_REASON = "blank row"
 
 
-def _unwrapped(column: str) -> pl.Expr:
-    """The cell's text: trimmed, and `="0571"` (Excel's keep-leading-zeros trick) unwrapped."""
+def _unwrapped(column: str, excel_text: bool = True) -> pl.Expr:
+    """The cell's text: trimmed, and `="0571"` (Excel's keep-leading-zeros trick) unwrapped
+    unless `excel_text` is False (no cell of the file is written so)."""
     text = pl.col(column).str.strip_chars()
+    if not excel_text:
+        return text.alias(column)
     return (
         pl.when(text.str.starts_with('="'))
         .then(text.str.replace(EXCEL_TEXT_PATTERN, "${1}").str.strip_chars())
         .otherwise(text)
+        .alias(column)
     )
+
+
+DATA_ROW_PROBE = 1000  # rows read first when looking for a data row: a whole read is rarely due
+
+
+def _has_data_row(frame: pl.LazyFrame, on_error: Callable[[Exception], InputError] | None) -> bool:
+    """Whether any row is not skipped: the first rows are read alone (the slice reaches the
+    reader), the whole file only when they are all blank."""
+    for query in (frame.head(DATA_ROW_PROBE), frame):
+        found = query.filter(pl.col(SKIP).is_null()).select(ROW).head(1)
+        if _check(found, on_error).height:
+            return True
+    return False
 
 
 def _check(query: pl.LazyFrame, on_error: Callable[[Exception], InputError] | None) -> pl.DataFrame:
