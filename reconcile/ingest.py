@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -132,7 +133,9 @@ class Tally:
     net_quarantined: Decimal = ZERO
     net_excluded: Decimal = ZERO
     tax_loaded: Decimal = ZERO
-    invoice_sums: list[pl.DataFrame] = field(default_factory=list)
+    # Net and tax per invoice, batch by batch: kept only for an export that states invoice
+    # totals (None: it states none, there is nothing to check them against).
+    invoice_sums: list[pl.DataFrame] | None = None
     quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, norm: Normalised) -> None:
@@ -154,11 +157,13 @@ class Tally:
         self.net_quarantined += _sum(quarantined["net_amount"].sum())
         self.net_excluded += _sum(excluded["net_amount"].sum())
         self.tax_loaded += _sum(norm.lines["tax_amount"].sum())
-        self.invoice_sums.append(
-            norm.lines.group_by("invoice_number").agg(
-                pl.col("net_amount").sum().alias("net"), pl.col("tax_amount").sum().alias("tax")
+        if self.invoice_sums is not None:
+            self.invoice_sums.append(
+                norm.lines.group_by("invoice_number").agg(
+                    pl.col("net_amount").sum().alias("net"),
+                    pl.col("tax_amount").sum().alias("tax"),
+                )
             )
-        )
         room = QUARANTINE_LISTED - len(self.quarantine)
         if room > 0:
             self.quarantine += (
@@ -230,11 +235,9 @@ def _store(
         "load_id": load_id,
         "file_name": file_name,
     }
-    tally = Tally()
+    tally = Tally(invoice_sums=[] if raw.invoice_totals is not None else None)
     with workspace.staged_load(load_id, settings.cycle):
-        for norm in normalise(raw, settings):
-            tally.add(norm)
-            workspace.insert_batch(norm.lines, norm.rejected, constants)
+        _store_batches(workspace, raw, settings, constants, tally)
         _refuse_repeats(workspace, raw, load_id, settings.cycle, clash_with)
         _refuse_other_month(workspace, raw, load_id, settings)
         record = {
@@ -256,6 +259,28 @@ def _store(
         workspace.insert_load(record)
     _prove_conservation(workspace, record)
     return _result(record, tally.quarantine)
+
+
+def _store_batches(
+    workspace: Workspace,
+    raw: RawFrame,
+    settings: Settings,
+    constants: dict[str, str],
+    tally: Tally,
+) -> None:
+    """Validate and store every batch. A batch is stored on a worker thread while the next one
+    is read and validated (DuckDB and polars both work outside the GIL), so the two overlap;
+    one store runs at a time, and it has finished, or its error is raised here, before this
+    returns."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storer:
+        stored: Future[None] | None = None
+        for norm in normalise(raw, settings):
+            tally.add(norm)
+            if stored is not None:
+                stored.result()
+            stored = storer.submit(workspace.insert_batch, norm.lines, norm.rejected, constants)
+        if stored is not None:
+            stored.result()
 
 
 def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:

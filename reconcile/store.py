@@ -196,24 +196,29 @@ class Workspace:
     def insert_batch(
         self, lines: pl.DataFrame, rejected: pl.DataFrame, constants: dict[str, str]
     ) -> None:
-        """One batch of a load. Per-load constants travel as parameters, not as columns."""
+        """One batch of a load. Per-load constants travel as parameters, not as columns; the
+        frames reach DuckDB as Arrow, their columns already of the table's types."""
         varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
-        self.con.register("_lines", lines.select(varying))
-        self.con.register("_rejected", rejected)
-        try:
-            self.con.execute(
+        inserts = {
+            "_lines": (
+                lines.select(varying),
                 f"INSERT INTO lines SELECT $cycle, $source, $load_id, $file_name, "
                 f"{', '.join(varying)} FROM _lines",
-                constants,
-            )
-            self.con.execute(
+            ),
+            "_rejected": (
+                rejected,
                 "INSERT INTO quarantine SELECT $load_id, $cycle, $source, $file_name, row_number, "
                 "line_ref, disposition, reasons, raw, net_amount FROM _rejected",
-                constants,
-            )
-        finally:
-            self.con.unregister("_lines")
-            self.con.unregister("_rejected")
+            ),
+        }
+        for name, (frame, insert) in inserts.items():
+            if frame.height == 0:
+                continue
+            self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+            try:
+                self.con.execute(insert, constants)
+            finally:
+                self.con.unregister(name)
 
     @contextlib.contextmanager
     def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:
