@@ -7,6 +7,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import defusedxml.ElementTree as DefusedET
@@ -108,15 +109,12 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     """
     check_workbook(path)
     try:
-        reader = fastexcel.read_excel(str(path))
-        sheet, index = _pick_sheet(reader)
-        loaded = reader.load_sheet(sheet, header_row=None, skip_rows=0, dtypes="string")
-        columns = [c.absolute_index for c in loaded.selected_columns]
-        grid = loaded.to_polars()
+        sheet, index = _pick_sheet(fastexcel.read_excel(str(path)))
     except InputError:
         raise
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
         raise _unreadable_workbook(path, exc) from None
+    grid = sheet.grid
     if grid.height == 0:
         raise InputError(str(path), "the worksheet is empty", expected="a header row and data rows")
     headers = [unwrap_excel_text(_text(v)).strip() for v in grid.row(index)]
@@ -127,8 +125,8 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         .with_row_index(ROW, offset=1)
     )
     header_row = index + 1  # Excel's row number of the header
-    frame, problems = _without_unsaved_formulas(path, sheet, header_row, frame, columns)
-    dialect = {"workbook": "xlsx", "sheet": sheet, "header_row": str(header_row)}
+    frame, problems = _without_unsaved_formulas(path, sheet.name, header_row, frame, sheet.columns)
+    dialect = {"workbook": "xlsx", "sheet": sheet.name, "header_row": str(header_row)}
     return _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
 
 
@@ -177,14 +175,31 @@ def _unreadable_workbook(path: Path, exc: Exception) -> InputError:
     )
 
 
-def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[str, int]:
-    """(sheet name, header row index): the first sheet with a complete header row, else the
+@dataclass(frozen=True)
+class _Sheet:
+    """One worksheet read whole: every cell as text (`grid`, one column per sheet column) and
+    each column's 0-based index in the sheet (`columns`)."""
+
+    name: str
+    grid: pl.DataFrame
+    columns: list[int]
+
+
+def _load(reader: fastexcel.ExcelReader, name: str) -> _Sheet:
+    """The whole sheet: fastexcel parses all of it whatever rows are asked for (n_rows and
+    skip_rows only cut the parsed cells), so a sheet is loaded once and its top rows read
+    from that."""
+    loaded = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
+    return _Sheet(name, loaded.to_polars(), [c.absolute_index for c in loaded.selected_columns])
+
+
+def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[_Sheet, int]:
+    """(the sheet, header row index): the first sheet with a complete header row, else the
     first with a likely one, else the first sheet's first row (detection then says why)."""
-    likely: tuple[str, int] | None = None
+    likely: tuple[_Sheet, int] | None = None
     for name in reader.sheet_names:
-        top = reader.load_sheet(
-            name, header_row=None, skip_rows=0, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
-        ).to_polars()
+        sheet = _load(reader, name)
+        top = sheet.grid.head(HEADER_SEARCH_ROWS)
         rows = [
             [unwrap_excel_text(_text(v)).strip() for v in top.row(i)] for i in range(top.height)
         ]
@@ -192,20 +207,18 @@ def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[str, int]:
         if index is None:
             continue
         if header_fit(rows[index])[1]:
-            return name, index
-        likely = likely or (name, index)
+            return sheet, index
+        likely = likely or (sheet, index)
     if likely:
         return likely
     names = reader.sheet_names
     if not names:
         raise ValueError("the workbook has no worksheets")
-    return names[0], _first_filled_row(reader, names[0])
+    first = _load(reader, names[0])
+    return first, _first_filled_row(first.grid.head(HEADER_SEARCH_ROWS))
 
 
-def _first_filled_row(reader: fastexcel.ExcelReader, name: str) -> int:
-    top = reader.load_sheet(
-        name, header_row=None, skip_rows=0, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
-    ).to_polars()
+def _first_filled_row(top: pl.DataFrame) -> int:
     for i in range(top.height):
         if any(_text(v).strip() for v in top.row(i)):
             return i
