@@ -19,8 +19,8 @@ from reconcile.errors import InputError
 from reconcile.load import RawFrame, read_inputs
 from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
-from reconcile.store import Workspace
-from reconcile.validate import Normalised, normalise
+from reconcile.store import ROW_GROUP_ROWS, Workspace
+from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalise
 
 CYCLE_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 ZERO = Decimal("0.00")
@@ -271,16 +271,25 @@ def _store_batches(
     """Validate and store every batch. A batch is stored on a worker thread while the next one
     is read and validated (DuckDB and polars both work outside the GIL), so the two overlap;
     one store runs at a time, and it has finished, or its error is raised here, before this
-    returns."""
+    returns. Lines are stored in whole DuckDB row groups (Workspace.insert_batch): the rest of
+    a batch's lines wait for the next batch, and the last rest is stored at the end."""
+    held: pl.DataFrame | None = None  # lines not stored yet: less than a row group
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storer:
         stored: Future[None] | None = None
         for norm in normalise(raw, settings):
             tally.add(norm)
+            lines = norm.lines if held is None else pl.concat([held, norm.lines])
+            whole = lines.height - lines.height % ROW_GROUP_ROWS
+            held = lines.slice(whole)
             if stored is not None:
                 stored.result()
-            stored = storer.submit(workspace.insert_batch, norm.lines, norm.rejected, constants)
+            stored = storer.submit(
+                workspace.insert_batch, lines.head(whole), norm.rejected, constants
+            )
         if stored is not None:
             stored.result()
+    if held is not None and held.height:
+        workspace.insert_batch(held, pl.DataFrame(schema=QUARANTINE_SCHEMA), constants)
 
 
 def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:

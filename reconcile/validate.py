@@ -39,14 +39,16 @@ SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 NULL_DATE = "1899-12-30"
 
-QUARANTINE_SCHEMA = {
-    "row_number": pl.Int64,
-    "line_ref": pl.String,
-    "disposition": pl.String,
-    "reasons": pl.String,
-    "raw": pl.String,
-    "net_amount": MONEY,
-}
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "row_number": pl.Int64(),
+        "line_ref": pl.String(),
+        "disposition": pl.String(),
+        "reasons": pl.String(),
+        "raw": pl.String(),
+        "net_amount": MONEY,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -730,4 +732,4 @@ def _rejected(raw: RawFrame, rows: pl.DataFrame, disposition: str, reason: str) 
         pl.col(reason).alias("reasons"),
         raw_json.alias("raw"),
         pl.col("_net_amount").alias("net_amount"),
-    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(QUARANTINE_SCHEMA)
