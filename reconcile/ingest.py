@@ -348,7 +348,12 @@ def _refuse_repeats(
     workspace: Workspace, raw: RawFrame, load_id: str, cycle: str, clash_with: set[str] | None
 ) -> None:
     """The same billing loaded twice (its CSV and then its XLSX export, or a page saved twice)
-    would double the side and turn every line into a duplicate: refuse it."""
+    would double the side and turn every line into a duplicate: refuse it. Lines other than
+    this load's belong to recorded loads (a pending one is swept when the workspace opens), so
+    without an earlier load of the side and cycle there is nothing to compare."""
+    earlier = set(workspace.load_ids(cycle, raw.platform)) - {load_id}
+    if not (earlier if clash_with is None else earlier & clash_with):
+        return
     repeated = workspace.repeated_lines(load_id, cycle, raw.platform, clash_with)
     if repeated is None:
         return

@@ -592,18 +592,39 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
     return pl.concat([pl.DataFrame(reasons, schema={ROW: pl.Int64, "reason": pl.String}), problems])
 
 
-def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
-    currency = (
-        pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase()
+def _by_value(frame: pl.DataFrame, name: str, text: pl.Expr) -> pl.Expr:
+    """`text` (a String expression of column `name` alone, null for null) worked out once per
+    distinct value of the column and looked up per row: a column of few distinct values (a
+    currency, a contract type) costs a hash lookup a row, not a chain of string functions."""
+    distinct = frame.select(pl.col(name).unique().drop_nulls())
+    mapped = distinct.select(pl.col(name), text.alias("to"))
+    return pl.col(name).replace_strict(
+        mapped[name], mapped["to"], default=None, return_dtype=pl.String
     )
-    contract_type = pl.col("contract_type").str.strip_chars().str.to_lowercase()
+
+
+def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
+    currency = _by_value(
+        billable,
+        "currency",
+        pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase(),
+    )
+    contract_type = _by_value(
+        billable,
+        "contract_type",
+        pl.col("contract_type")
+        .str.strip_chars()
+        .str.to_lowercase()
+        .replace(CONTRACT_TYPES)
+        .str.replace_all(r"[^a-z0-9]+", "_"),
+    )
     exprs = {
         "cycle": pl.lit(settings.cycle or None, pl.String),
         "source": pl.lit(raw.platform),
         "row_number": pl.col(ROW).cast(pl.Int64),
         "line_ref": pl.coalesce(pl.col("line_ref"), pl.format("row:{}", pl.col(ROW))),
         "currency": pl.coalesce(currency, pl.lit(settings.currency, pl.String)),
-        "contract_type": contract_type.replace(CONTRACT_TYPES).str.replace_all(r"[^a-z0-9]+", "_"),
+        "contract_type": contract_type,
     }
     for name in [*DECIMAL_FIELDS, *DATE_FIELDS]:
         exprs[name] = pl.col(f"_{name}")
