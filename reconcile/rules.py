@@ -25,6 +25,7 @@ import polars as pl
 
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
+from reconcile.tables import SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
@@ -201,19 +202,24 @@ def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
     return findings.join(beaten, on="_f", how="anti").drop("_f")
 
 
-# What a line bills, in both systems' common terms: client and item after the crosswalk (keys
-# in Autotask's terms where resolved), quantity, unit price, amounts, currency. Not invoice
-# numbers, line refs, row numbers or text as one export spells it, and not the service period,
-# which Autotask's API states only for some lines (psa-exports.md §1.3, the item-name suffix):
-# the same billing exported as XML, CSV, XLSX or API pages keeps every id, and so does a
-# re-ordered export. NULLs keep their place. Lines alike in all of this are told apart by a
-# suffix (-2, -3) in a fixed order (_with_ids).
+# What a line bills, in both systems' common terms: its platform, then client and item after the
+# crosswalk (keys in Autotask's terms where resolved), quantity, unit price, amounts, currency.
+# Not invoice numbers, line refs, row numbers or text as one export spells it, and not the
+# service period, which Autotask's API states only for some lines (psa-exports.md §1.3, the
+# item-name suffix): the same billing exported as XML, CSV, XLSX or API pages keeps every id,
+# and so does a re-ordered export. NULLs keep their place. Lines alike in all of this are told
+# apart by a suffix (-2, -3) in a fixed order (_with_ids).
 FINGERPRINT_FIELDS = (
-    "source", "c_key", "i_key", "currency", "quantity", "unit_price", "net_amount", "tax_amount",
+    "c_key", "i_key", "currency", "quantity", "unit_price", "net_amount", "tax_amount",
 )  # fmt: skip
-FINGERPRINT = "md5(to_json([{}]))".format(
-    ", ".join(f"CAST({f} AS VARCHAR)" for f in FINGERPRINT_FIELDS)
-)
+
+
+def _fingerprint(side: str) -> str:
+    """The fingerprint of a line of side `side` ('a' or 'h') as x: md5 of a JSON list of text."""
+    fields = [f"'{SIDES[side]}'", *(f"CAST(x.{f} AS VARCHAR)" for f in FINGERPRINT_FIELDS)]
+    return f"md5(to_json([{', '.join(fields)}]))"
+
+
 # What a controller filters on, per side, from the lines a finding involves.
 CONTEXT_COLUMNS = {
     "invoices": "list(DISTINCT x.invoice_number ORDER BY x.invoice_number) "
@@ -258,7 +264,7 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
             f"""
             SELECT f._f,
                    list(x.ref ORDER BY x.ref) AS {side}_refs,
-                   list({FINGERPRINT} ORDER BY {FINGERPRINT}) AS {side}_fps,
+                   list({_fingerprint(side)} ORDER BY {_fingerprint(side)}) AS {side}_fps,
                    list(DISTINCT coalesce(x.item_name, '')) AS {side}_items,
                    list(DISTINCT coalesce(x.item_code, '')) AS {side}_codes,
                    list(DISTINCT coalesce(x.client_name, '')) AS {side}_clients,
