@@ -339,20 +339,39 @@ LEFT_COLUMNS = (
 )
 
 
+def _same_key(left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{k} IS NOT DISTINCT FROM {right}.{k}" for k in EXACT_KEY)
+
+
 def _exact(con: duckdb.DuckDBPyConnection) -> None:
     """1:1 pairs on the whole charge; within a key the n-th line of each side pairs, ordered
-    by contract (a hint, not a condition), amount and ref, so duplicates pair alike. Most lines
-    pair here: the pairs go to exact_pair (a_uid, h_uid) and the lines left, narrowed to
-    LEFT_COLUMNS, to a_left and h_left, which the later stages read instead of a and h."""
+    by contract (a hint, not a condition), amount and ref, so duplicates pair alike. Most keys
+    hold one line a side and pair from a count per key (a hash aggregate); only the lines of
+    keys with several are ranked (a window sorts what it ranks). The pairs go to exact_pair
+    (a_uid, h_uid, and the group's number, by the Autotask ref), and the lines left, narrowed
+    to LEFT_COLUMNS, to a_left and h_left, which the later stages read instead of a and h."""
     part = ", ".join(EXACT_KEY)
-    on = " AND ".join(f"l.{k} IS NOT DISTINCT FROM r.{k}" for k in EXACT_KEY)
     rank = f"row_number() OVER (PARTITION BY {part} ORDER BY k_key NULLS LAST, net_amount, ref)"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE exact_pair AS
-        WITH l AS (SELECT uid, {part}, {rank} AS rk FROM a),
-             r AS (SELECT uid, {part}, {rank} AS rk FROM h WHERE c_ok)
-        SELECT l.uid AS a_uid, r.uid AS h_uid FROM l JOIN r ON {on} AND l.rk = r.rk
+        WITH ka AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid, any_value(ref) AS ref
+                    FROM a GROUP BY ALL),
+             kh AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid
+                    FROM h WHERE c_ok GROUP BY ALL),
+             keyed AS (SELECT ka.*, kh.n AS h_n, kh.uid AS h_uid
+                       FROM ka JOIN kh ON {_same_key("ka", "kh")}),
+             several AS (SELECT {part} FROM keyed WHERE n > 1 OR h_n > 1),
+             l AS (SELECT uid, ref, {part}, {rank} AS rk
+                   FROM a x SEMI JOIN several s ON {_same_key("x", "s")}),
+             r AS (SELECT uid, {part}, {rank} AS rk
+                   FROM h x SEMI JOIN several s ON {_same_key("x", "s")} WHERE c_ok),
+             pairs AS (
+                 SELECT uid AS a_uid, h_uid, ref FROM keyed WHERE n = 1 AND h_n = 1
+                 UNION ALL
+                 SELECT l.uid, r.uid, l.ref FROM l JOIN r ON {_same_key("l", "r")} AND l.rk = r.rk
+             )
+        SELECT row_number() OVER (ORDER BY ref) AS match_id, a_uid, h_uid FROM pairs
         """
     )
     for side in SIDES:
@@ -574,7 +593,7 @@ def _group_view(con: duckdb.DuckDBPyConnection) -> None:
     GROUPS.create(
         con,
         f"""
-        SELECT row_number() OVER (ORDER BY x.ref) AS match_id, 'exact' AS stage,
+        SELECT p.match_id, 'exact' AS stage,
                coalesce(x.client_name, y.client_name) AS client,
                coalesce(x.c_key, y.c_key) AS client_key,
                coalesce(x.item_name, x.description, y.item_name, y.description) AS item,

@@ -350,14 +350,18 @@ def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
     ).drop("_rank", "_size")
 
 
-# Each match group's money, from its lines: tax as the totals count it (an unknown tax adds 0).
-GROUP_MONEY = """
-    WITH gl AS (
+# The money of each match group a finding covers (_covering), from its lines: tax as the
+# totals count it (an unknown tax adds 0).
+COVERED_MONEY = """
+    WITH covered AS (
+        SELECT g.match_id, g.a_uids, g.h_uids FROM groups g SEMI JOIN _covering c USING (match_id)
+    ),
+    gl AS (
         SELECT match_id, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
-        FROM (SELECT match_id, unnest(a_uids) AS uid FROM groups) g JOIN a x USING (uid)
+        FROM (SELECT match_id, unnest(a_uids) AS uid FROM covered) g JOIN a x USING (uid)
         UNION ALL
         SELECT match_id, 1, x.net_amount, coalesce(x.tax_amount, 0)
-        FROM (SELECT match_id, unnest(h_uids) AS uid FROM groups) g JOIN h x USING (uid)
+        FROM (SELECT match_id, unnest(h_uids) AS uid FROM covered) g JOIN h x USING (uid)
     )
     SELECT match_id, sum(sign * net) AS net, sum(sign * tax) AS tax FROM gl GROUP BY match_id
 """
@@ -385,7 +389,7 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
     money = con.sql(
         f"""
         SELECT c._f, sum(m.net) AS net, sum(m.tax) AS tax
-        FROM _covering c JOIN ({GROUP_MONEY}) m USING (match_id) GROUP BY c._f
+        FROM _covering c JOIN ({COVERED_MONEY}) m USING (match_id) GROUP BY c._f
         """
     ).pl()
     con.unregister("_covering")
