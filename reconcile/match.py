@@ -553,10 +553,16 @@ SIDE_COLUMNS = {
 }
 
 
-def _side_values(side: str, alias: str, several: bool) -> str:
-    """The side's group columns (a_qty, …) over its lines as `alias`."""
+# The group columns made of EXACT_KEY's columns, on which the two lines of an exact pair agree.
+ON_EXACT_KEY = ("qty", "price", "currency", "period_start", "period_end", "c_key", "i_key")
+
+
+def _side_values(side: str, alias: str, several: bool, keyed: str | None = None) -> str:
+    """The side's group columns (a_qty, …) over its lines as `alias`; those ON_EXACT_KEY from
+    `keyed` instead, where given (an exact pair's other line: its join carries less)."""
     return ", ".join(
-        f"{formulas[several].format(x=alias)} AS {side}_{name}"
+        f"{formulas[several].format(x=keyed if keyed and name in ON_EXACT_KEY else alias)}"
+        f" AS {side}_{name}"
         for name, formulas in SIDE_COLUMNS.items()
     )
 
@@ -586,19 +592,25 @@ def _side_groups(side: str) -> str:
 
 def _group_view(con: duckdb.DuckDBPyConnection) -> None:
     """One row per match group, both sides aggregated (tables.GROUPS): the relation every rule
-    reads. Group numbers are stable: by stage, then by the first ref each side holds; the exact
+    reads. The matcher's work tables are dropped once it is made."""
+    GROUPS.create(con, _groups_query())
+    for table in ("exact_pair", "a_left", "h_left", "grp_line"):
+        con.execute(f"DROP TABLE {table}")
+
+
+def _groups_query() -> str:
+    """Group numbers are stable: by stage, then by the first ref each side holds; the exact
     pairs come first, numbered by their Autotask ref, then the later stages' groups. The table
-    has no physical order; readers order by match_id. The matcher's work tables are dropped."""
+    has no physical order; readers order by match_id."""
     order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
-    GROUPS.create(
-        con,
-        f"""
+    return f"""
         SELECT p.match_id, 'exact' AS stage,
                coalesce(x.client_name, y.client_name) AS client,
                coalesce(x.c_key, y.c_key) AS client_key,
                coalesce(x.item_name, x.description, y.item_name, y.description) AS item,
                1 AS a_n, 1 AS h_n,
-               {_side_values("a", "x", several=False)}, {_side_values("h", "y", several=False)}
+               {_side_values("a", "x", several=False)},
+               {_side_values("h", "y", several=False, keyed="x")}
         FROM exact_pair p JOIN a x ON x.uid = p.a_uid JOIN h y ON y.uid = p.h_uid
         UNION ALL BY NAME
         SELECT (SELECT count(*) FROM exact_pair) + row_number() OVER (
@@ -613,10 +625,7 @@ def _group_view(con: duckdb.DuckDBPyConnection) -> None:
                ga.* EXCLUDE (gid, stage, a_n, a_first_ref),
                gh.* EXCLUDE (gid, stage, h_n, h_first_ref)
         FROM ({_side_groups("a")}) ga FULL JOIN ({_side_groups("h")}) gh USING (gid)
-        """,
-    )
-    for table in ("exact_pair", "a_left", "h_left", "grp_line"):
-        con.execute(f"DROP TABLE {table}")
+    """
 
 
 def _stage_counts(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
