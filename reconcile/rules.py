@@ -336,8 +336,10 @@ def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
         pl.col("severity").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"),
         pl.col("difference").abs().alias("_size"),
     ).sort(
-        ["_rank", "_size", "client", "rule", "id", "message"],
-        descending=[False, True, False, False, False, False],
+        # The refs last: findings alike in all else (identical lines, twice) are told apart by
+        # their lines, not by the order a query happened to return them in.
+        ["_rank", "_size", "client", "rule", "id", "message", "autotask_refs", "halopsa_refs"],
+        descending=[False, True, False, False, False, False, False, False],
         nulls_last=True,
         maintain_order=True,
     )
