@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 import duckdb
+import numpy as np
 import polars as pl
 from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
@@ -455,36 +456,45 @@ def _group_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
 STAGE_SQL = {"split": _split, "values": _one_to_one_by_key, "group": _group_by_key}
 
 
+def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> dict[str, pl.DataFrame]:
+    """The side's lines left for the fuzzy stage, per client and currency, in ref order."""
+    text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
+    frame: pl.DataFrame = con.sql(
+        f"SELECT uid, ref, c_key || '|' || coalesce(currency, '') AS c_key, {text} AS text, "
+        f"net_amount FROM {_left(side)} WHERE {'c_ok' if side == 'h' else 'true'} ORDER BY ref"
+    ).pl()
+    return {str(key): part for (key,), part in frame.partition_by("c_key", as_dict=True).items()}
+
+
+def _scored_pairs(
+    la: pl.DataFrame, lh: pl.DataFrame, min_score: float
+) -> list[tuple[float, str, str, int, int]]:
+    """Candidate pairs of one client's lines: (−score, refs, uids) for each pair whose texts
+    are at least min_score alike; the score adds amount proximity (exact decimals)."""
+    scores = cdist(
+        [normalise_text(t) for t in la["text"]],
+        [normalise_text(t) for t in lh["text"]],
+        scorer=fuzz.token_set_ratio,
+    )
+    a_rows, h_rows = la.rows(named=True), lh.rows(named=True)
+    pairs = []
+    for i, j in zip(*np.nonzero(scores.astype(np.float64) >= min_score), strict=True):
+        a_row, h_row = a_rows[i], h_rows[j]
+        a_net, h_net = a_row["net_amount"], h_row["net_amount"]
+        scale = max(abs(a_net), abs(h_net), 1)
+        closeness = 1 - min(1.0, float(abs(a_net - h_net) / scale))
+        score = 0.8 * float(scores[i][j]) + 20 * closeness
+        pairs.append((-score, a_row["ref"], h_row["ref"], a_row["uid"], h_row["uid"]))
+    return pairs
+
+
 def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
     """Within a client and currency, best pairs first by description similarity, then amount
     proximity."""
-    text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
-    columns = (
-        f"uid, ref, c_key || '|' || coalesce(currency, '') AS c_key, {text} AS text, net_amount"
-    )
-    left_a: pl.DataFrame = con.sql(f"SELECT {columns} FROM {_left('a')} ORDER BY ref").pl()
-    left_h: pl.DataFrame = con.sql(
-        f"SELECT {columns} FROM {_left('h')} WHERE c_ok ORDER BY ref"
-    ).pl()
+    left_a, left_h = _fuzzy_side(con, "a"), _fuzzy_side(con, "h")
     pairs: list[tuple[float, str, str, int, int]] = []
-    for client in sorted(set(left_a["c_key"]) & set(left_h["c_key"])):
-        la = left_a.filter(pl.col("c_key") == client)
-        lh = left_h.filter(pl.col("c_key") == client)
-        scores = cdist(
-            [normalise_text(t) for t in la["text"]],
-            [normalise_text(t) for t in lh["text"]],
-            scorer=fuzz.token_set_ratio,
-        )
-        for i, a_row in enumerate(la.iter_rows(named=True)):
-            for j, h_row in enumerate(lh.iter_rows(named=True)):
-                text_score = float(scores[i][j])
-                if text_score < min_score:
-                    continue
-                a_net, h_net = a_row["net_amount"], h_row["net_amount"]
-                scale = max(abs(a_net), abs(h_net), 1)
-                closeness = 1 - min(1.0, float(abs(a_net - h_net) / scale))
-                score = 0.8 * text_score + 20 * closeness
-                pairs.append((-score, a_row["ref"], h_row["ref"], a_row["uid"], h_row["uid"]))
+    for client in sorted(left_a.keys() & left_h.keys()):
+        pairs += _scored_pairs(left_a[client], left_h[client], min_score)
     used_a: set[int] = set()
     used_h: set[int] = set()
     rows = []
