@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -347,8 +348,10 @@ class Summary:
     def currencies(self) -> list[str]:
         return list(self.totals)
 
-    def as_json_dict(self) -> dict[str, Any]:
-        """summary.json's content: JSON-able values, money as exact strings."""
+    @cached_property
+    def json_dict(self) -> dict[str, Any]:
+        """summary.json's content: JSON-able values, money as exact strings (made once: the
+        file and the workspace's run history both take it; not to be modified)."""
         return {
             "run_id": self.run_id,
             "reconcile_version": self.reconcile_version,
@@ -383,7 +386,7 @@ class Summary:
 
     def json_bytes(self) -> bytes:
         """summary.json: indented for people, one trailing newline."""
-        return json_bytes(self.as_json_dict())
+        return json_bytes(self.json_dict)
 
 
 @dataclass(frozen=True)

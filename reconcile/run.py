@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from reconcile.ingest import (
     sha256,
 )
 from reconcile.match import MatchResult, match_cycle
-from reconcile.outputs import output_folder, pause, write_xlsx
+from reconcile.outputs import output_folder, pause
 from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
 from reconcile.report_model import (
     CLIENT_SCHEMA,
@@ -58,6 +59,7 @@ from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
 from reconcile.store import Workspace
 from reconcile.timing import stage
+from reconcile.xlsx import write_xlsx
 
 CENT = Decimal("0.01")
 # One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
@@ -85,6 +87,11 @@ class RunResult:
     findings: pl.DataFrame
     summary: Summary
     loads: tuple[LoadResult, ...]
+
+    @cached_property
+    def outputs(self) -> pl.DataFrame:
+        """The discrepancy table the outputs hold (OUTPUT_COLUMNS), made once."""
+        return _output_frame(self.findings)
 
     @property
     def open_blockers(self) -> int:
@@ -136,7 +143,7 @@ def run_cycle(
         summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
         result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
         write_outputs(result, workspace, rules)
-        workspace.save_run(summary.run_id, cycle, summary.as_json_dict(), _output_frame(findings))
+        workspace.save_run(summary.run_id, cycle, summary.json_dict, result.outputs)
     return result
 
 
@@ -436,7 +443,7 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
     written into a staging folder and swapped in whole (outputs.output_folder), so `--out` holds
     the previous complete set until the new one is complete. Text cells of the CSVs are made
     safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values."""
-    frame = _output_frame(result.findings)
+    frame = result.outputs
     quarantine = workspace.quarantined(result.cycle)
     with stage("report"):
         html = report_html(report_data(result, workspace, rules, quarantine))
