@@ -25,7 +25,7 @@ from reconcile.ingest import (
     sha256,
 )
 from reconcile.match import MatchResult, match_cycle
-from reconcile.outputs import output_folder, pause
+from reconcile.outputs import output_folder, pause, write_xlsx
 from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
 from reconcile.report_model import (
     CLIENT_SCHEMA,
@@ -59,7 +59,6 @@ from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
 from reconcile.store import Workspace
 from reconcile.timing import stage
-from reconcile.xlsx import write_xlsx
 
 CENT = Decimal("0.01")
 # One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
