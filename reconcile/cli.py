@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 blockers remain (run); 2 unusable input or a usage erro
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import tempfile
 import traceback
@@ -24,6 +25,7 @@ from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
 from reconcile.report_model import SideTotals
 from reconcile.safe import shown
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
+from reconcile.timing import recording
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LISTED = 20
@@ -250,6 +252,12 @@ def validate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder [default: ./out/<cycle>].",
 )
+@click.option(
+    "--timings",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the seconds each stage took (load, crosswalk, match, rules, outputs, report) "
+    "to this JSON file.",
+)
 @other_month_option
 @load_options
 @click.pass_context
@@ -262,6 +270,7 @@ def run(
     maps: tuple[Path, ...],
     config_path: Path | None,
     out_dir: Path | None,
+    timings: Path | None,
     allow_other_month: bool,
     date_format: str | None,
     number_format: str | None,
@@ -277,10 +286,15 @@ def run(
     config = _config(config_path, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle), allow_other_month)
     out = out_dir or Path("out") / cycle
-    with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
+    with (
+        recording() as seconds,
+        Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace,
+    ):
         result = run_cycle(
             workspace, settings, list(autotask), list(halopsa), list(maps), config, out
         )
+    if timings:
+        timings.write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
     for load_result in result.loads:
         click.echo(describe(load_result))
     verdict = result.summary.verdict

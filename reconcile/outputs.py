@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import os
 import secrets
 import shutil
@@ -22,10 +23,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import polars as pl
+import xlsxwriter
 from filelock import FileLock, Timeout
 
 from reconcile.errors import InputError
+from reconcile.safe import cell_expr
 
 LOCK_TIMEOUT = 600.0  # seconds to wait for another run writing the same folder
 RENAME_EXCHANGE = 2
@@ -134,3 +139,72 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     result = renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
     return bool(result == 0)
+
+
+# Columns of the discrepancy outputs written as numbers in the workbook: money with the row's
+# currency code, quantities and prices with four places.
+MONEY_COLUMNS = frozenset(
+    {
+        "autotask_amount", "halopsa_amount", "difference", "autotask_net", "autotask_tax",
+        "autotask_gross", "halopsa_net", "halopsa_tax", "halopsa_gross", "net_difference",
+        "tax_difference", "gross_difference", "exposure",
+    }
+)  # fmt: skip
+FIXED_DATE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+FOUR_PLACES = frozenset(
+    {"autotask_quantity", "halopsa_quantity", "autotask_unit_price", "halopsa_unit_price"}
+)
+
+
+def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str = "Discrepancies") -> None:
+    """The discrepancy table as the workbook finance opens: a frozen header row with filters;
+    money as numbers formatted with the row's currency code (`1,234.50 GBP`), quantities and
+    unit prices as numbers to four places; every text cell written as text (never a formula),
+    and text a spreadsheet would run as one prefixed `'` as in the CSV (safe.cell).
+
+    `frame`: the columns of run.OUTPUT_COLUMNS (money Decimal(18,2) in the row's `currency`).
+    Numbers are IEEE doubles in XLSX, exact to the cent for any invoice amount."""
+    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False})
+    # A fixed document date: the same run gives the same bytes (XlsxWriter stamps "now").
+    workbook.set_properties({"created": FIXED_DATE})
+    try:
+        bold = workbook.add_format({"bold": True, "bottom": 1})
+        places = workbook.add_format({"num_format": "#,##0.0000"})
+        money: dict[str, Any] = {}
+
+        def money_format(code: str | None) -> Any:
+            key = code or ""
+            if key not in money:
+                suffix = f' "{key}"' if key.isalpha() else ""
+                money[key] = workbook.add_format(
+                    {"num_format": f"#,##0.00{suffix};-#,##0.00{suffix}"}
+                )
+            return money[key]
+
+        ws = workbook.add_worksheet(sheet)
+        for col, name in enumerate(frame.columns):
+            ws.write_string(0, col, name, bold)
+        # Column by column, each converted once (cells are written by XlsxWriter either way).
+        codes = frame["currency"].to_list() if "currency" in frame.columns else []
+        row_money = [money_format(c) for c in codes] or [money_format(None)] * frame.height
+        for col, name in enumerate(frame.columns):
+            series = frame[name]
+            if name in MONEY_COLUMNS or name in FOUR_PLACES:
+                numbers = series.cast(pl.Float64).to_list()
+                for row, number in enumerate(numbers, start=1):
+                    if number is not None:
+                        style = places if name in FOUR_PLACES else row_money[row - 1]
+                        ws.write_number(row, col, number, style)
+            else:
+                texts = frame.select(
+                    cell_expr(name) if series.dtype == pl.String else series.cast(pl.String)
+                )[name].to_list()
+                for row, text in enumerate(texts, start=1):
+                    if text:
+                        ws.write_string(row, col, text)
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(frame.height, 1), len(frame.columns) - 1)
+        for col, name in enumerate(frame.columns):
+            ws.set_column(col, col, 60 if name == "message" else max(12, min(len(name) + 2, 30)))
+    finally:
+        workbook.close()

@@ -25,7 +25,7 @@ from reconcile.ingest import (
     sha256,
 )
 from reconcile.match import MatchResult, match_cycle
-from reconcile.outputs import output_folder, pause
+from reconcile.outputs import output_folder, pause, write_xlsx
 from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
 from reconcile.report_model import (
     CLIENT_SCHEMA,
@@ -58,7 +58,7 @@ from reconcile.report_model import (
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
 from reconcile.store import Workspace
-from reconcile.xlsx import write_xlsx
+from reconcile.timing import stage
 
 CENT = Decimal("0.01")
 # One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
@@ -121,7 +121,8 @@ def run_cycle(
     check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
     for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
         if paths:
-            loads += load_paths(workspace, paths, platform, settings, replace=True)
+            with stage("load"):
+                loads += load_paths(workspace, paths, platform, settings, replace=True)
         elif not workspace.load_ids(cycle, platform):
             raise InputError(
                 f"--{platform}",
@@ -131,13 +132,16 @@ def run_cycle(
     mappings = read_mappings(maps)
     rules = discover()
     con = workspace.con
-    matched = match_cycle(con, cycle, mappings, config)
-    findings = with_root_causes(run_rules(con, config, rules), matched)
-    bars = bridge(con, findings, rules)
-    summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
-    result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
-    write_outputs(result, workspace, rules)
-    workspace.save_run(summary.run_id, cycle, summary.json_dict, result.outputs)
+    with stage("match"):
+        matched = match_cycle(con, cycle, mappings, config)
+    with stage("rules"):
+        findings = with_root_causes(run_rules(con, config, rules), matched)
+        bars = bridge(con, findings, rules)
+    with stage("outputs"):
+        summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
+        result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
+        write_outputs(result, workspace, rules)
+        workspace.save_run(summary.run_id, cycle, summary.json_dict, result.outputs)
     return result
 
 
@@ -439,7 +443,8 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
     safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values."""
     frame = result.outputs
     quarantine = workspace.quarantined(result.cycle)
-    html = report_html(report_data(result, workspace, rules, quarantine))
+    with stage("report"):
+        html = report_html(report_data(result, workspace, rules, quarantine))
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
