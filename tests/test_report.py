@@ -22,6 +22,7 @@ from report_data import (
 )
 
 from conftest import DEMO, invoke, read_json
+from reconcile import report
 from reconcile.report import (
     CSP,
     DEFAULT_TEMPLATE_DIR,
@@ -434,3 +435,14 @@ def test_the_demo_reports_tables_are_its_outputs(tmp_path: Path) -> None:
         assert ";".join(line["ref"] for line in d["halopsa_lines"]) == r["halopsa_refs"]
     clients = read_json(out / "summary.json")["clients"]
     assert sorted(tables["clients"], key=json.dumps) == sorted(clients, key=json.dumps)
+
+
+def test_accepted_differences_shown_are_capped(
+    sample: ReportData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each accepted difference is rendered with both sides' lines; past a cap the page says how
+    many it shows (all of them are in the discrepancy files)."""
+    monkeypatch.setattr(report, "EXPECTED_SHOWN", 2)
+    html = report_html(sample)
+    assert html.count('class="expected-item"') == 2
+    assert "Showing the first 2 of 3." in html
