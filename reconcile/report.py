@@ -24,7 +24,7 @@ Embedded JSON (``report-data``), format 2::
      "rules": {code: {"title", "severity", "explanation"}},
      "tables": TABLES} or, compressed, "tables_gzip": base64 of gzip of TABLES' JSON
 
-    TABLES = {"strings": [str, ...],
+    TABLES = {"strings": [str, ...],                   # interned values, most frequent first
               "discrepancies": {column: [value, ...]},  # DISCREPANCY_COLUMNS, open ones only
               "lines": {column: [value, ...]},          # LINE_COLUMNS; row: index into the above
               "clients": {column: [value, ...]}}        # CLIENT_COLUMNS
@@ -304,7 +304,9 @@ def page_tables(data: ReportData) -> bytes:
         for name in frame.columns
         if name in INTERNED
     ]
-    strings = pl.concat(interned).drop_nulls().unique(maintain_order=True)
+    # The most frequent values first, so the slots that fill most of the page are short.
+    counted = pl.concat(interned).drop_nulls().value_counts(name="n")
+    strings = counted.sort(["n", "value"], descending=[True, False])["value"]
     slots = strings.to_frame().with_row_index("slot")  # a join: far faster than an Enum cast
 
     def column(series: pl.Series) -> list[Any]:
