@@ -157,7 +157,9 @@ def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[pl.DataFrame, 
         .join(listed, on="key", how="left")
         .select(
             "key",
-            ids=pl.concat_list("id").list.drop_nulls(),
+            ids=pl.when(pl.col("id").is_null())
+            .then(pl.lit([], pl.List(pl.String)))
+            .otherwise(pl.concat_list("id")),
             names=pl.col("name").fill_null([]),
             xref="xref",
         )
