@@ -125,6 +125,7 @@ class Workspace:
 
     def __init__(self, path: Path | str = DEFAULT_WORKSPACE, memory: str | None = None) -> None:
         self.path = Path(path)
+        self.memory_limit = memory or memory_limit()
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _refuse_foreign_file(self.path)
@@ -143,7 +144,7 @@ class Workspace:
         try:
             # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with
             # the cycle; nothing relies on a table's physical order, so inserts need not keep it.
-            self.con.execute(f"SET memory_limit = '{memory or memory_limit()}'")
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(SCHEMA)
             self.con.execute(MIGRATIONS)
@@ -204,7 +205,10 @@ class Workspace:
         last call: DuckDB writes a large insert's row groups straight to the file, and a partial
         group left between whole ones makes its next checkpoint rewrite them (about twice the
         work, and a larger file). For the same reason one DuckDB thread writes: each thread
-        appends a partial group of its own.
+        appends a partial group of its own. DuckDB keeps what it wrote cached up to its memory
+        limit, and a load reads none of it back: the cache is let go after each batch (lowering
+        the limit for a moment evicts it), so that a load's memory stays flat in the size of
+        the export.
         """
         varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
         inserts = {
@@ -231,6 +235,11 @@ class Workspace:
                     self.con.unregister(name)
         finally:
             self.con.execute("RESET threads")
+            # What cannot be let go (an in-memory database's own tables) is kept, and the limit
+            # left where it was.
+            with contextlib.suppress(duckdb.OutOfMemoryException):
+                self.con.execute("SET memory_limit = '1MB'")
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
 
     @contextlib.contextmanager
     def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:

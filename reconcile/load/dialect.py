@@ -87,10 +87,10 @@ def scan_bytes(path: Path) -> tuple[int | None, bool]:
     with path.open("rb") as fh:
         offset, marked, tail = 0, False, b""
         for block in iter(lambda: fh.read(1 << 22), b""):
+            marked = marked or EXCEL_TEXT_MARK in tail + block[:1] or EXCEL_TEXT_MARK in block
             found = block.find(b"\x00")
             if found >= 0:
                 return offset + found, marked
-            marked = marked or EXCEL_TEXT_MARK in tail + block[:1] or EXCEL_TEXT_MARK in block
             tail = block[-1:]
             offset += len(block)
     return None, marked
