@@ -223,14 +223,6 @@ def count(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _decimal(value: object) -> Decimal:
-    """Parse an exact amount; anything unparseable counts as zero for ordering only."""
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return Decimal(0)
-
-
 def embed_json(payload: object) -> Markup:
     """JSON that cannot end its script element or break a JS string literal."""
     return _script_safe(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))

@@ -24,7 +24,6 @@ import orjson
 import polars as pl
 
 SEVERITIES = ("blocker", "warning", "info", "expected")
-SIDES = ("autotask", "halopsa")
 MONEY = pl.Decimal(18, 2)
 QUANTITY = pl.Decimal(18, 4)  # quantities and unit prices
 

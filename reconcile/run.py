@@ -76,7 +76,6 @@ OUTPUT_COLUMNS = [
     "root_cause", "autotask_refs", "halopsa_refs", "message",
 ]  # fmt: skip
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
-REPORT_CLIENT_CAP = 1000  # clients listed in the report's per-client table before filtering
 
 
 @dataclass(frozen=True)
