@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from reconcile import __version__
+from reconcile import __version__, acceptance, history, ledger, signoff
 from reconcile.config import Config, Settings
 from reconcile.crosswalk import Mapping, read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
@@ -39,7 +39,7 @@ CENT = Decimal("0.01")
 # the discrepancy accounts for (each line group counted once, as in the variance bridge), so
 # they add up to the totals' difference. Money in the line's currency.
 OUTPUT_COLUMNS = [
-    "id", "rule", "severity", "client", "currency", "stage", "item", "contract",
+    "id", "rule", "severity", "status", "client", "currency", "stage", "item", "contract",
     "service_period_start", "service_period_end", "autotask_invoices", "halopsa_invoices",
     "autotask_quantity", "halopsa_quantity", "autotask_unit_price", "halopsa_unit_price",
     "measure", "autotask_amount", "halopsa_amount", "difference",
@@ -61,7 +61,9 @@ class RunResult:
 
     @property
     def open_blockers(self) -> int:
-        return int((self.findings["severity"] == "blocker").sum())
+        """Blockers not accepted (acceptance.py): what keeps the run from exiting 0."""
+        open_ = (self.findings["severity"] == "blocker") & self.findings["acceptance"].is_null()
+        return int(open_.sum())
 
     @property
     def quarantined(self) -> int:
@@ -100,14 +102,46 @@ def run_cycle(
     rules = discover()
     con = workspace.con
     matched = match_cycle(con, cycle, mappings, config)
-    findings = with_root_causes(run_rules(con, config, rules), matched)
+    findings, applied, lapsed = acceptance.apply(
+        with_root_causes(run_rules(con, config, rules), matched),
+        acceptance.standing(ledger.entries(con, cycle), cycle),
+        ledger.now().date(),
+    )
     bars = bridge(con, findings, rules)
     summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
     summary = {"run_id": run_id(summary, rules), "reconcile_version": __version__, **summary}
+    number = workspace.next_run_number()
+    summary |= _workflow(workspace, number, summary, findings, applied, lapsed)
     result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
-    write_outputs(result, workspace, rules)
-    workspace.save_run(summary["run_id"], cycle, summary, _output_frame(findings))
+    data = write_outputs(result, workspace, rules)
+    kept = _output_frame(findings).with_columns(findings["acceptance"])
+    workspace.save_run(number, summary["run_id"], cycle, summary, kept, history.report_blob(data))
     return result
+
+
+def _workflow(
+    workspace: Workspace,
+    number: int,
+    summary: dict[str, Any],
+    findings: pl.DataFrame,
+    applied: list[acceptance.Acceptance],
+    lapsed: list[acceptance.Lapse],
+) -> dict[str, Any]:
+    """The run's place in its cycle's finance workflow, for summary.json and the report:
+    acceptances applied and lapsed, what is new / still open / resolved since the previous
+    run with the trend over the cycle's runs, and the cycle's sign-offs against this run."""
+    con, cycle = workspace.con, summary["cycle"]
+    changes = history.changes(con, cycle, number, findings["id"].to_list())
+    point = history.trend_point(summary | {"history": changes}, number)
+    results = signoff.results_of(summary["run_id"], findings)
+    return {
+        "acceptances": {
+            "accepted": [a.record() for a in applied],
+            "lapsed": [lapse.record() for lapse in lapsed],
+        },
+        "history": changes | {"trend": [*history.trend(con, cycle), point]},
+        "signoffs": [s.record() for s in signoff.states(con, cycle, (number, results))],
+    }
 
 
 def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, str]:
@@ -115,9 +149,9 @@ def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, s
     taken as positive."""
     if findings.is_empty():
         return {}
-    open_rows = findings.filter(pl.col("severity") != "expected").with_columns(
-        pl.coalesce("a_currency", "h_currency").alias("_currency")
-    )
+    open_rows = findings.filter(
+        (pl.col("severity") != "expected") & pl.col("acceptance").is_null()
+    ).with_columns(pl.coalesce("a_currency", "h_currency").alias("_currency"))
     sums = open_rows.group_by("_currency").agg(pl.col("gross_difference").abs().sum())
     found = {str(c): _money(v) for c, v in sums.iter_rows()}
     return {c: found[c] for c in dict.fromkeys([*currencies, *sorted(found)]) if c in found}
@@ -242,10 +276,18 @@ def _summary(
     maps: list[Path],
     config: Config,
 ) -> dict[str, Any]:
-    counts = {
+    found = {
         s: int((findings["severity"] == s).sum()) if not findings.is_empty() else 0
         for s in SEVERITY_ORDER
     }
+    # Accepted discrepancies (acceptance.py) leave the open counts and the verdict.
+    accepted = {
+        s: int(((findings["severity"] == s) & findings["acceptance"].is_not_null()).sum())
+        if not findings.is_empty()
+        else 0
+        for s in SEVERITY_ORDER
+    }
+    counts = {s: found[s] - accepted[s] for s in SEVERITY_ORDER}
     per_rule = (
         {
             r.code: {
@@ -293,6 +335,7 @@ def _summary(
             "warnings": counts["warning"],
             "info": counts["info"],
             "expected": counts["expected"],
+            "accepted": sum(accepted.values()),
         },
         "currencies": list(totals),
         "totals": totals,
@@ -302,7 +345,8 @@ def _summary(
         "lines": lines,
         "match_stages": list(matched.stages),
         "match_rate": rate,
-        "counts": {"by_severity": counts, "by_rule": per_rule},
+        # Everything the rules found, and of it what was accepted.
+        "counts": {"by_severity": found, "accepted": accepted, "by_rule": per_rule},
         "bridge": {currency: bars.get(currency, []) for currency in totals},
         "controls": controls,
         "inputs": [
@@ -387,6 +431,12 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
         return pl.col(f"{side}_net") + pl.col(f"{side}_tax").fill_null(0)
 
     return findings.with_columns(
+        pl.when(pl.col("severity") == "expected")
+        .then(pl.lit("expected"))
+        .when(pl.col("acceptance").is_not_null())
+        .then(pl.lit("accepted"))
+        .otherwise(pl.lit("open"))
+        .alias("status"),
         pl.coalesce("a_currency", "h_currency").alias("currency"),
         names("item_names").alias("item"),
         names("contracts").alias("contract"),
@@ -406,18 +456,20 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
     ).select(OUTPUT_COLUMNS)
 
 
-def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> None:
+def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> dict[str, Any]:
     """CSV, Parquet and JSON of the discrepancies, summary.json, quarantine.csv, report.html:
     written into a staging folder and swapped in whole (outputs.output_folder), so `--out` holds
     the previous complete set until the new one is complete. Text cells of the CSVs are made
-    safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values."""
+    safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values.
+    Returns the report's data (report_data), which the run keeps to render it again."""
     frame = _output_frame(result.findings)
     records = [
         {k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
         for row in frame.iter_rows(named=True)
     ]
     quarantine = workspace.quarantined(result.cycle)
-    html = report_html(report_data(result, workspace, rules, quarantine))
+    data = report_data(result, workspace, rules, quarantine)
+    html = report_html(data)
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
@@ -431,6 +483,7 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         for name, write in writers.items():
             write(out / name)
             pause(name)
+    return data
 
 
 def _write_json(path: Path, data: Any) -> None:

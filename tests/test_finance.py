@@ -1,0 +1,454 @@
+"""The finance workflow on real files and a real workspace: run history (new, still open,
+resolved), accepted differences that follow or lapse, sign-off, and the hash-chained log that
+`verify` checks after the DuckDB file is edited behind reconcile's back."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from click.testing import Result
+
+from conftest import AT_HEADER, HALO_HEADER, invoke, read_json
+from reconcile import ledger
+
+PERIOD_US, PERIOD_UK = "11/01/2026,11/30/2026", "01/11/2026,30/11/2026"
+# Autotask's lines: (ref, client, item, quantity, unit price).
+AUTOTASK = [
+    ("A1", "Acme Ltd", "Managed Server", 1, "100.00"),
+    ("A2", "Acme Ltd", "Firewall management", 2, "42.50"),
+    ("A3", "Beta LLP", "Backup", 1, "50.00"),
+    ("A4", "Beta LLP", "Managed Workstation", 3, "35.00"),
+]
+# HaloPSA bills the firewall at the new list price (intended), has no backup line and one
+# workstation too many: three blockers.
+HALOPSA = {
+    "H1": ("Acme Ltd", "Managed Server", 1, "100.00"),
+    "H2": ("Acme Ltd", "Firewall management", 2, "45.00"),
+    "H4": ("Beta LLP", "Managed Workstation", 4, "35.00"),
+}
+
+
+def _net(quantity: int, price: str) -> str:
+    return f"{quantity * float(price):.2f}"
+
+
+def _tax(quantity: int, price: str) -> str:
+    return f"{quantity * float(price) * 0.2:.2f}"
+
+
+def write_cycle(folder: Path, halopsa: dict[str, tuple[str, str, int, str]]) -> tuple[Path, Path]:
+    """Both exports of the small cycle; HaloPSA's lines as given (a re-export after fixes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    at = folder / "autotask.csv"
+    at.write_text(
+        "\n".join(
+            [AT_HEADER]
+            + [
+                f"{ref},INV-1,11/01/2026,{client},{item},{q},{p},{_net(q, p)},{_tax(q, p)},"
+                f"{PERIOD_US}"
+                for ref, client, item, q, p in AUTOTASK
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    halo = folder / "halopsa.csv"
+    halo.write_text(
+        "\n".join(
+            [HALO_HEADER]
+            + [
+                f"{ref},NW1,01/11/2026,{client},{item},{q},{p},{_net(q, p)},{_tax(q, p)},"
+                f"{PERIOD_UK}"
+                for ref, (client, item, q, p) in halopsa.items()
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return at, halo
+
+
+class Cycle:
+    """One workspace and output folder; each run re-exports HaloPSA as given."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.ws = tmp_path / "ws.duckdb"
+        self.out = tmp_path / "out"
+        self.runs = 0
+
+    def cli(self, *args: str | Path) -> Result:
+        return invoke("--workspace", self.ws, *args)
+
+    def run(self, halopsa: dict[str, tuple[str, str, int, str]], code: int = 1) -> dict[str, Any]:
+        self.runs += 1
+        at, halo = write_cycle(self.tmp / f"exports{self.runs}", halopsa)
+        result = self.cli(
+            "run", "--cycle", "2026-11", "--autotask", at, "--halopsa", halo, "--out", self.out
+        )
+        assert result.exit_code == code, result.output
+        summary: dict[str, Any] = read_json(self.out / "summary.json")
+        return summary
+
+    def findings(self) -> dict[str, dict[str, str]]:
+        """This run's discrepancies by rule (one each in this cycle)."""
+        with (self.out / "discrepancies.csv").open(encoding="utf-8") as fh:
+            return {r["rule"]: r for r in csv.DictReader(fh)}
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.ws)) as con:
+            rows: list[tuple[Any, ...]] = con.execute(query, list(params)).fetchall()
+            return rows
+
+
+@pytest.fixture
+def cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cycle:
+    monkeypatch.setenv("RECONCILE_NOW", "2026-12-02T09:30:00Z")
+    return Cycle(tmp_path)
+
+
+def test_new_open_and_resolved_across_three_runs(cycle: Cycle) -> None:
+    first = cycle.run(HALOPSA)
+    ids = {rule: f["id"] for rule, f in cycle.findings().items()}
+    assert set(ids) == {"unit_price_mismatch", "missing_in_halopsa", "quantity_mismatch"}
+    assert first["history"]["previous_run"] is None
+    assert first["history"]["counts"] == {"new": 3, "open": 0, "resolved": 0}
+    assert set(first["history"]["new"]) == set(ids.values())
+
+    # The backup line is set up in HaloPSA and the workstation count changes again (4 -> 5).
+    second = cycle.run(HALOPSA | {"H3": ("Beta LLP", "Backup", 1, "50.00")} | {
+        "H4": ("Beta LLP", "Managed Workstation", 5, "35.00")
+    })  # fmt: skip
+    now = {rule: f["id"] for rule, f in cycle.findings().items()}
+    assert set(now) == {"unit_price_mismatch", "quantity_mismatch"}
+    assert now["quantity_mismatch"] != ids["quantity_mismatch"]  # other amounts, another id
+    history = second["history"]
+    assert history["previous_run"] == first["history"]["run"]
+    assert history["new"] == [now["quantity_mismatch"]]
+    assert history["open"] == [ids["unit_price_mismatch"]]
+    assert {r["id"]: r["rule"] for r in history["resolved"]} == {
+        ids["missing_in_halopsa"]: "missing_in_halopsa",
+        ids["quantity_mismatch"]: "quantity_mismatch",
+    }
+
+    # The workstation count is corrected: only the intended price change is left.
+    third = cycle.run(HALOPSA | {"H3": ("Beta LLP", "Backup", 1, "50.00")} | {
+        "H4": ("Beta LLP", "Managed Workstation", 3, "35.00")
+    })  # fmt: skip
+    assert third["history"]["counts"] == {"new": 0, "open": 1, "resolved": 1}
+    assert [r["id"] for r in third["history"]["resolved"]] == [now["quantity_mismatch"]]
+    trend = third["history"]["trend"]
+    assert [(t["blockers"], t["new"], t["open"], t["resolved"]) for t in trend] == [
+        (3, 3, 0, 0),
+        (2, 1, 1, 2),
+        (1, 0, 1, 1),
+    ]
+    assert [t["difference"]["GBP"] for t in trend] == ["-12.00", "90.00", "6.00"]
+
+    listed = cycle.cli("history", "--cycle", "2026-11")
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("fingerprint ") == 3
+    assert "since run #2: 0 new, 1 still open, 1 resolved" in listed.output
+    assert "GBP Autotask 408.00, HaloPSA 414.00, difference 6.00" in listed.output
+    assert "open: 1 blockers, 0 warnings, 0 info; 0 expected, 0 accepted" in listed.output
+
+
+def test_an_acceptance_follows_an_unchanged_rerun_and_lapses_on_an_amount_change(
+    cycle: Cycle,
+) -> None:
+    cycle.run(HALOPSA)
+    price = cycle.findings()["unit_price_mismatch"]["id"]
+    accepted = cycle.cli(
+        "accept", price, "--reason", "list price from 2026-11, agreed with the client",
+        "--by", "Ann Lee",
+    )  # fmt: skip
+    assert accepted.exit_code == 0, accepted.output
+    assert f"accepted {price} (blocker unit_price_mismatch, Acme Ltd" in accepted.output
+
+    again = cycle.run(HALOPSA)  # unchanged: the acceptance follows
+    assert again["verdict"]["blockers"] == 2 and again["verdict"]["accepted"] == 1
+    assert again["counts"]["accepted"]["blocker"] == 1
+    (applied,) = again["acceptances"]["accepted"]
+    assert (applied["id"], applied["by"], applied["reason"]) == (
+        price,
+        "Ann Lee",
+        "list price from 2026-11, agreed with the client",
+    )
+    assert cycle.findings()["unit_price_mismatch"]["status"] == "accepted"
+    bars = {b["rule"]: b["amount"] for b in again["bridge"]["GBP"]}
+    assert bars["accepted"] == "6.00" and "unit_price_mismatch" not in bars
+
+    # HaloPSA's price changes again: other amounts, another id, and the acceptance lapses.
+    changed = cycle.run(HALOPSA | {"H2": ("Acme Ltd", "Firewall management", 2, "46.00")})
+    assert changed["verdict"]["accepted"] == 0 and changed["verdict"]["blockers"] == 3
+    (lapse,) = changed["acceptances"]["lapsed"]
+    now = cycle.findings()["unit_price_mismatch"]["id"]
+    assert now != price
+    assert lapse["id"] == price
+    assert lapse["why"].startswith(f"its lines or amounts changed: the same lines are now {now}")
+
+
+def test_an_acceptance_lapses_after_its_last_day(
+    cycle: Cycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cycle.run(HALOPSA)
+    price = cycle.findings()["unit_price_mismatch"]["id"]
+    past = cycle.cli("accept", price, "--reason", "r", "--by", "Ann", "--until", "2026-12-01")
+    assert past.exit_code == 2 and "--until: is in the past" in past.output
+    ok = cycle.cli("accept", price, "--reason", "r", "--by", "Ann", "--until", "2026-12-31")
+    assert ok.exit_code == 0, ok.output
+    assert cycle.run(HALOPSA)["verdict"]["accepted"] == 1
+    monkeypatch.setenv("RECONCILE_NOW", "2027-01-01T00:00:00Z")
+    later = cycle.run(HALOPSA)
+    assert later["verdict"]["accepted"] == 0
+    (lapse,) = later["acceptances"]["lapsed"]
+    assert lapse["why"] == "its last day, 2026-12-31, has passed"
+    run = cycle.cli("run", "--cycle", "2026-11", "--out", cycle.out)
+    assert f"acceptance lapsed: {price} (accepted by Ann, log entry 1)" in run.output
+
+
+def test_signoff_is_refused_with_blockers_and_given_without(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    found = {rule: f["id"] for rule, f in cycle.findings().items()}
+    refused = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith")
+    assert refused.exit_code == 1, refused.output
+    assert "sign-off refused: run #1 of cycle 2026-11 is not ready" in refused.output
+    assert all(f"open blocker {i}" in refused.output for i in found.values())
+
+    # Bulk acceptance from discrepancies.csv, filtered as a spreadsheet would leave it.
+    chosen = cycle.tmp / "accept.csv"
+    with (cycle.out / "discrepancies.csv").open(encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["rule"] != "missing_in_halopsa"]
+    chosen.write_text(
+        "id,reason\n" + "".join(f"{r['id']},agreed change {r['rule']}\n" for r in rows),
+        encoding="utf-8",
+    )
+    bulk = cycle.cli("accept", "--from", chosen, "--by", "Ann Lee")
+    assert bulk.exit_code == 0, bulk.output
+    stale = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith")
+    assert stale.exit_code == 1 and "acceptances changed since run #1" in stale.output
+
+    cycle.run(HALOPSA)
+    one_left = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith")
+    assert one_left.exit_code == 1
+    assert f"open blocker {found['missing_in_halopsa']}" in one_left.output
+    assert f"open blocker {found['unit_price_mismatch']}" not in one_left.output
+
+    assert cycle.cli(
+        "accept", found["missing_in_halopsa"], "--reason", "backup retired at renewal",
+        "--by", "Jo Smith",
+    ).exit_code == 0  # fmt: skip
+    summary = cycle.run(HALOPSA, code=0)
+    assert summary["verdict"] == {
+        "ready": True, "blockers": 0, "warnings": 0, "info": 0, "expected": 0, "accepted": 3,
+    }  # fmt: skip
+    signed = cycle.cli(
+        "signoff", "--cycle", "2026-11", "--by", "Jo Smith", "--role", "Finance Controller"
+    )
+    assert signed.exit_code == 0, signed.output
+    assert f"signed off run #3 of cycle 2026-11 (fingerprint {summary['run_id']})" in (
+        signed.output
+    )
+    # Separation of duties, light: allowed and flagged.
+    assert "Jo Smith also accepted 1 of the 3 accepted differences" in signed.output
+    ((body,),) = cycle.sql("SELECT body FROM ledger WHERE kind = 'signoff'")
+    record = json.loads(body)
+    assert record["run_id"] == summary["run_id"] and record["totals"] == summary["totals"]
+    assert {a["id"]: a["reason"] for a in record["accepted"]} == {
+        r["id"]: f"agreed change {r['rule']}" for r in rows
+    } | {found["missing_in_halopsa"]: "backup retired at renewal"}
+    assert [i["load_id"] for i in record["inputs"]] == [i["load_id"] for i in summary["inputs"]]
+    assert record["accepted_by_signer"] == [found["missing_in_halopsa"]]
+    listed = cycle.cli("history")
+    assert "run #3 signed off by Jo Smith (Finance Controller)" in listed.output
+    assert listed.output.endswith("finance log: 4 entries (`reconcile verify` checks them)\n")
+
+
+def _accept_everything(cycle: Cycle) -> None:
+    for rule, f in cycle.findings().items():
+        result = cycle.cli("accept", f["id"], "--reason", f"agreed {rule}", "--by", "Ann Lee")
+        assert result.exit_code == 0, result.output
+
+
+def test_a_later_run_with_other_results_supersedes_the_signoff(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    _accept_everything(cycle)
+    cycle.run(HALOPSA, code=0)
+    assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0
+
+    same = cycle.run(HALOPSA, code=0)  # the same results: the sign-off stands
+    (standing,) = same["signoffs"]
+    assert (standing["run"], standing["state"]) == (2, "valid")
+    assert standing["why"] == "run #3 had the same results"
+
+    changed = cycle.run(HALOPSA | {"H1": ("Acme Ltd", "Managed Server", 1, "110.00")})
+    (superseded,) = changed["signoffs"]
+    assert superseded["state"] == "superseded" and superseded["superseded_by"] == 4
+    assert superseded["why"] == (
+        "run #4 has different results: its inputs, mappings, settings or reconcile version differ"
+    )
+    back = cycle.run(HALOPSA, code=0)  # superseded for good, even by identical results later
+    assert back["signoffs"][0]["state"] == "superseded"
+    listed = cycle.cli("history")
+    assert "run #2 signed off by Jo Smith" in listed.output and ": superseded, run #4" in (
+        listed.output
+    )
+
+
+def test_signoff_is_refused_when_the_inputs_changed_since_the_run(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    _accept_everything(cycle)
+    cycle.run(HALOPSA, code=0)
+    _, halo = write_cycle(cycle.tmp / "reexport", HALOPSA | {"H9": ("Acme Ltd", "Extra", 1, "1")})
+    loaded = cycle.cli("load", "--cycle", "2026-11", "--replace", halo)
+    assert loaded.exit_code == 0, loaded.output
+    refused = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith")
+    assert refused.exit_code == 1
+    assert "the inputs changed since run #2" in refused.output
+    assert "run `reconcile run --cycle 2026-11` again" in refused.output
+
+
+def _signed_cycle(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    _accept_everything(cycle)  # entries 1-3
+    cycle.run(HALOPSA, code=0)
+    assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0  # 4
+    intact = cycle.cli("verify")
+    assert intact.exit_code == 0, intact.output
+    assert intact.output.startswith("finance log intact: 4 entries, head ")
+
+
+def _rehash_after_edit(cycle: Cycle) -> None:
+    """Edit entry 1 and write the hash its new content gives, as a careful forger would."""
+    with duckdb.connect(str(cycle.ws)) as con:
+        first = ledger.entries(con)[0]
+        forged = replace(first, body=first.body | {"reason": "approved by the board"})
+        con.execute(
+            "UPDATE ledger SET body = ?, hash = ? WHERE seq = 1",
+            [ledger.canonical(forged.body).decode(), forged.computed()],
+        )
+
+
+TAMPERING: dict[str, tuple[str | Callable[[Cycle], None], str, str]] = {
+    "edited": (
+        "UPDATE ledger SET body = replace(CAST(body AS VARCHAR), 'agreed', 'approved') "
+        "WHERE seq = 2",
+        "entry 2 (accept D-",
+        "was altered: its content no longer gives its hash",
+    ),
+    "rehashed": (_rehash_after_edit, "entry 1 was replaced: entry 2 (accept D-", "its hash as"),
+    "deleted": ("DELETE FROM ledger WHERE seq = 2", "entry 2 removed", "log jumps to entry 3"),
+    "last deleted": (
+        "DELETE FROM ledger WHERE seq = 4",
+        "entry 4 removed",
+        "the log's head records 4 entries",
+    ),
+}
+
+
+@pytest.mark.parametrize("how", TAMPERING)
+def test_verify_names_the_first_broken_entry(cycle: Cycle, how: str) -> None:
+    """Entries edited or deleted directly in the DuckDB file, behind reconcile's back."""
+    _signed_cycle(cycle)
+    edit, where, what = TAMPERING[how]
+    if callable(edit):
+        edit(cycle)
+    else:
+        cycle.sql(edit)
+    broken = cycle.cli("verify")
+    assert broken.exit_code == 4, broken.output
+    assert broken.output.startswith("Error: the finance log is broken: ")
+    assert where in broken.output and what in broken.output, broken.output
+    refused = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith")
+    assert refused.exit_code == 4 and "the finance log is broken" in refused.output
+
+
+def test_verify_catches_a_signed_runs_record_changed(cycle: Cycle) -> None:
+    _signed_cycle(cycle)
+    cycle.sql("UPDATE runs SET summary = replace(CAST(summary AS VARCHAR), '408.00', '400.00')")
+    broken = cycle.cli("verify")
+    assert broken.exit_code == 4
+    assert "is broken: entry 4 (signoff run #2 by Jo Smith" in broken.output
+    assert "the summary of run #2 changed since the sign-off" in broken.output
+    # The discrepancies an acceptance was made on (run #1) are bound too.
+    cycle.sql("UPDATE findings SET message = 'nothing to see' WHERE run_number = 1")
+    broken = cycle.cli("verify")
+    assert "is broken: entry 1 (accept D-" in broken.output
+    assert "of run #1 is no longer as it was accepted" in broken.output
+
+
+def test_unaccept_withdraws_and_the_blocker_is_back(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    price = cycle.findings()["unit_price_mismatch"]["id"]
+    assert cycle.cli("accept", price, "--reason", "r", "--by", "Ann").exit_code == 0
+    assert cycle.run(HALOPSA)["verdict"]["accepted"] == 1
+    withdrawn = cycle.cli("unaccept", price, "--by", "Jo", "--reason", "not agreed after all")
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert f"withdrew the acceptance of {price} (log entry 1): log entry 2" in withdrawn.output
+    assert cycle.run(HALOPSA)["verdict"] == {
+        "ready": False, "blockers": 3, "warnings": 0, "info": 0, "expected": 0, "accepted": 0,
+    }  # fmt: skip
+    again = cycle.cli("unaccept", price, "--by", "Jo", "--reason", "twice")
+    assert again.exit_code == 2 and "has no acceptance standing" in again.output
+
+
+NO_SUCH = "D-0000000000"
+BAD_INPUT = [
+    (
+        ["accept", NO_SUCH, "--reason", "r", "--by", "A"],
+        f"{NO_SUCH}: not a discrepancy of run #1, the latest of cycle 2026-11",
+    ),
+    (
+        ["accept", "nonsense", "--reason", "r", "--by", "A"],
+        "ID argument nonsense: is not a discrepancy id",
+    ),
+    (["accept", NO_SUCH, "--by", "A"], "--reason: is required"),
+    (["accept", NO_SUCH, "--reason", "r", "--by", "  "], "--by: must not be empty"),
+    (
+        ["accept", NO_SUCH, "--reason", "r", "--by", "A", "--until", "31/12/2026"],
+        "--until: is not a date; expected YYYY-MM-DD, got '31/12/2026'",
+    ),
+    (
+        ["accept", NO_SUCH, "--reason", "r", "--by", "A", "--cycle", "2026-10"],
+        "no run of cycle 2026-10 is kept",
+    ),
+    (["signoff", "--cycle", "2026-13", "--by", "A"], "--cycle: the billing cycle is not a month"),
+    (["signoff", "--cycle", "2026-10", "--by", "A"], "--cycle: no run of cycle 2026-10 is kept"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_finance_commands_refuse_bad_input_with_exit_2(
+    cycle: Cycle, args: list[str], message: str
+) -> None:
+    cycle.run(HALOPSA)
+    result = cycle.cli(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_bad_ids_file_is_named_with_its_row(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    bad = cycle.tmp / "ids.csv"
+    bad.write_text("id,reason\nD-0123456789,fine\n=cmd(),evil\n", encoding="utf-8")
+    result = cycle.cli("accept", "--from", bad, "--by", "Ann")
+    assert result.exit_code == 2
+    assert f"{bad} row 2: is not a discrepancy id" in result.output
+    headless = cycle.tmp / "headless.csv"
+    headless.write_text("D-0123456789\n", encoding="utf-8")
+    result = cycle.cli("accept", "--from", headless, "--by", "Ann", "--reason", "r")
+    assert result.exit_code == 2 and "the file has no id column" in result.output
+    assert cycle.sql("SELECT count(*) FROM ledger") == [(0,)]  # nothing was written
+
+
+def test_finance_commands_need_an_existing_workspace(tmp_path: Path) -> None:
+    result = invoke("--workspace", tmp_path / "none.duckdb", "history")
+    assert result.exit_code == 2 and "no workspace here" in result.output
+    assert not (tmp_path / "none.duckdb").exists()
