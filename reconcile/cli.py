@@ -632,6 +632,42 @@ def verify(ctx: click.Context) -> None:
     )
 
 
+@cli.command(name="export-signoff")
+@click.option("--cycle", required=True, help="Billing cycle, YYYY-MM, signed off.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the pack (replaced whole).",
+)
+@click.pass_context
+@input_errors
+def export_signoff(ctx: click.Context, cycle: str, out_dir: Path) -> None:
+    """Write the sign-off pack for the migration file: the signed run's report and
+    summary.json, the accepted differences (CSV and Excel workbook), the log excerpt with its
+    hashes, and a one-page PDF summary (a print-ready HTML page when chromium is missing).
+
+    Refused (exit 1) when the cycle has no sign-off or its latest is superseded; exits 4 when
+    the finance log is broken.
+    """
+    from reconcile import pack
+
+    with _existing_workspace(ctx) as workspace:
+        written = pack.export(workspace.con, check_cycle(cycle), out_dir)
+    view = pack.signed_view(written.signed.entry)
+    click.echo(
+        f"sign-off pack of cycle {cycle} (run #{view['run']}, signed off by {shown(view['by'])} "
+        f"at {view['at']}) written to {shown(out_dir)}: {', '.join(written.files)}"
+    )
+    if written.no_pdf:
+        click.echo(
+            f"no PDF: {written.no_pdf}; wrote {pack.PRINT_NAME}, a print-ready page (print it "
+            "to PDF from a browser: A4, one page)",
+            err=True,
+        )
+
+
 def _config(
     path: Path | None,
     date_format: str | None,

@@ -5,7 +5,9 @@ resolved), accepted differences that follow or lapse, sign-off, and the hash-cha
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from click.testing import Result
 
 from conftest import AT_HEADER, HALO_HEADER, invoke, read_json
-from reconcile import ledger
+from reconcile import ledger, pack
 
 PERIOD_US, PERIOD_UK = "11/01/2026,11/30/2026", "01/11/2026,30/11/2026"
 # Autotask's lines: (ref, client, item, quantity, unit price).
@@ -452,3 +454,136 @@ def test_finance_commands_need_an_existing_workspace(tmp_path: Path) -> None:
     result = invoke("--workspace", tmp_path / "none.duckdb", "history")
     assert result.exit_code == 2 and "no workspace here" in result.output
     assert not (tmp_path / "none.duckdb").exists()
+
+
+# --- the sign-off pack ------------------------------------------------------------------------
+
+HOSTILE_REASON = '=HYPERLINK("http://evil.example/","agreed")'
+
+
+def _signed_for_pack(cycle: Cycle) -> dict[str, Any]:
+    """A cycle signed off by someone who also accepted one difference, one reason formula-like."""
+    cycle.run(HALOPSA)
+    found = cycle.findings()
+    for rule, f in found.items():
+        by, reason = (
+            ("Jo Smith", HOSTILE_REASON)
+            if rule == "quantity_mismatch"
+            else ("Ann Lee", f"agreed {rule}")
+        )
+        assert cycle.cli("accept", f["id"], "--reason", reason, "--by", by).exit_code == 0
+    summary = cycle.run(HALOPSA, code=0)
+    signed = cycle.cli(
+        "signoff", "--cycle", "2026-11", "--by", "Jo Smith", "--role", "Finance Controller",
+        "--note", "Parallel cycle reviewed <b>line by line</b>",
+    )  # fmt: skip
+    assert signed.exit_code == 0, signed.output
+    return summary
+
+
+def test_the_pack_holds_the_signed_run_and_a_workbook_of_numbers(cycle: Cycle) -> None:
+    import openpyxl
+
+    summary = _signed_for_pack(cycle)
+    folder = cycle.tmp / "pack"
+    result = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", folder)
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in folder.iterdir()}
+    assert {
+        "report.html", "summary.json", "accepted-differences.csv", "accepted-differences.xlsx",
+        "finance-log.jsonl", "README.txt",
+    } <= names  # fmt: skip
+    assert ("signoff.pdf" in names) != ("signoff-print.html" in names)
+    assert (folder / "summary.json").read_bytes() == (cycle.out / "summary.json").read_bytes()
+
+    book = openpyxl.load_workbook(folder / "accepted-differences.xlsx")
+    assert book.sheetnames == [
+        "Sign-off", "Totals", "Bridge", "Accepted differences", "Finance log",
+    ]  # fmt: skip
+    accepted = book["Accepted differences"]
+    header = [c.value for c in accepted[1]]
+    rows = [dict(zip(header, r, strict=True)) for r in accepted.iter_rows(min_row=2)]
+    assert len(rows) == 3 and accepted.freeze_panes == "A2"
+    by_rule = {r["rule"].value: r for r in rows}
+    quantity = by_rule["quantity_mismatch"]
+    assert isinstance(quantity["difference"].value, int | float)  # a number, not text
+    assert quantity["difference"].value == 35.0 and quantity["gross_difference"].value == 42.0
+    assert quantity["difference"].number_format == '#,##0.00 "GBP";-#,##0.00 "GBP"'
+    assert quantity["reason"].value == "'" + HOSTILE_REASON  # text, never a live formula
+    assert quantity["reason"].data_type == "s" and quantity["by"].value == "Jo Smith"
+    assert isinstance(quantity["entry"].value, int)
+    assert by_rule["missing_in_halopsa"]["halopsa_amount"].value is None
+    totals = {(r[0].value, r[1].value): r for r in book["Totals"].iter_rows(min_row=2)}
+    gross = totals[("GBP", "Difference")][4]
+    assert gross.value == float(summary["totals"]["GBP"]["difference"]["gross"]) == -12.0
+    assert '"GBP"' in gross.number_format
+    bridge = {r[2].value: r[3].value for r in book["Bridge"].iter_rows(min_row=2)}
+    assert bridge == {"accepted": -12.0}
+    record = {r[0].value: r[1].value for r in book["Sign-off"].iter_rows(min_row=2)}
+    assert record["Signed off by"] == "Jo Smith" and record["Role"] == "Finance Controller"
+    assert record["Run fingerprint"] == summary["run_id"]
+    assert record["Separation of duties"].startswith("Jo Smith also accepted 1 of the")
+    with (folder / "accepted-differences.csv").open(encoding="utf-8") as fh:
+        csv_rows = {r["rule"]: r for r in csv.DictReader(fh)}
+    assert csv_rows["quantity_mismatch"]["reason"] == "'" + HOSTILE_REASON
+    assert csv_rows["quantity_mismatch"]["gross_difference"] == "42.00"
+
+    # The log excerpt: every entry of the cycle with the hash its canonical content gives.
+    entries = [json.loads(line) for line in (folder / "finance-log.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in entries] == ["accept", "accept", "accept", "signoff"]
+    for entry in entries:
+        content = {k: v for k, v in entry.items() if k != "hash"}
+        assert hashlib.sha256(ledger.canonical(content)).hexdigest() == entry["hash"]
+    assert [e["prev"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
+    readme = (folder / "README.txt").read_text(encoding="utf-8")
+    assert f"SHA-256 {entries[-1]['hash']}" in readme
+    assert "Separation of duties: Jo Smith also accepted 1 of the accepted differences" in readme
+    assert all(f"  {n}" in readme for n in names - {"README.txt"})
+
+
+def test_the_summary_page_is_printed_on_one_page(cycle: Cycle) -> None:
+    if pack.chromium() is None:
+        pytest.skip("no chromium on PATH: the fallback is tested below")
+    _signed_for_pack(cycle)
+    out = cycle.tmp / "pack"
+    assert cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out).exit_code == 0
+    pdf = (out / "signoff.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 1
+
+
+def test_without_chromium_the_pack_has_a_print_ready_page_and_says_so(
+    cycle: Cycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _signed_for_pack(cycle)
+    monkeypatch.setenv("PATH", str(cycle.tmp))  # no chromium here
+    out = cycle.tmp / "pack"
+    result = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "no PDF: chromium was not found on PATH; wrote signoff-print.html" in result.output
+    assert not (out / "signoff.pdf").exists()
+    page = (out / "signoff-print.html").read_text(encoding="utf-8")
+    assert "Parallel cycle reviewed &lt;b&gt;line by line&lt;/b&gt;" in page  # escaped
+    assert "<b>" not in page and "<script" not in page
+    assert not re.search(r"(src|href)=\"?(https?:)?//", page)  # nothing fetched
+    assert "Separation of duties:" in page and "@page { size: A4" in page
+    assert "No PDF: chromium was not found on PATH" in (out / "README.txt").read_text()
+
+
+def test_the_pack_is_refused_unless_a_valid_signoff_stands(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    out = cycle.tmp / "pack"
+    unsigned = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
+    assert unsigned.exit_code == 1 and "cycle 2026-11 has no sign-off" in unsigned.output
+    _accept_everything(cycle)
+    cycle.run(HALOPSA, code=0)
+    assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0
+    cycle.run(HALOPSA | {"H1": ("Acme Ltd", "Managed Server", 1, "110.00")})
+    superseded = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
+    assert superseded.exit_code == 1
+    assert "the sign-off of cycle 2026-11 (log entry 4) is superseded" in superseded.output
+    assert "run #3 has different results" in superseded.output
+    assert not out.exists()
+    cycle.sql("DELETE FROM ledger WHERE seq = 1")
+    broken = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
+    assert broken.exit_code == 4 and "entry 1 removed" in broken.output
