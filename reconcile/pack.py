@@ -106,8 +106,8 @@ def export(con: duckdb.DuckDBPyConnection, cycle: str, out: Path) -> Pack:
     excerpt = [e for e in log if e.cycle == cycle and e.seq <= signed.entry.seq]
     accepted = accepted_frame(body["accepted"])
     signed_record = signed_view(signed.entry)
-    html = report_html(data | {"signoff": {"state": "signed", "signed": signed_record}})
-    page = print_page(run, signed.entry, signed_record)
+    html = report_html(data | {"signoff": {"state": "signed", "sign": signed_record}})
+    page = print_page(run, signed.entry, signed_record, data.get("rules") or {})
     writers: dict[str, Callable[[Path], object]] = {
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),
         "summary.json": lambda path: path.write_bytes(
@@ -255,8 +255,11 @@ def workbook_sheets(
     }
 
 
-def print_page(run: RunRecord, entry: ledger.Entry, view: dict[str, Any]) -> str:
-    """The one-page sign-off summary as HTML (reports/signoff.html.j2), inline CSS, no script."""
+def print_page(
+    run: RunRecord, entry: ledger.Entry, view: dict[str, Any], rules: dict[str, Any]
+) -> str:
+    """The one-page sign-off summary as HTML (reports/signoff.html.j2), inline CSS, no script.
+    `rules`: rule code -> {title, ...}, as the report's data holds them."""
     summary = run.summary
     env = make_environment()
     assert env.loader is not None
@@ -283,7 +286,10 @@ def print_page(run: RunRecord, entry: ledger.Entry, view: dict[str, Any]) -> str
             }
             for i in summary["inputs"]
         ],
-        "accepted": accepted[:PRINTED_ACCEPTED],
+        "accepted": [
+            a | {"rule_title": (rules.get(a["rule"]) or {}).get("title") or a["rule"]}
+            for a in accepted[:PRINTED_ACCEPTED]
+        ],
         "accepted_total": len(accepted),
         "same_person": view["accepted_by_signer"],
     }

@@ -43,6 +43,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from reconcile import bundled_dir
+from reconcile.report_finance import FINANCE_CONTEXT, finance_context
 
 DEFAULT_TEMPLATE_DIR = bundled_dir("reports")
 TEMPLATE_NAME = "report.html.j2"
@@ -51,7 +52,7 @@ JS_NAME = "report.js"
 
 SEVERITIES = ("blocker", "warning", "info", "expected")
 WARNINGS_SHOWN = 5  # per input, under the control totals; summary.json has them all
-LIST_SEVERITIES = SEVERITIES[:3]  # expected (accepted) differences have their own section
+LIST_SEVERITIES = SEVERITIES[:3]  # expected (and accepted) differences have their own sections
 EMBED_FORMAT = 1
 DISCREPANCY_COLUMNS = (
     "id",
@@ -119,8 +120,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "unmapped": "unmapped clients/items with suggestions",
     "unused_mappings": "mapping rows that map nothing in this cycle: kind, autotask, halopsa, "
     "file, row, problem",
-    "expected": "accepted differences (capped at SERVER_ROWS_CAP)",
-    "expected_total": "number of accepted differences",
+    "expected": "expected differences, retired services (capped at SERVER_ROWS_CAP)",
+    "expected_total": "number of expected differences",
     "quarantine": "quarantined rows (capped at SERVER_ROWS_CAP)",
     "quarantine_total": "number of quarantined rows",
     "severities": "the severity names in display order",
@@ -129,6 +130,7 @@ REPORT_CONTEXT: dict[str, str] = {
     "css": "Markup: report.css, inlined",
     "js": "Markup: report.js, inlined",
     "csp": "the Content-Security-Policy the page declares",
+    **FINANCE_CONTEXT,
 }
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
@@ -583,7 +585,7 @@ def build_context(data: Mapping[str, Any], css: str, js: str) -> dict[str, Any]:
         "js": Markup(js),
         "csp": CSP,
     }
-    return context
+    return context | finance_context(data, rules, SERVER_ROWS_CAP)
 
 
 # --- rendering -------------------------------------------------------------------------------

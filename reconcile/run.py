@@ -547,6 +547,7 @@ def report_data(
 ) -> dict[str, Any]:
     """The report's whole context as plain data (the contract report.py documents)."""
     summary = result.summary
+    accepted = {a["id"]: a for a in summary["acceptances"]["accepted"]}
     discrepancies = []
     a_lines = _line_details(workspace, result.findings, "a")
     h_lines = _line_details(workspace, result.findings, "h")
@@ -589,6 +590,7 @@ def report_data(
             "warnings": summary["verdict"]["warnings"],
             "info": summary["verdict"]["info"],
             "expected": summary["verdict"]["expected"],
+            "accepted": summary["verdict"]["accepted"],
         },
         "totals": summary["totals"],
         "open_variance": summary["open_variance"],
@@ -643,8 +645,21 @@ def report_data(
         ],
         "bridge": summary["bridge"],
         "clients": _report_clients(summary["clients"]),
-        "discrepancies": [d for d in discrepancies if d["severity"] != "expected"],
+        "discrepancies": [
+            d for d in discrepancies if d["severity"] != "expected" and d["id"] not in accepted
+        ],
         "expected": [d for d in discrepancies if d["severity"] == "expected"],
+        # The finance workflow (report_finance.py): accepted differences with who, why and
+        # when, lapsed acceptances, changes since the previous run, the cycle's sign-off.
+        "accepted": [
+            d | {"acceptance": accepted[d["id"]]} for d in discrepancies if d["id"] in accepted
+        ],
+        "lapsed": summary["acceptances"]["lapsed"],
+        "history": summary["history"],
+        "signoff": {
+            "state": summary["signoffs"][-1]["state"] if summary["signoffs"] else "unsigned",
+            "sign": summary["signoffs"][-1] if summary["signoffs"] else None,
+        },
         "rules": {
             r.code: {"title": r.title, "severity": r.default_severity, "explanation": r.explanation}
             for r in rules

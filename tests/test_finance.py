@@ -11,103 +11,20 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
-from click.testing import Result
+from finance_cycle import (
+    HALOPSA,
+    HOSTILE_REASON,
+    Cycle,
+    accept_everything,
+    signed_for_pack,
+    write_cycle,
+)
 
-from conftest import AT_HEADER, HALO_HEADER, invoke, read_json
+from conftest import invoke
 from reconcile import ledger, pack
-
-PERIOD_US, PERIOD_UK = "11/01/2026,11/30/2026", "01/11/2026,30/11/2026"
-# Autotask's lines: (ref, client, item, quantity, unit price).
-AUTOTASK = [
-    ("A1", "Acme Ltd", "Managed Server", 1, "100.00"),
-    ("A2", "Acme Ltd", "Firewall management", 2, "42.50"),
-    ("A3", "Beta LLP", "Backup", 1, "50.00"),
-    ("A4", "Beta LLP", "Managed Workstation", 3, "35.00"),
-]
-# HaloPSA bills the firewall at the new list price (intended), has no backup line and one
-# workstation too many: three blockers.
-HALOPSA = {
-    "H1": ("Acme Ltd", "Managed Server", 1, "100.00"),
-    "H2": ("Acme Ltd", "Firewall management", 2, "45.00"),
-    "H4": ("Beta LLP", "Managed Workstation", 4, "35.00"),
-}
-
-
-def _net(quantity: int, price: str) -> str:
-    return f"{quantity * float(price):.2f}"
-
-
-def _tax(quantity: int, price: str) -> str:
-    return f"{quantity * float(price) * 0.2:.2f}"
-
-
-def write_cycle(folder: Path, halopsa: dict[str, tuple[str, str, int, str]]) -> tuple[Path, Path]:
-    """Both exports of the small cycle; HaloPSA's lines as given (a re-export after fixes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    at = folder / "autotask.csv"
-    at.write_text(
-        "\n".join(
-            [AT_HEADER]
-            + [
-                f"{ref},INV-1,11/01/2026,{client},{item},{q},{p},{_net(q, p)},{_tax(q, p)},"
-                f"{PERIOD_US}"
-                for ref, client, item, q, p in AUTOTASK
-            ]
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    halo = folder / "halopsa.csv"
-    halo.write_text(
-        "\n".join(
-            [HALO_HEADER]
-            + [
-                f"{ref},NW1,01/11/2026,{client},{item},{q},{p},{_net(q, p)},{_tax(q, p)},"
-                f"{PERIOD_UK}"
-                for ref, (client, item, q, p) in halopsa.items()
-            ]
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    return at, halo
-
-
-class Cycle:
-    """One workspace and output folder; each run re-exports HaloPSA as given."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp = tmp_path
-        self.ws = tmp_path / "ws.duckdb"
-        self.out = tmp_path / "out"
-        self.runs = 0
-
-    def cli(self, *args: str | Path) -> Result:
-        return invoke("--workspace", self.ws, *args)
-
-    def run(self, halopsa: dict[str, tuple[str, str, int, str]], code: int = 1) -> dict[str, Any]:
-        self.runs += 1
-        at, halo = write_cycle(self.tmp / f"exports{self.runs}", halopsa)
-        result = self.cli(
-            "run", "--cycle", "2026-11", "--autotask", at, "--halopsa", halo, "--out", self.out
-        )
-        assert result.exit_code == code, result.output
-        summary: dict[str, Any] = read_json(self.out / "summary.json")
-        return summary
-
-    def findings(self) -> dict[str, dict[str, str]]:
-        """This run's discrepancies by rule (one each in this cycle)."""
-        with (self.out / "discrepancies.csv").open(encoding="utf-8") as fh:
-            return {r["rule"]: r for r in csv.DictReader(fh)}
-
-    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        with duckdb.connect(str(self.ws)) as con:
-            rows: list[tuple[Any, ...]] = con.execute(query, list(params)).fetchall()
-            return rows
 
 
 @pytest.fixture
@@ -273,15 +190,9 @@ def test_signoff_is_refused_with_blockers_and_given_without(cycle: Cycle) -> Non
     assert listed.output.endswith("finance log: 4 entries (`reconcile verify` checks them)\n")
 
 
-def _accept_everything(cycle: Cycle) -> None:
-    for rule, f in cycle.findings().items():
-        result = cycle.cli("accept", f["id"], "--reason", f"agreed {rule}", "--by", "Ann Lee")
-        assert result.exit_code == 0, result.output
-
-
 def test_a_later_run_with_other_results_supersedes_the_signoff(cycle: Cycle) -> None:
     cycle.run(HALOPSA)
-    _accept_everything(cycle)
+    accept_everything(cycle)
     cycle.run(HALOPSA, code=0)
     assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0
 
@@ -306,7 +217,7 @@ def test_a_later_run_with_other_results_supersedes_the_signoff(cycle: Cycle) -> 
 
 def test_signoff_is_refused_when_the_inputs_changed_since_the_run(cycle: Cycle) -> None:
     cycle.run(HALOPSA)
-    _accept_everything(cycle)
+    accept_everything(cycle)
     cycle.run(HALOPSA, code=0)
     _, halo = write_cycle(cycle.tmp / "reexport", HALOPSA | {"H9": ("Acme Ltd", "Extra", 1, "1")})
     loaded = cycle.cli("load", "--cycle", "2026-11", "--replace", halo)
@@ -319,7 +230,7 @@ def test_signoff_is_refused_when_the_inputs_changed_since_the_run(cycle: Cycle) 
 
 def _signed_cycle(cycle: Cycle) -> None:
     cycle.run(HALOPSA)
-    _accept_everything(cycle)  # entries 1-3
+    accept_everything(cycle)  # entries 1-3
     cycle.run(HALOPSA, code=0)
     assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0  # 4
     intact = cycle.cli("verify")
@@ -458,33 +369,11 @@ def test_finance_commands_need_an_existing_workspace(tmp_path: Path) -> None:
 
 # --- the sign-off pack ------------------------------------------------------------------------
 
-HOSTILE_REASON = '=HYPERLINK("http://evil.example/","agreed")'
-
-
-def _signed_for_pack(cycle: Cycle) -> dict[str, Any]:
-    """A cycle signed off by someone who also accepted one difference, one reason formula-like."""
-    cycle.run(HALOPSA)
-    found = cycle.findings()
-    for rule, f in found.items():
-        by, reason = (
-            ("Jo Smith", HOSTILE_REASON)
-            if rule == "quantity_mismatch"
-            else ("Ann Lee", f"agreed {rule}")
-        )
-        assert cycle.cli("accept", f["id"], "--reason", reason, "--by", by).exit_code == 0
-    summary = cycle.run(HALOPSA, code=0)
-    signed = cycle.cli(
-        "signoff", "--cycle", "2026-11", "--by", "Jo Smith", "--role", "Finance Controller",
-        "--note", "Parallel cycle reviewed <b>line by line</b>",
-    )  # fmt: skip
-    assert signed.exit_code == 0, signed.output
-    return summary
-
 
 def test_the_pack_holds_the_signed_run_and_a_workbook_of_numbers(cycle: Cycle) -> None:
     import openpyxl
 
-    summary = _signed_for_pack(cycle)
+    summary = signed_for_pack(cycle)
     folder = cycle.tmp / "pack"
     result = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", folder)
     assert result.exit_code == 0, result.output
@@ -544,7 +433,7 @@ def test_the_pack_holds_the_signed_run_and_a_workbook_of_numbers(cycle: Cycle) -
 def test_the_summary_page_is_printed_on_one_page(cycle: Cycle) -> None:
     if pack.chromium() is None:
         pytest.skip("no chromium on PATH: the fallback is tested below")
-    _signed_for_pack(cycle)
+    signed_for_pack(cycle)
     out = cycle.tmp / "pack"
     assert cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out).exit_code == 0
     pdf = (out / "signoff.pdf").read_bytes()
@@ -555,7 +444,7 @@ def test_the_summary_page_is_printed_on_one_page(cycle: Cycle) -> None:
 def test_without_chromium_the_pack_has_a_print_ready_page_and_says_so(
     cycle: Cycle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _signed_for_pack(cycle)
+    signed_for_pack(cycle)
     monkeypatch.setenv("PATH", str(cycle.tmp))  # no chromium here
     out = cycle.tmp / "pack"
     result = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
@@ -575,7 +464,7 @@ def test_the_pack_is_refused_unless_a_valid_signoff_stands(cycle: Cycle) -> None
     out = cycle.tmp / "pack"
     unsigned = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
     assert unsigned.exit_code == 1 and "cycle 2026-11 has no sign-off" in unsigned.output
-    _accept_everything(cycle)
+    accept_everything(cycle)
     cycle.run(HALOPSA, code=0)
     assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0
     cycle.run(HALOPSA | {"H1": ("Acme Ltd", "Managed Server", 1, "110.00")})
