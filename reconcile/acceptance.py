@@ -208,6 +208,11 @@ def _latest_per_cycle(con: duckdb.DuckDBPyConnection) -> list[RunRecord]:
     return list(latest.values())
 
 
+def amount_text(currency: object, amount: object) -> str:
+    """`GBP 5.00`, or `5.00` for a run kept before findings recorded their currency."""
+    return " ".join(str(v) for v in (currency, amount) if v is not None)
+
+
 def checked_text(value: str, option: str) -> str:
     """A name or reason as given: stripped, one line, not empty (InputError otherwise)."""
     text = " ".join(value.split())
@@ -234,54 +239,61 @@ def checked_until(value: str | None, today: dt.date, where: str = "--until") -> 
 def read_requests(
     path: Path, reason: str | None, until: dt.date | None, today: dt.date
 ) -> list[Request]:
-    """Ids to accept from a CSV file with an `id` column (discrepancies.csv filtered in a
-    spreadsheet will do) and optional `reason` and `until` columns that override --reason and
-    --until for their row. Raises InputError naming the file, row and column of a problem."""
-    with text_file(path, kind="list of discrepancy ids", header="id[,reason][,until]") as fh:
-        text = fh.read()
-    first = text.split("\n", 1)[0]
-    delimiter = max(",;\t", key=first.count) if first else ","
+    """Ids to accept from a CSV file (comma, semicolon or tab) with an `id` column
+    (discrepancies.csv filtered in a spreadsheet will do) and optional `reason` and `until`
+    columns that override --reason and --until for their row; blank rows are passed over.
+    Raises InputError naming the file, row and column of a problem."""
     try:
-        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-        header = {(h or "").strip().lower(): h for h in reader.fieldnames or []}
-        if "id" not in header:
-            raise InputError(
-                str(path),
-                "the file has no id column",
-                row=1,
-                expected="a header with id (and optionally reason, until)",
-                got=first[:80],
-            )
-        requests = []
-        for number, record in enumerate(reader, start=1):
-            value = uncell((record.get(header["id"]) or "").strip())
-            if not value:
-                continue  # a blank row
-            own_reason = (record.get(header.get("reason", ""), "") or "").strip()
-            if not (own_reason or reason):
+        with text_file(path, kind="list of discrepancy ids", header="id[,reason][,until]") as fh:
+            first = fh.readline()
+            fh.seek(0)
+            reader = csv.DictReader(fh, delimiter=max(",;\t", key=first.count))
+            names = {(h or "").strip().lower(): h for h in reader.fieldnames or []}
+            if "id" not in names:
                 raise InputError(
                     str(path),
-                    "no reason is given for this id",
-                    row=number,
-                    column="reason",
-                    expected="a reason in the row, or --reason",
+                    "the file has no id column",
+                    row=1,
+                    expected="a header with id (and optionally reason, until)",
+                    got=first.strip()[:80],
                 )
-            own_until = (record.get(header.get("until", ""), "") or "").strip()
-            requests.append(
-                Request(
-                    value,
-                    checked_text(own_reason or reason or "", "reason"),
-                    checked_until(own_until, today, f"{path}, row {number}, column 'until'")
-                    if own_until
-                    else until,
-                    f"{path} row {number}",
-                )
-            )
+            requests = []
+            for number, record in enumerate(reader, start=1):
+                cells = {k: uncell((record.get(h) or "").strip()) for k, h in names.items()}
+                if cells["id"]:  # a blank row is passed over
+                    requests.append(_request(path, number, cells, reason, until, today))
     except csv.Error as exc:
         raise InputError(str(path), "the file cannot be read as CSV", got=str(exc)) from None
     if not requests:
         raise InputError(str(path), "the file lists no ids", expected="rows with an id")
     return requests
+
+
+def _request(
+    path: Path,
+    number: int,
+    cells: dict[str, str],
+    reason: str | None,
+    until: dt.date | None,
+    today: dt.date,
+) -> Request:
+    """One row of an ids file (cells by lower-cased column name) as a Request."""
+    own_reason, own_until = cells.get("reason", ""), cells.get("until", "")
+    if not (own_reason or reason):
+        raise InputError(
+            str(path),
+            "no reason is given for this id",
+            row=number,
+            column="reason",
+            expected="a reason in the row, or --reason",
+        )
+    where = f"{path}, row {number}, column 'until'"
+    return Request(
+        cells["id"],
+        checked_text(own_reason or reason or "", "reason"),
+        checked_until(own_until, today, where) if own_until else until,
+        f"{path} row {number}",
+    )
 
 
 def accept(

@@ -432,7 +432,7 @@ def history_command(ctx: click.Context, cycle: str | None) -> None:
         return
     for run in runs:
         click.echo(_run_lines(run, states.get(run.number, [])))
-    click.echo(f"finance log: {len(log)} entries (`reconcile verify` checks them)")
+    click.echo(f"finance log: {_entries(len(log))} (`reconcile verify` checks them)")
 
 
 def _run_lines(run: Any, signed: list[Any]) -> str:
@@ -528,13 +528,18 @@ def accept(
         until_text = f" until {entry.body['until']}" if entry.body["until"] else ""
         click.echo(
             f"accepted {f['id']} ({f['severity']} {f['rule']}, {shown(f['client'])}, difference "
-            f"{f['currency']} {f['difference']}){until_text}: log entry {entry.seq}, "
+            f"{acceptance.amount_text(f['currency'], f['difference'])}){until_text}: "
+            f"log entry {entry.seq}, "
             f"hash {entry.hash[:16]}"
         )
     click.echo(
         f"run `reconcile run --cycle {written[0].cycle}` again: the report and the blocker count "
         "show acceptances from the next run on"
     )
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 def _need_reason(reason: str | None) -> str:
@@ -602,9 +607,10 @@ def signoff_command(
             ledger.now().date(),
         )
     body = entry.body
+    as_role = f" ({shown(body['role'])})" if body["role"] else ""
     click.echo(
         f"signed off run #{body['run']} of cycle {cycle} (fingerprint {body['run_id']}) by "
-        f"{shown(name)}: log entry {entry.seq}, hash {entry.hash}"
+        f"{shown(name)}{as_role}: log entry {entry.seq}, hash {entry.hash}"
     )
     if body["accepted_by_signer"]:
         click.echo(
@@ -627,7 +633,7 @@ def verify(ctx: click.Context) -> None:
         log = signoff.verify(workspace.con)
     head = log[-1].hash if log else "(empty log)"
     click.echo(
-        f"finance log intact: {len(log)} entries, head {head}; every bound run, discrepancy "
+        f"finance log intact: {_entries(len(log))}, head {head}; every bound run, discrepancy "
         "and input hash re-computed"
     )
 

@@ -31,7 +31,9 @@ FINDING_FIELDS = (
 @dataclass(frozen=True)
 class RunRecord:
     """One kept run: its workspace-wide number, fingerprint (run_id), cycle, when it was saved
-    (the workspace's clock) and its summary.json as a dict."""
+    (the workspace's clock) and its summary: the whole summary.json from `kept_run`; from the
+    listings (`cycle_runs`, `latest_run`) only LISTED_PARTS, since a large cycle's summary
+    lists every client."""
 
     number: int
     run_id: str
@@ -40,20 +42,44 @@ class RunRecord:
     summary: dict[str, Any]
 
 
+# What listings read of each summary, extracted by DuckDB (a large cycle's summary lists every
+# client; the rest is not parsed in Python).
+LISTED_PARTS = (
+    "json_object('run_id', summary->'$.run_id', "
+    "'reconcile_version', summary->'$.reconcile_version', 'verdict', summary->'$.verdict', "
+    "'totals', summary->'$.totals', 'inputs', summary->'$.inputs', "
+    "'controls', summary->'$.controls', 'history', json_object("
+    "'counts', summary->'$.history.counts', 'previous_run', summary->'$.history.previous_run'))"
+)
+
+
 def cycle_runs(con: duckdb.DuckDBPyConnection, cycle: str | None = None) -> list[RunRecord]:
-    """The kept runs, oldest first: every cycle's, or one cycle's."""
-    rows = con.execute(
-        "SELECT run_number, run_id, cycle, created_at, CAST(summary AS VARCHAR) FROM runs "
-        + ("WHERE cycle = ? " if cycle else "")
-        + "ORDER BY run_number",
-        [cycle] if cycle else [],
-    ).fetchall()
-    return [RunRecord(int(r[0]), str(r[1]), str(r[2]), r[3], json.loads(r[4])) for r in rows]
+    """The kept runs, oldest first, every cycle's or one cycle's, each with LISTED_PARTS of its
+    summary (history: {counts, previous_run}, nulls for a run kept before they were)."""
+    where, params = ("WHERE cycle = ?", [cycle]) if cycle else ("", [])
+    return _runs(con, LISTED_PARTS, where, params)
 
 
 def latest_run(con: duckdb.DuckDBPyConnection, cycle: str) -> RunRecord | None:
     runs = cycle_runs(con, cycle)
     return runs[-1] if runs else None
+
+
+def kept_run(con: duckdb.DuckDBPyConnection, number: int) -> RunRecord | None:
+    """A kept run with its whole summary.json (None when the workspace does not hold it)."""
+    runs = _runs(con, "CAST(summary AS VARCHAR)", "WHERE run_number = ?", [number])
+    return runs[0] if runs else None
+
+
+def _runs(
+    con: duckdb.DuckDBPyConnection, summary: str, where: str, params: list[Any]
+) -> list[RunRecord]:
+    rows = con.execute(
+        f"SELECT run_number, run_id, cycle, created_at, {summary} FROM runs {where} "
+        "ORDER BY run_number",
+        params,
+    ).fetchall()
+    return [RunRecord(int(r[0]), str(r[1]), str(r[2]), r[3], json.loads(r[4])) for r in rows]
 
 
 def run_findings(con: duckdb.DuckDBPyConnection, number: int) -> pl.DataFrame:

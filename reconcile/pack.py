@@ -36,7 +36,7 @@ from markupsafe import Markup
 
 from reconcile import __version__, ledger, signoff
 from reconcile.errors import RefusedError
-from reconcile.history import RunRecord, cycle_runs, stored_report
+from reconcile.history import RunRecord, kept_run, stored_report
 from reconcile.ingest import sha256
 from reconcile.outputs import output_folder, write_workbook
 from reconcile.report import CSP, CSS_NAME, bridge_chart, make_environment, report_html
@@ -96,7 +96,8 @@ def export(con: duckdb.DuckDBPyConnection, cycle: str, out: Path) -> Pack:
             [signed.why, f"sign the latest run again: reconcile signoff --cycle {cycle}"],
         )
     body = signed.entry.body
-    run = {r.number: r for r in cycle_runs(con, cycle)}[int(body["run"])]
+    run = kept_run(con, int(body["run"]))
+    assert run is not None  # verify() checked that the workspace holds the signed run
     data = stored_report(con, run.number)
     if data is None:
         raise RefusedError(

@@ -25,7 +25,7 @@ import polars as pl
 
 from reconcile import acceptance, ledger
 from reconcile.errors import InputError, RefusedError, TamperedError
-from reconcile.history import RunRecord, cycle_runs, latest_run, run_findings
+from reconcile.history import RunRecord, cycle_runs, kept_run, latest_run, run_findings
 from reconcile.ingest import content_id
 from reconcile.safe import shown
 
@@ -72,7 +72,9 @@ class State:
             "run_id": body["run_id"],
             "by": self.entry.by,
             "role": body.get("role"),
+            "note": body.get("note"),
             "at": self.entry.at,
+            "accepted_by_signer": list(body.get("accepted_by_signer") or []),
             "state": self.state,
             "why": self.why,
             "superseded_by": self.superseded_by,
@@ -108,15 +110,12 @@ def states(
 ) -> list[State]:
     """Every sign-off of the cycle, oldest first, against the runs kept after it (and the
     run being made, `current`, when given)."""
-    log = ledger.entries(con, cycle)
-    runs = cycle_runs(con, cycle)
-    results = kept_results(con, runs)
+    signed = [e for e in ledger.entries(con, cycle) if e.kind == "signoff"]
+    if not signed:
+        return []
+    results = kept_results(con, cycle_runs(con, cycle))
     ordered = sorted(results.items()) + ([current] if current else [])
-    return [
-        state(e, [(n, r) for n, r in ordered if n > int(e.body["run"])])
-        for e in log
-        if e.kind == "signoff"
-    ]
+    return [state(e, [(n, r) for n, r in ordered if n > int(e.body["run"])]) for e in signed]
 
 
 def blocking(
@@ -148,7 +147,7 @@ def blocking(
         (pl.col("severity") == "blocker") & pl.col("acceptance").is_null()
     )
     for row in open_blockers.head(LISTED).iter_rows(named=True):
-        amount = " ".join(str(v) for v in (row["currency"], row["difference"]) if v is not None)
+        amount = acceptance.amount_text(row["currency"], row["difference"])
         reasons.append(
             f"open blocker {row['id']}: {row['rule']}, {row['client']}, difference {amount}: "
             f"{row['message']}"
@@ -184,6 +183,7 @@ def sign(
         raise RefusedError(
             f"sign-off refused: run #{run.number} of cycle {cycle} is not ready", reasons
         )
+    run = _whole(con, run.number)
     findings = run_findings(con, run.number)
     standing_now = acceptance.standing(log, cycle)
     accepted_ids = set(findings.filter(pl.col("acceptance").is_not_null())["id"].to_list())
@@ -267,7 +267,7 @@ def _binding_problem(
         ):
             return f"discrepancy {body['id']} of run #{run.number} is no longer as it was accepted"
         return None
-    bound = bound_run(run, findings)
+    bound = bound_run(_whole(con, run.number), findings)
     for key in ("summary_sha256", "findings_sha256"):
         if body[key] != bound[key]:
             what = "summary" if key == "summary_sha256" else "discrepancies"
@@ -282,6 +282,13 @@ def _binding_problem(
         if held is not None and held != files:
             return f"input {given['source']}: the workspace's record of its files changed"
     return None
+
+
+def _whole(con: duckdb.DuckDBPyConnection, number: int) -> RunRecord:
+    """A run known to be kept, with its whole summary (what a sign-off hashes)."""
+    run = kept_run(con, number)
+    assert run is not None, f"run #{number} is listed but not kept"
+    return run
 
 
 def _file_hashes(files: list[dict[str, Any]]) -> list[tuple[str, str]]:

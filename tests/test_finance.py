@@ -200,6 +200,10 @@ def test_a_later_run_with_other_results_supersedes_the_signoff(cycle: Cycle) -> 
     (standing,) = same["signoffs"]
     assert (standing["run"], standing["state"]) == (2, "valid")
     assert standing["why"] == "run #3 had the same results"
+    page = " ".join((cycle.out / "report.html").read_text(encoding="utf-8").split())
+    assert '<div class="banner signoff signed" id="signoff" role="note">' in page
+    assert "<strong>Signed off</strong> as run #2 by Jo Smith" in page
+    assert "this run has the same results, so the sign-off stands" in page
 
     changed = cycle.run(HALOPSA | {"H1": ("Acme Ltd", "Managed Server", 1, "110.00")})
     (superseded,) = changed["signoffs"]
