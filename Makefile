@@ -36,8 +36,10 @@ lint: install
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy reconcile rules tests fixtures/generate.py bench
 
+# Realistic cycles at 20k and 1M lines per side, the report and the crosswalk; other sizes with
+# BENCH, e.g. make bench BENCH="20k 1m 10m" (bench/bench.py --help).
 bench: install
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(BENCH)
 
 fixtures: install
 	$(PY) fixtures/generate.py

@@ -1,21 +1,32 @@
 """Benchmarks: `make bench`. Each measurement runs in its own process so peak memory is its own.
 
-1. load: 1M lines per side (Autotask CSV, HaloPSA CSV) against a bare DuckDB read_csv.
-2. run: `reconcile run` end to end at 100k and 1M lines per side against a plain DuckDB
-   full-outer-join diff of the same files.
-3. report: a 50,000-discrepancy HTML report, its size and generation time.
-4. crosswalk: client name resolution with suggestions for 100,000 unmapped HaloPSA names against
+1. realistic cycles (fixtures/generate.py realistic_cycle: an Autotask XML-tag CSV and a HaloPSA
+   reporting-database CSV with varied names, a mapping file and about 13% of lines carrying
+   differences, with their ground truth) at 20k and 1M lines per side, and any other sizes
+   asked for (`bench.py 20k 1m 10m`, `make bench BENCH="20k 1m 10m"`). Side by side: a bare
+   DuckDB read_csv of both exports, the hand-written DuckDB diff of the same files
+   (bench/baseline.sql) and `reconcile run` end to end, each with wall time and peak memory;
+   the run's time per stage (`--timings`) and its findings scored against the ground truth.
+2. report: a 50,000-discrepancy HTML report, its size and generation time.
+3. crosswalk: client name resolution with suggestions for 100,000 unmapped HaloPSA names against
    200,000 Autotask clients (typos of real names and names Autotask never had).
 
-Figures are printed as a table and written to bench/results.json.
+Figures are printed as tables and merged into bench/results.json (what is not measured in a
+run keeps its previous figures). `--only cycles|report|crosswalk` picks parts.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import datetime
+import hashlib
 import json
+import os
 import random
 import resource
+import shutil
+import string
 import subprocess
 import sys
 import time
@@ -27,95 +38,41 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
-ITEMS = [
-    ("Managed Workstation", 3500), ("Managed Server", 12000),
-    ("Microsoft 365 Business Premium", 1810),
-    ("Backup per TB", 1234), ("Firewall management", 4500), ("Email Security", 295),
-    ("Remote Support", 8500), ("Dark Web Monitoring", 2500), ("EDR SentinelOne", 1100),
-    ("Microsoft 365 Business Basic", 490),
-]  # fmt: skip
-LINES_PER_CLIENT = len(ITEMS)
+sys.path.insert(0, str(ROOT / "fixtures"))
+import generate  # noqa: E402
+
+SEED = 16
+DEFAULT_SIZES = ("20k", "1m")
+STAGES = ("load", "crosswalk", "match", "rules", "outputs", "report")
+BASE_SIZE = 1_000_000  # the size the memory of larger runs is compared with
+# Issue 16's targets.
+TARGET_RATIO = 1.5  # reconcile run / hand-written diff, wall time, at 1M lines per side
+TARGET_PEAK_MIB = 1024  # reconcile run at 1M lines per side
+TARGET_SMALL_SECONDS = 2.0  # reconcile run of a 20,000-line cycle
+TARGET_GROWTH = 1.2  # peak memory at 10M lines per side against 1M
 
 
-def _money(cents: pl.Expr) -> pl.Expr:
-    """Exact cents as text: integer arithmetic only, never floats."""
-    sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-    whole = (cents.abs() // 100).cast(pl.String)
-    part = (cents.abs() % 100).cast(pl.String).str.zfill(2)
-    return pl.concat_str([sign, whole, pl.lit("."), part])
+def parse_size(text: str) -> int:
+    """20k, 1m, 1.5m or 250000."""
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    number = text[:-1] if scale > 1 else text
+    return int(float(number) * scale)
 
 
-def generate(n: int) -> tuple[Path, Path]:
-    """An Autotask CSV and a HaloPSA CSV of n lines each; 1% quantity changes, 0.1% missing,
-    0.1% extra, so the run has real work but the answer is known."""
-    at_path, halo_path = DATA / f"autotask-{n}.csv", DATA / f"halopsa-{n}.csv"
-    if at_path.exists() and halo_path.exists():
-        return at_path, halo_path
-    DATA.mkdir(parents=True, exist_ok=True)
-    items = pl.DataFrame(
-        {
-            "item": range(len(ITEMS)),
-            "item_name": [i for i, _ in ITEMS],
-            "price": [p for _, p in ITEMS],
-        },
-        schema={"item": pl.Int64, "item_name": pl.String, "price": pl.Int64},
-    )
-    base = (
-        pl.DataFrame({"i": pl.int_range(0, n, eager=True)})
-        .with_columns(
-            (pl.col("i") // LINES_PER_CLIENT).alias("client"),
-            (pl.col("i") % LINES_PER_CLIENT).alias("item"),
-            (pl.col("i") * 7 % 50 + 1).alias("qty"),
+def realistic(n: int) -> generate.RealisticCycle:
+    """The cycle of n lines per side, made once per version of the generator (bench/data)."""
+    digest = hashlib.sha256((ROOT / "fixtures" / "generate.py").read_bytes()).hexdigest()[:10]
+    folder = DATA / f"realistic-{n}-{SEED}-{digest}"
+    if not (folder / "facts.json").exists():
+        for stale in DATA.glob(f"realistic-{n}-*"):
+            shutil.rmtree(stale)
+        folder.mkdir(parents=True)
+        made = measure("generate", str(n), str(folder))
+        print(
+            f"generated {n:,} lines per side in {made['seconds']:.1f} s "
+            f"(peak {made['peak_mb']:,} MiB): {folder}"
         )
-        .join(items, on="item", maintain_order="left")
-        .with_columns(pl.format("Client {} Ltd", pl.col("client")).alias("client_name"))
-    )
-    at = base.with_columns((pl.col("qty") * pl.col("price")).alias("net"))
-    at.select(
-        pl.col("i").alias("Billing Item ID"),
-        pl.format("INV-{}", pl.col("client")).alias("Invoice Number"),
-        pl.lit("11/01/2026").alias("Invoice Date"),
-        pl.col("client").alias("Organization ID"),
-        pl.col("client_name").alias("Organization Name"),
-        pl.lit("Recurring Service").alias("Contract Type"),
-        pl.col("item_name").alias("Item Name"),
-        pl.col("qty").alias("Quantity"),
-        _money(pl.col("price")).alias("Unit Price"),
-        _money(pl.col("net")).alias("Extended Price"),
-        _money(pl.col("net") // 5).alias("Total Tax"),
-        pl.lit("11/01/2026").alias("Service Period Start Date"),
-        pl.lit("11/30/2026").alias("Service Period End Date"),
-    ).write_csv(at_path)
-    halo = (
-        base.filter(pl.col("i") % 1000 != 999)
-        .with_columns(
-            pl.when(pl.col("i") % 100 == 7).then(pl.col("qty") + 1).otherwise("qty").alias("qty")
-        )
-        .with_columns((pl.col("qty") * pl.col("price")).alias("net"))
-    )
-    extra = base.filter(pl.col("i") % 1000 == 500).with_columns(
-        (pl.col("i") + 10 * n).alias("i"),
-        pl.lit("Dark Web Monitoring Plus").alias("item_name"),
-        (pl.col("qty") * pl.col("price")).alias("net"),
-    )
-    pl.concat([halo, extra]).select(
-        (pl.col("i") + 5_000_000).alias("id"),
-        pl.col("client").alias("ihid"),
-        pl.format("NW{}", pl.col("client")).alias("invoicenumber"),
-        pl.lit("01/11/2026").alias("invoice_date"),
-        (pl.col("client") + 90_000).alias("client_id"),
-        pl.col("client_name"),
-        pl.col("item_name").alias("item_shortdescription"),
-        pl.col("qty").alias("qty_order"),
-        _money(pl.col("price")).alias("unit_price"),
-        _money(pl.col("net")).alias("net_amount"),
-        _money(pl.col("net") // 5).alias("tax_amount"),
-        pl.lit("01/11/2026").alias("startdate"),
-        pl.lit("30/11/2026").alias("enddate"),
-        pl.lit("false").alias("isgroupdesc"),
-        pl.lit("false").alias("isinactive"),
-    ).write_csv(halo_path)
-    return at_path, halo_path
+    return generate.RealisticCycle.at(folder)
 
 
 CROSSWALK_CANDIDATES = 200_000
@@ -172,74 +129,69 @@ def generate_names() -> Path:
 # ---- measured tasks (run in a child process) ----
 
 
-def task_duckdb_read(at: str, halo: str) -> None:
+def task_generate(n: str, folder: str) -> None:
+    generate.realistic_cycle(int(n), SEED, Path(folder))
+
+
+def task_read_csv(folder: str, _: str) -> None:
+    """A bare DuckDB read_csv of both exports into a database file."""
     import duckdb
 
-    con = duckdb.connect(str(DATA / "baseline.duckdb"))
-    for name, path in (("a", at), ("h", halo)):
+    cycle = generate.RealisticCycle.at(Path(folder))
+    path = DATA / "read_csv.duckdb"
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    for name, export in (("a", cycle.autotask), ("h", cycle.halopsa)):
         con.execute(
-            f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM read_csv('{path}', "
-            "all_varchar = true, header = true)"
+            f"CREATE TABLE {name} AS SELECT * FROM read_csv('{export}', all_varchar = true)"
         )
     con.close()
+    path.unlink()
 
 
-def task_duckdb_join(at: str, halo: str) -> None:
-    """The plain diff a data engineer would write: one full outer join on client and item."""
+def task_hand_diff(folder: str, _: str) -> None:
+    """bench/baseline.sql, the hand-written diff, in an in-memory DuckDB as one would run it."""
     import duckdb
 
+    cycle = generate.RealisticCycle.at(Path(folder))
+    out = DATA / "hand-diff.csv"
+    paths = {
+        "autotask": cycle.autotask,
+        "halopsa": cycle.halopsa,
+        "mapping": cycle.mapping,
+        "differences": out,
+    }
+    script = string.Template((ROOT / "bench" / "baseline.sql").read_text(encoding="utf-8"))
     con = duckdb.connect()
-    con.execute(f"""
-        CREATE TABLE a AS SELECT "Organization Name" AS client, "Item Name" AS item,
-               CAST("Quantity" AS DECIMAL(18,4)) AS qty,
-               CAST("Extended Price" AS DECIMAL(18,2)) AS net
-        FROM read_csv('{at}', all_varchar = true);
-        CREATE TABLE h AS SELECT client_name AS client, item_shortdescription AS item,
-               CAST(qty_order AS DECIMAL(18,4)) AS qty, CAST(net_amount AS DECIMAL(18,2)) AS net
-        FROM read_csv('{halo}', all_varchar = true);
-        COPY (SELECT coalesce(a.client, h.client) AS client, coalesce(a.item, h.item) AS item,
-                     a.qty, h.qty, a.net, h.net, coalesce(h.net, 0) - coalesce(a.net, 0) AS diff
-              FROM a FULL OUTER JOIN h ON a.client = h.client AND a.item = h.item
-              WHERE a.net IS DISTINCT FROM h.net OR a.qty IS DISTINCT FROM h.qty
-              ORDER BY client, item) TO '{DATA / "baseline-diff.csv"}';
-    """)
+    con.execute(script.substitute({k: str(v).replace("'", "''") for k, v in paths.items()}))
+    rows = con.execute("SELECT count(*) FROM differences").fetchone()
+    print(json.dumps({"differences": rows[0] if rows else 0}))
 
 
-def _cli(args: list[str]) -> None:
+def _cli(args: list[str]) -> int | None:
     from reconcile.cli import cli
 
     with contextlib.suppress(SystemExit):
-        cli(args, standalone_mode=False)
+        code: int | None = cli(args, standalone_mode=False)
+        return code
+    return None
 
 
-def task_load(at: str, halo: str) -> None:
-    ws = DATA / "load.duckdb"
-    ws.unlink(missing_ok=True)
-    for platform, path in (("autotask", at), ("halopsa", halo)):
-        load = ["load", "--cycle", "2026-11", "--currency", "GBP", "--platform", platform, path]
-        _cli(["--workspace", str(ws), *load])
-
-
-def task_run(at: str, halo: str) -> None:
+def task_run(folder: str, _: str) -> None:
+    """`reconcile run` end to end, as a user runs it, with --timings."""
+    cycle = generate.RealisticCycle.at(Path(folder))
     ws = DATA / "run.duckdb"
     ws.unlink(missing_ok=True)
-    _cli(
+    code = _cli(
         [
-            "--workspace",
-            str(ws),
-            "run",
-            "--cycle",
-            "2026-11",
-            "--currency",
-            "GBP",
-            "--autotask",
-            at,
-            "--halopsa",
-            halo,
-            "--out",
-            str(DATA / "out"),
+            "--workspace", str(ws), "run", "--cycle", generate.REAL_CYCLE,
+            "--autotask", str(cycle.autotask), "--halopsa", str(cycle.halopsa),
+            "--map", str(cycle.mapping), "--config", str(cycle.config),
+            "--out", str(DATA / "out"), "--timings", str(DATA / "timings.json"),
         ]
-    )
+    )  # fmt: skip
+    ws.unlink(missing_ok=True)
+    print(json.dumps({"exit": code}))
 
 
 def task_report(n: str, _: str) -> None:
@@ -255,36 +207,42 @@ def task_report(n: str, _: str) -> None:
 
 
 def task_crosswalk(path: str, _: str) -> None:
-    """Client resolution and suggestions as `run` does them (crosswalk.resolve)."""
-    from reconcile.crosswalk import Entity, resolve
+    """Client resolution and suggestions as `run` does them (crosswalk.resolve_frame on
+    entity frames): Autotask clients with an id, HaloPSA names without."""
+    from reconcile.crosswalk import resolve_frame
 
     names = pl.read_parquet(path)
-    autotask = [
-        Entity(key=f"a{i}", ids=(str(i),), names=(n,))
-        for i, n in enumerate(names.filter(side="autotask")["name"])
-    ]
-    halopsa = [
-        Entity(key=f"h{i}", ids=(), names=(n,))
-        for i, n in enumerate(names.filter(side="halopsa")["name"])
-    ]
-    found = resolve("client", autotask, halopsa, [], 60)
+
+    def entities(side: str, prefix: str, with_id: bool) -> pl.DataFrame:
+        number = pl.int_range(pl.len()).cast(pl.String)
+        return names.filter(side=side).select(
+            key=prefix + number,
+            ids=pl.concat_list(number) if with_id else pl.lit([], pl.List(pl.String)),
+            names=pl.concat_list("name"),
+            xref=pl.lit(None, pl.String),
+        )
+
+    autotask, halopsa = entities("autotask", "a", True), entities("halopsa", "h", False)
+    found = resolve_frame("client", autotask, halopsa, [], 60)
+    paired, suggested = pl.col("autotask_key").is_not_null(), pl.col("suggestion").is_not_null()
+    counts = found.select(
+        paired=paired.sum(), suggested=suggested.sum(), no_suggestion=(~paired & ~suggested).sum()
+    )
     print(
         json.dumps(
             {
                 "candidates": len(autotask),
                 "halopsa_names": len(halopsa),
-                "paired": sum(1 for r in found if r.autotask_key),
-                "suggested": sum(1 for r in found if r.suggestion),
-                "no_suggestion": sum(1 for r in found if not r.autotask_key and not r.suggestion),
+                **counts.row(0, named=True),
             }
         )
     )
 
 
 TASKS: dict[str, Callable[[str, str], None]] = {
-    "duckdb_read": task_duckdb_read,
-    "duckdb_join": task_duckdb_join,
-    "load": task_load,
+    "generate": task_generate,
+    "read_csv": task_read_csv,
+    "hand_diff": task_hand_diff,
     "run": task_run,
     "report": task_report,
     "crosswalk": task_crosswalk,
@@ -295,65 +253,168 @@ def child(task: str, a: str, b: str) -> None:
     start = time.perf_counter()
     TASKS[task](a, b)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
     print(json.dumps({"seconds": round(seconds, 2), "peak_mb": round(peak_mb)}))
 
 
 def measure(task: str, a: str, b: str) -> dict[str, Any]:
+    """The task in a child process: its seconds and peak memory (MiB), and the machine's load
+    average when it started (the figures are noisy on a shared machine)."""
+    load = os.getloadavg()[0]
     done = subprocess.run(
-        [sys.executable, __file__, "child", task, a, b],
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, __file__, "child", task, a, b], capture_output=True, text=True
     )
-    result: dict[str, Any] = {}
+    if done.returncode:
+        sys.exit(f"bench task {task} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    result: dict[str, Any] = {"load_average": round(load, 1)}
     for line in done.stdout.splitlines():
         if line.startswith("{"):
             result.update(json.loads(line))
     return result
 
 
+def measure_cycle(n: int) -> dict[str, Any]:
+    cycle = realistic(n)
+    folder = str(cycle.folder)
+    print(f"measuring the realistic cycle of {n:,} lines per side ...", flush=True)
+    read = measure("read_csv", folder, "")
+    diff = measure("hand_diff", folder, "")
+    run = measure("run", folder, "")
+    seconds = json.loads((DATA / "timings.json").read_text(encoding="utf-8"))
+    run["stages"] = {stage: round(seconds.get(stage, 0.0), 2) for stage in STAGES}
+    run["stages"]["other"] = round(run["seconds"] - sum(seconds.values()), 2)
+    found = generate.score(cycle.truth, DATA / "out" / "discrepancies.parquet")
+    run["accuracy"] = {
+        "truth": found.truth,
+        "findings": found.findings,
+        "recall": round(found.recall, 4),
+        "precision": round(found.precision, 4),
+        "right_rule": round(found.right_rule_share, 4),
+    }
+    return {
+        "measured": datetime.datetime.now().isoformat(timespec="minutes"),
+        "facts": cycle.facts,
+        "read_csv": read,
+        "hand_diff": diff,
+        "run": run,
+    }
+
+
+def print_cycles(cycles: dict[str, Any]) -> None:
+    sizes = sorted(cycles, key=int)
+    print(
+        "\nRealistic cycles (fixtures/generate.py, seed 16): wall time and peak memory, each in "
+        "its own process\n"
+        f"{'lines/side':>11} {'clients':>9} {'true diffs':>10} | {'read_csv':^19} | "
+        f"{'hand-written diff':^19} | {'reconcile run':^20} | {'run/diff':>8} | measured (load)"
+    )
+    for n in sizes:
+        c = cycles[n]
+        cells = [
+            f"{c[k]['seconds']:>7.2f} s {c[k]['peak_mb']:>5,} MiB"
+            for k in ("read_csv", "hand_diff")
+        ]
+        run = c["run"]
+        print(
+            f"{int(n):>11,} {c['facts']['clients']:>9,} {c['facts']['discrepancies']:>10,} | "
+            f"{cells[0]} | {cells[1]} | {run['seconds']:>8.2f} s {run['peak_mb']:>5,} MiB | "
+            f"{run['seconds'] / c['hand_diff']['seconds']:>7.1f}x | "
+            f"{c['measured'].replace('T', ' ')} ({run['load_average']})"
+        )
+    print(f"\nreconcile run per stage (s) {''.join(f'{s:>10}' for s in (*STAGES, 'other'))}")
+    for n in sizes:
+        stages = cycles[n]["run"]["stages"]
+        print(f"{int(n):>27,} {''.join(f'{stages[s]:>10.2f}' for s in (*STAGES, 'other'))}")
+    print(f"\nagainst the ground truth {'recall':>10}{'precision':>11}{'right rule':>12}")
+    for n in sizes:
+        a = cycles[n]["run"]["accuracy"]
+        print(
+            f"{int(n):>24,} {a['recall']:>10.4f}{a['precision']:>11.4f}{a['right_rule']:>12.4f}"
+            f"  ({a['truth']:,} true discrepancies, {a['findings']:,} findings)"
+        )
+
+
+def print_targets(cycles: dict[str, Any]) -> None:
+    """Issue 16's targets, from the latest figures of each size."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    print("\ntargets (issue 16):")
+    big, small, huge = (cycles.get(str(n)) for n in (BASE_SIZE, 20_000, 10 * BASE_SIZE))
+    if big:
+        ratio = big["run"]["seconds"] / big["hand_diff"]["seconds"]
+        peak = big["run"]["peak_mb"]
+        print(
+            f"  1M: run {ratio:.1f}x the hand-written diff (<= {TARGET_RATIO}x): "
+            f"{verdict(ratio <= TARGET_RATIO)}"
+        )
+        print(
+            f"  1M: run peak {peak:,} MiB (<= {TARGET_PEAK_MIB:,} MiB): "
+            f"{verdict(peak <= TARGET_PEAK_MIB)}"
+        )
+    if small:
+        seconds = small["run"]["seconds"]
+        print(
+            f"  20k: run {seconds:.2f} s (< {TARGET_SMALL_SECONDS} s): "
+            f"{verdict(seconds < TARGET_SMALL_SECONDS)}"
+        )
+    if huge and big:
+        growth = huge["run"]["peak_mb"] / big["run"]["peak_mb"]
+        print(
+            f"  10M: ran to completion; peak {growth:.2f}x the 1M run's "
+            f"(<= {TARGET_GROWTH}x): {verdict(growth <= TARGET_GROWTH)}"
+        )
+    elif not huge:
+        print("  10M: not measured (bench.py 10m)")
+
+
 def main() -> None:
-    results: dict[str, Any] = {}
-    for n in (100_000, 1_000_000):
-        at, halo = (str(p) for p in generate(n))
-        rows = {
-            "read": measure("duckdb_read", at, halo),
-            "join": measure("duckdb_join", at, halo),
-            "run": measure("run", at, halo),
-        }
-        if n == 1_000_000:
-            rows["load"] = measure("load", at, halo)
-        results[str(n)] = rows
-        for name, r in rows.items():
-            rate = 2 * n / r["seconds"]
-            print(
-                f"{n:>9,} lines/side  {name:<5} {r['seconds']:>7.2f} s  {rate:>10,.0f} rows/s"
-                f"  peak {r['peak_mb']:>5} MB"
-            )
-        ratio = rows["run"]["seconds"] / rows["join"]["seconds"]
-        print(f"{n:>9,} lines/side  run / plain join = {ratio:.2f}x")
-        if "load" in rows:
-            print(
-                f"{n:>9,} lines/side  load / bare read_csv = "
-                f"{rows['load']['seconds'] / rows['read']['seconds']:.2f}x"
-            )
-    report = measure("report", "50000", "")
-    size = (DATA / "report-50k.html").stat().st_size / 1e6
-    results["report_50k"] = {**report, "megabytes": round(size, 1)}
-    print(
-        f"report with 50,000 discrepancies: {size:.1f} MB, rendered in "
-        f"{report['render_seconds']:.2f} s (peak {report['peak_mb']} MB)"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "sizes",
+        nargs="*",
+        default=list(DEFAULT_SIZES),
+        help="realistic cycle sizes, lines per side: 20k 1m 10m",
     )
-    crosswalk = measure("crosswalk", str(generate_names()), "")
-    results["crosswalk"] = crosswalk
-    print(
-        f"crosswalk: {crosswalk['halopsa_names']:,} unmapped names against "
-        f"{crosswalk['candidates']:,} candidates in {crosswalk['seconds']:.2f} s "
-        f"(peak {crosswalk['peak_mb']} MB; {crosswalk['suggested']:,} suggested, "
-        f"{crosswalk['no_suggestion']:,} without a suggestion, {crosswalk['paired']:,} paired)"
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["cycles", "report", "crosswalk"],
+        help="measure only these parts (repeatable)",
     )
-    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    args = parser.parse_args()
+    parts = set(args.only or ["cycles", "report", "crosswalk"])
+    path = ROOT / "bench" / "results.json"
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    results: dict[str, Any] = {
+        k: previous[k] for k in ("cycles", "report_50k", "crosswalk") if k in previous
+    }
+    if "cycles" in parts:
+        cycles = results.setdefault("cycles", {})
+        for n in sorted({parse_size(s) for s in args.sizes}):
+            cycles[str(n)] = measure_cycle(n)
+            path.write_text(json.dumps(results, indent=2) + "\n")
+        print_cycles(cycles)
+        print_targets(cycles)
+    if "report" in parts:
+        report = measure("report", "50000", "")
+        size = (DATA / "report-50k.html").stat().st_size / 1e6
+        results["report_50k"] = {**report, "megabytes": round(size, 1)}
+        print(
+            f"report with 50,000 discrepancies: {size:.1f} MB, rendered in "
+            f"{report['render_seconds']:.2f} s (peak {report['peak_mb']} MB)"
+        )
+    if "crosswalk" in parts:
+        crosswalk = measure("crosswalk", str(generate_names()), "")
+        results["crosswalk"] = crosswalk
+        print(
+            f"crosswalk: {crosswalk['halopsa_names']:,} unmapped names against "
+            f"{crosswalk['candidates']:,} candidates in {crosswalk['seconds']:.2f} s "
+            f"(peak {crosswalk['peak_mb']} MB; {crosswalk['suggested']:,} suggested, "
+            f"{crosswalk['no_suggestion']:,} without a suggestion, {crosswalk['paired']:,} paired)"
+        )
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

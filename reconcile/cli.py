@@ -8,6 +8,7 @@ never a verdict on the billing); 4 the finance log or a hash it binds is broken 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import tempfile
 import traceback
@@ -30,8 +31,10 @@ from reconcile.errors import (
     TamperedError,
 )
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
+from reconcile.report_model import SideTotals
 from reconcile.safe import shown
 from reconcile.store import DEFAULT_WORKSPACE, Workspace
+from reconcile.timing import recording
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LISTED = 20
@@ -271,6 +274,12 @@ def validate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder [default: ./out/<cycle>].",
 )
+@click.option(
+    "--timings",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the seconds each stage took (load, crosswalk, match, rules, outputs, report) "
+    "to this JSON file.",
+)
 @other_month_option
 @load_options
 @click.pass_context
@@ -283,6 +292,7 @@ def run(
     maps: tuple[Path, ...],
     config_path: Path | None,
     out_dir: Path | None,
+    timings: Path | None,
     allow_other_month: bool,
     date_format: str | None,
     number_format: str | None,
@@ -298,43 +308,49 @@ def run(
     config = _config(config_path, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle), allow_other_month)
     out = out_dir or Path("out") / cycle
-    with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
+    with (
+        recording() as seconds,
+        Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace,
+    ):
         result = run_cycle(
             workspace, settings, list(autotask), list(halopsa), list(maps), config, out
         )
+    if timings:
+        timings.write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
     for load_result in result.loads:
         click.echo(describe(load_result))
-    verdict = result.summary["verdict"]
-    totals = result.summary["totals"]
+    verdict = result.summary.verdict
+    totals = result.summary.totals
     click.echo(
         f"cycle {cycle}: "
         + "; ".join(
-            f"{code}: Autotask {code} {t['autotask']['gross']} gross in "
-            f"{_lines(t['autotask'])}, HaloPSA {code} {t['halopsa']['gross']} in "
-            f"{_lines(t['halopsa'])}, difference {code} {t['difference']['gross']}"
+            f"{code}: Autotask {code} {t.autotask.gross} gross in "
+            f"{_lines(t.autotask)}, HaloPSA {code} {t.halopsa.gross} in "
+            f"{_lines(t.halopsa)}, difference {code} {t.difference.gross}"
             for code, t in totals.items()
         )
     )
     click.echo(
-        f"{verdict['blockers']} blockers, {verdict['warnings']} warnings, {verdict['info']} info, "
-        f"{verdict['expected']} expected, {verdict['accepted']} accepted -> "
-        + ("READY for cutover" if verdict["ready"] else "NOT READY for cutover")
+        f"{verdict.blockers} blockers, {verdict.warnings} warnings, {verdict.info} info, "
+        f"{verdict.expected} expected, {verdict.accepted} accepted -> "
+        + ("READY for cutover" if verdict.ready else "NOT READY for cutover")
     )
-    for lapse in result.summary["acceptances"]["lapsed"]:
+    summary = result.summary
+    for lapse in summary.acceptances.lapsed:
         click.echo(
-            f"  acceptance lapsed: {lapse['id']} (accepted by {shown(lapse['by'])}, log entry "
-            f"{lapse['entry']}): {shown(lapse['why'])}"
+            f"  acceptance lapsed: {lapse.id} (accepted by {shown(lapse.by)}, log entry "
+            f"{lapse.entry}): {shown(lapse.why)}"
         )
-    for s in result.summary["signoffs"]:
-        if s["superseded_by"] == result.summary["history"]["run"]:
+    for s in summary.signoffs:
+        if summary.history is not None and s.superseded_by == summary.history.run:
             click.echo(
-                f"  the sign-off of run #{s['run']} by {shown(s['by'])} ({s['at']}) is "
+                f"  the sign-off of run #{s.run} by {shown(s.by)} ({s.at}) is "
                 "superseded: this run's results differ"
             )
-    for m in result.summary["unused_mappings"]:
+    for m in summary.unused_mappings:
         click.echo(
-            f"  warning: {shown(m['file'])} row {m['row']}: {m['kind']} mapping "
-            f"{shown(m['autotask'])!r} -> {shown(m['halopsa'])!r}: {m['problem']} "
+            f"  warning: {shown(m.file)} row {m.row}: {m.kind} mapping "
+            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem} "
             "(a typo?); the row was not used"
         )
     click.echo(f"report: {shown(out / 'report.html')}")
@@ -693,9 +709,9 @@ def _config(
     )
 
 
-def _lines(side: dict[str, Any]) -> str:
-    unknown = side.get("tax_unknown", 0)
-    return f"{side['lines']} lines" + (f" (tax not stated on {unknown})" if unknown else "")
+def _lines(side: SideTotals) -> str:
+    unknown = side.tax_unknown
+    return f"{side.lines} lines" + (f" (tax not stated on {unknown})" if unknown else "")
 
 
 def describe(result: LoadResult) -> str:

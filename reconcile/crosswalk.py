@@ -16,11 +16,10 @@ import functools
 import io
 import re
 import unicodedata
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -67,16 +66,19 @@ ASCII_MARKS = str.maketrans(
 )
 
 
-def _words(text: str) -> tuple[str, ...]:
+def _split(text: str) -> list[str]:
     """NFKC, then cleanco's caseless accent-free form; dots and apostrophes dropped, every other
     mark (quotes, hyphens, brackets, commas) a word break; repeated or non-breaking spaces are
     one break."""
     if text.isascii():  # cleanco's accent removal looks at every character: not needed here
-        words = text.casefold().translate(ASCII_MARKS).split()
-    else:
-        text = normalized(unicodedata.normalize("NFKC", text).translate(QUOTES))
-        words = [w for w in SEPARATORS.split(DROPPED.sub("", text)) if w]
-    return tuple(WORD_SPELLINGS.get(w, w) for w in words)
+        return text.casefold().translate(ASCII_MARKS).split()
+    text = normalized(unicodedata.normalize("NFKC", text).translate(QUOTES))
+    return [w for w in SEPARATORS.split(DROPPED.sub("", text)) if w]
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """A name's words (_split), each in its one spelling."""
+    return tuple(WORD_SPELLINGS.get(w, w) for w in _split(text))
 
 
 # cleanco's legal forms of many countries, read as names are read (so "L.L.P." is ("llp",)).
@@ -86,43 +88,53 @@ LONGEST_FORM = max(len(f) for f in LEGAL_FORMS)
 LAST_WORDS = frozenset(f[-1] for f in LEGAL_FORMS)  # a name ending otherwise has no legal form
 
 
+def _form_sizes(words: tuple[str, ...], first: int) -> list[int | None]:
+    """sizes[i] (i >= first): the size of the legal form starting at word i when words[i:] is
+    nothing but legal forms, each the longest that leaves legal forms after it; else None.
+    sizes[len(words)] is 0."""
+    count = len(words)
+    sizes: list[int | None] = [None] * count + [0]
+    for i in range(count - 1, first - 1, -1):
+        for size in range(min(LONGEST_FORM, count - i), 0, -1):
+            if sizes[i + size] is not None and words[i : i + size] in LEGAL_FORMS:
+                sizes[i] = size
+                break
+        else:
+            if i + LONGEST_FORM <= count and all(r is None for r in sizes[i : i + LONGEST_FORM]):
+                break  # no legal form can reach the end from here or before
+    return sizes
+
+
+def _spelled_forms(words: tuple[str, ...], sizes: list[int | None], start: int) -> str:
+    """The legal forms words[start:] consists of (_form_sizes), each in one spelling."""
+    forms = []
+    i = start
+    while i < len(words):
+        size = sizes[i] or 1
+        form = words[i : i + size]
+        forms.append(FORM_SPELLINGS.get(form) or " ".join(w for w in form if w != "&"))
+        i += size
+    return " ".join(forms)
+
+
 @functools.lru_cache(maxsize=1 << 19)
 def name_parts(name: str | None) -> tuple[str, str]:
     """A company name as (base name, legal form), both normalised: "The Pennine Foods L.L.P."
-    is ("pennine foods", "llp"), "Smith & Sons Limited" is ("smith and sons", "ltd")."""
+    is ("pennine foods", "llp"), "Smith & Sons Limited" is ("smith and sons", "ltd").
+
+    One name at a time: the reference `name_table` does the same for a column of names."""
     words = _words(name) if name else ()
     if not words:
         return "", ""
-    # run[i]: the size of the legal form starting at word i when words[i:] is all legal forms.
     count = len(words)
     if words[-1] not in LAST_WORDS:
         base = words[1:] if count > 1 and words[0] == "the" else words
         return " ".join("and" if w == "&" else w for w in base), ""
-    run: list[int | None] = [None] * count + [0]
-    for i in range(count - 1, 0, -1):
-        for size in range(min(LONGEST_FORM, count - i), 0, -1):
-            if run[i + size] is not None and words[i : i + size] in LEGAL_FORMS:
-                run[i] = size
-                break
-        else:
-            if i + LONGEST_FORM <= count and all(r is None for r in run[i : i + LONGEST_FORM]):
-                break  # no legal form can reach the end from here or before
+    sizes = _form_sizes(words, 1)
     # The base is the shortest start (never empty) followed by nothing but legal forms.
-    cut = next(i for i in range(1, count + 1) if run[i] is not None)
+    cut = next(i for i in range(1, count + 1) if sizes[i] is not None)
     base = words[1:cut] if cut > 1 and words[0] == "the" else words[:cut]
-    forms = []
-    i = cut
-    while i < count:
-        size = run[i] or 1
-        form = words[i : i + size]
-        forms.append(FORM_SPELLINGS.get(form) or " ".join(w for w in form if w != "&"))
-        i += size
-    return " ".join("and" if w == "&" else w for w in base), " ".join(forms)
-
-
-def normalise_name(name: str | None) -> str:
-    """A company name as one normalised string, its legal form in one spelling at the end."""
-    return " ".join(p for p in name_parts(name) if p)
+    return " ".join("and" if w == "&" else w for w in base), _spelled_forms(words, sizes, cut)
 
 
 @functools.lru_cache(maxsize=1 << 19)
@@ -132,13 +144,91 @@ def normalise_text(text: str | None) -> str:
     return " ".join("and" if w == "&" else w for w in _words(text)) if text else ""
 
 
-def _text_parts(text: str | None) -> tuple[str, str]:
-    return normalise_text(text), ""
+# ---- names, a column at a time ----------------------------------------------------------------
+
+ASCII = r"^[\x00-\x7f]*$"
 
 
-def name_key(kind: str, name: str | None) -> str:
-    """The normalised name an entity of this kind is known by."""
-    return normalise_name(name) if kind == "client" else normalise_text(name)
+def _ascii_split(name: pl.Expr) -> pl.Expr:
+    """_split of ASCII names, each word between two spaces: in "  acme  and  co  " every word
+    can be replaced together with a space either side (SPELLED_WORDS)."""
+    text = (
+        name.str.to_lowercase()
+        .str.replace_all(r"['.`]", "")
+        .str.replace_all("&", "  &  ", literal=True)
+        .str.replace_all(r"[^a-z0-9_&]+", "  ")
+    )
+    return pl.lit("  ") + text + pl.lit("  ")
+
+
+SPELLED_WORDS = pl.col("words").str.replace_many(
+    [f" {w} " for w in WORD_SPELLINGS], [f" {s} " for s in WORD_SPELLINGS.values()]
+)
+# A name's trailing legal forms: matched from its leftmost start, so the base before it is the
+# shortest that leaves nothing but legal forms (_form_sizes); a form is whole words.
+FORM_RUN = "(?: (?:" + "|".join(sorted(pl.escape_regex(" ".join(f)) for f in LEGAL_FORMS)) + "))+$"
+
+
+def fold(
+    values: pl.Series, ascii: Callable[[pl.Expr], pl.Expr], other: Callable[[str], str]
+) -> pl.Series:
+    """Each value folded, nulls kept: ASCII values (nearly all) by the expression, any other
+    by `other`, called once per distinct value."""
+    column = pl.col(values.name)
+    frame = values.to_frame()
+    odd = frame.filter(~column.str.contains(ASCII))[values.name].unique().to_list()
+    table = dict(zip(odd, map(other, odd), strict=True))
+    return frame.select(
+        pl.when(column.str.contains(ASCII))
+        .then(ascii(column))
+        .otherwise(column.replace_strict(table, default=None, return_dtype=pl.String))
+        .alias(values.name)
+    ).to_series()
+
+
+def name_table(kind: str, names: pl.Series) -> pl.DataFrame:
+    """One row per name, in order: base and form (strings; "" for a null name), as name_parts
+    gives them for a client and as normalise_text gives base for an item or contract (form "");
+    full, the two joined by a space (the name an entity without an id is known by).
+
+    ASCII names are read by polars expressions; any other by _split once per distinct name
+    (NFKC and cleanco's accent removal: about 10 µs a name). A client's legal forms are found
+    by one regex over cleanco's terms (FORM_RUN); each distinct run of forms is spelled by
+    _spelled_forms."""
+    split = fold(
+        names.rename("name"),
+        _ascii_split,
+        lambda name: "  " + "  ".join(_split(name)) + "  ",
+    )
+    words = split.to_frame("words").select(
+        SPELLED_WORDS.str.replace_all(" +", " ").str.strip_chars(" ").fill_null("")
+    )
+    if kind != "client":
+        return words.select(
+            base=pl.col("words").str.replace_all("&", "and", literal=True), form=pl.lit("")
+        ).with_columns(full="base")
+    frame = words.select(
+        base=pl.col("words")
+        .str.replace(FORM_RUN, "")
+        .str.replace_all("&", "and", literal=True)
+        .str.replace(r"^the ", ""),
+        run=pl.col("words").str.extract(FORM_RUN, 0).str.strip_chars_start(" "),
+    )
+    runs = frame["run"].drop_nulls().unique().to_list()
+    spelled = {run: _run_forms(run) for run in runs}
+    return frame.select(
+        "base", form=pl.col("run").replace_strict(spelled, default="", return_dtype=pl.String)
+    ).with_columns(
+        full=pl.when(pl.col("form") == "")
+        .then(pl.col("base"))
+        .otherwise(pl.concat_str("base", "form", separator=" "))
+    )
+
+
+def _run_forms(run: str) -> str:
+    """A run of legal forms ("gmbh & co kg ltd") in one spelling ("gmbh co kg ltd")."""
+    words = tuple(run.split(" "))
+    return _spelled_forms(words, _form_sizes(words, 0), 0)
 
 
 @dataclass(frozen=True)
@@ -216,8 +306,42 @@ class Entity:
         return self.names[0] if self.names else self.ids[0] if self.ids else self.key
 
 
-@dataclass(frozen=True)
-class Resolution:
+# Entities as resolve_frame takes them: one row each, the fields of Entity.
+ENTITY_SCHEMA: dict[str, pl.DataType] = {
+    "key": pl.String(),
+    "ids": pl.List(pl.String()),
+    "names": pl.List(pl.String()),
+    "xref": pl.String(),
+}
+LABEL = pl.coalesce(pl.col("names").list.first(), pl.col("ids").list.first(), pl.col("key"))
+
+
+def entity_frame(entities: Iterable[Entity]) -> pl.DataFrame:
+    """Entities as rows of ENTITY_SCHEMA. The lists are gathered from flat columns: polars
+    makes a column of Python lists one Series a list."""
+    entities = list(entities)
+    frame = pl.DataFrame(
+        {"key": [e.key for e in entities], "xref": [e.xref for e in entities]},
+        schema={"key": pl.String, "xref": pl.String},
+    ).with_row_index("entity")
+    for field in ("ids", "names"):
+        values = [getattr(e, field) for e in entities]
+        flat = pl.DataFrame(
+            {
+                "entity": [i for i, v in enumerate(values) for _ in v],
+                field: [x for v in values for x in v],
+            },
+            schema={"entity": pl.UInt32, field: pl.String},
+        )
+        lists = flat.group_by("entity").agg(field)
+        frame = frame.join(lists, on="entity", how="left", maintain_order="left")
+    return frame.select("key", pl.col("ids").fill_null([]), pl.col("names").fill_null([]), "xref")
+
+
+class Resolution(NamedTuple):
+    """How one HaloPSA entity resolved (a named tuple: a run makes one per entity, and a
+    frozen dataclass costs twice the time to build)."""
+
     halopsa_key: str
     halopsa_label: str
     autotask_key: str | None
@@ -228,165 +352,264 @@ class Resolution:
     note: str | None = None  # why nothing is suggested: a name collision, or nothing similar
     ambiguous: bool = False  # the name fits several Autotask entities and is not paired
 
-    @classmethod
-    def unmapped(cls, entity: Entity, **why: Any) -> Resolution:
-        """A HaloPSA entity left unmapped, with a suggestion (suggestion, score, basis) or a
-        note saying why there is none."""
-        return cls(entity.key, entity.label, None, "unmapped", **why)
+
+# Resolutions as resolve_frame gives them: one row each, the fields of Resolution.
+RESOLUTION_SCHEMA: dict[str, pl.DataType] = {
+    "halopsa_key": pl.String(),
+    "halopsa_label": pl.String(),
+    "autotask_key": pl.String(),
+    "method": pl.String(),
+    "suggestion": pl.String(),
+    "score": pl.Float64(),
+    "basis": pl.String(),
+    "note": pl.String(),
+    "ambiguous": pl.Boolean(),
+}
+
+
+def resolutions(frame: pl.DataFrame) -> list[Resolution]:
+    """Rows of RESOLUTION_SCHEMA as Resolutions, in order."""
+    columns = [c.to_list() for c in frame.select(*RESOLUTION_SCHEMA).get_columns()]
+    return list(map(Resolution._make, zip(*columns, strict=True)))
 
 
 def resolve(
     kind: str,
-    autotask: list[Entity],
-    halopsa: list[Entity],
+    autotask: Iterable[Entity],
+    halopsa: Iterable[Entity],
     mappings: list[Mapping],
     min_score: float,
 ) -> list[Resolution]:
-    """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint)."""
-    by_value: dict[str, set[str]] = defaultdict(set)
-    by_id: dict[str, set[str]] = defaultdict(set)
-    for entity in autotask:
-        for value in entity.ids:
-            by_id[value].add(entity.key)
-        for value in (*entity.ids, *entity.names):
-            by_value[value.casefold()].add(entity.key)
-    explicit = {m.halopsa.casefold(): m.autotask.casefold() for m in mappings if m.kind == kind}
-    decided: dict[str, Resolution] = {}
-    pending = []
-    for entity in halopsa:
-        target = _first_unique(
-            [
-                by_value.get(explicit[v.casefold()], set())
-                for v in (*entity.ids, *entity.names)
-                if v.casefold() in explicit
-            ]
+    """resolve_frame for entities as objects."""
+    frame = resolve_frame(kind, entity_frame(autotask), entity_frame(halopsa), mappings, min_score)
+    return resolutions(frame)
+
+
+def resolve_frame(
+    kind: str,
+    autotask: pl.DataFrame,
+    halopsa: pl.DataFrame,
+    mappings: list[Mapping],
+    min_score: float,
+) -> pl.DataFrame:
+    """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint).
+
+    autotask, halopsa: ENTITY_SCHEMA rows, keys unique. Returns one RESOLUTION_SCHEMA row per
+    HaloPSA entity, sorted by key."""
+    by_id = _by_id(kind, autotask, halopsa, mappings)
+    pending = halopsa.join(by_id, left_on="key", right_on="halopsa_key", how="anti")
+    decided = pl.concat([by_id, *_by_name(kind, autotask, pending, min_score)], how="diagonal")
+    return (
+        halopsa.select(halopsa_key="key", halopsa_label=LABEL)
+        .join(decided, on="halopsa_key", how="left")
+        .select(
+            *(pl.col(c).cast(t) for c, t in RESOLUTION_SCHEMA.items() if c != "ambiguous"),
+            pl.col("ambiguous").fill_null(False).cast(pl.Boolean),
         )
-        method = "mapping"
-        if target is None and entity.xref:
-            target, method = _first_unique([by_id.get(entity.xref, set())]), "autotask_id"
-        if target is None:
-            pending.append(entity)
-        else:
-            decided[entity.key] = Resolution(entity.key, entity.label, target, method)
-    decided.update(_by_name(kind, autotask, pending, min_score))
-    return [decided[e.key] for e in sorted(halopsa, key=lambda e: e.key)]
+        .sort("halopsa_key")
+    )
 
 
-def _first_unique(candidates: list[set[str]]) -> str | None:
-    for found in candidates:
-        if len(found) == 1:
-            return next(iter(found))
-    return None
+def casefolded(values: pl.Series) -> pl.Series:
+    """str.casefold of each value (ASCII by polars, any other by Python)."""
+    return fold(values, lambda value: value.str.to_lowercase(), str.casefold)
 
 
-NAME_SCHEMA = {"key": pl.String, "rank": pl.Int64, "base": pl.String, "form": pl.String}
+def _by_id(
+    kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, mappings: list[Mapping]
+) -> pl.DataFrame:
+    """HaloPSA entities paired by the mapping file (its first id or name, in that order, that
+    a mapping row gives an Autotask value of exactly one entity: any id or name, in any case)
+    or else by the Autotask id HaloPSA kept (that of exactly one entity): halopsa_key,
+    autotask_key, method."""
+    mapped = pl.DataFrame(schema={"key": pl.String, "autotask_key": pl.String})
+    explicit = [m for m in mappings if m.kind == kind]
+    if explicit:
+        rows = pl.DataFrame(
+            {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
+        )
+        rows = rows.select(
+            value=casefolded(rows["value"]), target=casefolded(rows["target"])
+        ).unique("value", keep="last")
+        values = autotask.select("key", value=pl.concat_list("ids", "names")).explode("value")
+        values = values.with_columns(value=casefolded(values["value"]))
+        h_values = halopsa.select("key", value=pl.concat_list("ids", "names")).explode("value")
+        mapped = (
+            h_values.with_columns(value=casefolded(h_values["value"]))
+            .with_row_index("order")
+            .join(rows, on="value")
+            .join(_only(values, "value"), left_on="target", right_on="value")
+            .sort("order")
+            .unique("key", keep="first")
+            .select("key", "autotask_key")
+        )
+    ids = autotask.select("key", value="ids").explode("value")
+    kept = (
+        halopsa.join(mapped, on="key", how="anti")
+        .filter(pl.col("xref") != "")
+        .join(_only(ids, "value"), left_on="xref", right_on="value")
+        .select("key", "autotask_key")
+    )
+    return pl.concat(
+        [
+            mapped.with_columns(method=pl.lit("mapping")),
+            kept.with_columns(method=pl.lit("autotask_id")),
+        ]
+    ).rename({"key": "halopsa_key"})
 
 
-def _name_frame(kind: str, entities: Iterable[Entity]) -> pl.DataFrame:
-    """One row per (entity, name): the name's base and legal form (items: the whole name)."""
-    parts = name_parts if kind == "client" else _text_parts
-    rows = [
-        (e.key, rank, *parts(name))
-        for e in entities
-        for rank, name in enumerate(e.names)
-        if parts(name)[0]
-    ]
-    frame = pl.DataFrame(rows, schema=NAME_SCHEMA, orient="row")
-    return frame.with_columns(full=pl.concat_str("base", "form", separator=" ").str.strip_chars())
+def _only(values: pl.DataFrame, on: str) -> pl.DataFrame:
+    """Each value of column `on` that exactly one entity (key) has: on, autotask_key."""
+    return (
+        values.drop_nulls(on)
+        .group_by(on)
+        .agg(pl.col("key").unique())
+        .filter(pl.col("key").list.len() == 1)
+        .select(on, autotask_key=pl.col("key").list.first())
+    )
+
+
+def _names(kind: str, entities: pl.DataFrame) -> pl.DataFrame:
+    """One row per (entity, name) with a base: key, rank, base, form, full (the two joined)."""
+    names = (
+        entities.select("key", name="names")
+        .with_columns(rank=pl.int_ranges(pl.col("name").list.len()))
+        .explode("name", "rank")
+        .drop_nulls("name")
+    )
+    return pl.concat(
+        [names.drop("name"), name_table(kind, names["name"])], how="horizontal"
+    ).filter(pl.col("base") != "")
 
 
 def _by_name(
-    kind: str, autotask: list[Entity], halopsa: list[Entity], min_score: float
-) -> dict[str, Resolution]:
+    kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, min_score: float
+) -> list[pl.DataFrame]:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
     differs from the only one with its base name in legal form, is never paired.
 
-    Exact joins on the normalised name and on the base name (polars), then a suggestion for
-    whatever is left (bounded: `best_matches`)."""
-    a_names = _name_frame(kind, autotask)
-    h_names = _name_frame(kind, halopsa)
-    full_hits = {
-        (key, rank): hits
-        for key, rank, hits in h_names.join(a_names.select("full", a_key="key").unique(), on="full")
-        .group_by("key", "rank")
-        .agg(pl.col("a_key").unique().sort())
-        .iter_rows()
-    }
-    base_hits = {
-        (key, rank): (keys, forms, full)
-        for key, rank, keys, forms, full in h_names.select("key", "rank", "base")
-        .join(
-            a_names.group_by("base").agg(
-                pl.col("key").unique().sort().alias("a_keys"),
-                pl.col("form").unique().sort().alias("a_forms"),
-                pl.col("full").min().alias("a_full"),
-            ),
-            on="base",
+    Each HaloPSA entity's names are looked at in order (rank): the first that pairs pairs it;
+    else the first that collides says so; else the first that differs only in legal form is
+    the suggestion; whatever is left gets the most similar name (`best_matches`). Returns
+    the resolutions of these four sets (halopsa_key and resolution columns)."""
+    a_names = _names(kind, autotask)
+    h_names = _names(kind, halopsa)
+    # Per normalised name (full) and per base name: how many Autotask entities have it, the
+    # first of them; per base, whether one has it with no legal form, and the first form.
+    full_hits = a_names.group_by("full").agg(hits=pl.col("key").n_unique(), hit=pl.col("key").min())
+    base_hits = a_names.group_by("base").agg(
+        keys=pl.col("key").n_unique(),
+        a_key=pl.col("key").min(),
+        bare=(pl.col("form") == "").any(),
+        theirs=pl.col("form").min(),
+        a_full=pl.col("full").min(),
+    )
+    hits = pl.col("hits").fill_null(0)
+    keys = pl.col("keys").fill_null(0)
+    one_base = (hits == 0) & (keys == 1)
+    agrees = (pl.col("form") == "") | pl.col("bare")
+    outcomes = (
+        h_names.join(full_hits, on="full", how="left")
+        .join(base_hits, on="base", how="left")
+        .sort("key", "rank")
+        .group_by("key", maintain_order=True)
+        .agg(
+            pair=pl.when(hits == 1)
+            .then("hit")
+            .when(one_base & agrees)
+            .then("a_key")
+            .drop_nulls()
+            .first(),
+            # The name that several Autotask entities have, as a whole or as a base name.
+            collision=pl.when(hits > 1)
+            .then(pl.struct(on=pl.lit("full"), name="full"))
+            .when((hits == 0) & (keys > 1))
+            .then(pl.struct(on=pl.lit("base"), name="base"))
+            .drop_nulls()
+            .first(),
+            form_only=pl.when(one_base & ~agrees)
+            .then(pl.struct("a_key", own="form", theirs="theirs", full="full", a_full="a_full"))
+            .drop_nulls()
+            .first(),
         )
-        .select("key", "rank", "a_keys", "a_forms", "a_full")
-        .iter_rows()
-    }
+    )
     display = _display(autotask)
-    h_rows: dict[str, list[tuple[int, str, str, str]]] = defaultdict(list)
-    for key, rank, base, form, full in h_names.sort("key", "rank").iter_rows():
-        h_rows[key].append((rank, base, form, full))
-    results: dict[str, Resolution] = {}
-    left = []
-    for entity in halopsa:
-        pair: str | None = None
-        collision: list[str] | None = None
-        form_only: tuple[str, str, str, float] | None = None  # key, own form, its form, score
-        for rank, _, form, full in h_rows.get(entity.key, []):
-            hits = full_hits.get((entity.key, rank))
-            if hits and len(hits) == 1:
-                pair = hits[0]
-                break
-            if hits:
-                collision = collision or hits
-                continue
-            if (entity.key, rank) not in base_hits:
-                continue
-            keys, forms, a_full = base_hits[(entity.key, rank)]
-            if len(keys) > 1:
-                collision = collision or keys
-            elif not form or "" in forms:  # one side states no legal form: no contradiction
-                pair = keys[0]
-                break
-            else:
-                # A different legal form is a suggestion only, and never scores 100.
-                score = min(99.0, round(float(fuzz.ratio(full, a_full)), 1))
-                form_only = form_only or (keys[0], form, forms[0], score)
-        if pair is not None:
-            results[entity.key] = Resolution(entity.key, entity.label, pair, "name")
-        elif collision is not None:
-            results[entity.key] = Resolution.unmapped(
-                entity,
-                note=ambiguity_note(kind, entity.label, [display[k] for k in collision]),
-                ambiguous=True,
-            )
-        elif form_only is not None:
-            key, own, theirs, form_only_score = form_only
-            results[entity.key] = Resolution.unmapped(
-                entity,
-                suggestion=display[key],
-                score=form_only_score,
-                basis=f"differs only in legal form ({own} / {theirs})",
-            )
-        else:
-            left.append(entity)
-    results.update(_suggest(kind, a_names, h_names, left, display, min_score))
-    return results
+    entities = halopsa.select("key", label=LABEL).join(outcomes, on="key", how="left")
+    paired = entities.filter(pl.col("pair").is_not_null())
+    colliding = entities.filter(pl.col("pair").is_null() & pl.col("collision").is_not_null())
+    form_only = entities.filter(
+        pl.col("pair").is_null() & pl.col("collision").is_null() & pl.col("form_only").is_not_null()
+    ).unnest("form_only")
+    left = entities.filter(
+        pl.col("pair").is_null() & pl.col("collision").is_null() & pl.col("form_only").is_null()
+    )
+    return [
+        paired.select(halopsa_key="key", autotask_key="pair", method=pl.lit("name")),
+        _collisions(kind, colliding, a_names, display),
+        _form_only(form_only, display),
+        _suggest(kind, a_names, h_names, left, display, min_score),
+    ]
 
 
-def _display(autotask: list[Entity]) -> dict[str, str]:
-    """Autotask entities by label, with the id where two share a label."""
-    counts: dict[str, int] = defaultdict(int)
-    for e in autotask:
-        counts[e.label] += 1
-    return {
-        e.key: f"{e.label} (id {e.ids[0]})" if counts[e.label] > 1 and e.ids else e.label
-        for e in autotask
-    }
+def _display(autotask: pl.DataFrame) -> pl.DataFrame:
+    """Autotask entities by label, with the id where two share a label: key, display."""
+    label = LABEL
+    return autotask.select(
+        "key",
+        display=pl.when((pl.len().over(label) > 1) & (pl.col("ids").list.len() > 0))
+        .then(pl.format("{} (id {})", label, pl.col("ids").list.first()))
+        .otherwise(label),
+    )
+
+
+def _unmapped(frame: pl.DataFrame, **why: pl.Expr | pl.Series | str) -> pl.DataFrame:
+    """HaloPSA entities (key) left unmapped, with a suggestion (suggestion, score, basis) or a
+    note saying why there is none."""
+    return frame.select(halopsa_key="key", method=pl.lit("unmapped"), **why)
+
+
+def _collisions(
+    kind: str, colliding: pl.DataFrame, a_names: pl.DataFrame, display: pl.DataFrame
+) -> pl.DataFrame:
+    """Entities whose name fits several Autotask entities (collision: on full or base, name):
+    each names them (ambiguity_note). The words are Python's (the csv module quotes the
+    label); collisions are few."""
+    wanted = colliding.select("key", pl.col("collision").struct.unnest())
+    shown = (
+        pl.concat(
+            [
+                wanted.filter(pl.col("on") == on).join(
+                    a_names.select(a_key="key", name=on), on="name"
+                )
+                for on in ("full", "base")
+            ]
+        )
+        .unique(["key", "a_key"])
+        .join(display, left_on="a_key", right_on="key")
+        .group_by("key")
+        .agg("display")
+    )
+    candidates = dict(shown.iter_rows())
+    notes = [
+        ambiguity_note(kind, label, candidates[key])
+        for key, label in colliding.select("key", "label").iter_rows()
+    ]
+    return _unmapped(colliding, note=pl.Series(notes, dtype=pl.String), ambiguous=pl.lit(True))
+
+
+def _form_only(frame: pl.DataFrame, display: pl.DataFrame) -> pl.DataFrame:
+    """Entities that differ only in legal form from the one Autotask entity of their base name:
+    that entity is suggested, never with 100."""
+    scores = process.cpdist(
+        frame["full"].to_list(), frame["a_full"].to_list(), scorer=fuzz.ratio, dtype=np.float64
+    )
+    return _unmapped(
+        frame.join(display, left_on="a_key", right_on="key", how="left", maintain_order="left"),
+        suggestion=pl.col("display"),
+        # Python's round (to the nearest tenth, ties to even, of the exact value).
+        score=pl.Series([min(99.0, round(float(s), 1)) for s in scores], dtype=pl.Float64),
+        basis=pl.format("differs only in legal form ({} / {})", "own", "theirs"),
+    )
 
 
 AMBIGUITY_SHOWN = 5
@@ -410,21 +633,21 @@ def _suggest(
     kind: str,
     a_names: pl.DataFrame,
     h_names: pl.DataFrame,
-    left: list[Entity],
-    display: dict[str, str],
+    left: pl.DataFrame,
+    display: pl.DataFrame,
     min_score: float,
-) -> dict[str, Resolution]:
-    """The closest Autotask name for each entity left, if it scores at least min_score."""
-    if not left:
-        return {}
+) -> pl.DataFrame:
+    """The closest Autotask name for each entity left (key), if it scores at least min_score;
+    a note saying so if none does."""
+    if left.is_empty():
+        return _unmapped(left)
+    order = ["display", "key", "base", "form"]
     candidates = (
-        a_names.unique(["key", "base", "form"])
-        .with_columns(label=pl.col("key").replace_strict(display))
-        .sort("label", "key", "base", "form")
-    )
-    queries = h_names.join(pl.DataFrame({"key": [e.key for e in left]}), on="key").sort(
-        "key", "rank"
-    )
+        a_names.join(display, on="key")
+        .sort(order)
+        .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift()) for c in order[1:]))
+    )  # each (entity, base, form) once
+    queries = h_names.join(left.select("key"), on="key").sort("key", "rank")
     found = best_matches(
         queries["base"].to_list(),
         queries["form"].to_list(),
@@ -432,23 +655,28 @@ def _suggest(
         candidates["form"].to_list(),
         min_score,
     )
-    best: dict[str, tuple[float, int]] = {}
-    for key, (index, score) in zip(queries["key"], found, strict=True):
-        if index >= 0 and (key not in best or score > best[key][0]):
-            best[key] = (score, index)
-    labels = candidates["label"].to_list()
-    results = {}
-    for entity in left:
-        if entity.key in best:
-            score, index = best[entity.key]
-            results[entity.key] = Resolution.unmapped(
-                entity, suggestion=labels[index], score=score, basis=f"name similarity {score}"
-            )
-        else:
-            results[entity.key] = Resolution.unmapped(
-                entity, note=f"no similar Autotask {kind} name (none scores {min_score:g} or more)"
-            )
-    return results
+    # Each entity's best name; of equal scores, its first.
+    best = (
+        pl.concat([queries.select("key"), found], how="horizontal")
+        .filter(pl.col("index") >= 0)
+        .group_by("key")
+        .agg(pl.all().get(pl.col("score").arg_max()))
+        .join(
+            candidates.select(
+                index=pl.int_range(pl.len(), dtype=pl.Int64), suggestion=pl.col("display")
+            ),
+            on="index",
+        )
+    )
+    return _unmapped(
+        left.join(best, on="key", how="left", maintain_order="left"),
+        suggestion="suggestion",
+        score="score",
+        basis=pl.format("name similarity {}", "score"),
+        note=pl.when(pl.col("score").is_null()).then(
+            pl.lit(f"no similar Autotask {kind} name (none scores {min_score:g} or more)")
+        ),
+    )
 
 
 # Below this many query x candidate pairs every pair is scored; above it (tens of thousands of
@@ -467,59 +695,72 @@ def best_matches(
     candidates: Sequence[str],
     candidate_forms: Sequence[str],
     min_score: float,
-) -> list[tuple[int, float]]:
+) -> pl.DataFrame:
     """For each query, the index of the most similar candidate (token_sort_ratio, ties to the
-    one with the same legal form, then the first) and its score; (-1, 0.0) when none scores
-    min_score or more."""
-    if not queries or not candidates:
-        return [(-1, 0.0)] * len(queries)
-    codes: dict[str, int] = {}
-    q_forms = np.array([codes.setdefault(f, len(codes)) for f in query_forms])
-    c_forms = np.array([codes.setdefault(f, len(codes)) for f in candidate_forms])
-    if len(queries) * len(candidates) <= PAIR_BUDGET:
-        return _all_pairs(queries, q_forms, candidates, c_forms, min_score)
-    return _blocked(queries, q_forms, candidates, c_forms, min_score)
+    one with the same legal form, then the first) and its score rounded to a tenth: one row
+    per query, index (-1 when none scores min_score or more) and score (then 0.0).
+
+    Queries and candidates are names as name_table gives them, words between single spaces."""
+    index = np.full(len(queries), -1, dtype=np.int64)
+    score = np.zeros(len(queries))
+    if queries and candidates:
+        forms = pl.Series([*query_forms, *candidate_forms], dtype=pl.String)
+        codes = forms.rank("dense").to_numpy()
+        q_forms, c_forms = codes[: len(queries)], codes[len(queries) :]
+        q_names = pl.Series(queries, dtype=pl.String)
+        c_names = pl.Series(candidates, dtype=pl.String)
+        pairs = _all_pairs if len(queries) * len(candidates) <= PAIR_BUDGET else _blocked
+        for rows, found, scores in pairs(q_names, q_forms, c_names, c_forms, min_score):
+            values = scores.astype(np.float64)
+            ok = (values > 0) & (values >= min_score)
+            index[rows[ok]] = found[ok]
+            # Scores are float32: ten times one is exact, so this is Python's round to a tenth.
+            score[rows[ok]] = np.round(values[ok], 1)
+    return pl.DataFrame({"index": index, "score": score})
 
 
-def _score(value: float, min_score: float) -> bool:
-    return value > 0 and value >= min_score
+# Each yields, for some queries: their row numbers, their best candidates, those scores.
+Found = Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _sorted_words(names: pl.Series) -> np.ndarray:
+    """Each name with its words in order (an array of str): fuzz.ratio of two is their
+    token_sort_ratio, without sorting a name's words again for every pair it is in."""
+    text = names.str.split(" ").list.eval(pl.element().sort()).list.join(" ")
+    return np.array(text.to_list(), dtype=object)
 
 
 def _all_pairs(
-    queries: Sequence[str],
+    queries: pl.Series,
     q_forms: np.ndarray,
-    candidates: Sequence[str],
+    candidates: pl.Series,
     c_forms: np.ndarray,
     min_score: float,
-) -> list[tuple[int, float]]:
-    out: list[tuple[int, float]] = []
-    rows = max(1, CHUNK_CELLS // len(candidates))
-    for start in range(0, len(queries), rows):
+) -> Found:
+    q_text, c_text = _sorted_words(queries), _sorted_words(candidates)
+    step = max(1, CHUNK_CELLS // len(candidates))
+    for start in range(0, len(queries), step):
         scores = process.cdist(
-            queries[start : start + rows],
-            candidates,
-            scorer=fuzz.token_sort_ratio,
+            q_text[start : start + step],
+            c_text,
+            scorer=fuzz.ratio,
             score_cutoff=min_score,
             dtype=np.float32,
             workers=-1,
         )
-        same = q_forms[start : start + rows, None] == c_forms[None, :]
-        ranked = np.where(scores > 0, scores + 0.001 * same, -1.0)
-        for row, index in enumerate(ranked.argmax(axis=1)):
-            value = float(scores[row, index])
-            out.append((int(index), round(value, 1)) if _score(value, min_score) else (-1, 0.0))
-    return out
+        same = q_forms[start : start + step, None] == c_forms[None, :]
+        best = np.where(scores > 0, scores + 0.001 * same, -1.0).argmax(axis=1)
+        rows = np.arange(len(scores))
+        yield start + rows, best, scores[rows, best]
 
 
-def _blocks(strings: Sequence[str]) -> pl.DataFrame:
+def _blocks(strings: pl.Series) -> pl.DataFrame:
     """Each string's words, adjacent word pairs, word pairs one word apart, and the starts and
     ends of longer words: a name with one misspelt word still shares a block with the right one
-    (for three words, every pair of the other two)."""
+    (for three words, every pair of the other two). Rows (i, block), one may repeat."""
     words = (
-        pl.DataFrame(
-            {"i": range(len(strings)), "w": strings}, schema={"i": pl.Int64, "w": pl.String}
-        )
-        .with_columns(pl.col("w").str.split(" "))
+        strings.to_frame("w")
+        .select(pl.int_range(pl.len(), dtype=pl.Int64).alias("i"), pl.col("w").str.split(" "))
         .explode("w")
         .filter(pl.col("w") != "")
     )
@@ -538,54 +779,58 @@ def _blocks(strings: Sequence[str]) -> pl.DataFrame:
             words.select("i", block=kind).drop_nulls().with_columns(pl.col("block").hash())
             for kind in kinds
         ]
-    ).unique()
+    )
+
+
+PAIR_BASE = 1 << 32  # (query, candidate) as one number, query * PAIR_BASE + candidate
 
 
 def _blocked(
-    queries: Sequence[str],
+    queries: pl.Series,
     q_forms: np.ndarray,
-    candidates: Sequence[str],
+    candidates: pl.Series,
     c_forms: np.ndarray,
     min_score: float,
-) -> list[tuple[int, float]]:
-    c_blocks = _blocks(candidates)
-    rare = c_blocks.group_by("block").len().filter(pl.col("len") <= BLOCK_LIMIT).drop("len")
-    c_blocks = c_blocks.join(rare, on="block").rename({"i": "c"})
+) -> Found:
+    c_blocks = (
+        _blocks(candidates)
+        .group_by("block")
+        .agg(c="i")
+        .filter(pl.col("c").list.n_unique() <= BLOCK_LIMIT)
+        .explode("c")
+    )
     q_blocks = _blocks(queries).rename({"i": "q"})
-    q_text = np.array(queries, dtype=object)
-    c_text = np.array(candidates, dtype=object)
-    out = [(-1, 0.0)] * len(queries)
+    q_text, c_text = _sorted_words(queries), _sorted_words(candidates)
     for start in range(0, len(queries), QUERY_CHUNK):
         pairs = (
             q_blocks.filter(pl.col("q").is_between(start, start + QUERY_CHUNK - 1))
             .join(c_blocks, on="block")
-            .select("q", "c")
-            .unique()
+            .select(pair=pl.col("q") * PAIR_BASE + pl.col("c"))
+            .unique()  # one number: much cheaper than unique on (q, c)
+            .select(q=pl.col("pair") // PAIR_BASE, c=pl.col("pair") % PAIR_BASE)
         )
         if pairs.is_empty():
             continue
         q_index = pairs["q"].to_numpy()
         c_index = pairs["c"].to_numpy()
         scores = process.cpdist(
-            q_text[q_index].tolist(),
-            c_text[c_index].tolist(),
-            scorer=fuzz.token_sort_ratio,
+            q_text[q_index],
+            c_text[c_index],
+            scorer=fuzz.ratio,
             score_cutoff=min_score,
             dtype=np.float32,
             workers=-1,
         )
         best = (
             pairs.with_columns(
-                score=pl.Series(scores, dtype=pl.Float64),
+                score=pl.Series(scores, dtype=pl.Float32),
                 same=pl.Series(q_forms[q_index] == c_forms[c_index]),
             )
-            .filter((pl.col("score") > 0) & (pl.col("score") >= min_score))
+            .filter(pl.col("score") > 0)
             .sort(["q", "score", "same", "c"], descending=[False, True, True, False])
             .unique("q", keep="first")
         )
-        for q, c, score in best.select("q", "c", "score").iter_rows():
-            out[q] = (c, round(score, 1))
-    return out
+        yield best["q"].to_numpy(), best["c"].to_numpy(), best["score"].to_numpy()
 
 
 def write_suggestions(path: Path, crosswalk: tuple[tuple[str, Resolution], ...]) -> int:

@@ -19,6 +19,7 @@ import duckdb
 import orjson
 import polars as pl
 
+from reconcile.report_model import ReportData
 from reconcile.rules import SEVERITY_ORDER
 
 # The findings table's columns a later command reads back (store.SCHEMA).
@@ -149,17 +150,18 @@ def trend(con: duckdb.DuckDBPyConnection, cycle: str) -> list[dict[str, Any]]:
     return [trend_point(r.summary, r.number) for r in cycle_runs(con, cycle)]
 
 
-def report_blob(data: dict[str, Any]) -> bytes:
-    """The report's data as kept with the run (gzip of its JSON), to render it again later."""
-    return gzip.compress(orjson.dumps(data, default=str), mtime=0)
+def report_blob(data: ReportData) -> bytes:
+    """The report's data as kept with the run (gzip of ReportData.json_dict's JSON), to render
+    it again later."""
+    return gzip.compress(orjson.dumps(data.json_dict()), mtime=0)
 
 
-def stored_report(con: duckdb.DuckDBPyConnection, number: int) -> dict[str, Any] | None:
+def stored_report(con: duckdb.DuckDBPyConnection, number: int) -> ReportData | None:
+    """A kept run's report data (None for a run kept without it)."""
     rows = con.execute("SELECT data FROM run_reports WHERE run_number = ?", [number]).fetchall()
     if not rows:
         return None
-    data: dict[str, Any] = orjson.loads(gzip.decompress(rows[0][0]))
-    return data
+    return ReportData.from_json_dict(orjson.loads(gzip.decompress(rows[0][0])))
 
 
 def _text(value: Any) -> str | None:

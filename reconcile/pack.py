@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -34,12 +35,20 @@ import orjson
 import polars as pl
 from markupsafe import Markup
 
-from reconcile import __version__, ledger, signoff
+from reconcile import ledger, signoff
 from reconcile.errors import RefusedError
 from reconcile.history import RunRecord, kept_run, stored_report
 from reconcile.ingest import sha256
 from reconcile.outputs import output_folder, write_workbook
-from reconcile.report import CSP, CSS_NAME, bridge_chart, make_environment, report_html
+from reconcile.report import (
+    CSP,
+    CSS_NAME,
+    bridge_chart,
+    make_environment,
+    report_html,
+    rule_title,
+)
+from reconcile.report_model import ReportData, Signoff, from_plain
 from reconcile.safe import neutralise
 
 PRINT_TEMPLATE = "signoff.html.j2"
@@ -107,8 +116,8 @@ def export(con: duckdb.DuckDBPyConnection, cycle: str, out: Path) -> Pack:
     excerpt = [e for e in log if e.cycle == cycle and e.seq <= signed.entry.seq]
     accepted = accepted_frame(body["accepted"])
     signed_record = signed_view(signed.entry)
-    html = report_html(data | {"signoff": {"state": "signed", "sign": signed_record}})
-    page = print_page(run, signed.entry, signed_record, data.get("rules") or {})
+    html = report_html(dataclasses.replace(data, signed=from_plain(Signoff, signed.record())))
+    page = print_page(data, signed.entry, signed_record)
     writers: dict[str, Callable[[Path], object]] = {
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),
         "summary.json": lambda path: path.write_bytes(
@@ -256,40 +265,37 @@ def workbook_sheets(
     }
 
 
-def print_page(
-    run: RunRecord, entry: ledger.Entry, view: dict[str, Any], rules: dict[str, Any]
-) -> str:
-    """The one-page sign-off summary as HTML (reports/signoff.html.j2), inline CSS, no script.
-    `rules`: rule code -> {title, ...}, as the report's data holds them."""
-    summary = run.summary
+def print_page(data: ReportData, entry: ledger.Entry, view: dict[str, Any]) -> str:
+    """The one-page sign-off summary as HTML (reports/signoff.html.j2), inline CSS, no script:
+    the signed run's report data, its sign-off's log entry and signed_view."""
+    summary = data.summary
     env = make_environment()
     assert env.loader is not None
     css, _, _ = env.loader.get_source(env, CSS_NAME)
     accepted = entry.body["accepted"]
     context = {
-        "cycle": run.cycle,
+        "cycle": summary.cycle,
         "csp": CSP,
         "css": Markup(css),
-        "version": summary.get("reconcile_version") or __version__,
-        "verdict": summary["verdict"] | {"accepted": summary["verdict"].get("accepted", 0)},
-        "totals": summary["totals"],
+        "version": summary.reconcile_version,
+        "verdict": summary.verdict,
+        "totals": summary.totals,
         "bridge_charts": [
-            (code, bridge_chart(t, summary["bridge"].get(code) or [], code))
-            for code, t in summary["totals"].items()
+            (code, bridge_chart(t, summary.bridge.get(code, ()), code))
+            for code, t in summary.totals.items()
         ],
         "signed": view,
         "inputs": [
             {
-                "platform": i["platform"],
-                "shape": i["shape"],
-                "name": Path(i["source"]).name,
-                "load_id": i["load_id"],
+                "platform": c.platform,
+                "shape": c.shape,
+                "name": Path(c.source).name,
+                "load_id": c.load_id,
             }
-            for i in summary["inputs"]
+            for c in summary.controls
         ],
         "accepted": [
-            a | {"rule_title": (rules.get(a["rule"]) or {}).get("title") or a["rule"]}
-            for a in accepted[:PRINTED_ACCEPTED]
+            a | {"rule_title": rule_title(data, a["rule"])} for a in accepted[:PRINTED_ACCEPTED]
         ],
         "accepted_total": len(accepted),
         "same_person": view["accepted_by_signer"],

@@ -2,35 +2,71 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import orjson
 import polars as pl
 
 from reconcile import __version__, acceptance, history, ledger, signoff
 from reconcile.config import Config, Settings
-from reconcile.crosswalk import Mapping, read_mappings
+from reconcile.crosswalk import read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import (
     LoadResult,
     check_currencies,
     check_cycle,
     load_paths,
-    load_warnings,
     sha256,
 )
 from reconcile.match import MatchResult, match_cycle
 from reconcile.outputs import output_folder, pause, write_xlsx
 from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
+from reconcile.report_model import (
+    CLIENT_SCHEMA,
+    DISCREPANCY_SCHEMA,
+    LINE_SCHEMA,
+    QUARANTINE_SCHEMA,
+    Acceptances,
+    AcceptedDifference,
+    Amounts,
+    BridgeEntry,
+    Control,
+    Counts,
+    CurrencyTotals,
+    History,
+    LapsedAcceptance,
+    LoweredSeverity,
+    MappingFile,
+    MatchStage,
+    ReportData,
+    RuleInForce,
+    RuleText,
+    SettingsInForce,
+    Sides,
+    SideTotals,
+    Signoff,
+    Summary,
+    Unmapped,
+    UnusedMapping,
+    Verdict,
+    conform,
+    empty_frame,
+    from_plain,
+    json_bytes,
+    plain,
+    text_columns,
+)
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
 from reconcile.store import Workspace
+from reconcile.timing import stage
 
 CENT = Decimal("0.01")
 # One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
@@ -56,8 +92,13 @@ class RunResult:
     cycle: str
     out_dir: Path
     findings: pl.DataFrame
-    summary: dict[str, Any]
+    summary: Summary
     loads: tuple[LoadResult, ...]
+
+    @cached_property
+    def outputs(self) -> pl.DataFrame:
+        """The discrepancy table the outputs hold (OUTPUT_COLUMNS), made once."""
+        return _output_frame(self.findings)
 
     @property
     def open_blockers(self) -> int:
@@ -67,7 +108,7 @@ class RunResult:
 
     @property
     def quarantined(self) -> int:
-        return sum(c["rows_quarantined"] for c in self.summary["controls"])
+        return sum(c.rows_quarantined for c in self.summary.controls)
 
     @property
     def exit_code(self) -> int:
@@ -91,7 +132,8 @@ def run_cycle(
     check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
     for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
         if paths:
-            loads += load_paths(workspace, paths, platform, settings, replace=True)
+            with stage("load"):
+                loads += load_paths(workspace, paths, platform, settings, replace=True)
         elif not workspace.load_ids(cycle, platform):
             raise InputError(
                 f"--{platform}",
@@ -101,50 +143,66 @@ def run_cycle(
     mappings = read_mappings(maps)
     rules = discover()
     con = workspace.con
-    matched = match_cycle(con, cycle, mappings, config)
-    findings, applied, lapsed = acceptance.apply(
-        with_root_causes(run_rules(con, config, rules), matched),
-        acceptance.standing(ledger.entries(con, cycle), cycle),
-        ledger.now().date(),
-    )
-    bars = bridge(con, findings, rules)
-    summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
-    summary = {"run_id": run_id(summary, rules), "reconcile_version": __version__, **summary}
-    number = workspace.next_run_number()
-    summary |= _workflow(workspace, number, summary, findings, applied, lapsed)
-    result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
-    data = write_outputs(result, workspace, rules)
-    kept = _output_frame(findings).with_columns(findings["acceptance"])
-    workspace.save_run(number, summary["run_id"], cycle, summary, kept, history.report_blob(data))
+    with stage("match"):
+        matched = match_cycle(con, cycle, mappings, config)
+    with stage("rules"):
+        findings, applied, lapsed = acceptance.apply(
+            with_root_causes(run_rules(con, config, rules), matched),
+            acceptance.standing(ledger.entries(con, cycle), cycle),
+            ledger.now().date(),
+        )
+        bars = bridge(con, findings, rules)
+    with stage("outputs"):
+        summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
+        number = workspace.next_run_number()
+        summary = _workflow(workspace, number, summary, findings, applied, lapsed)
+        result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
+        data = write_outputs(result, workspace, rules)
+        kept = result.outputs.with_columns(findings["acceptance"])
+        workspace.save_run(
+            number, summary.run_id, cycle, summary.json_dict, kept, history.report_blob(data)
+        )
     return result
 
 
 def _workflow(
     workspace: Workspace,
     number: int,
-    summary: dict[str, Any],
+    summary: Summary,
     findings: pl.DataFrame,
     applied: list[acceptance.Acceptance],
     lapsed: list[acceptance.Lapse],
-) -> dict[str, Any]:
-    """The run's place in its cycle's finance workflow, for summary.json and the report:
-    acceptances applied and lapsed, what is new / still open / resolved since the previous
-    run with the trend over the cycle's runs, and the cycle's sign-offs against this run."""
-    con, cycle = workspace.con, summary["cycle"]
+) -> Summary:
+    """The summary with the run's place in its cycle's finance workflow: acceptances applied
+    and lapsed, what is new / still open / resolved since the previous run (the run being
+    number `number`) with the trend over the cycle's runs, and the cycle's sign-offs against
+    this run."""
+    con, cycle = workspace.con, summary.cycle
     changes = history.changes(con, cycle, number, findings["id"].to_list())
-    point = history.trend_point(summary | {"history": changes}, number)
-    results = signoff.results_of(summary["run_id"], findings)
-    return {
-        "acceptances": {
-            "accepted": [a.record() for a in applied],
-            "lapsed": [lapse.record() for lapse in lapsed],
+    point = history.trend_point(
+        {
+            "run_id": summary.run_id,
+            "verdict": plain(summary.verdict),
+            "totals": plain(summary.totals),
+            "history": changes,
         },
-        "history": changes | {"trend": [*history.trend(con, cycle), point]},
-        "signoffs": [s.record() for s in signoff.states(con, cycle, (number, results))],
-    }
+        number,
+    )
+    results = signoff.results_of(summary.run_id, findings)
+    return dataclasses.replace(
+        summary,
+        acceptances=Acceptances(
+            accepted=tuple(from_plain(AcceptedDifference, a.record()) for a in applied),
+            lapsed=tuple(from_plain(LapsedAcceptance, lapse.record()) for lapse in lapsed),
+        ),
+        history=from_plain(History, changes | {"trend": [*history.trend(con, cycle), point]}),
+        signoffs=tuple(
+            from_plain(Signoff, s.record()) for s in signoff.states(con, cycle, (number, results))
+        ),
+    )
 
 
-def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, str]:
+def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, Decimal]:
     """Per currency (in the totals' order), the open discrepancies' gross differences each
     taken as positive."""
     if findings.is_empty():
@@ -153,7 +211,7 @@ def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, s
         (pl.col("severity") != "expected") & pl.col("acceptance").is_null()
     ).with_columns(pl.coalesce("a_currency", "h_currency").alias("_currency"))
     sums = open_rows.group_by("_currency").agg(pl.col("gross_difference").abs().sum())
-    found = {str(c): _money(v) for c, v in sums.iter_rows()}
+    found = {str(c): _cents(v) for c, v in sums.iter_rows()}
     return {c: found[c] for c in dict.fromkeys([*currencies, *sorted(found)]) if c in found}
 
 
@@ -187,11 +245,11 @@ def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFra
     )
 
 
-def _money(value: Any) -> str:
-    return str(Decimal(value or 0).quantize(CENT))
+def _cents(value: Any) -> Decimal:
+    return Decimal(value or 0).quantize(CENT)
 
 
-def _side_totals(workspace: Workspace, cycle: str) -> dict[str, dict[str, Any]]:
+def _side_totals(workspace: Workspace, cycle: str) -> dict[str, CurrencyTotals]:
     """Net, tax and gross per currency and side: amounts in different currencies are never
     added up. Tax (and so gross) adds up only the tax the lines state: `tax_unknown` counts the
     lines whose tax is not stated, so the figure says what it leaves out rather than taking an
@@ -205,65 +263,58 @@ def _side_totals(workspace: Workspace, cycle: str) -> dict[str, dict[str, Any]]:
     lines: dict[str, int] = {}
     for (currency, _), (count, *_rest) in found.items():
         lines[currency] = lines.get(currency, 0) + count
-    totals: dict[str, dict[str, Any]] = {}
+    totals: dict[str, CurrencyTotals] = {}
     for currency in sorted(lines, key=lambda c: (-lines[c], c)) or ["(none)"]:
-        per: dict[str, Any] = {}
+        sides: dict[str, SideTotals] = {}
         for side in ("autotask", "halopsa"):
             count, net, tax, tax_unknown = found.get((currency, side), (0, 0, 0, 0))
-            per[side] = {
-                "net": _money(net),
-                "tax": _money(tax),
-                "gross": _money(Decimal(net or 0) + Decimal(tax or 0)),
-                "lines": count,
-                "tax_unknown": tax_unknown,
-            }
-        per["difference"] = {
-            k: _money(Decimal(per["halopsa"][k]) - Decimal(per["autotask"][k]))
-            for k in ("net", "tax", "gross")
-        }
-        totals[currency] = per
+            sides[side] = SideTotals(
+                net=_cents(net),
+                tax=_cents(tax),
+                gross=_cents(Decimal(net or 0) + Decimal(tax or 0)),
+                lines=count,
+                tax_unknown=tax_unknown,
+            )
+        at, hp = sides["autotask"], sides["halopsa"]
+        totals[currency] = CurrencyTotals(
+            autotask=at,
+            halopsa=hp,
+            difference=Amounts(net=hp.net - at.net, tax=hp.tax - at.tax, gross=hp.gross - at.gross),
+        )
     return totals
 
 
-def _line_counts(totals: dict[str, dict[str, Any]]) -> dict[str, int]:
-    return {
-        side: sum(int(t[side]["lines"]) for t in totals.values())
-        for side in ("autotask", "halopsa")
-    }
-
-
-def _clients(workspace: Workspace, findings: pl.DataFrame) -> list[dict[str, Any]]:
-    """One row per client and currency (a client billed in two currencies has two rows); the
-    discrepancy counts are the client's, on each of its rows."""
-    rows = workspace.con.sql(
-        """
-        SELECT client_key, min(client) AS client, coalesce(a_currency, h_currency) AS currency,
-               sum(coalesce(a_net, 0) + coalesce(a_tax, 0)) AS a_gross,
-               sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS h_gross
-        FROM groups GROUP BY client_key, coalesce(a_currency, h_currency)
-        ORDER BY client, client_key, currency
-        """
-    ).fetchall()
-    counts = (
-        findings.group_by("client", "severity").len().iter_rows() if not findings.is_empty() else []
+def _clients(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
+    """CLIENT_SCHEMA: one row per client and currency (a client billed in two currencies has
+    two rows), from the match groups; the discrepancy counts are the client's (by name), on
+    each of its rows. Ordered by client name."""
+    workspace.con.register(
+        "_found",
+        findings.select("client", "severity")
+        if not findings.is_empty()
+        else pl.DataFrame(schema={"client": pl.String, "severity": pl.String}),
     )
-    by_client: dict[str, dict[str, int]] = {}
-    for client, severity, n in counts:
-        by_client.setdefault(client, {})[severity] = n
-    clients = []
-    for _, client, currency, a_gross, h_gross in rows:
-        severity = by_client.get(client, {})
-        clients.append(
-            {
-                "client": client,
-                "currency": currency,
-                "autotask_gross": _money(a_gross),
-                "halopsa_gross": _money(h_gross),
-                "difference": _money(Decimal(h_gross) - Decimal(a_gross)),
-                **{s: severity.get(s, 0) for s in SEVERITY_ORDER},
-            }
-        )
-    return clients
+    counts = ", ".join(f"coalesce(n.{s}, 0) AS {s}" for s in SEVERITY_ORDER)
+    per_severity = ", ".join(
+        f"count(*) FILTER (WHERE severity = '{s}') AS {s}" for s in SEVERITY_ORDER
+    )
+    frame: pl.DataFrame = workspace.con.sql(
+        f"""
+        WITH g AS (
+            SELECT client_key, min(client) AS client,
+                   coalesce(a_currency, h_currency) AS currency,
+                   CAST(sum(coalesce(a_net, 0) + coalesce(a_tax, 0)) AS DECIMAL(18, 2)) AS a,
+                   CAST(sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS DECIMAL(18, 2)) AS h
+            FROM groups GROUP BY client_key, coalesce(a_currency, h_currency)
+        ), n AS (SELECT client, {per_severity} FROM _found GROUP BY client)
+        SELECT g.client, g.currency, g.a AS autotask_gross, g.h AS halopsa_gross,
+               CAST(g.h - g.a AS DECIMAL(18, 2)) AS difference, {counts}
+        FROM g LEFT JOIN n ON n.client = g.client
+        ORDER BY g.client, g.client_key, g.currency
+        """
+    ).pl()
+    workspace.con.unregister("_found")
+    return conform(frame, CLIENT_SCHEMA)
 
 
 def _summary(
@@ -275,142 +326,145 @@ def _summary(
     rules: list[Rule],
     maps: list[Path],
     config: Config,
-) -> dict[str, Any]:
+) -> Summary:
+    """The run's summary (summary.json), built once from the workspace and the findings."""
+    by_rule_severity = (
+        {(str(r), str(s)): int(n) for r, s, n in findings.group_by("rule", "severity").len().rows()}
+        if not findings.is_empty()
+        else {}
+    )
     found = {
-        s: int((findings["severity"] == s).sum()) if not findings.is_empty() else 0
-        for s in SEVERITY_ORDER
+        s: sum(n for (_, sev), n in by_rule_severity.items() if sev == s) for s in SEVERITY_ORDER
     }
     # Accepted discrepancies (acceptance.py) leave the open counts and the verdict.
-    accepted = {
-        s: int(((findings["severity"] == s) & findings["acceptance"].is_not_null()).sum())
-        if not findings.is_empty()
-        else 0
-        for s in SEVERITY_ORDER
+    accepted = dict.fromkeys(SEVERITY_ORDER, 0) | {
+        str(s): int(n)
+        for s, n in findings.filter(pl.col("acceptance").is_not_null())
+        .group_by("severity")
+        .len()
+        .rows()
     }
     counts = {s: found[s] - accepted[s] for s in SEVERITY_ORDER}
-    per_rule = (
-        {
-            r.code: {
-                s: int(((findings["rule"] == r.code) & (findings["severity"] == s)).sum())
-                for s in SEVERITY_ORDER
-            }
-            for r in rules
-        }
-        if not findings.is_empty()
-        else {r.code: dict.fromkeys(SEVERITY_ORDER, 0) for r in rules}
-    )
-    totals = _side_totals(workspace, cycle)
-    lines: dict[str, Any] = _line_counts(totals)
-    unmatched = {s["stage"]: s for s in matched.stages}["unmatched"]
-    rate = {
-        side: str(
-            (Decimal(lines[side] - unmatched[f"{side}_lines"]) / lines[side]).quantize(
-                Decimal("0.0001")
-            )
-            if lines[side]
-            else Decimal(0)
-        )
-        for side in lines
+    per_rule = {
+        r.code: {s: by_rule_severity.get((r.code, s), 0) for s in SEVERITY_ORDER} for r in rules
     }
-    loads = workspace.loads(cycle)
-    controls = [
-        {
-            k: (str(v) if isinstance(v, Decimal) else v)
-            for k, v in row.items()
-            if k not in ("files", "dialect", "invoice_checks", "warnings", "cycle")
-        }
-        | {
-            "files": json.loads(row["files"]),
-            "warnings": json.loads(row["warnings"]),
-            "invoice_checks": json.loads(row["invoice_checks"]),
-            "dialect": json.loads(row["dialect"]),
-        }
-        for row in loads.iter_rows(named=True)
-    ]
-    return {
-        "cycle": cycle,
-        "verdict": {
-            "ready": counts["blocker"] == 0 and not any(c["rows_quarantined"] for c in controls),
-            "blockers": counts["blocker"],
-            "warnings": counts["warning"],
-            "info": counts["info"],
-            "expected": counts["expected"],
-            "accepted": sum(accepted.values()),
+    totals = _side_totals(workspace, cycle)
+    lines = Sides(
+        autotask=sum(t.autotask.lines for t in totals.values()),
+        halopsa=sum(t.halopsa.lines for t in totals.values()),
+    )
+    unmatched = {s["stage"]: s for s in matched.stages}["unmatched"]
+
+    def rate(side: str, count: int) -> Decimal:
+        matched_lines = count - int(str(unmatched[f"{side}_lines"]))
+        return (Decimal(matched_lines) / count).quantize(Decimal("0.0001")) if count else Decimal(0)
+
+    controls = tuple(_control(row) for row in workspace.loads(cycle).iter_rows(named=True))
+    mapping_files = tuple(MappingFile(file=str(p), sha256=sha256(p)) for p in maps)
+    settings = SettingsInForce(
+        source=config.source,
+        sha256=sha256(Path(config.source)) if config.source else None,
+        currency=config.cycle.currency,
+        retired_items=tuple(config.expected.retired_items),
+        retired_clients=tuple(config.expected.retired_clients),
+        fuzzy_min_score=config.match.fuzzy_min_score,
+        # Every setting that differs from its default, and every rule made less severe.
+        changed=config.changed(),
+        lowered_severities=tuple(LoweredSeverity(**r) for r in config.lowered_severities()),
+        rules={
+            r.code: RuleInForce(severity=r.severity(config), tolerances=r.settings(config))
+            for r in rules
         },
-        "currencies": list(totals),
-        "totals": totals,
+    )
+    return Summary(
+        run_id=run_id(controls, mapping_files, settings, rules),
+        reconcile_version=__version__,
+        cycle=cycle,
+        verdict=Verdict(
+            ready=counts["blocker"] == 0 and not any(c.rows_quarantined for c in controls),
+            blockers=counts["blocker"],
+            warnings=counts["warning"],
+            info=counts["info"],
+            expected=counts["expected"],
+            accepted=sum(accepted.values()),
+        ),
+        totals=totals,
         # What is still open, however it nets out, per currency: the sum of the gross
         # differences, each taken as positive, that open discrepancies (not accepted) account for.
-        "open_variance": _open_variance(findings, list(totals)),
-        "lines": lines,
-        "match_stages": list(matched.stages),
-        "match_rate": rate,
+        open_variance=_open_variance(findings, list(totals)),
+        lines=lines,
+        match_stages=tuple(
+            MatchStage(
+                stage=str(s["stage"]),
+                label=str(s["label"]),
+                groups=int(str(s["groups"])),
+                autotask_lines=int(str(s["autotask_lines"])),
+                halopsa_lines=int(str(s["halopsa_lines"])),
+            )
+            for s in matched.stages
+        ),
+        match_rate=Sides(
+            autotask=rate("autotask", lines.autotask), halopsa=rate("halopsa", lines.halopsa)
+        ),
         # Everything the rules found, and of it what was accepted.
-        "counts": {"by_severity": found, "accepted": accepted, "by_rule": per_rule},
-        "bridge": {currency: bars.get(currency, []) for currency in totals},
-        "controls": controls,
-        "inputs": [
-            {
-                "platform": c["platform"],
-                "shape": c["shape"],
-                "source": c["source"],
-                "load_id": c["load_id"],
-                "files": c["files"],
-            }
-            for c in controls
-        ],
-        "mappings": [{"file": str(p), "sha256": sha256(p)} for p in maps],
-        "unused_mappings": [
-            _mapping_dict(u.mapping) | {"problem": u.problem} for u in matched.unused_mappings
-        ],
-        "unmapped": [
-            {
-                "kind": kind,
-                "side": "halopsa",
-                "value": r.halopsa_label,
-                "suggestion": r.suggestion,
-                "score": None if r.score is None else str(r.score),
+        counts=Counts(by_severity=found, accepted=accepted, by_rule=per_rule),
+        bridge={
+            currency: tuple(
+                BridgeEntry(rule=b["rule"], title=b["title"], amount=Decimal(b["amount"]))
+                for b in bars.get(currency, [])
+            )
+            for currency in totals
+        },
+        controls=controls,
+        mappings=mapping_files,
+        unused_mappings=tuple(
+            UnusedMapping(
+                kind=u.mapping.kind,
+                autotask=u.mapping.autotask,
+                halopsa=u.mapping.halopsa,
+                file=u.mapping.source,
+                row=u.mapping.row,
+                problem=u.problem,
+            )
+            for u in matched.unused_mappings
+        ),
+        unmapped=tuple(
+            Unmapped(
+                kind=kind,
+                side="halopsa",
+                value=r.halopsa_label,
+                suggestion=r.suggestion,
+                score=None if r.score is None else str(r.score),
                 # Why this suggestion; without one, why none (a name collision, nothing similar).
-                "basis": r.basis if r.suggestion else r.note,
-            }
+                basis=r.basis if r.suggestion else r.note,
+            )
             for kind, r in matched.crosswalk
             if r.method == "unmapped" and kind != "contract"
-        ],
+        ),
         # Contracts only order candidates in matching: an unmapped one is counted, not listed.
-        "unmapped_contracts": sum(
+        unmapped_contracts=sum(
             1 for kind, r in matched.crosswalk if kind == "contract" and r.method == "unmapped"
         ),
-        "clients": _clients(workspace, findings),
+        clients=_clients(workspace, findings),
         # The settings in force, as evidence of what the verdict was measured against.
-        "config": {
-            "source": config.source,
-            "sha256": sha256(Path(config.source)) if config.source else None,
-            "currency": config.cycle.currency,
-            "retired_items": list(config.expected.retired_items),
-            "retired_clients": list(config.expected.retired_clients),
-            "fuzzy_min_score": config.match.fuzzy_min_score,
-            # Every setting that differs from its default, and every rule made less severe.
-            "changed": config.changed(),
-            "lowered_severities": config.lowered_severities(),
-            "rules": {
-                r.code: {
-                    "severity": r.severity(config),
-                    **{k: str(v) for k, v in r.settings(config).items()},
-                }
-                for r in rules
-            },
-        },
-    }
+        config=settings,
+    )
 
 
-def _mapping_dict(mapping: Mapping) -> dict[str, Any]:
-    return {
-        "kind": mapping.kind,
-        "autotask": mapping.autotask,
-        "halopsa": mapping.halopsa,
-        "file": mapping.source,
-        "row": mapping.row,
-    }
+def _control(row: dict[str, Any]) -> Control:
+    """One row of the workspace's loads table (JSON columns as text)."""
+    return Control(
+        **{f: row[f] for f in Control.__dataclass_fields__ if f not in CONTROL_JSON},
+        **{f: _json_value(json.loads(row[f])) for f in CONTROL_JSON},
+    )
+
+
+CONTROL_JSON = ("files", "warnings", "invoice_checks", "dialect")
+
+
+def _json_value(value: Any) -> Any:
+    """JSON lists as tuples (the dataclasses' sequences), the rest as parsed."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
@@ -456,26 +510,25 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
     ).select(OUTPUT_COLUMNS)
 
 
-def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> dict[str, Any]:
+def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> ReportData:
     """CSV, Parquet and JSON of the discrepancies, summary.json, quarantine.csv, report.html:
     written into a staging folder and swapped in whole (outputs.output_folder), so `--out` holds
     the previous complete set until the new one is complete. Text cells of the CSVs are made
     safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values.
-    Returns the report's data (report_data), which the run keeps to render it again."""
-    frame = _output_frame(result.findings)
-    records = [
-        {k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
-        for row in frame.iter_rows(named=True)
-    ]
+    Returns the report's data, which the run keeps to render it again (a sign-off pack)."""
+    frame = result.outputs
     quarantine = workspace.quarantined(result.cycle)
-    data = report_data(result, workspace, rules, quarantine)
-    html = report_html(data)
+    with stage("report"):
+        data = report_data(result, workspace, rules, quarantine)
+        html = report_html(data)
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
         "discrepancies.xlsx": lambda path: write_xlsx(frame, path),
-        "discrepancies.json": lambda path: _write_json(path, records),
-        "summary.json": lambda path: _write_json(path, result.summary),
+        "discrepancies.json": lambda path: path.write_bytes(
+            json_bytes(text_columns(frame).to_dicts())
+        ),
+        "summary.json": lambda path: path.write_bytes(result.summary.json_bytes()),
         "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),
     }
@@ -486,187 +539,66 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
     return data
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Indented for people; orjson because the standard encoder is slow when indenting."""
-    path.write_bytes(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2) + b"\n")
-
-
-def _line_details(
-    workspace: Workspace, findings: pl.DataFrame, side: str
-) -> dict[int, list[dict[str, Any]]]:
-    """Each finding's lines on one side (at most REPORT_LINE_CAP), fetched in one query."""
+def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
+    """LINE_SCHEMA: each finding's lines on both sides (at most REPORT_LINE_CAP per side, by
+    ref), in the findings' order, fetched in one query."""
     if findings.is_empty():
-        return {}
+        return empty_frame(LINE_SCHEMA)
     workspace.con.register(
         "_wanted",
-        findings.select(pl.int_range(pl.len()).alias("f"), pl.col(f"{side}_uids").alias("uids")),
+        findings.select(pl.int_range(pl.len()).alias("f"), "id", "a_uids", "h_uids"),
     )
-    rows = workspace.con.sql(
+    sides = " UNION ALL ".join(
         f"""
-        SELECT f, ref, coalesce(item_name, description), description, quantity, unit_price,
-               net_amount, tax_amount, period_start, period_end
-        FROM (SELECT f, unnest(uids) AS uid FROM _wanted) JOIN {side} USING (uid)
-        QUALIFY row_number() OVER (PARTITION BY f ORDER BY ref) <= {REPORT_LINE_CAP}
-        ORDER BY f, ref
+        SELECT w.f, w.id, '{side}' AS side, x.ref, coalesce(x.item_name, x.description) AS item,
+               x.description, x.quantity, x.unit_price, x.net_amount, x.tax_amount,
+               x.period_start, x.period_end
+        FROM (SELECT f, id, unnest({s}_uids) AS uid FROM _wanted) w JOIN {s} x USING (uid)
+        QUALIFY row_number() OVER (PARTITION BY w.f ORDER BY x.ref, x.uid) <= {REPORT_LINE_CAP}
         """
-    ).fetchall()
+        for s, side in (("a", "autotask"), ("h", "halopsa"))
+    )
+    frame: pl.DataFrame = workspace.con.sql(
+        f"SELECT * EXCLUDE (f) FROM ({sides}) ORDER BY f, side, ref"
+    ).pl()
     workspace.con.unregister("_wanted")
-    details: dict[int, list[dict[str, Any]]] = {}
-    for f, *r in rows:
-        details.setdefault(f, []).append(
-            {
-                "ref": r[0],
-                "item": r[1],
-                "description": r[2],
-                "quantity": _text(r[3]),
-                "unit_price": _text(r[4]),
-                "net_amount": str(r[5]),
-                "tax_amount": _text(r[6]),
-                "period": f"{r[7]} – {r[8]}" if r[7] else "",
-            }
-        )
-    return details
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _report_clients(clients: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every client for a normal MSP; past REPORT_CLIENT_CAP only those with something to see
-    (summary.json always lists them all)."""
-    if len(clients) <= REPORT_CLIENT_CAP:
-        return clients
-    return [
-        c for c in clients if Decimal(c["difference"]) != 0 or any(c[s] for s in SEVERITY_ORDER)
-    ]
+    return conform(frame, LINE_SCHEMA)
 
 
 def report_data(
     result: RunResult, workspace: Workspace, rules: list[Rule], quarantine: pl.DataFrame
-) -> dict[str, Any]:
-    """The report's whole context as plain data (the contract report.py documents)."""
-    summary = result.summary
-    accepted = {a["id"]: a for a in summary["acceptances"]["accepted"]}
-    discrepancies = []
-    a_lines = _line_details(workspace, result.findings, "a")
-    h_lines = _line_details(workspace, result.findings, "h")
-    for f, row in enumerate(result.findings.iter_rows(named=True)):
-        discrepancies.append(
-            {
-                "id": row["id"],
-                "rule": row["rule"],
-                "severity": row["severity"],
-                "client": row["client"],
-                "message": row["message"],
-                "autotask_amount": _text(row["autotask_amount"]),
-                "halopsa_amount": _text(row["halopsa_amount"]),
-                "difference": str(row["difference"]),
-                "measure": row["measure"],
-                "gross_difference": str(row["gross_difference"]),
-                "exposure": str(row["exposure"]),
-                "root_cause": row["root_cause"],
-                "autotask_lines": a_lines.get(f, []),
-                "halopsa_lines": h_lines.get(f, []),
-            }
+) -> ReportData:
+    """The report's data, typed (reconcile.report_model), from the run's frames."""
+    findings = result.findings
+    discrepancies = (
+        conform(
+            findings.with_columns(
+                result.outputs["status"], pl.coalesce("a_currency", "h_currency").alias("currency")
+            ),
+            DISCREPANCY_SCHEMA,
         )
-    return {
-        "cycle": result.cycle,
-        "run_id": summary["run_id"],
-        "reconcile_version": summary["reconcile_version"],
-        "title": "Parallel billing reconciliation",
-        "inputs": [
-            {
-                "platform": i["platform"],
-                "source": i["source"],
-                "shape": i["shape"],
-                "sha256": i["load_id"],
-            }
-            for i in summary["inputs"]
-        ],
-        "verdict": {
-            "ready": summary["verdict"]["ready"],
-            "blockers": summary["verdict"]["blockers"],
-            "warnings": summary["verdict"]["warnings"],
-            "info": summary["verdict"]["info"],
-            "expected": summary["verdict"]["expected"],
-            "accepted": summary["verdict"]["accepted"],
-        },
-        "totals": summary["totals"],
-        "open_variance": summary["open_variance"],
-        "currencies": summary["currencies"],
-        "lines": summary["lines"],
-        "provenance": {
-            "config": {
-                "source": summary["config"]["source"],
-                "sha256": summary["config"]["sha256"],
-            },
-            "changed": summary["config"]["changed"],
-            "lowered_severities": summary["config"]["lowered_severities"],
-            "mappings": summary["mappings"],
-        },
-        "match_stages": [s for s in summary["match_stages"] if s["stage"] != "unmatched"],
-        "match_rate": summary["match_rate"],
-        "controls": [
-            {
-                k: c[k]
-                for k in (
-                    "platform",
-                    "source",
-                    "shape",
-                    "date_convention",
-                    "number_format",
-                    "dialect",
-                    "rows_read",
-                    "rows_loaded",
-                    "rows_quarantined",
-                    "rows_excluded",
-                    "rows_skipped",
-                    "net_read",
-                    "net_loaded",
-                    "net_quarantined",
-                    "net_excluded",
-                )
-            }
-            | {"warnings": load_warnings(c)}
-            for c in summary["controls"]
-        ],
-        "quarantine": [
-            {
-                "platform": q["source"],
-                "file": q["file_name"],
-                "row": q["row_number"],
-                "line_ref": q["line_ref"],
-                "disposition": q["disposition"],
-                "reasons": q["reasons"],
-                "raw": json.loads(q["raw"]),
-            }
-            for q in quarantine.filter(pl.col("disposition") == "quarantined").iter_rows(named=True)
-        ],
-        "bridge": summary["bridge"],
-        "clients": _report_clients(summary["clients"]),
-        "discrepancies": [
-            d for d in discrepancies if d["severity"] != "expected" and d["id"] not in accepted
-        ],
-        "expected": [d for d in discrepancies if d["severity"] == "expected"],
-        # The finance workflow (report_finance.py): accepted differences with who, why and
-        # when, lapsed acceptances, changes since the previous run, the cycle's sign-off.
-        "accepted": [
-            d | {"acceptance": accepted[d["id"]]} for d in discrepancies if d["id"] in accepted
-        ],
-        "lapsed": summary["acceptances"]["lapsed"],
-        "history": summary["history"],
-        "signoff": {
-            "state": summary["signoffs"][-1]["state"] if summary["signoffs"] else "unsigned",
-            "sign": summary["signoffs"][-1] if summary["signoffs"] else None,
-        },
-        "rules": {
-            r.code: {"title": r.title, "severity": r.default_severity, "explanation": r.explanation}
+        if not findings.is_empty()
+        else empty_frame(DISCREPANCY_SCHEMA)
+    )
+    quarantined = quarantine.filter(pl.col("disposition") == "quarantined").select(
+        pl.col("source").alias("platform"),
+        pl.col("file_name").alias("file"),
+        pl.col("row_number").alias("row"),
+        "line_ref",
+        "disposition",
+        "reasons",
+        "raw",
+    )
+    return ReportData(
+        summary=result.summary,
+        rules={
+            r.code: RuleText(title=r.title, severity=r.default_severity, explanation=r.explanation)
             for r in rules
         },
-        "unmapped": summary["unmapped"],
-        "unused_mappings": summary["unused_mappings"],
-    }
+        discrepancies=discrepancies,
+        lines=_line_details(workspace, findings),
+        quarantine=conform(quarantined, QUARANTINE_SCHEMA),
+    )
 
 
 def engine_digest(rules: list[Rule]) -> str:
@@ -687,14 +619,19 @@ def engine_digest(rules: list[Rule]) -> str:
     return digest.hexdigest()
 
 
-def run_id(summary: dict[str, Any], rules: list[Rule]) -> str:
+def run_id(
+    controls: tuple[Control, ...],
+    mappings: tuple[MappingFile, ...],
+    settings: SettingsInForce,
+    rules: list[Rule],
+) -> str:
     """Runs of the same content share an id, wherever the files lie: the inputs' content hashes,
     the mapping files' content, the settings in force after defaults, and the engine (the
     reconcile version and the content of every rule file and template). Evidence a controller
     can cite: the same id always means the same discrepancies. History keeps each execution."""
     engine = [__version__, engine_digest(rules)]
-    inputs = sorted((i["platform"], i["load_id"]) for i in summary["inputs"])
-    mappings = [m["sha256"] for m in summary["mappings"]]
-    settings = {k: v for k, v in summary["config"].items() if k != "source"}
-    key = json.dumps([engine, inputs, mappings, settings], sort_keys=True)
+    inputs = sorted((c.platform, c.load_id) for c in controls)
+    hashes = [m.sha256 for m in mappings]
+    in_force = {k: v for k, v in settings.as_json_dict().items() if k != "source"}
+    key = json.dumps([engine, inputs, hashes, in_force], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -38,6 +38,7 @@ DUCK_TYPES = {
 }
 
 PENDING_TABLES = ("lines", "quarantine", "pending_loads")  # what an unfinished load has written
+ROW_GROUP_ROWS = 122_880  # rows in a DuckDB row group (its default size); see insert_batch
 LOAD_CONSTANTS = ("cycle", "source", "load_id", "file_name")  # the first columns of `lines`
 LINE_COLUMNS = ",\n    ".join(f"{n} {DUCK_TYPES[t]}" for n, t in CANONICAL_SCHEMA.items())
 
@@ -220,24 +221,40 @@ class Workspace:
     def insert_batch(
         self, lines: pl.DataFrame, rejected: pl.DataFrame, constants: dict[str, str]
     ) -> None:
-        """One batch of a load. Per-load constants travel as parameters, not as columns."""
+        """One batch of a load. Per-load constants travel as parameters, not as columns; the
+        frames reach DuckDB as Arrow, their columns already of the table's types.
+
+        `lines` should hold whole row groups (a multiple of ROW_GROUP_ROWS) but in a load's
+        last call: DuckDB writes a large insert's row groups straight to the file, and a partial
+        group left between whole ones makes its next checkpoint rewrite them (about twice the
+        work, and a larger file). For the same reason one DuckDB thread writes: each thread
+        appends a partial group of its own.
+        """
         varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
-        self.con.register("_lines", lines.select(varying))
-        self.con.register("_rejected", rejected)
-        try:
-            self.con.execute(
+        inserts = {
+            "_lines": (
+                lines.select(varying),
                 f"INSERT INTO lines SELECT $cycle, $source, $load_id, $file_name, "
                 f"{', '.join(varying)} FROM _lines",
-                constants,
-            )
-            self.con.execute(
+            ),
+            "_rejected": (
+                rejected,
                 "INSERT INTO quarantine SELECT $load_id, $cycle, $source, $file_name, row_number, "
                 "line_ref, disposition, reasons, raw, net_amount FROM _rejected",
-                constants,
-            )
+            ),
+        }
+        self.con.execute("SET threads = 1")
+        try:
+            for name, (frame, insert) in inserts.items():
+                if frame.height == 0:
+                    continue
+                self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+                try:
+                    self.con.execute(insert, constants)
+                finally:
+                    self.con.unregister(name)
         finally:
-            self.con.unregister("_lines")
-            self.con.unregister("_rejected")
+            self.con.execute("RESET threads")
 
     @contextlib.contextmanager
     def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:

@@ -7,16 +7,16 @@ are counted as skipped (fixtures/realworld/layout/ holds the hand-picked cases).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from report_data import sample_report_data
+from report_data import sample_report_data, with_summary
 
 from conftest import FIXTURES, invoke
 from reconcile.config import Settings
@@ -239,9 +239,9 @@ def test_a_trailing_comma_row_is_refused_with_row_and_column(ws_path: Path, tmp_
 
 
 def test_the_headline_shows_the_dialect_escaped() -> None:
-    sample: dict[str, Any] = sample_report_data()
+    sample = sample_report_data()
     dialect = {"sheet": "<b>Lines</b>", "header_row": "4"}
-    sample["controls"] = [{**c, "dialect": dialect} for c in sample["controls"]]
-    html = report_html(sample)
+    controls = tuple(dataclasses.replace(c, dialect=dialect) for c in sample.summary.controls)
+    html = report_html(with_summary(sample, controls=controls))
     assert "header row 4, sheet &lt;b&gt;Lines&lt;/b&gt;" in html
     assert "<b>Lines</b>" not in html

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from cleanco import basename
+from cleanco.clean import get_unique_terms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
@@ -20,12 +22,13 @@ from conftest import FIXTURES, invoke, read_json
 from reconcile.crosswalk import (
     LEGAL_FORMS,
     PAIR_BUDGET,
+    SPELLED_OUT_FORMS,
     Entity,
     Mapping,
     ambiguity_note,
     best_matches,
     name_parts,
-    normalise_name,
+    name_table,
     normalise_text,
     resolve,
 )
@@ -120,6 +123,58 @@ def test_every_variant_of_a_name_normalises_alike(data: st.DataObject) -> None:
     company = data.draw(companies())
     variant = data.draw(variants(company))
     assert name_parts(variant) == name_parts(canonical(company)), (variant, canonical(company))
+
+
+# Name material that stresses the column-wise reading: cleanco's terms as written and read,
+# runs of them, the words spelled one way, "the", marks and every kind of space.
+TOKENS = sorted(
+    {
+        *WORDS,
+        *get_unique_terms(),
+        *SPELLED_OUT_FORMS,
+        *(w for form in LEGAL_FORMS for w in form),
+        *(" ".join(form) for form in LEGAL_FORMS),
+        *("and", "AND", "&", "The", "the", "Limited", "Company", "Corporation", "Incorporated"),
+    }
+)
+SEPARATORS = [
+    " ",
+    "",
+    "  ",
+    "\u00a0",
+    ", ",
+    ". ",
+    ".",
+    "-",
+    "&",
+    " & ",
+    "'",
+    "\u2019",
+    "\t",
+    "\x1f",
+]
+
+
+@st.composite
+def raw_names(draw: st.DrawFn) -> str | None:
+    """Names as exports hold them, sensible or not."""
+    parts = draw(st.lists(st.one_of(st.sampled_from(TOKENS), st.text(max_size=5)), max_size=7))
+    text = "".join(draw(st.sampled_from(SEPARATORS)) + part for part in parts)
+    cases: list[Callable[[str], str]] = [str.upper, str.title, str.strip, str]
+    case = draw(st.sampled_from(cases))
+    return draw(st.one_of(st.none(), st.text(), st.just(case(text))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(raw_names(), max_size=40))
+def test_a_column_of_names_reads_as_each_name_does(names: list[str | None]) -> None:
+    """name_table (polars expressions, one regex for the legal forms) is name_parts and
+    normalise_text, a column at a time."""
+    column = pl.Series(names, dtype=pl.String)
+    parts = [(*name_parts(n), " ".join(p for p in name_parts(n) if p)) for n in names]
+    assert list(name_table("client", column).iter_rows()) == parts
+    texts = [(normalise_text(n), "", normalise_text(n)) for n in names]
+    assert list(name_table("item", column).iter_rows()) == texts
 
 
 def _entity(key: str, name: str, prefix: str = "") -> Entity:
@@ -255,9 +310,9 @@ def test_item_and_contract_names_ignore_spacing_case_and_punctuation() -> None:
     assert found == {"h1": "1", "h2": "2"}
 
 
-def test_normalise_name_keeps_the_legal_form() -> None:
-    assert normalise_name("Acme Ltd") != normalise_name("Acme Inc")
-    assert normalise_name("ACME L.T.D.") == normalise_name("Acme Limited") == "acme ltd"
+def test_name_parts_keep_the_legal_form() -> None:
+    assert name_parts("Acme Ltd") != name_parts("Acme Inc")
+    assert name_parts("ACME L.T.D.") == name_parts("Acme Limited") == ("acme", "ltd")
 
 
 def test_ambiguity_note_quotes_a_name_with_a_comma() -> None:
@@ -284,7 +339,9 @@ def test_suggestions_at_scale_are_bounded_and_find_typos() -> None:
     assert time.perf_counter() - start < 20
     missed = [
         (q, c)
-        for (q, c), (index, score) in zip(zip(typos, candidates, strict=False), found, strict=False)
+        for (q, c), (index, score) in zip(
+            zip(typos, candidates, strict=False), found.iter_rows(), strict=False
+        )
         if score < round(fuzz.token_sort_ratio(q, c), 1) and fuzz.token_sort_ratio(q, c) >= 70
     ]
     assert len(missed) < len(typos) // 100, missed[:5]

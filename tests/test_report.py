@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+import polars as pl
 import pytest
 from markupsafe import escape
-from report_data import HOSTILE, sample_report_data
+from report_data import (
+    HOSTILE,
+    client_rows,
+    large_sample,
+    listed,
+    sample_report_data,
+    with_summary,
+)
 
+from conftest import DEMO, invoke, read_json
 from reconcile.report import (
     CSP,
     DEFAULT_TEMPLATE_DIR,
     REPORT_CONTEXT,
     build_context,
-    decode_discrepancies,
     embed_json,
     format_decimal,
     largest_problems,
@@ -25,9 +35,21 @@ from reconcile.report import (
     money,
     percent,
     quantity,
+    read_tables,
     render_report,
     report_html,
     signed_money,
+)
+from reconcile.report_model import (
+    DISCREPANCY_SCHEMA,
+    LINE_SCHEMA,
+    Amounts,
+    BridgeEntry,
+    CurrencyTotals,
+    ReportData,
+    SideTotals,
+    conform,
+    text_columns,
 )
 
 MAX_BYTES = 25 * 1024 * 1024
@@ -48,22 +70,22 @@ def outside_embedded(html: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def sample() -> dict[str, Any]:
+def sample() -> ReportData:
     return sample_report_data()
 
 
 @pytest.fixture(scope="module")
-def html(sample: dict[str, Any]) -> str:
+def html(sample: ReportData) -> str:
     return report_html(sample)
 
 
 @pytest.fixture(scope="module")
-def hostile() -> dict[str, Any]:
+def hostile() -> ReportData:
     return sample_report_data(60, hostile=True)
 
 
 @pytest.fixture(scope="module")
-def hostile_html(hostile: dict[str, Any]) -> str:
+def hostile_html(hostile: ReportData) -> str:
     return report_html(hostile)
 
 
@@ -119,7 +141,7 @@ def test_environment_autoescapes_j2_templates() -> None:
     assert Path(__file__).resolve().parent.parent / "reports" == DEFAULT_TEMPLATE_DIR
 
 
-def test_template_dir_override_comes_first(tmp_path: Path, sample: dict[str, Any]) -> None:
+def test_template_dir_override_comes_first(tmp_path: Path, sample: ReportData) -> None:
     (tmp_path / "_inputs.html.j2").write_text(
         "<footer id='inputs'>Custom footer for {{ cycle }}</footer>", encoding="utf-8"
     )
@@ -128,7 +150,7 @@ def test_template_dir_override_comes_first(tmp_path: Path, sample: dict[str, Any
     assert "Not ready for cutover" in html  # everything else still from reports/
 
 
-def test_context_keys_are_documented(sample: dict[str, Any]) -> None:
+def test_context_keys_are_documented(sample: ReportData) -> None:
     assert set(build_context(sample, "", "")) == set(REPORT_CONTEXT)
 
 
@@ -141,7 +163,7 @@ def test_script_never_uses_innerhtml() -> None:
 # --- content -------------------------------------------------------------------------------
 
 
-def test_report_renders_every_section(html: str, sample: dict[str, Any]) -> None:
+def test_report_renders_every_section(html: str, sample: ReportData) -> None:
     assert html.startswith("<!doctype html>")
     assert "Not ready for cutover" in html
     assert "Largest problems" in html
@@ -149,64 +171,64 @@ def test_report_renders_every_section(html: str, sample: dict[str, Any]) -> None
         assert f'id="{section}"' in html
     assert 'id="quarantine"' in html
     assert 'href="#quarantine"' in html
-    gbp = sample["totals"]["GBP"]
-    assert "GBP " + money(gbp["autotask"]["gross"]) in html
-    assert "GBP " + signed_money(gbp["difference"]["gross"]) in html
-    for client in sample["clients"]:
-        assert f'data-client="{escape(client["client"])}"' in html
+    gbp = sample.summary.totals["GBP"]
+    assert "GBP " + money(gbp.autotask.gross) in html
+    assert "GBP " + signed_money(gbp.difference.gross) in html
+    assert read_tables(embedded(html))["clients"] == client_rows(sample)
 
 
-def test_load_warnings_show_under_the_control_totals(html: str, sample: dict[str, Any]) -> None:
-    (halopsa,) = [c for c in sample["controls"] if c["platform"] == "halopsa"]
-    (warning,) = halopsa["warnings"]
+def test_load_warnings_show_under_the_control_totals(html: str, sample: ReportData) -> None:
+    (halopsa,) = [c for c in sample.summary.controls if c.platform == "halopsa"]
+    (warning,) = halopsa.warnings
     assert escape(warning) in html
     assert html.count('class="load-warnings"') == 1  # the Autotask input has none
 
 
-def test_load_warnings_are_capped_per_input(sample: dict[str, Any]) -> None:
-    many = [f"invoice INV-{n}: the export states 10.00, its lines 9.00" for n in range(8)]
-    controls = [{**c, "warnings": many} for c in sample["controls"]]
-    html = report_html({**sample, "controls": controls})
+def test_load_warnings_are_capped_per_input(sample: ReportData) -> None:
+    many = tuple(f"invoice INV-{n}: the export states 10.00, its lines 9.00" for n in range(8))
+    controls = tuple(dataclasses.replace(c, warnings=many) for c in sample.summary.controls)
+    html = report_html(with_summary(sample, controls=controls))
     assert "INV-4:" in html and "INV-5:" not in html
     assert html.count("… and 3 more, listed in summary.json") == 2
 
 
-def test_ready_verdict(sample: dict[str, Any]) -> None:
-    data = {**sample, "verdict": {**sample["verdict"], "ready": True, "blockers": 0}}
-    html = report_html(data)
+def test_ready_verdict(sample: ReportData) -> None:
+    verdict = dataclasses.replace(sample.summary.verdict, ready=True, blockers=0)
+    html = report_html(with_summary(sample, verdict=verdict))
     assert "Ready for cutover" in html
     assert "Not ready for cutover" not in html
     assert 'class="verdict ready"' in html
 
 
-def test_optional_sections_may_be_missing(sample: dict[str, Any]) -> None:
-    data = {k: v for k, v in sample.items() if k not in ("quarantine", "unmapped", "expected")}
+def test_empty_sections_say_so(sample: ReportData) -> None:
+    data = dataclasses.replace(
+        with_summary(sample, unmapped=()),
+        quarantine=sample.quarantine.clear(),
+        discrepancies=sample.discrepancies.filter(pl.col("severity") != "expected"),
+    )
     html = report_html(data)
     assert "No rows were quarantined." in html
     assert "Every client and item is mapped." in html
+    assert "No expected differences." in html
 
 
-def test_sparse_entries_render(sample: dict[str, Any]) -> None:
-    """Optional fields may be missing from the run stage's entries without breaking the page."""
-    data = {
-        **sample,
-        "match_stages": [{"stage": "period", "groups": 1, "autotask_lines": 1, "halopsa_lines": 1}],
-        "unmapped": [{"kind": "item", "side": "halopsa", "value": "Widget"}],
-        "quarantine": [{"platform": "halopsa", "file": "x.csv", "reasons": "bad date"}],
-        "inputs": [{"platform": "autotask", "source": "a.csv"}],
-        "expected": [],
-    }
-    del data["controls"]
-    html = report_html(data)
-    assert '<th scope="row">period</th>' in html
-    assert "no suggestion" in html
-    assert "bad date" in html
+def test_frames_must_have_their_declared_columns(sample: ReportData) -> None:
+    """The report's tables are typed: a frame with a column missing or of another type is
+    refused when the data is built, not found out by a template."""
+    with pytest.raises(TypeError, match="lines"):
+        dataclasses.replace(sample, lines=sample.lines.drop("period_end"))
+    with pytest.raises(TypeError, match="discrepancies"):
+        dataclasses.replace(
+            sample,
+            discrepancies=sample.discrepancies.with_columns(pl.col("difference").cast(float)),
+        )
 
 
 def test_largest_problems_are_the_open_root_causes_most_at_stake(
-    html: str, sample: dict[str, Any]
+    html: str, sample: ReportData
 ) -> None:
-    open_items = [d for d in sample["discrepancies"] if d["severity"] in ("blocker", "warning")]
+    rows = text_columns(sample.discrepancies).to_dicts()
+    open_items = [d for d in rows if d["severity"] in ("blocker", "warning")]
     rank = {"blocker": 0, "warning": 1}
     biggest = sorted(open_items, key=lambda d: (rank[d["severity"]], -Decimal(d["exposure"])))[:5]
     linked = re.findall(r'class="jump" href="#row-([^"]+)" data-target=', html)
@@ -220,31 +242,59 @@ def test_largest_problems_are_the_open_root_causes_most_at_stake(
 def test_consequences_stay_under_their_root_cause() -> None:
     """A missing line that follows from an unmapped client is not a 'largest problem' of its
     own, however large; a zero difference with money at stake still ranks."""
-    base = {"rule": "r", "client": "c", "message": "m", "measure": "net"}
+    base = {
+        "rule": "r",
+        "client": "c",
+        "message": "m",
+        "measure": "net",
+        "severity": "blocker",
+        "status": "open",
+    }
     items = [
-        {**base, "id": "D-root", "severity": "blocker", "difference": "100.00", "exposure": "100"},
-        {**base, "id": "D-led", "severity": "blocker", "difference": "-900.00", "exposure": "900",
-         "root_cause": "D-root"},
-        {**base, "id": "D-period", "severity": "blocker", "difference": "0.00", "exposure": "630"},
-    ]  # fmt: skip
-    assert [d["id"] for d in largest_problems(items, {})] == ["D-period", "D-root"]
+        {**base, "id": "D-root", "difference": "100.00", "exposure": "100"},
+        {**base, "id": "D-led", "difference": "-900.00", "exposure": "900", "root_cause": "D-root"},
+        {**base, "id": "D-period", "difference": "0.00", "exposure": "630"},
+    ]
+    frame = pl.DataFrame(items).with_columns(
+        pl.lit(None, pl.String).alias(c) for c in DISCREPANCY_SCHEMA if c not in items[1]
+    )
+    data = dataclasses.replace(
+        sample_report_data(0),
+        discrepancies=conform(frame, DISCREPANCY_SCHEMA),
+        lines=pl.DataFrame(schema=LINE_SCHEMA),
+    )
+    assert [d["id"] for d in largest_problems(data)] == ["D-period", "D-root"]
 
 
-def test_embedded_discrepancies_round_trip(html: str, sample: dict[str, Any]) -> None:
+def test_embedded_tables_round_trip(html: str, sample: ReportData) -> None:
     payload = embedded(html)
-    assert decode_discrepancies(payload) == sample["discrepancies"]
-    assert payload["rules"] == sample["rules"]
+    assert "tables" in payload and "tables_gzip" not in payload  # small: plain JSON
+    tables = read_tables(payload)
+    assert tables["discrepancies"] == listed(sample)
+    assert tables["clients"] == client_rows(sample)
+    assert payload["rules"] == {code: dataclasses.asdict(r) for code, r in sample.rules.items()}
 
 
-def test_discrepancy_rows_are_not_rendered_server_side(html: str) -> None:
-    assert 'class="disc-row' not in html
+def test_compressed_tables_carry_the_same_rows(sample: ReportData, html: str) -> None:
+    """Compressed (gzip, base64) or not, the page's tables are the same; compressing twice
+    gives the same bytes (no timestamp in the gzip header)."""
+    packed = report_html(sample, compress=True)
+    payload = embedded(packed)
+    assert "tables_gzip" in payload and "tables" not in payload
+    assert read_tables(payload) == read_tables(embedded(html))
+    assert report_html(sample, compress=True) == packed
+
+
+def test_rows_are_not_rendered_server_side(html: str) -> None:
+    assert 'class="disc-row' not in html and 'class="client-row' not in html
     assert '<tbody id="disc-body"></tbody>' in html
+    assert '<tbody id="client-body"></tbody>' in html
 
 
 # --- safety --------------------------------------------------------------------------------
 
 
-def test_hostile_values_are_escaped(hostile_html: str, hostile: dict[str, Any]) -> None:
+def test_hostile_values_are_escaped(hostile_html: str, hostile: ReportData) -> None:
     page = outside_embedded(hostile_html)
     assert "<script>alert(1)</script>" not in hostile_html
     assert "alert(1)</script>" not in hostile_html
@@ -261,8 +311,10 @@ def test_hostile_values_are_escaped(hostile_html: str, hostile: dict[str, Any]) 
     match = EMBED_RE.search(hostile_html)
     assert match is not None
     assert "<" not in match.group(1) and ">" not in match.group(1)
-    assert decode_discrepancies(embedded(hostile_html)) == hostile["discrepancies"]
-    assert any(HOSTILE[0] in d["client"] for d in decode_discrepancies(embedded(hostile_html)))
+    tables = read_tables(embedded(hostile_html))
+    assert tables["discrepancies"] == listed(hostile)
+    assert any(HOSTILE[0] in d["client"] for d in tables["discrepancies"])
+    assert read_tables(embedded(report_html(hostile, compress=True))) == tables
 
 
 def test_csp_forbids_network(html: str) -> None:
@@ -286,8 +338,7 @@ def test_no_external_resources(fixture: str, request: pytest.FixtureRequest) -> 
 
 @pytest.mark.parametrize("n", [0, 1, 40, 1000])
 def test_bridge_sums_exactly_to_gross_difference(n: int) -> None:
-    data = sample_report_data(n)
-    html = report_html(data)
+    html = report_html(sample_report_data(n))
     payload = embedded(html)
     totals = payload["totals"]["GBP"]
     bars = sum((Decimal(b["amount"]) for b in payload["bridge"]["GBP"]), Decimal(0))
@@ -306,20 +357,32 @@ def test_bridge_sums_exactly_to_gross_difference(n: int) -> None:
 def test_every_amount_of_two_currencies_names_its_code() -> None:
     """Totals, bridge and client rows per currency; nothing adds EUR into GBP."""
     data = sample_report_data(10)
-    gbp = data["totals"]["GBP"]
-    eur = {
-        "autotask": {"net": "0.00", "tax": "0.00", "gross": "0.00", "lines": 0, "tax_unknown": 0},
-        "halopsa": {"net": "100.00", "tax": "20.00", "gross": "120.00", "lines": 1},
-        "difference": {"net": "100.00", "tax": "20.00", "gross": "120.00"},
+    gbp = data.summary.totals["GBP"]
+    zero = Decimal("0.00")
+    eur = CurrencyTotals(
+        autotask=SideTotals(zero, zero, zero, 0, 0),
+        halopsa=SideTotals(Decimal("100.00"), Decimal("20.00"), Decimal("120.00"), 1, 0),
+        difference=Amounts(Decimal("100.00"), Decimal("20.00"), Decimal("120.00")),
+    )
+    bridge = {
+        **data.summary.bridge,
+        "EUR": (BridgeEntry("currency_mismatch", "Currency differs", Decimal("120.00")),),
     }
-    data["totals"] = {"GBP": gbp, "EUR": eur}
-    data["bridge"]["EUR"] = [
-        {"rule": "currency_mismatch", "title": "Currency differs", "amount": "120.00"}
-    ]
-    data["clients"].append({**data["clients"][0], "currency": "EUR", "halopsa_gross": "120.00"})
-    html = report_html(data)
+    clients = data.summary.clients
+    eur_client = clients.head(1).with_columns(
+        pl.lit("EUR").alias("currency"),
+        pl.lit(Decimal("120.00")).cast(clients.schema["halopsa_gross"]).alias("halopsa_gross"),
+    )
+    html = report_html(
+        with_summary(
+            data,
+            totals={"GBP": gbp, "EUR": eur},
+            bridge=bridge,
+            clients=pl.concat([clients, eur_client]),
+        )
+    )
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
-    assert "EUR 120.00" in text and "GBP " + money(gbp["autotask"]["gross"]) in text
+    assert "EUR 120.00" in text and "GBP " + money(gbp.autotask.gross) in text
     assert "Autotask gross total EUR" in text and "Autotask gross total GBP" in text
     assert 'data-currency="EUR"' in html
     assert "amounts in different currencies are never added up" in text
@@ -337,16 +400,53 @@ def test_the_summary_names_its_provenance(html: str) -> None:
 # --- size --------------------------------------------------------------------------------
 
 
-def test_fifty_thousand_discrepancies_stay_under_25_mb(tmp_path: Path) -> None:
-    data = sample_report_data(50_000)
+def test_a_large_msps_cycle_stays_under_25_mb(tmp_path: Path) -> None:
+    """165,000 discrepancies among 170,000 clients (the issue's cycle): one file, compressed
+    tables, every row still there."""
     path = tmp_path / "report.html"
-    render_report(data, path)
+    render_report(large_sample(), path)
     size = path.stat().st_size
     assert size < MAX_BYTES, f"{size / 1e6:.1f} MB"
-    assert len(embedded(path.read_text(encoding="utf-8"))["discrepancies"]) == 50_000
+    tables = read_tables(embedded(path.read_text(encoding="utf-8")))
+    assert len(tables["discrepancies"]) == 165_000
+    assert len(tables["clients"]) == 170_000
 
 
 def test_totals_say_how_many_lines_state_no_tax(html: str) -> None:
     """An unknown tax is left out of tax and gross, and the page says so, side by side."""
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     assert "Tax and gross leave out tax that is not stated: HaloPSA 1 line " in text
+
+
+def test_the_demo_reports_tables_are_its_outputs(tmp_path: Path) -> None:
+    """The real run's page carries exactly the open discrepancies of discrepancies.json (same
+    order, same exact amounts) and every row of summary.json's client table."""
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    tables = read_tables(embedded((out / "report.html").read_text(encoding="utf-8")))
+    rows = [r for r in read_json(out / "discrepancies.json") if r["severity"] != "expected"]
+    shown = tables["discrepancies"]
+    assert [d["id"] for d in shown] == [r["id"] for r in rows]
+    for d, r in zip(shown, rows, strict=True):
+        assert {k: d[k] for k in ("rule", "client", "currency", "measure", "message")} == {
+            k: r[k] for k in ("rule", "client", "currency", "measure", "message")
+        }
+        for key in ("autotask_amount", "halopsa_amount", "difference", "gross_difference"):
+            assert d[key] == r[key]
+        assert ";".join(line["ref"] for line in d["autotask_lines"]) == r["autotask_refs"]
+        assert ";".join(line["ref"] for line in d["halopsa_lines"]) == r["halopsa_refs"]
+    clients = read_json(out / "summary.json")["clients"]
+    assert sorted(tables["clients"], key=json.dumps) == sorted(clients, key=json.dumps)
+
+
+def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
+    """The run keeps its report data as JSON (history.report_blob) so a sign-off pack can
+    render the report again: read back, it renders the same page and the same summary.json."""
+    back = ReportData.from_json_dict(orjson.loads(orjson.dumps(hostile.json_dict())))
+    assert back.summary.json_dict == hostile.summary.json_dict
+    assert report_html(back) == report_html(hostile)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -51,8 +52,12 @@ class RawFrame:
 
     def collect(self, query: pl.LazyFrame) -> pl.DataFrame:
         """Run a query over the export, with the same error translation as batches()."""
+        return self.collect_all([query])[0]
+
+    def collect_all(self, queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+        """Run queries over the export together: the file is read once for all of them."""
         try:
-            return query.collect()
+            return pl.collect_all(queries)
         except pl.exceptions.PolarsError as exc:
             raise self._error(exc) from None
 
@@ -232,8 +237,9 @@ FIELD_LABELS = {
 PLATFORM_NAMES = {"autotask": "Autotask", "halopsa": "HaloPSA"}
 
 
-def _norm_set(names: tuple[str, ...]) -> set[str]:
-    return {normalise_header(n) for n in names}
+@cache  # the header tables are constants: sniffing asks for the same sets for every row
+def _norm_set(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(normalise_header(n) for n in names)
 
 
 def detect_platform(file: str, headers: list[str], claimed: str | None) -> str:
