@@ -145,12 +145,29 @@ FIXED_DATE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 WIDE_COLUMNS = frozenset({"message", "reason", "value", "why"})  # sentences: 60 characters
 
 
-def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str = "Discrepancies") -> None:
-    """The discrepancy table as the workbook finance opens (write_workbook, one sheet).
+EXCEL_DATA_ROWS = 1_048_575  # a sheet's 1,048,576 rows less the header row
+
+
+def write_xlsx(
+    frame: pl.DataFrame,
+    path: Path,
+    sheet: str = "Discrepancies",
+    rows_per_sheet: int = EXCEL_DATA_ROWS,
+) -> None:
+    """The discrepancy table as the workbook finance opens (write_workbook): one sheet, or,
+    beyond Excel's rows a sheet, consecutive sheets `Discrepancies`, `Discrepancies 2`, … in
+    the table's order (XlsxWriter would otherwise drop the rows past the limit silently).
 
     `frame`: the columns of run.OUTPUT_COLUMNS (money Decimal(18,2) in the row's `currency`,
     quantities and unit prices Decimal(·,4))."""
-    write_workbook(path, {sheet: frame})
+    parts = range(0, max(frame.height, 1), rows_per_sheet)
+    write_workbook(
+        path,
+        {
+            sheet if n == 0 else f"{sheet} {n + 1}": frame.slice(start, rows_per_sheet)
+            for n, start in enumerate(parts)
+        },
+    )
 
 
 def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
