@@ -117,12 +117,12 @@ def _spelled_forms(words: tuple[str, ...], sizes: list[int | None], start: int) 
     return " ".join(forms)
 
 
-@functools.lru_cache(maxsize=1 << 19)
 def name_parts(name: str | None) -> tuple[str, str]:
     """A company name as (base name, legal form), both normalised: "The Pennine Foods L.L.P."
     is ("pennine foods", "llp"), "Smith & Sons Limited" is ("smith and sons", "ltd").
 
-    One name at a time: the reference `name_table` does the same for a column of names."""
+    One name at a time, word by word: the reference that name_table (a column of names at a
+    time, as a run reads them) is tested against."""
     words = _words(name) if name else ()
     if not words:
         return "", ""
@@ -198,7 +198,7 @@ def name_table(kind: str, names: pl.Series) -> pl.DataFrame:
     split = fold(
         names.rename("name"),
         _ascii_split,
-        lambda name: "  " + "  ".join(_split(name)) + "  ",
+        lambda name: "  " + "  ".join(_split(name)) + "  ",  # spaced as _ascii_split spaces
     )
     words = split.to_frame("words").select(
         SPELLED_WORDS.str.replace_all(" +", " ").str.strip_chars(" ").fill_null("")
@@ -410,7 +410,7 @@ def resolve_frame(
     )
 
 
-def casefolded(values: pl.Series) -> pl.Series:
+def _casefolded(values: pl.Series) -> pl.Series:
     """str.casefold of each value (ASCII by polars, any other by Python)."""
     return fold(values, lambda value: value.str.to_lowercase(), str.casefold)
 
@@ -429,13 +429,13 @@ def _by_id(
             {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
         )
         rows = rows.select(
-            value=casefolded(rows["value"]), target=casefolded(rows["target"])
+            value=_casefolded(rows["value"]), target=_casefolded(rows["target"])
         ).unique("value", keep="last")
         values = autotask.select("key", value=pl.concat_list("ids", "names")).explode("value")
-        values = values.with_columns(value=casefolded(values["value"]))
+        values = values.with_columns(value=_casefolded(values["value"]))
         h_values = halopsa.select("key", value=pl.concat_list("ids", "names")).explode("value")
         mapped = (
-            h_values.with_columns(value=casefolded(h_values["value"]))
+            h_values.with_columns(value=_casefolded(h_values["value"]))
             .with_row_index("order")
             .join(rows, on="value")
             .join(_only(values, "value"), left_on="target", right_on="value")
@@ -463,9 +463,9 @@ def _only(values: pl.DataFrame, on: str) -> pl.DataFrame:
     return (
         values.drop_nulls(on)
         .group_by(on)
-        .agg(pl.col("key").unique())
-        .filter(pl.col("key").list.len() == 1)
-        .select(on, autotask_key=pl.col("key").list.first())
+        .agg(entities=pl.col("key").n_unique(), autotask_key=pl.col("key").first())
+        .filter(pl.col("entities") == 1)
+        .drop("entities")
     )
 
 
@@ -553,12 +553,11 @@ def _by_name(
 
 def _display(autotask: pl.DataFrame) -> pl.DataFrame:
     """Autotask entities by label, with the id where two share a label: key, display."""
-    label = LABEL
     return autotask.select(
         "key",
-        display=pl.when((pl.len().over(label) > 1) & (pl.col("ids").list.len() > 0))
-        .then(pl.format("{} (id {})", label, pl.col("ids").list.first()))
-        .otherwise(label),
+        display=pl.when((pl.len().over(LABEL) > 1) & (pl.col("ids").list.len() > 0))
+        .then(pl.format("{} (id {})", LABEL, pl.col("ids").list.first()))
+        .otherwise(LABEL),
     )
 
 
@@ -792,15 +791,20 @@ def _blocked(
     c_forms: np.ndarray,
     min_score: float,
 ) -> Found:
+    q_blocks = _blocks(queries).rename({"i": "q"})
     c_blocks = (
         _blocks(candidates)
+        .join(q_blocks, on="block", how="semi")  # blocks no query has pair nothing
         .group_by("block")
         .agg(c="i")
         .filter(pl.col("c").list.n_unique() <= BLOCK_LIMIT)
         .explode("c")
     )
-    q_blocks = _blocks(queries).rename({"i": "q"})
-    q_text, c_text = _sorted_words(queries), _sorted_words(candidates)
+    # Words sorted for the candidates that meet a query only.
+    met = c_blocks["c"].unique()
+    c_text = np.empty(len(candidates), dtype=object)
+    c_text[met.to_numpy()] = _sorted_words(candidates.gather(met))
+    q_text = _sorted_words(queries)
     for start in range(0, len(queries), QUERY_CHUNK):
         pairs = (
             q_blocks.filter(pl.col("q").is_between(start, start + QUERY_CHUNK - 1))

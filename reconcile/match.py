@@ -157,7 +157,9 @@ def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[pl.DataFrame, 
         .join(listed, on="key", how="left")
         .select(
             "key",
-            ids=pl.concat_list("id").list.drop_nulls(),
+            ids=pl.when(pl.col("id").is_null())
+            .then(pl.lit([], pl.List(pl.String)))
+            .otherwise(pl.concat_list("id")),
             names=pl.col("name").fill_null([]),
             xref="xref",
         )
@@ -456,11 +458,12 @@ STAGE_SQL = {"split": _split, "values": _one_to_one_by_key, "group": _group_by_k
 
 
 def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> dict[str, pl.DataFrame]:
-    """The side's lines left for the fuzzy stage, per client and currency, in ref order."""
+    """The side's lines left for the fuzzy stage (of resolved clients: every Autotask one), per
+    client and currency, in ref order."""
     text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
     frame: pl.DataFrame = con.sql(
         f"SELECT uid, ref, c_key || '|' || coalesce(currency, '') AS c_key, {text} AS text, "
-        f"net_amount FROM {_left(side)} WHERE {'c_ok' if side == 'h' else 'true'} ORDER BY ref"
+        f"net_amount FROM {_left(side)} WHERE c_ok ORDER BY ref"
     ).pl()
     return {str(key): part for (key,), part in frame.partition_by("c_key", as_dict=True).items()}
 

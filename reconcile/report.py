@@ -54,6 +54,7 @@ from markupsafe import Markup
 
 from reconcile import bundled_dir
 from reconcile.ingest import load_warnings
+from reconcile.report_finance import FINANCE_CONTEXT, finance_context
 from reconcile.report_model import (
     CLIENT_SCHEMA,
     SEVERITIES,
@@ -71,7 +72,7 @@ CSS_NAME = "report.css"
 JS_NAME = "report.js"
 
 WARNINGS_SHOWN = 5  # per input, under the control totals; summary.json has them all
-LIST_SEVERITIES = SEVERITIES[:3]  # expected (accepted) differences have their own section
+LIST_SEVERITIES = SEVERITIES[:3]  # expected (and accepted) differences have their own sections
 EMBED_FORMAT = 2
 COMPRESS_ABOVE = 1_000_000  # bytes of table JSON above which the tables travel compressed
 GZIP_LEVEL = 4  # of 9: 165,000 discrepancies in about a third of the time of 9, 10% larger
@@ -108,10 +109,10 @@ INTERNED = frozenset(
 LARGEST_PROBLEMS = 5
 # Sections rendered server-side are normally short; a cap keeps a pathological run's file small.
 SERVER_ROWS_CAP = 2000
-# Accepted differences are rendered with both sides' lines: some 100 elements each, so 2,000 of
-# them (a realistic 1M-line cycle has 1,444) took the browser 3.5 s to parse. The rest are in
-# the discrepancy files.
-EXPECTED_SHOWN = 200
+# Expected and accepted differences are rendered with both sides' lines: some 100 elements
+# each, so 2,000 of them (a realistic 1M-line cycle has 1,444 expected) took the browser 3.5 s to
+# parse. The sections say how many they show; all are in the discrepancy files.
+LINED_ROWS_SHOWN = 200
 
 # What every template receives (datasette's TEMPLATE_BASE_CONTEXT); a test keeps this honest.
 REPORT_CONTEXT: dict[str, str] = {
@@ -121,7 +122,7 @@ REPORT_CONTEXT: dict[str, str] = {
     "run_id": "the run's fingerprint (inputs, mappings, settings, reconcile version)",
     "version": "the reconcile version that produced the report",
     "inputs": "the inputs' Controls (platform, source, shape, load_id: the content hash)",
-    "verdict": "Verdict: ready, blockers, warnings, info, expected",
+    "verdict": "Verdict: ready, blockers, warnings, info, expected, accepted",
     "totals": "currency -> CurrencyTotals (main currency first): autotask/halopsa (net, tax, "
     "gross, lines, tax_unknown) and difference (net, tax, gross); amounts are never added "
     "across currencies",
@@ -145,9 +146,9 @@ REPORT_CONTEXT: dict[str, str] = {
     "discrepancy_total": "number of discrepancies in the list",
     "unmapped": "Unmapped clients/items with suggestions",
     "unused_mappings": "UnusedMappings: mapping rows that map nothing in this cycle",
-    "expected": "accepted differences as text with their lines and rule_title (capped at "
-    "EXPECTED_SHOWN)",
-    "expected_total": "number of accepted differences",
+    "expected": "expected differences (retired services) as text with their lines and "
+    "rule_title (capped at LINED_ROWS_SHOWN)",
+    "expected_total": "number of expected differences",
     "quarantine": "quarantined rows (capped at SERVER_ROWS_CAP), raw as a dict",
     "quarantine_total": "number of quarantined rows",
     "severities": "the severity names in display order",
@@ -156,6 +157,7 @@ REPORT_CONTEXT: dict[str, str] = {
     "css": "Markup: report.css, inlined",
     "js": "Markup: report.js, inlined",
     "csp": "the Content-Security-Policy the page declares",
+    **FINANCE_CONTEXT,
 }
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
@@ -277,7 +279,7 @@ def period_text(start: str = "period_start", end: str = "period_end") -> pl.Expr
 
 def _page_frames(data: ReportData) -> dict[str, pl.DataFrame]:
     """The three tables the page's script renders, in its order, before interning."""
-    listed = data.discrepancies.filter(pl.col("severity") != "expected")
+    listed = data.discrepancies.filter(pl.col("status") == "open")
     rows = listed.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), "id")
     lines = (
         data.lines.join(rows, on="id", how="inner", maintain_order="left")
@@ -470,7 +472,9 @@ def largest_problems(data: ReportData, n: int = LARGEST_PROBLEMS) -> list[dict[s
     rank = {"blocker": 0, "warning": 1}
     top = (
         data.discrepancies.filter(
-            pl.col("severity").is_in(list(rank)) & pl.col("root_cause").is_null()
+            pl.col("severity").is_in(list(rank))
+            & (pl.col("status") == "open")
+            & pl.col("root_cause").is_null()
         )
         .sort(
             pl.col("severity").replace_strict(rank, return_dtype=pl.Int8),
@@ -481,12 +485,11 @@ def largest_problems(data: ReportData, n: int = LARGEST_PROBLEMS) -> list[dict[s
         .head(n)
     )
     return [
-        {**row, "rule_title": _rule_title(data, row["rule"])}
-        for row in text_columns(top).to_dicts()
+        {**row, "rule_title": rule_title(data, row["rule"])} for row in text_columns(top).to_dicts()
     ]
 
 
-def _rule_title(data: ReportData, code: str) -> str:
+def rule_title(data: ReportData, code: str) -> str:
     rule = data.rules.get(code)
     return rule.title if rule else code
 
@@ -518,12 +521,13 @@ def _control_row(control: Control) -> ControlRow:
     )
 
 
-def _expected_rows(data: ReportData) -> list[dict[str, Any]]:
-    """The first EXPECTED_SHOWN accepted differences as text, with rule_title and their lines
-    (autotask_lines, halopsa_lines: dicts with the period as one text)."""
-    expected = data.discrepancies.filter(pl.col("severity") == "expected").head(EXPECTED_SHOWN)
+def section_rows(data: ReportData, status: str) -> list[dict[str, Any]]:
+    """The first LINED_ROWS_SHOWN discrepancies of a status ("expected", "accepted") as text,
+    with rule_title and their lines (autotask_lines, halopsa_lines: dicts with the period as
+    one text), for the sections rendered server-side."""
+    rows = data.discrepancies.filter(pl.col("status") == status).head(LINED_ROWS_SHOWN)
     lines = text_columns(
-        data.lines.join(expected.select("id"), on="id", how="semi", maintain_order="left")
+        data.lines.join(rows.select("id"), on="id", how="semi", maintain_order="left")
     ).with_columns(period_text().alias("period"))
     by_id: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for line in lines.drop("period_start", "period_end").to_dicts():
@@ -531,11 +535,11 @@ def _expected_rows(data: ReportData) -> list[dict[str, Any]]:
     return [
         {
             **row,
-            "rule_title": _rule_title(data, row["rule"]),
+            "rule_title": rule_title(data, row["rule"]),
             "autotask_lines": by_id.get((row["id"], "autotask"), []),
             "halopsa_lines": by_id.get((row["id"], "halopsa"), []),
         }
-        for row in text_columns(expected).to_dicts()
+        for row in text_columns(rows).to_dicts()
     ]
 
 
@@ -549,8 +553,8 @@ def build_context(
 ) -> dict[str, Any]:
     """Everything the template needs; keys are documented in REPORT_CONTEXT."""
     summary = data.summary
-    severity = data.discrepancies["severity"]
-    listed = data.discrepancies.filter(severity != "expected")
+    status = data.discrepancies["status"]
+    listed = data.discrepancies.filter(status == "open")
     lines = summary.lines
     stages = [
         {
@@ -591,8 +595,8 @@ def build_context(
         "discrepancy_total": listed.height,
         "unmapped": summary.unmapped,
         "unused_mappings": summary.unused_mappings,
-        "expected": _expected_rows(data),
-        "expected_total": int((severity == "expected").sum()),
+        "expected": section_rows(data, "expected"),
+        "expected_total": int((status == "expected").sum()),
         "quarantine": quarantined,
         "quarantine_total": data.quarantine.height,
         "severities": SEVERITIES,
@@ -602,7 +606,7 @@ def build_context(
         "js": Markup(js),
         "csp": CSP,
     }
-    return context
+    return context | finance_context(data, section_rows(data, "accepted"))
 
 
 # --- rendering -------------------------------------------------------------------------------

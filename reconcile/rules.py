@@ -31,6 +31,7 @@ RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
 MEASURES = ("net", "tax", "gross")
 EXPECTED_TITLE = "Expected differences (retired services)"
+ACCEPTED_TITLE = "Accepted differences"
 MONEY = pl.Decimal(18, 2)
 FINDING_COLUMNS: dict[str, pl.DataType] = {
     "match_ids": pl.List(pl.Int64()),
@@ -421,13 +422,19 @@ def bridge(
 ) -> dict[str, list[dict[str, str]]]:
     """Per currency, attribute each match group's gross difference to the first-precedence rule
     that fired on it; each currency's bars then add up exactly to the difference between its
-    two totals (a group's lines share one currency: matching keys include it)."""
-    titles = {r.code: r.title for r in rules} | {"expected": EXPECTED_TITLE}
+    two totals (a group's lines share one currency: matching keys include it). Expected
+    differences, and accepted ones (a non-null `acceptance`), have a bar each of their own."""
+    titles = {r.code: r.title for r in rules} | {
+        "expected": EXPECTED_TITLE,
+        "accepted": ACCEPTED_TITLE,
+    }
     covering = (
         (
             findings.with_columns(
                 pl.when(pl.col("severity") == "expected")
                 .then(pl.lit("expected"))
+                .when(pl.col("acceptance").is_not_null())
+                .then(pl.lit("accepted"))
                 .otherwise("rule")
                 .alias("rule")
             )

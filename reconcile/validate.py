@@ -66,12 +66,9 @@ class Normalised:
 def normalise(raw: RawFrame, settings: Settings) -> Iterator[Normalised]:
     """Batch by batch, so memory stays bounded; the date convention and the decimal mark are
     the file's, decided once over all its rows (read in one pass) before the first batch."""
-    dates, commas = _date_texts(raw, settings), _comma_rows(raw, settings)
-    found = iter(raw.collect_all([q for q in (dates, commas) if q is not None]))
-    date_texts = next(found) if dates is not None else None
-    comma_rows = next(found) if commas is not None else None
+    date_texts, comma_at = _survey(raw, settings)
     convention, formats = _date_convention(raw, settings, date_texts)
-    number_format, fmt = _number_format(raw, settings, comma_rows)
+    number_format, fmt = _number_format(raw, settings, comma_at)
     sums = RunningSums()
     for batch in raw.batches():
         norm = _normalise_batch(
@@ -279,25 +276,67 @@ def _date_text(name: str) -> pl.Expr:
     )
 
 
-def _date_texts(raw: RawFrame, settings: Settings) -> pl.LazyFrame | None:
-    """The file's slash-written dates, each distinct text (d) with the first row it is on (ROW)
-    and its field (f); None when the convention is known without them (ISO exports, a given
-    --date-format). A cycle holds few distinct dates: the convention is decided on those."""
-    if raw.dates_iso or settings.date_format:
-        return None
-    frame = _complete(raw.frame)
-    return (
-        pl.concat(
-            [
-                frame.group_by(f)
-                .agg(pl.col(ROW).min())
-                .select(_date_text(f).alias("d"), pl.col(ROW), pl.lit(f).alias("f"))
-                for f in DATE_FIELDS
-            ]
+def _survey(
+    raw: RawFrame, settings: Settings
+) -> tuple[pl.DataFrame | None, list[tuple[int, str, str]] | None]:
+    """What the file's conventions are decided on, read in one pass over the columns they need,
+    batch by batch, so that memory stays flat however long the file: its slash-written dates
+    (_date_convention's `texts`, None when ISO exports or a given --date-format decide) and
+    the values proving a decimal comma (_number_format's `comma_at`, None when the mark is given
+    or the export writes JSON/XSD numbers)."""
+    dates = [] if raw.dates_iso or settings.date_format else list(DATE_FIELDS)
+    amount = [] if settings.number_format or raw.dates_iso else _amount_fields(raw)
+    if not dates and not amount:
+        return None, None
+    dated = [f for f in dates if f in raw.columns]  # an absent field holds no date
+    found: list[pl.DataFrame] = []
+    first: dict[str, tuple[int, str, str]] = {}
+    for batch in raw.batches([ROW, *dated, *amount]):
+        found += [_batch_date_texts(batch, f) for f in dated]
+        if amount:
+            for row, field, text in _batch_comma_proofs(batch, amount):
+                first.setdefault(field, (row, field, text))
+    texts = None
+    if dates:
+        texts = (
+            pl.concat(found, how="vertical")
+            .group_by("f", "text")
+            .agg(pl.col(ROW).min())
+            .select(_date_text("text").alias("d"), pl.col(ROW), pl.col("f"))
+            .filter(pl.col("d").str.contains(SLASH_DATE))
+            .sort(ROW, "f")
+            if found
+            else pl.DataFrame(schema={"d": pl.String, ROW: pl.Int64, "f": pl.String})
         )
-        .filter(pl.col("d").str.contains(SLASH_DATE))
-        .sort(ROW, "f")
+    return texts, sorted(first.values()) if amount else None
+
+
+def _batch_date_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
+    """Each distinct text of a date field in a batch, with the first row it is on; a cycle
+    holds few distinct dates, so the convention is decided on those."""
+    return (
+        batch.group_by(field)
+        .agg(pl.col(ROW).min())
+        .select(pl.lit(field).alias("f"), pl.col(field).alias("text"), pl.col(ROW).cast(pl.Int64))
     )
+
+
+def _batch_comma_proofs(batch: pl.DataFrame, fields: list[str]) -> list[tuple[int, str, str]]:
+    """Per amount field, the first row of the batch whose value proves a decimal comma, as
+    (row, field, value); only rows with a comma in an amount are looked at closely."""
+    has_comma = pl.any_horizontal(
+        [pl.col(f).str.contains(",", literal=True).fill_null(False) for f in fields]
+    )
+    proofs = [(f, amounts.proofs(f)[0]) for f in fields]
+    found = (
+        batch.filter(has_comma)
+        .select(
+            [pl.col(ROW).filter(c).min().alias(f) for f, c in proofs]
+            + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c in proofs]
+        )
+        .row(0, named=True)
+    )
+    return [(found[f], f, found[f"{f}:text"]) for f in fields if found[f] is not None]
 
 
 def _date_convention(
@@ -391,33 +430,12 @@ def _amount_fields(raw: RawFrame) -> list[str]:
     return [f for f in DECIMAL_FIELDS if f in raw.columns]
 
 
-def _comma_rows(raw: RawFrame, settings: Settings) -> pl.LazyFrame | None:
-    """One row: per amount field, the first row whose value proves a decimal comma (`f`) and
-    that value (`f:text`); None when the decimal mark is known without reading (given, or an
-    API or XML export, which writes JSON/XSD numbers). Only rows with a comma in an amount are
-    looked at closely."""
-    fields = _amount_fields(raw)
-    if settings.number_format or raw.dates_iso or not fields:
-        return None
-    has_comma = pl.any_horizontal(
-        [pl.col(f).str.contains(",", literal=True).fill_null(False) for f in fields]
-    )
-    proofs = [(f, amounts.proofs(f)[0]) for f in fields]
-    return (
-        _complete(raw.frame)
-        .filter(has_comma)
-        .select(
-            [pl.col(ROW).filter(c).min().alias(f) for f, c in proofs]
-            + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c in proofs]
-        )
-    )
-
-
 def _number_format(
-    raw: RawFrame, settings: Settings, comma_rows: pl.DataFrame | None
+    raw: RawFrame, settings: Settings, comma_at: list[tuple[int, str, str]] | None
 ) -> tuple[str, str]:
     """Decide once per file whether its numbers write a decimal point or a decimal comma;
-    `comma_rows` is what _comma_rows found (None: it was not needed).
+    `comma_at` is what _survey found: per amount field, the first value proving a comma, as
+    (row, field, value) (None: it was not needed).
 
     Returns (the decision as reported, "point" or "comma"). A value such as `12,50`, `0,1234`
     or `1.234,56` proves a comma and `12.50` or `1,234.56` a point; a file with both is refused
@@ -427,13 +445,9 @@ def _number_format(
         fmt = settings.number_format
         return f"{amounts.FORMAT_NAMES[fmt]} (given)", fmt
     point_name = amounts.FORMAT_NAMES[amounts.POINT]
-    if comma_rows is None:
-        return point_name, amounts.POINT
-    fields = _amount_fields(raw)
-    first = comma_rows.row(0, named=True)
-    comma_at = [(first[f], f, first[f"{f}:text"]) for f in fields if first[f]]
     if not comma_at:
         return point_name, amounts.POINT
+    fields = _amount_fields(raw)
     frame = _complete(raw.frame)
     proofs = [(f, *amounts.proofs(f)) for f in fields]
     point_rows = raw.collect(

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 from markupsafe import escape
@@ -209,7 +210,7 @@ def test_empty_sections_say_so(sample: ReportData) -> None:
     html = report_html(data)
     assert "No rows were quarantined." in html
     assert "Every client and item is mapped." in html
-    assert "No differences have been accepted." in html
+    assert "No expected differences." in html
 
 
 def test_frames_must_have_their_declared_columns(sample: ReportData) -> None:
@@ -242,7 +243,14 @@ def test_largest_problems_are_the_open_root_causes_most_at_stake(
 def test_consequences_stay_under_their_root_cause() -> None:
     """A missing line that follows from an unmapped client is not a 'largest problem' of its
     own, however large; a zero difference with money at stake still ranks."""
-    base = {"rule": "r", "client": "c", "message": "m", "measure": "net", "severity": "blocker"}
+    base = {
+        "rule": "r",
+        "client": "c",
+        "message": "m",
+        "measure": "net",
+        "severity": "blocker",
+        "status": "open",
+    }
     items = [
         {**base, "id": "D-root", "difference": "100.00", "exposure": "100"},
         {**base, "id": "D-led", "difference": "-900.00", "exposure": "900", "root_cause": "D-root"},
@@ -437,12 +445,20 @@ def test_the_demo_reports_tables_are_its_outputs(tmp_path: Path) -> None:
     assert sorted(tables["clients"], key=json.dumps) == sorted(clients, key=json.dumps)
 
 
-def test_accepted_differences_shown_are_capped(
+def test_differences_shown_with_their_lines_are_capped(
     sample: ReportData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each accepted difference is rendered with both sides' lines; past a cap the page says how
-    many it shows (all of them are in the discrepancy files)."""
-    monkeypatch.setattr(report, "EXPECTED_SHOWN", 2)
+    """Each expected (and accepted) difference is rendered with both sides' lines; past a cap
+    the page says how many it shows (all of them are in the discrepancy files)."""
+    monkeypatch.setattr(report, "LINED_ROWS_SHOWN", 2)
     html = report_html(sample)
     assert html.count('class="expected-item"') == 2
     assert "Showing the first 2 of 3." in html
+
+
+def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
+    """The run keeps its report data as JSON (history.report_blob) so a sign-off pack can
+    render the report again: read back, it renders the same page and the same summary.json."""
+    back = ReportData.from_json_dict(orjson.loads(orjson.dumps(hostile.json_dict())))
+    assert back.summary.json_dict == hostile.summary.json_dict
+    assert report_html(back) == report_html(hostile)

@@ -87,10 +87,10 @@ def scan_bytes(path: Path) -> tuple[int | None, bool]:
     with path.open("rb") as fh:
         offset, marked, tail = 0, False, b""
         for block in iter(lambda: fh.read(1 << 22), b""):
+            marked = marked or EXCEL_TEXT_MARK in tail + block[:1] or EXCEL_TEXT_MARK in block
             found = block.find(b"\x00")
             if found >= 0:
                 return offset + found, marked
-            marked = marked or EXCEL_TEXT_MARK in tail + block[:1] or EXCEL_TEXT_MARK in block
             tail = block[-1:]
             offset += len(block)
     return None, marked
@@ -261,22 +261,25 @@ def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
 TEXT_FILE_LIMIT = 64 << 20  # a mapping file is a few hundred rows; beyond this it is not one
 
 
-def text_file(path: Path) -> io.StringIO:
-    """A small text file (a mapping CSV) decoded the way exports are: UTF-8 with or without a
-    BOM, UTF-16 with a BOM, else Windows-1252. Raises InputError for a binary, undecodable or
-    oversized file, naming it."""
+def text_file(
+    path: Path, kind: str = "mapping file", header: str = "kind,autotask,halopsa"
+) -> io.StringIO:
+    """A small text file (a mapping CSV, a list of discrepancy ids) decoded the way exports
+    are: UTF-8 with or without a BOM, UTF-16 with a BOM, else Windows-1252. Raises InputError
+    for a binary, undecodable or oversized file, naming it (`kind`, and the `header` of rows it
+    should hold)."""
     if path.stat().st_size > TEXT_FILE_LIMIT:
         raise InputError(
             str(path),
-            "the file is too large for a mapping file",
-            expected=f"at most {TEXT_FILE_LIMIT >> 20} MiB of kind,autotask,halopsa rows",
+            f"the file is too large for a {kind}",
+            expected=f"at most {TEXT_FILE_LIMIT >> 20} MiB of {header} rows",
         )
     data = path.read_bytes()
     if not data.startswith(UTF16_BOMS) and is_binary(data):
         raise InputError(
             str(path),
             "the file is not text (it contains binary data)",
-            expected="a CSV file with the header kind,autotask,halopsa",
+            expected=f"a CSV file with the header {header}",
         )
     encoding = sniff_encoding(path, data)
     try:

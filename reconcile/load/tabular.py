@@ -3,6 +3,7 @@ row."""
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
@@ -40,6 +41,12 @@ from reconcile.load.dialect import (
 from reconcile.load.workbook import check_workbook
 
 GRID_EXPORT_LIMIT = 5000  # Autotask grid exports stop at this many rows
+# polars reads a CSV file in chunks of 32 MiB, several ahead of the rows asked for, and hands
+# on what they parse into: reads of a large export then hold far more than a batch. Smaller
+# chunks keep a read's memory flat in the file's size at the same speed. The setting is polars'
+# own, read when a scan starts; a value already in the environment is left as it is.
+CSV_CHUNK_SETTING = "POLARS_CSV_CHUNK_SIZE"
+CSV_CHUNK_BYTES = 4 << 20
 TRUE_WORDS = ("true", "1", "yes", "y", "-1")
 
 
@@ -53,6 +60,7 @@ def read_csv(path: Path, claimed: str | None) -> RawFrame:
     dialect = sniff(path)
     headers = list(dialect.header)
     positional = [f"c{i}" for i in range(len(headers))]
+    os.environ.setdefault(CSV_CHUNK_SETTING, str(CSV_CHUNK_BYTES))
     frame = pl.scan_csv(
         utf8_source(path, dialect),
         separator=dialect.separator,
