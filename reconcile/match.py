@@ -19,7 +19,7 @@ from reconcile.config import Config
 from reconcile.crosswalk import (
     Mapping,
     Resolution,
-    fold,
+    casefold,
     name_table,
     normalise_text,
     resolutions,
@@ -619,7 +619,7 @@ def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Map
             for kind, columns in MAPPED_COLUMNS.items()
         )
     ).pl()
-    named = named.with_columns(value=_folded(named["value"])).unique()
+    named = named.with_columns(_folded(pl.col("value"))).unique()
     rows = pl.DataFrame(
         [
             (i, m.kind, side, value)
@@ -630,7 +630,7 @@ def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Map
         orient="row",
     )
     missing = (
-        rows.with_columns(value=_folded(rows["value"]))
+        rows.with_columns(_folded(pl.col("value")))
         .join(named, on=["side", "kind", "value"], how="anti")
         .group_by("i")
         .agg(pl.col("side").sort())
@@ -650,13 +650,9 @@ def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Map
     return problems
 
 
-ASCII_SPACES = "".join(c for c in map(chr, range(128)) if c.isspace())  # what str.strip strips
+SPACES = "".join(c for c in map(chr, range(0x20000)) if c.isspace())  # what str.strip strips
 
 
-def _folded(values: pl.Series) -> pl.Series:
+def _folded(value: pl.Expr) -> pl.Expr:
     """Values as mapping rows compare: stripped, casefolded."""
-    return fold(
-        values,
-        lambda value: value.str.strip_chars(ASCII_SPACES).str.to_lowercase(),
-        lambda value: value.strip().casefold(),
-    )
+    return casefold(value.str.strip_chars(SPACES))
