@@ -54,7 +54,7 @@ def match_cycle(
 ) -> MatchResult:
     _prepare_sides(con, cycle)
     with timing.stage("crosswalk"):
-        crosswalk = _crosswalk(con, mappings, config)
+        crosswalk, unused = _crosswalk(con, mappings, config)
         _assign_keys(con)
         crosswalk = _suggest_by_totals(con, crosswalk)
         _register_crosswalk(con, crosswalk)
@@ -74,7 +74,7 @@ def match_cycle(
     return MatchResult(
         stages=tuple(_stage_counts(con)),
         crosswalk=tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True)),
-        unused_mappings=tuple(_unused(con, mappings)),
+        unused_mappings=tuple(unused),
     )
 
 
@@ -178,14 +178,19 @@ def _commonest(rows: pl.DataFrame, column: str) -> pl.DataFrame:
 
 def _crosswalk(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, list[MappingProblem]]:
     """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame): kind, then
-    RESOLUTION_SCHEMA's columns. Registers each kind's raw columns → key tables
-    (_{kind}_a, _{kind}_h) and its HaloPSA key → Autotask key table (_{kind}_xw)."""
+    RESOLUTION_SCHEMA's columns; and the mapping rows that name nothing (_unused). Registers
+    each kind's raw columns → key tables (_{kind}_a, _{kind}_h) and its HaloPSA key → Autotask
+    key table (_{kind}_xw)."""
     results = []
+    named = []
     for kind in ENTITY_COLUMNS:
-        a_entities, a_keys = _entities(_distinct(con, "a", _entity_columns(kind, "a")), kind, "a")
-        h_entities, h_keys = _entities(_distinct(con, "h", _entity_columns(kind, "h")), kind, "h")
+        a_rows, h_rows = (_distinct(con, side, _entity_columns(kind, side)) for side in SIDES)
+        if mappings:
+            named += [_named(a_rows, "a", kind), _named(h_rows, "h", kind)]
+        a_entities, a_keys = _entities(a_rows, kind, "a")
+        h_entities, h_keys = _entities(h_rows, kind, "h")
         con.register(f"_{kind}_a", a_keys)
         con.register(f"_{kind}_h", h_keys)
         resolved = resolve_frame(
@@ -196,7 +201,7 @@ def _crosswalk(
             resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
         )
         results.append(resolved.select(pl.lit(kind).alias("kind"), pl.all()))
-    return pl.concat(results)
+    return pl.concat(results), _unused(mappings, named)
 
 
 def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> pl.DataFrame:
@@ -604,22 +609,24 @@ class MappingProblem:
     problem: str
 
 
-def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[MappingProblem]:
+def _named(rows: pl.DataFrame, side: str, kind: str) -> pl.DataFrame:
+    """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
+    compare (_folded): side, kind, value, distinct."""
+    values = rows.select(value=pl.concat_list(MAPPED_COLUMNS[kind])).explode("value")
+    return (
+        values.drop_nulls()
+        .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
+        .unique()
+    )
+
+
+def _unused(mappings: list[Mapping], named: list[pl.DataFrame]) -> list[MappingProblem]:
     """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
-    row's kind) in this cycle's lines: checked on both sides, so a typo in either column is
-    reported with the file and row rather than silently leaving its pair unmapped. Values
-    compare stripped and casefolded."""
+    row's kind) in this cycle's lines (named: _named of each side and kind): checked on both
+    sides, so a typo in either column is reported with the file and row rather than silently
+    leaving its pair unmapped. Values compare stripped and casefolded."""
     if not mappings:
         return []
-    named: pl.DataFrame = con.sql(
-        " UNION ".join(
-            f"SELECT DISTINCT '{side}' AS side, '{kind}' AS kind, "
-            f"CAST(unnest([{', '.join(columns)}]) AS VARCHAR) AS value FROM {side}"
-            for side in SIDES
-            for kind, columns in MAPPED_COLUMNS.items()
-        )
-    ).pl()
-    named = named.with_columns(_folded(pl.col("value"))).unique()
     rows = pl.DataFrame(
         [
             (i, m.kind, side, value)
@@ -631,7 +638,7 @@ def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Map
     )
     missing = (
         rows.with_columns(_folded(pl.col("value")))
-        .join(named, on=["side", "kind", "value"], how="anti")
+        .join(pl.concat(named), on=["side", "kind", "value"], how="anti")
         .group_by("i")
         .agg(pl.col("side").sort())
         .sort("i")
