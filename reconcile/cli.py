@@ -1,7 +1,8 @@
 """Command line: each command parses its options and hands off to one pipeline stage.
 
-Exit codes: 0 success; 1 blockers remain (run); 2 unusable input or a usage error;
-3 an internal error (a bug in reconcile, never a verdict on the billing).
+Exit codes: 0 success; 1 blockers remain (run) or a finance step refused (signoff,
+export-signoff); 2 unusable input or a usage error; 3 an internal error (a bug in reconcile,
+never a verdict on the billing); 4 the finance log or a hash it binds is broken (verify).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import duckdb
 
 from reconcile.config import DEFAULT_TIMEZONE, Config, load_config
 from reconcile.environment import environment_error
-from reconcile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
+from reconcile.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BLOCKERS,
+    EXIT_INTERNAL,
+    EXIT_TAMPERED,
+    InputError,
+    RefusedError,
+    TamperedError,
+)
 from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
 from reconcile.report_model import SideTotals
 from reconcile.safe import shown
@@ -38,8 +47,17 @@ class InputProblem(click.ClickException):
         click.echo(f"Error: {self.message}", err=True)
 
 
+class RefusedStep(InputProblem):
+    exit_code = EXIT_BLOCKERS
+
+
+class BrokenLog(InputProblem):
+    exit_code = EXIT_TAMPERED
+
+
 def input_errors(func: F) -> F:
-    """User mistakes in files surface as one paragraph and exit 2, never a traceback."""
+    """User mistakes in files surface as one paragraph and exit 2, never a traceback; a refused
+    finance step exits 1 and a broken finance log 4, each with what is in the way."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -47,6 +65,10 @@ def input_errors(func: F) -> F:
             return func(*args, **kwargs)
         except InputError as exc:
             raise InputProblem(str(exc)) from None
+        except RefusedError as exc:
+            raise RefusedStep(str(exc)) from None
+        except TamperedError as exc:
+            raise BrokenLog(f"the finance log is broken: {shown(exc)}") from None
         except (OSError, duckdb.Error) as exc:
             problem = environment_error(exc, _workspace_path())
             if problem is None:
@@ -310,10 +332,22 @@ def run(
     )
     click.echo(
         f"{verdict.blockers} blockers, {verdict.warnings} warnings, {verdict.info} info, "
-        f"{verdict.expected} expected -> "
+        f"{verdict.expected} expected, {verdict.accepted} accepted -> "
         + ("READY for cutover" if verdict.ready else "NOT READY for cutover")
     )
-    for m in result.summary.unused_mappings:
+    summary = result.summary
+    for lapse in summary.acceptances.lapsed:
+        click.echo(
+            f"  acceptance lapsed: {lapse.id} (accepted by {shown(lapse.by)}, log entry "
+            f"{lapse.entry}): {shown(lapse.why)}"
+        )
+    for s in summary.signoffs:
+        if summary.history is not None and s.superseded_by == summary.history.run:
+            click.echo(
+                f"  the sign-off of run #{s.run} by {shown(s.by)} ({s.at}) is "
+                "superseded: this run's results differ"
+            )
+    for m in summary.unused_mappings:
         click.echo(
             f"  warning: {shown(m.file)} row {m.row}: {m.kind} mapping "
             f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem} "
@@ -369,6 +403,291 @@ def suggest(
         matched = match_cycle(workspace.con, cycle, read_mappings(list(maps)), config)
     written = write_suggestions(out_file, matched.crosswalk)
     click.echo(f"{written} suggestion(s) written to {shown(out_file)}; review them before use.")
+
+
+# --- the finance workflow: history, acceptances, sign-off, the log's check, the pack --------
+
+
+def by_option(func: F) -> F:
+    return click.option(
+        "--by", required=True, metavar="NAME", help="Who does this (recorded in the log)."
+    )(func)
+
+
+def _existing_workspace(ctx: click.Context) -> Workspace:
+    """The workspace the finance commands read: it must exist (they never start one)."""
+    path = Path(ctx.obj["workspace"])
+    if not path.exists():
+        raise InputError(
+            str(path),
+            "no workspace here",
+            hint="Give the --workspace (or RECONCILE_WORKSPACE) your runs were made in.",
+        )
+    return Workspace(path)
+
+
+@cli.command(name="history")
+@click.option("--cycle", help="Only this billing cycle, YYYY-MM.")
+@click.pass_context
+@input_errors
+def history_command(ctx: click.Context, cycle: str | None) -> None:
+    """List the runs kept in the workspace, oldest first: when, fingerprint, the inputs' content
+    hashes, totals per side, open counts by severity, what is new / still open / resolved since
+    the previous run of the cycle, and the sign-off state."""
+    from reconcile import history, ledger, signoff
+
+    with _existing_workspace(ctx) as workspace:
+        runs = history.cycle_runs(workspace.con, check_cycle(cycle) if cycle else None)
+        states: dict[int, list[signoff.State]] = {}
+        for c in dict.fromkeys(r.cycle for r in runs):
+            for s in signoff.states(workspace.con, c):
+                states.setdefault(int(s.entry.body["run"]), []).append(s)
+        log = ledger.entries(workspace.con)
+    if not runs:
+        click.echo("no runs kept" + (f" for cycle {cycle}" if cycle else "") + " in this workspace")
+        return
+    for run in runs:
+        click.echo(_run_lines(run, states.get(run.number, [])))
+    click.echo(f"finance log: {_entries(len(log))} (`reconcile verify` checks them)")
+
+
+def _run_lines(run: Any, signed: list[Any]) -> str:
+    from reconcile import signoff
+
+    summary = run.summary
+    verdict = summary["verdict"]
+    changes = summary.get("history") or {}
+    counts = changes.get("counts")
+    lines = [
+        f"run #{run.number}  cycle {run.cycle}  {run.created_at:%Y-%m-%d %H:%M}  "
+        f"fingerprint {run.run_id}",
+        "  inputs: "
+        + "; ".join(
+            f"{i['platform']} {i['load_id'][:16]} ({shown(i['source'])}, {i['shape']})"
+            for i in summary["inputs"]
+        ),
+        "  totals (gross): "
+        + "; ".join(
+            f"{code} Autotask {t['autotask']['gross']}, HaloPSA {t['halopsa']['gross']}, "
+            f"difference {t['difference']['gross']}"
+            for code, t in summary["totals"].items()
+        ),
+        f"  open: {verdict['blockers']} blockers, {verdict['warnings']} warnings, "
+        f"{verdict['info']} info; {verdict['expected']} expected, "
+        f"{verdict.get('accepted', 0)} accepted" + ("" if verdict["ready"] else " -> NOT READY"),
+    ]
+    if counts:
+        since = f"run #{changes['previous_run']}" if changes["previous_run"] else "first run"
+        lines.append(
+            f"  since {since}: {counts['new']} new, {counts['open']} still open, "
+            f"{counts['resolved']} resolved"
+        )
+    lines += [f"  sign-off: {signoff.shown_state(s)}" for s in signed] or ["  sign-off: none"]
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("ids", nargs=-1)
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with an id column (discrepancies.csv filtered will do); optional reason and "
+    "until columns override --reason and --until per row.",
+)
+@click.option("--reason", help="Why the difference is intended (recorded in the log).")
+@by_option
+@click.option("--until", help="Last day the acceptance holds, YYYY-MM-DD [default: no end].")
+@click.option(
+    "--cycle", help="Billing cycle, YYYY-MM [default: the one whose latest run has the ids]."
+)
+@click.pass_context
+@input_errors
+def accept(
+    ctx: click.Context,
+    ids: tuple[str, ...],
+    from_file: Path | None,
+    reason: str | None,
+    by: str,
+    until: str | None,
+    cycle: str | None,
+) -> None:
+    """Accept discrepancies of the latest run of a cycle as intended differences.
+
+    An acceptance follows its discrepancy across re-runs while the lines and amounts behind it
+    are unchanged; it lapses when they change or its --until day has passed. Accepted
+    discrepancies leave the blocker count at the next `reconcile run`.
+    """
+    from reconcile import acceptance, ledger
+
+    today = ledger.now().date()
+    last_day = acceptance.checked_until(until, today)
+    given = acceptance.checked_text(reason, "--reason") if reason is not None else None
+    requests = [
+        acceptance.Request(i.strip(), _need_reason(given), last_day, f"ID argument {i.strip()}")
+        for i in ids
+    ]
+    if from_file:
+        requests += acceptance.read_requests(from_file, given, last_day, today)
+    if not requests:
+        raise InputError("ID", "no discrepancy id given", expected="ids, or --from FILE.csv")
+    with _existing_workspace(ctx) as workspace:
+        written = acceptance.accept(
+            workspace.con,
+            requests,
+            check_cycle(cycle) if cycle else None,
+            acceptance.checked_text(by, "--by"),
+            today,
+        )
+    for entry in written:
+        f = entry.body["finding"]
+        until_text = f" until {entry.body['until']}" if entry.body["until"] else ""
+        click.echo(
+            f"accepted {f['id']} ({f['severity']} {f['rule']}, {shown(f['client'])}, difference "
+            f"{acceptance.amount_text(f['currency'], f['difference'])}){until_text}: "
+            f"log entry {entry.seq}, "
+            f"hash {entry.hash[:16]}"
+        )
+    click.echo(
+        f"run `reconcile run --cycle {written[0].cycle}` again: the report and the blocker count "
+        "show acceptances from the next run on"
+    )
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _need_reason(reason: str | None) -> str:
+    if reason is None:
+        raise InputError("--reason", "is required for ids given on the command line")
+    return reason
+
+
+@cli.command()
+@click.argument("id_")
+@by_option
+@click.option("--reason", required=True, help="Why the acceptance is withdrawn.")
+@click.option("--cycle", help="Billing cycle, YYYY-MM [default: the one it is accepted in].")
+@click.pass_context
+@input_errors
+def unaccept(ctx: click.Context, id_: str, by: str, reason: str, cycle: str | None) -> None:
+    """Withdraw the acceptance of one discrepancy (recorded in the log, which keeps both)."""
+    from reconcile import acceptance
+
+    with _existing_workspace(ctx) as workspace:
+        entry = acceptance.unaccept(
+            workspace.con,
+            id_.strip(),
+            check_cycle(cycle) if cycle else None,
+            acceptance.checked_text(by, "--by"),
+            acceptance.checked_text(reason, "--reason"),
+        )
+    click.echo(
+        f"withdrew the acceptance of {shown(id_)} (log entry {entry.body['withdraws']}): "
+        f"log entry {entry.seq}, hash {entry.hash[:16]}"
+    )
+
+
+@cli.command(name="signoff")
+@click.option("--cycle", required=True, help="Billing cycle, YYYY-MM: its latest run is signed.")
+@by_option
+@click.option("--role", help="The signer's role, e.g. 'Finance Controller'.")
+@click.option("--note", help="A note kept with the sign-off.")
+@click.pass_context
+@input_errors
+def signoff_command(
+    ctx: click.Context, cycle: str, by: str, role: str | None, note: str | None
+) -> None:
+    """Sign off the latest run of a cycle: "parallel billing cycle completed and output
+    verified".
+
+    RefusedError (exit 1, saying what is in the way) while a blocker is neither resolved nor
+    accepted, rows are quarantined, the inputs changed since the run or acceptances changed
+    since it. The log entry binds the run's fingerprint, inputs' hashes, totals and accepted
+    differences.
+    """
+    from reconcile import acceptance, ledger, signoff
+
+    cycle = check_cycle(cycle)
+    name = acceptance.checked_text(by, "--by")
+    with _existing_workspace(ctx) as workspace:
+        loaded = {p: workspace.load_ids(cycle, p) for p in ("autotask", "halopsa")}
+        entry = signoff.sign(
+            workspace.con,
+            cycle,
+            loaded,
+            name,
+            acceptance.checked_text(role, "--role") if role else None,
+            acceptance.checked_text(note, "--note") if note else None,
+            ledger.now().date(),
+        )
+    body = entry.body
+    as_role = f" ({shown(body['role'])})" if body["role"] else ""
+    click.echo(
+        f"signed off run #{body['run']} of cycle {cycle} (fingerprint {body['run_id']}) by "
+        f"{shown(name)}{as_role}: log entry {entry.seq}, hash {entry.hash}"
+    )
+    if body["accepted_by_signer"]:
+        click.echo(
+            f"  note: {shown(name)} also accepted {len(body['accepted_by_signer'])} of the "
+            f"{len(body['accepted'])} accepted differences; the sign-off pack flags it "
+            "(separation of duties)"
+        )
+    click.echo(f"export the pack: reconcile export-signoff --cycle {cycle} --out DIR")
+
+
+@cli.command()
+@click.pass_context
+@input_errors
+def verify(ctx: click.Context) -> None:
+    """Re-compute the finance log's hash chain and every hash its entries bind (runs,
+    discrepancies, inputs). Exits 4 naming the first broken entry."""
+    from reconcile import signoff
+
+    with _existing_workspace(ctx) as workspace:
+        log = signoff.verify(workspace.con)
+    head = log[-1].hash if log else "(empty log)"
+    click.echo(
+        f"finance log intact: {_entries(len(log))}, head {head}; every bound run, discrepancy "
+        "and input hash re-computed"
+    )
+
+
+@cli.command(name="export-signoff")
+@click.option("--cycle", required=True, help="Billing cycle, YYYY-MM, signed off.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the pack (replaced whole).",
+)
+@click.pass_context
+@input_errors
+def export_signoff(ctx: click.Context, cycle: str, out_dir: Path) -> None:
+    """Write the sign-off pack for the migration file: the signed run's report and
+    summary.json, the accepted differences (CSV and Excel workbook), the log excerpt with its
+    hashes, and a one-page PDF summary (a print-ready HTML page when chromium is missing).
+
+    Refused (exit 1) when the cycle has no sign-off or its latest is superseded; exits 4 when
+    the finance log is broken.
+    """
+    from reconcile import pack
+
+    with _existing_workspace(ctx) as workspace:
+        written = pack.export(workspace.con, check_cycle(cycle), out_dir)
+    view = pack.signed_view(written.signed.entry)
+    click.echo(
+        f"sign-off pack of cycle {cycle} (run #{view['run']}, signed off by {shown(view['by'])} "
+        f"at {view['at']}) written to {shown(out_dir)}: {', '.join(written.files)}"
+    )
+    if written.no_pdf:
+        click.echo(
+            f"no PDF: {written.no_pdf}; wrote {pack.PRINT_NAME}, a print-ready page (print it "
+            "to PDF from a browser: A4, one page)",
+            err=True,
+        )
 
 
 def _config(

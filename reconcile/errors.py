@@ -10,6 +10,27 @@ EXIT_OK = 0
 EXIT_BLOCKERS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+EXIT_TAMPERED = 4
+
+
+class RefusedError(Exception):
+    """A finance step that cannot be taken yet (a sign-off with blockers open, a pack of a
+    superseded sign-off): each reason says what is in the way. The CLI exits 1."""
+
+    def __init__(self, summary: str, reasons: list[str]) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.reasons = reasons
+
+    def __str__(self) -> str:
+        return "\n".join(
+            shown(line) for line in [self.summary, *(f"  - {r}" for r in self.reasons)]
+        )
+
+
+class TamperedError(Exception):
+    """The finance log or a hash it binds no longer holds: `verify` names the first broken
+    entry. The CLI exits 4."""
 
 
 @dataclass

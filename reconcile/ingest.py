@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +19,8 @@ from reconcile.errors import InputError
 from reconcile.load import RawFrame, read_inputs
 from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
-from reconcile.store import Workspace
-from reconcile.validate import Normalised, normalise
+from reconcile.store import ROW_GROUP_ROWS, Workspace
+from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalise
 
 CYCLE_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 ZERO = Decimal("0.00")
@@ -132,7 +133,9 @@ class Tally:
     net_quarantined: Decimal = ZERO
     net_excluded: Decimal = ZERO
     tax_loaded: Decimal = ZERO
-    invoice_sums: list[pl.DataFrame] = field(default_factory=list)
+    # Net and tax per invoice, batch by batch: kept only for an export that states invoice
+    # totals (None: it states none, there is nothing to check them against).
+    invoice_sums: list[pl.DataFrame] | None = None
     quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, norm: Normalised) -> None:
@@ -154,11 +157,13 @@ class Tally:
         self.net_quarantined += _sum(quarantined["net_amount"].sum())
         self.net_excluded += _sum(excluded["net_amount"].sum())
         self.tax_loaded += _sum(norm.lines["tax_amount"].sum())
-        self.invoice_sums.append(
-            norm.lines.group_by("invoice_number").agg(
-                pl.col("net_amount").sum().alias("net"), pl.col("tax_amount").sum().alias("tax")
+        if self.invoice_sums is not None:
+            self.invoice_sums.append(
+                norm.lines.group_by("invoice_number").agg(
+                    pl.col("net_amount").sum().alias("net"),
+                    pl.col("tax_amount").sum().alias("tax"),
+                )
             )
-        )
         room = QUARANTINE_LISTED - len(self.quarantine)
         if room > 0:
             self.quarantine += (
@@ -230,11 +235,9 @@ def _store(
         "load_id": load_id,
         "file_name": file_name,
     }
-    tally = Tally()
+    tally = Tally(invoice_sums=[] if raw.invoice_totals is not None else None)
     with workspace.staged_load(load_id, settings.cycle):
-        for norm in normalise(raw, settings):
-            tally.add(norm)
-            workspace.insert_batch(norm.lines, norm.rejected, constants)
+        _store_batches(workspace, raw, settings, constants, tally)
         _refuse_repeats(workspace, raw, load_id, settings.cycle, clash_with)
         _refuse_other_month(workspace, raw, load_id, settings)
         record = {
@@ -256,6 +259,37 @@ def _store(
         workspace.insert_load(record)
     _prove_conservation(workspace, record)
     return _result(record, tally.quarantine)
+
+
+def _store_batches(
+    workspace: Workspace,
+    raw: RawFrame,
+    settings: Settings,
+    constants: dict[str, str],
+    tally: Tally,
+) -> None:
+    """Validate and store every batch. A batch is stored on a worker thread while the next one
+    is read and validated (DuckDB and polars both work outside the GIL), so the two overlap;
+    one store runs at a time, and it has finished, or its error is raised here, before this
+    returns. Lines are stored in whole DuckDB row groups (Workspace.insert_batch): the rest of
+    a batch's lines wait for the next batch, and the last rest is stored at the end."""
+    held: pl.DataFrame | None = None  # lines not stored yet: less than a row group
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storer:
+        stored: Future[None] | None = None
+        for norm in normalise(raw, settings):
+            tally.add(norm)
+            lines = norm.lines if held is None else pl.concat([held, norm.lines])
+            whole = lines.height - lines.height % ROW_GROUP_ROWS
+            held = lines.slice(whole)
+            if stored is not None:
+                stored.result()
+            stored = storer.submit(
+                workspace.insert_batch, lines.head(whole), norm.rejected, constants
+            )
+        if stored is not None:
+            stored.result()
+    if held is not None and held.height:
+        workspace.insert_batch(held, pl.DataFrame(schema=QUARANTINE_SCHEMA), constants)
 
 
 def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:
@@ -314,7 +348,12 @@ def _refuse_repeats(
     workspace: Workspace, raw: RawFrame, load_id: str, cycle: str, clash_with: set[str] | None
 ) -> None:
     """The same billing loaded twice (its CSV and then its XLSX export, or a page saved twice)
-    would double the side and turn every line into a duplicate: refuse it."""
+    would double the side and turn every line into a duplicate: refuse it. Lines other than
+    this load's belong to recorded loads (a pending one is swept when the workspace opens), so
+    without an earlier load of the side and cycle there is nothing to compare."""
+    earlier = set(workspace.load_ids(cycle, raw.platform)) - {load_id}
+    if not (earlier if clash_with is None else earlier & clash_with):
+        return
     repeated = workspace.repeated_lines(load_id, cycle, raw.platform, clash_with)
     if repeated is None:
         return

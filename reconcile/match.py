@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import polars as pl
 from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
@@ -26,6 +27,7 @@ from reconcile.crosswalk import (
     resolve_frame,
 )
 from reconcile.ingest import check_cycle
+from reconcile.tables import AUTOTASK_LINES, GROUPS, HALOPSA_LINES, SIDES
 
 # Stage names in order, with the label the report shows.
 STAGES = {
@@ -37,7 +39,6 @@ STAGES = {
     "fuzzy": "Similar description and amount, same client",
     "unmatched": "Unmatched",
 }
-SIDES = {"a": "autotask", "h": "halopsa"}
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,19 @@ class MatchResult:
 def match_cycle(
     con: duckdb.DuckDBPyConnection, cycle: str, mappings: list[Mapping], config: Config
 ) -> MatchResult:
+    """Match the cycle's lines; leaves the tables of reconcile.tables (a, h, groups, crosswalk)
+    in the connection and nothing else."""
     _prepare_sides(con, cycle)
     with timing.stage("crosswalk"):
         crosswalk, unused = _crosswalk(con, mappings, config)
         _assign_keys(con)
         crosswalk = _suggest_by_totals(con, crosswalk)
         _register_crosswalk(con, crosswalk)
+    _exact(con)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE grp_line "
         "(gid VARCHAR, stage VARCHAR, side VARCHAR, uid BIGINT)"
     )
-    _exact(con)
     for stage, key in (("split", CHARGE_KEY), ("values", CHARGE_KEY), ("group", CHARGE_KEY)):
         STAGE_SQL[stage](con, stage, key)
     # Exports that do not state a service period on every line still pair on client and item.
@@ -71,11 +74,14 @@ def match_cycle(
     _fuzzy(con, config.match.fuzzy_min_score)
     _unmatched(con)
     _group_view(con)
-    return MatchResult(
+    result = MatchResult(
         stages=tuple(_stage_counts(con)),
         crosswalk=tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True)),
         unused_mappings=tuple(unused),
     )
+    for view in ("a_src", "h_src"):
+        con.execute(f"DROP VIEW IF EXISTS {view}")
+    return result
 
 
 def _prepare_sides(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
@@ -281,24 +287,25 @@ def _identity(side: str) -> str:
 
 
 def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """Both sides get client/item/contract keys in Autotask's terms where resolved."""
+    """Both sides' line tables (reconcile.tables: a, h), with client/item/contract keys in
+    Autotask's terms where resolved; the crosswalk's entity tables are dropped once used."""
     identity_joins = """
         JOIN load_index li ON li.load_id = s.load_id
         LEFT JOIN repeated rp ON rp.line_ref = s.line_ref"""
-    con.execute(
+    AUTOTASK_LINES.create(
+        con,
         f"""
-        CREATE OR REPLACE TEMP TABLE a AS
         {_identity("a")}, c.key AS c_key, i.key AS i_key, k.key AS k_key,
                true AS c_ok, true AS i_ok
         FROM a_src s {identity_joins}
         JOIN _client_a c ON {_join_on("client", "a", "c")}
         JOIN _item_a i ON {_join_on("item", "a", "i")}
         JOIN _contract_a k ON {_join_on("contract", "a", "k")}
-        """
+        """,
     )
-    con.execute(
+    HALOPSA_LINES.create(
+        con,
         f"""
-        CREATE OR REPLACE TEMP TABLE h AS
         {_identity("h")},
                coalesce(cx.a_key, c.key) AS c_key,
                coalesce(ix.a_key, i.key) AS i_key,
@@ -312,13 +319,18 @@ def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
         LEFT JOIN _client_xw cx ON cx.h_key = c.key
         LEFT JOIN _item_xw ix ON ix.h_key = i.key
         LEFT JOIN _contract_xw kx ON kx.h_key = k.key
-        """
+        """,
     )
+    for kind in ENTITY_COLUMNS:
+        for table in ("a", "h", "xw"):
+            con.unregister(f"_{kind}_{table}")
 
 
 def _left(side: str) -> str:
+    """The side's lines that no stage has grouped yet."""
     return (
-        f"(SELECT * FROM {side} WHERE uid NOT IN (SELECT uid FROM grp_line WHERE side = '{side}'))"
+        f"(SELECT x.* FROM {side}_left x ANTI JOIN grp_line g "
+        f"ON g.side = '{side}' AND g.uid = x.uid)"
     )
 
 
@@ -327,25 +339,53 @@ def _left(side: str) -> str:
 EXACT_KEY = [
     "c_key", "i_key", "currency", "period_start", "period_end", "quantity", "unit_price",
 ]  # fmt: skip
+# What the stages after the exact one read of a line: keys, values and the text fuzzy compares.
+LEFT_COLUMNS = (
+    "uid, ref, c_key, i_key, c_ok, currency, period_start, period_end, quantity, unit_price, "
+    "net_amount, tax_amount, item_name, description"
+)
+
+
+def _same_key(left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{k} IS NOT DISTINCT FROM {right}.{k}" for k in EXACT_KEY)
 
 
 def _exact(con: duckdb.DuckDBPyConnection) -> None:
     """1:1 pairs on the whole charge; within a key the n-th line of each side pairs, ordered
-    by contract (a hint, not a condition), amount and ref, so duplicates pair alike."""
+    by contract (a hint, not a condition), amount and ref, so duplicates pair alike. Most keys
+    hold one line a side and pair from a count per key (a hash aggregate); only the lines of
+    keys with several are ranked (a window sorts what it ranks). The pairs go to exact_pair
+    (a_uid, h_uid, and the group's number, by the Autotask ref), and the lines left, narrowed
+    to LEFT_COLUMNS, to a_left and h_left, which the later stages read instead of a and h."""
     part = ", ".join(EXACT_KEY)
-    on = " AND ".join(f"l.{k} IS NOT DISTINCT FROM r.{k}" for k in EXACT_KEY)
     rank = f"row_number() OVER (PARTITION BY {part} ORDER BY k_key NULLS LAST, net_amount, ref)"
     con.execute(
         f"""
-        INSERT INTO grp_line
-        WITH l AS (SELECT *, {rank} AS rk FROM {_left("a")}),
-             r AS (SELECT *, {rank} AS rk FROM {_left("h")} WHERE c_ok),
-             p AS (SELECT 'exact:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
-                   FROM l JOIN r ON {on} AND l.rk = r.rk)
-        SELECT gid, 'exact', 'a', a_uid FROM p
-        UNION ALL SELECT gid, 'exact', 'h', h_uid FROM p
+        CREATE OR REPLACE TEMP TABLE exact_pair AS
+        WITH ka AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid, any_value(ref) AS ref
+                    FROM a GROUP BY ALL),
+             kh AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid
+                    FROM h WHERE c_ok GROUP BY ALL),
+             keyed AS (SELECT ka.*, kh.n AS h_n, kh.uid AS h_uid
+                       FROM ka JOIN kh ON {_same_key("ka", "kh")}),
+             several AS (SELECT {part} FROM keyed WHERE n > 1 OR h_n > 1),
+             l AS (SELECT uid, ref, {part}, {rank} AS rk
+                   FROM a x SEMI JOIN several s ON {_same_key("x", "s")}),
+             r AS (SELECT uid, {part}, {rank} AS rk
+                   FROM h x SEMI JOIN several s ON {_same_key("x", "s")} WHERE c_ok),
+             pairs AS (
+                 SELECT uid AS a_uid, h_uid, ref FROM keyed WHERE n = 1 AND h_n = 1
+                 UNION ALL
+                 SELECT l.uid, r.uid, l.ref FROM l JOIN r ON {_same_key("l", "r")} AND l.rk = r.rk
+             )
+        SELECT row_number() OVER (ORDER BY ref) AS match_id, a_uid, h_uid FROM pairs
         """
     )
+    for side in SIDES:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {side}_left AS SELECT {LEFT_COLUMNS} FROM {side} x "
+            f"ANTI JOIN exact_pair p ON p.{side}_uid = x.uid"
+        )
 
 
 def _key_counts(key: str) -> str:
@@ -422,36 +462,46 @@ def _group_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
 STAGE_SQL = {"split": _split, "values": _one_to_one_by_key, "group": _group_by_key}
 
 
+def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> dict[str, pl.DataFrame]:
+    """The side's lines left for the fuzzy stage (of resolved clients: every Autotask one), per
+    client and currency, in ref order."""
+    text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
+    frame: pl.DataFrame = con.sql(
+        f"SELECT uid, ref, c_key || '|' || coalesce(currency, '') AS c_key, {text} AS text, "
+        f"net_amount FROM {_left(side)} WHERE c_ok ORDER BY ref"
+    ).pl()
+    return {str(key): part for (key,), part in frame.partition_by("c_key", as_dict=True).items()}
+
+
+def _scored_pairs(
+    la: pl.DataFrame, lh: pl.DataFrame, min_score: float
+) -> list[tuple[float, str, str, int, int]]:
+    """Candidate pairs of one client's lines: (−score, refs, uids) for each pair whose texts
+    are at least min_score alike; the score adds amount proximity (exact decimals)."""
+    scores = cdist(
+        [normalise_text(t) for t in la["text"]],
+        [normalise_text(t) for t in lh["text"]],
+        scorer=fuzz.token_set_ratio,
+    )
+    a_rows, h_rows = la.rows(named=True), lh.rows(named=True)
+    pairs = []
+    for i, j in zip(*np.nonzero(scores.astype(np.float64) >= min_score), strict=True):
+        a_row, h_row = a_rows[i], h_rows[j]
+        a_net, h_net = a_row["net_amount"], h_row["net_amount"]
+        scale = max(abs(a_net), abs(h_net), 1)
+        closeness = 1 - min(1.0, float(abs(a_net - h_net) / scale))
+        score = 0.8 * float(scores[i][j]) + 20 * closeness
+        pairs.append((-score, a_row["ref"], h_row["ref"], a_row["uid"], h_row["uid"]))
+    return pairs
+
+
 def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
     """Within a client and currency, best pairs first by description similarity, then amount
     proximity."""
-    text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
-    columns = (
-        f"uid, ref, c_key || '|' || coalesce(currency, '') AS c_key, {text} AS text, net_amount"
-    )
-    left_a: pl.DataFrame = con.sql(f"SELECT {columns} FROM {_left('a')} ORDER BY ref").pl()
-    left_h: pl.DataFrame = con.sql(
-        f"SELECT {columns} FROM {_left('h')} WHERE c_ok ORDER BY ref"
-    ).pl()
+    left_a, left_h = _fuzzy_side(con, "a"), _fuzzy_side(con, "h")
     pairs: list[tuple[float, str, str, int, int]] = []
-    for client in sorted(set(left_a["c_key"]) & set(left_h["c_key"])):
-        la = left_a.filter(pl.col("c_key") == client)
-        lh = left_h.filter(pl.col("c_key") == client)
-        scores = cdist(
-            [normalise_text(t) for t in la["text"]],
-            [normalise_text(t) for t in lh["text"]],
-            scorer=fuzz.token_set_ratio,
-        )
-        for i, a_row in enumerate(la.iter_rows(named=True)):
-            for j, h_row in enumerate(lh.iter_rows(named=True)):
-                text_score = float(scores[i][j])
-                if text_score < min_score:
-                    continue
-                a_net, h_net = a_row["net_amount"], h_row["net_amount"]
-                scale = max(abs(a_net), abs(h_net), 1)
-                closeness = 1 - min(1.0, float(abs(a_net - h_net) / scale))
-                score = 0.8 * text_score + 20 * closeness
-                pairs.append((-score, a_row["ref"], h_row["ref"], a_row["uid"], h_row["uid"]))
+    for client in sorted(left_a.keys() & left_h.keys()):
+        pairs += _scored_pairs(left_a[client], left_h[client], min_score)
     used_a: set[int] = set()
     used_h: set[int] = set()
     rows = []
@@ -480,49 +530,64 @@ def _unmatched(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-# Each side of a group: (the value for a one-line group, the aggregate for several lines).
-# Most groups hold one line a side, and aggregating strings over a million groups costs
-# seconds, so one-line groups take their line's values as they are. min = max stands for "one
-# distinct value" (COUNT(DISTINCT) costs a hash table per group). Uids need no order here; refs
-# are sorted where people read them.
+# Each side of a group: (the value for a one-line group, the aggregate for several lines), over
+# the side's lines as {x}. Most groups hold one line a side, and aggregating strings over a
+# million groups costs seconds, so one-line groups take their line's values as they are. min =
+# max stands for "one distinct value" (COUNT(DISTINCT) costs a hash table per group). Uids need
+# no order here; refs are sorted where people read them. Declared in tables.GROUP_SIDE_COLUMNS.
 SIDE_COLUMNS = {
-    "n": ("1", "count(*)"),
-    "uids": ("[x.uid]", "list(x.uid)"),
-    "first_ref": ("x.ref", "min(x.ref)"),
-    "qty": ("x.quantity", "sum(x.quantity)"),
+    "uids": ("[{x}.uid]", "list({x}.uid)"),
+    "qty": ("{x}.quantity", "sum({x}.quantity)"),
     "price": (
-        "x.unit_price",
-        "CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = max(x.unit_price) "
-        "THEN min(x.unit_price) END",
+        "{x}.unit_price",
+        "CASE WHEN count({x}.unit_price) = count(*) AND min({x}.unit_price) = max({x}.unit_price) "
+        "THEN min({x}.unit_price) END",
     ),
-    "net": ("x.net_amount", "sum(x.net_amount)"),
-    "tax": ("x.tax_amount", "CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END"),
+    "net": ("{x}.net_amount", "sum({x}.net_amount)"),
+    "tax": (
+        "{x}.tax_amount",
+        "CASE WHEN count({x}.tax_amount) = count(*) THEN sum({x}.tax_amount) END",
+    ),
     "currency": (
-        "x.currency",
-        "CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END",
+        "{x}.currency",
+        "CASE WHEN min({x}.currency) = max({x}.currency) THEN min({x}.currency) END",
     ),
     "contract_type": (
-        "x.contract_type",
-        "CASE WHEN min(x.contract_type) = max(x.contract_type) THEN min(x.contract_type) END",
+        "{x}.contract_type",
+        "CASE WHEN min({x}.contract_type) = max({x}.contract_type) THEN min({x}.contract_type) END",
     ),
-    "period_start": ("x.period_start", "min(x.period_start)"),
-    "period_end": ("x.period_end", "max(x.period_end)"),
-    "client": ("x.client_name", "min(x.client_name)"),
-    "item": ("coalesce(x.item_name, x.description)", "min(coalesce(x.item_name, x.description))"),
-    "c_key": ("x.c_key", "min(x.c_key)"),
-    "i_key": ("x.i_key", "min(x.i_key)"),
-    "c_ok": ("x.c_ok", "bool_and(x.c_ok)"),
-    "i_ok": ("x.i_ok", "bool_and(x.i_ok)"),
+    "period_start": ("{x}.period_start", "min({x}.period_start)"),
+    "period_end": ("{x}.period_end", "max({x}.period_end)"),
+    "client": ("{x}.client_name", "min({x}.client_name)"),
+    "item": (
+        "coalesce({x}.item_name, {x}.description)",
+        "min(coalesce({x}.item_name, {x}.description))",
+    ),
+    "c_key": ("{x}.c_key", "min({x}.c_key)"),
+    "i_key": ("{x}.i_key", "min({x}.i_key)"),
+    "c_ok": ("{x}.c_ok", "bool_and({x}.c_ok)"),
+    "i_ok": ("{x}.i_ok", "bool_and({x}.i_ok)"),
 }
 
 
-def _side_groups(con: duckdb.DuckDBPyConnection, side: str) -> None:
-    """One row per group with lines on this side, its lines aggregated."""
-    single = ", ".join(f"{one} AS {side}_{name}" for name, (one, _) in SIDE_COLUMNS.items())
-    several = ", ".join(f"{agg} AS {side}_{name}" for name, (_, agg) in SIDE_COLUMNS.items())
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE g_{side} AS
+# The group columns made of EXACT_KEY's columns, on which the two lines of an exact pair agree.
+ON_EXACT_KEY = ("qty", "price", "currency", "period_start", "period_end", "c_key", "i_key")
+
+
+def _side_values(side: str, alias: str, several: bool, keyed: str | None = None) -> str:
+    """The side's group columns (a_qty, …) over its lines as `alias`; those ON_EXACT_KEY from
+    `keyed` instead, where given (an exact pair's other line: its join carries less)."""
+    return ", ".join(
+        f"{formulas[several].format(x=keyed if keyed and name in ON_EXACT_KEY else alias)}"
+        f" AS {side}_{name}"
+        for name, formulas in SIDE_COLUMNS.items()
+    )
+
+
+def _side_groups(side: str) -> str:
+    """One row per group of the later stages (grp_line) with lines on this side: gid, stage,
+    {side}_n, {side}_first_ref and the side's group columns."""
+    return f"""
         WITH several AS (
             SELECT gid FROM grp_line WHERE side = '{side}' GROUP BY gid HAVING count(*) > 1
         ),
@@ -532,47 +597,52 @@ def _side_groups(con: duckdb.DuckDBPyConnection, side: str) -> None:
             JOIN {side} x ON g.side = '{side}' AND x.uid = g.uid
             LEFT JOIN several s ON s.gid = g.gid
         )
-        SELECT gid, stage, {single} FROM members x WHERE NOT in_several
+        SELECT gid, stage, 1 AS {side}_n, x.ref AS {side}_first_ref,
+               {_side_values(side, "x", several=False)}
+        FROM members x WHERE NOT in_several
         UNION ALL
-        SELECT gid, any_value(stage), {several} FROM members x WHERE in_several
+        SELECT gid, any_value(stage), count(*), min(x.ref), {_side_values(side, "x", True)}
+        FROM members x WHERE in_several
         GROUP BY gid
-        """
-    )
+    """
 
 
 def _group_view(con: duckdb.DuckDBPyConnection) -> None:
-    """One row per match group, both sides aggregated: the relation every rule reads. Group
-    numbers are stable: by stage, then by the first ref each side holds. The table has no
-    physical order (sorting a million wide rows costs seconds); readers order by match_id."""
-    for side in SIDES:
-        _side_groups(con, side)
+    """One row per match group, both sides aggregated (tables.GROUPS): the relation every rule
+    reads. The matcher's work tables are dropped once it is made."""
+    GROUPS.create(con, _groups_query())
+    for table in ("exact_pair", "a_left", "h_left", "grp_line"):
+        con.execute(f"DROP TABLE {table}")
+
+
+def _groups_query() -> str:
+    """Group numbers are stable: by stage, then by the first ref each side holds; the exact
+    pairs come first, numbered by their Autotask ref, then the later stages' groups. The table
+    has no physical order; readers order by match_id."""
     order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
-    # Numbered first, in its own statement: one join at a time stays within the memory limit.
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE numbered AS
-        SELECT gid, coalesce(ga.stage, gh.stage) AS stage, row_number() OVER (
+    return f"""
+        SELECT p.match_id, 'exact' AS stage,
+               coalesce(x.client_name, y.client_name) AS client,
+               coalesce(x.c_key, y.c_key) AS client_key,
+               coalesce(x.item_name, x.description, y.item_name, y.description) AS item,
+               1 AS a_n, 1 AS h_n,
+               {_side_values("a", "x", several=False)},
+               {_side_values("h", "y", several=False, keyed="x")}
+        FROM exact_pair p JOIN a x ON x.uid = p.a_uid JOIN h y ON y.uid = p.h_uid
+        UNION ALL BY NAME
+        SELECT (SELECT count(*) FROM exact_pair) + row_number() OVER (
                    ORDER BY CASE coalesce(ga.stage, gh.stage) {order} END,
                             ga.a_first_ref NULLS LAST, gh.h_first_ref NULLS LAST
-               ) AS match_id
-        FROM g_a ga FULL JOIN g_h gh USING (gid)
-        """
-    )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE groups AS
-        SELECT n.match_id, n.stage,
+               ) AS match_id,
+               coalesce(ga.stage, gh.stage) AS stage,
                coalesce(ga.a_client, gh.h_client) AS client,
                coalesce(ga.a_c_key, gh.h_c_key) AS client_key,
                coalesce(ga.a_item, gh.h_item) AS item,
                coalesce(ga.a_n, 0) AS a_n, coalesce(gh.h_n, 0) AS h_n,
                ga.* EXCLUDE (gid, stage, a_n, a_first_ref),
                gh.* EXCLUDE (gid, stage, h_n, h_first_ref)
-        FROM numbered n
-        LEFT JOIN g_a ga USING (gid)
-        LEFT JOIN g_h gh USING (gid)
-        """
-    )
+        FROM ({_side_groups("a")}) ga FULL JOIN ({_side_groups("h")}) gh USING (gid)
+    """
 
 
 def _stage_counts(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:

@@ -21,7 +21,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,70 +141,96 @@ def _exchange(a: Path, b: Path) -> bool:
     return bool(result == 0)
 
 
-# Columns of the discrepancy outputs written as numbers in the workbook: money with the row's
-# currency code, quantities and prices with four places.
-MONEY_COLUMNS = frozenset(
-    {
-        "autotask_amount", "halopsa_amount", "difference", "autotask_net", "autotask_tax",
-        "autotask_gross", "halopsa_net", "halopsa_tax", "halopsa_gross", "net_difference",
-        "tax_difference", "gross_difference", "exposure",
-    }
-)  # fmt: skip
 FIXED_DATE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
-FOUR_PLACES = frozenset(
-    {"autotask_quantity", "halopsa_quantity", "autotask_unit_price", "halopsa_unit_price"}
-)
+WIDE_COLUMNS = frozenset({"message", "reason", "value", "why"})  # sentences: 60 characters
 
 
-def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str = "Discrepancies") -> None:
-    """The discrepancy table as the workbook finance opens: a frozen header row with filters;
-    money as numbers formatted with the row's currency code (`1,234.50 GBP`), quantities and
-    unit prices as numbers to four places; every text cell written as text (never a formula),
-    and text a spreadsheet would run as one prefixed `'` as in the CSV (safe.cell).
+EXCEL_DATA_ROWS = 1_048_575  # a sheet's 1,048,576 rows less the header row
 
-    `frame`: the columns of run.OUTPUT_COLUMNS (money Decimal(18,2) in the row's `currency`).
-    Numbers are IEEE doubles in XLSX, exact to the cent for any invoice amount."""
+
+def write_xlsx(
+    frame: pl.DataFrame,
+    path: Path,
+    sheet: str = "Discrepancies",
+    rows_per_sheet: int = EXCEL_DATA_ROWS,
+) -> None:
+    """The discrepancy table as the workbook finance opens (write_workbook): one sheet, or,
+    beyond Excel's rows a sheet, consecutive sheets `Discrepancies`, `Discrepancies 2`, … in
+    the table's order (XlsxWriter would otherwise drop the rows past the limit silently).
+
+    `frame`: the columns of run.OUTPUT_COLUMNS (money Decimal(18,2) in the row's `currency`,
+    quantities and unit prices Decimal(·,4))."""
+    parts = range(0, max(frame.height, 1), rows_per_sheet)
+    write_workbook(
+        path,
+        {
+            sheet if n == 0 else f"{sheet} {n + 1}": frame.slice(start, rows_per_sheet)
+            for n, start in enumerate(parts)
+        },
+    )
+
+
+def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
+    """A workbook, one sheet per frame, as finance opens it: a frozen header row with filters;
+    money (Decimal columns with 2 places) as numbers formatted with the row's currency code
+    (`1,234.50 GBP`, from the frame's `currency` column when it has one), quantities and prices
+    (Decimal with 4 places) as numbers to four places, integers as numbers; every other cell
+    written as text (never a formula), text a spreadsheet would run as one prefixed `'` as in
+    the CSVs (safe.cell). Numbers are IEEE doubles in XLSX, exact to the cent for any invoice
+    amount. The document date is fixed, so the same frames give the same bytes."""
     workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False})
     # A fixed document date: the same run gives the same bytes (XlsxWriter stamps "now").
     workbook.set_properties({"created": FIXED_DATE})
     try:
-        bold = workbook.add_format({"bold": True, "bottom": 1})
-        places = workbook.add_format({"num_format": "#,##0.0000"})
-        money: dict[str, Any] = {}
-
-        def money_format(code: str | None) -> Any:
-            key = code or ""
-            if key not in money:
-                suffix = f' "{key}"' if key.isalpha() else ""
-                money[key] = workbook.add_format(
-                    {"num_format": f"#,##0.00{suffix};-#,##0.00{suffix}"}
-                )
-            return money[key]
-
-        ws = workbook.add_worksheet(sheet)
-        for col, name in enumerate(frame.columns):
-            ws.write_string(0, col, name, bold)
-        # Column by column, each converted once (cells are written by XlsxWriter either way).
-        codes = frame["currency"].to_list() if "currency" in frame.columns else []
-        row_money = [money_format(c) for c in codes] or [money_format(None)] * frame.height
-        for col, name in enumerate(frame.columns):
-            series = frame[name]
-            if name in MONEY_COLUMNS or name in FOUR_PLACES:
-                numbers = series.cast(pl.Float64).to_list()
-                for row, number in enumerate(numbers, start=1):
-                    if number is not None:
-                        style = places if name in FOUR_PLACES else row_money[row - 1]
-                        ws.write_number(row, col, number, style)
-            else:
-                texts = frame.select(
-                    cell_expr(name) if series.dtype == pl.String else series.cast(pl.String)
-                )[name].to_list()
-                for row, text in enumerate(texts, start=1):
-                    if text:
-                        ws.write_string(row, col, text)
-        ws.freeze_panes(1, 0)
-        ws.autofilter(0, 0, max(frame.height, 1), len(frame.columns) - 1)
-        for col, name in enumerate(frame.columns):
-            ws.set_column(col, col, 60 if name == "message" else max(12, min(len(name) + 2, 30)))
+        formats = _Formats(workbook)
+        for name, frame in sheets.items():
+            _write_sheet(workbook.add_worksheet(name), frame, formats)
     finally:
         workbook.close()
+
+
+class _Formats:
+    """The workbook's cell formats, each made once."""
+
+    def __init__(self, workbook: Any) -> None:
+        self.workbook = workbook
+        self.bold = workbook.add_format({"bold": True, "bottom": 1})
+        self.places = workbook.add_format({"num_format": "#,##0.0000"})
+        self._money: dict[str, Any] = {}
+
+    def money(self, code: str | None) -> Any:
+        key = code or ""
+        if key not in self._money:
+            suffix = f' "{key}"' if key.isalpha() else ""
+            self._money[key] = self.workbook.add_format(
+                {"num_format": f"#,##0.00{suffix};-#,##0.00{suffix}"}
+            )
+        return self._money[key]
+
+
+def _write_sheet(ws: Any, frame: pl.DataFrame, formats: _Formats) -> None:
+    for col, name in enumerate(frame.columns):
+        ws.write_string(0, col, name, formats.bold)
+    # Column by column, each converted once (cells are written by XlsxWriter either way).
+    codes = frame["currency"].to_list() if "currency" in frame.columns else []
+    row_money = [formats.money(c) for c in codes] or [formats.money(None)] * frame.height
+    for col, name in enumerate(frame.columns):
+        series = frame[name]
+        if isinstance(series.dtype, pl.Decimal) or series.dtype.is_integer():
+            four = isinstance(series.dtype, pl.Decimal) and (series.dtype.scale or 0) > 2
+            money = isinstance(series.dtype, pl.Decimal) and not four
+            for row, number in enumerate(series.cast(pl.Float64).to_list(), start=1):
+                if number is not None:
+                    style = formats.places if four else row_money[row - 1] if money else None
+                    ws.write_number(row, col, number, style)
+        else:
+            texts = frame.select(
+                cell_expr(name) if series.dtype == pl.String else series.cast(pl.String)
+            )[name].to_list()
+            for row, text in enumerate(texts, start=1):
+                if text:
+                    ws.write_string(row, col, text)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, max(frame.height, 1), max(len(frame.columns) - 1, 0))
+    for col, name in enumerate(frame.columns):
+        ws.set_column(col, col, 60 if name in WIDE_COLUMNS else max(12, min(len(name) + 2, 30)))

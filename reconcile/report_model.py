@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from functools import cached_property
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import orjson
 import polars as pl
 
 SEVERITIES = ("blocker", "warning", "info", "expected")
-SIDES = ("autotask", "halopsa")
 MONEY = pl.Decimal(18, 2)
 QUANTITY = pl.Decimal(18, 4)  # quantities and unit prices
 
@@ -36,16 +37,18 @@ T = TypeVar("T")
 # --- the long tables --------------------------------------------------------------------------
 
 # One row per discrepancy (accepted ones too), in the run's order (severity, then the size of
-# the difference). autotask_amount, halopsa_amount and difference are the rule's own figures in
-# `measure` (net, tax or gross), HaloPSA − Autotask; gross_difference is the part of the totals'
-# gross difference the row accounts for (each match group counted once, as in the bridge);
-# exposure the most gross money at stake on either side. Money in the row's `currency` (null
-# when the lines involved are in several). root_cause: the id of the discrepancy this one
-# follows from, or null.
+# the difference). status: "open", "accepted" (reconcile accept: an acceptance in force) or
+# "expected" (a retired service). autotask_amount, halopsa_amount and difference are the
+# rule's own figures in `measure` (net, tax or gross), HaloPSA − Autotask; gross_difference is
+# the part of the totals' gross difference the row accounts for (each match group counted
+# once, as in the bridge); exposure the most gross money at stake on either side. Money in
+# the row's `currency` (null when the lines involved are in several). root_cause: the id of
+# the discrepancy this one follows from, or null.
 DISCREPANCY_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String(),
     "rule": pl.String(),
     "severity": pl.String(),
+    "status": pl.String(),
     "client": pl.String(),
     "currency": pl.String(),
     "measure": pl.String(),
@@ -111,6 +114,25 @@ def empty_frame(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=dict(schema))
 
 
+def from_text_columns(
+    columns: Mapping[str, list[Any]], schema: Mapping[str, pl.DataType]
+) -> pl.DataFrame:
+    """The inverse of text_columns: a frame of the schema from its columns as lists, decimals
+    and dates as their exact text."""
+
+    def typed(name: str, dtype: pl.DataType) -> pl.Expr:
+        if isinstance(dtype, pl.Date):
+            return pl.col(name).str.to_date("%Y-%m-%d")
+        return pl.col(name).cast(dtype)
+
+    texts = {
+        name: pl.String() if isinstance(dtype, pl.Decimal | pl.Date) else dtype
+        for name, dtype in schema.items()
+    }
+    frame = pl.DataFrame({name: columns[name] for name in schema}, schema=texts)
+    return frame.select(typed(name, dtype) for name, dtype in schema.items())
+
+
 def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """The schema's columns of a frame, in its order, cast to its types."""
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
@@ -167,14 +189,16 @@ class CurrencyTotals:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Ready for cutover when no blocker is open and no row is quarantined; counts of the
-    discrepancies per severity (expected = accepted differences)."""
+    """Ready for cutover when no blocker is open and no row is quarantined; counts of the open
+    discrepancies per severity (expected: retired services), and of the accepted ones
+    (reconcile accept), whatever their severity: they leave the open counts."""
 
     ready: bool
     blockers: int
     warnings: int
     info: int
     expected: int
+    accepted: int
 
 
 @dataclass(frozen=True)
@@ -200,9 +224,11 @@ class BridgeEntry:
 
 @dataclass(frozen=True)
 class Counts:
-    """Discrepancies per severity, and per rule and severity (every rule, zeros included)."""
+    """Everything the rules found per severity, of it what was accepted per severity, and per
+    rule and severity (every rule, zeros included)."""
 
     by_severity: Mapping[str, int]
+    accepted: Mapping[str, int]
     by_rule: Mapping[str, Mapping[str, int]]
 
 
@@ -309,6 +335,146 @@ class SettingsInForce:
         }
         return out
 
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> SettingsInForce:
+        """The settings back from as_json_dict."""
+        rules = {
+            code: RuleInForce(
+                severity=r["severity"],
+                tolerances={k: Decimal(v) for k, v in r.items() if k != "severity"},
+            )
+            for code, r in data["rules"].items()
+        }
+        hints = get_type_hints(cls)
+        return cls(
+            **{
+                f.name: from_plain(hints[f.name], data[f.name])
+                for f in dataclasses.fields(cls)
+                if f.name != "rules"
+            },
+            rules=rules,
+        )
+
+
+# --- the finance workflow (reconcile.acceptance, reconcile.history, reconcile.signoff) ------
+
+
+@dataclass(frozen=True)
+class AcceptedDifference:
+    """An acceptance in force (reconcile accept): the discrepancy as accepted (money in its
+    currency, refs `;`-joined), why, who, when (UTC text), the last day it holds (or None), the
+    run it was accepted on and its ledger entry with that entry's hash."""
+
+    id: str
+    rule: str
+    severity: str
+    client: str | None
+    currency: str | None
+    autotask_amount: Decimal | None
+    halopsa_amount: Decimal | None
+    difference: Decimal | None
+    gross_difference: Decimal | None
+    message: str | None
+    autotask_refs: str | None
+    halopsa_refs: str | None
+    reason: str
+    by: str
+    at: str
+    until: str | None
+    accepted_on_run: int
+    entry: int
+    entry_hash: str
+
+
+@dataclass(frozen=True)
+class LapsedAcceptance(AcceptedDifference):
+    """An acceptance that no longer applies in this run, and why (its day passed, the
+    discrepancy changed or is gone)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Acceptances:
+    accepted: tuple[AcceptedDifference, ...] = ()
+    lapsed: tuple[LapsedAcceptance, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChangeCounts:
+    new: int
+    open: int
+    resolved: int
+
+
+@dataclass(frozen=True)
+class ResolvedDiscrepancy:
+    """A discrepancy of the previous run that is gone from this one, as it was."""
+
+    id: str
+    rule: str
+    severity: str
+    client: str | None
+    currency: str | None
+    gross_difference: Decimal | None
+    message: str
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One run of the cycle: its open counts (as its verdict gave them), what was new, still
+    open and resolved (None for a run kept before history was recorded), and its gross
+    difference per currency."""
+
+    run: int
+    run_id: str
+    blockers: int
+    warnings: int
+    info: int
+    expected: int
+    accepted: int
+    new: int | None
+    open: int | None
+    resolved: int | None
+    difference: Mapping[str, Decimal]
+
+
+@dataclass(frozen=True)
+class History:
+    """This run (its number in the workspace) against the previous run of its cycle (None for
+    the first): discrepancy ids new and still open in this run's order, those resolved, and the
+    trend over the cycle's runs, this one last."""
+
+    run: int
+    previous_run: int | None
+    previous_run_id: str | None
+    counts: ChangeCounts
+    new: tuple[str, ...]
+    open: tuple[str, ...]
+    resolved: tuple[ResolvedDiscrepancy, ...]
+    trend: tuple[TrendPoint, ...]
+
+
+@dataclass(frozen=True)
+class Signoff:
+    """A sign-off of the cycle (reconcile signoff): who, in what role, when, with what note,
+    the run and fingerprint signed, the log entry and its hash, the accepted differences the
+    signer accepted too; its standing against this run: state "valid" or "superseded" (by run
+    superseded_by), and why."""
+
+    entry: int
+    hash: str
+    run: int
+    run_id: str
+    by: str
+    role: str | None
+    note: str | None
+    at: str
+    accepted_by_signer: tuple[str, ...]
+    state: str
+    why: str
+    superseded_by: int | None
+
 
 @dataclass(frozen=True, eq=False)
 class Summary:
@@ -319,7 +485,9 @@ class Summary:
     currency; match_rate: the share of each side's lines matched (a decimal fraction);
     bridge: per currency, gross amounts adding up to that currency's gross difference;
     clients: CLIENT_SCHEMA; unmapped_contracts: how many contracts are unmapped (contracts
-    only order candidates, so they are counted, not listed)."""
+    only order candidates, so they are counted, not listed); acceptances applied and lapsed,
+    history (None until the run is numbered in its workspace) and the cycle's signoffs, oldest
+    first: the run's place in the finance workflow."""
 
     run_id: str
     reconcile_version: str
@@ -339,6 +507,9 @@ class Summary:
     unmapped_contracts: int
     clients: pl.DataFrame
     config: SettingsInForce
+    acceptances: Acceptances = Acceptances()
+    history: History | None = None
+    signoffs: tuple[Signoff, ...] = ()
 
     def __post_init__(self) -> None:
         check_schema(self.clients, CLIENT_SCHEMA, "clients")
@@ -347,8 +518,10 @@ class Summary:
     def currencies(self) -> list[str]:
         return list(self.totals)
 
-    def as_json_dict(self) -> dict[str, Any]:
-        """summary.json's content: JSON-able values, money as exact strings."""
+    @cached_property
+    def json_dict(self) -> dict[str, Any]:
+        """summary.json's content: JSON-able values, money as exact strings (made once: the
+        file and the workspace's run history both take it; not to be modified)."""
         return {
             "run_id": self.run_id,
             "reconcile_version": self.reconcile_version,
@@ -379,11 +552,29 @@ class Summary:
             "unmapped_contracts": self.unmapped_contracts,
             "clients": text_columns(self.clients).to_dicts(),
             "config": self.config.as_json_dict(),
+            "acceptances": plain(self.acceptances),
+            "history": plain(self.history),
+            "signoffs": plain(self.signoffs),
         }
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> Summary:
+        """The summary back from its json_dict (the derived currencies and inputs left out)."""
+        hints = get_type_hints(cls)
+        special = {"clients", "config"}
+        return cls(
+            **{
+                f.name: from_plain(hints[f.name], data[f.name])
+                for f in dataclasses.fields(cls)
+                if f.name not in special
+            },
+            clients=from_text_columns(_columns(data["clients"], CLIENT_SCHEMA), CLIENT_SCHEMA),
+            config=SettingsInForce.from_json_dict(data["config"]),
+        )
 
     def json_bytes(self) -> bytes:
         """summary.json: indented for people, one trailing newline."""
-        return json_bytes(self.as_json_dict())
+        return json_bytes(self.json_dict)
 
 
 @dataclass(frozen=True)
@@ -407,11 +598,42 @@ class ReportData:
     lines: pl.DataFrame
     quarantine: pl.DataFrame
     title: str = "Parallel billing reconciliation"
+    signed: Signoff | None = None  # the sign-off a sign-off pack's copy of the report shows
 
     def __post_init__(self) -> None:
         check_schema(self.discrepancies, DISCREPANCY_SCHEMA, "discrepancies")
         check_schema(self.lines, LINE_SCHEMA, "lines")
         check_schema(self.quarantine, QUARANTINE_SCHEMA, "quarantine")
+
+    def json_dict(self) -> dict[str, Any]:
+        """The whole report data as JSON-able values, as the workspace keeps it with the run
+        (history.report_blob): {summary: Summary.json_dict, rules: {code: RuleText}, title,
+        signed, discrepancies, lines, quarantine: {column: [value, ...]}, decimals and dates as
+        their exact text}. from_json_dict reads it back."""
+        return {
+            "summary": self.summary.json_dict,
+            "rules": plain(self.rules),
+            "title": self.title,
+            "signed": plain(self.signed),
+            **{name: text_columns(getattr(self, name)).to_dict(as_series=False) for name in FRAMES},
+        }
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> ReportData:
+        return cls(
+            summary=Summary.from_json_dict(data["summary"]),
+            rules=from_plain(Mapping[str, RuleText], data["rules"]),
+            title=data["title"],
+            signed=from_plain(Signoff | None, data["signed"]),
+            **{name: from_text_columns(data[name], schema) for name, schema in FRAMES.items()},
+        )
+
+
+FRAMES = {
+    "discrepancies": DISCREPANCY_SCHEMA,
+    "lines": LINE_SCHEMA,
+    "quarantine": QUARANTINE_SCHEMA,
+}
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -429,6 +651,39 @@ def plain(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [plain(item) for item in value]
     return value
+
+
+def from_plain(kind: Any, value: Any) -> Any:
+    """The inverse of plain: `value` (JSON-able) as the type `kind` a field declares:
+    dataclasses (generic ones too) from their fields, Decimal from its text, tuples and
+    mappings item by item, None where the type allows it; other values as they are."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        return from_plain(next(a for a in args if a is not type(None)), value)
+    cls = origin or kind
+    if dataclasses.is_dataclass(cls) and isinstance(cls, type):
+        bound = dict(zip(getattr(cls, "__parameters__", ()), args, strict=False))
+        hints = get_type_hints(cls)
+        return cls(
+            **{
+                f.name: from_plain(bound.get(hints[f.name], hints[f.name]), value[f.name])
+                for f in dataclasses.fields(cls)
+            }
+        )
+    if cls is Decimal:
+        return Decimal(value)
+    if cls is tuple:
+        return tuple(from_plain(args[0], item) for item in value)
+    if cls in (Mapping, dict):
+        return {key: from_plain(args[1], item) for key, item in value.items()}
+    return value
+
+
+def _columns(rows: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> dict[str, list[Any]]:
+    """Rows (dicts) as columns of the schema."""
+    return {name: [row[name] for row in rows] for name in schema}
 
 
 def json_bytes(data: Any) -> bytes:

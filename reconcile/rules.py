@@ -25,11 +25,13 @@ import polars as pl
 
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
+from reconcile.tables import SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
 MEASURES = ("net", "tax", "gross")
 EXPECTED_TITLE = "Expected differences (retired services)"
+ACCEPTED_TITLE = "Accepted differences"
 MONEY = pl.Decimal(18, 2)
 FINDING_COLUMNS: dict[str, pl.DataType] = {
     "match_ids": pl.List(pl.Int64()),
@@ -201,19 +203,24 @@ def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
     return findings.join(beaten, on="_f", how="anti").drop("_f")
 
 
-# What a line bills, in both systems' common terms: client and item after the crosswalk (keys
-# in Autotask's terms where resolved), quantity, unit price, amounts, currency. Not invoice
-# numbers, line refs, row numbers or text as one export spells it, and not the service period,
-# which Autotask's API states only for some lines (psa-exports.md §1.3, the item-name suffix):
-# the same billing exported as XML, CSV, XLSX or API pages keeps every id, and so does a
-# re-ordered export. NULLs keep their place. Lines alike in all of this are told apart by a
-# suffix (-2, -3) in a fixed order (_with_ids).
+# What a line bills, in both systems' common terms: its platform, then client and item after the
+# crosswalk (keys in Autotask's terms where resolved), quantity, unit price, amounts, currency.
+# Not invoice numbers, line refs, row numbers or text as one export spells it, and not the
+# service period, which Autotask's API states only for some lines (psa-exports.md §1.3, the
+# item-name suffix): the same billing exported as XML, CSV, XLSX or API pages keeps every id,
+# and so does a re-ordered export. NULLs keep their place. Lines alike in all of this are told
+# apart by a suffix (-2, -3) in a fixed order (_with_ids).
 FINGERPRINT_FIELDS = (
-    "source", "c_key", "i_key", "currency", "quantity", "unit_price", "net_amount", "tax_amount",
+    "c_key", "i_key", "currency", "quantity", "unit_price", "net_amount", "tax_amount",
 )  # fmt: skip
-FINGERPRINT = "md5(to_json([{}]))".format(
-    ", ".join(f"CAST({f} AS VARCHAR)" for f in FINGERPRINT_FIELDS)
-)
+
+
+def _fingerprint(side: str) -> str:
+    """The fingerprint of a line of side `side` ('a' or 'h') as x: md5 of a JSON list of text."""
+    fields = [f"'{SIDES[side]}'", *(f"CAST(x.{f} AS VARCHAR)" for f in FINGERPRINT_FIELDS)]
+    return f"md5(to_json([{', '.join(fields)}]))"
+
+
 # What a controller filters on, per side, from the lines a finding involves.
 CONTEXT_COLUMNS = {
     "invoices": "list(DISTINCT x.invoice_number ORDER BY x.invoice_number) "
@@ -258,7 +265,7 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
             f"""
             SELECT f._f,
                    list(x.ref ORDER BY x.ref) AS {side}_refs,
-                   list({FINGERPRINT} ORDER BY {FINGERPRINT}) AS {side}_fps,
+                   list({_fingerprint(side)} ORDER BY {_fingerprint(side)}) AS {side}_fps,
                    list(DISTINCT coalesce(x.item_name, '')) AS {side}_items,
                    list(DISTINCT coalesce(x.item_code, '')) AS {side}_codes,
                    list(DISTINCT coalesce(x.client_name, '')) AS {side}_clients,
@@ -330,8 +337,10 @@ def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
         pl.col("severity").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"),
         pl.col("difference").abs().alias("_size"),
     ).sort(
-        ["_rank", "_size", "client", "rule", "id", "message"],
-        descending=[False, True, False, False, False, False],
+        # The refs last: findings alike in all else (identical lines, twice) are told apart by
+        # their lines, not by the order a query happened to return them in.
+        ["_rank", "_size", "client", "rule", "id", "message", "autotask_refs", "halopsa_refs"],
+        descending=[False, True, False, False, False, False, False, False],
         nulls_last=True,
         maintain_order=True,
     )
@@ -344,14 +353,18 @@ def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
     ).drop("_rank", "_size")
 
 
-# Each match group's money, from its lines: tax as the totals count it (an unknown tax adds 0).
-GROUP_MONEY = """
-    WITH gl AS (
+# The money of each match group a finding covers (_covering), from its lines: tax as the
+# totals count it (an unknown tax adds 0).
+COVERED_MONEY = """
+    WITH covered AS (
+        SELECT g.match_id, g.a_uids, g.h_uids FROM groups g SEMI JOIN _covering c USING (match_id)
+    ),
+    gl AS (
         SELECT match_id, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
-        FROM (SELECT match_id, unnest(a_uids) AS uid FROM groups) g JOIN a x USING (uid)
+        FROM (SELECT match_id, unnest(a_uids) AS uid FROM covered) g JOIN a x USING (uid)
         UNION ALL
         SELECT match_id, 1, x.net_amount, coalesce(x.tax_amount, 0)
-        FROM (SELECT match_id, unnest(h_uids) AS uid FROM groups) g JOIN h x USING (uid)
+        FROM (SELECT match_id, unnest(h_uids) AS uid FROM covered) g JOIN h x USING (uid)
     )
     SELECT match_id, sum(sign * net) AS net, sum(sign * tax) AS tax FROM gl GROUP BY match_id
 """
@@ -379,7 +392,7 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
     money = con.sql(
         f"""
         SELECT c._f, sum(m.net) AS net, sum(m.tax) AS tax
-        FROM _covering c JOIN ({GROUP_MONEY}) m USING (match_id) GROUP BY c._f
+        FROM _covering c JOIN ({COVERED_MONEY}) m USING (match_id) GROUP BY c._f
         """
     ).pl()
     con.unregister("_covering")
@@ -409,13 +422,19 @@ def bridge(
 ) -> dict[str, list[dict[str, str]]]:
     """Per currency, attribute each match group's gross difference to the first-precedence rule
     that fired on it; each currency's bars then add up exactly to the difference between its
-    two totals (a group's lines share one currency: matching keys include it)."""
-    titles = {r.code: r.title for r in rules} | {"expected": EXPECTED_TITLE}
+    two totals (a group's lines share one currency: matching keys include it). Expected
+    differences, and accepted ones (a non-null `acceptance`), have a bar each of their own."""
+    titles = {r.code: r.title for r in rules} | {
+        "expected": EXPECTED_TITLE,
+        "accepted": ACCEPTED_TITLE,
+    }
     covering = (
         (
             findings.with_columns(
                 pl.when(pl.col("severity") == "expected")
                 .then(pl.lit("expected"))
+                .when(pl.col("acceptance").is_not_null())
+                .then(pl.lit("accepted"))
                 .otherwise("rule")
                 .alias("rule")
             )

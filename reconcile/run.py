@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from reconcile import __version__
+from reconcile import __version__, acceptance, history, ledger, signoff
 from reconcile.config import Config, Settings
 from reconcile.crosswalk import read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
@@ -31,11 +33,15 @@ from reconcile.report_model import (
     DISCREPANCY_SCHEMA,
     LINE_SCHEMA,
     QUARANTINE_SCHEMA,
+    Acceptances,
+    AcceptedDifference,
     Amounts,
     BridgeEntry,
     Control,
     Counts,
     CurrencyTotals,
+    History,
+    LapsedAcceptance,
     LoweredSeverity,
     MappingFile,
     MatchStage,
@@ -45,13 +51,16 @@ from reconcile.report_model import (
     SettingsInForce,
     Sides,
     SideTotals,
+    Signoff,
     Summary,
     Unmapped,
     UnusedMapping,
     Verdict,
     conform,
     empty_frame,
+    from_plain,
     json_bytes,
+    plain,
     text_columns,
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
@@ -66,7 +75,7 @@ CENT = Decimal("0.01")
 # the discrepancy accounts for (each line group counted once, as in the variance bridge), so
 # they add up to the totals' difference. Money in the line's currency.
 OUTPUT_COLUMNS = [
-    "id", "rule", "severity", "client", "currency", "stage", "item", "contract",
+    "id", "rule", "severity", "status", "client", "currency", "stage", "item", "contract",
     "service_period_start", "service_period_end", "autotask_invoices", "halopsa_invoices",
     "autotask_quantity", "halopsa_quantity", "autotask_unit_price", "halopsa_unit_price",
     "measure", "autotask_amount", "halopsa_amount", "difference",
@@ -75,7 +84,6 @@ OUTPUT_COLUMNS = [
     "root_cause", "autotask_refs", "halopsa_refs", "message",
 ]  # fmt: skip
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
-REPORT_CLIENT_CAP = 1000  # clients listed in the report's per-client table before filtering
 
 
 @dataclass(frozen=True)
@@ -86,9 +94,16 @@ class RunResult:
     summary: Summary
     loads: tuple[LoadResult, ...]
 
+    @cached_property
+    def outputs(self) -> pl.DataFrame:
+        """The discrepancy table the outputs hold (OUTPUT_COLUMNS), made once."""
+        return _output_frame(self.findings)
+
     @property
     def open_blockers(self) -> int:
-        return int((self.findings["severity"] == "blocker").sum())
+        """Blockers not accepted (acceptance.py): what keeps the run from exiting 0."""
+        open_ = (self.findings["severity"] == "blocker") & self.findings["acceptance"].is_null()
+        return int(open_.sum())
 
     @property
     def quarantined(self) -> int:
@@ -130,14 +145,60 @@ def run_cycle(
     with stage("match"):
         matched = match_cycle(con, cycle, mappings, config)
     with stage("rules"):
-        findings = with_root_causes(run_rules(con, config, rules), matched)
+        findings, applied, lapsed = acceptance.apply(
+            with_root_causes(run_rules(con, config, rules), matched),
+            acceptance.standing(ledger.entries(con, cycle), cycle),
+            ledger.now().date(),
+        )
         bars = bridge(con, findings, rules)
     with stage("outputs"):
         summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
+        number = workspace.next_run_number()
+        summary = _workflow(workspace, number, summary, findings, applied, lapsed)
         result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
-        write_outputs(result, workspace, rules)
-        workspace.save_run(summary.run_id, cycle, summary.as_json_dict(), _output_frame(findings))
+        data = write_outputs(result, workspace, rules)
+        kept = result.outputs.with_columns(findings["acceptance"])
+        workspace.save_run(
+            number, summary.run_id, cycle, summary.json_dict, kept, history.report_blob(data)
+        )
     return result
+
+
+def _workflow(
+    workspace: Workspace,
+    number: int,
+    summary: Summary,
+    findings: pl.DataFrame,
+    applied: list[acceptance.Acceptance],
+    lapsed: list[acceptance.Lapse],
+) -> Summary:
+    """The summary with the run's place in its cycle's finance workflow: acceptances applied
+    and lapsed, what is new / still open / resolved since the previous run (the run being
+    number `number`) with the trend over the cycle's runs, and the cycle's sign-offs against
+    this run."""
+    con, cycle = workspace.con, summary.cycle
+    changes = history.changes(con, cycle, number, findings["id"].to_list())
+    point = history.trend_point(
+        {
+            "run_id": summary.run_id,
+            "verdict": plain(summary.verdict),
+            "totals": plain(summary.totals),
+            "history": changes,
+        },
+        number,
+    )
+    results = signoff.results_of(summary.run_id, findings)
+    return dataclasses.replace(
+        summary,
+        acceptances=Acceptances(
+            accepted=tuple(from_plain(AcceptedDifference, a.record()) for a in applied),
+            lapsed=tuple(from_plain(LapsedAcceptance, lapse.record()) for lapse in lapsed),
+        ),
+        history=from_plain(History, changes | {"trend": [*history.trend(con, cycle), point]}),
+        signoffs=tuple(
+            from_plain(Signoff, s.record()) for s in signoff.states(con, cycle, (number, results))
+        ),
+    )
 
 
 def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, Decimal]:
@@ -145,9 +206,9 @@ def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, D
     taken as positive."""
     if findings.is_empty():
         return {}
-    open_rows = findings.filter(pl.col("severity") != "expected").with_columns(
-        pl.coalesce("a_currency", "h_currency").alias("_currency")
-    )
+    open_rows = findings.filter(
+        (pl.col("severity") != "expected") & pl.col("acceptance").is_null()
+    ).with_columns(pl.coalesce("a_currency", "h_currency").alias("_currency"))
     sums = open_rows.group_by("_currency").agg(pl.col("gross_difference").abs().sum())
     found = {str(c): _cents(v) for c, v in sums.iter_rows()}
     return {c: found[c] for c in dict.fromkeys([*currencies, *sorted(found)]) if c in found}
@@ -271,9 +332,18 @@ def _summary(
         if not findings.is_empty()
         else {}
     )
-    counts = {
+    found = {
         s: sum(n for (_, sev), n in by_rule_severity.items() if sev == s) for s in SEVERITY_ORDER
     }
+    # Accepted discrepancies (acceptance.py) leave the open counts and the verdict.
+    accepted = dict.fromkeys(SEVERITY_ORDER, 0) | {
+        str(s): int(n)
+        for s, n in findings.filter(pl.col("acceptance").is_not_null())
+        .group_by("severity")
+        .len()
+        .rows()
+    }
+    counts = {s: found[s] - accepted[s] for s in SEVERITY_ORDER}
     per_rule = {
         r.code: {s: by_rule_severity.get((r.code, s), 0) for s in SEVERITY_ORDER} for r in rules
     }
@@ -315,6 +385,7 @@ def _summary(
             warnings=counts["warning"],
             info=counts["info"],
             expected=counts["expected"],
+            accepted=sum(accepted.values()),
         ),
         totals=totals,
         # What is still open, however it nets out, per currency: the sum of the gross
@@ -334,7 +405,8 @@ def _summary(
         match_rate=Sides(
             autotask=rate("autotask", lines.autotask), halopsa=rate("halopsa", lines.halopsa)
         ),
-        counts=Counts(by_severity=counts, by_rule=per_rule),
+        # Everything the rules found, and of it what was accepted.
+        counts=Counts(by_severity=found, accepted=accepted, by_rule=per_rule),
         bridge={
             currency: tuple(
                 BridgeEntry(rule=b["rule"], title=b["title"], amount=Decimal(b["amount"]))
@@ -412,6 +484,12 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
         return pl.col(f"{side}_net") + pl.col(f"{side}_tax").fill_null(0)
 
     return findings.with_columns(
+        pl.when(pl.col("severity") == "expected")
+        .then(pl.lit("expected"))
+        .when(pl.col("acceptance").is_not_null())
+        .then(pl.lit("accepted"))
+        .otherwise(pl.lit("open"))
+        .alias("status"),
         pl.coalesce("a_currency", "h_currency").alias("currency"),
         names("item_names").alias("item"),
         names("contracts").alias("contract"),
@@ -431,15 +509,17 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
     ).select(OUTPUT_COLUMNS)
 
 
-def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> None:
+def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> ReportData:
     """CSV, Parquet and JSON of the discrepancies, summary.json, quarantine.csv, report.html:
     written into a staging folder and swapped in whole (outputs.output_folder), so `--out` holds
     the previous complete set until the new one is complete. Text cells of the CSVs are made
-    safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values."""
-    frame = _output_frame(result.findings)
+    safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values.
+    Returns the report's data, which the run keeps to render it again (a sign-off pack)."""
+    frame = result.outputs
     quarantine = workspace.quarantined(result.cycle)
     with stage("report"):
-        html = report_html(report_data(result, workspace, rules, quarantine))
+        data = report_data(result, workspace, rules, quarantine)
+        html = report_html(data)
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
@@ -455,6 +535,7 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         for name, write in writers.items():
             write(out / name)
             pause(name)
+    return data
 
 
 def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
@@ -490,7 +571,9 @@ def report_data(
     findings = result.findings
     discrepancies = (
         conform(
-            findings.with_columns(pl.coalesce("a_currency", "h_currency").alias("currency")),
+            findings.with_columns(
+                result.outputs["status"], pl.coalesce("a_currency", "h_currency").alias("currency")
+            ),
             DISCREPANCY_SCHEMA,
         )
         if not findings.is_empty()

@@ -38,6 +38,7 @@ DUCK_TYPES = {
 }
 
 PENDING_TABLES = ("lines", "quarantine", "pending_loads")  # what an unfinished load has written
+ROW_GROUP_ROWS = 122_880  # rows in a DuckDB row group (its default size); see insert_batch
 LOAD_CONSTANTS = ("cycle", "source", "load_id", "file_name")  # the first columns of `lines`
 LINE_COLUMNS = ",\n    ".join(f"{n} {DUCK_TYPES[t]}" for n, t in CANONICAL_SCHEMA.items())
 
@@ -95,7 +96,28 @@ CREATE TABLE IF NOT EXISTS findings (
     autotask_amount DECIMAL(18,2),
     halopsa_amount DECIMAL(18,2),
     difference DECIMAL(18,2),
-    message VARCHAR NOT NULL
+    message VARCHAR NOT NULL,
+    currency VARCHAR,
+    gross_difference DECIMAL(18,2),
+    acceptance BIGINT
+);
+CREATE TABLE IF NOT EXISTS run_reports (
+    run_number BIGINT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq BIGINT PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    cycle VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,
+    recorded_at VARCHAR NOT NULL,
+    body JSON NOT NULL,
+    prev VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger_head (
+    entries BIGINT NOT NULL,
+    hash VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     load_id VARCHAR NOT NULL,
@@ -115,6 +137,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 MIGRATIONS = """
 ALTER TABLE loads ADD COLUMN IF NOT EXISTS rows_skipped BIGINT DEFAULT 0;
 ALTER TABLE loads ADD COLUMN IF NOT EXISTS number_format VARCHAR DEFAULT '';
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS currency VARCHAR;
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS gross_difference DECIMAL(18,2);
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS acceptance BIGINT;
 """
 
 
@@ -124,6 +149,7 @@ class Workspace:
 
     def __init__(self, path: Path | str = DEFAULT_WORKSPACE, memory: str | None = None) -> None:
         self.path = Path(path)
+        self.memory_limit = memory or memory_limit()
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _refuse_foreign_file(self.path)
@@ -142,7 +168,7 @@ class Workspace:
         try:
             # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with
             # the cycle; nothing relies on a table's physical order, so inserts need not keep it.
-            self.con.execute(f"SET memory_limit = '{memory or memory_limit()}'")
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(SCHEMA)
             self.con.execute(MIGRATIONS)
@@ -196,24 +222,48 @@ class Workspace:
     def insert_batch(
         self, lines: pl.DataFrame, rejected: pl.DataFrame, constants: dict[str, str]
     ) -> None:
-        """One batch of a load. Per-load constants travel as parameters, not as columns."""
+        """One batch of a load. Per-load constants travel as parameters, not as columns; the
+        frames reach DuckDB as Arrow, their columns already of the table's types.
+
+        `lines` should hold whole row groups (a multiple of ROW_GROUP_ROWS) but in a load's
+        last call: DuckDB writes a large insert's row groups straight to the file, and a partial
+        group left between whole ones makes its next checkpoint rewrite them (about twice the
+        work, and a larger file). For the same reason one DuckDB thread writes: each thread
+        appends a partial group of its own. DuckDB keeps what it wrote cached up to its memory
+        limit, and a load reads none of it back: the cache is let go after each batch (lowering
+        the limit for a moment evicts it), so that a load's memory stays flat in the size of
+        the export.
+        """
         varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
-        self.con.register("_lines", lines.select(varying))
-        self.con.register("_rejected", rejected)
-        try:
-            self.con.execute(
+        inserts = {
+            "_lines": (
+                lines.select(varying),
                 f"INSERT INTO lines SELECT $cycle, $source, $load_id, $file_name, "
                 f"{', '.join(varying)} FROM _lines",
-                constants,
-            )
-            self.con.execute(
+            ),
+            "_rejected": (
+                rejected,
                 "INSERT INTO quarantine SELECT $load_id, $cycle, $source, $file_name, row_number, "
                 "line_ref, disposition, reasons, raw, net_amount FROM _rejected",
-                constants,
-            )
+            ),
+        }
+        self.con.execute("SET threads = 1")
+        try:
+            for name, (frame, insert) in inserts.items():
+                if frame.height == 0:
+                    continue
+                self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+                try:
+                    self.con.execute(insert, constants)
+                finally:
+                    self.con.unregister(name)
         finally:
-            self.con.unregister("_lines")
-            self.con.unregister("_rejected")
+            self.con.execute("RESET threads")
+            # What cannot be let go (an in-memory database's own tables) is kept, and the limit
+            # left where it was.
+            with contextlib.suppress(duckdb.OutOfMemoryException):
+                self.con.execute("SET memory_limit = '1MB'")
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
 
     @contextlib.contextmanager
     def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:
@@ -305,30 +355,45 @@ class Workspace:
                     f"DELETE FROM {table} WHERE load_id = ? AND cycle = ?", [load_id, cycle]
                 )
 
+    def next_run_number(self) -> int:
+        """The number the next saved run takes (reserved: an unsaved run leaves a gap)."""
+        return int(self.con.execute("SELECT nextval('run_number')").fetchall()[0][0])
+
     def save_run(
-        self, run_id: str, cycle: str, summary: dict[str, Any], findings: pl.DataFrame
-    ) -> int:
-        """Keep every run: history (new, open, resolved) is built from these rows."""
+        self,
+        number: int,
+        run_id: str,
+        cycle: str,
+        summary: dict[str, Any],
+        findings: pl.DataFrame,
+        report: bytes,
+    ) -> None:
+        """Keep every run: history (new, open, resolved), acceptances and sign-offs are built
+        from these rows. `findings`: the discrepancy columns (run.OUTPUT_COLUMNS) and
+        `acceptance` (the ledger entry accepting it, or null); `report`: the report's data,
+        compressed (history.report_blob), so a sign-off pack can render it again."""
         self.con.execute("BEGIN TRANSACTION")
         try:
-            number = self.con.execute(
-                "INSERT INTO runs (run_id, cycle, summary) VALUES (?, ?, ?) RETURNING run_number",
-                [run_id, cycle, orjson.dumps(summary, default=str).decode()],
-            ).fetchall()[0][0]
+            self.con.execute(
+                "INSERT INTO runs (run_number, run_id, cycle, summary) VALUES (?, ?, ?, ?)",
+                [number, run_id, cycle, orjson.dumps(summary, default=str).decode()],
+            )
             self.con.register("_findings", findings)
             self.con.execute(
-                "INSERT INTO findings SELECT ?, id, rule, severity, client, autotask_refs, "
-                "halopsa_refs, autotask_amount, halopsa_amount, difference, message "
-                "FROM _findings",
+                "INSERT INTO findings (run_number, id, rule, severity, client, autotask_refs, "
+                "halopsa_refs, autotask_amount, halopsa_amount, difference, message, currency, "
+                "gross_difference, acceptance) SELECT ?, id, rule, severity, client, "
+                "autotask_refs, halopsa_refs, autotask_amount, halopsa_amount, difference, "
+                "message, currency, gross_difference, acceptance FROM _findings",
                 [number],
             )
+            self.con.execute("INSERT INTO run_reports VALUES (?, ?)", [number, report])
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
             raise
         finally:
             self.con.unregister("_findings")
-        return int(number)
 
     def stored_totals(self, load_id: str, cycle: str) -> dict[str, Any]:
         """Read back what was written, so control totals check the store, not memory."""

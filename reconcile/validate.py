@@ -39,14 +39,16 @@ SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 NULL_DATE = "1899-12-30"
 
-QUARANTINE_SCHEMA = {
-    "row_number": pl.Int64,
-    "line_ref": pl.String,
-    "disposition": pl.String,
-    "reasons": pl.String,
-    "raw": pl.String,
-    "net_amount": MONEY,
-}
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "row_number": pl.Int64(),
+        "line_ref": pl.String(),
+        "disposition": pl.String(),
+        "reasons": pl.String(),
+        "raw": pl.String(),
+        "net_amount": MONEY,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,11 @@ class Normalised:
 
 
 def normalise(raw: RawFrame, settings: Settings) -> Iterator[Normalised]:
-    """Batch by batch, so memory stays bounded; the date convention is the file's, decided
-    once over all its rows before the first batch."""
-    convention, formats = _date_convention(raw, settings)
-    number_format, fmt = _number_format(raw, settings)
+    """Batch by batch, so memory stays bounded; the date convention and the decimal mark are
+    the file's, decided once over all its rows (read in one pass) before the first batch."""
+    date_texts, comma_at = _survey(raw, settings)
+    convention, formats = _date_convention(raw, settings, date_texts)
+    number_format, fmt = _number_format(raw, settings, comma_at)
     sums = RunningSums()
     for batch in raw.batches():
         norm = _normalise_batch(
@@ -238,8 +241,7 @@ def _complete(frame: FrameT) -> FrameT:
 def _clean(frame: pl.DataFrame, platform: str) -> pl.DataFrame:
     """Sentinels become nulls and Autotask's period suffix moves out of the item name."""
     sentinel_ids = ["-1", "0", ""]
-    suffix = pl.col("item_name").str.extract_groups(PERIOD_SUFFIX)
-    return frame.with_columns(
+    frame = frame.with_columns(
         [
             pl.when(pl.col(f).is_in(sentinel_ids)).then(None).otherwise(pl.col(f)).alias(f)
             for f in ID_FIELDS
@@ -248,7 +250,12 @@ def _clean(frame: pl.DataFrame, platform: str) -> pl.DataFrame:
             pl.when(pl.col(f).str.starts_with(NULL_DATE)).then(None).otherwise(pl.col(f)).alias(f)
             for f in DATE_FIELDS
         ]
-    ).with_columns(
+    )
+    # The suffix is written in brackets: a batch without one spares two regexes per row.
+    if not frame["item_name"].str.contains("[", literal=True).any():
+        return frame
+    suffix = pl.col("item_name").str.extract_groups(PERIOD_SUFFIX)
+    return frame.with_columns(
         pl.col("item_name").str.replace(PERIOD_SUFFIX, "").alias("item_name"),
         pl.coalesce(pl.col("period_start"), _suffix_date(suffix.struct.field("1"))),
         pl.coalesce(pl.col("period_end"), _suffix_date(suffix.struct.field("2"))),
@@ -269,27 +276,79 @@ def _date_text(name: str) -> pl.Expr:
     )
 
 
-def _date_convention(raw: RawFrame, settings: Settings) -> tuple[str, dict[str, str]]:
-    """Decide once per file how its dates are written, never row by row."""
-    if raw.dates_iso:
-        return DATE_NAMES["iso"], {}
-    if settings.date_format:
+def _survey(
+    raw: RawFrame, settings: Settings
+) -> tuple[pl.DataFrame | None, list[tuple[int, str, str]] | None]:
+    """What the file's conventions are decided on, read in one pass over the columns they need,
+    batch by batch, so that memory stays flat however long the file: its slash-written dates
+    (_date_convention's `texts`, None when ISO exports or a given --date-format decide) and
+    the values proving a decimal comma (_number_format's `comma_at`, None when the mark is given
+    or the export writes JSON/XSD numbers)."""
+    dates = [] if raw.dates_iso or settings.date_format else list(DATE_FIELDS)
+    amount = [] if settings.number_format or raw.dates_iso else _amount_fields(raw)
+    if not dates and not amount:
+        return None, None
+    dated = [f for f in dates if f in raw.columns]  # an absent field holds no date
+    found: list[pl.DataFrame] = []
+    first: dict[str, tuple[int, str, str]] = {}
+    for batch in raw.batches([ROW, *dated, *amount]):
+        found += [_batch_date_texts(batch, f) for f in dated]
+        if amount:
+            for row, field, text in _batch_comma_proofs(batch, amount):
+                first.setdefault(field, (row, field, text))
+    texts = None
+    if dates:
+        texts = (
+            pl.concat(found, how="vertical")
+            .group_by("f", "text")
+            .agg(pl.col(ROW).min())
+            .select(_date_text("text").alias("d"), pl.col(ROW), pl.col("f"))
+            .filter(pl.col("d").str.contains(SLASH_DATE))
+            .sort(ROW, "f")
+            if found
+            else pl.DataFrame(schema={"d": pl.String, ROW: pl.Int64, "f": pl.String})
+        )
+    return texts, sorted(first.values()) if amount else None
+
+
+def _batch_date_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
+    """Each distinct text of a date field in a batch, with the first row it is on; a cycle
+    holds few distinct dates, so the convention is decided on those."""
+    return (
+        batch.group_by(field)
+        .agg(pl.col(ROW).min())
+        .select(pl.lit(field).alias("f"), pl.col(field).alias("text"), pl.col(ROW).cast(pl.Int64))
+    )
+
+
+def _batch_comma_proofs(batch: pl.DataFrame, fields: list[str]) -> list[tuple[int, str, str]]:
+    """Per amount field, the first row of the batch whose value proves a decimal comma, as
+    (row, field, value); only rows with a comma in an amount are looked at closely."""
+    has_comma = pl.any_horizontal(
+        [pl.col(f).str.contains(",", literal=True).fill_null(False) for f in fields]
+    )
+    proofs = [(f, amounts.proofs(f)[0]) for f in fields]
+    found = (
+        batch.filter(has_comma)
+        .select(
+            [pl.col(ROW).filter(c).min().alias(f) for f, c in proofs]
+            + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c in proofs]
+        )
+        .row(0, named=True)
+    )
+    return [(found[f], f, found[f"{f}:text"]) for f in fields if found[f] is not None]
+
+
+def _date_convention(
+    raw: RawFrame, settings: Settings, texts: pl.DataFrame | None
+) -> tuple[str, dict[str, str]]:
+    """Decide once per file how its dates are written, never row by row; `texts` is what
+    _date_texts found (None: it was not needed)."""
+    if texts is None:
+        if raw.dates_iso or not settings.date_format:
+            return DATE_NAMES["iso"], {}
         fmt = settings.date_format
         return DATE_NAMES[fmt] + " (given)", {} if fmt == "iso" else {"slash": DATE_FORMATS[fmt]}
-    # A cycle holds few distinct dates: decide on those, each with the first row it is on.
-    frame = _complete(raw.frame)
-    texts = raw.collect(
-        pl.concat(
-            [
-                frame.group_by(f)
-                .agg(pl.col(ROW).min())
-                .select(_date_text(f).alias("d"), pl.col(ROW), pl.lit(f).alias("f"))
-                for f in DATE_FIELDS
-            ]
-        )
-        .filter(pl.col("d").str.contains(SLASH_DATE))
-        .sort(ROW, "f")
-    )
     if texts.height == 0:
         return DATE_NAMES["iso"], {}
     ok = {
@@ -367,35 +426,30 @@ def _cycle_reading(raw: RawFrame, texts: pl.DataFrame, cycle: str) -> str | None
     )
 
 
-def _number_format(raw: RawFrame, settings: Settings) -> tuple[str, str]:
-    """Decide once per file whether its numbers write a decimal point or a decimal comma.
+def _amount_fields(raw: RawFrame) -> list[str]:
+    return [f for f in DECIMAL_FIELDS if f in raw.columns]
+
+
+def _number_format(
+    raw: RawFrame, settings: Settings, comma_at: list[tuple[int, str, str]] | None
+) -> tuple[str, str]:
+    """Decide once per file whether its numbers write a decimal point or a decimal comma;
+    `comma_at` is what _survey found: per amount field, the first value proving a comma, as
+    (row, field, value) (None: it was not needed).
 
     Returns (the decision as reported, "point" or "comma"). A value such as `12,50`, `0,1234`
     or `1.234,56` proves a comma and `12.50` or `1,234.56` a point; a file with both is refused
     (InputError naming a row of each); a file with neither (`1,234`, `12`) reads a point.
-    Costs one cheap scan: only rows with a comma in an amount are looked at closely.
     """
     if settings.number_format:
         fmt = settings.number_format
         return f"{amounts.FORMAT_NAMES[fmt]} (given)", fmt
     point_name = amounts.FORMAT_NAMES[amounts.POINT]
-    frame = _complete(raw.frame)
-    fields = [f for f in DECIMAL_FIELDS if f in raw.columns]
-    if raw.dates_iso or not fields:  # APIs and XML write JSON/XSD numbers: always a point
-        return point_name, amounts.POINT
-    has_comma = pl.any_horizontal(
-        [pl.col(f).str.contains(",", literal=True).fill_null(False) for f in fields]
-    )
-    proofs = [(f, *amounts.proofs(f)) for f in fields]
-    comma_rows = raw.collect(
-        frame.filter(has_comma).select(
-            [pl.col(ROW).filter(c).min().alias(f) for f, c, _ in proofs]
-            + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c, _ in proofs]
-        )
-    ).row(0, named=True)
-    comma_at = [(comma_rows[f], f, comma_rows[f"{f}:text"]) for f in fields if comma_rows[f]]
     if not comma_at:
         return point_name, amounts.POINT
+    fields = _amount_fields(raw)
+    frame = _complete(raw.frame)
+    proofs = [(f, *amounts.proofs(f)) for f in fields]
     point_rows = raw.collect(
         frame.select(
             [pl.col(ROW).filter(p).min().alias(f) for f, _, p in proofs]
@@ -476,14 +530,20 @@ def _parse_date(
     return pl.coalesce(iso, text.str.strptime(pl.Date, formats["slash"], strict=False))
 
 
+REQUIRED_RAW = ("net_amount",)  # raw fields a billable row must have a value in
+
+
+def _parsed_where_given(name: str) -> pl.Expr:
+    """Per row: the text is empty, or it parsed into the typed `_<name>` column."""
+    return pl.col(name).is_null() | pl.col(f"_{name}").is_not_null()
+
+
 def _raw_schema(raw: RawFrame, convention: str) -> pa.DataFrameSchema:
     """The raw source shape's contract: which text each column must hold to be usable."""
 
     def parsed_where_given(name: str) -> pa.Check:
         return pa.Check(
-            lambda data: data.lazyframe.select(
-                pl.col(data.key).is_null() | pl.col(f"_{data.key}").is_not_null()
-            ),
+            lambda data: data.lazyframe.select(_parsed_where_given(data.key)),
             error=EXPECTED[name].format(convention=convention.split(" (")[0]),
             name=f"parses_{name}",
         )
@@ -491,12 +551,20 @@ def _raw_schema(raw: RawFrame, convention: str) -> pa.DataFrameSchema:
     columns = {
         name: pa.Column(
             pl.String,
-            nullable=name != "net_amount",
+            nullable=name not in REQUIRED_RAW,
             checks=[parsed_where_given(name)] if name in EXPECTED else [],
         )
         for name in RAW_FIELDS
     }
     return pa.DataFrameSchema(columns, name=f"{raw.shape}-raw", strict=False)
+
+
+def _raw_suspects(billable: pl.DataFrame) -> pl.DataFrame:
+    """The rows _raw_schema could refuse: its row checks as one vectorised pass. Pandera then
+    validates these rows only, and is not run at all for a batch without any."""
+    passes = [_parsed_where_given(name) for name in EXPECTED]
+    passes += [pl.col(name).is_not_null() for name in REQUIRED_RAW]
+    return _keep(billable, ~pl.all_horizontal(passes))
 
 
 EXPECTED = {
@@ -513,22 +581,24 @@ EXPECTED = {
 def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.DataFrame:
     """Every reason each row fails, as (row, reason) pairs, from pandera's failure cases."""
     reasons: list[dict[str, Any]] = []
+    suspects = _raw_suspects(billable)
     try:
-        _raw_schema(raw, convention).validate(billable, lazy=True)
+        if suspects.height:
+            _raw_schema(raw, convention).validate(suspects, lazy=True)
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases.filter(pl.col("index").is_not_null())
-        rows = billable[ROW]
+        rows = suspects[ROW]
         for case in cases.iter_rows(named=True):
             name = case["column"]
             column = raw.columns.get(name, name)
-            value = billable[case["index"], name]
+            value = suspects[case["index"], name]
             if case["check"] == "not_nullable":
                 text = f"column '{column}': a value is required but the cell is empty"
             else:
                 text = f"column '{column}': expected {case['check']}, got {value!r}"
                 why = f"_why_{name}"
-                if why in billable.columns and billable[case["index"], why] is not None:
-                    text += f" ({billable[case['index'], why]})"
+                if why in suspects.columns and suspects[case["index"], why] is not None:
+                    text += f" ({suspects[case['index'], why]})"
             reasons.append({ROW: rows[case["index"]], "reason": text})
     problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
         pl.col(ROW), pl.col(PROBLEM).alias("reason")
@@ -536,18 +606,39 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
     return pl.concat([pl.DataFrame(reasons, schema={ROW: pl.Int64, "reason": pl.String}), problems])
 
 
-def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
-    currency = (
-        pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase()
+def _by_value(frame: pl.DataFrame, name: str, text: pl.Expr) -> pl.Expr:
+    """`text` (a String expression of column `name` alone, null for null) worked out once per
+    distinct value of the column and looked up per row: a column of few distinct values (a
+    currency, a contract type) costs a hash lookup a row, not a chain of string functions."""
+    distinct = frame.select(pl.col(name).unique().drop_nulls())
+    mapped = distinct.select(pl.col(name), text.alias("to"))
+    return pl.col(name).replace_strict(
+        mapped[name], mapped["to"], default=None, return_dtype=pl.String
     )
-    contract_type = pl.col("contract_type").str.strip_chars().str.to_lowercase()
+
+
+def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
+    currency = _by_value(
+        billable,
+        "currency",
+        pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase(),
+    )
+    contract_type = _by_value(
+        billable,
+        "contract_type",
+        pl.col("contract_type")
+        .str.strip_chars()
+        .str.to_lowercase()
+        .replace(CONTRACT_TYPES)
+        .str.replace_all(r"[^a-z0-9]+", "_"),
+    )
     exprs = {
         "cycle": pl.lit(settings.cycle or None, pl.String),
         "source": pl.lit(raw.platform),
         "row_number": pl.col(ROW).cast(pl.Int64),
         "line_ref": pl.coalesce(pl.col("line_ref"), pl.format("row:{}", pl.col(ROW))),
         "currency": pl.coalesce(currency, pl.lit(settings.currency, pl.String)),
-        "contract_type": contract_type.replace(CONTRACT_TYPES).str.replace_all(r"[^a-z0-9]+", "_"),
+        "contract_type": contract_type,
     }
     for name in [*DECIMAL_FIELDS, *DATE_FIELDS]:
         exprs[name] = pl.col(f"_{name}")
@@ -676,4 +767,4 @@ def _rejected(raw: RawFrame, rows: pl.DataFrame, disposition: str, reason: str) 
         pl.col(reason).alias("reasons"),
         raw_json.alias("raw"),
         pl.col("_net_amount").alias("net_amount"),
-    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(QUARANTINE_SCHEMA)

@@ -20,6 +20,15 @@ FIXTURES = ROOT / "fixtures"
 DEMO = FIXTURES / "demo"
 QUIRKS = FIXTURES / "quirks"
 BAD = FIXTURES / "bad"
+# Headers of small hand-written exports: Autotask's UI CSV and a HaloPSA report CSV.
+AT_HEADER = (
+    "Billing Item ID,Invoice Number,Invoice Date,Organization Name,Item Name,Quantity,"
+    "Unit Price,Extended Price,Total Tax,Service Period Start Date,Service Period End Date"
+)
+HALO_HEADER = (
+    "id,invoicenumber,invoice_date,client_name,item_shortdescription,qty_order,unit_price,"
+    "net_amount,tax_amount,startdate,enddate"
+)
 
 
 def invoke(*args: str | Path) -> Result:

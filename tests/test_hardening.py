@@ -14,18 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import ROOT, invoke
+from conftest import AT_HEADER, HALO_HEADER, ROOT, invoke
 from reconcile.cli import main
 from reconcile.safe import FORMULA_START, NUMBER, cell, shown
 
-AT_HEADER = (
-    "Billing Item ID,Invoice Number,Invoice Date,Organization Name,Item Name,Quantity,"
-    "Unit Price,Extended Price,Total Tax,Service Period Start Date,Service Period End Date"
-)
-HALO_HEADER = (
-    "id,invoicenumber,invoice_date,client_name,item_shortdescription,qty_order,unit_price,"
-    "net_amount,tax_amount,startdate,enddate"
-)
 PAYLOADS = [
     '=HYPERLINK("http://evil.example/","click me")',
     "@SUM(1+1)",
@@ -311,9 +303,11 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
 
 
-def _normalised(files: dict[str, bytes]) -> dict[str, bytes]:
-    """Outputs without the per-execution parts (none: outputs are byte-identical per input)."""
-    return files
+def _fresh_workspaces(tmp_path: Path) -> None:
+    """Forget the runs made so far: a run's outputs also say what changed since the previous
+    run of the cycle in its workspace, so only a first run repeats another's bytes."""
+    for name in ("a.duckdb", "b.duckdb", "a.duckdb.wal", "b.duckdb.wal"):
+        (tmp_path / name).unlink(missing_ok=True)
 
 
 def _two_sets(tmp_path: Path) -> tuple[list[str | Path], list[str | Path], Path]:
@@ -339,6 +333,7 @@ def test_kill_9_while_writing_leaves_the_previous_or_the_new_set(tmp_path: Path)
     new = _snapshot(out)
     assert old != new and set(old) == set(new) and len(old) == 7
     for step in STEPS:
+        _fresh_workspaces(tmp_path)
         shutil.rmtree(out)
         out.mkdir()
         for name, data in old.items():
@@ -360,6 +355,7 @@ def test_kill_9_while_writing_leaves_the_previous_or_the_new_set(tmp_path: Path)
         process.stderr.close()
         assert _snapshot(out) == (new if step == "swapped" else old), step
     leftovers = {p.name for p in out.parent.iterdir() if p.name.startswith(".out.")}
+    _fresh_workspaces(tmp_path)
     assert run_main(*first)[0] == 2  # the next run sweeps what the killed ones left
     assert _snapshot(out) == old
     assert not {p.name for p in out.parent.iterdir() if p.name.startswith(".out.new-")}
@@ -376,6 +372,7 @@ def test_two_runs_into_one_out_leave_one_complete_set(tmp_path: Path) -> None:
     code = "from reconcile.cli import main; main()"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for _ in range(2):
+        _fresh_workspaces(tmp_path)
         runs = [
             subprocess.Popen(
                 [sys.executable, "-c", code, *map(str, args)],

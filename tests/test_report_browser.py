@@ -1,4 +1,5 @@
-"""The report in headless Chromium: filters, sorting, safety, no network, first page of 50,000.
+"""The report in headless Chromium: filters, sorting, safety, no network, and a large MSP's
+cycle (165,000 discrepancies, 170,000 clients) opened, filtered and paged.
 
 Drives Debian's /usr/bin/chromium through playwright (never `playwright install`). A full-page
 screenshot lands in test-artifacts/ for a human to look at.
@@ -7,19 +8,23 @@ screenshot lands in test-artifacts/ for a human to look at.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from report_data import listed, sample_report_data
+from report_data import client_rows, large_sample, listed, sample_report_data
 
 from conftest import ARTIFACTS, CHROMIUM
 from reconcile.report import format_decimal, render_report
 from reconcile.report_model import ReportData
 
 PAGE_SIZE = 100
+CLIENT_PAGE_SIZE = 25
+MAX_BYTES = 25 * 1024 * 1024
+SEV_RANK = {"blocker": 0, "warning": 1, "info": 2}
 # Printable area at 96 px/in with 10 mm margins: A4 is 718 px wide, Letter 980 px tall.
 PRINT_WIDTH, PRINT_HEIGHT = 718, 980
 
@@ -57,10 +62,11 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
         "default": sample_report_data(),
         "paged": sample_report_data(250),
         "hostile": sample_report_data(60, hostile=True),
-        "huge": sample_report_data(50_000),
+        "hostile-packed": sample_report_data(60, hostile=True),
+        "large": large_sample(),
     }.items():
         path = root / f"{name}.html"
-        render_report(data, path)
+        render_report(data, path, compress=True if name == "hostile-packed" else None)
         out[name] = Rendered(path, data, listed(data))
     return out
 
@@ -77,6 +83,14 @@ def row_attr(page: Any, name: str) -> list[str]:
         "#disc-body tr.disc-row", f"rows => rows.map(r => r.dataset.{name})"
     )
     return values
+
+
+def client_names(page: Any) -> list[str]:
+    """The client rows on the client table's current page."""
+    names: list[str] = page.eval_on_selector_all(
+        "#client-table tr.client-row", "rows => rows.map(r => r.dataset.client)"
+    )
+    return names
 
 
 def wait_count(page: Any, shown: int, total: int) -> None:
@@ -137,9 +151,7 @@ def test_client_row_filters_to_that_client(reports: Reports, open_report: Any) -
     report = reports["paged"]
     page = open_report(report.path).page
     total = len(report.items)
-    clients: list[str] = page.eval_on_selector_all(
-        "#client-table tr.client-row", "rows => rows.map(r => r.dataset.client)"
-    )
+    clients = client_names(page)
     index = 2
     client = clients[index]
     expected = {d["id"] for d in report.items if d["client"] == client}
@@ -267,8 +279,10 @@ def test_row_expands_to_both_sides(reports: Reports, open_report: Any) -> None:
     assert detail.locator("table.cmp tbody tr").count() == 7
 
 
-def test_hostile_report_runs_no_script(reports: Reports, open_report: Any) -> None:
-    report = reports["hostile"]
+@pytest.mark.parametrize("name", ["hostile", "hostile-packed"])
+def test_hostile_report_runs_no_script(reports: Reports, open_report: Any, name: str) -> None:
+    """Markup in every field stays text, whether the tables travel as JSON or compressed."""
+    report = reports[name]
     hook = """
       window.__calls = [];
       for (const name of ['alert', 'confirm', 'prompt']) {
@@ -289,8 +303,14 @@ def test_hostile_report_runs_no_script(reports: Reports, open_report: Any) -> No
     assert page.evaluate("document.querySelectorAll('img').length") == 0
     assert page.evaluate("document.scripts.length") == 2
     assert "{{ 7*7 }} {% raw %} Holdings" in page.text_content("#client-table")
-    options = page.eval_on_selector_all("#f-client option", "os => os.map(o => o.value)")
-    assert set(d["client"] for d in report.items) <= set(options)
+    page.click("#clear-filters")
+    wait_count(page, len(report.items), len(report.items))
+    page.fill("#f-client", "<img")
+    suggested = {d["client"] for d in report.items if "<img" in d["client"]}
+    wait_count(page, sum(1 for d in report.items if d["client"] in suggested), len(report.items))
+    assert "Client contains: “<img”" in page.text_content("#active-filter-text")
+    options = page.eval_on_selector_all("#f-client-names option", "os => os.map(o => o.value)")
+    assert set(options) == suggested
     assert opened.requests == [opened.url]
     assert opened.console_errors == [] and opened.page_errors == []
 
@@ -306,13 +326,82 @@ def test_formatting_matches_python(reports: Reports, open_report: Any) -> None:
         assert got == [format_decimal(v, places, signed) for v in values]
 
 
-def test_fifty_thousand_first_page(reports: Reports, open_report: Any) -> None:
-    report = reports["huge"]
+def in_list_order(items: list[dict[str, Any]]) -> list[str]:
+    """Ids in the list's first order: severity, then the largest absolute difference."""
+    ranked = sorted(
+        enumerate(items),
+        key=lambda e: (SEV_RANK[e[1]["severity"]], -abs(Decimal(e[1]["difference"])), e[0]),
+    )
+    return [d["id"] for _, d in ranked]
+
+
+def test_a_large_msps_report_opens_filters_and_pages(reports: Reports, open_report: Any) -> None:
+    """165,000 discrepancies among 170,000 clients: the file stays under 25 MB, opens offline,
+    filters to one client and pages through that client's discrepancies and the whole list."""
+    report = reports["large"]
+    assert report.path.stat().st_size < MAX_BYTES
     opened = open_report(report.path)
     page = opened.page
     total = len(report.items)
+    assert total == 165_000
     wait_count(page, total, total)
-    assert len(row_ids(page)) == PAGE_SIZE
-    page.fill("#f-search", report.items[49_999]["id"])
-    wait_count(page, 1, total)
+    order = in_list_order(report.items)
+    assert row_ids(page) == order[:PAGE_SIZE]
+    page.locator("[data-pager] button.next").first.click()
+    assert row_ids(page) == order[PAGE_SIZE : 2 * PAGE_SIZE]
+    page.locator("[data-pager] button.last").first.click()
+    last = total - (total - 1) // PAGE_SIZE * PAGE_SIZE
+    assert row_ids(page) == order[-last:]
+
+    # The largest client, by its exact name: thousands of rows.
+    items = {d["id"]: d for d in report.items}
+    client = Counter(d["client"] for d in report.items).most_common(1)[0][0]
+    mine = [i for i in order if items[i]["client"] == client]
+    assert len(mine) > 2 * PAGE_SIZE
+    page.fill("#f-client", client)
+    wait_count(page, len(mine), total)
+    assert row_ids(page) == mine[:PAGE_SIZE]
+    page.locator("[data-pager] button.next").first.click()
+    assert row_ids(page) == mine[PAGE_SIZE : 2 * PAGE_SIZE]
+    page.locator("[data-pager] button.last").first.click()
+    assert set(row_attr(page, "client")) == {client}
+    info = page.locator("[data-pager] .page-info").first.text_content()
+    pages = -(-len(mine) // PAGE_SIZE)
+    assert f"Page {pages:,} of {pages:,}" in info
+    page.uncheck("#filters input[name='severity'][value='blocker']")
+    wait_count(page, sum(1 for i in mine if items[i]["severity"] != "blocker"), total)
+    page.click("#clear-filters")
+    wait_count(page, total, total)
+    assert opened.requests == [opened.url]
     assert opened.page_errors == [] and opened.console_errors == []
+
+
+def test_the_client_table_pages_and_finds_every_client(reports: Reports, open_report: Any) -> None:
+    """All 170,000 client rows are in the page: paged, found by name, each one a filter."""
+    report = reports["large"]
+    clients = client_rows(report.data)
+    page = open_report(report.path).page
+    count = page.locator("#client-count")
+    assert count.text_content() == f"{len(clients):,} of {len(clients):,} clients"
+    assert client_names(page) == [c["client"] for c in clients[:CLIENT_PAGE_SIZE]]
+    page.locator("[data-client-pager] button.last").first.click()
+    tail = len(clients) % CLIENT_PAGE_SIZE or CLIENT_PAGE_SIZE
+    assert client_names(page) == [c["client"] for c in clients[-tail:]]
+    # A client without discrepancies lists none (its name is exact, not a fragment).
+    quiet = clients[-1]["client"]
+    assert not any(d["client"] == quiet for d in report.items)
+    page.locator("#client-table tr.client-row").last.locator("td").nth(2).click()
+    wait_count(page, 0, len(report.items))
+    assert page.input_value("#f-client") == quiet
+    page.click("#clear-filters")
+    target = clients[len(clients) // 2]
+    page.fill("#client-search", target["client"].lower())
+    page.wait_for_function(
+        "n => document.getElementById('client-count').textContent.startsWith(n + ' of')",
+        arg=f"{sum(1 for c in clients if target['client'].lower() in c['client'].lower()):,}",
+    )
+    row = page.locator("#client-table tr.client-row", has_text=target["client"]).first
+    row.locator("td").nth(1).click()
+    mine = sum(1 for d in report.items if d["client"] == target["client"])
+    wait_count(page, mine, len(report.items))
+    assert page.input_value("#f-client") == target["client"]

@@ -414,6 +414,29 @@ def test_the_workbook_holds_money_as_numbers_in_each_rows_currency(tmp_path: Pat
             assert f'"{row["currency"]}"' in c.number_format
 
 
+def test_a_table_longer_than_a_sheet_continues_on_further_sheets(tmp_path: Path) -> None:
+    """Past Excel's rows a sheet the workbook goes on in `Discrepancies 2`, … in the table's
+    order, each sheet with its header: no row is dropped (XlsxWriter would drop them)."""
+    import openpyxl
+
+    from reconcile.outputs import write_xlsx
+
+    out = run_demo(tmp_path, "sheets")
+    frame = pl.read_parquet(out / "discrepancies.parquet")
+    write_xlsx(frame, tmp_path / "split.xlsx", rows_per_sheet=4)
+    book = openpyxl.load_workbook(tmp_path / "split.xlsx")
+    pages = -(-frame.height // 4)
+    assert book.sheetnames == ["Discrepancies"] + [
+        f"Discrepancies {n}" for n in range(2, pages + 1)
+    ]
+    ids = []
+    for sheet in book.worksheets:
+        header = [c.value for c in sheet[1]]
+        assert header == frame.columns
+        ids += [row[header.index("id")].value for row in sheet.iter_rows(min_row=2)]
+    assert ids == frame["id"].to_list()
+
+
 def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -> None:
     """A typo in either column of the mapping file is printed and shown with file and row."""
     typos = tmp_path / "typos.csv"

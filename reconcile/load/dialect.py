@@ -33,6 +33,8 @@ class Dialect:
     `encoding` is "utf-8", "utf-8-sig", "cp1252" or "utf-16" (Excel's "Unicode Text": UTF-16
     with a BOM). `header_line` is the header's physical line (1-based); the lines above it (a
     `sep=` line, title rows, a group-header row) are skipped. `header` holds its cells.
+    `excel_text` is False when the bytes `="` occur nowhere in the file, so that no cell needs
+    Excel's keep-the-leading-zeros wrapping taken off (base.unwrap_excel_text).
     """
 
     encoding: str
@@ -40,6 +42,7 @@ class Dialect:
     header_line: int = 1
     header: tuple[str, ...] = ()
     sep_line: bool = False
+    excel_text: bool = True  # some cell may be written `="0571"`; False only when none can be
 
     @property
     def text_encoding(self) -> str:
@@ -74,21 +77,28 @@ def is_binary(head: bytes) -> bool:
     return controls > max(8, len(sample) // 100)
 
 
-def nul_offset(path: Path) -> int | None:
-    """Where the file's first NUL byte is, reading it all in blocks (a NUL after the sample
-    would otherwise reach the outputs), or None."""
+EXCEL_TEXT_MARK = b'="'
+
+
+def scan_bytes(path: Path) -> tuple[int | None, bool]:
+    """Read the whole file once, in blocks: (where its first NUL byte is, or None; whether the
+    bytes `="` occur in it). A NUL after the sample would otherwise reach the outputs; a file
+    without `="` has no cell to unwrap, which spares a pass over every cell."""
     with path.open("rb") as fh:
-        offset = 0
+        offset, marked, tail = 0, False, b""
         for block in iter(lambda: fh.read(1 << 22), b""):
+            marked = marked or EXCEL_TEXT_MARK in tail + block[:1] or EXCEL_TEXT_MARK in block
             found = block.find(b"\x00")
             if found >= 0:
-                return offset + found
+                return offset + found, marked
+            tail = block[-1:]
             offset += len(block)
-    return None
+    return None, marked
 
 
-def _refuse_nul(path: Path) -> None:
-    offset = nul_offset(path)
+def _refuse_nul(path: Path) -> bool:
+    """Refuse a file holding a NUL byte; else whether it may hold `="…"` cells (scan_bytes)."""
+    offset, marked = scan_bytes(path)
     if offset is not None:
         raise InputError(
             str(path),
@@ -97,6 +107,7 @@ def _refuse_nul(path: Path) -> None:
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
             hint="The file may be damaged; export it again.",
         )
+    return marked
 
 
 def sniff_encoding(path: Path, head: bytes) -> str:
@@ -177,8 +188,9 @@ def sniff(path: Path) -> Dialect:
             "the file is not a text export (it contains binary data)",
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
         )
+    excel_text = True  # UTF-16 text spells `="` with NULs between: not looked for
     if not head.startswith(UTF16_BOMS):
-        _refuse_nul(path)
+        excel_text = _refuse_nul(path)
     encoding = sniff_encoding(path, head)
     text = _head_text(path, head, encoding)
     first, _, rest = text.partition("\n")
@@ -211,9 +223,11 @@ def sniff(path: Path) -> Dialect:
         separator = candidates[0] if declared else sniff_separator(lines[0] if lines else "")
         records, _ = _records(body, separator)
         header = records[0] if records else []
-        return Dialect(encoding, separator, 1 + offset, tuple(header), bool(declared))
+        return Dialect(encoding, separator, 1 + offset, tuple(header), bool(declared), excel_text)
     _, separator, before, header = best
-    return Dialect(encoding, separator, 1 + offset + before, tuple(header), bool(declared))
+    return Dialect(
+        encoding, separator, 1 + offset + before, tuple(header), bool(declared), excel_text
+    )
 
 
 def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
@@ -247,22 +261,25 @@ def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
 TEXT_FILE_LIMIT = 64 << 20  # a mapping file is a few hundred rows; beyond this it is not one
 
 
-def text_file(path: Path) -> io.StringIO:
-    """A small text file (a mapping CSV) decoded the way exports are: UTF-8 with or without a
-    BOM, UTF-16 with a BOM, else Windows-1252. Raises InputError for a binary, undecodable or
-    oversized file, naming it."""
+def text_file(
+    path: Path, kind: str = "mapping file", header: str = "kind,autotask,halopsa"
+) -> io.StringIO:
+    """A small text file (a mapping CSV, a list of discrepancy ids) decoded the way exports
+    are: UTF-8 with or without a BOM, UTF-16 with a BOM, else Windows-1252. Raises InputError
+    for a binary, undecodable or oversized file, naming it (`kind`, and the `header` of rows it
+    should hold)."""
     if path.stat().st_size > TEXT_FILE_LIMIT:
         raise InputError(
             str(path),
-            "the file is too large for a mapping file",
-            expected=f"at most {TEXT_FILE_LIMIT >> 20} MiB of kind,autotask,halopsa rows",
+            f"the file is too large for a {kind}",
+            expected=f"at most {TEXT_FILE_LIMIT >> 20} MiB of {header} rows",
         )
     data = path.read_bytes()
     if not data.startswith(UTF16_BOMS) and is_binary(data):
         raise InputError(
             str(path),
             "the file is not text (it contains binary data)",
-            expected="a CSV file with the header kind,autotask,halopsa",
+            expected=f"a CSV file with the header {header}",
         )
     encoding = sniff_encoding(path, data)
     try:

@@ -3,10 +3,12 @@ row."""
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import defusedxml.ElementTree as DefusedET
@@ -39,6 +41,12 @@ from reconcile.load.dialect import (
 from reconcile.load.workbook import check_workbook
 
 GRID_EXPORT_LIMIT = 5000  # Autotask grid exports stop at this many rows
+# polars reads a CSV file in chunks of 32 MiB, several ahead of the rows asked for, and hands
+# on what they parse into: reads of a large export then hold far more than a batch. Smaller
+# chunks keep a read's memory flat in the file's size at the same speed. The setting is polars'
+# own, read when a scan starts; a value already in the environment is left as it is.
+CSV_CHUNK_SETTING = "POLARS_CSV_CHUNK_SIZE"
+CSV_CHUNK_BYTES = 4 << 20
 TRUE_WORDS = ("true", "1", "yes", "y", "-1")
 
 
@@ -52,6 +60,7 @@ def read_csv(path: Path, claimed: str | None) -> RawFrame:
     dialect = sniff(path)
     headers = list(dialect.header)
     positional = [f"c{i}" for i in range(len(headers))]
+    os.environ.setdefault(CSV_CHUNK_SETTING, str(CSV_CHUNK_BYTES))
     frame = pl.scan_csv(
         utf8_source(path, dialect),
         separator=dialect.separator,
@@ -78,7 +87,17 @@ def read_csv(path: Path, claimed: str | None) -> RawFrame:
             .then(pl.lit(f"the row is cut off: it has {short} of {len(headers)} fields"))
             .otherwise(None)
         )
-    return _to_raw(path, claimed, headers, frame, dialect.describe(), "csv", problems, on_error)
+    return _to_raw(
+        path,
+        claimed,
+        headers,
+        frame,
+        dialect.describe(),
+        "csv",
+        problems,
+        on_error,
+        excel_text=dialect.excel_text,
+    )
 
 
 def _collect(query: pl.LazyFrame, on_error: Callable[[Exception], InputError]) -> pl.DataFrame:
@@ -98,15 +117,12 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     """
     check_workbook(path)
     try:
-        reader = fastexcel.read_excel(str(path))
-        sheet, index = _pick_sheet(reader)
-        loaded = reader.load_sheet(sheet, header_row=None, skip_rows=0, dtypes="string")
-        columns = [c.absolute_index for c in loaded.selected_columns]
-        grid = loaded.to_polars()
+        sheet, index = _pick_sheet(fastexcel.read_excel(str(path)))
     except InputError:
         raise
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
         raise _unreadable_workbook(path, exc) from None
+    grid = sheet.grid
     if grid.height == 0:
         raise InputError(str(path), "the worksheet is empty", expected="a header row and data rows")
     headers = [unwrap_excel_text(_text(v)).strip() for v in grid.row(index)]
@@ -117,8 +133,8 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         .with_row_index(ROW, offset=1)
     )
     header_row = index + 1  # Excel's row number of the header
-    frame, problems = _without_unsaved_formulas(path, sheet, header_row, frame, columns)
-    dialect = {"workbook": "xlsx", "sheet": sheet, "header_row": str(header_row)}
+    frame, problems = _without_unsaved_formulas(path, sheet.name, header_row, frame, sheet.columns)
+    dialect = {"workbook": "xlsx", "sheet": sheet.name, "header_row": str(header_row)}
     return _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
 
 
@@ -167,14 +183,31 @@ def _unreadable_workbook(path: Path, exc: Exception) -> InputError:
     )
 
 
-def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[str, int]:
-    """(sheet name, header row index): the first sheet with a complete header row, else the
+@dataclass(frozen=True)
+class _Sheet:
+    """One worksheet read whole: every cell as text (`grid`, one column per sheet column) and
+    each column's 0-based index in the sheet (`columns`)."""
+
+    name: str
+    grid: pl.DataFrame
+    columns: list[int]
+
+
+def _load(reader: fastexcel.ExcelReader, name: str) -> _Sheet:
+    """The whole sheet: fastexcel parses all of it whatever rows are asked for (n_rows and
+    skip_rows only cut the parsed cells), so a sheet is loaded once and its top rows read
+    from that."""
+    loaded = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
+    return _Sheet(name, loaded.to_polars(), [c.absolute_index for c in loaded.selected_columns])
+
+
+def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[_Sheet, int]:
+    """(the sheet, header row index): the first sheet with a complete header row, else the
     first with a likely one, else the first sheet's first row (detection then says why)."""
-    likely: tuple[str, int] | None = None
+    likely: tuple[_Sheet, int] | None = None
     for name in reader.sheet_names:
-        top = reader.load_sheet(
-            name, header_row=None, skip_rows=0, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
-        ).to_polars()
+        sheet = _load(reader, name)
+        top = sheet.grid.head(HEADER_SEARCH_ROWS)
         rows = [
             [unwrap_excel_text(_text(v)).strip() for v in top.row(i)] for i in range(top.height)
         ]
@@ -182,20 +215,18 @@ def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[str, int]:
         if index is None:
             continue
         if header_fit(rows[index])[1]:
-            return name, index
-        likely = likely or (name, index)
+            return sheet, index
+        likely = likely or (sheet, index)
     if likely:
         return likely
     names = reader.sheet_names
     if not names:
         raise ValueError("the workbook has no worksheets")
-    return names[0], _first_filled_row(reader, names[0])
+    first = _load(reader, names[0])
+    return first, _first_filled_row(first.grid.head(HEADER_SEARCH_ROWS))
 
 
-def _first_filled_row(reader: fastexcel.ExcelReader, name: str) -> int:
-    top = reader.load_sheet(
-        name, header_row=None, skip_rows=0, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
-    ).to_polars()
+def _first_filled_row(top: pl.DataFrame) -> int:
     for i in range(top.height):
         if any(_text(v).strip() for v in top.row(i)):
             return i
@@ -236,27 +267,29 @@ def _to_raw(
     kind: str,
     problems: pl.Expr | None,
     on_error: Callable[[Exception], InputError] | None,
+    excel_text: bool = True,
 ) -> RawFrame:
+    """`frame` holds the cells as read (`c0`, `c1`, … and ROW); `excel_text` False says that no
+    cell is written `="…"`, so each is only trimmed."""
     file = str(path)
     platform = detect_platform(file, headers, claimed)
     mapping = map_headers(file, platform, headers)
     positional = [f"c{i}" for i in range(len(headers))]
     problem = problems if problems is not None else pl.lit(None, pl.String)
+    # Each cell's text is worked out once; the blank check and the raw fields both use it.
+    frame = frame.with_columns(_unwrapped(c, excel_text) for c in positional)
     blank = pl.all_horizontal(
-        [pl.col(c).is_null() | (_unwrapped(c) == "") for c in positional] or [pl.lit(True)]
+        [pl.col(c).is_null() | (pl.col(c) == "") for c in positional] or [pl.lit(True)]
     )
     frame = frame.with_columns(
         problem.alias(PROBLEM),
         pl.when(blank & problem.is_null()).then(pl.lit(BLANK_REASON)).alias(SKIP),
     )
-    first = frame.filter(pl.col(SKIP).is_null()).select(ROW).head(1)
-    if _check(first, on_error).height == 0:
+    if not _has_data_row(frame, on_error):
         raise InputError(file, "the file has a header but no data rows", expected="invoice lines")
     position = {h: f"c{i}" for i, h in enumerate(headers)}
     columns = [pl.col(ROW).cast(pl.Int64), pl.col(PROBLEM), pl.col(SKIP)]
-    columns += [
-        _unwrapped(position[column]).alias(raw_field) for raw_field, column in mapping.items()
-    ]
+    columns += [pl.col(position[column]).alias(raw_field) for raw_field, column in mapping.items()]
     raw = frame.select(columns)
     names = raw.collect_schema().names()
     raw = raw.with_columns(
@@ -279,14 +312,31 @@ def _to_raw(
 BLANK_REASON = "blank row"
 
 
-def _unwrapped(column: str) -> pl.Expr:
-    """The cell's text: trimmed, and `="0571"` (Excel's keep-leading-zeros trick) unwrapped."""
+def _unwrapped(column: str, excel_text: bool = True) -> pl.Expr:
+    """The cell's text: trimmed, and `="0571"` (Excel's keep-leading-zeros trick) unwrapped
+    unless `excel_text` is False (no cell of the file is written so)."""
     text = pl.col(column).str.strip_chars()
+    if not excel_text:
+        return text.alias(column)
     return (
         pl.when(text.str.starts_with('="'))
         .then(text.str.replace(EXCEL_TEXT_PATTERN, "${1}").str.strip_chars())
         .otherwise(text)
+        .alias(column)
     )
+
+
+DATA_ROW_PROBE = 1000  # rows read first when looking for a data row: a whole read is rarely due
+
+
+def _has_data_row(frame: pl.LazyFrame, on_error: Callable[[Exception], InputError] | None) -> bool:
+    """Whether any row is not skipped: the first rows are read alone (the slice reaches the
+    reader), the whole file only when they are all blank."""
+    for query in (frame.head(DATA_ROW_PROBE), frame):
+        found = query.filter(pl.col(SKIP).is_null()).select(ROW).head(1)
+        if _check(found, on_error).height:
+            return True
+    return False
 
 
 def _check(query: pl.LazyFrame, on_error: Callable[[Exception], InputError] | None) -> pl.DataFrame:

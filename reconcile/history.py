@@ -1,0 +1,170 @@
+"""Run history: the runs a workspace keeps per cycle, and what changed from one run to the next.
+
+A parallel cycle is re-run many times while HaloPSA is corrected. Discrepancy ids come from the
+content of the lines involved (rules._with_ids), so an unchanged difference keeps its id from
+run to run: a run's discrepancies are **new** (not in the previous run of the cycle), **still
+open** (in both) or, for the previous run's that are gone, **resolved**.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import orjson
+import polars as pl
+
+from reconcile.report_model import ReportData
+from reconcile.rules import SEVERITY_ORDER
+
+# The findings table's columns a later command reads back (store.SCHEMA).
+FINDING_FIELDS = (
+    "id", "rule", "severity", "client", "currency", "autotask_amount", "halopsa_amount",
+    "difference", "gross_difference", "message", "autotask_refs", "halopsa_refs", "acceptance",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One kept run: its workspace-wide number, fingerprint (run_id), cycle, when it was saved
+    (the workspace's clock) and its summary: the whole summary.json from `kept_run`; from the
+    listings (`cycle_runs`, `latest_run`) only LISTED_PARTS, since a large cycle's summary
+    lists every client."""
+
+    number: int
+    run_id: str
+    cycle: str
+    created_at: dt.datetime
+    summary: dict[str, Any]
+
+
+# What listings read of each summary, extracted by DuckDB (a large cycle's summary lists every
+# client; the rest is not parsed in Python).
+LISTED_PARTS = (
+    "json_object('run_id', summary->'$.run_id', "
+    "'reconcile_version', summary->'$.reconcile_version', 'verdict', summary->'$.verdict', "
+    "'totals', summary->'$.totals', 'inputs', summary->'$.inputs', "
+    "'controls', summary->'$.controls', 'history', json_object("
+    "'counts', summary->'$.history.counts', 'previous_run', summary->'$.history.previous_run'))"
+)
+
+
+def cycle_runs(con: duckdb.DuckDBPyConnection, cycle: str | None = None) -> list[RunRecord]:
+    """The kept runs, oldest first, every cycle's or one cycle's, each with LISTED_PARTS of its
+    summary (history: {counts, previous_run}, nulls for a run kept before they were)."""
+    where, params = ("WHERE cycle = ?", [cycle]) if cycle else ("", [])
+    return _runs(con, LISTED_PARTS, where, params)
+
+
+def latest_run(con: duckdb.DuckDBPyConnection, cycle: str) -> RunRecord | None:
+    runs = cycle_runs(con, cycle)
+    return runs[-1] if runs else None
+
+
+def kept_run(con: duckdb.DuckDBPyConnection, number: int) -> RunRecord | None:
+    """A kept run with its whole summary.json (None when the workspace does not hold it)."""
+    runs = _runs(con, "CAST(summary AS VARCHAR)", "WHERE run_number = ?", [number])
+    return runs[0] if runs else None
+
+
+def _runs(
+    con: duckdb.DuckDBPyConnection, summary: str, where: str, params: list[Any]
+) -> list[RunRecord]:
+    rows = con.execute(
+        f"SELECT run_number, run_id, cycle, created_at, {summary} FROM runs {where} "
+        "ORDER BY run_number",
+        params,
+    ).fetchall()
+    return [RunRecord(int(r[0]), str(r[1]), str(r[2]), r[3], json.loads(r[4])) for r in rows]
+
+
+def run_findings(con: duckdb.DuckDBPyConnection, number: int) -> pl.DataFrame:
+    """A kept run's discrepancies (FINDING_FIELDS; money Decimal(18,2), refs `;`-joined,
+    acceptance the ledger entry that accepted it or null), in severity then id order."""
+    rank = ", ".join(f"'{s}'" for s in SEVERITY_ORDER)
+    frame: pl.DataFrame = con.sql(
+        f"SELECT {', '.join(FINDING_FIELDS)} FROM findings WHERE run_number = ? "
+        f"ORDER BY list_position([{rank}], severity), id",
+        params=[number],
+    ).pl()
+    return frame
+
+
+def run_findings_by_id(con: duckdb.DuckDBPyConnection, number: int) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in run_findings(con, number).iter_rows(named=True)}
+
+
+def changes(
+    con: duckdb.DuckDBPyConnection, cycle: str, number: int, ids: list[str]
+) -> dict[str, Any]:
+    """This run (`number`, its discrepancy ids in list order) against the previous run of the
+    cycle: {run, previous_run (number or null), previous_run_id, counts {new, open, resolved},
+    new [ids], open [ids], resolved [{id, rule, severity, client, currency, gross_difference,
+    message}]}. The first run of a cycle has every discrepancy new."""
+    previous = latest_run(con, cycle)
+    before = run_findings_by_id(con, previous.number) if previous else {}
+    now = set(ids)
+    new = [i for i in ids if i not in before]
+    still = [i for i in ids if i in before]
+    resolved = [
+        {k: _text(f[k]) for k in ("id", "rule", "severity", "client", "currency")}
+        | {"gross_difference": _text(f["gross_difference"]), "message": f["message"]}
+        for i, f in before.items()
+        if i not in now
+    ]
+    return {
+        "run": number,
+        "previous_run": previous.number if previous else None,
+        "previous_run_id": previous.run_id if previous else None,
+        "counts": {"new": len(new), "open": len(still), "resolved": len(resolved)},
+        "new": new,
+        "open": still,
+        "resolved": resolved,
+    }
+
+
+def trend_point(summary: dict[str, Any], number: int) -> dict[str, Any]:
+    """One run's place in the cycle's trend: {run, run_id, blockers, warnings, info, expected,
+    accepted (open counts, as the verdict gives them), new, open, resolved (null for a run kept
+    before history was recorded), difference {currency: gross difference}}."""
+    verdict = summary.get("verdict") or {}
+    counts = (summary.get("history") or {}).get("counts") or {}
+    return {
+        "run": number,
+        "run_id": summary.get("run_id"),
+        **{k: verdict.get(k, 0) for k in ("blockers", "warnings", "info", "expected", "accepted")},
+        **{k: counts.get(k) for k in ("new", "open", "resolved")},
+        "difference": {
+            code: t["difference"]["gross"] for code, t in (summary.get("totals") or {}).items()
+        },
+    }
+
+
+def trend(con: duckdb.DuckDBPyConnection, cycle: str) -> list[dict[str, Any]]:
+    """The trend over the cycle's kept runs, oldest first (trend_point each)."""
+    return [trend_point(r.summary, r.number) for r in cycle_runs(con, cycle)]
+
+
+def report_blob(data: ReportData) -> bytes:
+    """The report's data as kept with the run (gzip of ReportData.json_dict's JSON), to render
+    it again later."""
+    return gzip.compress(orjson.dumps(data.json_dict()), mtime=0)
+
+
+def stored_report(con: duckdb.DuckDBPyConnection, number: int) -> ReportData | None:
+    """A kept run's report data (None for a run kept without it)."""
+    rows = con.execute("SELECT data FROM run_reports WHERE run_number = ?", [number]).fetchall()
+    if not rows:
+        return None
+    return ReportData.from_json_dict(orjson.loads(gzip.decompress(rows[0][0])))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value.quantize(Decimal("0.01"))) if isinstance(value, Decimal) else str(value)

@@ -1,0 +1,179 @@
+"""Large exports are read, surveyed, validated and stored in streamed batches with flat memory;
+the shortcuts that make that fast must not change a single result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fastexcel
+import polars as pl
+import pytest
+
+from conftest import BAD, DEMO, FIXTURES, QUIRKS
+from reconcile.config import Settings
+from reconcile.errors import InputError
+from reconcile.ingest import LoadResult, load_paths
+from reconcile.load import read_inputs
+from reconcile.load.dialect import scan_bytes, sniff
+from reconcile.store import Workspace
+
+CYCLE = "2026-11"
+SETTINGS = Settings(cycle=CYCLE, currency="GBP")
+BLOCK = 1 << 22  # dialect.scan_bytes reads the file in blocks of this size
+AUTOTASK_HEADER = "Invoice Number,Invoice Date,Organization ID,Organization Name,Item Name,"
+AUTOTASK_HEADER += "Quantity,Unit Price,Extended Price\n"
+LINE = "INV-1,11/01/2026,0571,Acme Widgets Ltd,Managed Workstation,2,35.00,70.00\n"
+
+
+def load(workspace: Workspace, path: Path, settings: Settings = SETTINGS) -> LoadResult:
+    (result,) = load_paths(workspace, [path], None, settings)
+    return result
+
+
+def stored(workspace: Workspace, result: LoadResult) -> tuple[pl.DataFrame, pl.DataFrame]:
+    lines = workspace.lines(CYCLE, result.platform).pl().drop("load_id").sort("row_number")
+    return lines, workspace.quarantined(CYCLE).drop("load_id")
+
+
+@pytest.mark.parametrize("gap", [-2, -1, 0])
+def test_excel_text_is_found_wherever_it_falls_against_a_block(tmp_path: Path, gap: int) -> None:
+    """`="` split by a block boundary (or next to it) is still seen; without it cells are only
+    trimmed, so the scan must never miss one."""
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"a" * (BLOCK + gap) + b'="0571"\n')
+    assert scan_bytes(path) == (None, True)
+    path.write_bytes(b"a" * (BLOCK + gap) + b'= "0571"\n')
+    assert scan_bytes(path) == (None, False)
+    path.write_bytes(b"a" * (BLOCK + gap) + b'="0571"\x00\n')
+    assert scan_bytes(path) == (BLOCK + gap + 7, True)
+
+
+def test_excel_text_cells_are_unwrapped_and_plain_files_only_trimmed(tmp_path: Path) -> None:
+    wrapped = FIXTURES / "realworld" / "layout" / "at_excel_text_ids.csv"
+    assert sniff(wrapped).excel_text
+    (raw,) = read_inputs([wrapped], "autotask")
+    ids = raw.collect(raw.frame.select("client_id", "invoice_number"))
+    assert ids.row(0) == ("0571", "020411")
+    plain = tmp_path / "plain.csv"
+    plain.write_text(AUTOTASK_HEADER + LINE.replace("0571", "  0571 "), encoding="utf-8")
+    assert not sniff(plain).excel_text
+    (raw,) = read_inputs([plain], "autotask")
+    assert raw.collect(raw.frame.select("client_id")).item() == "0571"
+
+
+def test_a_data_row_below_many_blank_rows_is_found(workspace: Workspace, tmp_path: Path) -> None:
+    """The first rows are probed for a data row; only when all are blank is the whole file."""
+    path = tmp_path / "late.csv"
+    path.write_text(AUTOTASK_HEADER + ",,,,,,,\n" * 1500 + LINE, encoding="utf-8")
+    result = load(workspace, path)
+    assert (result.rows_read, result.rows_loaded, result.rows_skipped) == (1501, 1, 1500)
+    blank = tmp_path / "blank.csv"
+    blank.write_text(AUTOTASK_HEADER + ",,,,,,,\n" * 1500, encoding="utf-8")
+    with pytest.raises(InputError, match="header but no data rows"):
+        read_inputs([blank], "autotask")
+
+
+SURVEYED = [
+    FIXTURES / "realworld" / "amounts" / "at_decimal_comma.csv",
+    FIXTURES / "realworld" / "amounts" / "halo_decimal_comma.csv",
+    FIXTURES / "realworld" / "amounts" / "at_comma_in_point_file.csv",
+    QUIRKS / "at_ambiguous_dates.csv",
+    QUIRKS / "at_us_dates.csv",
+    QUIRKS / "halo_uk_dates.csv",
+]
+
+
+@pytest.mark.parametrize("path", SURVEYED, ids=lambda p: p.name)
+def test_the_survey_decides_the_same_row_by_row_as_in_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: Path
+) -> None:
+    """Dates and decimal marks are surveyed batch by batch; one row a batch must decide as the
+    whole file in one batch does."""
+    with Workspace(tmp_path / "one.duckdb") as ws:
+        whole = load(ws, path)
+        whole_stored = stored(ws, whole)
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 1)
+    with Workspace(tmp_path / "rows.duckdb") as ws:
+        rows = load(ws, path)
+        assert stored(ws, rows)[0].equals(whole_stored[0])
+        assert stored(ws, rows)[1].equals(whole_stored[1])
+    assert (rows.date_convention, rows.number_format) == (
+        whole.date_convention,
+        whole.number_format,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (BAD / "mixed_dates.csv", "row 1 has '11/13/2026'"),
+        (FIXTURES / "realworld" / "amounts" / "at_mixed_marks.csv", "the file mixes decimal marks"),
+    ],
+)
+def test_a_file_mixing_conventions_is_refused_however_it_is_batched(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, path: Path, message: str
+) -> None:
+    with pytest.raises(InputError, match=message) as whole:
+        load(workspace, path)
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 1)
+    with pytest.raises(InputError) as rows:
+        load(workspace, path)
+    assert str(rows.value) == str(whole.value)
+
+
+def test_lines_are_stored_in_whole_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every insert but the last holds whole DuckDB row groups (the rest of a batch waits for
+    the next one), and what is stored equals one insert of everything."""
+    path = DEMO / "autotask" / "billing_items.csv"
+    with Workspace(tmp_path / "one.duckdb") as ws:
+        whole = stored(ws, load(ws, path))
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 7)
+    monkeypatch.setattr("reconcile.ingest.ROW_GROUP_ROWS", 5)
+    heights: list[int] = []
+    insert = Workspace.insert_batch
+
+    def counted(self: Workspace, lines: pl.DataFrame, *args: Any) -> None:
+        heights.append(lines.height)
+        insert(self, lines, *args)
+
+    monkeypatch.setattr(Workspace, "insert_batch", counted)
+    with Workspace(tmp_path / "groups.duckdb") as ws:
+        grouped = stored(ws, load(ws, path))
+    assert all(h % 5 == 0 for h in heights[:-1])
+    assert 0 < heights[-1] < 5 or heights[-1] % 5 == 0
+    assert sum(heights) == whole[0].height
+    assert grouped[0].equals(whole[0])
+    assert grouped[1].equals(whole[1])
+
+
+def test_a_batch_leaves_duckdb_settings_as_they_were(workspace: Workspace) -> None:
+    """A batch is written by one DuckDB thread and its cached blocks let go by lowering the
+    memory limit for a moment: both settings come back."""
+
+    def settings() -> list[Any]:
+        query = "SELECT current_setting('threads'), current_setting('memory_limit')"
+        return list(workspace.con.execute(query).fetchall()[0])
+
+    before = settings()
+    load(workspace, DEMO / "halopsa" / "invoice_lines.csv")
+    assert settings() == before
+
+
+def test_each_sheet_of_a_workbook_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastexcel parses a whole sheet whatever rows are asked for: the header search and the
+    read share one parse."""
+    loaded: list[str | int] = []
+    load_sheet = fastexcel.ExcelReader.load_sheet
+
+    def counted(self: fastexcel.ExcelReader, name: str | int, **kwargs: Any) -> Any:
+        loaded.append(name)
+        return load_sheet(self, name, **kwargs)
+
+    monkeypatch.setattr(fastexcel.ExcelReader, "load_sheet", counted)
+    for path in (QUIRKS / "halo_reporting.xlsx", DEMO / "autotask" / "billing_items.xlsx"):
+        loaded.clear()
+        read_inputs([path], None)
+        assert len(loaded) == len(set(loaded)), loaded

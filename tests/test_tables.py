@@ -1,0 +1,84 @@
+"""The tables a rule may read are the declared ones (reconcile.tables), column for column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import DEMO, ROOT, invoke
+from reconcile.config import Config, load_config
+from reconcile.crosswalk import read_mappings
+from reconcile.match import match_cycle
+from reconcile.rules import MACROS, RuleContext, bridge, discover, run_rules
+from reconcile.store import Workspace
+from reconcile.tables import RULE_TABLES, Table, tables_markdown
+
+
+@pytest.fixture(scope="module")
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo cycle loaded by a real `reconcile run`."""
+    folder = tmp_path_factory.mktemp("tables")
+    result = invoke(
+        "--workspace", folder / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml",
+        "--out", folder / "out",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # the demo keeps blockers
+    return folder / "ws.duckdb"
+
+
+def test_a_run_leaves_exactly_the_declared_tables(demo_workspace: Path) -> None:
+    config = load_config(DEMO / "reconcile.toml")
+    with Workspace(demo_workspace) as ws:
+        match_cycle(ws.con, "2026-11", read_mappings([DEMO / "mapping.csv"]), config)
+        findings = run_rules(ws.con, config, discover())
+        assert not findings.is_empty()
+        for table in RULE_TABLES:
+            described = ws.con.sql(f"DESCRIBE {table.name}").fetchall()
+            assert [(r[0], r[1]) for r in described] == [(c.name, c.type) for c in table.columns]
+            assert ws.con.sql(f"SELECT count(*) FROM {table.name}").fetchall()[0][0] > 0
+        # Nothing else is left behind by the matcher or the rules: no work table, no view.
+        temporary = ws.con.sql(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+        ).fetchall()
+        assert sorted(r[0] for r in temporary) == sorted(t.name for t in RULE_TABLES)
+
+
+def test_every_rule_reads_only_declared_columns() -> None:
+    """Each rule file's queries bind against empty tables made from the declarations alone:
+    a column a rule names and the declaration lacks fails here, not in a customer's run."""
+    config = Config()
+    rules = discover()
+    with duckdb.connect() as con:
+        for table in RULE_TABLES:
+            table.create(con)
+        con.execute(MACROS)
+        for rule in rules:
+            found = rule.module.check(RuleContext(con, rule.settings(config), config))
+            assert found.is_empty(), rule.code
+        findings = run_rules(con, config, rules)
+        assert findings.is_empty()
+        assert bridge(con, findings, rules) == {}
+
+
+def test_a_declared_table_refuses_rows_without_a_declared_column() -> None:
+    with duckdb.connect() as con:
+        table = Table("t", "", (*RULE_TABLES[0].columns[:2],))
+        table.create(con, "SELECT 1 AS uid, 'r1' AS ref, 'extra' AS ignored")
+        assert con.sql("SELECT * FROM t").fetchall() == [(1, "r1")]
+        with pytest.raises(duckdb.BinderException):
+            table.create(con, "SELECT 1 AS uid")
+
+
+def test_every_column_has_a_meaning_and_the_readme_lists_them() -> None:
+    for table in RULE_TABLES:
+        assert table.meaning
+        assert len(set(table.names)) == len(table.names), table.name
+        for column in table.columns:
+            assert column.meaning.strip(), f"{table.name}.{column.name}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert tables_markdown() in readme, "README's table of rule columns is out of date"
