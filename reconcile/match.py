@@ -21,6 +21,7 @@ from reconcile.crosswalk import (
     Mapping,
     Resolution,
     casefold,
+    collector_paused,
     name_table,
     normalise_text,
     resolutions,
@@ -76,7 +77,7 @@ def match_cycle(
     _group_view(con)
     result = MatchResult(
         stages=tuple(_stage_counts(con)),
-        crosswalk=tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True)),
+        crosswalk=_resolutions(crosswalk),
         unused_mappings=tuple(unused),
     )
     for view in ("a_src", "h_src"):
@@ -244,6 +245,12 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
         )
         .drop("by_total", "total_basis")
     )
+
+
+def _resolutions(crosswalk: pl.DataFrame) -> tuple[tuple[str, Resolution], ...]:
+    """The crosswalk as MatchResult holds it: (kind, Resolution), one per HaloPSA entity."""
+    with collector_paused():
+        return tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True))
 
 
 def _register_crosswalk(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> None:
