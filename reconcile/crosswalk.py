@@ -11,12 +11,14 @@ Autotask client has that base name and the two forms do not contradict each othe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
+import gc
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -146,12 +148,48 @@ def normalise_text(text: str | None) -> str:
 
 # ---- names, a column at a time ----------------------------------------------------------------
 
-ASCII = r"^[\x00-\x7f]*$"
+WORD = re.compile(r"[\w&]")
+# Where non-ASCII characters that names hold are looked for: accented Latin letters, dashes,
+# typographic quotes, odd spaces, currency and letter-like signs, full-width ASCII.
+PLAIN_BLOCKS = (
+    (0x80, 0x24F), (0x1E00, 0x1EFF), (0x2000, 0x206F), (0x20A0, 0x20CF), (0x2100, 0x218F),
+    (0xFF01, 0xFF5E),
+)  # fmt: skip
+
+
+def _plain(char: str) -> str | None:
+    """What _split makes of a non-ASCII character wherever it stands, in ASCII (a mark that
+    breaks words as a space), by _split's own steps; None when that is not ASCII, or when the
+    character's decomposition starts with a combining mark (it may join what stands before)."""
+    text = unicodedata.normalize("NFKC", char).translate(QUOTES)
+    starts = [unicodedata.normalize("NFKD", t)[:1] for t in (char, text.casefold())]
+    if any(unicodedata.combining(start) for start in starts if start):
+        return None
+    out = ""
+    for c in normalized(text):
+        if c.isascii() and not c.isupper() and c != "`":
+            out += c
+        elif c.isascii() or WORD.match(c):
+            return None
+        else:
+            out += " "
+    return out
+
+
+# Each such character and its reading: a name of ASCII and these characters only is read by
+# polars expressions. tests/test_names.py checks each beside every ASCII character and one
+# character of each kind (every pair of them was checked once, 1.3 million: all alike).
+PLAIN = {
+    c: text
+    for c in (chr(i) for start, end in PLAIN_BLOCKS for i in range(start, end + 1))
+    if (text := _plain(c)) is not None
+}
+PLAIN_NAME = r"^[\x00-\x7f" + "".join(PLAIN) + "]*$"
 
 
 def _ascii_split(name: pl.Expr) -> pl.Expr:
-    """_split of ASCII names, each word between two spaces: in "  acme  and  co  " every word
-    can be replaced together with a space either side (SPELLED_WORDS)."""
+    """_split of ASCII names (PLAIN characters replaced), each word between two spaces: in
+    "  acme  and  co  " every word can be replaced with a space either side (SPELLED_WORDS)."""
     text = (
         name.str.to_lowercase()
         .str.replace_all(r"['.`]", "")
@@ -169,21 +207,25 @@ SPELLED_WORDS = pl.col("words").str.replace_many(
 FORM_RUN = "(?: (?:" + "|".join(sorted(pl.escape_regex(" ".join(f)) for f in LEGAL_FORMS)) + "))+$"
 
 
-def fold(
-    values: pl.Series, ascii: Callable[[pl.Expr], pl.Expr], other: Callable[[str], str]
-) -> pl.Series:
-    """Each value folded, nulls kept: ASCII values (nearly all) by the expression, any other
-    by `other`, called once per distinct value."""
-    column = pl.col(values.name)
-    frame = values.to_frame()
-    odd = frame.filter(~column.str.contains(ASCII))[values.name].unique().to_list()
-    table = dict(zip(odd, map(other, odd), strict=True))
-    return frame.select(
-        pl.when(column.str.contains(ASCII))
-        .then(ascii(column))
-        .otherwise(column.replace_strict(table, default=None, return_dtype=pl.String))
-        .alias(values.name)
-    ).to_series()
+def _split_column(names: pl.Series) -> pl.Series:
+    """_split of each name (nulls kept), its words each between two spaces (_ascii_split):
+    names of ASCII and PLAIN characters (nearly all) by polars expressions, any other by
+    _split once per distinct name (NFKC and cleanco's accent removal: 10-40 µs a name)."""
+    frame = (
+        names.rename("name").to_frame().with_columns(plain=pl.col("name").str.contains(PLAIN_NAME))
+    )
+    fast = _ascii_split(pl.col("name").str.replace_many(PLAIN))
+    others = frame.filter(~pl.col("plain"))["name"].unique()
+    if others.is_empty():
+        return frame.select(fast).to_series()
+    split = pl.DataFrame(
+        {"name": others, "split": ["  " + "  ".join(_split(n)) + "  " for n in others.to_list()]}
+    )
+    return (
+        frame.join(split, on="name", how="left", maintain_order="left")
+        .select(pl.when("plain").then(fast).otherwise("split"))
+        .to_series()
+    )
 
 
 def name_table(kind: str, names: pl.Series) -> pl.DataFrame:
@@ -191,17 +233,12 @@ def name_table(kind: str, names: pl.Series) -> pl.DataFrame:
     gives them for a client and as normalise_text gives base for an item or contract (form "");
     full, the two joined by a space (the name an entity without an id is known by).
 
-    ASCII names are read by polars expressions; any other by _split once per distinct name
-    (NFKC and cleanco's accent removal: about 10 µs a name). A client's legal forms are found
-    by one regex over cleanco's terms (FORM_RUN); each distinct run of forms is spelled by
-    _spelled_forms."""
-    split = fold(
-        names.rename("name"),
-        _ascii_split,
-        lambda name: "  " + "  ".join(_split(name)) + "  ",  # spaced as _ascii_split spaces
-    )
-    words = split.to_frame("words").select(
-        SPELLED_WORDS.str.replace_all(" +", " ").str.strip_chars(" ").fill_null("")
+    Words are split by _split_column. A client's legal forms are found by one regex over
+    cleanco's terms (FORM_RUN); each distinct run of forms is spelled by _spelled_forms."""
+    words = (
+        _split_column(names)
+        .to_frame("words")
+        .select(SPELLED_WORDS.str.replace_all(" +", " ").str.strip_chars(" ").fill_null(""))
     )
     if kind != "client":
         return words.select(
@@ -367,10 +404,25 @@ RESOLUTION_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while hundreds of thousands of tuples are made:
+    it would walk every one made so far again and again (two thirds of the time at 470,000
+    resolutions), and tuples of strings and numbers can be part of no cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def resolutions(frame: pl.DataFrame) -> list[Resolution]:
     """Rows of RESOLUTION_SCHEMA as Resolutions, in order."""
     columns = [c.to_list() for c in frame.select(*RESOLUTION_SCHEMA).get_columns()]
-    return list(map(Resolution._make, zip(*columns, strict=True)))
+    with collector_paused():
+        return list(map(Resolution._make, zip(*columns, strict=True)))
 
 
 def resolve(
@@ -410,9 +462,13 @@ def resolve_frame(
     )
 
 
-def _casefolded(values: pl.Series) -> pl.Series:
-    """str.casefold of each value (ASCII by polars, any other by Python)."""
-    return fold(values, lambda value: value.str.to_lowercase(), str.casefold)
+# str.casefold changes one code point at a time, none beyond U+1FFFF: these are its changes.
+CASEFOLD = {c: c.casefold() for c in map(chr, range(0x20000)) if c.casefold() != c}
+
+
+def casefold(value: pl.Expr) -> pl.Expr:
+    """str.casefold of each value."""
+    return value.str.replace_many(CASEFOLD)
 
 
 def _by_id(
@@ -425,20 +481,23 @@ def _by_id(
     mapped = pl.DataFrame(schema={"key": pl.String, "autotask_key": pl.String})
     explicit = [m for m in mappings if m.kind == kind]
     if explicit:
-        rows = pl.DataFrame(
-            {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
+        rows = (
+            pl.DataFrame(
+                {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
+            )
+            .select(casefold(pl.col("value")), casefold(pl.col("target")))
+            .unique("value", keep="last")
         )
-        rows = rows.select(
-            value=_casefolded(rows["value"]), target=_casefolded(rows["target"])
-        ).unique("value", keep="last")
-        values = autotask.select("key", value=pl.concat_list("ids", "names")).explode("value")
-        values = values.with_columns(value=_casefolded(values["value"]))
-        h_values = halopsa.select("key", value=pl.concat_list("ids", "names")).explode("value")
+        a_values, h_values = (
+            side.select("key", value=pl.concat_list("ids", "names"))
+            .explode("value")
+            .with_columns(casefold(pl.col("value")))
+            for side in (autotask, halopsa)
+        )
         mapped = (
-            h_values.with_columns(value=_casefolded(h_values["value"]))
-            .with_row_index("order")
+            h_values.with_row_index("order")
             .join(rows, on="value")
-            .join(_only(values, "value"), left_on="target", right_on="value")
+            .join(_only(a_values, "value"), left_on="target", right_on="value")
             .sort("order")
             .unique("key", keep="first")
             .select("key", "autotask_key")

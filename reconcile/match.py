@@ -20,7 +20,8 @@ from reconcile.config import Config
 from reconcile.crosswalk import (
     Mapping,
     Resolution,
-    fold,
+    casefold,
+    collector_paused,
     name_table,
     normalise_text,
     resolutions,
@@ -57,7 +58,7 @@ def match_cycle(
     in the connection and nothing else."""
     _prepare_sides(con, cycle)
     with timing.stage("crosswalk"):
-        crosswalk = _crosswalk(con, mappings, config)
+        crosswalk, unused = _crosswalk(con, mappings, config)
         _assign_keys(con)
         crosswalk = _suggest_by_totals(con, crosswalk)
         _register_crosswalk(con, crosswalk)
@@ -76,8 +77,8 @@ def match_cycle(
     _group_view(con)
     result = MatchResult(
         stages=tuple(_stage_counts(con)),
-        crosswalk=tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True)),
-        unused_mappings=tuple(_unused(con, mappings)),
+        crosswalk=_resolutions(crosswalk),
+        unused_mappings=tuple(unused),
     )
     for view in ("a_src", "h_src"):
         con.execute(f"DROP VIEW IF EXISTS {view}")
@@ -184,14 +185,19 @@ def _commonest(rows: pl.DataFrame, column: str) -> pl.DataFrame:
 
 def _crosswalk(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, list[MappingProblem]]:
     """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame): kind, then
-    RESOLUTION_SCHEMA's columns. Registers each kind's raw columns → key tables
-    (_{kind}_a, _{kind}_h) and its HaloPSA key → Autotask key table (_{kind}_xw)."""
+    RESOLUTION_SCHEMA's columns; and the mapping rows that name nothing (_unused). Registers
+    each kind's raw columns → key tables (_{kind}_a, _{kind}_h) and its HaloPSA key → Autotask
+    key table (_{kind}_xw)."""
     results = []
+    named = []
     for kind in ENTITY_COLUMNS:
-        a_entities, a_keys = _entities(_distinct(con, "a", _entity_columns(kind, "a")), kind, "a")
-        h_entities, h_keys = _entities(_distinct(con, "h", _entity_columns(kind, "h")), kind, "h")
+        a_rows, h_rows = (_distinct(con, side, _entity_columns(kind, side)) for side in SIDES)
+        if mappings:
+            named += [_named(a_rows, "a", kind), _named(h_rows, "h", kind)]
+        a_entities, a_keys = _entities(a_rows, kind, "a")
+        h_entities, h_keys = _entities(h_rows, kind, "h")
         con.register(f"_{kind}_a", a_keys)
         con.register(f"_{kind}_h", h_keys)
         resolved = resolve_frame(
@@ -202,7 +208,7 @@ def _crosswalk(
             resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
         )
         results.append(resolved.select(pl.lit(kind).alias("kind"), pl.all()))
-    return pl.concat(results)
+    return pl.concat(results), _unused(mappings, named)
 
 
 def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> pl.DataFrame:
@@ -239,6 +245,12 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
         )
         .drop("by_total", "total_basis")
     )
+
+
+def _resolutions(crosswalk: pl.DataFrame) -> tuple[tuple[str, Resolution], ...]:
+    """The crosswalk as MatchResult holds it: (kind, Resolution), one per HaloPSA entity."""
+    with collector_paused():
+        return tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True))
 
 
 def _register_crosswalk(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> None:
@@ -674,22 +686,24 @@ class MappingProblem:
     problem: str
 
 
-def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[MappingProblem]:
+def _named(rows: pl.DataFrame, side: str, kind: str) -> pl.DataFrame:
+    """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
+    compare (_folded): side, kind, value, distinct."""
+    values = rows.select(value=pl.concat_list(MAPPED_COLUMNS[kind])).explode("value")
+    return (
+        values.drop_nulls()
+        .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
+        .unique()
+    )
+
+
+def _unused(mappings: list[Mapping], named: list[pl.DataFrame]) -> list[MappingProblem]:
     """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
-    row's kind) in this cycle's lines: checked on both sides, so a typo in either column is
-    reported with the file and row rather than silently leaving its pair unmapped. Values
-    compare stripped and casefolded."""
+    row's kind) in this cycle's lines (named: _named of each side and kind): checked on both
+    sides, so a typo in either column is reported with the file and row rather than silently
+    leaving its pair unmapped. Values compare stripped and casefolded."""
     if not mappings:
         return []
-    named: pl.DataFrame = con.sql(
-        " UNION ".join(
-            f"SELECT DISTINCT '{side}' AS side, '{kind}' AS kind, "
-            f"CAST(unnest([{', '.join(columns)}]) AS VARCHAR) AS value FROM {side}"
-            for side in SIDES
-            for kind, columns in MAPPED_COLUMNS.items()
-        )
-    ).pl()
-    named = named.with_columns(value=_folded(named["value"])).unique()
     rows = pl.DataFrame(
         [
             (i, m.kind, side, value)
@@ -700,8 +714,8 @@ def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Map
         orient="row",
     )
     missing = (
-        rows.with_columns(value=_folded(rows["value"]))
-        .join(named, on=["side", "kind", "value"], how="anti")
+        rows.with_columns(_folded(pl.col("value")))
+        .join(pl.concat(named), on=["side", "kind", "value"], how="anti")
         .group_by("i")
         .agg(pl.col("side").sort())
         .sort("i")
@@ -720,13 +734,9 @@ def _unused(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> list[Map
     return problems
 
 
-ASCII_SPACES = "".join(c for c in map(chr, range(128)) if c.isspace())  # what str.strip strips
+SPACES = "".join(c for c in map(chr, range(0x20000)) if c.isspace())  # what str.strip strips
 
 
-def _folded(values: pl.Series) -> pl.Series:
+def _folded(value: pl.Expr) -> pl.Expr:
     """Values as mapping rows compare: stripped, casefolded."""
-    return fold(
-        values,
-        lambda value: value.str.strip_chars(ASCII_SPACES).str.to_lowercase(),
-        lambda value: value.strip().casefold(),
-    )
+    return casefold(value.str.strip_chars(SPACES))
