@@ -31,7 +31,11 @@ def cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cycle:
 
 
 def text_of(page: Any, selector: str) -> str:
-    return " ".join(page.locator(selector).inner_text().split())
+    """The text a reader sees after scrolling to it (sections below the fold are laid out when
+    scrolled to: content-visibility, so their innerText is empty until then)."""
+    locator = page.locator(selector)
+    locator.scroll_into_view_if_needed()
+    return " ".join(locator.inner_text().split())
 
 
 def list_ids(page: Any) -> list[str]:
