@@ -280,9 +280,11 @@ def measure_cycle(n: int) -> dict[str, Any]:
     read = measure("read_csv", folder, "")
     diff = measure("hand_diff", folder, "")
     run = measure("run", folder, "")
-    seconds = json.loads((DATA / "timings.json").read_text(encoding="utf-8"))
+    timings = json.loads((DATA / "timings.json").read_text(encoding="utf-8"))
+    seconds, peaks = timings["seconds"], timings["peak_mib"]
     run["stages"] = {stage: round(seconds.get(stage, 0.0), 2) for stage in STAGES}
     run["stages"]["other"] = round(run["seconds"] - sum(seconds.values()), 2)
+    run["stage_peak_mib"] = {stage: peaks.get(stage, 0) for stage in STAGES}
     found = generate.score(cycle.truth, DATA / "out" / "discrepancies.parquet")
     run["accuracy"] = {
         "truth": found.truth,
@@ -325,6 +327,11 @@ def print_cycles(cycles: dict[str, Any]) -> None:
     for n in sizes:
         stages = cycles[n]["run"]["stages"]
         print(f"{int(n):>27,} {''.join(f'{stages[s]:>10.2f}' for s in (*STAGES, 'other'))}")
+    print(f"\npeak memory (MiB) when each stage ended {''.join(f'{s:>10}' for s in STAGES)}")
+    for n in sizes:
+        peaks = cycles[n]["run"].get("stage_peak_mib")
+        if peaks:  # figures from before the timings recorded memory have none
+            print(f"{int(n):>39,} {''.join(f'{peaks[s]:>10,}' for s in STAGES)}")
     print(f"\nagainst the ground truth {'recall':>10}{'precision':>11}{'right rule':>12}")
     for n in sizes:
         a = cycles[n]["run"]["accuracy"]

@@ -278,7 +278,7 @@ def validate(
     "--timings",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the seconds each stage took (load, crosswalk, match, rules, outputs, report) "
-    "to this JSON file.",
+    "and the peak memory (MiB) when it ended to this JSON file.",
 )
 @other_month_option
 @load_options
@@ -309,14 +309,14 @@ def run(
     settings = config.settings(check_cycle(cycle), allow_other_month)
     out = out_dir or Path("out") / cycle
     with (
-        recording() as seconds,
+        recording() as clock,
         Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace,
     ):
         result = run_cycle(
             workspace, settings, list(autotask), list(halopsa), list(maps), config, out
         )
     if timings:
-        timings.write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
+        timings.write_text(json.dumps(clock.as_json(), indent=2) + "\n", encoding="utf-8")
     for load_result in result.loads:
         click.echo(describe(load_result))
     verdict = result.summary.verdict

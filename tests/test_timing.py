@@ -19,21 +19,25 @@ def test_run_writes_the_seconds_of_every_stage(tmp_path: Path) -> None:
         "--out", tmp_path / "out", "--timings", timings,
     )  # fmt: skip
     assert result.exit_code == 1, result.output  # the demo's blockers remain
-    seconds = read_json(timings)
-    assert set(seconds) == STAGES
-    assert all(isinstance(v, float) and v >= 0 for v in seconds.values())
+    recorded = read_json(timings)
+    assert set(recorded["seconds"]) == set(recorded["peak_mib"]) == STAGES
+    assert all(isinstance(v, float) and v >= 0 for v in recorded["seconds"].values())
+    # The high-water mark never falls: the stage that ended last has the highest figure.
+    peaks = recorded["peak_mib"]
+    assert all(isinstance(v, int) and v > 0 for v in peaks.values())
+    assert peaks["load"] <= peaks["match"] <= peaks["rules"] <= peaks["outputs"]
 
 
 def test_stages_record_only_while_recording_and_nest() -> None:
     with stage("outside"):
         pass
-    with recording() as seconds:
+    with recording() as clock:
         with stage("outer"), stage("inner"):
             pass
         with stage("outer"):
             pass
-    assert set(seconds) == {"outer", "inner"}
-    assert all(v >= 0 for v in seconds.values())
+    assert set(clock.seconds) == set(clock.peak_mib) == {"outer", "inner"}
+    assert all(v >= 0 for v in clock.seconds.values())
     with recording() as again:
         pass
-    assert again == {}
+    assert again.seconds == again.peak_mib == {}
