@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 CYCLE   := 2026-11
 DEMO    := fixtures/demo
 
-.PHONY: install demo test lint bench browser fixtures golden clean
+.PHONY: install demo test lint bench compare browser fixtures golden clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -40,6 +40,12 @@ lint: install
 # BENCH, e.g. make bench BENCH="20k 1m 10m" (bench/bench.py --help).
 bench: install
 	$(PY) bench/bench.py $(BENCH)
+
+# Same outputs as git revision AGAINST, byte for byte, on the demo and a realistic cycle:
+# make compare AGAINST=main~3 [COMPARE_SIZE=100k]
+COMPARE_SIZE := 100k
+compare: install
+	$(PY) bench/compare.py $(AGAINST) --size $(COMPARE_SIZE)
 
 fixtures: install
 	$(PY) fixtures/generate.py
