@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,10 +18,10 @@ from reconcile.errors import InputError
 from reconcile.load import RawFrame, read_inputs
 from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
+from reconcile.options import check_cycle as check_cycle  # run and match import it from here
 from reconcile.store import ROW_GROUP_ROWS, Workspace
 from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalise
 
-CYCLE_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 ZERO = Decimal("0.00")
 
 
@@ -51,17 +50,6 @@ class LoadResult:
     invoice_checks: tuple[dict[str, Any], ...] = ()
     quarantine: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     number_format: str = ""  # the file's decimal mark, e.g. "decimal comma (detected)"
-
-
-def check_cycle(cycle: str) -> str:
-    if not CYCLE_PATTERN.fullmatch(cycle):
-        raise InputError(
-            "--cycle",
-            "the billing cycle is not a month",
-            expected="YYYY-MM, e.g. 2026-11",
-            got=cycle,
-        )
-    return cycle
 
 
 def states_currency(raw: RawFrame) -> bool:
