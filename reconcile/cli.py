@@ -213,11 +213,11 @@ def load(
     every invoice is outside --cycle (see --allow-other-month), or when any row had to be
     quarantined.
     """
-    from reconcile.ingest import load_paths
-    from reconcile.store import Workspace
-
     config = _config(None, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle), allow_other_month)
+    from reconcile.ingest import load_paths  # once the settings are known good, as in run
+    from reconcile.store import Workspace
+
     with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
         results = load_paths(workspace, list(paths), platform, settings, replace=replace)
         for result in results:
@@ -321,11 +321,13 @@ def run(
 
     Exits 0 when no blocker remains, 1 when blockers remain, 2 for unusable input or settings.
     """
+    config = _config(config_path, date_format, currency, timezone, number_format)
+    settings = config.settings(check_cycle(cycle), allow_other_month)
+    # The pipeline is imported once the settings are known good: a mistake in them is told
+    # without waiting for it.
     from reconcile.run import run_cycle
     from reconcile.store import Workspace
 
-    config = _config(config_path, date_format, currency, timezone, number_format)
-    settings = config.settings(check_cycle(cycle), allow_other_month)
     out = out_dir or Path("out") / cycle
     with (
         recording() as clock,

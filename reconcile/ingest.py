@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
@@ -101,6 +102,8 @@ def content_id(hashes: dict[Path, str]) -> str:
     )
 
 
+# Workspace.dates_outside_cycle: lines dated outside the cycle, lines dated, first and last date.
+OutsideCycle = tuple[int, int, dt.date | None, dt.date | None]
 QUARANTINE_LISTED = 1000  # quarantined rows kept in memory for messages; all are stored
 
 
@@ -227,7 +230,8 @@ def _store(
     with workspace.staged_load(load_id, settings.cycle):
         _store_batches(workspace, raw, settings, constants, tally)
         _refuse_repeats(workspace, raw, load_id, settings.cycle, clash_with)
-        _refuse_other_month(workspace, raw, load_id, settings)
+        dates = workspace.dates_outside_cycle(load_id, settings.cycle)
+        _refuse_other_month(raw, dates, settings)
         record = {
             "load_id": load_id,
             "cycle": settings.cycle,
@@ -241,7 +245,7 @@ def _store(
             **tally.totals(),
             "invoice_checks": _invoice_checks(raw, tally),
             "warnings": tally.warnings(raw)
-            + _cycle_warnings(workspace, load_id, settings.cycle)
+            + _cycle_warnings(dates, settings.cycle)
             + _client_name_warnings(workspace, raw, load_id),
         }
         workspace.insert_load(record)
@@ -356,11 +360,10 @@ def _refuse_repeats(
     )
 
 
-def _refuse_other_month(
-    workspace: Workspace, raw: RawFrame, load_id: str, settings: Settings
-) -> None:
-    """An export of the wrong month reconciles without error and proves nothing."""
-    outside, dated, first, last = workspace.dates_outside_cycle(load_id, settings.cycle)
+def _refuse_other_month(raw: RawFrame, dates: OutsideCycle, settings: Settings) -> None:
+    """An export of the wrong month reconciles without error and proves nothing. `dates` is
+    Workspace.dates_outside_cycle of the load."""
+    outside, dated, first, last = dates
     if settings.allow_other_month or not dated or outside < dated:
         return
     raise InputError(
@@ -373,9 +376,9 @@ def _refuse_other_month(
     )
 
 
-def _cycle_warnings(workspace: Workspace, load_id: str, cycle: str) -> list[str]:
+def _cycle_warnings(dates: OutsideCycle, cycle: str) -> list[str]:
     """Some invoices outside the cycle (all of them is refused unless allowed): say so."""
-    outside, dated, first, last = workspace.dates_outside_cycle(load_id, cycle)
+    outside, dated, first, last = dates
     if not outside:
         return []
     return [
