@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from reconcile.report_model import SideTotals
     from reconcile.store import Workspace
 
-# Start-up: a command imports what it works with (polars, DuckDB, pandera, pydantic, the
+# Start-up: a command imports what it works with (DuckDB, pandera, pydantic, the readers, the
 # report's writers) when it runs, so `reconcile --help` and usage errors answer at once.
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -504,8 +504,8 @@ def _parse(
                 pl.lit(None, pl.String).alias(f"_why_{name}"),
             ]
     for name in DATE_FIELDS:
-        # An export holds few distinct dates (a cycle's invoice and period days): each is read
-        # once, not once a row.
+        # An export repeats its dates (a cycle's invoice and period days): each distinct one
+        # is read once (_by_value).
         date = _parse_date(name, raw, formats, settings)
         typed.append(_by_value(frame, name, date, pl.Date()).alias(f"_{name}"))
     return frame.with_columns(typed)
