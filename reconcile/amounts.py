@@ -29,6 +29,7 @@ COMMA = "comma"
 NUMBER_FORMATS = (POINT, COMMA)
 FORMAT_NAMES = {POINT: "decimal point", COMMA: "decimal comma"}
 PRECISION = 18  # canonical DECIMAL(18, scale) columns
+WIDEST = 38  # polars' widest Decimal: digits before and after the point together
 EXPONENT_LIMIT = 40  # |exponent| beyond this is zero (negative) or too large (positive)
 
 CURRENCY_SIGNS = {"$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY"}
@@ -84,10 +85,18 @@ def int_digits(scale: int) -> int:
     return PRECISION - scale
 
 
+def plain_decimals(scale: int) -> int:
+    """Decimals the fast path reads exactly: what Decimal(38, d) holds beside the integer
+    digits plain_pattern allows (23 at scale 2, 25 at scale 4)."""
+    return WIDEST - (int_digits(scale) - 1)
+
+
 def plain_pattern(scale: int, fmt: str) -> str:
-    """Text the fast path reads by a plain cast: a sign, digits, at most scale+1 decimals,
-    and few enough digits that rounding cannot overflow."""
-    return rf"^[+-]?[0-9]{{1,{int_digits(scale) - 1}}}(?:{_MARK[fmt]}[0-9]{{1,{scale + 1}}})?$"
+    """Text the fast path reads by a plain cast: a sign, digits, at most plain_decimals
+    decimals (Autotask writes four on every amount), and few enough digits that rounding
+    cannot overflow."""
+    whole, decimals = int_digits(scale) - 1, plain_decimals(scale)
+    return rf"^[+-]?[0-9]{{1,{whole}}}(?:{_MARK[fmt]}[0-9]{{1,{decimals}}})?$"
 
 
 def prepared(text: pl.Expr) -> pl.Expr:
@@ -101,11 +110,13 @@ def prepared(text: pl.Expr) -> pl.Expr:
 
 
 def plain_value(name: str, scale: int, fmt: str) -> pl.Expr:
-    """Decimal(38, scale) of a column every value of which matches plain_pattern."""
+    """The value, rounded to `scale`, of a column every value of which matches plain_pattern:
+    cast exactly (polars rounds a cast that drops decimals, and rounding twice is wrong:
+    1.2349 is 1.23, not 1.235 then 1.24), then rounded once."""
     text = pl.col(name)
     if fmt == COMMA:
         text = text.str.replace(",", ".", literal=True)
-    return text.cast(pl.Decimal(38, scale + 1), strict=False).round(
+    return text.cast(pl.Decimal(WIDEST, plain_decimals(scale)), strict=False).round(
         scale, mode="half_away_from_zero"
     )
 

@@ -10,17 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import duckdb
 
-from reconcile.config import DEFAULT_TIMEZONE, Config, load_config
-from reconcile.environment import environment_error
 from reconcile.errors import (
     EXIT_BAD_INPUT,
     EXIT_BLOCKERS,
@@ -30,11 +25,18 @@ from reconcile.errors import (
     RefusedError,
     TamperedError,
 )
-from reconcile.ingest import LoadResult, check_cycle, load_paths, read_only
-from reconcile.report_model import SideTotals
+from reconcile.options import DEFAULT_TIMEZONE, DEFAULT_WORKSPACE, check_cycle
 from reconcile.safe import shown
-from reconcile.store import DEFAULT_WORKSPACE, Workspace
 from reconcile.timing import recording
+
+if TYPE_CHECKING:
+    from reconcile.config import Config
+    from reconcile.ingest import LoadResult
+    from reconcile.report_model import SideTotals
+    from reconcile.store import Workspace
+
+# Start-up: a command imports what it works with (DuckDB, pandera, pydantic, the readers, the
+# report's writers) when it runs, so `reconcile --help` and usage errors answer at once.
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LISTED = 20
@@ -69,13 +71,24 @@ def input_errors(func: F) -> F:
             raise RefusedStep(str(exc)) from None
         except TamperedError as exc:
             raise BrokenLog(f"the finance log is broken: {shown(exc)}") from None
-        except (OSError, duckdb.Error) as exc:
-            problem = environment_error(exc, _workspace_path())
+        except Exception as exc:
+            problem = _machine_fault(exc, _workspace_path())
             if problem is None:
                 raise
             raise InputProblem(str(problem)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _machine_fault(exc: Exception, workspace: Path | None) -> InputError | None:
+    """environment.environment_error for an OSError or a DuckDB error (DuckDB is imported only
+    by the commands that open a workspace, so only they can raise one); None for the rest."""
+    duckdb = sys.modules.get("duckdb")
+    if not isinstance(exc, OSError) and not (duckdb and isinstance(exc, duckdb.Error)):
+        return None
+    from reconcile.environment import environment_error
+
+    return environment_error(exc, workspace)
 
 
 def _workspace_path() -> Path | None:
@@ -202,6 +215,9 @@ def load(
     """
     config = _config(None, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle), allow_other_month)
+    from reconcile.ingest import load_paths  # once the settings are known good, as in run
+    from reconcile.store import Workspace
+
     with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
         results = load_paths(workspace, list(paths), platform, settings, replace=replace)
         for result in results:
@@ -237,6 +253,8 @@ def validate(
     paths: tuple[Path, ...],
 ) -> None:
     """Check exports and report every problem, without loading anything."""
+    from reconcile.ingest import read_only
+
     config = _config(None, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle) if cycle else "")
     problems = []
@@ -303,10 +321,13 @@ def run(
 
     Exits 0 when no blocker remains, 1 when blockers remain, 2 for unusable input or settings.
     """
-    from reconcile.run import run_cycle
-
     config = _config(config_path, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle), allow_other_month)
+    # The pipeline is imported once the settings are known good: a mistake in them is told
+    # without waiting for it.
+    from reconcile.run import run_cycle
+    from reconcile.store import Workspace
+
     out = out_dir or Path("out") / cycle
     with (
         recording() as clock,
@@ -388,8 +409,10 @@ def suggest(
 
     Suggestions are never applied: review the file, delete wrong rows, then pass it with --map.
     """
+    from reconcile.config import load_config
     from reconcile.crosswalk import read_mappings, write_suggestions
     from reconcile.match import match_cycle
+    from reconcile.store import Workspace
 
     config = load_config(config_path)
     with Workspace(ctx.obj["workspace"], config.workspace.memory_limit) as workspace:
@@ -416,6 +439,8 @@ def by_option(func: F) -> F:
 
 def _existing_workspace(ctx: click.Context) -> Workspace:
     """The workspace the finance commands read: it must exist (they never start one)."""
+    from reconcile.store import Workspace
+
     path = Path(ctx.obj["workspace"])
     if not path.exists():
         raise InputError(
@@ -698,6 +723,8 @@ def _config(
     number_format: str | None,
 ) -> Config:
     """The one settings model: defaults, reconcile.toml, RECONCILE_* variables, then flags."""
+    from reconcile.config import load_config
+
     return load_config(
         path,
         flags={
@@ -772,10 +799,13 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except Exception as exc:
-        problem = environment_error(exc, None)
+        problem = _machine_fault(exc, None)
         if problem is not None:
             click.echo(f"Error: {problem}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        import tempfile
+        import traceback
+
         with tempfile.NamedTemporaryFile(
             "w", prefix="reconcile-error-", suffix=".log", delete=False, encoding="utf-8"
         ) as log:

@@ -36,6 +36,7 @@ from pydantic import (
 
 from reconcile.amounts import ISO_CURRENCIES
 from reconcile.errors import InputError
+from reconcile.options import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEZONE
 
 if TYPE_CHECKING:
     from reconcile.rules import Rule
@@ -44,8 +45,6 @@ SEVERITIES = ("blocker", "warning", "info")
 Severity = Literal["blocker", "warning", "info"]
 DateFormat = Literal["us", "uk", "iso"]
 NumberFormat = Literal["point", "comma"]
-DEFAULT_TIMEZONE = "Europe/London"
-DEFAULT_MEMORY_LIMIT = "400MB"
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*[KMGT]i?B", flags=re.IGNORECASE)
 
 

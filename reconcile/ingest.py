@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,10 +19,10 @@ from reconcile.errors import InputError
 from reconcile.load import RawFrame, read_inputs
 from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
+from reconcile.options import check_cycle as check_cycle  # run and match import it from here
 from reconcile.store import ROW_GROUP_ROWS, Workspace
 from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalise
 
-CYCLE_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 ZERO = Decimal("0.00")
 
 
@@ -51,17 +51,6 @@ class LoadResult:
     invoice_checks: tuple[dict[str, Any], ...] = ()
     quarantine: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     number_format: str = ""  # the file's decimal mark, e.g. "decimal comma (detected)"
-
-
-def check_cycle(cycle: str) -> str:
-    if not CYCLE_PATTERN.fullmatch(cycle):
-        raise InputError(
-            "--cycle",
-            "the billing cycle is not a month",
-            expected="YYYY-MM, e.g. 2026-11",
-            got=cycle,
-        )
-    return cycle
 
 
 def states_currency(raw: RawFrame) -> bool:
@@ -113,6 +102,8 @@ def content_id(hashes: dict[Path, str]) -> str:
     )
 
 
+# Workspace.dates_outside_cycle: lines dated outside the cycle, lines dated, first and last date.
+OutsideCycle = tuple[int, int, dt.date | None, dt.date | None]
 QUARANTINE_LISTED = 1000  # quarantined rows kept in memory for messages; all are stored
 
 
@@ -239,7 +230,8 @@ def _store(
     with workspace.staged_load(load_id, settings.cycle):
         _store_batches(workspace, raw, settings, constants, tally)
         _refuse_repeats(workspace, raw, load_id, settings.cycle, clash_with)
-        _refuse_other_month(workspace, raw, load_id, settings)
+        dates = workspace.dates_outside_cycle(load_id, settings.cycle)
+        _refuse_other_month(raw, dates, settings)
         record = {
             "load_id": load_id,
             "cycle": settings.cycle,
@@ -253,7 +245,7 @@ def _store(
             **tally.totals(),
             "invoice_checks": _invoice_checks(raw, tally),
             "warnings": tally.warnings(raw)
-            + _cycle_warnings(workspace, load_id, settings.cycle)
+            + _cycle_warnings(dates, settings.cycle)
             + _client_name_warnings(workspace, raw, load_id),
         }
         workspace.insert_load(record)
@@ -368,11 +360,10 @@ def _refuse_repeats(
     )
 
 
-def _refuse_other_month(
-    workspace: Workspace, raw: RawFrame, load_id: str, settings: Settings
-) -> None:
-    """An export of the wrong month reconciles without error and proves nothing."""
-    outside, dated, first, last = workspace.dates_outside_cycle(load_id, settings.cycle)
+def _refuse_other_month(raw: RawFrame, dates: OutsideCycle, settings: Settings) -> None:
+    """An export of the wrong month reconciles without error and proves nothing. `dates` is
+    Workspace.dates_outside_cycle of the load."""
+    outside, dated, first, last = dates
     if settings.allow_other_month or not dated or outside < dated:
         return
     raise InputError(
@@ -385,9 +376,9 @@ def _refuse_other_month(
     )
 
 
-def _cycle_warnings(workspace: Workspace, load_id: str, cycle: str) -> list[str]:
+def _cycle_warnings(dates: OutsideCycle, cycle: str) -> list[str]:
     """Some invoices outside the cycle (all of them is refused unless allowed): say so."""
-    outside, dated, first, last = workspace.dates_outside_cycle(load_id, cycle)
+    outside, dated, first, last = dates
     if not outside:
         return []
     return [

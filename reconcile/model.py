@@ -1,11 +1,8 @@
-"""The canonical invoice line both platforms normalise into, and its pandera schema."""
+"""The canonical invoice line both platforms normalise into: its fields and types (the pandera
+schema that checks a line is validate.CanonicalLine)."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated
-
-import pandera.polars as pa
 import polars as pl
 
 PLATFORMS = ("autotask", "halopsa")
@@ -107,56 +104,3 @@ CONTRACT_TYPES: dict[str, str] = {
     "per user": "per_user",
     "prepay": "block_hours",
 }
-
-
-class CanonicalLine(pa.DataFrameModel):
-    """One billable invoice line, the same shape whichever platform it came from."""
-
-    cycle: str = pa.Field(str_matches=r"^\d{4}-(0[1-9]|1[0-2])$")
-    source: str = pa.Field(isin=list(PLATFORMS))
-    load_id: str
-    file_name: str
-    row_number: int = pa.Field(ge=1)
-    line_ref: str
-    invoice_number: str = pa.Field(nullable=True)
-    invoice_date: dt.date = pa.Field(nullable=True)
-    client_id: str = pa.Field(nullable=True)
-    client_name: str = pa.Field(nullable=True)
-    contract_id: str = pa.Field(nullable=True)
-    contract_name: str = pa.Field(nullable=True)
-    contract_type: str = pa.Field(nullable=True)
-    item_code: str = pa.Field(nullable=True)
-    item_name: str = pa.Field(nullable=True)
-    description: str = pa.Field(nullable=True)
-    quantity: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
-    unit_price: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
-    net_amount: Annotated[pl.Decimal, 18, 2]
-    tax_amount: Annotated[pl.Decimal, 18, 2] = pa.Field(nullable=True)
-    currency: str = pa.Field(str_matches=r"^[A-Z]{3}$")  # a missing one is quarantined
-    period_start: dt.date = pa.Field(nullable=True)
-    period_end: dt.date = pa.Field(nullable=True)
-    xref_client_id: str = pa.Field(nullable=True)
-    xref_contract_id: str = pa.Field(nullable=True)
-    xref_item_id: str = pa.Field(nullable=True)
-
-    class Config:
-        strict = True
-        ordered = True
-
-    @pa.dataframe_check
-    @classmethod
-    def has_client(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """A line with neither client id nor name cannot be matched to anyone."""
-        return data.lazyframe.select(
-            pl.col("client_id").is_not_null() | pl.col("client_name").is_not_null()
-        )
-
-    @pa.dataframe_check
-    @classmethod
-    def period_in_order(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """A service period that ends before it starts is a broken export, not a charge."""
-        return data.lazyframe.select(
-            pl.col("period_end").is_null()
-            | pl.col("period_start").is_null()
-            | (pl.col("period_start") <= pl.col("period_end"))
-        )

@@ -14,12 +14,12 @@ import duckdb
 import orjson
 import polars as pl
 
-from reconcile.config import DEFAULT_MEMORY_LIMIT, load_config
+from reconcile.config import load_config
 from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
+from reconcile.options import DEFAULT_MEMORY_LIMIT, DEFAULT_WORKSPACE
 from reconcile.safe import neutralise
 
-DEFAULT_WORKSPACE = Path("reconcile.duckdb")
 __all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_WORKSPACE", "Workspace"]
 
 

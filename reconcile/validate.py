@@ -6,10 +6,11 @@ failed), or the excluded rows (deliberately not billable, with the reason). Noth
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pandera.polars as pa
 import polars as pl
@@ -25,8 +26,8 @@ from reconcile.model import (
     DECIMAL_FIELDS,
     ID_FIELDS,
     MONEY,
+    PLATFORMS,
     RAW_FIELDS,
-    CanonicalLine,
 )
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
@@ -254,11 +255,17 @@ def _clean(frame: pl.DataFrame, platform: str) -> pl.DataFrame:
     # The suffix is written in brackets: a batch without one spares two regexes per row.
     if not frame["item_name"].str.contains("[", literal=True).any():
         return frame
+    # Item names repeat (an item's name and its period): each distinct one is read once.
     suffix = pl.col("item_name").str.extract_groups(PERIOD_SUFFIX)
     return frame.with_columns(
-        pl.col("item_name").str.replace(PERIOD_SUFFIX, "").alias("item_name"),
-        pl.coalesce(pl.col("period_start"), _suffix_date(suffix.struct.field("1"))),
-        pl.coalesce(pl.col("period_end"), _suffix_date(suffix.struct.field("2"))),
+        _by_value(frame, "item_name", pl.col("item_name").str.replace(PERIOD_SUFFIX, "")),
+        *[
+            pl.coalesce(pl.col(f), _by_value(frame, "item_name", _suffix_date(part)))
+            for f, part in (
+                ("period_start", suffix.struct.field("1")),
+                ("period_end", suffix.struct.field("2")),
+            )
+        ],
     )
 
 
@@ -497,18 +504,19 @@ def _parse(
                 pl.lit(None, pl.String).alias(f"_why_{name}"),
             ]
     for name in DATE_FIELDS:
-        typed.append(_parse_date(name, raw, formats, settings, plain[name]).alias(f"_{name}"))
+        # An export repeats its dates (a cycle's invoice and period days): each distinct one
+        # is read once (_by_value).
+        date = _parse_date(name, raw, formats, settings)
+        typed.append(_by_value(frame, name, date, pl.Date()).alias(f"_{name}"))
     return frame.with_columns(typed)
 
 
-PLAIN_DATES = {name: f"{SLASH_DATE}|{ISO_DATE}" for name in DATE_FIELDS}
-
-
 def _plain_columns(frame: pl.DataFrame, fmt: str = amounts.POINT) -> dict[str, bool]:
-    """One cheap scan of each column decides whether it needs the expensive cleaning at all."""
+    """One cheap scan of each amount column decides whether it needs the expensive cleaning
+    at all."""
     patterns = {
         name: amounts.plain_pattern(dtype.scale or 0, fmt) for name, dtype in DECIMAL_FIELDS.items()
-    } | PLAIN_DATES
+    }
     checks = [
         (pl.col(name).is_null() | pl.col(name).str.contains(pattern)).all().alias(name)
         for name, pattern in patterns.items()
@@ -516,14 +524,14 @@ def _plain_columns(frame: pl.DataFrame, fmt: str = amounts.POINT) -> dict[str, b
     return {name: bool(value) for name, value in frame.select(checks).row(0, named=True).items()}
 
 
-def _parse_date(
-    name: str, raw: RawFrame, formats: dict[str, str], settings: Settings, plain: bool
-) -> pl.Expr:
+def _parse_date(name: str, raw: RawFrame, formats: dict[str, str], settings: Settings) -> pl.Expr:
+    """The Date of a date field's text (null where it reads as no date in the file's
+    convention): an expression of that column alone."""
     if raw.shape == "halopsa-api":
         stamp = pl.col(name).str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False)
         local = stamp.dt.replace_time_zone("UTC").dt.convert_time_zone(settings.timezone)
         return pl.coalesce(local.dt.date(), pl.col(name).str.slice(0, 10).str.to_date(strict=False))
-    text = pl.col(name) if plain else _date_text(name)
+    text = _date_text(name)
     iso = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     if "slash" not in formats:
         return iso
@@ -606,15 +614,25 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
     return pl.concat([pl.DataFrame(reasons, schema={ROW: pl.Int64, "reason": pl.String}), problems])
 
 
-def _by_value(frame: pl.DataFrame, name: str, text: pl.Expr) -> pl.Expr:
-    """`text` (a String expression of column `name` alone, null for null) worked out once per
-    distinct value of the column and looked up per row: a column of few distinct values (a
-    currency, a contract type) costs a hash lookup a row, not a chain of string functions."""
+LOOKUP_SHARE = 4  # a lookup pays when the column holds at most one distinct value in 4 rows
+
+
+def _by_value(
+    frame: pl.DataFrame,
+    name: str,
+    value: pl.Expr,
+    dtype: type[pl.DataType] | pl.DataType = pl.String,
+) -> pl.Expr:
+    """`value` (an expression of column `name` alone, of type `dtype`, null for null), named
+    `name`. In a column that repeats its values (a currency, a contract type, an invoice date)
+    it is worked out once per distinct value and looked up per row: a hash lookup a row, not a
+    chain of string functions. In a column of mostly distinct values (a lookup in a table as
+    long as the column costs more than the work) it is worked out row by row."""
     distinct = frame.select(pl.col(name).unique().drop_nulls())
-    mapped = distinct.select(pl.col(name), text.alias("to"))
-    return pl.col(name).replace_strict(
-        mapped[name], mapped["to"], default=None, return_dtype=pl.String
-    )
+    if distinct.height * LOOKUP_SHARE > frame.height:
+        return value.alias(name)
+    mapped = distinct.select(pl.col(name), value.alias("to"))
+    return pl.col(name).replace_strict(mapped[name], mapped["to"], default=None, return_dtype=dtype)
 
 
 def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
@@ -693,6 +711,59 @@ def _currency_failures(
     if not found:
         return pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String})
     return pl.concat(found)
+
+
+class CanonicalLine(pa.DataFrameModel):
+    """One billable invoice line, the same shape whichever platform it came from."""
+
+    cycle: str = pa.Field(str_matches=r"^\d{4}-(0[1-9]|1[0-2])$")
+    source: str = pa.Field(isin=list(PLATFORMS))
+    load_id: str
+    file_name: str
+    row_number: int = pa.Field(ge=1)
+    line_ref: str
+    invoice_number: str = pa.Field(nullable=True)
+    invoice_date: dt.date = pa.Field(nullable=True)
+    client_id: str = pa.Field(nullable=True)
+    client_name: str = pa.Field(nullable=True)
+    contract_id: str = pa.Field(nullable=True)
+    contract_name: str = pa.Field(nullable=True)
+    contract_type: str = pa.Field(nullable=True)
+    item_code: str = pa.Field(nullable=True)
+    item_name: str = pa.Field(nullable=True)
+    description: str = pa.Field(nullable=True)
+    quantity: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
+    unit_price: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
+    net_amount: Annotated[pl.Decimal, 18, 2]
+    tax_amount: Annotated[pl.Decimal, 18, 2] = pa.Field(nullable=True)
+    currency: str = pa.Field(str_matches=r"^[A-Z]{3}$")  # a missing one is quarantined
+    period_start: dt.date = pa.Field(nullable=True)
+    period_end: dt.date = pa.Field(nullable=True)
+    xref_client_id: str = pa.Field(nullable=True)
+    xref_contract_id: str = pa.Field(nullable=True)
+    xref_item_id: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        ordered = True
+
+    @pa.dataframe_check
+    @classmethod
+    def has_client(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A line with neither client id nor name cannot be matched to anyone."""
+        return data.lazyframe.select(
+            pl.col("client_id").is_not_null() | pl.col("client_name").is_not_null()
+        )
+
+    @pa.dataframe_check
+    @classmethod
+    def period_in_order(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A service period that ends before it starts is a broken export, not a charge."""
+        return data.lazyframe.select(
+            pl.col("period_end").is_null()
+            | pl.col("period_start").is_null()
+            | (pl.col("period_start") <= pl.col("period_end"))
+        )
 
 
 def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:

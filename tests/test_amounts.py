@@ -275,3 +275,18 @@ def test_examples_from_the_issue() -> None:
         Decimal("12345678901234"),
     ]
     assert read(["123456789012345", "12.50"], 4, amounts.COMMA) == [None, None]
+
+
+def test_the_fast_path_rounds_many_decimals_once() -> None:
+    """Autotask writes four places on every amount: read by the plain cast, rounded once from
+    the whole text (1.2349 is 1.23; rounding it to 1.235 first would give 1.24)."""
+    texts = ["17.0000", "1.2349", "1.2350", "-1.2350", "-0.0049", "0.12345678901234567890123"]
+    assert all(re.search(amounts.plain_pattern(2, amounts.POINT), t) for t in texts)
+    expected = [Decimal(v) for v in ("17.00", "1.23", "1.24", "-1.24", "0.00", "0.12")]
+    assert read_plain(texts, 2, amounts.POINT) == expected == read(texts, 2, amounts.POINT)
+    comma = [t.replace(".", ",") for t in texts]
+    assert read_plain(comma, 2, amounts.COMMA) == expected
+    assert read_plain(["2.00005", "-0.00005"], 4, amounts.POINT) == [
+        Decimal("2.0001"),
+        Decimal("-0.0001"),
+    ]

@@ -1,0 +1,44 @@
+"""Start-up: the command line imports what a command works with only when it runs, so that
+`reconcile --help`, a usage error or a mistyped cycle answers without loading the data stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+HEAVY = ("duckdb", "pandera", "pydantic", "jinja2", "xlsxwriter", "rapidfuzz", "fastexcel")
+
+
+def _imported_after(code: str) -> list[str]:
+    """The HEAVY packages imported in a fresh interpreter once `code` has run."""
+    probe = (
+        f"import json, sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    found: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_help_and_usage_errors_load_no_data_stack() -> None:
+    assert _imported_after("import reconcile.cli") == []
+    for args in (["--help"], ["run", "--help"], ["run"], ["load", "--cycle", "2026-11"]):
+        code = f"from reconcile.cli import cli; cli({args!r})"
+        assert _imported_after(code) == [], args
+
+
+def test_a_mistyped_cycle_is_told_before_the_pipeline_loads() -> None:
+    code = "from reconcile.cli import main; import sys; sys.argv[1:] = {!r}; main()".format(
+        ["run", "--cycle", "2026-13", "--autotask", "README.md"]
+    )
+    assert "duckdb" not in _imported_after(code)
