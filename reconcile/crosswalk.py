@@ -376,8 +376,8 @@ def entity_frame(entities: Iterable[Entity]) -> pl.DataFrame:
 
 
 class Resolution(NamedTuple):
-    """How one HaloPSA entity resolved (a named tuple: a run makes one per entity, and a
-    frozen dataclass costs twice the time to build)."""
+    """How one HaloPSA entity resolved (a named tuple: a run makes one per unmapped entity, and
+    a frozen dataclass costs twice the time to build)."""
 
     halopsa_key: str
     halopsa_label: str
@@ -806,10 +806,29 @@ def _all_pairs(
             dtype=np.float32,
             workers=-1,
         )
-        same = q_forms[start : start + step, None] == c_forms[None, :]
-        best = np.where(scores > 0, scores + 0.001 * same, -1.0).argmax(axis=1)
-        rows = np.arange(len(scores))
+        rows, best = _row_best(scores, q_forms[start : start + step], c_forms)
         yield start + rows, best, scores[rows, best]
+
+
+TIE = 0.001  # a same legal form adds this to a score: it decides between equal scores only
+
+
+def _row_best(
+    scores: np.ndarray, q_forms: np.ndarray, c_forms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best column of a float32 score matrix (queries x candidates, 0: below the
+    cutoff) where any scores: the highest score + TIE for a same form, then the first column.
+    Returns the rows that have one and their columns.
+
+    Only the cells within 2 x TIE of their row's top can win: they alone are looked at again,
+    so no float64 copy of the matrix is made (16 MB of float32 scores stay 16 MB)."""
+    top = scores.max(axis=1)
+    floor = np.where(top > 0, np.maximum(top - 2 * TIE, np.float32(1e-6)), np.inf)
+    rows, cols = np.nonzero(scores >= floor.astype(np.float32)[:, None])
+    key = scores[rows, cols].astype(np.float64) + TIE * (q_forms[rows] == c_forms[cols])
+    order = np.lexsort((-key, rows))  # stable: of equal keys the first column stays first
+    first = np.unique(rows[order], return_index=True)[1]
+    return rows[order][first], cols[order][first]
 
 
 def _blocks(strings: pl.Series) -> pl.DataFrame:
