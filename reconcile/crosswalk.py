@@ -827,14 +827,15 @@ def _row_best(
     rows, cols = np.nonzero(scores >= floor.astype(np.float32)[:, None])
     key = scores[rows, cols].astype(np.float64) + TIE * (q_forms[rows] == c_forms[cols])
     order = np.lexsort((-key, rows))  # stable: of equal keys the first column stays first
-    first = np.unique(rows[order], return_index=True)[1]
-    return rows[order][first], cols[order][first]
+    best = order[_firsts(rows[order])]
+    return rows[best], cols[best]
 
 
-def _blocks(strings: pl.Series) -> pl.DataFrame:
+def _blocks(strings: pl.Series, among: pl.Series | None = None) -> pl.DataFrame:
     """Each string's words, adjacent word pairs, word pairs one word apart, and the starts and
     ends of longer words: a name with one misspelt word still shares a block with the right one
-    (for three words, every pair of the other two). Rows (i, block), one may repeat."""
+    (for three words, every pair of the other two). Rows (i, block), one may repeat; only the
+    blocks in `among` (hashes) when given, each kind kept apart until then (less held at once)."""
     words = (
         strings.to_frame("w")
         .select(pl.int_range(pl.len(), dtype=pl.Int64).alias("i"), pl.col("w").str.split(" "))
@@ -851,15 +852,23 @@ def _blocks(strings: pl.Series) -> pl.DataFrame:
         pl.when(long).then("*" + pl.col("w").str.slice(-4)),
     ]
     # Blocks as 64-bit hashes: a collision only adds a pair to score.
-    return pl.concat(
-        [
-            words.select("i", block=kind).drop_nulls().with_columns(pl.col("block").hash())
-            for kind in kinds
-        ]
+    blocks = (
+        words.select("i", block=kind).drop_nulls().select("i", pl.col("block").hash())
+        for kind in kinds
     )
+    if among is not None:
+        blocks = (b.filter(pl.col("block").is_in(among)) for b in blocks)
+    return pl.concat(list(blocks))
 
 
 PAIR_BASE = 1 << 32  # (query, candidate) as one number, query * PAIR_BASE + candidate
+
+
+def _firsts(ordered: np.ndarray) -> np.ndarray:
+    """The positions where a run of equal values starts in a sorted array."""
+    starts = np.ones(len(ordered), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    return np.flatnonzero(starts)
 
 
 def _blocked(
@@ -871,8 +880,7 @@ def _blocked(
 ) -> Found:
     q_blocks = _blocks(queries).rename({"i": "q"})
     c_blocks = (
-        _blocks(candidates)
-        .join(q_blocks, on="block", how="semi")  # blocks no query has pair nothing
+        _blocks(candidates, among=q_blocks["block"].unique())  # blocks no query has pair nothing
         .group_by("block")
         .agg(c="i")
         .filter(pl.col("c").list.n_unique() <= BLOCK_LIMIT)
@@ -887,32 +895,27 @@ def _blocked(
         pairs = (
             q_blocks.filter(pl.col("q").is_between(start, start + QUERY_CHUNK - 1))
             .join(c_blocks, on="block")
-            .select(pair=pl.col("q") * PAIR_BASE + pl.col("c"))
+            .select(pl.col("q") * PAIR_BASE + pl.col("c"))
+            .to_series()
             .unique()  # one number: much cheaper than unique on (q, c)
-            .select(q=pl.col("pair") // PAIR_BASE, c=pl.col("pair") % PAIR_BASE)
+            .to_numpy()
         )
-        if pairs.is_empty():
+        if not len(pairs):
             continue
-        q_index = pairs["q"].to_numpy()
-        c_index = pairs["c"].to_numpy()
         scores = process.cpdist(
-            q_text[q_index],
-            c_text[c_index],
+            q_text[pairs // PAIR_BASE],
+            c_text[pairs % PAIR_BASE],
             scorer=fuzz.ratio,
             score_cutoff=min_score,
             dtype=np.float32,
             workers=-1,
         )
-        best = (
-            pairs.with_columns(
-                score=pl.Series(scores, dtype=pl.Float32),
-                same=pl.Series(q_forms[q_index] == c_forms[c_index]),
-            )
-            .filter(pl.col("score") > 0)
-            .sort(["q", "score", "same", "c"], descending=[False, True, True, False])
-            .unique("q", keep="first")
-        )
-        yield best["q"].to_numpy(), best["c"].to_numpy(), best["score"].to_numpy()
+        hit = scores > 0
+        q_index, c_index, scores = pairs[hit] // PAIR_BASE, pairs[hit] % PAIR_BASE, scores[hit]
+        # Per query: the highest score, then the same legal form, then the first candidate.
+        order = np.lexsort((c_index, q_forms[q_index] != c_forms[c_index], -scores, q_index))
+        best = order[_firsts(q_index[order])]
+        yield q_index[best], c_index[best], scores[best]
 
 
 def write_suggestions(path: Path, crosswalk: tuple[tuple[str, Resolution], ...]) -> int:

@@ -427,3 +427,5 @@ def test_best_match_is_the_highest_score_then_the_same_form_then_the_first() -> 
         best = max(range(len(keys)), key=lambda i: (keys[i], -i))
         expected = (best, round(scores[best], 1)) if scores[best] > 0 else (-1, 0.0)
         assert (index, score) == expected, query
+    # None scores at all.
+    assert best_matches(["xyz"], [""], ["acme"], [""], 60).rows() == [(-1, 0.0)]
