@@ -745,6 +745,7 @@ PAIR_BUDGET = 20_000_000
 CHUNK_CELLS = 4_000_000  # scores held at once: 16 MB of float32
 BLOCK_LIMIT = 100  # a block shared by more candidates than this is too common to compare by
 QUERY_CHUNK = 20_000
+NAME_CHUNK = 50_000  # candidates split into blocks at once (their words' strings held)
 
 
 def best_matches(
@@ -879,8 +880,12 @@ def _blocked(
     min_score: float,
 ) -> Found:
     q_blocks = _blocks(queries).rename({"i": "q"})
+    among = q_blocks["block"].unique()  # blocks no query has pair nothing
     c_blocks = (
-        _blocks(candidates, among=q_blocks["block"].unique())  # blocks no query has pair nothing
+        pl.concat(
+            _blocks(candidates.slice(start, NAME_CHUNK), among).with_columns(pl.col("i") + start)
+            for start in range(0, len(candidates), NAME_CHUNK)
+        )
         .group_by("block")
         .agg(c="i")
         .filter(pl.col("c").list.n_unique() <= BLOCK_LIMIT)

@@ -690,7 +690,7 @@ class MappingProblem:
 def _named(rows: pl.DataFrame, side: str, kind: str) -> pl.DataFrame:
     """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
     compare (_folded): side, kind, value, distinct."""
-    values = rows.select(value=pl.concat_list(MAPPED_COLUMNS[kind])).explode("value")
+    values = pl.concat([rows.select(value=column) for column in MAPPED_COLUMNS[kind]])
     return (
         values.drop_nulls()
         .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
