@@ -189,7 +189,9 @@ PLAIN_NAME = r"^[\x00-\x7f" + "".join(PLAIN) + "]*$"
 
 def _ascii_split(name: pl.Expr) -> pl.Expr:
     """_split of ASCII names (PLAIN characters replaced), each word between two spaces: in
-    "  acme  and  co  " every word can be replaced with a space either side (SPELLED_WORDS)."""
+    "  acme  and  co  " every word can be replaced with a space either side (SPELLED_WORDS).
+    Each run of marks is one match, so words are exactly two spaces apart (name_table relies
+    on it), and at most four spaces stand at either end."""
     text = (
         name.str.to_lowercase()
         .str.replace_all(r"['.`]", "")
@@ -238,7 +240,12 @@ def name_table(kind: str, names: pl.Series) -> pl.DataFrame:
     words = (
         _split_column(names)
         .to_frame("words")
-        .select(SPELLED_WORDS.str.replace_all(" +", " ").str.strip_chars(" ").fill_null(""))
+        # Words are two spaces apart (four at the ends): one space apart, ends stripped.
+        .select(
+            SPELLED_WORDS.str.replace_all("  ", " ", literal=True)
+            .str.strip_chars(" ")
+            .fill_null("")
+        )
     )
     if kind != "client":
         return words.select(
@@ -858,7 +865,7 @@ def _blocks(strings: pl.Series, among: pl.Series | None = None) -> pl.DataFrame:
         for kind in kinds
     )
     if among is not None:
-        blocks = (b.filter(pl.col("block").is_in(among)) for b in blocks)
+        blocks = (b.filter(pl.col("block").is_in(among.implode())) for b in blocks)
     return pl.concat(list(blocks))
 
 
