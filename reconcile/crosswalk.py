@@ -912,6 +912,7 @@ def _blocked(
             .unique()  # one number: much cheaper than unique on (q, c)
             .to_numpy()
         )
+        pairs.sort()  # by query, then candidate
         if not len(pairs):
             continue
         scores = process.cpdist(
@@ -924,10 +925,26 @@ def _blocked(
         )
         hit = scores > 0
         q_index, c_index, scores = pairs[hit] // PAIR_BASE, pairs[hit] % PAIR_BASE, scores[hit]
-        # Per query: the highest score, then the same legal form, then the first candidate.
-        order = np.lexsort((c_index, q_forms[q_index] != c_forms[c_index], -scores, q_index))
-        best = order[_firsts(q_index[order])]
+        best = _run_best(q_index, scores, q_forms[q_index] == c_forms[c_index])
         yield q_index[best], c_index[best], scores[best]
+
+
+def _run_best(runs: np.ndarray, scores: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """Per run of equal values of the sorted array `runs`, the position of its highest score;
+    of equal scores the first where `same` holds, else the first. Vector operations over the
+    arrays (a sort of all of them by four keys took 0.2 s for 450,000 pairs)."""
+    if not len(runs):
+        return np.zeros(0, dtype=np.int64)
+    starts = _firsts(runs)
+    sizes = np.diff(np.append(starts, len(runs)))
+    run = np.repeat(np.arange(len(starts)), sizes)
+    top = scores == np.repeat(np.maximum.reduceat(scores, starts), sizes)
+    tops = np.flatnonzero(top)
+    best: np.ndarray = tops[_firsts(run[tops])]
+    preferred = np.flatnonzero(top & same)
+    preferred = preferred[_firsts(run[preferred])]
+    best[run[preferred]] = preferred
+    return best
 
 
 def write_suggestions(path: Path, crosswalk: tuple[tuple[str, Resolution], ...]) -> int:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
 from conftest import FIXTURES, invoke, read_json
+from reconcile import crosswalk
 from reconcile.crosswalk import (
     LEGAL_FORMS,
     PAIR_BUDGET,
@@ -398,32 +399,35 @@ def test_the_report_lists_a_collision_with_its_message(tmp_path: Path) -> None:
     assert note.replace("<", "&lt;").replace(">", "&gt;") in html
 
 
-def test_best_match_is_the_highest_score_then_the_same_form_then_the_first() -> None:
-    """Every pair scored (below PAIR_BUDGET): each query gets the candidate a plain loop over
-    all of them picks, among many equal scores (repeated names, forms on either side)."""
+@pytest.mark.parametrize("budget", [PAIR_BUDGET, 0], ids=["all pairs", "blocked"])
+def test_best_match_is_the_highest_score_then_the_same_form_then_the_first(
+    budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each query gets the candidate a plain loop over all of them picks, among many equal
+    scores (repeated names, forms on either side): every pair scored, or (budget 0) the pairs
+    that share a block, here all of them (every name holds "acme", 100 candidates at most)."""
+    monkeypatch.setattr(crosswalk, "PAIR_BUDGET", budget)
     rng = random.Random(3)
-    words = ["acme", "apex", "kestrel", "dental", "marine", "foods", "green", "finch"]
+    words = ["apex", "kestrel", "dental", "marine", "foods", "green", "finch"]
     forms = ["", "ltd", "inc"]
 
     def name() -> str:
-        return " ".join(rng.sample(words, rng.randint(1, 3)))
+        return " ".join(["acme", *rng.sample(words, rng.randint(0, 2))])
 
-    candidates = [name() for _ in range(300)]
+    candidates = [name() for _ in range(100)]
     c_forms = [rng.choice(forms) for _ in candidates]
     queries = [name() for _ in range(200)]
     q_forms = [rng.choice(forms) for _ in queries]
     found = best_matches(queries, q_forms, candidates, c_forms, 60)
     for query, form, (index, score) in zip(queries, q_forms, found.iter_rows(), strict=True):
-        # float32 as the matrix holds them, then the legal form as the tie-break.
+        # float32 as the scores are held, then the legal form, then the first.
         scores = [
             float(
                 pl.Series([fuzz.token_sort_ratio(query, c, score_cutoff=60)], dtype=pl.Float32)[0]
             )
             for c in candidates
         ]
-        keys = [
-            s + 0.001 * (form == f) if s > 0 else -1.0 for s, f in zip(scores, c_forms, strict=True)
-        ]
+        keys = [(s, form == f) for s, f in zip(scores, c_forms, strict=True)]
         best = max(range(len(keys)), key=lambda i: (keys[i], -i))
         expected = (best, round(scores[best], 1)) if scores[best] > 0 else (-1, 0.0)
         assert (index, score) == expected, query
