@@ -714,11 +714,7 @@ def _suggest(
     )  # each (entity, base, form) once
     queries = h_names.join(left.select("key"), on="key").sort("key", "rank")
     found = best_matches(
-        queries["base"].to_list(),
-        queries["form"].to_list(),
-        candidates["base"].to_list(),
-        candidates["form"].to_list(),
-        min_score,
+        queries["base"], queries["form"], candidates["base"], candidates["form"], min_score
     )
     # Each entity's best name; of equal scores, its first.
     best = (
@@ -756,27 +752,25 @@ NAME_CHUNK = 50_000  # candidates split into blocks at once (their words' string
 
 
 def best_matches(
-    queries: Sequence[str],
-    query_forms: Sequence[str],
-    candidates: Sequence[str],
-    candidate_forms: Sequence[str],
+    queries: pl.Series,
+    query_forms: pl.Series,
+    candidates: pl.Series,
+    candidate_forms: pl.Series,
     min_score: float,
 ) -> pl.DataFrame:
     """For each query, the index of the most similar candidate (token_sort_ratio, ties to the
     one with the same legal form, then the first) and its score rounded to a tenth: one row
     per query, index (-1 when none scores min_score or more) and score (then 0.0).
 
-    Queries and candidates are names as name_table gives them, words between single spaces."""
+    Queries and candidates (strings) are names as name_table gives them, words between single
+    spaces; each has its legal form (strings) beside it."""
     index = np.full(len(queries), -1, dtype=np.int64)
     score = np.zeros(len(queries))
-    if queries and candidates:
-        forms = pl.Series([*query_forms, *candidate_forms], dtype=pl.String)
-        codes = forms.rank("dense").to_numpy()
+    if len(queries) and len(candidates):
+        codes = pl.concat([query_forms, candidate_forms]).rank("dense").to_numpy()
         q_forms, c_forms = codes[: len(queries)], codes[len(queries) :]
-        q_names = pl.Series(queries, dtype=pl.String)
-        c_names = pl.Series(candidates, dtype=pl.String)
         pairs = _all_pairs if len(queries) * len(candidates) <= PAIR_BUDGET else _blocked
-        for rows, found, scores in pairs(q_names, q_forms, c_names, c_forms, min_score):
+        for rows, found, scores in pairs(queries, q_forms, candidates, c_forms, min_score):
             values = scores.astype(np.float64)
             ok = (values > 0) & (values >= min_score)
             index[rows[ok]] = found[ok]

@@ -342,6 +342,14 @@ def test_ambiguity_note_quotes_a_name_with_a_comma() -> None:
     assert note.endswith('add a mapping row client,<Autotask client>,"Smith, Jones & Co"')
 
 
+def _series(
+    queries: list[str], q_forms: list[str], candidates: list[str], c_forms: list[str]
+) -> tuple[pl.Series, pl.Series, pl.Series, pl.Series]:
+    """best_matches' columns from lists."""
+    q, qf, c, cf = (pl.Series(v, dtype=pl.String) for v in (queries, q_forms, candidates, c_forms))
+    return q, qf, c, cf
+
+
 def test_suggestions_at_scale_are_bounded_and_find_typos() -> None:
     """Above PAIR_BUDGET a query meets only candidates sharing a rare block with it (the bench
     measures 100k unmapped names against 200k): a one-word typo still finds its name."""
@@ -357,7 +365,9 @@ def test_suggestions_at_scale_are_bounded_and_find_typos() -> None:
     queries = typos + [f"{word()} {word()} dental" for _ in range(3_000)]
     assert len(queries) * len(candidates) > PAIR_BUDGET
     start = time.perf_counter()
-    found = best_matches(queries, [""] * len(queries), candidates, [""] * len(candidates), 60)
+    found = best_matches(
+        *_series(queries, [""] * len(queries), candidates, [""] * len(candidates)), 60
+    )
     assert time.perf_counter() - start < 20
     missed = [
         (q, c)
@@ -418,7 +428,7 @@ def test_best_match_is_the_highest_score_then_the_same_form_then_the_first(
     c_forms = [rng.choice(forms) for _ in candidates]
     queries = [name() for _ in range(200)]
     q_forms = [rng.choice(forms) for _ in queries]
-    found = best_matches(queries, q_forms, candidates, c_forms, 60)
+    found = best_matches(*_series(queries, q_forms, candidates, c_forms), 60)
     for query, form, (index, score) in zip(queries, q_forms, found.iter_rows(), strict=True):
         # float32 as the scores are held, then the legal form, then the first.
         scores = [
@@ -432,4 +442,4 @@ def test_best_match_is_the_highest_score_then_the_same_form_then_the_first(
         expected = (best, round(scores[best], 1)) if scores[best] > 0 else (-1, 0.0)
         assert (index, score) == expected, query
     # None scores at all.
-    assert best_matches(["xyz"], [""], ["acme"], [""], 60).rows() == [(-1, 0.0)]
+    assert best_matches(*_series(["xyz"], [""], ["acme"], [""]), 60).rows() == [(-1, 0.0)]
