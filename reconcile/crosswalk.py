@@ -747,7 +747,7 @@ def _suggest(
 PAIR_BUDGET = 20_000_000
 CHUNK_CELLS = 4_000_000  # scores held at once: 16 MB of float32
 BLOCK_LIMIT = 100  # a block shared by more candidates than this is too common to compare by
-QUERY_CHUNK = 20_000
+QUERY_CHUNK = 5_000  # queries whose pairs (and their strings, for cpdist) are held at once
 NAME_CHUNK = 50_000  # candidates split into blocks at once (their words' strings held)
 
 
