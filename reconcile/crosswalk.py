@@ -906,9 +906,9 @@ def _blocked(
             .unique()  # one number: much cheaper than unique on (q, c)
             .to_numpy()
         )
-        pairs.sort()  # by query, then candidate
         if not len(pairs):
             continue
+        pairs.sort()  # by query, then candidate
         scores = process.cpdist(
             q_text[pairs // PAIR_BASE],
             c_text[pairs % PAIR_BASE],
