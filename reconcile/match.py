@@ -21,7 +21,6 @@ from reconcile.crosswalk import (
     Mapping,
     Resolution,
     casefold,
-    collector_paused,
     name_table,
     normalise_text,
     resolutions,
@@ -47,7 +46,7 @@ class MatchResult:
     """Counts per stage; the groups themselves live in the connection's temp tables."""
 
     stages: tuple[dict[str, object], ...]
-    crosswalk: tuple[tuple[str, Resolution], ...]
+    crosswalk: tuple[tuple[str, Resolution], ...]  # the unmapped HaloPSA entities only
     unused_mappings: tuple[MappingProblem, ...]
 
 
@@ -248,9 +247,11 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
 
 
 def _resolutions(crosswalk: pl.DataFrame) -> tuple[tuple[str, Resolution], ...]:
-    """The crosswalk as MatchResult holds it: (kind, Resolution), one per HaloPSA entity."""
-    with collector_paused():
-        return tuple(zip(crosswalk["kind"], resolutions(crosswalk), strict=True))
+    """The unmapped HaloPSA entities as MatchResult holds them, (kind, Resolution) in the
+    crosswalk's order: all that a reader of it looks at (the unmapped list, suggestions). The
+    resolved ones stay in the crosswalk table, never one Python object each."""
+    unmapped = crosswalk.filter(pl.col("method") == "unmapped")
+    return tuple(zip(unmapped["kind"], resolutions(unmapped), strict=True))
 
 
 def _register_crosswalk(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> None:
@@ -689,7 +690,7 @@ class MappingProblem:
 def _named(rows: pl.DataFrame, side: str, kind: str) -> pl.DataFrame:
     """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
     compare (_folded): side, kind, value, distinct."""
-    values = rows.select(value=pl.concat_list(MAPPED_COLUMNS[kind])).explode("value")
+    values = pl.concat([rows.select(value=column) for column in MAPPED_COLUMNS[kind]])
     return (
         values.drop_nulls()
         .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
 from conftest import FIXTURES, invoke, read_json
+from reconcile import crosswalk
 from reconcile.crosswalk import (
     LEGAL_FORMS,
     PAIR_BUDGET,
@@ -341,6 +342,14 @@ def test_ambiguity_note_quotes_a_name_with_a_comma() -> None:
     assert note.endswith('add a mapping row client,<Autotask client>,"Smith, Jones & Co"')
 
 
+def _series(
+    queries: list[str], q_forms: list[str], candidates: list[str], c_forms: list[str]
+) -> tuple[pl.Series, pl.Series, pl.Series, pl.Series]:
+    """best_matches' columns from lists."""
+    q, qf, c, cf = (pl.Series(v, dtype=pl.String) for v in (queries, q_forms, candidates, c_forms))
+    return q, qf, c, cf
+
+
 def test_suggestions_at_scale_are_bounded_and_find_typos() -> None:
     """Above PAIR_BUDGET a query meets only candidates sharing a rare block with it (the bench
     measures 100k unmapped names against 200k): a one-word typo still finds its name."""
@@ -356,7 +365,9 @@ def test_suggestions_at_scale_are_bounded_and_find_typos() -> None:
     queries = typos + [f"{word()} {word()} dental" for _ in range(3_000)]
     assert len(queries) * len(candidates) > PAIR_BUDGET
     start = time.perf_counter()
-    found = best_matches(queries, [""] * len(queries), candidates, [""] * len(candidates), 60)
+    found = best_matches(
+        *_series(queries, [""] * len(queries), candidates, [""] * len(candidates)), 60
+    )
     assert time.perf_counter() - start < 20
     missed = [
         (q, c)
@@ -396,3 +407,39 @@ def test_the_report_lists_a_collision_with_its_message(tmp_path: Path) -> None:
     )
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert note.replace("<", "&lt;").replace(">", "&gt;") in html
+
+
+@pytest.mark.parametrize("budget", [PAIR_BUDGET, 0], ids=["all pairs", "blocked"])
+def test_best_match_is_the_highest_score_then_the_same_form_then_the_first(
+    budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each query gets the candidate a plain loop over all of them picks, among many equal
+    scores (repeated names, forms on either side): every pair scored, or (budget 0) the pairs
+    that share a block, here all of them (every name holds "acme", 100 candidates at most)."""
+    monkeypatch.setattr(crosswalk, "PAIR_BUDGET", budget)
+    rng = random.Random(3)
+    words = ["apex", "kestrel", "dental", "marine", "foods", "green", "finch"]
+    forms = ["", "ltd", "inc"]
+
+    def name() -> str:
+        return " ".join(["acme", *rng.sample(words, rng.randint(0, 2))])
+
+    candidates = [name() for _ in range(100)]
+    c_forms = [rng.choice(forms) for _ in candidates]
+    queries = [name() for _ in range(200)]
+    q_forms = [rng.choice(forms) for _ in queries]
+    found = best_matches(*_series(queries, q_forms, candidates, c_forms), 60)
+    for query, form, (index, score) in zip(queries, q_forms, found.iter_rows(), strict=True):
+        # float32 as the scores are held, then the legal form, then the first.
+        scores = [
+            float(
+                pl.Series([fuzz.token_sort_ratio(query, c, score_cutoff=60)], dtype=pl.Float32)[0]
+            )
+            for c in candidates
+        ]
+        keys = [(s, form == f) for s, f in zip(scores, c_forms, strict=True)]
+        best = max(range(len(keys)), key=lambda i: (keys[i], -i))
+        expected = (best, round(scores[best], 1)) if scores[best] > 0 else (-1, 0.0)
+        assert (index, score) == expected, query
+    # None scores at all.
+    assert best_matches(*_series(["xyz"], [""], ["acme"], [""]), 60).rows() == [(-1, 0.0)]
