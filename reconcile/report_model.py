@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -690,3 +690,42 @@ def json_bytes(data: Any) -> bytes:
     """Indented for people, one trailing newline; orjson because the standard encoder is slow
     when indenting."""
     return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+RECORDS_CHUNK = 2048  # rows encoded at a time by json_records (about 2.5 MB of JSON)
+
+
+def json_records(frame: pl.DataFrame) -> Iterator[bytes]:
+    """`json_bytes(frame.to_dicts())` in pieces, byte for byte, encoded by polars a chunk of rows
+    at a time (no Python object per value). `frame`: at least one column, of String, integer or
+    boolean values (text_columns makes decimals and dates text); nulls are `null`. Values are
+    escaped as orjson escapes them: `"`, `\\` and control characters, nothing else."""
+    if frame.is_empty():
+        yield b"[]\n"
+        return
+    keys = [orjson.dumps(name).decode() for name in frame.columns]
+    # Each value's JSON: a one-field object encoded by polars, less its `{"name":` and `}`.
+    values = [
+        pl.struct(pl.col(name)).struct.json_encode().str.strip_prefix("{" + key + ":")
+        .str.strip_suffix("}").alias(name)
+        for name, key in zip(frame.columns, keys, strict=True)
+    ]  # fmt: skip
+    row = pl.concat_str(
+        [
+            *(
+                part
+                for n, (name, key) in enumerate(zip(frame.columns, keys, strict=True))
+                for part in (
+                    pl.lit(("  {\n    " if n == 0 else ",\n    ") + key + ": "),
+                    pl.col(name),
+                )
+            ),
+            pl.lit("\n  }"),
+        ]
+    )
+    for start in range(0, frame.height, RECORDS_CHUNK):
+        # Two steps: polars encodes the columns in parallel, then joins each row's parts.
+        encoded = frame.slice(start, RECORDS_CHUNK).select(values)
+        yield b",\n" if start else b"[\n"
+        yield encoded.select(row.str.join(",\n").cast(pl.Binary)).item()
+    yield b"\n]\n"

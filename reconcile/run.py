@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -59,7 +59,7 @@ from reconcile.report_model import (
     conform,
     empty_frame,
     from_plain,
-    json_bytes,
+    json_records,
     plain,
     text_columns,
 )
@@ -524,9 +524,7 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
         "discrepancies.xlsx": lambda path: write_xlsx(frame, path),
-        "discrepancies.json": lambda path: path.write_bytes(
-            json_bytes(text_columns(frame).to_dicts())
-        ),
+        "discrepancies.json": lambda path: _write_pieces(path, json_records(text_columns(frame))),
         "summary.json": lambda path: path.write_bytes(result.summary.json_bytes()),
         "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),
@@ -536,6 +534,11 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
             write(out / name)
             pause(name)
     return data
+
+
+def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
+    with path.open("wb") as fh:
+        fh.writelines(pieces)
 
 
 def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import escape
 from report_data import (
     HOSTILE,
@@ -23,7 +25,7 @@ from report_data import (
 )
 
 from conftest import DEMO, invoke, read_json
-from reconcile import report
+from reconcile import report, report_model
 from reconcile.report import (
     CSP,
     DEFAULT_TEMPLATE_DIR,
@@ -50,6 +52,8 @@ from reconcile.report_model import (
     ReportData,
     SideTotals,
     conform,
+    json_bytes,
+    json_records,
     text_columns,
 )
 
@@ -462,3 +466,43 @@ def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
     back = ReportData.from_json_dict(orjson.loads(orjson.dumps(hostile.json_dict())))
     assert back.summary.json_dict == hostile.summary.json_dict
     assert report_html(back) == report_html(hostile)
+
+
+TEXTS = st.one_of(
+    st.none(),
+    st.text(),  # any code point but surrogates: controls, quotes, backslashes, non-BMP
+    st.sampled_from(["", "=1+1", '"', "\\", "\x00\x1f\x7f\x80\x9f", "\u2028\u2029", "\U0001f600"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(TEXTS, TEXTS, st.none() | st.integers(-(2**63), 2**63 - 1)), max_size=9)
+)
+def test_json_records_are_the_bytes_orjson_writes(rows: list[tuple[Any, ...]]) -> None:
+    """discrepancies.json is encoded by polars a chunk at a time (json_records): the same bytes
+    as orjson's indented rows for any text (escapes, controls, non-BMP), nulls and integers,
+    across chunk boundaries, and for no rows at all."""
+    frame = pl.DataFrame(
+        rows, schema={"id": pl.String, 'we"ird\\ké': pl.String, "n": pl.Int64}, orient="row"
+    )
+    expected = json_bytes(frame.to_dicts())
+    assert b"".join(json_records(frame)) == expected
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_model, "RECORDS_CHUNK", 2)
+        assert b"".join(json_records(frame)) == expected
+
+
+def test_json_records_of_the_demo_are_its_discrepancies_json(tmp_path: Path) -> None:
+    """Every column type of the discrepancy table (decimals and dates as text) encodes as the
+    run's discrepancies.json holds it."""
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    frame = text_columns(pl.read_parquet(out / "discrepancies.parquet"))
+    assert b"".join(json_records(frame)) == json_bytes(frame.to_dicts())
+    assert json_bytes(frame.to_dicts()) == (out / "discrepancies.json").read_bytes()
