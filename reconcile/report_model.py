@@ -605,18 +605,25 @@ class ReportData:
         check_schema(self.lines, LINE_SCHEMA, "lines")
         check_schema(self.quarantine, QUARANTINE_SCHEMA, "quarantine")
 
-    def json_dict(self) -> dict[str, Any]:
-        """The whole report data as JSON-able values, as the workspace keeps it with the run
-        (history.report_blob): {summary: Summary.json_dict, rules: {code: RuleText}, title,
-        signed, discrepancies, lines, quarantine: {column: [value, ...]}, decimals and dates as
-        their exact text}. from_json_dict reads it back."""
-        return {
-            "summary": self.summary.json_dict,
-            "rules": plain(self.rules),
-            "title": self.title,
-            "signed": plain(self.signed),
-            **{name: text_columns(getattr(self, name)).to_dict(as_series=False) for name in FRAMES},
-        }
+    def json_pieces(self) -> Iterator[bytes]:
+        """The whole report data as compact JSON, in pieces, as the workspace keeps it with the
+        run (history.report_blob): {summary: Summary.json_dict, rules: {code: RuleText}, title,
+        signed, discrepancies, lines, quarantine: {column: [value, ...]}}, decimals and dates
+        as their exact text; the tables encoded by polars a column at a time (json_columns).
+        from_json_dict reads it back."""
+        head = orjson.dumps(
+            {
+                "summary": self.summary.json_dict,
+                "rules": plain(self.rules),
+                "title": self.title,
+                "signed": plain(self.signed),
+            }
+        )
+        yield head[:-1]
+        for name in FRAMES:
+            yield b"," + orjson.dumps(name) + b":"
+            yield from json_columns(text_columns(getattr(self, name)))
+        yield b"}"
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> ReportData:
@@ -690,6 +697,28 @@ def json_bytes(data: Any) -> bytes:
     """Indented for people, one trailing newline; orjson because the standard encoder is slow
     when indenting."""
     return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def json_list(series: pl.Series) -> bytes:
+    """`orjson.dumps(series.to_list())`, byte for byte, encoded by polars (no Python object per
+    value): a list of String, integer or boolean values, nulls `null`, escaped as json_records."""
+    member = (
+        series.rename("v")
+        .to_frame()
+        .select(pl.struct(pl.col("v").implode()).struct.json_encode().cast(pl.Binary))
+        .item()
+    )
+    return bytes(member[len(b'{"v":') : -1])
+
+
+def json_columns(frame: pl.DataFrame) -> Iterator[bytes]:
+    """`orjson.dumps(frame.to_dict(as_series=False))` in pieces, byte for byte: {column: [value,
+    ...]}, a column at a time (json_list), in the frame's column order."""
+    yield b"{"
+    for n, name in enumerate(frame.columns):
+        yield (b"," if n else b"") + orjson.dumps(name) + b":"
+        yield json_list(frame[name])
+    yield b"}"
 
 
 RECORDS_CHUNK = 2048  # rows encoded at a time by json_records (about 2.5 MB of JSON)

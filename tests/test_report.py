@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import re
 from decimal import Decimal
@@ -26,6 +27,7 @@ from report_data import (
 
 from conftest import DEMO, invoke, read_json
 from reconcile import report, report_model
+from reconcile.history import report_blob
 from reconcile.report import (
     CSP,
     DEFAULT_TEMPLATE_DIR,
@@ -53,7 +55,10 @@ from reconcile.report_model import (
     SideTotals,
     conform,
     json_bytes,
+    json_columns,
+    json_list,
     json_records,
+    plain,
     text_columns,
 )
 
@@ -463,8 +468,21 @@ def test_differences_shown_with_their_lines_are_capped(
 def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
     """The run keeps its report data as JSON (history.report_blob) so a sign-off pack can
     render the report again: read back, it renders the same page and the same summary.json."""
-    back = ReportData.from_json_dict(orjson.loads(orjson.dumps(hostile.json_dict())))
+    kept = orjson.loads(gzip.decompress(report_blob(hostile)))
+    assert kept == {
+        "summary": hostile.summary.json_dict,
+        "rules": plain(hostile.rules),
+        "title": hostile.title,
+        "signed": None,
+        **{
+            name: text_columns(getattr(hostile, name)).to_dict(as_series=False)
+            for name in ("discrepancies", "lines", "quarantine")
+        },
+    }
+    back = ReportData.from_json_dict(kept)
     assert back.summary.json_dict == hostile.summary.json_dict
+    for name in ("discrepancies", "lines", "quarantine"):
+        assert getattr(back, name).equals(getattr(hostile, name))
     assert report_html(back) == report_html(hostile)
 
 
@@ -482,7 +500,7 @@ TEXTS = st.one_of(
 def test_json_records_are_the_bytes_orjson_writes(rows: list[tuple[Any, ...]]) -> None:
     """discrepancies.json is encoded by polars a chunk at a time (json_records): the same bytes
     as orjson's indented rows for any text (escapes, controls, non-BMP), nulls and integers,
-    across chunk boundaries, and for no rows at all."""
+    across chunk boundaries, and for no rows at all; and so are columns (json_columns)."""
     frame = pl.DataFrame(
         rows, schema={"id": pl.String, 'we"ird\\ké': pl.String, "n": pl.Int64}, orient="row"
     )
@@ -491,6 +509,9 @@ def test_json_records_are_the_bytes_orjson_writes(rows: list[tuple[Any, ...]]) -
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(report_model, "RECORDS_CHUNK", 2)
         assert b"".join(json_records(frame)) == expected
+    # The report's tables and the kept report data travel as columns, encoded the same way.
+    assert b"".join(json_columns(frame)) == orjson.dumps(frame.to_dict(as_series=False))
+    assert json_list(frame["id"]) == orjson.dumps(frame["id"].to_list())
 
 
 def test_json_records_of_the_demo_are_its_discrepancies_json(tmp_path: Path) -> None:
