@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,12 @@ def run_cycle(
         data = write_outputs(result, workspace, rules)
         kept = result.outputs.with_columns(findings["acceptance"])
         workspace.save_run(
-            number, summary.run_id, cycle, summary.json_dict, kept, history.report_blob(data)
+            number,
+            summary.run_id,
+            cycle,
+            b"".join(summary.json_pieces()),
+            kept,
+            history.report_blob(data),
         )
     return result
 
@@ -524,7 +530,9 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
         "discrepancies.xlsx": lambda path: write_xlsx(frame, path),
-        "discrepancies.json": lambda path: _write_pieces(path, json_records(text_columns(frame))),
+        "discrepancies.json": lambda path: _write_pieces(
+            path, chain(json_records(text_columns(frame)), [b"\n"])
+        ),
         "summary.json": lambda path: path.write_bytes(result.summary.json_bytes()),
         "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),

@@ -53,8 +53,8 @@ from reconcile.report_model import (
     CurrencyTotals,
     ReportData,
     SideTotals,
+    compact_records,
     conform,
-    json_bytes,
     json_columns,
     json_list,
     json_records,
@@ -470,7 +470,7 @@ def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
     render the report again: read back, it renders the same page and the same summary.json."""
     kept = orjson.loads(gzip.decompress(report_blob(hostile)))
     assert kept == {
-        "summary": hostile.summary.json_dict,
+        "summary": orjson.loads(b"".join(hostile.summary.json_pieces())),
         "rules": plain(hostile.rules),
         "title": hostile.title,
         "signed": None,
@@ -480,10 +480,15 @@ def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
         },
     }
     back = ReportData.from_json_dict(kept)
-    assert back.summary.json_dict == hostile.summary.json_dict
+    assert back.summary.json_bytes() == hostile.summary.json_bytes()
     for name in ("discrepancies", "lines", "quarantine"):
         assert getattr(back, name).equals(getattr(hostile, name))
     assert report_html(back) == report_html(hostile)
+
+
+def json_bytes(data: Any) -> bytes:
+    """The reference: orjson's indented JSON with one trailing newline."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 TEXTS = st.one_of(
@@ -505,10 +510,15 @@ def test_json_records_are_the_bytes_orjson_writes(rows: list[tuple[Any, ...]]) -
         rows, schema={"id": pl.String, 'we"ird\\ké': pl.String, "n": pl.Int64}, orient="row"
     )
     expected = json_bytes(frame.to_dicts())
-    assert b"".join(json_records(frame)) == expected
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(report_model, "RECORDS_CHUNK", 2)
-        assert b"".join(json_records(frame)) == expected
+    nested = json_bytes({"a": 1, "rows": frame.to_dicts()})
+    for chunk in (report_model.RECORDS_CHUNK, 2):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(report_model, "RECORDS_CHUNK", chunk)
+            assert b"".join(json_records(frame)) + b"\n" == expected
+            # One level deep, as summary.json holds its clients.
+            inner = b"".join(json_records(frame, depth=1))
+            assert b'{\n  "a": 1,\n  "rows": ' + inner + b"\n}\n" == nested
+            assert b"".join(compact_records(frame)) == orjson.dumps(frame.to_dicts())
     # The report's tables and the kept report data travel as columns, encoded the same way.
     assert b"".join(json_columns(frame)) == orjson.dumps(frame.to_dict(as_series=False))
     assert json_list(frame["id"]) == orjson.dumps(frame["id"].to_list())
@@ -525,5 +535,7 @@ def test_json_records_of_the_demo_are_its_discrepancies_json(tmp_path: Path) -> 
     )  # fmt: skip
     assert result.exit_code == 1, result.output
     frame = text_columns(pl.read_parquet(out / "discrepancies.parquet"))
-    assert b"".join(json_records(frame)) == json_bytes(frame.to_dicts())
+    assert b"".join(json_records(frame)) + b"\n" == json_bytes(frame.to_dicts())
     assert json_bytes(frame.to_dicts()) == (out / "discrepancies.json").read_bytes()
+    summary = read_json(out / "summary.json")
+    assert (out / "summary.json").read_bytes() == json_bytes(summary)  # clients spliced in
