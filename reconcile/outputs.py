@@ -180,12 +180,11 @@ def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
     amount. The document date is fixed, so the same frames give the same bytes.
 
     Written row by row in XlsxWriter's constant_memory mode: each row goes to a temporary file
-    (in `path`'s folder) as soon as the next one starts, so memory stays flat whatever the
-    number of rows; strings are written inline in their cells (no shared-strings table)."""
-    workbook = xlsxwriter.Workbook(
-        str(path),
-        {"strings_to_formulas": False, "constant_memory": True, "tmpdir": str(path.parent)},
-    )
+    (the system's temporary folder) as soon as the next one starts, so memory stays flat
+    whatever the number of rows; strings are written inline in their cells (no shared-strings
+    table)."""
+    options = {"strings_to_formulas": False, "constant_memory": True}
+    workbook = xlsxwriter.Workbook(str(path), options)
     # A fixed document date: the same run gives the same bytes (XlsxWriter stamps "now").
     workbook.set_properties({"created": FIXED_DATE})
     try:
