@@ -177,8 +177,14 @@ def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
     (Decimal with 4 places) as numbers to four places, integers as numbers; every other cell
     written as text (never a formula), text a spreadsheet would run as one prefixed `'` as in
     the CSVs (safe.cell). Numbers are IEEE doubles in XLSX, exact to the cent for any invoice
-    amount. The document date is fixed, so the same frames give the same bytes."""
-    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False})
+    amount. The document date is fixed, so the same frames give the same bytes.
+
+    Written row by row in XlsxWriter's constant_memory mode: each row goes to a temporary file
+    (the system's temporary folder) as soon as the next one starts, so memory stays flat
+    whatever the number of rows; strings are written inline in their cells (no shared-strings
+    table)."""
+    options = {"strings_to_formulas": False, "constant_memory": True}
+    workbook = xlsxwriter.Workbook(str(path), options)
     # A fixed document date: the same run gives the same bytes (XlsxWriter stamps "now").
     workbook.set_properties({"created": FIXED_DATE})
     try:
@@ -208,29 +214,57 @@ class _Formats:
         return self._money[key]
 
 
+CHUNK_ROWS = 8192  # rows converted to Python values at a time (memory flat in the row count)
+# How a column's cells are written (_column): text, or numbers with no format, four places or
+# the row's currency.
+TEXT, NUMBER, FOUR_PLACES, MONEY = range(4)
+
+
+def _column(series: pl.Series) -> tuple[int, list[Any]]:
+    """(kind, one value per row): numbers as floats, text made inert (safe.cell), nulls None."""
+    dtype = series.dtype
+    if isinstance(dtype, pl.Decimal):
+        kind = FOUR_PLACES if (dtype.scale or 0) > 2 else MONEY
+        return kind, series.cast(pl.Float64).to_list()
+    if dtype.is_integer():
+        return NUMBER, series.cast(pl.Float64).to_list()
+    name = series.name
+    text = series.to_frame().select(
+        cell_expr(name) if dtype == pl.String else pl.col(name).cast(pl.String)
+    )
+    return TEXT, text[name].to_list()
+
+
 def _write_sheet(ws: Any, frame: pl.DataFrame, formats: _Formats) -> None:
+    """One sheet, row after row (constant_memory takes the rows in order): the header, then the
+    rows CHUNK_ROWS at a time, so only one chunk's cells are ever held as Python values."""
     for col, name in enumerate(frame.columns):
         ws.write_string(0, col, name, formats.bold)
-    # Column by column, each converted once (cells are written by XlsxWriter either way).
-    codes = frame["currency"].to_list() if "currency" in frame.columns else []
-    row_money = [formats.money(c) for c in codes] or [formats.money(None)] * frame.height
-    for col, name in enumerate(frame.columns):
-        series = frame[name]
-        if isinstance(series.dtype, pl.Decimal) or series.dtype.is_integer():
-            four = isinstance(series.dtype, pl.Decimal) and (series.dtype.scale or 0) > 2
-            money = isinstance(series.dtype, pl.Decimal) and not four
-            for row, number in enumerate(series.cast(pl.Float64).to_list(), start=1):
-                if number is not None:
-                    style = formats.places if four else row_money[row - 1] if money else None
-                    ws.write_number(row, col, number, style)
-        else:
-            texts = frame.select(
-                cell_expr(name) if series.dtype == pl.String else series.cast(pl.String)
-            )[name].to_list()
-            for row, text in enumerate(texts, start=1):
-                if text:
-                    ws.write_string(row, col, text)
+    for start in range(0, frame.height, CHUNK_ROWS):
+        _write_rows(ws, frame.slice(start, CHUNK_ROWS), start + 1, formats)
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(frame.height, 1), max(len(frame.columns) - 1, 0))
     for col, name in enumerate(frame.columns):
         ws.set_column(col, col, 60 if name in WIDE_COLUMNS else max(12, min(len(name) + 2, 30)))
+
+
+def _write_rows(ws: Any, frame: pl.DataFrame, first_row: int, formats: _Formats) -> None:
+    """The frame's rows from sheet row `first_row` on, each row's non-empty cells."""
+    codes = frame["currency"].to_list() if "currency" in frame.columns else []
+    row_money = [formats.money(c) for c in codes] or [formats.money(None)] * frame.height
+    columns = [(col, *_column(frame[name])) for col, name in enumerate(frame.columns)]
+    texts = [(col, values) for col, kind, values in columns if kind == TEXT]
+    numbers = [(col, kind, values) for col, kind, values in columns if kind != TEXT]
+    styles: dict[int, Any] = {NUMBER: None, FOUR_PLACES: formats.places}
+    write_string, write_number = ws.write_string, ws.write_number
+    for index, money in enumerate(row_money):
+        row = first_row + index
+        styles[MONEY] = money
+        for col, kind, values in numbers:
+            number = values[index]
+            if number is not None:
+                write_number(row, col, number, styles[kind])
+        for col, values in texts:
+            text = values[index]
+            if text:
+                write_string(row, col, text)

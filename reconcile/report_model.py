@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -519,10 +519,10 @@ class Summary:
         return list(self.totals)
 
     @cached_property
-    def json_dict(self) -> dict[str, Any]:
-        """summary.json's content: JSON-able values, money as exact strings (made once: the
-        file and the workspace's run history both take it; not to be modified)."""
-        return {
+    def _json_parts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """summary.json's content but the clients, as the members before and after them:
+        JSON-able values, money as exact strings (made once; not to be modified)."""
+        before = {
             "run_id": self.run_id,
             "reconcile_version": self.reconcile_version,
             "cycle": self.cycle,
@@ -550,16 +550,37 @@ class Summary:
             "unused_mappings": plain(self.unused_mappings),
             "unmapped": plain(self.unmapped),
             "unmapped_contracts": self.unmapped_contracts,
-            "clients": text_columns(self.clients).to_dicts(),
+        }
+        after = {
             "config": self.config.as_json_dict(),
             "acceptances": plain(self.acceptances),
             "history": plain(self.history),
             "signoffs": plain(self.signoffs),
         }
+        return before, after
+
+    def json_pieces(self, indent: bool = False) -> Iterator[bytes]:
+        """summary.json's content as JSON, in pieces: indented for people with one trailing
+        newline (the file), or compact (the workspace's runs table, the kept report data).
+        {run_id, …, unmapped_contracts, clients: [{CLIENT_SCHEMA's columns}], config, …,
+        signoffs}; the clients (one per client and currency: 170,000 at 1M lines) are encoded
+        by polars (json_records), the rest by orjson, then the two joined."""
+        before, after = self._json_parts
+        clients = text_columns(self.clients)
+        if indent:
+            option = orjson.OPT_INDENT_2
+            yield orjson.dumps(before, option=option)[: -len(b"\n}")] + b',\n  "clients": '
+            yield from json_records(clients, depth=1)
+            yield b",\n" + orjson.dumps(after, option=option)[len(b"{\n") :] + b"\n"
+        else:
+            yield orjson.dumps(before)[:-1] + b',"clients":'
+            yield from compact_records(clients)
+            yield b"," + orjson.dumps(after)[1:]
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Summary:
-        """The summary back from its json_dict (the derived currencies and inputs left out)."""
+        """The summary back from its JSON (json_pieces) as parsed (the derived currencies and
+        inputs left out)."""
         hints = get_type_hints(cls)
         special = {"clients", "config"}
         return cls(
@@ -574,7 +595,7 @@ class Summary:
 
     def json_bytes(self) -> bytes:
         """summary.json: indented for people, one trailing newline."""
-        return json_bytes(self.json_dict)
+        return b"".join(self.json_pieces(indent=True))
 
 
 @dataclass(frozen=True)
@@ -605,18 +626,20 @@ class ReportData:
         check_schema(self.lines, LINE_SCHEMA, "lines")
         check_schema(self.quarantine, QUARANTINE_SCHEMA, "quarantine")
 
-    def json_dict(self) -> dict[str, Any]:
-        """The whole report data as JSON-able values, as the workspace keeps it with the run
-        (history.report_blob): {summary: Summary.json_dict, rules: {code: RuleText}, title,
-        signed, discrepancies, lines, quarantine: {column: [value, ...]}, decimals and dates as
-        their exact text}. from_json_dict reads it back."""
-        return {
-            "summary": self.summary.json_dict,
-            "rules": plain(self.rules),
-            "title": self.title,
-            "signed": plain(self.signed),
-            **{name: text_columns(getattr(self, name)).to_dict(as_series=False) for name in FRAMES},
-        }
+    def json_pieces(self) -> Iterator[bytes]:
+        """The whole report data as compact JSON, in pieces, as the workspace keeps it with the
+        run (history.report_blob): {summary: Summary.json_pieces, rules: {code: RuleText}, title,
+        signed, discrepancies, lines, quarantine: {column: [value, ...]}}, decimals and dates
+        as their exact text; the tables encoded by polars a column at a time (json_columns).
+        from_json_dict reads it back."""
+        yield b'{"summary":'
+        yield from self.summary.json_pieces()
+        head = {"rules": plain(self.rules), "title": self.title, "signed": plain(self.signed)}
+        yield b"," + orjson.dumps(head)[1:-1]
+        for name in FRAMES:
+            yield b"," + orjson.dumps(name) + b":"
+            yield from json_columns(text_columns(getattr(self, name)))
+        yield b"}"
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> ReportData:
@@ -686,7 +709,83 @@ def _columns(rows: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> d
     return {name: [row[name] for row in rows] for name in schema}
 
 
-def json_bytes(data: Any) -> bytes:
-    """Indented for people, one trailing newline; orjson because the standard encoder is slow
-    when indenting."""
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+def json_list(series: pl.Series) -> bytes:
+    """`orjson.dumps(series.to_list())`, byte for byte, encoded by polars (no Python object per
+    value): a list of String, integer or boolean values, nulls `null`, escaped as json_records."""
+    member = (
+        series.rename("v")
+        .to_frame()
+        .select(pl.struct(pl.col("v").implode()).struct.json_encode().cast(pl.Binary))
+        .item()
+    )
+    return bytes(member[len(b'{"v":') : -1])
+
+
+def json_columns(frame: pl.DataFrame) -> Iterator[bytes]:
+    """`orjson.dumps(frame.to_dict(as_series=False))` in pieces, byte for byte: {column: [value,
+    ...]}, a column at a time (json_list), in the frame's column order."""
+    yield b"{"
+    for n, name in enumerate(frame.columns):
+        yield (b"," if n else b"") + orjson.dumps(name) + b":"
+        yield json_list(frame[name])
+    yield b"}"
+
+
+RECORDS_CHUNK = 2048  # rows encoded at a time by json_records (about 2.5 MB of JSON)
+
+
+def json_records(frame: pl.DataFrame, depth: int = 0) -> Iterator[bytes]:
+    """`orjson.dumps(frame.to_dicts(), option=OPT_INDENT_2)` in pieces, byte for byte, as it
+    stands `depth` levels deep in an indented document (each line but the first indented by
+    two spaces a level), encoded by polars a chunk of rows at a time (no Python object per
+    value). `frame`: at least one column, of String, integer or boolean values (text_columns
+    makes decimals and dates text); nulls are `null`. Values are escaped as orjson escapes
+    them: `"`, `\\` and control characters, nothing else."""
+    if frame.is_empty():
+        yield b"[]"
+        return
+    pad = "  " * depth
+    keys = [orjson.dumps(name).decode() for name in frame.columns]
+    row = pl.concat_str(
+        [
+            *(
+                part
+                for n, (name, key) in enumerate(zip(frame.columns, keys, strict=True))
+                for part in (
+                    pl.lit((",\n" if n else pad + "  {\n") + pad + "    " + key + ": "),
+                    pl.col(name),
+                )
+            ),
+            pl.lit("\n" + pad + "  }"),
+        ]
+    )
+    for start in range(0, frame.height, RECORDS_CHUNK):
+        # Two steps: polars encodes the columns in parallel, then joins each row's parts.
+        encoded = frame.slice(start, RECORDS_CHUNK).select(_json_values(frame))
+        yield b",\n" if start else b"[\n"
+        yield encoded.select(row.str.join(",\n").cast(pl.Binary)).item()
+    yield ("\n" + pad + "]").encode()
+
+
+def compact_records(frame: pl.DataFrame) -> Iterator[bytes]:
+    """`orjson.dumps(frame.to_dicts())` in pieces, byte for byte (values as json_records)."""
+    yield b"["
+    for start in range(0, frame.height, RECORDS_CHUNK):
+        rows = frame.slice(start, RECORDS_CHUNK).select(
+            pl.struct(pl.all()).struct.json_encode().str.join(",").cast(pl.Binary)
+        )
+        yield (b"," if start else b"") + rows.item()
+    yield b"]"
+
+
+def _json_values(frame: pl.DataFrame) -> list[pl.Expr]:
+    """Each column's values as JSON text: a one-field object encoded by polars, less its
+    `{"name":` and `}`."""
+    return [
+        pl.struct(pl.col(name))
+        .struct.json_encode()
+        .str.strip_prefix("{" + orjson.dumps(name).decode() + ":")
+        .str.strip_suffix("}")
+        .alias(name)
+        for name in frame.columns
+    ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ from reconcile.report_model import (
     conform,
     empty_frame,
     from_plain,
-    json_bytes,
+    json_records,
     plain,
     text_columns,
 )
@@ -159,7 +160,12 @@ def run_cycle(
         data = write_outputs(result, workspace, rules)
         kept = result.outputs.with_columns(findings["acceptance"])
         workspace.save_run(
-            number, summary.run_id, cycle, summary.json_dict, kept, history.report_blob(data)
+            number,
+            summary.run_id,
+            cycle,
+            b"".join(summary.json_pieces()),
+            kept,
+            history.report_blob(data),
         )
     return result
 
@@ -524,8 +530,8 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
         "discrepancies.xlsx": lambda path: write_xlsx(frame, path),
-        "discrepancies.json": lambda path: path.write_bytes(
-            json_bytes(text_columns(frame).to_dicts())
+        "discrepancies.json": lambda path: _write_pieces(
+            path, chain(json_records(text_columns(frame)), [b"\n"])
         ),
         "summary.json": lambda path: path.write_bytes(result.summary.json_bytes()),
         "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
@@ -536,6 +542,11 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
             write(out / name)
             pause(name)
     return data
+
+
+def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
+    with path.open("wb") as fh:
+        fh.writelines(pieces)
 
 
 def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 import polars as pl
 
 from reconcile.config import load_config
@@ -364,19 +363,20 @@ class Workspace:
         number: int,
         run_id: str,
         cycle: str,
-        summary: dict[str, Any],
+        summary: bytes,
         findings: pl.DataFrame,
         report: bytes,
     ) -> None:
         """Keep every run: history (new, open, resolved), acceptances and sign-offs are built
-        from these rows. `findings`: the discrepancy columns (run.OUTPUT_COLUMNS) and
-        `acceptance` (the ledger entry accepting it, or null); `report`: the report's data,
-        compressed (history.report_blob), so a sign-off pack can render it again."""
+        from these rows. `summary`: summary.json's content, compact (Summary.json_pieces);
+        `findings`: the discrepancy columns (run.OUTPUT_COLUMNS) and `acceptance` (the ledger
+        entry accepting it, or null); `report`: the report's data, compressed
+        (history.report_blob), so a sign-off pack can render it again."""
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(
                 "INSERT INTO runs (run_number, run_id, cycle, summary) VALUES (?, ?, ?, ?)",
-                [number, run_id, cycle, orjson.dumps(summary, default=str).decode()],
+                [number, run_id, cycle, summary.decode()],
             )
             self.con.register("_findings", findings)
             self.con.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import re
 from decimal import Decimal
@@ -12,6 +13,8 @@ from typing import Any
 import orjson
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import escape
 from report_data import (
     HOSTILE,
@@ -23,7 +26,8 @@ from report_data import (
 )
 
 from conftest import DEMO, invoke, read_json
-from reconcile import report
+from reconcile import report, report_model
+from reconcile.history import report_blob
 from reconcile.report import (
     CSP,
     DEFAULT_TEMPLATE_DIR,
@@ -49,7 +53,12 @@ from reconcile.report_model import (
     CurrencyTotals,
     ReportData,
     SideTotals,
+    compact_records,
     conform,
+    json_columns,
+    json_list,
+    json_records,
+    plain,
     text_columns,
 )
 
@@ -459,6 +468,74 @@ def test_differences_shown_with_their_lines_are_capped(
 def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
     """The run keeps its report data as JSON (history.report_blob) so a sign-off pack can
     render the report again: read back, it renders the same page and the same summary.json."""
-    back = ReportData.from_json_dict(orjson.loads(orjson.dumps(hostile.json_dict())))
-    assert back.summary.json_dict == hostile.summary.json_dict
+    kept = orjson.loads(gzip.decompress(report_blob(hostile)))
+    assert kept == {
+        "summary": orjson.loads(b"".join(hostile.summary.json_pieces())),
+        "rules": plain(hostile.rules),
+        "title": hostile.title,
+        "signed": None,
+        **{
+            name: text_columns(getattr(hostile, name)).to_dict(as_series=False)
+            for name in ("discrepancies", "lines", "quarantine")
+        },
+    }
+    back = ReportData.from_json_dict(kept)
+    assert back.summary.json_bytes() == hostile.summary.json_bytes()
+    for name in ("discrepancies", "lines", "quarantine"):
+        assert getattr(back, name).equals(getattr(hostile, name))
     assert report_html(back) == report_html(hostile)
+
+
+def json_bytes(data: Any) -> bytes:
+    """The reference: orjson's indented JSON with one trailing newline."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+TEXTS = st.one_of(
+    st.none(),
+    st.text(),  # any code point but surrogates: controls, quotes, backslashes, non-BMP
+    st.sampled_from(["", "=1+1", '"', "\\", "\x00\x1f\x7f\x80\x9f", "\u2028\u2029", "\U0001f600"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(TEXTS, TEXTS, st.none() | st.integers(-(2**63), 2**63 - 1)), max_size=9)
+)
+def test_json_records_are_the_bytes_orjson_writes(rows: list[tuple[Any, ...]]) -> None:
+    """discrepancies.json is encoded by polars a chunk at a time (json_records): the same bytes
+    as orjson's indented rows for any text (escapes, controls, non-BMP), nulls and integers,
+    across chunk boundaries, and for no rows at all; and so are columns (json_columns)."""
+    frame = pl.DataFrame(
+        rows, schema={"id": pl.String, 'we"ird\\ké': pl.String, "n": pl.Int64}, orient="row"
+    )
+    expected = json_bytes(frame.to_dicts())
+    nested = json_bytes({"a": 1, "rows": frame.to_dicts()})
+    for chunk in (report_model.RECORDS_CHUNK, 2):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(report_model, "RECORDS_CHUNK", chunk)
+            assert b"".join(json_records(frame)) + b"\n" == expected
+            # One level deep, as summary.json holds its clients.
+            inner = b"".join(json_records(frame, depth=1))
+            assert b'{\n  "a": 1,\n  "rows": ' + inner + b"\n}\n" == nested
+            assert b"".join(compact_records(frame)) == orjson.dumps(frame.to_dicts())
+    # The report's tables and the kept report data travel as columns, encoded the same way.
+    assert b"".join(json_columns(frame)) == orjson.dumps(frame.to_dict(as_series=False))
+    assert json_list(frame["id"]) == orjson.dumps(frame["id"].to_list())
+
+
+def test_json_records_of_the_demo_are_its_discrepancies_json(tmp_path: Path) -> None:
+    """Every column type of the discrepancy table (decimals and dates as text) encodes as the
+    run's discrepancies.json holds it."""
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    frame = text_columns(pl.read_parquet(out / "discrepancies.parquet"))
+    assert b"".join(json_records(frame)) + b"\n" == json_bytes(frame.to_dicts())
+    assert json_bytes(frame.to_dicts()) == (out / "discrepancies.json").read_bytes()
+    summary = read_json(out / "summary.json")
+    assert (out / "summary.json").read_bytes() == json_bytes(summary)  # clients spliced in

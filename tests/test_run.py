@@ -7,6 +7,7 @@ import json
 import random
 import re
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -392,26 +393,91 @@ def test_an_unmapped_clients_missing_lines_follow_from_it(tmp_path: Path) -> Non
 
 def test_the_workbook_holds_money_as_numbers_in_each_rows_currency(tmp_path: Path) -> None:
     """discrepancies.xlsx is what finance opens: a frozen header with filters, money as numbers
-    formatted with the row's currency, the same rows as the CSV."""
+    formatted with the row's currency, quantities and prices to four places, text inert, the
+    same rows and values as the JSON, cell by cell."""
     import openpyxl
+
+    from reconcile.safe import cell
 
     out = run_demo(tmp_path, "xlsx")
     rows = read_json(out / "discrepancies.json")
+    schema = pl.read_parquet_schema(out / "discrepancies.parquet")
     sheet = openpyxl.load_workbook(out / "discrepancies.xlsx").active
     header = [c.value for c in sheet[1]]
-    assert header == list(rows[0])
-    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref
+    assert header == list(rows[0]) == list(schema)
+    assert all(c.font.b and c.border.bottom.style == "thin" for c in sheet[1])
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:AI{len(rows) + 1}"
+    assert sheet.column_dimensions["A"].width == pytest.approx(12.71, abs=0.01)
     assert sheet.max_row == len(rows) + 1
-    col = {name: i for i, name in enumerate(header)}
     for excel, row in zip(sheet.iter_rows(min_row=2), rows, strict=True):
-        assert excel[col["id"]].value == row["id"]
-        for name in ("difference", "gross_difference", "exposure"):
-            c = excel[col[name]]
-            if row[name] is None:
-                assert c.value is None
-                continue
-            assert isinstance(c.value, int | float) and Decimal(str(c.value)) == Decimal(row[name])
-            assert f'"{row["currency"]}"' in c.number_format
+        for c, name in zip(excel, header, strict=True):
+            value, dtype = row[name], schema[name]
+            if value is None or value == "":
+                assert c.value is None, (c.coordinate, c.value)
+            elif isinstance(dtype, pl.Decimal):
+                assert isinstance(c.value, int | float)
+                places = Decimal(10) ** -(dtype.scale or 0)
+                assert Decimal(str(c.value)).quantize(places) == Decimal(value)
+                money = f'#,##0.00 "{row["currency"]}";-#,##0.00 "{row["currency"]}"'
+                assert c.number_format == (money if dtype.scale == 2 else "#,##0.0000")
+            else:
+                assert c.data_type == "s" and c.value == cell(str(value)), c.coordinate
+
+
+def test_the_workbook_writes_any_text_inert_and_every_number_formatted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text a spreadsheet would run is prefixed `'`; quotes, backslashes, markup, control
+    characters, non-BMP characters and padding read back as written; nulls and empty text are
+    empty cells; money without a currency, integers and dates keep their formats; past the rows
+    a sheet, the next sheet goes on with the same formats (and rows converted in chunks that
+    straddle the sheets keep their order)."""
+    import openpyxl
+
+    from reconcile import outputs
+    from reconcile.outputs import write_xlsx
+
+    monkeypatch.setattr(outputs, "CHUNK_ROWS", 4)
+
+    texts = [
+        "=1+1", "\t=SUM(A1)", "-12.50", "@cmd", 'say "hi" \\ back', "<b>&amp;</b>",
+        "bell\x07 tab\t", "emoji \U0001f600 \u2028", "  padded  ", "", None,
+    ]  # fmt: skip
+    n = len(texts)
+    frame = pl.DataFrame(
+        {
+            "message": texts,
+            "currency": ["GBP", "EUR", None, "GBP", "USD", "GBP", "EUR", "GBP", "GBP", None, "GBP"],
+            "difference": [Decimal("-1690.50"), Decimal("0.01"), Decimal("1234567.8"), *[None] * 8],
+            "quantity": [Decimal("2.5000"), None, Decimal("-0.0001")] + [Decimal(1)] * 8,
+            "count": list(range(n)),
+            "day": [date(2026, 11, 1)] * n,
+        },
+        schema_overrides={"difference": pl.Decimal(18, 2), "quantity": pl.Decimal(18, 4)},
+    )
+    write_xlsx(frame, tmp_path / "edge.xlsx", rows_per_sheet=6)
+    book = openpyxl.load_workbook(tmp_path / "edge.xlsx")
+    assert book.sheetnames == ["Discrepancies", "Discrepancies 2"]
+    cells = [row for sheet in book.worksheets for row in sheet.iter_rows(min_row=2)]
+    assert len(cells) == n
+    # XLSX keeps a control character as `_x0007_` (Excel shows the character).
+    expected_text = [
+        "'=1+1", "'\t=SUM(A1)", "-12.50", "'@cmd", 'say "hi" \\ back', "<b>&amp;</b>",
+        "bell_x0007_ tab\t", "emoji \U0001f600 \u2028", "  padded  ", None, None,
+    ]  # fmt: skip
+    assert [r[0].value for r in cells] == expected_text
+    assert [r[2].value for r in cells][:3] == [-1690.5, 0.01, 1234567.8]
+    assert [r[2].number_format for r in cells][:3] == [
+        '#,##0.00 "GBP";-#,##0.00 "GBP"', '#,##0.00 "EUR";-#,##0.00 "EUR"', "#,##0.00;-#,##0.00",
+    ]  # fmt: skip
+    assert [(r[3].value, r[3].number_format) for r in cells][:3] == [
+        (2.5, "#,##0.0000"), (None, "General"), (-0.0001, "#,##0.0000"),
+    ]  # fmt: skip
+    assert [r[4].value for r in cells] == list(range(n))
+    assert {r[5].value for r in cells} == {"2026-11-01"}
+    for sheet in book.worksheets:
+        assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref
+        assert sheet.column_dimensions["A"].width == pytest.approx(60.71, abs=0.01)
 
 
 def test_a_table_longer_than_a_sheet_continues_on_further_sheets(tmp_path: Path) -> None:
