@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 import xlsxwriter
 from filelock import FileLock, Timeout
+from xlsxwriter.exceptions import FileCreateError
 
 from reconcile.errors import InputError
 from reconcile.safe import cell_expr
@@ -192,7 +193,20 @@ def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
         for name, frame in sheets.items():
             _write_sheet(workbook.add_worksheet(name), frame, formats)
     finally:
+        _close(workbook)
+
+
+def _close(workbook: Any) -> None:
+    """Close (write) the workbook. XlsxWriter wraps the OSError of a full disk or a missing
+    folder in its FileCreateError; the OSError itself is raised, so the run reports it as the
+    environment problem it is (environment.environment_error) rather than as a bug."""
+    try:
         workbook.close()
+    except FileCreateError as exc:
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, OSError):
+            raise cause from None
+        raise
 
 
 class _Formats:

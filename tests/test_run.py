@@ -534,3 +534,15 @@ def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -
     ]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Mapping rows that map nothing" in html and "PSJ Woodworkz Ltd" in html
+
+
+def test_a_workbook_that_cannot_be_written_raises_the_os_error_not_xlsxwriters(
+    tmp_path: Path,
+) -> None:
+    # XlsxWriter wraps the OSError (full disk, missing folder) in its own FileCreateError, which
+    # the run would report as a bug (exit 3); the OSError is what the environment check reads.
+    from reconcile.outputs import write_workbook
+
+    frame = pl.DataFrame({"currency": ["GBP"], "net": [Decimal("1.00")]})
+    with pytest.raises(FileNotFoundError):
+        write_workbook(tmp_path / "no such folder" / "book.xlsx", {"Sheet": frame})
