@@ -221,38 +221,76 @@ def _fingerprint(side: str) -> str:
     return f"md5(to_json([{', '.join(fields)}]))"
 
 
-# What a controller filters on, per side, from the lines a finding involves.
+def _sorted_set(value: str) -> str:
+    """The distinct non-null values of `value` over a group, sorted; null when there are none
+    (as list(DISTINCT … ORDER BY …) FILTER (WHERE … IS NOT NULL), without DISTINCT's extra
+    aggregate and join per column)."""
+    return f"CASE WHEN count({value}) > 0 THEN list_sort(list_distinct(list({value}))) END"
+
+
+def _one_set(value: str) -> str:
+    """_sorted_set of one line's value."""
+    return f"CASE WHEN {value} IS NOT NULL THEN [{value}] END"
+
+
+# What a controller filters on, per side, from the lines a finding involves: (the value for
+# one line, the aggregate over several). Most findings involve one line a side, and list
+# aggregates cost a hash table of lists, so one line's values are taken as they are.
 CONTEXT_COLUMNS = {
-    "invoices": "list(DISTINCT x.invoice_number ORDER BY x.invoice_number) "
-    "FILTER (WHERE x.invoice_number IS NOT NULL)",
-    "item_names": "list(DISTINCT coalesce(x.item_name, x.description) "
-    "ORDER BY coalesce(x.item_name, x.description)) FILTER (WHERE coalesce(x.item_name, "
-    "x.description) IS NOT NULL)",
-    "contracts": "list(DISTINCT x.contract_name ORDER BY x.contract_name) "
-    "FILTER (WHERE x.contract_name IS NOT NULL)",
-    "period_start": "min(x.period_start)",
-    "period_end": "max(x.period_end)",
-    "quantity": "sum(x.quantity)",
-    "unit_price": "CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = "
-    "max(x.unit_price) THEN min(x.unit_price) END",
-    "net": "sum(x.net_amount)",
-    "tax": "CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END",
-    "currency": "CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END",
+    "invoices": ("x.invoice_number", "set"),
+    "item_names": ("coalesce(x.item_name, x.description)", "set"),
+    "contracts": ("x.contract_name", "set"),
+    "period_start": ("x.period_start", "min(x.period_start)"),
+    "period_end": ("x.period_end", "max(x.period_end)"),
+    "quantity": ("x.quantity", "sum(x.quantity)"),
+    "unit_price": (
+        "x.unit_price",
+        "CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = "
+        "max(x.unit_price) THEN min(x.unit_price) END",
+    ),
+    "net": ("x.net_amount", "sum(x.net_amount)"),
+    "tax": ("x.tax_amount", "CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END"),
+    "currency": (
+        "x.currency",
+        "CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END",
+    ),
 }
 
 
+def _context(side: str, several: bool) -> str:
+    """CONTEXT_COLUMNS over the side's lines as x: aggregated when `several`."""
+    columns = []
+    for name, (value, aggregate) in CONTEXT_COLUMNS.items():
+        if aggregate == "set":
+            sql = _sorted_set(value) if several else _one_set(value)
+        else:
+            sql = aggregate if several else value
+        columns.append(f"{sql} AS {side}_{name}")
+    return ", ".join(columns)
+
+
 def _side_lines(side: str) -> str:
-    """Per finding (_f) of _findings, what its lines on side `side` are: refs, fingerprints,
-    names, and CONTEXT_COLUMNS."""
+    """Per finding (_f) of _findings with lines on side `side`, what they are: refs and
+    fingerprints (sorted), item names, codes and client names (distinct, in no order), and
+    CONTEXT_COLUMNS."""
+    fingerprint = _fingerprint(side)
     return f"""
+        SELECT f._f, [x.ref] AS {side}_refs, [{fingerprint}] AS {side}_fps,
+               [coalesce(x.item_name, '')] AS {side}_items,
+               [coalesce(x.item_code, '')] AS {side}_codes,
+               [coalesce(x.client_name, '')] AS {side}_clients,
+               {_context(side, several=False)}
+        FROM (SELECT _f, {side}_uids[1] AS uid FROM _findings WHERE len({side}_uids) = 1) f
+        JOIN {side} x USING (uid)
+        UNION ALL BY NAME
         SELECT f._f,
-               list(x.ref ORDER BY x.ref) AS {side}_refs,
-               list({_fingerprint(side)} ORDER BY {_fingerprint(side)}) AS {side}_fps,
-               list(DISTINCT coalesce(x.item_name, '')) AS {side}_items,
-               list(DISTINCT coalesce(x.item_code, '')) AS {side}_codes,
-               list(DISTINCT coalesce(x.client_name, '')) AS {side}_clients,
-               {", ".join(f"{sql} AS {side}_{name}" for name, sql in CONTEXT_COLUMNS.items())}
-        FROM (SELECT _f, unnest({side}_uids) AS uid FROM _findings) f
+               list_sort(list(x.ref)) AS {side}_refs,
+               list_sort(list({fingerprint})) AS {side}_fps,
+               list_distinct(list(coalesce(x.item_name, ''))) AS {side}_items,
+               list_distinct(list(coalesce(x.item_code, ''))) AS {side}_codes,
+               list_distinct(list(coalesce(x.client_name, ''))) AS {side}_clients,
+               {_context(side, several=True)}
+        FROM (SELECT _f, unnest({side}_uids) AS uid FROM _findings WHERE len({side}_uids) > 1) f
         JOIN {side} x USING (uid)
         GROUP BY f._f
     """
@@ -291,7 +329,7 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
         WITH sa AS ({_side_lines("a")}),
         sh AS ({_side_lines("h")}),
         st AS (
-            SELECT f._f, string_agg(DISTINCT g.stage, ';' ORDER BY g.stage) AS stage
+            SELECT f._f, array_to_string(list_sort(list_distinct(list(g.stage))), ';') AS stage
             FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
             JOIN groups g USING (match_id) GROUP BY f._f
         )
