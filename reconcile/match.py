@@ -388,15 +388,22 @@ def _exact(con: duckdb.DuckDBPyConnection) -> None:
     to LEFT_COLUMNS, to a_left and h_left, which the later stages read instead of a and h."""
     part = ", ".join(EXACT_KEY)
     rank = f"row_number() OVER (PARTITION BY {part} ORDER BY k_key NULLS LAST, net_amount, ref)"
+    # Both sides counted in one aggregate over their union (GROUP BY takes nulls as equal, as
+    # IS NOT DISTINCT FROM does): no join of two key tables on seven columns.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE exact_pair AS
-        WITH ka AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid, any_value(ref) AS ref
-                    FROM a GROUP BY ALL),
-             kh AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid
-                    FROM h WHERE c_ok GROUP BY ALL),
-             keyed AS (SELECT ka.*, kh.n AS h_n, kh.uid AS h_uid
-                       FROM ka JOIN kh ON {_same_key("ka", "kh")}),
+        WITH keyed AS (
+                 SELECT {part}, count(*) FILTER (WHERE side = 'a') AS n,
+                        count(*) FILTER (WHERE side = 'h') AS h_n,
+                        any_value(uid) FILTER (WHERE side = 'a') AS uid,
+                        any_value(ref) FILTER (WHERE side = 'a') AS ref,
+                        any_value(uid) FILTER (WHERE side = 'h') AS h_uid
+                 FROM (SELECT 'a' AS side, uid, ref, {part} FROM a
+                       UNION ALL
+                       SELECT 'h', uid, ref, {part} FROM h WHERE c_ok)
+                 GROUP BY ALL HAVING n > 0 AND h_n > 0
+             ),
              several AS (SELECT {part} FROM keyed WHERE n > 1 OR h_n > 1),
              l AS (SELECT uid, ref, {part}, {rank} AS rk
                    FROM a x SEMI JOIN several s ON {_same_key("x", "s")}),
