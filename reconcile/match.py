@@ -368,10 +368,11 @@ def _left(side: str) -> str:
 EXACT_KEY = [
     "c_key", "i_key", "currency", "period_start", "period_end", "quantity", "unit_price",
 ]  # fmt: skip
-# What the stages after the exact one read of a line: keys, values and the text fuzzy compares.
+# What the stages after the exact one read of a line: keys, values, the text fuzzy compares
+# and what their groups show (SIDE_COLUMNS: _side_groups reads these, not the whole side).
 LEFT_COLUMNS = (
-    "uid, ref, c_key, i_key, c_ok, currency, period_start, period_end, quantity, unit_price, "
-    "net_amount, tax_amount, item_name, description"
+    "uid, ref, c_key, i_key, c_ok, i_ok, currency, period_start, period_end, quantity, "
+    "unit_price, net_amount, tax_amount, item_name, description, client_name, contract_type"
 )
 
 
@@ -627,7 +628,8 @@ def _side_values(side: str, alias: str, several: bool, keyed: str | None = None)
 
 def _side_groups(side: str) -> str:
     """One row per group of the later stages (grp_line) with lines on this side: gid, stage,
-    {side}_n, {side}_first_ref and the side's group columns."""
+    {side}_n, {side}_first_ref and the side's group columns. Their lines are the side's lines
+    the exact stage left ({side}_left)."""
     return f"""
         WITH several AS (
             SELECT gid FROM grp_line WHERE side = '{side}' GROUP BY gid HAVING count(*) > 1
@@ -635,7 +637,7 @@ def _side_groups(side: str) -> str:
         members AS (
             SELECT g.gid, g.stage, x.*, s.gid IS NOT NULL AS in_several
             FROM grp_line g
-            JOIN {side} x ON g.side = '{side}' AND x.uid = g.uid
+            JOIN {side}_left x ON g.side = '{side}' AND x.uid = g.uid
             LEFT JOIN several s ON s.gid = g.gid
         )
         SELECT gid, stage, 1 AS {side}_n, x.ref AS {side}_first_ref,
