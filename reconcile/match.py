@@ -7,6 +7,8 @@ All set work is DuckDB SQL over temp tables; only the fuzzy stage looks at text 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -297,6 +299,29 @@ def _identity(side: str) -> str:
 def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Both sides' line tables (reconcile.tables: a, h), with client/item/contract keys in
     Autotask's terms where resolved; the crosswalk's entity tables are dropped once used."""
+    with _joins_as_written(con):
+        _create_lines(con)
+    for kind in ENTITY_COLUMNS:
+        for table in ("a", "h", "xw"):
+            con.unregister(f"_{kind}_{table}")
+
+
+@contextmanager
+def _joins_as_written(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Joins run in the order written, each building its hash table from its right side. The
+    line tables join small entity tables, but after a join on several IS NOT DISTINCT FROM
+    columns DuckDB's estimate of the lines falls below the entity table's size and it builds
+    from the wide lines instead (2 s of 2.5 at 200,000 lines a side)."""
+    con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
+    try:
+        yield
+    finally:
+        con.execute("RESET disabled_optimizers")
+
+
+def _create_lines(con: duckdb.DuckDBPyConnection) -> None:
+    """Tables a and h: each line with its uid, ref and keys (see _assign_keys); the lines are
+    the probe side of every join."""
     identity_joins = """
         JOIN load_index li ON li.load_id = s.load_id
         LEFT JOIN repeated rp ON rp.line_ref = s.line_ref"""
@@ -329,9 +354,6 @@ def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
         LEFT JOIN _contract_xw kx ON kx.h_key = k.key
         """,
     )
-    for kind in ENTITY_COLUMNS:
-        for table in ("a", "h", "xw"):
-            con.unregister(f"_{kind}_{table}")
 
 
 def _left(side: str) -> str:
@@ -347,10 +369,11 @@ def _left(side: str) -> str:
 EXACT_KEY = [
     "c_key", "i_key", "currency", "period_start", "period_end", "quantity", "unit_price",
 ]  # fmt: skip
-# What the stages after the exact one read of a line: keys, values and the text fuzzy compares.
+# What the stages after the exact one read of a line: keys, values, the text fuzzy compares
+# and what their groups show (SIDE_COLUMNS: _side_groups reads these, not the whole side).
 LEFT_COLUMNS = (
-    "uid, ref, c_key, i_key, c_ok, currency, period_start, period_end, quantity, unit_price, "
-    "net_amount, tax_amount, item_name, description"
+    "uid, ref, c_key, i_key, c_ok, i_ok, currency, period_start, period_end, quantity, "
+    "unit_price, net_amount, tax_amount, item_name, description, client_name, contract_type"
 )
 
 
@@ -367,15 +390,22 @@ def _exact(con: duckdb.DuckDBPyConnection) -> None:
     to LEFT_COLUMNS, to a_left and h_left, which the later stages read instead of a and h."""
     part = ", ".join(EXACT_KEY)
     rank = f"row_number() OVER (PARTITION BY {part} ORDER BY k_key NULLS LAST, net_amount, ref)"
+    # Both sides counted in one aggregate over their union (GROUP BY takes nulls as equal, as
+    # IS NOT DISTINCT FROM does): no join of two key tables on seven columns.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE exact_pair AS
-        WITH ka AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid, any_value(ref) AS ref
-                    FROM a GROUP BY ALL),
-             kh AS (SELECT {part}, count(*) AS n, any_value(uid) AS uid
-                    FROM h WHERE c_ok GROUP BY ALL),
-             keyed AS (SELECT ka.*, kh.n AS h_n, kh.uid AS h_uid
-                       FROM ka JOIN kh ON {_same_key("ka", "kh")}),
+        WITH keyed AS (
+                 SELECT {part}, count(*) FILTER (WHERE side = 'a') AS n,
+                        count(*) FILTER (WHERE side = 'h') AS h_n,
+                        any_value(uid) FILTER (WHERE side = 'a') AS uid,
+                        any_value(ref) FILTER (WHERE side = 'a') AS ref,
+                        any_value(uid) FILTER (WHERE side = 'h') AS h_uid
+                 FROM (SELECT 'a' AS side, uid, ref, {part} FROM a
+                       UNION ALL
+                       SELECT 'h', uid, ref, {part} FROM h WHERE c_ok)
+                 GROUP BY ALL HAVING n > 0 AND h_n > 0
+             ),
              several AS (SELECT {part} FROM keyed WHERE n > 1 OR h_n > 1),
              l AS (SELECT uid, ref, {part}, {rank} AS rk
                    FROM a x SEMI JOIN several s ON {_same_key("x", "s")}),
@@ -472,11 +502,16 @@ STAGE_SQL = {"split": _split, "values": _one_to_one_by_key, "group": _group_by_k
 
 def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> dict[str, pl.DataFrame]:
     """The side's lines left for the fuzzy stage (of resolved clients: every Autotask one), per
-    client and currency, in ref order."""
+    client and currency, in ref order: only of the clients and currencies with lines left on
+    both sides (the others have nothing to pair with; at 200,000 lines a side they were 4,000
+    partitions of 4,250)."""
+    other = "h" if side == "a" else "a"
+    client = "c_key || '|' || coalesce(currency, '')"
     text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
     frame: pl.DataFrame = con.sql(
-        f"SELECT uid, ref, c_key || '|' || coalesce(currency, '') AS c_key, {text} AS text, "
-        f"net_amount FROM {_left(side)} WHERE c_ok ORDER BY ref"
+        f"SELECT uid, ref, {client} AS c_key, {text} AS text, net_amount FROM {_left(side)} "
+        f"WHERE c_ok AND {client} IN (SELECT {client} FROM {_left(other)} WHERE c_ok) "
+        "ORDER BY ref"
     ).pl()
     return {str(key): part for (key,), part in frame.partition_by("c_key", as_dict=True).items()}
 
@@ -594,7 +629,8 @@ def _side_values(side: str, alias: str, several: bool, keyed: str | None = None)
 
 def _side_groups(side: str) -> str:
     """One row per group of the later stages (grp_line) with lines on this side: gid, stage,
-    {side}_n, {side}_first_ref and the side's group columns."""
+    {side}_n, {side}_first_ref and the side's group columns. Their lines are the side's lines
+    the exact stage left ({side}_left)."""
     return f"""
         WITH several AS (
             SELECT gid FROM grp_line WHERE side = '{side}' GROUP BY gid HAVING count(*) > 1
@@ -602,7 +638,7 @@ def _side_groups(side: str) -> str:
         members AS (
             SELECT g.gid, g.stage, x.*, s.gid IS NOT NULL AS in_several
             FROM grp_line g
-            JOIN {side} x ON g.side = '{side}' AND x.uid = g.uid
+            JOIN {side}_left x ON g.side = '{side}' AND x.uid = g.uid
             LEFT JOIN several s ON s.gid = g.gid
         )
         SELECT gid, stage, 1 AS {side}_n, x.ref AS {side}_first_ref,

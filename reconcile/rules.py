@@ -11,7 +11,6 @@ file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import polars as pl
 
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
+from reconcile.crosswalk import casefold
 from reconcile.tables import SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
@@ -221,91 +221,154 @@ def _fingerprint(side: str) -> str:
     return f"md5(to_json([{', '.join(fields)}]))"
 
 
-# What a controller filters on, per side, from the lines a finding involves.
+def _sorted_set(value: str) -> str:
+    """The distinct non-null values of `value` over a group, sorted; null when there are none
+    (as list(DISTINCT … ORDER BY …) FILTER (WHERE … IS NOT NULL), without DISTINCT's extra
+    aggregate and join per column)."""
+    return f"CASE WHEN count({value}) > 0 THEN list_sort(list_distinct(list({value}))) END"
+
+
+def _one_set(value: str) -> str:
+    """_sorted_set of one line's value."""
+    return f"CASE WHEN {value} IS NOT NULL THEN [{value}] END"
+
+
+# What a controller filters on, per side, from the lines a finding involves: (the value for
+# one line, the aggregate over several). Most findings involve one line a side, and list
+# aggregates cost a hash table of lists, so one line's values are taken as they are.
 CONTEXT_COLUMNS = {
-    "invoices": "list(DISTINCT x.invoice_number ORDER BY x.invoice_number) "
-    "FILTER (WHERE x.invoice_number IS NOT NULL)",
-    "item_names": "list(DISTINCT coalesce(x.item_name, x.description) "
-    "ORDER BY coalesce(x.item_name, x.description)) FILTER (WHERE coalesce(x.item_name, "
-    "x.description) IS NOT NULL)",
-    "contracts": "list(DISTINCT x.contract_name ORDER BY x.contract_name) "
-    "FILTER (WHERE x.contract_name IS NOT NULL)",
-    "period_start": "min(x.period_start)",
-    "period_end": "max(x.period_end)",
-    "quantity": "sum(x.quantity)",
-    "unit_price": "CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = "
-    "max(x.unit_price) THEN min(x.unit_price) END",
-    "net": "sum(x.net_amount)",
-    "tax": "CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END",
-    "currency": "CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END",
+    "invoices": ("x.invoice_number", "set"),
+    "item_names": ("coalesce(x.item_name, x.description)", "set"),
+    "contracts": ("x.contract_name", "set"),
+    "period_start": ("x.period_start", "min(x.period_start)"),
+    "period_end": ("x.period_end", "max(x.period_end)"),
+    "quantity": ("x.quantity", "sum(x.quantity)"),
+    "unit_price": (
+        "x.unit_price",
+        "CASE WHEN count(x.unit_price) = count(*) AND min(x.unit_price) = "
+        "max(x.unit_price) THEN min(x.unit_price) END",
+    ),
+    "net": ("x.net_amount", "sum(x.net_amount)"),
+    "tax": ("x.tax_amount", "CASE WHEN count(x.tax_amount) = count(*) THEN sum(x.tax_amount) END"),
+    "currency": (
+        "x.currency",
+        "CASE WHEN min(x.currency) = max(x.currency) THEN min(x.currency) END",
+    ),
 }
 
 
+def _context(side: str, several: bool) -> str:
+    """CONTEXT_COLUMNS over the side's lines as x: aggregated when `several`."""
+    columns = []
+    for name, (value, aggregate) in CONTEXT_COLUMNS.items():
+        if aggregate == "set":
+            sql = _sorted_set(value) if several else _one_set(value)
+        else:
+            sql = aggregate if several else value
+        columns.append(f"{sql} AS {side}_{name}")
+    return ", ".join(columns)
+
+
+def _side_lines(side: str) -> str:
+    """Per finding (_f) of _findings with lines on side `side`, what they are: refs and
+    fingerprints (sorted), item names, codes and client names (distinct, in no order), and
+    CONTEXT_COLUMNS."""
+    fingerprint = _fingerprint(side)
+    return f"""
+        SELECT f._f, [x.ref] AS {side}_refs, [{fingerprint}] AS {side}_fps,
+               [coalesce(x.item_name, '')] AS {side}_items,
+               [coalesce(x.item_code, '')] AS {side}_codes,
+               [coalesce(x.client_name, '')] AS {side}_clients,
+               {_context(side, several=False)}
+        FROM (SELECT _f, {side}_uids[1] AS uid FROM _findings WHERE len({side}_uids) = 1) f
+        JOIN {side} x USING (uid)
+        UNION ALL BY NAME
+        SELECT f._f,
+               list_sort(list(x.ref)) AS {side}_refs,
+               list_sort(list({fingerprint})) AS {side}_fps,
+               list_distinct(list(coalesce(x.item_name, ''))) AS {side}_items,
+               list_distinct(list(coalesce(x.item_code, ''))) AS {side}_codes,
+               list_distinct(list(coalesce(x.client_name, ''))) AS {side}_clients,
+               {_context(side, several=True)}
+        FROM (SELECT _f, unnest({side}_uids) AS uid FROM _findings WHERE len({side}_uids) > 1) f
+        JOIN {side} x USING (uid)
+        GROUP BY f._f
+    """
+
+
+# A finding's id: "D-" and the first 10 hex digits of the SHA-256 of its rule, its Autotask
+# lines' fingerprints, "|" and its HaloPSA lines' fingerprints (each side sorted), joined by
+# U+001F; a finding with no line on either side adds its client. Findings alike in all of this
+# get a suffix later (_with_ids).
+DIGEST = """
+    'D-' || substr(sha256(array_to_string(list_concat(
+        [f.rule], coalesce(sa.a_fps, []), ['|'], coalesce(sh.h_fps, []),
+        CASE WHEN coalesce(len(sa.a_fps), 0) = 0 AND coalesce(len(sh.h_fps), 0) = 0
+             THEN [coalesce(f.client, '')] ELSE [] END
+    ), chr(31))), 1, 10)
+"""
+
+
 def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
-    """Line refs for people, content fingerprints for stable ids, item names for expectations."""
+    """Line refs for people, content fingerprints and the id (DIGEST) for stable ids, item
+    names for expectations; one query over the findings' lines."""
     if findings.is_empty():
         return findings.with_columns(
             *(
                 pl.lit(None, pl.List(pl.String)).alias(c)
                 for c in ("autotask_refs", "halopsa_refs", "a_fps", "h_fps", "a_items", "a_clients")
             ),
+            pl.lit(None, pl.String).alias("id"),
         )
     findings = findings.with_row_index("_f")
-    con.register("_findings", findings.select("_f", "a_uids", "h_uids", "match_ids"))
-    stages = con.sql(
-        """
-        SELECT f._f, string_agg(DISTINCT g.stage, ';' ORDER BY g.stage) AS stage
-        FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
-        JOIN groups g USING (match_id) GROUP BY f._f
+    con.register(
+        "_findings", findings.select("_f", "rule", "client", "a_uids", "h_uids", "match_ids")
+    )
+    looked_up = con.sql(
+        f"""
+        WITH sa AS ({_side_lines("a")}),
+        sh AS ({_side_lines("h")}),
+        st AS (
+            SELECT f._f, array_to_string(list_sort(list_distinct(list(g.stage))), ';') AS stage
+            FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
+            JOIN groups g USING (match_id) GROUP BY f._f
+        )
+        SELECT f._f, sa.* EXCLUDE (_f), sh.* EXCLUDE (_f), st.stage, {DIGEST} AS id
+        FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f) LEFT JOIN st USING (_f)
         """
     ).pl()
-    looked_up = {}
-    for side in ("a", "h"):
-        looked_up[side] = con.sql(
-            f"""
-            SELECT f._f,
-                   list(x.ref ORDER BY x.ref) AS {side}_refs,
-                   list({_fingerprint(side)} ORDER BY {_fingerprint(side)}) AS {side}_fps,
-                   list(DISTINCT coalesce(x.item_name, '')) AS {side}_items,
-                   list(DISTINCT coalesce(x.item_code, '')) AS {side}_codes,
-                   list(DISTINCT coalesce(x.client_name, '')) AS {side}_clients,
-                   {", ".join(f"{sql} AS {side}_{name}" for name, sql in CONTEXT_COLUMNS.items())}
-            FROM (SELECT _f, unnest({side}_uids) AS uid FROM _findings) f
-            JOIN {side} x USING (uid)
-            GROUP BY f._f
-            """
-        ).pl()
     con.unregister("_findings")
-    for frame in (looked_up["a"], looked_up["h"], stages):
-        findings = findings.join(frame, on="_f", how="left")
-    return findings.rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"}).drop("_f")
+    return (
+        findings.join(looked_up, on="_f", how="left")
+        .rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"})
+        .drop("_f")
+    )
 
 
 def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
-    """Autotask charges deliberately not billed in HaloPSA (retired services) are expected."""
-    retired_items = {v.casefold() for v in config.expected.retired_items}
-    retired_clients = {v.casefold() for v in config.expected.retired_clients}
+    """Autotask charges deliberately not billed in HaloPSA (retired services) are expected:
+    findings with Autotask lines only, all of whose item names (or item codes) are retired
+    items, or all of whose client names are retired clients (compared casefolded)."""
+    retired_items = sorted({v.casefold() for v in config.expected.retired_items})
+    retired_clients = sorted({v.casefold() for v in config.expected.retired_clients})
     if findings.is_empty() or not (retired_items or retired_clients):
         return findings
 
-    def retired(names: list[str] | None, wanted: set[str]) -> bool:
-        return bool(names) and all(n.casefold() in wanted for n in names or [])
+    def retired(names: str, wanted: list[str]) -> pl.Expr:
+        every = pl.col(names).list.eval(casefold(pl.element()).is_in(wanted)).list.all()
+        return (pl.col(names).list.len() > 0) & every
 
-    flags = [
-        bool(row["a_uids"])
-        and not row["h_uids"]
-        and (
-            retired(row["a_items"], retired_items)
-            or retired(row["a_codes"], retired_items)
-            or retired(row["a_clients"], retired_clients)
-        )
-        for row in findings.select("a_uids", "h_uids", "a_items", "a_codes", "a_clients").iter_rows(
-            named=True
-        )
-    ]
-    expected = pl.Series("_expected", flags, dtype=pl.Boolean)
+    expected = (
+        (pl.col("a_uids").list.len() > 0)
+        & (pl.col("h_uids").list.len().fill_null(0) == 0)
+        & (
+            retired("a_items", retired_items)
+            | retired("a_codes", retired_items)
+            | retired("a_clients", retired_clients)
+        ).fill_null(False)
+    ).fill_null(False)
     return (
-        findings.with_columns(expected)
+        findings.with_columns(expected.alias("_expected"))
         .with_columns(
             pl.when("_expected").then(pl.lit("expected")).otherwise("severity").alias("severity"),
             pl.when("_expected")
@@ -318,20 +381,11 @@ def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
 
 
 def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
-    """An id from the rule and the content of the lines involved: stable across re-runs."""
+    """Findings in their order (severity, size of the difference, client, rule, id, message,
+    refs), each id (DIGEST) made unique by a suffix (-2, -3) in that order: stable across
+    re-runs."""
     if findings.is_empty():
-        return findings.with_columns(pl.lit(None, pl.String).alias("id"))
-
-    def digest(row: dict[str, Any]) -> str:
-        parts = [row["rule"], *(row["a_fps"] or []), "|", *(row["h_fps"] or [])]
-        if not row["a_fps"] and not row["h_fps"]:
-            parts.append(row["client"] or "")
-        return "D-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
-
-    ids = [
-        digest(r) for r in findings.select("rule", "a_fps", "h_fps", "client").iter_rows(named=True)
-    ]
-    findings = findings.with_columns(pl.Series("id", ids))
+        return findings
     rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
     findings = findings.with_columns(
         pl.col("severity").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"),

@@ -30,8 +30,13 @@ def check(ctx: RuleContext) -> pl.DataFrame:
     return ctx.findings(
         """
         WITH lone AS (
-            SELECT *, coalesce(a_i_key, h_i_key) AS item_key FROM groups
-            WHERE (a_n = 0) <> (h_n = 0) AND coalesce(h_c_ok, true)
+            -- The groups with one side only (a group has lines on at least one side), as two
+            -- scans whose filters the table scan applies itself.
+            SELECT match_id, client, client_key, a_n, h_n, a_uids, h_uids, a_net, h_net,
+                   a_currency, h_currency, coalesce(a_i_key, h_i_key) AS item_key
+            FROM (SELECT * FROM groups WHERE h_n = 0
+                  UNION ALL
+                  SELECT * FROM groups WHERE a_n = 0 AND h_c_ok)
         ),
         odd AS (
             SELECT l.* FROM lone l

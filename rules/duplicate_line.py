@@ -29,10 +29,19 @@ def _side(side: str, other: str, name: str) -> str:
     same = " AND ".join(f"x.{c} IS NOT DISTINCT FROM y.{c}" for c in SIGNATURE)
     amount = "halopsa_amount" if side == "h" else "autotask_amount"
     sign = "" if side == "h" else "-"
+    # Only a line left alone in its group can be the extra copy: its twins are looked up for
+    # those lines alone (a hash table of them, probed by the side's lines), not by a self-join
+    # of every line.
     return f"""
-        WITH twins AS (
+        WITH lone AS (
+            SELECT match_id, client, item, {side}_uids, {side}_net, {side}_qty,
+                   {side}_uids[1] AS uid
+            FROM groups WHERE {side}_n = 1 AND {other}_n = 0
+        ),
+        twins AS (
             SELECT x.uid, string_agg(DISTINCT y.ref, ', ' ORDER BY y.ref) AS others
-            FROM {side} x JOIN {side} y ON y.uid <> x.uid AND {same}
+            FROM {side} y JOIN ({side} x SEMI JOIN lone USING (uid))
+                ON y.uid <> x.uid AND {same}
             GROUP BY x.uid
         )
         SELECT [g.match_id] AS match_ids, g.client, g.{side}_uids AS {side}_uids,
@@ -41,8 +50,7 @@ def _side(side: str, other: str, name: str) -> str:
                       || 'system; the same line is also billed as {{}}',
                       g.item, fmt_qty(g.{side}_qty), fmt_money(g.{side}_net), t.others)
                    AS message
-        FROM groups g JOIN twins t ON t.uid = g.{side}_uids[1]
-        WHERE g.{side}_n = 1 AND g.{other}_n = 0
+        FROM lone g JOIN twins t USING (uid)
     """
 
 

@@ -1,0 +1,131 @@
+"""Finding ids (DuckDB's sha256 over the lines' fingerprints) and expected differences (polars
+expressions) follow their documented form: an id cited in finance's log never changes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import duckdb
+import polars as pl
+import pytest
+
+from reconcile.config import Config, ExpectedSettings
+from reconcile.rules import _mark_expected, _with_refs
+from reconcile.tables import AUTOTASK_LINES, GROUPS, HALOPSA_LINES
+
+LINE = (
+    "(uid, ref, c_key, i_key, c_ok, i_ok, item_name, item_code, client_name, currency, "
+    "quantity, unit_price, net_amount, tax_amount)"
+)
+
+
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    """Two Autotask lines, one HaloPSA line, and their groups: (a 1, h 10) and (a 2)."""
+    with duckdb.connect() as con:
+        for table in (AUTOTASK_LINES, HALOPSA_LINES, GROUPS):
+            table.create(con)
+        con.execute(
+            f"INSERT INTO a {LINE} VALUES "
+            "(1, 'A-1', '7', 'i1', true, true, 'Backup', 'B1', 'Acme', 'GBP', 2, 10, 20, 4),"
+            "(2, 'A-2', '7', 'i2', true, true, 'Server', 'S1', 'Acme', 'GBP', 1, 5.5, 5.5, NULL)"
+        )
+        con.execute(
+            f"INSERT INTO h {LINE} VALUES "
+            "(10, 'H-10', '7', 'i1', true, true, 'Backup', 'B1', 'ACME', 'GBP', 2, 10, 21, 4)"
+        )
+        con.execute(
+            "INSERT INTO groups (match_id, stage, a_n, h_n, a_uids, h_uids) VALUES "
+            "(1, 'values', 1, 1, [1], [10]), (2, 'unmatched', 1, 0, [2], NULL)"
+        )
+        yield con
+
+
+def _findings(
+    rows: list[tuple[str, str | None, list[int], list[int] | None, list[int]]],
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={
+            "rule": pl.String,
+            "client": pl.String,
+            "a_uids": pl.List(pl.Int64),
+            "h_uids": pl.List(pl.Int64),
+            "match_ids": pl.List(pl.Int64),
+        },
+        orient="row",
+    )
+
+
+def _digest(rule: str, client: str | None, a_fps: list[str], h_fps: list[str]) -> str:
+    """The id as reconcile has always made it (the former per-finding Python digest)."""
+    parts = [rule, *a_fps, "|", *h_fps]
+    if not a_fps and not h_fps:
+        parts.append(client or "")
+    return "D-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
+
+
+def test_ids_are_the_sha256_of_rule_and_line_fingerprints(con: duckdb.DuckDBPyConnection) -> None:
+    found = _with_refs(
+        con,
+        _findings(
+            [
+                ("amount_mismatch", "Acme", [1], [10], [1]),
+                ("client_total_mismatch", "Acme", [2, 1], None, []),
+                ("client_total_mismatch", "Acme", [], [], []),
+                ("client_total_mismatch", None, [], None, []),
+            ]
+        ),
+    )
+    # A line's fingerprint: md5 of the JSON list of its platform and billing values as text.
+    line_1 = '["autotask","7","i1","GBP","2.0000","10.0000","20.00","4.00"]'
+    line_2 = '["autotask","7","i2","GBP","1.0000","5.5000","5.50",null]'
+    line_10 = '["halopsa","7","i1","GBP","2.0000","10.0000","21.00","4.00"]'
+    fp = {
+        n: hashlib.md5(t.encode()).hexdigest() for n, t in ((1, line_1), (2, line_2), (10, line_10))
+    }
+    assert found["a_fps"].to_list() == [[fp[1]], sorted([fp[1], fp[2]]), None, None]
+    assert found["h_fps"].to_list() == [[fp[10]], None, None, None]
+    assert found["autotask_refs"].to_list() == [["A-1"], ["A-1", "A-2"], None, None]
+    assert found["stage"].to_list() == ["values", None, None, None]
+    assert found["id"].to_list() == [
+        _digest("amount_mismatch", "Acme", [fp[1]], [fp[10]]),
+        _digest("client_total_mismatch", "Acme", sorted([fp[1], fp[2]]), []),
+        _digest("client_total_mismatch", "Acme", [], []),
+        _digest("client_total_mismatch", None, [], []),
+    ]
+    assert (
+        found["id"][0]
+        == "D-"
+        + hashlib.sha256(f"amount_mismatch\x1f{fp[1]}\x1f|\x1f{fp[10]}".encode()).hexdigest()[:10]
+    )
+
+
+def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> None:
+    config = Config(
+        expected=ExpectedSettings(retired_items=["Straße Backup"], retired_clients=["Old Co"])
+    )
+    frame = pl.DataFrame(
+        {
+            "a_uids": [[1], [1], [1, 2], [1], [1], None],
+            "h_uids": [None, [10], None, [], None, [10]],
+            "a_items": [
+                ["STRASSE BACKUP"],
+                ["Straße Backup"],
+                ["straße backup", "Server"],
+                ["x"],
+                [],
+                None,
+            ],
+            "a_codes": [["B1"], ["B1"], ["B1", "S1"], ["straße backup"], [""], None],
+            "a_clients": [["Acme"], ["Acme"], ["Acme"], ["Acme"], ["OLD CO"], None],
+            "severity": ["blocker"] * 6,
+            "message": ["m"] * 6,
+        }
+    )
+    marked = _mark_expected(frame, config)
+    assert marked["severity"].to_list() == [
+        "expected", "blocker", "blocker", "expected", "expected", "blocker",
+    ]  # fmt: skip
+    assert marked["message"][0] == "m. Expected: a retired service, deliberately not migrated."
