@@ -30,7 +30,8 @@ CYCLE = "2026-11"
 
 
 def run(code: Path, case: str, inputs: list[str], out: Path) -> None:
-    """`reconcile run` with the code in `code`, from the checkout's root, into `out`."""
+    """`reconcile run` with the code in `code` (run from that folder; the inputs are absolute
+    paths, so both runs record the same), into `out`."""
     workspace = out.parent / f"{out.name}.duckdb"
     workspace.unlink(missing_ok=True)
     done = subprocess.run(
@@ -38,7 +39,7 @@ def run(code: Path, case: str, inputs: list[str], out: Path) -> None:
             sys.executable, "-c", "from reconcile.cli import main; main()",
             "--workspace", str(workspace), "run", "--cycle", CYCLE, *inputs, "--out", str(out),
         ],
-        cwd=ROOT,
+        cwd=code,  # `-c` puts the working folder first on sys.path, before PYTHONPATH
         env={**os.environ, "PYTHONPATH": str(code)},
         capture_output=True,
         text=True,
