@@ -36,6 +36,24 @@ def invoke(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+def run_demo(
+    tmp_path: Path,
+    name: str,
+    halopsa: Path = DEMO / "halopsa" / "api",
+    config: Path = DEMO / "reconcile.toml",
+) -> Path:
+    """The demo cycle run into tmp_path/name (its blockers remain: exit 1); the output folder."""
+    out = tmp_path / name
+    result = invoke(
+        "--workspace", tmp_path / f"{name}.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", halopsa,
+        "--map", DEMO / "mapping.csv", "--config", config, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # blockers remain
+    assert "NOT READY for cutover" in result.output
+    return out
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 

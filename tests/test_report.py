@@ -25,7 +25,7 @@ from report_data import (
     with_summary,
 )
 
-from conftest import DEMO, invoke, read_json
+from conftest import read_json, run_demo
 from reconcile import report, report_model
 from reconcile.history import report_blob
 from reconcile.report import (
@@ -431,13 +431,7 @@ def test_totals_say_how_many_lines_state_no_tax(html: str) -> None:
 def test_the_demo_reports_tables_are_its_outputs(tmp_path: Path) -> None:
     """The real run's page carries exactly the open discrepancies of discrepancies.json (same
     order, same exact amounts) and every row of summary.json's client table."""
-    out = tmp_path / "out"
-    result = invoke(
-        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
-        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
-    )  # fmt: skip
-    assert result.exit_code == 1, result.output
+    out = run_demo(tmp_path, "out")
     tables = read_tables(embedded((out / "report.html").read_text(encoding="utf-8")))
     rows = [r for r in read_json(out / "discrepancies.json") if r["severity"] != "expected"]
     shown = tables["discrepancies"]
@@ -527,13 +521,7 @@ def test_json_records_are_the_bytes_orjson_writes(rows: list[tuple[Any, ...]]) -
 def test_json_records_of_the_demo_are_its_discrepancies_json(tmp_path: Path) -> None:
     """Every column type of the discrepancy table (decimals and dates as text) encodes as the
     run's discrepancies.json holds it."""
-    out = tmp_path / "out"
-    result = invoke(
-        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
-        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
-    )  # fmt: skip
-    assert result.exit_code == 1, result.output
+    out = run_demo(tmp_path, "out")
     frame = text_columns(pl.read_parquet(out / "discrepancies.parquet"))
     assert b"".join(json_records(frame)) + b"\n" == json_bytes(frame.to_dicts())
     assert json_bytes(frame.to_dicts()) == (out / "discrepancies.json").read_bytes()

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from click.testing import Result
 
-from conftest import BAD, DEMO, invoke, read_json
+from conftest import BAD, DEMO, invoke, read_json, run_demo
 
 DOCUMENTED = read_json(DEMO / "expected_differences.json")["differences"]
 NET_BASIS = {
@@ -24,23 +24,6 @@ NET_BASIS = {
     "amount_mismatch", "period_mismatch", "proration_mismatch", "currency_mismatch",
     "contract_type_mismatch",
 }  # fmt: skip
-
-
-def run_demo(
-    tmp_path: Path,
-    name: str,
-    halopsa: Path = DEMO / "halopsa" / "api",
-    config: Path = DEMO / "reconcile.toml",
-) -> Path:
-    out = tmp_path / name
-    result = invoke(
-        "--workspace", tmp_path / f"{name}.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", halopsa,
-        "--map", DEMO / "mapping.csv", "--config", config, "--out", out,
-    )  # fmt: skip
-    assert result.exit_code == 1, result.output  # blockers remain
-    assert "NOT READY for cutover" in result.output
-    return out
 
 
 def run_loaded(ws: Path, out: Path, *maps: Path) -> Result:
