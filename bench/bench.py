@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from filelock import FileLock, Timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
@@ -279,6 +280,12 @@ def measure_cycle(n: int) -> dict[str, Any]:
     print(f"measuring the realistic cycle of {n:,} lines per side ...", flush=True)
     read = measure("read_csv", folder, "")
     diff = measure("hand_diff", folder, "")
+    # Said now: a failing run ends the bench, and these figures would be lost with it.
+    print(
+        f"  read_csv {read['seconds']:.2f} s, {read['peak_mb']:,} MiB; hand-written diff "
+        f"{diff['seconds']:.2f} s, {diff['peak_mb']:,} MiB",
+        flush=True,
+    )
     run = measure("run", folder, "")
     timings = json.loads((DATA / "timings.json").read_text(encoding="utf-8"))
     seconds, peaks = timings["seconds"], timings["peak_mib"]
@@ -391,6 +398,12 @@ def main() -> None:
         help="measure only these parts (repeatable)",
     )
     args = parser.parse_args()
+    # The runs share bench/data (workspace, output folder, timings file): one bench at a time.
+    DATA.mkdir(parents=True, exist_ok=True)
+    try:
+        FileLock(str(DATA / ".bench.lock")).acquire(timeout=0)  # released when the process ends
+    except Timeout:
+        sys.exit("another `make bench` is running on bench/data: wait for it to finish")
     parts = set(args.only or ["cycles", "report", "crosswalk"])
     path = ROOT / "bench" / "results.json"
     previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
