@@ -83,6 +83,14 @@ def ws_path(tmp_path: Path) -> Path:
 # --- headless chromium (Debian's package, driven by playwright; never `playwright install`) ---
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The marks of a module of browser tests: `pytestmark = BROWSER_TESTS`.
+BROWSER_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

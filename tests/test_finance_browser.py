@@ -12,16 +12,10 @@ from typing import Any
 import pytest
 from finance_cycle import HALOPSA, HOSTILE_REASON, Cycle, signed_for_pack
 
-from conftest import ARTIFACTS, CHROMIUM
+from conftest import ARTIFACTS, BROWSER_TESTS
 
 A4_WIDTH, A4_HEIGHT = 703, 1040
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 
 @pytest.fixture

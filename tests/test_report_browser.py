@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from report_data import client_rows, large_sample, listed, sample_report_data
 
-from conftest import ARTIFACTS, CHROMIUM
+from conftest import ARTIFACTS, BROWSER_TESTS
 from reconcile.report import format_decimal, render_report
 from reconcile.report_model import ReportData
 
@@ -28,13 +28,7 @@ SEV_RANK = {"blocker": 0, "warning": 1, "info": 2}
 # Printable area at 96 px/in with 10 mm margins: A4 is 718 px wide, Letter 980 px tall.
 PRINT_WIDTH, PRINT_HEIGHT = 718, 980
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 
 @dataclass(frozen=True)
