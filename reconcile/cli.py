@@ -298,6 +298,13 @@ def validate(
     help="Write the seconds each stage took (load, crosswalk, match, rules, outputs, report) "
     "and the peak memory (MiB) when it ended to this JSON file.",
 )
+@click.option(
+    "--workbook/--no-workbook",
+    default=None,
+    help="Write discrepancies.xlsx, the Excel workbook (about half the time of a large run), "
+    "or leave it out; `reconcile workbook OUT_DIR` writes it later "
+    "[default: [outputs] workbook, or --workbook].",
+)
 @other_month_option
 @load_options
 @click.pass_context
@@ -311,17 +318,20 @@ def run(
     config_path: Path | None,
     out_dir: Path | None,
     timings: Path | None,
+    workbook: bool | None,
     allow_other_month: bool,
     date_format: str | None,
     number_format: str | None,
     currency: str | None,
     timezone: str | None,
 ) -> None:
-    """Reconcile a cycle: load, match, apply the rules, write the report and outputs.
+    """Reconcile a cycle: load, match, apply the rules, write the report and outputs
+    (report.html, summary.json, discrepancies.csv/.parquet/.json/.xlsx, quarantine.csv) into
+    --out, replacing the folder whole.
 
     Exits 0 when no blocker remains, 1 when blockers remain, 2 for unusable input or settings.
     """
-    config = _config(config_path, date_format, currency, timezone, number_format)
+    config = _config(config_path, date_format, currency, timezone, number_format, workbook)
     settings = config.settings(check_cycle(cycle), allow_other_month)
     # The pipeline is imported once the settings are known good: a mistake in them is told
     # without waiting for it.
@@ -375,6 +385,8 @@ def run(
             "(a typo?); the row was not used"
         )
     click.echo(f"report: {shown(out / 'report.html')}")
+    if not summary.workbook.written:
+        click.echo(f"workbook: not written; write it with `reconcile workbook {shown(out)}`")
     if result.quarantined:
         raise InputProblem(
             " ".join(quarantine_message(r) for r in result.loads if r.rows_quarantined)
@@ -382,6 +394,24 @@ def run(
             "see quarantine.csv."
         )
     ctx.exit(result.exit_code)
+
+
+@cli.command(name="workbook")
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(path_type=Path))
+@input_errors
+def workbook_command(out_dir: Path) -> None:
+    """Write OUT_DIR/discrepancies.xlsx, the Excel workbook of a run's discrepancies, from the
+    run's OUT_DIR/discrepancies.parquet: byte for byte the workbook `reconcile run` writes,
+    for a run made with --no-workbook or [outputs] workbook = false. The file is replaced
+    whole (a temporary file beside it, renamed over it).
+
+    Exits 2 when OUT_DIR is missing or is not a run's output folder, or when its
+    discrepancies.parquet is missing, cannot be read or is not the table a run writes.
+    """
+    from reconcile.workbook import write_later
+
+    written, rows = write_later(out_dir)
+    click.echo(f"{shown(written)}: {rows} discrepancies written")
 
 
 @cli.group(name="map")
@@ -721,8 +751,10 @@ def _config(
     currency: str | None,
     timezone: str | None,
     number_format: str | None,
+    workbook: bool | None = None,
 ) -> Config:
-    """The one settings model: defaults, reconcile.toml, RECONCILE_* variables, then flags."""
+    """The one settings model: defaults, reconcile.toml, RECONCILE_* variables, then flags
+    (None: not given)."""
     from reconcile.config import load_config
 
     return load_config(
@@ -732,6 +764,7 @@ def _config(
             "--currency": currency,
             "--timezone": timezone,
             "--number-format": number_format,
+            "--workbook/--no-workbook": workbook,
         },
     )
 

@@ -170,6 +170,15 @@ class WorkspaceSettings(Section):
     )
 
 
+class OutputsSettings(Section):
+    workbook: Annotated[bool, Field(strict=True)] = _setting(
+        True,
+        "true or false",
+        "Write discrepancies.xlsx, the Excel workbook (about half of a large run's time); "
+        "off, `reconcile workbook OUT_DIR` writes it later from the run's folder.",
+    )
+
+
 class Config(BaseModel):
     """Everything a run may be told; nothing given means the strict defaults."""
 
@@ -180,6 +189,7 @@ class Config(BaseModel):
     expected: ExpectedSettings = ExpectedSettings()
     match: MatchSettings = MatchSettings()
     workspace: WorkspaceSettings = WorkspaceSettings()
+    outputs: OutputsSettings = OutputsSettings()
     # Per rule code: the values set explicitly (severity, tolerances, options), validated
     # against the rule's CONFIG; a rule applies its own defaults for the rest.
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -241,7 +251,10 @@ class Config(BaseModel):
         return lowered
 
 
-SECTIONS = ("cycle", "halopsa", "expected", "match", "workspace")
+SECTIONS = ("cycle", "halopsa", "expected", "match", "workspace", "outputs")
+# Sections that choose which files a run writes, not what it finds: left out of the run's
+# fingerprint (run.run_id), so a run without the workbook keeps its id and its sign-off.
+OUTPUT_SECTIONS = ("outputs",)
 
 
 class Settings(BaseModel):
@@ -338,6 +351,7 @@ FLAGS = {
     "--date-format": ("cycle", "date_format"),
     "--number-format": ("cycle", "number_format"),
     "--timezone": ("halopsa", "timezone"),
+    "--workbook/--no-workbook": ("outputs", "workbook"),
 }
 
 
@@ -520,12 +534,16 @@ def _describe_type(key: str, expected: str) -> str:
         return "IANA time zone"
     if key == "memory_limit":
         return "memory size"
+    if key == "workbook":
+        return "boolean: true \\| false"
     return "string: " + expected.replace(" or ", " \\| ").replace(", ", " \\| ").replace('"', "")
 
 
 def _default_text(default: Any) -> str:
     if default is None:
         return "none"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
     if isinstance(default, tuple | list):
         return "`[]`" if not default else f"`{list(default)}`"
     if isinstance(default, float) and default.is_integer():

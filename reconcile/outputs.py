@@ -5,10 +5,12 @@ in with one rename: Linux's renameat2(RENAME_EXCHANGE) trades the two folders at
 reader (or a `kill -9` at any instant) sees the previous complete set or the new complete set,
 never a mix or a truncated file. Elsewhere two renames are used and an interrupted swap is
 undone the next time the folder is written. A lock file beside the folder (`.<name>.lock`,
-filelock) makes two runs writing the same `--out` take turns.
+filelock) makes two runs writing the same `--out` take turns, and `reconcile workbook`, which
+adds one file to a run's folder (replace_file), wait for them.
 
-`RECONCILE_PAUSE_AT` (tests only) names steps (`discrepancies.csv`, …, `swap`, `swapped`) at
-which the writer prints `paused at STEP` to stderr and sleeps, so a test can kill it there.
+`RECONCILE_PAUSE_AT` (tests only) names steps (`discrepancies.csv`, …, `swap`, `swapped`,
+`replace discrepancies.xlsx`) at which the writer prints `paused at STEP` to stderr and sleeps,
+so a test can kill it there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,21 +73,34 @@ def output_folder(out: Path) -> Iterator[Path]:
             hint="Choose another --out.",
         )
     out.parent.mkdir(parents=True, exist_ok=True)
+    _, previous, prefix = _names(out)
+    with locked_folder(out):
+        staging = out.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            yield staging
+            _sync(staging)
+            pause("swap")
+            _swap(staging, out, previous)
+            pause("swapped")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(previous, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked_folder(out: Path) -> Iterator[None]:
+    """Hold the output folder's lock (`.<name>.lock` beside it) for the block, so no other
+    writer of `out` (a run swapping it, `reconcile workbook` adding to it) works at the same
+    time; what a killed writer left is undone first. A fault of the machine in the block (a
+    full disk, a read-only folder) is raised as the InputError naming it, and a lock held
+    longer than LOCK_TIMEOUT seconds as an InputError saying so."""
+    out = out.absolute()
     lock_path, previous, prefix = _names(out)
     try:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT):
             _recover(out, previous, prefix)
-            staging = out.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
-            staging.mkdir()
-            try:
-                yield staging
-                _sync(staging)
-                pause("swap")
-                _swap(staging, out, previous)
-                pause("swapped")
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-                shutil.rmtree(previous, ignore_errors=True)
+            yield
     except OSError as exc:
         from reconcile.environment import environment_error
 
@@ -99,6 +114,25 @@ def output_folder(out: Path) -> Iterator[Path]:
             f"another reconcile run has been writing this folder for over {LOCK_TIMEOUT:.0f} s",
             hint="Wait for it to finish, or choose another --out.",
         ) from None
+
+
+def replace_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` whole or not at all: `write` writes a temporary file beside it (the same
+    folder, so the same filesystem), which is flushed to disk and renamed over `path` in one
+    step (os.replace); on an exception it is removed and `path` is as it was. The caller holds
+    the folder's lock (locked_folder): temporary files a killed writer left are removed first."""
+    stem = f".{path.stem}.new-"
+    for stale in path.parent.glob(f"{stem}*{path.suffix}"):
+        stale.unlink(missing_ok=True)
+    temporary = path.with_name(f"{stem}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+    try:
+        write(temporary)
+        with temporary.open("rb") as fh:
+            os.fsync(fh.fileno())
+        pause(f"replace {path.name}")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _recover(out: Path, previous: Path, prefix: str) -> None:

@@ -132,6 +132,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "settings": "SettingsInForce: source, sha256, changed (setting -> value, those differing "
     "from the defaults), lowered_severities (rule, default, set)",
     "mappings": "MappingFiles: file, sha256",
+    "workbook": "Workbook: written (whether the run wrote discrepancies.xlsx), note (which, and "
+    "how to write it later when it did not)",
     "stages": "match stages but unmatched: {stage: MatchStage, autotask_share, halopsa_share "
     "(that side's lines, fractions as decimal strings or None)}",
     "match_rate": "Sides: autotask, halopsa (fractions, Decimal)",
@@ -584,6 +586,7 @@ def build_context(
         "currencies": summary.currencies,
         "settings": summary.config,
         "mappings": summary.mappings,
+        "workbook": summary.workbook,
         "stages": stages,
         "match_rate": summary.match_rate,
         "controls": [_control_row(c) for c in summary.controls],

@@ -400,6 +400,28 @@ class Acceptances:
     lapsed: tuple[LapsedAcceptance, ...] = ()
 
 
+WORKBOOK_FILE = "discrepancies.xlsx"
+
+
+@dataclass(frozen=True)
+class Workbook:
+    """What the run did with the Excel workbook of its discrepancies (WORKBOOK_FILE): written
+    with the other outputs, or left out ([outputs] workbook = false, `run --no-workbook`); note
+    says which in a sentence for people and, when it was left out, how to write it later."""
+
+    written: bool = True
+    note: str = f"{WORKBOOK_FILE} written with the other outputs"
+
+    @classmethod
+    def left_out(cls) -> Workbook:
+        return cls(
+            written=False,
+            note=f"{WORKBOOK_FILE} not written ([outputs] workbook = false, or --no-workbook); "
+            "`reconcile workbook OUT_DIR` writes it into the run's output folder from its "
+            "discrepancies.parquet",
+        )
+
+
 @dataclass(frozen=True)
 class ChangeCounts:
     new: int
@@ -487,7 +509,8 @@ class Summary:
     clients: CLIENT_SCHEMA; unmapped_contracts: how many contracts are unmapped (contracts
     only order candidates, so they are counted, not listed); acceptances applied and lapsed,
     history (None until the run is numbered in its workspace) and the cycle's signoffs, oldest
-    first: the run's place in the finance workflow."""
+    first: the run's place in the finance workflow; workbook: whether the run wrote
+    discrepancies.xlsx (Workbook)."""
 
     run_id: str
     reconcile_version: str
@@ -510,6 +533,7 @@ class Summary:
     acceptances: Acceptances = Acceptances()
     history: History | None = None
     signoffs: tuple[Signoff, ...] = ()
+    workbook: Workbook = Workbook()
 
     def __post_init__(self) -> None:
         check_schema(self.clients, CLIENT_SCHEMA, "clients")
@@ -553,6 +577,7 @@ class Summary:
         }
         after = {
             "config": self.config.as_json_dict(),
+            "workbook": plain(self.workbook),
             "acceptances": plain(self.acceptances),
             "history": plain(self.history),
             "signoffs": plain(self.signoffs),
@@ -580,14 +605,15 @@ class Summary:
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Summary:
         """The summary back from its JSON (json_pieces) as parsed (the derived currencies and
-        inputs left out)."""
+        inputs left out; a member with a default that a run kept before it existed, such as
+        workbook, takes its default)."""
         hints = get_type_hints(cls)
         special = {"clients", "config"}
         return cls(
             **{
                 f.name: from_plain(hints[f.name], data[f.name])
                 for f in dataclasses.fields(cls)
-                if f.name not in special
+                if f.name not in special and (f.name in data or f.default is dataclasses.MISSING)
             },
             clients=from_text_columns(_columns(data["clients"], CLIENT_SCHEMA), CLIENT_SCHEMA),
             config=SettingsInForce.from_json_dict(data["config"]),

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from reconcile import __version__, acceptance, history, ledger, signoff
-from reconcile.config import Config, Settings
+from reconcile.config import OUTPUT_SECTIONS, Config, Settings
 from reconcile.crosswalk import read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import (
@@ -34,6 +34,7 @@ from reconcile.report_model import (
     DISCREPANCY_SCHEMA,
     LINE_SCHEMA,
     QUARANTINE_SCHEMA,
+    WORKBOOK_FILE,
     Acceptances,
     AcceptedDifference,
     Amounts,
@@ -57,6 +58,7 @@ from reconcile.report_model import (
     Unmapped,
     UnusedMapping,
     Verdict,
+    Workbook,
     conform,
     empty_frame,
     from_plain,
@@ -70,20 +72,32 @@ from reconcile.store import Workspace
 from reconcile.timing import stage
 
 CENT = Decimal("0.01")
+TEXT, DATE = pl.String(), pl.Date()
+MONEY, MONEY_SUM = pl.Decimal(18, 2), pl.Decimal(38, 2)
+PLACES, PLACES_SUM = pl.Decimal(18, 4), pl.Decimal(38, 4)  # quantities and unit prices
 # One row per discrepancy. `measure` says what autotask_amount/halopsa_amount/difference are
 # (the rule's own figures: net, tax or gross); autotask_net … halopsa_gross are the sums of the
 # lines involved on each side; net/tax/gross_difference are the part of the totals' difference
 # the discrepancy accounts for (each line group counted once, as in the variance bridge), so
-# they add up to the totals' difference. Money in the line's currency.
-OUTPUT_COLUMNS = [
-    "id", "rule", "severity", "status", "client", "currency", "stage", "item", "contract",
-    "service_period_start", "service_period_end", "autotask_invoices", "halopsa_invoices",
-    "autotask_quantity", "halopsa_quantity", "autotask_unit_price", "halopsa_unit_price",
-    "measure", "autotask_amount", "halopsa_amount", "difference",
-    "autotask_net", "autotask_tax", "autotask_gross", "halopsa_net", "halopsa_tax",
-    "halopsa_gross", "net_difference", "tax_difference", "gross_difference", "exposure",
-    "root_cause", "autotask_refs", "halopsa_refs", "message",
-]  # fmt: skip
+# they add up to the totals' difference. Money in the line's currency. The types are those of
+# a run with discrepancies (one without any writes every column as text); the workbook is
+# written from them (outputs.write_xlsx), and `reconcile workbook` checks the Parquet file
+# against them.
+OUTPUT_SCHEMA: dict[str, pl.DataType] = {
+    "id": TEXT, "rule": TEXT, "severity": TEXT, "status": TEXT, "client": TEXT,
+    "currency": TEXT, "stage": TEXT, "item": TEXT, "contract": TEXT,
+    "service_period_start": DATE, "service_period_end": DATE,
+    "autotask_invoices": TEXT, "halopsa_invoices": TEXT,
+    "autotask_quantity": PLACES_SUM, "halopsa_quantity": PLACES_SUM,
+    "autotask_unit_price": PLACES, "halopsa_unit_price": PLACES,
+    "measure": TEXT, "autotask_amount": MONEY, "halopsa_amount": MONEY, "difference": MONEY,
+    "autotask_net": MONEY_SUM, "autotask_tax": MONEY_SUM, "autotask_gross": MONEY,
+    "halopsa_net": MONEY_SUM, "halopsa_tax": MONEY_SUM, "halopsa_gross": MONEY,
+    "net_difference": MONEY, "tax_difference": MONEY, "gross_difference": MONEY,
+    "exposure": MONEY, "root_cause": TEXT, "autotask_refs": TEXT, "halopsa_refs": TEXT,
+    "message": TEXT,
+}  # fmt: skip
+OUTPUT_COLUMNS = list(OUTPUT_SCHEMA)
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
 
 
@@ -453,6 +467,7 @@ def _summary(
         clients=_clients(workspace, findings),
         # The settings in force, as evidence of what the verdict was measured against.
         config=settings,
+        workbook=Workbook() if config.outputs.workbook else Workbook.left_out(),
     )
 
 
@@ -516,10 +531,11 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> ReportData:
-    """CSV, Parquet and JSON of the discrepancies, summary.json, quarantine.csv, report.html:
-    written into a staging folder and swapped in whole (outputs.output_folder), so `--out` holds
-    the previous complete set until the new one is complete. Text cells of the CSVs are made
-    safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values.
+    """CSV, Parquet, JSON and (unless the summary's workbook says it is left out) XLSX of the
+    discrepancies, summary.json, quarantine.csv, report.html: written into a staging folder and
+    swapped in whole (outputs.output_folder), so `--out` holds the previous complete set until
+    the new one is complete, and never a workbook of an earlier run. Text cells of the CSVs are
+    made safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values.
     Returns the report's data, which the run keeps to render it again (a sign-off pack)."""
     frame = result.outputs
     quarantine = workspace.quarantined(result.cycle)
@@ -529,7 +545,7 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
-        "discrepancies.xlsx": lambda path: write_xlsx(frame, path),
+        WORKBOOK_FILE: lambda path: write_xlsx(frame, path),
         "discrepancies.json": lambda path: _write_pieces(
             path, chain(json_records(text_columns(frame)), [b"\n"])
         ),
@@ -537,6 +553,8 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),
     }
+    if not result.summary.workbook.written:
+        del writers[WORKBOOK_FILE]
     with output_folder(result.out_dir) as out:
         for name, write in writers.items():
             write(out / name)
@@ -636,12 +654,16 @@ def run_id(
     rules: list[Rule],
 ) -> str:
     """Runs of the same content share an id, wherever the files lie: the inputs' content hashes,
-    the mapping files' content, the settings in force after defaults, and the engine (the
-    reconcile version and the content of every rule file and template). Evidence a controller
-    can cite: the same id always means the same discrepancies. History keeps each execution."""
+    the mapping files' content, the settings in force after defaults (but those choosing which
+    files are written, config.OUTPUT_SECTIONS), and the engine (the reconcile version and the
+    content of every rule file and template). Evidence a controller can cite: the same id
+    always means the same discrepancies. History keeps each execution."""
     engine = [__version__, engine_digest(rules)]
     inputs = sorted((c.platform, c.load_id) for c in controls)
     hashes = [m.sha256 for m in mappings]
     in_force = {k: v for k, v in settings.as_json_dict().items() if k != "source"}
+    in_force["changed"] = {
+        k: v for k, v in in_force["changed"].items() if k.split(".")[0] not in OUTPUT_SECTIONS
+    }
     key = json.dumps([engine, inputs, hashes, in_force], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -41,13 +41,15 @@ def run_demo(
     name: str,
     halopsa: Path = DEMO / "halopsa" / "api",
     config: Path = DEMO / "reconcile.toml",
+    *flags: str,
 ) -> Path:
-    """The demo cycle run into tmp_path/name (its blockers remain: exit 1); the output folder."""
+    """The demo cycle run into tmp_path/name (its blockers remain: exit 1), with any other
+    flags of `run` (`--no-workbook`); the output folder."""
     out = tmp_path / name
     result = invoke(
         "--workspace", tmp_path / f"{name}.duckdb", "run", "--cycle", "2026-11",
         "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", halopsa,
-        "--map", DEMO / "mapping.csv", "--config", config, "--out", out,
+        "--map", DEMO / "mapping.csv", "--config", config, "--out", out, *flags,
     )  # fmt: skip
     assert result.exit_code == 1, result.output  # blockers remain
     assert "NOT READY for cutover" in result.output

@@ -1,0 +1,110 @@
+"""`reconcile workbook OUT_DIR`: the Excel workbook of a run's discrepancies, written after the
+run from the discrepancies.parquet in its output folder, byte for byte as `reconcile run`
+writes it (outputs.write_xlsx on the same table), for a run made without it
+([outputs] workbook = false, `run --no-workbook`).
+
+The file is written under the output folder's lock (outputs.locked_folder: a run swapping the
+folder waits, and so does this) and replaced whole (outputs.replace_file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from reconcile.errors import InputError
+from reconcile.outputs import locked_folder, replace_file, write_xlsx
+from reconcile.report_model import WORKBOOK_FILE
+from reconcile.run import OUTPUT_SCHEMA
+
+PARQUET_FILE = "discrepancies.parquet"
+SUMMARY_FILE = "summary.json"  # every run's output folder holds one
+
+
+def write_later(out: Path) -> tuple[Path, int]:
+    """Write out/discrepancies.xlsx from out/discrepancies.parquet: (the workbook's path, its
+    number of discrepancy rows). InputError (exit 2) when `out` is not a folder, not a run's
+    output folder (no summary.json), or its discrepancies.parquet is missing, cannot be read or
+    does not hold the table a run writes (check_table)."""
+    if not out.is_dir():
+        raise InputError(
+            str(out),
+            "no such folder" if not out.exists() else "not a folder",
+            expected="the output folder of a `reconcile run` (its --out)",
+        )
+    if not (out / SUMMARY_FILE).is_file():
+        raise InputError(
+            str(out),
+            f"not the output folder of a `reconcile run` (it holds no {SUMMARY_FILE})",
+            hint="Give the folder a run wrote its outputs into (its --out).",
+        )
+    with locked_folder(out):
+        parquet = out / PARQUET_FILE
+        if not parquet.is_file():
+            raise InputError(
+                str(parquet),
+                "the run's discrepancy table is missing: the workbook is written from it",
+                hint="Run `reconcile run` again into this folder (with --workbook, or without "
+                "--no-workbook, to have the workbook written by the run).",
+            )
+        table = read_table(parquet)
+        workbook = out / WORKBOOK_FILE
+        replace_file(workbook, lambda path: write_xlsx(table, path))
+    return workbook, table.height
+
+
+def read_table(parquet: Path) -> pl.DataFrame:
+    """The discrepancy table of a run's discrepancies.parquet, checked (check_table);
+    InputError when the file cannot be read as Parquet."""
+    try:
+        table = pl.read_parquet(parquet)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(
+            str(parquet),
+            "cannot be read as a Parquet file",
+            got=(str(exc).splitlines() or [type(exc).__name__])[0],
+            hint="Run `reconcile run` again into this folder to write it anew.",
+        ) from None
+    check_table(table, str(parquet))
+    return table
+
+
+def check_table(table: pl.DataFrame, source: str) -> None:
+    """Refuse (InputError) a table other than the one a run writes: its columns exactly
+    run.OUTPUT_SCHEMA's, in order, and each column of the kind the workbook writes from its
+    type (text, date, or a decimal of OUTPUT_SCHEMA's places: money to 2, quantities and unit
+    prices to 4; the precision is not the workbook's concern). A run without discrepancies
+    writes every column as text, so an empty table of text columns is a run's too."""
+    columns = list(table.columns)
+    expected = list(OUTPUT_SCHEMA)
+    if columns != expected:
+        missing = [c for c in expected if c not in columns]
+        extra = [c for c in columns if c not in expected]
+        found = (
+            f"missing {', '.join(missing) or 'none'}; unexpected {', '.join(extra) or 'none'}"
+            if missing or extra
+            else "the same columns in another order"
+        )
+        raise InputError(
+            source,
+            "does not hold the discrepancy table a run writes",
+            expected=f"the {len(expected)} columns {', '.join(expected)}",
+            got=found,
+        )
+    if table.is_empty() and all(t == pl.String for t in table.schema.values()):
+        return
+    for name, dtype in table.schema.items():
+        if _kind(dtype) != _kind(OUTPUT_SCHEMA[name]):
+            raise InputError(
+                source,
+                "does not hold the discrepancy table a run writes",
+                column=name,
+                expected=str(OUTPUT_SCHEMA[name]),
+                got=str(dtype),
+            )
+
+
+def _kind(dtype: pl.DataType) -> object:
+    """What decides how the workbook writes a column: a decimal's places, else the type."""
+    return ("decimal", dtype.scale) if isinstance(dtype, pl.Decimal) else dtype

@@ -1,0 +1,213 @@
+"""The Excel workbook as an explicit output: `[outputs] workbook` and `run --no-workbook` leave
+discrepancies.xlsx out (summary.json and the report say so, and how to write it), and
+`reconcile workbook OUT_DIR` writes it later from the run's discrepancies.parquet, byte for byte
+as the run would have; real runs, real files, the workbook read back with openpyxl."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from conftest import DEMO, FIXTURES, ROOT, invoke, read_json, run_demo
+from reconcile.errors import EXIT_BAD_INPUT
+from reconcile.report_model import Summary, Workbook
+from reconcile.run import OUTPUT_COLUMNS
+from reconcile.workbook import check_table
+
+sys.path.insert(0, str(FIXTURES))
+import generate
+
+XLSX = "discrepancies.xlsx"
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def _config(tmp_path: Path, workbook: str) -> Path:
+    """The demo's reconcile.toml with an [outputs] section."""
+    config = tmp_path / "reconcile.toml"
+    text = (DEMO / "reconcile.toml").read_text(encoding="utf-8")
+    config.write_text(f"{text}\n[outputs]\nworkbook = {workbook}\n", encoding="utf-8")
+    return config
+
+
+def test_without_the_workbook_then_the_command_writes_the_runs_bytes(tmp_path: Path) -> None:
+    with_it = run_demo(tmp_path, "with")
+    without = run_demo(tmp_path, "without", DEMO / "halopsa" / "api", DEMO / "reconcile.toml",
+                       "--no-workbook")  # fmt: skip
+    assert XLSX in _files(with_it) and XLSX not in _files(without)
+    # Every other discrepancy file is the same; the fingerprint too (the workbook is not part
+    # of what was found), so a sign-off is not superseded by a run without it.
+    for name in ("discrepancies.csv", "discrepancies.json", "discrepancies.parquet"):
+        assert (with_it / name).read_bytes() == (without / name).read_bytes(), name
+    summary, plain = read_json(without / "summary.json"), read_json(with_it / "summary.json")
+    assert summary["run_id"] == plain["run_id"]
+    assert summary["workbook"] == {"written": False, "note": Workbook.left_out().note}
+    assert plain["workbook"] == {"written": True, "note": Workbook().note}
+    assert summary["config"]["changed"]["outputs.workbook"] is False
+    assert "outputs.workbook" not in plain["config"]["changed"]
+    assert "`reconcile workbook OUT_DIR`" in summary["workbook"]["note"]
+    report = (without / "report.html").read_text(encoding="utf-8")
+    assert "<dt>Excel workbook</dt>" in report
+    assert "discrepancies.xlsx not written" in report and "outputs.workbook = false" in report
+
+    result = invoke("workbook", without)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{without / XLSX}: 25 discrepancies written\n"
+    assert (without / XLSX).read_bytes() == (with_it / XLSX).read_bytes()
+    assert sorted(p.name for p in without.iterdir() if p.name.startswith(".")) == []
+    sheet = openpyxl.load_workbook(without / XLSX, read_only=True).worksheets[0]
+    rows = list(sheet.iter_rows(values_only=True))
+    parquet = pl.read_parquet(without / "discrepancies.parquet")
+    assert list(rows[0]) == OUTPUT_COLUMNS
+    assert [r[0] for r in rows[1:]] == parquet["id"].to_list()
+
+
+def test_the_run_says_how_to_write_it_and_leaves_no_earlier_workbook(tmp_path: Path) -> None:
+    out = run_demo(tmp_path, "out")
+    assert (out / XLSX).exists()
+    result = invoke(
+        "--workspace", tmp_path / "again.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", _config(tmp_path, "false"), "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"workbook: not written; write it with `reconcile workbook {out}`" in result.output
+    # The folder is replaced whole: the first run's workbook is not left beside the new set.
+    assert XLSX not in _files(out)
+    assert read_json(out / "summary.json")["workbook"]["written"] is False
+
+
+def test_the_flag_overrides_the_setting(tmp_path: Path) -> None:
+    off = _config(tmp_path, "false")
+    assert XLSX not in _files(run_demo(tmp_path, "off", DEMO / "halopsa" / "api", off))
+    on = run_demo(tmp_path, "on", DEMO / "halopsa" / "api", off, "--workbook")
+    assert XLSX in _files(on)
+    summary = read_json(on / "summary.json")
+    assert summary["workbook"]["written"] is True
+    assert "outputs.workbook" not in summary["config"]["changed"]
+
+
+def test_a_setting_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--config", _config(tmp_path, '"no"'), "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "[outputs] workbook is not valid; expected true or false, got 'no'" in result.output
+
+
+def test_a_summary_kept_before_the_workbook_member_reads_back_as_written(
+    tmp_path: Path,
+) -> None:
+    kept = read_json(run_demo(tmp_path, "out") / "summary.json")
+    del kept["workbook"]
+    assert Summary.from_json_dict(kept).workbook == Workbook()
+
+
+def test_what_the_command_refuses(tmp_path: Path) -> None:
+    def refused(folder: Path, message: str) -> None:
+        result = invoke("workbook", folder)
+        assert result.exit_code == EXIT_BAD_INPUT, result.output
+        assert message in result.output, result.output
+
+    refused(tmp_path / "missing", f"{tmp_path / 'missing'}: no such folder")
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    refused(tmp_path / "a-file", "not a folder")
+    (tmp_path / "other").mkdir()
+    refused(tmp_path / "other", "not the output folder of a `reconcile run`")
+
+    out = run_demo(tmp_path, "out")
+    before = (out / XLSX).read_bytes()
+    parquet = out / "discrepancies.parquet"
+    table = pl.read_parquet(parquet)
+    cases = {
+        "missing": (None, "the run's discrepancy table is missing"),
+        "junk": (b"PAR1 this is not parquet", "cannot be read as a Parquet file"),
+        "column dropped": (table.drop("exposure"), "missing exposure; unexpected none"),
+        "columns reordered": (
+            table.select(reversed(table.columns)),
+            "the same columns in another order",
+        ),
+        "money as float": (
+            table.with_columns(pl.col("difference").cast(pl.Float64)),
+            "column 'difference': does not hold the discrepancy table a run writes; expected "
+            "Decimal(precision=18, scale=2), got 'Float64'",
+        ),
+    }
+    for case, (content, message) in cases.items():
+        parquet.unlink(missing_ok=True)
+        if isinstance(content, bytes):
+            parquet.write_bytes(content)
+        elif content is not None:
+            content.write_parquet(parquet)
+        refused(out, message)
+        assert (out / XLSX).read_bytes() == before, case  # left as it was
+        assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], case
+
+
+def test_a_run_without_discrepancies_writes_text_columns_the_check_accepts() -> None:
+    check_table(pl.DataFrame(schema=dict.fromkeys(OUTPUT_COLUMNS, pl.String)), "empty")
+
+
+def test_a_killed_command_leaves_the_folder_as_it_was_and_the_next_one_sweeps_up(
+    tmp_path: Path,
+) -> None:
+    reference = run_demo(tmp_path, "reference")
+    out = run_demo(tmp_path, "out", DEMO / "halopsa" / "api", DEMO / "reconcile.toml",
+                   "--no-workbook")  # fmt: skip
+    step = "replace discrepancies.xlsx"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from reconcile.cli import main; main()", "workbook", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RECONCILE_PAUSE_AT": step},
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    while line and not line.startswith("paused at"):
+        line = process.stderr.readline()
+    assert line == f"paused at {step}\n", line
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    assert XLSX not in _files(out)  # never a partial workbook under its own name
+    assert len([p for p in out.iterdir() if p.name.startswith(".discrepancies.new-")]) == 1
+    assert invoke("workbook", out).exit_code == 0
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert (out / XLSX).read_bytes() == (reference / XLSX).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def cycle(tmp_path_factory: pytest.TempPathFactory) -> generate.RealisticCycle:
+    return generate.realistic_cycle(3_000, 17, tmp_path_factory.mktemp("realistic"))
+
+
+def test_a_generated_cycle_gets_the_same_workbook_either_way(
+    cycle: generate.RealisticCycle, tmp_path: Path
+) -> None:
+    outs = []
+    for name, flag in (("with", "--workbook"), ("without", "--no-workbook")):
+        result = invoke(
+            "--workspace", tmp_path / f"{name}.duckdb", "run", "--cycle", generate.REAL_CYCLE,
+            "--autotask", cycle.autotask, "--halopsa", cycle.halopsa, "--map", cycle.mapping,
+            "--config", cycle.config, "--out", tmp_path / name, flag,
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        outs.append(tmp_path / name)
+    with_it, without = outs
+    assert XLSX not in _files(without)
+    assert invoke("workbook", without).exit_code == 0
+    written = (without / XLSX).read_bytes()
+    assert written == (with_it / XLSX).read_bytes()
+    rows = openpyxl.load_workbook(without / XLSX, read_only=True).worksheets[0].max_row
+    assert rows == pl.read_parquet(without / "discrepancies.parquet").height + 1 > 300
