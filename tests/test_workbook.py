@@ -18,7 +18,7 @@ import pytest
 from conftest import DEMO, FIXTURES, ROOT, invoke, read_json, run_demo
 from reconcile.errors import EXIT_BAD_INPUT
 from reconcile.report_model import Summary, Workbook
-from reconcile.run import OUTPUT_COLUMNS
+from reconcile.run import OUTPUT_COLUMNS, OUTPUT_SCHEMA
 from reconcile.workbook import check_table
 
 sys.path.insert(0, str(FIXTURES))
@@ -67,6 +67,7 @@ def test_without_the_workbook_then_the_command_writes_the_runs_bytes(tmp_path: P
     sheet = openpyxl.load_workbook(without / XLSX, read_only=True).worksheets[0]
     rows = list(sheet.iter_rows(values_only=True))
     parquet = pl.read_parquet(without / "discrepancies.parquet")
+    assert dict(parquet.schema) == OUTPUT_SCHEMA  # what the command checks it against
     assert list(rows[0]) == OUTPUT_COLUMNS
     assert [r[0] for r in rows[1:]] == parquet["id"].to_list()
 
