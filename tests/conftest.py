@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,26 @@ def run_demo(
     assert result.exit_code == 1, result.output  # blockers remain
     assert "NOT READY for cutover" in result.output
     return out
+
+
+def kill_at(step: str, *args: str | Path) -> None:
+    """The console entry point with `args` in a child process, killed (SIGKILL) when it
+    reaches `step` (RECONCILE_PAUSE_AT, reconcile.outputs.pause)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from reconcile.cli import main; main()", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RECONCILE_PAUSE_AT": step},
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    while line and not line.startswith("paused at"):
+        line = process.stderr.readline()
+    assert line == f"paused at {step}\n", line
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
 
 
 def read_json(path: Path) -> Any:

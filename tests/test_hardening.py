@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import AT_HEADER, HALO_HEADER, ROOT, invoke
+from conftest import AT_HEADER, HALO_HEADER, ROOT, invoke, kill_at
 from reconcile.cli import main
 from reconcile.safe import FORMULA_START, NUMBER, cell, shown
 
@@ -338,21 +337,7 @@ def test_kill_9_while_writing_leaves_the_previous_or_the_new_set(tmp_path: Path)
         out.mkdir()
         for name, data in old.items():
             (out / name).write_bytes(data)
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from reconcile.cli import main; main()", *map(str, second)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "RECONCILE_PAUSE_AT": step},
-        )
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        while line and not line.startswith("paused at"):
-            line = process.stderr.readline()
-        assert line == f"paused at {step}\n", line
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
+        kill_at(step, *second)
         assert _snapshot(out) == (new if step == "swapped" else old), step
     leftovers = {p.name for p in out.parent.iterdir() if p.name.startswith(".out.")}
     _fresh_workspaces(tmp_path)

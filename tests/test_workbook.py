@@ -5,9 +5,6 @@ as the run would have; real runs, real files, the workbook read back with openpy
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from conftest import DEMO, FIXTURES, ROOT, invoke, read_json, run_demo
+from conftest import DEMO, FIXTURES, invoke, kill_at, read_json, run_demo
 from reconcile.errors import EXIT_BAD_INPUT
 from reconcile.report_model import Summary, Workbook
 from reconcile.run import OUTPUT_COLUMNS, OUTPUT_SCHEMA
@@ -165,22 +162,7 @@ def test_a_killed_command_leaves_the_folder_as_it_was_and_the_next_one_sweeps_up
     reference = run_demo(tmp_path, "reference")
     out = run_demo(tmp_path, "out", DEMO / "halopsa" / "api", DEMO / "reconcile.toml",
                    "--no-workbook")  # fmt: skip
-    step = "replace discrepancies.xlsx"
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from reconcile.cli import main; main()", "workbook", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "RECONCILE_PAUSE_AT": step},
-    )
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    while line and not line.startswith("paused at"):
-        line = process.stderr.readline()
-    assert line == f"paused at {step}\n", line
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
+    kill_at("replace discrepancies.xlsx", "workbook", out)
     assert XLSX not in _files(out)  # never a partial workbook under its own name
     assert len([p for p in out.iterdir() if p.name.startswith(".discrepancies.new-")]) == 1
     assert invoke("workbook", out).exit_code == 0
