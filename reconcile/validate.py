@@ -586,32 +586,90 @@ EXPECTED = {
 }
 
 
+REASONS_SCHEMA = pl.Schema({ROW: pl.Int64(), "reason": pl.String()})
+
+
 def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.DataFrame:
-    """Every reason each row fails, as (row, reason) pairs, from pandera's failure cases."""
-    reasons: list[dict[str, Any]] = []
+    """Every reason each row fails, as (row, reason) pairs: pandera's failure cases (in their
+    order, _raw_reasons), then the readers' own problems."""
     suspects = _raw_suspects(billable)
+    found = [pl.DataFrame(schema=REASONS_SCHEMA)]
     try:
         if suspects.height:
             _raw_schema(raw, convention).validate(suspects, lazy=True)
     except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases.filter(pl.col("index").is_not_null())
-        rows = suspects[ROW]
-        for case in cases.iter_rows(named=True):
-            name = case["column"]
-            column = raw.columns.get(name, name)
-            value = suspects[case["index"], name]
-            if case["check"] == "not_nullable":
-                text = f"column '{column}': a value is required but the cell is empty"
-            else:
-                text = f"column '{column}': expected {case['check']}, got {value!r}"
-                why = f"_why_{name}"
-                if why in suspects.columns and suspects[case["index"], why] is not None:
-                    text += f" ({suspects[case['index'], why]})"
-            reasons.append({ROW: rows[case["index"]], "reason": text})
+        found.append(_raw_reasons(raw, suspects, err.failure_cases))
     problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
         pl.col(ROW), pl.col(PROBLEM).alias("reason")
     )
-    return pl.concat([pl.DataFrame(reasons, schema={ROW: pl.Int64, "reason": pl.String}), problems])
+    return pl.concat([*found, problems])
+
+
+def _raw_reasons(raw: RawFrame, suspects: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
+    """pandera's failure cases of _raw_schema (column, check, index: the row's place in
+    suspects; cases of no row are left out) as (row, reason) pairs, in their order: "column
+    'Net': a value is required but the cell is empty", or "column 'Net': expected <what>,
+    got 'text'" with why an amount was refused (its `_why_` column), where known."""
+    cells = suspects.with_row_index("index")
+    whys = [name for name in RAW_FIELDS if f"_why_{name}" in suspects.columns]
+    found = (
+        cases.filter(pl.col("index").is_not_null())
+        .select("column", "check", pl.col("index").cast(pl.UInt32))
+        .join(
+            cells.unpivot(list(RAW_FIELDS), index=["index", ROW], variable_name="column"),
+            on=["index", "column"],
+            how="left",
+            maintain_order="left",
+        )
+        .join(
+            cells.select("index", *[pl.col(f"_why_{name}").alias(name) for name in whys]).unpivot(
+                whys, index="index", variable_name="column", value_name="why"
+            ),
+            on=["index", "column"],
+            how="left",
+            maintain_order="left",
+        )
+    )
+    label = pl.col("column").replace(raw.columns)
+    why = pl.when(pl.col("why").is_not_null()).then(pl.format(" ({})", "why")).otherwise(pl.lit(""))
+    reason = (
+        pl.when(pl.col("check") == "not_nullable")
+        .then(pl.format("column '{}': a value is required but the cell is empty", label))
+        .otherwise(pl.format("column '{}': expected {}, got {}", label, "check", "repr") + why)
+    )
+    return found.with_columns(repr=python_repr(found["value"])).select(
+        pl.col(ROW).cast(pl.Int64), reason.alias("reason")
+    )
+
+
+PRINTABLE_ASCII = r"^[ -~]*$"
+
+
+def python_repr(texts: pl.Series) -> pl.Series:
+    """Python's repr of each text (None for null), as a reason quotes a cell: texts of
+    printable ASCII (nearly all) by expressions, any other once per distinct text."""
+    text = pl.col("text")
+    escaped = text.str.replace_all("\\", "\\\\", literal=True)
+    quoted = (
+        pl.when(text.str.contains("'", literal=True) & ~text.str.contains('"', literal=True))
+        .then(pl.format('"{}"', escaped))
+        .otherwise(pl.format("'{}'", escaped.str.replace_all("'", "\\'", literal=True)))
+    )
+    frame = texts.rename("text").to_frame().with_columns(plain=text.str.contains(PRINTABLE_ASCII))
+    others = frame.filter(~pl.col("plain"))["text"].unique().drop_nulls()
+    shown = pl.DataFrame({"text": others, "shown": [repr(t) for t in others.to_list()]})
+    return (
+        frame.join(shown, on="text", how="left", maintain_order="left")
+        .select(
+            pl.when(text.is_null())
+            .then(pl.lit("None"))
+            .when("plain")
+            .then(quoted)
+            .otherwise("shown")
+        )
+        .to_series()
+        .rename(texts.name)
+    )
 
 
 LOOKUP_SHARE = 4  # a lookup pays when the column holds at most one distinct value in 4 rows
@@ -778,21 +836,24 @@ def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
         cases = err.failure_cases.filter(
             pl.col("index").is_not_null() & (pl.col("check") != "not_nullable")
         )
-        rows = canonical["row_number"]
-        found = pl.DataFrame(
-            [
-                {
-                    ROW: rows[c["index"]],
-                    "reason": CANONICAL_REASONS.get(
-                        c["check"], f"{c['column'] or 'line'}: failed {c['check']}"
-                    ),
-                }
-                for c in cases.iter_rows(named=True)
-            ],
-            schema={ROW: pl.Int64, "reason": pl.String},
+        column = pl.when(pl.col("column") != "").then("column").otherwise(pl.lit("line"))
+        found: pl.DataFrame = (
+            cases.select(pl.col("index").cast(pl.UInt32), "check", "column")
+            .join(
+                canonical.select(pl.col("row_number").alias(ROW)).with_row_index("index"),
+                on="index",
+                how="left",
+                maintain_order="left",
+            )
+            .select(
+                pl.col(ROW).cast(pl.Int64),
+                reason=pl.col("check").replace_strict(
+                    CANONICAL_REASONS, default=pl.format("{}: failed {}", column, "check")
+                ),
+            )
         )
     else:
-        found = pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String})
+        found = pl.DataFrame(schema=REASONS_SCHEMA)
     # A line's currency is required: a row that states none, in an export that states it on
     # other rows, with no currency configured, cannot be summed or compared.
     no_currency = canonical.filter(pl.col("currency").is_null()).select(
