@@ -115,10 +115,11 @@ def empty_frame(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
 
 
 def from_text_columns(
-    columns: Mapping[str, list[Any]], schema: Mapping[str, pl.DataType]
+    data: Mapping[str, list[Any]] | list[dict[str, Any]], schema: Mapping[str, pl.DataType]
 ) -> pl.DataFrame:
-    """The inverse of text_columns: a frame of the schema from its columns as lists, decimals
-    and dates as their exact text."""
+    """The inverse of text_columns: a frame of the schema from its columns as lists, or from
+    its rows as dicts (compact_records, parsed), decimals and dates as their exact text; other
+    keys are left out."""
 
     def typed(name: str, dtype: pl.DataType) -> pl.Expr:
         if isinstance(dtype, pl.Date):
@@ -129,7 +130,11 @@ def from_text_columns(
         name: pl.String() if isinstance(dtype, pl.Decimal | pl.Date) else dtype
         for name, dtype in schema.items()
     }
-    frame = pl.DataFrame({name: columns[name] for name in schema}, schema=texts)
+    frame = (
+        pl.DataFrame({name: data[name] for name in schema}, schema=texts)
+        if isinstance(data, Mapping)
+        else pl.from_dicts(data, schema=texts)
+    )
     return frame.select(typed(name, dtype) for name, dtype in schema.items())
 
 
@@ -589,7 +594,7 @@ class Summary:
                 for f in dataclasses.fields(cls)
                 if f.name not in special
             },
-            clients=from_text_columns(_columns(data["clients"], CLIENT_SCHEMA), CLIENT_SCHEMA),
+            clients=from_text_columns(data["clients"], CLIENT_SCHEMA),
             config=SettingsInForce.from_json_dict(data["config"]),
         )
 
@@ -702,11 +707,6 @@ def from_plain(kind: Any, value: Any) -> Any:
     if cls in (Mapping, dict):
         return {key: from_plain(args[1], item) for key, item in value.items()}
     return value
-
-
-def _columns(rows: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> dict[str, list[Any]]:
-    """Rows (dicts) as columns of the schema."""
-    return {name: [row[name] for row in rows] for name in schema}
 
 
 def json_list(series: pl.Series) -> bytes:
