@@ -6,13 +6,11 @@ failed), or the excluded rows (deliberately not billable, with the reason). Noth
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-import pandera.polars as pa
 import polars as pl
 
 from reconcile import amounts
@@ -546,27 +544,6 @@ def _parsed_where_given(name: str) -> pl.Expr:
     return pl.col(name).is_null() | pl.col(f"_{name}").is_not_null()
 
 
-def _raw_schema(raw: RawFrame, convention: str) -> pa.DataFrameSchema:
-    """The raw source shape's contract: which text each column must hold to be usable."""
-
-    def parsed_where_given(name: str) -> pa.Check:
-        return pa.Check(
-            lambda data: data.lazyframe.select(_parsed_where_given(data.key)),
-            error=EXPECTED[name].format(convention=convention.split(" (")[0]),
-            name=f"parses_{name}",
-        )
-
-    columns = {
-        name: pa.Column(
-            pl.String,
-            nullable=name not in REQUIRED_RAW,
-            checks=[parsed_where_given(name)] if name in EXPECTED else [],
-        )
-        for name in RAW_FIELDS
-    }
-    return pa.DataFrameSchema(columns, name=f"{raw.shape}-raw", strict=False)
-
-
 def _raw_suspects(billable: pl.DataFrame) -> pl.DataFrame:
     """The rows _raw_schema could refuse: its row checks as one vectorised pass. Pandera then
     validates these rows only, and is not run at all for a batch without any."""
@@ -590,15 +567,15 @@ REASONS_SCHEMA = pl.Schema({ROW: pl.Int64(), "reason": pl.String()})
 
 
 def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.DataFrame:
-    """Every reason each row fails, as (row, reason) pairs: pandera's failure cases (in their
-    order, _raw_reasons), then the readers' own problems."""
+    """Every reason each row fails, as (row, reason) pairs: pandera's failure cases of the
+    suspect rows (in their order, _raw_reasons), then the readers' own problems."""
     suspects = _raw_suspects(billable)
     found = [pl.DataFrame(schema=REASONS_SCHEMA)]
-    try:
-        if suspects.height:
-            _raw_schema(raw, convention).validate(suspects, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        found.append(_raw_reasons(raw, suspects, err.failure_cases))
+    if suspects.height:
+        from reconcile import contracts  # pandera (0.2 s to import): only for suspect rows
+
+        cases = contracts.raw_failure_cases(raw, suspects, convention)
+        found.append(_raw_reasons(raw, suspects, cases))
     problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
         pl.col(ROW), pl.col(PROBLEM).alias("reason")
     )
@@ -606,10 +583,11 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
 
 
 def _raw_reasons(raw: RawFrame, suspects: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
-    """pandera's failure cases of _raw_schema (column, check, index: the row's place in
-    suspects; cases of no row are left out) as (row, reason) pairs, in their order: "column
-    'Net': a value is required but the cell is empty", or "column 'Net': expected <what>,
-    got 'text'" with why an amount was refused (its `_why_` column), where known."""
+    """pandera's failure cases of contracts.raw_schema (contracts.FAILURE_CASES: index is the
+    row's place in suspects; cases of no row are left out) as (row, reason) pairs, in their
+    order: "column 'Net': a value is required but the cell is empty", or "column 'Net':
+    expected <what>, got 'text'" with why an amount was refused (its `_why_` column), where
+    known."""
     cells = suspects.with_row_index("index")
     whys = [name for name in RAW_FIELDS if f"_why_{name}" in suspects.columns]
     found = (
@@ -775,63 +753,10 @@ CYCLE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 
-class CanonicalLine(pa.DataFrameModel):
-    """One billable invoice line, the same shape whichever platform it came from."""
-
-    cycle: str = pa.Field(str_matches=CYCLE_PATTERN)
-    source: str = pa.Field(isin=list(PLATFORMS))
-    load_id: str
-    file_name: str
-    row_number: int = pa.Field(ge=1)
-    line_ref: str
-    invoice_number: str = pa.Field(nullable=True)
-    invoice_date: dt.date = pa.Field(nullable=True)
-    client_id: str = pa.Field(nullable=True)
-    client_name: str = pa.Field(nullable=True)
-    contract_id: str = pa.Field(nullable=True)
-    contract_name: str = pa.Field(nullable=True)
-    contract_type: str = pa.Field(nullable=True)
-    item_code: str = pa.Field(nullable=True)
-    item_name: str = pa.Field(nullable=True)
-    description: str = pa.Field(nullable=True)
-    quantity: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
-    unit_price: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
-    net_amount: Annotated[pl.Decimal, 18, 2]
-    tax_amount: Annotated[pl.Decimal, 18, 2] = pa.Field(nullable=True)
-    currency: str = pa.Field(str_matches=CURRENCY_PATTERN)  # a missing one is quarantined
-    period_start: dt.date = pa.Field(nullable=True)
-    period_end: dt.date = pa.Field(nullable=True)
-    xref_client_id: str = pa.Field(nullable=True)
-    xref_contract_id: str = pa.Field(nullable=True)
-    xref_item_id: str = pa.Field(nullable=True)
-
-    class Config:
-        strict = True
-        ordered = True
-
-    @pa.dataframe_check
-    @classmethod
-    def has_client(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """A line with neither client id nor name cannot be matched to anyone."""
-        return data.lazyframe.select(
-            pl.col("client_id").is_not_null() | pl.col("client_name").is_not_null()
-        )
-
-    @pa.dataframe_check
-    @classmethod
-    def period_in_order(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """A service period that ends before it starts is a broken export, not a charge."""
-        return data.lazyframe.select(
-            pl.col("period_end").is_null()
-            | pl.col("period_start").is_null()
-            | (pl.col("period_start") <= pl.col("period_end"))
-        )
-
-
 def _canonical_suspects(canonical: pl.DataFrame) -> pl.DataFrame:
-    """The lines CanonicalLine could refuse for a reason _canonical_failures gives: its checks
-    of values (a null passes them; a missing required value is reported elsewhere) as one
-    vectorised pass. Pandera then validates these lines only, and is not run at all for a
+    """The lines contracts.CanonicalLine could refuse for a reason _canonical_failures gives:
+    its checks of values (a null passes them; a missing required value is reported elsewhere)
+    as one vectorised pass. Pandera then validates these lines only, and is not run at all for a
     batch without any (its first validation costs about 0.2 s)."""
 
     def refused(name: str, passes: pl.Expr) -> pl.Expr:
@@ -852,15 +777,14 @@ def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
     """The canonical schema is the last guard: anything it refuses is quarantined too."""
     suspects = _canonical_suspects(canonical)
     found = pl.DataFrame(schema=REASONS_SCHEMA)
-    try:
-        if suspects.height:
-            frame = suspects.with_columns(
-                pl.lit("pending").alias("load_id"), pl.lit("pending").alias("file_name")
-            ).select(list(CANONICAL_SCHEMA))
-            CanonicalLine.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as err:
+    if suspects.height:
+        from reconcile import contracts  # pandera (0.2 s to import): only for suspect lines
+
+        frame = suspects.with_columns(
+            pl.lit("pending").alias("load_id"), pl.lit("pending").alias("file_name")
+        ).select(list(CANONICAL_SCHEMA))
         # Missing required values were already reported against the export's own column.
-        cases = err.failure_cases.filter(
+        cases = contracts.canonical_failure_cases(frame).filter(
             pl.col("index").is_not_null() & (pl.col("check") != "not_nullable")
         )
         column = pl.when(pl.col("column") != "").then("column").otherwise(pl.lit("line"))

@@ -13,12 +13,12 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconcile.contracts import CanonicalLine
 from reconcile.model import CANONICAL_SCHEMA
 from reconcile.validate import (
     CANONICAL_REASONS,
     NO_CURRENCY,
     REASONS_SCHEMA,
-    CanonicalLine,
     _canonical_failures,
     python_repr,
 )
