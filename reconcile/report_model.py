@@ -681,6 +681,9 @@ def plain(value: Any) -> Any:
     return value
 
 
+PLAIN_ITEMS = (str, int, bool)  # types from_plain returns as they are
+
+
 def from_plain(kind: Any, value: Any) -> Any:
     """The inverse of plain: `value` (JSON-able) as the type `kind` a field declares:
     dataclasses (generic ones too) from their fields, Decimal from its text, tuples and
@@ -703,6 +706,8 @@ def from_plain(kind: Any, value: Any) -> Any:
     if cls is Decimal:
         return Decimal(value)
     if cls is tuple:
+        if args[0] in PLAIN_ITEMS:  # as they are: one tuple, not a call per item (ids)
+            return tuple(value)
         return tuple(from_plain(args[0], item) for item in value)
     if cls in (Mapping, dict):
         return {key: from_plain(args[1], item) for key, item in value.items()}
