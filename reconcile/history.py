@@ -13,7 +13,6 @@ import gzip
 import json
 import zlib
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -101,23 +100,31 @@ def run_findings_by_id(con: duckdb.DuckDBPyConnection, number: int) -> dict[str,
 
 
 def changes(
-    con: duckdb.DuckDBPyConnection, cycle: str, number: int, ids: list[str]
+    con: duckdb.DuckDBPyConnection, cycle: str, number: int, ids: pl.Series
 ) -> dict[str, Any]:
     """This run (`number`, its discrepancy ids in list order) against the previous run of the
     cycle: {run, previous_run (number or null), previous_run_id, counts {new, open, resolved},
     new [ids], open [ids], resolved [{id, rule, severity, client, currency, gross_difference,
-    message}]}. The first run of a cycle has every discrepancy new."""
+    message}]}. The first run of a cycle has every discrepancy new. Worked out by joins: the
+    lists are made once, for the summary."""
     previous = latest_run(con, cycle)
-    before = run_findings_by_id(con, previous.number) if previous else {}
-    now = set(ids)
-    new = [i for i in ids if i not in before]
-    still = [i for i in ids if i in before]
-    resolved = [
-        {k: _text(f[k]) for k in ("id", "rule", "severity", "client", "currency")}
-        | {"gross_difference": _text(f["gross_difference"]), "message": f["message"]}
-        for i, f in before.items()
-        if i not in now
-    ]
+    now = ids.rename("id").to_frame()
+    if previous:
+        before = run_findings(con, previous.number)
+        new = now.join(before, on="id", how="anti", maintain_order="left")["id"].to_list()
+        still = now.join(before, on="id", how="semi", maintain_order="left")["id"].to_list()
+        resolved = (
+            before.join(now, on="id", how="anti", maintain_order="left")
+            .select(
+                pl.col("id", "rule", "severity", "client", "currency", "gross_difference").cast(
+                    pl.String
+                ),
+                "message",
+            )
+            .to_dicts()
+        )
+    else:
+        new, still, resolved = ids.to_list(), [], []
     return {
         "run": number,
         "previous_run": previous.number if previous else None,
@@ -169,9 +176,3 @@ def stored_report(con: duckdb.DuckDBPyConnection, number: int) -> ReportData | N
     if not rows:
         return None
     return ReportData.from_json_dict(orjson.loads(gzip.decompress(rows[0][0])))
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.quantize(Decimal("0.01"))) if isinstance(value, Decimal) else str(value)

@@ -2,7 +2,8 @@
 
 Every line of both sides ends in exactly one match group (a group with one side empty is an
 unmatched line), so the groups' differences add up exactly to the difference of the totals.
-All set work is DuckDB SQL over temp tables; only the fuzzy stage looks at text in Python.
+All set work is DuckDB SQL over temp tables; the fuzzy stage scores texts with rapidfuzz over
+polars frames.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
-import numpy as np
 import polars as pl
 from rapidfuzz import fuzz
-from rapidfuzz.process import cdist
+from rapidfuzz.process import cpdist
 
 from reconcile import timing
 from reconcile.config import Config
@@ -24,7 +24,6 @@ from reconcile.crosswalk import (
     Resolution,
     casefold,
     name_table,
-    normalise_text,
     resolutions,
     resolve_frame,
 )
@@ -500,69 +499,106 @@ def _group_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
 STAGE_SQL = {"split": _split, "values": _one_to_one_by_key, "group": _group_by_key}
 
 
-def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> dict[str, pl.DataFrame]:
-    """The side's lines left for the fuzzy stage (of resolved clients: every Autotask one), per
-    client and currency, in ref order: only of the clients and currencies with lines left on
-    both sides (the others have nothing to pair with; at 200,000 lines a side they were 4,000
-    partitions of 4,250)."""
+def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> pl.DataFrame:
+    """The side's lines left for the fuzzy stage (of resolved clients: every Autotask one), only
+    of the clients and currencies with lines left on both sides (the others have nothing to pair
+    with; at 200,000 lines a side they were 4,000 partitions of 4,250), in no order: uid;
+    client (the client key and currency); order (UInt32: the line's place in ref order, refs
+    being unique on a side); cents (Int64: the net amount); text (item name and description,
+    normalised as crosswalk.normalise_text: name_table's base) and text_id (UInt32, one per
+    distinct text on the side)."""
     other = "h" if side == "a" else "a"
     client = "c_key || '|' || coalesce(currency, '')"
     text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
     frame: pl.DataFrame = con.sql(
-        f"SELECT uid, ref, {client} AS c_key, {text} AS text, net_amount FROM {_left(side)} "
-        f"WHERE c_ok AND {client} IN (SELECT {client} FROM {_left(other)} WHERE c_ok) "
-        "ORDER BY ref"
+        f"SELECT uid, ref, {client} AS client, {text} AS text, net_amount FROM {_left(side)} "
+        f"WHERE c_ok AND {client} IN (SELECT {client} FROM {_left(other)} WHERE c_ok)"
     ).pl()
-    return {str(key): part for (key,), part in frame.partition_by("c_key", as_dict=True).items()}
+    return frame.select(
+        "uid",
+        "client",
+        order=pl.col("ref").rank("ordinal"),
+        cents=(pl.col("net_amount") * 100).cast(pl.Int64),
+        text=name_table("item", frame["text"])["base"],
+    ).with_columns(text_id=pl.col("text").rank("dense"))
 
 
-def _scored_pairs(
-    la: pl.DataFrame, lh: pl.DataFrame, min_score: float
-) -> list[tuple[float, str, str, int, int]]:
-    """Candidate pairs of one client's lines: (−score, refs, uids) for each pair whose texts
-    are at least min_score alike; the score adds amount proximity (exact decimals)."""
-    scores = cdist(
-        [normalise_text(t) for t in la["text"]],
-        [normalise_text(t) for t in lh["text"]],
-        scorer=fuzz.token_set_ratio,
+def _candidates(a: pl.DataFrame, h: pl.DataFrame, min_score: float) -> pl.DataFrame:
+    """The pairs of one client's lines (_fuzzy_side of each side) whose texts are at least
+    min_score alike (token_set_ratio, 0-100, float32 as rapidfuzz gives it), best first:
+    a_uid, h_uid. Best is the highest score, 0.8 x similarity + 20 x amount closeness
+    (1 - |a - h| / max(|a|, |h|, 1), at least 0), then the first Autotask ref, then the first
+    HaloPSA ref: a total order. Closeness divides whole cents as doubles (exact integers below
+    2^53 cents), so the quotient is the correctly rounded one. Each distinct pair of texts is
+    scored once, TEXT_PAIRS at a time."""
+    pairs = a.drop("text").join(h.drop("text"), on="client", suffix="_h")
+    a_texts = a.select("text_id", "text").unique()
+    h_texts = h.select(text_id_h="text_id", text_h="text").unique()
+    alike = pl.concat(
+        [
+            _alike(chunk.join(a_texts, on="text_id").join(h_texts, on="text_id_h"), min_score)
+            for chunk in pairs.select("text_id", "text_id_h").unique().iter_slices(TEXT_PAIRS)
+        ],
+        how="vertical",
     )
-    a_rows, h_rows = la.rows(named=True), lh.rows(named=True)
-    pairs = []
-    for i, j in zip(*np.nonzero(scores.astype(np.float64) >= min_score), strict=True):
-        a_row, h_row = a_rows[i], h_rows[j]
-        a_net, h_net = a_row["net_amount"], h_row["net_amount"]
-        scale = max(abs(a_net), abs(h_net), 1)
-        closeness = 1 - min(1.0, float(abs(a_net - h_net) / scale))
-        score = 0.8 * float(scores[i][j]) + 20 * closeness
-        pairs.append((-score, a_row["ref"], h_row["ref"], a_row["uid"], h_row["uid"]))
-    return pairs
+    diff = (pl.col("cents") - pl.col("cents_h")).abs().cast(pl.Float64)
+    scale = pl.max_horizontal(pl.col("cents").abs(), pl.col("cents_h").abs(), 100)
+    closeness = 1 - pl.min_horizontal(1.0, diff / scale.cast(pl.Float64))
+    return (
+        pairs.join(alike, on=["text_id", "text_id_h"])
+        .with_columns(score=0.8 * pl.col("similarity").cast(pl.Float64) + 20 * closeness)
+        .sort(["score", "order", "order_h"], descending=[True, False, False])
+        .select(a_uid="uid", h_uid="uid_h")
+    )
+
+
+TEXT_PAIRS = 100_000  # pairs of texts scored at once (their strings held as Python objects)
+
+
+def _alike(texts: pl.DataFrame, min_score: float) -> pl.DataFrame:
+    """The pairs of texts (text_id, text_id_h, text, text_h) at least min_score alike:
+    text_id, text_id_h, similarity (token_set_ratio, 0-100, Float32 as rapidfuzz gives it)."""
+    similarity = cpdist(
+        texts["text"].to_list(), texts["text_h"].to_list(), scorer=fuzz.token_set_ratio
+    )
+    return texts.select(
+        "text_id", "text_id_h", similarity=pl.Series(similarity, dtype=pl.Float32)
+    ).filter(pl.col("similarity").cast(pl.Float64) >= min_score)
+
+
+def _greedy(candidates: pl.DataFrame) -> pl.DataFrame:
+    """The pairs taken going down the candidates best first (_candidates), each line used once:
+    a_uid, h_uid, in that order. A pair that is the best left of both its lines is taken by
+    that walk (no better pair can have used either line), and taking it only removes pairs
+    after it; so each round takes every such pair at once and drops the pairs of their lines.
+    The rounds are vectorised; there are as many as the longest chain of pairs each better
+    than the next and sharing a line with it (a few: a client's leftover lines)."""
+    left = candidates.with_row_index("rank")
+    taken = []
+    while not left.is_empty():
+        best = pl.col("rank").min()
+        round_ = left.filter(
+            (pl.col("rank") == best.over("a_uid")) & (pl.col("rank") == best.over("h_uid"))
+        )
+        taken.append(round_)
+        left = left.join(round_, on="a_uid", how="anti").join(round_, on="h_uid", how="anti")
+    return pl.concat(taken).sort("rank").drop("rank") if taken else candidates
 
 
 def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
     """Within a client and currency, best pairs first by description similarity, then amount
-    proximity."""
-    left_a, left_h = _fuzzy_side(con, "a"), _fuzzy_side(con, "h")
-    pairs: list[tuple[float, str, str, int, int]] = []
-    for client in sorted(left_a.keys() & left_h.keys()):
-        pairs += _scored_pairs(left_a[client], left_h[client], min_score)
-    used_a: set[int] = set()
-    used_h: set[int] = set()
-    rows = []
-    for _, _, _, a_uid, h_uid in sorted(pairs):
-        if a_uid in used_a or h_uid in used_h:
-            continue
-        used_a.add(a_uid)
-        used_h.add(h_uid)
-        rows += [(f"fuzzy:{a_uid}", "fuzzy", "a", a_uid), (f"fuzzy:{a_uid}", "fuzzy", "h", h_uid)]
-    if rows:
-        frame = pl.DataFrame(
-            rows,
-            schema={"gid": pl.String, "stage": pl.String, "side": pl.String, "uid": pl.Int64},
-            orient="row",
-        )
-        con.register("_fuzzy", frame)
-        con.execute("INSERT INTO grp_line SELECT * FROM _fuzzy")
-        con.unregister("_fuzzy")
+    proximity (_candidates), each line in one pair at most (_greedy)."""
+    a, h = _fuzzy_side(con, "a"), _fuzzy_side(con, "h")
+    if a.is_empty():  # then so is h: each side holds only clients the other holds
+        return
+    pairs = _greedy(_candidates(a, h, min_score))
+    con.register("_fuzzy", pairs.with_row_index("n"))
+    con.execute(
+        "INSERT INTO grp_line SELECT 'fuzzy:' || a_uid, 'fuzzy', s.side, "
+        "CASE s.side WHEN 'a' THEN a_uid ELSE h_uid END "
+        "FROM _fuzzy, (VALUES ('a'), ('h')) s(side) ORDER BY n, s.side"
+    )
+    con.unregister("_fuzzy")
 
 
 def _unmatched(con: duckdb.DuckDBPyConnection) -> None:

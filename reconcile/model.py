@@ -1,5 +1,5 @@
 """The canonical invoice line both platforms normalise into: its fields and types (the pandera
-schema that checks a line is validate.CanonicalLine)."""
+schema that checks a line is contracts.CanonicalLine)."""
 
 from __future__ import annotations
 

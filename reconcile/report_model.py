@@ -115,10 +115,11 @@ def empty_frame(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
 
 
 def from_text_columns(
-    columns: Mapping[str, list[Any]], schema: Mapping[str, pl.DataType]
+    data: Mapping[str, list[Any]] | list[dict[str, Any]], schema: Mapping[str, pl.DataType]
 ) -> pl.DataFrame:
-    """The inverse of text_columns: a frame of the schema from its columns as lists, decimals
-    and dates as their exact text."""
+    """The inverse of text_columns: a frame of the schema from its columns as lists, or from
+    its rows as dicts (compact_records, parsed), decimals and dates as their exact text; other
+    keys are left out."""
 
     def typed(name: str, dtype: pl.DataType) -> pl.Expr:
         if isinstance(dtype, pl.Date):
@@ -129,7 +130,11 @@ def from_text_columns(
         name: pl.String() if isinstance(dtype, pl.Decimal | pl.Date) else dtype
         for name, dtype in schema.items()
     }
-    frame = pl.DataFrame({name: columns[name] for name in schema}, schema=texts)
+    frame = (
+        pl.DataFrame({name: data[name] for name in schema}, schema=texts)
+        if isinstance(data, Mapping)
+        else pl.from_dicts(data, schema=texts)
+    )
     return frame.select(typed(name, dtype) for name, dtype in schema.items())
 
 
@@ -615,7 +620,7 @@ class Summary:
                 for f in dataclasses.fields(cls)
                 if f.name not in special and (f.name in data or f.default is dataclasses.MISSING)
             },
-            clients=from_text_columns(_columns(data["clients"], CLIENT_SCHEMA), CLIENT_SCHEMA),
+            clients=from_text_columns(data["clients"], CLIENT_SCHEMA),
             config=SettingsInForce.from_json_dict(data["config"]),
         )
 
@@ -702,6 +707,9 @@ def plain(value: Any) -> Any:
     return value
 
 
+PLAIN_ITEMS = (str, int, bool)  # types from_plain returns as they are
+
+
 def from_plain(kind: Any, value: Any) -> Any:
     """The inverse of plain: `value` (JSON-able) as the type `kind` a field declares:
     dataclasses (generic ones too) from their fields, Decimal from its text, tuples and
@@ -724,15 +732,12 @@ def from_plain(kind: Any, value: Any) -> Any:
     if cls is Decimal:
         return Decimal(value)
     if cls is tuple:
+        if args[0] in PLAIN_ITEMS:  # as they are: one tuple, not a call per item (ids)
+            return tuple(value)
         return tuple(from_plain(args[0], item) for item in value)
     if cls in (Mapping, dict):
         return {key: from_plain(args[1], item) for key, item in value.items()}
     return value
-
-
-def _columns(rows: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> dict[str, list[Any]]:
-    """Rows (dicts) as columns of the schema."""
-    return {name: [row[name] for row in rows] for name in schema}
 
 
 def json_list(series: pl.Series) -> bytes:

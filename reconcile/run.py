@@ -197,7 +197,7 @@ def _workflow(
     number `number`) with the trend over the cycle's runs, and the cycle's sign-offs against
     this run."""
     con, cycle = workspace.con, summary.cycle
-    changes = history.changes(con, cycle, number, findings["id"].to_list())
+    changes = history.changes(con, cycle, number, findings["id"])
     point = history.trend_point(
         {
             "run_id": summary.run_id,

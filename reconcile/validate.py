@@ -6,13 +6,11 @@ failed), or the excluded rows (deliberately not billable, with the reason). Noth
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-import pandera.polars as pa
 import polars as pl
 
 from reconcile import amounts
@@ -546,27 +544,6 @@ def _parsed_where_given(name: str) -> pl.Expr:
     return pl.col(name).is_null() | pl.col(f"_{name}").is_not_null()
 
 
-def _raw_schema(raw: RawFrame, convention: str) -> pa.DataFrameSchema:
-    """The raw source shape's contract: which text each column must hold to be usable."""
-
-    def parsed_where_given(name: str) -> pa.Check:
-        return pa.Check(
-            lambda data: data.lazyframe.select(_parsed_where_given(data.key)),
-            error=EXPECTED[name].format(convention=convention.split(" (")[0]),
-            name=f"parses_{name}",
-        )
-
-    columns = {
-        name: pa.Column(
-            pl.String,
-            nullable=name not in REQUIRED_RAW,
-            checks=[parsed_where_given(name)] if name in EXPECTED else [],
-        )
-        for name in RAW_FIELDS
-    }
-    return pa.DataFrameSchema(columns, name=f"{raw.shape}-raw", strict=False)
-
-
 def _raw_suspects(billable: pl.DataFrame) -> pl.DataFrame:
     """The rows _raw_schema could refuse: its row checks as one vectorised pass. Pandera then
     validates these rows only, and is not run at all for a batch without any."""
@@ -586,32 +563,91 @@ EXPECTED = {
 }
 
 
+REASONS_SCHEMA = pl.Schema({ROW: pl.Int64(), "reason": pl.String()})
+
+
 def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.DataFrame:
-    """Every reason each row fails, as (row, reason) pairs, from pandera's failure cases."""
-    reasons: list[dict[str, Any]] = []
+    """Every reason each row fails, as (row, reason) pairs: pandera's failure cases of the
+    suspect rows (in their order, _raw_reasons), then the readers' own problems."""
     suspects = _raw_suspects(billable)
-    try:
-        if suspects.height:
-            _raw_schema(raw, convention).validate(suspects, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases.filter(pl.col("index").is_not_null())
-        rows = suspects[ROW]
-        for case in cases.iter_rows(named=True):
-            name = case["column"]
-            column = raw.columns.get(name, name)
-            value = suspects[case["index"], name]
-            if case["check"] == "not_nullable":
-                text = f"column '{column}': a value is required but the cell is empty"
-            else:
-                text = f"column '{column}': expected {case['check']}, got {value!r}"
-                why = f"_why_{name}"
-                if why in suspects.columns and suspects[case["index"], why] is not None:
-                    text += f" ({suspects[case['index'], why]})"
-            reasons.append({ROW: rows[case["index"]], "reason": text})
+    found = [pl.DataFrame(schema=REASONS_SCHEMA)]
+    if suspects.height:
+        from reconcile import contracts  # pandera (0.2 s to import): only for suspect rows
+
+        cases = contracts.raw_failure_cases(raw, suspects, convention)
+        found.append(_raw_reasons(raw, suspects, cases))
     problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
         pl.col(ROW), pl.col(PROBLEM).alias("reason")
     )
-    return pl.concat([pl.DataFrame(reasons, schema={ROW: pl.Int64, "reason": pl.String}), problems])
+    return pl.concat([*found, problems])
+
+
+def _raw_reasons(raw: RawFrame, suspects: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
+    """pandera's failure cases of contracts.raw_schema (contracts.FAILURE_CASES: index is the
+    row's place in suspects; cases of no row are left out) as (row, reason) pairs, in their
+    order: "column 'Net': a value is required but the cell is empty", or "column 'Net':
+    expected <what>, got 'text'" with why an amount was refused (its `_why_` column), where
+    known."""
+    cells = suspects.with_row_index("index")
+    whys = [name for name in RAW_FIELDS if f"_why_{name}" in suspects.columns]
+    found = (
+        cases.filter(pl.col("index").is_not_null())
+        .select("column", "check", pl.col("index").cast(pl.UInt32))
+        .join(
+            cells.unpivot(list(RAW_FIELDS), index=["index", ROW], variable_name="column"),
+            on=["index", "column"],
+            how="left",
+            maintain_order="left",
+        )
+        .join(
+            cells.select("index", *[pl.col(f"_why_{name}").alias(name) for name in whys]).unpivot(
+                whys, index="index", variable_name="column", value_name="why"
+            ),
+            on=["index", "column"],
+            how="left",
+            maintain_order="left",
+        )
+    )
+    label = pl.col("column").replace(raw.columns)
+    why = pl.when(pl.col("why").is_not_null()).then(pl.format(" ({})", "why")).otherwise(pl.lit(""))
+    reason = (
+        pl.when(pl.col("check") == "not_nullable")
+        .then(pl.format("column '{}': a value is required but the cell is empty", label))
+        .otherwise(pl.format("column '{}': expected {}, got {}", label, "check", "repr") + why)
+    )
+    return found.with_columns(repr=python_repr(found["value"])).select(
+        pl.col(ROW).cast(pl.Int64), reason.alias("reason")
+    )
+
+
+PRINTABLE_ASCII = r"^[ -~]*$"
+
+
+def python_repr(texts: pl.Series) -> pl.Series:
+    """Python's repr of each text (None for null), as a reason quotes a cell: texts of
+    printable ASCII (nearly all) by expressions, any other once per distinct text."""
+    text = pl.col("text")
+    escaped = text.str.replace_all("\\", "\\\\", literal=True)
+    quoted = (
+        pl.when(text.str.contains("'", literal=True) & ~text.str.contains('"', literal=True))
+        .then(pl.format('"{}"', escaped))
+        .otherwise(pl.format("'{}'", escaped.str.replace_all("'", "\\'", literal=True)))
+    )
+    frame = texts.rename("text").to_frame().with_columns(plain=text.str.contains(PRINTABLE_ASCII))
+    others = frame.filter(~pl.col("plain"))["text"].unique().drop_nulls()
+    shown = pl.DataFrame({"text": others, "shown": [repr(t) for t in others.to_list()]})
+    return (
+        frame.join(shown, on="text", how="left", maintain_order="left")
+        .select(
+            pl.when(text.is_null())
+            .then(pl.lit("None"))
+            .when("plain")
+            .then(quoted)
+            .otherwise("shown")
+        )
+        .to_series()
+        .rename(texts.name)
+    )
 
 
 LOOKUP_SHARE = 4  # a lookup pays when the column holds at most one distinct value in 4 rows
@@ -713,86 +749,60 @@ def _currency_failures(
     return pl.concat(found)
 
 
-class CanonicalLine(pa.DataFrameModel):
-    """One billable invoice line, the same shape whichever platform it came from."""
+CYCLE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
-    cycle: str = pa.Field(str_matches=r"^\d{4}-(0[1-9]|1[0-2])$")
-    source: str = pa.Field(isin=list(PLATFORMS))
-    load_id: str
-    file_name: str
-    row_number: int = pa.Field(ge=1)
-    line_ref: str
-    invoice_number: str = pa.Field(nullable=True)
-    invoice_date: dt.date = pa.Field(nullable=True)
-    client_id: str = pa.Field(nullable=True)
-    client_name: str = pa.Field(nullable=True)
-    contract_id: str = pa.Field(nullable=True)
-    contract_name: str = pa.Field(nullable=True)
-    contract_type: str = pa.Field(nullable=True)
-    item_code: str = pa.Field(nullable=True)
-    item_name: str = pa.Field(nullable=True)
-    description: str = pa.Field(nullable=True)
-    quantity: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
-    unit_price: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=True)
-    net_amount: Annotated[pl.Decimal, 18, 2]
-    tax_amount: Annotated[pl.Decimal, 18, 2] = pa.Field(nullable=True)
-    currency: str = pa.Field(str_matches=r"^[A-Z]{3}$")  # a missing one is quarantined
-    period_start: dt.date = pa.Field(nullable=True)
-    period_end: dt.date = pa.Field(nullable=True)
-    xref_client_id: str = pa.Field(nullable=True)
-    xref_contract_id: str = pa.Field(nullable=True)
-    xref_item_id: str = pa.Field(nullable=True)
 
-    class Config:
-        strict = True
-        ordered = True
+def _canonical_suspects(canonical: pl.DataFrame) -> pl.DataFrame:
+    """The lines contracts.CanonicalLine could refuse for a reason _canonical_failures gives:
+    its checks of values (a null passes them; a missing required value is reported elsewhere)
+    as one vectorised pass. Pandera then validates these lines only, and is not run at all for a
+    batch without any (its first validation costs about 0.2 s)."""
 
-    @pa.dataframe_check
-    @classmethod
-    def has_client(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """A line with neither client id nor name cannot be matched to anyone."""
-        return data.lazyframe.select(
-            pl.col("client_id").is_not_null() | pl.col("client_name").is_not_null()
-        )
+    def refused(name: str, passes: pl.Expr) -> pl.Expr:
+        return pl.col(name).is_not_null() & ~passes
 
-    @pa.dataframe_check
-    @classmethod
-    def period_in_order(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """A service period that ends before it starts is a broken export, not a charge."""
-        return data.lazyframe.select(
-            pl.col("period_end").is_null()
-            | pl.col("period_start").is_null()
-            | (pl.col("period_start") <= pl.col("period_end"))
-        )
+    checks = [
+        refused("cycle", pl.col("cycle").str.contains(CYCLE_PATTERN)),
+        refused("source", pl.col("source").is_in(PLATFORMS)),
+        refused("row_number", pl.col("row_number") >= 1),
+        refused("currency", pl.col("currency").str.contains(CURRENCY_PATTERN)),
+        pl.col("client_id").is_null() & pl.col("client_name").is_null(),
+        pl.col("period_start") > pl.col("period_end"),
+    ]
+    return _keep(canonical, pl.any_horizontal(checks).fill_null(False))
 
 
 def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
     """The canonical schema is the last guard: anything it refuses is quarantined too."""
-    frame = canonical.with_columns(
-        pl.lit("pending").alias("load_id"), pl.lit("pending").alias("file_name")
-    ).select(list(CANONICAL_SCHEMA))
-    try:
-        CanonicalLine.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as err:
+    suspects = _canonical_suspects(canonical)
+    found = pl.DataFrame(schema=REASONS_SCHEMA)
+    if suspects.height:
+        from reconcile import contracts  # pandera (0.2 s to import): only for suspect lines
+
+        frame = suspects.with_columns(
+            pl.lit("pending").alias("load_id"), pl.lit("pending").alias("file_name")
+        ).select(list(CANONICAL_SCHEMA))
         # Missing required values were already reported against the export's own column.
-        cases = err.failure_cases.filter(
+        cases = contracts.canonical_failure_cases(frame).filter(
             pl.col("index").is_not_null() & (pl.col("check") != "not_nullable")
         )
-        rows = canonical["row_number"]
-        found = pl.DataFrame(
-            [
-                {
-                    ROW: rows[c["index"]],
-                    "reason": CANONICAL_REASONS.get(
-                        c["check"], f"{c['column'] or 'line'}: failed {c['check']}"
-                    ),
-                }
-                for c in cases.iter_rows(named=True)
-            ],
-            schema={ROW: pl.Int64, "reason": pl.String},
+        column = pl.when(pl.col("column") != "").then("column").otherwise(pl.lit("line"))
+        found = (
+            cases.select(pl.col("index").cast(pl.UInt32), "check", "column")
+            .join(
+                suspects.select(pl.col("row_number").alias(ROW)).with_row_index("index"),
+                on="index",
+                how="left",
+                maintain_order="left",
+            )
+            .select(
+                pl.col(ROW).cast(pl.Int64),
+                reason=pl.col("check").replace_strict(
+                    CANONICAL_REASONS, default=pl.format("{}: failed {}", column, "check")
+                ),
+            )
         )
-    else:
-        found = pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String})
     # A line's currency is required: a row that states none, in an export that states it on
     # other rows, with no currency configured, cannot be summed or compared.
     no_currency = canonical.filter(pl.col("currency").is_null()).select(
