@@ -38,7 +38,7 @@ from reconcile.load.dialect import (
     sniff,
     utf8_source,
 )
-from reconcile.load.workbook import check_workbook
+from reconcile.load.workbook import DAMAGED_ARCHIVE, check_workbook
 
 GRID_EXPORT_LIMIT = 5000  # Autotask grid exports stop at this many rows
 # polars reads a CSV file in chunks of 32 MiB, several ahead of the rows asked for, and hands
@@ -384,7 +384,7 @@ def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
                     if reason:
                         found.append((row, column, reason))
             return found
-    except (zipfile.BadZipFile, KeyError, ET.ParseError, DefusedXmlException) as exc:
+    except (*DAMAGED_ARCHIVE, KeyError, ET.ParseError, DefusedXmlException) as exc:
         raise _unreadable_workbook(path, exc) from None
 
 
