@@ -8,8 +8,10 @@ import io
 import json
 import os
 import re
+import struct
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import xlsxwriter
@@ -200,3 +202,74 @@ def test_any_export_loads_conserving_or_exits_2(
             assert load["net_read"] == (
                 stored["net_loaded"] + stored["net_quarantined"] + stored["net_excluded"]
             )
+
+
+def _damaged_member(data: bytes, how: str) -> bytes:
+    """The workbook with its first worksheet's member damaged as a disk or a transfer damages
+    an archive whose directory is intact: bytes changed inside its compressed data (the
+    deflate stream no longer decodes, or decodes to data failing its CRC), the member marked
+    encrypted, or stored with a compression method zipfile does not know."""
+    book = zipfile.ZipFile(io.BytesIO(data))
+    info = book.getinfo("xl/worksheets/sheet1.xml")
+    local = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", data[local + 26 : local + 30])
+    start = local + 30 + name_len + extra_len
+    damaged = bytearray(data)
+    if how == "inflate":
+        damaged[start : start + 8] = b"\xff" * 8  # an invalid deflate block type
+    elif how == "crc":
+        damaged[start + info.compress_size // 2] ^= 0x01
+    else:
+        # flags (local +6, central +8) or method (local +8, central +10) of this member
+        centrals = [m.start() for m in re.finditer(rb"PK\x01\x02", data)]
+        entry = next(c for c in centrals if struct.unpack("<I", data[c + 42 : c + 46])[0] == local)
+        if how == "encrypted":
+            for at in (local + 6, entry + 8):
+                damaged[at] |= 0x01
+        else:  # method
+            for at in (local + 8, entry + 10):
+                damaged[at : at + 2] = struct.pack("<H", 97)
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize(
+    ("how", "name"),
+    [
+        ("inflate", "export.xlsx"),
+        ("crc", "export.xlsx"),
+        ("encrypted", "export.xlsx"),
+        ("method", "export.xlsx"),
+        ("password", "export.xlsx"),
+        ("password", "export.xls"),  # also an Excel 97-2003 workbook, refused alike
+        ("password", "export.csv"),
+    ],
+)
+def test_damaged_workbook_member_exits_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    how: str,
+    name: str,
+) -> None:
+    """A workbook whose archive directory reads but whose sheet does not (found by the fuzz
+    test: a changed byte inside the compressed sheet raised zlib.error, exit 3) is refused as
+    damaged, exit 2, naming the file."""
+    header = list(AT)
+    body = [["x"] * len(header) for _ in range(50)]
+    path = tmp_path / name
+    xlsx = _xlsx(header, body)
+    # Saved with a password, Excel wraps the package in an OLE compound file (MS-OFFCRYPTO).
+    compound = bytes.fromhex("d0cf11e0a1b11ae1") + bytes(504) + xlsx
+    path.write_bytes(compound if how == "password" else _damaged_member(xlsx, how))
+    ws = tmp_path / "ws.duckdb"
+    given = tmp_path if name.endswith(".xls") else path  # a folder stands for its .xls too
+    monkeypatch.setattr(sys, "argv", ["reconcile", "--workspace", str(ws), "load", "--cycle",
+                                      "2026-11", "--allow-other-month", str(given)])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    output = capsys.readouterr()
+    text = output.out + output.err
+    assert exit_.value.code == 2, text
+    assert name in text, text
+    assert ("password" if how == "password" else "cannot be read") in text, text
+    assert "Traceback" not in text, text

@@ -9,8 +9,11 @@ from reconcile.errors import InputError
 from reconcile.load.base import PLATFORM_NAMES, RawFrame
 from reconcile.load.documents import api_bundles, autotask_xml, read_json
 from reconcile.load.tabular import read_csv, read_xlsx
+from reconcile.load.workbook import COMPOUND_FILE
 
-EXPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".xlsx", ".json", ".xml"}
+# A folder stands for these files; .xls is among them to be refused with what to do (an Excel
+# 97-2003 workbook is not read), never skipped unseen.
+EXPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".xlsx", ".xls", ".json", ".xml"}
 ZIP_MAGIC = b"PK\x03\x04"
 
 __all__ = ["RawFrame", "expand", "read_inputs"]
@@ -52,7 +55,7 @@ def read_inputs(paths: list[Path], claimed: str | None) -> list[RawFrame]:
             json_docs.append((path, read_json(path)))
         elif suffix == ".xml":
             frames.append(_check_platform(autotask_xml(path), claimed))
-        elif suffix == ".xlsx" or _is_zip(path):
+        elif suffix == ".xlsx" or _is_workbook(path):
             frames.append(read_xlsx(path, claimed))
         else:
             frames.append(read_csv(path, claimed))
@@ -62,9 +65,12 @@ def read_inputs(paths: list[Path], claimed: str | None) -> list[RawFrame]:
     return frames
 
 
-def _is_zip(path: Path) -> bool:
+def _is_workbook(path: Path) -> bool:
+    """Whatever its name: a zip package (an .xlsx renamed), or an OLE compound file (a workbook
+    saved with a password, or an .xls), which read_xlsx's check refuses with what to do."""
     with path.open("rb") as fh:
-        return fh.read(4) == ZIP_MAGIC
+        head = fh.read(len(COMPOUND_FILE))
+    return head.startswith(ZIP_MAGIC) or head == COMPOUND_FILE
 
 
 def _check_platform(frame: RawFrame, claimed: str | None) -> RawFrame:

@@ -38,7 +38,7 @@ from reconcile.load.dialect import (
     sniff,
     utf8_source,
 )
-from reconcile.load.workbook import check_workbook
+from reconcile.load.workbook import DAMAGED_ARCHIVE, check_workbook
 
 GRID_EXPORT_LIMIT = 5000  # Autotask grid exports stop at this many rows
 # polars reads a CSV file in chunks of 32 MiB, several ahead of the rows asked for, and hands
@@ -345,6 +345,15 @@ def _check(query: pl.LazyFrame, on_error: Callable[[Exception], InputError] | No
     return _collect(query, on_error)
 
 
+# A sheet's XML that cannot be read: a damaged archive, a missing member, XML not well formed.
+UNREADABLE_SHEET: tuple[type[Exception], ...] = (
+    *DAMAGED_ARCHIVE,
+    KeyError,
+    ET.ParseError,
+    DefusedXmlException,
+)
+
+
 def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
     """Formula cells of one sheet whose saved value cannot be trusted: (Excel row number,
     0-based column index, reason naming the cell).
@@ -384,7 +393,7 @@ def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
                     if reason:
                         found.append((row, column, reason))
             return found
-    except (zipfile.BadZipFile, KeyError, ET.ParseError, DefusedXmlException) as exc:
+    except UNREADABLE_SHEET as exc:
         raise _unreadable_workbook(path, exc) from None
 
 

@@ -9,8 +9,10 @@ own (1,048,576 rows, 32,767 characters a cell); README "Input limits" states the
 
 from __future__ import annotations
 
+import lzma
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,22 @@ MAX_COLUMNS = 702  # column ZZ; a billing export has a few dozen
 MAX_CELLS = 25_000_000  # rows x columns of a sheet's rectangle (1M rows x 24 columns)
 MAX_CELL_BYTES = 1 << 20  # one cell's XML: Excel caps a cell at 32,767 characters
 CHUNK = 1 << 22
+
+# What zipfile raises for an archive whose directory reads but whose members do not: a deflate
+# stream that does not decode (zlib.error) or ends early (EOFError), a compression method it
+# does not know (NotImplementedError), a damaged lzma member (lzma.LZMAError), a member marked
+# encrypted (RuntimeError, "password required"); BadZipFile for the rest (bad CRC, no directory).
+DAMAGED_ARCHIVE: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    lzma.LZMAError,
+    RuntimeError,
+)
+# An OLE compound file (MS-CFB §2.2): what Excel writes for a workbook saved with a password
+# (the .xlsx package encrypted inside it, MS-OFFCRYPTO) and for the old .xls format.
+COMPOUND_FILE = bytes.fromhex("d0cf11e0a1b11ae1")
 
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="([A-Z]*)([0-9]*)(?::([A-Z]*)([0-9]*))?"')
 _SST = re.compile(rb"<(?:\w+:)?sst\b[^>]*>")
@@ -41,7 +59,18 @@ def column_number(letters: str) -> int:
 
 
 def check_workbook(path: Path) -> None:
-    """Refuse, with InputError naming the file and the limit, an archive beyond sane limits."""
+    """Refuse, with InputError naming the file and the limit, an archive beyond sane limits;
+    and, naming the file, a workbook saved with a password or in the old .xls format, or one
+    whose archive is damaged."""
+    with path.open("rb") as head:
+        if head.read(len(COMPOUND_FILE)) == COMPOUND_FILE:
+            raise InputError(
+                str(path),
+                "the workbook is protected with a password, or is an Excel 97-2003 (.xls) file",
+                expected="an .xlsx file saved by Excel or exported by the PSA, without a password",
+                hint="Open it in Excel and save a copy as Excel Workbook (.xlsx), with no "
+                "password (File > Info > Protect Workbook), then give reconcile the copy.",
+            )
     try:
         with zipfile.ZipFile(path) as book:
             members = book.infolist()
@@ -64,12 +93,12 @@ def check_workbook(path: Path) -> None:
                     _check_sheet(path, book, name)
                 elif name == "xl/sharedStrings.xml":
                     _check_shared_strings(path, book, name)
-    except zipfile.BadZipFile as exc:
+    except DAMAGED_ARCHIVE as exc:
         raise InputError(
             str(path),
             "the workbook cannot be read (the archive is damaged)",
             expected="an .xlsx file saved by Excel or exported by the PSA",
-            got=str(exc),
+            got=(str(exc).splitlines() or [type(exc).__name__])[0],
         ) from None
 
 
