@@ -55,6 +55,9 @@ def test_without_the_workbook_then_the_command_writes_the_runs_bytes(tmp_path: P
     report = (without / "report.html").read_text(encoding="utf-8")
     assert "<dt>Excel workbook</dt>" in report
     assert "discrepancies.xlsx not written" in report and "outputs.workbook = false" in report
+    # Written, the workbook is one of the outputs beside the report: no row says so (the
+    # summary's first printed page has no line to spare).
+    assert "<dt>Excel workbook</dt>" not in (with_it / "report.html").read_text(encoding="utf-8")
 
     result = invoke("workbook", without)
     assert result.exit_code == 0, result.output
