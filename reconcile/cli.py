@@ -440,7 +440,7 @@ def suggest(
     Suggestions are never applied: review the file, delete wrong rows, then pass it with --map.
     """
     from reconcile.config import load_config
-    from reconcile.crosswalk import read_mappings, write_suggestions
+    from reconcile.crosswalk import KINDS, read_mappings, write_suggestions
     from reconcile.match import match_cycle
     from reconcile.store import Workspace
 
@@ -453,7 +453,9 @@ def suggest(
                     f"no {platform} export is loaded for cycle {cycle}",
                     expected="`reconcile load` of both sides first",
                 )
-        matched = match_cycle(workspace.con, cycle, read_mappings(list(maps)), config)
+        matched = match_cycle(
+            workspace.con, cycle, read_mappings(list(maps)), config, suggest=frozenset(KINDS)
+        )
     written = write_suggestions(out_file, matched.crosswalk)
     click.echo(f"{written} suggestion(s) written to {shown(out_file)}; review them before use.")
 

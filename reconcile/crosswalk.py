@@ -438,9 +438,12 @@ def resolve(
     halopsa: Iterable[Entity],
     mappings: list[Mapping],
     min_score: float,
+    suggest: bool = True,
 ) -> list[Resolution]:
     """resolve_frame for entities as objects."""
-    frame = resolve_frame(kind, entity_frame(autotask), entity_frame(halopsa), mappings, min_score)
+    frame = resolve_frame(
+        kind, entity_frame(autotask), entity_frame(halopsa), mappings, min_score, suggest
+    )
     return resolutions(frame)
 
 
@@ -450,14 +453,18 @@ def resolve_frame(
     halopsa: pl.DataFrame,
     mappings: list[Mapping],
     min_score: float,
+    suggest: bool = True,
 ) -> pl.DataFrame:
     """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint).
 
     autotask, halopsa: ENTITY_SCHEMA rows, keys unique. Returns one RESOLUTION_SCHEMA row per
-    HaloPSA entity, sorted by key."""
+    HaloPSA entity, sorted by key. Without `suggest`, an unmapped entity whose name neither
+    collides nor differs only in legal form gets no similar-name suggestion (nor note): the
+    search for one is the costliest step, and a run shows no contract's."""
     by_id = _by_id(kind, autotask, halopsa, mappings)
     pending = halopsa.join(by_id, left_on="key", right_on="halopsa_key", how="anti")
-    decided = pl.concat([by_id, *_by_name(kind, autotask, pending, min_score)], how="diagonal")
+    found = _by_name(kind, autotask, pending, min_score, suggest)
+    decided = pl.concat([by_id, *found], how="diagonal")
     return (
         halopsa.select(halopsa_key="key", halopsa_label=LABEL)
         .join(decided, on="halopsa_key", how="left")
@@ -549,15 +556,16 @@ def _names(kind: str, entities: pl.DataFrame) -> pl.DataFrame:
 
 
 def _by_name(
-    kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, min_score: float
+    kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, min_score: float, suggest: bool
 ) -> list[pl.DataFrame]:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
     differs from the only one with its base name in legal form, is never paired.
 
     Each HaloPSA entity's names are looked at in order (rank): the first that pairs pairs it;
     else the first that collides says so; else the first that differs only in legal form is
-    the suggestion; whatever is left gets the most similar name (`best_matches`). Returns
-    the resolutions of these four sets (halopsa_key and resolution columns)."""
+    the suggestion; whatever is left gets the most similar name (`best_matches`) when
+    `suggest`, else nothing. Returns the resolutions of these four sets (halopsa_key and
+    resolution columns)."""
     a_names = _names(kind, autotask)
     h_names = _names(kind, halopsa)
     # Per normalised name (full) and per base name: how many Autotask entities have it, the
@@ -613,7 +621,7 @@ def _by_name(
         paired.select(halopsa_key="key", autotask_key="pair", method=pl.lit("name")),
         _collisions(kind, colliding, a_names, display),
         _form_only(form_only, display),
-        _suggest(kind, a_names, h_names, left, display, min_score),
+        _suggest(kind, a_names, h_names, left, display, min_score) if suggest else _unmapped(left),
     ]
 
 

@@ -51,14 +51,24 @@ class MatchResult:
     unused_mappings: tuple[MappingProblem, ...]
 
 
+# The kinds whose unmapped HaloPSA entities a run shows with a similar Autotask name: an
+# unmapped contract is only counted (`reconcile map suggest` asks for every kind's).
+SUGGESTED_IN_RUN = frozenset({"client", "item"})
+
+
 def match_cycle(
-    con: duckdb.DuckDBPyConnection, cycle: str, mappings: list[Mapping], config: Config
+    con: duckdb.DuckDBPyConnection,
+    cycle: str,
+    mappings: list[Mapping],
+    config: Config,
+    suggest: frozenset[str] = SUGGESTED_IN_RUN,
 ) -> MatchResult:
     """Match the cycle's lines; leaves the tables of reconcile.tables (a, h, groups, crosswalk)
-    in the connection and nothing else."""
+    in the connection and nothing else. `suggest`: the kinds (crosswalk.KINDS) whose unmapped
+    entities get similar-name suggestions."""
     _prepare_sides(con, cycle)
     with timing.stage("crosswalk"):
-        crosswalk, unused = _crosswalk(con, mappings, config)
+        crosswalk, unused = _crosswalk(con, mappings, config, suggest)
         _assign_keys(con)
         crosswalk = _suggest_by_totals(con, crosswalk)
         _register_crosswalk(con, crosswalk)
@@ -184,31 +194,64 @@ def _commonest(rows: pl.DataFrame, column: str) -> pl.DataFrame:
 
 
 def _crosswalk(
-    con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config
+    con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
 ) -> tuple[pl.DataFrame, list[MappingProblem]]:
-    """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame): kind, then
-    RESOLUTION_SCHEMA's columns; and the mapping rows that name nothing (_unused). Registers
-    each kind's raw columns → key tables (_{kind}_a, _{kind}_h) and its HaloPSA key → Autotask
-    key table (_{kind}_xw)."""
+    """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame, with name
+    suggestions for the kinds in `suggest`): kind, then RESOLUTION_SCHEMA's columns; and the
+    mapping rows that name nothing (_unused). Leaves each kind's tables (_resolve_kind) in the
+    connection. One kind at a time: its distinct names are let go before the next is read."""
+    wanted = _mapping_values(mappings)
     results = []
     named = []
     for kind in ENTITY_COLUMNS:
-        a_rows, h_rows = (_distinct(con, side, _entity_columns(kind, side)) for side in SIDES)
-        if mappings:
-            named += [_named(a_rows, "a", kind), _named(h_rows, "h", kind)]
-        a_entities, a_keys = _entities(a_rows, kind, "a")
-        h_entities, h_keys = _entities(h_rows, kind, "h")
-        con.register(f"_{kind}_a", a_keys)
-        con.register(f"_{kind}_h", h_keys)
-        resolved = resolve_frame(
-            kind, a_entities, h_entities, mappings, config.match.fuzzy_min_score
-        )
-        con.register(
-            f"_{kind}_xw",
-            resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
+        resolved, found = _resolve_kind(
+            con, kind, mappings, wanted, config.match.fuzzy_min_score, kind in suggest
         )
         results.append(resolved.select(pl.lit(kind).alias("kind"), pl.all()))
-    return pl.concat(results), _unused(mappings, named)
+        named += found
+    return pl.concat(results), _unused(mappings, wanted, named)
+
+
+def _resolve_kind(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    mappings: list[Mapping],
+    wanted: pl.DataFrame,
+    min_score: float,
+    suggest: bool,
+) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """One kind's HaloPSA entities resolved (RESOLUTION_SCHEMA rows), and the values of both
+    sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
+    mappings). Its raw columns → key
+    tables (_{kind}_a, _{kind}_h) and HaloPSA key → Autotask key table (_{kind}_xw: h_key,
+    a_key, method) are copied into DuckDB temp tables, which spill, rather than held as frames
+    until the lines are keyed."""
+    a_rows, h_rows = (_distinct(con, side, _entity_columns(kind, side)) for side in SIDES)
+    named = []
+    if not wanted.is_empty():
+        named = [_named(a_rows, "a", kind, wanted), _named(h_rows, "h", kind, wanted)]
+    a_entities, a_keys = _entities(a_rows, kind, "a")
+    h_entities, h_keys = _entities(h_rows, kind, "h")
+    del a_rows, h_rows
+    _keep(con, f"_{kind}_a", a_keys)
+    _keep(con, f"_{kind}_h", h_keys)
+    del a_keys, h_keys
+    resolved = resolve_frame(kind, a_entities, h_entities, mappings, min_score, suggest)
+    _keep(
+        con,
+        f"_{kind}_xw",
+        resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
+    )
+    return resolved, named
+
+
+def _keep(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """The frame as a DuckDB temp table of that name (replaced if there is one)."""
+    con.register("_frame", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
 
 
 def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> pl.DataFrame:
@@ -271,8 +314,15 @@ def _entity_columns(kind: str, side: str) -> list[str]:
 
 
 def _join_on(kind: str, side: str, alias: str) -> str:
+    """The line s has the entity table row `alias`'s raw columns: each equal or both null
+    (IS NOT DISTINCT FROM), spelled as an equality of the value or '' and of its being null.
+    A hash join on IS NOT DISTINCT FROM of every column does not spill: at 1M lines a side
+    Autotask's contract join (names, no ids) ran out of a 100MB limit, which this form's
+    stays within (as a cycle some times larger would run out of the default 400MB)."""
     return " AND ".join(
-        f"{alias}.{c} IS NOT DISTINCT FROM s.{c}" for c in _entity_columns(kind, side)
+        f"coalesce({alias}.{c}, '') = coalesce(s.{c}, '') "
+        f"AND ({alias}.{c} IS NULL) = (s.{c} IS NULL)"
+        for c in _entity_columns(kind, side)
     )
 
 
@@ -302,7 +352,7 @@ def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
         _create_lines(con)
     for kind in ENTITY_COLUMNS:
         for table in ("a", "h", "xw"):
-            con.unregister(f"_{kind}_{table}")
+            con.execute(f"DROP TABLE _{kind}_{table}")
 
 
 @contextmanager
@@ -759,25 +809,10 @@ class MappingProblem:
     problem: str
 
 
-def _named(rows: pl.DataFrame, side: str, kind: str) -> pl.DataFrame:
-    """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
-    compare (_folded): side, kind, value, distinct."""
-    values = pl.concat([rows.select(value=column) for column in MAPPED_COLUMNS[kind]])
-    return (
-        values.drop_nulls()
-        .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
-        .unique()
-    )
-
-
-def _unused(mappings: list[Mapping], named: list[pl.DataFrame]) -> list[MappingProblem]:
-    """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
-    row's kind) in this cycle's lines (named: _named of each side and kind): checked on both
-    sides, so a typo in either column is reported with the file and row rather than silently
-    leaving its pair unmapped. Values compare stripped and casefolded."""
-    if not mappings:
-        return []
-    rows = pl.DataFrame(
+def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
+    """Both values of each mapping row (i: its index in mappings) as they compare (_folded):
+    i, kind, side, value."""
+    return pl.DataFrame(
         [
             (i, m.kind, side, value)
             for i, m in enumerate(mappings)
@@ -785,10 +820,34 @@ def _unused(mappings: list[Mapping], named: list[pl.DataFrame]) -> list[MappingP
         ],
         schema={"i": pl.Int64, "kind": pl.String, "side": pl.String, "value": pl.String},
         orient="row",
+    ).with_columns(_folded(pl.col("value")))
+
+
+def _named(rows: pl.DataFrame, side: str, kind: str, wanted: pl.DataFrame) -> pl.DataFrame:
+    """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
+    compare (_folded), that a mapping row has (wanted: _mapping_values): side, kind, value,
+    distinct; no more rows than the mapping file has values, however many names the lines
+    hold."""
+    values = pl.concat([rows.select(value=column) for column in MAPPED_COLUMNS[kind]])
+    return (
+        values.drop_nulls()
+        .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
+        .unique()
+        .join(wanted, on=["side", "kind", "value"], how="semi")
     )
+
+
+def _unused(
+    mappings: list[Mapping], wanted: pl.DataFrame, named: list[pl.DataFrame]
+) -> list[MappingProblem]:
+    """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
+    row's kind) in this cycle's lines (wanted: _mapping_values; named: _named of each side and
+    kind): checked on both sides, so a typo in either column is reported with the file and row
+    rather than silently leaving its pair unmapped. Values compare stripped and casefolded."""
+    if not mappings:
+        return []
     missing = (
-        rows.with_columns(_folded(pl.col("value")))
-        .join(pl.concat(named), on=["side", "kind", "value"], how="anti")
+        wanted.join(pl.concat(named), on=["side", "kind", "value"], how="anti")
         .group_by("i")
         .agg(pl.col("side").sort())
         .sort("i")

@@ -443,3 +443,17 @@ def test_best_match_is_the_highest_score_then_the_same_form_then_the_first(
         assert (index, score) == expected, query
     # None scores at all.
     assert best_matches(*_series(["xyz"], [""], ["acme"], [""]), 60).rows() == [(-1, 0.0)]
+
+
+def test_without_suggest_an_unmapped_name_is_left_without_a_search() -> None:
+    autotask = [_entity(n, n) for n in ("Harbour Marine Ltd", "Apex Ltd")]
+    halopsa = [_entity(n, n, "h:") for n in ("Harbor Marine Inc.", "Apex Inc.")]
+    found = {r.halopsa_label: r for r in resolve("client", autotask, halopsa, [], 60, False)}
+    # No similar-name search: neither a suggestion nor the note that none scores enough.
+    assert found["Harbor Marine Inc."].method == "unmapped"
+    assert found["Harbor Marine Inc."].suggestion is None
+    assert found["Harbor Marine Inc."].note is None
+    # What needs no search is still said: a name that differs only in legal form.
+    assert found["Apex Inc."].suggestion == "Apex Ltd"
+    searched = {r.halopsa_label: r for r in resolve("client", autotask, halopsa, [], 60)}
+    assert searched["Harbor Marine Inc."].suggestion == "Harbour Marine Ltd"

@@ -82,3 +82,22 @@ def test_every_column_has_a_meaning_and_the_readme_lists_them() -> None:
             assert column.meaning.strip(), f"{table.name}.{column.name}"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert tables_markdown() in readme, "README's table of rule columns is out of date"
+
+
+def test_a_line_joins_its_entity_row_as_is_not_distinct_from_would() -> None:
+    """match._join_on: each raw column equal or both null, so a null and an empty value stay
+    apart, as IS NOT DISTINCT FROM keeps them."""
+    from reconcile.match import _entity_columns, _join_on
+
+    columns = _entity_columns("contract", "h")
+    values = [None, "", "x"]
+    con = duckdb.connect()
+    for table in ("s", "e"):
+        con.execute(f"CREATE TABLE {table} ({', '.join(f'{c} VARCHAR' for c in columns)})")
+        rows = [(a, b, c) for a in values for b in values for c in values]
+        con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)", rows)
+    same = " AND ".join(f"e.{c} IS NOT DISTINCT FROM s.{c}" for c in columns)
+    pairs = "SELECT s.*, e.* FROM s JOIN e ON {} ORDER BY ALL"
+    expected = con.sql(pairs.format(same)).fetchall()
+    assert len(expected) == 27
+    assert con.sql(pairs.format(_join_on("contract", "h", "e"))).fetchall() == expected
