@@ -12,14 +12,14 @@ import datetime as dt
 import gzip
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
 import orjson
 import polars as pl
 
-from reconcile.report_model import ReportData
+from reconcile.report_model import CLIENT_SCHEMA, ReportData, conform, text_columns
 from reconcile.rules import SEVERITY_ORDER
 
 # The findings table's columns a later command reads back (store.SCHEMA).
@@ -67,9 +67,28 @@ def latest_run(con: duckdb.DuckDBPyConnection, cycle: str) -> RunRecord | None:
 
 
 def kept_run(con: duckdb.DuckDBPyConnection, number: int) -> RunRecord | None:
-    """A kept run with its whole summary.json (None when the workspace does not hold it)."""
+    """A kept run with its whole summary.json, as parsed (None when the workspace does not hold
+    it): runs.summary with its clients put back from run_clients (store.Workspace.save_run),
+    after unmapped_contracts where summary.json has them; a run kept before they had a table of
+    their own holds them in runs.summary."""
     runs = _runs(con, "CAST(summary AS VARCHAR)", "WHERE run_number = ?", [number])
-    return runs[0] if runs else None
+    if not runs:
+        return None
+    run = runs[0]
+    if "clients" in run.summary:
+        return run
+    clients = con.sql(
+        f"SELECT {', '.join(CLIENT_SCHEMA)} FROM run_clients WHERE run_number = ? "
+        "ORDER BY position",
+        params=[number],
+    ).pl()
+    records = text_columns(conform(clients, CLIENT_SCHEMA)).to_dicts()
+    summary: dict[str, Any] = {}
+    for key, value in run.summary.items():
+        summary[key] = value
+        if key == "unmapped_contracts":
+            summary["clients"] = records
+    return replace(run, summary=summary)
 
 
 def _runs(

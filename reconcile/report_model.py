@@ -607,6 +607,13 @@ class Summary:
             yield from compact_records(clients)
             yield b"," + orjson.dumps(after)[1:]
 
+    def json_without_clients(self) -> bytes:
+        """summary.json's content, compact, without its `clients` member: what the workspace
+        keeps in runs.summary (the clients go to its run_clients table; history.kept_run puts
+        them back in their place, after unmapped_contracts)."""
+        before, after = self._json_parts
+        return orjson.dumps({**before, **after})
+
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Summary:
         """The summary back from its JSON (json_pieces) as parsed (the derived currencies and

@@ -177,7 +177,8 @@ def run_cycle(
             number,
             summary.run_id,
             cycle,
-            b"".join(summary.json_pieces()),
+            summary.json_without_clients(),
+            summary.clients,
             kept,
             history.report_blob(data),
         )

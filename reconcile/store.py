@@ -100,6 +100,23 @@ CREATE TABLE IF NOT EXISTS findings (
     gross_difference DECIMAL(18,2),
     acceptance BIGINT
 );
+-- A kept run's clients (summary.json's `clients`, report_model.CLIENT_SCHEMA), one row each in
+-- the summary's order (`position`): kept beside runs.summary, not in it, since a large cycle
+-- lists millions and DuckDB turns a JSON value of hundreds of MB into one allocation it cannot
+-- spill (a 3M-line run failed there). history.kept_run puts them back in the summary.
+CREATE TABLE IF NOT EXISTS run_clients (
+    run_number BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    client VARCHAR,
+    currency VARCHAR,
+    autotask_gross DECIMAL(18,2),
+    halopsa_gross DECIMAL(18,2),
+    difference DECIMAL(18,2),
+    blocker BIGINT,
+    warning BIGINT,
+    info BIGINT,
+    expected BIGINT
+);
 CREATE TABLE IF NOT EXISTS run_reports (
     run_number BIGINT PRIMARY KEY,
     data BLOB NOT NULL
@@ -364,11 +381,14 @@ class Workspace:
         run_id: str,
         cycle: str,
         summary: bytes,
+        clients: pl.DataFrame,
         findings: pl.DataFrame,
         report: bytes,
     ) -> None:
         """Keep every run: history (new, open, resolved), acceptances and sign-offs are built
-        from these rows. `summary`: summary.json's content, compact (Summary.json_pieces);
+        from these rows. `summary`: summary.json's content but its clients, compact
+        (Summary.json_without_clients); `clients`: its clients (report_model.CLIENT_SCHEMA, in
+        the summary's order), kept in run_clients;
         `findings`: the discrepancy columns (run.OUTPUT_COLUMNS) and `acceptance` (the ledger
         entry accepting it, or null); `report`: the report's data, compressed
         (history.report_blob), so a sign-off pack can render it again."""
@@ -377,6 +397,13 @@ class Workspace:
             self.con.execute(
                 "INSERT INTO runs (run_number, run_id, cycle, summary) VALUES (?, ?, ?, ?)",
                 [number, run_id, cycle, summary.decode()],
+            )
+            self.con.register("_clients", clients.with_row_index("position"))
+            names = ", ".join(clients.columns)
+            self.con.execute(
+                f"INSERT INTO run_clients (run_number, position, {names}) "
+                f"SELECT ?, position, {names} FROM _clients",
+                [number],
             )
             self.con.register("_findings", findings)
             self.con.execute(
@@ -393,6 +420,7 @@ class Workspace:
             self.con.execute("ROLLBACK")
             raise
         finally:
+            self.con.unregister("_clients")
             self.con.unregister("_findings")
 
     def stored_totals(self, load_id: str, cycle: str) -> dict[str, Any]:
