@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import xlsxwriter
 from filelock import FileLock, Timeout
-from xlsxwriter.exceptions import FileCreateError
 
 from reconcile.errors import InputError
 from reconcile.safe import cell_expr
@@ -218,6 +216,8 @@ def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
     (the system's temporary folder) as soon as the next one starts, so memory stays flat
     whatever the number of rows; strings are written inline in their cells (no shared-strings
     table)."""
+    import xlsxwriter  # 0.03 s to import: only when a workbook is written
+
     options = {"strings_to_formulas": False, "constant_memory": True}
     workbook = xlsxwriter.Workbook(str(path), options)
     # A fixed document date: the same run gives the same bytes (XlsxWriter stamps "now").
@@ -234,6 +234,8 @@ def _close(workbook: Any) -> None:
     """Close (write) the workbook. XlsxWriter wraps the OSError of a full disk or a missing
     folder in its FileCreateError; the OSError itself is raised, so the run reports it as the
     environment problem it is (environment.environment_error) rather than as a bug."""
+    from xlsxwriter.exceptions import FileCreateError
+
     try:
         workbook.close()
     except FileCreateError as exc:

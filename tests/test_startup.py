@@ -42,3 +42,10 @@ def test_a_mistyped_cycle_is_told_before_the_pipeline_loads() -> None:
         ["run", "--cycle", "2026-13", "--autotask", "README.md"]
     )
     assert "duckdb" not in _imported_after(code)
+
+
+def test_a_run_imports_the_workbook_writer_reader_and_pandera_only_when_it_uses_them() -> None:
+    """xlsxwriter when a workbook is written, fastexcel when one is read, pandera when suspect
+    rows are validated: a CSV run without the workbook loads none of them."""
+    found = _imported_after("import reconcile.run, reconcile.pack, reconcile.workbook")
+    assert not {"xlsxwriter", "fastexcel", "pandera"} & set(found), found

@@ -10,9 +10,9 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import defusedxml.ElementTree as DefusedET
-import fastexcel
 import polars as pl
 from defusedxml import DefusedXmlException
 
@@ -39,6 +39,9 @@ from reconcile.load.dialect import (
     utf8_source,
 )
 from reconcile.load.workbook import DAMAGED_ARCHIVE, check_workbook
+
+if TYPE_CHECKING:
+    import fastexcel
 
 GRID_EXPORT_LIMIT = 5000  # Autotask grid exports stop at this many rows
 # polars reads a CSV file in chunks of 32 MiB, several ahead of the rows asked for, and hands
@@ -115,6 +118,8 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     are kept and marked SKIP; formula cells without a trustworthy saved value mark their row
     PROBLEM. Raises InputError for a workbook that cannot be read or holds no rows.
     """
+    import fastexcel  # only when a workbook is read
+
     check_workbook(path)
     try:
         sheet, index = _pick_sheet(fastexcel.read_excel(str(path)))
