@@ -248,7 +248,9 @@ class Workspace:
         appends a partial group of its own. DuckDB keeps what it wrote cached up to its memory
         limit, and a load reads none of it back: the cache is let go after each batch (lowering
         the limit for a moment evicts it), so that a load's memory stays flat in the size of
-        the export.
+        the export. A load's last part of a row group (less than ROW_GROUP_ROWS lines and no
+        quarantined rows: all of a small export) stays cached, at most one row group a load;
+        a batch with nothing to store costs no query.
         """
         varying = [c for c in CANONICAL_SCHEMA if c not in LOAD_CONSTANTS]
         inserts = {
@@ -263,11 +265,12 @@ class Workspace:
                 "line_ref, disposition, reasons, raw, net_amount FROM _rejected",
             ),
         }
+        stored = {name: work for name, work in inserts.items() if work[0].height}
+        if not stored:
+            return
         self.con.execute("SET threads = 1")
         try:
-            for name, (frame, insert) in inserts.items():
-                if frame.height == 0:
-                    continue
+            for name, (frame, insert) in stored.items():
                 self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
                 try:
                     self.con.execute(insert, constants)
@@ -275,11 +278,12 @@ class Workspace:
                     self.con.unregister(name)
         finally:
             self.con.execute("RESET threads")
-            # What cannot be let go (an in-memory database's own tables) is kept, and the limit
-            # left where it was.
-            with contextlib.suppress(duckdb.OutOfMemoryException):
-                self.con.execute("SET memory_limit = '1MB'")
-            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            if lines.height >= ROW_GROUP_ROWS or rejected.height:
+                # What cannot be let go (an in-memory database's own tables) is kept, and the
+                # limit left where it was.
+                with contextlib.suppress(duckdb.OutOfMemoryException):
+                    self.con.execute("SET memory_limit = '1MB'")
+                self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
 
     @contextlib.contextmanager
     def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:

@@ -16,7 +16,9 @@ from reconcile.errors import InputError
 from reconcile.ingest import LoadResult, load_paths
 from reconcile.load import read_inputs
 from reconcile.load.dialect import scan_bytes, sniff
+from reconcile.model import CANONICAL_SCHEMA
 from reconcile.store import Workspace
+from reconcile.validate import QUARANTINE_SCHEMA
 
 CYCLE = "2026-11"
 SETTINGS = Settings(cycle=CYCLE, currency="GBP")
@@ -160,6 +162,42 @@ def test_a_batch_leaves_duckdb_settings_as_they_were(workspace: Workspace) -> No
     before = settings()
     load(workspace, DEMO / "halopsa" / "invoice_lines.csv")
     assert settings() == before
+
+
+class _Recording:
+    """A DuckDB connection that notes every statement executed."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+        self.statements: list[str] = []
+
+    def execute(self, query: str, *args: Any) -> Any:
+        self.statements.append(query)
+        return self.con.execute(query, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+def test_a_batch_stores_only_what_it_holds_and_lets_go_only_whole_groups(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with nothing to store costs no query; a load's last part of a row group (all of
+    a small export) stays cached, at most one row group a load, instead of being evicted."""
+    recording = _Recording(workspace.con)
+    monkeypatch.setattr(workspace, "con", recording)
+    constants = {"cycle": "2026-11", "source": "autotask", "load_id": "x", "file_name": "f.csv"}
+    nothing = pl.DataFrame(schema=CANONICAL_SCHEMA)
+    workspace.insert_batch(nothing, pl.DataFrame(schema=QUARANTINE_SCHEMA), constants)
+    assert recording.statements == []
+    one = nothing.clear(n=1).with_columns(line_ref=pl.lit("1"))
+    workspace.insert_batch(one, pl.DataFrame(schema=QUARANTINE_SCHEMA), constants)
+    assert [q for q in recording.statements if q.startswith("INSERT")] == [
+        q for q in recording.statements if q.startswith("INSERT INTO lines")
+    ]
+    assert not [q for q in recording.statements if "1MB" in q]
+    stored = recording.con.execute("SELECT count(*), min(line_ref) FROM lines").fetchall()
+    assert stored == [(1, "1")]
 
 
 def test_each_sheet_of_a_workbook_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
