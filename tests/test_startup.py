@@ -49,3 +49,25 @@ def test_a_run_imports_the_workbook_writer_reader_and_pandera_only_when_it_uses_
     rows are validated: a CSV run without the workbook loads none of them."""
     found = _imported_after("import reconcile.run, reconcile.pack, reconcile.workbook")
     assert not {"xlsxwriter", "fastexcel", "pandera"} & set(found), found
+
+
+def test_a_command_ends_with_its_objects_frozen_out_of_the_collector() -> None:
+    """The interpreter's final garbage collections are skipped (gc.freeze, after every other
+    exit handler); the command's output and exit code are as ever."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "from reconcile.cli import main\n"
+        "sys.argv[1:] = ['run', '--cycle', '2026-13', '--autotask', 'README.md']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "2026-13" in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "frozen True"
