@@ -25,6 +25,7 @@ import polars as pl
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import casefold
+from reconcile.store import release_memory
 from reconcile.tables import SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
@@ -182,6 +183,8 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
     findings = pl.concat(frames) if frames else pl.DataFrame()
     findings = _drop_superseded(findings, rules)
     findings = _with_refs(con, findings)
+    # The lines the queries read let go before the findings are sorted (a copy of them).
+    release_memory(con, config.workspace.memory_limit)
     findings = _mark_expected(findings, config)
     return _accounted(con, _with_ids(findings))
 
