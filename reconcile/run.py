@@ -580,30 +580,35 @@ def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
 
 def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
     """LINE_SCHEMA: each finding's lines on both sides (at most REPORT_LINE_CAP per side, by
-    ref), in the findings' order, fetched in one query."""
+    ref), in the findings' order, Autotask's before HaloPSA's. One query a side, each after
+    DuckDB's memory is let go (what the summary's queries left, then the other side's lines):
+    a side's query reads all its lines back into DuckDB's memory (about 200 MiB at 1M)."""
     if findings.is_empty():
         return empty_frame(LINE_SCHEMA)
-    # What the summary's queries left in DuckDB's memory (lines, groups) let go first: this
-    # query reads both sides' lines.
-    workspace.release_memory()
     workspace.con.register(
         "_wanted",
         findings.select(pl.int_range(pl.len()).alias("f"), "id", "a_uids", "h_uids"),
     )
-    sides = " UNION ALL ".join(
-        f"""
-        SELECT w.f, w.id, '{side}' AS side, x.ref, coalesce(x.item_name, x.description) AS item,
-               x.description, x.quantity, x.unit_price, x.net_amount, x.tax_amount,
-               x.period_start, x.period_end
-        FROM (SELECT f, id, unnest({s}_uids) AS uid FROM _wanted) w JOIN {s} x USING (uid)
-        QUALIFY row_number() OVER (PARTITION BY w.f ORDER BY x.ref, x.uid) <= {REPORT_LINE_CAP}
-        """
-        for s, side in (("a", "autotask"), ("h", "halopsa"))
-    )
-    frame: pl.DataFrame = workspace.con.sql(
-        f"SELECT * EXCLUDE (f) FROM ({sides}) ORDER BY f, side, ref"
-    ).pl()
+    sides = []
+    for s, side in (("a", "autotask"), ("h", "halopsa")):
+        workspace.release_memory()
+        sides.append(
+            workspace.con.sql(
+                f"""
+                SELECT w.f, w.id, '{side}' AS side, x.ref,
+                       coalesce(x.item_name, x.description) AS item, x.description, x.quantity,
+                       x.unit_price, x.net_amount, x.tax_amount, x.period_start, x.period_end
+                FROM (SELECT f, id, unnest({s}_uids) AS uid FROM _wanted) w
+                JOIN {s} x USING (uid)
+                QUALIFY row_number() OVER (PARTITION BY w.f ORDER BY x.ref, x.uid)
+                    <= {REPORT_LINE_CAP}
+                ORDER BY w.f, x.ref, x.uid
+                """
+            ).pl()
+        )
     workspace.con.unregister("_wanted")
+    # Each side in order: a stable sort by finding puts Autotask's lines first.
+    frame = pl.concat(sides).sort("f", maintain_order=True)
     return conform(frame, LINE_SCHEMA)
 
 
