@@ -594,9 +594,9 @@ class Summary:
         newline (the file), or compact (the workspace's runs table, the kept report data).
         {run_id, …, unmapped_contracts, clients: [{CLIENT_SCHEMA's columns}], config, …,
         signoffs}; the clients (one per client and currency: 170,000 at 1M lines) are encoded
-        by polars (json_records), the rest by orjson, then the two joined."""
+        by polars a chunk at a time (json_records), the rest by orjson, then the two joined."""
         before, after = self._json_parts
-        clients = text_columns(self.clients)
+        clients = self.clients
         if indent:
             option = orjson.OPT_INDENT_2
             yield orjson.dumps(before, option=option)[: -len(b"\n}")] + b',\n  "clients": '
@@ -630,10 +630,6 @@ class Summary:
             clients=from_text_columns(data["clients"], CLIENT_SCHEMA),
             config=SettingsInForce.from_json_dict(data["config"]),
         )
-
-    def json_bytes(self) -> bytes:
-        """summary.json: indented for people, one trailing newline."""
-        return b"".join(self.json_pieces(indent=True))
 
 
 @dataclass(frozen=True)
@@ -676,7 +672,7 @@ class ReportData:
         yield b"," + orjson.dumps(head)[1:-1]
         for name in FRAMES:
             yield b"," + orjson.dumps(name) + b":"
-            yield from json_columns(text_columns(getattr(self, name)))
+            yield from json_columns(getattr(self, name))
         yield b"}"
 
     @classmethod
@@ -760,12 +756,13 @@ def json_list(series: pl.Series) -> bytes:
 
 
 def json_columns(frame: pl.DataFrame) -> Iterator[bytes]:
-    """`orjson.dumps(frame.to_dict(as_series=False))` in pieces, byte for byte: {column: [value,
-    ...]}, a column at a time (json_list), in the frame's column order."""
+    """`orjson.dumps(text_columns(frame).to_dict(as_series=False))` in pieces, byte for byte:
+    {column: [value, ...]}, a column at a time (json_list), in the frame's column order;
+    decimals and dates as their exact text, converted a column at a time."""
     yield b"{"
     for n, name in enumerate(frame.columns):
         yield (b"," if n else b"") + orjson.dumps(name) + b":"
-        yield json_list(frame[name])
+        yield json_list(text_columns(frame.select(name)).to_series())
     yield b"}"
 
 
@@ -776,8 +773,9 @@ def json_records(frame: pl.DataFrame, depth: int = 0) -> Iterator[bytes]:
     """`orjson.dumps(frame.to_dicts(), option=OPT_INDENT_2)` in pieces, byte for byte, as it
     stands `depth` levels deep in an indented document (each line but the first indented by
     two spaces a level), encoded by polars a chunk of rows at a time (no Python object per
-    value). `frame`: at least one column, of String, integer or boolean values (text_columns
-    makes decimals and dates text); nulls are `null`. Values are escaped as orjson escapes
+    value). `frame`: at least one column, of String, integer, boolean, decimal or date values,
+    decimals and dates written as their exact text (text_columns, a chunk at a time: the
+    whole frame is never held as text); nulls are `null`. Values are escaped as orjson escapes
     them: `"`, `\\` and control characters, nothing else."""
     if frame.is_empty():
         yield b"[]"
@@ -799,17 +797,18 @@ def json_records(frame: pl.DataFrame, depth: int = 0) -> Iterator[bytes]:
     )
     for start in range(0, frame.height, RECORDS_CHUNK):
         # Two steps: polars encodes the columns in parallel, then joins each row's parts.
-        encoded = frame.slice(start, RECORDS_CHUNK).select(_json_values(frame))
+        encoded = text_columns(frame.slice(start, RECORDS_CHUNK)).select(_json_values(frame))
         yield b",\n" if start else b"[\n"
         yield encoded.select(row.str.join(",\n").cast(pl.Binary)).item()
     yield ("\n" + pad + "]").encode()
 
 
 def compact_records(frame: pl.DataFrame) -> Iterator[bytes]:
-    """`orjson.dumps(frame.to_dicts())` in pieces, byte for byte (values as json_records)."""
+    """`orjson.dumps(text_columns(frame).to_dicts())` in pieces, byte for byte (values as
+    json_records, converted to text a chunk at a time)."""
     yield b"["
     for start in range(0, frame.height, RECORDS_CHUNK):
-        rows = frame.slice(start, RECORDS_CHUNK).select(
+        rows = text_columns(frame.slice(start, RECORDS_CHUNK)).select(
             pl.struct(pl.all()).struct.json_encode().str.join(",").cast(pl.Binary)
         )
         yield (b"," if start else b"") + rows.item()

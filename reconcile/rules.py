@@ -25,6 +25,7 @@ import polars as pl
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import casefold
+from reconcile.store import release_memory
 from reconcile.tables import SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
@@ -182,6 +183,8 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
     findings = pl.concat(frames) if frames else pl.DataFrame()
     findings = _drop_superseded(findings, rules)
     findings = _with_refs(con, findings)
+    # The lines the queries read let go before the findings are sorted (a copy of them).
+    release_memory(con, config.workspace.memory_limit)
     findings = _mark_expected(findings, config)
     return _accounted(con, _with_ids(findings))
 
@@ -269,26 +272,34 @@ def _context(side: str, several: bool) -> str:
     return ", ".join(columns)
 
 
+# What _mark_expected compares with the retired items and clients, per Autotask line: its item
+# name, item code and client name as the export spells them.
+EXPECTATION_NAMES = {
+    "a_items": "coalesce(x.item_name, '')",
+    "a_codes": "coalesce(x.item_code, '')",
+    "a_clients": "coalesce(x.client_name, '')",
+}
+
+
 def _side_lines(side: str) -> str:
     """Per finding (_f) of _findings with lines on side `side`, what they are: refs and
-    fingerprints (sorted), item names, codes and client names (distinct, in no order), and
-    CONTEXT_COLUMNS."""
+    fingerprints (sorted), CONTEXT_COLUMNS and, for Autotask, EXPECTATION_NAMES (distinct, in
+    no order)."""
     fingerprint = _fingerprint(side)
+    names = EXPECTATION_NAMES if side == "a" else {}
+    one_names = "".join(f", [{value}] AS {name}" for name, value in names.items())
+    distinct_names = "".join(
+        f", list_distinct(list({value})) AS {name}" for name, value in names.items()
+    )
     return f"""
-        SELECT f._f, [x.ref] AS {side}_refs, [{fingerprint}] AS {side}_fps,
-               [coalesce(x.item_name, '')] AS {side}_items,
-               [coalesce(x.item_code, '')] AS {side}_codes,
-               [coalesce(x.client_name, '')] AS {side}_clients,
+        SELECT f._f, [x.ref] AS {side}_refs, [{fingerprint}] AS {side}_fps{one_names},
                {_context(side, several=False)}
         FROM (SELECT _f, {side}_uids[1] AS uid FROM _findings WHERE len({side}_uids) = 1) f
         JOIN {side} x USING (uid)
         UNION ALL BY NAME
         SELECT f._f,
                list_sort(list(x.ref)) AS {side}_refs,
-               list_sort(list({fingerprint})) AS {side}_fps,
-               list_distinct(list(coalesce(x.item_name, ''))) AS {side}_items,
-               list_distinct(list(coalesce(x.item_code, ''))) AS {side}_codes,
-               list_distinct(list(coalesce(x.client_name, ''))) AS {side}_clients,
+               list_sort(list({fingerprint})) AS {side}_fps{distinct_names},
                {_context(side, several=True)}
         FROM (SELECT _f, unnest({side}_uids) AS uid FROM _findings WHERE len({side}_uids) > 1) f
         JOIN {side} x USING (uid)
@@ -310,19 +321,21 @@ DIGEST = """
 
 
 def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
-    """Line refs for people, content fingerprints and the id (DIGEST) for stable ids, item
-    names for expectations; one query over the findings' lines."""
+    """Line refs for people, the id (DIGEST over the lines' content fingerprints) for stable
+    ids, EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS and the match stages; one query
+    over the findings' lines, its columns added beside the findings' own (one row per finding,
+    in their order: the findings are not copied). The fingerprints stay in DuckDB."""
     if findings.is_empty():
         return findings.with_columns(
             *(
                 pl.lit(None, pl.List(pl.String)).alias(c)
-                for c in ("autotask_refs", "halopsa_refs", "a_fps", "h_fps", "a_items", "a_clients")
+                for c in ("autotask_refs", "halopsa_refs", *EXPECTATION_NAMES)
             ),
             pl.lit(None, pl.String).alias("id"),
         )
-    findings = findings.with_row_index("_f")
     con.register(
-        "_findings", findings.select("_f", "rule", "client", "a_uids", "h_uids", "match_ids")
+        "_findings",
+        findings.select("rule", "client", "a_uids", "h_uids", "match_ids").with_row_index("_f"),
     )
     looked_up = con.sql(
         f"""
@@ -333,26 +346,24 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
             FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
             JOIN groups g USING (match_id) GROUP BY f._f
         )
-        SELECT f._f, sa.* EXCLUDE (_f), sh.* EXCLUDE (_f), st.stage, {DIGEST} AS id
+        SELECT sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage, {DIGEST} AS id
         FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f) LEFT JOIN st USING (_f)
+        ORDER BY f._f
         """
     ).pl()
     con.unregister("_findings")
-    return (
-        findings.join(looked_up, on="_f", how="left")
-        .rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"})
-        .drop("_f")
-    )
+    return findings.hstack(looked_up.rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"}))
 
 
 def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
     """Autotask charges deliberately not billed in HaloPSA (retired services) are expected:
     findings with Autotask lines only, all of whose item names (or item codes) are retired
-    items, or all of whose client names are retired clients (compared casefolded)."""
+    items, or all of whose client names are retired clients (compared casefolded). The names
+    compared (EXPECTATION_NAMES) are dropped: nothing after needs them."""
     retired_items = sorted({v.casefold() for v in config.expected.retired_items})
     retired_clients = sorted({v.casefold() for v in config.expected.retired_clients})
     if findings.is_empty() or not (retired_items or retired_clients):
-        return findings
+        return findings.drop(*EXPECTATION_NAMES)
 
     def retired(names: str, wanted: list[str]) -> pl.Expr:
         every = pl.col(names).list.eval(casefold(pl.element()).is_in(wanted)).list.all()
@@ -376,7 +387,7 @@ def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
             .otherwise("message")
             .alias("message"),
         )
-        .drop("_expected")
+        .drop("_expected", *EXPECTATION_NAMES)
     )
 
 
@@ -433,9 +444,9 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
     measures = ("net_difference", "tax_difference", "gross_difference", "exposure")
     if findings.is_empty():
         return findings.with_columns(pl.lit(None, MONEY).alias(m) for m in measures)
-    indexed = findings.with_row_index("_f")
     covering = (
-        indexed.select("_f", "precedence", "rule", "id", "match_ids")
+        findings.select("precedence", "rule", "id", "match_ids")
+        .with_row_index("_f")
         .explode("match_ids")
         .drop_nulls("match_ids")
         .sort(["precedence", "rule", "id"])
@@ -443,11 +454,15 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
         .select("_f", pl.col("match_ids").alias("match_id"))
     )
     con.register("_covering", covering)
+    # One row per finding, in their order, so the columns go beside the findings' own.
     money = con.sql(
         f"""
-        SELECT c._f, sum(m.net) AS net, sum(m.tax) AS tax
-        FROM _covering c JOIN ({COVERED_MONEY}) m USING (match_id) GROUP BY c._f
-        """
+        SELECT sum(m.net) AS net, sum(m.tax) AS tax
+        FROM range($findings) f(_f) LEFT JOIN _covering c ON c._f = f._f
+        LEFT JOIN ({COVERED_MONEY}) m USING (match_id)
+        GROUP BY f._f ORDER BY f._f
+        """,
+        params={"findings": findings.height},
     ).pl()
     con.unregister("_covering")
     zero = pl.lit(0).cast(MONEY)
@@ -456,7 +471,7 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
         return (pl.col(f"{side}_net").fill_null(zero) + pl.col(f"{side}_tax").fill_null(zero)).abs()
 
     return (
-        indexed.join(money, on="_f", how="left")
+        findings.hstack(money)
         .with_columns(
             pl.col("net").fill_null(zero).cast(MONEY).alias("net_difference"),
             pl.col("tax").fill_null(zero).cast(MONEY).alias("tax_difference"),
@@ -467,7 +482,7 @@ def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
             # equal amounts differs by nothing and still puts its whole amount at risk.
             pl.max_horizontal(gross("a"), gross("h")).cast(MONEY).alias("exposure"),
         )
-        .drop("_f", "net", "tax")
+        .drop("net", "tax")
     )
 
 

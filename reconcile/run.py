@@ -64,7 +64,6 @@ from reconcile.report_model import (
     from_plain,
     json_records,
     plain,
-    text_columns,
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
@@ -227,9 +226,11 @@ def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, D
     taken as positive."""
     if findings.is_empty():
         return {}
-    open_rows = findings.filter(
-        (pl.col("severity") != "expected") & pl.col("acceptance").is_null()
-    ).with_columns(pl.coalesce("a_currency", "h_currency").alias("_currency"))
+    open_rows = (
+        findings.select("severity", "acceptance", "a_currency", "h_currency", "gross_difference")
+        .filter((pl.col("severity") != "expected") & pl.col("acceptance").is_null())
+        .with_columns(pl.coalesce("a_currency", "h_currency").alias("_currency"))
+    )
     sums = open_rows.group_by("_currency").agg(pl.col("gross_difference").abs().sum())
     found = {str(c): _cents(v) for c, v in sums.iter_rows()}
     return {c: found[c] for c in dict.fromkeys([*currencies, *sorted(found)]) if c in found}
@@ -258,10 +259,12 @@ def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFra
         .drop_nulls("_suggested")
         .unique("_suggested", keep="first", maintain_order=True)
     )
-    return findings.join(causes, left_on="client", right_on="_suggested", how="left").with_columns(
-        pl.when(pl.col("rule") == "missing_in_halopsa")
-        .then(pl.col("root_cause"))
-        .alias("root_cause")
+    # Looked up by client rather than joined: the findings are not copied.
+    cause = pl.col("client").replace_strict(
+        causes["_suggested"], causes["root_cause"], default=None, return_dtype=pl.String
+    )
+    return findings.with_columns(
+        pl.when(pl.col("rule") == "missing_in_halopsa").then(cause).alias("root_cause")
     )
 
 
@@ -488,6 +491,17 @@ def _json_value(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+# A discrepancy's status: expected (a retired service), accepted (an acceptance in force) or open.
+STATUS = (
+    pl.when(pl.col("severity") == "expected")
+    .then(pl.lit("expected"))
+    .when(pl.col("acceptance").is_not_null())
+    .then(pl.lit("accepted"))
+    .otherwise(pl.lit("open"))
+    .alias("status")
+)
+
+
 def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
     if findings.is_empty():
         return pl.DataFrame(schema={c: pl.String for c in OUTPUT_COLUMNS})
@@ -506,12 +520,7 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
         return pl.col(f"{side}_net") + pl.col(f"{side}_tax").fill_null(0)
 
     return findings.with_columns(
-        pl.when(pl.col("severity") == "expected")
-        .then(pl.lit("expected"))
-        .when(pl.col("acceptance").is_not_null())
-        .then(pl.lit("accepted"))
-        .otherwise(pl.lit("open"))
-        .alias("status"),
+        STATUS,
         pl.coalesce("a_currency", "h_currency").alias("currency"),
         names("item_names").alias("item"),
         names("contracts").alias("contract"),
@@ -538,19 +547,20 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
     the new one is complete, and never a workbook of an earlier run. Text cells of the CSVs are
     made safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values.
     Returns the report's data, which the run keeps to render it again (a sign-off pack)."""
-    frame = result.outputs
     quarantine = workspace.quarantined(result.cycle)
     with stage("report"):
         data = report_data(result, workspace, rules, quarantine)
+        # DuckDB's memory (the lines and groups the queries read) let go before the report
+        # takes its most.
+        workspace.release_memory()
         html = report_html(data)
+    frame = result.outputs  # made after the report, whose data takes the most memory
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
         "discrepancies.parquet": frame.write_parquet,
         WORKBOOK_FILE: lambda path: write_xlsx(frame, path),
-        "discrepancies.json": lambda path: _write_pieces(
-            path, chain(json_records(text_columns(frame)), [b"\n"])
-        ),
-        "summary.json": lambda path: path.write_bytes(result.summary.json_bytes()),
+        "discrepancies.json": lambda path: _write_pieces(path, chain(json_records(frame), [b"\n"])),
+        "summary.json": lambda path: _write_pieces(path, result.summary.json_pieces(indent=True)),
         "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),
     }
@@ -570,27 +580,35 @@ def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
 
 def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
     """LINE_SCHEMA: each finding's lines on both sides (at most REPORT_LINE_CAP per side, by
-    ref), in the findings' order, fetched in one query."""
+    ref), in the findings' order, Autotask's before HaloPSA's. One query a side, each after
+    DuckDB's memory is let go (what the summary's queries left, then the other side's lines):
+    a side's query reads all its lines back into DuckDB's memory (about 200 MiB at 1M)."""
     if findings.is_empty():
         return empty_frame(LINE_SCHEMA)
     workspace.con.register(
         "_wanted",
         findings.select(pl.int_range(pl.len()).alias("f"), "id", "a_uids", "h_uids"),
     )
-    sides = " UNION ALL ".join(
-        f"""
-        SELECT w.f, w.id, '{side}' AS side, x.ref, coalesce(x.item_name, x.description) AS item,
-               x.description, x.quantity, x.unit_price, x.net_amount, x.tax_amount,
-               x.period_start, x.period_end
-        FROM (SELECT f, id, unnest({s}_uids) AS uid FROM _wanted) w JOIN {s} x USING (uid)
-        QUALIFY row_number() OVER (PARTITION BY w.f ORDER BY x.ref, x.uid) <= {REPORT_LINE_CAP}
-        """
-        for s, side in (("a", "autotask"), ("h", "halopsa"))
-    )
-    frame: pl.DataFrame = workspace.con.sql(
-        f"SELECT * EXCLUDE (f) FROM ({sides}) ORDER BY f, side, ref"
-    ).pl()
+    sides = []
+    for s, side in (("a", "autotask"), ("h", "halopsa")):
+        workspace.release_memory()
+        sides.append(
+            workspace.con.sql(
+                f"""
+                SELECT w.f, w.id, '{side}' AS side, x.ref,
+                       coalesce(x.item_name, x.description) AS item, x.description, x.quantity,
+                       x.unit_price, x.net_amount, x.tax_amount, x.period_start, x.period_end
+                FROM (SELECT f, id, unnest({s}_uids) AS uid FROM _wanted) w
+                JOIN {s} x USING (uid)
+                QUALIFY row_number() OVER (PARTITION BY w.f ORDER BY x.ref, x.uid)
+                    <= {REPORT_LINE_CAP}
+                ORDER BY w.f, x.ref, x.uid
+                """
+            ).pl()
+        )
     workspace.con.unregister("_wanted")
+    # Each side in order: a stable sort by finding puts Autotask's lines first.
+    frame = pl.concat(sides).sort("f", maintain_order=True)
     return conform(frame, LINE_SCHEMA)
 
 
@@ -602,7 +620,7 @@ def report_data(
     discrepancies = (
         conform(
             findings.with_columns(
-                result.outputs["status"], pl.coalesce("a_currency", "h_currency").alias("currency")
+                STATUS, pl.coalesce("a_currency", "h_currency").alias("currency")
             ),
             DISCREPANCY_SCHEMA,
         )

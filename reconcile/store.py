@@ -159,6 +159,17 @@ ALTER TABLE findings ADD COLUMN IF NOT EXISTS acceptance BIGINT;
 """
 
 
+def release_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Let DuckDB give back the memory it holds between queries: lowering its limit for a
+    moment writes its tables' blocks to its temporary files (read back when a query needs
+    them; at 1M lines about 440 MiB let go in 0.7 CPU-s), then the limit is set to `limit`
+    (a memory size: the one in force). What cannot be let go (an in-memory database's own
+    tables) is kept."""
+    with contextlib.suppress(duckdb.OutOfMemoryException):
+        con.execute("SET memory_limit = '1MB'")
+    con.execute(f"SET memory_limit = '{limit}'")
+
+
 class Workspace:
     """One DuckDB file. A load is all or nothing: its batches are pending until its record is
     written, and a load that failed or was killed is swept away."""
@@ -426,6 +437,10 @@ class Workspace:
         finally:
             self.con.unregister("_clients")
             self.con.unregister("_findings")
+
+    def release_memory(self) -> None:
+        """release_memory of the workspace's connection, its limit left where it was."""
+        release_memory(self.con, self.memory_limit)
 
     def stored_totals(self, load_id: str, cycle: str) -> dict[str, Any]:
         """Read back what was written, so control totals check the store, not memory."""

@@ -1,0 +1,30 @@
+"""DuckDB's memory let go between a run's stages (store.release_memory): the blocks go to its
+temporary files, the tables and the limit stay as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconcile.store import Workspace
+
+
+def test_release_memory_keeps_the_tables_and_the_limit(tmp_path: Path) -> None:
+    with Workspace(tmp_path / "ws.duckdb", "256MB") as ws:
+        ws.con.execute(
+            "CREATE TEMP TABLE t AS SELECT range AS n, md5(range::VARCHAR) AS s FROM range(2000000)"
+        )
+
+        def held() -> int:
+            rows = ws.con.sql(
+                "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+            ).fetchall()
+            return int(rows[0][0])
+
+        def state() -> list[object]:
+            query = "SELECT current_setting('memory_limit'), count(*), sum(n), max(s) FROM t"
+            return list(ws.con.sql(query).fetchall()[0])
+
+        before, cached = state(), held()
+        ws.release_memory()
+        assert held() < cached // 10
+        assert state() == before
