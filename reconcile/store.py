@@ -290,11 +290,7 @@ class Workspace:
         finally:
             self.con.execute("RESET threads")
             if lines.height >= ROW_GROUP_ROWS or rejected.height:
-                # What cannot be let go (an in-memory database's own tables) is kept, and the
-                # limit left where it was.
-                with contextlib.suppress(duckdb.OutOfMemoryException):
-                    self.con.execute("SET memory_limit = '1MB'")
-                self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+                self.release_memory()
 
     @contextlib.contextmanager
     def staged_load(self, load_id: str, cycle: str) -> Iterator[None]:
