@@ -282,7 +282,8 @@ class Workspace:
         self.con.execute("SET threads = 1")
         try:
             for name, (frame, insert) in stored.items():
-                self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+                # An Arrow C stream: no pyarrow table is built, nor pyarrow imported.
+                self.con.register(name, frame.__arrow_c_stream__())
                 try:
                     self.con.execute(insert, constants)
                 finally:

@@ -215,3 +215,19 @@ def test_each_sheet_of_a_workbook_is_parsed_once(monkeypatch: pytest.MonkeyPatch
         loaded.clear()
         read_inputs([path], None)
         assert len(loaded) == len(set(loaded)), loaded
+
+
+def test_a_load_hands_duckdb_arrow_streams_without_pyarrow(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches reach DuckDB as Arrow C streams exported by polars: a load builds no pyarrow
+    table (a conversion a batch, and pyarrow's import, about 0.25 s, for a small export)."""
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a load converted a frame to a pyarrow table")
+
+    monkeypatch.setattr(pl.DataFrame, "to_arrow", refused)
+    result = load(workspace, DEMO / "halopsa" / "invoice_lines.csv")
+    lines, rejected = stored(workspace, result)
+    assert lines.height == result.rows_loaded > 0
+    assert rejected.height == result.rows_excluded > 0
