@@ -105,13 +105,6 @@ def _prepare_sides(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
         )
 
 
-def _distinct(con: duckdb.DuckDBPyConnection, side: str, columns: list[str]) -> pl.DataFrame:
-    frame: pl.DataFrame = con.sql(
-        f"SELECT {', '.join(columns)}, count(*) AS n FROM {side}_src GROUP BY ALL ORDER BY ALL"
-    ).pl()
-    return frame
-
-
 ENTITY_COLUMNS = {
     "client": (["client_id", "client_name", "xref_client_id"], "client_id", "client_name"),
     "contract": (
@@ -123,74 +116,136 @@ ENTITY_COLUMNS = {
 }
 
 
-def _given(column: str) -> pl.Expr:
-    """The column's value, null when empty."""
-    return pl.when(pl.col(column) != "").then(pl.col(column))
+def _given(column: str) -> str:
+    """SQL: the column's value, null when empty."""
+    return f"nullif({column}, '')"
 
 
-def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Distinct entities of one kind on one side (ENTITY_SCHEMA rows, sorted by key), and the
-    raw columns → entity key table.
-
-    frame: _distinct's rows (the raw columns and n, the lines with them), in its order. An
-    entity is its id, or else its normalised name; it is called by its two commonest names
-    (ties: the first in frame order). A HaloPSA item is also known by its lines' two commonest
-    descriptions, after its own names: HaloPSA API lines whose item is missing from the items
-    page carry the item's code as its name. Its id and kept id are those of its last row."""
+def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
+    """Temp table _rows_{side}: the side's distinct raw entity columns (_entity_columns), n
+    (its lines), row (BIGINT: its place in the order of all columns, then n), name (the name
+    it is known by: the name column, for an item else its description; null when empty) and
+    id (null when empty)."""
+    columns = _entity_columns(kind, side)
     _, id_col, name_col = ENTITY_COLUMNS[kind]
     name = _given(name_col)
     if kind == "item":
-        name = pl.coalesce(name, _given("description"))
-    rows = frame.with_columns(name=name, id=_given(id_col)).with_row_index("row")
-    # Only names without an id are read (name_table): with ids, often none.
-    nameless = rows.filter(pl.col("id").is_null())
-    by_name = nameless.select(
-        "row", named=pl.lit("name:") + name_table(kind, nameless["name"])["full"]
+        name = f"coalesce({name}, {_given('description')})"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rows_{side} AS
+        SELECT *, row_number() OVER (ORDER BY {", ".join(columns)}, n) AS row,
+               {name} AS name, {_given(id_col)} AS id
+        FROM (SELECT {", ".join(columns)}, count(*) AS n FROM {side}_src GROUP BY ALL)
+        """
     )
-    key = pl.coalesce("id", "named")
-    rows = rows.join(by_name, on="row", how="left", maintain_order="left").with_columns(
-        key=key if side == "a" else "h:" + key
+
+
+NAME_CHUNK_ROWS = 200_000  # distinct names normalised at once (name_table's frames held)
+
+
+def _column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Series]:
+    """The distinct values of the query's one column (a string), NAME_CHUNK_ROWS at a time, in
+    no order: numbered once in a temp table (which spills), so only a chunk is ever a frame."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _chunked AS "
+        f"SELECT row_number() OVER () AS i, v FROM (SELECT DISTINCT * FROM ({query}) q(v))"
     )
-    names = _commonest(rows, "name")
+    try:
+        count = int(con.execute("SELECT count(*) FROM _chunked").fetchall()[0][0])
+        for start in range(0, count, NAME_CHUNK_ROWS):
+            chunk: pl.DataFrame = con.sql(
+                f"SELECT v FROM _chunked WHERE i > {start} AND i <= {start + NAME_CHUNK_ROWS}"
+            ).pl()
+            yield chunk["v"]
+    finally:
+        con.execute("DROP TABLE IF EXISTS _chunked")
+
+
+def _normalised(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
+    """Temp table _norm_{side} (name, normal): name_table's full of each name of _rows_{side}
+    that has no id (only those are keyed by name), computed a chunk of distinct names at a
+    time (name_table is a function of each value alone)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _norm_{side} (name VARCHAR, normal VARCHAR)")
+    query = f"SELECT name FROM _rows_{side} WHERE id IS NULL AND name IS NOT NULL"
+    for names in _column_chunks(con, query):
+        _append(
+            con,
+            f"_norm_{side}",
+            pl.DataFrame({"name": names, "normal": name_table(kind, names)["full"]}),
+        )
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """The frame's rows appended to the DuckDB table of that name (columns in its order)."""
+    con.register("_frame", frame)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFrame:
+    """Distinct entities of one kind on one side (ENTITY_SCHEMA rows, sorted by key); leaves the
+    raw columns → entity key table _{kind}_{side} in the connection.
+
+    An entity is its id, or else its normalised name (_distinct's name; "name:" and name_table's
+    full: the same for every spelling); on HaloPSA's side the key is prefixed "h:". It is called
+    by its two commonest names (by lines; ties: the first row in _distinct's order). A HaloPSA
+    item is also known by its lines' two commonest descriptions, after its own names: HaloPSA
+    API lines whose item is missing from the items page carry the item's code as its name. Its
+    id and kept id are those of its last row. All in DuckDB: no frame of names is held."""
+    _distinct(con, kind, side)
+    _normalised(con, kind, side)
+    prefix = "'h:' || " if side == "h" else ""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _keyed_{side} AS
+        SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.normal, '')) AS key
+        FROM _rows_{side} r LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.name = r.name
+        """
+    )
+    columns = ", ".join(_entity_columns(kind, side))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _{kind}_{side} AS SELECT {columns}, key FROM _keyed_{side}"
+    )
+    described = ""
     if kind == "item" and side == "h":
-        descriptions = _commonest(
-            rows.with_columns(description=_given("description")), "description"
+        described = f"""
+            UNION ALL
+            SELECT * FROM ({_commonest(side, _given("description"), 1)}) d
+            ANTI JOIN named USING (key, name)"""
+    xref = ENTITY_COLUMNS[kind][0][2] if side == "h" else "NULL::VARCHAR"
+    frame: pl.DataFrame = con.sql(
+        f"""
+        WITH named AS ({_commonest(side, "name", 0)}),
+        listed AS (
+            SELECT key, list(name ORDER BY src, n DESC, row) AS names
+            FROM (SELECT * FROM named{described}) GROUP BY key
+        ),
+        last AS (
+            SELECT key, list(id ORDER BY row DESC)[1] AS id,
+                   list({xref} ORDER BY row DESC)[1] AS xref
+            FROM _keyed_{side} GROUP BY key
         )
-        names = pl.concat([names, descriptions.join(names, on=["key", "name"], how="anti")])
-    listed = names.sort("key", maintain_order=True).group_by("key", maintain_order=True).agg("name")
-    xref = ENTITY_COLUMNS[kind][0][2]
-    entities = (
-        rows.group_by("key")
-        .agg(
-            pl.col("id").last(),
-            xref=pl.col(xref).last() if side == "h" else pl.lit(None, pl.String),
-        )
-        .join(listed, on="key", how="left")
-        .select(
-            "key",
-            ids=pl.when(pl.col("id").is_null())
-            .then(pl.lit([], pl.List(pl.String)))
-            .otherwise(pl.concat_list("id")),
-            names=pl.col("name").fill_null([]),
-            xref="xref",
-        )
-        .sort("key")
-    )
-    return entities, frame.with_columns(rows["key"]).drop("n")
+        SELECT key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END AS ids,
+               coalesce(names, []::VARCHAR[]) AS names, xref
+        FROM last LEFT JOIN listed USING (key)
+        ORDER BY key
+        """
+    ).pl()
+    for table in ("_rows", "_norm", "_keyed"):
+        con.execute(f"DROP TABLE {table}_{side}")
+    return frame
 
 
-def _commonest(rows: pl.DataFrame, column: str) -> pl.DataFrame:
-    """Each key's two commonest values of the column (by lines, ties: the first row), the
-    commonest first: key, name."""
-    return (
-        rows.filter(pl.col(column).is_not_null())
-        .group_by("key", pl.col(column).alias("name"))
-        .agg(pl.col("n").sum(), pl.col("row").min())
-        .sort("key", "n", "row", descending=[False, True, False])
-        .group_by("key", maintain_order=True)
-        .head(2)
-        .select("key", "name")
-    )
+def _commonest(side: str, value: str, src: int) -> str:
+    """SQL: each key's two commonest values of the expression over _keyed_{side} (by lines, ties:
+    the first row): key, name, n, row, src (the given number: lists put names first)."""
+    return f"""
+        SELECT key, {value} AS name, sum(n) AS n, min(row) AS row, {src} AS src
+        FROM _keyed_{side} WHERE {value} IS NOT NULL GROUP BY key, {value}
+        QUALIFY row_number() OVER (PARTITION BY key ORDER BY sum(n) DESC, min(row)) <= 2"""
 
 
 def _crosswalk(
@@ -222,21 +277,15 @@ def _resolve_kind(
 ) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """One kind's HaloPSA entities resolved (RESOLUTION_SCHEMA rows), and the values of both
     sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
-    mappings). Its raw columns → key
-    tables (_{kind}_a, _{kind}_h) and HaloPSA key → Autotask key table (_{kind}_xw: h_key,
-    a_key, method) are copied into DuckDB temp tables, which spill, rather than held as frames
-    until the lines are keyed."""
-    a_rows, h_rows = (_distinct(con, side, _entity_columns(kind, side)) for side in SIDES)
+    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities) and HaloPSA key →
+    Autotask key table (_{kind}_xw: h_key, a_key, method) are DuckDB temp tables, which spill,
+    rather than frames held until the lines are keyed."""
+    a_entities, h_entities = (_entities(con, kind, side) for side in SIDES)
     named = []
     if not wanted.is_empty():
-        named = [_named(a_rows, "a", kind, wanted), _named(h_rows, "h", kind, wanted)]
-    a_entities, a_keys = _entities(a_rows, kind, "a")
-    h_entities, h_keys = _entities(h_rows, kind, "h")
-    del a_rows, h_rows
-    _keep(con, f"_{kind}_a", a_keys)
-    _keep(con, f"_{kind}_h", h_keys)
-    del a_keys, h_keys
+        named = [_named(con, side, kind, wanted) for side in SIDES]
     resolved = resolve_frame(kind, a_entities, h_entities, mappings, min_score, suggest)
+    del a_entities, h_entities
     _keep(
         con,
         f"_{kind}_xw",
@@ -823,18 +872,25 @@ def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
     ).with_columns(_folded(pl.col("value")))
 
 
-def _named(rows: pl.DataFrame, side: str, kind: str, wanted: pl.DataFrame) -> pl.DataFrame:
-    """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
-    compare (_folded), that a mapping row has (wanted: _mapping_values): side, kind, value,
-    distinct; no more rows than the mapping file has values, however many names the lines
-    hold."""
-    values = pl.concat([rows.select(value=column) for column in MAPPED_COLUMNS[kind]])
-    return (
-        values.drop_nulls()
+def _named(
+    con: duckdb.DuckDBPyConnection, side: str, kind: str, wanted: pl.DataFrame
+) -> pl.DataFrame:
+    """The values of the side's entity columns (the key table _{kind}_{side}) a mapping row may
+    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (wanted:
+    _mapping_values): side, kind, value, distinct; no more rows than the mapping file has
+    values, however many names the lines hold (they are folded a chunk at a time)."""
+    values = " UNION ALL ".join(
+        f"SELECT {column} FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
+    )
+    found = [
+        chunk.drop_nulls()
+        .to_frame("value")
         .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
         .unique()
         .join(wanted, on=["side", "kind", "value"], how="semi")
-    )
+        for chunk in _column_chunks(con, values)
+    ]
+    return pl.concat(found).unique() if found else wanted.select("side", "kind", "value").clear()
 
 
 def _unused(
