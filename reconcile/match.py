@@ -328,14 +328,19 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
             AND count(*) OVER (PARTITION BY net) = 1
         """
     ).pl()
-    suggested = open_ & pl.col("by_total").is_not_null()
-    return (
-        crosswalk.join(found, on=["kind", "halopsa_key"], how="left", maintain_order="left")
-        .with_columns(
-            suggestion=pl.when(suggested).then("by_total").otherwise("suggestion"),
-            basis=pl.when(suggested).then("total_basis").otherwise("basis"),
+    # The few rows suggested for, by position: only the two columns they change are copied,
+    # not a joined copy of the whole crosswalk (every HaloPSA entity of every kind).
+    at = (
+        found.join(
+            crosswalk.select("kind", "halopsa_key", open_.alias("open")).with_row_index("at"),
+            on=["kind", "halopsa_key"],
         )
-        .drop("by_total", "total_basis")
+        .filter("open")
+        .sort("at")
+    )
+    return crosswalk.with_columns(
+        crosswalk["suggestion"].clone().scatter(at["at"], at["by_total"]),
+        crosswalk["basis"].clone().scatter(at["at"], at["total_basis"]),
     )
 
 
