@@ -123,9 +123,9 @@ def _given(column: str) -> str:
 
 def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     """Temp table _rows_{side}: the side's distinct raw entity columns (_entity_columns), n
-    (its lines), row (BIGINT: its place in the order of all columns, then n), name (the name
-    it is known by: the name column, for an item else its description; null when empty) and
-    id (null when empty)."""
+    (its lines), name (the name it is known by: the name column, for an item else its
+    description; null when empty) and id (null when empty). No order, no window over all of
+    them: a sort of a million distinct rows ran out of 400MB at 3M lines a side."""
     columns = _entity_columns(kind, side)
     _, id_col, name_col = ENTITY_COLUMNS[kind]
     name = _given(name_col)
@@ -134,9 +134,8 @@ def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rows_{side} AS
-        SELECT *, row_number() OVER (ORDER BY {", ".join(columns)}, n) AS row,
-               {name} AS name, {_given(id_col)} AS id
-        FROM (SELECT {", ".join(columns)}, count(*) AS n FROM {side}_src GROUP BY ALL)
+        SELECT {", ".join(columns)}, count(*) AS n, {name} AS name, {_given(id_col)} AS id
+        FROM {side}_src GROUP BY ALL
         """
     )
 
@@ -191,18 +190,24 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFr
 
     An entity is its id, or else its normalised name (_distinct's name; "name:" and name_table's
     full: the same for every spelling); on HaloPSA's side the key is prefixed "h:". It is called
-    by its two commonest names (by lines; ties: the first row in _distinct's order). A HaloPSA
+    by its two commonest names (by lines; ties: the first row). A HaloPSA
     item is also known by its lines' two commonest descriptions, after its own names: HaloPSA
     API lines whose item is missing from the items page carry the item's code as its name. Its
-    id and kept id are those of its last row. All in DuckDB: no frame of names is held."""
+    id and kept id are those of its last row. Rows are in the order of their raw columns, then
+    lines (nulls last), numbered within their key (row): only rows of one key are compared. All
+    in DuckDB: no frame of names is held."""
     _distinct(con, kind, side)
     _normalised(con, kind, side)
     prefix = "'h:' || " if side == "h" else ""
+    columns = ", ".join(_entity_columns(kind, side))
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _keyed_{side} AS
-        SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.normal, '')) AS key
-        FROM _rows_{side} r LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.name = r.name
+        SELECT *, row_number() OVER (PARTITION BY key ORDER BY {columns}, n) AS row
+        FROM (
+            SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.normal, '')) AS key
+            FROM _rows_{side} r LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.name = r.name
+        )
         """
     )
     columns = ", ".join(_entity_columns(kind, side))
