@@ -221,16 +221,22 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFr
             SELECT * FROM ({_commonest(side, _given("description"), 1)}) d
             ANTI JOIN named USING (key, name)"""
     xref = ENTITY_COLUMNS[kind][0][2] if side == "h" else "NULL::VARCHAR"
+    # A key's names in their places (names, then descriptions; each by rank): aggregates of
+    # fixed size, which spill, where a list sorted per key did not at 3M lines a side.
+    slots = ", ".join(
+        f"any_value(name) FILTER (WHERE src = {src} AND rank = {rank})"
+        for src in (0, 1)
+        for rank in (1, 2)
+    )
     frame: pl.DataFrame = con.sql(
         f"""
         WITH named AS ({_commonest(side, "name", 0)}),
         listed AS (
-            SELECT key, list(name ORDER BY src, n DESC, row) AS names
+            SELECT key, list_filter([{slots}], lambda x: x IS NOT NULL) AS names
             FROM (SELECT * FROM named{described}) GROUP BY key
         ),
         last AS (
-            SELECT key, list(id ORDER BY row DESC)[1] AS id,
-                   list({xref} ORDER BY row DESC)[1] AS xref
+            SELECT key, arg_max_null(id, row) AS id, arg_max_null({xref}, row) AS xref
             FROM _keyed_{side} GROUP BY key
         )
         SELECT key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END AS ids,
@@ -246,11 +252,12 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFr
 
 def _commonest(side: str, value: str, src: int) -> str:
     """SQL: each key's two commonest values of the expression over _keyed_{side} (by lines, ties:
-    the first row): key, name, n, row, src (the given number: lists put names first)."""
+    the first row): key, name, src (the given number: lists put names first), rank (1, 2)."""
     return f"""
-        SELECT key, {value} AS name, sum(n) AS n, min(row) AS row, {src} AS src
+        SELECT key, {value} AS name, {src} AS src,
+               row_number() OVER (PARTITION BY key ORDER BY sum(n) DESC, min(row)) AS rank
         FROM _keyed_{side} WHERE {value} IS NOT NULL GROUP BY key, {value}
-        QUALIFY row_number() OVER (PARTITION BY key ORDER BY sum(n) DESC, min(row)) <= 2"""
+        QUALIFY rank <= 2"""
 
 
 def _crosswalk(
