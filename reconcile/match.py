@@ -168,20 +168,8 @@ def _normalised(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE _norm_{side} (name VARCHAR, normal VARCHAR)")
     query = f"SELECT name FROM _rows_{side} WHERE id IS NULL AND name IS NOT NULL"
     for names in _column_chunks(con, query):
-        _append(
-            con,
-            f"_norm_{side}",
-            pl.DataFrame({"name": names, "normal": name_table(kind, names)["full"]}),
-        )
-
-
-def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    """The frame's rows appended to the DuckDB table of that name (columns in its order)."""
-    con.register("_frame", frame)
-    try:
-        con.execute(f"INSERT INTO {table} SELECT * FROM _frame")
-    finally:
-        con.unregister("_frame")
+        normal = pl.DataFrame({"name": names, "normal": name_table(kind, names)["full"]})
+        _with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", normal)
 
 
 def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFrame:
@@ -298,19 +286,19 @@ def _resolve_kind(
         named = [_named(con, side, kind, wanted) for side in SIDES]
     resolved = resolve_frame(kind, a_entities, h_entities, mappings, min_score, suggest)
     del a_entities, h_entities
-    _keep(
+    _with_frame(
         con,
-        f"_{kind}_xw",
+        f"CREATE OR REPLACE TEMP TABLE _{kind}_xw AS SELECT * FROM _frame",
         resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
     )
     return resolved, named
 
 
-def _keep(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    """The frame as a DuckDB temp table of that name (replaced if there is one)."""
+def _with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
+    """The SQL statement run with the frame registered as _frame (a table into DuckDB)."""
     con.register("_frame", frame)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _frame")
+        con.execute(sql)
     finally:
         con.unregister("_frame")
 
