@@ -28,7 +28,7 @@ from reconcile.crosswalk import (
     resolve_frame,
 )
 from reconcile.ingest import check_cycle
-from reconcile.tables import AUTOTASK_LINES, GROUPS, HALOPSA_LINES, SIDES
+from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
 
 # Stage names in order, with the label the report shows.
 STAGES = {
@@ -68,10 +68,9 @@ def match_cycle(
     entities get similar-name suggestions."""
     _prepare_sides(con, cycle)
     with timing.stage("crosswalk"):
-        crosswalk, unused = _crosswalk(con, mappings, config, suggest)
+        unused = _crosswalk(con, mappings, config, suggest)
         _assign_keys(con)
-        crosswalk = _suggest_by_totals(con, crosswalk)
-        _register_crosswalk(con, crosswalk)
+        _suggest_by_totals(con)
     _exact(con)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE grp_line "
@@ -87,7 +86,7 @@ def match_cycle(
     _group_view(con)
     result = MatchResult(
         stages=tuple(_stage_counts(con)),
-        crosswalk=_resolutions(crosswalk),
+        crosswalk=_resolutions(con),
         unused_mappings=tuple(unused),
     )
     for view in ("a_src", "h_src"):
@@ -251,48 +250,60 @@ def _commonest(side: str, value: str, src: int) -> str:
 
 def _crosswalk(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
-) -> tuple[pl.DataFrame, list[MappingProblem]]:
+) -> list[MappingProblem]:
     """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame, with name
-    suggestions for the kinds in `suggest`): kind, then RESOLUTION_SCHEMA's columns; and the
-    mapping rows that name nothing (_unused). Leaves each kind's tables (_resolve_kind) in the
+    suggestions for the kinds in `suggest`) into the temp table crosswalk (tables.CROSSWALK),
+    the unmapped ones' labels and places into _xw_label (_resolve_kind); returns the mapping
+    rows that name nothing (_unused). Leaves each kind's tables (_resolve_kind) in the
     connection. One kind at a time: its distinct names are let go before the next is read."""
+    CROSSWALK.create(con)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _xw_label (kind VARCHAR, h_key VARCHAR, label VARCHAR, "
+        "place BIGINT)"
+    )
     wanted = _mapping_values(mappings)
-    results = []
     named = []
-    for kind in ENTITY_COLUMNS:
-        resolved, found = _resolve_kind(
-            con, kind, mappings, wanted, config.match.fuzzy_min_score, kind in suggest
+    for place, kind in enumerate(ENTITY_COLUMNS):
+        named += _resolve_kind(
+            con, kind, place, mappings, wanted, config.match.fuzzy_min_score, kind in suggest
         )
-        results.append(resolved.select(pl.lit(kind).alias("kind"), pl.all()))
-        named += found
-    return pl.concat(results), _unused(mappings, wanted, named)
+    return _unused(mappings, wanted, named)
+
+
+PLACES = 1 << 40  # a kind's rows are placed from its number (in ENTITY_COLUMNS) x PLACES on
 
 
 def _resolve_kind(
     con: duckdb.DuckDBPyConnection,
     kind: str,
+    number: int,
     mappings: list[Mapping],
     wanted: pl.DataFrame,
     min_score: float,
     suggest: bool,
-) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    """One kind's HaloPSA entities resolved (RESOLUTION_SCHEMA rows), and the values of both
+) -> list[pl.DataFrame]:
+    """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
     sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
-    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities) and HaloPSA key →
-    Autotask key table (_{kind}_xw: h_key, a_key, method) are DuckDB temp tables, which spill,
-    rather than frames held until the lines are keyed."""
+    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), HaloPSA key →
+    Autotask key table (_{kind}_xw: h_key, a_key, method) and the unmapped entities' labels
+    (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its place in key order)
+    are DuckDB temp tables, which spill, rather than frames held for the rest of the run."""
     a_entities, h_entities = (_entities(con, kind, side) for side in SIDES)
     named = []
     if not wanted.is_empty():
         named = [_named(con, side, kind, wanted) for side in SIDES]
     resolved = resolve_frame(kind, a_entities, h_entities, mappings, min_score, suggest)
     del a_entities, h_entities
-    _with_frame(
-        con,
-        f"CREATE OR REPLACE TEMP TABLE _{kind}_xw AS SELECT * FROM _frame",
-        resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
-    )
-    return resolved, named
+    columns = ", ".join(CROSSWALK.names[3:])
+    for sql in (
+        f"CREATE OR REPLACE TEMP TABLE _{kind}_xw AS "
+        "SELECT halopsa_key AS h_key, autotask_key AS a_key, method FROM _frame",
+        f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} FROM _frame",
+        f"INSERT INTO _xw_label SELECT '{kind}', halopsa_key, halopsa_label, "
+        f"{number * PLACES} + place FROM _frame WHERE method = 'unmapped'",
+    ):
+        _with_frame(con, sql, resolved.with_row_index("place"))
+    return named
 
 
 def _with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
@@ -304,16 +315,18 @@ def _with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -
         con.unregister("_frame")
 
 
-def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> pl.DataFrame:
+def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
     """A client renamed beyond recognition (initials, a new trading name) has no name match, but
     it usually bills exactly what the Autotask client that vanished from HaloPSA billed. Only a
-    one-to-one coincidence of net totals is suggested, and only where no name suggestion exists."""
-    open_ = pl.col("suggestion").is_null() & ~pl.col("ambiguous")
-    unmapped = (pl.col("kind") == "client") & pl.col("autotask_key").is_null()
-    if crosswalk.filter(unmapped & open_).is_empty():
-        return crosswalk  # nothing to suggest for: the lines need not be summed
-    found: pl.DataFrame = con.sql(
-        """
+    one-to-one coincidence of net totals is suggested, and only where no name suggestion exists:
+    the crosswalk table's rows of those clients get it (suggestion, basis) in place."""
+    open_ = "suggestion IS NULL AND NOT ambiguous"
+    if not con.execute(
+        f"SELECT count(*) FROM crosswalk WHERE kind = 'client' AND a_key IS NULL AND {open_}"
+    ).fetchall()[0][0]:
+        return  # nothing to suggest for: the lines need not be summed
+    con.execute(
+        f"""
         WITH unmapped AS (
             SELECT c_key AS h_key, sum(net_amount) AS net FROM h WHERE NOT c_ok GROUP BY ALL
         ),
@@ -321,45 +334,34 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
             SELECT c_key AS a_key, min(client_name) AS name, sum(net_amount) AS net FROM a
             WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
         ),
-        pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net))
-        SELECT 'client' AS kind, h_key AS halopsa_key, name AS by_total,
-               'same net total ' || net || '; none of its lines is in HaloPSA' AS total_basis
-        FROM pairs
-        QUALIFY count(*) OVER (PARTITION BY h_key) = 1
-            AND count(*) OVER (PARTITION BY net) = 1
+        pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net)),
+        found AS (
+            SELECT h_key, name AS by_total,
+                   'same net total ' || net || '; none of its lines is in HaloPSA' AS total_basis
+            FROM pairs
+            QUALIFY count(*) OVER (PARTITION BY h_key) = 1
+                AND count(*) OVER (PARTITION BY net) = 1
+        )
+        UPDATE crosswalk SET suggestion = found.by_total, basis = found.total_basis
+        FROM found WHERE crosswalk.kind = 'client' AND crosswalk.h_key = found.h_key AND {open_}
+        """
+    )
+
+
+def _resolutions(con: duckdb.DuckDBPyConnection) -> tuple[tuple[str, Resolution], ...]:
+    """The unmapped HaloPSA entities as MatchResult holds them, (kind, Resolution) in the
+    crosswalk's order (kind, then key): all that a reader of it looks at (the unmapped list,
+    suggestions). The resolved ones stay in the crosswalk table, never one Python object each.
+    Drops _xw_label."""
+    unmapped: pl.DataFrame = con.sql(
+        """
+        SELECT x.kind, x.h_key AS halopsa_key, l.label AS halopsa_label, x.a_key AS autotask_key,
+               x.* EXCLUDE (kind, h_key, a_key)
+        FROM _xw_label l JOIN crosswalk x USING (kind, h_key) ORDER BY l.place
         """
     ).pl()
-    # The few rows suggested for, by position: only the two columns they change are copied,
-    # not a joined copy of the whole crosswalk (every HaloPSA entity of every kind).
-    at = (
-        found.join(
-            crosswalk.select("kind", "halopsa_key", open_.alias("open")).with_row_index("at"),
-            on=["kind", "halopsa_key"],
-        )
-        .filter("open")
-        .sort("at")
-    )
-    return crosswalk.with_columns(
-        crosswalk["suggestion"].clone().scatter(at["at"], at["by_total"]),
-        crosswalk["basis"].clone().scatter(at["at"], at["total_basis"]),
-    )
-
-
-def _resolutions(crosswalk: pl.DataFrame) -> tuple[tuple[str, Resolution], ...]:
-    """The unmapped HaloPSA entities as MatchResult holds them, (kind, Resolution) in the
-    crosswalk's order: all that a reader of it looks at (the unmapped list, suggestions). The
-    resolved ones stay in the crosswalk table, never one Python object each."""
-    unmapped = crosswalk.filter(pl.col("method") == "unmapped")
+    con.execute("DROP TABLE _xw_label")
     return tuple(zip(unmapped["kind"], resolutions(unmapped), strict=True))
-
-
-def _register_crosswalk(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> None:
-    """The crosswalk as rules read it: kind, h_key, a_key, method, suggestion, score, basis,
-    note, ambiguous."""
-    con.register(
-        "crosswalk",
-        crosswalk.rename({"halopsa_key": "h_key", "autotask_key": "a_key"}).drop("halopsa_label"),
-    )
 
 
 def _entity_columns(kind: str, side: str) -> list[str]:
