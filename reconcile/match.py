@@ -28,7 +28,7 @@ from reconcile.crosswalk import (
     resolve_frame,
 )
 from reconcile.ingest import check_cycle
-from reconcile.tables import AUTOTASK_LINES, GROUPS, HALOPSA_LINES, SIDES
+from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
 
 # Stage names in order, with the label the report shows.
 STAGES = {
@@ -68,10 +68,9 @@ def match_cycle(
     entities get similar-name suggestions."""
     _prepare_sides(con, cycle)
     with timing.stage("crosswalk"):
-        crosswalk, unused = _crosswalk(con, mappings, config, suggest)
+        unused = _crosswalk(con, mappings, config, suggest)
         _assign_keys(con)
-        crosswalk = _suggest_by_totals(con, crosswalk)
-        _register_crosswalk(con, crosswalk)
+        _suggest_by_totals(con)
     _exact(con)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE grp_line "
@@ -87,7 +86,7 @@ def match_cycle(
     _group_view(con)
     result = MatchResult(
         stages=tuple(_stage_counts(con)),
-        crosswalk=_resolutions(crosswalk),
+        crosswalk=_resolutions(con),
         unused_mappings=tuple(unused),
     )
     for view in ("a_src", "h_src"):
@@ -105,13 +104,6 @@ def _prepare_sides(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
         )
 
 
-def _distinct(con: duckdb.DuckDBPyConnection, side: str, columns: list[str]) -> pl.DataFrame:
-    frame: pl.DataFrame = con.sql(
-        f"SELECT {', '.join(columns)}, count(*) AS n FROM {side}_src GROUP BY ALL ORDER BY ALL"
-    ).pl()
-    return frame
-
-
 ENTITY_COLUMNS = {
     "client": (["client_id", "client_name", "xref_client_id"], "client_id", "client_name"),
     "contract": (
@@ -123,147 +115,218 @@ ENTITY_COLUMNS = {
 }
 
 
-def _given(column: str) -> pl.Expr:
-    """The column's value, null when empty."""
-    return pl.when(pl.col(column) != "").then(pl.col(column))
+def _given(column: str) -> str:
+    """SQL: the column's value, null when empty."""
+    return f"nullif({column}, '')"
 
 
-def _entities(frame: pl.DataFrame, kind: str, side: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Distinct entities of one kind on one side (ENTITY_SCHEMA rows, sorted by key), and the
-    raw columns → entity key table.
-
-    frame: _distinct's rows (the raw columns and n, the lines with them), in its order. An
-    entity is its id, or else its normalised name; it is called by its two commonest names
-    (ties: the first in frame order). A HaloPSA item is also known by its lines' two commonest
-    descriptions, after its own names: HaloPSA API lines whose item is missing from the items
-    page carry the item's code as its name. Its id and kept id are those of its last row."""
+def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
+    """Temp table _rows_{side}: the side's distinct raw entity columns (_entity_columns), n
+    (its lines), name (the name it is known by: the name column, for an item else its
+    description; null when empty) and id (null when empty). No order, no window over all of
+    them: a sort of a million distinct rows ran out of 400MB at 3M lines a side."""
+    columns = _entity_columns(kind, side)
     _, id_col, name_col = ENTITY_COLUMNS[kind]
     name = _given(name_col)
     if kind == "item":
-        name = pl.coalesce(name, _given("description"))
-    rows = frame.with_columns(name=name, id=_given(id_col)).with_row_index("row")
-    # Only names without an id are read (name_table): with ids, often none.
-    nameless = rows.filter(pl.col("id").is_null())
-    by_name = nameless.select(
-        "row", named=pl.lit("name:") + name_table(kind, nameless["name"])["full"]
+        name = f"coalesce({name}, {_given('description')})"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rows_{side} AS
+        SELECT {", ".join(columns)}, count(*) AS n, {name} AS name, {_given(id_col)} AS id
+        FROM {side}_src GROUP BY ALL
+        """
     )
-    key = pl.coalesce("id", "named")
-    rows = rows.join(by_name, on="row", how="left", maintain_order="left").with_columns(
-        key=key if side == "a" else "h:" + key
+
+
+NAME_CHUNK_ROWS = 200_000  # distinct names normalised at once (name_table's frames held)
+
+
+def _column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Series]:
+    """The distinct values of the query's one column (a string), NAME_CHUNK_ROWS at a time, in
+    no order: numbered once in a temp table (which spills), so only a chunk is ever a frame."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _chunked AS "
+        f"SELECT row_number() OVER () AS i, v FROM (SELECT DISTINCT * FROM ({query}) q(v))"
     )
-    names = _commonest(rows, "name")
+    try:
+        count = int(con.execute("SELECT count(*) FROM _chunked").fetchall()[0][0])
+        for start in range(0, count, NAME_CHUNK_ROWS):
+            chunk: pl.DataFrame = con.sql(
+                f"SELECT v FROM _chunked WHERE i > {start} AND i <= {start + NAME_CHUNK_ROWS}"
+            ).pl()
+            yield chunk["v"]
+    finally:
+        con.execute("DROP TABLE IF EXISTS _chunked")
+
+
+def _normalised(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
+    """Temp table _norm_{side} (name, normal): name_table's full of each name of _rows_{side}
+    that has no id (only those are keyed by name), computed a chunk of distinct names at a
+    time (name_table is a function of each value alone)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _norm_{side} (name VARCHAR, normal VARCHAR)")
+    query = f"SELECT name FROM _rows_{side} WHERE id IS NULL AND name IS NOT NULL"
+    for names in _column_chunks(con, query):
+        normal = pl.DataFrame({"name": names, "normal": name_table(kind, names)["full"]})
+        _with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", normal)
+
+
+def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFrame:
+    """Distinct entities of one kind on one side (ENTITY_SCHEMA rows, sorted by key); leaves the
+    raw columns → entity key table _{kind}_{side} in the connection.
+
+    An entity is its id, or else its normalised name (_distinct's name; "name:" and name_table's
+    full: the same for every spelling); on HaloPSA's side the key is prefixed "h:". It is called
+    by its two commonest names (by lines; ties: the first row). A HaloPSA item is also known by
+    its lines' two commonest descriptions, after its own names: HaloPSA API lines whose item is
+    missing from the items page carry the item's code as its name. Its id and kept id are those
+    of its last row. Rows are in the order of their raw columns, then
+    lines (nulls last), numbered within their key (row): only rows of one key are compared. All
+    in DuckDB: no frame of names is held."""
+    _distinct(con, kind, side)
+    _normalised(con, kind, side)
+    prefix = "'h:' || " if side == "h" else ""
+    columns = ", ".join(_entity_columns(kind, side))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _keyed_{side} AS
+        SELECT *, row_number() OVER (PARTITION BY key ORDER BY {columns}, n) AS row
+        FROM (
+            SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.normal, '')) AS key
+            FROM _rows_{side} r LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.name = r.name
+        )
+        """
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _{kind}_{side} AS SELECT {columns}, key FROM _keyed_{side}"
+    )
+    described = ""
     if kind == "item" and side == "h":
-        descriptions = _commonest(
-            rows.with_columns(description=_given("description")), "description"
-        )
-        names = pl.concat([names, descriptions.join(names, on=["key", "name"], how="anti")])
-    listed = names.sort("key", maintain_order=True).group_by("key", maintain_order=True).agg("name")
-    xref = ENTITY_COLUMNS[kind][0][2]
-    entities = (
-        rows.group_by("key")
-        .agg(
-            pl.col("id").last(),
-            xref=pl.col(xref).last() if side == "h" else pl.lit(None, pl.String),
-        )
-        .join(listed, on="key", how="left")
-        .select(
-            "key",
-            ids=pl.when(pl.col("id").is_null())
-            .then(pl.lit([], pl.List(pl.String)))
-            .otherwise(pl.concat_list("id")),
-            names=pl.col("name").fill_null([]),
-            xref="xref",
-        )
-        .sort("key")
+        described = f"""
+            UNION ALL
+            SELECT * FROM ({_commonest(side, _given("description"), 1)}) d
+            ANTI JOIN named USING (key, name)"""
+    xref = ENTITY_COLUMNS[kind][0][2] if side == "h" else "NULL::VARCHAR"
+    # A key's names in their places (names, then descriptions; each by rank): aggregates of
+    # fixed size, which spill, where a list sorted per key did not at 3M lines a side.
+    slots = ", ".join(
+        f"any_value(name) FILTER (WHERE src = {src} AND rank = {rank})"
+        for src in (0, 1)
+        for rank in (1, 2)
     )
-    return entities, frame.with_columns(rows["key"]).drop("n")
+    frame: pl.DataFrame = con.sql(
+        f"""
+        WITH named AS ({_commonest(side, "name", 0)}),
+        listed AS (
+            SELECT key, list_filter([{slots}], lambda x: x IS NOT NULL) AS names
+            FROM (SELECT * FROM named{described}) GROUP BY key
+        ),
+        last AS (
+            SELECT key, arg_max_null(id, row) AS id, arg_max_null({xref}, row) AS xref
+            FROM _keyed_{side} GROUP BY key
+        )
+        SELECT key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END AS ids,
+               coalesce(names, []::VARCHAR[]) AS names, xref
+        FROM last LEFT JOIN listed USING (key)
+        ORDER BY key
+        """
+    ).pl()
+    for table in ("_rows", "_norm", "_keyed"):
+        con.execute(f"DROP TABLE {table}_{side}")
+    # One chunk a column, as the frame used to be built: resolve_frame on DuckDB's batches
+    # peaked ~90 MiB higher at 1M lines a side (contracts).
+    return frame.rechunk()
 
 
-def _commonest(rows: pl.DataFrame, column: str) -> pl.DataFrame:
-    """Each key's two commonest values of the column (by lines, ties: the first row), the
-    commonest first: key, name."""
-    return (
-        rows.filter(pl.col(column).is_not_null())
-        .group_by("key", pl.col(column).alias("name"))
-        .agg(pl.col("n").sum(), pl.col("row").min())
-        .sort("key", "n", "row", descending=[False, True, False])
-        .group_by("key", maintain_order=True)
-        .head(2)
-        .select("key", "name")
-    )
+def _commonest(side: str, value: str, src: int) -> str:
+    """SQL: each key's two commonest values of the expression over _keyed_{side} (by lines, ties:
+    the first row): key, name, src (the given number: lists put names first), rank (1, 2)."""
+    return f"""
+        SELECT key, {value} AS name, {src} AS src,
+               row_number() OVER (PARTITION BY key ORDER BY sum(n) DESC, min(row)) AS rank
+        FROM _keyed_{side} WHERE {value} IS NOT NULL GROUP BY key, {value}
+        QUALIFY rank <= 2"""
 
 
 def _crosswalk(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
-) -> tuple[pl.DataFrame, list[MappingProblem]]:
+) -> list[MappingProblem]:
     """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame, with name
-    suggestions for the kinds in `suggest`): kind, then RESOLUTION_SCHEMA's columns; and the
-    mapping rows that name nothing (_unused). Leaves each kind's tables (_resolve_kind) in the
+    suggestions for the kinds in `suggest`) into the temp table crosswalk (tables.CROSSWALK),
+    the unmapped ones' labels and places into _xw_label (_resolve_kind); returns the mapping
+    rows that name nothing (_unused). Leaves each kind's tables (_resolve_kind) in the
     connection. One kind at a time: its distinct names are let go before the next is read."""
+    CROSSWALK.create(con)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _xw_label (kind VARCHAR, h_key VARCHAR, label VARCHAR, "
+        "place BIGINT)"
+    )
     wanted = _mapping_values(mappings)
-    results = []
     named = []
-    for kind in ENTITY_COLUMNS:
-        resolved, found = _resolve_kind(
-            con, kind, mappings, wanted, config.match.fuzzy_min_score, kind in suggest
+    for place, kind in enumerate(ENTITY_COLUMNS):
+        named += _resolve_kind(
+            con, kind, place, mappings, wanted, config.match.fuzzy_min_score, kind in suggest
         )
-        results.append(resolved.select(pl.lit(kind).alias("kind"), pl.all()))
-        named += found
-    return pl.concat(results), _unused(mappings, wanted, named)
+    return _unused(mappings, wanted, named)
+
+
+PLACES = 1 << 40  # a kind's rows are placed from its number (in ENTITY_COLUMNS) x PLACES on
 
 
 def _resolve_kind(
     con: duckdb.DuckDBPyConnection,
     kind: str,
+    number: int,
     mappings: list[Mapping],
     wanted: pl.DataFrame,
     min_score: float,
     suggest: bool,
-) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    """One kind's HaloPSA entities resolved (RESOLUTION_SCHEMA rows), and the values of both
+) -> list[pl.DataFrame]:
+    """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
     sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
-    mappings). Its raw columns → key
-    tables (_{kind}_a, _{kind}_h) and HaloPSA key → Autotask key table (_{kind}_xw: h_key,
-    a_key, method) are copied into DuckDB temp tables, which spill, rather than held as frames
-    until the lines are keyed."""
-    a_rows, h_rows = (_distinct(con, side, _entity_columns(kind, side)) for side in SIDES)
+    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), HaloPSA key →
+    Autotask key table (_{kind}_xw: h_key, a_key, method) and the unmapped entities' labels
+    (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its place in key order)
+    are DuckDB temp tables, which spill, rather than frames held for the rest of the run."""
+    a_entities, h_entities = (_entities(con, kind, side) for side in SIDES)
     named = []
     if not wanted.is_empty():
-        named = [_named(a_rows, "a", kind, wanted), _named(h_rows, "h", kind, wanted)]
-    a_entities, a_keys = _entities(a_rows, kind, "a")
-    h_entities, h_keys = _entities(h_rows, kind, "h")
-    del a_rows, h_rows
-    _keep(con, f"_{kind}_a", a_keys)
-    _keep(con, f"_{kind}_h", h_keys)
-    del a_keys, h_keys
+        named = [_named(con, side, kind, wanted) for side in SIDES]
     resolved = resolve_frame(kind, a_entities, h_entities, mappings, min_score, suggest)
-    _keep(
-        con,
-        f"_{kind}_xw",
-        resolved.select(h_key="halopsa_key", a_key="autotask_key", method="method"),
-    )
-    return resolved, named
+    del a_entities, h_entities
+    columns = ", ".join(CROSSWALK.names[3:])
+    for sql in (
+        f"CREATE OR REPLACE TEMP TABLE _{kind}_xw AS "
+        "SELECT halopsa_key AS h_key, autotask_key AS a_key, method FROM _frame",
+        f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} FROM _frame",
+        f"INSERT INTO _xw_label SELECT '{kind}', halopsa_key, halopsa_label, "
+        f"{number * PLACES} + place FROM _frame WHERE method = 'unmapped'",
+    ):
+        _with_frame(con, sql, resolved.with_row_index("place"))
+    return named
 
 
-def _keep(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    """The frame as a DuckDB temp table of that name (replaced if there is one)."""
+def _with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
+    """The SQL statement run with the frame registered as _frame (a table into DuckDB)."""
     con.register("_frame", frame)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _frame")
+        con.execute(sql)
     finally:
         con.unregister("_frame")
 
 
-def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> pl.DataFrame:
+def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
     """A client renamed beyond recognition (initials, a new trading name) has no name match, but
     it usually bills exactly what the Autotask client that vanished from HaloPSA billed. Only a
-    one-to-one coincidence of net totals is suggested, and only where no name suggestion exists."""
-    open_ = pl.col("suggestion").is_null() & ~pl.col("ambiguous")
-    unmapped = (pl.col("kind") == "client") & pl.col("autotask_key").is_null()
-    if crosswalk.filter(unmapped & open_).is_empty():
-        return crosswalk  # nothing to suggest for: the lines need not be summed
-    found: pl.DataFrame = con.sql(
-        """
+    one-to-one coincidence of net totals is suggested, and only where no name suggestion exists:
+    the crosswalk table's rows of those clients get it (suggestion, basis) in place."""
+    open_ = "suggestion IS NULL AND NOT ambiguous"
+    if not con.execute(
+        f"SELECT count(*) FROM crosswalk WHERE kind = 'client' AND a_key IS NULL AND {open_}"
+    ).fetchall()[0][0]:
+        return  # nothing to suggest for: the lines need not be summed
+    con.execute(
+        f"""
         WITH unmapped AS (
             SELECT c_key AS h_key, sum(net_amount) AS net FROM h WHERE NOT c_ok GROUP BY ALL
         ),
@@ -271,40 +334,34 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) 
             SELECT c_key AS a_key, min(client_name) AS name, sum(net_amount) AS net FROM a
             WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
         ),
-        pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net))
-        SELECT 'client' AS kind, h_key AS halopsa_key, name AS by_total,
-               'same net total ' || net || '; none of its lines is in HaloPSA' AS total_basis
-        FROM pairs
-        QUALIFY count(*) OVER (PARTITION BY h_key) = 1
-            AND count(*) OVER (PARTITION BY net) = 1
+        pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net)),
+        found AS (
+            SELECT h_key, name AS by_total,
+                   'same net total ' || net || '; none of its lines is in HaloPSA' AS total_basis
+            FROM pairs
+            QUALIFY count(*) OVER (PARTITION BY h_key) = 1
+                AND count(*) OVER (PARTITION BY net) = 1
+        )
+        UPDATE crosswalk SET suggestion = found.by_total, basis = found.total_basis
+        FROM found WHERE crosswalk.kind = 'client' AND crosswalk.h_key = found.h_key AND {open_}
+        """
+    )
+
+
+def _resolutions(con: duckdb.DuckDBPyConnection) -> tuple[tuple[str, Resolution], ...]:
+    """The unmapped HaloPSA entities as MatchResult holds them, (kind, Resolution) in the
+    crosswalk's order (kind, then key): all that a reader of it looks at (the unmapped list,
+    suggestions). The resolved ones stay in the crosswalk table, never one Python object each.
+    Drops _xw_label."""
+    unmapped: pl.DataFrame = con.sql(
+        """
+        SELECT x.kind, x.h_key AS halopsa_key, l.label AS halopsa_label, x.a_key AS autotask_key,
+               x.* EXCLUDE (kind, h_key, a_key)
+        FROM _xw_label l JOIN crosswalk x USING (kind, h_key) ORDER BY l.place
         """
     ).pl()
-    suggested = open_ & pl.col("by_total").is_not_null()
-    return (
-        crosswalk.join(found, on=["kind", "halopsa_key"], how="left", maintain_order="left")
-        .with_columns(
-            suggestion=pl.when(suggested).then("by_total").otherwise("suggestion"),
-            basis=pl.when(suggested).then("total_basis").otherwise("basis"),
-        )
-        .drop("by_total", "total_basis")
-    )
-
-
-def _resolutions(crosswalk: pl.DataFrame) -> tuple[tuple[str, Resolution], ...]:
-    """The unmapped HaloPSA entities as MatchResult holds them, (kind, Resolution) in the
-    crosswalk's order: all that a reader of it looks at (the unmapped list, suggestions). The
-    resolved ones stay in the crosswalk table, never one Python object each."""
-    unmapped = crosswalk.filter(pl.col("method") == "unmapped")
+    con.execute("DROP TABLE _xw_label")
     return tuple(zip(unmapped["kind"], resolutions(unmapped), strict=True))
-
-
-def _register_crosswalk(con: duckdb.DuckDBPyConnection, crosswalk: pl.DataFrame) -> None:
-    """The crosswalk as rules read it: kind, h_key, a_key, method, suggestion, score, basis,
-    note, ambiguous."""
-    con.register(
-        "crosswalk",
-        crosswalk.rename({"halopsa_key": "h_key", "autotask_key": "a_key"}).drop("halopsa_label"),
-    )
 
 
 def _entity_columns(kind: str, side: str) -> list[str]:
@@ -823,18 +880,25 @@ def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
     ).with_columns(_folded(pl.col("value")))
 
 
-def _named(rows: pl.DataFrame, side: str, kind: str, wanted: pl.DataFrame) -> pl.DataFrame:
-    """The values of _distinct's rows a mapping row may name (MAPPED_COLUMNS), as they
-    compare (_folded), that a mapping row has (wanted: _mapping_values): side, kind, value,
-    distinct; no more rows than the mapping file has values, however many names the lines
-    hold."""
-    values = pl.concat([rows.select(value=column) for column in MAPPED_COLUMNS[kind]])
-    return (
-        values.drop_nulls()
+def _named(
+    con: duckdb.DuckDBPyConnection, side: str, kind: str, wanted: pl.DataFrame
+) -> pl.DataFrame:
+    """The values of the side's entity columns (the key table _{kind}_{side}) a mapping row may
+    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (wanted:
+    _mapping_values): side, kind, value, distinct; no more rows than the mapping file has
+    values, however many names the lines hold (they are folded a chunk at a time)."""
+    values = " UNION ALL ".join(
+        f"SELECT {column} FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
+    )
+    found = [
+        chunk.drop_nulls()
+        .to_frame("value")
         .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
         .unique()
         .join(wanted, on=["side", "kind", "value"], how="semi")
-    )
+        for chunk in _column_chunks(con, values)
+    ]
+    return pl.concat(found).unique() if found else wanted.select("side", "kind", "value").clear()
 
 
 def _unused(

@@ -1,11 +1,11 @@
 """The tables a rule may read, declared once: every column's name, DuckDB type and meaning.
 
-A run's matcher (match.py) creates `a`, `h` and `groups` from these declarations and registers
-`crosswalk` with the declared columns; the rules (rules/*.py and reconcile/rules.py) read only
-these columns. Money is DECIMAL in the line's currency, quantities DECIMAL units, dates DATE;
-nothing is a float but the crosswalk's similarity score. tests/test_tables.py compares each
-table's DESCRIBE after a real run with its declaration and runs every rule file against empty
-tables made from the declarations alone, so a rule cannot read a column that is not declared.
+A run's matcher (match.py) creates `a`, `h`, `groups` and `crosswalk` from these declarations;
+the rules (rules/*.py and reconcile/rules.py) read only these columns. Money is DECIMAL in the
+line's currency, quantities DECIMAL units, dates DATE; nothing is a float but the crosswalk's
+similarity score. tests/test_tables.py compares each table's DESCRIBE after a real run with its
+declaration and runs every rule file against empty tables made from the declarations alone, so a
+rule cannot read a column that is not declared.
 """
 
 from __future__ import annotations
@@ -178,8 +178,8 @@ GROUPS = Table(
 
 CROSSWALK = Table(
     "crosswalk",
-    "How each HaloPSA client, item and contract was resolved to an Autotask one (registered by"
-    " match._register_crosswalk).",
+    "How each HaloPSA client, item and contract was resolved to an Autotask one (made by"
+    " match._crosswalk).",
     (
         Column("kind", "VARCHAR", "client, item or contract."),
         Column(

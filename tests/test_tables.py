@@ -101,3 +101,49 @@ def test_a_line_joins_its_entity_row_as_is_not_distinct_from_would() -> None:
     expected = con.sql(pairs.format(same)).fetchall()
     assert len(expected) == 27
     assert con.sql(pairs.format(_join_on("contract", "h", "e"))).fetchall() == expected
+
+
+def _item_entities(
+    chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[tuple[tuple[object, ...], ...], list[tuple[object, ...]]]:
+    """match._entities of HaloPSA items on a few lines, normalising chunk_rows names at once:
+    the entity rows and each raw row's key."""
+    from reconcile import match
+
+    monkeypatch.setattr(match, "NAME_CHUNK_ROWS", chunk_rows)
+    con = duckdb.connect()
+    lines = [
+        *[("I1", "Widget", "", "desc a")] * 2,
+        ("I1", "Widget Pro", "", "desc b"),
+        ("I1", "Widget", "", "desc b"),
+        ("", "Acme Ltd.", "", None),
+        *[("", "ACME  LIMITED", "", None)] * 2,
+        ("", None, "X9", "Only described"),
+        ("", "", None, None),
+    ]
+    con.execute(
+        "CREATE TEMP TABLE h_src "
+        "(item_code VARCHAR, item_name VARCHAR, xref_item_id VARCHAR, description VARCHAR)"
+    )
+    con.executemany("INSERT INTO h_src VALUES (?, ?, ?, ?)", lines)
+    entities = match._entities(con, "item", "h")
+    keys = con.sql("SELECT * FROM _item_h ORDER BY ALL").fetchall()
+    return tuple(entities.iter_rows()), keys
+
+
+def test_entities_are_keyed_and_named_in_duckdb_alike_in_any_chunking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """match._entities: an id keys its entity, else the normalised name (both spellings of
+    Acme one entity); names by lines then first row, an item's descriptions after its names;
+    the last row's kept id. Normalising a name at a time gives the same as all at once."""
+    entities, keys = _item_entities(200_000, monkeypatch)
+    assert entities == (
+        ("h:I1", ["I1"], ["Widget", "Widget Pro", "desc a", "desc b"], ""),
+        ("h:name:", [], [], None),
+        ("h:name:acme ltd", [], ["ACME  LIMITED", "Acme Ltd."], ""),
+        ("h:name:only described", [], ["Only described"], "X9"),
+    )
+    assert len(keys) == 7
+    assert ("", "Acme Ltd.", "", None, "h:name:acme ltd") in keys
+    assert (entities, keys) == _item_entities(1, monkeypatch)
