@@ -133,7 +133,8 @@ def apply(
     why: its --until date passed, the discrepancy is now an expected difference, or its id is
     not in the run (then the run's discrepancy on the same client and lines is named if there
     is one: its lines or amounts changed)."""
-    rows = {r["id"]: r for r in findings.select("id", "severity").iter_rows(named=True)}
+    wanted = findings.select("id", "severity").filter(pl.col("id").is_in(list(accepted)))
+    rows = {r["id"]: r for r in wanted.iter_rows(named=True)}  # the accepted ids' rows only
     applied: list[Acceptance] = []
     lapsed: list[Lapse] = []
     for acceptance in accepted.values():
