@@ -284,10 +284,11 @@ def _resolve_kind(
 ) -> list[pl.DataFrame]:
     """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
     sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
-    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), HaloPSA key →
-    Autotask key table (_{kind}_xw: h_key, a_key, method) and the unmapped entities' labels
-    (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its place in key order)
-    are DuckDB temp tables, which spill, rather than frames held for the rest of the run."""
+    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its rows of the
+    crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
+    entities' labels (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its
+    place in key order) are DuckDB temp tables, which spill, rather than frames held for the
+    rest of the run."""
     a_entities, h_entities = (_entities(con, kind, side) for side in SIDES)
     named = []
     if not wanted.is_empty():
@@ -296,8 +297,6 @@ def _resolve_kind(
     del a_entities, h_entities
     columns = ", ".join(CROSSWALK.names[3:])
     for sql in (
-        f"CREATE OR REPLACE TEMP TABLE _{kind}_xw AS "
-        "SELECT halopsa_key AS h_key, autotask_key AS a_key, method FROM _frame",
         f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} FROM _frame",
         f"INSERT INTO _xw_label SELECT '{kind}', halopsa_key, halopsa_label, "
         f"{number * PLACES} + place FROM _frame WHERE method = 'unmapped'",
@@ -408,7 +407,7 @@ def _assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     with _joins_as_written(con):
         _create_lines(con)
     for kind in ENTITY_COLUMNS:
-        for table in ("a", "h", "xw"):
+        for table in SIDES:
             con.execute(f"DROP TABLE _{kind}_{table}")
 
 
@@ -455,9 +454,9 @@ def _create_lines(con: duckdb.DuckDBPyConnection) -> None:
         JOIN _client_h c ON {_join_on("client", "h", "c")}
         JOIN _item_h i ON {_join_on("item", "h", "i")}
         JOIN _contract_h k ON {_join_on("contract", "h", "k")}
-        LEFT JOIN _client_xw cx ON cx.h_key = c.key
-        LEFT JOIN _item_xw ix ON ix.h_key = i.key
-        LEFT JOIN _contract_xw kx ON kx.h_key = k.key
+        LEFT JOIN crosswalk cx ON cx.kind = 'client' AND cx.h_key = c.key
+        LEFT JOIN crosswalk ix ON ix.kind = 'item' AND ix.h_key = i.key
+        LEFT JOIN crosswalk kx ON kx.kind = 'contract' AND kx.h_key = k.key
         """,
     )
 
