@@ -14,9 +14,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 from reconcile.cli import cli
 from reconcile.store import Workspace
+
+# Hypothesis examples have no deadline: speed is measured in benchmarks, never in tests, and a
+# busy machine (CI, a benchmark beside the suite) made an example of 46 ms take 250.
+settings.register_profile("reconcile")
+settings.load_profile("reconcile")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

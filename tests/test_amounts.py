@@ -116,7 +116,7 @@ def written(draw: st.DrawFn, fmt: str) -> tuple[str, Decimal]:
     return text, value
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fmt=st.sampled_from(amounts.NUMBER_FORMATS),
     scale=st.sampled_from(SCALES),
@@ -222,7 +222,7 @@ JUNK = st.text(
 )
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fmt=st.sampled_from(amounts.NUMBER_FORMATS),
     scale=st.sampled_from(SCALES),

@@ -118,7 +118,7 @@ def _write(folder: Path, texts: dict[str, str]) -> None:
         (folder / name).write_text(text, encoding="utf-8")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_mutated_documents_load_or_are_refused(case: tuple[str, dict[str, str]]) -> None:
     platform, texts = case
@@ -141,7 +141,6 @@ def test_mutated_documents_load_or_are_refused(case: tuple[str, dict[str, str]])
 
 @settings(
     max_examples=max(12, EXAMPLES // 12),
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(mutated())

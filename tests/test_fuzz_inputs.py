@@ -161,7 +161,6 @@ def corrupted(draw: st.DrawFn) -> tuple[str, bytes]:
 
 @settings(
     max_examples=EXAMPLES,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=corrupted())

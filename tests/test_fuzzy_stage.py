@@ -101,7 +101,7 @@ def sides(draw: st.DrawFn) -> tuple[list[Line], list[Line]]:
     return made[0], made[1]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(sides(), st.sampled_from([0.0, 40.0, 60.0, 85.5, 100.0]))
 def test_fuzzy_pairs_as_the_walk_did(
     lines: tuple[list[Line], list[Line]], min_score: float

@@ -153,7 +153,7 @@ def load(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_dressed_export_loads_like_the_clean_one(data: st.DataObject) -> None:
     rows = data.draw(exports())

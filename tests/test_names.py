@@ -119,7 +119,7 @@ def variants(draw: st.DrawFn, company: Company) -> str:
     return unicodedata.normalize(draw(st.sampled_from(["NFC", "NFD", "NFKD"])), text)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(st.data())
 def test_every_variant_of_a_name_normalises_alike(data: st.DataObject) -> None:
     company = data.draw(companies())
@@ -175,7 +175,7 @@ def raw_names(draw: st.DrawFn) -> str | None:
     return draw(st.one_of(st.none(), st.text(), st.just(case(text))))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(raw_names(), max_size=40))
 def test_a_column_of_names_reads_as_each_name_does(names: list[str | None]) -> None:
     """name_table (polars expressions, one regex for the legal forms) is name_parts and
@@ -203,7 +203,7 @@ def _entity(key: str, name: str, prefix: str = "") -> Entity:
     return Entity(key=prefix + key, ids=(), names=(name,))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_every_variant_resolves_to_its_client_and_different_clients_stay_apart(
     data: st.DataObject,

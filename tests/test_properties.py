@@ -59,7 +59,7 @@ def blocking(case: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
     )
 
 
-SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SLOW

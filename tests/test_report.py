@@ -493,7 +493,7 @@ TEXTS = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     rows=st.lists(st.tuples(TEXTS, TEXTS, st.none() | st.integers(-(2**63), 2**63 - 1)), max_size=9)
 )
