@@ -795,17 +795,34 @@ def _side_groups(side: str) -> str:
 
 def _group_view(con: duckdb.DuckDBPyConnection) -> None:
     """One row per match group, both sides aggregated (tables.GROUPS): the relation every rule
-    reads. The matcher's work tables are dropped once it is made."""
-    GROUPS.create(con, _groups_query())
-    for table in ("exact_pair", "a_left", "h_left", "grp_line"):
+    reads. Group numbers are stable: by stage, then by the first ref each side holds; the exact
+    pairs come first, numbered by their Autotask ref, then the later stages' groups. The table
+    has no physical order; readers order by match_id.
+
+    Made in steps, each its own statement: the exact pairs' rows; the later stages' groups
+    (_later_groups) without numbers; their numbers, sorted over narrow rows; their rows. In one
+    statement at 3M lines a side, the pairs' joins, the groups' aggregates and a window sorting
+    the wide rows held their memory at once and ran out of DuckDB's 400MB. The matcher's work
+    tables are dropped once it is made."""
+    GROUPS.create(con, _exact_groups())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _later AS {_later_groups()}")
+    order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _later_number AS
+        SELECT gid, (SELECT count(*) FROM exact_pair) + row_number() OVER (
+                   ORDER BY CASE stage {order} END, a_first_ref NULLS LAST, h_first_ref NULLS LAST
+               ) AS match_id
+        FROM _later
+        """
+    )
+    GROUPS.insert(con, "SELECT * FROM _later JOIN _later_number USING (gid)")
+    for table in ("exact_pair", "a_left", "h_left", "grp_line", "_later", "_later_number"):
         con.execute(f"DROP TABLE {table}")
 
 
-def _groups_query() -> str:
-    """Group numbers are stable: by stage, then by the first ref each side holds; the exact
-    pairs come first, numbered by their Autotask ref, then the later stages' groups. The table
-    has no physical order; readers order by match_id."""
-    order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
+def _exact_groups() -> str:
+    """The exact pairs' groups, numbered by their Autotask ref (exact_pair's match_id)."""
     return f"""
         SELECT p.match_id, 'exact' AS stage,
                coalesce(x.client_name, y.client_name) AS client,
@@ -815,18 +832,20 @@ def _groups_query() -> str:
                {_side_values("a", "x", several=False)},
                {_side_values("h", "y", several=False, keyed="x")}
         FROM exact_pair p JOIN a x ON x.uid = p.a_uid JOIN h y ON y.uid = p.h_uid
-        UNION ALL BY NAME
-        SELECT (SELECT count(*) FROM exact_pair) + row_number() OVER (
-                   ORDER BY CASE coalesce(ga.stage, gh.stage) {order} END,
-                            ga.a_first_ref NULLS LAST, gh.h_first_ref NULLS LAST
-               ) AS match_id,
-               coalesce(ga.stage, gh.stage) AS stage,
+    """
+
+
+def _later_groups() -> str:
+    """The later stages' groups (grp_line), both sides aggregated (_side_groups): gid, the
+    groups table's columns but match_id, and each side's first ref."""
+    return f"""
+        SELECT gid, coalesce(ga.stage, gh.stage) AS stage,
                coalesce(ga.a_client, gh.h_client) AS client,
                coalesce(ga.a_c_key, gh.h_c_key) AS client_key,
                coalesce(ga.a_item, gh.h_item) AS item,
                coalesce(ga.a_n, 0) AS a_n, coalesce(gh.h_n, 0) AS h_n,
-               ga.* EXCLUDE (gid, stage, a_n, a_first_ref),
-               gh.* EXCLUDE (gid, stage, h_n, h_first_ref)
+               ga.* EXCLUDE (gid, stage, a_n),
+               gh.* EXCLUDE (gid, stage, h_n)
         FROM ({_side_groups("a")}) ga FULL JOIN ({_side_groups("h")}) gh USING (gid)
     """
 

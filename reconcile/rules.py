@@ -320,11 +320,16 @@ DIGEST = """
 """
 
 
+FINDINGS_PER_LOOKUP = 100_000  # findings whose lines _with_refs looks up in one query
+
+
 def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
     """Line refs for people, the id (DIGEST over the lines' content fingerprints) for stable
-    ids, EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS and the match stages; one query
-    over the findings' lines, its columns added beside the findings' own (one row per finding,
-    in their order: the findings are not copied). The fingerprints stay in DuckDB."""
+    ids, EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS and the match stages, added beside
+    the findings' own columns (one row per finding, in their order: the findings are not
+    copied). Looked up FINDINGS_PER_LOOKUP findings at a time (_looked_up): each finding's row
+    depends on its own lines only, and the lists aggregated per finding over all of them at
+    once ran out of DuckDB's 400MB at 3M lines a side. The fingerprints stay in DuckDB."""
     if findings.is_empty():
         return findings.with_columns(
             *(
@@ -333,26 +338,39 @@ def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.Dat
             ),
             pl.lit(None, pl.String).alias("id"),
         )
-    con.register(
-        "_findings",
-        findings.select("rule", "client", "a_uids", "h_uids", "match_ids").with_row_index("_f"),
+    keys = findings.select("rule", "client", "a_uids", "h_uids", "match_ids")
+    looked_up = pl.concat(
+        [
+            _looked_up(con, keys.slice(start, FINDINGS_PER_LOOKUP))
+            for start in range(0, keys.height, FINDINGS_PER_LOOKUP)
+        ]
     )
-    looked_up = con.sql(
-        f"""
-        WITH sa AS ({_side_lines("a")}),
-        sh AS ({_side_lines("h")}),
-        st AS (
-            SELECT f._f, array_to_string(list_sort(list_distinct(list(g.stage))), ';') AS stage
-            FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
-            JOIN groups g USING (match_id) GROUP BY f._f
-        )
-        SELECT sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage, {DIGEST} AS id
-        FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f) LEFT JOIN st USING (_f)
-        ORDER BY f._f
-        """
-    ).pl()
-    con.unregister("_findings")
     return findings.hstack(looked_up.rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"}))
+
+
+def _looked_up(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
+    """_with_refs' columns of the findings `keys` (rule, client, a_uids, h_uids, match_ids),
+    one row each in their order."""
+    con.register("_findings", keys.with_row_index("_f"))
+    try:
+        looked_up: pl.DataFrame = con.sql(
+            f"""
+            WITH sa AS ({_side_lines("a")}),
+            sh AS ({_side_lines("h")}),
+            st AS (
+                SELECT f._f, array_to_string(list_sort(list_distinct(list(g.stage))), ';') AS stage
+                FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
+                JOIN groups g USING (match_id) GROUP BY f._f
+            )
+            SELECT sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage, {DIGEST} AS id
+            FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f)
+            LEFT JOIN st USING (_f)
+            ORDER BY f._f
+            """
+        ).pl()
+    finally:
+        con.unregister("_findings")
+    return looked_up
 
 
 def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:

@@ -45,8 +45,12 @@ class Table:
         columns = ", ".join(f"{c.name} {c.type}" for c in self.columns)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {self.name} ({columns})")
         if query is not None:
-            names = ", ".join(self.names)
-            con.execute(f"INSERT INTO {self.name} ({names}) SELECT {names} FROM ({query})")
+            self.insert(con, query)
+
+    def insert(self, con: duckdb.DuckDBPyConnection, query: str) -> None:
+        """Insert `query`'s rows into the table as `create` does."""
+        names = ", ".join(self.names)
+        con.execute(f"INSERT INTO {self.name} ({names}) SELECT {names} FROM ({query})")
 
 
 # The lines of one side as matching and the rules see them: the loaded line's billing columns

@@ -25,9 +25,16 @@ COMPARED = (
 )
 
 
+@pytest.mark.parametrize("findings_per_lookup", [None, 3], ids=["one-lookup", "lookups-of-3"])
 def test_demo_outputs_match_the_golden_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, findings_per_lookup: int | None
 ) -> None:
+    """The golden files whatever the number of findings whose lines the rules stage looks up
+    at once (rules.FINDINGS_PER_LOOKUP: a large cycle looks them up in parts)."""
+    from reconcile import rules
+
+    if findings_per_lookup is not None:
+        monkeypatch.setattr(rules, "FINDINGS_PER_LOOKUP", findings_per_lookup)
     # Inputs named relative to the checkout, as `make demo` names them: summary.json and the
     # report record the paths given.
     monkeypatch.chdir(ROOT)
