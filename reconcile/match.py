@@ -426,39 +426,50 @@ def _joins_as_written(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _create_lines(con: duckdb.DuckDBPyConnection) -> None:
     """Tables a and h: each line with its uid, ref and keys (see _assign_keys); the lines are
-    the probe side of every join."""
-    identity_joins = """
-        JOIN load_index li ON li.load_id = s.load_id
-        LEFT JOIN repeated rp ON rp.line_ref = s.line_ref"""
-    AUTOTASK_LINES.create(
-        con,
-        f"""
-        {_identity("a")}, c.key AS c_key, i.key AS i_key, k.key AS k_key,
-               true AS c_ok, true AS i_ok
-        FROM a_src s {identity_joins}
-        JOIN _client_a c ON {_join_on("client", "a", "c")}
-        JOIN _item_a i ON {_join_on("item", "a", "i")}
-        JOIN _contract_a k ON {_join_on("contract", "a", "k")}
-        """,
-    )
-    HALOPSA_LINES.create(
-        con,
-        f"""
-        {_identity("h")},
-               coalesce(cx.a_key, c.key) AS c_key,
-               coalesce(ix.a_key, i.key) AS i_key,
-               kx.a_key AS k_key,
-               cx.a_key IS NOT NULL AS c_ok,
-               ix.a_key IS NOT NULL AS i_ok
-        FROM h_src s {identity_joins}
-        JOIN _client_h c ON {_join_on("client", "h", "c")}
-        JOIN _item_h i ON {_join_on("item", "h", "i")}
-        JOIN _contract_h k ON {_join_on("contract", "h", "k")}
-        LEFT JOIN crosswalk cx ON cx.kind = 'client' AND cx.h_key = c.key
-        LEFT JOIN crosswalk ix ON ix.kind = 'item' AND ix.h_key = i.key
-        LEFT JOIN crosswalk kx ON kx.kind = 'contract' AND kx.h_key = k.key
-        """,
-    )
+    the probe side of every join. HaloPSA's entity tables first take their Autotask keys from
+    the crosswalk (_with_autotask_keys). Each side is made in two statements, the contracts
+    joined in the second: at 3M lines a side, one statement holding the hash tables of clients,
+    contracts and the crosswalk at once ran out of DuckDB's 400MB (and took three times as
+    long as the two, which hold one large table each)."""
+    _with_autotask_keys(con)
+    keys = {
+        "a": "c.key AS c_key, i.key AS i_key, true AS c_ok, true AS i_ok",
+        "h": "c.key AS c_key, i.key AS i_key, c.a_key IS NOT NULL AS c_ok, "
+        "i.a_key IS NOT NULL AS i_ok",
+    }
+    contract_key = {"a": "k.key", "h": "k.a_key"}
+    for side, table in (("a", AUTOTASK_LINES), ("h", HALOPSA_LINES)):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _keyed AS
+            {_identity(side)}, {keys[side]}
+            FROM {side}_src s
+            JOIN load_index li ON li.load_id = s.load_id
+            LEFT JOIN repeated rp ON rp.line_ref = s.line_ref
+            JOIN _client_{side} c ON {_join_on("client", side, "c")}
+            JOIN _item_{side} i ON {_join_on("item", side, "i")}
+            """
+        )
+        table.create(
+            con,
+            f"SELECT s.*, {contract_key[side]} AS k_key FROM _keyed s "
+            f"JOIN _contract_{side} k ON {_join_on('contract', side, 'k')}",
+        )
+        con.execute("DROP TABLE _keyed")
+
+
+def _with_autotask_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Each HaloPSA entity table (_{kind}_h) with the key its lines take, key (the Autotask
+    key the crosswalk resolved it to, else its own), and a_key (that Autotask key, or null)."""
+    for kind in ENTITY_COLUMNS:
+        columns = ", ".join(f"e.{c}" for c in _entity_columns(kind, "h"))
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _{kind}_h AS
+            SELECT {columns}, coalesce(x.a_key, e.key) AS key, x.a_key
+            FROM _{kind}_h e LEFT JOIN crosswalk x ON x.kind = '{kind}' AND x.h_key = e.key
+            """
+        )
 
 
 def _left(side: str) -> str:
