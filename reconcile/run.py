@@ -6,14 +6,16 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
+from jinja2 import Environment
 
 from reconcile import __version__, acceptance, history, ledger, signoff
 from reconcile.config import OUTPUT_SECTIONS, Config, Settings
@@ -28,7 +30,7 @@ from reconcile.ingest import (
 )
 from reconcile.match import MatchResult, match_cycle
 from reconcile.outputs import output_folder, pause, write_xlsx
-from reconcile.report import DEFAULT_TEMPLATE_DIR, report_html
+from reconcile.report import DEFAULT_TEMPLATE_DIR, compiled_environment, report_html
 from reconcile.report_model import (
     CLIENT_SCHEMA,
     DISCREPANCY_SCHEMA,
@@ -69,6 +71,8 @@ from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
 from reconcile.store import Workspace
 from reconcile.timing import stage
+
+T = TypeVar("T")
 
 CENT = Decimal("0.01")
 TEXT, DATE = pl.String(), pl.Date()
@@ -140,6 +144,7 @@ def run_cycle(
     out_dir: Path,
 ) -> RunResult:
     cycle = check_cycle(settings.cycle)
+    templates = _in_background(compiled_environment)
     loads: list[LoadResult] = []
     # An export that states no currency, with none configured, stops the run before any load.
     check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
@@ -170,7 +175,7 @@ def run_cycle(
         number = workspace.next_run_number()
         summary = _workflow(workspace, number, summary, findings, applied, lapsed)
         result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
-        data = write_outputs(result, workspace, rules)
+        data = write_outputs(result, workspace, rules, templates.result())
         kept = result.outputs.with_columns(findings["acceptance"])
         workspace.save_run(
             number,
@@ -540,7 +545,19 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
     ).select(OUTPUT_COLUMNS)
 
 
-def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) -> ReportData:
+def _in_background(work: Callable[[], T]) -> Future[T]:
+    """`work` started on a thread of its own: Python there runs while this thread waits on
+    DuckDB or polars, which let go of the GIL (the machine's second core)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(work)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def write_outputs(
+    result: RunResult, workspace: Workspace, rules: list[Rule], env: Environment | None = None
+) -> ReportData:
     """CSV, Parquet, JSON and (unless the summary's workbook says it is left out) XLSX of the
     discrepancies, summary.json, quarantine.csv, report.html: written into a staging folder and
     swapped in whole (outputs.output_folder), so `--out` holds the previous complete set until
@@ -553,7 +570,7 @@ def write_outputs(result: RunResult, workspace: Workspace, rules: list[Rule]) ->
         # DuckDB's memory (the lines and groups the queries read) let go before the report
         # takes its most.
         workspace.release_memory()
-        html = report_html(data)
+        html = report_html(data, env=env)
     frame = result.outputs  # made after the report, whose data takes the most memory
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": neutralise(frame).write_csv,
