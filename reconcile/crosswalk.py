@@ -21,9 +21,8 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
 import polars as pl
 from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
@@ -31,6 +30,9 @@ from rapidfuzz import fuzz, process
 from reconcile.errors import InputError
 from reconcile.load.dialect import text_file
 from reconcile.safe import cell, uncell
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KINDS = ("client", "item", "contract")
 
@@ -673,6 +675,8 @@ def _collisions(
 def _form_only(frame: pl.DataFrame, display: pl.DataFrame) -> pl.DataFrame:
     """Entities that differ only in legal form from the one Autotask entity of their base name:
     that entity is suggested, never with 100."""
+    import numpy as np  # numpy: imported when names are scored (a run imports it beside its load)
+
     scores = process.cpdist(
         frame["full"].to_list(), frame["a_full"].to_list(), scorer=fuzz.ratio, dtype=np.float64
     )
@@ -772,6 +776,8 @@ def best_matches(
 
     Queries and candidates (strings) are names as name_table gives them, words between single
     spaces; each has its legal form (strings) beside it."""
+    import numpy as np
+
     index = np.full(len(queries), -1, dtype=np.int64)
     score = np.zeros(len(queries))
     if len(queries) and len(candidates):
@@ -787,13 +793,16 @@ def best_matches(
     return pl.DataFrame({"index": index, "score": score})
 
 
-# Each yields, for some queries: their row numbers, their best candidates, those scores.
-Found = Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]
+if TYPE_CHECKING:
+    # Each yields, for some queries: their row numbers, their best candidates, those scores.
+    Found = Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def _sorted_words(names: pl.Series) -> np.ndarray:
     """Each name with its words in order (an array of str): fuzz.ratio of two is their
     token_sort_ratio, without sorting a name's words again for every pair it is in."""
+    import numpy as np
+
     text = names.str.split(" ").list.eval(pl.element().sort()).list.join(" ")
     return np.array(text.to_list(), dtype=object)
 
@@ -805,6 +814,8 @@ def _all_pairs(
     c_forms: np.ndarray,
     min_score: float,
 ) -> Found:
+    import numpy as np
+
     q_text, c_text = _sorted_words(queries), _sorted_words(candidates)
     step = max(1, CHUNK_CELLS // len(candidates))
     for start in range(0, len(queries), step):
@@ -832,6 +843,8 @@ def _row_best(
 
     Only the cells within 2 x TIE of their row's top can win: they alone are looked at again,
     so no float64 copy of the matrix is made (16 MB of float32 scores stay 16 MB)."""
+    import numpy as np
+
     top = scores.max(axis=1)
     floor = np.where(top > 0, np.maximum(top - 2 * TIE, np.float32(1e-6)), np.inf)
     rows, cols = np.nonzero(scores >= floor.astype(np.float32)[:, None])
@@ -876,6 +889,8 @@ PAIR_BASE = 1 << 32  # (query, candidate) as one number, query * PAIR_BASE + can
 
 def _firsts(ordered: np.ndarray) -> np.ndarray:
     """The positions where a run of equal values starts in a sorted array."""
+    import numpy as np
+
     starts = np.ones(len(ordered), dtype=bool)
     starts[1:] = ordered[1:] != ordered[:-1]
     return np.flatnonzero(starts)
@@ -888,6 +903,8 @@ def _blocked(
     c_forms: np.ndarray,
     min_score: float,
 ) -> Found:
+    import numpy as np
+
     q_blocks = _blocks(queries).rename({"i": "q"})
     among = q_blocks["block"].unique()  # blocks no query has pair nothing
     c_blocks = (
@@ -935,6 +952,8 @@ def _run_best(runs: np.ndarray, scores: np.ndarray, same: np.ndarray) -> np.ndar
     """Per run of equal values of the sorted array `runs`, the position of its highest score;
     of equal scores the first where `same` holds, else the first. Vector operations over the
     arrays (a sort of all of them by four keys took 0.2 s for 450,000 pairs)."""
+    import numpy as np
+
     if not len(runs):
         return np.zeros(0, dtype=np.int64)
     starts = _firsts(runs)

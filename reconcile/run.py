@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -144,7 +145,7 @@ def run_cycle(
     out_dir: Path,
 ) -> RunResult:
     cycle = check_cycle(settings.cycle)
-    templates = _in_background(compiled_environment)
+    templates = _in_background(_prepared)
     loads: list[LoadResult] = []
     # An export that states no currency, with none configured, stops the run before any load.
     check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
@@ -543,6 +544,19 @@ def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
         joined("autotask_refs").alias("autotask_refs"),
         joined("halopsa_refs").alias("halopsa_refs"),
     ).select(OUTPUT_COLUMNS)
+
+
+# Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s.
+LATER_MODULES = ("numpy", "pyarrow")
+
+
+def _prepared() -> Environment:
+    """What the run needs after its loads and takes Python time to make, made beside the
+    loads (on _in_background's thread): LATER_MODULES imported, the report's environment with
+    its templates compiled."""
+    for name in LATER_MODULES:
+        importlib.import_module(name)
+    return compiled_environment()
 
 
 def _in_background(work: Callable[[], T]) -> Future[T]:

@@ -9,7 +9,9 @@ import sys
 
 from conftest import ROOT
 
-HEAVY = ("duckdb", "pandera", "pydantic", "jinja2", "xlsxwriter", "rapidfuzz", "fastexcel")
+HEAVY = (
+    "duckdb", "pandera", "pydantic", "jinja2", "xlsxwriter", "rapidfuzz", "fastexcel", "numpy",
+)  # fmt: skip
 
 
 def _imported_after(code: str) -> list[str]:
@@ -46,9 +48,10 @@ def test_a_mistyped_cycle_is_told_before_the_pipeline_loads() -> None:
 
 def test_a_run_imports_the_workbook_writer_reader_and_pandera_only_when_it_uses_them() -> None:
     """xlsxwriter when a workbook is written, fastexcel when one is read, pandera when suspect
-    rows are validated: a CSV run without the workbook loads none of them."""
+    rows are validated, numpy beside the loads (run.LATER_MODULES): importing the pipeline
+    loads none of them."""
     found = _imported_after("import reconcile.run, reconcile.pack, reconcile.workbook")
-    assert not {"xlsxwriter", "fastexcel", "pandera"} & set(found), found
+    assert not {"xlsxwriter", "fastexcel", "pandera", "numpy"} & set(found), found
 
 
 def test_a_command_ends_with_its_objects_frozen_out_of_the_collector() -> None:
