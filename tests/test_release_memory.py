@@ -28,3 +28,12 @@ def test_release_memory_keeps_the_tables_and_the_limit(tmp_path: Path) -> None:
         ws.release_memory()
         assert held() < cached // 10
         assert state() == before
+
+
+def test_a_little_held_memory_is_left_where_it_is(tmp_path: Path) -> None:
+    """Below store.RELEASE_FROM nothing is written out: the limit is not touched."""
+    with Workspace(tmp_path / "ws.duckdb", "256MB") as ws:
+        ws.con.execute("CREATE TEMP TABLE t AS SELECT range AS n FROM range(100000)")
+        query = "SELECT sum(temporary_storage_bytes) FROM duckdb_memory()"
+        ws.release_memory()
+        assert ws.con.sql(query).fetchall()[0][0] == 0
