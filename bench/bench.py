@@ -211,8 +211,9 @@ def task_report(n: str, _: str) -> None:
 
 
 def task_crosswalk(path: str, _: str) -> None:
-    """Client resolution and suggestions as `run` does them (crosswalk.resolve_frame on
-    entity frames): Autotask clients with an id, HaloPSA names without."""
+    """Client resolution and suggestions as `run` does them (crosswalk.resolve_frame: its SQL,
+    on an in-memory DuckDB connection holding the entity frames): Autotask clients with an id,
+    HaloPSA names without."""
     from reconcile.crosswalk import resolve_frame
 
     names = pl.read_parquet(path)

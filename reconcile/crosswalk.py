@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import duckdb
 import polars as pl
 from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
 
+from reconcile.duck import column_chunks, with_frame
 from reconcile.errors import InputError
 from reconcile.load.dialect import text_file
 from reconcile.safe import cell, uncell
@@ -352,14 +354,13 @@ class Entity:
         return self.names[0] if self.names else self.ids[0] if self.ids else self.key
 
 
-# Entities as resolve_frame takes them: one row each, the fields of Entity.
+# Entities as resolve_tables takes them: one row each, the fields of Entity.
 ENTITY_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
     "ids": pl.List(pl.String()),
     "names": pl.List(pl.String()),
     "xref": pl.String(),
 }
-LABEL = pl.coalesce(pl.col("names").list.first(), pl.col("ids").list.first(), pl.col("key"))
 
 
 def entity_frame(entities: Iterable[Entity]) -> pl.DataFrame:
@@ -399,7 +400,7 @@ class Resolution(NamedTuple):
     ambiguous: bool = False  # the name fits several Autotask entities and is not paired
 
 
-# Resolutions as resolve_frame gives them: one row each, the fields of Resolution.
+# Resolutions as resolve_tables gives them: one row each, the fields of Resolution.
 RESOLUTION_SCHEMA: dict[str, pl.DataType] = {
     "halopsa_key": pl.String(),
     "halopsa_label": pl.String(),
@@ -457,24 +458,82 @@ def resolve_frame(
     min_score: float,
     suggest: bool = True,
 ) -> pl.DataFrame:
+    """resolve_tables for entity frames (ENTITY_SCHEMA rows, keys unique) in an in-memory DuckDB
+    connection: one RESOLUTION_SCHEMA row per HaloPSA entity, sorted by key."""
+    with contextlib.closing(duckdb.connect()) as con:
+        for table, frame in (("_autotask", autotask), ("_halopsa", halopsa)):
+            entities = frame.select(pl.col(c).cast(t) for c, t in ENTITY_SCHEMA.items())
+            with_frame(con, f"CREATE TEMP TABLE {table} AS SELECT * FROM _frame", entities)
+        resolve_tables(con, kind, "_autotask", "_halopsa", mappings, min_score, suggest)
+        found: pl.DataFrame = con.sql("SELECT * FROM _resolution ORDER BY halopsa_key").pl()
+    return found.select(pl.col(c).cast(t) for c, t in RESOLUTION_SCHEMA.items())
+
+
+# SQL: the label of entity row x (ENTITY_SCHEMA columns): its first name, else id, else key.
+LABEL = "coalesce({x}.names[1], {x}.ids[1], {x}.key)"
+# The work tables of resolve_tables, dropped once _resolution is made.
+WORK_TABLES = (
+    "_rs_decided", "_rs_display", "_rs_map", "_rs_fold", "_rs_value_a", "_rs_value_h",
+    "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown",
+)  # fmt: skip
+
+
+def resolve_tables(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    autotask: str,
+    halopsa: str,
+    mappings: list[Mapping],
+    min_score: float,
+    suggest: bool = True,
+) -> None:
     """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint).
 
-    autotask, halopsa: ENTITY_SCHEMA rows, keys unique. Returns one RESOLUTION_SCHEMA row per
-    HaloPSA entity, sorted by key. Without `suggest`, an unmapped entity whose name neither
-    collides nor differs only in legal form gets no similar-name suggestion (nor note): the
-    search for one is the costliest step, and a run shows no contract's."""
-    by_id = _by_id(kind, autotask, halopsa, mappings)
-    pending = halopsa.join(by_id, left_on="key", right_on="halopsa_key", how="anti")
-    found = _by_name(kind, autotask, pending, min_score, suggest)
-    decided = pl.concat([by_id, *found], how="diagonal")
-    return (
-        halopsa.select(halopsa_key="key", halopsa_label=LABEL)
-        .join(decided, on="halopsa_key", how="left")
-        .select(
-            *(pl.col(c).cast(t) for c, t in RESOLUTION_SCHEMA.items() if c != "ambiguous"),
-            pl.col("ambiguous").fill_null(False).cast(pl.Boolean),
-        )
-        .sort("halopsa_key")
+    autotask, halopsa: tables of ENTITY_SCHEMA columns (ids and names lists), keys unique.
+    Leaves the temp table _resolution: one row per HaloPSA entity, RESOLUTION_SCHEMA columns,
+    in no order. Without `suggest`, an unmapped entity whose name neither collides nor differs
+    only in legal form gets no similar-name suggestion (nor note): the search for one is the
+    costliest step, and a run shows no contract's.
+
+    DuckDB SQL over temp tables, which spill; Python holds a chunk of distinct values at a time
+    (name_table, casefold), the entities whose names collide or differ only in legal form, and,
+    with `suggest`, the unmapped entities' names and every Autotask name (best_matches)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _rs_decided (halopsa_key VARCHAR, autotask_key VARCHAR, "
+        "method VARCHAR, suggestion VARCHAR, score DOUBLE, basis VARCHAR, note VARCHAR, "
+        "ambiguous BOOLEAN)"
+    )
+    _display(con, autotask)
+    _by_id(con, kind, autotask, halopsa, mappings)
+    _by_name(con, kind, autotask, halopsa, min_score, suggest)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _resolution AS
+        SELECT h.key AS halopsa_key, {LABEL.format(x="h")} AS halopsa_label, d.autotask_key,
+               coalesce(d.method, 'unmapped') AS method, d.suggestion, d.score, d.basis, d.note,
+               coalesce(d.ambiguous, false) AS ambiguous
+        FROM {halopsa} h LEFT JOIN _rs_decided d ON d.halopsa_key = h.key
+        """
+    )
+    for table in WORK_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _display(con: duckdb.DuckDBPyConnection, autotask: str) -> None:
+    """Temp table _rs_display (key, display): each Autotask entity by its label, with its first
+    id where two share a label ("Acme Ltd (id 42)")."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rs_display AS
+        WITH labelled AS (
+            SELECT key, ids[1] AS id, len(ids) > 0 AS has_id, {LABEL.format(x="a")} AS label
+            FROM {autotask} a
+        ),
+        shared AS (SELECT label FROM labelled GROUP BY label HAVING count(*) > 1)
+        SELECT l.key, CASE WHEN s.label IS NOT NULL AND l.has_id
+                           THEN l.label || ' (id ' || l.id || ')' ELSE l.label END AS display
+        FROM labelled l LEFT JOIN shared s ON s.label = l.label
+        """
     )
 
 
@@ -488,243 +547,336 @@ def casefold(value: pl.Expr) -> pl.Expr:
 
 
 def _by_id(
-    kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, mappings: list[Mapping]
-) -> pl.DataFrame:
-    """HaloPSA entities paired by the mapping file (its first id or name, in that order, that
-    a mapping row gives an Autotask value of exactly one entity: any id or name, in any case)
-    or else by the Autotask id HaloPSA kept (that of exactly one entity): halopsa_key,
-    autotask_key, method."""
-    mapped = pl.DataFrame(schema={"key": pl.String, "autotask_key": pl.String})
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    autotask: str,
+    halopsa: str,
+    mappings: list[Mapping],
+) -> None:
+    """HaloPSA entities paired by the mapping file (_mapped) or else by the Autotask id HaloPSA
+    kept (that of exactly one entity): rows of _rs_decided (method mapping, autotask_id)."""
     explicit = [m for m in mappings if m.kind == kind]
     if explicit:
-        rows = (
-            pl.DataFrame(
-                {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
-            )
-            .select(casefold(pl.col("value")), casefold(pl.col("target")))
-            .unique("value", keep="last")
-        )
-        a_values, h_values = (
-            side.select("key", value=pl.concat_list("ids", "names"))
-            .explode("value")
-            .with_columns(casefold(pl.col("value")))
-            for side in (autotask, halopsa)
-        )
-        mapped = (
-            h_values.with_row_index("order")
-            .join(rows, on="value")
-            .join(_only(a_values, "value"), left_on="target", right_on="value")
-            .sort("order")
-            .unique("key", keep="first")
-            .select("key", "autotask_key")
-        )
-    ids = autotask.select("key", value="ids").explode("value")
-    kept = (
-        halopsa.join(mapped, on="key", how="anti")
-        .filter(pl.col("xref") != "")
-        .join(_only(ids, "value"), left_on="xref", right_on="value")
-        .select("key", "autotask_key")
-    )
-    return pl.concat(
-        [
-            mapped.with_columns(method=pl.lit("mapping")),
-            kept.with_columns(method=pl.lit("autotask_id")),
-        ]
-    ).rename({"key": "halopsa_key"})
-
-
-def _only(values: pl.DataFrame, on: str) -> pl.DataFrame:
-    """Each value of column `on` that exactly one entity (key) has: on, autotask_key."""
-    return (
-        values.drop_nulls(on)
-        .group_by(on)
-        .agg(entities=pl.col("key").n_unique(), autotask_key=pl.col("key").first())
-        .filter(pl.col("entities") == 1)
-        .drop("entities")
+        _mapped(con, autotask, halopsa, explicit)
+    con.execute(
+        f"""
+        INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
+        WITH kept AS (
+            SELECT h.key, h.xref FROM {halopsa} h
+            ANTI JOIN _rs_decided d ON d.halopsa_key = h.key
+            WHERE h.xref != ''
+        ),
+        ids AS (
+            SELECT DISTINCT u.value, a.key FROM {autotask} a, unnest(a.ids) AS u(value)
+            WHERE u.value IN (SELECT xref FROM kept)
+        ),
+        sole AS (SELECT value, min(key) AS autotask_key FROM ids GROUP BY value HAVING count(*) = 1)
+        SELECT k.key, o.autotask_key, 'autotask_id' FROM kept k JOIN sole o ON o.value = k.xref
+        """
     )
 
 
-def _names(kind: str, entities: pl.DataFrame) -> pl.DataFrame:
-    """One row per (entity, name) with a base: key, rank, base, form, full (the two joined)."""
-    names = (
-        entities.select("key", name="names")
-        .with_columns(rank=pl.int_ranges(pl.col("name").list.len()))
-        .explode("name", "rank")
-        .drop_nulls("name")
+def _mapped(
+    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, explicit: list[Mapping]
+) -> None:
+    """Rows of _rs_decided (method mapping): each HaloPSA entity's first id or name, in that
+    order, that a mapping row (the last for its value) gives an Autotask value of exactly one
+    entity (any id or name). Values compare casefolded (_folded_values)."""
+    rows = (
+        pl.DataFrame(
+            {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
+        )
+        .select(casefold(pl.col("value")), casefold(pl.col("target")))
+        .unique("value", keep="last")
     )
-    return pl.concat(
-        [names.drop("name"), name_table(kind, names["name"])], how="horizontal"
-    ).filter(pl.col("base") != "")
+    with_frame(con, "CREATE OR REPLACE TEMP TABLE _rs_map AS SELECT * FROM _frame", rows)
+    _folded_values(con, autotask, "a", "target")
+    _folded_values(con, halopsa, "h", "value")
+    con.execute(
+        """
+        INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
+        WITH sole AS (
+            SELECT value, min(key) AS autotask_key
+            FROM (SELECT DISTINCT value, key FROM _rs_value_a) GROUP BY value HAVING count(*) = 1
+        )
+        SELECT h.key, arg_min(o.autotask_key, h.pos), 'mapping'
+        FROM _rs_value_h h JOIN _rs_map m ON m.value = h.value JOIN sole o ON o.value = m.target
+        GROUP BY h.key
+        """
+    )
+
+
+def _folded_values(con: duckdb.DuckDBPyConnection, entities: str, side: str, wanted: str) -> None:
+    """Temp table _rs_value_{side} (key, pos, value): the entities' ids and names (pos: the
+    place among ids, then names) casefolded, those in _rs_map's column `wanted` only. ASCII
+    values fold in SQL (lower); the others by casefold, a chunk of distinct values at a time."""
+    values = (
+        f"SELECT e.key, u.pos, u.value FROM {entities} e, "
+        f"unnest(list_concat(e.ids, e.names)) WITH ORDINALITY AS u(value, pos) "
+        f"WHERE u.value IS NOT NULL"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _rs_fold (value VARCHAR, folded VARCHAR)")
+    other = f"SELECT value FROM ({values}) WHERE strlen(value) != length(value)"  # not ASCII
+    for chunk in column_chunks(con, other):
+        folded = chunk.to_frame("value").with_columns(folded=casefold(pl.col("value")))
+        with_frame(con, "INSERT INTO _rs_fold SELECT * FROM _frame", folded)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rs_value_{side} AS
+        SELECT * FROM (
+            SELECT v.key, v.pos, coalesce(f.folded, lower(v.value)) AS value
+            FROM ({values}) v LEFT JOIN _rs_fold f ON f.value = v.value
+        ) WHERE value IN (SELECT {wanted} FROM _rs_map)
+        """
+    )
+
+
+# A HaloPSA name's outcome, in order of precedence: it pairs (the one Autotask entity with that
+# name, or with that base name when their legal forms do not contradict each other); it collides
+# (several Autotask entities have it, as a whole or as a base name); it differs only in legal
+# form from the one Autotask entity with that base name.
+PAIRS, COLLIDES, FORM_ONLY = 1, 2, 3
+RANKS = 1 << 32  # (outcome, rank) as one number, outcome x RANKS + rank
 
 
 def _by_name(
-    kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, min_score: float, suggest: bool
-) -> list[pl.DataFrame]:
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    autotask: str,
+    halopsa: str,
+    min_score: float,
+    suggest: bool,
+) -> None:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
     differs from the only one with its base name in legal form, is never paired.
 
-    Each HaloPSA entity's names are looked at in order (rank): the first that pairs pairs it;
-    else the first that collides says so; else the first that differs only in legal form is
-    the suggestion; whatever is left gets the most similar name (`best_matches`) when
-    `suggest`, else nothing. Returns the resolutions of these four sets (halopsa_key and
-    resolution columns)."""
-    a_names = _names(kind, autotask)
-    h_names = _names(kind, halopsa)
-    # Per normalised name (full) and per base name: how many Autotask entities have it, the
-    # first of them; per base, whether one has it with no legal form, and the first form.
-    full_hits = a_names.group_by("full").agg(hits=pl.col("key").n_unique(), hit=pl.col("key").min())
-    base_hits = a_names.group_by("base").agg(
-        keys=pl.col("key").n_unique(),
-        a_key=pl.col("key").min(),
-        bare=(pl.col("form") == "").any(),
-        theirs=pl.col("form").min(),
-        a_full=pl.col("full").min(),
+    Each HaloPSA entity not decided by id has its names looked at in order (rank): the first
+    that pairs pairs it; else the first that collides says so; else the first that differs only
+    in legal form is the suggestion; whatever is left gets the most similar name
+    (`best_matches`) when `suggest`, else nothing. Adds the rows of these to _rs_decided."""
+    _names(con, kind, autotask, halopsa)
+    _outcomes(con)
+    con.execute(
+        f"""
+        INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
+        SELECT key, CASE WHEN hits = 1 THEN hit ELSE a_key END, 'name'
+        FROM _rs_outcome WHERE outcome = {PAIRS}
+        """
     )
-    hits = pl.col("hits").fill_null(0)
-    keys = pl.col("keys").fill_null(0)
-    one_base = (hits == 0) & (keys == 1)
-    agrees = (pl.col("form") == "") | pl.col("bare")
-    outcomes = (
-        h_names.join(full_hits, on="full", how="left")
-        .join(base_hits, on="base", how="left")
-        .sort("key", "rank")
-        .group_by("key", maintain_order=True)
-        .agg(
-            pair=pl.when(hits == 1)
-            .then("hit")
-            .when(one_base & agrees)
-            .then("a_key")
-            .drop_nulls()
-            .first(),
-            # The name that several Autotask entities have, as a whole or as a base name.
-            collision=pl.when(hits > 1)
-            .then(pl.struct(on=pl.lit("full"), name="full"))
-            .when((hits == 0) & (keys > 1))
-            .then(pl.struct(on=pl.lit("base"), name="base"))
-            .drop_nulls()
-            .first(),
-            form_only=pl.when(one_base & ~agrees)
-            .then(pl.struct("a_key", own="form", theirs="theirs", full="full", a_full="a_full"))
-            .drop_nulls()
-            .first(),
+    _collisions(con, kind, halopsa)
+    _form_only(con)
+    if suggest:
+        _suggest(con, kind, halopsa, min_score)
+
+
+def _names(con: duckdb.DuckDBPyConnection, kind: str, autotask: str, halopsa: str) -> None:
+    """Temp tables _rs_a_name (key, base, form, whole: name_table's full) of every Autotask
+    entity's names and _rs_h_name (key, rank, base, form, whole) of the names of the HaloPSA
+    entities not in _rs_decided (rank: the name's place in names), names with a base only:
+    name_table of each distinct name, a chunk at a time (_rs_name_table)."""
+    a_names = f"SELECT a.key, u.name FROM {autotask} a, unnest(a.names) AS u(name)"
+    h_names = (
+        f"SELECT p.key, u.name, u.rank FROM "
+        f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key) p, "
+        f"unnest(p.names) WITH ORDINALITY AS u(name, rank)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _rs_name_table "
+        "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
+    )
+    distinct = f"SELECT name FROM ({a_names}) UNION ALL SELECT name FROM ({h_names})"
+    for names in column_chunks(con, f"SELECT name FROM ({distinct}) WHERE name IS NOT NULL"):
+        parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
+        with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
+    for table, query, rank in (("_rs_a_name", a_names, ""), ("_rs_h_name", h_names, "rank, ")):
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT key, {rank}base, form, whole "
+            f"FROM ({query}) JOIN _rs_name_table USING (name) WHERE base != ''"
         )
+    con.execute("DROP TABLE _rs_name_table")
+
+
+def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp tables _rs_h_row: each row of _rs_h_name with its outcome (PAIRS, COLLIDES,
+    FORM_ONLY or null) and what decides it: per full name (whole), how many Autotask entities
+    have it (hits) and the least (hit); per base name, how many (keys) and the least (a_key),
+    whether one has it with no legal form (bare), the least form (theirs) and full name
+    (a_full).
+    _rs_outcome: each entity's row of the best outcome, of those its first by rank. Aggregates
+    over narrow rows, of the names HaloPSA has only."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _rs_full AS
+        SELECT whole, count(*) AS hits, min(key) AS hit FROM (
+            SELECT DISTINCT a.whole, a.key FROM _rs_a_name a SEMI JOIN _rs_h_name h USING (whole)
+        ) GROUP BY whole
+        """
     )
-    display = _display(autotask)
-    entities = halopsa.select("key", label=LABEL).join(outcomes, on="key", how="left")
-    paired = entities.filter(pl.col("pair").is_not_null())
-    colliding = entities.filter(pl.col("pair").is_null() & pl.col("collision").is_not_null())
-    form_only = entities.filter(
-        pl.col("pair").is_null() & pl.col("collision").is_null() & pl.col("form_only").is_not_null()
-    ).unnest("form_only")
-    left = entities.filter(
-        pl.col("pair").is_null() & pl.col("collision").is_null() & pl.col("form_only").is_null()
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _rs_base AS
+        SELECT base, count(*) AS keys, min(key) AS a_key, bool_or(bare) AS bare,
+               min(theirs) AS theirs, min(a_full) AS a_full
+        FROM (
+            SELECT a.base, a.key, bool_or(a.form = '') AS bare, min(a.form) AS theirs,
+                   min(a.whole) AS a_full
+            FROM _rs_a_name a SEMI JOIN _rs_h_name h USING (base) GROUP BY a.base, a.key
+        ) GROUP BY base
+        """
     )
-    return [
-        paired.select(halopsa_key="key", autotask_key="pair", method=pl.lit("name")),
-        _collisions(kind, colliding, a_names, display),
-        _form_only(form_only, display),
-        _suggest(kind, a_names, h_names, left, display, min_score) if suggest else _unmapped(left),
-    ]
-
-
-def _display(autotask: pl.DataFrame) -> pl.DataFrame:
-    """Autotask entities by label, with the id where two share a label: key, display."""
-    return autotask.select(
-        "key",
-        display=pl.when((pl.len().over(LABEL) > 1) & (pl.col("ids").list.len() > 0))
-        .then(pl.format("{} (id {})", LABEL, pl.col("ids").list.first()))
-        .otherwise(LABEL),
-    )
-
-
-def _unmapped(frame: pl.DataFrame, **why: pl.Expr | pl.Series | str) -> pl.DataFrame:
-    """HaloPSA entities (key) left unmapped, with a suggestion (suggestion, score, basis) or a
-    note saying why there is none."""
-    return frame.select(halopsa_key="key", method=pl.lit("unmapped"), **why)
-
-
-def _collisions(
-    kind: str, colliding: pl.DataFrame, a_names: pl.DataFrame, display: pl.DataFrame
-) -> pl.DataFrame:
-    """Entities whose name fits several Autotask entities (collision: on full or base, name):
-    each names them (ambiguity_note). The words are Python's (the csv module quotes the
-    label); collisions are few."""
-    wanted = colliding.select("key", pl.col("collision").struct.unnest())
-    shown = (
-        pl.concat(
-            [
-                wanted.filter(pl.col("on") == on).join(
-                    a_names.select(a_key="key", name=on), on="name"
-                )
-                for on in ("full", "base")
-            ]
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rs_h_row AS
+        SELECT *, CASE WHEN hits = 1 OR (hits = 0 AND keys = 1 AND (form = '' OR bare))
+                       THEN {PAIRS}
+                       WHEN hits > 1 OR (hits = 0 AND keys > 1) THEN {COLLIDES}
+                       WHEN hits = 0 AND keys = 1 THEN {FORM_ONLY} END AS outcome
+        FROM (
+            SELECT n.*, coalesce(f.hits, 0) AS hits, f.hit, coalesce(b.keys, 0) AS keys,
+                   b.a_key, b.bare, b.theirs, b.a_full
+            FROM _rs_h_name n LEFT JOIN _rs_full f USING (whole) LEFT JOIN _rs_base b USING (base)
         )
-        .unique(["key", "a_key"])
-        .join(display, left_on="a_key", right_on="key")
-        .group_by("key")
-        .agg("display")
+        """
     )
-    candidates = dict(shown.iter_rows())
+    for table in ("_rs_h_name", "_rs_full", "_rs_base"):
+        con.execute(f"DROP TABLE {table}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rs_outcome AS
+        SELECT r.* FROM _rs_h_row r JOIN (
+            SELECT key, min(outcome * {RANKS} + rank) AS pick FROM _rs_h_row
+            WHERE outcome IS NOT NULL GROUP BY key
+        ) p ON p.key = r.key AND p.pick = r.outcome * {RANKS} + r.rank
+        """
+    )
+
+
+def _insert_decided(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
+    """The frame's rows (halopsa_key and some of _rs_decided's columns) into _rs_decided."""
+    with_frame(con, "INSERT INTO _rs_decided BY NAME SELECT * FROM _frame", frame)
+
+
+def _collisions(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str) -> None:
+    """Rows of _rs_decided for the entities whose name fits several Autotask entities (outcome
+    COLLIDES, on full or base name): each names them (ambiguity_note: how many, and the first
+    AMBIGUITY_SHOWN displays in order, found once per name in SQL). The words are Python's (the
+    csv module quotes the label), over as many rows as such entities."""
+    clash = "CASE WHEN hits > 1 THEN whole ELSE base END"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rs_shown AS
+        WITH clashes AS (
+            SELECT DISTINCT hits > 1 AS on_full, {clash} AS name
+            FROM _rs_outcome WHERE outcome = {COLLIDES}
+        ),
+        fits AS (
+            SELECT DISTINCT c.on_full, c.name, a.key
+            FROM clashes c JOIN _rs_a_name a ON a.whole = c.name WHERE c.on_full
+            UNION ALL
+            SELECT DISTINCT c.on_full, c.name, a.key
+            FROM clashes c JOIN _rs_a_name a ON a.base = c.name WHERE NOT c.on_full
+        )
+        SELECT on_full, name, count(*) AS fits, min(d.display, {AMBIGUITY_SHOWN}) AS shown
+        FROM fits JOIN _rs_display d USING (key) GROUP BY on_full, name
+        """
+    )
+    found: pl.DataFrame = con.sql(
+        f"""
+        SELECT o.key, {LABEL.format(x="h")} AS label, s.fits, s.shown
+        FROM _rs_outcome o JOIN {halopsa} h ON h.key = o.key
+        JOIN _rs_shown s ON s.on_full = (o.hits > 1) AND s.name = {clash}
+        WHERE o.outcome = {COLLIDES}
+        """
+    ).pl()
+    if found.is_empty():
+        return
     notes = [
-        ambiguity_note(kind, label, candidates[key])
-        for key, label in colliding.select("key", "label").iter_rows()
+        ambiguity_note(kind, label, shown, fits)
+        for label, fits, shown in found.select("label", "fits", "shown").iter_rows()
     ]
-    return _unmapped(colliding, note=pl.Series(notes, dtype=pl.String), ambiguous=pl.lit(True))
+    _insert_decided(
+        con,
+        found.select(
+            halopsa_key="key",
+            method=pl.lit("unmapped"),
+            note=pl.Series(notes, dtype=pl.String),
+            ambiguous=pl.lit(True),
+        ),
+    )
 
 
-def _form_only(frame: pl.DataFrame, display: pl.DataFrame) -> pl.DataFrame:
-    """Entities that differ only in legal form from the one Autotask entity of their base name:
-    that entity is suggested, never with 100."""
+def _form_only(con: duckdb.DuckDBPyConnection) -> None:
+    """Rows of _rs_decided for the entities that differ only in legal form from the one
+    Autotask entity of their base name (outcome FORM_ONLY): that entity is suggested, never
+    with 100."""
+    found: pl.DataFrame = con.sql(
+        f"""
+        SELECT o.key, d.display, o.form, o.theirs, o.whole, o.a_full
+        FROM _rs_outcome o LEFT JOIN _rs_display d ON d.key = o.a_key
+        WHERE o.outcome = {FORM_ONLY}
+        """
+    ).pl()
+    if found.is_empty():
+        return
     import numpy as np  # numpy: imported when names are scored (a run imports it beside its load)
 
     scores = process.cpdist(
-        frame["full"].to_list(), frame["a_full"].to_list(), scorer=fuzz.ratio, dtype=np.float64
+        found["whole"].to_list(), found["a_full"].to_list(), scorer=fuzz.ratio, dtype=np.float64
     )
-    return _unmapped(
-        frame.join(display, left_on="a_key", right_on="key", how="left", maintain_order="left"),
-        suggestion=pl.col("display"),
-        # Python's round (to the nearest tenth, ties to even, of the exact value).
-        score=pl.Series([min(99.0, round(float(s), 1)) for s in scores], dtype=pl.Float64),
-        basis=pl.format("differs only in legal form ({} / {})", "own", "theirs"),
+    _insert_decided(
+        con,
+        found.select(
+            halopsa_key="key",
+            method=pl.lit("unmapped"),
+            suggestion="display",
+            # Python's round (to the nearest tenth, ties to even, of the exact value).
+            score=pl.Series([min(99.0, round(float(s), 1)) for s in scores], dtype=pl.Float64),
+            basis=pl.format("differs only in legal form ({} / {})", "form", "theirs"),
+        ),
     )
 
 
 AMBIGUITY_SHOWN = 5
 
 
-def ambiguity_note(kind: str, label: str, candidates: Sequence[str]) -> str:
-    """The words of a name collision, shown in the finding and the report's unmapped list."""
-    shown = "; ".join(sorted(candidates)[:AMBIGUITY_SHOWN])
-    more = len(candidates) - AMBIGUITY_SHOWN
+def ambiguity_note(kind: str, label: str, shown: Sequence[str], count: int) -> str:
+    """The words of a name collision, shown in the finding and the report's unmapped list:
+    `count` Autotask entities fit the label, `shown` are the first AMBIGUITY_SHOWN of their
+    names in order."""
+    text = "; ".join(shown)
+    more = count - AMBIGUITY_SHOWN
     if more > 0:
-        shown += f"; and {more} more"
+        text += f"; and {more} more"
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow([kind, f"<Autotask {kind}>", label])
     return (
-        f"matches {len(candidates)} Autotask {kind}s by name ({shown}) and is not paired: "
+        f"matches {count} Autotask {kind}s by name ({text}) and is not paired: "
         f"add a mapping row {out.getvalue()}"
     )
 
 
-def _suggest(
-    kind: str,
-    a_names: pl.DataFrame,
-    h_names: pl.DataFrame,
-    left: pl.DataFrame,
-    display: pl.DataFrame,
-    min_score: float,
-) -> pl.DataFrame:
-    """The closest Autotask name for each entity left (key), if it scores at least min_score;
-    a note saying so if none does."""
+def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score: float) -> None:
+    """Rows of _rs_decided for the HaloPSA entities not yet in it: the closest Autotask name
+    for each (best_matches over their names and every Autotask name), if it scores at least
+    min_score; a note saying so if none does."""
+    left: pl.DataFrame = con.sql(
+        f"SELECT h.key FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key"
+    ).pl()
     if left.is_empty():
-        return _unmapped(left)
-    order = ["display", "key", "base", "form"]
-    candidates = (
-        a_names.join(display, on="key")
-        .sort(order)
-        .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift()) for c in order[1:]))
-    )  # each (entity, base, form) once
-    queries = h_names.join(left.select("key"), on="key").sort("key", "rank")
+        return
+    queries: pl.DataFrame = con.sql(
+        "SELECT r.key, r.base, r.form FROM _rs_h_row r "
+        "ANTI JOIN _rs_decided d ON d.halopsa_key = r.key ORDER BY r.key, r.rank"
+    ).pl()
+    # Each (entity, base, form) once, in order of display.
+    candidates: pl.DataFrame = con.sql(
+        """
+        SELECT display, base, form FROM (
+            SELECT DISTINCT d.display, a.key, a.base, a.form
+            FROM _rs_a_name a JOIN _rs_display d USING (key)
+        ) ORDER BY display NULLS FIRST, key, base, form
+        """
+    ).pl()
     found = best_matches(
         queries["base"], queries["form"], candidates["base"], candidates["form"], min_score
     )
@@ -741,13 +893,17 @@ def _suggest(
             on="index",
         )
     )
-    return _unmapped(
-        left.join(best, on="key", how="left", maintain_order="left"),
-        suggestion="suggestion",
-        score="score",
-        basis=pl.format("name similarity {}", "score"),
-        note=pl.when(pl.col("score").is_null()).then(
-            pl.lit(f"no similar Autotask {kind} name (none scores {min_score:g} or more)")
+    _insert_decided(
+        con,
+        left.join(best, on="key", how="left").select(
+            halopsa_key="key",
+            method=pl.lit("unmapped"),
+            suggestion="suggestion",
+            score="score",
+            basis=pl.format("name similarity {}", "score"),
+            note=pl.when(pl.col("score").is_null()).then(
+                pl.lit(f"no similar Autotask {kind} name (none scores {min_score:g} or more)")
+            ),
         ),
     )
 

@@ -25,8 +25,9 @@ from reconcile.crosswalk import (
     casefold,
     name_table,
     resolutions,
-    resolve_frame,
+    resolve_tables,
 )
+from reconcile.duck import column_chunks, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
 
@@ -139,41 +140,20 @@ def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     )
 
 
-NAME_CHUNK_ROWS = 200_000  # distinct names normalised at once (name_table's frames held)
-
-
-def _column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Series]:
-    """The distinct values of the query's one column (a string), NAME_CHUNK_ROWS at a time, in
-    no order: numbered once in a temp table (which spills), so only a chunk is ever a frame."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _chunked AS "
-        f"SELECT row_number() OVER () AS i, v FROM (SELECT DISTINCT * FROM ({query}) q(v))"
-    )
-    try:
-        count = int(con.execute("SELECT count(*) FROM _chunked").fetchall()[0][0])
-        for start in range(0, count, NAME_CHUNK_ROWS):
-            chunk: pl.DataFrame = con.sql(
-                f"SELECT v FROM _chunked WHERE i > {start} AND i <= {start + NAME_CHUNK_ROWS}"
-            ).pl()
-            yield chunk["v"]
-    finally:
-        con.execute("DROP TABLE IF EXISTS _chunked")
-
-
 def _normalised(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     """Temp table _norm_{side} (name, normal): name_table's full of each name of _rows_{side}
     that has no id (only those are keyed by name), computed a chunk of distinct names at a
     time (name_table is a function of each value alone)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _norm_{side} (name VARCHAR, normal VARCHAR)")
     query = f"SELECT name FROM _rows_{side} WHERE id IS NULL AND name IS NOT NULL"
-    for names in _column_chunks(con, query):
+    for names in column_chunks(con, query):
         normal = pl.DataFrame({"name": names, "normal": name_table(kind, names)["full"]})
-        _with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", normal)
+        with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", normal)
 
 
-def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFrame:
-    """Distinct entities of one kind on one side (ENTITY_SCHEMA rows, sorted by key); leaves the
-    raw columns → entity key table _{kind}_{side} in the connection.
+def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
+    """Temp table _entity_{side}: the distinct entities of one kind on one side (ENTITY_SCHEMA
+    columns, in no order); and the raw columns → entity key table _{kind}_{side}.
 
     An entity is its id, or else its normalised name (_distinct's name; "name:" and name_table's
     full: the same for every spelling); on HaloPSA's side the key is prefixed "h:". It is called
@@ -182,7 +162,7 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFr
     missing from the items page carry the item's code as its name. Its id and kept id are those
     of its last row. Rows are in the order of their raw columns, then
     lines (nulls last), numbered within their key (row): only rows of one key are compared. All
-    in DuckDB: no frame of names is held."""
+    in DuckDB: no frame of names or entities is held."""
     _distinct(con, kind, side)
     _normalised(con, kind, side)
     prefix = "'h:' || " if side == "h" else ""
@@ -214,8 +194,9 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFr
         for src in (0, 1)
         for rank in (1, 2)
     )
-    frame: pl.DataFrame = con.sql(
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE _entity_{side} AS
         WITH named AS ({_commonest(side, "name", 0)}),
         listed AS (
             SELECT key, list_filter([{slots}], lambda x: x IS NOT NULL) AS names
@@ -228,14 +209,10 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> pl.DataFr
         SELECT key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END AS ids,
                coalesce(names, []::VARCHAR[]) AS names, xref
         FROM last LEFT JOIN listed USING (key)
-        ORDER BY key
         """
-    ).pl()
+    )
     for table in ("_rows", "_norm", "_keyed"):
         con.execute(f"DROP TABLE {table}_{side}")
-    # One chunk a column, as the frame used to be built: resolve_frame on DuckDB's batches
-    # peaked ~90 MiB higher at 1M lines a side (contracts).
-    return frame.rechunk()
 
 
 def _commonest(side: str, value: str, src: int) -> str:
@@ -251,7 +228,7 @@ def _commonest(side: str, value: str, src: int) -> str:
 def _crosswalk(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
 ) -> list[MappingProblem]:
-    """Every HaloPSA client, item and contract resolved (crosswalk.resolve_frame, with name
+    """Every HaloPSA client, item and contract resolved (crosswalk.resolve_tables, with name
     suggestions for the kinds in `suggest`) into the temp table crosswalk (tables.CROSSWALK),
     the unmapped ones' labels and places into _xw_label (_resolve_kind); returns the mapping
     rows that name nothing (_unused). Leaves each kind's tables (_resolve_kind) in the
@@ -284,34 +261,31 @@ def _resolve_kind(
 ) -> list[pl.DataFrame]:
     """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
     sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
-    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its rows of the
-    crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
+    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its entities
+    (_entity_a, _entity_h, resolved by crosswalk.resolve_tables and then dropped), its rows of
+    the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
     entities' labels (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its
-    place in key order) are DuckDB temp tables, which spill, rather than frames held for the
-    rest of the run."""
-    a_entities, h_entities = (_entities(con, kind, side) for side in SIDES)
+    place in key order among them) are DuckDB temp tables, which spill, rather than frames."""
+    for side in SIDES:
+        _entities(con, kind, side)
     named = []
     if not wanted.is_empty():
         named = [_named(con, side, kind, wanted) for side in SIDES]
-    resolved = resolve_frame(kind, a_entities, h_entities, mappings, min_score, suggest)
-    del a_entities, h_entities
+    resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest)
     columns = ", ".join(CROSSWALK.names[3:])
-    for sql in (
-        f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} FROM _frame",
+    con.execute(
+        f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} "
+        "FROM _resolution"
+    )
+    # Places in key order among the unmapped only: a sort of those few, not of every entity.
+    con.execute(
         f"INSERT INTO _xw_label SELECT '{kind}', halopsa_key, halopsa_label, "
-        f"{number * PLACES} + place FROM _frame WHERE method = 'unmapped'",
-    ):
-        _with_frame(con, sql, resolved.with_row_index("place"))
+        f"{number * PLACES} + row_number() OVER (ORDER BY halopsa_key) "
+        "FROM _resolution WHERE method = 'unmapped'"
+    )
+    for table in ("_entity_a", "_entity_h", "_resolution"):
+        con.execute(f"DROP TABLE {table}")
     return named
-
-
-def _with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
-    """The SQL statement run with the frame registered as _frame (a table into DuckDB)."""
-    con.register("_frame", frame)
-    try:
-        con.execute(sql)
-    finally:
-        con.unregister("_frame")
 
 
 def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
@@ -925,7 +899,7 @@ def _named(
         .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
         .unique()
         .join(wanted, on=["side", "kind", "value"], how="semi")
-        for chunk in _column_chunks(con, values)
+        for chunk in column_chunks(con, values)
     ]
     return pl.concat(found).unique() if found else wanted.select("side", "kind", "value").clear()
 

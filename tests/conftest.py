@@ -21,7 +21,7 @@ from reconcile.store import Workspace
 
 # Hypothesis examples have no deadline: speed is measured in benchmarks, never in tests, and a
 # busy machine (CI, a benchmark beside the suite) made an example of 46 ms take 250.
-settings.register_profile("reconcile")
+settings.register_profile("reconcile", deadline=None)
 settings.load_profile("reconcile")
 
 ROOT = Path(__file__).resolve().parent.parent

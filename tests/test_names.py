@@ -338,7 +338,7 @@ def test_name_parts_keep_the_legal_form() -> None:
 
 
 def test_ambiguity_note_quotes_a_name_with_a_comma() -> None:
-    note = ambiguity_note("client", "Smith, Jones & Co", ["Smith Jones Ltd", "Smith Jones Inc"])
+    note = ambiguity_note("client", "Smith, Jones & Co", ["Smith Jones Inc", "Smith Jones Ltd"], 2)
     assert note.endswith('add a mapping row client,<Autotask client>,"Smith, Jones & Co"')
 
 

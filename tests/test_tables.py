@@ -108,9 +108,9 @@ def _item_entities(
 ) -> tuple[tuple[tuple[object, ...], ...], list[tuple[object, ...]]]:
     """match._entities of HaloPSA items on a few lines, normalising chunk_rows names at once:
     the entity rows and each raw row's key."""
-    from reconcile import match
+    from reconcile import duck, match
 
-    monkeypatch.setattr(match, "NAME_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(duck, "CHUNK_ROWS", chunk_rows)
     con = duckdb.connect()
     lines = [
         *[("I1", "Widget", "", "desc a")] * 2,
@@ -126,9 +126,10 @@ def _item_entities(
         "(item_code VARCHAR, item_name VARCHAR, xref_item_id VARCHAR, description VARCHAR)"
     )
     con.executemany("INSERT INTO h_src VALUES (?, ?, ?, ?)", lines)
-    entities = match._entities(con, "item", "h")
+    match._entities(con, "item", "h")
+    entities = con.sql("SELECT * FROM _entity_h ORDER BY key").fetchall()
     keys = con.sql("SELECT * FROM _item_h ORDER BY ALL").fetchall()
-    return tuple(entities.iter_rows()), keys
+    return tuple(entities), keys
 
 
 def test_entities_are_keyed_and_named_in_duckdb_alike_in_any_chunking(

@@ -1,0 +1,39 @@
+"""Polars frames in and out of DuckDB a bounded piece at a time: DuckDB's temp tables spill to
+disk beyond its memory limit, polars frames do not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import duckdb
+import polars as pl
+
+CHUNK_ROWS = 200_000  # distinct values handed to Python at once (e.g. name_table's frames held)
+
+
+def column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Series]:
+    """The distinct values of the query's one column (a string), CHUNK_ROWS at a time, in no
+    order: numbered once in a temp table (which spills), so only a chunk is ever a frame. Not
+    reentrant: the numbered values are the temp table _chunked."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _chunked AS "
+        f"SELECT row_number() OVER () AS i, v FROM (SELECT DISTINCT * FROM ({query}) q(v))"
+    )
+    try:
+        count = int(con.execute("SELECT count(*) FROM _chunked").fetchall()[0][0])
+        for start in range(0, count, CHUNK_ROWS):
+            chunk: pl.DataFrame = con.sql(
+                f"SELECT v FROM _chunked WHERE i > {start} AND i <= {start + CHUNK_ROWS}"
+            ).pl()
+            yield chunk["v"]
+    finally:
+        con.execute("DROP TABLE IF EXISTS _chunked")
+
+
+def with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
+    """The SQL statement run with the frame registered as _frame (a table into DuckDB)."""
+    con.register("_frame", frame)
+    try:
+        con.execute(sql)
+    finally:
+        con.unregister("_frame")

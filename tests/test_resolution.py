@@ -1,0 +1,98 @@
+"""crosswalk.resolve_frame (DuckDB SQL over temp tables) gives what the polars reference
+(crosswalk_reference.resolve_frame, the resolution as first written) gives, over generated
+entity sets: ids and names shared or not, legal forms, case and punctuation variants, empty
+names, kept Autotask ids, mapping rows by id and by name."""
+
+from __future__ import annotations
+
+import crosswalk_reference
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from reconcile.crosswalk import KINDS, Entity, Mapping, entity_frame, resolve_frame
+
+# Base names people type, some alike, some only in case, punctuation or accents.
+BASES = [
+    "Acme", "ACME", "Apex", "Apex Foods", "apex  foods", "Café Lumière", "Cafe Lumiere",
+    "Smith & Sons", "Smith and Sons", "O'Brien Plumbing", "O’Brien Plumbing", "Straße",
+    "STRASSE", "Harbour Marine", "Harbor Marine", "The Acme",
+]  # fmt: skip
+FORMS = ["", " Ltd", " Limited", " Inc.", ", Inc.", " LLC", " GmbH & Co. KG", " L.L.P."]
+ODD = ["", "   ", "...", "Ltd", "-"]  # names with no base, or all legal form
+IDS = ["1", "2", "3", "A-1", "a-1", "ß", "SS"]
+KEYS = ["1", "2", "3", "10", "Z", "a", "é", "ß", "name:acme", "name:apex", "k"]
+
+
+@st.composite
+def names(draw: st.DrawFn) -> str:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from(ODD))
+    bases = BASES[:3] if draw(st.booleans()) else BASES  # a few bases: collisions
+    return draw(st.sampled_from(bases)) + draw(st.sampled_from(FORMS))
+
+
+@st.composite
+def entities(draw: st.DrawFn, prefix: str, kept: bool) -> list[Entity]:
+    keys = draw(st.lists(st.sampled_from(KEYS), max_size=8, unique=True))
+    return [
+        Entity(
+            key=prefix + key,
+            ids=tuple(draw(st.lists(st.sampled_from(IDS), max_size=2))),
+            names=tuple(draw(st.lists(names(), max_size=3))),
+            xref=draw(st.sampled_from([None, "", *IDS])) if kept else None,
+        )
+        for key in keys
+    ]
+
+
+@st.composite
+def mappings(draw: st.DrawFn, kind: str, values: list[str]) -> list[Mapping]:
+    """Rows mostly of the kind resolved, naming the given ids and names in any case."""
+    case = st.sampled_from([str, str.upper, str.lower])
+    value = st.builds(lambda f, v: f(v), case, st.sampled_from(values))
+    kinds = st.sampled_from([kind, kind, *KINDS])
+    return [
+        Mapping(draw(kinds), draw(value), draw(value), "m.csv", row)
+        for row in range(draw(st.integers(0, 6)))
+    ]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(KINDS),
+    autotask=entities("", kept=False),
+    halopsa=entities("h:", kept=True),
+    min_score=st.sampled_from([0.0, 60.0, 85.5]),
+    suggest=st.booleans(),
+    data=st.data(),
+)
+def test_sql_resolution_is_the_reference(
+    kind: str,
+    autotask: list[Entity],
+    halopsa: list[Entity],
+    min_score: float,
+    suggest: bool,
+    data: st.DataObject,
+) -> None:
+    values = sorted({v for e in autotask + halopsa for v in (*e.ids, *e.names)} | {*IDS, "apex"})
+    mapping_rows = data.draw(mappings(kind, values))
+    a, h = entity_frame(autotask), entity_frame(halopsa)
+    expected = crosswalk_reference.resolve_frame(kind, a, h, mapping_rows, min_score, suggest)
+    found = resolve_frame(kind, a, h, mapping_rows, min_score, suggest)
+    assert_frame_equal(found, expected)
+
+
+def test_many_candidates_are_counted_and_the_first_five_shown() -> None:
+    """A name seven Autotask entities share: the note counts them all and shows five, in order,
+    each told apart by its id (they share a label)."""
+    autotask = [Entity(str(i), (str(i),), ("Acme",)) for i in range(7)]
+    a, h = entity_frame(autotask), entity_frame([Entity("h:x", (), ("ACME",))])
+    found = resolve_frame("client", a, h, [], 60)
+    assert_frame_equal(found, crosswalk_reference.resolve_frame("client", a, h, [], 60))
+    shown = "; ".join(f"Acme (id {i})" for i in range(5))
+    assert found["note"].to_list() == [
+        f"matches 7 Autotask clients by name ({shown}; and 2 more) and is not paired: "
+        "add a mapping row client,<Autotask client>,ACME"
+    ]
+    assert found["ambiguous"].to_list() == [True]
