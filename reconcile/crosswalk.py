@@ -877,22 +877,7 @@ def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score:
         ) ORDER BY display NULLS FIRST, key, base, form
         """
     ).pl()
-    found = best_matches(
-        queries["base"], queries["form"], candidates["base"], candidates["form"], min_score
-    )
-    # Each entity's best name; of equal scores, its first.
-    best = (
-        pl.concat([queries.select("key"), found], how="horizontal")
-        .filter(pl.col("index") >= 0)
-        .group_by("key")
-        .agg(pl.all().get(pl.col("score").arg_max()))
-        .join(
-            candidates.select(
-                index=pl.int_range(pl.len(), dtype=pl.Int64), suggestion=pl.col("display")
-            ),
-            on="index",
-        )
-    )
+    best = best_suggestions(queries, candidates, min_score)
     _insert_decided(
         con,
         left.join(best, on="key", how="left").select(
@@ -905,6 +890,31 @@ def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score:
                 pl.lit(f"no similar Autotask {kind} name (none scores {min_score:g} or more)")
             ),
         ),
+    )
+
+
+def best_suggestions(
+    queries: pl.DataFrame, candidates: pl.DataFrame, min_score: float
+) -> pl.DataFrame:
+    """Each entity's most similar candidate (best_matches), if one scores at least min_score.
+
+    queries: key, base, form, an entity's names in their order; candidates: display, base,
+    form. Returns key, index (the candidate's row), score (0-100) and suggestion (its display),
+    one row per entity that has one; of equal scores, the entity's first name's."""
+    found = best_matches(
+        queries["base"], queries["form"], candidates["base"], candidates["form"], min_score
+    )
+    return (
+        pl.concat([queries.select("key"), found], how="horizontal")
+        .filter(pl.col("index") >= 0)
+        .group_by("key")
+        .agg(pl.all().get(pl.col("score").arg_max()))
+        .join(
+            candidates.select(
+                index=pl.int_range(pl.len(), dtype=pl.Int64), suggestion=pl.col("display")
+            ),
+            on="index",
+        )
     )
 
 

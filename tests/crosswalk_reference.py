@@ -13,7 +13,7 @@ from reconcile.crosswalk import (
     RESOLUTION_SCHEMA,
     Mapping,
     ambiguity_note,
-    best_matches,
+    best_suggestions,
     casefold,
     name_table,
 )
@@ -269,22 +269,7 @@ def _suggest(
         .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift()) for c in order[1:]))
     )  # each (entity, base, form) once
     queries = h_names.join(left.select("key"), on="key").sort("key", "rank")
-    found = best_matches(
-        queries["base"], queries["form"], candidates["base"], candidates["form"], min_score
-    )
-    # Each entity's best name; of equal scores, its first.
-    best = (
-        pl.concat([queries.select("key"), found], how="horizontal")
-        .filter(pl.col("index") >= 0)
-        .group_by("key")
-        .agg(pl.all().get(pl.col("score").arg_max()))
-        .join(
-            candidates.select(
-                index=pl.int_range(pl.len(), dtype=pl.Int64), suggestion=pl.col("display")
-            ),
-            on="index",
-        )
-    )
+    best = best_suggestions(queries, candidates, min_score)
     return _unmapped(
         left.join(best, on="key", how="left", maintain_order="left"),
         suggestion="suggestion",
