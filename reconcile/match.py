@@ -20,6 +20,7 @@ from rapidfuzz.process import cpdist
 from reconcile import timing
 from reconcile.config import Config
 from reconcile.crosswalk import (
+    CASEFOLDED,
     Mapping,
     Resolution,
     casefold,
@@ -27,7 +28,7 @@ from reconcile.crosswalk import (
     resolutions,
     resolve_tables,
 )
-from reconcile.duck import column_chunks, with_frame
+from reconcile.duck import column_chunks, folded, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
 
@@ -239,11 +240,13 @@ def _crosswalk(
         "place BIGINT)"
     )
     wanted = _mapping_values(mappings)
+    with_frame(con, "CREATE OR REPLACE TEMP TABLE _xw_wanted AS SELECT * FROM _frame", wanted)
     named = []
     for place, kind in enumerate(ENTITY_COLUMNS):
         named += _resolve_kind(
-            con, kind, place, mappings, wanted, config.match.fuzzy_min_score, kind in suggest
+            con, kind, place, mappings, config.match.fuzzy_min_score, kind in suggest
         )
+    con.execute("DROP TABLE _xw_wanted")
     return _unused(mappings, wanted, named)
 
 
@@ -255,12 +258,11 @@ def _resolve_kind(
     kind: str,
     number: int,
     mappings: list[Mapping],
-    wanted: pl.DataFrame,
     min_score: float,
     suggest: bool,
 ) -> list[pl.DataFrame]:
     """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
-    sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
+    sides' lines that mapping rows name (_named of _xw_wanted, the _mapping_values; none without
     mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its entities
     (_entity_a, _entity_h, resolved by crosswalk.resolve_tables and then dropped), its rows of
     the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
@@ -269,8 +271,8 @@ def _resolve_kind(
     for side in SIDES:
         _entities(con, kind, side)
     named = []
-    if not wanted.is_empty():
-        named = [_named(con, side, kind, wanted) for side in SIDES]
+    if mappings:
+        named = [_named(con, side, kind) for side in SIDES]
     resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest)
     columns = ", ".join(CROSSWALK.names[3:])
     con.execute(
@@ -883,25 +885,28 @@ def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
     ).with_columns(_folded(pl.col("value")))
 
 
-def _named(
-    con: duckdb.DuckDBPyConnection, side: str, kind: str, wanted: pl.DataFrame
-) -> pl.DataFrame:
+def _named(con: duckdb.DuckDBPyConnection, side: str, kind: str) -> pl.DataFrame:
     """The values of the side's entity columns (the key table _{kind}_{side}) a mapping row may
-    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (wanted:
-    _mapping_values): side, kind, value, distinct; no more rows than the mapping file has
-    values, however many names the lines hold (they are folded a chunk at a time)."""
+    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (the temp table
+    _xw_wanted: _mapping_values): side, kind, value, distinct; no more rows than the mapping
+    file has values, however many names the lines hold. Values fold in SQL (lower), but those
+    holding an UNLOWERED character or starting or ending with a space: a chunk at a time
+    (duck.folded)."""
     values = " UNION ALL ".join(
-        f"SELECT {column} FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
+        f"SELECT {column} AS value FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
     )
-    found = [
-        chunk.drop_nulls()
-        .to_frame("value")
-        .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
-        .unique()
-        .join(wanted, on=["side", "kind", "value"], how="semi")
-        for chunk in column_chunks(con, values)
-    ]
-    return pl.concat(found).unique() if found else wanted.select("side", "kind", "value").clear()
+    distinct = f"SELECT DISTINCT value FROM ({values}) WHERE value IS NOT NULL"
+    pairs = folded(
+        con, distinct, "_xw_fold", _folded, "lower(v.value)", f"{CASEFOLDED} OR {SPACED}"
+    )
+    found: pl.DataFrame = con.sql(
+        f"""
+        SELECT DISTINCT '{side}' AS side, '{kind}' AS kind, folded AS value FROM ({pairs})
+        WHERE folded IN (SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}')
+        """
+    ).pl()
+    con.execute("DROP TABLE _xw_fold")
+    return found
 
 
 def _unused(
@@ -934,6 +939,10 @@ def _unused(
 
 
 SPACES = "".join(c for c in map(chr, range(0x20000)) if c.isspace())  # what str.strip strips
+_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in SPACES) + "]"
+# SQL: whether `value` starts or ends with one of SPACES (DuckDB's trim of a set of characters
+# costs ten times its lower).
+SPACED = f"regexp_matches(value, '^{_SPACE}|{_SPACE}$')"
 
 
 def _folded(value: pl.Expr) -> pl.Expr:
