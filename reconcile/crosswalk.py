@@ -486,10 +486,13 @@ def resolve_tables(
     mappings: list[Mapping],
     min_score: float,
     suggest: bool = True,
+    normalised: str | None = None,
 ) -> None:
     """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint).
 
     autotask, halopsa: tables of ENTITY_SCHEMA columns (ids and names lists), keys unique.
+    normalised: a query of name_table's rows (name, base, form, whole: its full) of the kind
+    for some names (repeats allowed), which are not normalised again.
     Leaves the temp table _resolution: one row per HaloPSA entity, RESOLUTION_SCHEMA columns,
     in no order. Without `suggest`, an unmapped entity whose name neither collides nor differs
     only in legal form gets no similar-name suggestion (nor note): the search for one is the
@@ -505,7 +508,7 @@ def resolve_tables(
     )
     _display(con, autotask)
     _by_id(con, kind, autotask, halopsa, mappings)
-    _by_name(con, kind, autotask, halopsa, min_score, suggest)
+    _by_name(con, kind, autotask, halopsa, min_score, suggest, normalised)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _resolution AS
@@ -657,6 +660,7 @@ def _by_name(
     halopsa: str,
     min_score: float,
     suggest: bool,
+    normalised: str | None,
 ) -> None:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
     differs from the only one with its base name in legal form, is never paired.
@@ -665,7 +669,7 @@ def _by_name(
     that pairs pairs it; else the first that collides says so; else the first that differs only
     in legal form is the suggestion; whatever is left gets the most similar name
     (`best_matches`) when `suggest`, else nothing. Adds the rows of these to _rs_decided."""
-    _names(con, kind, autotask, halopsa)
+    _names(con, kind, autotask, halopsa, normalised)
     _outcomes(con)
     con.execute(
         f"""
@@ -680,11 +684,18 @@ def _by_name(
         _suggest(con, kind, halopsa, min_score)
 
 
-def _names(con: duckdb.DuckDBPyConnection, kind: str, autotask: str, halopsa: str) -> None:
+def _names(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    autotask: str,
+    halopsa: str,
+    normalised: str | None,
+) -> None:
     """Temp tables _rs_a_name (key, base, form, whole: name_table's full) of every Autotask
     entity's names and _rs_h_name (key, rank, base, form, whole) of the names of the HaloPSA
     entities not in _rs_decided (rank: the name's place in names), names with a base only:
-    name_table of each distinct name, a chunk at a time (_rs_name_table)."""
+    name_table of each distinct name (_rs_name_table): the rows of `normalised` (resolve_tables)
+    and the other names', a chunk at a time."""
     a_names = _elements(autotask, "names", "name")
     undecided = f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key)"
     h_names = _elements(undecided, "names", "name", "rank")
@@ -692,8 +703,14 @@ def _names(con: duckdb.DuckDBPyConnection, kind: str, autotask: str, halopsa: st
         "CREATE OR REPLACE TEMP TABLE _rs_name_table "
         "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
     )
+    if normalised:
+        con.execute(f"INSERT INTO _rs_name_table SELECT DISTINCT * FROM ({normalised})")
     distinct = f"SELECT name FROM ({a_names}) UNION ALL SELECT name FROM ({h_names})"
-    for names in column_chunks(con, f"SELECT name FROM ({distinct}) WHERE name IS NOT NULL"):
+    others = (
+        f"SELECT name FROM ({distinct}) d ANTI JOIN _rs_name_table t USING (name) "
+        "WHERE name IS NOT NULL"
+    )
+    for names in column_chunks(con, others):
         parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
         with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
     for table, query, rank in (("_rs_a_name", a_names, ""), ("_rs_h_name", h_names, "rank, ")):

@@ -142,19 +142,24 @@ def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
 
 
 def _normalised(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
-    """Temp table _norm_{side} (name, normal): name_table's full of each name of _rows_{side}
-    that has no id (only those are keyed by name), computed a chunk of distinct names at a
-    time (name_table is a function of each value alone)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _norm_{side} (name VARCHAR, normal VARCHAR)")
+    """Temp table _norm_{side} (name, base, form, whole): name_table of each name of
+    _rows_{side} that has no id (only those are keyed by name, by whole: name_table's full),
+    computed a chunk of distinct names at a time (name_table is a function of each value
+    alone). resolve_tables takes these names' parts from it rather than normalise them again."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _norm_{side} "
+        "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
+    )
     query = f"SELECT name FROM _rows_{side} WHERE id IS NULL AND name IS NOT NULL"
     for names in column_chunks(con, query):
-        normal = pl.DataFrame({"name": names, "normal": name_table(kind, names)["full"]})
-        with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", normal)
+        parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
+        with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", parts)
 
 
 def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     """Temp table _entity_{side}: the distinct entities of one kind on one side (ENTITY_SCHEMA
-    columns, in no order); and the raw columns → entity key table _{kind}_{side}.
+    columns, in no order); the raw columns → entity key table _{kind}_{side}; and the names
+    normalised for their keys, _norm_{side} (_normalised).
 
     An entity is its id, or else its normalised name (_distinct's name; "name:" and name_table's
     full: the same for every spelling); on HaloPSA's side the key is prefixed "h:". It is called
@@ -173,7 +178,7 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
         CREATE OR REPLACE TEMP TABLE _keyed_{side} AS
         SELECT *, row_number() OVER (PARTITION BY key ORDER BY {columns}, n) AS row
         FROM (
-            SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.normal, '')) AS key
+            SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.whole, '')) AS key
             FROM _rows_{side} r LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.name = r.name
         )
         """
@@ -212,7 +217,7 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
         FROM last LEFT JOIN listed USING (key)
         """
     )
-    for table in ("_rows", "_norm", "_keyed"):
+    for table in ("_rows", "_keyed"):
         con.execute(f"DROP TABLE {table}_{side}")
 
 
@@ -273,7 +278,8 @@ def _resolve_kind(
     named = []
     if mappings:
         named = [_named(con, side, kind) for side in SIDES]
-    resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest)
+    normalised = "SELECT * FROM _norm_a UNION ALL SELECT * FROM _norm_h"
+    resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest, normalised)
     columns = ", ".join(CROSSWALK.names[3:])
     con.execute(
         f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} "
@@ -285,7 +291,7 @@ def _resolve_kind(
         f"{number * PLACES} + row_number() OVER (ORDER BY halopsa_key) "
         "FROM _resolution WHERE method = 'unmapped'"
     )
-    for table in ("_entity_a", "_entity_h", "_resolution"):
+    for table in ("_entity_a", "_entity_h", "_norm_a", "_norm_h", "_resolution"):
         con.execute(f"DROP TABLE {table}")
     return named
 
