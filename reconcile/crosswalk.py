@@ -28,7 +28,7 @@ import polars as pl
 from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
 
-from reconcile.duck import column_chunks, with_frame
+from reconcile.duck import column_chunks, folded, with_frame
 from reconcile.errors import InputError
 from reconcile.load.dialect import text_file
 from reconcile.safe import cell, uncell
@@ -486,10 +486,13 @@ def resolve_tables(
     mappings: list[Mapping],
     min_score: float,
     suggest: bool = True,
+    normalised: str | None = None,
 ) -> None:
     """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint).
 
     autotask, halopsa: tables of ENTITY_SCHEMA columns (ids and names lists), keys unique.
+    normalised: a query of name_table's rows (name, base, form, whole: its full) of the kind
+    for some names (repeats allowed), which are not normalised again.
     Leaves the temp table _resolution: one row per HaloPSA entity, RESOLUTION_SCHEMA columns,
     in no order. Without `suggest`, an unmapped entity whose name neither collides nor differs
     only in legal form gets no similar-name suggestion (nor note): the search for one is the
@@ -505,7 +508,7 @@ def resolve_tables(
     )
     _display(con, autotask)
     _by_id(con, kind, autotask, halopsa, mappings)
-    _by_name(con, kind, autotask, halopsa, min_score, suggest)
+    _by_name(con, kind, autotask, halopsa, min_score, suggest, normalised)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _resolution AS
@@ -541,6 +544,14 @@ def _display(con: duckdb.DuckDBPyConnection, autotask: str) -> None:
 CASEFOLD = {c: c.casefold() for c in map(chr, range(0x20000)) if c.casefold() != c}
 
 
+# The characters whose lower case in DuckDB (lower) may not be their str.casefold: those whose
+# casefold is not their lower case or not one character (ß, ﬁ, ς, İ, Cherokee letters).
+# tests/test_names.py checks that DuckDB's lower of every other character is its casefold.
+UNLOWERED = [c for c in map(chr, range(0x20000)) if c.lower() != (f := c.casefold()) or len(f) != 1]
+# SQL: whether `value` holds one of them (casefold, not DuckDB's lower, folds it).
+CASEFOLDED = "regexp_matches(value, '[" + "".join(f"\\x{{{ord(c):x}}}" for c in UNLOWERED) + "]')"
+
+
 def casefold(value: pl.Expr) -> pl.Expr:
     """str.casefold of each value."""
     return value.str.replace_many(CASEFOLD)
@@ -567,8 +578,8 @@ def _by_id(
             WHERE h.xref != ''
         ),
         ids AS (
-            SELECT DISTINCT u.value, a.key FROM {autotask} a, unnest(a.ids) AS u(value)
-            WHERE u.value IN (SELECT xref FROM kept)
+            SELECT DISTINCT value, key FROM ({_elements(autotask, "ids", "value")})
+            WHERE value IN (SELECT xref FROM kept)
         ),
         sole AS (SELECT value, min(key) AS autotask_key FROM ids GROUP BY value HAVING count(*) = 1)
         SELECT k.key, o.autotask_key, 'autotask_id' FROM kept k JOIN sole o ON o.value = k.xref
@@ -606,27 +617,30 @@ def _mapped(
     )
 
 
+def _elements(rows: str, values: str, name: str, place: str | None = None) -> str:
+    """SQL: key and each element of the list expression `values` of each row of `rows` (a table
+    or a subquery) as `name`, with its place in the list (from 1) as `place` when given. An
+    unnest in the select list: a lateral one (FROM t, unnest(t.x)) is planned as a join of the
+    elements back to their rows, ten times the CPU."""
+    position = f", unnest(range(1, len({values}) + 1)) AS {place}" if place else ""
+    return f"SELECT key, unnest({values}) AS {name}{position} FROM {rows}"
+
+
 def _folded_values(con: duckdb.DuckDBPyConnection, entities: str, side: str, wanted: str) -> None:
     """Temp table _rs_value_{side} (key, pos, value): the entities' ids and names (pos: the
-    place among ids, then names) casefolded, those in _rs_map's column `wanted` only. ASCII
-    values fold in SQL (lower); the others by casefold, a chunk of distinct values at a time."""
+    place among ids, then names) casefolded, those in _rs_map's column `wanted` only. Values fold
+    in SQL (lower), but those holding an UNLOWERED character: by casefold, a chunk of distinct
+    values at a time."""
     values = (
-        f"SELECT e.key, u.pos, u.value FROM {entities} e, "
-        f"unnest(list_concat(e.ids, e.names)) WITH ORDINALITY AS u(value, pos) "
-        f"WHERE u.value IS NOT NULL"
+        f"SELECT * FROM ({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
+        "WHERE value IS NOT NULL"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _rs_fold (value VARCHAR, folded VARCHAR)")
-    other = f"SELECT value FROM ({values}) WHERE strlen(value) != length(value)"  # not ASCII
-    for chunk in column_chunks(con, other):
-        folded = chunk.to_frame("value").with_columns(folded=casefold(pl.col("value")))
-        with_frame(con, "INSERT INTO _rs_fold SELECT * FROM _frame", folded)
+    pairs = folded(con, values, "_rs_fold", casefold, "lower(v.value)", CASEFOLDED)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_value_{side} AS
-        SELECT * FROM (
-            SELECT v.key, v.pos, coalesce(f.folded, lower(v.value)) AS value
-            FROM ({values}) v LEFT JOIN _rs_fold f ON f.value = v.value
-        ) WHERE value IN (SELECT {wanted} FROM _rs_map)
+        SELECT key, pos, folded AS value FROM ({pairs})
+        WHERE folded IN (SELECT {wanted} FROM _rs_map)
         """
     )
 
@@ -646,6 +660,7 @@ def _by_name(
     halopsa: str,
     min_score: float,
     suggest: bool,
+    normalised: str | None,
 ) -> None:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
     differs from the only one with its base name in legal form, is never paired.
@@ -654,7 +669,7 @@ def _by_name(
     that pairs pairs it; else the first that collides says so; else the first that differs only
     in legal form is the suggestion; whatever is left gets the most similar name
     (`best_matches`) when `suggest`, else nothing. Adds the rows of these to _rs_decided."""
-    _names(con, kind, autotask, halopsa)
+    _names(con, kind, autotask, halopsa, normalised)
     _outcomes(con)
     con.execute(
         f"""
@@ -669,23 +684,33 @@ def _by_name(
         _suggest(con, kind, halopsa, min_score)
 
 
-def _names(con: duckdb.DuckDBPyConnection, kind: str, autotask: str, halopsa: str) -> None:
+def _names(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    autotask: str,
+    halopsa: str,
+    normalised: str | None,
+) -> None:
     """Temp tables _rs_a_name (key, base, form, whole: name_table's full) of every Autotask
     entity's names and _rs_h_name (key, rank, base, form, whole) of the names of the HaloPSA
     entities not in _rs_decided (rank: the name's place in names), names with a base only:
-    name_table of each distinct name, a chunk at a time (_rs_name_table)."""
-    a_names = f"SELECT a.key, u.name FROM {autotask} a, unnest(a.names) AS u(name)"
-    h_names = (
-        f"SELECT p.key, u.name, u.rank FROM "
-        f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key) p, "
-        f"unnest(p.names) WITH ORDINALITY AS u(name, rank)"
-    )
+    name_table of each distinct name (_rs_name_table): the rows of `normalised` (resolve_tables)
+    and the other names', a chunk at a time."""
+    a_names = _elements(autotask, "names", "name")
+    undecided = f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key)"
+    h_names = _elements(undecided, "names", "name", "rank")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rs_name_table "
         "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
     )
+    if normalised:
+        con.execute(f"INSERT INTO _rs_name_table SELECT DISTINCT * FROM ({normalised})")
     distinct = f"SELECT name FROM ({a_names}) UNION ALL SELECT name FROM ({h_names})"
-    for names in column_chunks(con, f"SELECT name FROM ({distinct}) WHERE name IS NOT NULL"):
+    others = (
+        f"SELECT name FROM ({distinct}) d ANTI JOIN _rs_name_table t USING (name) "
+        "WHERE name IS NOT NULL"
+    )
+    for names in column_chunks(con, others):
         parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
         with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
     for table, query, rank in (("_rs_a_name", a_names, ""), ("_rs_h_name", h_names, "rank, ")):

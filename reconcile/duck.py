@@ -3,7 +3,7 @@ disk beyond its memory limit, polars frames do not."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import duckdb
 import polars as pl
@@ -36,3 +36,26 @@ def with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) ->
         con.execute(sql)
     finally:
         con.unregister("_frame")
+
+
+def folded(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    table: str,
+    fold: Callable[[pl.Expr], pl.Expr],
+    sql_fold: str,
+    by_fold: str,
+) -> str:
+    """SQL: the rows of the query (a string column `value` among others) with `folded`, fold of
+    the value. A value folds in SQL, by the expression sql_fold of v.value, unless the SQL
+    condition by_fold holds of it (sql_fold must give what fold gives where it does not); the
+    distinct others by fold, a chunk at a time, into the temp table `table` (value, folded),
+    which the SQL joins (and the caller drops)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (value VARCHAR, folded VARCHAR)")
+    for chunk in column_chunks(con, f"SELECT value FROM ({query}) WHERE ({by_fold})"):
+        frame = chunk.to_frame("value").with_columns(folded=fold(pl.col("value")))
+        with_frame(con, f"INSERT INTO {table} SELECT * FROM _frame", frame)
+    return (
+        f"SELECT v.*, coalesce(f.folded, {sql_fold}) AS folded "
+        f"FROM ({query}) v LEFT JOIN {table} f ON f.value = v.value"
+    )

@@ -20,6 +20,7 @@ from rapidfuzz.process import cpdist
 from reconcile import timing
 from reconcile.config import Config
 from reconcile.crosswalk import (
+    CASEFOLDED,
     Mapping,
     Resolution,
     casefold,
@@ -27,7 +28,7 @@ from reconcile.crosswalk import (
     resolutions,
     resolve_tables,
 )
-from reconcile.duck import column_chunks, with_frame
+from reconcile.duck import column_chunks, folded, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
 
@@ -141,19 +142,24 @@ def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
 
 
 def _normalised(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
-    """Temp table _norm_{side} (name, normal): name_table's full of each name of _rows_{side}
-    that has no id (only those are keyed by name), computed a chunk of distinct names at a
-    time (name_table is a function of each value alone)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _norm_{side} (name VARCHAR, normal VARCHAR)")
+    """Temp table _norm_{side} (name, base, form, whole): name_table of each name of
+    _rows_{side} that has no id (only those are keyed by name, by whole: name_table's full),
+    computed a chunk of distinct names at a time (name_table is a function of each value
+    alone). resolve_tables takes these names' parts from it rather than normalise them again."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _norm_{side} "
+        "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
+    )
     query = f"SELECT name FROM _rows_{side} WHERE id IS NULL AND name IS NOT NULL"
     for names in column_chunks(con, query):
-        normal = pl.DataFrame({"name": names, "normal": name_table(kind, names)["full"]})
-        with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", normal)
+        parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
+        with_frame(con, f"INSERT INTO _norm_{side} SELECT * FROM _frame", parts)
 
 
 def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     """Temp table _entity_{side}: the distinct entities of one kind on one side (ENTITY_SCHEMA
-    columns, in no order); and the raw columns → entity key table _{kind}_{side}.
+    columns, in no order); the raw columns → entity key table _{kind}_{side}; and the names
+    normalised for their keys, _norm_{side} (_normalised).
 
     An entity is its id, or else its normalised name (_distinct's name; "name:" and name_table's
     full: the same for every spelling); on HaloPSA's side the key is prefixed "h:". It is called
@@ -172,7 +178,7 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
         CREATE OR REPLACE TEMP TABLE _keyed_{side} AS
         SELECT *, row_number() OVER (PARTITION BY key ORDER BY {columns}, n) AS row
         FROM (
-            SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.normal, '')) AS key
+            SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.whole, '')) AS key
             FROM _rows_{side} r LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.name = r.name
         )
         """
@@ -211,7 +217,7 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
         FROM last LEFT JOIN listed USING (key)
         """
     )
-    for table in ("_rows", "_norm", "_keyed"):
+    for table in ("_rows", "_keyed"):
         con.execute(f"DROP TABLE {table}_{side}")
 
 
@@ -239,11 +245,13 @@ def _crosswalk(
         "place BIGINT)"
     )
     wanted = _mapping_values(mappings)
+    with_frame(con, "CREATE OR REPLACE TEMP TABLE _xw_wanted AS SELECT * FROM _frame", wanted)
     named = []
     for place, kind in enumerate(ENTITY_COLUMNS):
         named += _resolve_kind(
-            con, kind, place, mappings, wanted, config.match.fuzzy_min_score, kind in suggest
+            con, kind, place, mappings, config.match.fuzzy_min_score, kind in suggest
         )
+    con.execute("DROP TABLE _xw_wanted")
     return _unused(mappings, wanted, named)
 
 
@@ -255,12 +263,11 @@ def _resolve_kind(
     kind: str,
     number: int,
     mappings: list[Mapping],
-    wanted: pl.DataFrame,
     min_score: float,
     suggest: bool,
 ) -> list[pl.DataFrame]:
     """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
-    sides' lines that mapping rows name (_named of wanted, the _mapping_values; none without
+    sides' lines that mapping rows name (_named of _xw_wanted, the _mapping_values; none without
     mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its entities
     (_entity_a, _entity_h, resolved by crosswalk.resolve_tables and then dropped), its rows of
     the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
@@ -269,9 +276,10 @@ def _resolve_kind(
     for side in SIDES:
         _entities(con, kind, side)
     named = []
-    if not wanted.is_empty():
-        named = [_named(con, side, kind, wanted) for side in SIDES]
-    resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest)
+    if mappings:
+        named = [_named(con, side, kind) for side in SIDES]
+    normalised = "SELECT * FROM _norm_a UNION ALL SELECT * FROM _norm_h"
+    resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest, normalised)
     columns = ", ".join(CROSSWALK.names[3:])
     con.execute(
         f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} "
@@ -283,7 +291,7 @@ def _resolve_kind(
         f"{number * PLACES} + row_number() OVER (ORDER BY halopsa_key) "
         "FROM _resolution WHERE method = 'unmapped'"
     )
-    for table in ("_entity_a", "_entity_h", "_resolution"):
+    for table in ("_entity_a", "_entity_h", "_norm_a", "_norm_h", "_resolution"):
         con.execute(f"DROP TABLE {table}")
     return named
 
@@ -883,25 +891,28 @@ def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
     ).with_columns(_folded(pl.col("value")))
 
 
-def _named(
-    con: duckdb.DuckDBPyConnection, side: str, kind: str, wanted: pl.DataFrame
-) -> pl.DataFrame:
+def _named(con: duckdb.DuckDBPyConnection, side: str, kind: str) -> pl.DataFrame:
     """The values of the side's entity columns (the key table _{kind}_{side}) a mapping row may
-    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (wanted:
-    _mapping_values): side, kind, value, distinct; no more rows than the mapping file has
-    values, however many names the lines hold (they are folded a chunk at a time)."""
+    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (the temp table
+    _xw_wanted: _mapping_values): side, kind, value, distinct; no more rows than the mapping
+    file has values, however many names the lines hold. Values fold in SQL (lower), but those
+    holding an UNLOWERED character or starting or ending with a space: a chunk at a time
+    (duck.folded)."""
     values = " UNION ALL ".join(
-        f"SELECT {column} FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
+        f"SELECT {column} AS value FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
     )
-    found = [
-        chunk.drop_nulls()
-        .to_frame("value")
-        .select(side=pl.lit(side), kind=pl.lit(kind), value=_folded(pl.col("value")))
-        .unique()
-        .join(wanted, on=["side", "kind", "value"], how="semi")
-        for chunk in column_chunks(con, values)
-    ]
-    return pl.concat(found).unique() if found else wanted.select("side", "kind", "value").clear()
+    distinct = f"SELECT DISTINCT value FROM ({values}) WHERE value IS NOT NULL"
+    pairs = folded(
+        con, distinct, "_xw_fold", _folded, "lower(v.value)", f"{CASEFOLDED} OR {SPACED}"
+    )
+    found: pl.DataFrame = con.sql(
+        f"""
+        SELECT DISTINCT '{side}' AS side, '{kind}' AS kind, folded AS value FROM ({pairs})
+        WHERE folded IN (SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}')
+        """
+    ).pl()
+    con.execute("DROP TABLE _xw_fold")
+    return found
 
 
 def _unused(
@@ -934,6 +945,10 @@ def _unused(
 
 
 SPACES = "".join(c for c in map(chr, range(0x20000)) if c.isspace())  # what str.strip strips
+_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in SPACES) + "]"
+# SQL: whether `value` starts or ends with one of SPACES (DuckDB's trim of a set of characters
+# costs ten times its lower).
+SPACED = f"regexp_matches(value, '^{_SPACE}|{_SPACE}$')"
 
 
 def _folded(value: pl.Expr) -> pl.Expr:
