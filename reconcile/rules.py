@@ -169,24 +169,31 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
     """All findings of all rules, superseded ones removed, expected ones marked, ids stable."""
     con.execute(MACROS)
-    frames = []
-    for rule in rules:
-        found = rule.module.check(RuleContext(con, rule.settings(config), config))
-        frames.append(
-            conform(found).with_columns(
-                pl.lit(rule.code).alias("rule"),
-                pl.lit(rule.severity(config)).alias("severity"),
-                pl.lit(rule.precedence).alias("precedence"),
-                pl.lit(rule.measure).alias("measure"),
-            )
-        )
-    findings = pl.concat(frames) if frames else pl.DataFrame()
+    # Each step's result replaces the frame it was made from (no name keeps an earlier one):
+    # the rules' own frames go with the superseded findings, the unsorted with the sort.
+    findings = (
+        pl.concat([_rule_findings(con, config, rule) for rule in rules])
+        if rules
+        else pl.DataFrame()
+    )
     findings = _drop_superseded(findings, rules)
     findings = _with_refs(con, findings)
     # The lines the queries read let go before the findings are sorted (a copy of them).
     release_memory(con, config.workspace.memory_limit)
     findings = _mark_expected(findings, config)
-    return _accounted(con, _with_ids(findings))
+    findings = _with_ids(findings)
+    return _accounted(con, findings)
+
+
+def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -> pl.DataFrame:
+    """One rule's findings (FINDING_COLUMNS) with its code, severity, precedence and measure."""
+    found = rule.module.check(RuleContext(con, rule.settings(config), config))
+    return conform(found).with_columns(
+        pl.lit(rule.code).alias("rule"),
+        pl.lit(rule.severity(config)).alias("severity"),
+        pl.lit(rule.precedence).alias("precedence"),
+        pl.lit(rule.measure).alias("measure"),
+    )
 
 
 def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
