@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cached_property
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,16 +106,19 @@ REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
 
 @dataclass(frozen=True)
 class RunResult:
+    """A run's result. `findings`: its discrepancies as the workspace keeps them (OUTPUT_COLUMNS
+    and `acceptance`, the ledger entry accepting each one or null), in the run's order."""
+
     cycle: str
     out_dir: Path
     findings: pl.DataFrame
     summary: Summary
     loads: tuple[LoadResult, ...]
 
-    @cached_property
+    @property
     def outputs(self) -> pl.DataFrame:
-        """The discrepancy table the outputs hold (OUTPUT_COLUMNS), made once."""
-        return _output_frame(self.findings)
+        """The discrepancy table the outputs hold (OUTPUT_COLUMNS)."""
+        return self.findings.select(OUTPUT_COLUMNS)
 
     @property
     def open_blockers(self) -> int:
@@ -175,17 +177,22 @@ def run_cycle(
         summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
         number = workspace.next_run_number()
         summary = _workflow(workspace, number, summary, findings, applied, lapsed)
-        result = RunResult(cycle, out_dir, findings, summary, tuple(loads))
-        data = write_outputs(result, workspace, rules, templates.result())
-        kept = result.outputs.with_columns(findings["acceptance"])
+        result = RunResult(cycle, out_dir, _kept(findings), summary, tuple(loads))
+        lines = findings.select("id", "a_uids", "h_uids")
+        # The findings' other columns (match groups, the lines' context) are not needed after
+        # this: the kept table and each discrepancy's lines hold what the outputs show.
+        del findings
+        report = write_outputs(result, workspace, rules, lines, templates.result())
+        # What the outputs' queries left in DuckDB's memory let go before it takes the run in.
+        workspace.release_memory()
         workspace.save_run(
             number,
             summary.run_id,
             cycle,
             summary.json_without_clients(),
             summary.clients,
-            kept,
-            history.report_blob(data),
+            result.findings,
+            report,
         )
     return result
 
@@ -508,6 +515,12 @@ STATUS = (
 )
 
 
+def _kept(findings: pl.DataFrame) -> pl.DataFrame:
+    """The discrepancies as the run keeps them (RunResult.findings): OUTPUT_COLUMNS (all text
+    when there are none) and `acceptance`."""
+    return _output_frame(findings).with_columns(findings["acceptance"])
+
+
 def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
     if findings.is_empty():
         return pl.DataFrame(schema={c: pl.String for c in OUTPUT_COLUMNS})
@@ -570,29 +583,33 @@ def _in_background(work: Callable[[], T]) -> Future[T]:
 
 
 def write_outputs(
-    result: RunResult, workspace: Workspace, rules: list[Rule], env: Environment | None = None
-) -> ReportData:
+    result: RunResult,
+    workspace: Workspace,
+    rules: list[Rule],
+    lines: pl.DataFrame,
+    env: Environment | None = None,
+) -> bytes:
     """CSV, Parquet, JSON and (unless the summary's workbook says it is left out) XLSX of the
     discrepancies, summary.json, quarantine.csv, report.html: written into a staging folder and
     swapped in whole (outputs.output_folder), so `--out` holds the previous complete set until
     the new one is complete, and never a workbook of an earlier run. Text cells of the CSVs are
-    made safe for spreadsheets (safe.neutralise); the Parquet and JSON keep the exact values.
-    Returns the report's data, which the run keeps to render it again (a sign-off pack)."""
+    made safe for spreadsheets (safe.neutralise), each as its file is written; the Parquet and
+    JSON keep the exact values. Returns the report's data as the run keeps it to render it
+    again, a sign-off pack (history.report_blob). `lines`: id, a_uids and h_uids of every
+    discrepancy, in the run's order."""
     quarantine = workspace.quarantined(result.cycle)
     with stage("report"):
-        data = report_data(result, workspace, rules, quarantine)
-        # DuckDB's memory (the lines and groups the queries read) let go before the report
-        # takes its most.
-        workspace.release_memory()
-        html = report_html(data, env=env)
-    frame = result.outputs  # made after the report, whose data takes the most memory
+        html, report = _report(result, workspace, rules, lines, quarantine, env)
+    frame = result.outputs
     writers: dict[str, Callable[[Path], object]] = {
-        "discrepancies.csv": neutralise(frame).write_csv,
+        "discrepancies.csv": lambda path: neutralise(frame).write_csv(path),
         "discrepancies.parquet": frame.write_parquet,
         WORKBOOK_FILE: lambda path: write_xlsx(frame, path),
         "discrepancies.json": lambda path: _write_pieces(path, chain(json_records(frame), [b"\n"])),
         "summary.json": lambda path: _write_pieces(path, result.summary.json_pieces(indent=True)),
-        "quarantine.csv": neutralise(quarantine.drop("load_id", "cycle")).write_csv,
+        "quarantine.csv": lambda path: neutralise(quarantine.drop("load_id", "cycle")).write_csv(
+            path
+        ),
         "report.html": lambda path: path.write_text(html, encoding="utf-8"),
     }
     if not result.summary.workbook.written:
@@ -601,7 +618,24 @@ def write_outputs(
         for name, write in writers.items():
             write(out / name)
             pause(name)
-    return data
+    return report
+
+
+def _report(
+    result: RunResult,
+    workspace: Workspace,
+    rules: list[Rule],
+    lines: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    env: Environment | None,
+) -> tuple[str, bytes]:
+    """report.html's text and the report's data as the run keeps it (history.report_blob):
+    the data itself (its lines the largest part) is let go before the outputs are written."""
+    data = report_data(result, workspace, rules, lines, quarantine)
+    # DuckDB's memory (the lines and groups the queries read) let go before the report
+    # takes its most.
+    workspace.release_memory()
+    return report_html(data, env=env), history.report_blob(data)
 
 
 def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
@@ -611,9 +645,10 @@ def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
 
 def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
     """LINE_SCHEMA: each finding's lines on both sides (at most REPORT_LINE_CAP per side, by
-    ref), in the findings' order, Autotask's before HaloPSA's. One query a side, each after
-    DuckDB's memory is let go (what the summary's queries left, then the other side's lines):
-    a side's query reads all its lines back into DuckDB's memory (about 200 MiB at 1M)."""
+    ref), in the findings' order, Autotask's before HaloPSA's (`findings`: id, a_uids, h_uids).
+    One query a side, each after DuckDB's memory is let go (what the summary's queries left,
+    then the other side's lines): a side's query reads all its lines back into DuckDB's memory
+    (about 200 MiB at 1M)."""
     if findings.is_empty():
         return empty_frame(LINE_SCHEMA)
     workspace.con.register(
@@ -644,17 +679,17 @@ def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
 
 
 def report_data(
-    result: RunResult, workspace: Workspace, rules: list[Rule], quarantine: pl.DataFrame
+    result: RunResult,
+    workspace: Workspace,
+    rules: list[Rule],
+    lines: pl.DataFrame,
+    quarantine: pl.DataFrame,
 ) -> ReportData:
-    """The report's data, typed (reconcile.report_model), from the run's frames."""
+    """The report's data, typed (reconcile.report_model), from the run's frames (`lines`: id,
+    a_uids and h_uids of each of its discrepancies, in their order)."""
     findings = result.findings
     discrepancies = (
-        conform(
-            findings.with_columns(
-                STATUS, pl.coalesce("a_currency", "h_currency").alias("currency")
-            ),
-            DISCREPANCY_SCHEMA,
-        )
+        conform(findings, DISCREPANCY_SCHEMA)
         if not findings.is_empty()
         else empty_frame(DISCREPANCY_SCHEMA)
     )
@@ -674,7 +709,7 @@ def report_data(
             for r in rules
         },
         discrepancies=discrepancies,
-        lines=_line_details(workspace, findings),
+        lines=_line_details(workspace, lines),
         quarantine=conform(quarantined, QUARANTINE_SCHEMA),
     )
 
