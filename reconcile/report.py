@@ -41,7 +41,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -78,6 +79,7 @@ LIST_SEVERITIES = SEVERITIES[:3]  # expected (and accepted) differences have the
 EMBED_FORMAT = 2
 COMPRESS_ABOVE = 1_000_000  # bytes of table JSON above which the tables travel compressed
 GZIP_LEVEL = 4  # of 9: 165,000 discrepancies in about a third of the time of 9, 10% larger
+GZIP_WBITS = zlib.MAX_WBITS | 16  # zlib's gzip container, no timestamp: gzip.compress(mtime=0)
 DISCREPANCY_COLUMNS = (
     "id",
     "rule",
@@ -258,15 +260,39 @@ def report_json(data: ReportData, compress: bool | None = None) -> Markup:
         "bridge": plain(summary.bridge),
         "rules": plain(data.rules),
     }
-    tables = page_tables(data)
-    if compress is None:
-        compress = len(tables) > COMPRESS_ABOVE
-    if compress:
-        packed = gzip.compress(tables, compresslevel=GZIP_LEVEL, mtime=0)
-        head["tables_gzip"] = base64.b64encode(packed).decode("ascii")
+    tables, packed = _packed(page_tables(data), compress)
+    if packed:
+        head["tables_gzip"] = base64.b64encode(tables).decode("ascii")
         return embed_json(head)
     text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
     return _script_safe(f'{text[:-1]},"tables":{tables.decode("utf-8")}}}')
+
+
+def _packed(pieces: Iterable[bytes], compress: bool | None) -> tuple[bytes, bool]:
+    """TABLES' JSON from its pieces as the page carries it, and whether it is compressed:
+    gzip (GZIP_LEVEL, the bytes of gzip.compress with mtime=0) when `compress` says so or, when
+    it is None, when the JSON exceeds COMPRESS_ABOVE bytes; else the JSON itself. Compressed
+    piece by piece: the whole JSON is held only while it is at most COMPRESS_ABOVE bytes (or
+    when it is not to be compressed), never beside its compressed copy."""
+    packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
+    plain_json: list[bytes] = []
+    packed: list[bytes] = []
+    size = 0
+
+    def plain_wanted() -> bool:
+        return compress is False or (compress is None and size <= COMPRESS_ABOVE)
+
+    for piece in pieces:
+        size += len(piece)
+        if compress is not False:
+            packed.append(packer.compress(piece))
+        if plain_wanted():
+            plain_json.append(piece)
+        else:
+            plain_json.clear()
+    if plain_wanted():
+        return b"".join(plain_json), False
+    return b"".join([*packed, packer.flush()]), True
 
 
 # --- embedded tables -----------------------------------------------------------------------
@@ -300,9 +326,10 @@ def _page_frames(data: ReportData) -> dict[str, pl.DataFrame]:
     }
 
 
-def page_tables(data: ReportData) -> bytes:
-    """TABLES (see the module docstring) as JSON bytes: every column converted and encoded by
-    polars (report_model.json_columns), with no Python object per value."""
+def page_tables(data: ReportData) -> Iterator[bytes]:
+    """TABLES (see the module docstring) as JSON, in pieces (a column at a time): every column
+    converted and encoded by polars (report_model.json_columns), with no Python object per
+    value."""
     frames = _page_frames(data)
     interned = [
         frame[name].cast(pl.String).rename("value")
@@ -324,11 +351,11 @@ def page_tables(data: ReportData) -> bytes:
             return series.cast(pl.String)
         return series
 
-    pieces = [b'{"strings":', json_list(strings)]
+    yield b'{"strings":' + json_list(strings)
     for name, frame in frames.items():
-        pieces.append(b"," + orjson.dumps(name) + b":")
-        pieces += json_columns(pl.DataFrame([column(frame[c]) for c in frame.columns]))
-    return b"".join([*pieces, b"}"])
+        yield b"," + orjson.dumps(name) + b":"
+        yield from json_columns(pl.DataFrame([column(frame[c]) for c in frame.columns]))
+    yield b"}"
 
 
 def read_tables(payload: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
