@@ -96,3 +96,22 @@ def test_demo_report_shows_lowered_severities_and_provenance(
     # Printed, the banner stays on the first page.
     page.emulate_media(media="print")
     assert banner.is_visible()
+
+
+@pytest.mark.parametrize("width", [1300, 700])
+def test_demo_report_largest_problems_amounts_stay_inside_their_rows(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any, width: int
+) -> None:
+    """Each largest problem's amount (`+1,664.40 net` in the demo) is on one line and ends
+    within its row, on a wide screen and a narrow one."""
+    path, _ = demo
+    page = open_report(path).page
+    page.set_viewport_size({"width": width, "height": 900})
+    amounts = page.locator(".problems .p-diff")
+    assert amounts.count() == 5
+    # Each amount's text within its own box (its grid column): no wider (overflowing into the
+    # next column or the card's edge), no taller than one line.
+    fits = amounts.evaluate_all(
+        "els => els.map(e => [e.textContent, e.scrollWidth <= e.clientWidth, e.clientHeight])"
+    )
+    assert all(wide and high < 30 for _, wide, high in fits), fits
