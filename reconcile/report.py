@@ -271,28 +271,22 @@ def report_json(data: ReportData, compress: bool | None = None) -> Markup:
 def _packed(pieces: Iterable[bytes], compress: bool | None) -> tuple[bytes, bool]:
     """TABLES' JSON from its pieces as the page carries it, and whether it is compressed:
     gzip (GZIP_LEVEL, the bytes of gzip.compress with mtime=0) when `compress` says so or, when
-    it is None, when the JSON exceeds COMPRESS_ABOVE bytes; else the JSON itself. Compressed
-    piece by piece: the whole JSON is held only while it is at most COMPRESS_ABOVE bytes (or
-    when it is not to be compressed), never beside its compressed copy."""
+    it is None, once the JSON exceeds COMPRESS_ABOVE bytes; else the JSON itself. Compressed
+    piece by piece from then on: the whole JSON is never held beside its compressed copy, and
+    a small one is never compressed."""
     packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
-    plain_json: list[bytes] = []
-    packed: list[bytes] = []
+    packing = compress is True
+    held: list[bytes] = []
     size = 0
-
-    def plain_wanted() -> bool:
-        return compress is False or (compress is None and size <= COMPRESS_ABOVE)
-
     for piece in pieces:
         size += len(piece)
-        if compress is not False:
-            packed.append(packer.compress(piece))
-        if plain_wanted():
-            plain_json.append(piece)
-        else:
-            plain_json.clear()
-    if plain_wanted():
-        return b"".join(plain_json), False
-    return b"".join([*packed, packer.flush()]), True
+        if not packing and compress is None and size > COMPRESS_ABOVE:
+            packing = True
+            held = [packer.compress(b"".join(held))]
+        held.append(packer.compress(piece) if packing else piece)
+    if packing:
+        held.append(packer.flush())
+    return b"".join(held), packing
 
 
 # --- embedded tables -----------------------------------------------------------------------
