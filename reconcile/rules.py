@@ -189,14 +189,14 @@ FOUND = Table(
     ),
 )
 # The work tables of the rules stage, dropped when it ends: only RULE_TABLES stay behind.
-WORK_TABLES = ("_found", "_findings", "_looked", "_expected", "_ordered")
+WORK_TABLES = ("_found", "_findings", "_looked", "_expected", "_ordered", "_money")
 
 
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
     """All findings of all rules, superseded ones removed, expected ones marked, ids stable:
     FINDING_COLUMNS, rule, severity, precedence, measure, autotask_refs, CONTEXT_COLUMNS of
     each side (a_*, halopsa_refs, h_*), stage, id and the differences each accounts for
-    (_accounted), one row per finding in their order (_ordered).
+    (_accounted) and the most money at stake, one row per finding in their order (_order).
 
     Each rule's findings go into a DuckDB table as soon as it has run, and every step after is
     a query over it: the findings spill to disk where a polars frame would have been copied by
@@ -212,7 +212,8 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
         release_memory(con, config.workspace.memory_limit)
         _mark_expected(con, config)
         _order(con)
-        return _accounted(con)
+        _accounted(con)
+        return _result(con)
     finally:
         for table in WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -377,19 +378,19 @@ FINDINGS_PER_LOOKUP = 100_000  # findings whose lines _with_refs looks up in one
 
 
 def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
-    """The table _looked: per finding of FOUND (_f), its line refs for people (a_refs, h_refs),
-    EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS, its match stages (`stage`) and its id
-    (DIGEST over the lines' content fingerprints, not yet unique). Looked up
-    FINDINGS_PER_LOOKUP findings at a time (by _f): each finding's row depends on its own lines
-    only, and the lists aggregated per finding over all of them at once ran out of DuckDB's
-    400MB at 3M lines a side. The fingerprints stay in DuckDB."""
+    """The table _looked, which replaces FOUND: each finding of FOUND with its line refs for
+    people (a_refs, h_refs), EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS, its match
+    stages (`stage`) and its id (DIGEST over the lines' content fingerprints, not yet unique).
+    Looked up FINDINGS_PER_LOOKUP findings at a time (by _f): each finding's row depends on its
+    own lines only, and the lists aggregated per finding over all of them at once ran out of
+    DuckDB's 400MB at 3M lines a side. The fingerprints stay in DuckDB."""
     first, last = con.sql("SELECT min(_f), max(_f) FROM _found").fetchall()[0]
     # No findings: one lookup of none, which makes the table.
     starts = range(first, last + 1, FINDINGS_PER_LOOKUP) if first is not None else range(1)
     for n, start in enumerate(starts):
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _findings AS SELECT _f, rule, client, a_uids, h_uids, "
-            "match_ids FROM _found WHERE _f >= $start AND _f < $end",
+            "CREATE OR REPLACE TEMP TABLE _findings AS "
+            "SELECT * FROM _found WHERE _f >= $start AND _f < $end",
             {"start": start, "end": start + FINDINGS_PER_LOOKUP},
         )
         looked_up = f"""
@@ -400,7 +401,7 @@ def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
                 FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
                 JOIN groups g USING (match_id) GROUP BY f._f
             )
-            SELECT f._f, sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage,
+            SELECT f.*, sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage,
                    {DIGEST} AS id
             FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f)
             LEFT JOIN st USING (_f)
@@ -409,6 +410,8 @@ def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE OR REPLACE TEMP TABLE _looked AS {looked_up}")
         else:
             con.execute(f"INSERT INTO _looked {looked_up}")
+    con.execute("DROP TABLE _findings")
+    con.execute("DROP TABLE _found")
 
 
 def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
@@ -419,9 +422,8 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         return
     names = con.sql(
         f"""
-        SELECT l._f, {", ".join(f"l.{name}" for name in EXPECTATION_NAMES)}
-        FROM _looked l JOIN _found f USING (_f)
-        WHERE len(f.a_uids) > 0 AND coalesce(len(f.h_uids), 0) = 0
+        SELECT _f, {", ".join(EXPECTATION_NAMES)} FROM _looked
+        WHERE len(a_uids) > 0 AND coalesce(len(h_uids), 0) = 0
         """
     ).pl()
     con.register("_expected_found", expected_findings(names, config))
@@ -468,21 +470,18 @@ def _order(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE _ordered AS
         WITH placed AS (
-            SELECT f._f, l.id, row_number() OVER (
+            SELECT f._f, f.id, row_number() OVER (
                 ORDER BY list_position([{ranks}], {SEVERITY}), abs(f.difference) DESC,
-                         f.client, f.rule, l.id, {MESSAGE},
+                         f.client, f.rule, f.id, {MESSAGE},
                          -- The refs last: findings alike in all else (identical lines, twice)
                          -- are told apart by their lines, not by the order a query happened
                          -- to return them in; then by the rules' order.
-                         l.a_refs, l.h_refs, f._f
+                         f.a_refs, f.h_refs, f._f
             ) AS position
-            FROM _found f JOIN _looked l USING (_f) LEFT JOIN _expected e USING (_f)
+            FROM _looked f LEFT JOIN _expected e USING (_f)
         )
-        SELECT _f, position,
-               CASE WHEN row_number() OVER (PARTITION BY id ORDER BY position) > 1
-                    THEN id || '-' || row_number() OVER (PARTITION BY id ORDER BY position)
-                    ELSE id END AS id
-        FROM placed
+        SELECT _f, position, CASE WHEN n > 1 THEN id || '-' || n ELSE id END AS id
+        FROM (SELECT *, row_number() OVER (PARTITION BY id ORDER BY position) AS n FROM placed)
         """
     )
 
@@ -504,50 +503,66 @@ COVERED_MONEY = """
 """
 
 
-def _accounted(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The findings in their order (_ordered) with net_difference, tax_difference and
-    gross_difference: the part of the difference between the two sides' totals that each
-    finding accounts for (HaloPSA − Autotask). Every match group is accounted for once, by the
-    first finding in precedence order that covers it (the attribution of the variance bridge),
-    so the columns add up over all findings, with the groups no rule explains, to the totals'
-    difference in every measure; and exposure, the most money at stake on either side."""
-    context = ", ".join(
-        f"l.{side}_refs AS {platform}_refs, "
-        + ", ".join(f"l.{side}_{name}" for name in CONTEXT_COLUMNS)
-        for side, platform in SIDES.items()
-    )
-    frame: pl.DataFrame = con.sql(
+def _accounted(con: duckdb.DuckDBPyConnection) -> None:
+    """The table _money: per finding (_f), the part of the difference between the two sides'
+    totals it accounts for (HaloPSA − Autotask; net and tax, null for none). Every match group is
+    accounted for once, by the first finding in precedence order that covers it (the attribution
+    of the variance bridge), so the amounts add up over all findings, with the groups no rule
+    explains, to the totals' difference in every measure."""
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE _money AS
         WITH _covering AS (
             SELECT arg_min(f._f, (f.precedence, f.rule, o.id)) AS _f, match_id
-            FROM (SELECT _f, precedence, rule, unnest(match_ids) AS match_id FROM _found) f
+            FROM (SELECT _f, precedence, rule, unnest(match_ids) AS match_id FROM _looked) f
             JOIN _ordered o USING (_f)
             WHERE match_id IS NOT NULL
             GROUP BY match_id
-        ),
-        money AS (
-            SELECT c._f, sum(m.net) AS net, sum(m.tax) AS tax
-            FROM _covering c JOIN ({COVERED_MONEY}) m USING (match_id)
-            GROUP BY c._f
         )
-        SELECT f.match_ids, f.client, f.a_uids, f.h_uids, f.autotask_amount, f.halopsa_amount,
-               f.difference, {MESSAGE} AS message, f.rule, {SEVERITY} AS severity,
-               f.precedence, f.measure,
-               {context}, l.stage, o.id,
-               CAST(coalesce(m.net, 0) AS {tables.MONEY}) AS net_difference,
-               CAST(coalesce(m.tax, 0) AS {tables.MONEY}) AS tax_difference,
-               CAST(coalesce(m.net, 0) + coalesce(m.tax, 0) AS {tables.MONEY}) AS gross_difference,
-               -- The most money at stake on either side: a period or currency mismatch between
-               -- equal amounts differs by nothing and still puts its whole amount at risk.
-               CAST(greatest(abs(coalesce(l.a_net, 0) + coalesce(l.a_tax, 0)),
-                             abs(coalesce(l.h_net, 0) + coalesce(l.h_tax, 0)))
-                    AS {tables.MONEY}) AS exposure
-        FROM _found f JOIN _looked l USING (_f) JOIN _ordered o USING (_f)
-        LEFT JOIN _expected e USING (_f) LEFT JOIN money m USING (_f)
-        ORDER BY o.position
+        SELECT c._f, sum(m.net) AS net, sum(m.tax) AS tax
+        FROM _covering c JOIN ({COVERED_MONEY}) m USING (match_id)
+        GROUP BY c._f
         """
-    ).pl()
-    return frame
+    )
+
+
+def _result(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The findings (run_rules' columns) in their order, read FINDINGS_PER_LOOKUP at a time: a
+    sort of all of them, as wide as they are, ran out of DuckDB's 400MB at 3M lines a side."""
+    context = ", ".join(
+        f"f.{side}_refs AS {platform}_refs, "
+        + ", ".join(f"f.{side}_{name}" for name in CONTEXT_COLUMNS)
+        for side, platform in SIDES.items()
+    )
+    count = con.sql("SELECT count(*) FROM _ordered").fetchall()[0][0]
+    parts: list[pl.DataFrame] = [
+        con.sql(
+            f"""
+            SELECT f.match_ids, f.client, f.a_uids, f.h_uids, f.autotask_amount,
+                   f.halopsa_amount, f.difference, {MESSAGE} AS message, f.rule,
+                   {SEVERITY} AS severity, f.precedence, f.measure, {context}, f.stage, o.id,
+                   CAST(coalesce(m.net, 0) AS {tables.MONEY}) AS net_difference,
+                   CAST(coalesce(m.tax, 0) AS {tables.MONEY}) AS tax_difference,
+                   CAST(coalesce(m.net, 0) + coalesce(m.tax, 0) AS {tables.MONEY})
+                       AS gross_difference,
+                   -- The most money at stake on either side: a period or currency mismatch
+                   -- between equal amounts differs by nothing and still puts its whole amount
+                   -- at risk.
+                   CAST(greatest(abs(coalesce(f.a_net, 0) + coalesce(f.a_tax, 0)),
+                                 abs(coalesce(f.h_net, 0) + coalesce(f.h_tax, 0)))
+                        AS {tables.MONEY}) AS exposure
+            FROM (SELECT * FROM _ordered WHERE position > $start AND position <= $end) o
+            JOIN _looked f USING (_f) LEFT JOIN _expected e USING (_f)
+            LEFT JOIN _money m USING (_f)
+            ORDER BY o.position
+            """,
+            params={"start": start, "end": start + FINDINGS_PER_LOOKUP},
+        ).pl()
+        # No findings: one read of none, which gives the columns.
+        for start in range(0, max(count, 1), FINDINGS_PER_LOOKUP)
+    ]
+    result: pl.DataFrame = pl.concat(parts)
+    return result
 
 
 def bridge(

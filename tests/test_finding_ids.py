@@ -124,15 +124,11 @@ def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> 
     config = Config(
         expected=ExpectedSettings(retired_items=["Straße Backup"], retired_clients=["Old Co"])
     )
-    findings = pl.DataFrame(
-        {
-            "a_uids": [[1], [1], [1, 2], [1], [1], None],
-            "h_uids": [None, [10], None, [], None, [10]],
-        }
-    )
-    names = pl.DataFrame(
+    looked = pl.DataFrame(
         {
             "_f": range(6),
+            "a_uids": [[1], [1], [1, 2], [1], [1], None],
+            "h_uids": [None, [10], None, [], None, [10]],
             "a_items": [
                 ["STRASSE BACKUP"],
                 ["Straße Backup"],
@@ -146,9 +142,8 @@ def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> 
         }
     )
     with duckdb.connect() as con:
-        _found(con, findings)
-        con.register("_names", names)
-        con.execute("CREATE TEMP TABLE _looked AS SELECT * FROM _names")
+        con.register("_frame", looked)
+        con.execute("CREATE TEMP TABLE _looked AS SELECT * FROM _frame")
         _mark_expected(con, config)
         expected = sorted(r[0] for r in con.sql("SELECT _f FROM _expected").fetchall())
     # Only Autotask lines, and every item (or code, or client) retired: findings 0, 3 and 4.
