@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,7 +21,7 @@ from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
 from reconcile.options import check_cycle as check_cycle  # run and match import it from here
 from reconcile.store import ROW_GROUP_ROWS, Workspace
-from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalise
+from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalised
 
 ZERO = Decimal("0.00")
 
@@ -177,11 +177,15 @@ def read_only(
     checked = []
     for raw in read_inputs(paths, platform):
         check_currency(raw, settings)
-        tally = Tally()
-        for norm in normalise(raw, settings):
-            tally.add(norm)
-        checked.append((raw, tally))
+        checked.append((raw, normalised(raw, settings, _tallied, lambda: None)))
     return checked
+
+
+def _tallied(batches: Iterator[Normalised]) -> Tally:
+    tally = Tally()
+    for norm in batches:
+        tally.add(norm)
+    return tally
 
 
 def load_paths(
@@ -226,9 +230,13 @@ def _store(
         "load_id": load_id,
         "file_name": file_name,
     }
-    tally = Tally(invoice_sums=[] if raw.invoice_totals is not None else None)
     with workspace.staged_load(load_id, settings.cycle):
-        _store_batches(workspace, raw, settings, constants, tally)
+        tally = normalised(
+            raw,
+            settings,
+            lambda batches: _store_batches(workspace, raw, batches, constants),
+            lambda: workspace.discard_rows(load_id, settings.cycle),
+        )
         _refuse_repeats(workspace, raw, load_id, settings.cycle, clash_with)
         dates = workspace.dates_outside_cycle(load_id, settings.cycle)
         _refuse_other_month(raw, dates, settings)
@@ -256,19 +264,20 @@ def _store(
 def _store_batches(
     workspace: Workspace,
     raw: RawFrame,
-    settings: Settings,
+    batches: Iterator[Normalised],
     constants: dict[str, str],
-    tally: Tally,
-) -> None:
-    """Validate and store every batch. A batch is stored on a worker thread while the next one
-    is read and validated (DuckDB and polars both work outside the GIL), so the two overlap;
-    one store runs at a time, and it has finished, or its error is raised here, before this
-    returns. Lines are stored in whole DuckDB row groups (Workspace.insert_batch): the rest of
-    a batch's lines wait for the next batch, and the last rest is stored at the end."""
+) -> Tally:
+    """Store every batch (`batches`: normalise's, validated as they are read) and tally them.
+    A batch is stored on a worker thread while the next one is read and validated (DuckDB and
+    polars both work outside the GIL), so the two overlap; one store runs at a time, and it
+    has finished, or its error is raised here, before this returns. Lines are stored in whole
+    DuckDB row groups (Workspace.insert_batch): the rest of a batch's lines wait for the next
+    batch, and the last rest is stored at the end."""
+    tally = Tally(invoice_sums=[] if raw.invoice_totals is not None else None)
     held: pl.DataFrame | None = None  # lines not stored yet: less than a row group
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storer:
         stored: Future[None] | None = None
-        for norm in normalise(raw, settings):
+        for norm in batches:
             tally.add(norm)
             lines = norm.lines if held is None else pl.concat([held, norm.lines])
             whole = lines.height - lines.height % ROW_GROUP_ROWS
@@ -282,6 +291,7 @@ def _store_batches(
             stored.result()
     if held is not None and held.height:
         workspace.insert_batch(held, pl.DataFrame(schema=QUARANTINE_SCHEMA), constants)
+    return tally
 
 
 def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:

@@ -314,6 +314,11 @@ class Workspace:
                 self._delete(load_id, cycle, PENDING_TABLES)
             raise
 
+    def discard_rows(self, load_id: str, cycle: str) -> None:
+        """The lines and quarantined rows a pending load has stored so far go (it stays
+        pending): its batches are to be stored again."""
+        self._delete(load_id, cycle, ("lines", "quarantine"))
+
     def insert_load(self, record: dict[str, Any]) -> None:
         """The load's record; writing it ends the pending state in the same transaction."""
         columns = list(record)

@@ -6,8 +6,8 @@ failed), or the excluded rows (deliberately not billable, with the reason). Noth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from reconcile.model import (
 )
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+T = TypeVar("T")
 PLATFORM_DATE_DEFAULT = {"autotask": "us", "halopsa": "uk"}
 DATE_FORMATS = {"us": "%m/%d/%Y", "uk": "%d/%m/%Y"}
 DATE_NAMES = {"us": "US MM/DD/YYYY", "uk": "UK DD/MM/YYYY", "iso": "ISO YYYY-MM-DD"}
@@ -62,18 +63,100 @@ class Normalised:
     number_format: str = amounts.FORMAT_NAMES[amounts.POINT]  # e.g. "decimal comma (detected)"
 
 
-def normalise(raw: RawFrame, settings: Settings) -> Iterator[Normalised]:
-    """Batch by batch, so memory stays bounded; the date convention and the decimal mark are
-    the file's, decided once over all its rows (read in one pass) before the first batch."""
-    date_texts, comma_at = _survey(raw, settings)
-    convention, formats = _date_convention(raw, settings, date_texts)
-    number_format, fmt = _number_format(raw, settings, comma_at)
+@dataclass(frozen=True)
+class Conventions:
+    """How a file writes its dates and numbers, decided once over all its rows."""
+
+    date_convention: str  # as reported and quoted in reasons, e.g. "UK DD/MM/YYYY"
+    formats: dict[str, str]  # _parse_date's: {"slash": "%d/%m/%Y"}, or {} (ISO only)
+    number_format: str  # as reported, e.g. "decimal comma (detected)"
+    fmt: str  # amounts.POINT or amounts.COMMA
+
+
+class Reread(Exception):  # noqa: N818 (a signal to the caller, not an error)
+    """normalise decided a file's conventions from its first batch and its later rows decide
+    otherwise: every batch it yielded is void; read the file again with `conventions`."""
+
+    def __init__(self, conventions: Conventions) -> None:
+        super().__init__(conventions)
+        self.conventions = conventions
+
+
+def normalise(
+    raw: RawFrame, settings: Settings, decided: Conventions | None = None
+) -> Iterator[Normalised]:
+    """Batch by batch, in one read of the file, so memory stays bounded. The date convention
+    and the decimal mark are the file's, decided over all its rows (`decided`, when a read
+    before decided them): tentatively on the first batch, then checked on all rows once the
+    last is read. Raises InputError as _date_convention and _number_format do, and Reread when
+    all the rows decide other than the first batch did (rare: only a file whose first batch
+    neither shows its date order nor proves its decimal mark, and whose later rows do)."""
+    survey = None if decided else Survey.of(raw, settings)
+    if survey is None:
+        decided = decided or _decide(raw, settings, None, None)
     sums = RunningSums()
+    read = 0
     for batch in raw.batches():
+        if survey is not None:
+            survey.add(batch)
+            if not read:
+                decided = _tentative(raw, settings, survey)
+        read += 1
+        if decided is None:
+            continue
         norm = _normalise_batch(
-            raw, _clean(_complete(batch), raw.platform), settings, convention, formats, fmt, sums
+            raw,
+            _clean(_complete(batch), raw.platform),
+            settings,
+            decided.date_convention,
+            decided.formats,
+            decided.fmt,
+            sums,
         )
-        yield replace(norm, number_format=number_format)
+        yield replace(norm, number_format=decided.number_format)
+    if survey is not None:
+        final = _decide(raw, settings, survey, decided)
+        if read and final != decided:
+            raise Reread(final)
+
+
+def normalised(
+    raw: RawFrame,
+    settings: Settings,
+    consume: Callable[[Iterator[Normalised]], T],
+    void: Callable[[], None],
+) -> T:
+    """consume(normalise(raw, settings)); on Reread, void() (what consume kept of the void
+    batches goes) and consume once more, with the conventions the whole file decided."""
+    try:
+        return consume(normalise(raw, settings))
+    except Reread as again:
+        void()
+        return consume(normalise(raw, settings, again.conventions))
+
+
+def _tentative(raw: RawFrame, settings: Settings, survey: Survey) -> Conventions | None:
+    """The conventions of the first batch; None when it cannot decide them or refuses them:
+    then only all the rows can."""
+    try:
+        return _decide(raw, settings, survey, None)
+    except InputError:
+        return None
+
+
+def _decide(
+    raw: RawFrame, settings: Settings, survey: Survey | None, tentative: Conventions | None
+) -> Conventions:
+    """The conventions of the rows surveyed. A decimal comma proved in the first batch is the
+    file's (or the file mixes marks: _number_format read all its rows to tell), so a tentative
+    comma stands without that read again."""
+    texts, comma_at = survey.facts() if survey else (None, None)
+    convention, formats = _date_convention(raw, settings, texts)
+    if tentative is not None and tentative.fmt == amounts.COMMA:
+        number_format, fmt = tentative.number_format, tentative.fmt
+    else:
+        number_format, fmt = _number_format(raw, settings, comma_at)
+    return Conventions(convention, formats, number_format, fmt)
 
 
 @dataclass
@@ -281,39 +364,51 @@ def _date_text(name: str) -> pl.Expr:
     )
 
 
-def _survey(
-    raw: RawFrame, settings: Settings
-) -> tuple[pl.DataFrame | None, list[tuple[int, str, str]] | None]:
-    """What the file's conventions are decided on, read in one pass over the columns they need,
-    batch by batch, so that memory stays flat however long the file: its slash-written dates
-    (_date_convention's `texts`, None when ISO exports or a given --date-format decide) and
-    the values proving a decimal comma (_number_format's `comma_at`, None when the mark is given
-    or the export writes JSON/XSD numbers)."""
-    dates = [] if raw.dates_iso or settings.date_format else list(DATE_FIELDS)
-    amount = [] if settings.number_format or raw.dates_iso else _amount_fields(raw)
-    if not dates and not amount:
-        return None, None
-    dated = [f for f in dates if f in raw.columns]  # an absent field holds no date
-    found: list[pl.DataFrame] = []
-    first: dict[str, tuple[int, str, str]] = {}
-    for batch in raw.batches([ROW, *dated, *amount]):
-        found += [_batch_date_texts(batch, f) for f in dated]
-        if amount:
-            for row, field, text in _batch_comma_proofs(batch, amount):
-                first.setdefault(field, (row, field, text))
-    texts = None
-    if dates:
-        texts = (
-            pl.concat(found, how="vertical")
-            .group_by("f", "text")
-            .agg(pl.col(ROW).min())
-            .select(_date_text("text").alias("d"), pl.col(ROW), pl.col("f"))
-            .filter(pl.col("d").str.contains(SLASH_DATE))
-            .sort(ROW, "f")
-            if found
-            else pl.DataFrame(schema={"d": pl.String, ROW: pl.Int64, "f": pl.String})
-        )
-    return texts, sorted(first.values()) if amount else None
+@dataclass
+class Survey:
+    """What a file's conventions are decided on, gathered batch by batch (memory stays flat
+    however long the file): its slash-written dates (_date_convention's `texts`) and the values
+    proving a decimal comma (_number_format's `comma_at`). `dated` are the date fields to
+    survey and `amount` the amount fields; none when ISO exports or given formats decide."""
+
+    dates: bool
+    dated: list[str]
+    amount: list[str]
+    found: list[pl.DataFrame] = field(default_factory=list)
+    first: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, raw: RawFrame, settings: Settings) -> Survey | None:
+        """The survey the file needs (None: nothing is left to decide)."""
+        dates = not (raw.dates_iso or settings.date_format)
+        amount = [] if settings.number_format or raw.dates_iso else _amount_fields(raw)
+        if not dates and not amount:
+            return None
+        # An absent field holds no date.
+        return cls(dates, [f for f in DATE_FIELDS if dates and f in raw.columns], amount)
+
+    def add(self, batch: pl.DataFrame) -> None:
+        """A batch of the raw rows (as RawFrame.batches gives them), in row order."""
+        self.found += [_batch_date_texts(batch, f) for f in self.dated]
+        if self.amount:
+            for row, name, text in _batch_comma_proofs(batch, self.amount):
+                self.first.setdefault(name, (row, name, text))
+
+    def facts(self) -> tuple[pl.DataFrame | None, list[tuple[int, str, str]] | None]:
+        """(texts, comma_at) of the rows added so far: None for what is not surveyed."""
+        texts = None
+        if self.dates:
+            texts = (
+                pl.concat(self.found, how="vertical")
+                .group_by("f", "text")
+                .agg(pl.col(ROW).min())
+                .select(_date_text("text").alias("d"), pl.col(ROW), pl.col("f"))
+                .filter(pl.col("d").str.contains(SLASH_DATE))
+                .sort(ROW, "f")
+                if self.found
+                else pl.DataFrame(schema={"d": pl.String, ROW: pl.Int64, "f": pl.String})
+            )
+        return texts, sorted(self.first.values()) if self.amount else None
 
 
 def _batch_date_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
@@ -348,7 +443,7 @@ def _date_convention(
     raw: RawFrame, settings: Settings, texts: pl.DataFrame | None
 ) -> tuple[str, dict[str, str]]:
     """Decide once per file how its dates are written, never row by row; `texts` is what
-    _date_texts found (None: it was not needed)."""
+    Survey.facts found (None: it was not needed)."""
     if texts is None:
         if raw.dates_iso or not settings.date_format:
             return DATE_NAMES["iso"], {}
@@ -439,7 +534,7 @@ def _number_format(
     raw: RawFrame, settings: Settings, comma_at: list[tuple[int, str, str]] | None
 ) -> tuple[str, str]:
     """Decide once per file whether its numbers write a decimal point or a decimal comma;
-    `comma_at` is what _survey found: per amount field, the first value proving a comma, as
+    `comma_at` is what Survey.facts found: per amount field, the first value proving a comma, as
     (row, field, value) (None: it was not needed).
 
     Returns (the decision as reported, "point" or "comma"). A value such as `12,50`, `0,1234`

@@ -3,6 +3,7 @@ the shortcuts that make that fast must not change a single result."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ import pytest
 from conftest import BAD, DEMO, FIXTURES, QUIRKS
 from reconcile.config import Settings
 from reconcile.errors import InputError
-from reconcile.ingest import LoadResult, load_paths
-from reconcile.load import read_inputs
+from reconcile.ingest import LoadResult, load_paths, read_only
+from reconcile.load import RawFrame, read_inputs
 from reconcile.load.dialect import scan_bytes, sniff
 from reconcile.model import CANONICAL_SCHEMA
 from reconcile.store import Workspace
@@ -104,6 +105,53 @@ def test_the_survey_decides_the_same_row_by_row_as_in_one_batch(
         whole.date_convention,
         whole.number_format,
     )
+
+
+# First rows that do not show the file's date order (the first one's day is 12 or less; the
+# second's reading is in neither month next to the cycle), then a row that does, and a date
+# no convention reads: its quarantine reason quotes the convention all the rows decided.
+UNDECIDED_FIRST = {
+    "ambiguous": ["11/01/2026", "11/13/2026", "11/31/2026"],
+    "uncertain": ["05/06/2026", "11/13/2026", "11/31/2026"],
+}
+
+
+@pytest.mark.parametrize("dates", list(UNDECIDED_FIRST.values()), ids=list(UNDECIDED_FIRST))
+def test_rows_after_the_first_batch_that_decide_otherwise_are_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dates: list[str]
+) -> None:
+    """Conventions are decided on the first batch and checked on all rows: where all rows
+    decide otherwise, the file is read once more and nothing of the first read is kept."""
+    path = tmp_path / "later.csv"
+    path.write_text(
+        AUTOTASK_HEADER
+        + "".join(LINE.replace("INV-1,11/01/2026", f"INV-{i},{d}") for i, d in enumerate(dates)),
+        encoding="utf-8",
+    )
+    reads: list[int] = []
+    batches = RawFrame.batches
+
+    def counted(self: RawFrame, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+        reads.append(1)
+        return batches(self, columns)
+
+    monkeypatch.setattr(RawFrame, "batches", counted)
+    with Workspace(tmp_path / "one.duckdb") as ws:
+        whole = load(ws, path)
+        whole_stored = stored(ws, whole)
+    assert len(reads) == 1  # one batch decides for all rows: the file is read once
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 1)
+    with Workspace(tmp_path / "rows.duckdb") as ws:
+        rows = load(ws, path)
+        assert stored(ws, rows)[0].equals(whole_stored[0])
+        assert stored(ws, rows)[1].equals(whole_stored[1])
+    assert len(reads) == 3
+    assert rows == whole
+    assert whole.date_convention == "US MM/DD/YYYY"
+    assert whole.rows_quarantined == 1
+    assert "a date in the file's convention (US MM/DD/YYYY)" in str(whole.quarantine[0])
+    ((_, tally),) = read_only([path], None, SETTINGS)
+    assert (tally.rows_read, tally.rows_loaded, tally.date_convention) == (3, 2, "US MM/DD/YYYY")
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,13 @@ def scan_bytes(path: Path) -> tuple[int | None, bool]:
     with path.open("rb") as fh:
         offset, marked, tail = 0, False, b""
         for block in iter(lambda: fh.read(1 << 22), b""):
-            marked = marked or EXCEL_TEXT_MARK in tail + block[:1] or EXCEL_TEXT_MARK in block
+            # A block without `=` (memchr, the speed of reading it) has no `="` to look for;
+            # the two-byte search costs five times that (0.25 CPU-s for a 260 MB export).
+            marked = (
+                marked
+                or EXCEL_TEXT_MARK in tail + block[:1]
+                or (b"=" in block and EXCEL_TEXT_MARK in block)
+            )
             found = block.find(b"\x00")
             if found >= 0:
                 return offset + found, marked
