@@ -937,7 +937,7 @@ def _unused(
     return problems
 
 
-SPACES = "".join(c for c in map(chr, range(0x20000)) if c.isspace())  # what str.strip strips
+SPACES = "".join(filter(str.isspace, map(chr, range(0x20000))))  # what str.strip strips
 _SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in SPACES) + "]"
 # SQL: whether `value` starts or ends with one of SPACES (DuckDB's trim of a set of characters
 # costs ten times its lower).

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
-from jinja2 import Environment
 
 from reconcile import __version__, acceptance, history, ledger, signoff
 from reconcile.config import OUTPUT_SECTIONS, Config, Settings
@@ -71,6 +70,9 @@ from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
 from reconcile.store import Workspace
 from reconcile.timing import stage
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 T = TypeVar("T")
 
