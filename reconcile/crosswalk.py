@@ -724,9 +724,10 @@ def _names(
 def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     """Temp tables _rs_h_row: each row of _rs_h_name with its outcome (PAIRS, COLLIDES,
     FORM_ONLY or null) and what decides it: per full name (whole), how many Autotask entities
-    have it (hits) and the least (hit); per base name, how many (keys) and the least (a_key),
-    whether one has it with no legal form (bare), the least form (theirs) and full name
-    (a_full).
+    have it (hits) and the least (hit); per base name of a row no Autotask entity has the full
+    name of (hits 0: the others' outcomes and uses never look at these), how many (keys) and
+    the least (a_key), whether one has it with no legal form (bare), the least form (theirs)
+    and full name (a_full); null for the rows with hits.
     _rs_outcome: each entity's row of the best outcome, of those its first by rank. Aggregates
     over narrow rows, of the names HaloPSA has only."""
     con.execute(
@@ -745,7 +746,10 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
         FROM (
             SELECT a.base, a.key, bool_or(a.form = '') AS bare, min(a.form) AS theirs,
                    min(a.whole) AS a_full
-            FROM _rs_a_name a SEMI JOIN _rs_h_name h USING (base) GROUP BY a.base, a.key
+            FROM _rs_a_name a SEMI JOIN (
+                SELECT base FROM _rs_h_name ANTI JOIN _rs_full USING (whole)
+            ) h USING (base)
+            GROUP BY a.base, a.key
         ) GROUP BY base
         """
     )
