@@ -548,8 +548,13 @@ CASEFOLD = {c: c.casefold() for c in map(chr, range(0x20000)) if c.casefold() !=
 # casefold is not their lower case or not one character (ß, ﬁ, ς, İ, Cherokee letters).
 # tests/test_names.py checks that DuckDB's lower of every other character is its casefold.
 UNLOWERED = [c for c in map(chr, range(0x20000)) if c.lower() != (f := c.casefold()) or len(f) != 1]
-# SQL: whether `value` holds one of them (casefold, not DuckDB's lower, folds it).
-CASEFOLDED = "regexp_matches(value, '[" + "".join(f"\\x{{{ord(c):x}}}" for c in UNLOWERED) + "]')"
+# SQL: whether `value` holds one of them (casefold, not DuckDB's lower, folds it). None is
+# ASCII: a value of as many bytes as characters is not searched.
+CASEFOLDED = (
+    "(strlen(value) != length(value) AND regexp_matches(value, '["
+    + "".join(f"\\x{{{ord(c):x}}}" for c in UNLOWERED)
+    + "]'))"
+)
 
 
 def casefold(value: pl.Expr) -> pl.Expr:
@@ -617,25 +622,38 @@ def _mapped(
     )
 
 
-def _elements(rows: str, values: str, name: str, place: str | None = None) -> str:
+def _elements(
+    rows: str, values: str, name: str, place: str | None = None, size: str | None = None
+) -> str:
     """SQL: key and each element of the list expression `values` of each row of `rows` (a table
-    or a subquery) as `name`, with its place in the list (from 1) as `place` when given. An
-    unnest in the select list: a lateral one (FROM t, unnest(t.x)) is planned as a join of the
-    elements back to their rows, ten times the CPU."""
+    or a subquery) as `name`, with its place in the list (from 1) as `place` and the list's
+    length as `size` when given. An unnest in the select list: a lateral one (FROM t,
+    unnest(t.x)) is planned as a join of the elements back to their rows, ten times the CPU."""
     position = f", unnest(range(1, len({values}) + 1)) AS {place}" if place else ""
-    return f"SELECT key, unnest({values}) AS {name}{position} FROM {rows}"
+    length = f", len({values}) AS {size}" if size else ""
+    return f"SELECT key, unnest({values}) AS {name}{position}{length} FROM {rows}"
 
 
 def _folded_values(con: duckdb.DuckDBPyConnection, entities: str, side: str, wanted: str) -> None:
     """Temp table _rs_value_{side} (key, pos, value): the entities' ids and names (pos: the
     place among ids, then names) casefolded, those in _rs_map's column `wanted` only. Values fold
     in SQL (lower), but those holding an UNLOWERED character: by casefold, a chunk of distinct
-    values at a time."""
+    values at a time. Only the values that may be wanted are folded: those whose lower case is
+    (of the others, it is their casefold) and those holding an UNLOWERED character (a few), in
+    one pass over the entities."""
     values = (
         f"SELECT * FROM ({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
         "WHERE value IS NOT NULL"
     )
-    pairs = folded(con, values, "_rs_fold", casefold, "lower(v.value)", CASEFOLDED)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rs_value_{side} AS SELECT * FROM ({values})
+        WHERE lower(value) IN (SELECT {wanted} FROM _rs_map) OR {CASEFOLDED}
+        """
+    )
+    pairs = folded(
+        con, f"SELECT * FROM _rs_value_{side}", "_rs_fold", casefold, "lower(v.value)", CASEFOLDED
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_value_{side} AS
@@ -692,13 +710,14 @@ def _names(
     normalised: str | None,
 ) -> None:
     """Temp tables _rs_a_name (key, base, form, whole: name_table's full) of every Autotask
-    entity's names and _rs_h_name (key, rank, base, form, whole) of the names of the HaloPSA
-    entities not in _rs_decided (rank: the name's place in names), names with a base only:
+    entity's names and _rs_h_name (key, rank, size, base, form, whole) of the names of the
+    HaloPSA entities not in _rs_decided (rank: the name's place in names, size: how many it
+    has), names with a base only:
     name_table of each distinct name (_rs_name_table): the rows of `normalised` (resolve_tables)
     and the other names', a chunk at a time."""
     a_names = _elements(autotask, "names", "name")
     undecided = f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key)"
-    h_names = _elements(undecided, "names", "name", "rank")
+    h_names = _elements(undecided, "names", "name", "rank", "size")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rs_name_table "
         "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
@@ -713,9 +732,10 @@ def _names(
     for names in column_chunks(con, others):
         parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
         with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
-    for table, query, rank in (("_rs_a_name", a_names, ""), ("_rs_h_name", h_names, "rank, ")):
+    h_table = ("_rs_h_name", h_names, "rank, size, ")
+    for table, query, places in (("_rs_a_name", a_names, ""), h_table):
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT key, {rank}base, form, whole "
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT key, {places}base, form, whole "
             f"FROM ({query}) JOIN _rs_name_table USING (name) WHERE base != ''"
         )
     con.execute("DROP TABLE _rs_name_table")
@@ -728,8 +748,9 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     name of (hits 0: the others' outcomes and uses never look at these), how many (keys) and
     the least (a_key), whether one has it with no legal form (bare), the least form (theirs)
     and full name (a_full); null for the rows with hits.
-    _rs_outcome: each entity's row of the best outcome, of those its first by rank. Aggregates
-    over narrow rows, of the names HaloPSA has only."""
+    _rs_outcome: each entity's row of the best outcome, of those its first by rank (picked
+    only among the entities of several names: nearly all have one). Aggregates over narrow
+    rows, of the names HaloPSA has only."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rs_full AS
@@ -772,9 +793,11 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_outcome AS
+        SELECT * FROM _rs_h_row WHERE outcome IS NOT NULL AND size = 1
+        UNION ALL
         SELECT r.* FROM _rs_h_row r JOIN (
             SELECT key, min(outcome * {RANKS} + rank) AS pick FROM _rs_h_row
-            WHERE outcome IS NOT NULL GROUP BY key
+            WHERE outcome IS NOT NULL AND size > 1 GROUP BY key
         ) p ON p.key = r.key AND p.pick = r.outcome * {RANKS} + r.rank
         """
     )
