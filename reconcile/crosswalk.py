@@ -473,7 +473,7 @@ def resolve_frame(
 LABEL = "coalesce({x}.names[1], {x}.ids[1], {x}.key)"
 # The work tables of resolve_tables, dropped once _resolution is made.
 WORK_TABLES = (
-    "_rs_decided", "_rs_display", "_rs_map", "_rs_fold", "_rs_value_a", "_rs_value_h",
+    "_rs_decided", "_rs_display", "_rs_map", "_rs_maybe", "_rs_fold", "_rs_value",
     "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown",
 )  # fmt: skip
 
@@ -606,18 +606,18 @@ def _mapped(
         .unique("value", keep="last")
     )
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _rs_map AS SELECT * FROM _frame", rows)
-    _folded_values(con, autotask, "a", "target")
-    _folded_values(con, halopsa, "h", "value")
+    _folded_values(con, autotask, halopsa)
     con.execute(
         """
         INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
         WITH sole AS (
             SELECT value, min(key) AS autotask_key
-            FROM (SELECT DISTINCT value, key FROM _rs_value_a) GROUP BY value HAVING count(*) = 1
+            FROM (SELECT DISTINCT value, key FROM _rs_value WHERE side = 'a')
+            GROUP BY value HAVING count(*) = 1
         )
         SELECT h.key, arg_min(o.autotask_key, h.pos), 'mapping'
-        FROM _rs_value_h h JOIN _rs_map m ON m.value = h.value JOIN sole o ON o.value = m.target
-        GROUP BY h.key
+        FROM _rs_value h JOIN _rs_map m ON m.value = h.value JOIN sole o ON o.value = m.target
+        WHERE h.side = 'h' GROUP BY h.key
         """
     )
 
@@ -634,32 +634,26 @@ def _elements(
     return f"SELECT key, unnest({values}) AS {name}{position}{length} FROM {rows}"
 
 
-def _folded_values(con: duckdb.DuckDBPyConnection, entities: str, side: str, wanted: str) -> None:
-    """Temp table _rs_value_{side} (key, pos, value): the entities' ids and names (pos: the
-    place among ids, then names) casefolded, those in _rs_map's column `wanted` only. Values fold
-    in SQL (lower), but those holding an UNLOWERED character: by casefold, a chunk of distinct
-    values at a time. Only the values that may be wanted are folded: those whose lower case is
-    (of the others, it is their casefold) and those holding an UNLOWERED character (a few), in
-    one pass over the entities."""
-    values = (
-        f"SELECT * FROM ({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
-        "WHERE value IS NOT NULL"
+def _folded_values(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str) -> None:
+    """Temp table _rs_value (side: a or h, key, pos, value): the entities' ids and names (pos:
+    the place among ids, then names) casefolded, of each side those that may be in _rs_map's
+    column of that side (target, value) and no others that are: those whose lower case is
+    there, and those holding an UNLOWERED character (a few). Values fold in SQL (lower), but
+    those holding an UNLOWERED character: by casefold, a chunk of distinct values at a time."""
+    sides = " UNION ALL ".join(
+        f"SELECT '{side}' AS side, * FROM "
+        f"({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
+        f"WHERE value IS NOT NULL AND (lower(value) IN (SELECT {wanted} FROM _rs_map) "
+        f"OR {CASEFOLDED})"
+        for side, entities, wanted in (("a", autotask, "target"), ("h", halopsa, "value"))
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _rs_value_{side} AS SELECT * FROM ({values})
-        WHERE lower(value) IN (SELECT {wanted} FROM _rs_map) OR {CASEFOLDED}
-        """
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rs_maybe AS {sides}")
     pairs = folded(
-        con, f"SELECT * FROM _rs_value_{side}", "_rs_fold", casefold, "lower(v.value)", CASEFOLDED
+        con, "SELECT * FROM _rs_maybe", "_rs_fold", casefold, "lower(v.value)", CASEFOLDED
     )
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _rs_value_{side} AS
-        SELECT key, pos, folded AS value FROM ({pairs})
-        WHERE folded IN (SELECT {wanted} FROM _rs_map)
-        """
+        "CREATE OR REPLACE TEMP TABLE _rs_value AS "
+        f"SELECT side, key, pos, folded AS value FROM ({pairs})"
     )
 
 
@@ -696,8 +690,15 @@ def _by_name(
         FROM _rs_outcome WHERE outcome = {PAIRS}
         """
     )
-    _collisions(con, kind, halopsa)
-    _form_only(con)
+    # Most cycles have neither: their steps' statements (joins) are not run for nothing.
+    collide, form_only = con.execute(
+        f"SELECT count(*) FILTER (WHERE outcome = {COLLIDES}), "
+        f"count(*) FILTER (WHERE outcome = {FORM_ONLY}) FROM _rs_outcome"
+    ).fetchall()[0]
+    if collide:
+        _collisions(con, kind, halopsa)
+    if form_only:
+        _form_only(con)
     if suggest:
         _suggest(con, kind, halopsa, min_score)
 
@@ -911,15 +912,18 @@ def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score:
     """Rows of _rs_decided for the HaloPSA entities not yet in it: the closest Autotask name
     for each (best_matches over their names and every Autotask name), if it scores at least
     min_score; a note saying so if none does."""
-    left: pl.DataFrame = con.sql(
-        f"SELECT h.key FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key"
+    # The entities left, each with its names in order (none: a row of nulls).
+    found: pl.DataFrame = con.sql(
+        f"""
+        SELECT h.key, r.base, r.form
+        FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key
+        LEFT JOIN _rs_h_row r ON r.key = h.key ORDER BY h.key, r.rank
+        """
     ).pl()
-    if left.is_empty():
+    if found.is_empty():
         return
-    queries: pl.DataFrame = con.sql(
-        "SELECT r.key, r.base, r.form FROM _rs_h_row r "
-        "ANTI JOIN _rs_decided d ON d.halopsa_key = r.key ORDER BY r.key, r.rank"
-    ).pl()
+    left = found.select(pl.col("key").unique())
+    queries = found.filter(pl.col("base").is_not_null())
     # Each (entity, base, form) once, in order of display.
     candidates: pl.DataFrame = con.sql(
         """
