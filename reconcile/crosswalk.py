@@ -473,7 +473,7 @@ def resolve_frame(
 LABEL = "coalesce({x}.names[1], {x}.ids[1], {x}.key)"
 # The work tables of resolve_tables, dropped once _resolution is made.
 WORK_TABLES = (
-    "_rs_decided", "_rs_display", "_rs_map", "_rs_fold", "_rs_value_a", "_rs_value_h",
+    "_rs_decided", "_rs_display", "_rs_map", "_rs_maybe", "_rs_fold", "_rs_value",
     "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown",
 )  # fmt: skip
 
@@ -548,8 +548,13 @@ CASEFOLD = {c: c.casefold() for c in map(chr, range(0x20000)) if c.casefold() !=
 # casefold is not their lower case or not one character (ß, ﬁ, ς, İ, Cherokee letters).
 # tests/test_names.py checks that DuckDB's lower of every other character is its casefold.
 UNLOWERED = [c for c in map(chr, range(0x20000)) if c.lower() != (f := c.casefold()) or len(f) != 1]
-# SQL: whether `value` holds one of them (casefold, not DuckDB's lower, folds it).
-CASEFOLDED = "regexp_matches(value, '[" + "".join(f"\\x{{{ord(c):x}}}" for c in UNLOWERED) + "]')"
+# SQL: whether `value` holds one of them (casefold, not DuckDB's lower, folds it). None is
+# ASCII: a value of as many bytes as characters is not searched.
+CASEFOLDED = (
+    "(strlen(value) != length(value) AND regexp_matches(value, '["
+    + "".join(f"\\x{{{ord(c):x}}}" for c in UNLOWERED)
+    + "]'))"
+)
 
 
 def casefold(value: pl.Expr) -> pl.Expr:
@@ -601,47 +606,54 @@ def _mapped(
         .unique("value", keep="last")
     )
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _rs_map AS SELECT * FROM _frame", rows)
-    _folded_values(con, autotask, "a", "target")
-    _folded_values(con, halopsa, "h", "value")
+    _folded_values(con, autotask, halopsa)
     con.execute(
         """
         INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
         WITH sole AS (
             SELECT value, min(key) AS autotask_key
-            FROM (SELECT DISTINCT value, key FROM _rs_value_a) GROUP BY value HAVING count(*) = 1
+            FROM (SELECT DISTINCT value, key FROM _rs_value WHERE side = 'a')
+            GROUP BY value HAVING count(*) = 1
         )
         SELECT h.key, arg_min(o.autotask_key, h.pos), 'mapping'
-        FROM _rs_value_h h JOIN _rs_map m ON m.value = h.value JOIN sole o ON o.value = m.target
-        GROUP BY h.key
+        FROM _rs_value h JOIN _rs_map m ON m.value = h.value JOIN sole o ON o.value = m.target
+        WHERE h.side = 'h' GROUP BY h.key
         """
     )
 
 
-def _elements(rows: str, values: str, name: str, place: str | None = None) -> str:
+def _elements(
+    rows: str, values: str, name: str, place: str | None = None, size: str | None = None
+) -> str:
     """SQL: key and each element of the list expression `values` of each row of `rows` (a table
-    or a subquery) as `name`, with its place in the list (from 1) as `place` when given. An
-    unnest in the select list: a lateral one (FROM t, unnest(t.x)) is planned as a join of the
-    elements back to their rows, ten times the CPU."""
+    or a subquery) as `name`, with its place in the list (from 1) as `place` and the list's
+    length as `size` when given. An unnest in the select list: a lateral one (FROM t,
+    unnest(t.x)) is planned as a join of the elements back to their rows, ten times the CPU."""
     position = f", unnest(range(1, len({values}) + 1)) AS {place}" if place else ""
-    return f"SELECT key, unnest({values}) AS {name}{position} FROM {rows}"
+    length = f", len({values}) AS {size}" if size else ""
+    return f"SELECT key, unnest({values}) AS {name}{position}{length} FROM {rows}"
 
 
-def _folded_values(con: duckdb.DuckDBPyConnection, entities: str, side: str, wanted: str) -> None:
-    """Temp table _rs_value_{side} (key, pos, value): the entities' ids and names (pos: the
-    place among ids, then names) casefolded, those in _rs_map's column `wanted` only. Values fold
-    in SQL (lower), but those holding an UNLOWERED character: by casefold, a chunk of distinct
-    values at a time."""
-    values = (
-        f"SELECT * FROM ({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
-        "WHERE value IS NOT NULL"
+def _folded_values(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str) -> None:
+    """Temp table _rs_value (side: a or h, key, pos, value): the entities' ids and names (pos:
+    the place among ids, then names) casefolded, of each side those that may be in _rs_map's
+    column of that side (target, value) and no others that are: those whose lower case is
+    there, and those holding an UNLOWERED character (a few). Values fold in SQL (lower), but
+    those holding an UNLOWERED character: by casefold, a chunk of distinct values at a time."""
+    sides = " UNION ALL ".join(
+        f"SELECT '{side}' AS side, * FROM "
+        f"({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
+        f"WHERE value IS NOT NULL AND (lower(value) IN (SELECT {wanted} FROM _rs_map) "
+        f"OR {CASEFOLDED})"
+        for side, entities, wanted in (("a", autotask, "target"), ("h", halopsa, "value"))
     )
-    pairs = folded(con, values, "_rs_fold", casefold, "lower(v.value)", CASEFOLDED)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rs_maybe AS {sides}")
+    pairs = folded(
+        con, "SELECT * FROM _rs_maybe", "_rs_fold", casefold, "lower(v.value)", CASEFOLDED
+    )
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _rs_value_{side} AS
-        SELECT key, pos, folded AS value FROM ({pairs})
-        WHERE folded IN (SELECT {wanted} FROM _rs_map)
-        """
+        "CREATE OR REPLACE TEMP TABLE _rs_value AS "
+        f"SELECT side, key, pos, folded AS value FROM ({pairs})"
     )
 
 
@@ -678,8 +690,15 @@ def _by_name(
         FROM _rs_outcome WHERE outcome = {PAIRS}
         """
     )
-    _collisions(con, kind, halopsa)
-    _form_only(con)
+    # Most cycles have neither: their steps' statements (joins) are not run for nothing.
+    collide, form_only = con.execute(
+        f"SELECT count(*) FILTER (WHERE outcome = {COLLIDES}), "
+        f"count(*) FILTER (WHERE outcome = {FORM_ONLY}) FROM _rs_outcome"
+    ).fetchall()[0]
+    if collide:
+        _collisions(con, kind, halopsa)
+    if form_only:
+        _form_only(con)
     if suggest:
         _suggest(con, kind, halopsa, min_score)
 
@@ -692,13 +711,14 @@ def _names(
     normalised: str | None,
 ) -> None:
     """Temp tables _rs_a_name (key, base, form, whole: name_table's full) of every Autotask
-    entity's names and _rs_h_name (key, rank, base, form, whole) of the names of the HaloPSA
-    entities not in _rs_decided (rank: the name's place in names), names with a base only:
+    entity's names and _rs_h_name (key, rank, size, base, form, whole) of the names of the
+    HaloPSA entities not in _rs_decided (rank: the name's place in names, size: how many it
+    has), names with a base only:
     name_table of each distinct name (_rs_name_table): the rows of `normalised` (resolve_tables)
     and the other names', a chunk at a time."""
     a_names = _elements(autotask, "names", "name")
     undecided = f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key)"
-    h_names = _elements(undecided, "names", "name", "rank")
+    h_names = _elements(undecided, "names", "name", "rank", "size")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rs_name_table "
         "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
@@ -713,9 +733,10 @@ def _names(
     for names in column_chunks(con, others):
         parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
         with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
-    for table, query, rank in (("_rs_a_name", a_names, ""), ("_rs_h_name", h_names, "rank, ")):
+    h_table = ("_rs_h_name", h_names, "rank, size, ")
+    for table, query, places in (("_rs_a_name", a_names, ""), h_table):
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT key, {rank}base, form, whole "
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT key, {places}base, form, whole "
             f"FROM ({query}) JOIN _rs_name_table USING (name) WHERE base != ''"
         )
     con.execute("DROP TABLE _rs_name_table")
@@ -724,17 +745,20 @@ def _names(
 def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     """Temp tables _rs_h_row: each row of _rs_h_name with its outcome (PAIRS, COLLIDES,
     FORM_ONLY or null) and what decides it: per full name (whole), how many Autotask entities
-    have it (hits) and the least (hit); per base name, how many (keys) and the least (a_key),
-    whether one has it with no legal form (bare), the least form (theirs) and full name
-    (a_full).
-    _rs_outcome: each entity's row of the best outcome, of those its first by rank. Aggregates
-    over narrow rows, of the names HaloPSA has only."""
+    have it (hits: 0, 1, or 2 for several, all that is asked of it) and the least (hit), one
+    aggregate over every Autotask name (a semi join with HaloPSA's names first, and a DISTINCT,
+    ran out of 120MB at 3M lines a side); per base name of a row no Autotask entity has the full
+    name of (hits 0: the others' outcomes and uses never look at these), how many (keys) and
+    the least (a_key), whether one has it with no legal form (bare), the least form (theirs)
+    and full name (a_full); null for the rows with hits.
+    _rs_outcome: each entity's row of the best outcome, of those its first by rank (picked
+    only among the entities of several names: nearly all have one). Aggregates over narrow
+    rows, of the names HaloPSA has only."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rs_full AS
-        SELECT whole, count(*) AS hits, min(key) AS hit FROM (
-            SELECT DISTINCT a.whole, a.key FROM _rs_a_name a SEMI JOIN _rs_h_name h USING (whole)
-        ) GROUP BY whole
+        SELECT whole, CASE WHEN min(key) = max(key) THEN 1 ELSE 2 END AS hits, min(key) AS hit
+        FROM _rs_a_name GROUP BY whole
         """
     )
     con.execute(
@@ -745,7 +769,10 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
         FROM (
             SELECT a.base, a.key, bool_or(a.form = '') AS bare, min(a.form) AS theirs,
                    min(a.whole) AS a_full
-            FROM _rs_a_name a SEMI JOIN _rs_h_name h USING (base) GROUP BY a.base, a.key
+            FROM _rs_a_name a SEMI JOIN (
+                SELECT base FROM _rs_h_name ANTI JOIN _rs_full USING (whole)
+            ) h USING (base)
+            GROUP BY a.base, a.key
         ) GROUP BY base
         """
     )
@@ -768,9 +795,11 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_outcome AS
+        SELECT * FROM _rs_h_row WHERE outcome IS NOT NULL AND size = 1
+        UNION ALL
         SELECT r.* FROM _rs_h_row r JOIN (
             SELECT key, min(outcome * {RANKS} + rank) AS pick FROM _rs_h_row
-            WHERE outcome IS NOT NULL GROUP BY key
+            WHERE outcome IS NOT NULL AND size > 1 GROUP BY key
         ) p ON p.key = r.key AND p.pick = r.outcome * {RANKS} + r.rank
         """
     )
@@ -884,15 +913,18 @@ def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score:
     """Rows of _rs_decided for the HaloPSA entities not yet in it: the closest Autotask name
     for each (best_matches over their names and every Autotask name), if it scores at least
     min_score; a note saying so if none does."""
-    left: pl.DataFrame = con.sql(
-        f"SELECT h.key FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key"
+    # The entities left, each with its names in order (none: a row of nulls).
+    found: pl.DataFrame = con.sql(
+        f"""
+        SELECT h.key, r.base, r.form
+        FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key
+        LEFT JOIN _rs_h_row r ON r.key = h.key ORDER BY h.key, r.rank
+        """
     ).pl()
-    if left.is_empty():
+    if found.is_empty():
         return
-    queries: pl.DataFrame = con.sql(
-        "SELECT r.key, r.base, r.form FROM _rs_h_row r "
-        "ANTI JOIN _rs_decided d ON d.halopsa_key = r.key ORDER BY r.key, r.rank"
-    ).pl()
+    left = found.select(pl.col("key").unique())
+    queries = found.filter(pl.col("base").is_not_null())
     # Each (entity, base, form) once, in order of display.
     candidates: pl.DataFrame = con.sql(
         """

@@ -30,8 +30,9 @@ def column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Ser
 
 
 def with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
-    """The SQL statement run with the frame registered as _frame (a table into DuckDB)."""
-    con.register("_frame", frame)
+    """The SQL statement run with the frame registered as _frame (a table into DuckDB), which it
+    may read once: an Arrow C stream, so no pyarrow table is built (nor pyarrow imported)."""
+    con.register("_frame", frame.__arrow_c_stream__())
     try:
         con.execute(sql)
     finally:
