@@ -22,11 +22,11 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from reconcile import bundled_dir, tables
+from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import casefold
 from reconcile.store import release_memory
-from reconcile.tables import SIDES, Column, Table
+from reconcile.tables import SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
@@ -166,57 +166,23 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items())
 
 
-# The findings as the rules stage builds them in DuckDB, where they spill to disk rather than
-# grow the process: one row per finding, `_f` its place in the rules' order (rule files sorted by
-# name, each rule's rows as its query returned them).
-FOUND = Table(
-    "_found",
-    "The rules' findings, one row each, in the order the rules returned them.",
-    (
-        Column("_f", "BIGINT", "The finding's place in the rules' order."),
-        Column("match_ids", "BIGINT[]", "The match groups the finding covers."),
-        Column("client", "VARCHAR", "The client as the finding names it."),
-        Column("a_uids", "BIGINT[]", "The Autotask lines involved (uid)."),
-        Column("h_uids", "BIGINT[]", "The HaloPSA lines involved (uid)."),
-        Column("autotask_amount", tables.MONEY, "Autotask's amount, in the rule's MEASURE."),
-        Column("halopsa_amount", tables.MONEY, "HaloPSA's amount, in the rule's MEASURE."),
-        Column("difference", tables.MONEY, "HaloPSA − Autotask, in the rule's MEASURE."),
-        Column("message", "VARCHAR", "What the rule says about it."),
-        Column("rule", "VARCHAR", "The rule's code."),
-        Column("severity", "VARCHAR", "The rule's severity as configured."),
-        Column("precedence", "INTEGER", "The rule's PRECEDENCE."),
-        Column("measure", "VARCHAR", "The rule's MEASURE."),
-    ),
-)
-# The work tables of the rules stage, dropped when it ends: only RULE_TABLES stay behind.
-WORK_TABLES = ("_found", "_findings", "_looked", "_expected", "_ordered", "_money")
-
-
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
-    """All findings of all rules, superseded ones removed, expected ones marked, ids stable:
-    FINDING_COLUMNS, rule, severity, precedence, measure, autotask_refs, CONTEXT_COLUMNS of
-    each side (a_*, halopsa_refs, h_*), stage, id and the differences each accounts for
-    (_accounted) and the most money at stake, one row per finding in their order (_order).
-
-    Each rule's findings go into a DuckDB table as soon as it has run, and every step after is
-    a query over it: the findings spill to disk where a polars frame would have been copied by
-    each step (at 3M lines a side the sort alone took 500 MiB). Only the result is a frame."""
+    """All findings of all rules, superseded ones removed, expected ones marked, ids stable."""
     con.execute(MACROS)
-    FOUND.create(con)
-    try:
-        for rule in rules:
-            _keep(con, _rule_findings(con, config, rule))
-        _drop_superseded(con, rules)
-        _with_refs(con)
-        # The lines the queries read let go before the findings are sorted.
-        release_memory(con, config.workspace.memory_limit)
-        _mark_expected(con, config)
-        _order(con)
-        _accounted(con)
-        return _result(con)
-    finally:
-        for table in WORK_TABLES:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+    # Each step's result replaces the frame it was made from (no name keeps an earlier one):
+    # the rules' own frames go with the superseded findings, the unsorted with the sort.
+    findings = (
+        pl.concat([_rule_findings(con, config, rule) for rule in rules])
+        if rules
+        else pl.DataFrame()
+    )
+    findings = _drop_superseded(findings, rules)
+    findings = _with_refs(con, findings)
+    # The lines the queries read let go before the findings are sorted (a copy of them).
+    release_memory(con, config.workspace.memory_limit)
+    findings = _mark_expected(findings, config)
+    findings = _with_ids(findings)
+    return _accounted(con, findings)
 
 
 def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -> pl.DataFrame:
@@ -230,34 +196,21 @@ def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -
     )
 
 
-def _keep(con: duckdb.DuckDBPyConnection, found: pl.DataFrame) -> None:
-    """Add one rule's findings (_rule_findings) to FOUND, numbered on from those already in."""
-    count = con.sql("SELECT count(*) FROM _found").fetchall()[0][0]
-    con.register("_rule_found", found.with_row_index("_f", offset=count))
-    try:
-        FOUND.insert(con, "SELECT * FROM _rule_found")
-    finally:
-        con.unregister("_rule_found")
-
-
-def _drop_superseded(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
-    """Delete from FOUND the findings of a rule another one SUPERSEDES on a match group both
-    cover."""
+def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
     pairs = [(r.code, s) for r in rules for s in r.supersedes]
-    if not pairs:
-        return
-    con.execute(
-        """
-        DELETE FROM _found WHERE _f IN (
-            WITH covered AS (SELECT _f, rule, unnest(match_ids) AS match_id FROM _found),
-            winners AS (SELECT unnest($winners) AS rule, unnest($losers) AS loser)
-            SELECT DISTINCT l._f
-            FROM covered w JOIN winners USING (rule)
-            JOIN covered l ON l.rule = winners.loser AND l.match_id = w.match_id
-        )
-        """,
-        {"winners": [w for w, _ in pairs], "losers": [loser for _, loser in pairs]},
+    if findings.is_empty() or not pairs:
+        return findings
+    findings = findings.with_row_index("_f")
+    covered = findings.select("_f", "rule", pl.col("match_ids")).explode("match_ids")
+    winners = pl.DataFrame(pairs, schema={"rule": pl.String, "loser": pl.String}, orient="row")
+    beaten = (
+        covered.join(winners, on="rule")
+        .select(pl.col("loser").alias("rule"), "match_ids")
+        .join(covered, on=["rule", "match_ids"])
+        .select("_f")
+        .unique()
     )
+    return findings.join(beaten, on="_f", how="anti").drop("_f")
 
 
 # What a line bills, in both systems' common terms: its platform, then client and item after the
@@ -266,7 +219,7 @@ def _drop_superseded(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
 # service period, which Autotask's API states only for some lines (psa-exports.md §1.3, the
 # item-name suffix): the same billing exported as XML, CSV, XLSX or API pages keeps every id,
 # and so does a re-ordered export. NULLs keep their place. Lines alike in all of this are told
-# apart by a suffix (-2, -3) in a fixed order (_order).
+# apart by a suffix (-2, -3) in a fixed order (_with_ids).
 FINGERPRINT_FIELDS = (
     "c_key", "i_key", "currency", "quantity", "unit_price", "net_amount", "tax_amount",
 )  # fmt: skip
@@ -364,7 +317,7 @@ def _side_lines(side: str) -> str:
 # A finding's id: "D-" and the first 10 hex digits of the SHA-256 of its rule, its Autotask
 # lines' fingerprints, "|" and its HaloPSA lines' fingerprints (each side sorted), joined by
 # U+001F; a finding with no line on either side adds its client. Findings alike in all of this
-# get a suffix later (_order).
+# get a suffix later (_with_ids).
 DIGEST = """
     'D-' || substr(sha256(array_to_string(list_concat(
         [f.rule], coalesce(sa.a_fps, []), ['|'], coalesce(sh.h_fps, []),
@@ -377,23 +330,38 @@ DIGEST = """
 FINDINGS_PER_LOOKUP = 100_000  # findings whose lines _with_refs looks up in one query
 
 
-def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
-    """The table _looked, which replaces FOUND: each finding of FOUND with its line refs for
-    people (a_refs, h_refs), EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS, its match
-    stages (`stage`) and its id (DIGEST over the lines' content fingerprints, not yet unique).
-    Looked up FINDINGS_PER_LOOKUP findings at a time (by _f): each finding's row depends on its
-    own lines only, and the lists aggregated per finding over all of them at once ran out of
-    DuckDB's 400MB at 3M lines a side. The fingerprints stay in DuckDB."""
-    first, last = con.sql("SELECT min(_f), max(_f) FROM _found").fetchall()[0]
-    # No findings: one lookup of none, which makes the table.
-    starts = range(first, last + 1, FINDINGS_PER_LOOKUP) if first is not None else range(1)
-    for n, start in enumerate(starts):
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _findings AS "
-            "SELECT * FROM _found WHERE _f >= $start AND _f < $end",
-            {"start": start, "end": start + FINDINGS_PER_LOOKUP},
+def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
+    """Line refs for people, the id (DIGEST over the lines' content fingerprints) for stable
+    ids, EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS and the match stages, added beside
+    the findings' own columns (one row per finding, in their order: the findings are not
+    copied). Looked up FINDINGS_PER_LOOKUP findings at a time (_looked_up): each finding's row
+    depends on its own lines only, and the lists aggregated per finding over all of them at
+    once ran out of DuckDB's 400MB at 3M lines a side. The fingerprints stay in DuckDB."""
+    if findings.is_empty():
+        return findings.with_columns(
+            *(
+                pl.lit(None, pl.List(pl.String)).alias(c)
+                for c in ("autotask_refs", "halopsa_refs", *EXPECTATION_NAMES)
+            ),
+            pl.lit(None, pl.String).alias("id"),
         )
-        looked_up = f"""
+    keys = findings.select("rule", "client", "a_uids", "h_uids", "match_ids")
+    looked_up = pl.concat(
+        [
+            _looked_up(con, keys.slice(start, FINDINGS_PER_LOOKUP))
+            for start in range(0, keys.height, FINDINGS_PER_LOOKUP)
+        ]
+    )
+    return findings.hstack(looked_up.rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"}))
+
+
+def _looked_up(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
+    """_with_refs' columns of the findings `keys` (rule, client, a_uids, h_uids, match_ids),
+    one row each in their order."""
+    con.register("_findings", keys.with_row_index("_f"))
+    try:
+        looked_up: pl.DataFrame = con.sql(
+            f"""
             WITH sa AS ({_side_lines("a")}),
             sh AS ({_side_lines("h")}),
             st AS (
@@ -401,89 +369,78 @@ def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
                 FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
                 JOIN groups g USING (match_id) GROUP BY f._f
             )
-            SELECT f.*, sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage,
-                   {DIGEST} AS id
+            SELECT sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage, {DIGEST} AS id
             FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f)
             LEFT JOIN st USING (_f)
-        """
-        if n == 0:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _looked AS {looked_up}")
-        else:
-            con.execute(f"INSERT INTO _looked {looked_up}")
-    con.execute("DROP TABLE _findings")
-    con.execute("DROP TABLE _found")
-
-
-def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
-    """The table _expected: the findings (_f) that are Autotask charges deliberately not billed
-    in HaloPSA (retired services), per `expected_findings`."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _expected (_f BIGINT)")
-    if not (config.expected.retired_items or config.expected.retired_clients):
-        return
-    names = con.sql(
-        f"""
-        SELECT _f, {", ".join(EXPECTATION_NAMES)} FROM _looked
-        WHERE len(a_uids) > 0 AND coalesce(len(h_uids), 0) = 0
-        """
-    ).pl()
-    con.register("_expected_found", expected_findings(names, config))
-    try:
-        con.execute("INSERT INTO _expected SELECT _f FROM _expected_found")
+            ORDER BY f._f
+            """
+        ).pl()
     finally:
-        con.unregister("_expected_found")
+        con.unregister("_findings")
+    return looked_up
 
 
-def expected_findings(names: pl.DataFrame, config: Config) -> pl.DataFrame:
-    """Of findings with Autotask lines only (`names`: _f and EXPECTATION_NAMES, lists of text),
-    those (_f) all of whose item names (or item codes) are retired items, or all of whose client
-    names are retired clients, compared casefolded."""
+def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
+    """Autotask charges deliberately not billed in HaloPSA (retired services) are expected:
+    findings with Autotask lines only, all of whose item names (or item codes) are retired
+    items, or all of whose client names are retired clients (compared casefolded). The names
+    compared (EXPECTATION_NAMES) are dropped: nothing after needs them."""
     retired_items = sorted({v.casefold() for v in config.expected.retired_items})
     retired_clients = sorted({v.casefold() for v in config.expected.retired_clients})
+    if findings.is_empty() or not (retired_items or retired_clients):
+        return findings.drop(*EXPECTATION_NAMES)
 
-    def retired(column: str, wanted: list[str]) -> pl.Expr:
-        every = pl.col(column).list.eval(casefold(pl.element()).is_in(wanted)).list.all()
-        return (pl.col(column).list.len() > 0) & every
+    def retired(names: str, wanted: list[str]) -> pl.Expr:
+        every = pl.col(names).list.eval(casefold(pl.element()).is_in(wanted)).list.all()
+        return (pl.col(names).list.len() > 0) & every
 
     expected = (
-        retired("a_items", retired_items)
-        | retired("a_codes", retired_items)
-        | retired("a_clients", retired_clients)
+        (pl.col("a_uids").list.len() > 0)
+        & (pl.col("h_uids").list.len().fill_null(0) == 0)
+        & (
+            retired("a_items", retired_items)
+            | retired("a_codes", retired_items)
+            | retired("a_clients", retired_clients)
+        ).fill_null(False)
     ).fill_null(False)
-    return names.filter(expected).select("_f")
-
-
-# A finding's severity and message once _mark_expected has marked it (as f, with e from
-# _expected).
-SEVERITY = "CASE WHEN e._f IS NOT NULL THEN 'expected' ELSE f.severity END"
-MESSAGE = (
-    "CASE WHEN e._f IS NOT NULL THEN f.message || '. Expected: a retired service, deliberately "
-    "not migrated.' ELSE f.message END"
-)
-
-
-def _order(con: duckdb.DuckDBPyConnection) -> None:
-    """The table _ordered: each finding's (_f) place in the run's order (`position`: severity,
-    size of the difference, client, rule, id, message, refs) and its id (DIGEST) made unique by
-    a suffix (-2, -3) in that order: stable across re-runs."""
-    ranks = ", ".join(f"'{s}'" for s in SEVERITY_ORDER)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _ordered AS
-        WITH placed AS (
-            SELECT f._f, f.id, row_number() OVER (
-                ORDER BY list_position([{ranks}], {SEVERITY}), abs(f.difference) DESC,
-                         f.client, f.rule, f.id, {MESSAGE},
-                         -- The refs last: findings alike in all else (identical lines, twice)
-                         -- are told apart by their lines, not by the order a query happened
-                         -- to return them in; then by the rules' order.
-                         f.a_refs, f.h_refs, f._f
-            ) AS position
-            FROM _looked f LEFT JOIN _expected e USING (_f)
+    return (
+        findings.with_columns(expected.alias("_expected"))
+        .with_columns(
+            pl.when("_expected").then(pl.lit("expected")).otherwise("severity").alias("severity"),
+            pl.when("_expected")
+            .then(pl.col("message") + ". Expected: a retired service, deliberately not migrated.")
+            .otherwise("message")
+            .alias("message"),
         )
-        SELECT _f, position, CASE WHEN n > 1 THEN id || '-' || n ELSE id END AS id
-        FROM (SELECT *, row_number() OVER (PARTITION BY id ORDER BY position) AS n FROM placed)
-        """
+        .drop("_expected", *EXPECTATION_NAMES)
     )
+
+
+def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
+    """Findings in their order (severity, size of the difference, client, rule, id, message,
+    refs), each id (DIGEST) made unique by a suffix (-2, -3) in that order: stable across
+    re-runs."""
+    if findings.is_empty():
+        return findings
+    rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    findings = findings.with_columns(
+        pl.col("severity").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"),
+        pl.col("difference").abs().alias("_size"),
+    ).sort(
+        # The refs last: findings alike in all else (identical lines, twice) are told apart by
+        # their lines, not by the order a query happened to return them in.
+        ["_rank", "_size", "client", "rule", "id", "message", "autotask_refs", "halopsa_refs"],
+        descending=[False, True, False, False, False, False, False, False],
+        nulls_last=True,
+        maintain_order=True,
+    )
+    seen = pl.col("id").cum_count().over("id")
+    return findings.with_columns(
+        pl.when(seen > 1)
+        .then(pl.col("id") + "-" + seen.cast(pl.String))
+        .otherwise("id")
+        .alias("id")
+    ).drop("_rank", "_size")
 
 
 # The money of each match group a finding covers (_covering), from its lines: tax as the
@@ -503,70 +460,55 @@ COVERED_MONEY = """
 """
 
 
-def _accounted(con: duckdb.DuckDBPyConnection) -> None:
-    """The table _money: per finding (_f), the part of the difference between the two sides'
-    totals it accounts for (HaloPSA − Autotask; net and tax, null for none). Every match group is
-    accounted for once, by the first finding in precedence order that covers it (the attribution
-    of the variance bridge), so the amounts add up over all findings, with the groups no rule
-    explains, to the totals' difference in every measure."""
-    con.execute(
+def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
+    """net_difference, tax_difference and gross_difference: the part of the difference between
+    the two sides' totals that each finding accounts for (HaloPSA − Autotask). Every match
+    group is accounted for once, by the first finding in precedence order that covers it (the
+    attribution of the variance bridge), so the columns add up over all findings, with the
+    groups no rule explains, to the totals' difference in every measure."""
+    measures = ("net_difference", "tax_difference", "gross_difference", "exposure")
+    if findings.is_empty():
+        return findings.with_columns(pl.lit(None, MONEY).alias(m) for m in measures)
+    covering = (
+        findings.select("precedence", "rule", "id", "match_ids")
+        .with_row_index("_f")
+        .explode("match_ids")
+        .drop_nulls("match_ids")
+        .sort(["precedence", "rule", "id"])
+        .unique(subset="match_ids", keep="first", maintain_order=True)
+        .select("_f", pl.col("match_ids").alias("match_id"))
+    )
+    con.register("_covering", covering)
+    # One row per finding, in their order, so the columns go beside the findings' own.
+    money = con.sql(
         f"""
-        CREATE OR REPLACE TEMP TABLE _money AS
-        WITH _covering AS (
-            SELECT arg_min(f._f, (f.precedence, f.rule, o.id)) AS _f, match_id
-            FROM (SELECT _f, precedence, rule, unnest(match_ids) AS match_id FROM _looked) f
-            JOIN _ordered o USING (_f)
-            WHERE match_id IS NOT NULL
-            GROUP BY match_id
+        SELECT sum(m.net) AS net, sum(m.tax) AS tax
+        FROM range($findings) f(_f) LEFT JOIN _covering c ON c._f = f._f
+        LEFT JOIN ({COVERED_MONEY}) m USING (match_id)
+        GROUP BY f._f ORDER BY f._f
+        """,
+        params={"findings": findings.height},
+    ).pl()
+    con.unregister("_covering")
+    zero = pl.lit(0).cast(MONEY)
+
+    def gross(side: str) -> pl.Expr:
+        return (pl.col(f"{side}_net").fill_null(zero) + pl.col(f"{side}_tax").fill_null(zero)).abs()
+
+    return (
+        findings.hstack(money)
+        .with_columns(
+            pl.col("net").fill_null(zero).cast(MONEY).alias("net_difference"),
+            pl.col("tax").fill_null(zero).cast(MONEY).alias("tax_difference"),
+            (pl.col("net").fill_null(zero) + pl.col("tax").fill_null(zero))
+            .cast(MONEY)
+            .alias("gross_difference"),
+            # The most money at stake on either side: a period or currency mismatch between
+            # equal amounts differs by nothing and still puts its whole amount at risk.
+            pl.max_horizontal(gross("a"), gross("h")).cast(MONEY).alias("exposure"),
         )
-        SELECT c._f, sum(m.net) AS net, sum(m.tax) AS tax
-        FROM _covering c JOIN ({COVERED_MONEY}) m USING (match_id)
-        GROUP BY c._f
-        """
+        .drop("net", "tax")
     )
-
-
-def _result(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The findings (run_rules' columns) in their order, one chunk. Read FINDINGS_PER_LOOKUP at
-    a time: a sort of all of them, as wide as they are, ran out of DuckDB's 400MB at 3M lines a
-    side."""
-    context = ", ".join(
-        f"f.{side}_refs AS {platform}_refs, "
-        + ", ".join(f"f.{side}_{name}" for name in CONTEXT_COLUMNS)
-        for side, platform in SIDES.items()
-    )
-    count = con.sql("SELECT count(*) FROM _ordered").fetchall()[0][0]
-    parts: list[pl.DataFrame] = [
-        con.sql(
-            f"""
-            SELECT f.match_ids, f.client, f.a_uids, f.h_uids, f.autotask_amount,
-                   f.halopsa_amount, f.difference, {MESSAGE} AS message, f.rule,
-                   {SEVERITY} AS severity, f.precedence, f.measure, {context}, f.stage, o.id,
-                   CAST(coalesce(m.net, 0) AS {tables.MONEY}) AS net_difference,
-                   CAST(coalesce(m.tax, 0) AS {tables.MONEY}) AS tax_difference,
-                   CAST(coalesce(m.net, 0) + coalesce(m.tax, 0) AS {tables.MONEY})
-                       AS gross_difference,
-                   -- The most money at stake on either side: a period or currency mismatch
-                   -- between equal amounts differs by nothing and still puts its whole amount
-                   -- at risk.
-                   CAST(greatest(abs(coalesce(f.a_net, 0) + coalesce(f.a_tax, 0)),
-                                 abs(coalesce(f.h_net, 0) + coalesce(f.h_tax, 0)))
-                        AS {tables.MONEY}) AS exposure
-            FROM (SELECT * FROM _ordered WHERE position > $start AND position <= $end) o
-            JOIN _looked f USING (_f) LEFT JOIN _expected e USING (_f)
-            LEFT JOIN _money m USING (_f)
-            ORDER BY o.position
-            """,
-            params={"start": start, "end": start + FINDINGS_PER_LOOKUP},
-        ).pl()
-        # No findings: one read of none, which gives the columns.
-        for start in range(0, max(count, 1), FINDINGS_PER_LOOKUP)
-    ]
-    # Copied once into one chunk of polars' own buffers (gather): a frame read from DuckDB keeps
-    # DuckDB's buffers alive, and one of several chunks is copied by each polars expression
-    # over it; either way the report stage took 250 MiB more at 3M lines a side.
-    result: pl.DataFrame = pl.concat(parts).select(pl.all().gather(pl.int_range(pl.len())))
-    return result
 
 
 def bridge(

@@ -1,6 +1,5 @@
 """Finding ids (DuckDB's sha256 over the lines' fingerprints) and expected differences (polars
-expressions over the lines' names) follow their documented form: an id cited in finance's log
-never changes."""
+expressions) follow their documented form: an id cited in finance's log never changes."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import polars as pl
 import pytest
 
 from reconcile.config import Config, ExpectedSettings
-from reconcile.rules import FOUND, _mark_expected, _with_refs
+from reconcile.rules import _mark_expected, _with_refs
 from reconcile.tables import AUTOTASK_LINES, GROUPS, HALOPSA_LINES
 
 LINE = (
@@ -43,22 +42,10 @@ def con() -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
 
 
-def _found(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
-    """The rules stage's findings table (rules.FOUND) holding `frame`'s rows (_f in order) and
-    columns, the others null."""
-    FOUND.create(con)
-    con.register("_frame", frame.with_row_index("_f"))
-    names = ", ".join(["_f", *frame.columns])
-    con.execute(f"INSERT INTO _found ({names}) SELECT {names} FROM _frame")
-
-
 def _findings(
-    con: duckdb.DuckDBPyConnection,
     rows: list[tuple[str, str | None, list[int], list[int] | None, list[int]]],
 ) -> pl.DataFrame:
-    """rules._with_refs' table _looked for findings `rows` (rule, client, a_uids, h_uids,
-    match_ids), in their order."""
-    frame = pl.DataFrame(
+    return pl.DataFrame(
         rows,
         schema={
             "rule": pl.String,
@@ -69,10 +56,6 @@ def _findings(
         },
         orient="row",
     )
-    _found(con, frame)
-    _with_refs(con)
-    looked: pl.DataFrame = con.sql("SELECT * FROM _looked ORDER BY _f").pl()
-    return looked
 
 
 def _digest(rule: str, client: str | None, a_fps: list[str], h_fps: list[str]) -> str:
@@ -84,14 +67,16 @@ def _digest(rule: str, client: str | None, a_fps: list[str], h_fps: list[str]) -
 
 
 def test_ids_are_the_sha256_of_rule_and_line_fingerprints(con: duckdb.DuckDBPyConnection) -> None:
-    found = _findings(
+    found = _with_refs(
         con,
-        [
-            ("amount_mismatch", "Acme", [1], [10], [1]),
-            ("client_total_mismatch", "Acme", [2, 1], None, []),
-            ("client_total_mismatch", "Acme", [], [], []),
-            ("client_total_mismatch", None, [], None, []),
-        ],
+        _findings(
+            [
+                ("amount_mismatch", "Acme", [1], [10], [1]),
+                ("client_total_mismatch", "Acme", [2, 1], None, []),
+                ("client_total_mismatch", "Acme", [], [], []),
+                ("client_total_mismatch", None, [], None, []),
+            ]
+        ),
     )
     # A line's fingerprint: md5 of the JSON list of its platform and billing values as text.
     line_1 = '["autotask","7","i1","GBP","2.0000","10.0000","20.00","4.00"]'
@@ -105,7 +90,7 @@ def test_ids_are_the_sha256_of_rule_and_line_fingerprints(con: duckdb.DuckDBPyCo
     assert not {"a_fps", "h_fps", "h_items", "h_codes", "h_clients"} & set(found.columns)
     items = [sorted(names) if names else names for names in found["a_items"].to_list()]
     assert items == [["Backup"], ["Backup", "Server"], None, None]  # distinct, in no order
-    assert found["a_refs"].to_list() == [["A-1"], ["A-1", "A-2"], None, None]
+    assert found["autotask_refs"].to_list() == [["A-1"], ["A-1", "A-2"], None, None]
     assert found["stage"].to_list() == ["values", None, None, None]
     assert found["id"].to_list() == [
         _digest("amount_mismatch", "Acme", [fp[1]], [fp[10]]),
@@ -124,9 +109,8 @@ def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> 
     config = Config(
         expected=ExpectedSettings(retired_items=["Straße Backup"], retired_clients=["Old Co"])
     )
-    looked = pl.DataFrame(
+    frame = pl.DataFrame(
         {
-            "_f": range(6),
             "a_uids": [[1], [1], [1, 2], [1], [1], None],
             "h_uids": [None, [10], None, [], None, [10]],
             "a_items": [
@@ -139,12 +123,12 @@ def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> 
             ],
             "a_codes": [["B1"], ["B1"], ["B1", "S1"], ["straße backup"], [""], None],
             "a_clients": [["Acme"], ["Acme"], ["Acme"], ["Acme"], ["OLD CO"], None],
+            "severity": ["blocker"] * 6,
+            "message": ["m"] * 6,
         }
     )
-    with duckdb.connect() as con:
-        con.register("_frame", looked)
-        con.execute("CREATE TEMP TABLE _looked AS SELECT * FROM _frame")
-        _mark_expected(con, config)
-        expected = sorted(r[0] for r in con.sql("SELECT _f FROM _expected").fetchall())
-    # Only Autotask lines, and every item (or code, or client) retired: findings 0, 3 and 4.
-    assert expected == [0, 3, 4]
+    marked = _mark_expected(frame, config)
+    assert marked["severity"].to_list() == [
+        "expected", "blocker", "blocker", "expected", "expected", "blocker",
+    ]  # fmt: skip
+    assert marked["message"][0] == "m. Expected: a retired service, deliberately not migrated."
