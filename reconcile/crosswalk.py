@@ -28,7 +28,7 @@ import polars as pl
 from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
 
-from reconcile.duck import column_chunks, folded, with_frame
+from reconcile.duck import char_class, column_chunks, folded, with_frame
 from reconcile.errors import InputError
 from reconcile.load.dialect import text_file
 from reconcile.safe import cell, uncell
@@ -551,9 +551,7 @@ UNLOWERED = [c for c in map(chr, range(0x20000)) if c.lower() != (f := c.casefol
 # SQL: whether `value` holds one of them (casefold, not DuckDB's lower, folds it). None is
 # ASCII: a value of as many bytes as characters is not searched.
 CASEFOLDED = (
-    "(strlen(value) != length(value) AND regexp_matches(value, '["
-    + "".join(f"\\x{{{ord(c):x}}}" for c in UNLOWERED)
-    + "]'))"
+    f"(strlen(value) != length(value) AND regexp_matches(value, '{char_class(UNLOWERED)}'))"
 )
 
 
@@ -923,7 +921,7 @@ def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score:
     ).pl()
     if found.is_empty():
         return
-    left = found.select(pl.col("key").unique())
+    left = found.select(pl.col("key").unique(maintain_order=True))
     queries = found.filter(pl.col("base").is_not_null())
     # Each (entity, base, form) once, in order of display.
     candidates: pl.DataFrame = con.sql(

@@ -29,6 +29,12 @@ def column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Ser
         con.execute("DROP TABLE IF EXISTS _chunked")
 
 
+def char_class(chars: str | list[str]) -> str:
+    """A regular-expression class (for DuckDB's regexp functions) of exactly these characters,
+    each written as its code point (`\\x{a0}`), so none is read as regex syntax or SQL quoting."""
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
+
+
 def with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
     """The SQL statement run with the frame registered as _frame (a table into DuckDB), which it
     may read once: an Arrow C stream, so no pyarrow table is built (nor pyarrow imported)."""

@@ -28,7 +28,7 @@ from reconcile.crosswalk import (
     resolutions,
     resolve_tables,
 )
-from reconcile.duck import column_chunks, folded, with_frame
+from reconcile.duck import char_class, column_chunks, folded, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
 
@@ -938,7 +938,7 @@ def _unused(
 
 
 SPACES = "".join(filter(str.isspace, map(chr, range(0x20000))))  # what str.strip strips
-_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in SPACES) + "]"
+_SPACE = char_class(SPACES)
 # SQL: whether `value` starts or ends with one of SPACES (DuckDB's trim of a set of characters
 # costs ten times its lower).
 SPACED = f"regexp_matches(value, '^{_SPACE}|{_SPACE}$')"
