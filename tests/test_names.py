@@ -201,6 +201,19 @@ def test_each_plain_character_reads_as_python_reads_it_beside_any_other() -> Non
     assert found == [normalise_text(p) for p in pairs]
 
 
+def test_case_tables_are_their_definitions_over_every_code_point() -> None:
+    """crosswalk.CASEFOLD and UNLOWERED (made a block of code points at a time) are what one
+    look at each code point below U+20000 gives, in the same order; no code point beyond it is
+    changed by casefold (checked to the last, surrogates aside)."""
+    every = list(map(chr, range(0x20000)))
+    casefold = {c: c.casefold() for c in every if c.casefold() != c}
+    assert list(crosswalk.CASEFOLD.items()) == list(casefold.items())
+    unlowered = [c for c in every if c.lower() != (f := c.casefold()) or len(f) != 1]
+    assert unlowered == UNLOWERED
+    beyond = (chr(i) for i in range(0x20000, 0x110000) if not 0xD800 <= i < 0xE000)
+    assert not any(c.casefold() != c or c.lower() != c for c in beyond)
+
+
 def test_duckdb_lowers_every_character_but_the_unlowered_to_its_casefold() -> None:
     """Values without an UNLOWERED character fold in SQL (lower) as casefold folds them: checked
     for every code point (surrogates aside), one character at a time as both fold."""
