@@ -8,11 +8,12 @@ import duckdb
 import pytest
 
 from conftest import DEMO, ROOT, invoke
+from reconcile import match
 from reconcile.config import Config, load_config
 from reconcile.crosswalk import read_mappings
 from reconcile.match import match_cycle
 from reconcile.rules import MACROS, RuleContext, bridge, discover, run_rules
-from reconcile.store import Workspace
+from reconcile.store import ROW_GROUP_ROWS, Workspace
 from reconcile.tables import RULE_TABLES, Table, tables_markdown
 
 
@@ -46,6 +47,24 @@ def test_a_run_leaves_exactly_the_declared_tables(demo_workspace: Path) -> None:
             "UNION ALL SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
         ).fetchall()
         assert sorted(r[0] for r in temporary) == sorted(t.name for t in RULE_TABLES)
+
+
+def test_a_small_cycle_is_matched_on_one_duckdb_thread_and_the_threads_are_restored(
+    demo_workspace: Path,
+) -> None:
+    """match._one_thread_if_small: one thread while each side's lines fit in a row group (the
+    demo's few lines), the setting in force before restored after, as it is for a larger one."""
+    with Workspace(demo_workspace) as ws:
+        match._prepare_sides(ws.con, "2026-11")
+        for limit, inside in ((ROW_GROUP_ROWS, 1), (1, 3)):
+            ws.con.execute("SET threads = 3")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(match, "ROW_GROUP_ROWS", limit)
+                with match._one_thread_if_small(ws.con):
+                    assert ws.con.execute("SELECT current_setting('threads')").fetchone() == (
+                        inside,
+                    )
+            assert ws.con.execute("SELECT current_setting('threads')").fetchone() == (3,)
 
 
 def test_every_rule_reads_only_declared_columns() -> None:
