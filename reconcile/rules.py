@@ -169,18 +169,21 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
     """All findings of all rules, superseded ones removed, expected ones marked, ids stable."""
     con.execute(MACROS)
-    # Each step's result replaces the frame it was made from (no name keeps an earlier one):
-    # the rules' own frames go with the superseded findings, the unsorted with the sort.
+    # Each step's result replaces the frame it was made from (no name keeps an earlier one).
+    # The rules' frames, each in the chunks its query returned, are gathered into one chunk a
+    # column at a time as the superseded findings go: polars copies the whole of a frame whose
+    # columns are chunked apart when a column is added (at 1M lines a side, 100 MiB).
     findings = (
         pl.concat([_rule_findings(con, config, rule) for rule in rules])
         if rules
         else pl.DataFrame()
     )
-    findings = _drop_superseded(findings, rules)
+    findings = _gathered(findings, _kept(findings, rules))
     findings = _with_refs(con, findings)
-    # The lines the queries read let go before the findings are sorted (a copy of them).
+    # The lines the queries read let go before the looked-up columns, in the chunks of their
+    # lookups, are put in one chunk too.
     release_memory(con, config.workspace.memory_limit)
-    findings = _mark_expected(findings, config)
+    findings = _mark_expected(findings.rechunk(), config)
     findings = _with_ids(findings)
     return _accounted(con, findings)
 
@@ -196,21 +199,23 @@ def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -
     )
 
 
-def _drop_superseded(findings: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
+def _kept(findings: pl.DataFrame, rules: list[Rule]) -> pl.Series:
+    """The row numbers of the findings no other rule's finding supersedes (a rule's
+    SUPERSEDES: the superseding rule found something on one of the same match groups), in
+    order."""
+    rows = pl.int_range(pl.len(), dtype=pl.UInt32)
     pairs = [(r.code, s) for r in rules for s in r.supersedes]
     if findings.is_empty() or not pairs:
-        return findings
-    findings = findings.with_row_index("_f")
-    covered = findings.select("_f", "rule", pl.col("match_ids")).explode("match_ids")
+        return findings.select(rows).to_series()
+    covered = findings.select(rows.alias("_f"), "rule", "match_ids").explode("match_ids")
     winners = pl.DataFrame(pairs, schema={"rule": pl.String, "loser": pl.String}, orient="row")
     beaten = (
         covered.join(winners, on="rule")
         .select(pl.col("loser").alias("rule"), "match_ids")
         .join(covered, on=["rule", "match_ids"])
-        .select("_f")
-        .unique()
+        .get_column("_f")
     )
-    return findings.join(beaten, on="_f", how="anti").drop("_f")
+    return findings.select(rows.filter(~rows.is_in(beaten.implode()))).to_series()
 
 
 # What a line bills, in both systems' common terms: its platform, then client and item after the
@@ -419,28 +424,39 @@ def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
 def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
     """Findings in their order (severity, size of the difference, client, rule, id, message,
     refs), each id (DIGEST) made unique by a suffix (-2, -3) in that order: stable across
-    re-runs."""
+    re-runs. The rows are moved, not copied: `findings` is left empty (_gathered)."""
     if findings.is_empty():
         return findings
     rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
-    findings = findings.with_columns(
-        pl.col("severity").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"),
-        pl.col("difference").abs().alias("_size"),
-    ).sort(
-        # The refs last: findings alike in all else (identical lines, twice) are told apart by
-        # their lines, not by the order a query happened to return them in.
-        ["_rank", "_size", "client", "rule", "id", "message", "autotask_refs", "halopsa_refs"],
-        descending=[False, True, False, False, False, False, False, False],
-        nulls_last=True,
-        maintain_order=True,
-    )
+    order = findings.select(
+        pl.arg_sort_by(
+            # The refs last: findings alike in all else (identical lines, twice) are told apart
+            # by their lines, not by the order a query happened to return them in.
+            pl.col("severity").replace_strict(rank, return_dtype=pl.Int64),
+            pl.col("difference").abs(),
+            *("client", "rule", "id", "message", "autotask_refs", "halopsa_refs"),
+            descending=[False, True, False, False, False, False, False, False],
+            nulls_last=True,
+            maintain_order=True,
+        )
+    ).to_series()
+    findings = _gathered(findings, order)  # the caller's frame is emptied
     seen = pl.col("id").cum_count().over("id")
     return findings.with_columns(
         pl.when(seen > 1)
         .then(pl.col("id") + "-" + seen.cast(pl.String))
         .otherwise("id")
         .alias("id")
-    ).drop("_rank", "_size")
+    )
+
+
+def _gathered(frame: pl.DataFrame, order: pl.Series) -> pl.DataFrame:
+    """The frame's rows in the order of the row numbers `order`, made a column at a time.
+    `frame` is emptied: each of its columns is taken out of it (drop_in_place) and let go once
+    its copy is made, so the rows are never held twice (a sort of the whole frame held both:
+    at 3M lines a side, 450 MiB more than the findings themselves)."""
+    columns = [frame.drop_in_place(name).gather(order) for name in frame.columns]
+    return pl.DataFrame(columns)
 
 
 # The money of each match group a finding covers (_covering), from its lines: tax as the
