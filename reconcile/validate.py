@@ -36,7 +36,7 @@ DATE_NAMES = {"us": "US MM/DD/YYYY", "uk": "UK DD/MM/YYYY", "iso": "ISO YYYY-MM-
 PERIOD_SUFFIX = r"\s*\[([A-Z][a-z]{2} \d{1,2}, \d{4}) - ([A-Z][a-z]{2} \d{1,2}, \d{4})\]\s*$"
 TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?$"
 SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
-ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+YEAR_FIRST = r"^(\d{4})[/.\-](\d{1,2})[/.\-](\d{1,2})$"
 NULL_DATE = "1899-12-30"
 
 QUARANTINE_SCHEMA = pl.Schema(
@@ -355,11 +355,13 @@ def _suffix_date(text: pl.Expr) -> pl.Expr:
 
 
 def _date_text(name: str) -> pl.Expr:
-    """The date part of a value: a time of day, if any, is dropped; . and - become /."""
+    """The date part of a value: a time of day, if any, is dropped; a year-first date becomes
+    ISO (2026/11/3 and 2026.11.03 as Excel writes dates in Japanese, Chinese or Korean
+    settings); in others . and - become /."""
     text = pl.col(name).str.replace(TIME_OF_DAY, "")
     return (
-        pl.when(text.str.contains(ISO_DATE))
-        .then(text)
+        pl.when(text.str.contains(YEAR_FIRST))
+        .then(text.str.replace(YEAR_FIRST, "${1}-${2}-${3}"))
         .otherwise(text.str.replace_all(r"[.\-]", "/"))
     )
 

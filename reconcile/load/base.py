@@ -43,13 +43,18 @@ class RawFrame:
     invoice_totals: pl.DataFrame | None = None  # invoice_number, total (String), tax (String)
     warnings: tuple[str, ...] = ()
     on_error: Callable[[Exception], InputError] | None = None
+    # Marks (or refuses) rows of each whole batch that the reader cannot tell alone, such as a
+    # header repeated below the data (load.artefacts.screen); None: nothing to look for.
+    screen: Callable[[pl.DataFrame], pl.DataFrame] | None = None
 
     def batches(self, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
         """The export BATCH_ROWS rows at a time, in row order; `columns` (default all) are the
-        only ones read into text."""
+        only ones read into text. Whole batches (`columns` None) pass through `screen`."""
         frame = self.frame if columns is None else self.frame.select(columns)
+        screen = self.screen if columns is None else None
         try:
-            yield from frame.collect_batches(chunk_size=BATCH_ROWS)
+            for batch in frame.collect_batches(chunk_size=BATCH_ROWS):
+                yield batch if screen is None else screen(batch)
         except pl.exceptions.PolarsError as exc:
             raise self._error(exc) from None
 

@@ -24,17 +24,21 @@ SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # Excel's delimiter hint: a first line `sep=;` (sometimes quoted) names the separator.
 SEP_LINE = re.compile(r'^\ufeff?"?sep=(.)"?\s*$', re.IGNORECASE)
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+MAC_ROMAN = "mac_roman"
+SINGLE_BYTE = {"cp1252": "Windows-1252", MAC_ROMAN: "Mac Roman"}  # encodings polars cannot read
 
 
 @dataclass(frozen=True)
 class Dialect:
     """How one CSV export is written.
 
-    `encoding` is "utf-8", "utf-8-sig", "cp1252" or "utf-16" (Excel's "Unicode Text": UTF-16
-    with a BOM). `header_line` is the header's physical line (1-based); the lines above it (a
-    `sep=` line, title rows, a group-header row) are skipped. `header` holds its cells.
+    `encoding` is "utf-8", "utf-8-sig", "cp1252", "mac_roman" (Excel for Mac's "CSV
+    (Macintosh)") or "utf-16" (Excel's "Unicode Text": UTF-16 with a BOM). `header_line` is
+    the header's physical line (1-based); the lines above it (a `sep=` line, title rows, a
+    group-header row) are skipped. `header` holds its cells.
     `excel_text` is False when the bytes `="` occur nowhere in the file, so that no cell needs
-    Excel's keep-the-leading-zeros wrapping taken off (base.unwrap_excel_text).
+    Excel's keep-the-leading-zeros wrapping taken off (base.unwrap_excel_text). `cr_lines` is
+    True when the lines end in a CR alone, which polars does not read as a line end.
     """
 
     encoding: str
@@ -43,6 +47,7 @@ class Dialect:
     header: tuple[str, ...] = ()
     sep_line: bool = False
     excel_text: bool = True  # some cell may be written `="0571"`; False only when none can be
+    cr_lines: bool = False  # lines end in a bare CR (Excel for Mac's "CSV (Macintosh)")
 
     @property
     def text_encoding(self) -> str:
@@ -56,11 +61,14 @@ class Dialect:
     def describe(self) -> dict[str, str]:
         """The dialect as the control totals show it; `header_row` is a file line number."""
         separator = self.separator_name + (" (from the sep= line)" if self.sep_line else "")
-        return {
+        described = {
             "encoding": self.encoding,
             "separator": separator,
             "header_row": str(self.header_line),
         }
+        if self.cr_lines:
+            described["line_ends"] = "CR (Excel for Mac)"
+        return described
 
 
 def read_head(path: Path) -> bytes:
@@ -198,6 +206,11 @@ def sniff(path: Path) -> Dialect:
     if not head.startswith(UTF16_BOMS):
         excel_text = _refuse_nul(path)
     encoding = sniff_encoding(path, head)
+    # Excel for Mac's "CSV (Macintosh)" ends lines in a bare CR and writes Mac Roman, not
+    # Windows-1252: read as Windows-1252, 'Café' would load as 'CafŽ'.
+    cr_lines = b"\r" in head and b"\n" not in head
+    if cr_lines and encoding == "cp1252":
+        encoding = MAC_ROMAN
     text = _head_text(path, head, encoding)
     first, _, rest = text.partition("\n")
     declared = SEP_LINE.match(first.rstrip("\r"))
@@ -229,28 +242,37 @@ def sniff(path: Path) -> Dialect:
         separator = candidates[0] if declared else sniff_separator(lines[0] if lines else "")
         records, _ = _records(body, separator)
         header = records[0] if records else []
-        return Dialect(encoding, separator, 1 + offset, tuple(header), bool(declared), excel_text)
+        return Dialect(
+            encoding, separator, 1 + offset, tuple(header), bool(declared), excel_text, cr_lines
+        )
     _, separator, before, header = best
     return Dialect(
-        encoding, separator, 1 + offset + before, tuple(header), bool(declared), excel_text
+        encoding,
+        separator,
+        1 + offset + before,
+        tuple(header),
+        bool(declared),
+        excel_text,
+        cr_lines,
     )
 
 
 def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
-    """Polars reads UTF-8 only; a Windows-1252 or UTF-16 file is transcoded in memory first.
+    """Polars reads UTF-8 with LF or CRLF line ends only; a Windows-1252 or UTF-16 file is
+    transcoded in memory first, and a file whose lines end in a bare CR has them made LF (a CR
+    inside a quoted value becomes LF too: a line break either way).
 
     Raises InputError naming the offset of a byte the encoding cannot hold.
     """
-    if dialect.encoding not in ("cp1252", "utf-16"):
-        return path
+    if dialect.encoding not in ("utf-16", *SINGLE_BYTE):
+        return path.read_bytes().replace(b"\r", b"\n") if dialect.cr_lines else path
     data = path.read_bytes()
     try:
         text = data.decode(dialect.encoding)
     except UnicodeDecodeError as exc:
         raise InputError(
             str(path),
-            f"the file is not valid {'UTF-16' if dialect.encoding == 'utf-16' else 'Windows-1252'}"
-            " text throughout",
+            f"the file is not valid {SINGLE_BYTE.get(dialect.encoding, 'UTF-16')} text throughout",
             expected="one encoding for the whole file",
             got=f"byte 0x{data[exc.start]:02x} at offset {exc.start}",
         ) from None
@@ -261,6 +283,8 @@ def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
             hint="The file may be damaged; export it again.",
         )
+    if dialect.cr_lines:
+        text = text.replace("\r", "\n")
     return text.encode("utf-8")
 
 
@@ -351,7 +375,7 @@ def short_last_record(path: Path, dialect: Dialect, header_len: int) -> int | No
             )
         else:
             fh.seek(start)
-            encoding = "cp1252" if dialect.encoding == "cp1252" else "utf-8"
+            encoding = dialect.encoding if dialect.encoding in SINGLE_BYTE else "utf-8"
             tail = fh.read().decode(encoding, errors="replace")
     if tail.endswith(("\n", "\r")) or not tail:
         return None

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import polars as pl
 from defusedxml import DefusedXmlException
 
 from reconcile.errors import InputError
+from reconcile.load import artefacts
 from reconcile.load.base import (
     EXCEL_TEXT_PATTERN,
     EXCLUDE,
@@ -311,6 +313,7 @@ def _to_raw(
         files=(path,),
         dialect=dialect,
         on_error=on_error,
+        screen=partial(artefacts.screen, file=file, platform=platform, columns=mapping, rows=raw),
     )
 
 

@@ -1,0 +1,225 @@
+"""Shapes of real people's files the other fixtures lack, over their variants: exports joined into
+one file (a header repeated, with or without its BOM, in the same or another column order, the
+same lines twice), Excel for Mac's CSV (bare CR line ends, Mac Roman), year-first dates, ids
+Excel rounded into scientific notation and Excel's error values
+(fixtures/realworld/variants/ holds one hand-picked file of each, with its source).
+"""
+
+from __future__ import annotations
+
+import codecs
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconcile.config import Settings
+from reconcile.errors import InputError
+from reconcile.load import read_inputs
+from reconcile.load.artefacts import EXCEL_ERRORS, REPEATED_HEADER
+from reconcile.validate import normalise
+
+HEADER = [
+    "Billing Item ID",
+    "Invoice Number",
+    "Invoice Date",
+    "Organization ID",
+    "Organization Name",
+    "Item Name",
+    "Quantity",
+    "Unit Price",
+    "Extended Price",
+    "Total Tax",
+]
+IDS = ["Billing Item ID", "Invoice Number", "Organization ID"]
+TEXTS = ["Invoice Number", "Organization ID", "Organization Name", "Item Name"]
+COMPARED = ["line_ref", "invoice_number", "invoice_date", "client_id", "client_name", "net_amount"]
+NAMES = [
+    "Acme Widgets Ltd",
+    "Café Olé Ltd",
+    "Zürich Præsidium AG",
+    'The "Corner" Shop',
+    "Birch, Hale & Co",
+]
+CENTS = st.integers(min_value=-500_000, max_value=500_000)
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def rows(draw: st.DrawFn, first_id: int = 61000, least: int = 1) -> list[dict[str, str]]:
+    """`least` to 5 distinct lines of cycle 2026-11, as an export's cells by column name."""
+    out = []
+    for i in range(draw(st.integers(min_value=least, max_value=5))):
+        net, tax = draw(CENTS), draw(CENTS)
+        out.append(
+            {
+                "Billing Item ID": str(first_id + i),
+                "Invoice Number": f"INV-{20400 + draw(st.integers(0, 3))}",
+                "Invoice Date": f"11/{draw(st.integers(1, 30)):02d}/2026",
+                "Organization ID": f"0{draw(st.integers(100, 999))}",
+                "Organization Name": draw(st.sampled_from(NAMES)),
+                "Item Name": draw(st.sampled_from(["Managed Workstation", "Backup (per TB)"])),
+                "Quantity": "1.00",
+                "Unit Price": f"{net / 100:.2f}",
+                "Extended Price": f"{net / 100:.2f}",
+                "Total Tax": f"{tax / 100:.2f}",
+            }
+        )
+    return out
+
+
+def _field(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\r\n') else value
+
+
+def csv_text(header: list[str], lines: list[dict[str, str]], eol: str = "\r\n") -> str:
+    return "".join(
+        ",".join(_field(v) for v in row) + eol
+        for row in [header, *([line[c] for c in header] for line in lines)]
+    )
+
+
+def load(data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(lines, rejected rows) of the export `data`, as reconcile load reads them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "export.csv"
+        path.write_bytes(data)
+        (raw,) = read_inputs([path], "autotask")
+        batches = list(normalise(raw, Settings(cycle="2026-11", currency="GBP")))
+    lines = pl.concat([b.lines for b in batches])
+    return lines.select(COMPARED), pl.concat([b.rejected for b in batches])
+
+
+def _clean(lines: list[dict[str, str]]) -> pl.DataFrame:
+    return load(csv_text(HEADER, lines).encode())[0]
+
+
+@SETTINGS
+@given(
+    first=rows(),
+    second=rows(first_id=62000),
+    order=st.permutations(HEADER),
+    boms=st.booleans(),
+    eol=st.sampled_from(["\r\n", "\n"]),
+)
+def test_joined_exports_load_as_one_or_are_refused(
+    first: list[dict[str, str]],
+    second: list[dict[str, str]],
+    order: list[str],
+    boms: bool,
+    eol: str,
+) -> None:
+    """Two exports joined with cat: under the same header they load as one export, the second
+    header skipped (its BOM too); a second header in another order is refused, never read
+    under the first one's columns."""
+    bom = codecs.BOM_UTF8 if boms else b""
+    data = (bom + csv_text(HEADER, first, eol).encode()) + (
+        bom + csv_text(order, second, eol).encode()
+    )
+    if order != HEADER:
+        with pytest.raises(InputError, match="columns in another order"):
+            load(data)
+        return
+    lines, rejected = load(data)
+    assert lines.equals(_clean(first + second))
+    assert rejected["reasons"].to_list() == [REPEATED_HEADER]
+    assert rejected["row_number"].to_list() == [len(first) + 1]
+
+
+@SETTINGS
+@given(lines=rows(), again=st.data())
+def test_an_export_joined_to_itself_is_refused(
+    lines: list[dict[str, str]], again: st.DataObject
+) -> None:
+    """Any line of the first part repeated below the repeated header would count twice."""
+    repeated = again.draw(st.lists(st.sampled_from(lines), min_size=1, max_size=3))
+    data = csv_text(HEADER, lines).encode() + csv_text(HEADER, repeated).encode()
+    with pytest.raises(InputError, match="is here again, below the header repeated"):
+        load(data)
+
+
+@SETTINGS
+@given(lines=rows(), quoted_break=st.booleans())
+def test_excel_for_mac_csv_loads_like_the_utf8_export(
+    lines: list[dict[str, str]], quoted_break: bool
+) -> None:
+    """Bare CR line ends and Mac Roman text: the same lines, names intact (a quoted line break
+    in an item name stays a line break)."""
+    if quoted_break:
+        lines = [{**lines[0], "Item Name": "Managed Workstation\rSecond line"}, *lines[1:]]
+    mac = csv_text(HEADER, lines, eol="\r").encode("mac_roman")
+    unix = [{**line, "Item Name": line["Item Name"].replace("\r", "\n")} for line in lines]
+    assert load(mac)[0].equals(_clean(unix))
+
+
+@SETTINGS
+@given(
+    lines=rows(),
+    form=st.sampled_from(["{y}/{m}/{d}", "{y}/{m:02d}/{d:02d}", "{y}.{m:02d}.{d:02d}"]),
+    time=st.sampled_from(["", " 0:00", " 00:00:00"]),
+)
+def test_year_first_dates_read_as_iso(lines: list[dict[str, str]], form: str, time: str) -> None:
+    """2026/11/3, 2026/11/03 and 2026.11.03, with or without a time: the date, never a
+    day/month question."""
+    written = [
+        {
+            **line,
+            "Invoice Date": form.format(y=2026, m=11, d=int(line["Invoice Date"][3:5])) + time,
+        }
+        for line in lines
+    ]
+    assert load(csv_text(HEADER, written).encode())[0].equals(_clean(lines))
+
+
+def excel_general(digits: str) -> str:
+    """A 12-16 digit number as Excel's General format shows it in a standard-width column and
+    saves it to CSV: six significant digits, trailing zeros dropped (123456789012 ->
+    1.23457E+11)."""
+    mantissa, exponent = f"{int(digits):.5E}".split("E")
+    return f"{mantissa.rstrip('0').rstrip('.')}E+{int(exponent):02d}"
+
+
+@SETTINGS
+@given(
+    lines=rows(least=2),
+    at=st.data(),
+    column=st.sampled_from(IDS),
+    digits=st.from_regex(r"[1-9][0-9]{11,15}", fullmatch=True),
+)
+def test_ids_in_scientific_notation_are_quarantined(
+    lines: list[dict[str, str]], at: st.DataObject, column: str, digits: str
+) -> None:
+    row = at.draw(st.integers(0, len(lines) - 1))
+    mangled = excel_general(digits)
+    written = [{**line, column: mangled} if i == row else line for i, line in enumerate(lines)]
+    loaded, rejected = load(csv_text(HEADER, written).encode())
+    assert loaded.equals(_clean([line for i, line in enumerate(lines) if i != row]))
+    (reason,) = rejected["reasons"].to_list()
+    assert f"column '{column}': '{mangled}' is an id Excel rounded" in reason
+
+
+@SETTINGS
+@given(
+    lines=rows(least=2),
+    at=st.data(),
+    column=st.sampled_from(TEXTS),
+    error=st.sampled_from(EXCEL_ERRORS),
+)
+def test_excel_error_values_are_quarantined(
+    lines: list[dict[str, str]], at: st.DataObject, column: str, error: str
+) -> None:
+    row = at.draw(st.integers(0, len(lines) - 1))
+    written = [{**line, column: error} if i == row else line for i, line in enumerate(lines)]
+    loaded, rejected = load(csv_text(HEADER, written).encode())
+    assert loaded.equals(_clean([line for i, line in enumerate(lines) if i != row]))
+    (reason,) = rejected["reasons"].to_list()
+    assert f"column '{column}': Excel's error value '{error}'" in reason
+
+
+def test_excel_general_writes_as_excel_does() -> None:
+    assert excel_general("123456789012") == "1.23457E+11"
+    assert excel_general("404000000000") == "4.04E+11"
+    assert excel_general("1234567890123456") == "1.23457E+15"
