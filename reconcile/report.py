@@ -81,6 +81,9 @@ LIST_SEVERITIES = SEVERITIES[:3]  # expected (and accepted) differences have the
 EMBED_FORMAT = 2
 COMPRESS_ABOVE = 1_000_000  # bytes of table JSON above which the tables travel compressed
 GZIP_LEVEL = 4  # of 9: 165,000 discrepancies in about a third of the time of 9, 10% larger
+# Rows (discrepancies, their lines and clients) from which the page's tables are made a column
+# at a time rather than whole (page_tables).
+COLUMNWISE_FROM = 200_000
 GZIP_WBITS = zlib.MAX_WBITS | 16  # zlib's gzip container, no timestamp: gzip.compress(mtime=0)
 DISCREPANCY_COLUMNS = (
     "id",
@@ -338,20 +341,20 @@ def _page_frames(data: ReportData) -> dict[str, pl.LazyFrame]:
     }
 
 
-def _interned(frames: Mapping[str, pl.LazyFrame]) -> pl.Series:
+def _interned(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> pl.Series:
     """The INTERNED columns' values (String), the most frequent first (then in text order), so
-    the slots that fill most of the page are short. Counted a column at a time, then added
-    up: the columns are never held all at once."""
-    counts = [
-        frame.select(pl.col(name).cast(pl.String).alias("value"))
-        .drop_nulls()
-        .group_by("value")
-        .len(name="n")
-        .collect()
+    the slots that fill most of the page are short. Tables made whole are counted together;
+    a plan's columns one at a time, then added up, so that they are never held all at once."""
+    values = [
+        frame.lazy().select(pl.col(name).cast(pl.String).alias("value")).drop_nulls()
         for frame in frames.values()
         for name in frame.collect_schema().names()
         if name in INTERNED
     ]
+    whole = not any(isinstance(frame, pl.LazyFrame) for frame in frames.values())
+    counts = pl.collect_all(
+        part.group_by("value").len(name="n") for part in ([pl.concat(values)] if whole else values)
+    )
     counted = pl.concat(counts).group_by("value").agg(pl.col("n").sum())
     return counted.sort(["n", "value"], descending=[True, False])["value"]
 
@@ -360,7 +363,14 @@ def page_tables(data: ReportData) -> Iterator[bytes]:
     """TABLES (see the module docstring) as JSON, in pieces: every column made, converted and
     encoded by polars one at a time (report_model.json_columns), with no Python object per
     value."""
-    frames = _page_frames(data)
+    plans = _page_frames(data)
+    rows = data.discrepancies.height + data.lines.height + data.summary.clients.height
+    # Small tables are made whole: a plan computed a column at a time costs about 1 ms a column.
+    frames: Mapping[str, pl.DataFrame | pl.LazyFrame] = (
+        dict(zip(plans, pl.collect_all(plans.values()), strict=True))
+        if rows < COLUMNWISE_FROM
+        else plans
+    )
     strings = _interned(frames)
     slots = strings.to_frame().with_row_index("slot")  # a join: far faster than an Enum cast
 

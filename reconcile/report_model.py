@@ -784,11 +784,16 @@ def json_columns(
     yield b"{"
     for n, name in enumerate(frame.collect_schema().names()):
         yield (b"," if n else b"") + orjson.dumps(name) + b":"
-        column = frame.select(name)
-        series = (column.collect() if isinstance(column, pl.LazyFrame) else column).to_series()
+        series = (
+            frame.select(name).collect().to_series()
+            if isinstance(frame, pl.LazyFrame)
+            else frame.get_column(name)
+        )
         if convert is not None:
             series = convert(series)
-        yield from json_list_pieces(text_columns(series.to_frame()).to_series())
+        if isinstance(series.dtype, pl.Decimal | pl.Date):
+            series = series.cast(pl.String)  # as text_columns writes them
+        yield from json_list_pieces(series)
     yield b"}"
 
 
