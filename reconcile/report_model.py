@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -746,23 +746,54 @@ def from_plain(kind: Any, value: Any) -> Any:
 def json_list(series: pl.Series) -> bytes:
     """`orjson.dumps(series.to_list())`, byte for byte, encoded by polars (no Python object per
     value): a list of String, integer or boolean values, nulls `null`, escaped as json_records."""
-    member = (
-        series.rename("v")
-        .to_frame()
-        .select(pl.struct(pl.col("v").implode()).struct.json_encode().cast(pl.Binary))
-        .item()
-    )
-    return bytes(member[len(b'{"v":') : -1])
+    return b"".join(json_list_pieces(series))
 
 
-def json_columns(frame: pl.DataFrame) -> Iterator[bytes]:
+LIST_CHUNK = 131_072  # values encoded at a time by json_list_pieces (a few MB of JSON)
+
+
+def json_list_pieces(series: pl.Series) -> Iterator[bytes]:
+    """json_list in pieces, LIST_CHUNK values at a time: a long column's JSON is never held
+    whole (as polars' text, then as bytes)."""
+    if series.is_empty():
+        yield b"[]"
+        return
+    for start in range(0, len(series), LIST_CHUNK):
+        member = (
+            series.slice(start, LIST_CHUNK)
+            .rename("v")
+            .to_frame()
+            .select(pl.struct(pl.col("v").implode()).struct.json_encode().cast(pl.Binary))
+            .item()
+        )
+        # `{"v":[a,b]}` less `{"v":[` (`{"v":` first) and `]}` (`}` last): `[a,b` ... `,c]`.
+        head = len(b'{"v":') if start == 0 else len(b'{"v":[')
+        tail = 1 if start + LIST_CHUNK >= len(series) else 2
+        yield (b"," if start else b"") + member[head:-tail]
+
+
+def json_columns(
+    frame: pl.DataFrame | pl.LazyFrame,
+    convert: Callable[[pl.Series], pl.Series] | None = None,
+) -> Iterator[bytes]:
     """`orjson.dumps(text_columns(frame).to_dict(as_series=False))` in pieces, byte for byte:
-    {column: [value, ...]}, a column at a time (json_list), in the frame's column order;
-    decimals and dates as their exact text, converted a column at a time."""
+    {column: [value, ...]}, a column at a time (json_list_pieces), in the frame's column order;
+    decimals and dates as their exact text, converted a column at a time. A lazy frame is
+    computed a column at a time too, and each column is passed through `convert` (when given)
+    before it is encoded: the whole table is never held converted."""
     yield b"{"
-    for n, name in enumerate(frame.columns):
+    for n, name in enumerate(frame.collect_schema().names()):
         yield (b"," if n else b"") + orjson.dumps(name) + b":"
-        yield json_list(text_columns(frame.select(name)).to_series())
+        series = (
+            frame.select(name).collect().to_series()
+            if isinstance(frame, pl.LazyFrame)
+            else frame.get_column(name)
+        )
+        if convert is not None:
+            series = convert(series)
+        if isinstance(series.dtype, pl.Decimal | pl.Date):
+            series = series.cast(pl.String)  # as text_columns writes them
+        yield from json_list_pieces(series)
     yield b"}"
 
 

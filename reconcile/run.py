@@ -639,9 +639,6 @@ def _report(
     """report.html's text and the report's data as the run keeps it (history.report_blob):
     the data itself (its lines the largest part) is let go before the outputs are written."""
     data = report_data(result, workspace, rules, lines, quarantine)
-    # DuckDB's memory (the lines and groups the queries read) let go before the report
-    # takes its most.
-    workspace.release_memory()
     return report_html(data, env=env), history.report_blob(data)
 
 
@@ -654,8 +651,8 @@ def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
     """LINE_SCHEMA: each finding's lines on both sides (at most REPORT_LINE_CAP per side, by
     ref), in the findings' order, Autotask's before HaloPSA's (`findings`: id, a_uids, h_uids).
     One query a side, each after DuckDB's memory is let go (what the summary's queries left,
-    then the other side's lines): a side's query reads all its lines back into DuckDB's memory
-    (about 200 MiB at 1M)."""
+    then the other side's lines), and let go again before the sides are put in order: a side's
+    query reads all its lines back into DuckDB's memory (about 200 MiB at 1M)."""
     if findings.is_empty():
         return empty_frame(LINE_SCHEMA)
     workspace.con.register(
@@ -680,6 +677,7 @@ def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
             ).pl()
         )
     workspace.con.unregister("_wanted")
+    workspace.release_memory()
     # Each side in order: a stable sort by finding puts Autotask's lines first.
     frame = pl.concat(sides).sort("f", maintain_order=True)
     return conform(frame, LINE_SCHEMA)

@@ -177,6 +177,13 @@ def release_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     con.execute(f"SET memory_limit = '{limit}'")
 
 
+# The discrepancy columns a run keeps in the findings table (save_run).
+KEPT_FINDINGS = (
+    "id", "rule", "severity", "client", "autotask_refs", "halopsa_refs", "autotask_amount",
+    "halopsa_amount", "difference", "message", "currency", "gross_difference", "acceptance",
+)  # fmt: skip
+
+
 class Workspace:
     """One DuckDB file. A load is all or nothing: its batches are pending until its record is
     written, and a load that failed or was killed is swept away."""
@@ -429,13 +436,11 @@ class Workspace:
                 f"SELECT ?, position, {names} FROM _clients",
                 [number],
             )
-            self.con.register("_findings", findings)
+            # Only the columns kept, as an Arrow stream: the other columns are not converted.
+            self.con.register("_findings", findings.select(KEPT_FINDINGS).__arrow_c_stream__())
+            kept = ", ".join(KEPT_FINDINGS)
             self.con.execute(
-                "INSERT INTO findings (run_number, id, rule, severity, client, autotask_refs, "
-                "halopsa_refs, autotask_amount, halopsa_amount, difference, message, currency, "
-                "gross_difference, acceptance) SELECT ?, id, rule, severity, client, "
-                "autotask_refs, halopsa_refs, autotask_amount, halopsa_amount, difference, "
-                "message, currency, gross_difference, acceptance FROM _findings",
+                f"INSERT INTO findings (run_number, {kept}) SELECT ?, {kept} FROM _findings",
                 [number],
             )
             self.con.execute("INSERT INTO run_reports VALUES (?, ?)", [number, report])

@@ -295,6 +295,22 @@ def test_compressed_tables_carry_the_same_rows(sample: ReportData, html: str) ->
     assert report_html(sample, compress=True) == packed
 
 
+@pytest.mark.parametrize("name", ["sample", "hostile"])
+def test_tables_made_a_column_at_a_time_are_the_same(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """A large report's tables, made a column at a time from plans, and long columns encoded
+    in chunks (report_model.LIST_CHUNK) in them and in the kept report data, are the same
+    bytes as a small report's, made whole (the hostile data: escapes, non-BMP text)."""
+    data: ReportData = request.getfixturevalue(name)
+    tables, kept = b"".join(report.page_tables(data)), b"".join(data.json_pieces())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report, "COLUMNWISE_FROM", 0)
+        patch.setattr(report_model, "LIST_CHUNK", 2)
+        assert b"".join(report.page_tables(data)) == tables
+        assert b"".join(data.json_pieces()) == kept
+
+
 def test_rows_are_not_rendered_server_side(html: str) -> None:
     assert 'class="disc-row' not in html and 'class="client-row' not in html
     assert '<tbody id="disc-body"></tbody>' in html
