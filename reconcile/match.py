@@ -266,20 +266,22 @@ def _crosswalk(
     """Every HaloPSA client, item and contract resolved (crosswalk.resolve_tables, with name
     suggestions for the kinds in `suggest`) into the temp table crosswalk (tables.CROSSWALK),
     the unmapped ones' labels and places into _xw_label (_resolve_kind); returns the mapping
-    rows that name nothing (_unused of _named: every kind's values at once, none without
-    mappings). Leaves each kind's tables (_resolve_kind) in the connection. One kind at a time:
-    its distinct names are let go before the next is read."""
+    rows that name nothing (_unused). Leaves each kind's tables (_resolve_kind) in the
+    connection. One kind at a time: its distinct names are let go before the next is read."""
     CROSSWALK.create(con)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _xw_label (kind VARCHAR, h_key VARCHAR, label VARCHAR, "
         "place BIGINT)"
     )
-    for place, kind in enumerate(ENTITY_COLUMNS):
-        _resolve_kind(con, kind, place, mappings, config.match.fuzzy_min_score, kind in suggest)
-    if not mappings:
-        return []
     wanted = _mapping_values(mappings)
-    return _unused(mappings, wanted, _named(con, wanted))
+    with_frame(con, "CREATE OR REPLACE TEMP TABLE _xw_wanted AS SELECT * FROM _frame", wanted)
+    named = []
+    for place, kind in enumerate(ENTITY_COLUMNS):
+        named += _resolve_kind(
+            con, kind, place, mappings, config.match.fuzzy_min_score, kind in suggest
+        )
+    con.execute("DROP TABLE _xw_wanted")
+    return _unused(mappings, wanted, named)
 
 
 PLACES = 1 << 40  # a kind's rows are placed from its number (in ENTITY_COLUMNS) x PLACES on
@@ -292,15 +294,19 @@ def _resolve_kind(
     mappings: list[Mapping],
     min_score: float,
     suggest: bool,
-) -> None:
-    """One kind's HaloPSA entities resolved into the crosswalk table. Its raw columns → key
-    tables (_{kind}_a, _{kind}_h: _entities), its entities (_entity_a, _entity_h, resolved by
-    crosswalk.resolve_tables and then dropped), its rows of the crosswalk table (HaloPSA key →
-    Autotask key, which _create_lines joins) and the unmapped entities' labels (_xw_label:
-    kind, h_key, label, place: the kind's number x PLACES + its place in key order among them)
-    are DuckDB temp tables, which spill, rather than frames."""
+) -> list[pl.DataFrame]:
+    """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
+    sides' lines that mapping rows name (_named of _xw_wanted, the _mapping_values; none without
+    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its entities
+    (_entity_a, _entity_h, resolved by crosswalk.resolve_tables and then dropped), its rows of
+    the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
+    entities' labels (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its
+    place in key order among them) are DuckDB temp tables, which spill, rather than frames."""
     for side in SIDES:
         _entities(con, kind, side)
+    named = []
+    if mappings:
+        named = [_named(con, side, kind) for side in SIDES]
     normalised = "SELECT * FROM _norm_a UNION ALL SELECT * FROM _norm_h"
     resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest, normalised)
     columns = ", ".join(CROSSWALK.names[3:])
@@ -316,6 +322,7 @@ def _resolve_kind(
     )
     for table in ("_entity_a", "_entity_h", "_norm_a", "_norm_h", "_resolution"):
         con.execute(f"DROP TABLE {table}")
+    return named
 
 
 def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
@@ -906,45 +913,41 @@ def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
     ).with_columns(_folded(pl.col("value")))
 
 
-def _named(con: duckdb.DuckDBPyConnection, wanted: pl.DataFrame) -> pl.DataFrame:
-    """The values of each kind's and side's entity columns (the key tables _{kind}_{side}) a
-    mapping row may name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row of the
-    kind has on the side (wanted: _mapping_values): side, kind, value, distinct; no more rows
-    than the mapping file has values, however many names the lines hold. Values fold in SQL
-    (lower), but those holding an UNLOWERED character or starting or ending with a space: a
-    chunk at a time (duck.folded). Every kind and side in one query (one per kind and side
-    cost a tenth of the crosswalk stage at 20k lines a side)."""
+def _named(con: duckdb.DuckDBPyConnection, side: str, kind: str) -> pl.DataFrame:
+    """The values of the side's entity columns (the key table _{kind}_{side}) a mapping row may
+    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (the temp table
+    _xw_wanted: _mapping_values): side, kind, value, distinct; no more rows than the mapping
+    file has values, however many names the lines hold. Values fold in SQL (lower), but those
+    holding an UNLOWERED character or starting or ending with a space: a chunk at a time
+    (duck.folded)."""
     values = " UNION ALL ".join(
-        f"SELECT '{side}' AS side, '{kind}' AS kind, {column} AS value FROM _{kind}_{side}"
-        for kind, columns in MAPPED_COLUMNS.items()
-        for side in SIDES
-        for column in columns
+        f"SELECT {column} AS value FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
     )
-    distinct = f"SELECT DISTINCT side, kind, value FROM ({values}) WHERE value IS NOT NULL"
+    distinct = f"SELECT DISTINCT value FROM ({values}) WHERE value IS NOT NULL"
     pairs = folded(
         con, distinct, "_xw_fold", _folded, "lower(v.value)", f"{CASEFOLDED} OR {SPACED}"
     )
-    with_frame(con, "CREATE OR REPLACE TEMP TABLE _xw_wanted AS SELECT * FROM _frame", wanted)
     found: pl.DataFrame = con.sql(
         f"""
-        SELECT DISTINCT p.side, p.kind, p.folded AS value FROM ({pairs}) p
-        SEMI JOIN _xw_wanted w ON w.side = p.side AND w.kind = p.kind AND w.value = p.folded
+        SELECT DISTINCT '{side}' AS side, '{kind}' AS kind, folded AS value FROM ({pairs})
+        WHERE folded IN (SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}')
         """
     ).pl()
-    for table in ("_xw_fold", "_xw_wanted"):
-        con.execute(f"DROP TABLE {table}")
+    con.execute("DROP TABLE _xw_fold")
     return found
 
 
 def _unused(
-    mappings: list[Mapping], wanted: pl.DataFrame, named: pl.DataFrame
+    mappings: list[Mapping], wanted: pl.DataFrame, named: list[pl.DataFrame]
 ) -> list[MappingProblem]:
     """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
-    row's kind) in this cycle's lines (wanted: _mapping_values; named: _named): checked on both
-    sides, so a typo in either column is reported with the file and row rather than silently
-    leaving its pair unmapped. Values compare stripped and casefolded."""
+    row's kind) in this cycle's lines (wanted: _mapping_values; named: _named of each side and
+    kind): checked on both sides, so a typo in either column is reported with the file and row
+    rather than silently leaving its pair unmapped. Values compare stripped and casefolded."""
+    if not mappings:
+        return []
     missing = (
-        wanted.join(named, on=["side", "kind", "value"], how="anti")
+        wanted.join(pl.concat(named), on=["side", "kind", "value"], how="anti")
         .group_by("i")
         .agg(pl.col("side").sort())
         .sort("i")
