@@ -16,7 +16,7 @@ import polars as pl
 from reconcile import amounts
 from reconcile.config import Settings
 from reconcile.errors import InputError
-from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
+from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, TOTAL_LABEL, RawFrame
 from reconcile.model import (
     CANONICAL_SCHEMA,
     CONTRACT_TYPES,
@@ -170,8 +170,6 @@ class RunningSums:
     billable_at_total: Decimal = Decimal(0)
 
 
-# A label that marks a report's totals or subtotals row ("Grand Total", "Total", "Sub-total").
-TOTAL_LABEL = r"(?i)^\s*(grand\s+|sub\s*-?\s*)?totals?\b"
 # Without any of these a row names no line: with an amount it can only be a sum of lines.
 LINE_IDENTITY = (
     "line_ref",

@@ -130,15 +130,48 @@ def test_joined_exports_load_as_one_or_are_refused(
 
 
 @SETTINGS
-@given(lines=rows(), again=st.data())
+@given(lines=rows(), again=st.data(), ids=st.booleans())
 def test_an_export_joined_to_itself_is_refused(
-    lines: list[dict[str, str]], again: st.DataObject
+    lines: list[dict[str, str]], again: st.DataObject, ids: bool
 ) -> None:
-    """Any line of the first part repeated below the repeated header would count twice."""
+    """Any line of the first part repeated below the repeated header would count twice: told
+    by its line id, or by the whole row in a grid exported without the id column."""
     repeated = again.draw(st.lists(st.sampled_from(lines), min_size=1, max_size=3))
-    data = csv_text(HEADER, lines).encode() + csv_text(HEADER, repeated).encode()
-    with pytest.raises(InputError, match="is here again, below the header repeated"):
+    header = HEADER if ids else HEADER[1:]
+    data = csv_text(header, lines).encode() + csv_text(header, repeated).encode()
+    told = "the line id '[0-9]+'" if ids else "the same line, in every column,"
+    with pytest.raises(InputError, match=f"{told} of row [0-9]+ is here again, in another part"):
         load(data)
+
+
+@SETTINGS
+@given(
+    first=rows(),
+    second=rows(first_id=62000),
+    ids=st.booleans(),
+    label=st.sampled_from(["Total", "Grand Total", "Sub-total", "TOTALS"]),
+)
+def test_each_part_may_end_in_its_totals_row(
+    first: list[dict[str, str]], second: list[dict[str, str]], ids: bool, label: str
+) -> None:
+    """Two exports joined, each ending in a totals row labelled in the first column: the label
+    is no line id, and two totals rows are no repeated line; each adds up to its part's lines
+    and is skipped, the lines load once."""
+    header = HEADER if ids else HEADER[1:]
+
+    def part(lines: list[dict[str, str]]) -> str:
+        net = sum(round(float(line["Extended Price"]) * 100) for line in lines)
+        tax = sum(round(float(line["Total Tax"]) * 100) for line in lines)
+        total = {c: "" for c in header} | {header[0]: label}
+        total |= {"Extended Price": f"{net / 100:.2f}", "Total Tax": f"{tax / 100:.2f}"}
+        return csv_text(header, [*lines, total])
+
+    # Other invoices in the second export: without ids, a line alike in every column is the same.
+    second = [{**line, "Invoice Number": f"INV-3{line['Invoice Number'][4:]}"} for line in second]
+    loaded, rejected = load((part(first) + part(second)).encode())
+    assert loaded.height == len(first) + len(second)
+    assert rejected.height == 3  # two totals rows and the repeated header, skipped
+    assert set(rejected["disposition"]) == {"skipped"}
 
 
 @SETTINGS

@@ -11,8 +11,15 @@ from __future__ import annotations
 import polars as pl
 
 from reconcile.errors import InputError
-from reconcile.load.base import PROBLEM, ROW, SKIP, VOCABULARY, normalise_header
-from reconcile.model import DATE_FIELDS, DECIMAL_FIELDS, ID_FIELDS
+from reconcile.load.base import (
+    PROBLEM,
+    ROW,
+    SKIP,
+    TOTAL_LABEL,
+    VOCABULARY,
+    normalise_header,
+)
+from reconcile.model import ID_FIELDS
 
 REPEATED_HEADER = "the header repeated (exports joined into one file): not a line"
 # Excel's error values: what a cell whose formula failed shows, and what a CSV saves of it.
@@ -77,10 +84,9 @@ def _repeated_header(
     suspects = batch.filter(wordy)
     known = sorted(VOCABULARY[platform] | {normalise_header(c) for c in columns.values()})
     named = pl.sum_horizontal(_normalised(f).is_in(known).cast(pl.Int32) for f in fields)
-    own = pl.all_horizontal(
-        _normalised(f).eq_missing(pl.lit(normalise_header(columns[f]))) for f in fields
+    header_rows = suspects.filter(named >= HEADER_LIKE).with_columns(
+        _own_header(columns, fields).alias("_own")
     )
-    header_rows = suspects.filter(named >= HEADER_LIKE).with_columns(own.alias("_own"))
     if not header_rows.height:
         return batch
     moved = header_rows.filter(~pl.col("_own"))
@@ -99,40 +105,63 @@ def _repeated_header(
             got=row[field] or "",
             hint="Load each export as its own file, or join them under one header.",
         )
-    if "line_ref" in fields:
-        _refuse_repeated_lines(rows, file, columns["line_ref"], int(header_rows[ROW][0]))
+    _refuse_repeated_lines(rows, file, columns, fields)
     again = pl.col(ROW).is_in(header_rows[ROW].implode())
     return batch.with_columns(
         pl.when(again).then(pl.lit(REPEATED_HEADER)).otherwise(pl.col(SKIP)).alias(SKIP)
     )
 
 
-def _refuse_repeated_lines(rows: pl.LazyFrame, file: str, column: str, header_row: int) -> None:
-    """A file that repeats its header is files joined together; when a line id is in it twice,
-    (part of) one export was joined to itself or to an overlapping one."""
-    ids = pl.col("line_ref")
+def _own_header(columns: dict[str, str], fields: list[str]) -> pl.Expr:
+    """Whether a row is the export's own header again: every cell its column's name."""
+    return pl.all_horizontal(
+        _normalised(f).eq_missing(pl.lit(normalise_header(columns[f]))) for f in fields
+    )
+
+
+def _refuse_repeated_lines(
+    rows: pl.LazyFrame, file: str, columns: dict[str, str], fields: list[str]
+) -> None:
+    """A file that repeats its header is exports joined together (its parts: the rows from one
+    header to the next). When a line of one part is in another too, (part of) one export was
+    joined to itself or to an overlapping one, and every repeated line would count twice: the
+    file is refused. A line is told by its line id where the export has one, else by the whole
+    row; a row labelled as a totals row ("Total", "Grand Total" in any cell) is no line."""
+    keyed = "line_ref" in fields
+    key = pl.col("line_ref") if keyed else pl.struct(fields)
+    present = (
+        pl.col("line_ref").is_not_null()
+        if keyed
+        else pl.any_horizontal(pl.col(f).is_not_null() for f in fields)
+    )
+    labelled = pl.any_horizontal(pl.col(f).str.contains(TOTAL_LABEL) for f in fields)
+    line = present & ~labelled.fill_null(False)
+    header = _own_header(columns, fields)
     twice = (
-        rows.select(ROW, "line_ref")
-        .filter(ids.is_not_null() & (_normalised("line_ref") != normalise_header(column)))
-        .group_by("line_ref")
+        rows.select(ROW, *fields)
+        .with_columns(header.cast(pl.Int32).cum_sum().alias("_part"), key.alias("_key"))
+        .filter(line & ~header)
+        .group_by("_key")
         .agg(
-            pl.col(ROW).min().alias("first"), pl.col(ROW).sort().slice(1, 1).first().alias("again")
+            pl.col(ROW).first().alias("first"),
+            pl.col(ROW).filter(pl.col("_part") != pl.col("_part").first()).first().alias("again"),
         )
-        .filter(pl.col("again").is_not_null())
+        .drop_nulls("again")
         .sort("again")
         .head(1)
         .collect()
     )
     if not twice.height:
         return
-    line, first, again = twice.row(0)
+    _, first, again = twice.row(0)
+    what = f"the line id {twice['_key'][0]!r}" if keyed else "the same line, in every column,"
     raise InputError(
         file,
-        f"the line id {line!r} of row {first} is here again, below the header repeated on row "
-        f"{header_row}: the file holds (part of) the same export twice, and every repeated line "
+        f"{what} of row {first} is here again, in another part of a file that repeats its "
+        "header: the file holds (part of) the same export twice, and every repeated line "
         "would count twice",
         row=again,
-        column=column,
+        column=columns["line_ref"] if keyed else None,
         expected="each line once",
         hint="Load each export once, as its own file.",
     )
@@ -142,9 +171,7 @@ def _excel_artefacts(
     batch: pl.DataFrame, columns: dict[str, str], fields: list[str]
 ) -> pl.DataFrame:
     ids = [f for f in ID_COLUMNS if f in fields]
-    # Amount and date columns refuse an error value as no number or no date already.
-    texts = [f for f in fields if f not in DECIMAL_FIELDS and f not in DATE_FIELDS]
-    errors = pl.any_horizontal(pl.col(f).str.starts_with("#") for f in texts)
+    errors = pl.any_horizontal(pl.col(f).str.starts_with("#") for f in fields)
     exponents = pl.any_horizontal(pl.col(f).str.contains("E+", literal=True) for f in ids)
     hit = batch.select(
         errors.fill_null(False).any().alias("errors"),
@@ -163,7 +190,7 @@ def _excel_artefacts(
                     pl.col(f),
                 )
             )
-            for f in texts
+            for f in fields
         ]
     if hit[1]:
         reasons += [

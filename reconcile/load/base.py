@@ -16,6 +16,8 @@ ROW = "_row"  # 1-based data row (record) number in the file
 EXCLUDE = "_exclude"  # why a row is deliberately not a billable line (None: it is one)
 PROBLEM = "_problem"  # what the reader already found wrong with the row (None: nothing)
 SKIP = "_skip"  # why a row is no line at all, e.g. a blank row (None: it is a row of data)
+# A label that marks a report's totals or subtotals row ("Grand Total", "Total", "Sub-total").
+TOTAL_LABEL = r"(?i)^\s*(grand\s+|sub\s*-?\s*)?totals?\b"
 
 
 BATCH_ROWS = 122_880  # rows validated and stored at a time (a DuckDB row group): memory stays flat
