@@ -38,7 +38,7 @@ class Dialect:
     group-header row) are skipped. `header` holds its cells.
     `excel_text` is False when the bytes `="` occur nowhere in the file, so that no cell needs
     Excel's keep-the-leading-zeros wrapping taken off (base.unwrap_excel_text). `cr_lines` is
-    True when the lines end in a CR alone, which polars does not read as a line end.
+    True when the lines end in a CR alone (read with CR as the end of line: eol).
     """
 
     encoding: str
@@ -57,6 +57,13 @@ class Dialect:
     @property
     def separator_name(self) -> str:
         return SEPARATOR_NAMES.get(self.separator, repr(self.separator))
+
+    @property
+    def eol(self) -> str:
+        """The byte polars ends a line at: CR for a file whose lines end in a bare CR (quoted
+        values may hold CRs and LFs: a line break inside a cell), else LF (a CRLF's CR is
+        dropped)."""
+        return "\r" if self.cr_lines else "\n"
 
     def describe(self) -> dict[str, str]:
         """The dialect as the control totals show it; `header_row` is a file line number."""
@@ -206,9 +213,10 @@ def sniff(path: Path) -> Dialect:
     if not head.startswith(UTF16_BOMS):
         excel_text = _refuse_nul(path)
     encoding = sniff_encoding(path, head)
-    # Excel for Mac's "CSV (Macintosh)" ends lines in a bare CR and writes Mac Roman, not
-    # Windows-1252: read as Windows-1252, 'Café' would load as 'CafŽ'.
-    cr_lines = b"\r" in head and b"\n" not in head
+    # Excel for Mac's "CSV (Macintosh)" ends lines in a bare CR (an LF or CRLF in it is a line
+    # break inside a quoted cell: fewer than the lines) and writes Mac Roman, not Windows-1252:
+    # read as Windows-1252, 'Café' would load as 'CafŽ'.
+    cr_lines = head.count(b"\r") - head.count(b"\r\n") > head.count(b"\n")
     if cr_lines and encoding == "cp1252":
         encoding = MAC_ROMAN
     text = _head_text(path, head, encoding)
@@ -258,14 +266,14 @@ def sniff(path: Path) -> Dialect:
 
 
 def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
-    """Polars reads UTF-8 with LF or CRLF line ends only; a Windows-1252 or UTF-16 file is
-    transcoded in memory first, and a file whose lines end in a bare CR has them made LF (a CR
-    inside a quoted value becomes LF too: a line break either way).
+    """Polars reads UTF-8 only; a Windows-1252, Mac Roman or UTF-16 file is transcoded in
+    memory first (lines ending in a bare CR are read with CR as polars' end of line:
+    Dialect.eol).
 
     Raises InputError naming the offset of a byte the encoding cannot hold.
     """
     if dialect.encoding not in ("utf-16", *SINGLE_BYTE):
-        return path.read_bytes().replace(b"\r", b"\n") if dialect.cr_lines else path
+        return path
     data = path.read_bytes()
     try:
         text = data.decode(dialect.encoding)
@@ -283,8 +291,6 @@ def utf8_source(path: Path, dialect: Dialect) -> bytes | Path:
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
             hint="The file may be damaged; export it again.",
         )
-    if dialect.cr_lines:
-        text = text.replace("\r", "\n")
     return text.encode("utf-8")
 
 

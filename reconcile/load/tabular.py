@@ -71,6 +71,7 @@ def read_csv(path: Path, claimed: str | None) -> RawFrame:
         separator=dialect.separator,
         has_header=True,
         skip_lines=dialect.header_line - 1,
+        eol_char=dialect.eol,
         new_columns=positional,
         infer_schema=False,
         empty_string_is_null=True,
