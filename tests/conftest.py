@@ -29,6 +29,20 @@ FIXTURES = ROOT / "fixtures"
 DEMO = FIXTURES / "demo"
 QUIRKS = FIXTURES / "quirks"
 BAD = FIXTURES / "bad"
+# An Autotask billing-items grid export's header as the hypothesis tests of real-world shapes
+# write it (test_layout, test_variants).
+AUTOTASK_GRID_HEADER = [
+    "Billing Item ID",
+    "Invoice Number",
+    "Invoice Date",
+    "Organization ID",
+    "Organization Name",
+    "Item Name",
+    "Quantity",
+    "Unit Price",
+    "Extended Price",
+    "Total Tax",
+]
 # Headers of small hand-written exports: Autotask's UI CSV and a HaloPSA report CSV.
 AT_HEADER = (
     "Billing Item ID,Invoice Number,Invoice Date,Organization Name,Item Name,Quantity,"

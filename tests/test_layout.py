@@ -18,25 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from report_data import sample_report_data, with_summary
 
-from conftest import FIXTURES, invoke
+from conftest import AUTOTASK_GRID_HEADER, FIXTURES, invoke
 from reconcile.config import Settings
 from reconcile.load import read_inputs
 from reconcile.report import report_html
 from reconcile.validate import normalise
 
 LAYOUT = FIXTURES / "realworld" / "layout"
-HEADER = [
-    "Billing Item ID",
-    "Invoice Number",
-    "Invoice Date",
-    "Organization ID",
-    "Organization Name",
-    "Item Name",
-    "Quantity",
-    "Unit Price",
-    "Extended Price",
-    "Total Tax",
-]
+HEADER = AUTOTASK_GRID_HEADER
 IDS = {"Billing Item ID", "Invoice Number", "Organization ID"}
 CLIENTS = [("0571", "Acme Widgets Ltd"), ("0032", "Birchwood Dental"), ("239", "Zürich AG")]
 ITEMS = ["Managed Workstation", "Microsoft 365 Business Premium", "Remote Support", "Backup"]

@@ -16,24 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import AUTOTASK_GRID_HEADER
 from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.load import read_inputs
 from reconcile.load.artefacts import EXCEL_ERRORS, REPEATED_HEADER
 from reconcile.validate import normalise
 
-HEADER = [
-    "Billing Item ID",
-    "Invoice Number",
-    "Invoice Date",
-    "Organization ID",
-    "Organization Name",
-    "Item Name",
-    "Quantity",
-    "Unit Price",
-    "Extended Price",
-    "Total Tax",
-]
+HEADER = AUTOTASK_GRID_HEADER
 IDS = ["Billing Item ID", "Invoice Number", "Organization ID"]
 TEXTS = ["Invoice Number", "Organization ID", "Organization Name", "Item Name"]
 COMPARED = ["line_ref", "invoice_number", "invoice_date", "client_id", "client_name", "net_amount"]

@@ -8,6 +8,8 @@ starting with `#`, a cell holding `E+`); the few rows that answer yes are looked
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from reconcile.errors import InputError
@@ -181,29 +183,21 @@ def _excel_artefacts(
         return batch
     reasons = []
     if hit[0]:
-        reasons += [
-            pl.when(pl.col(f).is_in(EXCEL_ERRORS)).then(
-                pl.format(
-                    "column '{}': Excel's error value '{}' (the cell's formula failed), not a "
-                    "value; correct the formula in Excel and save again",
-                    pl.lit(columns[f]),
-                    pl.col(f),
-                )
-            )
-            for f in fields
-        ]
+        reasons += _cell_reasons(
+            columns,
+            fields,
+            lambda f: pl.col(f).is_in(EXCEL_ERRORS),
+            "column '{}': Excel's error value '{}' (the cell's formula failed), not a value; "
+            "correct the formula in Excel and save again",
+        )
     if hit[1]:
-        reasons += [
-            pl.when(pl.col(f).str.contains(EXCEL_EXPONENT)).then(
-                pl.format(
-                    "column '{}': '{}' is an id Excel rounded into scientific notation (its "
-                    "digits are lost); format the column as Text in Excel, or export again",
-                    pl.lit(columns[f]),
-                    pl.col(f),
-                )
-            )
-            for f in ids
-        ]
+        reasons += _cell_reasons(
+            columns,
+            ids,
+            lambda f: pl.col(f).str.contains(EXCEL_EXPONENT),
+            "column '{}': '{}' is an id Excel rounded into scientific notation (its digits are "
+            "lost); format the column as Text in Excel, or export again",
+        )
     found = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     problem = (
         pl.when(found == "")
@@ -211,3 +205,13 @@ def _excel_artefacts(
         .otherwise(pl.concat_str([pl.col(PROBLEM), found], separator="; ", ignore_nulls=True))
     )
     return batch.with_columns(problem.alias(PROBLEM))
+
+
+def _cell_reasons(
+    columns: dict[str, str], fields: list[str], found: Callable[[str], pl.Expr], reason: str
+) -> list[pl.Expr]:
+    """Per field, the reason (a format of the column's name and the cell) where `found` holds
+    for the cell, else null."""
+    return [
+        pl.when(found(f)).then(pl.format(reason, pl.lit(columns[f]), pl.col(f))) for f in fields
+    ]
