@@ -202,6 +202,17 @@ def test_load_warnings_are_capped_per_input(sample: ReportData) -> None:
     assert html.count("… and 3 more, listed in summary.json") == 2
 
 
+def test_net_read_says_what_it_leaves_out(sample: ReportData) -> None:
+    """Net read sums the amounts that could be read: a quarantined row whose net is `#N/A` or
+    `12.3.4` is in the row counts but not in the money, and the control totals say so."""
+    autotask, halopsa = sample.summary.controls
+    controls = (dataclasses.replace(autotask, rows_unreadable_amount=4), halopsa)
+    html = report_html(with_summary(sample, controls=controls))
+    assert "not counted: 4 quarantined rows whose net could not be read" in html
+    assert html.count('class="small unreadable"') == 1
+    assert 'class="small unreadable"' not in report_html(sample)
+
+
 def test_ready_verdict(sample: ReportData) -> None:
     verdict = dataclasses.replace(sample.summary.verdict, ready=True, blockers=0)
     html = report_html(with_summary(sample, verdict=verdict))
