@@ -823,7 +823,7 @@ def _rows_message(
             if n
         ]
         tail = (
-            f"{loaded.rows_loaded} rows were loaded"
+            f"{loaded.rows_loaded} row{'s were' if loaded.rows_loaded != 1 else ' was'} loaded"
             + (f" ({', '.join(others)})" if others else "")
             + "; the quarantined rows are kept in the workspace's quarantine table with their "
             "raw values."

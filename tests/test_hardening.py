@@ -154,7 +154,7 @@ def test_terminal_escapes_and_newlines_in_user_values_are_shown_escaped(tmp_path
     assert "\x1b" not in output
     assert "\\x1b[2J" in output
     assert "\\nx.csv" in output
-    assert "1 rows were loaded" in output
+    assert "1 row was loaded" in output
 
 
 def test_nul_after_the_sample_is_binary(tmp_path: Path) -> None:
