@@ -137,39 +137,46 @@ def task_generate(n: str, folder: str) -> None:
     generate.realistic_cycle(int(n), SEED, Path(folder))
 
 
-def task_read_csv(folder: str, _: str) -> None:
-    """A bare DuckDB read_csv of both exports into a database file."""
-    import duckdb
+# The baselines, each a process of its own that imports DuckDB and nothing else, timed from its
+# start to its exit as `reconcile run` is (measure_command): a bare read_csv of both exports into
+# a database file (argv: database, autotask, halopsa), and bench/baseline.sql, the hand-written
+# diff, in an in-memory DuckDB as one would run it (argv: the script, its paths filled in).
+READ_CSV = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+for name, export in zip("ah", sys.argv[2:]):
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv('{export}', all_varchar = true)")
+con.close()
+"""
+HAND_DIFF = """
+import sys, duckdb
+duckdb.connect().execute(open(sys.argv[1], encoding="utf-8").read())
+"""
 
+
+def measure_baselines(folder: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bare read_csv and the hand-written diff of the cycle in `folder` (READ_CSV,
+    HAND_DIFF), each measured end to end."""
     cycle = generate.RealisticCycle.at(Path(folder))
-    path = DATA / "read_csv.duckdb"
-    path.unlink(missing_ok=True)
-    con = duckdb.connect(str(path))
-    for name, export in (("a", cycle.autotask), ("h", cycle.halopsa)):
-        con.execute(
-            f"CREATE TABLE {name} AS SELECT * FROM read_csv('{export}', all_varchar = true)"
-        )
-    con.close()
-    path.unlink()
-
-
-def task_hand_diff(folder: str, _: str) -> None:
-    """bench/baseline.sql, the hand-written diff, in an in-memory DuckDB as one would run it."""
-    import duckdb
-
-    cycle = generate.RealisticCycle.at(Path(folder))
-    out = DATA / "hand-diff.csv"
+    database = DATA / "read_csv.duckdb"
+    database.unlink(missing_ok=True)
+    read = measure_command(
+        [sys.executable, "-c", READ_CSV, str(database), str(cycle.autotask), str(cycle.halopsa)]
+    )
+    database.unlink(missing_ok=True)
     paths = {
         "autotask": cycle.autotask,
         "halopsa": cycle.halopsa,
         "mapping": cycle.mapping,
-        "differences": out,
+        "differences": DATA / "hand-diff.csv",
     }
-    script = string.Template((ROOT / "bench" / "baseline.sql").read_text(encoding="utf-8"))
-    con = duckdb.connect()
-    con.execute(script.substitute({k: str(v).replace("'", "''") for k, v in paths.items()}))
-    rows = con.execute("SELECT count(*) FROM differences").fetchone()
-    print(json.dumps({"differences": rows[0] if rows else 0}))
+    template = string.Template((ROOT / "bench" / "baseline.sql").read_text(encoding="utf-8"))
+    script = DATA / "hand-diff.sql"
+    script.write_text(
+        template.substitute({k: str(v).replace("'", "''") for k, v in paths.items()}),
+        encoding="utf-8",
+    )
+    return read, measure_command([sys.executable, "-c", HAND_DIFF, str(script)])
 
 
 def run_command(folder: str, flags: str) -> list[str]:
@@ -259,8 +266,6 @@ def task_crosswalk(path: str, _: str) -> None:
 
 TASKS: dict[str, Callable[[str, str], None]] = {
     "generate": task_generate,
-    "read_csv": task_read_csv,
-    "hand_diff": task_hand_diff,
     "report": task_report,
     "crosswalk": task_crosswalk,
 }
@@ -294,8 +299,7 @@ def measure_cycle(n: int) -> dict[str, Any]:
     cycle = realistic(n)
     folder = str(cycle.folder)
     print(f"measuring the realistic cycle of {n:,} lines per side ...", flush=True)
-    read = measure("read_csv", folder, "")
-    diff = measure("hand_diff", folder, "")
+    read, diff = measure_baselines(folder)
     # Said now: a failing run ends the bench, and these figures would be lost with it.
     print(
         f"  read_csv {read['seconds']:.2f} s, {read['peak_mb']:,} MiB; hand-written diff "
