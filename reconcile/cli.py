@@ -264,7 +264,8 @@ def validate(
         click.echo(
             f"{shown(raw.file)}: {raw.shape}, {tally.rows_read} rows: "
             f"{tally.rows_loaded} valid, {tally.rows_quarantined} invalid, "
-            f"{tally.rows_excluded} excluded; dates {tally.date_convention}; "
+            f"{tally.rows_excluded} excluded, {tally.rows_skipped} skipped; "
+            f"dates {tally.date_convention}; "
             f"numbers {tally.number_format}"
         )
         for warning in tally.warnings(raw):

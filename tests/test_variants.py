@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import AUTOTASK_GRID_HEADER
+from conftest import AUTOTASK_GRID_HEADER, FIXTURES, invoke
 from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.load import read_inputs
@@ -24,6 +24,7 @@ from reconcile.load.artefacts import EXCEL_ERRORS, REPEATED_HEADER
 from reconcile.validate import normalise
 
 HEADER = AUTOTASK_GRID_HEADER
+VARIANTS = FIXTURES / "realworld" / "variants"
 IDS = ["Billing Item ID", "Invoice Number", "Organization ID"]
 TEXTS = ["Invoice Number", "Organization ID", "Organization Name", "Item Name"]
 COMPARED = ["line_ref", "invoice_number", "invoice_date", "client_id", "client_name", "net_amount"]
@@ -246,3 +247,12 @@ def test_excel_general_writes_as_excel_does() -> None:
     assert excel_general("123456789012") == "1.23457E+11"
     assert excel_general("404000000000") == "4.04E+11"
     assert excel_general("1234567890123456") == "1.23457E+15"
+
+
+def test_validate_counts_the_skipped_header(ws_path: Path) -> None:
+    """`reconcile validate` accounts for every row as `load` does: the repeated header of two
+    joined exports is counted as skipped (the rows read add up)."""
+    path = VARIANTS / "at_header_repeated_bom.csv"
+    result = invoke("--workspace", ws_path, "validate", "--currency", "GBP", path)
+    assert result.exit_code == 0, result.output
+    assert "5 rows: 4 valid, 0 invalid, 0 excluded, 1 skipped;" in result.output
