@@ -256,3 +256,16 @@ def test_validate_counts_the_skipped_header(ws_path: Path) -> None:
     result = invoke("--workspace", ws_path, "validate", "--currency", "GBP", path)
     assert result.exit_code == 0, result.output
     assert "5 rows: 4 valid, 0 invalid, 0 excluded, 1 skipped;" in result.output
+
+
+@SETTINGS
+@given(first=rows(), second=rows(first_id=62000), eol=st.sampled_from(["\r\n", "\n"]))
+def test_exports_joined_without_a_line_end_are_refused_as_such(
+    first: list[dict[str, str]], second: list[dict[str, str]], eol: str
+) -> None:
+    """The first export's last line not ended: the second header runs on from its last row,
+    which is refused naming the join, not as a row with too many fields."""
+    head = csv_text(HEADER, first, eol)[: -len(eol)]
+    data = (head + csv_text(HEADER, second, eol)).encode()
+    with pytest.raises(InputError, match="exports joined without a line end between them"):
+        load(data)

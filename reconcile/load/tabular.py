@@ -31,6 +31,7 @@ from reconcile.load.base import (
     find_header,
     header_fit,
     map_headers,
+    normalise_header,
     unwrap_excel_text,
 )
 from reconcile.load.dialect import (
@@ -245,6 +246,18 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
     ragged = find_ragged_row(path, dialect)
     if ragged is not None:
         row, fields, expected = ragged
+        if _header_follows(fields, expected, headers):
+            return InputError(
+                str(path),
+                "the header of another export follows this row's last column on the same line: "
+                "exports joined without a line end between them (the first does not end in one)",
+                row=row,
+                column=headers[-1],
+                expected=f"{expected} fields, then a line end",
+                got=dialect.separator.join(fields[expected:]),
+                hint="Load each export as its own file, or end the first one with a line end "
+                "before joining them.",
+            )
         return InputError(
             str(path),
             f"the row has {len(fields)} fields but the header (line {dialect.header_line}) "
@@ -263,6 +276,23 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
         "the file cannot be read as CSV",
         expected="a CSV export with one header row",
         got=(str(exc).splitlines() or [type(exc).__name__])[0],
+    )
+
+
+def _header_follows(fields: list[str], expected: int, headers: list[str]) -> bool:
+    """Whether a row of `fields` (more than the header's `expected`) is a last row with a second
+    export's header run on from it: its last cell ends in the header's first name and the cells
+    after it are the header's next names (at least two compared, as normalise_header compares
+    names)."""
+    glued, after = fields[expected - 1], fields[expected:]
+    names = headers[1 : 1 + min(len(after), 3)]
+    return (
+        len(names) >= 2
+        and normalise_header(glued).endswith(normalise_header(headers[0]))
+        and all(
+            normalise_header(cell) == normalise_header(name)
+            for cell, name in zip(after, names, strict=False)
+        )
     )
 
 
