@@ -269,3 +269,45 @@ def test_exports_joined_without_a_line_end_are_refused_as_such(
     data = (head + csv_text(HEADER, second, eol)).encode()
     with pytest.raises(InputError, match="exports joined without a line end between them"):
         load(data)
+
+
+def test_the_whole_file_is_read_for_repeated_lines_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exports joined in many parts, their headers in several batches: the check of repeated
+    lines reads the whole file at the first repeated header only, and every line loads once."""
+    from reconcile.load import artefacts, base
+
+    calls = []
+    check = artefacts._refuse_repeated_lines
+
+    def counted(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        check(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "BATCH_ROWS", 2)
+    monkeypatch.setattr(artefacts, "_refuse_repeated_lines", counted)
+    line = dict(
+        zip(
+            HEADER,
+            [
+                "",
+                "INV-20400",
+                "11/02/2026",
+                "0100",
+                "Acme Widgets Ltd",
+                "Managed Workstation",
+                "1.00",
+                "35.00",
+                "35.00",
+                "7.00",
+            ],
+            strict=True,
+        )
+    )
+    parts = [
+        [{**line, "Billing Item ID": str(61000 + 10 * n + i)} for i in range(size)]
+        for n, size in enumerate([2, 1, 3, 1])
+    ]
+    loaded, rejected = load("".join(csv_text(HEADER, part) for part in parts).encode())
+    assert calls == [1]
+    assert loaded["line_ref"].to_list() == [line["Billing Item ID"] for p in parts for line in p]
+    assert rejected["reasons"].to_list() == [REPEATED_HEADER] * 3

@@ -9,6 +9,7 @@ starting with `#`, a cell holding `E+`); the few rows that answer yes are looked
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -49,20 +50,37 @@ ID_COLUMNS = ("line_ref", "invoice_number", *ID_FIELDS)
 HEADER_LIKE = 3  # cells naming known columns that make a row a header row
 
 
-def screen(
-    batch: pl.DataFrame, file: str, platform: str, columns: dict[str, str], rows: pl.LazyFrame
-) -> pl.DataFrame:
-    """The batch with repeated header rows marked SKIP and Excel artefacts as PROBLEMs.
+@dataclass
+class Screen:
+    """RawFrame.screen of one tabular export: each batch with repeated header rows marked SKIP
+    and Excel artefacts as PROBLEMs.
 
-    `batch` holds ROW, PROBLEM, SKIP and a String column per raw field in `columns` (raw field
-    -> the export's column name); `rows` is the whole export the batch is part of. Raises
-    InputError for a header repeated in another column order (the rows below it would be read
-    under the wrong columns), and for a file with a repeated header whose line ids repeat too
-    (the same export joined to itself: every line would count twice).
+    A batch holds ROW, PROBLEM, SKIP and a String column per raw field in `columns` (raw field
+    -> the export's column name); `rows` is the whole export. Raises InputError for a header
+    repeated in another column order (the rows below it would be read under the wrong
+    columns), and for a file that repeats its header and holds a line of one part in another
+    (the same export joined to itself: every line would count twice). That check reads the
+    whole export, once: at the first batch holding a repeated header.
     """
-    fields = [f for f in columns if f in batch.columns]
-    batch = _repeated_header(batch, file, platform, columns, fields, rows)
-    return _excel_artefacts(batch, columns, fields)
+
+    file: str
+    platform: str
+    columns: dict[str, str]
+    rows: pl.LazyFrame
+    lines_checked: bool = field(default=False, init=False)
+
+    def __call__(self, batch: pl.DataFrame) -> pl.DataFrame:
+        fields = [f for f in self.columns if f in batch.columns]
+        header_rows = _repeated_header(batch, self.file, self.platform, self.columns, fields)
+        if len(header_rows):
+            if not self.lines_checked:
+                _refuse_repeated_lines(self.rows, self.file, self.columns, fields)
+                self.lines_checked = True
+            again = pl.col(ROW).is_in(header_rows.implode())
+            batch = batch.with_columns(
+                pl.when(again).then(pl.lit(REPEATED_HEADER)).otherwise(pl.col(SKIP)).alias(SKIP)
+            )
+        return _excel_artefacts(batch, self.columns, fields)
 
 
 def _normalised(name: str) -> pl.Expr:
@@ -71,30 +89,27 @@ def _normalised(name: str) -> pl.Expr:
 
 
 def _repeated_header(
-    batch: pl.DataFrame,
-    file: str,
-    platform: str,
-    columns: dict[str, str],
-    fields: list[str],
-    rows: pl.LazyFrame,
-) -> pl.DataFrame:
+    batch: pl.DataFrame, file: str, platform: str, columns: dict[str, str], fields: list[str]
+) -> pl.Series:
+    """The ROW of each of the batch's rows that is the export's header again (no digit in its
+    net amount, HEADER_LIKE cells naming known columns); InputError when one names them in
+    another order."""
+    none = pl.Series(ROW, [], dtype=batch.schema[ROW])
     if "net_amount" not in batch.columns:
-        return batch
+        return none
     wordy = batch["net_amount"].str.contains("[0-9]").not_()  # null (blank) stays null
     if not wordy.any():
-        return batch
+        return none
     suspects = batch.filter(wordy)
     known = sorted(VOCABULARY[platform] | {normalise_header(c) for c in columns.values()})
     named = pl.sum_horizontal(_normalised(f).is_in(known).cast(pl.Int32) for f in fields)
     header_rows = suspects.filter(named >= HEADER_LIKE).with_columns(
         _own_header(columns, fields).alias("_own")
     )
-    if not header_rows.height:
-        return batch
     moved = header_rows.filter(~pl.col("_own"))
     if moved.height:
         row = moved.row(0, named=True)
-        field = next(
+        misplaced = next(
             f for f in fields if normalise_header(row[f] or "") != normalise_header(columns[f])
         )
         raise InputError(
@@ -102,16 +117,12 @@ def _repeated_header(
             "the header is repeated on this row with its columns in another order (exports "
             "joined into one file?): the rows below it would be read under the wrong columns",
             row=row[ROW],
-            column=columns[field],
-            expected=f"the column '{columns[field]}' where the first header has it",
-            got=row[field] or "",
+            column=columns[misplaced],
+            expected=f"the column '{columns[misplaced]}' where the first header has it",
+            got=row[misplaced] or "",
             hint="Load each export as its own file, or join them under one header.",
         )
-    _refuse_repeated_lines(rows, file, columns, fields)
-    again = pl.col(ROW).is_in(header_rows[ROW].implode())
-    return batch.with_columns(
-        pl.when(again).then(pl.lit(REPEATED_HEADER)).otherwise(pl.col(SKIP)).alias(SKIP)
-    )
+    return header_rows[ROW]
 
 
 def _own_header(columns: dict[str, str], fields: list[str]) -> pl.Expr:

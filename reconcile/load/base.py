@@ -46,7 +46,7 @@ class RawFrame:
     warnings: tuple[str, ...] = ()
     on_error: Callable[[Exception], InputError] | None = None
     # Marks (or refuses) rows of each whole batch that the reader cannot tell alone, such as a
-    # header repeated below the data (load.artefacts.screen); None: nothing to look for.
+    # header repeated below the data (load.artefacts.Screen); None: nothing to look for.
     screen: Callable[[pl.DataFrame], pl.DataFrame] | None = None
 
     def batches(self, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:

@@ -9,7 +9,6 @@ import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -344,7 +343,7 @@ def _to_raw(
         files=(path,),
         dialect=dialect,
         on_error=on_error,
-        screen=partial(artefacts.screen, file=file, platform=platform, columns=mapping, rows=raw),
+        screen=artefacts.Screen(file, platform, mapping, raw),
     )
 
 
