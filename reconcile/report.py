@@ -343,17 +343,17 @@ def _page_frames(data: ReportData) -> dict[str, pl.LazyFrame]:
 
 def _interned(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> pl.Series:
     """The INTERNED columns' values (String), the most frequent first (then in text order), so
-    the slots that fill most of the page are short. Tables made whole are counted together;
-    a plan's columns one at a time, then added up, so that they are never held all at once."""
-    values = [
-        frame.lazy().select(pl.col(name).cast(pl.String).alias("value")).drop_nulls()
+    the slots that fill most of the page are short. Counted a column at a time, then added up,
+    so that a plan's columns are never held all at once."""
+    counts = pl.collect_all(
+        frame.lazy()
+        .select(pl.col(name).cast(pl.String).alias("value"))
+        .drop_nulls()
+        .group_by("value")
+        .len(name="n")
         for frame in frames.values()
         for name in frame.collect_schema().names()
         if name in INTERNED
-    ]
-    whole = not any(isinstance(frame, pl.LazyFrame) for frame in frames.values())
-    counts = pl.collect_all(
-        part.group_by("value").len(name="n") for part in ([pl.concat(values)] if whole else values)
     )
     counted = pl.concat(counts).group_by("value").agg(pl.col("n").sum())
     return counted.sort(["n", "value"], descending=[True, False])["value"]
