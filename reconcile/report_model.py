@@ -127,7 +127,7 @@ def from_text_columns(
         return pl.col(name).cast(dtype)
 
     texts = {
-        name: pl.String() if isinstance(dtype, pl.Decimal | pl.Date) else dtype
+        name: pl.String() if isinstance(dtype, AS_TEXT) else dtype
         for name, dtype in schema.items()
     }
     frame = (
@@ -143,13 +143,17 @@ def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFr
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
 
+# The types carried as their exact text (`-1690.50`, `79.0000`, `2026-11-01`) in summary.json,
+# discrepancies.json and the page.
+AS_TEXT = (pl.Decimal, pl.Date)
+
+
 def text_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """Decimals and dates as their exact text (`-1690.50`, `79.0000`, `2026-11-01`), the way
-    summary.json, discrepancies.json and the page carry them; other columns unchanged."""
+    """Decimals and dates as their exact text (AS_TEXT); other columns unchanged."""
     return frame.with_columns(
         pl.col(name).cast(pl.String)
         for name, dtype in frame.schema.items()
-        if isinstance(dtype, pl.Decimal | pl.Date)
+        if isinstance(dtype, AS_TEXT)
     )
 
 
@@ -791,8 +795,8 @@ def json_columns(
         )
         if convert is not None:
             series = convert(series)
-        if isinstance(series.dtype, pl.Decimal | pl.Date):
-            series = series.cast(pl.String)  # as text_columns writes them
+        if isinstance(series.dtype, AS_TEXT):
+            series = series.cast(pl.String)
         yield from json_list_pieces(series)
     yield b"}"
 
