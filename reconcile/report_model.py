@@ -127,8 +127,7 @@ def from_text_columns(
         return pl.col(name).cast(dtype)
 
     texts = {
-        name: pl.String() if isinstance(dtype, AS_TEXT) else dtype
-        for name, dtype in schema.items()
+        name: pl.String() if isinstance(dtype, AS_TEXT) else dtype for name, dtype in schema.items()
     }
     frame = (
         pl.DataFrame({name: data[name] for name in schema}, schema=texts)
