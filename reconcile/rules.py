@@ -34,6 +34,7 @@ MEASURES = ("net", "tax", "gross")
 EXPECTED_TITLE = "Expected differences (retired services)"
 ACCEPTED_TITLE = "Accepted differences"
 MONEY = pl.Decimal(18, 2)
+MONEY_SQL = "DECIMAL(18, 2)"
 FINDING_COLUMNS: dict[str, pl.DataType] = {
     "match_ids": pl.List(pl.Int64()),
     "client": pl.String(),
@@ -166,26 +167,36 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items())
 
 
+# The rules stage's work tables (temporary, dropped when the stage ends): _found holds every
+# rule's findings (_rule_findings' columns and _n, their number in the order the rules and their
+# queries gave them), _refs what _with_refs looks up for each (_n and LOOKED_UP's columns).
+# They are in DuckDB, not in Python's memory, so the stage spills to disk as the findings grow
+# (at 10M lines a side, 1.36M findings of about 700 bytes each).
+WORK_TABLES = ("_found", "_refs", "_supersedes", "_expected", "_candidates")
+
+
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
-    """All findings of all rules, superseded ones removed, expected ones marked, ids stable."""
+    """All findings of all rules, superseded ones removed, expected ones marked, ids stable:
+    FINDING_COLUMNS, rule, severity, precedence (Int32), measure, autotask_refs, the Autotask
+    lines' CONTEXT_COLUMNS (a_…), halopsa_refs, the HaloPSA lines' (h_…), stage, id and
+    _accounted's columns; money Decimal in the lines' currency. No finding: FINDING_COLUMNS,
+    rule … measure, the refs, id and _accounted's columns. Each rule's frame goes into DuckDB as
+    soon as the rule has run; everything after is done there (_final) and read back at the
+    end."""
     con.execute(MACROS)
-    # Each step's result replaces the frame it was made from (no name keeps an earlier one).
-    # The rules' frames, each in the chunks its query returned, are gathered into one chunk a
-    # column at a time as the superseded findings go: polars copies the whole of a frame whose
-    # columns are chunked apart when a column is added (at 1M lines a side, 100 MiB).
-    findings = (
-        pl.concat([_rule_findings(con, config, rule) for rule in rules])
-        if rules
-        else pl.DataFrame()
-    )
-    findings = _gathered(findings, _kept(findings, rules))
-    findings = _with_refs(con, findings)
-    # The lines the queries read let go before the looked-up columns, in the chunks of their
-    # lookups, are put in one chunk too.
-    release_memory(con, config.workspace.memory_limit)
-    findings = _mark_expected(findings.rechunk(), config)
-    findings = _with_ids(findings)
-    return _accounted(con, findings)
+    try:
+        if not _found(con, config, rules):
+            return _no_findings()
+        _drop_superseded(con, rules)
+        _with_refs(con)
+        # What the lookups' queries held let go before the findings are ordered.
+        release_memory(con, config.workspace.memory_limit)
+        _mark_expected(con, config)
+        findings: pl.DataFrame = con.sql(_final()).pl()
+        return findings
+    finally:
+        for table in WORK_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -> pl.DataFrame:
@@ -199,23 +210,58 @@ def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -
     )
 
 
-def _kept(findings: pl.DataFrame, rules: list[Rule]) -> pl.Series:
-    """The row numbers of the findings no other rule's finding supersedes (a rule's
-    SUPERSEDES: the superseding rule found something on one of the same match groups), in
-    order."""
-    rows = pl.int_range(pl.len(), dtype=pl.UInt32)
+def _found(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> int:
+    """Table _found: every rule's findings (_rule_findings) numbered _n in the rules' order,
+    each rule's frame inserted and let go before the next rule runs. Returns their number."""
+    count = 0
+    for rule in rules:
+        frame = _rule_findings(con, config, rule).with_row_index("_n", offset=count)
+        con.register("_rule", frame)
+        try:
+            if count == 0:
+                con.execute("CREATE OR REPLACE TEMP TABLE _found AS FROM _rule")
+            else:
+                con.execute("INSERT INTO _found FROM _rule")
+        finally:
+            con.unregister("_rule")
+        count += frame.height
+    return count
+
+
+def _no_findings() -> pl.DataFrame:
+    """run_rules' frame when no rule found anything (its columns without the lines')."""
+    schema = {
+        **FINDING_COLUMNS,
+        "rule": pl.String(),
+        "severity": pl.String(),
+        "precedence": pl.Int32(),
+        "measure": pl.String(),
+        "autotask_refs": pl.List(pl.String()),
+        "halopsa_refs": pl.List(pl.String()),
+        "id": pl.String(),
+        **dict.fromkeys(ACCOUNTED, MONEY),
+    }
+    return pl.DataFrame(schema=schema)
+
+
+def _drop_superseded(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
+    """Delete from _found the findings another rule's finding supersedes (a rule's SUPERSEDES:
+    the superseding rule found something on one of the same match groups)."""
     pairs = [(r.code, s) for r in rules for s in r.supersedes]
-    if findings.is_empty() or not pairs:
-        return findings.select(rows).to_series()
-    covered = findings.select(rows.alias("_f"), "rule", "match_ids").explode("match_ids")
-    winners = pl.DataFrame(pairs, schema={"rule": pl.String, "loser": pl.String}, orient="row")
-    beaten = (
-        covered.join(winners, on="rule")
-        .select(pl.col("loser").alias("rule"), "match_ids")
-        .join(covered, on=["rule", "match_ids"])
-        .get_column("_f")
+    if not pairs:
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE _supersedes (rule VARCHAR, loser VARCHAR)")
+    con.executemany("INSERT INTO _supersedes VALUES (?, ?)", pairs)
+    con.execute(
+        """
+        DELETE FROM _found WHERE _n IN (
+            WITH covered AS (SELECT _n, rule, unnest(match_ids) AS match_id FROM _found)
+            SELECT loser._n
+            FROM covered winner JOIN _supersedes s USING (rule)
+            JOIN covered loser ON loser.rule = s.loser AND loser.match_id = winner.match_id
+        )
+        """
     )
-    return findings.select(rows.filter(~rows.is_in(beaten.implode()))).to_series()
 
 
 # What a line bills, in both systems' common terms: its platform, then client and item after the
@@ -335,196 +381,185 @@ DIGEST = """
 FINDINGS_PER_LOOKUP = 100_000  # findings whose lines _with_refs looks up in one query
 
 
-def _with_refs(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
-    """Line refs for people, the id (DIGEST over the lines' content fingerprints) for stable
-    ids, EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS and the match stages, added beside
-    the findings' own columns (one row per finding, in their order: the findings are not
-    copied). Looked up FINDINGS_PER_LOOKUP findings at a time (_looked_up): each finding's row
-    depends on its own lines only, and the lists aggregated per finding over all of them at
-    once ran out of DuckDB's 400MB at 3M lines a side. The fingerprints stay in DuckDB."""
-    if findings.is_empty():
-        return findings.with_columns(
-            *(
-                pl.lit(None, pl.List(pl.String)).alias(c)
-                for c in ("autotask_refs", "halopsa_refs", *EXPECTATION_NAMES)
-            ),
-            pl.lit(None, pl.String).alias("id"),
+def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
+    """Table _refs: per finding of _found (_n), line refs for people, the id (DIGEST over the
+    lines' content fingerprints) for stable ids, EXPECTATION_NAMES for expectations,
+    CONTEXT_COLUMNS and the match stages. Looked up FINDINGS_PER_LOOKUP numbers of _n at a
+    time: each finding's row depends on its own lines only, and the lists aggregated per
+    finding over all of them at once ran out of DuckDB's 400MB at 3M lines a side. The
+    fingerprints stay in the query."""
+    last = con.execute("SELECT max(_n) FROM _found").fetchall()[0][0]
+    for start in range(0, last + 1, FINDINGS_PER_LOOKUP):
+        keys = f"""
+            SELECT _n AS _f, rule, client, a_uids, h_uids, match_ids FROM _found
+            WHERE _n >= {start} AND _n < {start + FINDINGS_PER_LOOKUP}
+        """
+        make = "CREATE TEMP TABLE _refs AS" if start == 0 else "INSERT INTO _refs"
+        con.execute(f"{make} {_looked_up(keys)}")
+
+
+def _looked_up(keys: str) -> str:
+    """The query of _refs' rows of the findings the query `keys` gives (_f: their _n, rule,
+    client, a_uids, h_uids, match_ids)."""
+    return f"""
+        WITH _findings AS ({keys}),
+        sa AS ({_side_lines("a")}),
+        sh AS ({_side_lines("h")}),
+        st AS (
+            SELECT f._f, array_to_string(list_sort(list_distinct(list(g.stage))), ';') AS stage
+            FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
+            JOIN groups g USING (match_id) GROUP BY f._f
         )
-    keys = findings.select("rule", "client", "a_uids", "h_uids", "match_ids")
-    looked_up = pl.concat(
-        [
-            _looked_up(con, keys.slice(start, FINDINGS_PER_LOOKUP))
-            for start in range(0, keys.height, FINDINGS_PER_LOOKUP)
-        ]
+        SELECT f._f AS _n, sa.a_refs AS autotask_refs, sa.* EXCLUDE (_f, a_fps, a_refs),
+               sh.h_refs AS halopsa_refs, sh.* EXCLUDE (_f, h_fps, h_refs), st.stage,
+               {DIGEST} AS id
+        FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f)
+        LEFT JOIN st USING (_f)
+    """
+
+
+EXPECTED_NOTE = ". Expected: a retired service, deliberately not migrated."
+
+
+def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """Table _expected: the findings (_n) that are expected, Autotask charges deliberately not
+    billed in HaloPSA (retired services): findings with Autotask lines only, all of whose item
+    names (or item codes) are retired items, or all of whose client names are retired clients
+    (compared casefolded, as str.casefold: the names are folded by polars, _folded)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _expected (_n BIGINT)")
+    items = sorted({v.casefold() for v in config.expected.retired_items})
+    clients = sorted({v.casefold() for v in config.expected.retired_clients})
+    if not (items or clients):
+        return
+    names = " UNION ALL ".join(
+        f"SELECT _n, '{kind}' AS kind, unnest({kind}) AS name FROM autotask_only"
+        for kind in EXPECTATION_NAMES
     )
-    return findings.hstack(looked_up.rename({"a_refs": "autotask_refs", "h_refs": "halopsa_refs"}))
-
-
-def _looked_up(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
-    """_with_refs' columns of the findings `keys` (rule, client, a_uids, h_uids, match_ids),
-    one row each in their order."""
-    con.register("_findings", keys.with_row_index("_f"))
-    try:
-        looked_up: pl.DataFrame = con.sql(
-            f"""
-            WITH sa AS ({_side_lines("a")}),
-            sh AS ({_side_lines("h")}),
-            st AS (
-                SELECT f._f, array_to_string(list_sort(list_distinct(list(g.stage))), ';') AS stage
-                FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
-                JOIN groups g USING (match_id) GROUP BY f._f
-            )
-            SELECT sa.* EXCLUDE (_f, a_fps), sh.* EXCLUDE (_f, h_fps), st.stage, {DIGEST} AS id
-            FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f)
-            LEFT JOIN st USING (_f)
-            ORDER BY f._f
-            """
-        ).pl()
-    finally:
-        con.unregister("_findings")
-    return looked_up
-
-
-def _mark_expected(findings: pl.DataFrame, config: Config) -> pl.DataFrame:
-    """Autotask charges deliberately not billed in HaloPSA (retired services) are expected:
-    findings with Autotask lines only, all of whose item names (or item codes) are retired
-    items, or all of whose client names are retired clients (compared casefolded). The names
-    compared (EXPECTATION_NAMES) are dropped: nothing after needs them."""
-    retired_items = sorted({v.casefold() for v in config.expected.retired_items})
-    retired_clients = sorted({v.casefold() for v in config.expected.retired_clients})
-    if findings.is_empty() or not (retired_items or retired_clients):
-        return findings.drop(*EXPECTATION_NAMES)
-
-    def retired(names: str, wanted: list[str]) -> pl.Expr:
-        every = pl.col(names).list.eval(casefold(pl.element()).is_in(wanted)).list.all()
-        return (pl.col(names).list.len() > 0) & every
-
-    expected = (
-        (pl.col("a_uids").list.len() > 0)
-        & (pl.col("h_uids").list.len().fill_null(0) == 0)
-        & (
-            retired("a_items", retired_items)
-            | retired("a_codes", retired_items)
-            | retired("a_clients", retired_clients)
-        ).fill_null(False)
-    ).fill_null(False)
-    return (
-        findings.with_columns(expected.alias("_expected"))
-        .with_columns(
-            pl.when("_expected").then(pl.lit("expected")).otherwise("severity").alias("severity"),
-            pl.when("_expected")
-            .then(pl.col("message") + ". Expected: a retired service, deliberately not migrated.")
-            .otherwise("message")
-            .alias("message"),
-        )
-        .drop("_expected", *EXPECTATION_NAMES)
-    )
-
-
-def _with_ids(findings: pl.DataFrame) -> pl.DataFrame:
-    """Findings in their order (severity, size of the difference, client, rule, id, message,
-    refs), each id (DIGEST) made unique by a suffix (-2, -3) in that order: stable across
-    re-runs. The rows are moved, not copied: `findings` is left empty (_gathered)."""
-    if findings.is_empty():
-        return findings
-    rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
-    order = findings.select(
-        pl.arg_sort_by(
-            # The refs last: findings alike in all else (identical lines, twice) are told apart
-            # by their lines, not by the order a query happened to return them in.
-            pl.col("severity").replace_strict(rank, return_dtype=pl.Int64),
-            pl.col("difference").abs(),
-            *("client", "rule", "id", "message", "autotask_refs", "halopsa_refs"),
-            descending=[False, True, False, False, False, False, False, False],
-            nulls_last=True,
-            maintain_order=True,
-        )
-    ).to_series()
-    findings = _gathered(findings, order)  # the caller's frame is emptied
-    seen = pl.col("id").cum_count().over("id")
-    return findings.with_columns(
-        pl.when(seen > 1)
-        .then(pl.col("id") + "-" + seen.cast(pl.String))
-        .otherwise("id")
-        .alias("id")
-    )
-
-
-def _gathered(frame: pl.DataFrame, order: pl.Series) -> pl.DataFrame:
-    """The frame's rows in the order of the row numbers `order`, made a column at a time.
-    `frame` is emptied: each of its columns is taken out of it (drop_in_place) and let go once
-    its copy is made, so the rows are never held twice (a sort of the whole frame held both:
-    at 3M lines a side, 450 MiB more than the findings themselves)."""
-    columns = [frame.drop_in_place(name).gather(order) for name in frame.columns]
-    return pl.DataFrame(columns)
-
-
-# The money of each match group a finding covers (_covering), from its lines: tax as the
-# totals count it (an unknown tax adds 0).
-COVERED_MONEY = """
-    WITH covered AS (
-        SELECT g.match_id, g.a_uids, g.h_uids FROM groups g SEMI JOIN _covering c USING (match_id)
-    ),
-    gl AS (
-        SELECT match_id, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
-        FROM (SELECT match_id, unnest(a_uids) AS uid FROM covered) g JOIN a x USING (uid)
-        UNION ALL
-        SELECT match_id, 1, x.net_amount, coalesce(x.tax_amount, 0)
-        FROM (SELECT match_id, unnest(h_uids) AS uid FROM covered) g JOIN h x USING (uid)
-    )
-    SELECT match_id, sum(sign * net) AS net, sum(sign * tax) AS tax FROM gl GROUP BY match_id
-"""
-
-
-def _accounted(con: duckdb.DuckDBPyConnection, findings: pl.DataFrame) -> pl.DataFrame:
-    """net_difference, tax_difference and gross_difference: the part of the difference between
-    the two sides' totals that each finding accounts for (HaloPSA − Autotask). Every match
-    group is accounted for once, by the first finding in precedence order that covers it (the
-    attribution of the variance bridge), so the columns add up over all findings, with the
-    groups no rule explains, to the totals' difference in every measure."""
-    measures = ("net_difference", "tax_difference", "gross_difference", "exposure")
-    if findings.is_empty():
-        return findings.with_columns(pl.lit(None, MONEY).alias(m) for m in measures)
-    covering = (
-        findings.select("precedence", "rule", "id", "match_ids")
-        .with_row_index("_f")
-        .explode("match_ids")
-        .drop_nulls("match_ids")
-        .sort(["precedence", "rule", "id"])
-        .unique(subset="match_ids", keep="first", maintain_order=True)
-        .select("_f", pl.col("match_ids").alias("match_id"))
-    )
-    con.register("_covering", covering)
-    # One row per finding, in their order, so the columns go beside the findings' own.
-    money = con.sql(
+    con.execute(
         f"""
-        SELECT sum(m.net) AS net, sum(m.tax) AS tax
-        FROM range($findings) f(_f) LEFT JOIN _covering c ON c._f = f._f
-        LEFT JOIN ({COVERED_MONEY}) m USING (match_id)
-        GROUP BY f._f ORDER BY f._f
-        """,
-        params={"findings": findings.height},
-    ).pl()
-    con.unregister("_covering")
-    zero = pl.lit(0).cast(MONEY)
-
-    def gross(side: str) -> pl.Expr:
-        return (pl.col(f"{side}_net").fill_null(zero) + pl.col(f"{side}_tax").fill_null(zero)).abs()
-
-    return (
-        findings.hstack(money)
-        .with_columns(
-            pl.col("net").fill_null(zero).cast(MONEY).alias("net_difference"),
-            pl.col("tax").fill_null(zero).cast(MONEY).alias("tax_difference"),
-            (pl.col("net").fill_null(zero) + pl.col("tax").fill_null(zero))
-            .cast(MONEY)
-            .alias("gross_difference"),
-            # The most money at stake on either side: a period or currency mismatch between
-            # equal amounts differs by nothing and still puts its whole amount at risk.
-            pl.max_horizontal(gross("a"), gross("h")).cast(MONEY).alias("exposure"),
+        CREATE TEMP TABLE _candidates AS
+        WITH autotask_only AS (
+            SELECT r.* FROM _refs r SEMI JOIN (
+                SELECT _n FROM _found WHERE len(a_uids) > 0 AND coalesce(len(h_uids), 0) = 0
+            ) USING (_n)
         )
-        .drop("net", "tax")
+        {names}
+        """
     )
+    folded = casefold(pl.col("name"))
+    retired = (
+        con.sql("SELECT DISTINCT kind, name FROM _candidates")
+        .pl()
+        .with_columns(
+            pl.when(pl.col("kind") == "a_clients")
+            .then(folded.is_in(clients))
+            .otherwise(folded.is_in(items))
+            .alias("retired")
+        )
+    )
+    con.register("_folded", retired)
+    con.execute(
+        """
+        INSERT INTO _expected
+        SELECT DISTINCT _n FROM (
+            SELECT _n FROM _candidates JOIN _folded USING (kind, name)
+            GROUP BY _n, kind HAVING bool_and(retired)
+        )
+        """
+    )
+    con.unregister("_folded")
+    con.execute("DROP TABLE _candidates")
+
+
+ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
+
+
+def _final() -> str:
+    """The query of run_rules' frame from _found, _refs and _expected: expected findings
+    marked (severity 'expected', EXPECTED_NOTE after the message), in their order (severity,
+    size of the difference, client, rule, id, message, refs; then the order found), each id
+    made unique by a suffix (-2, -3) in that order, stable across re-runs, and _accounted's
+    columns."""
+    rank = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY_ORDER))
+    return f"""
+        WITH marked AS (
+            SELECT f.* EXCLUDE (_n) REPLACE (
+                       CASE WHEN e._n IS NULL THEN f.message
+                            ELSE f.message || '{EXPECTED_NOTE}' END AS message,
+                       CASE WHEN e._n IS NULL THEN f.severity ELSE 'expected' END AS severity
+                   ),
+                   r.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)}), f._n
+            FROM _found f JOIN _refs r USING (_n) LEFT JOIN _expected e USING (_n)
+        ),
+        ordered AS (
+            -- The refs last: findings alike in all else (identical lines, twice) are told
+            -- apart by their lines, not by the order a query happened to return them in.
+            SELECT * EXCLUDE (_n), row_number() OVER (
+                ORDER BY CASE severity {rank} END NULLS LAST, abs(difference) DESC NULLS LAST,
+                         client NULLS LAST, rule NULLS LAST, id NULLS LAST,
+                         message NULLS LAST, autotask_refs NULLS LAST, halopsa_refs NULLS LAST,
+                         _n
+            ) AS _o
+            FROM marked
+        ),
+        unique_ids AS (
+            SELECT * REPLACE (
+                CASE WHEN row_number() OVER (PARTITION BY id ORDER BY _o) > 1
+                     THEN id || '-' || row_number() OVER (PARTITION BY id ORDER BY _o)
+                     ELSE id END AS id
+            )
+            FROM ordered
+        )
+        {_accounted()}
+    """
+
+
+def _accounted() -> str:
+    """The end of _final's query over unique_ids (the findings numbered _o in their order):
+    the findings in order, net_difference, tax_difference and gross_difference after their
+    columns, the part of the difference between the two sides' totals that each finding
+    accounts for (HaloPSA − Autotask), and exposure. Every match group is accounted for once,
+    by the first finding in precedence order that covers it (the attribution of the variance
+    bridge), so the columns add up over all findings, with the groups no rule explains, to the
+    totals' difference in every measure."""
+    return f"""
+        , _covering AS (
+            SELECT match_id, _o FROM (
+                SELECT _o, unnest(match_ids) AS match_id, precedence, rule, id FROM unique_ids
+            )
+            WHERE match_id IS NOT NULL
+            QUALIFY row_number() OVER (
+                PARTITION BY match_id ORDER BY precedence, rule, id, _o
+            ) = 1
+        ),
+        -- Each covered group's money from its lines: tax as the totals count it (an unknown
+        -- tax adds 0).
+        group_lines AS (
+            SELECT c._o, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
+            FROM _covering c JOIN groups g USING (match_id),
+                 LATERAL (SELECT unnest(g.a_uids) AS uid) l JOIN a x USING (uid)
+            UNION ALL
+            SELECT c._o, 1, x.net_amount, coalesce(x.tax_amount, 0)
+            FROM _covering c JOIN groups g USING (match_id),
+                 LATERAL (SELECT unnest(g.h_uids) AS uid) l JOIN h x USING (uid)
+        ),
+        money AS (
+            SELECT _o, sum(sign * net) AS net, sum(sign * tax) AS tax
+            FROM group_lines GROUP BY _o
+        )
+        SELECT u.* EXCLUDE (_o),
+               CAST(coalesce(m.net, 0) AS {MONEY_SQL}) AS net_difference,
+               CAST(coalesce(m.tax, 0) AS {MONEY_SQL}) AS tax_difference,
+               CAST(coalesce(m.net, 0) + coalesce(m.tax, 0) AS {MONEY_SQL}) AS gross_difference,
+               -- The most money at stake on either side: a period or currency mismatch
+               -- between equal amounts differs by nothing and still puts its whole amount at
+               -- risk.
+               CAST(greatest(abs(coalesce(u.a_net, 0) + coalesce(u.a_tax, 0)),
+                             abs(coalesce(u.h_net, 0) + coalesce(u.h_tax, 0))) AS {MONEY_SQL})
+                   AS exposure
+        FROM unique_ids u LEFT JOIN money m USING (_o)
+        ORDER BY u._o
+    """
 
 
 def bridge(
