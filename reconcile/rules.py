@@ -172,7 +172,7 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 # queries gave them), _refs what _with_refs looks up for each (_n and LOOKED_UP's columns).
 # They are in DuckDB, not in Python's memory, so the stage spills to disk as the findings grow
 # (at 10M lines a side, 1.36M findings of about 700 bytes each).
-WORK_TABLES = ("_found", "_refs", "_supersedes", "_expected", "_candidates")
+WORK_TABLES = ("_found", "_refs", "_supersedes", "_expected", "_candidates", "_order")
 
 
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
@@ -192,6 +192,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
         # What the lookups' queries held let go before the findings are ordered.
         release_memory(con, config.workspace.memory_limit)
         _mark_expected(con, config)
+        _order(con)
         findings: pl.DataFrame = con.sql(_final()).pl()
         return findings
     finally:
@@ -474,58 +475,61 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
 
 
-def _final() -> str:
-    """The query of run_rules' frame from _found, _refs and _expected: expected findings
-    marked (severity 'expected', EXPECTED_NOTE after the message), in their order (severity,
-    size of the difference, client, rule, id, message, refs; then the order found), each id
-    made unique by a suffix (-2, -3) in that order, stable across re-runs, and _accounted's
-    columns."""
+def _order(con: duckdb.DuckDBPyConnection) -> None:
+    """Table _order: per finding of _found (_n), its place _o in the findings' order (severity,
+    size of the difference, client, rule, id, message, refs; then the order found), its
+    severity and message with expected findings marked (severity 'expected', EXPECTED_NOTE
+    after the message), and its id made unique by a suffix (-2, -3) in that order: stable
+    across re-runs. Made from these columns alone, so the findings' other columns are not
+    carried through the sort."""
     rank = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY_ORDER))
-    return f"""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _order AS
         WITH marked AS (
-            SELECT f.* EXCLUDE (_n) REPLACE (
-                       CASE WHEN e._n IS NULL THEN f.message
-                            ELSE f.message || '{EXPECTED_NOTE}' END AS message,
-                       CASE WHEN e._n IS NULL THEN f.severity ELSE 'expected' END AS severity
-                   ),
-                   r.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)}), f._n
+            SELECT f._n, f.difference, f.client, f.rule, f.precedence, f.match_ids,
+                   CASE WHEN e._n IS NULL THEN f.severity ELSE 'expected' END AS severity,
+                   CASE WHEN e._n IS NULL THEN f.message
+                        ELSE f.message || '{EXPECTED_NOTE}' END AS message,
+                   r.id, r.autotask_refs, r.halopsa_refs
             FROM _found f JOIN _refs r USING (_n) LEFT JOIN _expected e USING (_n)
         ),
         ordered AS (
             -- The refs last: findings alike in all else (identical lines, twice) are told
             -- apart by their lines, not by the order a query happened to return them in.
-            SELECT * EXCLUDE (_n), row_number() OVER (
+            SELECT _n, severity, message, precedence, rule, match_ids, id, row_number() OVER (
                 ORDER BY CASE severity {rank} END NULLS LAST, abs(difference) DESC NULLS LAST,
                          client NULLS LAST, rule NULLS LAST, id NULLS LAST,
                          message NULLS LAST, autotask_refs NULLS LAST, halopsa_refs NULLS LAST,
                          _n
             ) AS _o
             FROM marked
-        ),
-        unique_ids AS (
-            SELECT * REPLACE (
-                CASE WHEN row_number() OVER (PARTITION BY id ORDER BY _o) > 1
-                     THEN id || '-' || row_number() OVER (PARTITION BY id ORDER BY _o)
-                     ELSE id END AS id
-            )
-            FROM ordered
         )
-        {_accounted()}
-    """
+        SELECT * REPLACE (
+            CASE WHEN row_number() OVER (PARTITION BY id ORDER BY _o) > 1
+                 THEN id || '-' || row_number() OVER (PARTITION BY id ORDER BY _o)
+                 ELSE id END AS id
+        )
+        FROM ordered
+        """
+    )
 
 
-def _accounted() -> str:
-    """The end of _final's query over unique_ids (the findings numbered _o in their order):
-    the findings in order, net_difference, tax_difference and gross_difference after their
-    columns, the part of the difference between the two sides' totals that each finding
-    accounts for (HaloPSA − Autotask), and exposure. Every match group is accounted for once,
-    by the first finding in precedence order that covers it (the attribution of the variance
-    bridge), so the columns add up over all findings, with the groups no rule explains, to the
-    totals' difference in every measure."""
+ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
+
+
+def _final() -> str:
+    """The query of run_rules' frame: _found's and _refs' columns (severity, message and id as
+    _order has them) in _order's order, then net_difference, tax_difference and
+    gross_difference, the part of the difference between the two sides' totals that each
+    finding accounts for (HaloPSA − Autotask), and exposure. Every match group is accounted
+    for once, by the first finding in precedence order that covers it (the attribution of the
+    variance bridge), so the columns add up over all findings, with the groups no rule
+    explains, to the totals' difference in every measure."""
     return f"""
-        , _covering AS (
+        WITH covering AS (
             SELECT match_id, _o FROM (
-                SELECT _o, unnest(match_ids) AS match_id, precedence, rule, id FROM unique_ids
+                SELECT _o, unnest(match_ids) AS match_id, precedence, rule, id FROM _order
             )
             WHERE match_id IS NOT NULL
             QUALIFY row_number() OVER (
@@ -535,30 +539,36 @@ def _accounted() -> str:
         -- Each covered group's money from its lines: tax as the totals count it (an unknown
         -- tax adds 0).
         group_lines AS (
-            SELECT c._o, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
-            FROM _covering c JOIN groups g USING (match_id),
-                 LATERAL (SELECT unnest(g.a_uids) AS uid) l JOIN a x USING (uid)
+            SELECT l._o, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
+            FROM (
+                SELECT c._o, unnest(g.a_uids) AS uid
+                FROM covering c JOIN groups g USING (match_id)
+            ) l JOIN a x USING (uid)
             UNION ALL
-            SELECT c._o, 1, x.net_amount, coalesce(x.tax_amount, 0)
-            FROM _covering c JOIN groups g USING (match_id),
-                 LATERAL (SELECT unnest(g.h_uids) AS uid) l JOIN h x USING (uid)
+            SELECT l._o, 1, x.net_amount, coalesce(x.tax_amount, 0)
+            FROM (
+                SELECT c._o, unnest(g.h_uids) AS uid
+                FROM covering c JOIN groups g USING (match_id)
+            ) l JOIN h x USING (uid)
         ),
         money AS (
             SELECT _o, sum(sign * net) AS net, sum(sign * tax) AS tax
             FROM group_lines GROUP BY _o
         )
-        SELECT u.* EXCLUDE (_o),
+        SELECT f.* EXCLUDE (_n) REPLACE (o.message AS message, o.severity AS severity),
+               r.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)}) REPLACE (o.id AS id),
                CAST(coalesce(m.net, 0) AS {MONEY_SQL}) AS net_difference,
                CAST(coalesce(m.tax, 0) AS {MONEY_SQL}) AS tax_difference,
                CAST(coalesce(m.net, 0) + coalesce(m.tax, 0) AS {MONEY_SQL}) AS gross_difference,
                -- The most money at stake on either side: a period or currency mismatch
                -- between equal amounts differs by nothing and still puts its whole amount at
                -- risk.
-               CAST(greatest(abs(coalesce(u.a_net, 0) + coalesce(u.a_tax, 0)),
-                             abs(coalesce(u.h_net, 0) + coalesce(u.h_tax, 0))) AS {MONEY_SQL})
+               CAST(greatest(abs(coalesce(r.a_net, 0) + coalesce(r.a_tax, 0)),
+                             abs(coalesce(r.h_net, 0) + coalesce(r.h_tax, 0))) AS {MONEY_SQL})
                    AS exposure
-        FROM unique_ids u LEFT JOIN money m USING (_o)
-        ORDER BY u._o
+        FROM _order o JOIN _found f USING (_n) JOIN _refs r USING (_n)
+        LEFT JOIN money m USING (_o)
+        ORDER BY o._o
     """
 
 
