@@ -458,22 +458,21 @@ class Workspace:
 
     def stored_totals(self, load_id: str, cycle: str) -> dict[str, Any]:
         """Read back what was written, so control totals check the store, not memory."""
+        # One scan of each table: the quarantine's dispositions counted and summed apart.
         row = self.con.execute(
             """
-            SELECT
-              (SELECT count(*) FROM lines WHERE load_id = $id AND cycle = $cycle),
-              (SELECT coalesce(sum(net_amount), 0) FROM lines
-                 WHERE load_id = $id AND cycle = $cycle),
-              (SELECT count(*) FROM quarantine
-                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'quarantined'),
-              (SELECT coalesce(sum(net_amount), 0) FROM quarantine
-                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'quarantined'),
-              (SELECT count(*) FROM quarantine
-                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'excluded'),
-              (SELECT coalesce(sum(net_amount), 0) FROM quarantine
-                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'excluded'),
-              (SELECT count(*) FROM quarantine
-                 WHERE load_id = $id AND cycle = $cycle AND disposition = 'skipped')
+            WITH l AS (
+                SELECT count(*), coalesce(sum(net_amount), 0) FROM lines
+                WHERE load_id = $id AND cycle = $cycle
+            ), q AS (
+                SELECT count(*) FILTER (WHERE disposition = 'quarantined'),
+                       coalesce(sum(net_amount) FILTER (WHERE disposition = 'quarantined'), 0),
+                       count(*) FILTER (WHERE disposition = 'excluded'),
+                       coalesce(sum(net_amount) FILTER (WHERE disposition = 'excluded'), 0),
+                       count(*) FILTER (WHERE disposition = 'skipped')
+                FROM quarantine WHERE load_id = $id AND cycle = $cycle
+            )
+            SELECT * FROM l, q
             """,
             {"id": load_id, "cycle": cycle},
         ).fetchall()[0]
