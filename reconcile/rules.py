@@ -169,9 +169,10 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 
 # The rules stage's work tables (temporary, dropped when the stage ends): _found holds every
 # rule's findings (_rule_findings' columns and _n, their number in the order the rules and their
-# queries gave them), _refs what _with_refs looks up for each (_n and LOOKED_UP's columns).
-# They are in DuckDB, not in Python's memory, so the stage spills to disk as the findings grow
-# (at 10M lines a side, 1.36M findings of about 700 bytes each).
+# queries gave them), _refs what _with_refs looks up for each, _expected and _order what
+# _mark_expected and _order make of them. They are in DuckDB, not in Python's memory, so the
+# stage spills to disk as the findings grow (at 10M lines a side, 1.36M findings of about 700
+# bytes each).
 WORK_TABLES = ("_found", "_refs", "_supersedes", "_expected", "_candidates", "_order")
 
 
