@@ -213,20 +213,25 @@ def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -
 
 
 def _found(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> int:
-    """Table _found: every rule's findings (_rule_findings) numbered _n in the rules' order,
-    each rule's frame inserted and let go before the next rule runs. Returns their number."""
-    count = 0
-    for rule in rules:
-        frame = _rule_findings(con, config, rule).with_row_index("_n", offset=count)
-        con.register("_rule", frame)
+    """Table _found: every rule's findings (_rule_findings) numbered _n in the rules' order.
+    The rules' frames go into it together once they hold FINDINGS_PER_LOOKUP findings, and
+    after the last rule: a large cycle's findings never wait in Python, and a small cycle's
+    are inserted in one statement. Returns their number."""
+    count, pending = 0, 0
+    frames: list[pl.DataFrame] = []
+    for number, rule in enumerate(rules, start=1):
+        frames.append(_rule_findings(con, config, rule))
+        pending += frames[-1].height
+        if pending < FINDINGS_PER_LOOKUP and number < len(rules):
+            continue
+        con.register("_rules", pl.concat(frames).with_row_index("_n", offset=count))
         try:
-            if count == 0:
-                con.execute("CREATE OR REPLACE TEMP TABLE _found AS FROM _rule")
-            else:
-                con.execute("INSERT INTO _found FROM _rule")
+            make = "CREATE OR REPLACE TEMP TABLE _found AS" if count == 0 else "INSERT INTO _found"
+            con.execute(f"{make} FROM _rules")
         finally:
-            con.unregister("_rule")
-        count += frame.height
+            con.unregister("_rules")
+        frames.clear()
+        count, pending = count + pending, 0
     return count
 
 
@@ -380,7 +385,7 @@ DIGEST = """
 """
 
 
-FINDINGS_PER_LOOKUP = 100_000  # findings whose lines _with_refs looks up in one query
+FINDINGS_PER_LOOKUP = 100_000  # findings a statement takes: _found's inserts, _with_refs' lookups
 
 
 def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
