@@ -169,19 +169,22 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 
 # The rules stage's work tables (temporary, dropped when the stage ends): _found holds every
 # rule's findings (_rule_findings' columns and _n, their number in the order the rules and their
-# queries gave them), _refs what _with_refs looks up for each, _expected and _order what
-# _mark_expected and _order make of them. They are in DuckDB, not in Python's memory, so the
-# stage spills to disk as the findings grow (at 10M lines a side, 1.36M findings of about 700
-# bytes each).
-WORK_TABLES = ("_found", "_refs", "_supersedes", "_expected", "_candidates", "_order")
+# queries gave them), _described the same findings with what _with_refs looks up for each,
+# _expected, _order and _placed what _mark_expected, _order and _accounted make of them. They are
+# in DuckDB, not in Python's memory, so the stage spills to disk as the findings grow (at 10M
+# lines a side, 1.36M findings of about 700 bytes each). The wide table is only ever scanned
+# and sorted, never built into a join's hash table: such a join could not spill at 10M.
+WORK_TABLES = (
+    "_found", "_described", "_supersedes", "_expected", "_candidates", "_order", "_placed",
+)  # fmt: skip
 
 
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
     """All findings of all rules, superseded ones removed, expected ones marked, ids stable:
     FINDING_COLUMNS, rule, severity, precedence (Int32), measure, autotask_refs, the Autotask
     lines' CONTEXT_COLUMNS (a_…), halopsa_refs, the HaloPSA lines' (h_…), stage, id and
-    _accounted's columns; money Decimal in the lines' currency. No finding: FINDING_COLUMNS,
-    rule … measure, the refs, id and _accounted's columns. Each rule's frame goes into DuckDB as
+    ACCOUNTED's columns; money Decimal in the lines' currency. No finding: FINDING_COLUMNS,
+    rule … measure, the refs, id and ACCOUNTED's columns. Each rule's frame goes into DuckDB as
     soon as the rule has run; everything after is done there (_final) and read back at the
     end."""
     con.execute(MACROS)
@@ -194,11 +197,29 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
         release_memory(con, config.workspace.memory_limit)
         _mark_expected(con, config)
         _order(con)
-        findings: pl.DataFrame = con.sql(_final()).pl()
-        return findings
+        _accounted(con)
+        # What the queries held let go before the findings are read into Python beside it.
+        release_memory(con, config.workspace.memory_limit)
+        return _in_order(con.sql(_final()))
     finally:
         for table in WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _in_order(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    """The relation's rows in the order of its column _o (dropped), as one frame in one chunk:
+    read as a stream of Arrow batches, so the result is never whole in DuckDB's memory (which
+    would have to hold it within its limit: at 10M lines a side 1.36M findings ≈ 900 MiB
+    against 400MB), and ordered by polars a column at a time, each column's batches let go as
+    its ordered copy is made. DuckDB's own sort of the findings could not spill their lists
+    within its limit at 10M."""
+    reader = relation.to_arrow_reader()
+    frame = pl.concat(
+        [pl.DataFrame(batch) for batch in reader] or [pl.DataFrame(reader.schema.empty_table())],
+        rechunk=False,
+    )
+    order = frame.drop_in_place("_o").arg_sort()
+    return pl.DataFrame([frame.drop_in_place(name).gather(order) for name in frame.columns])
 
 
 def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -> pl.DataFrame:
@@ -389,25 +410,26 @@ FINDINGS_PER_LOOKUP = 100_000  # findings a statement takes: _found's inserts, _
 
 
 def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
-    """Table _refs: per finding of _found (_n), line refs for people, the id (DIGEST over the
-    lines' content fingerprints) for stable ids, EXPECTATION_NAMES for expectations,
-    CONTEXT_COLUMNS and the match stages. Looked up FINDINGS_PER_LOOKUP numbers of _n at a
-    time: each finding's row depends on its own lines only, and the lists aggregated per
-    finding over all of them at once ran out of DuckDB's 400MB at 3M lines a side. The
-    fingerprints stay in the query."""
+    """Table _described: the findings of _found (which is dropped) each with its line refs for
+    people, the id (DIGEST over the lines' content fingerprints) for stable ids,
+    EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS and the match stages. Looked up
+    FINDINGS_PER_LOOKUP numbers of _n at a time: each finding's row depends on its own lines
+    only, and the lists aggregated per finding over all of them at once ran out of DuckDB's
+    400MB at 3M lines a side. The fingerprints stay in the query."""
     last = con.execute("SELECT max(_n) FROM _found").fetchall()[0][0]
     for start in range(0, last + 1, FINDINGS_PER_LOOKUP):
         keys = f"""
-            SELECT _n AS _f, rule, client, a_uids, h_uids, match_ids FROM _found
+            SELECT _n AS _f, * EXCLUDE (_n) FROM _found
             WHERE _n >= {start} AND _n < {start + FINDINGS_PER_LOOKUP}
         """
-        make = "CREATE TEMP TABLE _refs AS" if start == 0 else "INSERT INTO _refs"
+        make = "CREATE TEMP TABLE _described AS" if start == 0 else "INSERT INTO _described"
         con.execute(f"{make} {_looked_up(keys)}")
+    con.execute("DROP TABLE _found")
 
 
 def _looked_up(keys: str) -> str:
-    """The query of _refs' rows of the findings the query `keys` gives (_f: their _n, rule,
-    client, a_uids, h_uids, match_ids)."""
+    """The query of _described's rows of the findings the query `keys` gives (_f: their _n,
+    and _found's other columns)."""
     return f"""
         WITH _findings AS ({keys}),
         sa AS ({_side_lines("a")}),
@@ -417,11 +439,13 @@ def _looked_up(keys: str) -> str:
             FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
             JOIN groups g USING (match_id) GROUP BY f._f
         )
-        SELECT f._f AS _n, sa.a_refs AS autotask_refs, sa.* EXCLUDE (_f, a_fps, a_refs),
+        SELECT f._f AS _n, f.* EXCLUDE (_f),
+               sa.a_refs AS autotask_refs, sa.* EXCLUDE (_f, a_fps, a_refs),
                sh.h_refs AS halopsa_refs, sh.* EXCLUDE (_f, h_fps, h_refs), st.stage,
                {DIGEST} AS id
         FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f)
         LEFT JOIN st USING (_f)
+        ORDER BY f._f
     """
 
 
@@ -446,9 +470,8 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         f"""
         CREATE TEMP TABLE _candidates AS
         WITH autotask_only AS (
-            SELECT r.* FROM _refs r SEMI JOIN (
-                SELECT _n FROM _found WHERE len(a_uids) > 0 AND coalesce(len(h_uids), 0) = 0
-            ) USING (_n)
+            SELECT _n, {", ".join(EXPECTATION_NAMES)} FROM _described
+            WHERE len(a_uids) > 0 AND coalesce(len(h_uids), 0) = 0
         )
         {names}
         """
@@ -482,28 +505,24 @@ ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
 
 
 def _order(con: duckdb.DuckDBPyConnection) -> None:
-    """Table _order: per finding of _found (_n), its place _o in the findings' order (severity,
-    size of the difference, client, rule, id, message, refs; then the order found), its
-    severity and message with expected findings marked (severity 'expected', EXPECTED_NOTE
-    after the message), and its id made unique by a suffix (-2, -3) in that order: stable
-    across re-runs. Made from these columns alone, so the findings' other columns are not
-    carried through the sort."""
+    """Table _order: per finding of _described (_n), its place _o in the findings' order
+    (severity, size of the difference, client, rule, id, message, refs; then the order found,
+    with expected findings' severity and message as _final marks them), whether it is expected,
+    and its id made unique by a suffix (-2, -3) in that order: stable across re-runs. Narrow,
+    so the joins with it build their hash tables from it, not from the findings."""
     rank = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY_ORDER))
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _order AS
         WITH marked AS (
-            SELECT f._n, f.difference, f.client, f.rule, f.precedence, f.match_ids,
-                   CASE WHEN e._n IS NULL THEN f.severity ELSE 'expected' END AS severity,
-                   CASE WHEN e._n IS NULL THEN f.message
-                        ELSE f.message || '{EXPECTED_NOTE}' END AS message,
-                   r.id, r.autotask_refs, r.halopsa_refs
-            FROM _found f JOIN _refs r USING (_n) LEFT JOIN _expected e USING (_n)
+            SELECT d._n, d.difference, d.client, d.rule, d.id, d.autotask_refs, d.halopsa_refs,
+                   e._n IS NOT NULL AS expected, {_marked("d", "e._n IS NOT NULL")}
+            FROM _described d LEFT JOIN _expected e USING (_n)
         ),
         ordered AS (
             -- The refs last: findings alike in all else (identical lines, twice) are told
             -- apart by their lines, not by the order a query happened to return them in.
-            SELECT _n, severity, message, precedence, rule, match_ids, id, row_number() OVER (
+            SELECT _n, id, expected, row_number() OVER (
                 ORDER BY CASE severity {rank} END NULLS LAST, abs(difference) DESC NULLS LAST,
                          client NULLS LAST, rule NULLS LAST, id NULLS LAST,
                          message NULLS LAST, autotask_refs NULLS LAST, halopsa_refs NULLS LAST,
@@ -521,29 +540,38 @@ def _order(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
-
-
-def _final() -> str:
-    """The query of run_rules' frame: _found's and _refs' columns (severity, message and id as
-    _order has them) in _order's order, then net_difference, tax_difference and
-    gross_difference, the part of the difference between the two sides' totals that each
-    finding accounts for (HaloPSA − Autotask), and exposure. Every match group is accounted
-    for once, by the first finding in precedence order that covers it (the attribution of the
-    variance bridge), so the columns add up over all findings, with the groups no rule
-    explains, to the totals' difference in every measure."""
+def _marked(findings: str, expected: str) -> str:
+    """The severity and message of the findings `findings` (an alias) with expected ones
+    (where the condition `expected` holds) marked: severity 'expected', EXPECTED_NOTE after the
+    message."""
     return f"""
+        CASE WHEN {expected} THEN 'expected' ELSE {findings}.severity END AS severity,
+        CASE WHEN {expected} THEN {findings}.message || '{EXPECTED_NOTE}'
+             ELSE {findings}.message END AS message
+    """
+
+
+def _accounted(con: duckdb.DuckDBPyConnection) -> None:
+    """Table _placed: per finding (_n, in that order, as _described), _order's place, unique id
+    and whether it is expected, and the part of the difference between the two sides' totals
+    (HaloPSA − Autotask) it accounts for, net and tax (null for none). Every match group is
+    accounted for once, by the first finding in precedence order that covers it (the
+    attribution of the variance bridge), so the amounts add up over all findings, with the
+    groups no rule explains, to the totals' difference; a group's money is its lines', tax as
+    the totals count it (an unknown tax adds 0)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _placed AS
         WITH covering AS (
             SELECT match_id, _o FROM (
-                SELECT _o, unnest(match_ids) AS match_id, precedence, rule, id FROM _order
+                SELECT o._o, unnest(d.match_ids) AS match_id, d.precedence, d.rule, o.id
+                FROM _described d JOIN _order o USING (_n)
             )
             WHERE match_id IS NOT NULL
             QUALIFY row_number() OVER (
                 PARTITION BY match_id ORDER BY precedence, rule, id, _o
             ) = 1
         ),
-        -- Each covered group's money from its lines: tax as the totals count it (an unknown
-        -- tax adds 0).
         group_lines AS (
             SELECT l._o, -1 AS sign, x.net_amount AS net, coalesce(x.tax_amount, 0) AS tax
             FROM (
@@ -561,20 +589,39 @@ def _final() -> str:
             SELECT _o, sum(sign * net) AS net, sum(sign * tax) AS tax
             FROM group_lines GROUP BY _o
         )
-        SELECT f.* EXCLUDE (_n) REPLACE (o.message AS message, o.severity AS severity),
-               r.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)}) REPLACE (o.id AS id),
-               CAST(coalesce(m.net, 0) AS {MONEY_SQL}) AS net_difference,
-               CAST(coalesce(m.tax, 0) AS {MONEY_SQL}) AS tax_difference,
-               CAST(coalesce(m.net, 0) + coalesce(m.tax, 0) AS {MONEY_SQL}) AS gross_difference,
+        SELECT o._n, o._o, o.id, o.expected, m.net, m.tax
+        FROM _order o LEFT JOIN money m USING (_o)
+        ORDER BY o._n
+        """
+    )
+
+
+def _final() -> str:
+    """The query of run_rules' frame: _described's columns (EXPECTATION_NAMES dropped; the
+    severity and message marked, the id unique, as _placed has them), then net_difference,
+    tax_difference and gross_difference from _placed (0 for a finding that accounts for none),
+    exposure and _o, the place in the findings' order (_in_order puts them in it).
+    _described and _placed are in the same order (_n) and are
+    put side by side by position (a join on _n would build a hash table of one of them, and
+    the findings' lists could not spill from it at 10M lines a side); a misalignment stops the
+    query."""
+    return f"""
+        SELECT d.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)})
+                   REPLACE ({_marked("d", "p.expected")}, p.id AS id),
+               CAST(coalesce(p.net, 0) AS {MONEY_SQL}) AS net_difference,
+               CAST(coalesce(p.tax, 0) AS {MONEY_SQL}) AS tax_difference,
+               CAST(coalesce(p.net, 0) + coalesce(p.tax, 0) AS {MONEY_SQL}) AS gross_difference,
                -- The most money at stake on either side: a period or currency mismatch
                -- between equal amounts differs by nothing and still puts its whole amount at
                -- risk.
-               CAST(greatest(abs(coalesce(r.a_net, 0) + coalesce(r.a_tax, 0)),
-                             abs(coalesce(r.h_net, 0) + coalesce(r.h_tax, 0))) AS {MONEY_SQL})
-                   AS exposure
-        FROM _order o JOIN _found f USING (_n) JOIN _refs r USING (_n)
-        LEFT JOIN money m USING (_o)
-        ORDER BY o._o
+               CAST(greatest(abs(coalesce(d.a_net, 0) + coalesce(d.a_tax, 0)),
+                             abs(coalesce(d.h_net, 0) + coalesce(d.h_tax, 0))) AS {MONEY_SQL})
+                   AS exposure,
+               p._o
+        FROM _described d POSITIONAL JOIN _placed p
+        WHERE CASE WHEN d._n IS DISTINCT FROM p._n
+                   THEN error('rules: _described and _placed are not in the same order')
+                   ELSE true END
     """
 
 

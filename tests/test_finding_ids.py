@@ -87,7 +87,7 @@ def test_ids_are_the_sha256_of_rule_and_line_fingerprints(con: duckdb.DuckDBPyCo
         ),
     )
     _with_refs(con)
-    found = con.sql("FROM _refs ORDER BY _n").pl()
+    found = con.sql("FROM _described ORDER BY _n").pl()
     # A line's fingerprint: md5 of the JSON list of its platform and billing values as text.
     line_1 = '["autotask","7","i1","GBP","2.0000","10.0000","20.00","4.00"]'
     line_2 = '["autotask","7","i2","GBP","1.0000","5.5000","5.50",null]'
@@ -119,16 +119,11 @@ def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> 
     config = Config(
         expected=ExpectedSettings(retired_items=["Straße Backup"], retired_clients=["Old Co"])
     )
-    found = pl.DataFrame(
-        {
-            "a_uids": [[1], [1], [1, 2], [1], [1], None, [1]],
-            "h_uids": [None, [10], None, [], None, [10], None],
-        },
-        schema={"a_uids": pl.List(pl.Int64), "h_uids": pl.List(pl.Int64)},
-    )
-    refs = pl.DataFrame(
+    described = pl.DataFrame(
         {
             "_n": range(7),
+            "a_uids": [[1], [1], [1, 2], [1], [1], None, [1]],
+            "h_uids": [None, [10], None, [], None, [10], None],
             "a_items": [
                 ["STRASSE BACKUP"],
                 ["Straße Backup"],
@@ -141,12 +136,11 @@ def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> 
             "a_codes": [["B1"], ["B1"], ["B1", "S1"], ["straße backup"], [""], None, ["B1"]],
             "a_clients": [["Acme"], ["Acme"], ["Acme"], ["Acme"], ["OLD CO"], None, ["OLD CO"]],
         },
-        schema_overrides={"_n": pl.Int64},
+        schema_overrides={"_n": pl.Int64, "a_uids": pl.List(pl.Int64), "h_uids": pl.List(pl.Int64)},
     )
     with duckdb.connect() as con:
-        _found(con, found)
-        con.register("_r", refs)
-        con.execute("CREATE TEMP TABLE _refs AS FROM _r")
+        con.register("_d", described)
+        con.execute("CREATE TEMP TABLE _described AS FROM _d")
         _mark_expected(con, config)
         expected = [n for (n,) in con.sql("SELECT _n FROM _expected ORDER BY _n").fetchall()]
     # Retired by item (casefolded: ß is ss), by item code, by client; the last by item and by
