@@ -104,10 +104,11 @@ def environment_error(exc: BaseException, workspace: Path | None) -> InputError 
 
 
 def _errno(exc: OSError) -> int | None:
-    """The error number; libraries that raise OSError(message) leave it only in the text."""
+    """The error number; libraries that raise OSError(message) leave it only in the text:
+    `[Errno 28] …` (Python's wording), `… (os error 28)` (Rust's: polars' writers)."""
     if exc.errno is not None:
         return exc.errno
-    found = re.match(r"\[Errno (\d+)\]", str(exc))
+    found = re.match(r"\[Errno (\d+)\]", str(exc)) or re.search(r"\(os error (\d+)\)", str(exc))
     return int(found.group(1)) if found else None
 
 

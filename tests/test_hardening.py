@@ -290,6 +290,16 @@ def test_full_or_read_only_disk_exits_2(
     assert expected in output and str(point) in output
 
 
+def test_a_full_disk_as_polars_words_it_exits_2(tmp_path: Path) -> None:
+    """polars' writers (the CSV and Parquet outputs) raise OSError("… (os error 28)") with no
+    errno: the disk is full all the same, not a bug (exit 3)."""
+    from reconcile.environment import environment_error
+
+    problem = environment_error(OSError("No space left on device (os error 28)"), tmp_path)
+    assert problem is not None
+    assert "the disk is full" in str(problem) and str(tmp_path) in str(problem)
+
+
 # --- kind 2: outputs replaced whole ----------------------------------------------------------
 
 STEPS = [
