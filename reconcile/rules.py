@@ -26,7 +26,7 @@ from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import casefold
 from reconcile.store import release_memory
-from reconcile.tables import SIDES
+from reconcile.tables import DISCREPANCIES, SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
@@ -175,26 +175,25 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 WORK_TABLES = ("_found", "_refs", "_supersedes", "_expected", "_candidates", "_order")
 
 
-def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
-    """All findings of all rules, superseded ones removed, expected ones marked, ids stable:
-    FINDING_COLUMNS, rule, severity, precedence (Int32), measure, autotask_refs, the Autotask
-    lines' CONTEXT_COLUMNS (a_…), halopsa_refs, the HaloPSA lines' (h_…), stage, id and
-    _accounted's columns; money Decimal in the lines' currency. No finding: FINDING_COLUMNS,
-    rule … measure, the refs, id and _accounted's columns. Each rule's frame goes into DuckDB as
-    soon as the rule has run; everything after is done there (_final) and read back at the
-    end."""
+def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> int:
+    """All findings of all rules, superseded ones removed, expected ones marked, ids stable,
+    left in the temporary table DISCREPANCIES (reconcile.tables), root_cause and acceptance
+    null; money DECIMAL in the lines' currency. Returns their number. Each rule's frame goes
+    into DuckDB as soon as the rule has run; everything after is done there (_final), so the
+    findings never need to fit in memory."""
     con.execute(MACROS)
     try:
         if not _found(con, config, rules):
-            return _no_findings()
+            DISCREPANCIES.create(con)
+            return 0
         _drop_superseded(con, rules)
         _with_refs(con)
         # What the lookups' queries held let go before the findings are ordered.
         release_memory(con, config.workspace.memory_limit)
         _mark_expected(con, config)
         _order(con)
-        findings: pl.DataFrame = con.sql(_final()).pl()
-        return findings
+        DISCREPANCIES.create(con, _final())
+        return int(con.execute(f"SELECT count(*) FROM {DISCREPANCIES.name}").fetchall()[0][0])
     finally:
         for table in WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -227,22 +226,6 @@ def _found(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) ->
             con.unregister("_rule")
         count += frame.height
     return count
-
-
-def _no_findings() -> pl.DataFrame:
-    """run_rules' frame when no rule found anything (its columns without the lines')."""
-    schema = {
-        **FINDING_COLUMNS,
-        "rule": pl.String(),
-        "severity": pl.String(),
-        "precedence": pl.Int32(),
-        "measure": pl.String(),
-        "autotask_refs": pl.List(pl.String()),
-        "halopsa_refs": pl.List(pl.String()),
-        "id": pl.String(),
-        **dict.fromkeys(ACCOUNTED, MONEY),
-    }
-    return pl.DataFrame(schema=schema)
 
 
 def _drop_superseded(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
@@ -472,9 +455,6 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     con.execute("DROP TABLE _candidates")
 
 
-ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
-
-
 def _order(con: duckdb.DuckDBPyConnection) -> None:
     """Table _order: per finding of _found (_n), its place _o in the findings' order (severity,
     size of the difference, client, rule, id, message, refs; then the order found), its
@@ -515,17 +495,15 @@ def _order(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
-
-
 def _final() -> str:
-    """The query of run_rules' frame: _found's and _refs' columns (severity, message and id as
-    _order has them) in _order's order, then net_difference, tax_difference and
+    """The query of DISCREPANCIES' rows: _found's and _refs' columns (severity, message and id
+    as _order has them, position its _o), then net_difference, tax_difference and
     gross_difference, the part of the difference between the two sides' totals that each
-    finding accounts for (HaloPSA − Autotask), and exposure. Every match group is accounted
-    for once, by the first finding in precedence order that covers it (the attribution of the
-    variance bridge), so the columns add up over all findings, with the groups no rule
-    explains, to the totals' difference in every measure."""
+    finding accounts for (HaloPSA − Autotask), and exposure; root_cause and acceptance null.
+    Every match group is accounted for once, by the first finding in precedence order that
+    covers it (the attribution of the variance bridge), so the columns add up over all
+    findings, with the groups no rule explains, to the totals' difference in every measure.
+    In no order: the table's readers order by position."""
     return f"""
         WITH covering AS (
             SELECT match_id, _o FROM (
@@ -555,7 +533,8 @@ def _final() -> str:
             SELECT _o, sum(sign * net) AS net, sum(sign * tax) AS tax
             FROM group_lines GROUP BY _o
         )
-        SELECT f.* EXCLUDE (_n) REPLACE (o.message AS message, o.severity AS severity),
+        SELECT o._o AS position,
+               f.* EXCLUDE (_n) REPLACE (o.message AS message, o.severity AS severity),
                r.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)}) REPLACE (o.id AS id),
                CAST(coalesce(m.net, 0) AS {MONEY_SQL}) AS net_difference,
                CAST(coalesce(m.tax, 0) AS {MONEY_SQL}) AS tax_difference,
@@ -565,58 +544,46 @@ def _final() -> str:
                -- risk.
                CAST(greatest(abs(coalesce(r.a_net, 0) + coalesce(r.a_tax, 0)),
                              abs(coalesce(r.h_net, 0) + coalesce(r.h_tax, 0))) AS {MONEY_SQL})
-                   AS exposure
+                   AS exposure,
+               NULL AS root_cause, NULL AS acceptance
         FROM _order o JOIN _found f USING (_n) JOIN _refs r USING (_n)
         LEFT JOIN money m USING (_o)
-        ORDER BY o._o
     """
 
 
-def bridge(
-    con: duckdb.DuckDBPyConnection, findings: pl.DataFrame, rules: list[Rule]
-) -> dict[str, list[dict[str, str]]]:
+def bridge(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> dict[str, list[dict[str, str]]]:
     """Per currency, attribute each match group's gross difference to the first-precedence rule
-    that fired on it; each currency's bars then add up exactly to the difference between its
-    two totals (a group's lines share one currency: matching keys include it). Expected
-    differences, and accepted ones (a non-null `acceptance`), have a bar each of their own."""
+    that fired on it (DISCREPANCIES' rows); each currency's bars then add up exactly to the
+    difference between its two totals (a group's lines share one currency: matching keys
+    include it). Expected differences, and accepted ones (a non-null `acceptance`), have a bar
+    each of their own."""
     titles = {r.code: r.title for r in rules} | {
         "expected": EXPECTED_TITLE,
         "accepted": ACCEPTED_TITLE,
     }
-    covering = (
-        (
-            findings.with_columns(
-                pl.when(pl.col("severity") == "expected")
-                .then(pl.lit("expected"))
-                .when(pl.col("acceptance").is_not_null())
-                .then(pl.lit("accepted"))
-                .otherwise("rule")
-                .alias("rule")
-            )
-            .select("rule", "precedence", "match_ids")
-            .explode("match_ids")
-            .drop_nulls("match_ids")
-            .sort(["precedence", "rule"])
-            .unique(subset="match_ids", keep="first", maintain_order=True)
-            .rename({"match_ids": "match_id"})
-        )
-        if not findings.is_empty()
-        else pl.DataFrame(schema={"rule": pl.String, "precedence": pl.Int32, "match_id": pl.Int64})
-    )
-    con.register("_covering", covering)
     rows = con.sql(
-        """
+        f"""
+        WITH covering AS (
+            SELECT match_id, rule, precedence FROM (
+                SELECT CASE WHEN severity = 'expected' THEN 'expected'
+                            WHEN acceptance IS NOT NULL THEN 'accepted'
+                            ELSE rule END AS rule,
+                       precedence, unnest(match_ids) AS match_id
+                FROM {DISCREPANCIES.name}
+            )
+            WHERE match_id IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY match_id ORDER BY precedence, rule) = 1
+        )
         SELECT coalesce(g.a_currency, g.h_currency) AS currency,
                coalesce(c.rule, 'unexplained') AS rule, min(coalesce(c.precedence, 1000)) AS p,
                sum((coalesce(g.h_net, 0) + coalesce(g.h_tax, 0))
                  - (coalesce(g.a_net, 0) + coalesce(g.a_tax, 0))) AS amount
-        FROM groups g LEFT JOIN _covering c USING (match_id)
+        FROM groups g LEFT JOIN covering c USING (match_id)
         GROUP BY ALL
         HAVING amount <> 0 OR c.rule IS NOT NULL
         ORDER BY currency, p, rule
         """
     ).fetchall()
-    con.unregister("_covering")
     bars: dict[str, list[dict[str, str]]] = {}
     for currency, rule, _, amount in rows:
         bars.setdefault(currency, []).append(
