@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import polars as pl
 
 from reconcile import ledger
 from reconcile.errors import InputError
 from reconcile.history import RunRecord, cycle_runs, latest_run, run_findings_by_id
 from reconcile.load.dialect import text_file
 from reconcile.safe import shown, uncell
+from reconcile.tables import DISCREPANCIES
 
 ID_PATTERN = re.compile(r"D-[0-9a-f]{10}(?:-[0-9]+)?")
 LISTED = 10  # ids named in one message before "and N more"
@@ -123,55 +123,77 @@ def standing(log: list[ledger.Entry], cycle: str) -> dict[str, Acceptance]:
 
 
 def apply(
-    findings: pl.DataFrame, accepted: dict[str, Acceptance], today: dt.date
-) -> tuple[pl.DataFrame, list[Acceptance], list[Lapse]]:
-    """Mark a run's discrepancies with the acceptances in force.
+    con: duckdb.DuckDBPyConnection, table: str, accepted: dict[str, Acceptance], today: dt.date
+) -> tuple[list[Acceptance], list[Lapse]]:
+    """The acceptances in force on a run's discrepancies, and those that lapse, each with why:
+    its --until date passed, the discrepancy is now an expected difference, or its id is not in
+    the run (then the run's discrepancy on the same client and lines is named if there is one:
+    its lines or amounts changed).
 
-    `findings`: the run's discrepancies (id, rule, severity, client, autotask_refs and
-    halopsa_refs as lists of str). Returns them with `acceptance` (Int64: the ledger entry of
-    the acceptance in force, or null), the acceptances applied, and those that lapse, each with
-    why: its --until date passed, the discrepancy is now an expected difference, or its id is
-    not in the run (then the run's discrepancy on the same client and lines is named if there
-    is one: its lines or amounts changed)."""
-    wanted = findings.select("id", "severity").filter(pl.col("id").is_in(list(accepted)))
-    rows = {r["id"]: r for r in wanted.iter_rows(named=True)}  # the accepted ids' rows only
+    `table`: a relation of the run's discrepancies (position, id, rule, severity, client,
+    difference, autotask_refs and halopsa_refs as lists of text). Only the accepted ids' rows
+    are read, and for a lapse its client's."""
+    severities = dict(
+        con.execute(
+            f"SELECT id, severity FROM {table} WHERE id IN (SELECT unnest($ids))",
+            {"ids": list(accepted)},
+        ).fetchall()
+        if accepted
+        else []
+    )
     applied: list[Acceptance] = []
     lapsed: list[Lapse] = []
     for acceptance in accepted.values():
-        row = rows.get(acceptance.id)
+        severity = severities.get(acceptance.id)
         if acceptance.expired(today):
             lapsed.append(Lapse(acceptance, f"its last day, {acceptance.until}, has passed"))
-        elif row is None:
-            lapsed.append(Lapse(acceptance, _why_gone(acceptance, findings)))
-        elif row["severity"] == "expected":
+        elif severity is None:
+            lapsed.append(Lapse(acceptance, _why_gone(acceptance, con, table)))
+        elif severity == "expected":
             lapsed.append(Lapse(acceptance, "it is now an expected difference ([expected])"))
         else:
             applied.append(acceptance)
-    entries = {a.id: a.entry for a in applied}
-    marked = findings.with_columns(
-        pl.col("id")
-        .replace_strict(entries, default=None, return_dtype=pl.Int64)
-        .alias("acceptance")
+    return applied, lapsed
+
+
+def mark(con: duckdb.DuckDBPyConnection, applied: list[Acceptance]) -> None:
+    """Set the acceptance column of the run's discrepancies (tables.DISCREPANCIES) to the ledger
+    entry of the acceptance applied to each (`applied`, from `apply`)."""
+    if not applied:
+        return
+    con.execute(
+        f"""
+        UPDATE {DISCREPANCIES.name} SET acceptance = a.entry
+        FROM (SELECT unnest($ids) AS id, unnest($entries) AS entry) a
+        WHERE {DISCREPANCIES.name}.id = a.id
+        """,
+        {"ids": [a.id for a in applied], "entries": [a.entry for a in applied]},
     )
-    return marked, applied, lapsed
 
 
-def _why_gone(acceptance: Acceptance, findings: pl.DataFrame) -> str:
+def _why_gone(acceptance: Acceptance, con: duckdb.DuckDBPyConnection, table: str) -> str:
     """An accepted id missing from a run: name the discrepancy that replaced it, when one on
-    the same client involves any of the same lines."""
+    the same client involves any of the same lines (the first in the run's order)."""
     finding = acceptance.finding
     refs = {
-        side: set(filter(None, str(finding.get(f"{side}_refs") or "").split(";")))
+        side: sorted(set(filter(None, str(finding.get(f"{side}_refs") or "").split(";"))))
         for side in ("autotask", "halopsa")
     }
-    if not findings.is_empty():
-        same_client = findings.filter(pl.col("client") == finding.get("client"))
-        for row in same_client.iter_rows(named=True):
-            if any(refs[s] & set(row[f"{s}_refs"] or []) for s in refs):
-                return (
-                    f"its lines or amounts changed: the same lines are now {row['id']} "
-                    f"({row['rule']}, difference {row['difference']})"
-                )
+    found = con.execute(
+        f"""
+        SELECT id, rule, difference FROM {table}
+        WHERE client = $client AND (coalesce(list_has_any(autotask_refs, $autotask), false)
+                                    OR coalesce(list_has_any(halopsa_refs, $halopsa), false))
+        ORDER BY position LIMIT 1
+        """,
+        {"client": finding.get("client"), **refs},
+    ).fetchall()
+    if found:
+        id_, rule, difference = found[0]
+        return (
+            f"its lines or amounts changed: the same lines are now {id_} "
+            f"({rule}, difference {difference})"
+        )
     return "its id is not in this run: the lines or amounts behind it changed, or it is resolved"
 
 

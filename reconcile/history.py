@@ -118,32 +118,34 @@ def run_findings_by_id(con: duckdb.DuckDBPyConnection, number: int) -> dict[str,
     return {r["id"]: r for r in run_findings(con, number).iter_rows(named=True)}
 
 
-def changes(
-    con: duckdb.DuckDBPyConnection, cycle: str, number: int, ids: pl.Series
-) -> dict[str, Any]:
-    """This run (`number`, its discrepancy ids in list order) against the previous run of the
-    cycle: {run, previous_run (number or null), previous_run_id, counts {new, open, resolved},
-    new [ids], open [ids], resolved [{id, rule, severity, client, currency, gross_difference,
-    message}]}. The first run of a cycle has every discrepancy new. Worked out by joins: the
-    lists are made once, for the summary."""
+def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str) -> dict[str, Any]:
+    """This run (`number`, its discrepancies the relation `table`: id and position) against the
+    previous run of the cycle: {run, previous_run (number or null), previous_run_id, counts
+    {new, open, resolved}, new [ids], open [ids] (in the run's order), resolved [{id, rule,
+    severity, client, currency, gross_difference, message}] (in run_findings' order, all
+    text)}. The first run of a cycle has every discrepancy new. Worked out by joins in DuckDB:
+    the lists are made once, for the summary."""
     previous = latest_run(con, cycle)
-    now = ids.rename("id").to_frame()
+    before = "(SELECT id FROM findings WHERE run_number = $run)"
     if previous:
-        before = run_findings(con, previous.number)
-        new = now.join(before, on="id", how="anti", maintain_order="left")["id"].to_list()
-        still = now.join(before, on="id", how="semi", maintain_order="left")["id"].to_list()
+        params = {"run": previous.number}
+        new = _ids(con, table, f"ANTI JOIN {before} USING (id)", params)
+        still = _ids(con, table, f"SEMI JOIN {before} USING (id)", params)
+        rank = ", ".join(f"'{s}'" for s in SEVERITY_ORDER)
         resolved = (
-            before.join(now, on="id", how="anti", maintain_order="left")
-            .select(
-                pl.col("id", "rule", "severity", "client", "currency", "gross_difference").cast(
-                    pl.String
-                ),
-                "message",
+            con.sql(
+                "SELECT id, rule, severity, client, currency, "
+                "CAST(gross_difference AS VARCHAR) AS gross_difference, message "
+                f"FROM findings ANTI JOIN (SELECT id FROM {table}) USING (id) "
+                "WHERE run_number = $run "
+                f"ORDER BY list_position([{rank}], severity), id",
+                params=params,
             )
+            .pl()
             .to_dicts()
         )
     else:
-        new, still, resolved = ids.to_list(), [], []
+        new, still, resolved = _ids(con, table, "", {}), [], []
     return {
         "run": number,
         "previous_run": previous.number if previous else None,
@@ -153,6 +155,15 @@ def changes(
         "open": still,
         "resolved": resolved,
     }
+
+
+def _ids(
+    con: duckdb.DuckDBPyConnection, table: str, join: str, params: dict[str, Any]
+) -> list[str]:
+    """The ids of `table` (id, position) that `join` keeps, in position order."""
+    query = f"SELECT id FROM {table} {join} ORDER BY position"
+    found: list[str] = con.sql(query, params=params).pl().to_series().to_list()
+    return found
 
 
 def trend_point(summary: dict[str, Any], number: int) -> dict[str, Any]:

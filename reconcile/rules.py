@@ -26,7 +26,7 @@ from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import casefold
 from reconcile.store import release_memory
-from reconcile.tables import SIDES
+from reconcile.tables import DISCREPANCIES, SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
 SEVERITY_ORDER = ("blocker", "warning", "info", "expected")
@@ -179,18 +179,17 @@ WORK_TABLES = (
 )  # fmt: skip
 
 
-def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> pl.DataFrame:
-    """All findings of all rules, superseded ones removed, expected ones marked, ids stable:
-    FINDING_COLUMNS, rule, severity, precedence (Int32), measure, autotask_refs, the Autotask
-    lines' CONTEXT_COLUMNS (a_…), halopsa_refs, the HaloPSA lines' (h_…), stage, id and
-    ACCOUNTED's columns; money Decimal in the lines' currency. No finding: FINDING_COLUMNS,
-    rule … measure, the refs, id and ACCOUNTED's columns. Each rule's frame goes into DuckDB as
-    soon as the rule has run; everything after is done there (_final) and read back at the
-    end."""
+def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> int:
+    """All findings of all rules, superseded ones removed, expected ones marked, ids stable,
+    left in the temporary table DISCREPANCIES (reconcile.tables) in no order (its `position`
+    gives the run's), root_cause and acceptance null; money DECIMAL in the lines' currency.
+    Returns their number. Each rule's frame goes into DuckDB as soon as the rule has run;
+    everything after is done there, so the findings never need to fit in memory."""
     con.execute(MACROS)
     try:
         if not _found(con, config, rules):
-            return _no_findings()
+            DISCREPANCIES.create(con)
+            return 0
         _drop_superseded(con, rules)
         _with_refs(con)
         # What the lookups' queries held let go before the findings are ordered.
@@ -198,28 +197,11 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
         _mark_expected(con, config)
         _order(con)
         _accounted(con)
-        # What the queries held let go before the findings are read into Python beside it.
-        release_memory(con, config.workspace.memory_limit)
-        return _in_order(con.sql(_final()))
+        DISCREPANCIES.create(con, _final())
+        return int(con.execute(f"SELECT count(*) FROM {DISCREPANCIES.name}").fetchall()[0][0])
     finally:
         for table in WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def _in_order(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
-    """The relation's rows in the order of its column _o (dropped), as one frame in one chunk:
-    read as a stream of Arrow batches, so the result is never whole in DuckDB's memory (which
-    would have to hold it within its limit: at 10M lines a side 1.36M findings ≈ 900 MiB
-    against 400MB), and ordered by polars a column at a time, each column's batches let go as
-    its ordered copy is made. DuckDB's own sort of the findings could not spill their lists
-    within its limit at 10M."""
-    reader = relation.to_arrow_reader()
-    frame = pl.concat(
-        [pl.DataFrame(batch) for batch in reader] or [pl.DataFrame(reader.schema.empty_table())],
-        rechunk=False,
-    )
-    order = frame.drop_in_place("_o").arg_sort()
-    return pl.DataFrame([frame.drop_in_place(name).gather(order) for name in frame.columns])
 
 
 def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -> pl.DataFrame:
@@ -254,22 +236,6 @@ def _found(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) ->
         frames.clear()
         count, pending = count + pending, 0
     return count
-
-
-def _no_findings() -> pl.DataFrame:
-    """run_rules' frame when no rule found anything (its columns without the lines')."""
-    schema = {
-        **FINDING_COLUMNS,
-        "rule": pl.String(),
-        "severity": pl.String(),
-        "precedence": pl.Int32(),
-        "measure": pl.String(),
-        "autotask_refs": pl.List(pl.String()),
-        "halopsa_refs": pl.List(pl.String()),
-        "id": pl.String(),
-        **dict.fromkeys(ACCOUNTED, MONEY),
-    }
-    return pl.DataFrame(schema=schema)
 
 
 def _drop_superseded(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
@@ -501,9 +467,6 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     con.execute("DROP TABLE _candidates")
 
 
-ACCOUNTED = ("net_difference", "tax_difference", "gross_difference", "exposure")
-
-
 def _order(con: duckdb.DuckDBPyConnection) -> None:
     """Table _order: per finding of _described (_n), its place _o in the findings' order
     (severity, size of the difference, client, rule, id, message, refs; then the order found,
@@ -597,14 +560,14 @@ def _accounted(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _final() -> str:
-    """The query of run_rules' frame: _described's columns (EXPECTATION_NAMES dropped; the
-    severity and message marked, the id unique, as _placed has them), then net_difference,
-    tax_difference and gross_difference from _placed (0 for a finding that accounts for none),
-    exposure and _o, the place in the findings' order (_in_order puts them in it).
-    _described and _placed are in the same order (_n) and are
-    put side by side by position (a join on _n would build a hash table of one of them, and
-    the findings' lists could not spill from it at 10M lines a side); a misalignment stops the
-    query."""
+    """The query of DISCREPANCIES' rows: _described's columns (EXPECTATION_NAMES dropped; the
+    severity and message marked, the id unique, as _placed has them, `position` its _o), then
+    net_difference, tax_difference and gross_difference from _placed (0 for a finding that
+    accounts for none), exposure, and root_cause and acceptance null. _described and _placed
+    are in the same order (_n) and are put side by side by position (a join on _n would build
+    a hash table of one of them, and the findings' lists could not spill from it at 10M lines a
+    side); a misalignment stops the query. In no order: DuckDB's sort of these rows could not
+    spill at 10M either, so their readers order them (store.read_in_order)."""
     return f"""
         SELECT d.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)})
                    REPLACE ({_marked("d", "p.expected")}, p.id AS id),
@@ -617,7 +580,7 @@ def _final() -> str:
                CAST(greatest(abs(coalesce(d.a_net, 0) + coalesce(d.a_tax, 0)),
                              abs(coalesce(d.h_net, 0) + coalesce(d.h_tax, 0))) AS {MONEY_SQL})
                    AS exposure,
-               p._o
+               p._o AS position, NULL AS root_cause, NULL AS acceptance
         FROM _described d POSITIONAL JOIN _placed p
         WHERE CASE WHEN d._n IS DISTINCT FROM p._n
                    THEN error('rules: _described and _placed are not in the same order')
@@ -625,51 +588,39 @@ def _final() -> str:
     """
 
 
-def bridge(
-    con: duckdb.DuckDBPyConnection, findings: pl.DataFrame, rules: list[Rule]
-) -> dict[str, list[dict[str, str]]]:
+def bridge(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> dict[str, list[dict[str, str]]]:
     """Per currency, attribute each match group's gross difference to the first-precedence rule
-    that fired on it; each currency's bars then add up exactly to the difference between its
-    two totals (a group's lines share one currency: matching keys include it). Expected
-    differences, and accepted ones (a non-null `acceptance`), have a bar each of their own."""
+    that fired on it (DISCREPANCIES' rows); each currency's bars then add up exactly to the
+    difference between its two totals (a group's lines share one currency: matching keys
+    include it). Expected differences, and accepted ones (a non-null `acceptance`), have a bar
+    each of their own."""
     titles = {r.code: r.title for r in rules} | {
         "expected": EXPECTED_TITLE,
         "accepted": ACCEPTED_TITLE,
     }
-    covering = (
-        (
-            findings.with_columns(
-                pl.when(pl.col("severity") == "expected")
-                .then(pl.lit("expected"))
-                .when(pl.col("acceptance").is_not_null())
-                .then(pl.lit("accepted"))
-                .otherwise("rule")
-                .alias("rule")
-            )
-            .select("rule", "precedence", "match_ids")
-            .explode("match_ids")
-            .drop_nulls("match_ids")
-            .sort(["precedence", "rule"])
-            .unique(subset="match_ids", keep="first", maintain_order=True)
-            .rename({"match_ids": "match_id"})
-        )
-        if not findings.is_empty()
-        else pl.DataFrame(schema={"rule": pl.String, "precedence": pl.Int32, "match_id": pl.Int64})
-    )
-    con.register("_covering", covering)
     rows = con.sql(
-        """
+        f"""
+        WITH covering AS (
+            SELECT match_id, rule, precedence FROM (
+                SELECT CASE WHEN severity = 'expected' THEN 'expected'
+                            WHEN acceptance IS NOT NULL THEN 'accepted'
+                            ELSE rule END AS rule,
+                       precedence, unnest(match_ids) AS match_id
+                FROM {DISCREPANCIES.name}
+            )
+            WHERE match_id IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY match_id ORDER BY precedence, rule) = 1
+        )
         SELECT coalesce(g.a_currency, g.h_currency) AS currency,
                coalesce(c.rule, 'unexplained') AS rule, min(coalesce(c.precedence, 1000)) AS p,
                sum((coalesce(g.h_net, 0) + coalesce(g.h_tax, 0))
                  - (coalesce(g.a_net, 0) + coalesce(g.a_tax, 0))) AS amount
-        FROM groups g LEFT JOIN _covering c USING (match_id)
+        FROM groups g LEFT JOIN covering c USING (match_id)
         GROUP BY ALL
         HAVING amount <> 0 OR c.rule IS NOT NULL
         ORDER BY currency, p, rule
         """
     ).fetchall()
-    con.unregister("_covering")
     bars: dict[str, list[dict[str, str]]] = {}
     for currency, rule, _, amount in rows:
         bars.setdefault(currency, []).append(

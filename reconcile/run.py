@@ -14,6 +14,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import duckdb
 import polars as pl
 
 from reconcile import __version__, acceptance, history, ledger, signoff
@@ -68,7 +69,8 @@ from reconcile.report_model import (
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
-from reconcile.store import Workspace
+from reconcile.store import Workspace, read_in_order
+from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
 
 if TYPE_CHECKING:
@@ -169,26 +171,32 @@ def run_cycle(
     with stage("match"):
         matched = match_cycle(con, cycle, mappings, config)
     with stage("rules"):
-        findings, applied, lapsed = acceptance.apply(
-            with_root_causes(run_rules(con, config, rules), matched),
+        run_rules(con, config, rules)
+        with_root_causes(con, matched)
+        applied, lapsed = acceptance.apply(
+            con,
+            DISCREPANCIES.name,
             acceptance.standing(ledger.entries(con, cycle), cycle),
             ledger.now().date(),
         )
-        bars = bridge(con, findings, rules)
+        acceptance.mark(con, applied)
+        bars = bridge(con, rules)
     with stage("outputs"):
         # What the rules' queries left in DuckDB's memory let go before the summary's run.
         workspace.release_memory()
-        summary = _summary(workspace, cycle, findings, matched, bars, rules, maps, config)
+        summary = _summary(workspace, cycle, matched, bars, rules, maps, config)
         number = workspace.next_run_number()
-        summary = _workflow(workspace, number, summary, findings, applied, lapsed)
-        # What the summary's queries left let go before the kept table is made beside the
-        # findings (at 1M lines the run's highest point, 1,006 MiB, was here).
+        summary = _workflow(workspace, number, summary, applied, lapsed)
+        # What the summary's queries left let go before the kept table is read.
         workspace.release_memory()
-        result = RunResult(cycle, out_dir, _kept(findings), summary, tuple(loads))
-        lines = findings.select("id", "a_uids", "h_uids")
-        # The findings' other columns (match groups, the lines' context) are not needed after
-        # this: the kept table and each discrepancy's lines hold what the outputs show.
-        del findings
+        result = RunResult(cycle, out_dir, _kept(con), summary, tuple(loads))
+        lines = read_in_order(
+            con.sql(f"SELECT position, id, a_uids, h_uids FROM {DISCREPANCIES.name}"),
+            by="position",
+        )
+        # The discrepancies' other columns (match groups, the lines' context) are not needed
+        # after this: the kept table and each discrepancy's lines hold what the outputs show.
+        con.execute(f"DROP TABLE {DISCREPANCIES.name}")
         report = write_outputs(result, workspace, rules, lines, templates.result())
         # What the outputs' queries left in DuckDB's memory let go before it takes the run in.
         workspace.release_memory()
@@ -208,16 +216,15 @@ def _workflow(
     workspace: Workspace,
     number: int,
     summary: Summary,
-    findings: pl.DataFrame,
     applied: list[acceptance.Acceptance],
     lapsed: list[acceptance.Lapse],
 ) -> Summary:
     """The summary with the run's place in its cycle's finance workflow: acceptances applied
     and lapsed, what is new / still open / resolved since the previous run (the run being
     number `number`) with the trend over the cycle's runs, and the cycle's sign-offs against
-    this run."""
+    this run. The run's discrepancies are read from DISCREPANCIES."""
     con, cycle = workspace.con, summary.cycle
-    changes = history.changes(con, cycle, number, findings["id"])
+    changes = history.changes(con, cycle, number, DISCREPANCIES.name)
     point = history.trend_point(
         {
             "run_id": summary.run_id,
@@ -227,7 +234,10 @@ def _workflow(
         },
         number,
     )
-    results = signoff.results_of(summary.run_id, findings)
+    accepted = con.sql(
+        f"SELECT id, acceptance FROM {DISCREPANCIES.name} WHERE acceptance IS NOT NULL"
+    ).pl()
+    results = signoff.results_of(summary.run_id, accepted)
     return dataclasses.replace(
         summary,
         acceptances=Acceptances(
@@ -241,50 +251,48 @@ def _workflow(
     )
 
 
-def _open_variance(findings: pl.DataFrame, currencies: list[str]) -> dict[str, Decimal]:
+def _open_variance(con: duckdb.DuckDBPyConnection, currencies: list[str]) -> dict[str, Decimal]:
     """Per currency (in the totals' order), the open discrepancies' gross differences each
     taken as positive."""
-    if findings.is_empty():
-        return {}
-    open_rows = (
-        findings.select("severity", "acceptance", "a_currency", "h_currency", "gross_difference")
-        .filter((pl.col("severity") != "expected") & pl.col("acceptance").is_null())
-        .with_columns(pl.coalesce("a_currency", "h_currency").alias("_currency"))
-    )
-    sums = open_rows.group_by("_currency").agg(pl.col("gross_difference").abs().sum())
-    found = {str(c): _cents(v) for c, v in sums.iter_rows()}
+    sums = con.execute(
+        f"""
+        SELECT coalesce(a_currency, h_currency), sum(abs(gross_difference))
+        FROM {DISCREPANCIES.name} WHERE severity <> 'expected' AND acceptance IS NULL
+        GROUP BY 1
+        """
+    ).fetchall()
+    found = {str(c): _cents(v) for c, v in sums}
     return {c: found[c] for c in dict.fromkeys([*currencies, *sorted(found)]) if c in found}
 
 
-def with_root_causes(findings: pl.DataFrame, matched: MatchResult) -> pl.DataFrame:
-    """root_cause: the id of the finding a discrepancy follows from, or null. An Autotask
-    client's lines reported missing in HaloPSA follow from the unmapped HaloPSA client
-    suggested as that client (by name or by the same net total): map the client and they
-    match. The consequences keep their severity; the report groups them under their cause."""
-    if findings.is_empty():
-        return findings.with_columns(pl.lit(None, pl.String).alias("root_cause"))
+def with_root_causes(con: duckdb.DuckDBPyConnection, matched: MatchResult) -> None:
+    """Set root_cause of the run's discrepancies (DISCREPANCIES): the id of the finding a
+    discrepancy follows from. An Autotask client's lines reported missing in HaloPSA follow
+    from the unmapped HaloPSA client suggested as that client (by name or by the same net
+    total): map the client and they match; the first such finding in the run's order is the
+    cause. The consequences keep their severity; the report groups them under their cause."""
     suggested = {
         r.halopsa_label: r.suggestion
         for kind, r in matched.crosswalk
         if kind == "client" and r.method == "unmapped" and r.suggestion
     }
-    causes = (
-        findings.filter(pl.col("rule") == "unmapped_client")
-        .select(
-            pl.col("client")
-            .replace_strict(suggested, default=None, return_dtype=pl.String)
-            .alias("_suggested"),
-            pl.col("id").alias("root_cause"),
-        )
-        .drop_nulls("_suggested")
-        .unique("_suggested", keep="first", maintain_order=True)
-    )
-    # Looked up by client rather than joined: the findings are not copied.
-    cause = pl.col("client").replace_strict(
-        causes["_suggested"], causes["root_cause"], default=None, return_dtype=pl.String
-    )
-    return findings.with_columns(
-        pl.when(pl.col("rule") == "missing_in_halopsa").then(cause).alias("root_cause")
+    if not suggested:
+        return
+    table = DISCREPANCIES.name
+    con.execute(
+        f"""
+        UPDATE {table} SET root_cause = c.cause
+        FROM (
+            SELECT s.suggestion, arg_min(d.id, d.position) AS cause
+            FROM {table} d
+            JOIN (SELECT unnest($labels) AS label, unnest($suggestions) AS suggestion) s
+                ON d.client = s.label
+            WHERE d.rule = 'unmapped_client'
+            GROUP BY s.suggestion
+        ) c
+        WHERE {table}.rule = 'missing_in_halopsa' AND {table}.client = c.suggestion
+        """,
+        {"labels": list(suggested), "suggestions": list(suggested.values())},
     )
 
 
@@ -327,16 +335,10 @@ def _side_totals(workspace: Workspace, cycle: str) -> dict[str, CurrencyTotals]:
     return totals
 
 
-def _clients(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
+def _clients(workspace: Workspace) -> pl.DataFrame:
     """CLIENT_SCHEMA: one row per client and currency (a client billed in two currencies has
-    two rows), from the match groups; the discrepancy counts are the client's (by name), on
-    each of its rows. Ordered by client name."""
-    workspace.con.register(
-        "_found",
-        findings.select("client", "severity")
-        if not findings.is_empty()
-        else pl.DataFrame(schema={"client": pl.String, "severity": pl.String}),
-    )
+    two rows), from the match groups; the discrepancy counts are the client's (by name, from
+    DISCREPANCIES), on each of its rows. Ordered by client name."""
     counts = ", ".join(f"coalesce(n.{s}, 0) AS {s}" for s in SEVERITY_ORDER)
     per_severity = ", ".join(
         f"count(*) FILTER (WHERE severity = '{s}') AS {s}" for s in SEVERITY_ORDER
@@ -349,44 +351,39 @@ def _clients(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
                    CAST(sum(coalesce(a_net, 0) + coalesce(a_tax, 0)) AS DECIMAL(18, 2)) AS a,
                    CAST(sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS DECIMAL(18, 2)) AS h
             FROM groups GROUP BY client_key, coalesce(a_currency, h_currency)
-        ), n AS (SELECT client, {per_severity} FROM _found GROUP BY client)
+        ), n AS (SELECT client, {per_severity} FROM {DISCREPANCIES.name} GROUP BY client)
         SELECT g.client, g.currency, g.a AS autotask_gross, g.h AS halopsa_gross,
                CAST(g.h - g.a AS DECIMAL(18, 2)) AS difference, {counts}
         FROM g LEFT JOIN n ON n.client = g.client
         ORDER BY g.client, g.client_key, g.currency
         """
     ).pl()
-    workspace.con.unregister("_found")
     return conform(frame, CLIENT_SCHEMA)
 
 
 def _summary(
     workspace: Workspace,
     cycle: str,
-    findings: pl.DataFrame,
     matched: MatchResult,
     bars: dict[str, list[dict[str, str]]],
     rules: list[Rule],
     maps: list[Path],
     config: Config,
 ) -> Summary:
-    """The run's summary (summary.json), built once from the workspace and the findings."""
-    by_rule_severity = (
-        {(str(r), str(s)): int(n) for r, s, n in findings.group_by("rule", "severity").len().rows()}
-        if not findings.is_empty()
-        else {}
-    )
+    """The run's summary (summary.json), built once from the workspace and the discrepancies
+    (DISCREPANCIES)."""
+    # Per rule and severity, the discrepancies found and of them those accepted.
+    tallies = workspace.con.execute(
+        f"SELECT rule, severity, count(*), count(acceptance) FROM {DISCREPANCIES.name} GROUP BY ALL"
+    ).fetchall()
+    by_rule_severity = {(str(r), str(s)): int(n) for r, s, n, _ in tallies}
     found = {
         s: sum(n for (_, sev), n in by_rule_severity.items() if sev == s) for s in SEVERITY_ORDER
     }
     # Accepted discrepancies (acceptance.py) leave the open counts and the verdict.
-    accepted = dict.fromkeys(SEVERITY_ORDER, 0) | {
-        str(s): int(n)
-        for s, n in findings.filter(pl.col("acceptance").is_not_null())
-        .group_by("severity")
-        .len()
-        .rows()
-    }
+    accepted = dict.fromkeys(SEVERITY_ORDER, 0)
+    for _, severity, _, n in tallies:
+        accepted[str(severity)] += int(n)
     counts = {s: found[s] - accepted[s] for s in SEVERITY_ORDER}
     per_rule = {
         r.code: {s: by_rule_severity.get((r.code, s), 0) for s in SEVERITY_ORDER} for r in rules
@@ -434,7 +431,7 @@ def _summary(
         totals=totals,
         # What is still open, however it nets out, per currency: the sum of the gross
         # differences, each taken as positive, that open discrepancies (not accepted) account for.
-        open_variance=_open_variance(findings, list(totals)),
+        open_variance=_open_variance(workspace.con, list(totals)),
         lines=lines,
         match_stages=tuple(
             MatchStage(
@@ -488,7 +485,7 @@ def _summary(
         unmapped_contracts=sum(
             1 for kind, r in matched.crosswalk if kind == "contract" and r.method == "unmapped"
         ),
-        clients=_clients(workspace, findings),
+        clients=_clients(workspace),
         # The settings in force, as evidence of what the verdict was measured against.
         config=settings,
         workbook=Workbook() if config.outputs.workbook else Workbook.left_out(),
@@ -511,59 +508,60 @@ def _json_value(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-# A discrepancy's status: expected (a retired service), accepted (an acceptance in force) or open.
-STATUS = (
-    pl.when(pl.col("severity") == "expected")
-    .then(pl.lit("expected"))
-    .when(pl.col("acceptance").is_not_null())
-    .then(pl.lit("accepted"))
-    .otherwise(pl.lit("open"))
-    .alias("status")
-)
+def _first_seen(side_lists: str) -> str:
+    """The a_… and h_… lists `side_lists` (e.g. item_names), a missing one as empty, put
+    together: each value once, where first seen, `; `-joined ('' for none)."""
+    both = f"list_concat(coalesce(a_{side_lists}, []), coalesce(h_{side_lists}, []))"
+    return f"array_to_string(list_filter({both}, lambda v, i: list_position({both}, v) = i), '; ')"
 
 
-def _kept(findings: pl.DataFrame) -> pl.DataFrame:
+def _joined(name: str) -> str:
+    """The list column `name` `;`-joined, '' when null."""
+    return f"coalesce(array_to_string({name}, ';'), '')"
+
+
+def _gross(side: str) -> str:
+    return f"CAST({side}_net + coalesce({side}_tax, 0) AS DECIMAL(18, 2))"
+
+
+# The discrepancies as the run keeps them (RunResult.findings), from DISCREPANCIES: per column
+# of OUTPUT_COLUMNS (and acceptance) its value. A discrepancy's status: expected (a retired
+# service), accepted (an acceptance in force) or open.
+KEPT = {
+    "status": "CASE WHEN severity = 'expected' THEN 'expected' "
+    "WHEN acceptance IS NOT NULL THEN 'accepted' ELSE 'open' END",
+    "currency": "coalesce(a_currency, h_currency)",
+    "item": _first_seen("item_names"),
+    "contract": _first_seen("contracts"),
+    # The earliest start and the latest end of both sides' lines (a null side left out).
+    "service_period_start": "least(a_period_start, h_period_start)",
+    "service_period_end": "greatest(a_period_end, h_period_end)",
+    "autotask_invoices": _joined("a_invoices"),
+    "halopsa_invoices": _joined("h_invoices"),
+    **{
+        f"{side}_{m}": f"{s}_{m}"
+        for s, side in (("a", "autotask"), ("h", "halopsa"))
+        for m in ("quantity", "unit_price", "net", "tax")
+    },
+    "autotask_gross": _gross("a"),
+    "halopsa_gross": _gross("h"),
+    "autotask_refs": _joined("autotask_refs"),
+    "halopsa_refs": _joined("halopsa_refs"),
+}
+
+
+def _kept(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """The discrepancies as the run keeps them (RunResult.findings): OUTPUT_COLUMNS (all text
-    when there are none) and `acceptance`."""
-    return _output_frame(findings).with_columns(findings["acceptance"])
-
-
-def _output_frame(findings: pl.DataFrame) -> pl.DataFrame:
-    if findings.is_empty():
-        return pl.DataFrame(schema={c: pl.String for c in OUTPUT_COLUMNS})
-
-    def names(name: str) -> pl.Expr:
-        both = pl.concat_list(
-            pl.col(f"a_{name}").fill_null(pl.lit([], pl.List(pl.String))),
-            pl.col(f"h_{name}").fill_null(pl.lit([], pl.List(pl.String))),
+    when there are none) and `acceptance`, in the run's order, read from DISCREPANCIES."""
+    columns = ", ".join(f"{KEPT.get(c, c)} AS {c}" for c in [*OUTPUT_COLUMNS, "acceptance"])
+    frame = read_in_order(
+        con.sql(f"SELECT position, {columns} FROM {DISCREPANCIES.name}"), by="position"
+    )
+    if frame.is_empty():
+        return pl.DataFrame(
+            schema={**dict.fromkeys(OUTPUT_COLUMNS, pl.String), "acceptance": pl.Int64}
         )
-        return both.list.unique(maintain_order=True).list.join("; ")
-
-    def joined(name: str) -> pl.Expr:
-        return pl.col(name).list.join(";").fill_null("")
-
-    def gross(side: str) -> pl.Expr:
-        return pl.col(f"{side}_net") + pl.col(f"{side}_tax").fill_null(0)
-
-    return findings.with_columns(
-        STATUS,
-        pl.coalesce("a_currency", "h_currency").alias("currency"),
-        names("item_names").alias("item"),
-        names("contracts").alias("contract"),
-        pl.min_horizontal("a_period_start", "h_period_start").alias("service_period_start"),
-        pl.max_horizontal("a_period_end", "h_period_end").alias("service_period_end"),
-        joined("a_invoices").alias("autotask_invoices"),
-        joined("h_invoices").alias("halopsa_invoices"),
-        *(
-            pl.col(f"{s}_{m}").alias(f"{side}_{m}")
-            for s, side in (("a", "autotask"), ("h", "halopsa"))
-            for m in ("quantity", "unit_price", "net", "tax")
-        ),
-        gross("a").cast(pl.Decimal(18, 2)).alias("autotask_gross"),
-        gross("h").cast(pl.Decimal(18, 2)).alias("halopsa_gross"),
-        joined("autotask_refs").alias("autotask_refs"),
-        joined("halopsa_refs").alias("halopsa_refs"),
-    ).select(OUTPUT_COLUMNS)
+    return frame
 
 
 # Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s.

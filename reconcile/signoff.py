@@ -136,8 +136,11 @@ def blocking(
         reasons.append(f"{quarantined} rows of the inputs are quarantined (see quarantine.csv)")
     findings = run_findings(con, run.number)
     standing_now = acceptance.standing(ledger.entries(con, run.cycle), run.cycle)
-    now = _with_lists(findings.drop("acceptance"))
-    _, applied, _ = acceptance.apply(now, standing_now, today)
+    con.register("_kept_now", _with_lists(findings.drop("acceptance")))
+    try:
+        applied, _ = acceptance.apply(con, "_kept_now", standing_now, today)
+    finally:
+        con.unregister("_kept_now")
     if {(a.id, a.entry) for a in applied} != set(results_of("", findings)[1]):
         reasons.append(
             f"acceptances changed since run #{run.number} (accepted, withdrawn or lapsed "
@@ -321,8 +324,9 @@ def _describe(ids: dict[str, list[str]]) -> str:
 
 
 def _with_lists(findings: pl.DataFrame) -> pl.DataFrame:
-    """Kept discrepancies with their refs as lists, as acceptance.apply reads a run's."""
-    return findings.with_columns(
+    """Kept discrepancies with their refs as lists and their position in the frame's order, as
+    acceptance.apply reads a run's."""
+    return findings.with_row_index("position").with_columns(
         pl.col(c).str.split(";").list.eval(pl.element().filter(pl.element() != ""))
         for c in ("autotask_refs", "halopsa_refs")
     )

@@ -177,6 +177,22 @@ def release_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     con.execute(f"SET memory_limit = '{limit}'")
 
 
+def read_in_order(relation: duckdb.DuckDBPyRelation, by: str) -> pl.DataFrame:
+    """The relation's rows in the order of its integer column `by` (dropped), as one frame in
+    one chunk. Read as a stream of Arrow batches, so the result is never whole in DuckDB's
+    memory (which would have to hold it within its limit: at 10M lines a side, 1.36M
+    discrepancies ≈ 900 MiB against 400MB), and ordered by polars a column at a time, each
+    column's batches let go as its ordered copy is made: DuckDB's own sort of such wide rows
+    (lists of text) could not spill within its limit at 10M."""
+    reader = relation.to_arrow_reader()
+    frame = pl.concat(
+        [pl.DataFrame(batch) for batch in reader] or [pl.DataFrame(reader.schema.empty_table())],
+        rechunk=False,
+    )
+    order = frame.drop_in_place(by).arg_sort()
+    return pl.DataFrame([frame.drop_in_place(name).gather(order) for name in frame.columns])
+
+
 # The discrepancy columns a run keeps in the findings table (save_run).
 KEPT_FINDINGS = (
     "id", "rule", "severity", "client", "autotask_refs", "halopsa_refs", "autotask_amount",

@@ -229,3 +229,86 @@ def tables_markdown() -> str:
         out += [f"| {name.format(c.name)} | {c.type} | {c.meaning} |" for c in columns]
         out.append("")
     return "\n".join(out).rstrip("\n")
+
+
+# What a discrepancy says of the lines it involves on one side, repeated as a_… (Autotask) and
+# h_… (HaloPSA) in the discrepancies table (rules.CONTEXT_COLUMNS makes them). Null on a side
+# with no line in the discrepancy.
+DISCREPANCY_SIDE_COLUMNS = (
+    Column("uids", "BIGINT[]", "The uid of each of the side's lines in the discrepancy."),
+    Column("invoices", "VARCHAR[]", "The lines' invoice numbers, distinct and sorted."),
+    Column(
+        "item_names",
+        "VARCHAR[]",
+        "The lines' item names (the line's text where none is named), distinct and sorted.",
+    ),
+    Column("contracts", "VARCHAR[]", "The lines' contract names, distinct and sorted."),
+    Column("period_start", "DATE", "The earliest service period start of the lines."),
+    Column("period_end", "DATE", "The latest service period end of the lines."),
+    Column("quantity", "DECIMAL(38,4)", "The lines' total quantity."),
+    Column("unit_price", PRICE, "The unit price, where every line states the same one; else null."),
+    Column("net", "DECIMAL(38,2)", "The lines' total net amount."),
+    Column("tax", "DECIMAL(38,2)", "The lines' total tax; null if any line's tax is unstated."),
+    Column("currency", "VARCHAR", "The lines' currency, where they share one; else null."),
+)
+
+
+def _discrepancy_sided(prefix: str) -> tuple[Column, ...]:
+    return tuple(
+        Column(f"{prefix}_{c.name}", c.type, f"{SIDE_LABELS[prefix]}: {c.meaning}")
+        for c in DISCREPANCY_SIDE_COLUMNS
+    )
+
+
+DISCREPANCIES = Table(
+    "discrepancies",
+    "The run's discrepancies, one row each, as rules.run_rules leaves them for the rest of the"
+    " run (root causes, acceptances, the bridge, the summary, the kept table), which reads them"
+    " by query; dropped once the kept table and each discrepancy's lines are read.",
+    (
+        Column(
+            "position",
+            "BIGINT",
+            "The discrepancy's place in the run's order (1 first): severity, size of the"
+            " difference, client, rule, id, message, refs.",
+        ),
+        Column("id", "VARCHAR", "Stable id: D- and 10 hex digits of the lines' content, -2…"),
+        Column("rule", "VARCHAR", "The code of the rule that found it."),
+        Column(
+            "severity",
+            "VARCHAR",
+            "The rule's severity as configured, or expected (a retired service).",
+        ),
+        Column("precedence", "INTEGER", "The rule's PRECEDENCE (lower explains money first)."),
+        Column("measure", "VARCHAR", "What the amounts are: net, tax or gross."),
+        Column("client", "VARCHAR", "The client's name as the rule gives it."),
+        Column("match_ids", "BIGINT[]", "The match groups (groups.match_id) it is about."),
+        Column("autotask_amount", MONEY, "Autotask's amount in the rule's measure."),
+        Column("halopsa_amount", MONEY, "HaloPSA's amount in the rule's measure."),
+        Column("difference", MONEY, "HaloPSA − Autotask in the rule's measure, or the rule's own."),
+        Column("message", "VARCHAR", "What the rule says of it (expected ones say so)."),
+        Column("autotask_refs", "VARCHAR[]", "The Autotask lines' refs, sorted."),
+        Column("halopsa_refs", "VARCHAR[]", "The HaloPSA lines' refs, sorted."),
+        *_discrepancy_sided("a"),
+        *_discrepancy_sided("h"),
+        Column("stage", "VARCHAR", "The matching stages of its groups, distinct, `;`-joined."),
+        Column(
+            "net_difference",
+            MONEY,
+            "The part of the totals' net difference it accounts for (each group counted once).",
+        ),
+        Column("tax_difference", MONEY, "As net_difference, of tax."),
+        Column("gross_difference", MONEY, "As net_difference, of net plus tax."),
+        Column("exposure", MONEY, "The most money at stake on either side (net plus tax)."),
+        Column(
+            "root_cause",
+            "VARCHAR",
+            "The id of the discrepancy it follows from (run.with_root_causes), or null.",
+        ),
+        Column(
+            "acceptance",
+            "BIGINT",
+            "The ledger entry of the acceptance in force (acceptance.mark), or null.",
+        ),
+    ),
+)

@@ -14,6 +14,7 @@ from reconcile.match import match_cycle
 from reconcile.model import CANONICAL_SCHEMA
 from reconcile.rules import discover, run_rules
 from reconcile.store import Workspace
+from reconcile.tables import DISCREPANCIES
 
 CYCLE = "2026-11"
 RULES = discover()
@@ -80,7 +81,8 @@ def canonical(side: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def reconcile_case(case: dict[str, Any], config: Config | None = None) -> pl.DataFrame:
-    """All findings for the case, as the real run produces them."""
+    """All findings for the case, as the real run produces them (tables.DISCREPANCIES' columns,
+    in the run's order)."""
     with Workspace(":memory:") as ws:
         for side in ("autotask", "halopsa"):
             frame = canonical(side, case.get(side) or [])
@@ -93,4 +95,8 @@ def reconcile_case(case: dict[str, Any], config: Config | None = None) -> pl.Dat
         ]
         cfg = config or Config(**case.get("config", {}))
         match_cycle(ws.con, CYCLE, mappings, cfg)
-        return run_rules(ws.con, cfg, RULES)
+        run_rules(ws.con, cfg, RULES)
+        found: pl.DataFrame = ws.con.sql(
+            f"SELECT * FROM {DISCREPANCIES.name} ORDER BY position"
+        ).pl()
+        return found

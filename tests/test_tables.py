@@ -7,54 +7,69 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import DEMO, ROOT, invoke
+from conftest import DEMO, ROOT
 from reconcile import match
 from reconcile.config import Config, load_config
 from reconcile.crosswalk import read_mappings
 from reconcile.match import match_cycle
 from reconcile.rules import MACROS, RuleContext, bridge, discover, run_rules
+from reconcile.run import run_cycle
 from reconcile.store import ROW_GROUP_ROWS, Workspace
-from reconcile.tables import RULE_TABLES, Table, tables_markdown
+from reconcile.tables import DISCREPANCIES, RULE_TABLES, Table, tables_markdown
+
+TEMPORARY = (
+    "SELECT table_name FROM duckdb_tables() WHERE temporary "
+    "UNION ALL SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+)
 
 
 @pytest.fixture(scope="module")
-def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo cycle loaded by a real `reconcile run`."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The demo cycle loaded by a real run (run_cycle, as `reconcile run` calls it): the
+    workspace, and the temporary tables and views its connection held after the run."""
     folder = tmp_path_factory.mktemp("tables")
-    result = invoke(
-        "--workspace", folder / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
-        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml",
-        "--out", folder / "out",
-    )  # fmt: skip
-    assert result.exit_code == 1, result.output  # the demo keeps blockers
-    return folder / "ws.duckdb"
-
-
-def test_a_run_leaves_exactly_the_declared_tables(demo_workspace: Path) -> None:
     config = load_config(DEMO / "reconcile.toml")
-    with Workspace(demo_workspace) as ws:
+    with Workspace(folder / "ws.duckdb") as ws:
+        result = run_cycle(
+            ws,
+            config.settings("2026-11"),
+            [DEMO / "autotask" / "invoices.xml"],
+            [DEMO / "halopsa" / "api"],
+            [DEMO / "mapping.csv"],
+            config,
+            folder / "out",
+        )
+        left = sorted(r[0] for r in ws.con.sql(TEMPORARY).fetchall())
+    assert result.exit_code == 1  # the demo keeps blockers
+    assert not result.findings.is_empty()
+    return folder / "ws.duckdb", left
+
+
+def test_a_run_leaves_exactly_the_declared_tables(demo_run: tuple[Path, list[str]]) -> None:
+    workspace, left = demo_run
+    # The run itself drops the discrepancies once its outputs are read from them.
+    assert left == sorted(t.name for t in RULE_TABLES)
+    config = load_config(DEMO / "reconcile.toml")
+    with Workspace(workspace) as ws:
         match_cycle(ws.con, "2026-11", read_mappings([DEMO / "mapping.csv"]), config)
-        findings = run_rules(ws.con, config, discover())
-        assert not findings.is_empty()
-        for table in RULE_TABLES:
+        assert run_rules(ws.con, config, discover()) > 0
+        for table in (*RULE_TABLES, DISCREPANCIES):
             described = ws.con.sql(f"DESCRIBE {table.name}").fetchall()
             assert [(r[0], r[1]) for r in described] == [(c.name, c.type) for c in table.columns]
             assert ws.con.sql(f"SELECT count(*) FROM {table.name}").fetchall()[0][0] > 0
         # Nothing else is left behind by the matcher or the rules: no work table, no view.
-        temporary = ws.con.sql(
-            "SELECT table_name FROM duckdb_tables() WHERE temporary "
-            "UNION ALL SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
-        ).fetchall()
-        assert sorted(r[0] for r in temporary) == sorted(t.name for t in RULE_TABLES)
+        temporary = ws.con.sql(TEMPORARY).fetchall()
+        assert sorted(r[0] for r in temporary) == sorted(
+            t.name for t in (*RULE_TABLES, DISCREPANCIES)
+        )
 
 
 def test_a_small_cycle_is_matched_on_one_duckdb_thread_and_the_threads_are_restored(
-    demo_workspace: Path,
+    demo_run: tuple[Path, list[str]],
 ) -> None:
     """match._one_thread_if_small: one thread while each side's lines fit in a row group (the
     demo's few lines), the setting in force before restored after, as it is for a larger one."""
-    with Workspace(demo_workspace) as ws:
+    with Workspace(demo_run[0]) as ws:
         match._prepare_sides(ws.con, "2026-11")
         for limit, inside in ((ROW_GROUP_ROWS, 1), (1, 3)):
             ws.con.execute("SET threads = 3")
@@ -79,9 +94,12 @@ def test_every_rule_reads_only_declared_columns() -> None:
         for rule in rules:
             found = rule.module.check(RuleContext(con, rule.settings(config), config))
             assert found.is_empty(), rule.code
-        findings = run_rules(con, config, rules)
-        assert findings.is_empty()
-        assert bridge(con, findings, rules) == {}
+        assert run_rules(con, config, rules) == 0
+        described = con.sql(f"DESCRIBE {DISCREPANCIES.name}").fetchall()
+        assert [(r[0], r[1]) for r in described] == [
+            (c.name, c.type) for c in DISCREPANCIES.columns
+        ]
+        assert bridge(con, rules) == {}
 
 
 def test_a_declared_table_refuses_rows_without_a_declared_column() -> None:
@@ -94,7 +112,7 @@ def test_a_declared_table_refuses_rows_without_a_declared_column() -> None:
 
 
 def test_every_column_has_a_meaning_and_the_readme_lists_them() -> None:
-    for table in RULE_TABLES:
+    for table in (*RULE_TABLES, DISCREPANCIES):
         assert table.meaning
         assert len(set(table.names)) == len(table.names), table.name
         for column in table.columns:
