@@ -1,9 +1,10 @@
 """Run history: the runs a workspace keeps per cycle, and what changed from one run to the next.
 
 A parallel cycle is re-run many times while HaloPSA is corrected. Discrepancy ids come from the
-content of the lines involved (rules._with_ids), so an unchanged difference keeps its id from
-run to run: a run's discrepancies are **new** (not in the previous run of the cycle), **still
-open** (in both) or, for the previous run's that are gone, **resolved**.
+content of the lines involved (rules.DIGEST, made unique by rules._order), so an unchanged
+difference keeps its id from run to run: a run's discrepancies are **new** (not in the previous
+run of the cycle), **still open** (in both) or, for the previous run's that are gone,
+**resolved**.
 """
 
 from __future__ import annotations
