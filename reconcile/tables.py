@@ -146,10 +146,10 @@ GROUP_SIDE_COLUMNS = (
 )
 
 
-def _sided(prefix: str) -> tuple[Column, ...]:
+def _sided(prefix: str, columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """`columns` of one side, each named {prefix}_{name} ('a' Autotask, 'h' HaloPSA)."""
     return tuple(
-        Column(f"{prefix}_{c.name}", c.type, f"{SIDE_LABELS[prefix]}: {c.meaning}")
-        for c in GROUP_SIDE_COLUMNS
+        Column(f"{prefix}_{c.name}", c.type, f"{SIDE_LABELS[prefix]}: {c.meaning}") for c in columns
     )
 
 
@@ -175,8 +175,8 @@ GROUPS = Table(
         Column("item", "VARCHAR", "The item's name: Autotask's, else HaloPSA's."),
         Column("a_n", "BIGINT", "Number of Autotask lines in the group (0 if none)."),
         Column("h_n", "BIGINT", "Number of HaloPSA lines in the group (0 if none)."),
-        *_sided("a"),
-        *_sided("h"),
+        *_sided("a", GROUP_SIDE_COLUMNS),
+        *_sided("h", GROUP_SIDE_COLUMNS),
     ),
 )
 
@@ -253,13 +253,6 @@ DISCREPANCY_SIDE_COLUMNS = (
 )
 
 
-def _discrepancy_sided(prefix: str) -> tuple[Column, ...]:
-    return tuple(
-        Column(f"{prefix}_{c.name}", c.type, f"{SIDE_LABELS[prefix]}: {c.meaning}")
-        for c in DISCREPANCY_SIDE_COLUMNS
-    )
-
-
 DISCREPANCIES = Table(
     "discrepancies",
     "The run's discrepancies, one row each, as rules.run_rules leaves them for the rest of the"
@@ -289,8 +282,8 @@ DISCREPANCIES = Table(
         Column("message", "VARCHAR", "What the rule says of it (expected ones say so)."),
         Column("autotask_refs", "VARCHAR[]", "The Autotask lines' refs, sorted."),
         Column("halopsa_refs", "VARCHAR[]", "The HaloPSA lines' refs, sorted."),
-        *_discrepancy_sided("a"),
-        *_discrepancy_sided("h"),
+        *_sided("a", DISCREPANCY_SIDE_COLUMNS),
+        *_sided("h", DISCREPANCY_SIDE_COLUMNS),
         Column("stage", "VARCHAR", "The matching stages of its groups, distinct, `;`-joined."),
         Column(
             "net_difference",
