@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -191,17 +193,33 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
             DISCREPANCIES.create(con)
             return 0
         _drop_superseded(con, rules)
-        _with_refs(con)
+        with _insertion_order_kept(con):
+            _with_refs(con)
         # What the lookups' queries held let go before the findings are ordered.
         release_memory(con, config.workspace.memory_limit)
         _mark_expected(con, config)
         _order(con)
-        _accounted(con)
+        with _insertion_order_kept(con):
+            _accounted(con)
         DISCREPANCIES.create(con, _final())
         return int(con.execute(f"SELECT count(*) FROM {DISCREPANCIES.name}").fetchall()[0][0])
     finally:
         for table in WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@contextmanager
+def _insertion_order_kept(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Inserts store their query's rows in its order while this holds. The workspace lets
+    DuckDB store them in any order (store.Workspace), but _described and _placed are put side
+    by side by position (_final), so each must be stored in _n order. The setting in force is
+    restored after."""
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
 
 
 def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -> pl.DataFrame:

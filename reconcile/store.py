@@ -224,7 +224,8 @@ class Workspace:
             ) from None
         try:
             # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with
-            # the cycle; nothing relies on a table's physical order, so inserts need not keep it.
+            # the cycle; inserts need not keep their rows' order, except where a statement asks
+            # for it (rules._insertion_order_kept).
             self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(SCHEMA)

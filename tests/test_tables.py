@@ -52,7 +52,11 @@ def test_a_run_leaves_exactly_the_declared_tables(demo_run: tuple[Path, list[str
     config = load_config(DEMO / "reconcile.toml")
     with Workspace(workspace) as ws:
         match_cycle(ws.con, "2026-11", read_mappings([DEMO / "mapping.csv"]), config)
+        setting = "SELECT current_setting('preserve_insertion_order')"
+        assert ws.con.execute(setting).fetchall() == [(False,)]  # the workspace's
         assert run_rules(ws.con, config, discover()) > 0
+        # The rules keep their tables' insertion order only while they need it.
+        assert ws.con.execute(setting).fetchall() == [(False,)]
         for table in (*RULE_TABLES, DISCREPANCIES):
             described = ws.con.sql(f"DESCRIBE {table.name}").fetchall()
             assert [(r[0], r[1]) for r in described] == [(c.name, c.type) for c in table.columns]
