@@ -86,10 +86,10 @@ PLACES, PLACES_SUM = pl.Decimal(18, 4), pl.Decimal(38, 4)  # quantities and unit
 # (the rule's own figures: net, tax or gross); autotask_net … halopsa_gross are the sums of the
 # lines involved on each side; net/tax/gross_difference are the part of the totals' difference
 # the discrepancy accounts for (each line group counted once, as in the variance bridge), so
-# they add up to the totals' difference. Money in the line's currency. The types are those of
-# a run with discrepancies (one without any writes every column as text); the workbook is
-# written from them (outputs.write_xlsx), and `reconcile workbook` checks the Parquet file
-# against them.
+# they add up to the totals' difference. Money in the line's currency. A run without
+# discrepancies writes the same types (a finance query summing an empty file gets 0, not a type
+# error); the workbook is written from them (outputs.write_xlsx), and `reconcile workbook`
+# checks the Parquet file against them.
 OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "id": TEXT, "rule": TEXT, "severity": TEXT, "status": TEXT, "client": TEXT,
     "currency": TEXT, "stage": TEXT, "item": TEXT, "contract": TEXT,
@@ -551,16 +551,15 @@ KEPT = {
 
 
 def _kept(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The discrepancies as the run keeps them (RunResult.findings): OUTPUT_COLUMNS (all text
-    when there are none) and `acceptance`, in the run's order, read from DISCREPANCIES."""
+    """The discrepancies as the run keeps them (RunResult.findings): OUTPUT_SCHEMA's columns
+    and types (also when there are none) and `acceptance`, in the run's order, read from
+    DISCREPANCIES."""
     columns = ", ".join(f"{KEPT.get(c, c)} AS {c}" for c in [*OUTPUT_COLUMNS, "acceptance"])
     frame = read_in_order(
         con.sql(f"SELECT position, {columns} FROM {DISCREPANCIES.name}"), by="position"
     )
     if frame.is_empty():
-        return pl.DataFrame(
-            schema={**dict.fromkeys(OUTPUT_COLUMNS, pl.String), "acceptance": pl.Int64}
-        )
+        return pl.DataFrame(schema={**OUTPUT_SCHEMA, "acceptance": pl.Int64})
     return frame
 
 

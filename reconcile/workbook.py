@@ -75,7 +75,8 @@ def check_table(table: pl.DataFrame, source: str) -> None:
     run.OUTPUT_SCHEMA's, in order, and each column of the kind the workbook writes from its
     type (text, date, or a decimal of OUTPUT_SCHEMA's places: money to 2, quantities and unit
     prices to 4; the precision is not the workbook's concern). A run without discrepancies
-    writes every column as text, so an empty table of text columns is a run's too."""
+    wrote every column as text before 2026-12, so an empty table of text columns is a run's
+    too."""
     columns = list(table.columns)
     expected = list(OUTPUT_SCHEMA)
     if columns != expected:

@@ -529,3 +529,24 @@ def test_a_workbook_that_cannot_be_written_raises_the_os_error_not_xlsxwriters(
     frame = pl.DataFrame({"currency": ["GBP"], "net": [Decimal("1.00")]})
     with pytest.raises(FileNotFoundError):
         write_workbook(tmp_path / "no such folder" / "book.xlsx", {"Sheet": frame})
+
+
+def test_a_run_without_discrepancies_writes_typed_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle where everything matches (here: no rule to find anything) writes the tables with
+    the same types as any run, so finance's sums over an empty file give 0, not a type error."""
+    from reconcile import run
+    from reconcile.run import OUTPUT_SCHEMA
+
+    monkeypatch.setattr(run, "discover", lambda: [])
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(out / "discrepancies.parquet")
+    assert table.is_empty() and dict(table.schema) == OUTPUT_SCHEMA
+    assert table["gross_difference"].sum() == 0
