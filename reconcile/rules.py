@@ -174,8 +174,8 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 # queries gave them), _described the same findings with what _with_refs looks up for each,
 # _expected, _order and _placed what _mark_expected, _order and _accounted make of them. They are
 # in DuckDB, not in Python's memory, so the stage spills to disk as the findings grow (at 10M
-# lines a side, 1.36M findings of about 700 bytes each). The wide table is only ever scanned
-# and sorted, never built into a join's hash table: such a join could not spill at 10M.
+# lines a side, 1.36M findings of about 700 bytes each). The wide table is only ever scanned:
+# never built into a join's hash table nor sorted by DuckDB, neither of which could spill at 10M.
 WORK_TABLES = (
     "_found", "_described", "_supersedes", "_expected", "_candidates", "_order", "_placed",
 )  # fmt: skip
