@@ -103,13 +103,16 @@ def _runs(
     return [RunRecord(int(r[0]), str(r[1]), str(r[2]), r[3], json.loads(r[4])) for r in rows]
 
 
+# The order a kept run's discrepancies are listed in: severity (SEVERITY_ORDER), then id.
+KEPT_ORDER = f"list_position([{', '.join(repr(s) for s in SEVERITY_ORDER)}], severity), id"
+
+
 def run_findings(con: duckdb.DuckDBPyConnection, number: int) -> pl.DataFrame:
     """A kept run's discrepancies (FINDING_FIELDS; money Decimal(18,2), refs `;`-joined,
     acceptance the ledger entry that accepted it or null), in severity then id order."""
-    rank = ", ".join(f"'{s}'" for s in SEVERITY_ORDER)
     frame: pl.DataFrame = con.sql(
         f"SELECT {', '.join(FINDING_FIELDS)} FROM findings WHERE run_number = ? "
-        f"ORDER BY list_position([{rank}], severity), id",
+        f"ORDER BY {KEPT_ORDER}",
         params=[number],
     ).pl()
     return frame
@@ -132,14 +135,13 @@ def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str)
         params = {"run": previous.number}
         new = _ids(con, table, f"ANTI JOIN {before} USING (id)", params)
         still = _ids(con, table, f"SEMI JOIN {before} USING (id)", params)
-        rank = ", ".join(f"'{s}'" for s in SEVERITY_ORDER)
         resolved = (
             con.sql(
                 "SELECT id, rule, severity, client, currency, "
                 "CAST(gross_difference AS VARCHAR) AS gross_difference, message "
                 f"FROM findings ANTI JOIN (SELECT id FROM {table}) USING (id) "
                 "WHERE run_number = $run "
-                f"ORDER BY list_position([{rank}], severity), id",
+                f"ORDER BY {KEPT_ORDER}",
                 params=params,
             )
             .pl()
