@@ -174,8 +174,9 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 # queries gave them), _described the same findings with what _with_refs looks up for each,
 # _expected, _order and _placed what _mark_expected, _order and _accounted make of them. They are
 # in DuckDB, not in Python's memory, so the stage spills to disk as the findings grow (at 10M
-# lines a side, 1.36M findings of about 700 bytes each). The wide table is only ever scanned:
-# never built into a join's hash table nor sorted by DuckDB, neither of which could spill at 10M.
+# lines a side, 1.36M findings of about 700 bytes each). The wide table is only ever scanned,
+# or sorted a part at a time: never built into a join's hash table nor sorted whole by DuckDB,
+# neither of which could spill at 10M.
 WORK_TABLES = (
     "_found", "_described", "_supersedes", "_expected", "_candidates", "_order", "_placed",
 )  # fmt: skip
@@ -183,8 +184,8 @@ WORK_TABLES = (
 
 def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> int:
     """All findings of all rules, superseded ones removed, expected ones marked, ids stable,
-    left in the temporary table DISCREPANCIES (reconcile.tables) in no order (its `position`
-    gives the run's), root_cause and acceptance null; money DECIMAL in the lines' currency.
+    left in the temporary table DISCREPANCIES (reconcile.tables), stored in the run's order
+    (its `position`), root_cause and acceptance null; money DECIMAL in the lines' currency.
     Returns their number. Each rule's frame goes into DuckDB as soon as the rule has run;
     everything after is done there, so the findings never need to fit in memory."""
     con.execute(MACROS)
@@ -193,16 +194,13 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
             DISCREPANCIES.create(con)
             return 0
         _drop_superseded(con, rules)
-        with _insertion_order_kept(con):
-            _with_refs(con)
+        _with_refs(con)
         # What the lookups' queries held let go before the findings are ordered.
         release_memory(con, config.workspace.memory_limit)
         _mark_expected(con, config)
         _order(con)
-        with _insertion_order_kept(con):
-            _accounted(con)
-        DISCREPANCIES.create(con, _final())
-        return int(con.execute(f"SELECT count(*) FROM {DISCREPANCIES.name}").fetchall()[0][0])
+        _accounted(con)
+        return _in_position_order(con)
     finally:
         for table in WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -211,9 +209,8 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
 @contextmanager
 def _insertion_order_kept(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Inserts store their query's rows in its order while this holds. The workspace lets
-    DuckDB store them in any order (store.Workspace), but _described and _placed are put side
-    by side by position (_final), so each must be stored in _n order. The setting in force is
-    restored after."""
+    DuckDB store them in any order (store.Workspace), but DISCREPANCIES is stored in position
+    order (_in_position_order). The setting in force is restored after."""
     before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     con.execute("SET preserve_insertion_order = true")
     try:
@@ -429,7 +426,6 @@ def _looked_up(keys: str) -> str:
                {DIGEST} AS id
         FROM _findings f LEFT JOIN sa USING (_f) LEFT JOIN sh USING (_f)
         LEFT JOIN st USING (_f)
-        ORDER BY f._f
     """
 
 
@@ -488,7 +484,7 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 def _order(con: duckdb.DuckDBPyConnection) -> None:
     """Table _order: per finding of _described (_n), its place _o in the findings' order
     (severity, size of the difference, client, rule, id, message, refs; then the order found,
-    with expected findings' severity and message as _final marks them), whether it is expected,
+    with expected findings' severity and message as _positioned marks them), whether it is expected,
     and its id made unique by a suffix (-2, -3) in that order: stable across re-runs. Narrow,
     so the joins with it build their hash tables from it, not from the findings."""
     rank = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY_ORDER))
@@ -533,7 +529,7 @@ def _marked(findings: str, expected: str) -> str:
 
 
 def _accounted(con: duckdb.DuckDBPyConnection) -> None:
-    """Table _placed: per finding (_n, in that order, as _described), _order's place, unique id
+    """Table _placed: per finding (_n), _order's place _o, unique id
     and whether it is expected, and the part of the difference between the two sides' totals
     (HaloPSA − Autotask) it accounts for, net and tax (null for none). Every match group is
     accounted for once, by the first finding in precedence order that covers it (the
@@ -572,20 +568,31 @@ def _accounted(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT o._n, o._o, o.id, o.expected, m.net, m.tax
         FROM _order o LEFT JOIN money m USING (_o)
-        ORDER BY o._n
         """
     )
 
 
-def _final() -> str:
-    """The query of DISCREPANCIES' rows: _described's columns (EXPECTATION_NAMES dropped; the
-    severity and message marked, the id unique, as _placed has them, `position` its _o), then
-    net_difference, tax_difference and gross_difference from _placed (0 for a finding that
-    accounts for none), exposure, and root_cause and acceptance null. _described and _placed
-    are in the same order (_n) and are put side by side by position (a join on _n would build
-    a hash table of one of them, and the findings' lists could not spill from it at 10M lines a
-    side); a misalignment stops the query. In no order: DuckDB's sort of these rows could not
-    spill at 10M either, so their readers order them (store.read_in_order)."""
+def _in_position_order(con: duckdb.DuckDBPyConnection) -> int:
+    """DISCREPANCIES' rows (_positioned) inserted FINDINGS_PER_LOOKUP places at a time, each
+    part ordered, with the insertion order kept: the table is stored in `position` order, so a
+    reader takes it a range of positions at a time (store.read_ranges) and never sorts it
+    whole. DuckDB could not spill a sort of these rows (lists of text) at 10M lines a side,
+    nor a hash table built from them: each part's join builds from _placed's part (narrow)
+    and scans _described. Returns the number of rows."""
+    count = int(con.execute("SELECT count(*) FROM _placed").fetchall()[0][0])
+    DISCREPANCIES.create(con)
+    with _insertion_order_kept(con):
+        for start in range(1, count + 1, FINDINGS_PER_LOOKUP):
+            DISCREPANCIES.insert(con, _positioned(start, start + FINDINGS_PER_LOOKUP))
+    return count
+
+
+def _positioned(start: int, stop: int) -> str:
+    """The query of DISCREPANCIES' rows at positions start ≤ _o < stop, in that order:
+    _described's columns (EXPECTATION_NAMES dropped; the severity and message marked, the id
+    unique, as _placed has them, `position` its _o), then net_difference, tax_difference and
+    gross_difference from _placed (0 for a finding that accounts for none), exposure, and
+    root_cause and acceptance null."""
     return f"""
         SELECT d.* EXCLUDE (_n, {", ".join(EXPECTATION_NAMES)})
                    REPLACE ({_marked("d", "p.expected")}, p.id AS id),
@@ -599,10 +606,9 @@ def _final() -> str:
                              abs(coalesce(d.h_net, 0) + coalesce(d.h_tax, 0))) AS {MONEY_SQL})
                    AS exposure,
                p._o AS position, NULL AS root_cause, NULL AS acceptance
-        FROM _described d POSITIONAL JOIN _placed p
-        WHERE CASE WHEN d._n IS DISTINCT FROM p._n
-                   THEN error('rules: _described and _placed are not in the same order')
-                   ELSE true END
+        FROM (SELECT * FROM _placed WHERE _o >= {start} AND _o < {stop}) p
+        JOIN _described d USING (_n)
+        ORDER BY p._o
     """
 
 

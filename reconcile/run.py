@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -62,14 +62,13 @@ from reconcile.report_model import (
     Verdict,
     Workbook,
     conform,
-    empty_frame,
     from_plain,
     json_records,
     plain,
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
-from reconcile.store import Workspace, read_in_order
+from reconcile.store import Workspace, read_ranges
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
 
@@ -110,25 +109,18 @@ REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
 
 @dataclass(frozen=True)
 class RunResult:
-    """A run's result. `findings`: its discrepancies as the workspace keeps them (OUTPUT_COLUMNS
-    and `acceptance`, the ledger entry accepting each one or null), in the run's order."""
+    """A run's result: its summary and loads. Its discrepancies are in its outputs and in the
+    workspace's kept run (history.run_findings), never whole in Python's memory."""
 
     cycle: str
     out_dir: Path
-    findings: pl.DataFrame
     summary: Summary
     loads: tuple[LoadResult, ...]
 
     @property
-    def outputs(self) -> pl.DataFrame:
-        """The discrepancy table the outputs hold (OUTPUT_COLUMNS)."""
-        return self.findings.select(OUTPUT_COLUMNS)
-
-    @property
     def open_blockers(self) -> int:
         """Blockers not accepted (acceptance.py): what keeps the run from exiting 0."""
-        open_ = (self.findings["severity"] == "blocker") & self.findings["acceptance"].is_null()
-        return int(open_.sum())
+        return self.summary.verdict.blockers
 
     @property
     def quarantined(self) -> int:
@@ -187,17 +179,10 @@ def run_cycle(
         summary = _summary(workspace, cycle, matched, bars, rules, maps, config)
         number = workspace.next_run_number()
         summary = _workflow(workspace, number, summary, applied, lapsed)
-        # What the summary's queries left let go before the kept table is read.
+        # What the summary's queries left let go before the outputs are read.
         workspace.release_memory()
-        result = RunResult(cycle, out_dir, _kept(con), summary, tuple(loads))
-        lines = read_in_order(
-            con.sql(f"SELECT position, id, a_uids, h_uids FROM {DISCREPANCIES.name}"),
-            by="position",
-        )
-        # The discrepancies' other columns (match groups, the lines' context) are not needed
-        # after this: the kept table and each discrepancy's lines hold what the outputs show.
-        con.execute(f"DROP TABLE {DISCREPANCIES.name}")
-        report = write_outputs(result, workspace, rules, lines, templates.result())
+        result = RunResult(cycle, out_dir, summary, tuple(loads))
+        report = write_outputs(result, workspace, rules, templates.result())
         # What the outputs' queries left in DuckDB's memory let go before it takes the run in.
         workspace.release_memory()
         workspace.save_run(
@@ -206,9 +191,10 @@ def run_cycle(
             cycle,
             summary.json_without_clients(),
             summary.clients,
-            result.findings,
+            f"SELECT {kept_columns([*OUTPUT_COLUMNS, 'acceptance'])} FROM {DISCREPANCIES.name}",
             report,
         )
+        con.execute(f"DROP TABLE {DISCREPANCIES.name}")
     return result
 
 
@@ -550,17 +536,19 @@ KEPT = {
 }
 
 
-def _kept(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The discrepancies as the run keeps them (RunResult.findings): OUTPUT_SCHEMA's columns
-    and types (also when there are none) and `acceptance`, in the run's order, read from
-    DISCREPANCIES."""
-    columns = ", ".join(f"{KEPT.get(c, c)} AS {c}" for c in [*OUTPUT_COLUMNS, "acceptance"])
-    frame = read_in_order(
-        con.sql(f"SELECT position, {columns} FROM {DISCREPANCIES.name}"), by="position"
-    )
-    if frame.is_empty():
-        return pl.DataFrame(schema={**OUTPUT_SCHEMA, "acceptance": pl.Int64})
-    return frame
+def kept_columns(names: list[str]) -> str:
+    """The select list over DISCREPANCIES of the columns `names` of OUTPUT_COLUMNS (and
+    `acceptance`) as KEPT makes them."""
+    return ", ".join(f"{KEPT.get(c, c)} AS {c}" for c in names)
+
+
+def discrepancy_parts(con: duckdb.DuckDBPyConnection, names: list[str]) -> Iterator[pl.DataFrame]:
+    """The run's discrepancies (DISCREPANCIES) as the outputs hold them, the columns `names`
+    of OUTPUT_SCHEMA with its types, in the run's order, a range of positions at a time
+    (store.read_ranges): at least one frame, empty when there are none."""
+    schema = {name: OUTPUT_SCHEMA[name] for name in names}
+    for part in read_ranges(con, DISCREPANCIES.name, kept_columns(names)):
+        yield conform(part, schema)
 
 
 # Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s.
@@ -590,35 +578,43 @@ def write_outputs(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
-    lines: pl.DataFrame,
     env: Environment | None = None,
 ) -> bytes:
     """CSV, Parquet, JSON and (unless the summary's workbook says it is left out) XLSX of the
     discrepancies, summary.json, quarantine.csv, report.html: written into a staging folder and
     swapped in whole (outputs.output_folder), so `--out` holds the previous complete set until
-    the new one is complete, and never a workbook of an earlier run. Text cells of the CSVs are
-    made safe for spreadsheets (safe.neutralise), each as its file is written; the Parquet and
-    JSON keep the exact values. Returns the report's data as the run keeps it to render it
-    again, a sign-off pack (history.report_blob). `lines`: id, a_uids and h_uids of every
-    discrepancy, in the run's order."""
+    the new one is complete, and never a workbook of an earlier run. The discrepancy files are
+    each written from DISCREPANCIES a range of positions at a time (discrepancy_parts), never
+    from the whole table in memory. Text cells of the CSVs are made safe for spreadsheets
+    (safe.neutralise), each as its file is written; the Parquet and JSON keep the exact values.
+    Returns the report's data as the run keeps it to render it again, a sign-off pack
+    (history.report_blob)."""
     quarantine = workspace.quarantined(result.cycle)
     with stage("report"):
-        html, report = _report(result, workspace, rules, lines, quarantine, env)
-    frame = result.outputs
+        html, report = _report(result, workspace, rules, quarantine, env)
+    con = workspace.con
+
+    def parts() -> Iterator[pl.DataFrame]:
+        return discrepancy_parts(con, OUTPUT_COLUMNS)
+
     writers: dict[str, Callable[[Path], object]] = {
-        "discrepancies.csv": lambda path: neutralise(frame).write_csv(path),
-        "discrepancies.parquet": frame.write_parquet,
-        WORKBOOK_FILE: lambda path: write_xlsx(frame, path),
-        "discrepancies.json": lambda path: _write_pieces(path, chain(json_records(frame), [b"\n"])),
+        "discrepancies.csv": lambda path: neutralise(pl.concat(parts())).write_csv(path),
+        "discrepancies.parquet": lambda path: pl.concat(parts()).write_parquet(path),
+        WORKBOOK_FILE: lambda path: write_xlsx(pl.concat(parts()), path),
+        "discrepancies.json": lambda path: _write_pieces(
+            path, chain(json_records(pl.concat(parts())), [b"\n"])
+        ),
         "summary.json": lambda path: _write_pieces(path, result.summary.json_pieces(indent=True)),
         "quarantine.csv": lambda path: neutralise(quarantine.drop("load_id", "cycle")).write_csv(
             path
         ),
-        "report.html": lambda path: path.write_text(html, encoding="utf-8"),
     }
     if not result.summary.workbook.written:
         del writers[WORKBOOK_FILE]
     with output_folder(result.out_dir) as out:
+        (out / "report.html").write_text(html, encoding="utf-8")
+        del html  # the run's largest string, let go before the tables are read
+        pause("report.html")
         for name, write in writers.items():
             write(out / name)
             pause(name)
@@ -629,13 +625,12 @@ def _report(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
-    lines: pl.DataFrame,
     quarantine: pl.DataFrame,
     env: Environment | None,
 ) -> tuple[str, bytes]:
     """report.html's text and the report's data as the run keeps it (history.report_blob):
     the data itself (its lines the largest part) is let go before the outputs are written."""
-    data = report_data(result, workspace, rules, lines, quarantine)
+    data = report_data(result, workspace, rules, quarantine)
     return report_html(data, env=env), history.report_blob(data)
 
 
@@ -644,39 +639,34 @@ def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
         fh.writelines(pieces)
 
 
-def _line_details(workspace: Workspace, findings: pl.DataFrame) -> pl.DataFrame:
-    """LINE_SCHEMA: each finding's lines on both sides (at most REPORT_LINE_CAP per side, by
-    ref), in the findings' order, Autotask's before HaloPSA's (`findings`: id, a_uids, h_uids).
-    One query a side, each after DuckDB's memory is let go (what the summary's queries left,
-    then the other side's lines), and let go again before the sides are put in order: a side's
+def _line_details(workspace: Workspace) -> pl.DataFrame:
+    """LINE_SCHEMA: each discrepancy's (DISCREPANCIES') lines on both sides (at most
+    REPORT_LINE_CAP per side, by ref), in the run's order, Autotask's before HaloPSA's. One
+    query a side, each after DuckDB's memory is let go (what the summary's queries left, then
+    the other side's lines), and let go again before the sides are put in order: a side's
     query reads all its lines back into DuckDB's memory (about 200 MiB at 1M)."""
-    if findings.is_empty():
-        return empty_frame(LINE_SCHEMA)
-    workspace.con.register(
-        "_wanted",
-        findings.select(pl.int_range(pl.len()).alias("f"), "id", "a_uids", "h_uids"),
-    )
     sides = []
     for s, side in (("a", "autotask"), ("h", "halopsa")):
         workspace.release_memory()
         sides.append(
             workspace.con.sql(
                 f"""
-                SELECT w.f, w.id, '{side}' AS side, x.ref,
+                SELECT w.position, w.id, '{side}' AS side, x.ref,
                        coalesce(x.item_name, x.description) AS item, x.description, x.quantity,
                        x.unit_price, x.net_amount, x.tax_amount, x.period_start, x.period_end
-                FROM (SELECT f, id, unnest({s}_uids) AS uid FROM _wanted) w
+                FROM (
+                    SELECT position, id, unnest({s}_uids) AS uid FROM {DISCREPANCIES.name}
+                ) w
                 JOIN {s} x USING (uid)
-                QUALIFY row_number() OVER (PARTITION BY w.f ORDER BY x.ref, x.uid)
+                QUALIFY row_number() OVER (PARTITION BY w.position ORDER BY x.ref, x.uid)
                     <= {REPORT_LINE_CAP}
-                ORDER BY w.f, x.ref, x.uid
+                ORDER BY w.position, x.ref, x.uid
                 """
             ).pl()
         )
-    workspace.con.unregister("_wanted")
     workspace.release_memory()
-    # Each side in order: a stable sort by finding puts Autotask's lines first.
-    frame = pl.concat(sides).sort("f", maintain_order=True)
+    # Each side in order: a stable sort by discrepancy puts Autotask's lines first.
+    frame = pl.concat(sides).sort("position", maintain_order=True)
     return conform(frame, LINE_SCHEMA)
 
 
@@ -684,17 +674,11 @@ def report_data(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
-    lines: pl.DataFrame,
     quarantine: pl.DataFrame,
 ) -> ReportData:
-    """The report's data, typed (reconcile.report_model), from the run's frames (`lines`: id,
-    a_uids and h_uids of each of its discrepancies, in their order)."""
-    findings = result.findings
-    discrepancies = (
-        conform(findings, DISCREPANCY_SCHEMA)
-        if not findings.is_empty()
-        else empty_frame(DISCREPANCY_SCHEMA)
-    )
+    """The report's data, typed (reconcile.report_model), from the run's discrepancies
+    (DISCREPANCIES, read a range of positions at a time) and the quarantine."""
+    discrepancies = pl.concat(discrepancy_parts(workspace.con, list(DISCREPANCY_SCHEMA)))
     quarantined = quarantine.filter(pl.col("disposition") == "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
@@ -711,7 +695,7 @@ def report_data(
             for r in rules
         },
         discrepancies=discrepancies,
-        lines=_line_details(workspace, lines),
+        lines=_line_details(workspace),
         quarantine=conform(quarantined, QUARANTINE_SCHEMA),
     )
 

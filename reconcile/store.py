@@ -177,20 +177,27 @@ def release_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     con.execute(f"SET memory_limit = '{limit}'")
 
 
-def read_in_order(relation: duckdb.DuckDBPyRelation, by: str) -> pl.DataFrame:
-    """The relation's rows in the order of its integer column `by` (dropped), as one frame in
-    one chunk. Read as a stream of Arrow batches, so the result is never whole in DuckDB's
-    memory (which would have to hold it within its limit: at 10M lines a side, 1.36M
-    discrepancies ≈ 900 MiB against 400MB), and ordered by polars a column at a time, each
-    column's batches let go as its ordered copy is made: DuckDB's own sort of such wide rows
-    (lists of text) could not spill within its limit at 10M."""
-    reader = relation.to_arrow_reader()
-    frame = pl.concat(
-        [pl.DataFrame(batch) for batch in reader] or [pl.DataFrame(reader.schema.empty_table())],
-        rechunk=False,
-    )
-    order = frame.drop_in_place(by).arg_sort()
-    return pl.DataFrame([frame.drop_in_place(name).gather(order) for name in frame.columns])
+RANGE_ROWS = 100_000  # rows read_ranges reads at a time: about 60 MB of a run's kept table
+
+
+def read_ranges(
+    con: duckdb.DuckDBPyConnection, table: str, columns: str, rows: int = RANGE_ROWS
+) -> Iterator[pl.DataFrame]:
+    """The select list `columns` over `table`, stored in the order of its `position` (1 … n,
+    as rules.run_rules leaves the discrepancies), as frames of `rows` consecutive positions
+    each, in that order. Each is one range of the table's storage (its zone maps skip the
+    rest) sorted within itself, so the table is never read or sorted whole: at 10M lines a
+    side, 1.36M discrepancies are about 900 MiB in Python and could not be sorted within
+    DuckDB's 400MB. Always at least one frame: an empty table gives one empty frame with the
+    select list's types."""
+    last = con.execute(f"SELECT coalesce(max(position), 0) FROM {table}").fetchall()[0][0]
+    if not last:
+        yield con.sql(f"SELECT {columns} FROM {table} LIMIT 0").pl()
+    for start in range(1, int(last) + 1, rows):
+        yield con.sql(
+            f"SELECT {columns} FROM {table} "
+            f"WHERE position >= {start} AND position < {start + rows} ORDER BY position"
+        ).pl()
 
 
 # The discrepancy columns a run keeps in the findings table (save_run).
@@ -430,16 +437,17 @@ class Workspace:
         cycle: str,
         summary: bytes,
         clients: pl.DataFrame,
-        findings: pl.DataFrame,
+        findings: str,
         report: bytes,
     ) -> None:
         """Keep every run: history (new, open, resolved), acceptances and sign-offs are built
         from these rows. `summary`: summary.json's content but its clients, compact
         (Summary.json_without_clients); `clients`: its clients (report_model.CLIENT_SCHEMA, in
-        the summary's order), kept in run_clients;
-        `findings`: the discrepancy columns (run.OUTPUT_COLUMNS) and `acceptance` (the ledger
-        entry accepting it, or null); `report`: the report's data, compressed
-        (history.report_blob), so a sign-off pack can render it again."""
+        the summary's order), kept in run_clients; `findings`: the query of the run's
+        discrepancies with (at least) the columns KEPT_FINDINGS (run.OUTPUT_COLUMNS' and
+        `acceptance`, the ledger entry accepting it, or null), inserted by DuckDB from the
+        query; `report`: the report's data, compressed (history.report_blob), so a sign-off
+        pack can render it again."""
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(
@@ -453,11 +461,9 @@ class Workspace:
                 f"SELECT ?, position, {names} FROM _clients",
                 [number],
             )
-            # Only the columns kept, as an Arrow stream: the other columns are not converted.
-            self.con.register("_findings", findings.select(KEPT_FINDINGS).__arrow_c_stream__())
             kept = ", ".join(KEPT_FINDINGS)
             self.con.execute(
-                f"INSERT INTO findings (run_number, {kept}) SELECT ?, {kept} FROM _findings",
+                f"INSERT INTO findings (run_number, {kept}) SELECT ?, {kept} FROM ({findings})",
                 [number],
             )
             self.con.execute("INSERT INTO run_reports VALUES (?, ?)", [number, report])
@@ -467,7 +473,6 @@ class Workspace:
             raise
         finally:
             self.con.unregister("_clients")
-            self.con.unregister("_findings")
 
     def release_memory(self) -> None:
         """release_memory of the workspace's connection, its limit left where it was."""
