@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +25,7 @@ import polars as pl
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import casefold
-from reconcile.store import release_memory
+from reconcile.store import insertion_order_kept, release_memory
 from reconcile.tables import DISCREPANCIES, SIDES
 
 RULES_DIR = Path(os.environ.get("RECONCILE_RULES_DIR", bundled_dir("rules")))
@@ -204,19 +202,6 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
     finally:
         for table in WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-@contextmanager
-def _insertion_order_kept(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Inserts store their query's rows in its order while this holds. The workspace lets
-    DuckDB store them in any order (store.Workspace), but DISCREPANCIES is stored in position
-    order (_in_position_order). The setting in force is restored after."""
-    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-    con.execute("SET preserve_insertion_order = true")
-    try:
-        yield
-    finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
 
 
 def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -> pl.DataFrame:
@@ -581,7 +566,7 @@ def _in_position_order(con: duckdb.DuckDBPyConnection) -> int:
     and scans _described. Returns the number of rows."""
     count = int(con.execute("SELECT count(*) FROM _placed").fetchall()[0][0])
     DISCREPANCIES.create(con)
-    with _insertion_order_kept(con):
+    with insertion_order_kept(con):
         for start in range(1, count + 1, FINDINGS_PER_LOOKUP):
             DISCREPANCIES.insert(con, _positioned(start, start + FINDINGS_PER_LOOKUP))
     return count

@@ -68,7 +68,7 @@ from reconcile.report_model import (
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.safe import neutralise
-from reconcile.store import Workspace, read_ranges
+from reconcile.store import Workspace, insertion_order_kept, read_ranges
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
 
@@ -641,33 +641,35 @@ def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
 
 def _line_details(workspace: Workspace) -> pl.DataFrame:
     """LINE_SCHEMA: each discrepancy's (DISCREPANCIES') lines on both sides (at most
-    REPORT_LINE_CAP per side, by ref), in the run's order, Autotask's before HaloPSA's. One
-    query a side, each after DuckDB's memory is let go (what the summary's queries left, then
-    the other side's lines), and let go again before the sides are put in order: a side's
-    query reads all its lines back into DuckDB's memory (about 200 MiB at 1M)."""
-    sides = []
-    for s, side in (("a", "autotask"), ("h", "halopsa")):
-        workspace.release_memory()
-        sides.append(
-            workspace.con.sql(
-                f"""
-                SELECT w.position, w.id, '{side}' AS side, x.ref,
-                       coalesce(x.item_name, x.description) AS item, x.description, x.quantity,
-                       x.unit_price, x.net_amount, x.tax_amount, x.period_start, x.period_end
-                FROM (
-                    SELECT position, id, unnest({s}_uids) AS uid FROM {DISCREPANCIES.name}
-                ) w
-                JOIN {s} x USING (uid)
-                QUALIFY row_number() OVER (PARTITION BY w.position ORDER BY x.ref, x.uid)
-                    <= {REPORT_LINE_CAP}
-                ORDER BY w.position, x.ref, x.uid
-                """
-            ).pl()
-        )
+    REPORT_LINE_CAP per side, by ref), in the run's order, Autotask's before HaloPSA's. Put in
+    that order by DuckDB into a work table (which spills to disk beyond its limit), then read
+    a range of positions at a time (store.read_ranges): never sorted, nor copied, in Python."""
+    sides = " UNION ALL ".join(
+        f"""
+        SELECT w.position, w.id, '{side}' AS side, x.uid, x.ref,
+               coalesce(x.item_name, x.description) AS item, x.description, x.quantity,
+               x.unit_price, x.net_amount, x.tax_amount, x.period_start, x.period_end
+        FROM (SELECT position, id, unnest({s}_uids) AS uid FROM {DISCREPANCIES.name}) w
+        JOIN {s} x USING (uid)
+        QUALIFY row_number() OVER (PARTITION BY w.position ORDER BY x.ref, x.uid)
+            <= {REPORT_LINE_CAP}
+        """
+        for s, side in (("a", "autotask"), ("h", "halopsa"))
+    )
+    con = workspace.con
+    # What the summary's queries left let go first: the query reads both sides' lines back.
     workspace.release_memory()
-    # Each side in order: a stable sort by discrepancy puts Autotask's lines first.
-    frame = pl.concat(sides).sort("position", maintain_order=True)
-    return conform(frame, LINE_SCHEMA)
+    order = "position, side, ref, uid"
+    with insertion_order_kept(con):
+        con.execute(f"CREATE TEMP TABLE {REPORT_LINES} AS {sides} ORDER BY {order}")
+    try:
+        parts = read_ranges(con, REPORT_LINES, ", ".join(LINE_SCHEMA), order)
+        return pl.concat([conform(part, LINE_SCHEMA) for part in parts], rechunk=False)
+    finally:
+        con.execute(f"DROP TABLE {REPORT_LINES}")
+
+
+REPORT_LINES = "_report_lines"  # _line_details' work table
 
 
 def report_data(

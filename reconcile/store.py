@@ -177,26 +177,44 @@ def release_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     con.execute(f"SET memory_limit = '{limit}'")
 
 
+@contextlib.contextmanager
+def insertion_order_kept(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Inserts store their query's rows in its order while this holds: the workspace lets
+    DuckDB store them in any order (Workspace), but a table read a range of positions at a
+    time (read_ranges) is stored in position order. The setting in force is restored after."""
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
+
+
 RANGE_ROWS = 100_000  # rows read_ranges reads at a time: about 60 MB of a run's kept table
 
 
 def read_ranges(
-    con: duckdb.DuckDBPyConnection, table: str, columns: str, rows: int = RANGE_ROWS
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: str,
+    order: str = "position",
+    rows: int = RANGE_ROWS,
 ) -> Iterator[pl.DataFrame]:
     """The select list `columns` over `table`, stored in the order of its `position` (1 … n,
-    as rules.run_rules leaves the discrepancies), as frames of `rows` consecutive positions
-    each, in that order. Each is one range of the table's storage (its zone maps skip the
-    rest) sorted within itself, so the table is never read or sorted whole: at 10M lines a
-    side, 1.36M discrepancies are about 900 MiB in Python and could not be sorted within
-    DuckDB's 400MB. Always at least one frame: an empty table gives one empty frame with the
-    select list's types."""
+    as rules.run_rules leaves the discrepancies), as frames of the rows of `rows` consecutive
+    positions each, in that order (`order`: the ORDER BY that orders a range, `position` first).
+    Each is one range of the table's storage (its zone maps skip the rest) sorted within
+    itself, so the table is never read or sorted whole: at 10M lines a side, 1.36M
+    discrepancies are about 900 MiB in Python and could not be sorted within DuckDB's 400MB.
+    Always at least one frame: an empty table gives one empty frame with the select list's
+    types."""
     last = con.execute(f"SELECT coalesce(max(position), 0) FROM {table}").fetchall()[0][0]
     if not last:
         yield con.sql(f"SELECT {columns} FROM {table} LIMIT 0").pl()
     for start in range(1, int(last) + 1, rows):
         yield con.sql(
             f"SELECT {columns} FROM {table} "
-            f"WHERE position >= {start} AND position < {start + rows} ORDER BY position"
+            f"WHERE position >= {start} AND position < {start + rows} ORDER BY {order}"
         ).pl()
 
 
@@ -232,7 +250,7 @@ class Workspace:
         try:
             # Bounded memory: DuckDB spills to disk beyond the limit rather than growing with
             # the cycle; inserts need not keep their rows' order, except where a statement asks
-            # for it (rules._insertion_order_kept).
+            # for it (insertion_order_kept).
             self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(SCHEMA)
