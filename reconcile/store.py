@@ -198,23 +198,24 @@ def read_ranges(
     table: str,
     columns: str,
     order: str = "position",
-    rows: int = RANGE_ROWS,
+    rows: int | None = None,
 ) -> Iterator[pl.DataFrame]:
     """The select list `columns` over `table`, stored in the order of its `position` (1 … n,
-    as rules.run_rules leaves the discrepancies), as frames of the rows of `rows` consecutive
-    positions each, in that order (`order`: the ORDER BY that orders a range, `position` first).
-    Each is one range of the table's storage (its zone maps skip the rest) sorted within
-    itself, so the table is never read or sorted whole: at 10M lines a side, 1.36M
-    discrepancies are about 900 MiB in Python and could not be sorted within DuckDB's 400MB.
-    Always at least one frame: an empty table gives one empty frame with the select list's
-    types."""
+    as rules.run_rules leaves the discrepancies), as frames of the rows of `rows` (RANGE_ROWS
+    unless given) consecutive positions each, in that order (`order`: the ORDER BY within a
+    range, `position` first). Each is one range of the table's storage (its zone maps skip
+    the rest) sorted within itself, so the table is never read or sorted whole: at 10M lines
+    a side, 1.36M discrepancies are about 900 MiB in Python and could not be sorted within
+    DuckDB's 400MB. Always at least one frame: an empty table gives one empty frame with the
+    select list's types."""
     last = con.execute(f"SELECT coalesce(max(position), 0) FROM {table}").fetchall()[0][0]
     if not last:
         yield con.sql(f"SELECT {columns} FROM {table} LIMIT 0").pl()
-    for start in range(1, int(last) + 1, rows):
+    step = rows or RANGE_ROWS
+    for start in range(1, int(last) + 1, step):
         yield con.sql(
             f"SELECT {columns} FROM {table} "
-            f"WHERE position >= {start} AND position < {start + rows} ORDER BY {order}"
+            f"WHERE position >= {start} AND position < {start + step} ORDER BY {order}"
         ).pl()
 
 

@@ -25,16 +25,18 @@ COMPARED = (
 )
 
 
-@pytest.mark.parametrize("findings_per_lookup", [None, 3], ids=["one-lookup", "lookups-of-3"])
+@pytest.mark.parametrize("part", [None, 3], ids=["whole", "parts-of-3"])
 def test_demo_outputs_match_the_golden_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, findings_per_lookup: int | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part: int | None
 ) -> None:
-    """The golden files whatever the number of findings whose lines the rules stage looks up
-    at once (rules.FINDINGS_PER_LOOKUP: a large cycle looks them up in parts)."""
-    from reconcile import rules
+    """The golden files whatever the number of findings the rules stage looks up and stores
+    at once (rules.FINDINGS_PER_LOOKUP) and of positions the outputs and the report read at
+    once (store.RANGE_ROWS): a large cycle is done in parts, each part in the run's order."""
+    from reconcile import rules, store
 
-    if findings_per_lookup is not None:
-        monkeypatch.setattr(rules, "FINDINGS_PER_LOOKUP", findings_per_lookup)
+    if part is not None:
+        monkeypatch.setattr(rules, "FINDINGS_PER_LOOKUP", part)
+        monkeypatch.setattr(store, "RANGE_ROWS", part)
     # Inputs named relative to the checkout, as `make demo` names them: summary.json and the
     # report record the paths given.
     monkeypatch.chdir(ROOT)

@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import DEMO, ROOT
-from reconcile import match
+from reconcile import match, rules
 from reconcile.config import Config, load_config
 from reconcile.crosswalk import read_mappings
 from reconcile.match import match_cycle
 from reconcile.rules import MACROS, RuleContext, bridge, discover, run_rules
 from reconcile.run import run_cycle
-from reconcile.store import ROW_GROUP_ROWS, Workspace
+from reconcile.store import ROW_GROUP_ROWS, Workspace, insertion_order_kept, read_ranges
 from reconcile.tables import DISCREPANCIES, RULE_TABLES, Table, tables_markdown
 
 TEMPORARY = (
@@ -66,6 +69,43 @@ def test_a_run_leaves_exactly_the_declared_tables(demo_run: tuple[Path, list[str
         assert sorted(r[0] for r in temporary) == sorted(
             t.name for t in (*RULE_TABLES, DISCREPANCIES)
         )
+
+
+def test_the_discrepancies_are_stored_in_the_runs_order(
+    demo_run: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_rules stores DISCREPANCIES in `position` order, a part of FINDINGS_PER_LOOKUP
+    positions at a time, so read_ranges reads each range from one stretch of the table."""
+    monkeypatch.setattr(rules, "FINDINGS_PER_LOOKUP", 3)
+    config = load_config(DEMO / "reconcile.toml")
+    with Workspace(demo_run[0]) as ws:
+        match_cycle(ws.con, "2026-11", read_mappings([DEMO / "mapping.csv"]), config)
+        count = run_rules(ws.con, config, discover())
+        assert count > 6  # several parts
+        with insertion_order_kept(ws.con):  # a scan then returns the rows as stored
+            stored = ws.con.sql(f"SELECT position FROM {DISCREPANCIES.name}").fetchall()
+        assert [p for (p,) in stored] == list(range(1, count + 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    order=st.integers(0, 23).flatmap(lambda n: st.permutations(list(range(1, n + 1)))),
+    rows=st.integers(1, 30),
+)
+def test_read_ranges_gives_every_row_once_in_position_order(order: list[int], rows: int) -> None:
+    """Whatever order a table's positions 1 … n are stored in and however many positions a
+    range holds, the ranges together are the table ordered by position; an empty table is
+    one empty, typed frame."""
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t (position BIGINT, label VARCHAR)")
+        if order:
+            con.executemany("INSERT INTO t VALUES (?, ?)", [(p, f"row {p}") for p in order])
+        parts = list(read_ranges(con, "t", "label, position", rows=rows))
+    assert len(parts) == max(1, -(-len(order) // rows))
+    whole = pl.concat(parts)
+    assert whole.schema == pl.Schema({"label": pl.String, "position": pl.Int64})
+    assert whole["position"].to_list() == sorted(order)
+    assert whole["label"].to_list() == [f"row {p}" for p in sorted(order)]
 
 
 def test_a_small_cycle_is_matched_on_one_duckdb_thread_and_the_threads_are_restored(
