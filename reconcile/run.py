@@ -468,9 +468,7 @@ def _summary(
             if r.method == "unmapped" and kind != "contract"
         ),
         # Contracts only order candidates in matching: an unmapped one is counted, not listed.
-        unmapped_contracts=sum(
-            1 for kind, r in matched.crosswalk if kind == "contract" and r.method == "unmapped"
-        ),
+        unmapped_contracts=matched.unmapped_contracts,
         clients=_clients(workspace),
         # The settings in force, as evidence of what the verdict was measured against.
         config=settings,
