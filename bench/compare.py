@@ -5,7 +5,8 @@ told) twice: with the code of git revision REV (checked out into a temporary wor
 this checkout, on the same input paths, each in a fresh workspace; then compares every output
 file byte for byte. A speed change must leave every byte as it was; where bytes differ the
 comparison says how far: only the run id (rule files or templates changed, so the engine digest
-in the run id did), the same cells in another XLSX layout, or the first differing line.
+in the run id did), the same cells in another XLSX layout, the same rows and types in another
+Parquet layout, or the first differing line.
 
 Exit 0 when every file is byte-identical, 1 when any differs (each listed), 2 when a run fails.
 """
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import openpyxl
+import polars as pl
 
 from bench import ROOT, parse_size, realistic
 
@@ -58,6 +60,13 @@ def cells(path: Path) -> list[tuple[str, list[tuple[object, str]]]]:
     ]
 
 
+def same_rows(before: Path, after: Path) -> bool:
+    """Two Parquet files hold the same rows in the same order with the same column types (their
+    bytes may differ: row groups, compression, writer)."""
+    old, new = pl.read_parquet(before), pl.read_parquet(after)
+    return old.schema == new.schema and old.equals(new)
+
+
 def run_id(summary: Path) -> str:
     return str(json.loads(summary.read_text(encoding="utf-8"))["run_id"])
 
@@ -74,6 +83,8 @@ def difference(before: Path, after: Path, ids: tuple[str, str]) -> str | None:
     if before.suffix == ".xlsx":
         same = cells(before) == cells(after)
         return "same sheets, cells and formats; other bytes" if same else "cells differ"
+    if before.suffix == ".parquet":
+        return "same rows and types; other bytes" if same_rows(before, after) else "rows differ"
     if before.suffix in {".csv", ".json"}:
         for n, (a, b) in enumerate(zip(old.splitlines(), new.splitlines(), strict=False), 1):
             if a != b:

@@ -23,7 +23,8 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain, count
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ import polars as pl
 from filelock import FileLock, Timeout
 
 from reconcile.errors import InputError
-from reconcile.safe import cell_expr
+from reconcile.report_model import Chunked, chunks
+from reconcile.safe import cell_expr, neutralise
 
 LOCK_TIMEOUT = 600.0  # seconds to wait for another run writing the same folder
 RENAME_EXCHANGE = 2
@@ -178,11 +180,53 @@ FIXED_DATE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 WIDE_COLUMNS = frozenset({"message", "reason", "value", "why"})  # sentences: 60 characters
 
 
+def write_csv_parts(parts: Iterable[pl.DataFrame], path: Path) -> None:
+    """A table given in consecutive chunks as one CSV, its text made safe for a spreadsheet
+    (safe.neutralise, a chunk at a time: it decides cell by cell), the header once: the bytes
+    of `neutralise(pl.concat(parts)).write_csv(path)` for any chunking, holding one chunk.
+
+    `parts`: frames of one schema, in the table's order; at least one (an empty table is one
+    empty frame of its schema, which still gets its header)."""
+    with path.open("wb") as fh:
+        for n, part in enumerate(parts):
+            neutralise(part).write_csv(fh, include_header=n == 0)
+
+
+PARQUET_ROW_GROUP = 100_000  # rows a row group: the file's bytes do not depend on the chunking
+
+
+def write_parquet_parts(parts: Iterable[pl.DataFrame], path: Path) -> None:
+    """A table given in consecutive chunks as one Parquet file, streamed: polars' streaming
+    engine writes (sink_parquet, zstd as write_parquet) from the chunks as they come, holding
+    about one chunk. Row groups of PARQUET_ROW_GROUP rows, so the same rows give the same bytes
+    however they are chunked (not the bytes of write_parquet on the whole frame, whose row
+    groups follow the frame's memory layout; pl.read_parquet reads back the same rows and
+    types).
+
+    `parts`: frames of one schema, in the table's order; at least one (its schema is the
+    file's, also when it has no rows)."""
+    from polars.io.plugins import register_io_source
+
+    chunks = iter(parts)
+    first = next(chunks)
+    taken = False
+
+    def source(*_: object) -> Iterator[pl.DataFrame]:
+        nonlocal taken
+        if taken:  # the chunks can be read once: a second scan would find none
+            raise RuntimeError("write_parquet_parts: the chunks were asked for twice")
+        taken = True
+        return chain([first], chunks)
+
+    scan = register_io_source(source, schema=first.schema, validate_schema=True)
+    scan.sink_parquet(path, row_group_size=PARQUET_ROW_GROUP)
+
+
 EXCEL_DATA_ROWS = 1_048_575  # a sheet's 1,048,576 rows less the header row
 
 
 def write_xlsx(
-    frame: pl.DataFrame,
+    table: Chunked,
     path: Path,
     sheet: str = "Discrepancies",
     rows_per_sheet: int = EXCEL_DATA_ROWS,
@@ -190,17 +234,29 @@ def write_xlsx(
     """The discrepancy table as the workbook finance opens (write_workbook): one sheet, or,
     beyond Excel's rows a sheet, consecutive sheets `Discrepancies`, `Discrepancies 2`, … in
     the table's order (XlsxWriter would otherwise drop the rows past the limit silently).
+    Written as the chunks come, whatever their sizes: the same rows give the same bytes
+    however they are chunked, and only one chunk is held.
 
-    `frame`: the columns of run.OUTPUT_COLUMNS (money Decimal(18,2) in the row's `currency`,
-    quantities and unit prices Decimal(·,4))."""
-    parts = range(0, max(frame.height, 1), rows_per_sheet)
-    write_workbook(
-        path,
-        {
-            sheet if n == 0 else f"{sheet} {n + 1}": frame.slice(start, rows_per_sheet)
-            for n, start in enumerate(parts)
-        },
-    )
+    `table`: a frame, or consecutive chunks of the table (at least one: an empty table is one
+    empty frame, written as one sheet with its header), with the columns of
+    run.OUTPUT_COLUMNS (money Decimal(18,2) in the row's `currency`, quantities and unit
+    prices Decimal(·,4))."""
+    names = (sheet if n == 1 else f"{sheet} {n}" for n in count(1))
+    with _workbook(path) as formats:
+        page: _Sheet | None = None
+        for part in chunks(table):
+            page = page or _Sheet(formats, next(names), part.columns)
+            rest = part
+            while not rest.is_empty():
+                if page.rows == rows_per_sheet:
+                    page.close()
+                    page = _Sheet(formats, next(names), part.columns)
+                taken = rest.slice(0, rows_per_sheet - page.rows)
+                page.write(taken)
+                rest = rest.slice(taken.height)
+        if page is None:
+            raise ValueError("write_xlsx: no chunks (an empty table is one empty frame)")
+        page.close()
 
 
 def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
@@ -210,22 +266,29 @@ def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
     (Decimal with 4 places) as numbers to four places, integers as numbers; every other cell
     written as text (never a formula), text a spreadsheet would run as one prefixed `'` as in
     the CSVs (safe.cell). Numbers are IEEE doubles in XLSX, exact to the cent for any invoice
-    amount. The document date is fixed, so the same frames give the same bytes.
+    amount. The document date is fixed, so the same frames give the same bytes."""
+    with _workbook(path) as formats:
+        for name, frame in sheets.items():
+            page = _Sheet(formats, name, frame.columns)
+            page.write(frame)
+            page.close()
 
-    Written row by row in XlsxWriter's constant_memory mode: each row goes to a temporary file
-    (the system's temporary folder) as soon as the next one starts, so memory stays flat
-    whatever the number of rows; strings are written inline in their cells (no shared-strings
-    table)."""
+
+@contextlib.contextmanager
+def _workbook(path: Path) -> Iterator[_Formats]:
+    """A workbook written at the end of the block (its sheets added through the formats
+    yielded), in XlsxWriter's constant_memory mode: each row goes to a temporary file (the
+    system's temporary folder) as soon as the next one starts, so memory stays flat whatever
+    the number of rows; strings are written inline in their cells (no shared-strings table).
+    The document date is fixed (XlsxWriter stamps "now"), so the same rows give the same
+    bytes."""
     import xlsxwriter  # 0.03 s to import: only when a workbook is written
 
     options = {"strings_to_formulas": False, "constant_memory": True}
     workbook = xlsxwriter.Workbook(str(path), options)
-    # A fixed document date: the same run gives the same bytes (XlsxWriter stamps "now").
     workbook.set_properties({"created": FIXED_DATE})
     try:
-        formats = _Formats(workbook)
-        for name, frame in sheets.items():
-            _write_sheet(workbook.add_worksheet(name), frame, formats)
+        yield _Formats(workbook)
     finally:
         _close(workbook)
 
@@ -285,17 +348,31 @@ def _column(series: pl.Series) -> tuple[int, list[Any]]:
     return TEXT, text[name].to_list()
 
 
-def _write_sheet(ws: Any, frame: pl.DataFrame, formats: _Formats) -> None:
-    """One sheet, row after row (constant_memory takes the rows in order): the header, then the
-    rows CHUNK_ROWS at a time, so only one chunk's cells are ever held as Python values."""
-    for col, name in enumerate(frame.columns):
-        ws.write_string(0, col, name, formats.bold)
-    for start in range(0, frame.height, CHUNK_ROWS):
-        _write_rows(ws, frame.slice(start, CHUNK_ROWS), start + 1, formats)
-    ws.freeze_panes(1, 0)
-    ws.autofilter(0, 0, max(frame.height, 1), max(len(frame.columns) - 1, 0))
-    for col, name in enumerate(frame.columns):
-        ws.set_column(col, col, 60 if name in WIDE_COLUMNS else max(12, min(len(name) + 2, 30)))
+class _Sheet:
+    """One sheet written row after row (constant_memory takes the rows in order): the header,
+    then each frame given to `write` CHUNK_ROWS rows at a time, so only one chunk's cells are
+    ever held as Python values; `close` sets its frozen header, filter and widths."""
+
+    def __init__(self, formats: _Formats, name: str, columns: list[str]) -> None:
+        self.formats, self.columns = formats, columns
+        self.rows = 0  # data rows written so far
+        self.ws = formats.workbook.add_worksheet(name)
+        for col, column in enumerate(columns):
+            self.ws.write_string(0, col, column, formats.bold)
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """The frame's rows after those written so far (its columns: the sheet's)."""
+        first = self.rows + 1
+        for start in range(0, frame.height, CHUNK_ROWS):
+            _write_rows(self.ws, frame.slice(start, CHUNK_ROWS), first + start, self.formats)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        ws, columns = self.ws, self.columns
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(self.rows, 1), max(len(columns) - 1, 0))
+        for col, name in enumerate(columns):
+            ws.set_column(col, col, 60 if name in WIDE_COLUMNS else max(12, min(len(name) + 2, 30)))
 
 
 def _write_rows(ws: Any, frame: pl.DataFrame, first_row: int, formats: _Formats) -> None:

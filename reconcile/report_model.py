@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -800,27 +800,49 @@ def json_columns(
     yield b"}"
 
 
+# A table whole, or as consecutive frames of one schema in its order (read back in chunks).
+Chunked = pl.DataFrame | Iterable[pl.DataFrame]
+
+
+def chunks(table: Chunked) -> Iterable[pl.DataFrame]:
+    """A table as consecutive frames: a frame is one."""
+    return [table] if isinstance(table, pl.DataFrame) else table
+
+
 RECORDS_CHUNK = 2048  # rows encoded at a time by json_records (about 2.5 MB of JSON)
 
 
-def json_records(frame: pl.DataFrame, depth: int = 0) -> Iterator[bytes]:
+def json_records(frame: Chunked, depth: int = 0) -> Iterator[bytes]:
     """`orjson.dumps(frame.to_dicts(), option=OPT_INDENT_2)` in pieces, byte for byte, as it
     stands `depth` levels deep in an indented document (each line but the first indented by
     two spaces a level), encoded by polars a chunk of rows at a time (no Python object per
-    value). `frame`: at least one column, of String, integer, boolean, decimal or date values,
-    decimals and dates written as their exact text (text_columns, a chunk at a time: the
-    whole frame is never held as text); nulls are `null`. Values are escaped as orjson escapes
-    them: `"`, `\\` and control characters, nothing else."""
-    if frame.is_empty():
-        yield b"[]"
-        return
+    value). `frame`: a frame, or a table as consecutive frames of one schema (the bytes of
+    their concatenation, however it is chunked, holding one frame); at least one column, of
+    String, integer, boolean, decimal or date values, decimals and dates written as their
+    exact text (text_columns, a chunk at a time: the whole frame is never held as text); nulls
+    are `null`. Values are escaped as orjson escapes them: `"`, `\\` and control characters,
+    nothing else."""
     pad = "  " * depth
-    keys = [orjson.dumps(name).decode() for name in frame.columns]
-    row = pl.concat_str(
+    opened = False
+    for part in chunks(frame):
+        for start in range(0, part.height, RECORDS_CHUNK):
+            # Two steps: polars encodes the columns in parallel, then joins each row's parts.
+            encoded = text_columns(part.slice(start, RECORDS_CHUNK)).select(_json_values(part))
+            yield b",\n" if opened else b"[\n"
+            yield encoded.select(_json_rows(part.columns, pad).cast(pl.Binary)).item()
+            opened = True
+    yield ("\n" + pad + "]").encode() if opened else b"[]"
+
+
+def _json_rows(columns: list[str], pad: str) -> pl.Expr:
+    """The rows of a frame of JSON values (_json_values) as one indented array's items, `pad`
+    before each line, joined by `,\\n` into one value."""
+    keys = [orjson.dumps(name).decode() for name in columns]
+    return pl.concat_str(
         [
             *(
                 part
-                for n, (name, key) in enumerate(zip(frame.columns, keys, strict=True))
+                for n, (name, key) in enumerate(zip(columns, keys, strict=True))
                 for part in (
                     pl.lit((",\n" if n else pad + "  {\n") + pad + "    " + key + ": "),
                     pl.col(name),
@@ -828,13 +850,7 @@ def json_records(frame: pl.DataFrame, depth: int = 0) -> Iterator[bytes]:
             ),
             pl.lit("\n" + pad + "  }"),
         ]
-    )
-    for start in range(0, frame.height, RECORDS_CHUNK):
-        # Two steps: polars encodes the columns in parallel, then joins each row's parts.
-        encoded = text_columns(frame.slice(start, RECORDS_CHUNK)).select(_json_values(frame))
-        yield b",\n" if start else b"[\n"
-        yield encoded.select(row.str.join(",\n").cast(pl.Binary)).item()
-    yield ("\n" + pad + "]").encode()
+    ).str.join(",\n")
 
 
 def compact_records(frame: pl.DataFrame) -> Iterator[bytes]:

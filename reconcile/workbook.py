@@ -9,6 +9,7 @@ folder waits, and so does this) and replaced whole (outputs.replace_file).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -26,7 +27,8 @@ def write_later(out: Path) -> tuple[Path, int]:
     """Write out/discrepancies.xlsx from out/discrepancies.parquet: (the workbook's path, its
     number of discrepancy rows). InputError (exit 2) when `out` is not a folder, not a run's
     output folder (no summary.json), or its discrepancies.parquet is missing, cannot be read or
-    does not hold the table a run writes (check_table)."""
+    does not hold the table a run writes (check_table). The table is read a chunk at a time
+    (read_chunks) as the workbook is written: memory is flat in its number of rows."""
     if not out.is_dir():
         raise InputError(
             str(out),
@@ -48,36 +50,59 @@ def write_later(out: Path) -> tuple[Path, int]:
                 hint="Run `reconcile run` again into this folder (with --workbook, or without "
                 "--no-workbook, to have the workbook written by the run).",
             )
-        table = read_table(parquet)
+        rows = table_rows(parquet)
         workbook = out / WORKBOOK_FILE
-        replace_file(workbook, lambda path: write_xlsx(table, path))
-    return workbook, table.height
+        replace_file(workbook, lambda path: write_xlsx(read_chunks(parquet, rows), path))
+    return workbook, rows
 
 
-def read_table(parquet: Path) -> pl.DataFrame:
-    """The discrepancy table of a run's discrepancies.parquet, checked (check_table);
-    InputError when the file cannot be read as Parquet."""
+READ_ROWS = 100_000  # rows read from the Parquet file at a time (about 60 MB of the table)
+
+
+def table_rows(parquet: Path) -> int:
+    """The number of rows of a run's discrepancies.parquet, its schema checked first
+    (check_table); read from the file's metadata, not its rows. InputError when the file
+    cannot be read as Parquet."""
     try:
-        table = pl.read_parquet(parquet)
+        schema = pl.read_parquet_schema(parquet)
+        rows = pl.scan_parquet(parquet).select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(
-            str(parquet),
-            "cannot be read as a Parquet file",
-            got=(str(exc).splitlines() or [type(exc).__name__])[0],
-            hint="Run `reconcile run` again into this folder to write it anew.",
-        ) from None
-    check_table(table, str(parquet))
-    return table
+        raise _unreadable(parquet, exc) from None
+    check_table(schema, rows, str(parquet))
+    return int(rows)
 
 
-def check_table(table: pl.DataFrame, source: str) -> None:
-    """Refuse (InputError) a table other than the one a run writes: its columns exactly
-    run.OUTPUT_SCHEMA's, in order, and each column of the kind the workbook writes from its
-    type (text, date, or a decimal of OUTPUT_SCHEMA's places: money to 2, quantities and unit
-    prices to 4; the precision is not the workbook's concern). A run without discrepancies
-    wrote every column as text before 2026-12, so an empty table of text columns is a run's
-    too."""
-    columns = list(table.columns)
+def read_chunks(parquet: Path, rows: int) -> Iterator[pl.DataFrame]:
+    """The table of a Parquet file of `rows` rows (table_rows), READ_ROWS rows at a time, in
+    its order; one empty frame of its schema when it has none. Each chunk is read when asked
+    for (a slice of the scan: only the row groups it covers), so one is held at a time.
+    InputError when the file cannot be read as Parquet (a damaged page is found as it is
+    read)."""
+    for start in range(0, max(rows, 1), READ_ROWS):
+        try:
+            chunk = pl.scan_parquet(parquet).slice(start, READ_ROWS).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise _unreadable(parquet, exc) from None
+        yield chunk
+
+
+def _unreadable(parquet: Path, exc: Exception) -> InputError:
+    return InputError(
+        str(parquet),
+        "cannot be read as a Parquet file",
+        got=(str(exc).splitlines() or [type(exc).__name__])[0],
+        hint="Run `reconcile run` again into this folder to write it anew.",
+    )
+
+
+def check_table(schema: Mapping[str, pl.DataType], rows: int, source: str) -> None:
+    """Refuse (InputError) a table other than the one a run writes (`schema`: its columns and
+    types, `rows`: its number of rows): its columns exactly run.OUTPUT_SCHEMA's, in order, and
+    each column of the kind the workbook writes from its type (text, date, or a decimal of
+    OUTPUT_SCHEMA's places: money to 2, quantities and unit prices to 4; the precision is not
+    the workbook's concern). A run without discrepancies wrote every column as text before
+    2026-12, so an empty table of text columns is a run's too."""
+    columns = list(schema)
     expected = list(OUTPUT_SCHEMA)
     if columns != expected:
         missing = [c for c in expected if c not in columns]
@@ -93,9 +118,9 @@ def check_table(table: pl.DataFrame, source: str) -> None:
             expected=f"the {len(expected)} columns {', '.join(expected)}",
             got=found,
         )
-    if table.is_empty() and all(t == pl.String for t in table.schema.values()):
+    if rows == 0 and all(t == pl.String for t in schema.values()):
         return
-    for name, dtype in table.schema.items():
+    for name, dtype in schema.items():
         if _kind(dtype) != _kind(OUTPUT_SCHEMA[name]):
             raise InputError(
                 source,

@@ -7,6 +7,7 @@ import json
 import random
 import re
 import sys
+import tempfile
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -14,9 +15,15 @@ from typing import Any
 
 import polars as pl
 import pytest
+from chunked import chunked
 from click.testing import Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import BAD, DEMO, invoke, read_json, run_demo
+from reconcile.report_model import json_records
+from reconcile.run import OUTPUT_COLUMNS, OUTPUT_SCHEMA
+from reconcile.safe import neutralise
 
 DOCUMENTED = read_json(DEMO / "expected_differences.json")["differences"]
 NET_BASIS = {
@@ -484,6 +491,102 @@ def test_a_table_longer_than_a_sheet_continues_on_further_sheets(tmp_path: Path)
         assert header == frame.columns
         ids += [row[header.index("id")].value for row in sheet.iter_rows(min_row=2)]
     assert ids == frame["id"].to_list()
+
+
+@settings(max_examples=60)
+@given(case=chunked(), rows_per_sheet=st.integers(1, 5))
+def test_the_workbook_of_chunks_is_the_workbook_of_the_whole_table(
+    case: tuple[pl.DataFrame, list[pl.DataFrame]], rows_per_sheet: int
+) -> None:
+    """The run reads the discrepancy table back in chunks: the workbook written from them is
+    byte for byte the workbook of the whole table, the sheets split at the same rows across
+    chunk boundaries (and converted CHUNK_ROWS rows at a time across both), each sheet with one
+    header, every row once and in order."""
+    import openpyxl
+
+    from reconcile import outputs
+    from reconcile.outputs import write_xlsx
+
+    frame, parts = case
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outputs, "CHUNK_ROWS", 2)
+        whole, chunks = Path(tmp) / "whole.xlsx", Path(tmp) / "chunks.xlsx"
+        write_xlsx(frame, whole, rows_per_sheet=rows_per_sheet)
+        write_xlsx(iter(parts), chunks, rows_per_sheet=rows_per_sheet)
+        assert chunks.read_bytes() == whole.read_bytes()
+        book = openpyxl.load_workbook(chunks, read_only=True)
+        pages = max(-(-frame.height // rows_per_sheet), 1)
+        names = [f"Discrepancies {n}" for n in range(2, pages + 1)]
+        assert book.sheetnames == ["Discrepancies", *names]
+        firsts = [r[0] for sheet in book.worksheets for r in sheet.iter_rows(values_only=True)]
+    assert firsts.count("id") == pages  # one header a sheet
+    assert [v for v in firsts if v != "id"] == frame["id"].to_list()
+
+
+@settings(max_examples=100)
+@given(case=chunked())
+def test_the_csv_of_chunks_is_the_csv_of_the_whole_table(
+    case: tuple[pl.DataFrame, list[pl.DataFrame]],
+) -> None:
+    """discrepancies.csv written a chunk at a time: the bytes of the whole table made safe
+    (safe.neutralise) and written at once, the header once, for any chunking."""
+    from reconcile.outputs import write_csv_parts
+
+    frame, parts = case
+    with tempfile.TemporaryDirectory() as tmp:
+        whole, chunks = Path(tmp) / "whole.csv", Path(tmp) / "chunks.csv"
+        neutralise(frame).write_csv(whole)
+        write_csv_parts(iter(parts), chunks)
+        assert chunks.read_bytes() == whole.read_bytes()
+        back = pl.read_csv(chunks, schema=OUTPUT_SCHEMA)
+    assert back.height == frame.height  # one header: every other line is a row
+
+
+@settings(max_examples=60)
+@given(case=chunked(), other=chunked())
+def test_the_parquet_of_chunks_reads_back_as_the_whole_table(
+    case: tuple[pl.DataFrame, list[pl.DataFrame]],
+    other: tuple[pl.DataFrame, list[pl.DataFrame]],
+) -> None:
+    """discrepancies.parquet streamed from the chunks reads back as the whole table with
+    exactly OUTPUT_SCHEMA's types (no rows too), and its bytes do not depend on the chunking:
+    the same rows cut elsewhere (over several row groups) give the same file."""
+    from reconcile import outputs
+    from reconcile.outputs import write_parquet_parts
+
+    frame, parts = case
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outputs, "PARQUET_ROW_GROUP", 3)
+        chunks, once = Path(tmp) / "chunks.parquet", Path(tmp) / "once.parquet"
+        write_parquet_parts(iter(parts), chunks)
+        write_parquet_parts([frame], once)
+        back = pl.read_parquet(chunks)
+        assert chunks.read_bytes() == once.read_bytes()
+        # Another table's chunks: the file is the rows', not the last file's.
+        write_parquet_parts(other[1], once)
+        assert pl.read_parquet(once).equals(other[0])
+    assert dict(back.schema) == OUTPUT_SCHEMA
+    assert back.equals(frame)
+
+
+def test_an_empty_table_as_one_empty_chunk(tmp_path: Path) -> None:
+    """No discrepancies: the CSV is its header, the JSON `[]`, the Parquet OUTPUT_SCHEMA's
+    typed columns with no rows, the workbook one sheet with its header."""
+    import openpyxl
+
+    from reconcile.outputs import write_csv_parts, write_parquet_parts, write_xlsx
+
+    empty = pl.DataFrame(schema=OUTPUT_SCHEMA)
+    write_csv_parts([empty], tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text(encoding="utf-8") == ",".join(OUTPUT_COLUMNS) + "\n"
+    assert b"".join(json_records(iter([empty, empty]))) == b"[]"
+    write_parquet_parts([empty], tmp_path / "t.parquet")
+    assert dict(pl.read_parquet(tmp_path / "t.parquet").schema) == OUTPUT_SCHEMA
+    write_xlsx(iter([empty]), tmp_path / "t.xlsx")
+    write_xlsx(empty, tmp_path / "whole.xlsx")
+    assert (tmp_path / "t.xlsx").read_bytes() == (tmp_path / "whole.xlsx").read_bytes()
+    sheets = openpyxl.load_workbook(tmp_path / "t.xlsx", read_only=True).worksheets
+    assert [list(r) for s in sheets for r in s.iter_rows(values_only=True)] == [OUTPUT_COLUMNS]
 
 
 def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import duckdb
 import openpyxl
 import polars as pl
 import pytest
@@ -155,8 +156,47 @@ def test_what_the_command_refuses(tmp_path: Path) -> None:
         assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], case
 
 
+def test_the_command_reads_the_table_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconcile workbook` reads the Parquet file READ_ROWS rows at a time: a file of many row
+    groups, read in chunks that straddle them, gives every row, in order, the run's workbook
+    byte for byte; a page damaged past the first chunk is refused as the file that cannot be
+    read, found as it is read, and the workbook is left as it was."""
+    from reconcile import workbook
+
+    reference = run_demo(tmp_path, "reference")
+    out = run_demo(tmp_path, "out", DEMO / "halopsa" / "api", DEMO / "reconcile.toml",
+                   "--no-workbook")  # fmt: skip
+    parquet = out / "discrepancies.parquet"
+    pl.read_parquet(parquet).write_parquet(parquet, row_group_size=4)
+    # Each row group's first column: (rows, first byte, bytes).
+    groups = duckdb.execute(
+        f"SELECT row_group_num_rows, data_page_offset, total_compressed_size "
+        f"FROM parquet_metadata('{parquet}') WHERE column_id = 0 ORDER BY row_group_id"
+    ).fetchall()
+    assert [rows for rows, _, _ in groups] == [4] * 6 + [1]
+    monkeypatch.setattr(workbook, "READ_ROWS", 6)
+    result = invoke("workbook", out)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{out / XLSX}: 25 discrepancies written\n"
+    written = (out / XLSX).read_bytes()
+    assert written == (reference / XLSX).read_bytes()
+
+    # Row group 5's first column (rows 20 to 23) damaged: the first chunks read, then not.
+    _, start, size = groups[5]
+    data = bytearray(parquet.read_bytes())
+    data[start : start + size] = bytes(b ^ 0x5A for b in data[start : start + size])
+    parquet.write_bytes(bytes(data))
+    result = invoke("workbook", out)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert f"{parquet}: cannot be read as a Parquet file" in result.output
+    assert (out / XLSX).read_bytes() == written
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
 def test_a_run_without_discrepancies_writes_text_columns_the_check_accepts() -> None:
-    check_table(pl.DataFrame(schema=dict.fromkeys(OUTPUT_COLUMNS, pl.String)), "empty")
+    check_table(dict.fromkeys(OUTPUT_COLUMNS, pl.String()), 0, "empty")
 
 
 def test_a_killed_command_leaves_the_folder_as_it_was_and_the_next_one_sweeps_up(
