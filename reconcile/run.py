@@ -29,7 +29,13 @@ from reconcile.ingest import (
     sha256,
 )
 from reconcile.match import MatchResult, match_cycle
-from reconcile.outputs import output_folder, pause, write_xlsx
+from reconcile.outputs import (
+    output_folder,
+    pause,
+    write_csv_parts,
+    write_parquet_parts,
+    write_xlsx,
+)
 from reconcile.report import DEFAULT_TEMPLATE_DIR, compiled_environment, report_html
 from reconcile.report_model import (
     CLIENT_SCHEMA,
@@ -596,11 +602,11 @@ def write_outputs(
         return discrepancy_parts(con, OUTPUT_COLUMNS)
 
     writers: dict[str, Callable[[Path], object]] = {
-        "discrepancies.csv": lambda path: neutralise(pl.concat(parts())).write_csv(path),
-        "discrepancies.parquet": lambda path: pl.concat(parts()).write_parquet(path),
-        WORKBOOK_FILE: lambda path: write_xlsx(pl.concat(parts()), path),
+        "discrepancies.csv": lambda path: write_csv_parts(parts(), path),
+        "discrepancies.parquet": lambda path: write_parquet_parts(parts(), path),
+        WORKBOOK_FILE: lambda path: write_xlsx(parts(), path),
         "discrepancies.json": lambda path: _write_pieces(
-            path, chain(json_records(pl.concat(parts())), [b"\n"])
+            path, chain(json_records(parts()), [b"\n"])
         ),
         "summary.json": lambda path: _write_pieces(path, result.summary.json_pieces(indent=True)),
         "quarantine.csv": lambda path: neutralise(quarantine.drop("load_id", "cycle")).write_csv(
