@@ -73,7 +73,6 @@ from reconcile.report_model import (
     plain,
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
-from reconcile.safe import neutralise
 from reconcile.store import Workspace, insertion_order_kept, read_ranges
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
@@ -593,9 +592,10 @@ def write_outputs(
     (safe.neutralise), each as its file is written; the Parquet and JSON keep the exact values.
     Returns the report's data as the run keeps it to render it again, a sign-off pack
     (history.report_blob)."""
-    quarantine = workspace.quarantined(result.cycle)
     with stage("report"):
-        html, report = _report(result, workspace, rules, quarantine, env)
+        html, report = _report(
+            result, workspace, rules, workspace.quarantined(result.cycle, "quarantined"), env
+        )
     con = workspace.con
 
     def parts() -> Iterator[pl.DataFrame]:
@@ -609,8 +609,8 @@ def write_outputs(
             path, chain(json_records(parts()), [b"\n"])
         ),
         "summary.json": lambda path: _write_pieces(path, result.summary.json_pieces(indent=True)),
-        "quarantine.csv": lambda path: neutralise(quarantine.drop("load_id", "cycle")).write_csv(
-            path
+        "quarantine.csv": lambda path: write_csv_parts(
+            workspace.quarantine_parts(result.cycle), path
         ),
     }
     if not result.summary.workbook.written:

@@ -219,6 +219,9 @@ def read_ranges(
         ).pl()
 
 
+QUARANTINE_ORDER = "source, file_name, row_number"  # file order: quarantine.csv's
+
+
 # The discrepancy columns a run keeps in the findings table (save_run).
 KEPT_FINDINGS = (
     "id", "rule", "severity", "client", "autotask_refs", "halopsa_refs", "autotask_amount",
@@ -547,13 +550,34 @@ class Workspace:
             [cycle],
         )
 
-    def quarantined(self, cycle: str) -> pl.DataFrame:
+    def quarantined(self, cycle: str, disposition: str | None = None) -> pl.DataFrame:
+        """The cycle's rows of the quarantine table (those of `disposition` when given), in
+        file order."""
         return self.frame(
-            "SELECT * FROM quarantine WHERE cycle = ? ORDER BY source, file_name, row_number",
-            [cycle],
+            "SELECT * FROM quarantine WHERE cycle = $cycle "
+            "AND ($disposition IS NULL OR disposition = $disposition) "
+            f"ORDER BY {QUARANTINE_ORDER}",
+            {"cycle": cycle, "disposition": disposition},
         )
 
-    def frame(self, query: str, params: list[Any]) -> pl.DataFrame:
+    def quarantine_parts(self, cycle: str) -> Iterator[pl.DataFrame]:
+        """The cycle's rows of the quarantine table as quarantine.csv holds them (less load_id
+        and cycle), in file order, RANGE_ROWS at a time from a stream of DuckDB's result: never
+        whole in memory (a 10M-line HaloPSA export has some 200,000 excluded rows, each with
+        its raw values). At least one frame, empty with the columns' types when there are
+        none."""
+        reader = self.con.sql(
+            f"SELECT * EXCLUDE (load_id, cycle) FROM quarantine "
+            f"WHERE cycle = '{_literal(cycle)}' ORDER BY {QUARANTINE_ORDER}"
+        ).to_arrow_reader(RANGE_ROWS)
+        empty = True
+        for batch in reader:
+            empty = False
+            yield pl.DataFrame(batch)
+        if empty:
+            yield pl.DataFrame(reader.schema.empty_table())
+
+    def frame(self, query: str, params: list[Any] | dict[str, Any]) -> pl.DataFrame:
         frame: pl.DataFrame = self.con.sql(query, params=params).pl()
         return frame
 
