@@ -62,10 +62,12 @@ from reconcile.report_model import (
     Control,
     CurrencyTotals,
     ReportData,
+    height,
     json_columns,
     json_list,
     plain,
     text_columns,
+    with_ids,
 )
 
 if TYPE_CHECKING:
@@ -364,7 +366,7 @@ def page_tables(data: ReportData) -> Iterator[bytes]:
     encoded by polars one at a time (report_model.json_columns), with no Python object per
     value."""
     plans = _page_frames(data)
-    rows = data.discrepancies.height + data.lines.height + data.summary.clients.height
+    rows = height(data.discrepancies) + height(data.lines) + data.summary.clients.height
     # Small tables are made whole: a plan computed a column at a time costs about 1 ms a column.
     frames: Mapping[str, pl.DataFrame | pl.LazyFrame] = (
         dict(zip(plans, pl.collect_all(plans.values()), strict=True))
@@ -533,10 +535,9 @@ def largest_problems(data: ReportData, n: int = LARGEST_PROBLEMS) -> list[dict[s
     between equal amounts still shows; the missing lines that follow from an unmapped client
     stay under it. Dicts of DISCREPANCY_SCHEMA's columns as text, plus rule_title."""
     rank = {"blocker": 0, "warning": 1}
-    # Ranked by their index and the columns ranking them: only the top rows are copied.
+    # Ranked by the columns ranking them: only the top rows are read whole, by their ids.
     picked = (
         data.discrepancies.lazy()
-        .with_row_index("_row")
         .filter(
             pl.col("severity").is_in(list(rank))
             & (pl.col("status") == "open")
@@ -549,10 +550,10 @@ def largest_problems(data: ReportData, n: int = LARGEST_PROBLEMS) -> list[dict[s
             maintain_order=True,
         )
         .head(n)
-        .select("_row")
+        .select("id")
         .collect()
     )
-    top = data.discrepancies[picked["_row"]]
+    top = picked.join(with_ids(data.discrepancies, picked["id"]), on="id", maintain_order="left")
     return [
         {**row, "rule_title": rule_title(data, row["rule"])} for row in text_columns(top).to_dicts()
     ]
@@ -594,10 +595,15 @@ def section_rows(data: ReportData, status: str) -> list[dict[str, Any]]:
     """The first LINED_ROWS_SHOWN discrepancies of a status ("expected", "accepted") as text,
     with rule_title and their lines (autotask_lines, halopsa_lines: dicts with the period as
     one text), for the sections rendered server-side."""
-    rows = data.discrepancies.filter(pl.col("status") == status).head(LINED_ROWS_SHOWN)
-    lines = text_columns(
-        data.lines.join(rows.select("id"), on="id", how="semi", maintain_order="left")
-    ).with_columns(period_text().alias("period"))
+    rows = (
+        data.discrepancies.lazy()
+        .filter(pl.col("status") == status)
+        .head(LINED_ROWS_SHOWN)
+        .collect()
+    )
+    lines = text_columns(with_ids(data.lines, rows["id"])).with_columns(
+        period_text().alias("period")
+    )
     by_id: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for line in lines.drop("period_start", "period_end").to_dicts():
         by_id.setdefault((line.pop("id"), line.pop("side")), []).append(line)
@@ -622,8 +628,9 @@ def build_context(
 ) -> dict[str, Any]:
     """Everything the template needs; keys are documented in REPORT_CONTEXT."""
     summary = data.summary
-    status = data.discrepancies["status"]
-    listed = data.discrepancies.filter(status == "open")
+    # Discrepancies per status and severity: the list holds the open ones.
+    tally = data.discrepancies.lazy().group_by("status", "severity").len().collect()
+    listed = tally.filter(pl.col("status") == "open")
     lines = summary.lines
     stages = [
         {
@@ -634,7 +641,7 @@ def build_context(
         for s in summary.match_stages
         if s.stage != "unmatched"
     ]
-    severity_counts = dict.fromkeys(SEVERITIES, 0) | dict(listed.group_by("severity").len().rows())
+    severity_counts = dict.fromkeys(SEVERITIES, 0) | dict(listed.select("severity", "len").rows())
     quarantined = [
         {**q, "raw": json.loads(q["raw"])} for q in data.quarantine.head(SERVER_ROWS_CAP).to_dicts()
     ]
@@ -662,11 +669,11 @@ def build_context(
         "largest": largest_problems(data),
         "open_variance": summary.open_variance,
         "severity_counts": severity_counts,
-        "discrepancy_total": listed.height,
+        "discrepancy_total": int(listed["len"].sum()),
         "unmapped": summary.unmapped,
         "unused_mappings": summary.unused_mappings,
         "expected": section_rows(data, "expected"),
-        "expected_total": int((status == "expected").sum()),
+        "expected_total": int(tally.filter(pl.col("status") == "expected")["len"].sum()),
         "quarantine": quarantined,
         "quarantine_total": data.quarantine.height,
         "severities": SEVERITIES,

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from reconcile.report_model import ReportData, text_columns
+from reconcile.report_model import ReportData, height, text_columns, with_ids
 
 LISTED = 200  # new and resolved discrepancies listed by name; summary.json has them all
 PLACES = {"open": "list", "accepted": "accepted", "expected": "expected"}  # status -> section
@@ -52,7 +52,7 @@ def finance_context(data: ReportData, accepted: list[dict[str, Any]]) -> dict[st
     return {
         "signoff": signoff | {"ready": verdict.ready, "blockers": verdict.blockers},
         "accepted": [a | {"acceptance": acceptance[a["id"]]} for a in accepted],
-        "accepted_total": int((data.discrepancies["status"] == "accepted").sum()),
+        "accepted_total": height(data.discrepancies.lazy().filter(pl.col("status") == "accepted")),
         "lapsed": list(summary.acceptances.lapsed),
         "history": _history(data),
     }
@@ -64,9 +64,7 @@ def _history(data: ReportData) -> dict[str, Any] | None:
         return None
     # The first run of a cycle has everything new: a list would repeat the whole report.
     listed = list(history.new[:LISTED]) if history.previous_run else []
-    found = data.discrepancies.join(
-        pl.DataFrame({"id": listed}, schema={"id": pl.String}), on="id", how="semi"
-    )
+    found = with_ids(data.discrepancies, pl.Series(listed, dtype=pl.String))
     by_id = {row["id"]: row for row in text_columns(found).to_dicts()}
     new = [
         {

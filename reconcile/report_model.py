@@ -104,10 +104,23 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def check_schema(frame: pl.DataFrame, schema: Mapping[str, pl.DataType], name: str) -> None:
-    """Refuse a frame whose columns or types differ from its declared schema."""
-    if dict(frame.schema) != dict(schema):
-        raise TypeError(f"{name}: columns {dict(frame.schema)} differ from {dict(schema)}")
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def check_schema(
+    frame: pl.DataFrame | pl.LazyFrame, schema: Mapping[str, pl.DataType], name: str
+) -> None:
+    """Refuse a frame whose columns or types differ from its declared schema (a lazy frame's
+    as its plan gives them, without computing it)."""
+    found = dict(frame.collect_schema())
+    if found != dict(schema):
+        raise TypeError(f"{name}: columns {found} differ from {dict(schema)}")
+
+
+def height(frame: pl.DataFrame | pl.LazyFrame) -> int:
+    """The number of rows of a frame, a lazy one counted by its plan (a Parquet scan from the
+    file's metadata)."""
+    return int(frame.lazy().select(pl.len()).collect().item())
 
 
 def empty_frame(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
@@ -137,9 +150,16 @@ def from_text_columns(
     return frame.select(typed(name, dtype) for name, dtype in schema.items())
 
 
-def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """The schema's columns of a frame, in its order, cast to its types."""
+def conform(frame: Frame, schema: Mapping[str, pl.DataType]) -> Frame:
+    """The schema's columns of a frame (or of a lazy frame's plan), in its order, cast to its
+    types."""
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def with_ids(frame: pl.DataFrame | pl.LazyFrame, ids: pl.Series) -> pl.DataFrame:
+    """The rows of `frame` whose id is among `ids` (String), in the frame's order: a filter
+    (of a Parquet scan, the other columns are read only where an id is found)."""
+    return frame.lazy().filter(pl.col("id").is_in(ids.implode())).collect()
 
 
 # The types carried as their exact text (`-1690.50`, `79.0000`, `2026-11-01`) in summary.json,
@@ -648,12 +668,14 @@ class RuleText:
 class ReportData:
     """Everything the report shows: the run's summary, the rules' texts, every discrepancy
     (DISCREPANCY_SCHEMA) with its lines (LINE_SCHEMA), and the quarantined rows
-    (QUARANTINE_SCHEMA)."""
+    (QUARANTINE_SCHEMA). The discrepancies and their lines are frames, or lazy frames (a run's
+    scan Parquet files: run.report_data) that the report reads a column, a count or a few rows
+    at a time, never whole."""
 
     summary: Summary
     rules: Mapping[str, RuleText]
-    discrepancies: pl.DataFrame
-    lines: pl.DataFrame
+    discrepancies: pl.DataFrame | pl.LazyFrame
+    lines: pl.DataFrame | pl.LazyFrame
     quarantine: pl.DataFrame
     title: str = "Parallel billing reconciliation"
     signed: Signoff | None = None  # the sign-off a sign-off pack's copy of the report shows

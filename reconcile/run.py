@@ -6,8 +6,10 @@ import dataclasses
 import hashlib
 import importlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain
@@ -632,10 +634,22 @@ def _report(
     quarantine: pl.DataFrame,
     env: Environment | None,
 ) -> tuple[str, bytes]:
-    """report.html's text and the report's data as the run keeps it (history.report_blob):
-    the data itself (its lines the largest part) is let go before the outputs are written."""
-    data = report_data(result, workspace, rules, quarantine)
-    return report_html(data, env=env), history.report_blob(data)
+    """report.html's text and the report's data as the run keeps it (history.report_blob).
+    The report's two long tables are Parquet files in a temporary folder (report_data) beside
+    the workspace, removed once both are made, also when making them fails."""
+    with report_folder(workspace) as folder:
+        data = report_data(result, workspace, rules, quarantine, folder)
+        return report_html(data, env=env), history.report_blob(data)
+
+
+@contextmanager
+def report_folder(workspace: Workspace) -> Iterator[Path]:
+    """A temporary folder for the report's tables, removed with its files on leaving: beside
+    the workspace's file (where a large run has the disk its workspace needs), or the
+    system's temporary folder for an in-memory workspace."""
+    beside = None if str(workspace.path) == ":memory:" else workspace.path.parent
+    with tempfile.TemporaryDirectory(prefix=".reconcile-report-", dir=beside) as folder:
+        yield Path(folder)
 
 
 def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
@@ -643,11 +657,11 @@ def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
         fh.writelines(pieces)
 
 
-def _line_details(workspace: Workspace) -> pl.DataFrame:
+def _line_details(workspace: Workspace, path: Path) -> pl.LazyFrame:
     """LINE_SCHEMA: each discrepancy's (DISCREPANCIES') lines on both sides (at most
-    REPORT_LINE_CAP per side, by ref), in the run's order, Autotask's before HaloPSA's. Put in
-    that order by DuckDB into a work table (which spills to disk beyond its limit), then read
-    a range of positions at a time (store.read_ranges): never sorted, nor copied, in Python."""
+    REPORT_LINE_CAP per side, by ref), in the run's order, Autotask's before HaloPSA's: put in
+    that order by DuckDB (which spills to disk beyond its limit) into the Parquet file `path`,
+    and scanned from it (_scanned): never held whole, sorted nor copied in Python."""
     sides = " UNION ALL ".join(
         f"""
         SELECT w.position, w.id, '{side}' AS side, x.uid, x.ref,
@@ -660,20 +674,24 @@ def _line_details(workspace: Workspace) -> pl.DataFrame:
         """
         for s, side in (("a", "autotask"), ("h", "halopsa"))
     )
-    con = workspace.con
     # What the summary's queries left let go first: the query reads both sides' lines back.
     workspace.release_memory()
-    order = "position, side, ref, uid"
+    query = f"SELECT {', '.join(LINE_SCHEMA)} FROM ({sides}) ORDER BY position, side, ref, uid"
+    return _scanned(workspace.con, query, path, LINE_SCHEMA)
+
+
+def _scanned(
+    con: duckdb.DuckDBPyConnection, query: str, path: Path, schema: Mapping[str, pl.DataType]
+) -> pl.LazyFrame:
+    """The rows of `query` written by DuckDB into the Parquet file `path` (streamed, a row
+    group at a time) in the query's order, and scanned from it with the types of `schema`
+    (its columns, in its order). The order kept: a COPY keeps its query's order while
+    insertion order is kept (store.insertion_order_kept), which for a table's scan is its
+    storage order."""
+    quoted = str(path).replace("'", "''")
     with insertion_order_kept(con):
-        con.execute(f"CREATE TEMP TABLE {REPORT_LINES} AS {sides} ORDER BY {order}")
-    try:
-        parts = read_ranges(con, REPORT_LINES, ", ".join(LINE_SCHEMA), order)
-        return pl.concat([conform(part, LINE_SCHEMA) for part in parts], rechunk=False)
-    finally:
-        con.execute(f"DROP TABLE {REPORT_LINES}")
-
-
-REPORT_LINES = "_report_lines"  # _line_details' work table
+        con.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet)")
+    return conform(pl.scan_parquet(path), schema)
 
 
 def report_data(
@@ -681,10 +699,19 @@ def report_data(
     workspace: Workspace,
     rules: list[Rule],
     quarantine: pl.DataFrame,
+    folder: Path,
 ) -> ReportData:
     """The report's data, typed (reconcile.report_model), from the run's discrepancies
-    (DISCREPANCIES, read a range of positions at a time) and the quarantine."""
-    discrepancies = pl.concat(discrepancy_parts(workspace.con, list(DISCREPANCY_SCHEMA)))
+    (DISCREPANCIES) and the quarantine. Its discrepancies and their lines are Parquet files
+    written into `folder` and scanned (they are read a column, or a few rows, at a time): the
+    ReportData holds only while they are there."""
+    # DISCREPANCIES is stored in position order (rules.run_rules; its updates are in place).
+    discrepancies = _scanned(
+        workspace.con,
+        f"SELECT {kept_columns(list(DISCREPANCY_SCHEMA))} FROM {DISCREPANCIES.name}",
+        folder / "discrepancies.parquet",
+        DISCREPANCY_SCHEMA,
+    )
     quarantined = quarantine.filter(pl.col("disposition") == "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
@@ -701,7 +728,7 @@ def report_data(
             for r in rules
         },
         discrepancies=discrepancies,
-        lines=_line_details(workspace),
+        lines=_line_details(workspace, folder / "lines.parquet"),
         quarantine=conform(quarantined, QUARANTINE_SCHEMA),
     )
 

@@ -804,13 +804,15 @@ def listed(data: ReportData) -> list[dict[str, Any]]:
     of the report's own encoding: every open discrepancy in the run's order, its columns as
     text (exposure is for the server-side summary only, status is "open" for every one), with
     its lines on each side (the period as one text)."""
-    lines = text_columns(data.lines).with_columns(
+    lines = text_columns(data.lines.lazy().collect()).with_columns(
         pl.format("{} – {}", "period_start", "period_end").alias("period")
     )
     by_side: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for line in lines.drop("period_start", "period_end").to_dicts():
         by_side.setdefault((line.pop("id"), line.pop("side")), []).append(line)
-    rows = text_columns(data.discrepancies.filter(pl.col("status") == "open")).to_dicts()
+    rows = text_columns(
+        data.discrepancies.lazy().filter(pl.col("status") == "open").collect()
+    ).to_dicts()
     return [
         {
             **{k: v for k, v in row.items() if k not in ("exposure", "status")},

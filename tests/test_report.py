@@ -249,7 +249,7 @@ def test_frames_must_have_their_declared_columns(sample: ReportData) -> None:
 def test_largest_problems_are_the_open_root_causes_most_at_stake(
     html: str, sample: ReportData
 ) -> None:
-    rows = text_columns(sample.discrepancies).to_dicts()
+    rows = text_columns(sample.discrepancies.lazy().collect()).to_dicts()
     open_items = [d for d in rows if d["severity"] in ("blocker", "warning")]
     rank = {"blocker": 0, "warning": 1}
     biggest = sorted(open_items, key=lambda d: (rank[d["severity"]], -Decimal(d["exposure"])))[:5]

@@ -653,3 +653,79 @@ def test_a_run_without_discrepancies_writes_typed_columns(
     table = pl.read_parquet(out / "discrepancies.parquet")
     assert table.is_empty() and dict(table.schema) == OUTPUT_SCHEMA
     assert table["gross_difference"].sum() == 0
+
+
+def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's report data scan the Parquet files DuckDB wrote (run.report_data); its page
+    and kept blob are the bytes of the same tables held whole as frames: the discrepancies as
+    the run's discrepancies.parquet orders them (a range of positions at a time), their lines
+    put in the report's order here (by discrepancy, side, ref)."""
+    from reconcile import history, run
+    from reconcile.report import report_html as render
+    from reconcile.report_model import DISCREPANCY_SCHEMA, ReportData, conform
+
+    made: dict[str, Any] = {}
+    blob = history.report_blob
+
+    def rendered(data: ReportData, **kwargs: Any) -> str:
+        assert isinstance(data.discrepancies, pl.LazyFrame)
+        assert isinstance(data.lines, pl.LazyFrame)
+        made.update(data=data, lines=data.lines.collect(), html=render(data, **kwargs))
+        return str(made["html"])
+
+    def kept(data: ReportData) -> bytes:
+        made["blob"] = blob(data)
+        return bytes(made["blob"])
+
+    monkeypatch.setattr(run, "report_html", rendered)
+    monkeypatch.setattr(history, "report_blob", kept)
+    out = run_demo(tmp_path, "out")
+    discrepancies = conform(pl.read_parquet(out / "discrepancies.parquet"), DISCREPANCY_SCHEMA)
+    place = discrepancies.select("id", pl.int_range(pl.len()).alias("place"))
+    lines = made["lines"]
+    assert lines.height > discrepancies.height > 20
+    whole = ReportData(
+        summary=made["data"].summary,
+        rules=made["data"].rules,
+        discrepancies=discrepancies,
+        lines=lines.join(place, on="id", maintain_order="left")
+        .sort("place", "side", "ref", maintain_order=True)
+        .drop("place"),
+        quarantine=made["data"].quarantine,
+    )
+    assert render(whole) == made["html"] == (out / "report.html").read_text(encoding="utf-8")
+    assert blob(whole) == made["blob"]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["run", "template-error"])
+def test_the_reports_temporary_folder_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    """The report's Parquet files (run.report_folder, beside the workspace) are there while
+    the report is made, and gone after the run, also when its template fails to render."""
+    from jinja2 import UndefinedError
+
+    from reconcile import run
+    from reconcile.report import compiled_environment
+    from reconcile.report import report_html as render
+
+    seen: list[set[str]] = []
+
+    def rendered(data: Any, **kwargs: Any) -> str:
+        seen.append({p.name for p in tmp_path.glob(".reconcile-report-*/*")})
+        return render(data, **kwargs)
+
+    monkeypatch.setattr(run, "report_html", rendered)
+    if fails:
+        templates = tmp_path / "templates"
+        templates.mkdir()
+        (templates / "report.html.j2").write_text("{{ no_such_value }}", encoding="utf-8")
+        monkeypatch.setattr(run, "_prepared", lambda: compiled_environment(templates))
+        with pytest.raises(UndefinedError):
+            run_demo(tmp_path, "out")
+    else:
+        run_demo(tmp_path, "out")
+    assert seen == [{"discrepancies.parquet", "lines.parquet"}]
+    assert not list(tmp_path.glob(".reconcile-report-*"))
