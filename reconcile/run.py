@@ -694,6 +694,17 @@ def _scanned(
     return conform(pl.scan_parquet(path), schema)
 
 
+def _check_positions(path: Path) -> None:
+    """Stop the run (a bug, exit 3) unless the Parquet file's `position` column is 1, 2, … in
+    its rows' order: the report must never show the discrepancies in another order than the
+    outputs. One column read."""
+    positions = pl.scan_parquet(path).select(
+        (pl.col("position") == pl.int_range(1, pl.len() + 1)).all()
+    )
+    if not positions.collect().item():
+        raise RuntimeError(f"report: {path.name} is not in the run's order")
+
+
 def report_data(
     result: RunResult,
     workspace: Workspace,
@@ -705,13 +716,16 @@ def report_data(
     (DISCREPANCIES) and the quarantine. Its discrepancies and their lines are Parquet files
     written into `folder` and scanned (they are read a column, or a few rows, at a time): the
     ReportData holds only while they are there."""
-    # DISCREPANCIES is stored in position order (rules.run_rules; its updates are in place).
+    # DISCREPANCIES is stored in position order (rules.run_rules; its updates are in place),
+    # so its scan needs no sort: the file's positions are checked instead.
+    path = folder / "discrepancies.parquet"
     discrepancies = _scanned(
         workspace.con,
-        f"SELECT {kept_columns(list(DISCREPANCY_SCHEMA))} FROM {DISCREPANCIES.name}",
-        folder / "discrepancies.parquet",
+        f"SELECT position, {kept_columns(list(DISCREPANCY_SCHEMA))} FROM {DISCREPANCIES.name}",
+        path,
         DISCREPANCY_SCHEMA,
     )
+    _check_positions(path)
     quarantined = quarantine.filter(pl.col("disposition") == "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
