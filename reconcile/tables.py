@@ -255,9 +255,10 @@ DISCREPANCY_SIDE_COLUMNS = (
 
 DISCREPANCIES = Table(
     "discrepancies",
-    "The run's discrepancies, one row each, as rules.run_rules leaves them for the rest of the"
-    " run (root causes, acceptances, the bridge, the summary, the kept table), which reads them"
-    " by query; dropped once the kept table and each discrepancy's lines are read.",
+    "The run's discrepancies, one row each, stored in position order, as rules.run_rules leaves"
+    " them for the rest of the run (root causes, acceptances, the bridge, the summary, the"
+    " outputs, the report, the kept run), which reads them by query, the long reads a range of"
+    " positions at a time (store.read_ranges); dropped once the run is kept.",
     (
         Column(
             "position",
