@@ -58,9 +58,18 @@ def _names(out: Path) -> tuple[Path, Path, str]:
     )
 
 
+# What a system or an office suite leaves in a folder someone opened: replaced with the rest.
+LITTER_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+LITTER_PREFIXES = ("~$", ".~lock.")
+
+
 @contextlib.contextmanager
-def output_folder(out: Path) -> Iterator[Path]:
+def output_folder(out: Path, holds: frozenset[str]) -> Iterator[Path]:
     """Yield an empty staging folder; when the block completes, it becomes `out` in one step.
+    `holds`: the names a folder of this kind holds (every file the writer may write). An
+    existing `out` holding anything else is refused (InputError, exit 2) before anything is
+    written: it is replaced whole, so a mistyped --out (`.`, the workspace's folder, the
+    exports' folder) would delete a workspace, its finance log or an export.
 
     On an exception (or a kill) `out` keeps its previous contents and the staging folder is
     removed (now, or by the next writer of the same folder)."""
@@ -75,6 +84,7 @@ def output_folder(out: Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     _, previous, prefix = _names(out)
     with locked_folder(out):
+        refuse_foreign(out, holds)
         staging = out.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
         try:
@@ -86,6 +96,33 @@ def output_folder(out: Path) -> Iterator[Path]:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(previous, ignore_errors=True)
+
+
+def refuse_foreign(out: Path, holds: frozenset[str]) -> None:
+    """InputError when the folder `out` holds anything but `holds` and a system's litter
+    (output_folder checks it under the folder's lock; a run checks it first too, so that a
+    mistyped --out fails before the run's work)."""
+    out = out.absolute()
+    if not out.is_dir():
+        return
+    foreign = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name not in holds
+        and p.name not in LITTER_NAMES
+        and not p.name.startswith(LITTER_PREFIXES)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise InputError(
+            str(out),
+            f"--out holds what reconcile did not write there ({shown}); the folder is "
+            "replaced whole, so it would be deleted",
+            expected="a new or empty folder, or one a previous run of the same kind wrote",
+            hint="Choose another --out (for example out/CYCLE), or move those files away.",
+        )
 
 
 @contextlib.contextmanager

@@ -131,7 +131,7 @@ def export(con: duckdb.DuckDBPyConnection, cycle: str, out: Path) -> Pack:
             b"".join(ledger.canonical(e.record()) + b"\n" for e in excerpt)
         ),
     }
-    with output_folder(out) as folder:
+    with output_folder(out, frozenset({*ABOUT, "README.txt"})) as folder:
         for name, write in writers.items():
             write(folder / name)
         no_pdf = print_pdf(page, folder / PDF_NAME)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import importlib
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +36,7 @@ from reconcile.match import MatchResult, match_cycle
 from reconcile.outputs import (
     output_folder,
     pause,
+    refuse_foreign,
     write_csv_parts,
     write_parquet_parts,
     write_xlsx,
@@ -112,6 +115,11 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
 }  # fmt: skip
 OUTPUT_COLUMNS = list(OUTPUT_SCHEMA)
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
+# The files a run writes into --out (write_outputs): a folder holding anything else is refused.
+RUN_FILES = frozenset({
+    "report.html", "discrepancies.csv", "discrepancies.parquet", WORKBOOK_FILE,
+    "discrepancies.json", "summary.json", "quarantine.csv",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,7 @@ def run_cycle(
     out_dir: Path,
 ) -> RunResult:
     cycle = check_cycle(settings.cycle)
+    refuse_foreign(out_dir, RUN_FILES)
     templates = _in_background(_prepared)
     loads: list[LoadResult] = []
     # An export that states no currency, with none configured, stops the run before any load.
@@ -617,7 +626,7 @@ def write_outputs(
     }
     if not result.summary.workbook.written:
         del writers[WORKBOOK_FILE]
-    with output_folder(result.out_dir) as out:
+    with output_folder(result.out_dir, RUN_FILES) as out:
         (out / "report.html").write_text(html, encoding="utf-8")
         del html  # the run's largest string, let go before the tables are read
         pause("report.html")
@@ -645,10 +654,17 @@ def _report(
 @contextmanager
 def report_folder(workspace: Workspace) -> Iterator[Path]:
     """A temporary folder for the report's tables, removed with its files on leaving: beside
-    the workspace's file (where a large run has the disk its workspace needs), or the
-    system's temporary folder for an in-memory workspace."""
-    beside = None if str(workspace.path) == ":memory:" else workspace.path.parent
-    with tempfile.TemporaryDirectory(prefix=".reconcile-report-", dir=beside) as folder:
+    the workspace's file (where a large run has the disk its workspace needs), named after it
+    (`.<workspace file>.report-…`), or the system's temporary folder for an in-memory
+    workspace. Such folders a killed run of the same workspace left (it holds client billing
+    data) are removed first: the run holds the workspace's lock, so none is in use."""
+    if str(workspace.path) == ":memory:":
+        beside, prefix = None, ".reconcile-report-"
+    else:
+        beside, prefix = workspace.path.parent, f".{workspace.path.name}.report-"
+        for left in beside.glob(f"{glob.escape(prefix)}*"):
+            shutil.rmtree(left, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=beside) as folder:
         yield Path(folder)
 
 
@@ -691,14 +707,14 @@ def _scanned(
     quoted = str(path).replace("'", "''")
     with insertion_order_kept(con):
         con.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet)")
-    return conform(pl.scan_parquet(path), schema)
+    return conform(pl.scan_parquet(path, glob=False), schema)
 
 
 def _check_positions(path: Path) -> None:
     """Stop the run (a bug, exit 3) unless the Parquet file's `position` column is 1, 2, … in
     its rows' order: the report must never show the discrepancies in another order than the
     outputs. One column read."""
-    positions = pl.scan_parquet(path).select(
+    positions = pl.scan_parquet(path, glob=False).select(
         (pl.col("position") == pl.int_range(1, pl.len() + 1)).all()
     )
     if not positions.collect().item():

@@ -64,8 +64,10 @@ def table_rows(parquet: Path) -> int:
     (check_table); read from the file's metadata, not its rows. InputError when the file
     cannot be read as Parquet."""
     try:
-        schema = pl.read_parquet_schema(parquet)
-        rows = pl.scan_parquet(parquet).select(pl.len()).collect().item()
+        # By name, never as a pattern: a folder may be named `Billing [2026]`.
+        scan = pl.scan_parquet(parquet, glob=False)
+        schema = dict(scan.collect_schema())
+        rows = scan.select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _unreadable(parquet, exc) from None
     check_table(schema, rows, str(parquet))
@@ -80,7 +82,7 @@ def read_chunks(parquet: Path, rows: int) -> Iterator[pl.DataFrame]:
     read)."""
     for start in range(0, max(rows, 1), READ_ROWS):
         try:
-            chunk = pl.scan_parquet(parquet).slice(start, READ_ROWS).collect()
+            chunk = pl.scan_parquet(parquet, glob=False).slice(start, READ_ROWS).collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise _unreadable(parquet, exc) from None
         yield chunk

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from conftest import ROOT, invoke, read_json
+from reconcile.run import RUN_FILES
 
 GOLDEN = ROOT / "tests" / "golden" / "demo"
 # The parquet file holds the same table as discrepancies.json; it is compared by content.
@@ -49,6 +50,8 @@ def test_demo_outputs_match_the_golden_files(
         "--out", out,
     )  # fmt: skip
     assert result.exit_code == 1, result.output
+    # Exactly the files a run may replace its --out with (others there are refused).
+    assert {p.name for p in out.iterdir()} == RUN_FILES
     if os.environ.get("RECONCILE_UPDATE_GOLDEN") == "1":
         GOLDEN.mkdir(parents=True, exist_ok=True)
         for name in COMPARED:

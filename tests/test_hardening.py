@@ -213,6 +213,52 @@ def test_out_below_a_file_exits_2(tmp_path: Path) -> None:
     assert "a file of this name is in the way" in output and "afile" in output
 
 
+@pytest.mark.parametrize("out", [".", "in"], ids=["the-workspace-folder", "the-exports-folder"])
+def test_an_out_folder_holding_other_files_is_refused_and_left_as_it_was(
+    tmp_path: Path, out: str
+) -> None:
+    """--out is replaced whole: pointed at the workspace's folder or the exports' folder, the
+    run refuses (exit 2) before writing anything, and every file there is still there."""
+    args = _demo_args(tmp_path, tmp_path / out)
+    (tmp_path / "notes.txt").write_text("the controller's notes", encoding="utf-8")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, output = run_main(*args)
+    assert code == 2, output
+    assert "--out holds what reconcile did not write there" in output
+    assert "it would be deleted" in output and "Choose another --out" in output
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if ".lock" not in p.name)
+    assert [p for p in after if not p.name.startswith("ws.duckdb")] == [
+        p for p in before if not p.name.startswith("ws.duckdb")
+    ]
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "the controller's notes"
+
+
+def test_a_previous_runs_folder_with_a_systems_litter_is_replaced(tmp_path: Path) -> None:
+    """A folder a run wrote, opened since (Finder's .DS_Store, an office suite's lock file),
+    is replaced as before; the litter goes with it."""
+    out = tmp_path / "out"
+    code, output = run_main(*_demo_args(tmp_path, out))
+    assert code == 2 and "report:" in output, output  # the cycle quarantines a row
+    (out / ".DS_Store").write_bytes(b"\0")
+    (out / ".~lock.discrepancies.csv#").write_text("someone,host", encoding="utf-8")
+    code, output = run_main(*_demo_args(tmp_path, out))
+    assert code == 2 and "report:" in output, output  # the cycle quarantines a row
+    assert not (out / ".DS_Store").exists() and (out / "report.html").is_file()
+
+
+def test_folders_named_with_glob_brackets_work(tmp_path: Path) -> None:
+    """A workspace and an --out in folders named `Billing [2026]`: the report's tables and
+    `reconcile workbook` read their Parquet files by name, never as a pattern."""
+    folder = tmp_path / "Billing [2026]"
+    folder.mkdir()
+    out = folder / "out [*]"
+    code, output = run_main(*_demo_args(tmp_path, out, ws=folder / "ws.duckdb"), "--no-workbook")
+    assert code == 2 and "report:" in output, output  # the cycle quarantines a row
+    code, output = run_main("workbook", out)
+    assert code == 0 and "discrepancies written" in output, output
+    assert (out / "discrepancies.xlsx").is_file()
+
+
 def test_workspace_below_a_file_exits_2(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     args = _demo_args(tmp_path, tmp_path / "out", ws=tmp_path / "afile" / "ws.duckdb")

@@ -703,8 +703,10 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
 def test_the_reports_temporary_folder_is_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: bool
 ) -> None:
-    """The report's Parquet files (run.report_folder, beside the workspace) are there while
-    the report is made, and gone after the run, also when its template fails to render."""
+    """The report's Parquet files (run.report_folder, beside the workspace, named after it)
+    are there while the report is made, and gone after the run, also when its template fails
+    to render. What a killed run of the same workspace left is removed too; another
+    workspace's folder beside it is left alone."""
     from jinja2 import UndefinedError
 
     from reconcile import run
@@ -714,10 +716,14 @@ def test_the_reports_temporary_folder_is_removed(
     seen: list[set[str]] = []
 
     def rendered(data: Any, **kwargs: Any) -> str:
-        seen.append({p.name for p in tmp_path.glob(".reconcile-report-*/*")})
+        seen.append({p.name for p in tmp_path.glob(".out.duckdb.report-*/*")})
         return render(data, **kwargs)
 
     monkeypatch.setattr(run, "report_html", rendered)
+    killed, other = tmp_path / ".out.duckdb.report-k1ll3d", tmp_path / ".other.duckdb.report-x"
+    for folder in (killed, other):
+        folder.mkdir()
+        (folder / "lines.parquet").write_bytes(b"left by a killed run")
     if fails:
         templates = tmp_path / "templates"
         templates.mkdir()
@@ -728,4 +734,4 @@ def test_the_reports_temporary_folder_is_removed(
     else:
         run_demo(tmp_path, "out")
     assert seen == [{"discrepancies.parquet", "lines.parquet"}]
-    assert not list(tmp_path.glob(".reconcile-report-*"))
+    assert [p.name for p in tmp_path.glob(".*.report-*")] == [other.name]
