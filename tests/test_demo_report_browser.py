@@ -16,9 +16,10 @@ from conftest import ARTIFACTS, DEMO, invoke
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
-    out = tmp_path_factory.mktemp("demo")
+    folder = tmp_path_factory.mktemp("demo")
+    out = folder / "out"  # not the workspace's folder: --out is replaced whole
     result = invoke(
-        "--workspace", out / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--workspace", folder / "ws.duckdb", "run", "--cycle", "2026-11",
         "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
         "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
     )  # fmt: skip
