@@ -604,9 +604,7 @@ def write_outputs(
     Returns the report's data as the run keeps it to render it again, a sign-off pack
     (history.report_blob)."""
     with stage("report"):
-        html, report = _report(
-            result, workspace, rules, workspace.quarantined(result.cycle, "quarantined"), env
-        )
+        html, report = _report(result, workspace, rules, env)
     con = workspace.con
 
     def parts() -> Iterator[pl.DataFrame]:
@@ -640,14 +638,13 @@ def _report(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
-    quarantine: pl.DataFrame,
     env: Environment | None,
 ) -> tuple[str, bytes]:
     """report.html's text and the report's data as the run keeps it (history.report_blob).
     The report's two long tables are Parquet files in a temporary folder (report_data) beside
     the workspace, removed once both are made, also when making them fails."""
     with report_folder(workspace) as folder:
-        data = report_data(result, workspace, rules, quarantine, folder)
+        data = report_data(result, workspace, rules, folder)
         return report_html(data, env=env), history.report_blob(data)
 
 
@@ -725,13 +722,13 @@ def report_data(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
-    quarantine: pl.DataFrame,
     folder: Path,
 ) -> ReportData:
     """The report's data, typed (reconcile.report_model), from the run's discrepancies
-    (DISCREPANCIES) and the quarantine. Its discrepancies and their lines are Parquet files
-    written into `folder` and scanned (they are read a column, or a few rows, at a time): the
-    ReportData holds only while they are there."""
+    (DISCREPANCIES) and its quarantined rows (read here: the rows excluded by design, such as
+    HaloPSA's group headers, are in quarantine.csv only). Its discrepancies and their lines
+    are Parquet files written into `folder` and scanned (they are read a column, or a few
+    rows, at a time): the ReportData holds only while they are there."""
     # DISCREPANCIES is stored in position order (rules.run_rules; its updates are in place),
     # so its scan needs no sort: the file's positions are checked instead.
     path = folder / "discrepancies.parquet"
@@ -742,7 +739,7 @@ def report_data(
         DISCREPANCY_SCHEMA,
     )
     _check_positions(path)
-    quarantined = quarantine.filter(pl.col("disposition") == "quarantined").select(
+    quarantined = workspace.quarantined(result.cycle, "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
         pl.col("row_number").alias("row"),
