@@ -252,9 +252,10 @@ class Config(BaseModel):
 
 
 SECTIONS = ("cycle", "halopsa", "expected", "match", "workspace", "outputs")
-# Sections that choose which files a run writes, not what it finds: left out of the run's
-# fingerprint (run.run_id), so a run without the workbook keeps its id and its sign-off.
-OUTPUT_SECTIONS = ("outputs",)
+# Sections that choose how a run works or which files it writes, not what it finds: DuckDB's
+# memory limit and the workbook. Left out of the run's fingerprint (run.run_id), so a run with
+# another memory limit or without the workbook keeps its id and its sign-off.
+UNFINGERPRINTED_SECTIONS = ("workspace", "outputs")
 
 
 class Settings(BaseModel):

@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 
 from reconcile import __version__, acceptance, history, ledger, signoff
-from reconcile.config import OUTPUT_SECTIONS, Config, Settings
+from reconcile.config import UNFINGERPRINTED_SECTIONS, Config, Settings
 from reconcile.crosswalk import read_mappings
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import (
@@ -785,16 +785,19 @@ def run_id(
     rules: list[Rule],
 ) -> str:
     """Runs of the same content share an id, wherever the files lie: the inputs' content hashes,
-    the mapping files' content, the settings in force after defaults (but those choosing which
-    files are written, config.OUTPUT_SECTIONS), and the engine (the reconcile version and the
-    content of every rule file and template). Evidence a controller can cite: the same id
-    always means the same discrepancies. History keeps each execution."""
+    the mapping files' content, the settings in force after defaults (but those choosing how
+    the run works or which files it writes, config.UNFINGERPRINTED_SECTIONS; the settings
+    file's path and hash are left out too, its settings being in), and the engine (the
+    reconcile version and the content of every rule file and template). Evidence a controller
+    can cite: the same id always means the same discrepancies. History keeps each execution."""
     engine = [__version__, engine_digest(rules)]
     inputs = sorted((c.platform, c.load_id) for c in controls)
     hashes = [m.sha256 for m in mappings]
-    in_force = {k: v for k, v in settings.as_json_dict().items() if k != "source"}
+    in_force = {k: v for k, v in settings.as_json_dict().items() if k not in ("source", "sha256")}
     in_force["changed"] = {
-        k: v for k, v in in_force["changed"].items() if k.split(".")[0] not in OUTPUT_SECTIONS
+        k: v
+        for k, v in in_force["changed"].items()
+        if k.split(".")[0] not in UNFINGERPRINTED_SECTIONS
     }
     key = json.dumps([engine, inputs, hashes, in_force], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -84,12 +84,16 @@ class Cycle:
     def cli(self, *args: str | Path) -> Result:
         return invoke("--workspace", self.ws, *args)
 
-    def run(self, halopsa: dict[str, tuple[str, str, int, str]], code: int = 1) -> dict[str, Any]:
+    def run(
+        self, halopsa: dict[str, tuple[str, str, int, str]], code: int = 1, *flags: str | Path
+    ) -> dict[str, Any]:
+        """A run of the cycle with HaloPSA's lines as given and `flags` added (--config…)."""
         self.runs += 1
         at, halo = write_cycle(self.tmp / f"exports{self.runs}", halopsa)
         result = self.cli(
-            "run", "--cycle", "2026-11", "--autotask", at, "--halopsa", halo, "--out", self.out
-        )
+            "run", "--cycle", "2026-11", "--autotask", at, "--halopsa", halo, "--out", self.out,
+            *flags,
+        )  # fmt: skip
         assert result.exit_code == code, result.output
         summary: dict[str, Any] = read_json(self.out / "summary.json")
         return summary

@@ -190,6 +190,34 @@ def test_signoff_is_refused_with_blockers_and_given_without(cycle: Cycle) -> Non
     assert listed.output.endswith("finance log: 4 entries (`reconcile verify` checks them)\n")
 
 
+def test_a_run_tuned_otherwise_keeps_the_fingerprint_and_the_signoff(cycle: Cycle) -> None:
+    """DuckDB's memory limit, the workbook and the settings file's comments change how a run
+    works or what it writes, not what it finds: the fingerprint stays and so does the sign-off.
+    A setting that changes what is found changes the fingerprint."""
+    cycle.run(HALOPSA)
+    accept_everything(cycle)
+    signed = cycle.run(HALOPSA, code=0)
+    assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0
+    tuned = cycle.tmp / "nightly.toml"
+    tuned.write_text(
+        '# the nightly box has less memory\n[workspace]\nmemory_limit = "150MB"\n\n'
+        "[outputs]\nworkbook = false\n",
+        encoding="utf-8",
+    )
+    same = cycle.run(HALOPSA, 0, "--config", tuned)
+    changed = same["config"]["changed"]
+    assert (changed["workspace.memory_limit"], changed["outputs.workbook"]) == ("150MB", False)
+    assert same["run_id"] == signed["run_id"]
+    (standing,) = same["signoffs"]
+    assert (standing["state"], standing["why"]) == ("valid", "run #3 had the same results")
+
+    stricter = cycle.tmp / "stricter.toml"
+    stricter.write_text("[match]\nfuzzy_min_score = 95\n", encoding="utf-8")
+    other = cycle.run(HALOPSA, 0, "--config", stricter)
+    assert other["run_id"] != signed["run_id"]
+    assert other["signoffs"][0]["state"] == "superseded"
+
+
 def test_a_later_run_with_other_results_supersedes_the_signoff(cycle: Cycle) -> None:
     cycle.run(HALOPSA)
     accept_everything(cycle)

@@ -228,10 +228,11 @@ def test_a_strict_config_can_change_severity(tmp_path: Path, severity: str) -> N
     out = run_demo(tmp_path, "strict", config=config)
     (proration,) = [f for f in findings(out) if f["rule"] == "proration_mismatch"]
     assert proration["severity"] == severity
-    # The fingerprint follows content, not paths: the demo's settings copied elsewhere keep it,
-    # changed settings change it.
+    # The fingerprint follows the settings in force, not paths or text: the demo's settings
+    # copied elsewhere keep it, a severity set to the rule's default (warning) keeps it too,
+    # a severity changed changes it.
     demo = read_json(run_demo(tmp_path, "demo") / "summary.json")["run_id"]
-    assert read_json(out / "summary.json")["run_id"] != demo
+    assert (read_json(out / "summary.json")["run_id"] == demo) == (severity == "warning")
     config.write_text((DEMO / "reconcile.toml").read_text(encoding="utf-8"), encoding="utf-8")
     assert read_json(run_demo(tmp_path, "copy", config=config) / "summary.json")["run_id"] == demo
 
