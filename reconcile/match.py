@@ -304,8 +304,9 @@ def _resolve_kind(
     suggest: bool,
 ) -> list[pl.DataFrame]:
     """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
-    sides' lines that mapping rows name (_named of _xw_wanted, the _mapping_values; none without
-    mappings). Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its entities
+    sides' lines that mapping rows name (_named of _xw_wanted, the _mapping_values; none, and
+    no query for them, without a mapping row of the kind: _xw_wanted holds none of the kind).
+    Its raw columns → key tables (_{kind}_a, _{kind}_h: _entities), its entities
     (_entity_a, _entity_h, resolved by crosswalk.resolve_tables and then dropped), its rows of
     the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
     entities' labels (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its
@@ -313,7 +314,7 @@ def _resolve_kind(
     for side in SIDES:
         _entities(con, kind, side)
     named = []
-    if mappings:
+    if any(m.kind == kind for m in mappings):
         named = [_named(con, side, kind) for side in SIDES]
     normalised = "SELECT * FROM _norm_a UNION ALL SELECT * FROM _norm_h"
     resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest, normalised)
