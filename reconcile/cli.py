@@ -30,6 +30,7 @@ from reconcile.errors import (
 from reconcile.options import DEFAULT_TIMEZONE, DEFAULT_WORKSPACE, check_cycle
 from reconcile.safe import shown
 from reconcile.timing import recording
+from reconcile.wording import counted
 
 if TYPE_CHECKING:
     from reconcile.config import Config
@@ -262,7 +263,7 @@ def validate(
     problems = []
     for raw, tally in read_only(list(paths), platform, settings):
         click.echo(
-            f"{shown(raw.file)}: {raw.shape}, {tally.rows_read} rows: "
+            f"{shown(raw.file)}: {raw.shape}, {counted(tally.rows_read, 'row')}: "
             f"{tally.rows_loaded} valid, {tally.rows_quarantined} invalid, "
             f"{tally.rows_excluded} excluded, {tally.rows_skipped} skipped; "
             f"dates {tally.date_convention}; "
@@ -365,9 +366,9 @@ def run(
         )
     )
     click.echo(
-        f"{verdict.blockers} blockers, {verdict.warnings} warnings, {verdict.info} info, "
-        f"{verdict.expected} expected, {verdict.accepted} accepted -> "
-        + ("READY for cutover" if verdict.ready else "NOT READY for cutover")
+        f"{counted(verdict.blockers, 'blocker')}, {counted(verdict.warnings, 'warning')}, "
+        f"{verdict.info} info, {verdict.expected} expected, {verdict.accepted} accepted -> "
+        f"{_readiness(verdict.ready)}"
     )
     summary = result.summary
     for lapse in summary.acceptances.lapsed:
@@ -393,7 +394,8 @@ def run(
     if result.quarantined:
         raise InputProblem(
             " ".join(quarantine_message(r) for r in result.loads if r.rows_quarantined)
-            or f"{result.quarantined} rows of the loaded inputs are quarantined; "
+            or f"{counted(result.quarantined, 'row')} of the loaded inputs "
+            f"{'is' if result.quarantined == 1 else 'are'} quarantined; "
             "see quarantine.csv."
         )
     ctx.exit(result.exit_code)
@@ -414,7 +416,7 @@ def workbook_command(out_dir: Path) -> None:
     from reconcile.workbook import write_later
 
     written, rows = write_later(out_dir)
-    click.echo(f"{shown(written)}: {rows} discrepancies written")
+    click.echo(f"{shown(written)}: {counted(rows, 'discrepancy', 'discrepancies')} written")
 
 
 @cli.group(name="map")
@@ -460,7 +462,9 @@ def suggest(
             workspace.con, cycle, read_mappings(list(maps)), config, suggest=frozenset(KINDS)
         )
     written = write_suggestions(out_file, matched.crosswalk)
-    click.echo(f"{written} suggestion(s) written to {shown(out_file)}; review them before use.")
+    click.echo(
+        f"{counted(written, 'suggestion')} written to {shown(out_file)}; review them before use."
+    )
 
 
 # --- the finance workflow: history, acceptances, sign-off, the log's check, the pack --------
@@ -508,7 +512,9 @@ def history_command(ctx: click.Context, cycle: str | None) -> None:
         return
     for run in runs:
         click.echo(_run_lines(run, states.get(run.number, [])))
-    click.echo(f"finance log: {_entries(len(log))} (`reconcile verify` checks them)")
+    click.echo(
+        f"finance log: {counted(len(log), 'entry', 'entries')} (`reconcile verify` checks them)"
+    )
 
 
 def _run_lines(run: Any, signed: list[Any]) -> str:
@@ -532,9 +538,10 @@ def _run_lines(run: Any, signed: list[Any]) -> str:
             f"difference {t['difference']['gross']}"
             for code, t in summary["totals"].items()
         ),
-        f"  open: {verdict['blockers']} blockers, {verdict['warnings']} warnings, "
+        f"  open: {counted(verdict['blockers'], 'blocker')}, "
+        f"{counted(verdict['warnings'], 'warning')}, "
         f"{verdict['info']} info; {verdict['expected']} expected, "
-        f"{verdict.get('accepted', 0)} accepted" + ("" if verdict["ready"] else " -> NOT READY"),
+        f"{verdict.get('accepted', 0)} accepted -> {_readiness(verdict['ready'])}",
     ]
     if counts:
         since = f"run #{changes['previous_run']}" if changes["previous_run"] else "first run"
@@ -612,10 +619,6 @@ def accept(
         f"run `reconcile run --cycle {written[0].cycle}` again: the report and the blocker count "
         "show acceptances from the next run on"
     )
-
-
-def _entries(n: int) -> str:
-    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 def _need_reason(reason: str | None) -> str:
@@ -709,8 +712,8 @@ def verify(ctx: click.Context) -> None:
         log = signoff.verify(workspace.con)
     head = log[-1].hash if log else "(empty log)"
     click.echo(
-        f"finance log intact: {_entries(len(log))}, head {head}; every bound run, discrepancy "
-        "and input hash re-computed"
+        f"finance log intact: {counted(len(log), 'entry', 'entries')}, head {head}; every bound "
+        "run, discrepancy and input hash re-computed"
     )
 
 
@@ -774,16 +777,21 @@ def _config(
     )
 
 
+def _readiness(ready: bool) -> str:
+    """The verdict as `run` and `history` print it (the report's "Ready for cutover")."""
+    return "READY for cutover" if ready else "NOT READY for cutover"
+
+
 def _lines(side: SideTotals) -> str:
     unknown = side.tax_unknown
-    return f"{side.lines} lines" + (f" (tax not stated on {unknown})" if unknown else "")
+    return counted(side.lines, "line") + (f" (tax not stated on {unknown})" if unknown else "")
 
 
 def describe(result: LoadResult) -> str:
     head = "already loaded (same content)" if result.already_loaded else "loaded"
     text = (
         f"{head} {shown(result.source)} as {result.shape}, cycle {result.cycle}: "
-        f"{result.rows_read} rows read = {result.rows_loaded} loaded + "
+        f"{counted(result.rows_read, 'row')} read = {result.rows_loaded} loaded + "
         f"{result.rows_quarantined} quarantined + {result.rows_excluded} excluded"
         + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
         + f"; net {result.net_read} = {result.net_loaded} + {result.net_quarantined} + "
@@ -791,7 +799,7 @@ def describe(result: LoadResult) -> str:
         + (f"; numbers {result.number_format}" if result.number_format else "")
     )
     if result.rows_unreadable_amount:
-        text += f"; {result.rows_unreadable_amount} row(s) with an unreadable amount"
+        text += f"; {counted(result.rows_unreadable_amount, 'row')} with an unreadable amount"
     return "\n".join([text, *(f"  warning: {shown(w)}" for w in result.warnings)])
 
 
@@ -829,7 +837,7 @@ def _rows_message(
             + "; the quarantined rows are kept in the workspace's quarantine table with their "
             "raw values."
         )
-    return f"{shown(file)}: {bad} of {read} rows cannot be used. {listed}{more}. {tail}"
+    return f"{shown(file)}: {bad} of {counted(read, 'row')} cannot be used. {listed}{more}. {tail}"
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from reconcile.load.tabular import grid_warning
 from reconcile.options import check_cycle as check_cycle  # run and match import it from here
 from reconcile.store import ROW_GROUP_ROWS, Workspace
 from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalised
+from reconcile.wording import counted
 
 ZERO = Decimal("0.00")
 
@@ -392,7 +393,8 @@ def _cycle_warnings(dates: OutsideCycle, cycle: str) -> list[str]:
     if not outside:
         return []
     return [
-        f"{outside} of {dated} lines have an invoice date outside cycle {cycle} (invoice dates "
+        f"{outside} of {counted(dated, 'line')} {'has' if outside == 1 else 'have'} an invoice "
+        f"date outside cycle {cycle} (invoice dates "
         f"run from {first} to {last}); check that --cycle names the month these invoices bill"
     ]
 

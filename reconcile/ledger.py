@@ -26,6 +26,8 @@ from typing import Any
 
 import duckdb
 
+from reconcile.wording import counted
+
 GENESIS = "0" * 64
 KINDS = ("accept", "unaccept", "signoff")
 
@@ -207,9 +209,11 @@ def check_chain(con: duckdb.DuckDBPyConnection) -> tuple[list[Entry], Break | No
         return log, Break(len(log), "the log's head record (table ledger_head) was removed")
     if count > len(log):
         gone = f"entry {count}" if count == len(log) + 1 else f"entries {len(log) + 1}-{count}"
-        return log, Break(len(log) + 1, f"{gone} removed: the log's head records {count} entries")
+        recorded = counted(count, "entry", "entries")
+        return log, Break(len(log) + 1, f"{gone} removed: the log's head records {recorded}")
     return log, Break(
         len(log),
-        f"the log's head records {count} entries ending in {last[:16]}…, but the log holds "
+        f"the log's head records {counted(count, 'entry', 'entries')} ending in {last[:16]}…, "
+        "but the log holds "
         f"{len(log)} ending in {prev[:16]}…",
     )

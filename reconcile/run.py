@@ -32,6 +32,7 @@ from reconcile.ingest import (
     load_paths,
     sha256,
 )
+from reconcile.load.base import PLATFORM_NAMES
 from reconcile.match import MatchResult, match_cycle
 from reconcile.outputs import (
     output_folder,
@@ -81,6 +82,7 @@ from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
 from reconcile.store import Workspace, insertion_order_kept, read_ranges
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
+from reconcile.wording import counted
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -181,6 +183,7 @@ def run_cycle(
     with stage("rules"):
         run_rules(con, config, rules)
         with_root_causes(con, matched)
+        with_quarantine_notes(con, cycle)
         applied, lapsed = acceptance.apply(
             con,
             DISCREPANCIES.name,
@@ -296,6 +299,36 @@ def with_root_causes(con: duckdb.DuckDBPyConnection, matched: MatchResult) -> No
         """,
         {"labels": list(suggested), "suggestions": list(suggested.values())},
     )
+
+
+# The rule reporting a line that no line of a platform matches, by that platform.
+MISSING_IN = {"halopsa": "missing_in_halopsa", "autotask": "missing_in_autotask"}
+
+
+def with_quarantine_notes(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
+    """Add to the message of the run's discrepancies (DISCREPANCIES) of a MISSING_IN rule, but
+    not the expected ones, how many rows of the platform no line matches in were quarantined by
+    the cycle's loads, when any were: a quarantined row is in the export but compared with
+    nothing, so the line may be one of them. The platform's count for the cycle (the loads
+    table's, as the verdict counts them), not the client's: a quarantined row's client is text
+    as its export spells it, never resolved by the crosswalk. Ids never depend on the message."""
+    quarantined = con.execute(
+        "SELECT platform, sum(rows_quarantined) FROM loads WHERE cycle = ? "
+        "GROUP BY platform HAVING sum(rows_quarantined) > 0 ORDER BY platform",
+        [cycle],
+    ).fetchall()
+    for platform, rows in quarantined:
+        n = int(rows)
+        note = (
+            f", but {counted(n, f'{PLATFORM_NAMES[platform]} row')} of this cycle "
+            f"{'was' if n == 1 else 'were'} quarantined at load and not compared "
+            f"(quarantine.csv): {'it may be this line' if n == 1 else 'it may be one of them'}"
+        )
+        con.execute(
+            f"UPDATE {DISCREPANCIES.name} SET message = message || $note "
+            "WHERE rule = $rule AND severity <> 'expected'",
+            {"note": note, "rule": MISSING_IN[platform]},
+        )
 
 
 def _cents(value: Any) -> Decimal:

@@ -28,6 +28,7 @@ from reconcile.errors import InputError, RefusedError, TamperedError
 from reconcile.history import RunRecord, cycle_runs, kept_run, latest_run, run_findings
 from reconcile.ingest import content_id
 from reconcile.safe import shown
+from reconcile.wording import counted
 
 LISTED = 20  # open items named in a refusal before "and N more"
 # A run's results: its fingerprint and the acceptances it applied ((id, ledger entry), by id).
@@ -133,7 +134,10 @@ def blocking(
         )
     quarantined = sum(int(c.get("rows_quarantined") or 0) for c in run.summary["controls"])
     if quarantined:
-        reasons.append(f"{quarantined} rows of the inputs are quarantined (see quarantine.csv)")
+        reasons.append(
+            f"{counted(quarantined, 'row')} of the inputs {'is' if quarantined == 1 else 'are'} "
+            "quarantined (see quarantine.csv)"
+        )
     findings = run_findings(con, run.number)
     standing_now = acceptance.standing(ledger.entries(con, run.cycle), run.cycle)
     con.register("_kept_now", _with_lists(findings.drop("acceptance")))

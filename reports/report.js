@@ -38,6 +38,8 @@
   function signedMoney(v) { return formatDecimal(v, 2, true); }
   function quantity(v) { return formatDecimal(v, 0, false); }
   function count(n) { return groupDigits(String(n)); }
+  /* "1 client", "2 clients": n and the noun agreeing with it. */
+  function counted(n, one, many) { return count(n) + " " + (n === 1 ? one : many); }
   /* Integer cents from an exact decimal string, for ordering only (exact below 2^53 cents). */
   function cents(value) {
     if (value === null || value === undefined) { return 0; }
@@ -435,7 +437,7 @@
         frag.appendChild(tr);
       }
       el.body.replaceChildren(frag);
-      el.count.textContent = count(view.length) + " of " + count(n) + " discrepancies";
+      el.count.textContent = count(view.length) + " of " + counted(n, "discrepancy", "discrepancies");
       renderPager(el.pagers, view.length, PAGE_SIZE, state.page, function (page) {
         state.page = page;
         render();
@@ -479,7 +481,7 @@
       el.names.replaceChildren.apply(el.names, found.map(function (entry) {
         var o = document.createElement("option");
         o.value = entry[0];
-        o.label = count(entry[1]) + " discrepancies";
+        o.label = counted(entry[1], "discrepancy", "discrepancies");
         return o;
       }));
     }
@@ -627,7 +629,7 @@
         frag.appendChild(tr);
       }
       cbody.replaceChildren(frag);
-      ccount.textContent = count(cview.length) + " of " + count(cn) + " clients";
+      ccount.textContent = count(cview.length) + " of " + counted(cn, "client", "clients");
       renderPager(cpagers, cview.length, CLIENT_PAGE_SIZE, cstate.page, function (page) {
         cstate.page = page;
         renderClients();

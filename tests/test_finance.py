@@ -76,7 +76,11 @@ def test_new_open_and_resolved_across_three_runs(cycle: Cycle) -> None:
     assert listed.output.count("fingerprint ") == 3
     assert "since run #2: 0 new, 1 still open, 1 resolved" in listed.output
     assert "GBP Autotask 408.00, HaloPSA 414.00, difference 6.00" in listed.output
-    assert "open: 1 blockers, 0 warnings, 0 info; 0 expected, 0 accepted" in listed.output
+    # The count agrees with its noun ("1 blocker"), and each run says whether it is ready.
+    assert (
+        "open: 1 blocker, 0 warnings, 0 info; 0 expected, 0 accepted -> NOT READY for cutover"
+        in listed.output
+    )
 
 
 def test_an_acceptance_follows_an_unchanged_rerun_and_lapses_on_an_amount_change(
@@ -187,6 +191,10 @@ def test_signoff_is_refused_with_blockers_and_given_without(cycle: Cycle) -> Non
     assert record["accepted_by_signer"] == [found["missing_in_halopsa"]]
     listed = cycle.cli("history")
     assert "run #3 signed off by Jo Smith (Finance Controller)" in listed.output
+    assert (
+        "open: 0 blockers, 0 warnings, 0 info; 0 expected, 3 accepted -> READY for cutover"
+        in listed.output
+    )
     assert listed.output.endswith("finance log: 4 entries (`reconcile verify` checks them)\n")
 
 

@@ -222,6 +222,20 @@ def test_ready_verdict(sample: ReportData) -> None:
     assert 'class="verdict ready"' in html
 
 
+def test_counts_of_one_read_in_the_singular(sample: ReportData) -> None:
+    """One client and one discrepancy: "1 client", "1 of 1 discrepancy", and the page's script
+    counts them alike when it re-renders."""
+    data = dataclasses.replace(
+        with_summary(sample, clients=sample.summary.clients.head(1)),
+        discrepancies=sample.discrepancies.head(1),
+    )
+    html = report_html(data)
+    assert 'id="client-count" aria-live="polite">1 client</p>' in html
+    assert 'id="disc-count" aria-live="polite">1 of 1 discrepancy</p>' in html
+    assert 'counted(cn, "client", "clients")' in html
+    assert 'counted(n, "discrepancy", "discrepancies")' in html
+
+
 def test_empty_sections_say_so(sample: ReportData) -> None:
     data = dataclasses.replace(
         with_summary(sample, unmapped=()),

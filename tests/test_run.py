@@ -20,7 +20,7 @@ from click.testing import Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import BAD, DEMO, invoke, read_json, run_demo
+from conftest import AT_HEADER, BAD, DEMO, HALO_HEADER, ROOT, invoke, read_json, run_demo
 from reconcile.report_model import json_records
 from reconcile.run import OUTPUT_COLUMNS, OUTPUT_SCHEMA
 from reconcile.safe import neutralise
@@ -736,3 +736,56 @@ def test_the_reports_temporary_folder_is_removed(
         run_demo(tmp_path, "out")
     assert seen == [{"discrepancies.parquet", "lines.parquet"}]
     assert [p.name for p in tmp_path.glob(".*.report-*")] == [other.name]
+
+
+@pytest.mark.parametrize(
+    ("bad_side", "rule", "label"),
+    [("halopsa", "missing_in_halopsa", "HaloPSA"), ("autotask", "missing_in_autotask", "Autotask")],
+)
+def test_a_line_missing_where_rows_are_quarantined_says_so(
+    tmp_path: Path, bad_side: str, rule: str, label: str
+) -> None:
+    """The backup line is in both exports, but one side's row has an amount that cannot be read
+    and is quarantined: the other side's line is reported missing (exit 2 for the quarantine),
+    and its message says a row of that side was quarantined, under the id it has when the row
+    is simply absent. `run` writes the quarantined row to quarantine.csv in --out, as the README
+    says, and nothing beside the workspace (that is `load`'s per-load file)."""
+    header = {"autotask": AT_HEADER, "halopsa": HALO_HEADER}
+    rows = {
+        "autotask": [
+            "A1,INV-1,11/01/2026,Acme Ltd,Server,1,100.00,100.00,20.00,11/01/2026,11/30/2026",
+            "A2,INV-1,11/01/2026,Acme Ltd,Backup,1,50.00,50.00,10.00,11/01/2026,11/30/2026",
+        ],
+        "halopsa": [
+            "H1,NW1,01/11/2026,Acme Ltd,Server,1,100.00,100.00,20.00,01/11/2026,30/11/2026",
+            "H2,NW1,01/11/2026,Acme Ltd,Backup,1,50.00,50.00,10.00,01/11/2026,30/11/2026",
+        ],
+    }
+    # The bad side's backup row as one that cannot be read, or left out.
+    broken = rows[bad_side][1].replace(",50.00,10.00,", ",5x0.00,10.00,")
+    found = {}
+    for name, backup in (("quarantined", [broken]), ("absent", [])):
+        folder = tmp_path / name
+        folder.mkdir()
+        exports = {side: folder / f"{side}.csv" for side in header}
+        for side, path in exports.items():
+            lines = [*rows[side][:1], *backup] if side == bad_side else rows[side]
+            path.write_text("\n".join([header[side], *lines]) + "\n", encoding="utf-8")
+        result = invoke(
+            "--workspace", folder / "ws.duckdb", "run", "--cycle", "2026-11",
+            "--autotask", exports["autotask"], "--halopsa", exports["halopsa"],
+            "--out", folder / "out",
+        )  # fmt: skip
+        assert result.exit_code == (2 if backup else 1), result.output
+        (found[name],) = [f for f in findings(folder / "out") if f["rule"] == rule]
+
+    assert found["quarantined"]["id"] == found["absent"]["id"]
+    assert found["absent"]["message"].endswith(f"; no {label} line matches it")
+    assert found["quarantined"]["message"] == (
+        f"{found['absent']['message']}, but 1 {label} row of this cycle was quarantined at load "
+        "and not compared (quarantine.csv): it may be this line"
+    )
+    assert "5x0.00" in (tmp_path / "quarantined" / "out" / "quarantine.csv").read_text("utf-8")
+    assert not (tmp_path / "quarantined" / "quarantine").exists()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "`reconcile run` writes the cycle's to `quarantine.csv` in `--out`" in readme
