@@ -192,7 +192,7 @@ def run_cycle(
         )
         acceptance.mark(con, applied)
         bars = bridge(con, rules)
-    with stage("outputs"):
+    with stage("outputs"), report_folder(workspace) as folder:
         # What the rules' queries left in DuckDB's memory let go before the summary's run.
         workspace.release_memory()
         summary = _summary(workspace, cycle, matched, bars, rules, maps, config)
@@ -201,7 +201,7 @@ def run_cycle(
         # What the summary's queries left let go before the outputs are read.
         workspace.release_memory()
         result = RunResult(cycle, out_dir, summary, tuple(loads))
-        report = write_outputs(result, workspace, rules, templates.result())
+        report = write_outputs(result, workspace, rules, folder, templates.result())
         # What the outputs' queries left in DuckDB's memory let go before it takes the run in.
         workspace.release_memory()
         workspace.save_run(
@@ -625,8 +625,9 @@ def write_outputs(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
+    folder: Path,
     env: Environment | None = None,
-) -> bytes:
+) -> Path:
     """CSV, Parquet, JSON and (unless the summary's workbook says it is left out) XLSX of the
     discrepancies, summary.json, quarantine.csv, report.html: written into a staging folder and
     swapped in whole (outputs.output_folder), so `--out` holds the previous complete set until
@@ -634,10 +635,11 @@ def write_outputs(
     each written from DISCREPANCIES a range of positions at a time (discrepancy_parts), never
     from the whole table in memory. Text cells of the CSVs are made safe for spreadsheets
     (safe.neutralise), each as its file is written; the Parquet and JSON keep the exact values.
-    Returns the report's data as the run keeps it to render it again, a sign-off pack
-    (history.report_blob)."""
+    The report's tables and its data as the run keeps it are written into `folder`
+    (report_folder). Returns the path of that data (history.report_blob), which the workspace
+    keeps with the run to render it again for a sign-off pack."""
     with stage("report"):
-        html, report = _report(result, workspace, rules, env)
+        html, report = _report(result, workspace, rules, folder, env)
     con = workspace.con
 
     def parts() -> Iterator[pl.DataFrame]:
@@ -671,19 +673,22 @@ def _report(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
+    folder: Path,
     env: Environment | None,
-) -> tuple[str, bytes]:
-    """report.html's text and the report's data as the run keeps it (history.report_blob).
-    The report's two long tables are Parquet files in a temporary folder (report_data) beside
-    the workspace, removed once both are made, also when making them fails."""
-    with report_folder(workspace) as folder:
-        data = report_data(result, workspace, rules, folder)
-        return report_html(data, env=env), history.report_blob(data)
+) -> tuple[str, Path]:
+    """report.html's text, and the report's data as the run keeps it (history.report_blob)
+    written into `folder` as it is compressed (never whole in memory), with its path. The
+    report's two long tables are Parquet files in `folder` too (report_data)."""
+    data = report_data(result, workspace, rules, folder)
+    path = folder / "report-data.json.gz"
+    _write_pieces(path, history.report_blob(data))
+    return report_html(data, env=env), path
 
 
 @contextmanager
 def report_folder(workspace: Workspace) -> Iterator[Path]:
-    """A temporary folder for the report's tables, removed with its files on leaving: beside
+    """A temporary folder for the report's tables and kept data, removed with its files on
+    leaving (the run keeps it until the workspace has kept the run): beside
     the workspace's file (where a large run has the disk its workspace needs), named after it
     (`.<workspace file>.report-…`), or the system's temporary folder for an in-memory
     workspace. Such folders a killed run of the same workspace left (it holds client billing

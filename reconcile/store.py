@@ -460,7 +460,7 @@ class Workspace:
         summary: bytes,
         clients: pl.DataFrame,
         findings: str,
-        report: bytes,
+        report: Path,
     ) -> None:
         """Keep every run: history (new, open, resolved), acceptances and sign-offs are built
         from these rows. `summary`: summary.json's content but its clients, compact
@@ -468,8 +468,9 @@ class Workspace:
         the summary's order), kept in run_clients; `findings`: the query of the run's
         discrepancies with (at least) the columns KEPT_FINDINGS (run.OUTPUT_COLUMNS' and
         `acceptance`, the ledger entry accepting it, or null), inserted by DuckDB from the
-        query; `report`: the report's data, compressed (history.report_blob), so a sign-off
-        pack can render it again."""
+        query; `report`: the file holding the report's data, compressed (history.report_blob),
+        so a sign-off pack can render it again, read by DuckDB (not through Python's memory).
+        Raises RuntimeError when that file is not read back as one file."""
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(
@@ -488,7 +489,13 @@ class Workspace:
                 f"INSERT INTO findings (run_number, {kept}) SELECT ?, {kept} FROM ({findings})",
                 [number],
             )
-            self.con.execute("INSERT INTO run_reports VALUES (?, ?)", [number, report])
+            # read_blob takes a glob: the file is picked out by its name, and must be there.
+            (inserted,) = self.con.execute(
+                "INSERT INTO run_reports SELECT ?, content FROM read_blob(?) WHERE filename = ?",
+                [number, str(report), str(report)],
+            ).fetchall()[0]
+            if inserted != 1:
+                raise RuntimeError(f"the report's data was not read back from {report}")
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")

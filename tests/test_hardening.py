@@ -4,17 +4,20 @@ message naming the path; outputs never attack their reader; `--out` is replaced 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
 from conftest import AT_HEADER, HALO_HEADER, ROOT, invoke, kill_at
 from reconcile.cli import main
+from reconcile.history import stored_report
 from reconcile.safe import FORMULA_START, NUMBER, cell, shown
 
 PAYLOADS = [
@@ -246,14 +249,20 @@ def test_a_previous_runs_folder_with_a_systems_litter_is_replaced(tmp_path: Path
     assert not (out / ".DS_Store").exists() and (out / "report.html").is_file()
 
 
-def test_folders_named_with_glob_brackets_work(tmp_path: Path) -> None:
-    """A workspace and an --out in folders named `Billing [2026]`: the report's tables and
-    `reconcile workbook` read their Parquet files by name, never as a pattern."""
-    folder = tmp_path / "Billing [2026]"
+@pytest.mark.parametrize("name", ["Billing [2026]", "Billing *2026*"])
+def test_folders_named_with_glob_brackets_work(tmp_path: Path, name: str) -> None:
+    """A workspace and an --out in folders named `Billing [2026]` or `Billing *2026*`: the
+    report's tables and `reconcile workbook` read their Parquet files by name, never as a
+    pattern, and the workspace keeps the run's report data (read by DuckDB from its file)."""
+    folder = tmp_path / name
     folder.mkdir()
     out = folder / "out [*]"
     code, output = run_main(*_demo_args(tmp_path, out, ws=folder / "ws.duckdb"), "--no-workbook")
     assert code == 2 and "report:" in output, output  # the cycle quarantines a row
+    with duckdb.connect(str(folder / "ws.duckdb"), read_only=True) as con:
+        kept = stored_report(con, 1)
+    assert kept is not None
+    assert kept.summary.run_id == json.loads((out / "summary.json").read_bytes())["run_id"]
     code, output = run_main("workbook", out)
     assert code == 0 and "discrepancies written" in output, output
     assert (out / "discrepancies.xlsx").is_file()

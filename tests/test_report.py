@@ -504,7 +504,7 @@ def test_differences_shown_with_their_lines_are_capped(
 def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
     """The run keeps its report data as JSON (history.report_blob) so a sign-off pack can
     render the report again: read back, it renders the same page and the same summary.json."""
-    kept = orjson.loads(gzip.decompress(report_blob(hostile)))
+    kept = orjson.loads(gzip.decompress(b"".join(report_blob(hostile))))
     assert kept == {
         "summary": orjson.loads(b"".join(hostile.summary.json_pieces())),
         "rules": plain(hostile.rules),

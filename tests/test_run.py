@@ -8,6 +8,7 @@ import random
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -676,9 +677,9 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
         made.update(data=data, lines=data.lines.collect(), html=render(data, **kwargs))
         return str(made["html"])
 
-    def kept(data: ReportData) -> bytes:
-        made["blob"] = blob(data)
-        return bytes(made["blob"])
+    def kept(data: ReportData) -> Iterator[bytes]:
+        made["blob"] = b"".join(blob(data))
+        yield made["blob"]
 
     monkeypatch.setattr(run, "report_html", rendered)
     monkeypatch.setattr(history, "report_blob", kept)
@@ -697,7 +698,7 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
         quarantine=made["data"].quarantine,
     )
     assert render(whole) == made["html"] == (out / "report.html").read_text(encoding="utf-8")
-    assert blob(whole) == made["blob"]
+    assert b"".join(blob(whole)) == made["blob"]
 
 
 @pytest.mark.parametrize("fails", [False, True], ids=["run", "template-error"])
@@ -734,7 +735,7 @@ def test_the_reports_temporary_folder_is_removed(
             run_demo(tmp_path, "out")
     else:
         run_demo(tmp_path, "out")
-    assert seen == [{"discrepancies.parquet", "lines.parquet"}]
+    assert seen == [{"discrepancies.parquet", "lines.parquet", "report-data.json.gz"}]
     assert [p.name for p in tmp_path.glob(".*.report-*")] == [other.name]
 
 
