@@ -331,11 +331,16 @@ def _page_frames(data: ReportData) -> dict[str, pl.LazyFrame]:
         .select(pl.all().gather(picked["line"]))
         .with_columns(pl.lit(picked["row"]).alias("row"), period_text().alias("period"))
     )
-    order = data.summary.clients.select(
-        pl.arg_sort_by(
-            pl.col("difference").abs(), "client", descending=[True, False], maintain_order=True
+    order = (
+        data.summary.clients.lazy()
+        .select(
+            pl.arg_sort_by(
+                pl.col("difference").abs(), "client", descending=[True, False], maintain_order=True
+            )
         )
-    ).to_series()
+        .collect()
+        .to_series()
+    )
     return {
         "discrepancies": data.discrepancies.lazy().filter(open_).select(DISCREPANCY_COLUMNS),
         "lines": lines.select(LINE_COLUMNS),
@@ -366,7 +371,7 @@ def page_tables(data: ReportData) -> Iterator[bytes]:
     encoded by polars one at a time (report_model.json_columns), with no Python object per
     value."""
     plans = _page_frames(data)
-    rows = height(data.discrepancies) + height(data.lines) + data.summary.clients.height
+    rows = height(data.discrepancies) + height(data.lines) + height(data.summary.clients)
     # Small tables are made whole: a plan computed a column at a time costs about 1 ms a column.
     frames: Mapping[str, pl.DataFrame | pl.LazyFrame] = (
         dict(zip(plans, pl.collect_all(plans.values()), strict=True))
@@ -665,7 +670,7 @@ def build_context(
             (code, bridge_chart(totals, summary.bridge.get(code, ()), code))
             for code, totals in summary.totals.items()
         ],
-        "client_total": summary.clients.height,
+        "client_total": height(summary.clients),
         "largest": largest_problems(data),
         "open_variance": summary.open_variance,
         "severity_counts": severity_counts,

@@ -534,11 +534,12 @@ class Summary:
     discrepancies' gross differences each taken as positive; lines: lines per side, every
     currency; match_rate: the share of each side's lines matched (a decimal fraction);
     bridge: per currency, gross amounts adding up to that currency's gross difference;
-    clients: CLIENT_SCHEMA; unmapped_contracts: how many contracts are unmapped (contracts
-    only order candidates, so they are counted, not listed); acceptances applied and lapsed,
-    history (None until the run is numbered in its workspace) and the cycle's signoffs, oldest
-    first: the run's place in the finance workflow; workbook: whether the run wrote
-    discrepancies.xlsx (Workbook)."""
+    clients: CLIENT_SCHEMA, a frame or a lazy frame (a run's scans a Parquet file:
+    run._clients) read a chunk of rows at a time; unmapped_contracts: how many contracts are
+    unmapped (contracts only order candidates, so they are counted, not listed); acceptances
+    applied and lapsed, history (None until the run is numbered in its workspace) and the
+    cycle's signoffs, oldest first: the run's place in the finance workflow; workbook: whether
+    the run wrote discrepancies.xlsx (Workbook)."""
 
     run_id: str
     reconcile_version: str
@@ -556,7 +557,7 @@ class Summary:
     unused_mappings: tuple[UnusedMapping, ...]
     unmapped: tuple[Unmapped, ...]
     unmapped_contracts: int
-    clients: pl.DataFrame
+    clients: pl.DataFrame | pl.LazyFrame
     config: SettingsInForce
     acceptances: Acceptances = Acceptances()
     history: History | None = None
@@ -619,7 +620,7 @@ class Summary:
         signoffs}; the clients (one per client and currency: 170,000 at 1M lines) are encoded
         by polars a chunk at a time (json_records), the rest by orjson, then the two joined."""
         before, after = self._json_parts
-        clients = self.clients
+        clients = row_chunks(self.clients)
         if indent:
             option = orjson.OPT_INDENT_2
             yield orjson.dumps(before, option=option)[: -len(b"\n}")] + b',\n  "clients": '
@@ -875,16 +876,32 @@ def _json_rows(columns: list[str], pad: str) -> pl.Expr:
     ).str.join(",\n")
 
 
-def compact_records(frame: pl.DataFrame) -> Iterator[bytes]:
+def compact_records(frame: Chunked) -> Iterator[bytes]:
     """`orjson.dumps(text_columns(frame).to_dicts())` in pieces, byte for byte (values as
-    json_records, converted to text a chunk at a time)."""
+    json_records, converted to text a chunk at a time; `frame` a frame or a table as
+    consecutive frames, as json_records)."""
     yield b"["
-    for start in range(0, frame.height, RECORDS_CHUNK):
-        rows = text_columns(frame.slice(start, RECORDS_CHUNK)).select(
-            pl.struct(pl.all()).struct.json_encode().str.join(",").cast(pl.Binary)
-        )
-        yield (b"," if start else b"") + rows.item()
+    opened = False
+    for part in chunks(frame):
+        for start in range(0, part.height, RECORDS_CHUNK):
+            rows = text_columns(part.slice(start, RECORDS_CHUNK)).select(
+                pl.struct(pl.all()).struct.json_encode().str.join(",").cast(pl.Binary)
+            )
+            yield (b"," if opened else b"") + rows.item()
+            opened = True
     yield b"]"
+
+
+SCAN_ROWS = 100_000  # rows of a lazy frame computed at a time by row_chunks
+
+
+def row_chunks(frame: pl.DataFrame | pl.LazyFrame) -> Chunked:
+    """A frame as it is, or a lazy frame as consecutive frames of at most SCAN_ROWS rows,
+    each computed when it is reached (a scan reads only its rows)."""
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    rows = height(frame)
+    return (frame.slice(start, SCAN_ROWS).collect() for start in range(0, rows, SCAN_ROWS))
 
 
 def _json_values(frame: pl.DataFrame) -> list[pl.Expr]:

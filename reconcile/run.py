@@ -195,7 +195,7 @@ def run_cycle(
     with stage("outputs"), report_folder(workspace) as folder:
         # What the rules' queries left in DuckDB's memory let go before the summary's run.
         workspace.release_memory()
-        summary = _summary(workspace, cycle, matched, bars, rules, maps, config)
+        summary = _summary(workspace, cycle, matched, bars, rules, maps, config, folder)
         number = workspace.next_run_number()
         summary = _workflow(workspace, number, summary, applied, lapsed)
         # What the summary's queries left let go before the outputs are read.
@@ -209,11 +209,12 @@ def run_cycle(
             summary.run_id,
             cycle,
             summary.json_without_clients(),
-            summary.clients,
+            f"SELECT position, {', '.join(CLIENT_SCHEMA)} FROM {RUN_CLIENTS}",
             f"SELECT {kept_columns([*OUTPUT_COLUMNS, 'acceptance'])} FROM {DISCREPANCIES.name}",
             report,
         )
         con.execute(f"DROP TABLE {DISCREPANCIES.name}")
+        con.execute(f"DROP TABLE {RUN_CLIENTS}")
     return result
 
 
@@ -370,16 +371,25 @@ def _side_totals(workspace: Workspace, cycle: str) -> dict[str, CurrencyTotals]:
     return totals
 
 
-def _clients(workspace: Workspace) -> pl.DataFrame:
+# The run's clients (CLIENT_SCHEMA and their `position` in the summary's order, from 0), made
+# by _clients, kept with the run (store.Workspace.save_run) and dropped after.
+RUN_CLIENTS = "_run_clients"
+
+
+def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
     """CLIENT_SCHEMA: one row per client and currency (a client billed in two currencies has
     two rows), from the match groups; the discrepancy counts are the client's (by name, from
-    DISCREPANCIES), on each of its rows. Ordered by client name."""
+    DISCREPANCIES), on each of its rows. Ordered by client name. Made by DuckDB into the temp
+    table RUN_CLIENTS (which spills; 1.7M rows at 10M lines a side), and scanned from a
+    Parquet file of it in `folder` (_scanned): never held whole in Python."""
     counts = ", ".join(f"coalesce(n.{s}, 0) AS {s}" for s in SEVERITY_ORDER)
     per_severity = ", ".join(
         f"count(*) FILTER (WHERE severity = '{s}') AS {s}" for s in SEVERITY_ORDER
     )
-    frame: pl.DataFrame = workspace.con.sql(
+    con = workspace.con
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE {RUN_CLIENTS} AS
         WITH g AS (
             SELECT client_key, min(client) AS client,
                    coalesce(a_currency, h_currency) AS currency,
@@ -387,13 +397,18 @@ def _clients(workspace: Workspace) -> pl.DataFrame:
                    CAST(sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS DECIMAL(18, 2)) AS h
             FROM groups GROUP BY client_key, coalesce(a_currency, h_currency)
         ), n AS (SELECT client, {per_severity} FROM {DISCREPANCIES.name} GROUP BY client)
-        SELECT g.client, g.currency, g.a AS autotask_gross, g.h AS halopsa_gross,
+        SELECT row_number() OVER (ORDER BY g.client, g.client_key, g.currency) - 1 AS position,
+               g.client, g.currency, g.a AS autotask_gross, g.h AS halopsa_gross,
                CAST(g.h - g.a AS DECIMAL(18, 2)) AS difference, {counts}
         FROM g LEFT JOIN n ON n.client = g.client
-        ORDER BY g.client, g.client_key, g.currency
         """
-    ).pl()
-    return conform(frame, CLIENT_SCHEMA)
+    )
+    return _scanned(
+        con,
+        f"SELECT {', '.join(CLIENT_SCHEMA)} FROM {RUN_CLIENTS} ORDER BY position",
+        folder / "clients.parquet",
+        CLIENT_SCHEMA,
+    )
 
 
 def _summary(
@@ -404,9 +419,10 @@ def _summary(
     rules: list[Rule],
     maps: list[Path],
     config: Config,
+    folder: Path,
 ) -> Summary:
     """The run's summary (summary.json), built once from the workspace and the discrepancies
-    (DISCREPANCIES)."""
+    (DISCREPANCIES); its clients scanned from a file in `folder` (_clients)."""
     # Per rule and severity, the discrepancies found and of them those accepted.
     tallies = workspace.con.execute(
         f"SELECT rule, severity, count(*), count(acceptance) FROM {DISCREPANCIES.name} GROUP BY ALL"
@@ -518,7 +534,7 @@ def _summary(
         ),
         # Contracts only order candidates in matching: an unmapped one is counted, not listed.
         unmapped_contracts=matched.unmapped_contracts,
-        clients=_clients(workspace),
+        clients=_clients(workspace, folder),
         # The settings in force, as evidence of what the verdict was measured against.
         config=settings,
         workbook=Workbook() if config.outputs.workbook else Workbook.left_out(),

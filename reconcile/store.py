@@ -17,6 +17,7 @@ from reconcile.config import load_config
 from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
 from reconcile.options import DEFAULT_MEMORY_LIMIT, DEFAULT_WORKSPACE
+from reconcile.report_model import CLIENT_SCHEMA
 from reconcile.safe import neutralise
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_WORKSPACE", "Workspace"]
@@ -458,14 +459,15 @@ class Workspace:
         run_id: str,
         cycle: str,
         summary: bytes,
-        clients: pl.DataFrame,
+        clients: str,
         findings: str,
         report: Path,
     ) -> None:
         """Keep every run: history (new, open, resolved), acceptances and sign-offs are built
         from these rows. `summary`: summary.json's content but its clients, compact
-        (Summary.json_without_clients); `clients`: its clients (report_model.CLIENT_SCHEMA, in
-        the summary's order), kept in run_clients; `findings`: the query of the run's
+        (Summary.json_without_clients); `clients`: the query of its clients, kept in
+        run_clients: `position` (in the summary's order, from 0) and report_model.CLIENT_SCHEMA's
+        columns; `findings`: the query of the run's
         discrepancies with (at least) the columns KEPT_FINDINGS (run.OUTPUT_COLUMNS' and
         `acceptance`, the ledger entry accepting it, or null), inserted by DuckDB from the
         query; `report`: the file holding the report's data, compressed (history.report_blob),
@@ -477,11 +479,9 @@ class Workspace:
                 "INSERT INTO runs (run_number, run_id, cycle, summary) VALUES (?, ?, ?, ?)",
                 [number, run_id, cycle, summary.decode()],
             )
-            self.con.register("_clients", clients.with_row_index("position"))
-            names = ", ".join(clients.columns)
+            names = ", ".join(["position", *CLIENT_SCHEMA])
             self.con.execute(
-                f"INSERT INTO run_clients (run_number, position, {names}) "
-                f"SELECT ?, position, {names} FROM _clients",
+                f"INSERT INTO run_clients (run_number, {names}) SELECT ?, {names} FROM ({clients})",
                 [number],
             )
             kept = ", ".join(KEPT_FINDINGS)
@@ -500,8 +500,6 @@ class Workspace:
         except Exception:
             self.con.execute("ROLLBACK")
             raise
-        finally:
-            self.con.unregister("_clients")
 
     def release_memory(self) -> None:
         """release_memory of the workspace's connection, its limit left where it was."""

@@ -825,7 +825,7 @@ def listed(data: ReportData) -> list[dict[str, Any]]:
 
 def client_rows(data: ReportData) -> list[dict[str, Any]]:
     """The per-client table as the page should carry it: largest absolute difference first."""
-    rows = text_columns(data.summary.clients).to_dicts()
+    rows = text_columns(data.summary.clients.lazy().collect()).to_dicts()
     return sorted(rows, key=lambda c: (-abs(Decimal(c["difference"])), c["client"]))
 
 

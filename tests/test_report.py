@@ -60,6 +60,7 @@ from reconcile.report_model import (
     json_list,
     json_records,
     plain,
+    row_chunks,
     text_columns,
 )
 
@@ -420,7 +421,7 @@ def test_every_amount_of_two_currencies_names_its_code() -> None:
         **data.summary.bridge,
         "EUR": (BridgeEntry("currency_mismatch", "Currency differs", Decimal("120.00")),),
     }
-    clients = data.summary.clients
+    clients = data.summary.clients.lazy().collect()
     eur_client = clients.head(1).with_columns(
         pl.lit("EUR").alias("currency"),
         pl.lit(Decimal("120.00")).cast(clients.schema["halopsa_gross"]).alias("halopsa_gross"),
@@ -569,7 +570,8 @@ def test_json_records_of_chunks_are_the_bytes_of_the_whole_table(
     """The run reads the discrepancy table back in chunks: discrepancies.json encoded from
     them is byte for byte the whole table's (orjson's indented rows of its text), for any
     chunking, across RECORDS_CHUNK inside a chunk, empty chunks and no rows (`[]`); and as it
-    stands one level deep."""
+    stands one level deep. So are the compact records (the kept summary's clients), and a lazy
+    frame read SCAN_ROWS rows at a time (row_chunks, as a run reads its clients)."""
     frame, parts = case
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(report_model, "RECORDS_CHUNK", 2)
@@ -577,6 +579,11 @@ def test_json_records_of_chunks_are_the_bytes_of_the_whole_table(
         assert b"".join(json_records(iter(parts))) == whole
         nested = b"".join(json_records(frame, depth=1))
         assert b"".join(json_records(iter(parts), depth=1)) == nested
+        compact = b"".join(compact_records(iter(parts)))
+        assert compact == orjson.dumps(text_columns(frame).to_dicts())
+        patch.setattr(report_model, "SCAN_ROWS", max(1, len(parts)))
+        assert b"".join(json_records(row_chunks(frame.lazy()))) == whole
+        assert b"".join(compact_records(row_chunks(frame.lazy()))) == compact
     assert whole + b"\n" == json_bytes(text_columns(frame).to_dicts())
 
 

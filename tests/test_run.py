@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import re
@@ -660,8 +661,9 @@ def test_a_run_without_discrepancies_writes_typed_columns(
 def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The run's report data scan the Parquet files DuckDB wrote (run.report_data); its page
-    and kept blob are the bytes of the same tables held whole as frames: the discrepancies as
+    """The run's report data scan the Parquet files DuckDB wrote (run.report_data, and the
+    summary's clients: run._clients); its page and kept blob are the bytes of the same tables
+    held whole as frames: the discrepancies as
     the run's discrepancies.parquet orders them (a range of positions at a time), their lines
     put in the report's order here (by discrepancy, side, ref)."""
     from reconcile import history, run
@@ -674,7 +676,11 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
     def rendered(data: ReportData, **kwargs: Any) -> str:
         assert isinstance(data.discrepancies, pl.LazyFrame)
         assert isinstance(data.lines, pl.LazyFrame)
-        made.update(data=data, lines=data.lines.collect(), html=render(data, **kwargs))
+        assert isinstance(data.summary.clients, pl.LazyFrame)
+        clients = data.summary.clients.collect()
+        summary = dataclasses.replace(data.summary, clients=clients)
+        made.update(data=data, lines=data.lines.collect(), summary=summary)
+        made["html"] = render(data, **kwargs)
         return str(made["html"])
 
     def kept(data: ReportData) -> Iterator[bytes]:
@@ -689,7 +695,7 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
     lines = made["lines"]
     assert lines.height > discrepancies.height > 20
     whole = ReportData(
-        summary=made["data"].summary,
+        summary=made["summary"],
         rules=made["data"].rules,
         discrepancies=discrepancies,
         lines=lines.join(place, on="id", maintain_order="left")
@@ -735,7 +741,9 @@ def test_the_reports_temporary_folder_is_removed(
             run_demo(tmp_path, "out")
     else:
         run_demo(tmp_path, "out")
-    assert seen == [{"discrepancies.parquet", "lines.parquet", "report-data.json.gz"}]
+    assert seen == [
+        {"clients.parquet", "discrepancies.parquet", "lines.parquet", "report-data.json.gz"}
+    ]
     assert [p.name for p in tmp_path.glob(".*.report-*")] == [other.name]
 
 
