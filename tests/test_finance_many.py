@@ -134,3 +134,19 @@ def test_accepting_many_names_every_id_the_run_lacks(cycle: Cycle) -> None:
     assert refused.exit_code == 2, refused.output
     assert f"{unknown[0]}, {unknown[1]}: not discrepancies of run #1" in refused.output
     assert cycle.sql("SELECT count(*) FROM ledger") == [(0,)]
+
+
+def test_two_signoffs_of_two_runs_are_each_checked_against_their_own_run(cycle: Cycle) -> None:
+    cycle.run(HALOPSA)
+    _accept_from_file(cycle, [_ids(cycle)[c][0] for c in CLIENTS], "all.csv")  # entries 1-24
+    for signing in ("run #2, entry 25", "run #3, entry 26"):
+        assert cycle.run(HALOPSA, code=0)["verdict"]["accepted"] == 24
+        signed = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith")
+        assert signed.exit_code == 0, (signing, signed.output)
+    intact = cycle.cli("verify")
+    assert intact.exit_code == 0, intact.output
+    assert intact.output.startswith("finance log intact: 26 entries, head ")
+    cycle.sql("UPDATE findings SET message = 'x' WHERE run_number = 3")
+    assert "is broken: entry 26 (signoff run #3 by Jo Smith" in _broken(cycle)
+    cycle.sql("UPDATE findings SET message = 'x' WHERE run_number = 2")
+    assert "is broken: entry 25 (signoff run #2 by Jo Smith" in _broken(cycle)
