@@ -12,9 +12,12 @@
 2. report: a 50,000-discrepancy HTML report, its size and generation time.
 3. crosswalk: client name resolution with suggestions for 100,000 unmapped HaloPSA names against
    200,000 Autotask clients (typos of real names and names Autotask never had).
+4. finance: the sign-off path on the realistic cycle of 100,000 lines per side, every command
+   in its own process: the run, `accept --from` of all its blockers (about 12,000), the run
+   again (applying them), `signoff`, `verify`, `export-signoff` and `history`.
 
 Figures are printed as tables and merged into bench/results.json (what is not measured in a
-run keeps its previous figures). `--only cycles|report|crosswalk` picks parts.
+run keeps its previous figures). `--only cycles|report|crosswalk|finance` picks parts.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ TARGET_RATIO = 1.5  # reconcile run / hand-written diff, wall time, at 1M lines 
 TARGET_PEAK_MIB = 1024  # reconcile run at 1M lines per side
 TARGET_SMALL_SECONDS = 2.0  # reconcile run of a 20,000-line cycle
 TARGET_GROWTH = 1.2  # peak memory at 10M lines per side against 1M
+FINANCE_SIZE = 100_000  # lines per side of the cycle the finance commands are measured on
 
 
 def parse_size(text: str) -> int:
@@ -341,6 +345,54 @@ def measure_run(folder: str, flags: str) -> dict[str, Any]:
     return run
 
 
+def measure_finance(n: int) -> dict[str, Any]:
+    """The finance commands on the realistic cycle of n lines per side, in the order finance
+    uses them, each end to end in its own process (measure_command): seconds, peak MiB and load
+    average per step, and how many blockers were accepted."""
+    folder = str(realistic(n).folder)
+    print(f"measuring the finance commands on the cycle of {n:,} lines per side ...", flush=True)
+    workspace, pack = DATA / "run.duckdb", DATA / "pack"
+    workspace.unlink(missing_ok=True)
+    shutil.rmtree(pack, ignore_errors=True)
+    run = run_command(folder, "--no-workbook")
+    steps = {"run": measure_command(run)}
+    blockers = pl.read_parquet(DATA / "out" / "discrepancies.parquet").filter(severity="blocker")
+    ids = DATA / "blockers.csv"
+    blockers.select("id").write_csv(ids)
+    finance = [str(Path(sys.executable).with_name("reconcile")), "--workspace", str(workspace)]
+    cycle = ["--cycle", generate.REAL_CYCLE]
+    commands = {
+        "accept": ["accept", "--from", str(ids), "--reason", "bench", "--by", "Bench", *cycle],
+        "run again": run[run.index("run") :],
+        "signoff": ["signoff", *cycle, "--by", "Bench Controller"],
+        "verify": ["verify"],
+        "export-signoff": ["export-signoff", *cycle, "--out", str(pack)],
+        "history": ["history"],
+    }
+    for step, args in commands.items():
+        steps[step] = measure_command([*finance, *args])
+    workspace.unlink(missing_ok=True)
+    return {
+        "measured": datetime.datetime.now().isoformat(timespec="minutes"),
+        "lines": n,
+        "accepted": blockers.height,
+        "steps": steps,
+    }
+
+
+def print_finance(finance: dict[str, Any]) -> None:
+    """The finance commands' figures, one line per step."""
+    print(
+        f"\nfinance commands, realistic cycle of {finance['lines']:,} lines per side, "
+        f"{finance['accepted']:,} blockers accepted ({finance['measured'].replace('T', ' ')})"
+    )
+    for step, figures in finance["steps"].items():
+        print(
+            f"{step:>16} {figures['seconds']:>8.2f} s {figures['peak_mb']:>6,} MiB "
+            f"({figures['load_average']})"
+        )
+
+
 # The two runs of each size: the results' key and its label in the tables.
 RUNS = (("run", "workbook"), ("run_no_workbook", "no workbook"))
 
@@ -444,7 +496,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["cycles", "report", "crosswalk"],
+        choices=["cycles", "report", "crosswalk", "finance"],
         help="measure only these parts (repeatable)",
     )
     args = parser.parse_args()
@@ -454,7 +506,7 @@ def main() -> None:
         FileLock(str(DATA / ".bench.lock")).acquire(timeout=0)  # released when the process ends
     except Timeout:
         sys.exit("another `make bench` is running on bench/data: wait for it to finish")
-    parts = set(args.only or ["cycles", "report", "crosswalk"])
+    parts = set(args.only or ["cycles", "report", "crosswalk", "finance"])
     # Runs are timed as a user's are, their bytecode compiled (pip compiles it at install, an
     # editable checkout's first run writes it), whatever PYTHONDONTWRITEBYTECODE says.
     for folder in ("reconcile", "rules"):
@@ -462,7 +514,7 @@ def main() -> None:
     path = ROOT / "bench" / "results.json"
     previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     results: dict[str, Any] = {
-        k: previous[k] for k in ("cycles", "report_50k", "crosswalk") if k in previous
+        k: previous[k] for k in ("cycles", "report_50k", "crosswalk", "finance") if k in previous
     }
     if "cycles" in parts:
         cycles = results.setdefault("cycles", {})
@@ -488,6 +540,9 @@ def main() -> None:
             f"(peak {crosswalk['peak_mb']} MB; {crosswalk['suggested']:,} suggested, "
             f"{crosswalk['no_suggestion']:,} without a suggestion, {crosswalk['paired']:,} paired)"
         )
+    if "finance" in parts:
+        results["finance"] = measure_finance(FINANCE_SIZE)
+        print_finance(results["finance"])
     path.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -26,7 +26,7 @@ import duckdb
 
 from reconcile import ledger
 from reconcile.errors import InputError
-from reconcile.history import RunRecord, cycle_runs, latest_run, run_findings_by_id
+from reconcile.history import RunRecord, cycle_runs, kept_findings, latest_run
 from reconcile.load.dialect import text_file
 from reconcile.safe import shown, uncell
 from reconcile.tables import DISCREPANCIES
@@ -141,6 +141,8 @@ def apply(
         if accepted
         else []
     )
+    gone = [a for a in accepted.values() if not a.expired(today) and a.id not in severities]
+    successors = _successors(con, table, gone)
     applied: list[Acceptance] = []
     lapsed: list[Lapse] = []
     for acceptance in accepted.values():
@@ -148,7 +150,7 @@ def apply(
         if acceptance.expired(today):
             lapsed.append(Lapse(acceptance, f"its last day, {acceptance.until}, has passed"))
         elif severity is None:
-            lapsed.append(Lapse(acceptance, _why_gone(acceptance, con, table)))
+            lapsed.append(Lapse(acceptance, _why_gone(successors.get(acceptance.id))))
         elif severity == "expected":
             lapsed.append(Lapse(acceptance, "it is now an expected difference ([expected])"))
         else:
@@ -171,25 +173,48 @@ def mark(con: duckdb.DuckDBPyConnection, applied: list[Acceptance]) -> None:
     )
 
 
-def _why_gone(acceptance: Acceptance, con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """An accepted id missing from a run: name the discrepancy that replaced it, when one on
-    the same client involves any of the same lines (the first in the run's order)."""
-    finding = acceptance.finding
+def _successors(
+    con: duckdb.DuckDBPyConnection, table: str, gone: list[Acceptance]
+) -> dict[str, tuple[str, str, Any]]:
+    """For accepted ids missing from a run (`gone`), the discrepancy that replaced each: the
+    first in the run's order (position) on the same client that involves any of the same
+    lines, as (id, rule, difference), by accepted id; ids with none are absent. One query."""
+    if not gone:
+        return {}
     refs = {
-        side: sorted(set(filter(None, str(finding.get(f"{side}_refs") or "").split(";"))))
+        side: [
+            sorted(set(filter(None, str(a.finding.get(f"{side}_refs") or "").split(";"))))
+            for a in gone
+        ]
         for side in ("autotask", "halopsa")
     }
     found = con.execute(
         f"""
-        SELECT id, rule, difference FROM {table}
-        WHERE client = $client AND (coalesce(list_has_any(autotask_refs, $autotask), false)
-                                    OR coalesce(list_has_any(halopsa_refs, $halopsa), false))
-        ORDER BY position LIMIT 1
+        WITH gone AS (
+            SELECT unnest($ids) AS gone_id, unnest($clients) AS gone_client,
+                   unnest($autotask::VARCHAR[][]) AS gone_autotask,
+                   unnest($halopsa::VARCHAR[][]) AS gone_halopsa
+        )
+        SELECT gone_id, t.id, t.rule, t.difference
+        FROM gone JOIN {table} t ON t.client = gone_client
+        WHERE coalesce(list_has_any(t.autotask_refs, gone_autotask), false)
+           OR coalesce(list_has_any(t.halopsa_refs, gone_halopsa), false)
+        QUALIFY row_number() OVER (PARTITION BY gone_id ORDER BY t.position) = 1
         """,
-        {"client": finding.get("client"), **refs},
+        {
+            "ids": [a.id for a in gone],
+            "clients": [a.finding.get("client") for a in gone],
+            **refs,
+        },
     ).fetchall()
-    if found:
-        id_, rule, difference = found[0]
+    return {str(g): (str(i), str(rule), difference) for g, i, rule, difference in found}
+
+
+def _why_gone(successor: tuple[str, str, Any] | None) -> str:
+    """Why an accepted id missing from a run lapsed: naming the discrepancy that replaced it
+    (id, rule, difference; from _successors) when there is one."""
+    if successor:
+        id_, rule, difference = successor
         return (
             f"its lines or amounts changed: the same lines are now {id_} "
             f"({rule}, difference {difference})"
@@ -204,7 +229,8 @@ def resolve_cycle(con: duckdb.DuckDBPyConnection, ids: list[str], cycle: str | N
     if cycle:
         return cycle
     latest = _latest_per_cycle(con)
-    holders = sorted({r.cycle for r in latest if set(ids) & set(run_findings_by_id(con, r.number))})
+    held = kept_findings(con, [(r.number, i) for r in latest for i in ids])
+    holders = sorted({r.cycle for r in latest if any((r.number, i) in held for i in ids)})
     if len(holders) == 1:
         return holders[0]
     if not holders and len(latest) == 1:
@@ -333,7 +359,7 @@ def accept(
     _check_ids(requests)
     cycle = resolve_cycle(con, ids, cycle)
     run = _latest(con, cycle)
-    present = run_findings_by_id(con, run.number)
+    present = {i: row for (_, i), row in kept_findings(con, [(run.number, i) for i in ids]).items()}
     missing = [i for i in ids if i not in present]
     if missing:
         raise InputError(

@@ -119,8 +119,21 @@ def run_findings(con: duckdb.DuckDBPyConnection, number: int) -> pl.DataFrame:
     return frame
 
 
-def run_findings_by_id(con: duckdb.DuckDBPyConnection, number: int) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in run_findings(con, number).iter_rows(named=True)}
+def kept_findings(
+    con: duckdb.DuckDBPyConnection, wanted: list[tuple[int, str]]
+) -> dict[tuple[int, str], dict[str, Any]]:
+    """The kept discrepancies named by (run number, id), each as run_findings gives its rows
+    (FINDING_FIELDS as Python values), keyed by (run number, id); pairs the workspace does not
+    hold are absent. One query however many pairs: only the named rows reach Python."""
+    if not wanted:
+        return {}
+    rows = con.sql(
+        f"SELECT run_number, {', '.join(FINDING_FIELDS)} FROM findings "
+        "SEMI JOIN (SELECT unnest($runs) AS run_number, unnest($ids) AS id) "
+        f"USING (run_number, id) ORDER BY run_number, {KEPT_ORDER}",
+        params={"runs": [n for n, _ in wanted], "ids": [i for _, i in wanted]},
+    ).pl()
+    return {(r.pop("run_number"), r["id"]): r for r in rows.iter_rows(named=True)}
 
 
 def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str) -> dict[str, Any]:

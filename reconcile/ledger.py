@@ -115,7 +115,7 @@ def append_many(
     items: list[tuple[str, str, str, dict[str, Any]]],
     at: dt.datetime | None = None,
 ) -> list[Entry]:
-    """Several entries (kind, cycle, by, body) chained in order, all or none."""
+    """Several entries (kind, cycle, by, body) chained in order, all or none (one INSERT)."""
     stamp = timestamp(at or now())
     written: list[Entry] = []
     con.execute("BEGIN TRANSACTION")
@@ -127,13 +127,22 @@ def append_many(
                 raise ValueError(f"unknown ledger entry kind {kind!r}")
             seq += 1
             unsealed = Entry(seq, kind, cycle, by, stamp, body, prev, "")
-            entry = Entry(seq, kind, cycle, by, stamp, body, prev, unsealed.computed())
-            con.execute(
-                "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [seq, kind, cycle, by, stamp, canonical(body).decode(), prev, entry.hash],
-            )
-            written.append(entry)
-            prev = entry.hash
+            written.append(Entry(seq, kind, cycle, by, stamp, body, prev, unsealed.computed()))
+            prev = written[-1].hash
+        con.execute(
+            "INSERT INTO ledger SELECT unnest($seq), unnest($kind), unnest($cycle), "
+            "unnest($by), $at, unnest($body), unnest($prev), unnest($hash)",
+            {
+                "seq": [e.seq for e in written],
+                "kind": [e.kind for e in written],
+                "cycle": [e.cycle for e in written],
+                "by": [e.by for e in written],
+                "at": stamp,
+                "body": [canonical(e.body).decode() for e in written],
+                "prev": [e.prev for e in written],
+                "hash": [e.hash for e in written],
+            },
+        )
         con.execute("DELETE FROM ledger_head")
         con.execute("INSERT INTO ledger_head VALUES (?, ?)", [seq, prev])
         con.execute("COMMIT")

@@ -373,7 +373,7 @@ class SettingsInForce:
             )
             for code, r in data["rules"].items()
         }
-        hints = get_type_hints(cls)
+        hints = field_types(cls)
         return cls(
             **{
                 f.name: from_plain(hints[f.name], data[f.name])
@@ -737,6 +737,17 @@ def plain(value: Any) -> Any:
 
 
 PLAIN_ITEMS = (str, int, bool)  # types from_plain returns as they are
+# Each dataclass's field types, resolved once (from_plain makes one object per accepted
+# difference, thousands a run: resolving them each time was most of a re-run's Python time).
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """get_type_hints(cls), resolved on first use and kept (the same dict each time: read it
+    only)."""
+    if cls not in _FIELD_TYPES:
+        _FIELD_TYPES[cls] = get_type_hints(cls)
+    return _FIELD_TYPES[cls]
 
 
 def from_plain(kind: Any, value: Any) -> Any:
@@ -751,7 +762,7 @@ def from_plain(kind: Any, value: Any) -> Any:
     cls = origin or kind
     if dataclasses.is_dataclass(cls) and isinstance(cls, type):
         bound = dict(zip(getattr(cls, "__parameters__", ()), args, strict=False))
-        hints = get_type_hints(cls)
+        hints = field_types(cls)
         return cls(
             **{
                 f.name: from_plain(bound.get(hints[f.name], hints[f.name]), value[f.name])

@@ -25,7 +25,14 @@ import polars as pl
 
 from reconcile import acceptance, ledger
 from reconcile.errors import InputError, RefusedError, TamperedError
-from reconcile.history import RunRecord, cycle_runs, kept_run, latest_run, run_findings
+from reconcile.history import (
+    RunRecord,
+    cycle_runs,
+    kept_findings,
+    kept_run,
+    latest_run,
+    run_findings,
+)
 from reconcile.ingest import content_id
 from reconcile.safe import shown
 from reconcile.wording import counted
@@ -238,43 +245,59 @@ def verify(con: duckdb.DuckDBPyConnection) -> list[ledger.Entry]:
     log, broken = ledger.check_chain(con)
     if broken:
         raise TamperedError(broken.problem)
-    runs = {r.number: r for r in cycle_runs(con)}
-    by_seq = {e.seq: e for e in log}
+    kept = _Kept(con, log)
     for entry in log:
-        problem = _binding_problem(con, entry, runs, by_seq)
+        problem = _binding_problem(entry, kept)
         if problem:
             raise TamperedError(f"{entry.label}: {problem}")
     return log
 
 
-def _binding_problem(
-    con: duckdb.DuckDBPyConnection,
-    entry: ledger.Entry,
-    runs: dict[int, RunRecord],
-    by_seq: dict[int, ledger.Entry],
-) -> str | None:
+class _Kept:
+    """What verify checks the log's entries against, each part read from the workspace once
+    per call: the kept runs (by number), the log's entries (by seq), the discrepancies the
+    acceptances name (by run number and id, one query) and, per run a sign-off binds, what
+    bound_run gives for it now (read when first needed)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, log: list[ledger.Entry]) -> None:
+        self.con = con
+        self.runs = {r.number: r for r in cycle_runs(con)}
+        self.by_seq = {e.seq: e for e in log}
+        self.findings = kept_findings(
+            con, [(int(e.body["run"]), str(e.body["id"])) for e in log if e.kind == "accept"]
+        )
+        self._bound: dict[int, dict[str, Any]] = {}
+
+    def bound(self, number: int) -> dict[str, Any]:
+        """bound_run of kept run `number`, as the workspace holds it now."""
+        if number not in self._bound:
+            run = _whole(self.con, number)
+            self._bound[number] = bound_run(run, run_findings(self.con, number))
+        return self._bound[number]
+
+
+def _binding_problem(entry: ledger.Entry, kept: _Kept) -> str | None:
     body = entry.body
     if entry.kind == "unaccept":
-        withdrawn = by_seq.get(int(body.get("withdraws", 0)))
+        withdrawn = kept.by_seq.get(int(body.get("withdraws", 0)))
         if withdrawn is None or withdrawn.kind != "accept" or withdrawn.body["id"] != body["id"]:
             return f"it withdraws entry {body.get('withdraws')}, which is no acceptance of it"
         return None
-    run = runs.get(int(body["run"]))
+    run = kept.runs.get(int(body["run"]))
     if run is None or run.run_id != body["run_id"]:
         return (
             f"it binds run #{body['run']} (fingerprint {body['run_id']}), which the workspace "
             + ("no longer holds" if run is None else f"holds with fingerprint {run.run_id}")
         )
-    findings = run_findings(con, run.number)
     if entry.kind == "accept":
-        kept = {r["id"]: r for r in findings.iter_rows(named=True)}.get(body["id"])
+        found = kept.findings.get((run.number, body["id"]))
         snapshot = body["finding"]
-        if kept is None or any(
-            snapshot[k] != (None if kept[k] is None else str(kept[k])) for k in snapshot
+        if found is None or any(
+            snapshot[k] != (None if found[k] is None else str(found[k])) for k in snapshot
         ):
             return f"discrepancy {body['id']} of run #{run.number} is no longer as it was accepted"
         return None
-    bound = bound_run(_whole(con, run.number), findings)
+    bound = kept.bound(run.number)
     for key in ("summary_sha256", "findings_sha256"):
         if body[key] != bound[key]:
             what = "summary" if key == "summary_sha256" else "discrepancies"
@@ -285,7 +308,7 @@ def _binding_problem(
         files = _file_hashes(given["files"])
         if content_id({Path(str(n)): h for n, (_, h) in enumerate(files)}) != given["load_id"]:
             return f"input {given['source']}: its files' hashes do not give its load id"
-        held = _held_files(con, run.cycle, given["load_id"])
+        held = _held_files(kept.con, run.cycle, given["load_id"])
         if held is not None and held != files:
             return f"input {given['source']}: the workspace's record of its files changed"
     return None

@@ -40,8 +40,13 @@ def _tax(quantity: int, price: str) -> str:
     return str((quantity * Decimal(price) * VAT).quantize(CENT))
 
 
-def write_cycle(folder: Path, halopsa: dict[str, tuple[str, str, int, str]]) -> tuple[Path, Path]:
-    """Both exports of the small cycle; HaloPSA's lines as given (a re-export after fixes)."""
+def write_cycle(
+    folder: Path,
+    halopsa: dict[str, tuple[str, str, int, str]],
+    autotask: list[tuple[str, str, str, int, str]] = AUTOTASK,
+) -> tuple[Path, Path]:
+    """Both exports of a cycle (the small one's Autotask lines unless given); HaloPSA's lines
+    as given (a re-export after fixes)."""
     folder.mkdir(parents=True, exist_ok=True)
     at = folder / "autotask.csv"
     at.write_text(
@@ -50,7 +55,7 @@ def write_cycle(folder: Path, halopsa: dict[str, tuple[str, str, int, str]]) -> 
             + [
                 f"{ref},INV-1,11/01/2026,{client},{item},{q},{p},{_net(q, p)},{_tax(q, p)},"
                 f"{PERIOD_US}"
-                for ref, client, item, q, p in AUTOTASK
+                for ref, client, item, q, p in autotask
             ]
         )
         + "\n",
@@ -73,10 +78,14 @@ def write_cycle(folder: Path, halopsa: dict[str, tuple[str, str, int, str]]) -> 
 
 
 class Cycle:
-    """One workspace and output folder; each run re-exports HaloPSA as given."""
+    """One workspace and output folder; each run re-exports HaloPSA as given (Autotask's lines
+    are `autotask`, the small cycle's unless given)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(
+        self, tmp_path: Path, autotask: list[tuple[str, str, str, int, str]] = AUTOTASK
+    ) -> None:
         self.tmp = tmp_path
+        self.autotask = autotask
         self.ws = tmp_path / "ws.duckdb"
         self.out = tmp_path / "out"
         self.runs = 0
@@ -89,7 +98,7 @@ class Cycle:
     ) -> dict[str, Any]:
         """A run of the cycle with HaloPSA's lines as given and `flags` added (--config…)."""
         self.runs += 1
-        at, halo = write_cycle(self.tmp / f"exports{self.runs}", halopsa)
+        at, halo = write_cycle(self.tmp / f"exports{self.runs}", halopsa, self.autotask)
         result = self.cli(
             "run", "--cycle", "2026-11", "--autotask", at, "--halopsa", halo, "--out", self.out,
             *flags,

@@ -70,3 +70,19 @@ def test_both_runs_are_printed_and_checked(capsys: pytest.CaptureFixture[str]) -
     assert "  1M: run (no workbook) 1.5x the hand-written diff (<= 1.5x): met" in lines
     assert "  1M: run (no workbook) peak 900 MiB (<= 1,024 MiB): met" in lines
     assert "  20k: run (workbook) 6.00 s (< 2.0 s): NOT MET" in lines
+
+
+def test_the_finance_steps_are_printed_in_order(capsys: pytest.CaptureFixture[str]) -> None:
+    steps = {
+        step: {"seconds": 2.5, "peak_mb": 1200, "load_average": 1.0}
+        for step in ("run", "accept", "verify")
+    }
+    finance = {"measured": "2026-12-01T18:00", "lines": 100_000, "accepted": 11_971}
+    bench.print_finance(finance | {"steps": steps})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "finance commands, realistic cycle of 100,000 lines per side, 11,971 blockers accepted "
+        "(2026-12-01 18:00)"
+    )
+    assert [line.split()[0] for line in lines[2:]] == ["run", "accept", "verify"]
+    assert lines[4] == "          verify     2.50 s  1,200 MiB (1.0)"
