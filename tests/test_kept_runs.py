@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_demo
+from conftest import DEMO, kill_at, run_demo
 from reconcile.history import kept_run
 from reconcile.store import Workspace
 
@@ -34,3 +34,29 @@ def test_a_kept_run_gives_back_its_whole_summary(tmp_path: Path) -> None:
         con.execute("DELETE FROM run_clients")
         before = kept_run(con, number)
         assert before is not None and before.summary == written
+
+
+def test_a_run_killed_between_its_report_and_its_rows_is_not_kept(tmp_path: Path) -> None:
+    """The workspace keeps a run's report data first, in a transaction of its own, then the
+    run's rows (store.Workspace.save_run): a run killed between the two is not kept, and the
+    report data it left is removed by the next run's save."""
+    run_demo(tmp_path, "demo")
+    again: list[str | Path] = [
+        "--workspace", tmp_path / "demo.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml",
+        "--out", tmp_path / "demo",
+    ]  # fmt: skip
+    kill_at("report data kept", *again)
+    assert _kept(tmp_path / "demo.duckdb") == ([1], [1, 2])
+    run_demo(tmp_path, "demo")
+    assert _kept(tmp_path / "demo.duckdb") == ([1, 3], [1, 3])
+
+
+def _kept(path: Path) -> tuple[list[int], list[int]]:
+    """The run numbers of the workspace's kept runs and of its kept report data."""
+    with Workspace(path) as workspace:
+        con = workspace.con
+        runs = con.execute("SELECT run_number FROM runs ORDER BY 1").fetchall()
+        reports = con.execute("SELECT run_number FROM run_reports ORDER BY 1").fetchall()
+    return [r for (r,) in runs], [r for (r,) in reports]
