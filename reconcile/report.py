@@ -748,10 +748,24 @@ def report_html(
 ) -> str:
     """The whole report as one HTML string with inline CSS, JS and SVG (`compress`: see
     report_json), rendered in `env` when given (compiled_environment of `template_dir`)."""
+    return "".join(report_pieces(data, template_dir, compress, env))
+
+
+def report_pieces(
+    data: ReportData,
+    template_dir: Path | None = None,
+    compress: bool | None = None,
+    env: Environment | None = None,
+) -> Iterator[str]:
+    """report_html's text in pieces, as the template renders them, so that a run writes the
+    page without holding it whole (at 10M lines a side 100 MB, held as text of 2 bytes a
+    character once a client's name is not ASCII). The context, which holds the embedded
+    tables (build_context), is made before the first piece."""
     env = env or make_environment(template_dir)
     css = _asset(env, CSS_NAME, "</style")
     js = _asset(env, JS_NAME, "</script")
-    return env.get_template(TEMPLATE_NAME).render(build_context(data, css, js, compress))
+    context = build_context(data, css, js, compress)
+    return env.get_template(TEMPLATE_NAME).generate(context)
 
 
 def render_report(

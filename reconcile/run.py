@@ -42,7 +42,7 @@ from reconcile.outputs import (
     write_parquet_parts,
     write_xlsx,
 )
-from reconcile.report import DEFAULT_TEMPLATE_DIR, compiled_environment, report_html
+from reconcile.report import DEFAULT_TEMPLATE_DIR, compiled_environment, report_pieces
 from reconcile.report_model import (
     CLIENT_SCHEMA,
     DISCREPANCY_SCHEMA,
@@ -676,8 +676,9 @@ def write_outputs(
     if not result.summary.workbook.written:
         del writers[WORKBOOK_FILE]
     with output_folder(result.out_dir, RUN_FILES) as out:
-        (out / "report.html").write_text(html, encoding="utf-8")
-        del html  # the run's largest string, let go before the tables are read
+        with (out / "report.html").open("w", encoding="utf-8") as page:
+            page.writelines(html)
+        del html  # the page's context, which holds its largest string, let go
         pause("report.html")
         for name, write in writers.items():
             write(out / name)
@@ -691,14 +692,15 @@ def _report(
     rules: list[Rule],
     folder: Path,
     env: Environment | None,
-) -> tuple[str, Path]:
-    """report.html's text, and the report's data as the run keeps it (history.report_blob)
+) -> tuple[Iterator[str], Path]:
+    """report.html's text in pieces (report_pieces: its context made, the page rendered as
+    it is written), and the report's data as the run keeps it (history.report_blob)
     written into `folder` as it is compressed (never whole in memory), with its path. The
     report's two long tables are Parquet files in `folder` too (report_data)."""
     data = report_data(result, workspace, rules, folder)
     path = folder / "report-data.json.gz"
     _write_pieces(path, history.report_blob(data))
-    return report_html(data, env=env), path
+    return report_pieces(data, env=env), path
 
 
 @contextmanager

@@ -673,7 +673,7 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
     made: dict[str, Any] = {}
     blob = history.report_blob
 
-    def rendered(data: ReportData, **kwargs: Any) -> str:
+    def rendered(data: ReportData, **kwargs: Any) -> Iterator[str]:
         assert isinstance(data.discrepancies, pl.LazyFrame)
         assert isinstance(data.lines, pl.LazyFrame)
         assert isinstance(data.summary.clients, pl.LazyFrame)
@@ -681,13 +681,13 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
         summary = dataclasses.replace(data.summary, clients=clients)
         made.update(data=data, lines=data.lines.collect(), summary=summary)
         made["html"] = render(data, **kwargs)
-        return str(made["html"])
+        yield str(made["html"])
 
     def kept(data: ReportData) -> Iterator[bytes]:
         made["blob"] = b"".join(blob(data))
         yield made["blob"]
 
-    monkeypatch.setattr(run, "report_html", rendered)
+    monkeypatch.setattr(run, "report_pieces", rendered)
     monkeypatch.setattr(history, "report_blob", kept)
     out = run_demo(tmp_path, "out")
     discrepancies = conform(pl.read_parquet(out / "discrepancies.parquet"), DISCREPANCY_SCHEMA)
@@ -718,16 +718,15 @@ def test_the_reports_temporary_folder_is_removed(
     from jinja2 import UndefinedError
 
     from reconcile import run
-    from reconcile.report import compiled_environment
-    from reconcile.report import report_html as render
+    from reconcile.report import compiled_environment, report_pieces
 
     seen: list[set[str]] = []
 
-    def rendered(data: Any, **kwargs: Any) -> str:
+    def rendered(data: Any, **kwargs: Any) -> Iterator[str]:
         seen.append({p.name for p in tmp_path.glob(".out.duckdb.report-*/*")})
-        return render(data, **kwargs)
+        return report_pieces(data, **kwargs)
 
-    monkeypatch.setattr(run, "report_html", rendered)
+    monkeypatch.setattr(run, "report_pieces", rendered)
     killed, other = tmp_path / ".out.duckdb.report-k1ll3d", tmp_path / ".other.duckdb.report-x"
     for folder in (killed, other):
         folder.mkdir()
