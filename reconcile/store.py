@@ -231,13 +231,28 @@ KEPT_FINDINGS = (
 )  # fmt: skip
 
 
+# Characters DuckDB cannot have in a database file's path: it reads `?` as the start of the
+# path's options (the write-ahead log lands elsewhere) and `\` as a folder separator.
+UNUSABLE_IN_PATH = ("?", "\\")
+
+
 class Workspace:
     """One DuckDB file. A load is all or nothing: its batches are pending until its record is
-    written, and a load that failed or was killed is swept away."""
+    written, and a load that failed or was killed is swept away. Raises InputError for a path
+    DuckDB cannot use (UNUSABLE_IN_PATH), a file that is not a workspace, or a workspace
+    another process holds."""
 
     def __init__(self, path: Path | str = DEFAULT_WORKSPACE, memory: str | None = None) -> None:
         self.path = Path(path)
         self.memory_limit = memory or memory_limit()
+        unusable = [c for c in UNUSABLE_IN_PATH if c in str(path)]
+        if unusable:
+            raise InputError(
+                str(path),
+                "DuckDB cannot keep a workspace in a path holding "
+                + " or ".join(f"`{c}`" for c in unusable),
+                hint="Choose another folder or file name for --workspace.",
+            )
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _refuse_foreign_file(self.path)

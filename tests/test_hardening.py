@@ -268,6 +268,22 @@ def test_folders_named_with_glob_brackets_work(tmp_path: Path, name: str) -> Non
     assert (out / "discrepancies.xlsx").is_file()
 
 
+@pytest.mark.parametrize("name", ["Billing?2026", "Billing\\2026"])
+def test_a_workspace_path_duckdb_cannot_use_exits_2(tmp_path: Path, name: str) -> None:
+    """DuckDB reads `?` in a database path as its options and `\\` as a folder separator: such
+    a workspace is refused before anything is written (it was an internal error, exit 3). An
+    --out there is fine."""
+    folder = tmp_path / name
+    folder.mkdir()
+    code, output = run_main(*_demo_args(tmp_path, folder / "out", ws=folder / "ws.duckdb"))
+    assert code == 2, output
+    assert "DuckDB cannot keep a workspace in a path holding" in output
+    assert "Choose another folder or file name for --workspace." in output
+    assert list(folder.iterdir()) == []
+    code, output = run_main(*_demo_args(tmp_path, folder / "out", ws=tmp_path / "ws.duckdb"))
+    assert code == 2 and "report:" in output, output  # the cycle quarantines a row
+
+
 def test_workspace_below_a_file_exits_2(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     args = _demo_args(tmp_path, tmp_path / "out", ws=tmp_path / "afile" / "ws.duckdb")
