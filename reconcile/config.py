@@ -271,6 +271,12 @@ class Settings(BaseModel):
     allow_other_month: bool = False  # load an export whose every invoice is outside the cycle
     number_format: NumberFormat | None = None  # decimal mark: overrides detection
 
+    def reading(self) -> str:
+        """The settings an export is read with (all but the cycle), as JSON text: kept with
+        each load (store.Workspace.insert_load), so that an export loaded with others is read
+        again (ingest.load_paths) and a run refuses loads read with others than its own."""
+        return self.model_dump_json(exclude={"cycle"})
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):

@@ -203,9 +203,15 @@ def load_paths(
         check_currency(raw, settings)
         hashes = {p: sha256(p) for p in raw.files}
         load_id = content_id(hashes)
-        if workspace.has_load(load_id, settings.cycle):
+        held = {i: read_with for _, i, read_with in workspace.readings(settings.cycle)}
+        if load_id in held and held[load_id] == settings.reading():
             results.append(_previous(workspace, raw, load_id, settings.cycle))
         else:
+            if load_id in held:
+                # Loaded before with other settings (currency, time zone, date or number
+                # format, other month): read again with these, or a run would say one thing
+                # and hold another.
+                workspace.drop_load(load_id, settings.cycle)
             # With --replace the side's earlier loads go: only this call's loads may clash.
             results.append(_store(workspace, raw, hashes, settings, set(keep) if replace else None))
         keep.add(load_id)
@@ -213,6 +219,27 @@ def load_paths(
         for side in {r.platform for r in results}:
             workspace.forget(settings.cycle, side, keep)
     return results
+
+
+def refuse_other_readings(workspace: Workspace, settings: Settings) -> None:
+    """Raise InputError when a load of the cycle was read with other settings than
+    `settings` (config.Settings.reading): a run must hold its lines as its own settings read
+    them, since its fingerprint (run.run_id) binds those settings."""
+    for platform, load_id, read_with in workspace.readings(settings.cycle):
+        if read_with == settings.reading():
+            continue
+        was = {} if read_with is None else json.loads(read_with)
+        now = json.loads(settings.reading())
+        differ = [
+            f"{k} {was.get(k, 'unknown')} (now {now[k]})" for k in now if was.get(k) != now[k]
+        ]
+        raise InputError(
+            f"--{platform}",
+            f"the {platform} export loaded for cycle {settings.cycle} (load {load_id[:12]}) was "
+            f"read with other settings than this run's: {', '.join(differ)}",
+            expected=f"--{platform} FILE, read again with this run's settings, or the settings "
+            "it was loaded with",
+        )
 
 
 def _store(
@@ -251,6 +278,7 @@ def _store(
                 {"name": p.name, "sha256": hashes[p], "bytes": p.stat().st_size} for p in raw.files
             ],
             "dialect": raw.dialect,
+            "read_with": settings.reading(),
             **tally.totals(),
             "invoice_checks": _invoice_checks(raw, tally),
             "warnings": tally.warnings(raw)

@@ -30,6 +30,7 @@ from reconcile.ingest import (
     check_currencies,
     check_cycle,
     load_paths,
+    refuse_other_readings,
     sha256,
 )
 from reconcile.load.base import PLATFORM_NAMES
@@ -175,6 +176,8 @@ def run_cycle(
                 f"no {platform} export is loaded for cycle {cycle}",
                 expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
             )
+    # Every load the run holds (given now or earlier) read with the run's settings.
+    refuse_other_readings(workspace, settings)
     mappings = read_mappings(maps)
     rules = discover()
     con = workspace.con

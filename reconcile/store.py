@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS loads (
     dialect JSON NOT NULL,
     date_convention VARCHAR NOT NULL,
     number_format VARCHAR DEFAULT '',
+    read_with VARCHAR,  -- config.Settings.reading of the load (null: loaded before it was kept)
     rows_read BIGINT NOT NULL,
     rows_loaded BIGINT NOT NULL,
     rows_quarantined BIGINT NOT NULL,
@@ -155,6 +156,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 MIGRATIONS = """
 ALTER TABLE loads ADD COLUMN IF NOT EXISTS rows_skipped BIGINT DEFAULT 0;
 ALTER TABLE loads ADD COLUMN IF NOT EXISTS number_format VARCHAR DEFAULT '';
+ALTER TABLE loads ADD COLUMN IF NOT EXISTS read_with VARCHAR;
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS currency VARCHAR;
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS gross_difference DECIMAL(18,2);
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS acceptance BIGINT;
@@ -295,11 +297,18 @@ class Workspace:
         with contextlib.suppress(duckdb.Error):  # the error in flight says more than this
             self.close()
 
-    def has_load(self, load_id: str, cycle: str) -> bool:
-        found = self.con.execute(
-            "SELECT count(*) FROM loads WHERE load_id = ? AND cycle = ?", [load_id, cycle]
+    def readings(self, cycle: str) -> list[tuple[str, str, str | None]]:
+        """(platform, load id, the settings it was read with: config.Settings.reading, or None
+        for a load kept before they were) of each of the cycle's loads, by platform and id."""
+        rows = self.con.execute(
+            "SELECT platform, load_id, read_with FROM loads WHERE cycle = ? ORDER BY ALL",
+            [cycle],
         ).fetchall()
-        return bool(found[0][0])
+        return [(str(p), str(i), None if r is None else str(r)) for p, i, r in rows]
+
+    def drop_load(self, load_id: str, cycle: str) -> None:
+        """A load's lines, quarantined rows and record removed (to be read again)."""
+        self._delete(load_id, cycle, ("lines", "quarantine", "loads"))
 
     def load_ids(self, cycle: str, platform: str) -> list[str]:
         rows = self.con.execute(
@@ -311,7 +320,7 @@ class Workspace:
     def forget(self, cycle: str, platform: str, keep: set[str]) -> None:
         """Drop a side's earlier loads for the cycle, so a re-export replaces, not adds."""
         for load_id in set(self.load_ids(cycle, platform)) - keep:
-            self._delete(load_id, cycle, ("lines", "quarantine", "loads"))
+            self.drop_load(load_id, cycle)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

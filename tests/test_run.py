@@ -797,3 +797,37 @@ def test_a_line_missing_where_rows_are_quarantined_says_so(
     assert not (tmp_path / "quarantined" / "quarantine").exists()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "`reconcile run` writes the cycle's to `quarantine.csv` in `--out`" in readme
+
+
+def test_an_export_loaded_with_other_settings_is_read_again(tmp_path: Path) -> None:
+    """A load is kept with the settings it was read with (currency, time zone, date and number
+    formats): the same exports given again with another currency are read again, so the run
+    holds what it says and its fingerprint means its findings (a fresh workspace gives the
+    same); a run on loads read with other settings than its own is refused (exit 2)."""
+
+    def run(name: str, *flags: str, files: bool = True) -> Result:
+        given: list[str | Path] = [
+            "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        ] if files else []  # fmt: skip
+        return invoke(
+            "--workspace", tmp_path / f"{name}.duckdb", "run", "--cycle", "2026-11", *given,
+            "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml",
+            "--out", tmp_path / name, *flags,
+        )  # fmt: skip
+
+    assert run("ws").exit_code == 1
+    gbp = read_json(tmp_path / "ws" / "summary.json")
+    assert run("ws", "--currency", "EUR").exit_code == 1
+    again = read_json(tmp_path / "ws" / "summary.json")
+    assert run("fresh", "--currency", "EUR").exit_code == 1
+    fresh = read_json(tmp_path / "fresh" / "summary.json")
+    assert again["run_id"] == fresh["run_id"] != gbp["run_id"]
+    assert again["verdict"] == fresh["verdict"] != gbp["verdict"]
+    assert (tmp_path / "ws" / "discrepancies.csv").read_bytes() == (
+        tmp_path / "fresh" / "discrepancies.csv"
+    ).read_bytes()
+    refused = run("ws", "--currency", "GBP", files=False)
+    assert refused.exit_code == 2, refused.output
+    assert "was read with other settings than this run's: currency EUR (now GBP)" in (
+        refused.output
+    )
