@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from conftest import DEMO, kill_at, run_demo
-from reconcile.history import kept_run
+from reconcile.history import cycle_runs, kept_run
 from reconcile.store import Workspace
 
 
@@ -60,3 +60,34 @@ def _kept(path: Path) -> tuple[list[int], list[int]]:
         runs = con.execute("SELECT run_number FROM runs ORDER BY 1").fetchall()
         reports = con.execute("SELECT run_number FROM run_reports ORDER BY 1").fetchall()
     return [r for (r,) in runs], [r for (r,) in reports]
+
+
+def test_listing_runs_parses_each_summary_once(tmp_path: Path) -> None:
+    """`history`, `verify` and every run list the kept runs from their summaries, which list
+    every acceptance: the listed members are extracted in one parse of each summary (an
+    extraction per member ran a workspace of three runs with 12,000 acceptances each out of
+    DuckDB's memory), and are the members as kept."""
+    accepted = [{"id": f"D-{n:010x}", "reason": "agreed " * 20, "entry": n} for n in range(20_000)]
+    with Workspace(tmp_path / "ws.duckdb", memory="100MB") as workspace:
+        con = workspace.con
+        for number in (1, 2, 3):
+            summary = {
+                "run_id": f"r{number}", "reconcile_version": "0.1.0",
+                "verdict": {"ready": True, "blockers": 0}, "totals": {"GBP": {"n": number}},
+                "inputs": [{"platform": "autotask"}], "controls": [], "history": None,
+                "acceptances": {"accepted": accepted, "lapsed": []},
+            }  # fmt: skip
+            con.execute(
+                "INSERT INTO runs (run_number, run_id, cycle, summary) VALUES (?, ?, ?, ?)",
+                [number, f"r{number}", "2026-11", json.dumps(summary)],
+            )
+        listed = cycle_runs(con, "2026-11")
+    assert [r.summary for r in listed] == [
+        {
+            "run_id": f"r{n}", "reconcile_version": "0.1.0",
+            "verdict": {"ready": True, "blockers": 0}, "totals": {"GBP": {"n": n}},
+            "inputs": [{"platform": "autotask"}], "controls": [],
+            "history": {"counts": None, "previous_run": None},
+        }
+        for n in (1, 2, 3)
+    ]  # fmt: skip
