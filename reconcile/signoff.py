@@ -206,7 +206,7 @@ def sign(
         "run": run.number,
         "role": role,
         "note": note,
-        **bound_run(run, findings),
+        **bound_run(run, findings, report_digest(con, run.number)),
         "totals": run.summary["totals"],
         "verdict": run.summary["verdict"],
         "accepted": accepted,
@@ -216,12 +216,14 @@ def sign(
     return ledger.append(con, "signoff", cycle, by, body)
 
 
-def bound_run(run: RunRecord, findings: pl.DataFrame) -> dict[str, Any]:
-    """What a sign-off binds of its run, re-computable from the workspace (verify)."""
+def bound_run(run: RunRecord, findings: pl.DataFrame, report_sha256: str | None) -> dict[str, Any]:
+    """What a sign-off binds of its run, re-computable from the workspace (verify); with the
+    SHA-256 of the report data kept with it (report_digest), which a sign-off pack renders."""
     return {
         "run_id": run.run_id,
         "summary_sha256": ledger.digest(run.summary),
         "findings_sha256": findings_digest(findings),
+        "report_sha256": report_sha256,
         "inputs": [
             {k: i.get(k) for k in ("platform", "shape", "source", "load_id", "files")}
             for i in run.summary["inputs"]
@@ -229,6 +231,15 @@ def bound_run(run: RunRecord, findings: pl.DataFrame) -> dict[str, Any]:
         "mappings": run.summary["mappings"],
         "config_sha256": run.summary["config"]["sha256"],
     }
+
+
+def report_digest(con: duckdb.DuckDBPyConnection, number: int) -> str | None:
+    """SHA-256 (hex) of the report data kept with run `number` (history.stored_report's
+    bytes), computed by DuckDB; None for a run kept without it."""
+    rows = con.execute(
+        "SELECT sha256(data) FROM run_reports WHERE run_number = ?", [number]
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def findings_digest(findings: pl.DataFrame) -> str:
@@ -272,7 +283,9 @@ class _Kept:
         """bound_run of kept run `number`, as the workspace holds it now."""
         if number not in self._bound:
             run = _whole(self.con, number)
-            self._bound[number] = bound_run(run, run_findings(self.con, number))
+            self._bound[number] = bound_run(
+                run, run_findings(self.con, number), report_digest(self.con, number)
+            )
         return self._bound[number]
 
 
@@ -298,9 +311,12 @@ def _binding_problem(entry: ledger.Entry, kept: _Kept) -> str | None:
             return f"discrepancy {body['id']} of run #{run.number} is no longer as it was accepted"
         return None
     bound = kept.bound(run.number)
-    for key in ("summary_sha256", "findings_sha256"):
+    # A sign-off made before it bound the report data has no report_sha256.
+    bound_parts = {"summary_sha256": "summary", "findings_sha256": "discrepancies"}
+    if "report_sha256" in body:
+        bound_parts["report_sha256"] = "report data"
+    for key, what in bound_parts.items():
         if body[key] != bound[key]:
-            what = "summary" if key == "summary_sha256" else "discrepancies"
             return f"the {what} of run #{run.number} changed since the sign-off ({key})"
     if body["inputs"] != bound["inputs"]:
         return f"the inputs recorded for run #{run.number} changed since the sign-off"

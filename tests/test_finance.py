@@ -5,6 +5,7 @@ resolved), accepted differences that follow or lapse, sign-off, and the hash-cha
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import re
@@ -321,6 +322,22 @@ def test_verify_names_the_first_broken_entry(cycle: Cycle, how: str) -> None:
     assert where in broken.output and what in broken.output, broken.output
     refused = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith")
     assert refused.exit_code == 4 and "the finance log is broken" in refused.output
+
+
+def test_verify_catches_a_signed_runs_report_data_changed(cycle: Cycle, tmp_path: Path) -> None:
+    """The sign-off binds the report data kept with its run, which the sign-off pack renders
+    under its banner: an amount changed in it breaks the log, and the pack is refused."""
+    _signed_cycle(cycle)
+    ((data,),) = cycle.sql("SELECT data FROM run_reports WHERE run_number = 2")
+    changed = gzip.compress(gzip.decompress(data).replace(b"408.00", b"400.00"), mtime=0)
+    assert changed != data
+    cycle.sql("UPDATE run_reports SET data = ? WHERE run_number = 2", changed)
+    broken = cycle.cli("verify")
+    assert broken.exit_code == 4, broken.output
+    assert "is broken: entry 4 (signoff run #2 by Jo Smith" in broken.output
+    assert "the report data of run #2 changed since the sign-off (report_sha256)" in (broken.output)
+    refused = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", tmp_path / "pack")
+    assert refused.exit_code == 4, refused.output
 
 
 def test_verify_catches_a_signed_runs_record_changed(cycle: Cycle) -> None:
