@@ -513,7 +513,7 @@ def history_command(ctx: click.Context, cycle: str | None) -> None:
     for run in runs:
         click.echo(_run_lines(run, states.get(run.number, [])))
     click.echo(
-        f"finance log: {counted(len(log), 'entry', 'entries')} (`reconcile verify` checks them)"
+        f"finance log: {counted(len(log), 'entry', 'entries')} (`reconcile verify` checks the log)"
     )
 
 

@@ -236,7 +236,8 @@ class Config(BaseModel):
                     if rule
                     else None
                 )
-                if _plain(value) != _plain(default_value):
+                # Compared as values, not as text: a tolerance of "0.010" is the default 0.01.
+                if value != default_value and _plain(value) != _plain(default_value):
                     out[f"rules.{code}.{key}"] = _plain(value)
         return out
 

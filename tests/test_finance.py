@@ -196,7 +196,7 @@ def test_signoff_is_refused_with_blockers_and_given_without(cycle: Cycle) -> Non
         "open: 0 blockers, 0 warnings, 0 info; 0 expected, 3 accepted -> READY for cutover"
         in listed.output
     )
-    assert listed.output.endswith("finance log: 4 entries (`reconcile verify` checks them)\n")
+    assert listed.output.endswith("finance log: 4 entries (`reconcile verify` checks the log)\n")
 
 
 def test_a_run_tuned_otherwise_keeps_the_fingerprint_and_the_signoff(cycle: Cycle) -> None:

@@ -277,3 +277,13 @@ def test_lowered_severities_and_changed_settings_are_recorded(tmp_path: Path) ->
 def test_the_readme_lists_every_setting_as_the_model_does() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert settings_table() in readme, "README's reconcile.toml table is out of date"
+
+
+def test_a_tolerance_written_otherwise_is_not_a_change() -> None:
+    """`abs_tol = "0.010"` is the default 0.01 written with another digit: not a changed
+    setting, so the run's fingerprint (which binds the changed settings) and a sign-off stay;
+    0.02 is a change."""
+    same = Config.model_validate({"rules": {"rounding_difference": {"abs_tol": "0.010"}}})
+    other = Config.model_validate({"rules": {"rounding_difference": {"abs_tol": "0.02"}}})
+    assert same.changed() == Config().changed() == {}
+    assert other.changed() == {"rules.rounding_difference.abs_tol": "0.02"}
