@@ -381,8 +381,10 @@ RUN_CLIENTS = "_run_clients"
 
 def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
     """CLIENT_SCHEMA: one row per client and currency (a client billed in two currencies has
-    two rows), from the match groups; the discrepancy counts are the client's (by name, from
-    DISCREPANCIES), on each of its rows. Ordered by client name. Made by DuckDB into the temp
+    two rows), from the match groups; with the counts of DISCREPANCIES each counted once, on
+    the row of its groups' client key (the first; for one made of no group, a client's total,
+    the key of the client it names) and its currency (its lines', else its groups'). Ordered
+    by client name. Made by DuckDB into the temp
     table RUN_CLIENTS (which spills; 1.7M rows at 10M lines a side), and scanned from a
     Parquet file of it in `folder` (_scanned): never held whole in Python."""
     counts = ", ".join(f"coalesce(n.{s}, 0) AS {s}" for s in SEVERITY_ORDER)
@@ -399,11 +401,25 @@ def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
                    CAST(sum(coalesce(a_net, 0) + coalesce(a_tax, 0)) AS DECIMAL(18, 2)) AS a,
                    CAST(sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS DECIMAL(18, 2)) AS h
             FROM groups GROUP BY client_key, coalesce(a_currency, h_currency)
-        ), n AS (SELECT client, {per_severity} FROM {DISCREPANCIES.name} GROUP BY client)
+        ), by_group AS (
+            SELECT m.id, min(x.client_key) AS client_key,
+                   min(coalesce(x.a_currency, x.h_currency)) AS currency
+            FROM (SELECT id, unnest(match_ids) AS match_id FROM {DISCREPANCIES.name}) m
+            JOIN groups x USING (match_id)
+            GROUP BY m.id
+        ), by_name AS (
+            SELECT client, min(client_key) AS client_key FROM g GROUP BY client
+        ), keyed AS (
+            SELECT d.severity, coalesce(b.client_key, k.client_key) AS client_key,
+                   coalesce(d.a_currency, d.h_currency, b.currency) AS currency
+            FROM {DISCREPANCIES.name} d
+            LEFT JOIN by_group b ON b.id = d.id
+            LEFT JOIN by_name k ON len(d.match_ids) = 0 AND k.client = d.client
+        ), n AS (SELECT client_key, currency, {per_severity} FROM keyed GROUP BY ALL)
         SELECT row_number() OVER (ORDER BY g.client, g.client_key, g.currency) - 1 AS position,
                g.client, g.currency, g.a AS autotask_gross, g.h AS halopsa_gross,
                CAST(g.h - g.a AS DECIMAL(18, 2)) AS difference, {counts}
-        FROM g LEFT JOIN n ON n.client = g.client
+        FROM g LEFT JOIN n ON n.client_key = g.client_key AND n.currency = g.currency
         """
     )
     return _scanned(

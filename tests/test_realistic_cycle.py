@@ -4,6 +4,7 @@ are, and reconciled to exactly that truth."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -61,3 +62,11 @@ def test_a_run_reports_exactly_the_truth(cycle: generate.RealisticCycle, tmp_pat
     assert found.found == found.truth, "a true discrepancy was not reported"
     assert found.right_rule == found.truth, "a true discrepancy was reported by another rule"
     assert found.explained == found.findings, "a finding is no true discrepancy"
+    # The per-client table counts every discrepancy once, on its own client's row, whatever
+    # either side calls the client (a renamed client, HaloPSA's spelling of a missing line).
+    summary = json.loads((tmp_path / "out" / "summary.json").read_bytes())
+    per_client = {
+        s: sum(c[s] for c in summary["clients"]) for s in summary["counts"]["by_severity"]
+    }
+    assert per_client == summary["counts"]["by_severity"]
+    assert sum(per_client.values()) == found.findings > 500
