@@ -225,7 +225,7 @@ BLOB_LEVEL = 1  # gzip level of report_blob: at 200k lines 0.1 s for 3.0 MB; lev
 
 def report_blob(data: ReportData) -> Iterator[bytes]:
     """The report's data as kept with the run, a gzip stream of ReportData.json_pieces, piece
-    by piece (the whole JSON, nor the whole stream, is ever held), to render it again later.
+    by piece (neither the whole JSON nor the whole stream is ever held), to render it again later.
     Only reconcile reads it back (stored_report), so it is compressed for speed, not size."""
     packer = zlib.compressobj(BLOB_LEVEL, zlib.DEFLATED, GZIP_WBITS)
     for piece in data.json_pieces():

@@ -225,11 +225,12 @@ def refuse_other_readings(workspace: Workspace, settings: Settings) -> None:
     """Raise InputError when a load of the cycle was read with other settings than
     `settings` (config.Settings.reading): a run must hold its lines as its own settings read
     them, since its fingerprint (run.run_id) binds those settings."""
+    reading = settings.reading()
     for platform, load_id, read_with in workspace.readings(settings.cycle):
-        if read_with == settings.reading():
+        if read_with == reading:
             continue
         was = {} if read_with is None else json.loads(read_with)
-        now = json.loads(settings.reading())
+        now = json.loads(reading)
         differ = [
             f"{k} {was.get(k, 'unknown')} (now {now[k]})" for k in now if was.get(k) != now[k]
         ]
