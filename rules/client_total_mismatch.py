@@ -2,7 +2,7 @@
 
 A client's lines each look fine (every difference within the per-line tolerance) but together
 they add up to a total that differs by more than the client tolerance: the invoice total the
-client sees would change.
+client sees would change. A client billed in two currencies has a total in each.
 
 **Example:** Four lines for Acme Widgets are each 0.01 higher in HaloPSA: the invoice total is
 0.04 higher.
@@ -42,7 +42,7 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         WHERE matched(g) AND within(a_net, h_net, $line_tol, 0)
           AND within(a_tax, h_tax, $line_tol, 0)
           AND (a_net <> h_net OR coalesce(a_tax, 0) <> coalesce(h_tax, 0))
-        GROUP BY client_key
+        GROUP BY client_key, a_currency
         HAVING NOT within(sum(a_net + coalesce(a_tax, 0)), sum(h_net + coalesce(h_tax, 0)),
                           $abs_tol, 0)
         """
