@@ -831,3 +831,36 @@ def test_an_export_loaded_with_other_settings_is_read_again(tmp_path: Path) -> N
     assert "was read with other settings than this run's: currency EUR (now GBP)" in (
         refused.output
     )
+
+
+def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path) -> None:
+    """A client renamed in HaloPSA (mapped) whose extra HaloPSA line is missing in Autotask: its
+    per-client row is named as Autotask names it, whichever name sorts first, and counts the
+    missing line; the HaloPSA spelling names no row of its own."""
+    exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
+    exports["autotask"].write_text(
+        f"{AT_HEADER}\nA1,INV-1,11/01/2026,Zeta Holdings Ltd,Server,1,100.00,100.00,20.00,"
+        "11/01/2026,11/30/2026\n",
+        encoding="utf-8",
+    )
+    exports["halopsa"].write_text(
+        f"{HALO_HEADER}\n"
+        "H1,NW1,01/11/2026,Alpha Renamed Ltd,Server,1,100.00,100.00,20.00,01/11/2026,30/11/2026\n"
+        "H2,NW1,01/11/2026,Alpha Renamed Ltd,Backup,1,50.00,50.00,10.00,01/11/2026,30/11/2026\n",
+        encoding="utf-8",
+    )
+    mapping = tmp_path / "mapping.csv"
+    mapping.write_text(
+        "kind,autotask,halopsa\nclient,Zeta Holdings Ltd,Alpha Renamed Ltd\n", encoding="utf-8"
+    )
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", exports["autotask"], "--halopsa", exports["halopsa"], "--map", mapping,
+        "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert [f["rule"] for f in findings(tmp_path / "out")] == ["missing_in_autotask"]
+    (row,) = read_json(tmp_path / "out" / "summary.json")["clients"]
+    assert (row["client"], row["autotask_gross"], row["halopsa_gross"], row["blocker"]) == (
+        "Zeta Holdings Ltd", "120.00", "180.00", 1,
+    )  # fmt: skip
