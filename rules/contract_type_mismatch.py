@@ -1,7 +1,8 @@
 """Contract type differs
 
 The charge sits on a different kind of contract in each system, so HaloPSA may bill it on a
-different basis (recurring, time and materials, block hours, per ticket).
+different basis (recurring, time and materials, block hours, per ticket). Reported once per
+client, currency and pair of types.
 
 **Example:** Autotask bills Remote Support under a Recurring Service contract (included);
 HaloPSA has it on a Time and Materials contract.
@@ -42,7 +43,7 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         WHERE matched(g) AND a_contract_type IS NOT NULL AND h_contract_type IS NOT NULL
           AND a_contract_type <> h_contract_type
           AND NOT list_contains($same, a_contract_type || '|' || h_contract_type)
-        GROUP BY client_key, a_contract_type, h_contract_type
+        GROUP BY client_key, a_currency, a_contract_type, h_contract_type
         """,
         same=same,
     )

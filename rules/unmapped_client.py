@@ -3,7 +3,8 @@
 A HaloPSA client could not be matched to any Autotask client: not by a mapping file, not by the
 Autotask id HaloPSA keeps, not by name. None of its lines can be reconciled until it is mapped.
 A name that fits several Autotask clients (Acme Ltd and Acme Inc both exist, and HaloPSA says
-"ACME") is never paired by guess: the finding names them and asks for a mapping row.
+"ACME") is never paired by guess: the finding names them and asks for a mapping row. A client
+billed in two currencies is reported once in each, with its amount in that currency.
 
 **Example:** HaloPSA bills "Harbourside Vets Group", which was "Harbour View Veterinary" in
 Autotask and was never linked by the migration.
@@ -44,6 +45,6 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         FROM groups g
         LEFT JOIN crosswalk x ON x.kind = 'client' AND x.h_key = g.h_c_key
         WHERE g.h_n > 0 AND NOT g.h_c_ok
-        GROUP BY g.h_c_key
+        GROUP BY g.h_c_key, g.h_currency
         """
     )

@@ -2,7 +2,7 @@
 
 A HaloPSA item could not be matched to any Autotask item (service, product or billing code), so
 its lines were paired with Autotask lines only by a similar description and amount. Confirm the
-pairing by mapping the item.
+pairing by mapping the item. Reported once per client, item and currency.
 
 **Example:** HaloPSA bills "SentinelOne Complete"; Autotask called the service "EDR -
 SentinelOne", and the HaloPSA item has no Autotask service id.
@@ -40,6 +40,6 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         FROM groups g
         LEFT JOIN crosswalk x ON x.kind = 'item' AND x.h_key = g.h_i_key
         WHERE matched(g) AND g.h_c_ok AND NOT g.h_i_ok
-        GROUP BY g.h_c_key, g.h_i_key
+        GROUP BY g.h_c_key, g.h_i_key, g.h_currency
         """
     )
