@@ -84,6 +84,8 @@ from reconcile.store import Workspace, insertion_order_kept, read_ranges
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
 from reconcile.wording import counted
+from reconcile.workbook import PARQUET_FILE
+from reconcile.workbook_child import CHILD_FROM_BYTES, WorkbookChild
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -120,7 +122,7 @@ OUTPUT_COLUMNS = list(OUTPUT_SCHEMA)
 REPORT_LINE_CAP = 50  # lines shown per side of one discrepancy in the report
 # The files a run writes into --out (write_outputs): a folder holding anything else is refused.
 RUN_FILES = frozenset({
-    "report.html", "discrepancies.csv", "discrepancies.parquet", WORKBOOK_FILE,
+    "report.html", "discrepancies.csv", PARQUET_FILE, WORKBOOK_FILE,
     "discrepancies.json", "summary.json", "quarantine.csv",
 })  # fmt: skip
 
@@ -163,62 +165,87 @@ def run_cycle(
     cycle = check_cycle(settings.cycle)
     refuse_foreign(out_dir, RUN_FILES)
     templates = _in_background(_prepared)
-    loads: list[LoadResult] = []
-    # An export that states no currency, with none configured, stops the run before any load.
-    check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
-    for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
-        if paths:
-            with stage("load"):
-                loads += load_paths(workspace, paths, platform, settings, replace=True)
-        elif not workspace.load_ids(cycle, platform):
-            raise InputError(
-                f"--{platform}",
-                f"no {platform} export is loaded for cycle {cycle}",
-                expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
+    with _workbook_child(config, [*autotask, *halopsa]) as child:
+        loads: list[LoadResult] = []
+        # An export that states no currency, with none configured, stops the run before any load.
+        check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
+        for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
+            if paths:
+                with stage("load"):
+                    loads += load_paths(workspace, paths, platform, settings, replace=True)
+            elif not workspace.load_ids(cycle, platform):
+                raise InputError(
+                    f"--{platform}",
+                    f"no {platform} export is loaded for cycle {cycle}",
+                    expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
+                )
+        # Every load the run holds (given now or earlier) read with the run's settings.
+        refuse_other_readings(workspace, settings)
+        mappings = read_mappings(maps)
+        rules = discover()
+        con = workspace.con
+        with stage("match"):
+            matched = match_cycle(con, cycle, mappings, config)
+        with stage("rules"):
+            run_rules(con, config, rules)
+            with_root_causes(con, matched)
+            with_quarantine_notes(con, cycle)
+            applied, lapsed = acceptance.apply(
+                con,
+                DISCREPANCIES.name,
+                acceptance.standing(ledger.entries(con, cycle), cycle),
+                ledger.now().date(),
             )
-    # Every load the run holds (given now or earlier) read with the run's settings.
-    refuse_other_readings(workspace, settings)
-    mappings = read_mappings(maps)
-    rules = discover()
-    con = workspace.con
-    with stage("match"):
-        matched = match_cycle(con, cycle, mappings, config)
-    with stage("rules"):
-        run_rules(con, config, rules)
-        with_root_causes(con, matched)
-        with_quarantine_notes(con, cycle)
-        applied, lapsed = acceptance.apply(
-            con,
-            DISCREPANCIES.name,
-            acceptance.standing(ledger.entries(con, cycle), cycle),
-            ledger.now().date(),
-        )
-        acceptance.mark(con, applied)
-        bars = bridge(con, rules)
-    with stage("outputs"), report_folder(workspace) as folder:
-        # What the rules' queries left in DuckDB's memory let go before the summary's run.
-        workspace.release_memory()
-        summary = _summary(workspace, cycle, matched, bars, rules, maps, config, folder)
-        number = workspace.next_run_number()
-        summary = _workflow(workspace, number, summary, applied, lapsed)
-        # What the summary's queries left let go before the outputs are read.
-        workspace.release_memory()
-        result = RunResult(cycle, out_dir, summary, tuple(loads))
-        report = write_outputs(result, workspace, rules, folder, templates.result())
-        # What the outputs' queries left in DuckDB's memory let go before it takes the run in.
-        workspace.release_memory()
-        workspace.save_run(
-            number,
-            summary.run_id,
-            cycle,
-            summary.json_without_clients(),
-            f"SELECT position, {', '.join(CLIENT_SCHEMA)} FROM {RUN_CLIENTS}",
-            f"SELECT {kept_columns([*OUTPUT_COLUMNS, 'acceptance'])} FROM {DISCREPANCIES.name}",
-            report,
-        )
-        con.execute(f"DROP TABLE {DISCREPANCIES.name}")
-        con.execute(f"DROP TABLE {RUN_CLIENTS}")
-    return result
+            acceptance.mark(con, applied)
+            bars = bridge(con, rules)
+        with stage("outputs"), report_folder(workspace) as folder:
+            with output_folder(out_dir, RUN_FILES) as out:
+                # The table first: the workbook's child writes from it while the run goes on.
+                write_parquet_parts(discrepancy_parts(con, OUTPUT_COLUMNS), out / PARQUET_FILE)
+                pause(PARQUET_FILE)
+                if child is not None:
+                    child.write(out / PARQUET_FILE, out / WORKBOOK_FILE)
+                # What the rules' queries left in DuckDB's memory let go before the summary's run.
+                workspace.release_memory()
+                summary = _summary(workspace, cycle, matched, bars, rules, maps, config, folder)
+                number = workspace.next_run_number()
+                summary = _workflow(workspace, number, summary, applied, lapsed)
+                # What the summary's queries left let go before the outputs are read.
+                workspace.release_memory()
+                result = RunResult(cycle, out_dir, summary, tuple(loads))
+                env = templates.result()
+                report = write_outputs(result, workspace, rules, folder, out, child, env)
+            # What the outputs' queries left in DuckDB's memory let go before it takes the run in.
+            workspace.release_memory()
+            workspace.save_run(
+                number,
+                summary.run_id,
+                cycle,
+                summary.json_without_clients(),
+                f"SELECT position, {', '.join(CLIENT_SCHEMA)} FROM {RUN_CLIENTS}",
+                f"SELECT {kept_columns([*OUTPUT_COLUMNS, 'acceptance'])} FROM {DISCREPANCIES.name}",
+                report,
+            )
+            con.execute(f"DROP TABLE {DISCREPANCIES.name}")
+            con.execute(f"DROP TABLE {RUN_CLIENTS}")
+        return result
+
+
+@contextmanager
+def _workbook_child(config: Config, exports: list[Path]) -> Iterator[WorkbookChild | None]:
+    """The child that writes the run's workbook (workbook_child), started now so that its
+    imports are done by the run's outputs, and stopped when the run ends however it ends; None
+    when the workbook is left out, or the exports are small enough (CHILD_FROM_BYTES) that
+    the run writes it at less cost."""
+    size = sum(f.stat().st_size for p in exports for f in (p.rglob("*") if p.is_dir() else [p]))
+    if not config.outputs.workbook or size < CHILD_FROM_BYTES:
+        yield None
+        return
+    child = WorkbookChild()
+    try:
+        yield child
+    finally:
+        child.stop()
 
 
 def _workflow(
@@ -663,18 +690,22 @@ def write_outputs(
     workspace: Workspace,
     rules: list[Rule],
     folder: Path,
+    out: Path,
+    child: WorkbookChild | None = None,
     env: Environment | None = None,
 ) -> Path:
-    """CSV, Parquet, JSON and (unless the summary's workbook says it is left out) XLSX of the
-    discrepancies, summary.json, quarantine.csv, report.html: written into a staging folder and
-    swapped in whole (outputs.output_folder), so `--out` holds the previous complete set until
-    the new one is complete, and never a workbook of an earlier run. The discrepancy files are
-    each written from DISCREPANCIES a range of positions at a time (discrepancy_parts), never
-    from the whole table in memory. Text cells of the CSVs are made safe for spreadsheets
-    (safe.neutralise), each as its file is written; the Parquet and JSON keep the exact values.
-    The report's tables and its data as the run keeps it are written into `folder`
-    (report_folder). Returns the path of that data (history.report_blob), which the workspace
-    keeps with the run to render it again for a sign-off pack."""
+    """CSV, JSON and (unless the summary's workbook says it is left out) XLSX of the
+    discrepancies, summary.json, quarantine.csv, report.html, written into the staging folder
+    `out` (outputs.output_folder: swapped in whole, so `--out` holds the previous complete set
+    until the new one is complete, and never a workbook of an earlier run), which holds the
+    run's discrepancies.parquet already. The discrepancy files are each written from
+    DISCREPANCIES a range of positions at a time (discrepancy_parts), never from the whole
+    table in memory; the workbook by `child` (workbook_child, from the Parquet file: the same
+    bytes) when there is one, waited for last. Text cells of the CSVs are made safe for
+    spreadsheets (safe.neutralise), each as its file is written; the Parquet and JSON keep the
+    exact values. The report's tables and its data as the run keeps it are written into
+    `folder` (report_folder). Returns the path of that data (history.report_blob), which the
+    workspace keeps with the run to render it again for a sign-off pack."""
     with stage("report"):
         html, report = _report(result, workspace, rules, folder, env)
     con = workspace.con
@@ -684,8 +715,6 @@ def write_outputs(
 
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": lambda path: write_csv_parts(parts(), path),
-        "discrepancies.parquet": lambda path: write_parquet_parts(parts(), path),
-        WORKBOOK_FILE: lambda path: write_xlsx(parts(), path),
         "discrepancies.json": lambda path: _write_pieces(
             path, chain(json_records(parts()), [b"\n"])
         ),
@@ -694,16 +723,17 @@ def write_outputs(
             workspace.quarantine_parts(result.cycle), path
         ),
     }
-    if not result.summary.workbook.written:
-        del writers[WORKBOOK_FILE]
-    with output_folder(result.out_dir, RUN_FILES) as out:
-        with (out / "report.html").open("w", encoding="utf-8") as page:
-            page.writelines(html)
-        del html  # the page's context, which holds its largest string, let go
-        pause("report.html")
-        for name, write in writers.items():
-            write(out / name)
-            pause(name)
+    if result.summary.workbook.written:
+        writers[WORKBOOK_FILE] = (
+            (lambda _: child.wait()) if child else (lambda path: write_xlsx(parts(), path))
+        )
+    with (out / "report.html").open("w", encoding="utf-8") as page:
+        page.writelines(html)
+    del html  # the page's context, which holds its largest string, let go
+    pause("report.html")
+    for name, write in writers.items():
+        write(out / name)
+        pause(name)
     return report
 
 

@@ -17,7 +17,6 @@ import polars as pl
 from reconcile.errors import InputError
 from reconcile.outputs import locked_folder, replace_file, write_xlsx
 from reconcile.report_model import WORKBOOK_FILE
-from reconcile.run import OUTPUT_SCHEMA
 
 PARQUET_FILE = "discrepancies.parquet"
 SUMMARY_FILE = "summary.json"  # every run's output folder holds one
@@ -104,6 +103,8 @@ def check_table(schema: Mapping[str, pl.DataType], rows: int, source: str) -> No
     OUTPUT_SCHEMA's places: money to 2, quantities and unit prices to 4; the precision is not
     the workbook's concern). A run without discrepancies wrote every column as text before
     2026-12, so an empty table of text columns is a run's too."""
+    from reconcile.run import OUTPUT_SCHEMA  # here: the run's workbook child imports this module
+
     columns = list(schema)
     expected = list(OUTPUT_SCHEMA)
     if columns != expected:

@@ -237,3 +237,73 @@ def test_a_generated_cycle_gets_the_same_workbook_either_way(
     assert written == (with_it / XLSX).read_bytes()
     rows = openpyxl.load_workbook(without / XLSX, read_only=True).worksheets[0].max_row
     assert rows == pl.read_parquet(without / "discrepancies.parquet").height + 1 > 300
+
+
+def test_the_runs_child_writes_the_workbook_the_run_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run on large exports has its workbook written by a child process (workbook_child)
+    from the run's Parquet file, byte for byte the workbook it writes itself."""
+    from reconcile import run, workbook_child
+
+    reference = run_demo(tmp_path, "reference")
+    waited: list[None] = []
+    wait = workbook_child.WorkbookChild.wait
+    monkeypatch.setattr(run, "CHILD_FROM_BYTES", 0)
+    monkeypatch.setattr(
+        workbook_child.WorkbookChild, "wait", lambda self: waited.append(wait(self))
+    )
+    out = run_demo(tmp_path, "child")
+    assert waited == [None]
+    assert _files(out) == _files(reference) | {"summary.json": (out / "summary.json").read_bytes()}
+    assert (out / XLSX).read_bytes() == (reference / XLSX).read_bytes()
+
+
+def test_a_child_that_dies_fails_the_run_and_leaves_the_folder_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workbook child killed (the out-of-memory killer) fails the run; --out keeps its
+    previous set, with no partial workbook."""
+    from reconcile import run, workbook_child
+
+    out = run_demo(tmp_path, "out")
+    before = _files(out)
+    write = workbook_child.WorkbookChild.write
+
+    def killed(self: workbook_child.WorkbookChild, parquet: Path, xlsx: Path) -> None:
+        write(self, parquet, xlsx)
+        self.process.kill()
+
+    monkeypatch.setattr(run, "CHILD_FROM_BYTES", 0)
+    monkeypatch.setattr(workbook_child.WorkbookChild, "write", killed)
+    with pytest.raises(RuntimeError, match=r"workbook's writer was stopped \(SIGKILL\)"):
+        run_demo(tmp_path, "out")
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.new-")] == []
+
+
+def test_the_childs_system_errors_are_raised_as_the_run_would_meet_them(tmp_path: Path) -> None:
+    """An OSError in the child (a full disk, a missing folder) is raised in the run as that
+    OSError, so the run reports it as the environment problem it is (exit 2); anything else
+    is a bug."""
+    from reconcile.environment import environment_error
+    from reconcile.workbook_child import WorkbookChild, _failure
+
+    out = run_demo(tmp_path, "out", DEMO / "halopsa" / "api", DEMO / "reconcile.toml",
+                   "--no-workbook")  # fmt: skip
+    child = WorkbookChild()
+    try:
+        child.write(out / "discrepancies.parquet", tmp_path / "no such folder" / XLSX)
+        with pytest.raises(FileNotFoundError):
+            child.wait()
+    finally:
+        child.stop()
+    full = _failure(b'{"errno": 28, "strerror": "No space left on device", "filename": "x"}', 1)
+    assert isinstance(full, OSError) and full.errno == 28
+    problem = environment_error(full, tmp_path)
+    assert problem is not None and "the disk is full" in str(problem)
+    worded = _failure(b'{"errno": null, "strerror": "No space (os error 28)", "filename": null}', 1)
+    assert isinstance(worded, OSError) and str(worded) == "No space (os error 28)"
+    assert isinstance(_failure(b'{"error": "KeyError: 1"}', 1), RuntimeError)
+    assert isinstance(_failure(b"", 1), RuntimeError)
+    assert _failure(b"{}", 0) is None

@@ -1,0 +1,153 @@
+"""The run's workbook (discrepancies.xlsx) written by a child process beside the rest of the
+run: XlsxWriter is pure Python (≈ 0.8 s of one core at 20k lines), and the run's own Python
+(its summary, report and other outputs) is not waiting on it; the machine's second core is.
+
+The child is a new interpreter (`python -m reconcile.workbook_child`, never a fork: DuckDB and
+polars run thread pools), started early (`WorkbookChild()`, while the run loads its exports) so
+its imports are done by the time it has work. It is then given one job on its standard input, a
+line of JSON {"parquet": …, "xlsx": …}: it writes the workbook from the run's
+discrepancies.parquet exactly as `reconcile workbook` does (workbook.read_chunks into
+outputs.write_xlsx: the same bytes as from the run's table), and answers on its standard output
+with one line of JSON: {} when written, {"errno", "strerror", "filename"} for an OSError (a full
+disk, a read-only folder: raised again in the run as that OSError, so the run reports it as
+now), or {"error": text} for anything else (raised as a RuntimeError: a bug, exit 3). A child
+killed (the out-of-memory killer) fails the run the same way. On any failure the run's staging
+folder, and the partial file in it, is removed with the rest (outputs.output_folder).
+
+The child dies with the run (Linux's PR_SET_PDEATHSIG), and a child whose standard input closes
+without a job exits at once: a run that stops early leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+PR_SET_PDEATHSIG = 1
+# Exports (bytes, both sides) from which a run writes its workbook in a child: below it the
+# child's start (≈ 0.3 CPU-s of imports) costs more than the workbook (a demo's: ≈ 10 ms).
+CHILD_FROM_BYTES = 2_000_000
+
+
+class WorkbookChild:
+    """A started child, waiting for its job (`write`); `wait` for its answer, `stop` always."""
+
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parent.parent)
+        paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reconcile.workbook_child", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        )
+
+    def write(self, parquet: Path, xlsx: Path) -> None:
+        """Give the child its job: the workbook `xlsx` from the discrepancy table `parquet`."""
+        stdin = self._stdin()
+        stdin.write(json.dumps({"parquet": str(parquet), "xlsx": str(xlsx)}).encode() + b"\n")
+        stdin.close()
+
+    def wait(self) -> None:
+        """Wait for the child's answer: return when the workbook is written, else raise what
+        stopped it (an OSError as the child met it, or a RuntimeError)."""
+        assert self.process.stdout is not None
+        answer = self.process.stdout.read()
+        code = self.process.wait()
+        failure = _failure(answer, code)
+        if failure is not None:
+            raise failure
+
+    def stop(self) -> None:
+        """End the child if it still runs (a run that stopped before its workbook was written:
+        the partial file goes with the run's staging folder). Idempotent."""
+        process = self.process
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    def _stdin(self) -> IO[bytes]:
+        assert self.process.stdin is not None
+        return self.process.stdin
+
+
+def _failure(answer: bytes, code: int) -> Exception | None:
+    """What the child's answer (its standard output) and exit code say went wrong, if anything."""
+    if code < 0:
+        name = signal.Signals(-code).name
+        return RuntimeError(f"the workbook's writer was stopped ({name}) before it finished")
+    try:
+        reply: dict[str, Any] = json.loads(answer.decode() or "null") or {}
+    except ValueError:
+        reply = {"error": f"unreadable answer {answer[:200]!r}"}
+    if code == 0 and not reply:
+        return None
+    if "strerror" in reply:
+        if reply["errno"] is None:  # polars' wording of a system error ("… (os error 28)")
+            return OSError(reply["strerror"])
+        return OSError(reply["errno"], reply["strerror"], reply["filename"])
+    return RuntimeError(f"the workbook's writer failed: {reply.get('error', f'exit {code}')}")
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when the run that started it ends (Linux); exit now
+    if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit(0)
+
+
+def _job(line: bytes) -> dict[str, Any]:
+    """Write the workbook the job line names; the answer to send back."""
+    from reconcile.outputs import write_xlsx
+    from reconcile.workbook import read_chunks
+
+    job = json.loads(line)
+    parquet = Path(job["parquet"])
+    try:
+        write_xlsx(read_chunks(parquet, _rows(parquet)), Path(job["xlsx"]))
+    except OSError as exc:
+        return {"errno": exc.errno, "strerror": exc.strerror or str(exc), "filename": exc.filename}
+    except Exception:  # a bug: its traceback is the run's error text
+        return {"error": traceback.format_exc().strip().splitlines()[-1]}
+    return {}
+
+
+def _rows(parquet: Path) -> int:
+    """The Parquet file's number of rows, from its metadata."""
+    import polars as pl
+
+    return int(pl.scan_parquet(parquet, glob=False).select(pl.len()).collect().item())
+
+
+def main() -> None:
+    """The child: imports first, then one job from standard input (none: exit 0)."""
+    _die_with_parent(int(sys.argv[1]))
+    import polars  # noqa: F401  (imported while the run loads, before the job comes)
+    import xlsxwriter  # noqa: F401
+
+    import reconcile.workbook  # noqa: F401
+
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return
+    answer = _job(line)
+    sys.stdout.buffer.write(json.dumps(answer).encode())
+    sys.stdout.flush()
+    sys.exit(1 if answer else 0)
+
+
+if __name__ == "__main__":
+    main()
