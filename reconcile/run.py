@@ -165,22 +165,23 @@ def run_cycle(
     cycle = check_cycle(settings.cycle)
     refuse_foreign(out_dir, RUN_FILES)
     templates = _in_background(_prepared)
+    loads: list[LoadResult] = []
+    # An export that states no currency, with none configured, stops the run before any load.
+    check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
+    for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
+        if paths:
+            with stage("load"):
+                loads += load_paths(workspace, paths, platform, settings, replace=True)
+        elif not workspace.load_ids(cycle, platform):
+            raise InputError(
+                f"--{platform}",
+                f"no {platform} export is loaded for cycle {cycle}",
+                expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
+            )
+    # Every load the run holds (given now or earlier) read with the run's settings.
+    refuse_other_readings(workspace, settings)
+    # Started once the loads are done: they use both cores, the match and the rules one.
     with _workbook_child(config, [*autotask, *halopsa]) as child:
-        loads: list[LoadResult] = []
-        # An export that states no currency, with none configured, stops the run before any load.
-        check_currencies([("autotask", autotask), ("halopsa", halopsa)], settings)
-        for platform, paths in (("autotask", autotask), ("halopsa", halopsa)):
-            if paths:
-                with stage("load"):
-                    loads += load_paths(workspace, paths, platform, settings, replace=True)
-            elif not workspace.load_ids(cycle, platform):
-                raise InputError(
-                    f"--{platform}",
-                    f"no {platform} export is loaded for cycle {cycle}",
-                    expected=f"--{platform} FILE, or an earlier `reconcile load` for the cycle",
-                )
-        # Every load the run holds (given now or earlier) read with the run's settings.
-        refuse_other_readings(workspace, settings)
         mappings = read_mappings(maps)
         rules = discover()
         con = workspace.con
@@ -228,15 +229,15 @@ def run_cycle(
             )
             con.execute(f"DROP TABLE {DISCREPANCIES.name}")
             con.execute(f"DROP TABLE {RUN_CLIENTS}")
-        return result
+    return result
 
 
 @contextmanager
 def _workbook_child(config: Config, exports: list[Path]) -> Iterator[WorkbookChild | None]:
     """The child that writes the run's workbook (workbook_child), started now so that its
-    imports are done by the run's outputs, and stopped when the run ends however it ends; None
-    when the workbook is left out, or the exports are small enough (CHILD_FROM_BYTES) that
-    the run writes it at less cost."""
+    imports are done by the run's outputs (beside the match and the rules, which use one
+    core), and stopped when the run ends however it ends; None when the workbook is left out,
+    or the exports are small enough (CHILD_FROM_BYTES) that the run writes it at less cost."""
     size = sum(f.stat().st_size for p in exports for f in (p.rglob("*") if p.is_dir() else [p]))
     if not config.outputs.workbook or size < CHILD_FROM_BYTES:
         yield None

@@ -3,9 +3,9 @@ run: XlsxWriter is pure Python (≈ 0.8 s of one core at 20k lines), and the run
 (its summary, report and other outputs) is not waiting on it; the machine's second core is.
 
 The child is a new interpreter (`python -m reconcile.workbook_child`, never a fork: DuckDB and
-polars run thread pools), started early (`WorkbookChild()`, while the run loads its exports) so
-its imports are done by the time it has work. It is then given one job on its standard input, a
-line of JSON {"parquet": …, "xlsx": …}: it writes the workbook from the run's
+polars run thread pools), started early (`WorkbookChild()`, once the run has loaded its
+exports) so its imports are done by the time it has work. It is then given one job on its
+standard input, a line of JSON {"parquet": …, "xlsx": …}: it writes the workbook from the run's
 discrepancies.parquet exactly as `reconcile workbook` does (workbook.read_chunks into
 outputs.write_xlsx: the same bytes as from the run's table), and answers on its standard output
 with one line of JSON: {} when written, {"errno", "strerror", "filename"} for an OSError (a full
@@ -14,8 +14,8 @@ now), or {"error": text} for anything else (raised as a RuntimeError: a bug, exi
 killed (the out-of-memory killer) fails the run the same way. On any failure the run's staging
 folder, and the partial file in it, is removed with the rest (outputs.output_folder).
 
-The child dies with the run (Linux's PR_SET_PDEATHSIG), and a child whose standard input closes
-without a job exits at once: a run that stops early leaves nothing running.
+The child dies with the run (Linux's PR_SET_PDEATHSIG), and a run that stops before its workbook
+is written kills it (WorkbookChild.stop): nothing is left running.
 """
 
 from __future__ import annotations
