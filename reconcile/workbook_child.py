@@ -46,7 +46,8 @@ class WorkbookChild:
             [sys.executable, "-m", "reconcile.workbook_child", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+            # One polars thread: the child's work is XlsxWriter's Python; the run's has the rest.
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "POLARS_MAX_THREADS": "1"},
         )
 
     def write(self, parquet: Path, xlsx: Path) -> None:
