@@ -2,9 +2,9 @@
 run: XlsxWriter is pure Python (≈ 0.8 s of one core at 20k lines), and the run's own Python
 (its summary, report and other outputs) is not waiting on it; the machine's second core is.
 
-The child is a new interpreter (`python -m reconcile.workbook_child`, never a fork: DuckDB and
-polars run thread pools), started early (`WorkbookChild()`, once the run has loaded its
-exports) so its imports are done by the time it has work. It is then given one job on its
+The child is a new interpreter (`python -c BOOTSTRAP` on the run's import path, never a fork:
+DuckDB and polars run thread pools), started early (`WorkbookChild()`, once the run has loaded
+its exports) so its imports are done by the time it has work. It is then given one job on its
 standard input, a line of JSON {"parquet": …, "xlsx": …}: it writes the workbook from the run's
 discrepancies.parquet exactly as `reconcile workbook` does (workbook.read_chunks into
 outputs.write_xlsx: the same bytes as from the run's table), and answers on its standard output
@@ -20,6 +20,7 @@ is written kills it (WorkbookChild.stop): nothing is left running.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -31,6 +32,11 @@ from pathlib import Path
 from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
+# The child's first statement: the run's import path (argv[1], JSON) in place of its own.
+BOOTSTRAP = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv.pop(1)); "
+    "from reconcile.workbook_child import main; main()"
+)
 # Exports (bytes, both sides) from which a run writes its workbook in a child: below it the
 # child's start (≈ 0.3 CPU-s of imports) costs more than the workbook (a demo's: ≈ 10 ms).
 CHILD_FROM_BYTES = 2_000_000
@@ -40,21 +46,23 @@ class WorkbookChild:
     """A started child, waiting for its job (`write`); `wait` for its answer, `stop` always."""
 
     def __init__(self) -> None:
-        package_root = str(Path(__file__).resolve().parent.parent)
-        paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        # The run's own import path (as multiprocessing's spawn hands it over): the child
+        # imports the reconcile the run imported, wherever that came from.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "reconcile.workbook_child", str(os.getpid())],
+            [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             # One polars thread: the child's work is XlsxWriter's Python; the run's has the rest.
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "POLARS_MAX_THREADS": "1"},
+            env={**os.environ, "POLARS_MAX_THREADS": "1"},
         )
 
     def write(self, parquet: Path, xlsx: Path) -> None:
-        """Give the child its job: the workbook `xlsx` from the discrepancy table `parquet`."""
+        """Give the child its job: the workbook `xlsx` from the discrepancy table `parquet`. A
+        child that has died already is reported by `wait`."""
         stdin = self._stdin()
-        stdin.write(json.dumps({"parquet": str(parquet), "xlsx": str(xlsx)}).encode() + b"\n")
-        stdin.close()
+        with contextlib.suppress(BrokenPipeError):
+            stdin.write(json.dumps({"parquet": str(parquet), "xlsx": str(xlsx)}).encode() + b"\n")
+            stdin.close()
 
     def wait(self) -> None:
         """Wait for the child's answer: return when the workbook is written, else raise what
@@ -148,7 +156,3 @@ def main() -> None:
     sys.stdout.buffer.write(json.dumps(answer).encode())
     sys.stdout.flush()
     sys.exit(1 if answer else 0)
-
-
-if __name__ == "__main__":
-    main()
