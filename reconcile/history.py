@@ -153,8 +153,8 @@ def kept_findings(
 def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str) -> dict[str, Any]:
     """This run (`number`, its discrepancies the relation `table`: id and position) against the
     previous run of the cycle: {run, previous_run (number or null), previous_run_id, counts
-    {new, open, resolved}, new [ids], open [ids] (in the run's order), resolved [{id, rule,
-    severity, client, currency, gross_difference, message}] (in run_findings' order, all
+    {new, open, resolved}, new, open (ids: String series, in the run's order), resolved [{id,
+    rule, severity, client, currency, gross_difference, message}] (in run_findings' order, all
     text)}. The first run of a cycle has every discrepancy new. Worked out by joins in DuckDB:
     the lists are made once, for the summary."""
     previous = latest_run(con, cycle)
@@ -176,7 +176,7 @@ def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str)
             .to_dicts()
         )
     else:
-        new, still, resolved = _ids(con, table, "", {}), [], []
+        new, still, resolved = _ids(con, table, "", {}), pl.Series("id", [], pl.String), []
     return {
         "run": number,
         "previous_run": previous.number if previous else None,
@@ -190,11 +190,11 @@ def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str)
 
 def _ids(
     con: duckdb.DuckDBPyConnection, table: str, join: str, params: dict[str, Any]
-) -> list[str]:
-    """The ids of `table` (id, position) that `join` keeps, in position order."""
+) -> pl.Series:
+    """The ids of `table` (id, position) that `join` keeps, in position order (String)."""
     query = f"SELECT id FROM {table} {join} ORDER BY position"
-    found: list[str] = con.sql(query, params=params).pl().to_series().to_list()
-    return found
+    found: pl.DataFrame = con.sql(query, params=params).pl()
+    return found.get_column("id").cast(pl.String)
 
 
 def trend_point(summary: dict[str, Any], number: int) -> dict[str, Any]:

@@ -489,18 +489,19 @@ class TrendPoint:
     difference: Mapping[str, Decimal]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class History:
     """This run (its number in the workspace) against the previous run of its cycle (None for
-    the first): discrepancy ids new and still open in this run's order, those resolved, and the
-    trend over the cycle's runs, this one last."""
+    the first): discrepancy ids new and still open in this run's order (String series: a
+    large run's first has a million new, 16 bytes each in polars, about 80 as Python
+    strings), those resolved, and the trend over the cycle's runs, this one last."""
 
     run: int
     previous_run: int | None
     previous_run_id: str | None
     counts: ChangeCounts
-    new: tuple[str, ...]
-    open: tuple[str, ...]
+    new: pl.Series
+    open: pl.Series
     resolved: tuple[ResolvedDiscrepancy, ...]
     trend: tuple[TrendPoint, ...]
 
@@ -618,25 +619,30 @@ class Summary:
         newline (the file), or compact (the workspace's runs table, the kept report data).
         {run_id, …, unmapped_contracts, clients: [{CLIENT_SCHEMA's columns}], config, …,
         signoffs}; the clients (one per client and currency: 170,000 at 1M lines) are encoded
-        by polars a chunk at a time (json_records), the rest by orjson, then the two joined."""
+        by polars a chunk at a time (json_records), and so are history's ids (json_value), the
+        rest by orjson, then all joined."""
         before, after = self._json_parts
         clients = row_chunks(self.clients)
         if indent:
             option = orjson.OPT_INDENT_2
             yield orjson.dumps(before, option=option)[: -len(b"\n}")] + b',\n  "clients": '
             yield from json_records(clients, depth=1)
-            yield b",\n" + orjson.dumps(after, option=option)[len(b"{\n") :] + b"\n"
+            yield b","
+            yield from json_members(after, 0)
+            yield b"\n}\n"
         else:
             yield orjson.dumps(before)[:-1] + b',"clients":'
             yield from compact_records(clients)
-            yield b"," + orjson.dumps(after)[1:]
+            yield b","
+            yield from json_members(after, None)
+            yield b"}"
 
     def json_without_clients(self) -> bytes:
         """summary.json's content, compact, without its `clients` member: what the workspace
         keeps in runs.summary (the clients go to its run_clients table; history.kept_run puts
         them back in their place, after unmapped_contracts)."""
         before, after = self._json_parts
-        return orjson.dumps({**before, **after})
+        return b"".join(json_value({**before, **after}, None))
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Summary:
@@ -777,6 +783,8 @@ def from_plain(kind: Any, value: Any) -> Any:
         return tuple(from_plain(args[0], item) for item in value)
     if cls in (Mapping, dict):
         return {key: from_plain(args[1], item) for key, item in value.items()}
+    if cls is pl.Series:  # History's ids: a list of text, or a series as it is
+        return value if isinstance(value, pl.Series) else pl.Series(value, dtype=pl.String)
     return value
 
 
@@ -807,6 +815,57 @@ def json_list_pieces(series: pl.Series) -> Iterator[bytes]:
         head = len(b'{"v":') if start == 0 else len(b'{"v":[')
         tail = 1 if start + LIST_CHUNK >= len(series) else 2
         yield (b"," if start else b"") + member[head:-tail]
+
+
+def json_lines_list(series: pl.Series, depth: int) -> Iterator[bytes]:
+    """`orjson.dumps(series.to_list(), option=OPT_INDENT_2)` in pieces, byte for byte, as it
+    stands `depth` levels deep in an indented document (json_records' `depth`): one value a
+    line, encoded by polars LIST_CHUNK values at a time (values as json_list's)."""
+    if series.is_empty():
+        yield b"[]"
+        return
+    item = "\n" + "  " * (depth + 1)
+    for start in range(0, len(series), LIST_CHUNK):
+        part = series.slice(start, LIST_CHUNK).rename("v").to_frame()
+        lines = part.select(_json_values(part)).select(
+            (pl.lit(item) + pl.col("v")).str.join(",").cast(pl.Binary)
+        )
+        yield (b"," if start else b"[") + lines.item()
+    yield ("\n" + "  " * depth + "]").encode()
+
+
+def json_value(value: Any, depth: int | None) -> Iterator[bytes]:
+    """orjson's JSON of a JSON-able `value` in pieces, byte for byte: indented (OPT_INDENT_2) as
+    it stands `depth` levels deep in an indented document, or compact when `depth` is None;
+    but that `value`, or a value of a mapping in it (at any depth), may be a series of String,
+    integer or boolean values, encoded as a list by polars (json_list_pieces,
+    json_lines_list): no Python object per value. Other values are encoded by orjson."""
+    if isinstance(value, pl.Series):
+        yield from json_list_pieces(value) if depth is None else json_lines_list(value, depth)
+    elif isinstance(value, Mapping) and value:
+        yield b"{"
+        yield from json_members(value, depth)
+        yield b"}" if depth is None else ("\n" + "  " * depth + "}").encode()
+    elif depth is None:
+        yield orjson.dumps(value)
+    else:
+        # JSON text holds no raw newline (a string's is escaped): each one starts a line.
+        yield orjson.dumps(value, option=orjson.OPT_INDENT_2).replace(
+            b"\n", ("\n" + "  " * depth).encode()
+        )
+
+
+def json_members(members: Mapping[str, Any], depth: int | None) -> Iterator[bytes]:
+    """The members of a non-empty mapping of JSON-able values (json_value's), in its order, as
+    json_value writes them between the mapping's braces: `"a":1,"b":…` compact (`depth` None),
+    or each on a line of its own one level in from `depth`."""
+    for n, (key, member) in enumerate(members.items()):
+        comma = b"," if n else b""
+        if depth is None:
+            yield comma + orjson.dumps(key) + b":"
+        else:
+            yield comma + ("\n" + "  " * (depth + 1)).encode() + orjson.dumps(key) + b": "
+        yield from json_value(member, None if depth is None else depth + 1)
 
 
 def json_columns(

@@ -59,6 +59,7 @@ from reconcile.report_model import (
     json_columns,
     json_list,
     json_records,
+    json_value,
     plain,
     row_chunks,
     text_columns,
@@ -560,6 +561,40 @@ def test_json_records_are_the_bytes_orjson_writes(rows: list[tuple[Any, ...]]) -
     # The report's tables and the kept report data travel as columns, encoded the same way.
     assert b"".join(json_columns(frame)) == orjson.dumps(frame.to_dict(as_series=False))
     assert json_list(frame["id"]) == orjson.dumps(frame["id"].to_list())
+
+
+@settings(max_examples=200)
+@given(
+    ids=st.lists(TEXTS, max_size=7),
+    others=st.lists(st.integers(-(2**63), 2**63 - 1) | st.none(), max_size=3),
+    depth=st.integers(0, 3),
+)
+def test_json_values_with_series_are_the_bytes_orjson_writes(
+    ids: list[str | None], others: list[int | None], depth: int
+) -> None:
+    """History's ids are series in the summary (json_value encodes them by polars, LIST_CHUNK
+    values at a time): summary.json and the kept summary hold the bytes orjson writes of them
+    as lists, for any text and across chunk boundaries, beside orjson's values, in mappings
+    at any depth, empty lists and mappings included."""
+    series = pl.Series("id", ids, dtype=pl.String)
+
+    def nested(new: Any, open_: Any) -> Any:
+        value: Any = {"run": 1, "history": {"new": new, "open": open_, "n": others, "e": {}}}
+        for _ in range(depth):
+            value = {"a": [1, {"k": []}], "b": value, "c": []}
+        return value
+
+    expected = nested(ids, [])
+    with_series = nested(series, series.clear())
+    for chunk in (report_model.LIST_CHUNK, 2):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(report_model, "LIST_CHUNK", chunk)
+            assert b"".join(json_value(with_series, None)) == orjson.dumps(expected)
+            indented = b"".join(json_value(with_series, 0)) + b"\n"
+            assert indented == json_bytes(expected)
+            # Standing one level deep in an indented document, as summary.json's members do.
+            inner = b"".join(json_value(with_series, 1))
+            assert b'{\n  "x": ' + inner + b"\n}\n" == json_bytes({"x": expected})
 
 
 @settings(max_examples=100)
