@@ -3,8 +3,12 @@ temporary files, the tables and the limit stay as they were."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+from reconcile import POLARS_ALLOCATOR
 from reconcile.store import Workspace
 
 
@@ -37,3 +41,18 @@ def test_a_little_held_memory_is_left_where_it_is(tmp_path: Path) -> None:
         query = "SELECT sum(temporary_storage_bytes) FROM duckdb_memory()"
         ws.release_memory()
         assert ws.con.sql(query).fetchall()[0][0] == 0
+
+
+def test_polars_hands_back_freed_memory_unless_told_otherwise() -> None:
+    """Importing reconcile, before polars, sets polars' allocator to hand freed memory back at
+    once (reconcile.POLARS_ALLOCATOR); a value the environment gives is kept. polars puts its
+    own defaults first and the variable's value last, which jemalloc lets win."""
+    show = "import os, reconcile, polars; print(os.environ['_RJEM_MALLOC_CONF'])"
+    for given in (None, "dirty_decay_ms:5000"):
+        env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+        if given is not None:
+            env["_RJEM_MALLOC_CONF"] = given
+        found = subprocess.run(
+            [sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True
+        )
+        assert found.stdout.strip().endswith("," + (given or POLARS_ALLOCATOR))
