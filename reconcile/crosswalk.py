@@ -34,6 +34,7 @@ from reconcile.duck import char_class, column_chunks, folded, with_frame
 from reconcile.errors import InputError
 from reconcile.load.dialect import text_file
 from reconcile.safe import cell, uncell
+from reconcile.store import insertion_order_kept, release_memory
 
 if TYPE_CHECKING:
     import numpy as np
@@ -476,7 +477,7 @@ LABEL = "coalesce({x}.names[1], {x}.ids[1], {x}.key)"
 # The work tables of resolve_tables, dropped once _resolution is made.
 WORK_TABLES = (
     "_rs_decided", "_rs_display", "_rs_map", "_rs_maybe", "_rs_fold", "_rs_value",
-    "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown",
+    "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown", "_rs_candidate",
 )  # fmt: skip
 
 
@@ -489,6 +490,7 @@ def resolve_tables(
     min_score: float,
     suggest: bool = True,
     normalised: str | None = None,
+    memory_limit: str | None = None,
 ) -> None:
     """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint).
 
@@ -498,7 +500,8 @@ def resolve_tables(
     Leaves the temp table _resolution: one row per HaloPSA entity, RESOLUTION_SCHEMA columns,
     in no order. Without `suggest`, an unmapped entity whose name neither collides nor differs
     only in legal form gets no similar-name suggestion (nor note): the search for one is the
-    costliest step, and a run shows no contract's.
+    costliest step, and a run shows no contract's. memory_limit: DuckDB's limit in force, when
+    its memory is to be let go (store.release_memory) before the names are scored (_suggest).
 
     DuckDB SQL over temp tables, which spill; Python holds a chunk of distinct values at a time
     (name_table, casefold), the entities whose names collide or differ only in legal form, and,
@@ -510,7 +513,7 @@ def resolve_tables(
     )
     _display(con, autotask)
     _by_id(con, kind, autotask, halopsa, mappings)
-    _by_name(con, kind, autotask, halopsa, min_score, suggest, normalised)
+    _by_name(con, kind, autotask, halopsa, min_score, suggest, normalised, memory_limit)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _resolution AS
@@ -695,6 +698,7 @@ def _by_name(
     min_score: float,
     suggest: bool,
     normalised: str | None,
+    memory_limit: str | None,
 ) -> None:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
     differs from the only one with its base name in legal form, is never paired.
@@ -702,7 +706,8 @@ def _by_name(
     Each HaloPSA entity not decided by id has its names looked at in order (rank): the first
     that pairs pairs it; else the first that collides says so; else the first that differs only
     in legal form is the suggestion; whatever is left gets the most similar name
-    (`best_matches`) when `suggest`, else nothing. Adds the rows of these to _rs_decided."""
+    (`best_matches`) when `suggest`, else nothing (memory_limit: resolve_tables'). Adds the
+    rows of these to _rs_decided."""
     _names(con, kind, autotask, halopsa, normalised)
     _outcomes(con)
     con.execute(
@@ -722,7 +727,7 @@ def _by_name(
     if form_only:
         _form_only(con)
     if suggest:
-        _suggest(con, kind, halopsa, min_score)
+        _suggest(con, kind, halopsa, min_score, memory_limit)
 
 
 def _names(
@@ -931,10 +936,19 @@ def ambiguity_note(kind: str, label: str, shown: Sequence[str], count: int) -> s
     )
 
 
-def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score: float) -> None:
+def _suggest(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    halopsa: str,
+    min_score: float,
+    memory_limit: str | None,
+) -> None:
     """Rows of _rs_decided for the HaloPSA entities not yet in it: the closest Autotask name
     for each (best_matches over their names and every Autotask name), if it scores at least
-    min_score; a note saying so if none does."""
+    min_score; a note saying so if none does. With `memory_limit` (the limit in force), what
+    DuckDB holds is let go (store.release_memory) once the names are read and before they are
+    scored: at 10M lines a side, 1.7M Autotask clients' names are scored in Python, the
+    crosswalk's peak, and DuckDB held 140 MiB of them."""
     # The entities left, each with its names in order (none: a row of nulls).
     found: pl.DataFrame = con.sql(
         f"""
@@ -947,16 +961,31 @@ def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score:
         return
     left = found.select(pl.col("key").unique(maintain_order=True))
     queries = found.filter(pl.col("base").is_not_null())
-    # Each (entity, base, form) once, in order of display.
-    candidates: pl.DataFrame = con.sql(
-        """
-        SELECT display, base, form FROM (
-            SELECT DISTINCT d.display, a.key, a.base, a.form
-            FROM _rs_a_name a JOIN _rs_display d USING (key)
-        ) ORDER BY display NULLS FIRST, key, base, form
-        """
+    # Each (entity, base, form) once, in order of display, stored in that order (its rowid is
+    # its index): only base and form are read into Python (1.7M Autotask clients' at 10M lines
+    # a side), and the displays of the candidates suggested.
+    with insertion_order_kept(con):
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _rs_candidate AS
+            SELECT display, base, form FROM (
+                SELECT DISTINCT d.display, a.key, a.base, a.form
+                FROM _rs_a_name a JOIN _rs_display d USING (key)
+            ) ORDER BY display NULLS FIRST, key, base, form
+            """
+        )
+        candidates: pl.DataFrame = con.sql("SELECT base, form FROM _rs_candidate").pl()
+    if memory_limit is not None:
+        release_memory(con, memory_limit)
+    chosen = best_candidates(queries, candidates, min_score)
+    del candidates
+    shown: pl.DataFrame = con.sql(
+        "SELECT rowid AS index, display AS suggestion FROM _rs_candidate "
+        "SEMI JOIN (SELECT unnest($indexes) AS index) ON rowid = index",
+        params={"indexes": chosen["index"].to_list()},
     ).pl()
-    best = best_suggestions(queries, candidates, min_score)
+    con.execute("DROP TABLE _rs_candidate")
+    best = chosen.join(shown, on="index")
     _insert_decided(
         con,
         left.join(best, on="key", how="left").select(
@@ -975,11 +1004,24 @@ def _suggest(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str, min_score:
 def best_suggestions(
     queries: pl.DataFrame, candidates: pl.DataFrame, min_score: float
 ) -> pl.DataFrame:
+    """best_candidates with suggestion, the display of the candidate (`candidates`: display,
+    base, form)."""
+    return best_candidates(queries, candidates, min_score).join(
+        candidates.select(
+            index=pl.int_range(pl.len(), dtype=pl.Int64), suggestion=pl.col("display")
+        ),
+        on="index",
+    )
+
+
+def best_candidates(
+    queries: pl.DataFrame, candidates: pl.DataFrame, min_score: float
+) -> pl.DataFrame:
     """Each entity's most similar candidate (best_matches), if one scores at least min_score.
 
-    queries: key, base, form, an entity's names in their order; candidates: display, base,
-    form. Returns key, index (the candidate's row), score (0-100) and suggestion (its display),
-    one row per entity that has one; of equal scores, the entity's first name's."""
+    queries: key, base, form, an entity's names in their order; candidates: base, form.
+    Returns key, index (the candidate's row, Int64) and score (0-100), one row per entity that
+    has one; of equal scores, the entity's first name's."""
     found = best_matches(
         queries["base"], queries["form"], candidates["base"], candidates["form"], min_score
     )
@@ -988,12 +1030,6 @@ def best_suggestions(
         .filter(pl.col("index") >= 0)
         .group_by("key")
         .agg(pl.all().get(pl.col("score").arg_max()))
-        .join(
-            candidates.select(
-                index=pl.int_range(pl.len(), dtype=pl.Int64), suggestion=pl.col("display")
-            ),
-            on="index",
-        )
     )
 
 

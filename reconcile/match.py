@@ -285,9 +285,7 @@ def _crosswalk(
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _xw_wanted AS SELECT * FROM _frame", wanted)
     named = []
     for place, kind in enumerate(ENTITY_COLUMNS):
-        named += _resolve_kind(
-            con, kind, place, mappings, config.match.fuzzy_min_score, kind in suggest
-        )
+        named += _resolve_kind(con, kind, place, mappings, config, kind in suggest)
     con.execute("DROP TABLE _xw_wanted")
     return _unused(mappings, wanted, named)
 
@@ -300,7 +298,7 @@ def _resolve_kind(
     kind: str,
     number: int,
     mappings: list[Mapping],
-    min_score: float,
+    config: Config,
     suggest: bool,
 ) -> list[pl.DataFrame]:
     """One kind's HaloPSA entities resolved into the crosswalk table, and the values of both
@@ -310,14 +308,26 @@ def _resolve_kind(
     (_entity_a, _entity_h, resolved by crosswalk.resolve_tables and then dropped), its rows of
     the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins) and the unmapped
     entities' labels (_xw_label: kind, h_key, label, place: the kind's number x PLACES + its
-    place in key order among them) are DuckDB temp tables, which spill, rather than frames."""
+    place in key order among them) are DuckDB temp tables, which spill, rather than frames.
+    Names are matched with the config's fuzzy_min_score, DuckDB's memory let go (to its
+    [workspace] memory_limit) before they are scored."""
     for side in SIDES:
         _entities(con, kind, side)
     named = []
     if any(m.kind == kind for m in mappings):
         named = [_named(con, side, kind) for side in SIDES]
     normalised = "SELECT * FROM _norm_a UNION ALL SELECT * FROM _norm_h"
-    resolve_tables(con, kind, "_entity_a", "_entity_h", mappings, min_score, suggest, normalised)
+    resolve_tables(
+        con,
+        kind,
+        "_entity_a",
+        "_entity_h",
+        mappings,
+        config.match.fuzzy_min_score,
+        suggest,
+        normalised,
+        config.workspace.memory_limit,
+    )
     columns = ", ".join(CROSSWALK.names[3:])
     con.execute(
         f"INSERT INTO crosswalk SELECT '{kind}', halopsa_key, autotask_key, {columns} "

@@ -8,8 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reconcile import POLARS_ALLOCATOR
-from reconcile.store import Workspace
+import duckdb
+import pytest
+
+from conftest import DEMO, run_demo
+from reconcile import POLARS_ALLOCATOR, crosswalk
+from reconcile.config import load_config
+from reconcile.crosswalk import read_mappings
+from reconcile.match import match_cycle
+from reconcile.store import Workspace, release_memory
 
 
 def test_release_memory_keeps_the_tables_and_the_limit(tmp_path: Path) -> None:
@@ -41,6 +48,30 @@ def test_a_little_held_memory_is_left_where_it_is(tmp_path: Path) -> None:
         query = "SELECT sum(temporary_storage_bytes) FROM duckdb_memory()"
         ws.release_memory()
         assert ws.con.sql(query).fetchall()[0][0] == 0
+
+
+def test_the_crosswalk_lets_go_before_names_are_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's name suggestions (crosswalk._suggest) are scored in Python after DuckDB's memory
+    is let go to the settings' limit (at 10M lines a side the client names' scoring is the
+    crosswalk's peak); what the crosswalk decides is the same as without."""
+    run_demo(tmp_path, "out")
+    config = load_config(DEMO / "reconcile.toml")
+    mappings = read_mappings([DEMO / "mapping.csv"])
+    limits: list[str] = []
+
+    def recorded(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+        limits.append(limit)
+        release_memory(con, limit)
+
+    with Workspace(tmp_path / "out.duckdb") as ws:
+        kept = match_cycle(ws.con, "2026-11", mappings, config).crosswalk
+        monkeypatch.setattr(crosswalk, "release_memory", recorded)
+        assert match_cycle(ws.con, "2026-11", mappings, config).crosswalk == kept
+    # Once per kind the run suggests names for, when any of its HaloPSA entities is left.
+    assert limits and set(limits) == {config.workspace.memory_limit}
+    assert any(r.suggestion for _, r in kept)
 
 
 def test_polars_hands_back_freed_memory_unless_told_otherwise() -> None:
