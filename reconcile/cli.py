@@ -11,10 +11,11 @@ import atexit
 import functools
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -22,6 +23,7 @@ from reconcile.errors import (
     EXIT_BAD_INPUT,
     EXIT_BLOCKERS,
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_TAMPERED,
     InputError,
     RefusedError,
@@ -851,8 +853,21 @@ def main() -> None:
     atexit.unregister(gc.freeze)  # once, however often a test calls main
     atexit.register(gc.freeze)
     try:
-        cli(standalone_mode=True)
+        # Not click's standalone mode, which ends an interrupted command with exit 1, the code
+        # of a verdict with blockers: a nightly job must not read Ctrl-C as a finished run.
+        code = cli.main(standalone_mode=False)
+    except click.Abort:  # click's form of KeyboardInterrupt (and of end of input at a prompt)
+        _interrupted()
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:  # output piped into a reader that stopped (`| head`): exit 1 as
+        # click does; what is left to flush goes nowhere (Python's documented recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except Exception as exc:
+        if _query_interrupted(exc):
+            _interrupted()
         problem = _machine_fault(exc, None)
         if problem is not None:
             click.echo(f"Error: {problem}", err=True)
@@ -870,3 +885,23 @@ def main() -> None:
             err=True,
         )
         sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> NoReturn:
+    """Exit EXIT_INTERRUPTED, saying what an interrupted command leaves."""
+    click.echo(
+        "Interrupted: what this command had not finished is not kept (a run's --out keeps its "
+        "previous set; a load not finished is not in the workspace).",
+        err=True,
+    )
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _query_interrupted(exc: Exception) -> bool:
+    """Ctrl-C during a DuckDB query: DuckDB stops the query and raises its own error."""
+    import duckdb
+
+    return isinstance(exc, duckdb.InterruptException) or (
+        type(exc) is RuntimeError and str(exc) == "Query interrupted"
+    )

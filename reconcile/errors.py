@@ -11,6 +11,7 @@ EXIT_BLOCKERS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
 EXIT_TAMPERED = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report a command it ended
 
 
 class RefusedError(Exception):

@@ -450,3 +450,43 @@ def test_two_runs_into_one_out_leave_one_complete_set(tmp_path: Path) -> None:
         ]
         assert [p.wait() for p in runs] == [2, 2]
         assert _snapshot(out) in (old, new)
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [KeyboardInterrupt(), RuntimeError("Query interrupted"), duckdb.InterruptException("x")],
+    ids=["ctrl-c", "ctrl-c-in-a-query", "duckdb-interrupt"],
+)
+def test_an_interrupted_command_exits_130_not_as_a_verdict_or_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stop: BaseException
+) -> None:
+    """Ctrl-C exits 130 (as shells report it) with a line saying what is not kept: never 1,
+    which a nightly job reads as a finished run with blockers, nor 3 "a bug"; DuckDB stops a
+    running query with an error of its own, which is Ctrl-C too."""
+    from reconcile.cli import cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise stop
+
+    monkeypatch.setattr(cli.commands["history"], "callback", interrupted)
+    assert main_in_process(monkeypatch, "history") == 130
+    err = capsys.readouterr().err
+    assert err.strip().startswith("Interrupted: ") and "bug" not in err
+
+
+def test_exit_codes_other_than_an_interrupt_are_as_before(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--version, a usage error, a missing workspace, --help and a bug keep their codes."""
+    from reconcile.cli import cli
+
+    assert main_in_process(monkeypatch, "--version") == 0
+    assert main_in_process(monkeypatch, "run", "--no-such-option") == 2
+    assert main_in_process(monkeypatch, "--workspace", tmp_path / "w.duckdb", "history") == 2
+    assert main_in_process(monkeypatch, "--help") == 0
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(cli.commands["history"], "callback", broken)
+    assert main_in_process(monkeypatch, "history") == 3
