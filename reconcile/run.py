@@ -409,12 +409,12 @@ RUN_CLIENTS = "_run_clients"
 
 def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
     """CLIENT_SCHEMA: one row per client and currency (a client billed in two currencies has
-    two rows), from the match groups, named as Autotask names the client where it bills it
-    (groups.client is HaloPSA's name on a group of HaloPSA lines alone); with the counts of
-    DISCREPANCIES each counted once, on the row of its groups' client key (the first; for one
-    made of no group, a client's total, the key of the client it names) and its currency (its
-    lines', else its groups'). Ordered by client name. Made by DuckDB into the temp
-    table RUN_CLIENTS (which spills; 1.7M rows at 10M lines a side), and scanned from a
+    two rows), from the match groups, named as Autotask names the client where it bills it in
+    any currency (groups.client is HaloPSA's name on a group of HaloPSA lines alone); with the
+    counts of DISCREPANCIES each counted once, on the row of its groups' client key (the first;
+    for one made of no group, a client's total, the key of the client it names) and its
+    currency (its lines', else its groups'). Ordered by client name. Made by DuckDB into the
+    temp table RUN_CLIENTS (which spills; 1.7M rows at 10M lines a side), and scanned from a
     Parquet file of it in `folder` (_scanned): never held whole in Python."""
     counts = ", ".join(f"coalesce(n.{s}, 0) AS {s}" for s in SEVERITY_ORDER)
     per_severity = ", ".join(
@@ -424,13 +424,17 @@ def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {RUN_CLIENTS} AS
-        WITH g AS (
+        WITH named AS (
             SELECT client_key,
-                   coalesce(min(client) FILTER (WHERE a_n > 0), min(client)) AS client,
+                   coalesce(min(client) FILTER (WHERE a_n > 0), min(client)) AS client
+            FROM groups GROUP BY client_key
+        ), g AS (
+            SELECT client_key, any_value(named.client) AS client,
                    coalesce(a_currency, h_currency) AS currency,
                    CAST(sum(coalesce(a_net, 0) + coalesce(a_tax, 0)) AS DECIMAL(18, 2)) AS a,
                    CAST(sum(coalesce(h_net, 0) + coalesce(h_tax, 0)) AS DECIMAL(18, 2)) AS h
-            FROM groups GROUP BY client_key, coalesce(a_currency, h_currency)
+            FROM groups JOIN named USING (client_key)
+            GROUP BY client_key, coalesce(a_currency, h_currency)
         ), by_group AS (
             SELECT m.id, min(x.client_key) AS client_key,
                    min(coalesce(x.a_currency, x.h_currency)) AS currency

@@ -833,10 +833,11 @@ def test_an_export_loaded_with_other_settings_is_read_again(tmp_path: Path) -> N
     )
 
 
-def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("currency", ["GBP", "EUR"])
+def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path, currency: str) -> None:
     """A client renamed in HaloPSA (mapped) whose extra HaloPSA line is missing in Autotask: its
-    per-client row is named as Autotask names it, whichever name sorts first, and counts the
-    missing line; the HaloPSA spelling names no row of its own."""
+    per-client rows are named as Autotask names it, whichever name sorts first, also the row of
+    a currency only HaloPSA bills it in; the missing line is counted on its currency's row."""
     exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
     exports["autotask"].write_text(
         f"{AT_HEADER}\nA1,INV-1,11/01/2026,Zeta Holdings Ltd,Server,1,100.00,100.00,20.00,"
@@ -849,6 +850,11 @@ def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path) -> None
         "H2,NW1,01/11/2026,Alpha Renamed Ltd,Backup,1,50.00,50.00,10.00,01/11/2026,30/11/2026\n",
         encoding="utf-8",
     )
+    if currency == "EUR":  # the extra line on an invoice in euros (a currency column added)
+        for path in exports.values():
+            head, *rows = path.read_text(encoding="utf-8").splitlines()
+            cells = [f"{row},{'EUR' if row.startswith('H2') else 'GBP'}" for row in rows]
+            path.write_text("\n".join([f"{head},Currency", *cells]) + "\n", encoding="utf-8")
     mapping = tmp_path / "mapping.csv"
     mapping.write_text(
         "kind,autotask,halopsa\nclient,Zeta Holdings Ltd,Alpha Renamed Ltd\n", encoding="utf-8"
@@ -860,7 +866,15 @@ def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path) -> None
     )  # fmt: skip
     assert result.exit_code == 1, result.output
     assert [f["rule"] for f in findings(tmp_path / "out")] == ["missing_in_autotask"]
-    (row,) = read_json(tmp_path / "out" / "summary.json")["clients"]
-    assert (row["client"], row["autotask_gross"], row["halopsa_gross"], row["blocker"]) == (
-        "Zeta Holdings Ltd", "120.00", "180.00", 1,
-    )  # fmt: skip
+    clients = [
+        (r["client"], r["currency"], r["autotask_gross"], r["halopsa_gross"], r["blocker"])
+        for r in read_json(tmp_path / "out" / "summary.json")["clients"]
+    ]
+    assert clients == (
+        [("Zeta Holdings Ltd", "GBP", "120.00", "180.00", 1)]
+        if currency == "GBP"
+        else [
+            ("Zeta Holdings Ltd", "EUR", "0.00", "60.00", 1),
+            ("Zeta Holdings Ltd", "GBP", "120.00", "120.00", 0),
+        ]
+    )
