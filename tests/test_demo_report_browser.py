@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -103,8 +104,9 @@ def test_demo_report_shows_lowered_severities_and_provenance(
 def test_demo_report_largest_problems_amounts_stay_inside_their_rows(
     demo: tuple[Path, list[dict[str, Any]]], open_report: Any, width: int
 ) -> None:
-    """Each largest problem's amount (`+1,664.40 net` in the demo) is on one line and ends
-    within its row, on a wide screen and a narrow one."""
+    """Each largest problem's amount (`+1,664.40 GBP net` in the demo) carries its currency
+    (the list ranks across currencies) and is on one line ending within its row, on a wide
+    screen and a narrow one."""
     path, _ = demo
     page = open_report(path).page
     page.set_viewport_size({"width": width, "height": 900})
@@ -116,3 +118,4 @@ def test_demo_report_largest_problems_amounts_stay_inside_their_rows(
         "els => els.map(e => [e.textContent, e.scrollWidth <= e.clientWidth, e.clientHeight])"
     )
     assert all(wide and high < 30 for _, wide, high in fits), fits
+    assert all(re.search(r" (GBP|EUR) (net|gross|tax)$", text.strip()) for text, _, _ in fits), fits
