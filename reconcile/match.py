@@ -346,9 +346,12 @@ def _resolve_kind(
 
 def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
     """A client renamed beyond recognition (initials, a new trading name) has no name match, but
-    it usually bills exactly what the Autotask client that vanished from HaloPSA billed. Only a
-    one-to-one coincidence of net totals is suggested, and only where no name suggestion exists:
-    the crosswalk table's rows of those clients get it (suggestion, basis) in place."""
+    it usually bills exactly what the Autotask client that vanished from HaloPSA billed. A
+    client's totals are its net per currency, all of them: GBP 100.00 and EUR 50.00 is not
+    GBP 150.00, nor does GBP 100.00 alone match it (the EUR lines would stay missing once the
+    pair was mapped). Only a one-to-one coincidence of totals is suggested, and only where no
+    name suggestion exists: the crosswalk table's rows of those clients get it (suggestion,
+    basis: the totals, each with its currency code) in place."""
     open_ = "suggestion IS NULL AND NOT ambiguous"
     if not con.execute(
         f"SELECT count(*) FROM crosswalk WHERE kind = 'client' AND a_key IS NULL AND {open_}"
@@ -356,12 +359,22 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
         return  # nothing to suggest for: the lines need not be summed
     con.execute(
         f"""
-        WITH unmapped AS (
-            SELECT c_key AS h_key, sum(net_amount) AS net FROM h WHERE NOT c_ok GROUP BY ALL
+        WITH unmapped_sums AS (
+            SELECT c_key AS h_key, currency, sum(net_amount) AS net
+            FROM h WHERE NOT c_ok GROUP BY ALL
+        ),
+        vanished_sums AS (
+            SELECT c_key AS a_key, currency, min(client_name) AS name, sum(net_amount) AS net
+            FROM a WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
+        ),
+        unmapped AS (
+            SELECT h_key, string_agg(currency || ' ' || net, ' and ' ORDER BY currency) AS net
+            FROM unmapped_sums GROUP BY ALL
         ),
         vanished AS (
-            SELECT c_key AS a_key, min(client_name) AS name, sum(net_amount) AS net FROM a
-            WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
+            SELECT a_key, min(name) AS name,
+                   string_agg(currency || ' ' || net, ' and ' ORDER BY currency) AS net
+            FROM vanished_sums GROUP BY ALL
         ),
         pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net)),
         found AS (

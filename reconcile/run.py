@@ -306,8 +306,10 @@ def with_root_causes(con: duckdb.DuckDBPyConnection, matched: MatchResult) -> No
     """Set root_cause of the run's discrepancies (DISCREPANCIES): the id of the finding a
     discrepancy follows from. An Autotask client's lines reported missing in HaloPSA follow
     from the unmapped HaloPSA client suggested as that client (by name or by the same net
-    total): map the client and they match; the first such finding in the run's order is the
-    cause. The consequences keep their severity; the report groups them under their cause."""
+    total): map the client and they match; the first such finding in the run's order, in the
+    line's currency, is the cause (a line in a currency the HaloPSA client does not bill in stays
+    missing once mapped: it has no cause). The consequences keep their severity; the report
+    groups them under their cause."""
     suggested = {
         r.halopsa_label: r.suggestion
         for kind, r in matched.crosswalk
@@ -320,14 +322,15 @@ def with_root_causes(con: duckdb.DuckDBPyConnection, matched: MatchResult) -> No
         f"""
         UPDATE {table} SET root_cause = c.cause
         FROM (
-            SELECT s.suggestion, arg_min(d.id, d.position) AS cause
+            SELECT s.suggestion, d.h_currency AS currency, arg_min(d.id, d.position) AS cause
             FROM {table} d
             JOIN (SELECT unnest($labels) AS label, unnest($suggestions) AS suggestion) s
                 ON d.client = s.label
             WHERE d.rule = 'unmapped_client'
-            GROUP BY s.suggestion
+            GROUP BY ALL
         ) c
         WHERE {table}.rule = 'missing_in_halopsa' AND {table}.client = c.suggestion
+            AND {table}.a_currency = c.currency
         """,
         {"labels": list(suggested), "suggestions": list(suggested.values())},
     )

@@ -208,7 +208,7 @@ def test_map_suggest_writes_reviewable_suggestions(tmp_path: Path) -> None:
             "client",
             "Pemberton & Sons Joinery",
             "PSJ Woodworks Ltd",
-            "same net total 954.20; none of its lines is in HaloPSA",
+            "same net total GBP 954.20; none of its lines is in HaloPSA",
         ),
     }
     # The suggestions file is itself a valid mapping file.
@@ -878,3 +878,36 @@ def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path, currenc
             ("Zeta Holdings Ltd", "GBP", "120.00", "120.00", 0),
         ]
     )
+
+
+def test_a_missing_line_follows_from_an_unmapped_client_only_in_its_currency(
+    tmp_path: Path,
+) -> None:
+    """Apex Ltd bills in pounds and euros in Autotask; HaloPSA's unmapped Apex Inc. (suggested
+    as Apex Ltd by name) bills only the pounds. Mapping it pairs the pound line, so that
+    missing line follows from it; the euro line stays missing once mapped: no root cause."""
+    exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
+    exports["autotask"].write_text(
+        f"{AT_HEADER},Currency\n"
+        "A1,INV-1,11/01/2026,Apex Ltd,Server,1,100.00,100.00,20.00,11/01/2026,11/30/2026,GBP\n"
+        "A2,INV-2,11/01/2026,Apex Ltd,Backup,1,50.00,50.00,10.00,11/01/2026,11/30/2026,EUR\n",
+        encoding="utf-8",
+    )
+    exports["halopsa"].write_text(
+        f"{HALO_HEADER},Currency\n"
+        "H1,NW1,01/11/2026,Apex Inc.,Server,1,100.00,100.00,20.00,01/11/2026,30/11/2026,GBP\n",
+        encoding="utf-8",
+    )
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", exports["autotask"], "--halopsa", exports["halopsa"],
+        "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    rows = findings(tmp_path / "out")
+    (cause,) = [r["id"] for r in rows if r["rule"] == "unmapped_client"]
+    assert sorted((r["rule"], r["currency"], r["root_cause"]) for r in rows) == [
+        ("missing_in_halopsa", "EUR", ""),
+        ("missing_in_halopsa", "GBP", cause),
+        ("unmapped_client", "GBP", ""),
+    ]
