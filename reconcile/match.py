@@ -889,16 +889,23 @@ def _exact_groups() -> str:
 
 def _later_groups() -> str:
     """The later stages' groups (grp_line), both sides aggregated (_side_groups): gid, the
-    groups table's columns but match_id, and each side's first ref."""
+    groups table's columns but match_id, and each side's first ref. A group's client is named
+    as Autotask names it: its Autotask lines' name, else, for a HaloPSA-only group of a client
+    the crosswalk resolved, the name of that client's Autotask lines (a renamed client's extra
+    HaloPSA line is reported under the name the Autotask invoice carries); else HaloPSA's."""
     return f"""
+        WITH autotask_name AS (
+            SELECT c_key, min(client_name) AS name FROM a GROUP BY c_key
+        )
         SELECT gid, coalesce(ga.stage, gh.stage) AS stage,
-               coalesce(ga.a_client, gh.h_client) AS client,
+               coalesce(ga.a_client, an.name, gh.h_client) AS client,
                coalesce(ga.a_c_key, gh.h_c_key) AS client_key,
                coalesce(ga.a_item, gh.h_item) AS item,
                coalesce(ga.a_n, 0) AS a_n, coalesce(gh.h_n, 0) AS h_n,
                ga.* EXCLUDE (gid, stage, a_n),
                gh.* EXCLUDE (gid, stage, h_n)
         FROM ({_side_groups("a")}) ga FULL JOIN ({_side_groups("h")}) gh USING (gid)
+        LEFT JOIN autotask_name an ON ga.gid IS NULL AND gh.h_c_ok AND an.c_key = gh.h_c_key
     """
 
 

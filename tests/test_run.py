@@ -835,9 +835,10 @@ def test_an_export_loaded_with_other_settings_is_read_again(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("currency", ["GBP", "EUR"])
 def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path, currency: str) -> None:
-    """A client renamed in HaloPSA (mapped) whose extra HaloPSA line is missing in Autotask: its
-    per-client rows are named as Autotask names it, whichever name sorts first, also the row of
-    a currency only HaloPSA bills it in; the missing line is counted on its currency's row."""
+    """A client renamed in HaloPSA (mapped) whose extra HaloPSA line is missing in Autotask: the
+    finding and its per-client rows are named as Autotask names it, whichever name sorts first,
+    also the row of a currency only HaloPSA bills it in; the missing line is counted on its
+    currency's row."""
     exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
     exports["autotask"].write_text(
         f"{AT_HEADER}\nA1,INV-1,11/01/2026,Zeta Holdings Ltd,Server,1,100.00,100.00,20.00,"
@@ -865,7 +866,10 @@ def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path, currenc
         "--out", tmp_path / "out",
     )  # fmt: skip
     assert result.exit_code == 1, result.output
-    assert [f["rule"] for f in findings(tmp_path / "out")] == ["missing_in_autotask"]
+    # The finding, too, names the client as the Autotask invoice does.
+    assert [(f["rule"], f["client"]) for f in findings(tmp_path / "out")] == [
+        ("missing_in_autotask", "Zeta Holdings Ltd")
+    ]
     clients = [
         (r["client"], r["currency"], r["autotask_gross"], r["halopsa_gross"], r["blocker"])
         for r in read_json(tmp_path / "out" / "summary.json")["clients"]
