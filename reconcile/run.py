@@ -9,8 +9,9 @@ import importlib
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -685,12 +686,20 @@ def _prepared() -> Environment:
 
 def _in_background(work: Callable[[], T]) -> Future[T]:
     """`work` started on a thread of its own: Python there runs while this thread waits on
-    DuckDB or polars, which let go of the GIL (the machine's second core)."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(work)
-    finally:
-        pool.shutdown(wait=False)
+    DuckDB or polars, which let go of the GIL (the machine's second core). A daemon thread, not
+    a ThreadPoolExecutor's, which the interpreter joins at exit: after a Ctrl-C, a worker
+    waiting on an import lock held the interrupted run forever (once in about 25 tries)."""
+    future: Future[T] = Future()
+
+    def perform() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(work())
+        except BaseException as error:  # handed to the waiting thread by future.result()
+            future.set_exception(error)
+
+    threading.Thread(target=perform, name="reconcile-prepare", daemon=True).start()
+    return future
 
 
 def write_outputs(

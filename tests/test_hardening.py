@@ -474,6 +474,37 @@ def test_an_interrupted_command_exits_130_not_as_a_verdict_or_a_bug(
     assert err.strip().startswith("Interrupted: ") and "bug" not in err
 
 
+def test_an_interrupted_run_does_not_wait_for_its_background_work() -> None:
+    """The run prepares its report beside the loads; when it is interrupted, the process ends
+    even if that work never does (a ThreadPoolExecutor's thread is joined at exit: a worker
+    stuck on an import lock once held an interrupted run forever)."""
+    code = (
+        "import threading\n"
+        "from reconcile.run import _in_background\n"
+        "_in_background(threading.Event().wait)\n"
+        "raise KeyboardInterrupt\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and b"KeyboardInterrupt" in done.stderr
+
+
+def test_background_work_hands_its_result_and_its_error_to_the_run() -> None:
+    from reconcile.run import _in_background
+
+    assert _in_background(lambda: 42).result(timeout=10) == 42
+
+    def fails() -> None:
+        raise KeyboardInterrupt  # BaseException too: never lost on the thread
+
+    with pytest.raises(KeyboardInterrupt):
+        _in_background(fails).result(timeout=10)
+
+
 def test_exit_codes_other_than_an_interrupt_are_as_before(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
