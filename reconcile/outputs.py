@@ -93,6 +93,14 @@ def output_folder(out: Path, holds: frozenset[str]) -> Iterator[Path]:
             pause("swap")
             _swap(staging, out, previous)
             pause("swapped")
+        except FileNotFoundError as error:
+            if out.parent.is_dir():
+                raise  # a path of ours is wrong: a bug
+            raise InputError(
+                str(out.parent),
+                "the folder was removed during the run, and the outputs with it",
+                hint="Run again, with --out in a folder that stays in place.",
+            ) from error
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(previous, ignore_errors=True)

@@ -521,3 +521,28 @@ def test_exit_codes_other_than_an_interrupt_are_as_before(
 
     monkeypatch.setattr(cli.commands["history"], "callback", broken)
     assert main_in_process(monkeypatch, "history") == 3
+
+
+def test_an_out_folder_removed_during_the_run_is_said_not_called_a_bug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Someone deletes --out's parent folder while the run writes: exit 2 naming the folder,
+    not exit 3 "a bug" (FileNotFoundError)."""
+    import reconcile.outputs
+
+    parent = tmp_path / "shared" / "reports"
+
+    def removed(step: str) -> None:
+        if step == "swap":
+            shutil.rmtree(parent)
+
+    monkeypatch.setattr(reconcile.outputs, "pause", removed)
+    demo = ROOT / "fixtures" / "demo"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", demo / "autotask" / "invoices.xml", "--halopsa", demo / "halopsa" / "api",
+        "--map", demo / "mapping.csv", "--out", parent / "2026-11",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert str(parent) in result.output
+    assert "the folder was removed during the run" in result.output
