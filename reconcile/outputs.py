@@ -93,17 +93,30 @@ def output_folder(out: Path, holds: frozenset[str]) -> Iterator[Path]:
             pause("swap")
             _swap(staging, out, previous)
             pause("swapped")
-        except FileNotFoundError as error:
-            if out.parent.is_dir():
-                raise  # a path of ours is wrong: a bug
-            raise InputError(
-                str(out.parent),
-                "the folder was removed during the run, and the outputs with it",
-                hint="Run again, with --out in a folder that stays in place.",
-            ) from error
+        except OSError as error:
+            if isinstance(error, FileNotFoundError) and not out.parent.is_dir():
+                raise InputError(
+                    str(out.parent),
+                    "the folder was removed during the run, and the outputs with it",
+                    hint="Run again, with --out in a folder that stays in place.",
+                ) from error
+            named = _named_as_out(error, staging, out)
+            if named is error:
+                raise
+            raise named from error
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(previous, ignore_errors=True)
+
+
+def _named_as_out(error: OSError, staging: Path, out: Path) -> OSError:
+    """`error` naming the file where it was to end up (a full disk while writing
+    `out`/discrepancies.csv), not in the hidden staging folder no one sees; as it is when it
+    names another file."""
+    name = error.filename
+    if not isinstance(name, str) or not Path(name).is_relative_to(staging):
+        return error
+    return type(error)(error.errno, error.strerror, str(out / Path(name).relative_to(staging)))
 
 
 def refuse_foreign(out: Path, holds: frozenset[str]) -> None:

@@ -11,7 +11,8 @@ outputs.write_xlsx: the same bytes as from the run's table), and answers on its 
 with one line of JSON: {} when written, {"errno", "strerror", "filename"} for an OSError (a full
 disk, a read-only folder: raised again in the run as that OSError, so the run reports it as
 now), or {"error": text} for anything else (raised as a RuntimeError: a bug, exit 3). A child
-killed (the out-of-memory killer) fails the run the same way. On any failure the run's staging
+killed with SIGKILL (the out-of-memory killer's signal) fails the run with exit 2 and what to do;
+a child stopped by any other signal is a bug. On any failure the run's staging
 folder, and the partial file in it, is removed with the rest (outputs.output_folder).
 
 The child dies with the run (Linux's PR_SET_PDEATHSIG), and a run that stops before its workbook
@@ -30,6 +31,8 @@ import sys
 import traceback
 from pathlib import Path
 from typing import IO, Any
+
+from reconcile.errors import InputError
 
 PR_SET_PDEATHSIG = 1
 # The child's first statement: the run's import path (argv[1], JSON) in place of its own.
@@ -92,6 +95,16 @@ class WorkbookChild:
 
 def _failure(answer: bytes, code: int) -> Exception | None:
     """What the child's answer (its standard output) and exit code say went wrong, if anything."""
+    if code == -signal.SIGKILL:  # what the system's out-of-memory killer sends
+        from reconcile.report_model import WORKBOOK_FILE  # the run's module, loaded already
+
+        return InputError(
+            WORKBOOK_FILE,
+            "the workbook's writer was killed (SIGKILL) before it finished; the system's "
+            "out-of-memory killer stops a process this way",
+            hint="Run again with more free memory, or with --no-workbook and write the "
+            "workbook afterwards with `reconcile workbook`.",
+        )
     if code < 0:
         name = signal.Signals(-code).name
         return RuntimeError(f"the workbook's writer was stopped ({name}) before it finished")

@@ -546,3 +546,30 @@ def test_an_out_folder_removed_during_the_run_is_said_not_called_a_bug(
     assert result.exit_code == 2, result.output
     assert str(parent) in result.output
     assert "the folder was removed during the run" in result.output
+
+
+def test_a_write_error_names_the_output_file_not_the_hidden_staging_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A full disk while the run writes its outputs: exit 2 naming --out's file, not the
+    staging folder (.NAME.new-…) the outputs are written in first."""
+    import errno
+
+    import reconcile.run
+
+    out = tmp_path / "2026-11"
+
+    def full(step: str) -> None:
+        (staging,) = tmp_path.glob(".2026-11.new-*")
+        raise OSError(errno.ENOSPC, "No space left on device", str(staging / step))
+
+    monkeypatch.setattr(reconcile.run, "pause", full)
+    demo = ROOT / "fixtures" / "demo"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", demo / "autotask" / "invoices.xml", "--halopsa", demo / "halopsa" / "api",
+        "--map", demo / "mapping.csv", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"{out / 'discrepancies.parquet'}: the disk is full" in result.output
+    assert ".new-" not in result.output

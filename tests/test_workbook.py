@@ -262,8 +262,8 @@ def test_the_runs_child_writes_the_workbook_the_run_would(
 def test_a_child_that_dies_fails_the_run_and_leaves_the_folder_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A workbook child killed (the out-of-memory killer) fails the run; --out keeps its
-    previous set, with no partial workbook."""
+    """A workbook child killed (the out-of-memory killer's SIGKILL) fails the run with exit 2
+    and what to do, not as a bug; --out keeps its previous set, with no partial workbook."""
     from reconcile import run, workbook_child
 
     out = run_demo(tmp_path, "out")
@@ -276,8 +276,14 @@ def test_a_child_that_dies_fails_the_run_and_leaves_the_folder_as_it_was(
 
     monkeypatch.setattr(run, "CHILD_FROM_BYTES", 0)
     monkeypatch.setattr(workbook_child.WorkbookChild, "write", killed)
-    with pytest.raises(RuntimeError, match=r"workbook's writer was stopped \(SIGKILL\)"):
-        run_demo(tmp_path, "out")
+    result = invoke(
+        "--workspace", tmp_path / "out.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "discrepancies.xlsx: the workbook's writer was killed (SIGKILL)" in result.output
+    assert "--no-workbook" in result.output
     assert _files(out) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.new-")] == []
 
