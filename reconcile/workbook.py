@@ -9,6 +9,7 @@ folder waits, and so does this) and replaced whole (outputs.replace_file).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -25,8 +26,9 @@ SUMMARY_FILE = "summary.json"  # every run's output folder holds one
 def write_later(out: Path) -> tuple[Path, int]:
     """Write out/discrepancies.xlsx from out/discrepancies.parquet: (the workbook's path, its
     number of discrepancy rows). InputError (exit 2) when `out` is not a folder, not a run's
-    output folder (no summary.json), or its discrepancies.parquet is missing, cannot be read or
-    does not hold the table a run writes (check_table). The table is read a chunk at a time
+    output folder (no summary.json), or its discrepancies.parquet is missing, cannot be read,
+    does not hold the table a run writes (check_table) or holds another number of rows than
+    the summary counts (_check_count). The table is read a chunk at a time
     (read_chunks) as the workbook is written: memory is flat in its number of rows."""
     if not out.is_dir():
         raise InputError(
@@ -50,9 +52,33 @@ def write_later(out: Path) -> tuple[Path, int]:
                 "--no-workbook, to have the workbook written by the run).",
             )
         rows = table_rows(parquet)
+        _check_count(out / SUMMARY_FILE, parquet, rows)
         workbook = out / WORKBOOK_FILE
         replace_file(workbook, lambda path: write_xlsx(read_chunks(parquet, rows), path))
     return workbook, rows
+
+
+def _check_count(summary: Path, parquet: Path, rows: int) -> None:
+    """Refuse (InputError) a table whose number of rows is not the number of discrepancies the
+    folder's summary.json counts (counts.by_severity, accepted ones included): the two files
+    are of different runs, or the table was cut short, and a workbook of it would not be the
+    run's."""
+    try:
+        counted = sum(json.loads(summary.read_bytes())["counts"]["by_severity"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(
+            str(summary),
+            "cannot be read as a run's summary (its counts of discrepancies)",
+            got=(str(exc).splitlines() or [type(exc).__name__])[0],
+            hint="Run `reconcile run` again into this folder.",
+        ) from None
+    if counted != rows:
+        raise InputError(
+            str(parquet),
+            f"holds {rows:,} discrepancies where the run's {SUMMARY_FILE} counts {counted:,}: "
+            "the two files are not of the same run",
+            hint="Run `reconcile run` again into this folder.",
+        )
 
 
 READ_ROWS = 100_000  # rows read from the Parquet file at a time (about 60 MB of the table)

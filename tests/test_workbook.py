@@ -139,6 +139,7 @@ def test_what_the_command_refuses(tmp_path: Path) -> None:
             table.select(reversed(table.columns)),
             "the same columns in another order",
         ),
+        "a row short": (table.slice(1), "holds 24 discrepancies where the run's summary.json"),
         "money as float": (
             table.with_columns(pl.col("difference").cast(pl.Float64)),
             "column 'difference': does not hold the discrepancy table a run writes; expected "
@@ -154,6 +155,10 @@ def test_what_the_command_refuses(tmp_path: Path) -> None:
         refused(out, message)
         assert (out / XLSX).read_bytes() == before, case  # left as it was
         assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], case
+    table.write_parquet(parquet)
+    (out / "summary.json").write_text('{"counts": "cut sh', encoding="utf-8")
+    refused(out, "summary.json: cannot be read as a run's summary (its counts of discrepancies)")
+    assert (out / XLSX).read_bytes() == before
 
 
 def test_the_command_reads_the_table_a_chunk_at_a_time(
