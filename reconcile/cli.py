@@ -150,13 +150,24 @@ def side_option(platform: str, label: str) -> Callable[[F], F]:
     )
 
 
-def crosswalk_options(func: F) -> F:
-    """--map and --config, shared by every command that matches the two sides."""
-    func = click.option(
+def config_option(purpose: str) -> Callable[[F], F]:
+    """--config: the reconcile.toml a command reads, for `purpose`."""
+    return click.option(
         "--config",
         "config_path",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="reconcile.toml: tolerances, severities, expected differences, fuzzy_min_score.",
+        help=f"reconcile.toml: {purpose}.",
+    )
+
+
+# What `load` and `validate` read of reconcile.toml: how the exports are read, as `run` reads them.
+READING = "currency, time zone, date and number format, as `run --config` reads the exports"
+
+
+def crosswalk_options(func: F) -> F:
+    """--map and --config, shared by every command that matches the two sides."""
+    func = config_option(
+        "tolerances, severities, expected differences, fuzzy_min_score; and how exports are read"
     )(func)
     return click.option(
         "--map",
@@ -197,6 +208,7 @@ def cli(ctx: click.Context, workspace: Path) -> None:
 )
 @other_month_option
 @load_options
+@config_option(READING)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.pass_context
 @input_errors
@@ -210,6 +222,7 @@ def load(
     number_format: str | None,
     currency: str | None,
     timezone: str | None,
+    config_path: Path | None,
     paths: tuple[Path, ...],
 ) -> None:
     """Load invoice exports (files, or a folder of API pages) into the workspace.
@@ -218,7 +231,7 @@ def load(
     every invoice is outside --cycle (see --allow-other-month), or when any row had to be
     quarantined.
     """
-    config = _config(None, date_format, currency, timezone, number_format)
+    config = _config(config_path, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle), allow_other_month)
     from reconcile.ingest import load_paths  # once the settings are known good, as in run
     from reconcile.store import Workspace
@@ -246,6 +259,7 @@ def load(
     help="Billing cycle, YYYY-MM: decides dates whose day and month could be swapped.",
 )
 @load_options
+@config_option(READING)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @input_errors
 def validate(
@@ -255,12 +269,13 @@ def validate(
     number_format: str | None,
     currency: str | None,
     timezone: str | None,
+    config_path: Path | None,
     paths: tuple[Path, ...],
 ) -> None:
     """Check exports and report every problem, without loading anything."""
     from reconcile.ingest import read_only
 
-    config = _config(None, date_format, currency, timezone, number_format)
+    config = _config(config_path, date_format, currency, timezone, number_format)
     settings = config.settings(check_cycle(cycle) if cycle else "")
     problems = []
     for raw, tally in read_only(list(paths), platform, settings):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from conftest import DEMO, ROOT, invoke, read_json
+from conftest import AT_HEADER, DEMO, HALO_HEADER, ROOT, invoke, read_json
 from reconcile.config import Config, load_config, settings_table
 from reconcile.errors import InputError
 from reconcile.store import Workspace
@@ -287,3 +287,44 @@ def test_a_tolerance_written_otherwise_is_not_a_change() -> None:
     other = Config.model_validate({"rules": {"rounding_difference": {"abs_tol": "0.02"}}})
     assert same.changed() == Config().changed() == {}
     assert other.changed() == {"rules.rounding_difference.abs_tol": "0.02"}
+
+
+def test_load_and_validate_read_the_exports_as_the_run_with_the_same_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`load --config` reads the exports with reconcile.toml's settings (the currency of
+    exports that state none), so a `run --config` on what was loaded runs; `validate --config`
+    checks them the same way. Loaded with other settings, they were read otherwise: the run
+    refuses."""
+    monkeypatch.delenv("RECONCILE_CURRENCY")  # the suite's GBP would override the file's
+    config = tmp_path / "reconcile.toml"
+    config.write_text('[cycle]\ncurrency = "EUR"\n', encoding="utf-8")
+    exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
+    exports["autotask"].write_text(
+        f"{AT_HEADER}\nA1,INV-1,11/01/2026,Zeta Ltd,Server,1,100.00,100.00,20.00,"
+        "11/01/2026,11/30/2026\n",
+        encoding="utf-8",
+    )
+    exports["halopsa"].write_text(
+        f"{HALO_HEADER}\nH1,NW1,01/11/2026,Zeta Ltd,Server,1,100.00,100.00,20.00,01/11/2026,"
+        "30/11/2026\n",
+        encoding="utf-8",
+    )
+
+    def run(ws: Path, *flags: str | Path) -> Result:
+        for export in exports.values():
+            loaded = invoke("--workspace", ws, "load", "--cycle", "2026-11", *flags, export)
+            assert loaded.exit_code == 0, loaded.output
+        return invoke(
+            "--workspace", ws, "run", "--cycle", "2026-11", "--config", config,
+            "--out", tmp_path / ws.stem,
+        )  # fmt: skip
+
+    for export in exports.values():
+        checked = invoke("validate", "--config", config, "--cycle", "2026-11", export)
+        assert checked.exit_code == 0, checked.output
+    assert run(tmp_path / "ws.duckdb", "--config", config).exit_code == 0
+    assert set(read_json(tmp_path / "ws" / "summary.json")["totals"]) == {"EUR"}
+    refused = run(tmp_path / "other.duckdb", "--currency", "GBP")
+    assert refused.exit_code == 2, refused.output
+    assert "currency GBP (now EUR)" in refused.output
