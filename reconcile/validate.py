@@ -197,15 +197,17 @@ def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
     line (no id, invoice, date or item), and its net amount equals the sum of the rows above
     it, or of those since the previous totals row. It is skipped, its amount checked as a
     control total. A labelled row whose amount is not such a sum is quarantined: it is neither
-    a line nor a total one can trust."""
+    a line nor a total one can trust. A row whose label is a name ("Total Fitness Ltd", the
+    item "Total Protection Suite") is a line when it says so otherwise: a line id of its own,
+    or a quantity and a unit price (no report's totals row prices a charge)."""
     net = pl.col("_net_amount")
     labelled = pl.any_horizontal(pl.col(f).str.contains(TOTAL_LABEL) for f in LABEL_FIELDS)
+    own_id = pl.col("line_ref").is_not_null() & ~pl.col("line_ref").str.contains(TOTAL_LABEL)
+    priced = pl.col("_quantity").is_not_null() & pl.col("_unit_price").is_not_null()
+    labelled = labelled.fill_null(False) & ~own_id & ~priced
     bare = pl.all_horizontal(pl.col(f).is_null() for f in LINE_IDENTITY) & (net != 0)
     candidate = (
-        (labelled.fill_null(False) | bare)
-        & net.is_not_null()
-        & pl.col(EXCLUDE).is_null()
-        & pl.col(SKIP).is_null()
+        (labelled | bare) & net.is_not_null() & pl.col(EXCLUDE).is_null() & pl.col(SKIP).is_null()
     )
     flagged = parsed.with_columns(candidate.alias("_candidate"))
     if not flagged["_candidate"].any():

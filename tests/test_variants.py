@@ -166,6 +166,42 @@ def test_each_part_may_end_in_its_totals_row(
 
 
 @SETTINGS
+@given(
+    lines=rows(),
+    name=st.sampled_from(
+        ["Total Fitness Ltd", "TOTAL Protection Suite", "Totals Ltd", "Grand Total Logistics",
+         "Sub-total Holdings", "Total"]
+    ),
+    column=st.sampled_from(["Organization Name", "Item Name"]),
+    ids=st.booleans(),
+    place=st.data(),
+)  # fmt: skip
+def test_a_line_named_like_a_totals_label_is_a_line(
+    lines: list[dict[str, str]], name: str, column: str, ids: bool, place: st.DataObject
+) -> None:
+    """A client or item whose name starts like a totals label, on a line whose amount is the sum
+    of the lines above it (the worst case: a totals row would be told by that sum), loads as a
+    line when it has a line id of its own or a quantity and a unit price; a grand total row
+    after the lines is still skipped."""
+    header = HEADER if ids else HEADER[1:]
+    at = place.draw(st.integers(0, len(lines)))
+    above = sum(round(float(line["Extended Price"]) * 100) for line in lines[:at])
+    named = {**lines[0], "Billing Item ID": "69999", column: name}
+    named |= {"Unit Price": f"{above / 100:.2f}", "Extended Price": f"{above / 100:.2f}"}
+    if ids and place.draw(st.booleans()):
+        named |= {"Quantity": "", "Unit Price": ""}  # unpriced, but a line id of its own
+    every = [*lines[:at], named, *lines[at:]]
+    net = sum(round(float(line["Extended Price"]) * 100) for line in every)
+    total = {c: "" for c in header} | {header[0]: "Grand Total"}
+    total |= {"Extended Price": f"{net / 100:.2f}", "Total Tax": "0.00"}
+    loaded, rejected = load(csv_text(header, [*every, total]).encode())
+    assert loaded["net_amount"].cast(pl.String).to_list() == [
+        line["Extended Price"] for line in every
+    ]
+    assert rejected["disposition"].to_list() == ["skipped"]
+
+
+@SETTINGS
 @given(lines=rows(), quoted_break=st.sampled_from(["", "\r", "\n", "\r\n"]))
 def test_excel_for_mac_csv_loads_like_the_utf8_export(
     lines: list[dict[str, str]], quoted_break: str

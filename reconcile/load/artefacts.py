@@ -147,7 +147,10 @@ def _refuse_repeated_lines(
         if keyed
         else pl.any_horizontal(pl.col(f).is_not_null() for f in fields)
     )
-    labelled = pl.any_horizontal(pl.col(f).str.contains(TOTAL_LABEL) for f in fields)
+    # A line id is a line's whatever its names say ("Total Fitness Ltd"); without ids, a row
+    # labelled like a totals row is taken for one here (validate decides by its amount).
+    labels = ["line_ref"] if keyed else fields
+    labelled = pl.any_horizontal(pl.col(f).str.contains(TOTAL_LABEL) for f in labels)
     line = present & ~labelled.fill_null(False)
     header = _own_header(columns, fields)
     twice = (
