@@ -180,6 +180,8 @@ HALOPSA_FLAGS: dict[str, tuple[str, ...]] = {
     "isgroupdesc": _aliases("isgroupdesc", "IDisGroupDesc", "Group Header"),
     "isinactive": _aliases("isinactive", "IDisInactive", "Inactive"),
     "invoice_id": _aliases("ihid", "IDihid", "IHid", "Invoice ID"),
+    # The invoice's voided flag, on each line of a report joined to INVOICEHEADER (§2.9).
+    "voided": _aliases("voided", "IHvoided", "Voided", "Invoice Voided"),
 }
 
 HEADERS = {"autotask": AUTOTASK_HEADERS, "halopsa": HALOPSA_HEADERS}

@@ -32,7 +32,7 @@ from defusedxml import DefusedXmlException
 
 from reconcile.errors import InputError
 from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
-from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON
+from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON, VOIDED_REASON
 from reconcile.model import RAW_FIELDS
 
 Record = dict[str, Any]
@@ -778,7 +778,7 @@ def _halo_lines(
     if invoice_id.startswith("-") or invoice.text("is_recurring_invoice") == "true":
         invoice_exclude = TEMPLATE_REASON
     elif invoice.text("voided") == "true":
-        invoice_exclude = "HaloPSA invoice is voided"
+        invoice_exclude = VOIDED_REASON
     for offset, line in enumerate(lines):
         contract_id = _halo_id(line.text("contract_id")) or _halo_id(invoice.text("contract_id"))
         contract = contracts.get(contract_id or "", EMPTY)

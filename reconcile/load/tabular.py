@@ -21,6 +21,7 @@ from reconcile.load import artefacts
 from reconcile.load.base import (
     EXCEL_TEXT_PATTERN,
     EXCLUDE,
+    HALOPSA_FLAGS,
     HEADER_SEARCH_ROWS,
     PROBLEM,
     ROW,
@@ -333,7 +334,7 @@ def _to_raw(
         _halo_exclusions(names)
         if platform == "halopsa"
         else pl.lit(None, pl.String).alias(EXCLUDE),
-    ).drop([c for c in ("isgroupdesc", "isinactive", "invoice_id") if c in names])
+    ).drop([c for c in HALOPSA_FLAGS if c in names])
     return RawFrame(
         file=file,
         platform=platform,
@@ -522,8 +523,11 @@ def _truthy(name: str) -> pl.Expr:
 
 
 def _halo_exclusions(names: list[str]) -> pl.Expr:
-    """Group headers, inactive lines and recurring templates are not billed lines."""
+    """Group headers, inactive lines, recurring templates and voided invoices' lines are not
+    billed lines."""
     expr = pl.lit(None, pl.String)
+    if "voided" in names:
+        expr = pl.when(_truthy("voided")).then(pl.lit(VOIDED_REASON)).otherwise(expr)
     if "invoice_id" in names:
         template = pl.col("invoice_id").str.strip_chars().str.starts_with("-")
         expr = pl.when(template).then(pl.lit(TEMPLATE_REASON)).otherwise(expr)
@@ -537,3 +541,4 @@ def _halo_exclusions(names: list[str]) -> pl.Expr:
 GROUP_REASON = "HaloPSA group header (isgroupdesc): a heading on the invoice, not a billed line"
 INACTIVE_REASON = "inactive HaloPSA line (isinactive): shown on the template, not billed"
 TEMPLATE_REASON = "HaloPSA recurring-invoice template (negative invoice id), not an invoice"
+VOIDED_REASON = "HaloPSA invoice is voided"
