@@ -604,11 +604,11 @@ def _has_totals(invoice: Rec) -> bool:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """The bundle's rows (ROW, RAW_FIELDS, EXCLUDE and, where a row has one, PROBLEM)."""
     schema = {ROW: pl.Int64, **dict.fromkeys(RAW_FIELDS, pl.String), EXCLUDE: pl.String}
+    schema[PROBLEM] = pl.String
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    return frame.with_columns(
-        pl.lit(None, pl.String).alias(PROBLEM), pl.lit(None, pl.String).alias(SKIP)
-    )
+    return frame.with_columns(pl.lit(None, pl.String).alias(SKIP))
 
 
 def _index(records: list[Rec], key: str = "id") -> dict[str, Rec]:
@@ -629,17 +629,24 @@ def _invoice_totals(rows: list[tuple[str | None, str | None, str | None]]) -> pl
 def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ...]) -> RawFrame:
     """BillingItems pages, with Invoices, Companies and Contracts pages resolving names
     (psa-exports.md §1.2-1.4, §1.8; invoiceID 0 is a posted item not yet invoiced, §1.1)."""
+    items = docs.get("autotask:billingitems", [])
+    _refuse_without_invoices(file, items, docs)
     invoices = _index(docs.get("autotask:invoices", []))
     companies = _index(docs.get("autotask:companies", []))
     contracts = _index(docs.get("autotask:contracts", []))
     rows = []
-    for number, item in enumerate(docs.get("autotask:billingitems", []), start=1):
+    for number, item in enumerate(items, start=1):
         invoice_id = item.text("invoiceID")
         invoice = invoices.get(invoice_id or "", EMPTY)
         contract = contracts.get(item.text("contractID") or "", EMPTY)
-        exclude = None
+        exclude = problem = None
         if invoice_id in (None, "0"):
             exclude = "Autotask billing item posted but not on an invoice (invoiceID 0)"
+        elif invoice is EMPTY:
+            problem = (
+                f"its invoice (invoiceID {invoice_id}) is in none of the Invoices pages: "
+                "whether it was voided, and its number and date, are unknown"
+            )
         elif invoice.text("isVoided") == "true":
             exclude = "Autotask billing item on a voided invoice"
         rows.append(
@@ -665,6 +672,7 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
                 "net_amount": item.text("extendedPrice"),
                 "tax_amount": item.text("taxDollars"),
                 EXCLUDE: exclude,
+                PROBLEM: problem,
             }
         )
     totals = [
@@ -681,6 +689,27 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
         dates_iso=True,
         invoice_totals=_invoice_totals(totals),
     )
+
+
+def _refuse_without_invoices(file: str, items: list[Rec], docs: dict[str, list[Rec]]) -> None:
+    """BillingItems pages on invoices (invoiceID not 0) need the Invoices pages beside them:
+    only an invoice says it was voided (isVoided, §1.2), and gives the number and date the
+    cycle check reads. Without any, a voided invoice's items would load as billed (InputError);
+    an item whose invoice the pages lack is quarantined instead (autotask_bundle)."""
+    if "autotask:invoices" in docs:
+        return
+    named = sorted({i for item in items if (i := item.text("invoiceID")) not in (None, "0")})
+    if named:
+        listed = ", ".join(named[:3]) + (f" and {len(named) - 3:,} more" if len(named) > 3 else "")
+        raise InputError(
+            file,
+            f"the BillingItems pages are on invoices ({listed}) but no Invoices page is given: "
+            "without it a voided invoice's items cannot be told from billed ones, and the "
+            "invoices' numbers and dates are unknown",
+            expected="the Invoices pages (Invoices.json) beside the BillingItems pages",
+            hint="Query /V1.0/Invoices for the invoices the items name and save the pages in "
+            "the same folder.",
+        )
 
 
 AUTOTASK_API_COLUMNS = {
