@@ -8,7 +8,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,18 +115,20 @@ def _collect(query: pl.LazyFrame, on_error: Callable[[Exception], InputError]) -
 
 
 def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
-    """An XLSX export as a RawFrame: the first sheet holding a header row (a "Read me" cover
-    sheet is passed over), read from the row below that header.
+    """An XLSX export as a RawFrame: the visible sheet holding a header row (a "Read me" cover
+    sheet is passed over), read from the row below that header (_pick_sheet).
 
     ROW counts data rows from the row below the header (Excel row header_row + ROW); blank rows
     are kept and marked SKIP; formula cells without a trustworthy saved value mark their row
-    PROBLEM. Raises InputError for a workbook that cannot be read or holds no rows.
+    PROBLEM. A hidden sheet with a header row is not read, and the load warns of it. Raises
+    InputError for a workbook that cannot be read or holds no rows, one with lines on several
+    visible sheets, or one whose only lines are on hidden sheets.
     """
     import fastexcel  # only when a workbook is read
 
     check_workbook(path)
     try:
-        sheet, index = _pick_sheet(fastexcel.read_excel(str(path)))
+        sheet, index, hidden = _pick_sheet(path, fastexcel.read_excel(str(path)))
     except InputError:
         raise
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
@@ -144,7 +146,13 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     header_row = index + 1  # Excel's row number of the header
     frame, problems = _without_unsaved_formulas(path, sheet.name, header_row, frame, sheet.columns)
     dialect = {"workbook": "xlsx", "sheet": sheet.name, "header_row": str(header_row)}
-    return _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
+    raw = _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
+    passed_over = tuple(
+        f"hidden sheet {name!r} has a header row and was not read: only visible sheets are "
+        f"(sheet {sheet.name!r} was)"
+        for name in hidden
+    )
+    return replace(raw, warnings=raw.warnings + passed_over)
 
 
 def _without_unsaved_formulas(
@@ -200,6 +208,7 @@ class _Sheet:
     name: str
     grid: pl.DataFrame
     columns: list[int]
+    visible: bool
 
 
 def _load(reader: fastexcel.ExcelReader, name: str) -> _Sheet:
@@ -207,13 +216,21 @@ def _load(reader: fastexcel.ExcelReader, name: str) -> _Sheet:
     skip_rows only cut the parsed cells), so a sheet is loaded once and its top rows read
     from that."""
     loaded = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
-    return _Sheet(name, loaded.to_polars(), [c.absolute_index for c in loaded.selected_columns])
+    columns = [c.absolute_index for c in loaded.selected_columns]
+    return _Sheet(name, loaded.to_polars(), columns, loaded.visible == "visible")
 
 
-def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[_Sheet, int]:
-    """(the sheet, header row index): the first sheet with a complete header row, else the
-    first with a likely one, else the first sheet's first row (detection then says why)."""
+def _pick_sheet(path: Path, reader: fastexcel.ExcelReader) -> tuple[_Sheet, int, list[str]]:
+    """(the sheet, its header row index, the hidden sheets with a header row, passed over):
+    the visible sheet with a complete header row, else the first visible one with a likely
+    one, else the first sheet's first row (detection then says why). Every sheet is looked
+    at: an export split over sheets (grid exports stop at a few thousand rows a sheet) read
+    one sheet only would lose the others' lines, and a hidden sheet (an older copy) read in
+    place of the visible one would load the wrong lines. InputError when several visible
+    sheets hold a complete header, or only hidden ones hold one."""
+    complete: list[tuple[_Sheet, int]] = []
     likely: tuple[_Sheet, int] | None = None
+    hidden: list[str] = []
     for name in reader.sheet_names:
         sheet = _load(reader, name)
         top = sheet.grid.head(HEADER_SEARCH_ROWS)
@@ -223,16 +240,37 @@ def _pick_sheet(reader: fastexcel.ExcelReader) -> tuple[_Sheet, int]:
         index = find_header(rows)
         if index is None:
             continue
-        if header_fit(rows[index])[1]:
-            return sheet, index
-        likely = likely or (sheet, index)
-    if likely:
-        return likely
+        if not sheet.visible:
+            hidden.append(name)
+        elif header_fit(rows[index])[1]:
+            complete.append((sheet, index))
+        else:
+            likely = likely or (sheet, index)
+    if len(complete) > 1:
+        listed = ", ".join(repr(s.name) for s, _ in complete)
+        raise InputError(
+            str(path),
+            f"invoice lines are on {len(complete)} sheets ({listed}): a workbook is read one "
+            "sheet at a time, and reading one would leave out the others' lines",
+            expected="the lines on one sheet",
+            hint="Save each sheet as a workbook (or CSV) of its own and load them together, "
+            "or copy the lines onto one sheet.",
+        )
+    found = complete[0] if complete else likely
+    if found:
+        return found[0], found[1], hidden
+    if hidden:
+        raise InputError(
+            str(path),
+            "the only sheets with a header row are hidden "
+            f"({', '.join(repr(n) for n in hidden)}), and hidden sheets are not read",
+            hint="Unhide the sheet in Excel if it holds the lines to load, and save the file.",
+        )
     names = reader.sheet_names
     if not names:
         raise ValueError("the workbook has no worksheets")
     first = _load(reader, names[0])
-    return first, _first_filled_row(first.grid.head(HEADER_SEARCH_ROWS))
+    return first, _first_filled_row(first.grid.head(HEADER_SEARCH_ROWS)), hidden
 
 
 def _first_filled_row(top: pl.DataFrame) -> int:
