@@ -37,6 +37,8 @@ PERIOD_SUFFIX = r"\s*\[([A-Z][a-z]{2} \d{1,2}, \d{4}) - ([A-Z][a-z]{2} \d{1,2}, 
 TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?$"
 SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
 YEAR_FIRST = r"^(\d{4})[/.\-](\d{1,2})[/.\-](\d{1,2})$"
+TWO_DIGIT_YEAR = r"^(\d{1,2})/(\d{1,2}|[A-Za-z]{3})/(\d{2})$"  # after _date_text's / for . and -
+MONTH_NAMED = "%d/%b/%Y"  # 30-Nov-2026, Excel's dd-mmm-yyyy, as _date_text writes it
 NULL_DATE = "1899-12-30"
 
 QUARANTINE_SCHEMA = pl.Schema(
@@ -357,12 +359,16 @@ def _suffix_date(text: pl.Expr) -> pl.Expr:
 def _date_text(name: str) -> pl.Expr:
     """The date part of a value: a time of day, if any, is dropped; a year-first date becomes
     ISO (2026/11/3 and 2026.11.03 as Excel writes dates in Japanese, Chinese or Korean
-    settings); in others . and - become /."""
+    settings); in others ., - and spaces become / (30-Nov-2026 as 30/Nov/2026), and a
+    two-digit year is of this century (11/1/26 as 11/1/2026: read with a four-digit year's
+    format it was the year 26; the cycle check refuses a century wrongly taken)."""
     text = pl.col(name).str.replace(TIME_OF_DAY, "")
     return (
         pl.when(text.str.contains(YEAR_FIRST))
         .then(text.str.replace(YEAR_FIRST, "${1}-${2}-${3}"))
-        .otherwise(text.str.replace_all(r"[.\-]", "/"))
+        .otherwise(
+            text.str.replace_all(r"[.\-]|\s+", "/").str.replace(TWO_DIGIT_YEAR, "${1}/${2}/20${3}")
+        )
     )
 
 
@@ -628,9 +634,11 @@ def _parse_date(name: str, raw: RawFrame, formats: dict[str, str], settings: Set
         return pl.coalesce(local.dt.date(), pl.col(name).str.slice(0, 10).str.to_date(strict=False))
     text = _date_text(name)
     iso = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    # A month's name says which part is the month: read in any file, whatever its convention.
+    named = text.str.strptime(pl.Date, MONTH_NAMED, strict=False)
     if "slash" not in formats:
-        return iso
-    return pl.coalesce(iso, text.str.strptime(pl.Date, formats["slash"], strict=False))
+        return pl.coalesce(iso, named)
+    return pl.coalesce(iso, text.str.strptime(pl.Date, formats["slash"], strict=False), named)
 
 
 REQUIRED_RAW = ("net_amount",)  # raw fields a billable row must have a value in
@@ -654,9 +662,9 @@ EXPECTED = {
     "tax_amount": "an amount such as 12.34, -1.50 or (1.50)",
     "quantity": "a number such as 2, 2.5 or -1",
     "unit_price": "a price such as 85.00, 12.3450 or $85.00",
-    "invoice_date": "a date in the file's convention ({convention})",
-    "period_start": "a date in the file's convention ({convention})",
-    "period_end": "a date in the file's convention ({convention})",
+    "invoice_date": "a date in the file's convention ({convention}) or as 30-Nov-2026",
+    "period_start": "a date in the file's convention ({convention}) or as 30-Nov-2026",
+    "period_end": "a date in the file's convention ({convention}) or as 30-Nov-2026",
 }
 
 

@@ -234,6 +234,37 @@ def test_year_first_dates_read_as_iso(lines: list[dict[str, str]], form: str, ti
     assert load(csv_text(HEADER, written).encode())[0].equals(_clean(lines))
 
 
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@SETTINGS
+@given(
+    lines=rows(),
+    form=st.sampled_from(
+        ["{d:02d}-{b}-{y}", "{d}-{b}-{y}", "{d} {b} {y}", "{d:02d}-{B}-{y}", "{d}-{b}-{yy}",
+         "{m}/{d}/{yy}", "{m:02d}/{d:02d}/{yy}"]
+    ),
+    time=st.sampled_from(["", " 0:00", " 12:00:00 AM"]),
+    mixed=st.booleans(),
+)  # fmt: skip
+def test_month_names_and_two_digit_years_read_as_the_date(
+    lines: list[dict[str, str]], form: str, time: str, mixed: bool
+) -> None:
+    """30-Nov-2026 (Excel's dd-mmm-yyyy, any case), 3 Nov 2026 and two-digit years (11/3/26,
+    3-Nov-26), alone or beside four-digit US dates in the same file: the date, never the year
+    26 nor a quarantined row."""
+
+    def written(line: dict[str, str], at: int) -> str:
+        d = int(line["Invoice Date"][3:5])
+        if mixed and at % 2:
+            return line["Invoice Date"]  # 11/DD/2026, as the export writes the others
+        month = MONTHS[10]
+        return form.format(d=d, m=11, y=2026, yy=26, b=month, B=month.upper()) + time
+
+    dated = [{**line, "Invoice Date": written(line, at)} for at, line in enumerate(lines)]
+    assert load(csv_text(HEADER, dated).encode())[0].equals(_clean(lines))
+
+
 def excel_general(digits: str) -> str:
     """A 12-16 digit number as Excel's General format shows it in a standard-width column and
     saves it to CSV: six significant digits, trailing zeros dropped (123456789012 ->
