@@ -1,5 +1,5 @@
 """The run's workbook (discrepancies.xlsx) written by a child process beside the rest of the
-run: XlsxWriter is pure Python (≈ 0.8 s of one core at 20k lines), and the run's own Python
+run: XlsxWriter is pure Python (≈ 1 s of one core at 100k lines), and the run's own Python
 (its summary, report and other outputs) is not waiting on it; the machine's second core is.
 
 The child is a new interpreter (`python -c BOOTSTRAP` on the run's import path, never a fork:
@@ -41,8 +41,10 @@ BOOTSTRAP = (
     "from reconcile.workbook_child import main; main()"
 )
 # Exports (bytes, both sides) from which a run writes its workbook in a child: below it the
-# child's start (≈ 0.3 CPU-s of imports) costs more than the workbook (a demo's: ≈ 10 ms).
-CHILD_FROM_BYTES = 2_000_000
+# child's start (≈ 0.35 CPU-s of imports, on the core the match and the rules use too) costs
+# more than the workbook written in the run (outputs.write_xlsx: ≈ 0.2 CPU-s for the 10 MB of
+# a 20k-line cycle, a demo's ≈ 10 ms).
+CHILD_FROM_BYTES = 20_000_000
 
 
 class WorkbookChild:

@@ -473,6 +473,51 @@ def test_the_workbook_writes_any_text_inert_and_every_number_formatted(
         assert sheet.column_dimensions["A"].width == pytest.approx(60.71, abs=0.01)
 
 
+def test_the_rows_xml_is_what_xlsxwriters_own_calls_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sheet rows are written as XML straight into XlsxWriter's row file (_write_rows):
+    the workbook is byte for byte the one XlsxWriter's write_number/write_string calls make of
+    the same cells, on text it escapes, cuts or keeps whitespace in, rows without a cell, and
+    formats first used in the middle of a chunk."""
+    from reconcile import outputs
+    from reconcile.outputs import FOUR_PLACES, MONEY, NUMBER, TEXT, _column, write_xlsx
+
+    def by_calls(ws: Any, frame: pl.DataFrame, first_row: int, formats: Any) -> None:
+        styles = {NUMBER: None, FOUR_PLACES: formats.places}
+        kinds = [_column(frame[name]) for name in frame.columns]
+        for index, code in enumerate(frame["currency"].to_list()):
+            styles[MONEY] = formats.money(code)
+            for col, (kind, values) in enumerate(kinds):
+                if kind == TEXT and values[index]:
+                    ws.write_string(first_row + index, col, values[index])
+                elif kind != TEXT and values[index] is not None:
+                    ws.write_number(first_row + index, col, values[index], styles[kind])
+
+    texts = [
+        None, "<r>rich</r>", "_x0041_ kept", "nul\x00 and \x1f", " lead", "trail\n", "\u00a0nbsp",
+        "non\ufffe\uffff", 'a & b < c > "d"', "x" * 40_000, "\U0001f600" * 20_000, "",
+        "plain", "plain",
+    ]  # fmt: skip
+    n = len(texts)
+    frame = pl.DataFrame(
+        {
+            "id": [None, "D-1", *[f"D-{i}" for i in range(2, n)]],
+            "message": texts,
+            "currency": [None, "GBP", "EUR", "JPY", *["GBP"] * (n - 4)],
+            "difference": [None, Decimal("-1690.50"), *[Decimal("0.10")] * (n - 2)],
+            "quantity": [None, None, Decimal("1e-4"), *[Decimal("123456789.1234")] * (n - 3)],
+            "count": [None, *range(1, n)],
+        },
+        schema_overrides={"difference": pl.Decimal(18, 2), "quantity": pl.Decimal(18, 4)},
+    )
+    monkeypatch.setattr(outputs, "CHUNK_ROWS", 3)
+    write_xlsx(frame, tmp_path / "rows.xlsx", rows_per_sheet=8)
+    monkeypatch.setattr(outputs, "_write_rows", by_calls)
+    write_xlsx(frame, tmp_path / "calls.xlsx", rows_per_sheet=8)
+    assert (tmp_path / "rows.xlsx").read_bytes() == (tmp_path / "calls.xlsx").read_bytes()
+
+
 def test_a_table_longer_than_a_sheet_continues_on_further_sheets(tmp_path: Path) -> None:
     """Past Excel's rows a sheet the workbook goes on in `Discrepancies 2`, … in the table's
     order, each sheet with its header: no row is dropped (XlsxWriter would drop them)."""
