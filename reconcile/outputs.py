@@ -493,8 +493,10 @@ def _inline_strings(values: list[str | None]) -> dict[str, str]:
     """Per distinct non-empty text of `values`, its in-line string cell's XML after the cell's
     reference (`t="inlineStr">…</c>`), as XlsxWriter writes it in constant_memory mode
     (Worksheet._write_string, then _write_cell): cut at EXCEL_STRING_UNITS, control
-    characters escaped (_xHHHH_), `<r>…</r>` kept as rich text, whitespace kept at either
-    end, `&`, `<` and `>` escaped."""
+    characters escaped (_xHHHH_), whitespace kept at either end, `&`, `<` and `>` escaped.
+    Unlike XlsxWriter, a text written `<r>…</r>` is escaped too: XlsxWriter writes it into the
+    sheet's XML as it is (as rich text), so a client named so in an export broke the
+    workbook's XML, or wrote cells of its own into it."""
     from xlsxwriter.utility import _preserve_whitespace, _utf16_len, _utf16_truncate
     from xlsxwriter.xmlwriter import XMLwriter
 
@@ -506,9 +508,6 @@ def _inline_strings(values: list[str | None]) -> dict[str, str]:
         if len(text) > EXCEL_STRING_UNITS // 2 and _utf16_len(text) > EXCEL_STRING_UNITS:
             text = _utf16_truncate(text, EXCEL_STRING_UNITS)
         text = XMLwriter._escape_control_characters(text)
-        if text.startswith("<r>") and text.endswith("</r>"):
-            cells[value] = f't="inlineStr"><is>{text}</is></c>'
-            continue
         space = ' xml:space="preserve"' if _preserve_whitespace(text) else ""
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         cells[value] = f't="inlineStr"><is><t{space}>{text}</t></is></c>'

@@ -495,7 +495,7 @@ def test_the_rows_xml_is_what_xlsxwriters_own_calls_write(
                     ws.write_number(first_row + index, col, values[index], styles[kind])
 
     texts = [
-        None, "<r>rich</r>", "_x0041_ kept", "nul\x00 and \x1f", " lead", "trail\n", "\u00a0nbsp",
+        None, "_x0041_ kept", "nul\x00 and \x1f", " lead", "trail\n", "\u00a0nbsp",
         "non\ufffe\uffff", 'a & b < c > "d"', "x" * 40_000, "\U0001f600" * 20_000, "",
         "plain", "plain",
     ]  # fmt: skip
@@ -516,6 +516,27 @@ def test_the_rows_xml_is_what_xlsxwriters_own_calls_write(
     monkeypatch.setattr(outputs, "_write_rows", by_calls)
     write_xlsx(frame, tmp_path / "calls.xlsx", rows_per_sheet=8)
     assert (tmp_path / "rows.xlsx").read_bytes() == (tmp_path / "calls.xlsx").read_bytes()
+
+
+def test_text_written_as_xml_stays_text_in_the_workbook(tmp_path: Path) -> None:
+    """A client or item an export names `<r>…</r>` (XlsxWriter writes such text into the
+    sheet's XML as rich text, unescaped) is the cell's text: the workbook reads back, every
+    cell as written (a name closing the sheet's XML broke the file)."""
+    import openpyxl
+
+    from reconcile.outputs import write_xlsx
+
+    names = [
+        "<r><t>Acme</t></r>",
+        "<r></t></is></c></row></sheetData><x></r>",
+        '<r><t>a</t></r><c r="Z9"><v>1</v></c><r></r>',
+        "plain",
+    ]
+    write_xlsx(pl.DataFrame({"client": names, "currency": ["GBP"] * 4}), tmp_path / "x.xlsx")
+    sheet = openpyxl.load_workbook(tmp_path / "x.xlsx").active
+    assert sheet is not None
+    assert [c.value for c in sheet["A"]] == ["client", *names]
+    assert sheet.max_column == 2
 
 
 def test_a_table_longer_than_a_sheet_continues_on_further_sheets(tmp_path: Path) -> None:
