@@ -32,7 +32,43 @@ PRECISION = 18  # canonical DECIMAL(18, scale) columns
 WIDEST = 38  # polars' widest Decimal: digits before and after the point together
 EXPONENT_LIMIT = 40  # |exponent| beyond this is zero (negative) or too large (positive)
 
-CURRENCY_SIGNS = {"$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY"}
+CURRENCY_SIGNS = {"£": "GBP", "€": "EUR", "¥": "JPY"}
+# `$` names no one currency: an Australian, Canadian or New Zealand tenant writes its own dollar
+# so, as Mexico writes its peso. It stays `$` until the row's currency is known (dollar_of).
+DOLLAR = "$"
+DOLLAR_SIGN_CURRENCIES = frozenset(
+    [
+        "USD",
+        "AUD",
+        "CAD",
+        "NZD",
+        "SGD",
+        "HKD",
+        "TWD",
+        "BBD",
+        "BMD",
+        "BND",
+        "BSD",
+        "BZD",
+        "FJD",
+        "GYD",
+        "JMD",
+        "KYD",
+        "LRD",
+        "NAD",
+        "SBD",
+        "SRD",
+        "TTD",
+        "XCD",
+        "MXN",
+        "ARS",
+        "CLP",
+        "COP",
+        "CUP",
+        "DOP",
+        "UYU",
+    ]
+)
 # ISO 4217 active codes (plus a few still seen in old ledgers).
 _ISO_TEXT = """
     AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN
@@ -43,6 +79,20 @@ _ISO_TEXT = """
     RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP
     TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL"""
 ISO_CURRENCIES = frozenset(_ISO_TEXT.split())
+
+
+def dollar_of(currency: str | None) -> str:
+    """The currency a `$` is in: `currency` (the row's, or --currency) where a `$` writes it
+    (DOLLAR_SIGN_CURRENCIES), else the US dollar."""
+    return currency if currency in DOLLAR_SIGN_CURRENCIES else "USD"
+
+
+def same_money(written: pl.Expr, currency: pl.Expr) -> pl.Expr:
+    """An amount written in `written` (a code, or DOLLAR) is in the row's `currency`."""
+    return (written == currency) | (
+        (written == DOLLAR) & currency.is_in(sorted(DOLLAR_SIGN_CURRENCIES))
+    )
+
 
 SPACES = " \u00a0\u202f\u2009"  # space, no-break space, narrow no-break space, thin space
 _WS = f"[{SPACES}\t]*"  # explicit classes: Unicode \s and \d make the regexes slow to build
@@ -147,12 +197,13 @@ def read_columns(
         temps += [f"{t}_{k}" for k in ("parts", "n", "w", "f", "x")]
         frame = _read_column(frame, name, scale, fmt, t, value.format(name), why.format(name))
         parts = pl.col(f"{t}_parts").struct
-        frame = frame.with_columns(
-            pl.coalesce(
-                parts.field(c).replace(CURRENCY_SIGNS).str.to_uppercase()
-                for c in ("c1", "c2", "c3", "c4", "c5")
-            ).alias(currency.format(name))
-        )
+        written = [
+            parts.field(c).replace(CURRENCY_SIGNS).str.to_uppercase()
+            for c in ("c1", "c2", "c3", "c4", "c5")
+        ]
+        # A code says more than a `$` beside it ($12 CAD is CAD).
+        named = pl.coalesce(pl.when(w != DOLLAR).then(w) for w in written)
+        frame = frame.with_columns(pl.coalesce(named, *written).alias(currency.format(name)))
     return frame.drop(temps)
 
 
@@ -180,8 +231,15 @@ def _read_column(
         ]
     ).list.drop_nulls()
     unknown = codes.list.eval(
-        pl.element().filter(~pl.element().is_in(sorted(ISO_CURRENCIES)))
+        pl.element().filter(~pl.element().is_in(sorted(ISO_CURRENCIES | {DOLLAR})))
     ).list.first()
+    named = codes.list.eval(pl.element().filter(pl.element() != DOLLAR)).list.unique()
+    # Two currencies: two codes, or a `$` beside a code of no dollar ($12 EUR).
+    two_currencies = (named.list.len() > 1) | (
+        codes.list.contains(DOLLAR)
+        & (named.list.len() == 1)
+        & ~named.list.first().is_in(sorted(DOLLAR_SIGN_CURRENCIES))
+    )
     seps = f"[{SPACES}',]" if fmt == POINT else f"[{SPACES}'.]"
     bare = number.str.replace_all(seps, "")
     if fmt == COMMA:
@@ -196,7 +254,7 @@ def _read_column(
             signs.alias("signs"),
             negative.alias("negative"),
             unknown.alias("unknown"),
-            (codes.list.n_unique() > 1).alias("two_currencies"),
+            two_currencies.alias("two_currencies"),
             pieces.struct.field("i").alias("i"),
             pieces.struct.field("f").fill_null("").alias("f"),
             pieces.struct.field("e").fill_null("0").alias("e"),

@@ -777,10 +777,15 @@ def _by_value(
 
 
 def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
+    written = (
+        pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase()
+    )
     currency = _by_value(
         billable,
         "currency",
-        pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase(),
+        pl.when(written == amounts.DOLLAR)
+        .then(pl.lit(amounts.dollar_of(settings.currency)))
+        .otherwise(written),
     )
     contract_type = _by_value(
         billable,
@@ -837,7 +842,7 @@ def _currency_failures(
                 "currency": canonical["currency"],
             }
         ).filter(pl.col("written").is_not_null() & pl.col("currency").is_not_null())
-        rows = rows.filter(pl.col("written") != pl.col("currency"))
+        rows = rows.filter(~amounts.same_money(pl.col("written"), pl.col("currency")))
         found.append(
             rows.select(
                 pl.col(ROW),

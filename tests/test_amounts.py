@@ -137,7 +137,7 @@ def test_every_accepted_form_reads_as_the_intended_value(
 
 # --- junk: refused, or read exactly as an independent reference reads it ----------------------
 
-CURRENCY_OF = {"$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY"}
+CURRENCY_OF = {"$": "$", "£": "GBP", "€": "EUR", "¥": "JPY"}  # `$`: a dollar, of no one code
 
 
 def reference(text: str, scale: int, fmt: str) -> Decimal | None:
@@ -178,7 +178,9 @@ def reference(text: str, scale: int, fmt: str) -> Decimal | None:
             t = t[1:-1]
         else:
             break
-    if signs > 1 or len(codes) > 1 or not codes <= amounts.ISO_CURRENCIES:
+    named = codes - {"$"}
+    two = len(named) > 1 or ("$" in codes and not named <= amounts.DOLLAR_SIGN_CURRENCIES)
+    if signs > 1 or two or not named <= amounts.ISO_CURRENCIES:
         return None
     number = _reference_number(t, fmt)
     if number is None or abs(number) >= Decimal(10) ** (18 - scale):

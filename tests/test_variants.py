@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import AUTOTASK_GRID_HEADER, FIXTURES, invoke
+from reconcile import amounts
 from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.load import read_inputs
@@ -378,3 +379,45 @@ def test_the_whole_file_is_read_for_repeated_lines_once(monkeypatch: pytest.Monk
     assert calls == [1]
     assert loaded["line_ref"].to_list() == [line["Billing Item ID"] for p in parts for line in p]
     assert rejected["reasons"].to_list() == [REPEATED_HEADER] * 3
+
+
+def _lines_in(data: bytes, currency: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(lines with their currency, rejected rows) of an Autotask CSV read with --currency."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "export.csv"
+        path.write_bytes(data)
+        (raw,) = read_inputs([path], "autotask")
+        batches = list(normalise(raw, Settings(cycle="2026-11", currency=currency)))
+    lines = pl.concat([b.lines for b in batches]).select("net_amount", "currency")
+    return lines, pl.concat([b.rejected for b in batches])
+
+
+@SETTINGS
+@given(
+    lines=rows(),
+    currency=st.sampled_from(["AUD", "NZD", "CAD", "USD", "SGD", "GBP", "EUR"]),
+    form=st.sampled_from(["${v}", "$ {v}", "{v} $", "${v} {c}", "{c} ${v}", "{c}{v}"]),
+)
+def test_a_dollar_sign_is_the_dollar_of_the_rows_currency(
+    lines: list[dict[str, str]], currency: str, form: str
+) -> None:
+    """An Australian, New Zealand or Canadian tenant writes its own dollar `$` (and `$12 AUD`):
+    the amounts load in the run's currency. Only where that currency is written with no `$`
+    (GBP, EUR) is a `$` amount another currency than the row's, and quarantined."""
+    dollars = currency in amounts.DOLLAR_SIGN_CURRENCIES
+    charges = [line for line in lines if not line["Extended Price"].startswith("-")]
+    if not charges:
+        return
+    written = [
+        {**line, "Extended Price": form.format(v=line["Extended Price"], c=currency)}
+        for line in charges
+    ]
+    loaded, rejected = _lines_in(csv_text(HEADER, written).encode(), currency)
+    if dollars or "$" not in form:
+        net = [line["Extended Price"] for line in charges]
+        assert loaded["net_amount"].cast(pl.String).to_list() == net
+        assert set(loaded["currency"]) == {currency}
+        assert rejected.height == 0
+    else:
+        assert loaded.height == 0
+        assert rejected["reasons"].str.contains(r"\$|two currencies").all()

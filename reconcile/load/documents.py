@@ -30,6 +30,7 @@ import defusedxml.ElementTree as DefusedET
 import polars as pl
 from defusedxml import DefusedXmlException
 
+from reconcile.amounts import DOLLAR, DOLLAR_SIGN_CURRENCIES
 from reconcile.errors import InputError
 from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
 from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON, VOIDED_REASON
@@ -37,7 +38,8 @@ from reconcile.model import RAW_FIELDS
 
 Record = dict[str, Any]
 
-CURRENCY_SYMBOLS = {"£": "GBP", "€": "EUR", "$": "USD", "US$": "USD", "A$": "AUD", "C$": "CAD"}
+# `$` is left as it is: the client's currency says which dollar, else the run's (validate).
+CURRENCY_SYMBOLS = {"£": "GBP", "€": "EUR", "US$": "USD", "A$": "AUD", "C$": "CAD", "NZ$": "NZD"}
 
 # Autotask pages nest items > userDefinedFields > field (3 levels; psa-exports.md §1.1, §1.8),
 # HaloPSA invoices nest invoice > lines > line > a few sub-objects (about 5; §2.2, §2.3).
@@ -801,7 +803,10 @@ def _halo_lines(
     client_id = _halo_id(invoice.text("client_id"))
     client = clients.get(client_id or "", EMPTY)
     symbol = invoice.text("currency")
-    currency = CURRENCY_SYMBOLS.get(symbol or "", symbol) or client.text("currencyisocode")
+    code = client.text("currencyisocode")
+    currency = CURRENCY_SYMBOLS.get(symbol or "", symbol) or code
+    if currency == DOLLAR and code in DOLLAR_SIGN_CURRENCIES:
+        currency = code
     invoice_id = invoice.text("id") or ""
     invoice_exclude = None
     if invoice_id.startswith("-") or invoice.text("is_recurring_invoice") == "true":
