@@ -74,36 +74,41 @@ def match_cycle(
     in the connection and nothing else. `suggest`: the kinds (crosswalk.KINDS) whose unmapped
     entities get similar-name suggestions."""
     _prepare_sides(con, cycle)
-    with _one_thread_if_small(con):
-        return _matched(con, mappings, config, suggest)
+    with _one_thread_if_small(con) as small:
+        return _matched(con, mappings, config, suggest, small)
 
 
 @contextmanager
-def _one_thread_if_small(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def _one_thread_if_small(con: duckdb.DuckDBPyConnection) -> Iterator[bool]:
     """DuckDB runs one thread while each side's lines fit in a row group (ROW_GROUP_ROWS), the
     unit it scans in parallel: then every table a match reads is scanned by one thread, and a
     second only adds its own work (a copy of 20,000 lines into a temp table took twice the
-    CPU-s on two threads as on one). The number of threads in force is restored after."""
+    CPU-s on two threads as on one). The number of threads in force is restored after. Yields
+    whether they fit (the cycle is small)."""
     largest = con.execute(
         "SELECT greatest((SELECT count(*) FROM a_src), (SELECT count(*) FROM h_src)), "
         "current_setting('threads')"
     ).fetchall()[0]
     if largest[0] >= ROW_GROUP_ROWS:
-        yield
+        yield False
         return
     con.execute("SET threads = 1")
     try:
-        yield
+        yield True
     finally:
         con.execute(f"SET threads = {int(largest[1])}")
 
 
 def _matched(
-    con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
+    con: duckdb.DuckDBPyConnection,
+    mappings: list[Mapping],
+    config: Config,
+    suggest: frozenset[str],
+    small: bool,
 ) -> MatchResult:
-    """match_cycle's work once the sides' views are made."""
+    """match_cycle's work once the sides' views are made (small: _one_thread_if_small's)."""
     with timing.stage("crosswalk"):
-        unused = _crosswalk(con, mappings, config, suggest)
+        unused = _crosswalk(con, mappings, config, suggest, small)
         _assign_keys(con)
         _suggest_by_totals(con)
     _exact(con)
@@ -268,18 +273,58 @@ def _commonest(side: str, value: str, src: int) -> str:
 
 
 def _crosswalk(
-    con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
+    con: duckdb.DuckDBPyConnection,
+    mappings: list[Mapping],
+    config: Config,
+    suggest: frozenset[str],
+    together: bool,
 ) -> list[MappingProblem]:
-    """Every HaloPSA client, item and contract resolved (_resolve) into the temp table crosswalk
-    (tables.CROSSWALK); returns the mapping rows that name nothing (_unused). Each kind's
-    entities are made a kind at a time into _entity_a and _entity_h (kind and ENTITY_SCHEMA
-    columns: _entities), with the values of both sides' lines that mapping rows name (_named of
-    _xw_wanted, the _mapping_values; none, and no query for them, without a mapping row of the
-    kind); then all kinds are resolved at once. Leaves each kind's raw columns → key tables
-    (_{kind}_a, _{kind}_h: _entities) in the connection."""
+    """Every HaloPSA client, item and contract resolved (_resolve, with name suggestions for the
+    kinds in `suggest`) into the temp table crosswalk (tables.CROSSWALK), the labels and places
+    of the unmapped ones of those kinds into _xw_label; returns the mapping rows that name
+    nothing (_unused). Leaves each kind's raw columns → key tables (_{kind}_a, _{kind}_h:
+    _entities) in the connection.
+
+    `together`: all kinds are resolved at once, each step one statement (a 20k cycle: 90 fewer
+    statements); else one kind at a time, its entities and names let go before the next
+    kind's are made (at 1M lines a side all kinds' at once filled DuckDB's 400MB, and what it
+    then wrote out cost 3 CPU-s)."""
     CROSSWALK.create(con)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _xw_label (kind VARCHAR, h_key VARCHAR, label VARCHAR, "
+        "place BIGINT)"
+    )
     wanted = _mapping_values(mappings)
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _xw_wanted AS SELECT * FROM _frame", wanted)
+    named = []
+    batches = [tuple(ENTITY_COLUMNS)] if together else [(kind,) for kind in ENTITY_COLUMNS]
+    for kinds in batches:
+        named += _entities_of(con, kinds, mappings)
+        _resolve(con, [m for m in mappings if m.kind in kinds], config, suggest)
+    con.execute("DROP TABLE _xw_wanted")
+    return _unused(mappings, wanted, named)
+
+
+def _entities_of(
+    con: duckdb.DuckDBPyConnection, kinds: tuple[str, ...], mappings: list[Mapping]
+) -> list[pl.DataFrame]:
+    """The temp tables _entity_a and _entity_h (kind and ENTITY_SCHEMA columns) and _norm_a and
+    _norm_h of the kinds (_entities, a kind at a time), and the values of both sides' lines
+    that mapping rows name (_named of _xw_wanted, the _mapping_values; none, and no query for
+    them, without a mapping row of the kind)."""
+    _entity_tables(con)
+    named = []
+    for kind in kinds:
+        for side in SIDES:
+            _entities(con, kind, side)
+        if any(m.kind == kind for m in mappings):
+            named += [_named(con, side, kind) for side in SIDES]
+    return named
+
+
+def _entity_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The temp tables _entity_a, _entity_h (kind and ENTITY_SCHEMA columns) and _norm_a,
+    _norm_h (kind and name_table's columns, _normalised) empty, for _entities to fill."""
     for side in SIDES:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _entity_{side} (kind VARCHAR, key VARCHAR, "
@@ -289,15 +334,6 @@ def _crosswalk(
             f"CREATE OR REPLACE TEMP TABLE _norm_{side} "
             "(kind VARCHAR, name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
         )
-    named = []
-    for kind in ENTITY_COLUMNS:
-        for side in SIDES:
-            _entities(con, kind, side)
-        if any(m.kind == kind for m in mappings):
-            named += [_named(con, side, kind) for side in SIDES]
-    con.execute("DROP TABLE _xw_wanted")
-    _resolve(con, mappings, config, suggest)
-    return _unused(mappings, wanted, named)
 
 
 PLACES = 1 << 40  # a kind's rows are placed from its number (in ENTITY_COLUMNS) x PLACES on
@@ -306,11 +342,11 @@ PLACES = 1 << 40  # a kind's rows are placed from its number (in ENTITY_COLUMNS)
 def _resolve(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
 ) -> None:
-    """The entities of every kind (_entity_a, _entity_h) resolved together by
-    crosswalk.resolve_tables, with name suggestions for the kinds in `suggest`: their rows of
-    the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins), and the labels
-    of the unmapped entities of the kinds in `suggest`, the only ones read back (_resolutions),
-    into the temp table _xw_label (kind, h_key, label, place: the kind's number x PLACES + its
+    """The entities of _entity_a and _entity_h resolved together by crosswalk.resolve_tables
+    (with the mapping rows of their kinds), with name suggestions for the kinds in `suggest`:
+    their rows of the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins),
+    and the labels of the unmapped entities of the kinds in `suggest`, the only ones read back
+    (_resolutions), into _xw_label (kind, h_key, label, place: the kind's number x PLACES + its
     place in key order among them). Names are matched with the config's fuzzy_min_score,
     DuckDB's memory let go (to its [workspace] memory_limit) before they are scored. Drops the
     entity tables and _norm_a, _norm_h."""
@@ -328,14 +364,15 @@ def _resolve(
     con.execute(
         f"INSERT INTO crosswalk SELECT kind, halopsa_key, autotask_key, {columns} FROM _resolution"
     )
-    # Places in key order among the unmapped only: a sort of those few, not of every entity
-    # (nor of the unmapped contracts a run does not suggest for: 1.3 CPU-s at 1M lines a side).
+    # Places in key order among the unmapped only: a sort of those few, not of every entity.
+    # Not of the kinds a run does not suggest for: at 1M lines a side the statement placing
+    # 53,537 unmapped contracts, never read back, cost 1.3 CPU-s.
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE _xw_label AS
-        SELECT kind, halopsa_key AS h_key, halopsa_label AS label,
+        INSERT INTO _xw_label
+        SELECT kind, halopsa_key, halopsa_label,
                (list_position($kinds, kind) - 1) * {PLACES}
-               + row_number() OVER (PARTITION BY kind ORDER BY halopsa_key) AS place
+               + row_number() OVER (PARTITION BY kind ORDER BY halopsa_key)
         FROM _resolution WHERE method = 'unmapped' AND list_contains($suggest, kind)
         """,
         {"kinds": list(ENTITY_COLUMNS), "suggest": sorted(suggest)},
