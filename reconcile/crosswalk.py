@@ -20,7 +20,7 @@ import io
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -461,13 +461,16 @@ def resolve_frame(
     min_score: float,
     suggest: bool = True,
 ) -> pl.DataFrame:
-    """resolve_tables for entity frames (ENTITY_SCHEMA rows, keys unique) in an in-memory DuckDB
-    connection: one RESOLUTION_SCHEMA row per HaloPSA entity, sorted by key."""
+    """resolve_tables for one kind's entity frames (ENTITY_SCHEMA rows, keys unique) in an
+    in-memory DuckDB connection: one RESOLUTION_SCHEMA row per HaloPSA entity, sorted by key."""
     with contextlib.closing(duckdb.connect()) as con:
         for table, frame in (("_autotask", autotask), ("_halopsa", halopsa)):
-            entities = frame.select(pl.col(c).cast(t) for c, t in ENTITY_SCHEMA.items())
+            entities = frame.select(
+                pl.lit(kind).alias("kind"), *(pl.col(c).cast(t) for c, t in ENTITY_SCHEMA.items())
+            )
             with_frame(con, f"CREATE TEMP TABLE {table} AS SELECT * FROM _frame", entities)
-        resolve_tables(con, kind, "_autotask", "_halopsa", mappings, min_score, suggest)
+        kinds = frozenset({kind} if suggest else ())
+        resolve_tables(con, "_autotask", "_halopsa", mappings, min_score, kinds)
         found: pl.DataFrame = con.sql("SELECT * FROM _resolution ORDER BY halopsa_key").pl()
     return found.select(pl.col(c).cast(t) for c, t in RESOLUTION_SCHEMA.items())
 
@@ -477,50 +480,53 @@ LABEL = "coalesce({x}.names[1], {x}.ids[1], {x}.key)"
 # The work tables of resolve_tables, dropped once _resolution is made.
 WORK_TABLES = (
     "_rs_decided", "_rs_display", "_rs_map", "_rs_maybe", "_rs_fold", "_rs_value",
-    "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown", "_rs_candidate",
+    "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown",
 )  # fmt: skip
 
 
 def resolve_tables(
     con: duckdb.DuckDBPyConnection,
-    kind: str,
     autotask: str,
     halopsa: str,
     mappings: list[Mapping],
     min_score: float,
-    suggest: bool = True,
+    suggest: Collection[str] = KINDS,
     normalised: str | None = None,
     memory_limit: str | None = None,
 ) -> None:
-    """Resolve every HaloPSA entity to an Autotask key, or say it is unmapped (with a hint).
+    """Resolve every HaloPSA entity to an Autotask key of its kind, or say it is unmapped (with
+    a hint). The kinds are resolved together, each step one statement over all of them: an
+    entity is only ever compared with entities of its kind.
 
-    autotask, halopsa: tables of ENTITY_SCHEMA columns (ids and names lists), keys unique.
-    normalised: a query of name_table's rows (name, base, form, whole: its full) of the kind
-    for some names (repeats allowed), which are not normalised again.
-    Leaves the temp table _resolution: one row per HaloPSA entity, RESOLUTION_SCHEMA columns,
-    in no order. Without `suggest`, an unmapped entity whose name neither collides nor differs
-    only in legal form gets no similar-name suggestion (nor note): the search for one is the
-    costliest step, and a run shows no contract's. memory_limit: DuckDB's limit in force, when
-    its memory is to be let go (store.release_memory) before the names are scored (_suggest).
+    autotask, halopsa: tables of kind (KINDS) and ENTITY_SCHEMA columns (ids and names lists),
+    keys unique within a kind. normalised: a query of name_table's rows (kind, name, base,
+    form, whole: its full) for some names of their kinds (repeats allowed), which are not
+    normalised again. Leaves the temp table _resolution: one row per HaloPSA entity, kind and
+    RESOLUTION_SCHEMA columns, in no order. An unmapped entity of a kind not in `suggest` whose
+    name neither collides nor differs only in legal form gets no similar-name suggestion (nor
+    note): the search for one is the costliest step, and a run shows no contract's.
+    memory_limit: DuckDB's limit in force, when its memory is to be let go
+    (store.release_memory) before the names are scored (_suggest).
 
     DuckDB SQL over temp tables, which spill; Python holds a chunk of distinct values at a time
     (name_table, casefold), the entities whose names collide or differ only in legal form, and,
-    with `suggest`, the unmapped entities' names and every Autotask name (best_matches)."""
+    for each kind in `suggest`, its unmapped entities' names and every Autotask name of it
+    (best_matches)."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _rs_decided (halopsa_key VARCHAR, autotask_key VARCHAR, "
-        "method VARCHAR, suggestion VARCHAR, score DOUBLE, basis VARCHAR, note VARCHAR, "
-        "ambiguous BOOLEAN)"
+        "CREATE OR REPLACE TEMP TABLE _rs_decided (kind VARCHAR, halopsa_key VARCHAR, "
+        "autotask_key VARCHAR, method VARCHAR, suggestion VARCHAR, score DOUBLE, basis VARCHAR, "
+        "note VARCHAR, ambiguous BOOLEAN)"
     )
     _display(con, autotask)
-    _by_id(con, kind, autotask, halopsa, mappings)
-    _by_name(con, kind, autotask, halopsa, min_score, suggest, normalised, memory_limit)
+    _by_id(con, autotask, halopsa, mappings)
+    _by_name(con, autotask, halopsa, min_score, suggest, normalised, memory_limit)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _resolution AS
-        SELECT h.key AS halopsa_key, {LABEL.format(x="h")} AS halopsa_label, d.autotask_key,
-               coalesce(d.method, 'unmapped') AS method, d.suggestion, d.score, d.basis, d.note,
-               coalesce(d.ambiguous, false) AS ambiguous
-        FROM {halopsa} h LEFT JOIN _rs_decided d ON d.halopsa_key = h.key
+        SELECT h.kind, h.key AS halopsa_key, {LABEL.format(x="h")} AS halopsa_label,
+               d.autotask_key, coalesce(d.method, 'unmapped') AS method, d.suggestion, d.score,
+               d.basis, d.note, coalesce(d.ambiguous, false) AS ambiguous
+        FROM {halopsa} h LEFT JOIN _rs_decided d ON d.kind = h.kind AND d.halopsa_key = h.key
         """
     )
     for table in WORK_TABLES:
@@ -528,19 +534,21 @@ def resolve_tables(
 
 
 def _display(con: duckdb.DuckDBPyConnection, autotask: str) -> None:
-    """Temp table _rs_display (key, display): each Autotask entity by its label, with its first
-    id where two share a label ("Acme Ltd (id 42)")."""
+    """Temp table _rs_display (kind, key, display): each Autotask entity by its label, with its
+    first id where two of its kind share a label ("Acme Ltd (id 42)")."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_display AS
         WITH labelled AS (
-            SELECT key, ids[1] AS id, len(ids) > 0 AS has_id, {LABEL.format(x="a")} AS label
+            SELECT kind, key, ids[1] AS id, len(ids) > 0 AS has_id,
+                   {LABEL.format(x="a")} AS label
             FROM {autotask} a
         ),
-        shared AS (SELECT label FROM labelled GROUP BY label HAVING count(*) > 1)
-        SELECT l.key, CASE WHEN s.label IS NOT NULL AND l.has_id
-                           THEN l.label || ' (id ' || l.id || ')' ELSE l.label END AS display
-        FROM labelled l LEFT JOIN shared s ON s.label = l.label
+        shared AS (SELECT kind, label FROM labelled GROUP BY kind, label HAVING count(*) > 1)
+        SELECT l.kind, l.key, CASE WHEN s.label IS NOT NULL AND l.has_id
+                                   THEN l.label || ' (id ' || l.id || ')' ELSE l.label END
+                              AS display
+        FROM labelled l LEFT JOIN shared s ON s.kind = l.kind AND s.label = l.label
         """
     )
 
@@ -588,61 +596,67 @@ def casefold(value: pl.Expr) -> pl.Expr:
 
 
 def _by_id(
-    con: duckdb.DuckDBPyConnection,
-    kind: str,
-    autotask: str,
-    halopsa: str,
-    mappings: list[Mapping],
+    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, mappings: list[Mapping]
 ) -> None:
     """HaloPSA entities paired by the mapping file (_mapped) or else by the Autotask id HaloPSA
-    kept (that of exactly one entity): rows of _rs_decided (method mapping, autotask_id)."""
-    explicit = [m for m in mappings if m.kind == kind]
-    if explicit:
-        _mapped(con, autotask, halopsa, explicit)
+    kept (that of exactly one entity of the kind): rows of _rs_decided (method mapping,
+    autotask_id)."""
+    if mappings:
+        _mapped(con, autotask, halopsa, mappings)
     con.execute(
         f"""
-        INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
+        INSERT INTO _rs_decided (kind, halopsa_key, autotask_key, method)
         WITH kept AS (
-            SELECT h.key, h.xref FROM {halopsa} h
-            ANTI JOIN _rs_decided d ON d.halopsa_key = h.key
+            SELECT h.kind, h.key, h.xref FROM {halopsa} h
+            ANTI JOIN _rs_decided d ON d.kind = h.kind AND d.halopsa_key = h.key
             WHERE h.xref != ''
         ),
         ids AS (
-            SELECT DISTINCT value, key FROM ({_elements(autotask, "ids", "value")})
-            WHERE value IN (SELECT xref FROM kept)
+            SELECT DISTINCT e.kind, e.value, e.key FROM ({_elements(autotask, "ids", "value")}) e
+            SEMI JOIN kept k ON k.kind = e.kind AND k.xref = e.value
         ),
-        sole AS (SELECT value, min(key) AS autotask_key FROM ids GROUP BY value HAVING count(*) = 1)
-        SELECT k.key, o.autotask_key, 'autotask_id' FROM kept k JOIN sole o ON o.value = k.xref
+        sole AS (
+            SELECT kind, value, min(key) AS autotask_key FROM ids
+            GROUP BY kind, value HAVING count(*) = 1
+        )
+        SELECT k.kind, k.key, o.autotask_key, 'autotask_id'
+        FROM kept k JOIN sole o ON o.kind = k.kind AND o.value = k.xref
         """
     )
 
 
 def _mapped(
-    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, explicit: list[Mapping]
+    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, mappings: list[Mapping]
 ) -> None:
     """Rows of _rs_decided (method mapping): each HaloPSA entity's first id or name, in that
-    order, that a mapping row (the last for its value) gives an Autotask value of exactly one
-    entity (any id or name). Values compare casefolded (_folded_values)."""
+    order, that a mapping row of its kind (the last for its value) gives an Autotask value of
+    exactly one entity of the kind (any id or name). Values compare casefolded
+    (_folded_values)."""
     rows = (
         pl.DataFrame(
-            {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
+            {
+                "kind": [m.kind for m in mappings],
+                "value": [m.halopsa for m in mappings],
+                "target": [m.autotask for m in mappings],
+            }
         )
-        .select(casefold(pl.col("value")), casefold(pl.col("target")))
-        .unique("value", keep="last")
+        .select("kind", casefold(pl.col("value")), casefold(pl.col("target")))
+        .unique(["kind", "value"], keep="last")
     )
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _rs_map AS SELECT * FROM _frame", rows)
     _folded_values(con, autotask, halopsa)
     con.execute(
         """
-        INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
+        INSERT INTO _rs_decided (kind, halopsa_key, autotask_key, method)
         WITH sole AS (
-            SELECT value, min(key) AS autotask_key
-            FROM (SELECT DISTINCT value, key FROM _rs_value WHERE side = 'a')
-            GROUP BY value HAVING count(*) = 1
+            SELECT kind, value, min(key) AS autotask_key
+            FROM (SELECT DISTINCT kind, value, key FROM _rs_value WHERE side = 'a')
+            GROUP BY kind, value HAVING count(*) = 1
         )
-        SELECT h.key, arg_min(o.autotask_key, h.pos), 'mapping'
-        FROM _rs_value h JOIN _rs_map m ON m.value = h.value JOIN sole o ON o.value = m.target
-        WHERE h.side = 'h' GROUP BY h.key
+        SELECT h.kind, h.key, arg_min(o.autotask_key, h.pos), 'mapping'
+        FROM _rs_value h JOIN _rs_map m ON m.kind = h.kind AND m.value = h.value
+        JOIN sole o ON o.kind = h.kind AND o.value = m.target
+        WHERE h.side = 'h' GROUP BY h.kind, h.key
         """
     )
 
@@ -650,17 +664,17 @@ def _mapped(
 def _elements(
     rows: str, values: str, name: str, place: str | None = None, size: str | None = None
 ) -> str:
-    """SQL: key and each element of the list expression `values` of each row of `rows` (a table
-    or a subquery) as `name`, with its place in the list (from 1) as `place` and the list's
+    """SQL: kind, key and each element of the list expression `values` of each row of `rows` (a
+    table or a subquery) as `name`, with its place in the list (from 1) as `place` and the list's
     length as `size` when given. An unnest in the select list: a lateral one (FROM t,
     unnest(t.x)) is planned as a join of the elements back to their rows, ten times the CPU."""
     position = f", unnest(range(1, len({values}) + 1)) AS {place}" if place else ""
     length = f", len({values}) AS {size}" if size else ""
-    return f"SELECT key, unnest({values}) AS {name}{position}{length} FROM {rows}"
+    return f"SELECT kind, key, unnest({values}) AS {name}{position}{length} FROM {rows}"
 
 
 def _folded_values(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str) -> None:
-    """Temp table _rs_value (side: a or h, key, pos, value): the entities' ids and names (pos:
+    """Temp table _rs_value (side: a or h, kind, key, pos, value): the entities' ids and names (pos:
     the place among ids, then names) casefolded, of each side those that may be in _rs_map's
     column of that side (target, value) and no others that are: those whose lower case is
     there, and those holding an UNLOWERED character (a few). Values fold in SQL (lower), but
@@ -678,7 +692,7 @@ def _folded_values(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str) 
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rs_value AS "
-        f"SELECT side, key, pos, folded AS value FROM ({pairs})"
+        f"SELECT side, kind, key, pos, folded AS value FROM ({pairs})"
     )
 
 
@@ -692,11 +706,10 @@ RANKS = 1 << 32  # (outcome, rank) as one number, outcome x RANKS + rank
 
 def _by_name(
     con: duckdb.DuckDBPyConnection,
-    kind: str,
     autotask: str,
     halopsa: str,
     min_score: float,
-    suggest: bool,
+    suggest: Collection[str],
     normalised: str | None,
     memory_limit: str | None,
 ) -> None:
@@ -705,15 +718,15 @@ def _by_name(
 
     Each HaloPSA entity not decided by id has its names looked at in order (rank): the first
     that pairs pairs it; else the first that collides says so; else the first that differs only
-    in legal form is the suggestion; whatever is left gets the most similar name
-    (`best_matches`) when `suggest`, else nothing (memory_limit: resolve_tables'). Adds the
-    rows of these to _rs_decided."""
-    _names(con, kind, autotask, halopsa, normalised)
+    in legal form is the suggestion; whatever is left gets the most similar name of its kind
+    (`best_matches`) when its kind is in `suggest`, else nothing (memory_limit:
+    resolve_tables'). Adds the rows of these to _rs_decided."""
+    _names(con, autotask, halopsa, normalised)
     _outcomes(con)
     con.execute(
         f"""
-        INSERT INTO _rs_decided (halopsa_key, autotask_key, method)
-        SELECT key, CASE WHEN hits = 1 THEN hit ELSE a_key END, 'name'
+        INSERT INTO _rs_decided (kind, halopsa_key, autotask_key, method)
+        SELECT kind, key, CASE WHEN hits = 1 THEN hit ELSE a_key END, 'name'
         FROM _rs_outcome WHERE outcome = {PAIRS}
         """
     )
@@ -723,84 +736,103 @@ def _by_name(
         f"count(*) FILTER (WHERE outcome = {FORM_ONLY}) FROM _rs_outcome"
     ).fetchall()[0]
     if collide:
-        _collisions(con, kind, halopsa)
+        _collisions(con, halopsa)
     if form_only:
         _form_only(con)
-    if suggest:
-        _suggest(con, kind, halopsa, min_score, memory_limit)
+    for kind in KINDS:
+        if kind in suggest:
+            _suggest(con, kind, halopsa, min_score, memory_limit)
+
+
+# SQL: whether the kind's names are read as a client's (name_table: with legal forms); an
+# item's and a contract's are read alike.
+CLIENT = "kind = 'client'"
 
 
 def _names(
-    con: duckdb.DuckDBPyConnection,
-    kind: str,
-    autotask: str,
-    halopsa: str,
-    normalised: str | None,
+    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, normalised: str | None
 ) -> None:
-    """Temp tables _rs_a_name (key, base, form, whole: name_table's full) of every Autotask
-    entity's names and _rs_h_name (key, rank, size, base, form, whole) of the names of the
-    HaloPSA entities not in _rs_decided (rank: the name's place in names, size: how many it
-    has), names with a base only:
-    name_table of each distinct name (_rs_name_table): the rows of `normalised` (resolve_tables)
-    and the other names', a chunk at a time."""
+    """Temp tables _rs_a_name (kind, key, base, form, whole: name_table's full) of every
+    Autotask entity's names and _rs_h_name (kind, key, rank, size, base, form, whole) of the
+    names of the HaloPSA entities not in _rs_decided (rank: the name's place in names, size:
+    how many it has), names with a base only:
+    name_table of each distinct name as its kind reads it (_rs_name_table: client, whether
+    as a client's (CLIENT), and name_table's columns): the rows of `normalised`
+    (resolve_tables) and the other names', a chunk at a time."""
     a_names = _elements(autotask, "names", "name")
-    undecided = f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key)"
+    undecided = (
+        f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d "
+        "ON d.kind = h.kind AND d.halopsa_key = h.key)"
+    )
     h_names = _elements(undecided, "names", "name", "rank", "size")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rs_name_table "
-        "(name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
+        "(client BOOLEAN, name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
     )
     if normalised:
-        con.execute(f"INSERT INTO _rs_name_table SELECT DISTINCT * FROM ({normalised})")
-    distinct = f"SELECT name FROM ({a_names}) UNION ALL SELECT name FROM ({h_names})"
-    others = (
-        f"SELECT name FROM ({distinct}) d ANTI JOIN _rs_name_table t USING (name) "
-        "WHERE name IS NOT NULL"
+        con.execute(
+            "INSERT INTO _rs_name_table SELECT DISTINCT "
+            f"{CLIENT}, name, base, form, whole FROM ({normalised})"
+        )
+    distinct = (
+        f"SELECT {CLIENT} AS client, name FROM ({a_names}) "
+        f"UNION ALL SELECT {CLIENT}, name FROM ({h_names})"
     )
-    for names in column_chunks(con, others):
-        parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
-        with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
+    for client in (True, False):
+        others = (
+            f"SELECT name FROM ({distinct}) d ANTI JOIN _rs_name_table t USING (client, name) "
+            f"WHERE client = {client} AND name IS NOT NULL"
+        )
+        for names in column_chunks(con, others):
+            parts = pl.concat(
+                [names.to_frame("name"), name_table("client" if client else "item", names)],
+                how="horizontal",
+            ).select(pl.lit(client).alias("client"), pl.all())
+            with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
     h_table = ("_rs_h_name", h_names, "rank, size, ")
     for table, query, places in (("_rs_a_name", a_names, ""), h_table):
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT key, {places}base, form, whole "
-            f"FROM ({query}) JOIN _rs_name_table USING (name) WHERE base != ''"
+            f"CREATE OR REPLACE TEMP TABLE {table} AS "
+            f"SELECT n.kind, n.key, {places}t.base, t.form, t.whole FROM ({query}) n "
+            f"JOIN _rs_name_table t ON t.client = (n.{CLIENT}) AND t.name = n.name "
+            "WHERE t.base != ''"
         )
     con.execute("DROP TABLE _rs_name_table")
 
 
 def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     """Temp tables _rs_h_row: each row of _rs_h_name with its outcome (PAIRS, COLLIDES,
-    FORM_ONLY or null) and what decides it: per full name (whole), how many Autotask entities
-    have it (hits: 0, 1, or 2 for several, all that is asked of it) and the least (hit), one
-    aggregate over every Autotask name (a semi join with HaloPSA's names first, and a DISTINCT,
-    ran out of 120MB at 3M lines a side); per base name of a row no Autotask entity has the full
-    name of (hits 0: the others' outcomes and uses never look at these), how many (keys) and
-    the least (a_key), whether one has it with no legal form (bare), the least form (theirs)
-    and full name (a_full); null for the rows with hits.
+    FORM_ONLY or null) and what decides it: per kind and full name (whole), how many Autotask
+    entities of the kind have it (hits: 0, 1, or 2 for several, all that is asked of it) and
+    the least (hit), one aggregate over every Autotask name (a semi join with HaloPSA's names
+    first, and a DISTINCT, ran out of 120MB at 3M lines a side); per kind and base name of a
+    row no Autotask entity has the full name of (hits 0: the others' outcomes and uses never
+    look at these), how many (keys) and the least (a_key), whether one has it with no legal
+    form (bare), the least form (theirs) and full name (a_full); null for the rows with hits.
     _rs_outcome: each entity's row of the best outcome, of those its first by rank (picked
     only among the entities of several names: nearly all have one). Aggregates over narrow
     rows, of the names HaloPSA has only."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rs_full AS
-        SELECT whole, CASE WHEN min(key) = max(key) THEN 1 ELSE 2 END AS hits, min(key) AS hit
-        FROM _rs_a_name GROUP BY whole
+        SELECT kind, whole, CASE WHEN min(key) = max(key) THEN 1 ELSE 2 END AS hits,
+               min(key) AS hit
+        FROM _rs_a_name GROUP BY kind, whole
         """
     )
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rs_base AS
-        SELECT base, count(*) AS keys, min(key) AS a_key, bool_or(bare) AS bare,
+        SELECT kind, base, count(*) AS keys, min(key) AS a_key, bool_or(bare) AS bare,
                min(theirs) AS theirs, min(a_full) AS a_full
         FROM (
-            SELECT a.base, a.key, bool_or(a.form = '') AS bare, min(a.form) AS theirs,
+            SELECT a.kind, a.base, a.key, bool_or(a.form = '') AS bare, min(a.form) AS theirs,
                    min(a.whole) AS a_full
             FROM _rs_a_name a SEMI JOIN (
-                SELECT base FROM _rs_h_name ANTI JOIN _rs_full USING (whole)
-            ) h USING (base)
-            GROUP BY a.base, a.key
-        ) GROUP BY base
+                SELECT kind, base FROM _rs_h_name ANTI JOIN _rs_full USING (kind, whole)
+            ) h USING (kind, base)
+            GROUP BY a.kind, a.base, a.key
+        ) GROUP BY kind, base
         """
     )
     con.execute(
@@ -813,7 +845,8 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
         FROM (
             SELECT n.*, coalesce(f.hits, 0) AS hits, f.hit, coalesce(b.keys, 0) AS keys,
                    b.a_key, b.bare, b.theirs, b.a_full
-            FROM _rs_h_name n LEFT JOIN _rs_full f USING (whole) LEFT JOIN _rs_base b USING (base)
+            FROM _rs_h_name n LEFT JOIN _rs_full f USING (kind, whole)
+            LEFT JOIN _rs_base b USING (kind, base)
         )
         """
     )
@@ -825,47 +858,50 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
         SELECT * FROM _rs_h_row WHERE outcome IS NOT NULL AND size = 1
         UNION ALL
         SELECT r.* FROM _rs_h_row r JOIN (
-            SELECT key, min(outcome * {RANKS} + rank) AS pick FROM _rs_h_row
-            WHERE outcome IS NOT NULL AND size > 1 GROUP BY key
-        ) p ON p.key = r.key AND p.pick = r.outcome * {RANKS} + r.rank
+            SELECT kind, key, min(outcome * {RANKS} + rank) AS pick FROM _rs_h_row
+            WHERE outcome IS NOT NULL AND size > 1 GROUP BY kind, key
+        ) p ON p.kind = r.kind AND p.key = r.key AND p.pick = r.outcome * {RANKS} + r.rank
         """
     )
 
 
 def _insert_decided(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
-    """The frame's rows (halopsa_key and some of _rs_decided's columns) into _rs_decided."""
+    """The frame's rows (kind, halopsa_key and some of _rs_decided's columns) into
+    _rs_decided."""
     with_frame(con, "INSERT INTO _rs_decided BY NAME SELECT * FROM _frame", frame)
 
 
-def _collisions(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str) -> None:
-    """Rows of _rs_decided for the entities whose name fits several Autotask entities (outcome
-    COLLIDES, on full or base name): each names them (ambiguity_note: how many, and the first
-    AMBIGUITY_SHOWN displays in order, found once per name in SQL). The words are Python's (the
-    csv module quotes the label), over as many rows as such entities."""
+def _collisions(con: duckdb.DuckDBPyConnection, halopsa: str) -> None:
+    """Rows of _rs_decided for the entities whose name fits several Autotask entities of their
+    kind (outcome COLLIDES, on full or base name): each names them (ambiguity_note: how many,
+    and the first AMBIGUITY_SHOWN displays in order, found once per name in SQL). The words
+    are Python's (the csv module quotes the label), over as many rows as such entities."""
     clash = "CASE WHEN hits > 1 THEN whole ELSE base END"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_shown AS
         WITH clashes AS (
-            SELECT DISTINCT hits > 1 AS on_full, {clash} AS name
+            SELECT DISTINCT kind, hits > 1 AS on_full, {clash} AS name
             FROM _rs_outcome WHERE outcome = {COLLIDES}
         ),
         fits AS (
-            SELECT DISTINCT c.on_full, c.name, a.key
-            FROM clashes c JOIN _rs_a_name a ON a.whole = c.name WHERE c.on_full
+            SELECT DISTINCT c.kind, c.on_full, c.name, a.key
+            FROM clashes c JOIN _rs_a_name a ON a.kind = c.kind AND a.whole = c.name
+            WHERE c.on_full
             UNION ALL
-            SELECT DISTINCT c.on_full, c.name, a.key
-            FROM clashes c JOIN _rs_a_name a ON a.base = c.name WHERE NOT c.on_full
+            SELECT DISTINCT c.kind, c.on_full, c.name, a.key
+            FROM clashes c JOIN _rs_a_name a ON a.kind = c.kind AND a.base = c.name
+            WHERE NOT c.on_full
         )
-        SELECT on_full, name, count(*) AS fits, min(d.display, {AMBIGUITY_SHOWN}) AS shown
-        FROM fits JOIN _rs_display d USING (key) GROUP BY on_full, name
+        SELECT kind, on_full, name, count(*) AS fits, min(d.display, {AMBIGUITY_SHOWN}) AS shown
+        FROM fits JOIN _rs_display d USING (kind, key) GROUP BY kind, on_full, name
         """
     )
     found: pl.DataFrame = con.sql(
         f"""
-        SELECT o.key, {LABEL.format(x="h")} AS label, s.fits, s.shown
-        FROM _rs_outcome o JOIN {halopsa} h ON h.key = o.key
-        JOIN _rs_shown s ON s.on_full = (o.hits > 1) AND s.name = {clash}
+        SELECT o.kind, o.key, {LABEL.format(x="h")} AS label, s.fits, s.shown
+        FROM _rs_outcome o JOIN {halopsa} h ON h.kind = o.kind AND h.key = o.key
+        JOIN _rs_shown s ON s.kind = o.kind AND s.on_full = (o.hits > 1) AND s.name = {clash}
         WHERE o.outcome = {COLLIDES}
         """
     ).pl()
@@ -873,11 +909,12 @@ def _collisions(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str) -> None
         return
     notes = [
         ambiguity_note(kind, label, shown, fits)
-        for label, fits, shown in found.select("label", "fits", "shown").iter_rows()
+        for kind, label, fits, shown in found.select("kind", "label", "fits", "shown").iter_rows()
     ]
     _insert_decided(
         con,
         found.select(
+            "kind",
             halopsa_key="key",
             method=pl.lit("unmapped"),
             note=pl.Series(notes, dtype=pl.String),
@@ -888,12 +925,12 @@ def _collisions(con: duckdb.DuckDBPyConnection, kind: str, halopsa: str) -> None
 
 def _form_only(con: duckdb.DuckDBPyConnection) -> None:
     """Rows of _rs_decided for the entities that differ only in legal form from the one
-    Autotask entity of their base name (outcome FORM_ONLY): that entity is suggested, never
+    Autotask entity of their kind and base name (outcome FORM_ONLY): that entity is suggested, never
     with 100."""
     found: pl.DataFrame = con.sql(
         f"""
-        SELECT o.key, d.display, o.form, o.theirs, o.whole, o.a_full
-        FROM _rs_outcome o LEFT JOIN _rs_display d ON d.key = o.a_key
+        SELECT o.kind, o.key, d.display, o.form, o.theirs, o.whole, o.a_full
+        FROM _rs_outcome o LEFT JOIN _rs_display d ON d.kind = o.kind AND d.key = o.a_key
         WHERE o.outcome = {FORM_ONLY}
         """
     ).pl()
@@ -907,6 +944,7 @@ def _form_only(con: duckdb.DuckDBPyConnection) -> None:
     _insert_decided(
         con,
         found.select(
+            "kind",
             halopsa_key="key",
             method=pl.lit("unmapped"),
             suggestion="display",
@@ -943,18 +981,20 @@ def _suggest(
     min_score: float,
     memory_limit: str | None,
 ) -> None:
-    """Rows of _rs_decided for the HaloPSA entities not yet in it: the closest Autotask name
-    for each (best_matches over their names and every Autotask name), if it scores at least
-    min_score; a note saying so if none does. With `memory_limit` (the limit in force), what
-    DuckDB holds is let go (store.release_memory) once the names are read and before they are
-    scored: at 10M lines a side, 1.7M Autotask clients' names are scored in Python, the
-    crosswalk's peak, and DuckDB held 140 MiB of them."""
+    """Rows of _rs_decided for the HaloPSA entities of the kind (one of KINDS) not yet in it:
+    the closest Autotask name of the kind for each (best_matches over their names and every
+    Autotask name of the kind), if it scores at least min_score; a note saying so if none
+    does. With `memory_limit` (the limit in force), what DuckDB holds is let go
+    (store.release_memory) once the names are read and before they are scored: at 10M lines a
+    side, 1.7M Autotask clients' names are scored in Python, the crosswalk's peak, and DuckDB
+    held 140 MiB of them."""
     # The entities left, each with its names in order (none: a row of nulls).
     found: pl.DataFrame = con.sql(
         f"""
         SELECT h.key, r.base, r.form
-        FROM {halopsa} h ANTI JOIN _rs_decided d ON d.halopsa_key = h.key
-        LEFT JOIN _rs_h_row r ON r.key = h.key ORDER BY h.key, r.rank
+        FROM {halopsa} h ANTI JOIN _rs_decided d ON d.kind = h.kind AND d.halopsa_key = h.key
+        LEFT JOIN _rs_h_row r ON r.kind = h.kind AND r.key = h.key
+        WHERE h.kind = '{kind}' ORDER BY h.key, r.rank
         """
     ).pl()
     if found.is_empty():
@@ -966,11 +1006,11 @@ def _suggest(
     # a side), and the displays of the candidates suggested.
     with insertion_order_kept(con):
         con.execute(
-            """
+            f"""
             CREATE OR REPLACE TEMP TABLE _rs_candidate AS
             SELECT display, base, form FROM (
                 SELECT DISTINCT d.display, a.key, a.base, a.form
-                FROM _rs_a_name a JOIN _rs_display d USING (key)
+                FROM _rs_a_name a JOIN _rs_display d USING (kind, key) WHERE a.kind = '{kind}'
             ) ORDER BY display NULLS FIRST, key, base, form
             """
         )
@@ -989,6 +1029,7 @@ def _suggest(
     _insert_decided(
         con,
         left.join(best, on="key", how="left").select(
+            kind=pl.lit(kind),
             halopsa_key="key",
             method=pl.lit("unmapped"),
             suggestion="suggestion",

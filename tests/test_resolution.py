@@ -5,12 +5,25 @@ names, kept Autotask ids, mapping rows by id and by name."""
 
 from __future__ import annotations
 
+import contextlib
+
 import crosswalk_reference
+import duckdb
+import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from reconcile.crosswalk import KINDS, Entity, Mapping, entity_frame, resolve_frame
+from reconcile.crosswalk import (
+    KINDS,
+    RESOLUTION_SCHEMA,
+    Entity,
+    Mapping,
+    entity_frame,
+    resolve_frame,
+    resolve_tables,
+)
+from reconcile.duck import with_frame
 
 # Base names people type, some alike, some only in case, punctuation or accents.
 BASES = [
@@ -96,3 +109,44 @@ def test_many_candidates_are_counted_and_the_first_five_shown() -> None:
         "add a mapping row client,<Autotask client>,ACME"
     ]
     assert found["ambiguous"].to_list() == [True]
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    autotask=st.tuples(*(entities("", kept=False) for _ in KINDS)),
+    halopsa=st.tuples(*(entities("h:", kept=True) for _ in KINDS)),
+    suggest=st.sets(st.sampled_from(KINDS)),
+    data=st.data(),
+)
+def test_kinds_resolved_together_are_each_resolved_alone(
+    autotask: tuple[list[Entity], ...],
+    halopsa: tuple[list[Entity], ...],
+    suggest: set[str],
+    data: st.DataObject,
+) -> None:
+    """resolve_tables resolves the three kinds in one set of statements: each kind's rows are
+    what resolve_frame gives for it alone, though keys, ids and names recur across kinds."""
+    values = sorted({v for es in autotask + halopsa for e in es for v in (*e.ids, *e.names)})
+    mapping_rows = data.draw(mappings("client", [*values, *IDS]))
+    frames = {
+        side: pl.concat(
+            entity_frame(es).select(pl.lit(kind).alias("kind"), pl.all())
+            for kind, es in zip(KINDS, sets, strict=True)
+        )
+        for side, sets in (("a", autotask), ("h", halopsa))
+    }
+    with contextlib.closing(duckdb.connect()) as con:
+        for side, frame in frames.items():
+            with_frame(con, f"CREATE TEMP TABLE _{side} AS SELECT * FROM _frame", frame)
+        resolve_tables(con, "_a", "_h", mapping_rows, 60.0, frozenset(suggest))
+        together: pl.DataFrame = con.sql(
+            "SELECT * FROM _resolution ORDER BY kind, halopsa_key"
+        ).pl()
+    for kind, a, h in zip(KINDS, autotask, halopsa, strict=True):
+        alone = resolve_frame(
+            kind, entity_frame(a), entity_frame(h), mapping_rows, 60.0, kind in suggest
+        )
+        found = together.filter(pl.col("kind") == kind).select(
+            pl.col(c).cast(t) for c, t in RESOLUTION_SCHEMA.items()
+        )
+        assert_frame_equal(found, alone)

@@ -207,8 +207,10 @@ def _item_entities(
         "(item_code VARCHAR, item_name VARCHAR, xref_item_id VARCHAR, description VARCHAR)"
     )
     con.executemany("INSERT INTO h_src VALUES (?, ?, ?, ?)", lines)
+    match._entity_tables(con)
     match._entities(con, "item", "h")
-    entities = con.sql("SELECT * FROM _entity_h ORDER BY key").fetchall()
+    entities = con.sql("SELECT * EXCLUDE (kind) FROM _entity_h ORDER BY key").fetchall()
+    assert con.sql("SELECT DISTINCT kind FROM _entity_h").fetchall() == [("item",)]
     keys = con.sql("SELECT * FROM _item_h ORDER BY ALL").fetchall()
     return tuple(entities), keys
 
