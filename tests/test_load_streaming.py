@@ -16,7 +16,7 @@ from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.ingest import LoadResult, load_paths, read_only
 from reconcile.load import RawFrame, read_inputs
-from reconcile.load.dialect import scan_bytes, sniff
+from reconcile.load.dialect import Scan, scan_bytes, sniff
 from reconcile.model import CANONICAL_SCHEMA
 from reconcile.store import Workspace
 from reconcile.validate import QUARANTINE_SCHEMA
@@ -45,11 +45,13 @@ def test_excel_text_is_found_wherever_it_falls_against_a_block(tmp_path: Path, g
     trimmed, so the scan must never miss one."""
     path = tmp_path / "big.csv"
     path.write_bytes(b"a" * (BLOCK + gap) + b'="0571"\n')
-    assert scan_bytes(path) == (None, True)
+    assert scan_bytes(path) == Scan(None, True, None)
     path.write_bytes(b"a" * (BLOCK + gap) + b'= "0571"\n')
-    assert scan_bytes(path) == (None, False)
+    assert scan_bytes(path) == Scan(None, False, None)
     path.write_bytes(b"a" * (BLOCK + gap) + b'="0571"\x00\n')
-    assert scan_bytes(path) == (BLOCK + gap + 7, True)
+    assert scan_bytes(path) == Scan(BLOCK + gap + 7, True, None)
+    path.write_bytes(b"a" * (BLOCK + gap) + b'="Caf\xc3\xa9"\n')
+    assert scan_bytes(path) == Scan(None, True, BLOCK + gap + 5)
 
 
 def test_excel_text_cells_are_unwrapped_and_plain_files_only_trimmed(tmp_path: Path) -> None:

@@ -421,3 +421,54 @@ def test_a_dollar_sign_is_the_dollar_of_the_rows_currency(
     else:
         assert loaded.height == 0
         assert rejected["reasons"].str.contains(r"\$|two currencies").all()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=rows(least=2),
+    name=st.sampled_from(["Côte d’Azur Ltd", "Café Olé Ltd", "Zürich AG", "Birch – Hale"]),
+    padding=st.sampled_from([0, 70_000, 5_000_000]),
+    encoding=st.sampled_from(["cp1252", "utf-8"]),
+)
+def test_an_encoding_is_told_from_the_whole_file_not_its_first_bytes(
+    lines: list[dict[str, str]], name: str, padding: int, encoding: str
+) -> None:
+    """A Windows-1252 (or UTF-8) export whose first accented name comes after plain ASCII
+    lines, past the 64 KiB sample or a 4 MiB read block: the names load as written (a `’`
+    beyond the sample was refused as 'invalid utf-8', with no row)."""
+    plain = {**lines[0], "Organization Name": "Plain Ltd", "Item Name": "Managed Workstation"}
+    filler = [{**plain, "Billing Item ID": str(70000 + i)} for i in range(padding // 120)]
+    named = [{**line, "Organization Name": name} for line in lines[1:]]
+    data = csv_text(HEADER, [*filler, *named]).encode(encoding)
+    loaded = load(data)[0]
+    assert loaded["client_name"].to_list()[len(filler) :] == [name] * len(named)
+
+
+@pytest.mark.parametrize(
+    ("padding", "said"),
+    [
+        (0, r"mixes encodings: UTF-8 text on line 2 and byte 0x92 on line 3"),
+        (1000, r"byte 0x92 on line 1003 \(offset [0-9]+\) is not UTF-8, which the text before"),
+    ],
+)
+def test_text_in_two_encodings_is_refused_naming_the_line(padding: int, said: str) -> None:
+    """UTF-8 text followed by a part saved as Windows-1252, within the 64 KiB sample or past
+    it: refused with the byte's line (past it, polars' 'invalid utf-8' named none)."""
+    utf8 = [{**line, "Organization Name": "Café Olé Ltd"} for line in _one()]
+    filler = [{**_one()[0], "Billing Item ID": str(70000 + i)} for i in range(padding)]
+    head = csv_text(HEADER, [*utf8, *filler])
+    tail = "61999,INV-20400,11/02/2026,0123,D’Azur Ltd,Backup (per TB),1.00,5.00,5.00,1.00\r\n"
+    with pytest.raises(InputError, match=said):
+        load(head.encode() + tail.encode("cp1252"))
+
+
+def _one() -> list[dict[str, str]]:
+    return [
+        {
+            "Billing Item ID": "61000", "Invoice Number": "INV-20400",
+            "Invoice Date": "11/02/2026", "Organization ID": "0123",
+            "Organization Name": "Acme Widgets Ltd", "Item Name": "Managed Workstation",
+            "Quantity": "1.00", "Unit Price": "35.00", "Extended Price": "35.00",
+            "Total Tax": "7.00",
+        }
+    ]  # fmt: skip

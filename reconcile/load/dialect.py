@@ -95,13 +95,26 @@ def is_binary(head: bytes) -> bool:
 EXCEL_TEXT_MARK = b'="'
 
 
-def scan_bytes(path: Path) -> tuple[int | None, bool]:
-    """Read the whole file once, in blocks: (where its first NUL byte is, or None; whether the
-    bytes `="` occur in it). A NUL after the sample would otherwise reach the outputs; a file
-    without `="` has no cell to unwrap, which spares a pass over every cell."""
+@dataclass(frozen=True)
+class Scan:
+    """What one read of a whole file found: where its first NUL byte is (None: none), whether
+    the bytes `="` occur in it, and where its first byte beyond ASCII is (None: none)."""
+
+    nul: int | None
+    marked: bool
+    beyond_ascii: int | None
+
+
+def scan_bytes(path: Path) -> Scan:
+    """Read the whole file once, in blocks (Scan). A NUL after the sample would otherwise
+    reach the outputs; a file without `="` has no cell to unwrap, which spares a pass over
+    every cell; a file whose sample is ASCII may hold another encoding's bytes further on."""
+    beyond: int | None = None
     with path.open("rb") as fh:
         offset, marked, tail = 0, False, b""
         for block in iter(lambda: fh.read(1 << 22), b""):
+            if beyond is None and not block.isascii():
+                beyond = offset + next(i for i, b in enumerate(block) if b > 0x7F)
             # A block without `=` (memchr, the speed of reading it) has no `="` to look for;
             # the two-byte search costs five times that (0.25 CPU-s for a 260 MB export).
             marked = (
@@ -111,15 +124,16 @@ def scan_bytes(path: Path) -> tuple[int | None, bool]:
             )
             found = block.find(b"\x00")
             if found >= 0:
-                return offset + found, marked
+                return Scan(offset + found, marked, beyond)
             tail = block[-1:]
             offset += len(block)
-    return None, marked
+    return Scan(None, marked, beyond)
 
 
-def _refuse_nul(path: Path) -> bool:
-    """Refuse a file holding a NUL byte; else whether it may hold `="…"` cells (scan_bytes)."""
-    offset, marked = scan_bytes(path)
+def _refuse_nul(path: Path) -> Scan:
+    """Refuse a file holding a NUL byte; else what scan_bytes found."""
+    scan = scan_bytes(path)
+    offset = scan.nul
     if offset is not None:
         raise InputError(
             str(path),
@@ -128,7 +142,45 @@ def _refuse_nul(path: Path) -> bool:
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
             hint="The file may be damaged; export it again.",
         )
-    return marked
+    return scan
+
+
+def _encoding_beyond(path: Path, start: int) -> str:
+    """The encoding of a file whose bytes before `start` are ASCII (its sample's, which said
+    UTF-8) and whose byte at `start` is not: UTF-8 when the rest is UTF-8, else Windows-1252
+    when the whole file is (a Windows-1252 export whose first 64 KiB are plain ASCII: its
+    `’` further down was refused as 'invalid utf-8'). InputError naming the line of the first
+    byte neither reads."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as fh:
+        fh.seek(start)
+        try:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+    data = path.read_bytes()
+    try:
+        data.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            str(path),
+            f"the file is neither UTF-8 nor Windows-1252 text throughout: byte "
+            f"0x{data[exc.start]:02x} on line {line} (offset {exc.start})",
+            expected="one encoding for the whole file",
+            hint="Save the file again as CSV UTF-8 and load that.",
+        ) from None
+
+
+# A character UTF-8 writes in two to four bytes (Windows-1252 text spells one only by chance:
+# "Ã©" is UTF-8's é read as Windows-1252).
+UTF8_CHARACTER = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
 
 
 def sniff_encoding(path: Path, head: bytes) -> str:
@@ -140,8 +192,19 @@ def sniff_encoding(path: Path, head: bytes) -> str:
         # A multi-byte character may be cut at the sample's end; final=False tolerates that.
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         return "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+    utf8 = UTF8_CHARACTER.search(head)
+    if utf8 is not None:  # UTF-8 text and a byte UTF-8 cannot hold: read as either, it is wrong
+        text_line, bad_line = (head.count(b"\n", 0, at) + 1 for at in (utf8.start(), bad))
+        raise InputError(
+            str(path),
+            f"the file mixes encodings: UTF-8 text on line {text_line} and byte "
+            f"0x{head[bad]:02x} on line {bad_line}, which UTF-8 cannot hold (a part saved as "
+            "Windows-1252?)",
+            expected="one encoding for the whole file",
+            hint="Save the file again as CSV UTF-8 and load that.",
+        )
     try:
         head.decode("cp1252")
     except UnicodeDecodeError as exc:
@@ -210,9 +273,13 @@ def sniff(path: Path) -> Dialect:
             expected="a CSV, XLSX, JSON or XML export from Autotask or HaloPSA",
         )
     excel_text = True  # UTF-16 text spells `="` with NULs between: not looked for
+    beyond: int | None = None
     if not head.startswith(UTF16_BOMS):
-        excel_text = _refuse_nul(path)
+        scan = _refuse_nul(path)
+        excel_text, beyond = scan.marked, scan.beyond_ascii
     encoding = sniff_encoding(path, head)
+    if encoding == "utf-8" and beyond is not None and beyond >= len(head):
+        encoding = _encoding_beyond(path, beyond)
     # Excel for Mac's "CSV (Macintosh)" ends lines in a bare CR (an LF or CRLF in it is a line
     # break inside a quoted cell: fewer than the lines) and writes Mac Roman, not Windows-1252:
     # read as Windows-1252, 'Café' would load as 'CafŽ'.

@@ -309,6 +309,20 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
             hint="A value may contain an unquoted separator, or the file was damaged; "
             "export it again.",
         )
+    if "utf-8" in str(exc).lower() and dialect.encoding.startswith("utf-8"):
+        data = path.read_bytes()
+        try:
+            data.decode(dialect.encoding)
+        except UnicodeDecodeError as bad:
+            line = data.count(b"\n", 0, bad.start) + 1
+            return InputError(
+                str(path),
+                f"byte 0x{data[bad.start]:02x} on line {line} (offset {bad.start}) is not "
+                "UTF-8, which the text before it is: the file "
+                "mixes encodings (a part saved as Windows-1252?)",
+                expected="one encoding for the whole file",
+                hint="Save the file again as CSV UTF-8 and load that.",
+            )
     return InputError(
         str(path),
         "the file cannot be read as CSV",
