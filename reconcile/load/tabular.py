@@ -309,6 +309,16 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
             hint="A value may contain an unquoted separator, or the file was damaged; "
             "export it again.",
         )
+    bare_cr = None if dialect.cr_lines or dialect.encoding == "utf-16" else _first_bare_cr(path)
+    if bare_cr is not None:
+        return InputError(
+            str(path),
+            f"line {bare_cr} ends in a bare CR (a carriage return without a line feed) where "
+            "the other lines end in LF or CRLF: the file mixes line ends (edited in two "
+            "programs?), so its rows cannot be told apart",
+            expected="one kind of line end throughout the file",
+            hint="Save the file again from Excel, or from a text editor with one kind of line end.",
+        )
     if "utf-8" in str(exc).lower() and dialect.encoding.startswith("utf-8"):
         data = path.read_bytes()
         try:
@@ -329,6 +339,14 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
         expected="a CSV export with one header row",
         got=(str(exc).splitlines() or [type(exc).__name__])[0],
     )
+
+
+def _first_bare_cr(path: Path) -> int | None:
+    """The line (counted by LFs) of the file's first CR not followed by an LF, or None. Read
+    only when the fast reader failed on a file whose lines end in LF or CRLF."""
+    data = path.read_bytes()
+    found = re.search(rb"\r(?!\n)", data)
+    return None if found is None else data.count(b"\n", 0, found.start()) + 1
 
 
 def _header_follows(fields: list[str], expected: int, headers: list[str]) -> bool:
