@@ -342,10 +342,11 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
 
 
 def _first_bare_cr(path: Path) -> int | None:
-    """The line (counted by LFs) of the file's first CR not followed by an LF, or None. Read
+    """The line (counted by LFs) of the file's first CR that ends a line: one followed by text,
+    not by an LF (nor by another control character: a CR inside a line's junk), or None. Read
     only when the fast reader failed on a file whose lines end in LF or CRLF."""
     data = path.read_bytes()
-    found = re.search(rb"\r(?!\n)", data)
+    found = re.search(rb"\r(?=[^\x00-\x1f])", data)
     return None if found is None else data.count(b"\n", 0, found.start()) + 1
 
 
