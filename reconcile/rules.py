@@ -217,9 +217,9 @@ def _rule_findings(con: duckdb.DuckDBPyConnection, config: Config, rule: Rule) -
 
 def _found(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) -> int:
     """Table _found: every rule's findings (_rule_findings) numbered _n in the rules' order.
-    The rules' frames go into it together once they hold FINDINGS_PER_LOOKUP findings, and
-    after the last rule: a large cycle's findings never wait in Python, and a small cycle's
-    are inserted in one statement. Returns their number."""
+    The rules' frames go into it together (_insert_found) once they hold FINDINGS_PER_LOOKUP
+    findings, and after the last rule: a large cycle's findings never wait in Python, and a
+    small cycle's are inserted in one statement. Returns their number."""
     count, pending = 0, 0
     frames: list[pl.DataFrame] = []
     for number, rule in enumerate(rules, start=1):
@@ -227,15 +227,24 @@ def _found(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule]) ->
         pending += frames[-1].height
         if pending < FINDINGS_PER_LOOKUP and number < len(rules):
             continue
-        con.register("_rules", pl.concat(frames).with_row_index("_n", offset=count))
-        try:
-            make = "CREATE OR REPLACE TEMP TABLE _found AS" if count == 0 else "INSERT INTO _found"
-            con.execute(f"{make} FROM _rules")
-        finally:
-            con.unregister("_rules")
+        _insert_found(con, pl.concat(frames).with_row_index("_n", offset=count), count == 0)
         frames.clear()
         count, pending = count + pending, 0
     return count
+
+
+def _insert_found(con: duckdb.DuckDBPyConnection, found: pl.DataFrame, create: bool) -> None:
+    """The rows of `found` (_found's columns) added to _found, made from them when `create`
+    (also when there are none), INSERT_ROWS at a time: a frame inserted whole took DuckDB
+    about its size again at the peak (400k findings, 66 MB: 60-90 MiB more than in parts)."""
+    for start in range(0, found.height or 1, INSERT_ROWS):
+        con.register("_rules", found.slice(start, INSERT_ROWS))
+        try:
+            first = create and start == 0
+            make = "CREATE OR REPLACE TEMP TABLE _found AS" if first else "INSERT INTO _found"
+            con.execute(f"{make} FROM _rules")
+        finally:
+            con.unregister("_rules")
 
 
 def _drop_superseded(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
@@ -373,6 +382,7 @@ DIGEST = """
 
 
 FINDINGS_PER_LOOKUP = 100_000  # findings a statement takes: _found's inserts, _with_refs' lookups
+INSERT_ROWS = 25_000  # findings an insert into _found takes at most (_found)
 
 
 def _with_refs(con: duckdb.DuckDBPyConnection) -> None:

@@ -81,7 +81,7 @@ from reconcile.report_model import (
     plain,
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
-from reconcile.store import Workspace, insertion_order_kept, read_ranges
+from reconcile.store import Workspace, insertion_order_kept, read_ranges, scanning
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
 from reconcile.wording import counted
@@ -203,7 +203,9 @@ def run_cycle(
         with stage("outputs"), report_folder(workspace) as folder:
             with output_folder(out_dir, RUN_FILES) as out:
                 # The table first: the workbook's child writes from it while the run goes on.
-                write_parquet_parts(discrepancy_parts(con, OUTPUT_COLUMNS), out / PARQUET_FILE)
+                write_parquet_parts(
+                    discrepancy_parts(workspace, OUTPUT_COLUMNS), out / PARQUET_FILE
+                )
                 pause(PARQUET_FILE)
                 if child is not None:
                     child.write(out / PARQUET_FILE, out / WORKBOOK_FILE)
@@ -662,13 +664,16 @@ def kept_columns(names: list[str]) -> str:
     return ", ".join(f"{KEPT.get(c, c)} AS {c}" for c in names)
 
 
-def discrepancy_parts(con: duckdb.DuckDBPyConnection, names: list[str]) -> Iterator[pl.DataFrame]:
+def discrepancy_parts(workspace: Workspace, names: list[str]) -> Iterator[pl.DataFrame]:
     """The run's discrepancies (DISCREPANCIES) as the outputs hold them, the columns `names`
     of OUTPUT_SCHEMA with its types, in the run's order, a range of positions at a time
-    (store.read_ranges): at least one frame, empty when there are none."""
+    (store.read_ranges, with DuckDB's memory held down while they are read: store.scanning):
+    at least one frame, empty when there are none."""
     schema = {name: OUTPUT_SCHEMA[name] for name in names}
-    for part in read_ranges(con, DISCREPANCIES.name, kept_columns(names)):
-        yield conform(part, schema)
+    con = workspace.con
+    with scanning(con, workspace.memory_limit):
+        for part in read_ranges(con, DISCREPANCIES.name, kept_columns(names)):
+            yield conform(part, schema)
 
 
 # Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s.
@@ -725,10 +730,9 @@ def write_outputs(
     workspace keeps with the run to render it again for a sign-off pack."""
     with stage("report"):
         html, report = _report(result, workspace, rules, folder, env)
-    con = workspace.con
 
     def parts() -> Iterator[pl.DataFrame]:
-        return discrepancy_parts(con, OUTPUT_COLUMNS)
+        return discrepancy_parts(workspace, OUTPUT_COLUMNS)
 
     writers: dict[str, Callable[[Path], object]] = {
         "discrepancies.csv": lambda path: write_csv_parts(parts(), path),

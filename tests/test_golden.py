@@ -31,13 +31,15 @@ def test_demo_outputs_match_the_golden_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part: int | None
 ) -> None:
     """The golden files whatever the number of findings the rules stage looks up and stores
-    at once (rules.FINDINGS_PER_LOOKUP), of positions the outputs and the report read at
-    once (store.RANGE_ROWS) and of clients summary.json reads at once (report_model.SCAN_ROWS):
-    a large cycle is done in parts, each part in the run's order."""
+    at once (rules.FINDINGS_PER_LOOKUP) and inserts at once (rules.INSERT_ROWS), of positions
+    the outputs and the report read at once (store.RANGE_ROWS) and of clients summary.json
+    reads at once (report_model.SCAN_ROWS): a large cycle is done in parts, each part in the
+    run's order."""
     from reconcile import report_model, rules, store
 
     if part is not None:
         monkeypatch.setattr(rules, "FINDINGS_PER_LOOKUP", part)
+        monkeypatch.setattr(rules, "INSERT_ROWS", 2)
         monkeypatch.setattr(store, "RANGE_ROWS", part)
         monkeypatch.setattr(report_model, "SCAN_ROWS", part)
     # Inputs named relative to the checkout, as `make demo` names them: summary.json and the

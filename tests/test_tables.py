@@ -17,7 +17,15 @@ from reconcile.crosswalk import read_mappings
 from reconcile.match import match_cycle
 from reconcile.rules import MACROS, RuleContext, bridge, discover, run_rules
 from reconcile.run import run_cycle
-from reconcile.store import ROW_GROUP_ROWS, Workspace, insertion_order_kept, read_ranges
+from reconcile.store import (
+    ROW_GROUP_ROWS,
+    SCAN_MEMORY,
+    Workspace,
+    insertion_order_kept,
+    read_ranges,
+    scanning,
+    size_bytes,
+)
 from reconcile.tables import DISCREPANCIES, RULE_TABLES, Table, tables_markdown
 
 TEMPORARY = (
@@ -106,6 +114,40 @@ def test_read_ranges_gives_every_row_once_in_position_order(order: list[int], ro
     assert whole.schema == pl.Schema({"label": pl.String, "position": pl.Int64})
     assert whole["position"].to_list() == sorted(order)
     assert whole["label"].to_list() == [f"row {p}" for p in sorted(order)]
+
+
+def memory_setting(con: duckdb.DuckDBPyConnection) -> str:
+    """DuckDB's memory limit in force as it shows it ('381.4 MiB')."""
+    return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+def test_memory_sizes_are_read_as_duckdb_reads_them() -> None:
+    """size_bytes gives the bytes DuckDB takes a memory size for: KB, MB, GB, TB in powers of
+    1000, KiB … TiB in powers of 1024, any case, spaces allowed."""
+    with duckdb.connect() as con:
+        for size in ("400MB", "2GiB", "1.5 gb", "512 KiB", "3TB"):
+            con.execute(f"SET memory_limit = '{size}'")
+            given = memory_setting(con)
+            con.execute(f"SET memory_limit = '{size_bytes(size)}B'")
+            assert memory_setting(con) == given
+    with pytest.raises(ValueError, match="not a memory size"):
+        size_bytes("lots")
+
+
+@pytest.mark.parametrize("limit", ["400MB", "1GiB", "100MB"])
+def test_a_read_through_lowers_duckdbs_limit_and_restores_it(limit: str) -> None:
+    """store.scanning: SCAN_MEMORY while a table is read through, never more than the limit in
+    force; that limit after, also when the reading stops on an exception."""
+    with duckdb.connect() as con:
+        con.execute(f"SET memory_limit = '{SCAN_MEMORY}'")
+        scan = memory_setting(con)
+        con.execute(f"SET memory_limit = '{limit}'")
+        before = memory_setting(con)
+        lowered = size_bytes(limit) > size_bytes(SCAN_MEMORY)
+        with pytest.raises(KeyError), scanning(con, limit):
+            assert memory_setting(con) == (scan if lowered else before)
+            raise KeyError("stopped")
+        assert memory_setting(con) == before
 
 
 def test_a_small_cycle_is_matched_on_one_duckdb_thread_and_the_threads_are_restored(
