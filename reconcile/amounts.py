@@ -339,6 +339,20 @@ def _read_column(
                 f"written with a {FORMAT_NAMES[other]}, but this file writes a {FORMAT_NAMES[fmt]}"
             )
         )
+        .when(~n.field("fits") & text.str.contains(ACCOUNTING_DASH))
+        .then(
+            pl.lit(
+                "a dash with no number, as Excel's accounting format shows zero: the amount is "
+                "not stated (format the column as a number, or write 0.00, and save again)"
+            )
+        )
+        .when(~n.field("fits") & text.str.contains(LEDGER_SIDE))
+        .then(
+            pl.lit(
+                "a CR or DR marks the ledger side, not the invoice line's sign: write a credit "
+                "as -50.00 or (50.00)"
+            )
+        )
         .when(~n.field("fits"))
         .then(pl.lit(f"not a number written with a {FORMAT_NAMES[fmt]}"))
         .when(n.field("signs") > 1)
@@ -354,6 +368,11 @@ def _read_column(
     return frame.with_columns(
         pl.when(in_range).then(x).otherwise(None).alias(value), reason.alias(why)
     )
+
+
+# Excel's accounting format writes zero as a dash (`$ -`, `-`, `£ -   `); a ledger, CR or DR.
+ACCOUNTING_DASH = r"^\s*[$£€¥]?\s*-\s*[$£€¥]?\s*$"
+LEDGER_SIDE = r"(?i)^[^A-Za-z]*\d[^A-Za-z]*\s*(CR|DR)\.?$"
 
 
 def proofs(name: str) -> tuple[pl.Expr, pl.Expr]:
