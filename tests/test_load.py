@@ -171,7 +171,7 @@ def test_amounts_in_another_currency_than_currency_are_quarantined(workspace: Wo
     """With --currency GBP, '$1,234.50' is not 1234.50 GBP (issue #15)."""
     result = load_one(workspace, QUIRKS / "at_amount_formats.csv")
     assert result.rows_quarantined == 1
-    assert "written in USD but the row's currency is GBP" in result.quarantine[0]["reasons"]
+    assert "written in $ but the row's currency is GBP" in result.quarantine[0]["reasons"]
 
 
 def test_grid_export_of_exactly_5000_rows_warns(workspace: Workspace) -> None:

@@ -472,3 +472,24 @@ def _one() -> list[dict[str, str]]:
             "Total Tax": "7.00",
         }
     ]  # fmt: skip
+
+
+@SETTINGS
+@given(
+    lines=rows(),
+    marked=st.lists(
+        st.sampled_from(["Billing Item ID", "Organization ID", "Invoice Date"]), min_size=1
+    ),
+)
+def test_an_apostrophe_typed_before_a_number_or_date_is_not_part_of_it(
+    lines: list[dict[str, str]], marked: list[str]
+) -> None:
+    """'0501 and '11/02/2026 (an apostrophe typed to keep a value as text) are 0501 and the
+    date: the same lines as without it, one client, never a quarantined row; a name that
+    starts with one ('Tis the Season Ltd) keeps it."""
+    written = [{**line, **{c: "'" + line[c] for c in marked}} for line in lines]
+    assert load(csv_text(HEADER, written).encode())[0].equals(_clean(lines))
+    named = [{**lines[0], "Organization Name": "'Tis the Season Ltd"}]
+    assert load(csv_text(HEADER, named).encode())[0]["client_name"].to_list() == [
+        "'Tis the Season Ltd"
+    ]

@@ -422,10 +422,21 @@ def _to_raw(
 BLANK_REASON = "blank row"
 
 
+# Excel's other keep-as-text mark, typed before a number or a date ('0501, '11/01/2026):
+# taken off where the rest is digits and date marks only ('Tis the Season Ltd keeps it).
+APOSTROPHE_TEXT = r"^'[0-9][0-9/.\-: ]*$"
+
+
 def _unwrapped(column: str, excel_text: bool = True) -> pl.Expr:
-    """The cell's text: trimmed, and `="0571"` (Excel's keep-leading-zeros trick) unwrapped
-    unless `excel_text` is False (no cell of the file is written so)."""
+    """The cell's text: trimmed, `'0501` (an apostrophe typed before a number or date to keep
+    it as text) without its apostrophe, and `="0571"` (Excel's keep-leading-zeros trick)
+    unwrapped unless `excel_text` is False (no cell of the file is written so)."""
     text = pl.col(column).str.strip_chars()
+    text = (
+        pl.when(text.str.starts_with("'") & text.str.contains(APOSTROPHE_TEXT))
+        .then(text.str.slice(1))
+        .otherwise(text)
+    )
     if not excel_text:
         return text.alias(column)
     return (
