@@ -201,12 +201,17 @@ def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
     control total. A labelled row whose amount is not such a sum is quarantined: it is neither
     a line nor a total one can trust. A row whose label is a name ("Total Fitness Ltd", the
     item "Total Protection Suite") is a line when it says so otherwise: a line id of its own,
-    or a quantity and a unit price (no report's totals row prices a charge)."""
+    an invoice number and date of its own, or a quantity and a unit price (no report's totals
+    row prices a charge, or dates and numbers an invoice)."""
     net = pl.col("_net_amount")
     labelled = pl.any_horizontal(pl.col(f).str.contains(TOTAL_LABEL) for f in LABEL_FIELDS)
-    own_id = pl.col("line_ref").is_not_null() & ~pl.col("line_ref").str.contains(TOTAL_LABEL)
+
+    def own(field: str) -> pl.Expr:
+        return pl.col(field).is_not_null() & ~pl.col(field).str.contains(TOTAL_LABEL)
+
+    invoiced = own("invoice_number") & pl.col("_invoice_date").is_not_null()
     priced = pl.col("_quantity").is_not_null() & pl.col("_unit_price").is_not_null()
-    labelled = labelled.fill_null(False) & ~own_id & ~priced
+    labelled = labelled.fill_null(False) & ~own("line_ref") & ~invoiced & ~priced
     bare = pl.all_horizontal(pl.col(f).is_null() for f in LINE_IDENTITY) & (net != 0)
     candidate = (
         (labelled | bare) & net.is_not_null() & pl.col(EXCLUDE).is_null() & pl.col(SKIP).is_null()

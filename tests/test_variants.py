@@ -182,15 +182,15 @@ def test_a_line_named_like_a_totals_label_is_a_line(
 ) -> None:
     """A client or item whose name starts like a totals label, on a line whose amount is the sum
     of the lines above it (the worst case: a totals row would be told by that sum), loads as a
-    line when it has a line id of its own or a quantity and a unit price; a grand total row
-    after the lines is still skipped."""
+    line when it has a line id, an invoice number and date of its own, or a quantity and a unit
+    price; a grand total row after the lines is still skipped."""
     header = HEADER if ids else HEADER[1:]
     at = place.draw(st.integers(0, len(lines)))
     above = sum(round(float(line["Extended Price"]) * 100) for line in lines[:at])
     named = {**lines[0], "Billing Item ID": "69999", column: name}
     named |= {"Unit Price": f"{above / 100:.2f}", "Extended Price": f"{above / 100:.2f}"}
-    if ids and place.draw(st.booleans()):
-        named |= {"Quantity": "", "Unit Price": ""}  # unpriced, but a line id of its own
+    if place.draw(st.booleans()):  # unpriced, but a line id or an invoice and date of its own
+        named |= {"Quantity": "", "Unit Price": ""}
     every = [*lines[:at], named, *lines[at:]]
     net = sum(round(float(line["Extended Price"]) * 100) for line in every)
     total = {c: "" for c in header} | {header[0]: "Grand Total"}
