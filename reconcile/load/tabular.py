@@ -227,10 +227,12 @@ def _pick_sheet(path: Path, reader: fastexcel.ExcelReader) -> tuple[_Sheet, int,
     at: an export split over sheets (grid exports stop at a few thousand rows a sheet) read
     one sheet only would lose the others' lines, and a hidden sheet (an older copy) read in
     place of the visible one would load the wrong lines. InputError when several visible
-    sheets hold a complete header, or only hidden ones hold one."""
+    sheets hold a complete header, when a visible sheet without one holds rows as wide as the
+    lines (_refuse_headerless_rows), or only hidden sheets hold one."""
     complete: list[tuple[_Sheet, int]] = []
     likely: tuple[_Sheet, int] | None = None
     hidden: list[str] = []
+    headerless: list[tuple[str, int]] = []  # visible sheets without a header: widest row
     for name in reader.sheet_names:
         sheet = _load(reader, name)
         top = sheet.grid.head(HEADER_SEARCH_ROWS)
@@ -239,6 +241,8 @@ def _pick_sheet(path: Path, reader: fastexcel.ExcelReader) -> tuple[_Sheet, int,
         ]
         index = find_header(rows)
         if index is None:
+            if sheet.visible:
+                headerless.append((name, max((sum(map(bool, r)) for r in rows), default=0)))
             continue
         if not sheet.visible:
             hidden.append(name)
@@ -258,6 +262,7 @@ def _pick_sheet(path: Path, reader: fastexcel.ExcelReader) -> tuple[_Sheet, int,
         )
     found = complete[0] if complete else likely
     if found:
+        _refuse_headerless_rows(path, found[0], found[1], headerless)
         return found[0], found[1], hidden
     if hidden:
         raise InputError(
@@ -271,6 +276,28 @@ def _pick_sheet(path: Path, reader: fastexcel.ExcelReader) -> tuple[_Sheet, int,
         raise ValueError("the workbook has no worksheets")
     first = _load(reader, names[0])
     return first, _first_filled_row(first.grid.head(HEADER_SEARCH_ROWS)), hidden
+
+
+def _refuse_headerless_rows(
+    path: Path, sheet: _Sheet, index: int, headerless: list[tuple[str, int]]
+) -> None:
+    """InputError when another visible sheet has no header but rows nearly as wide as the
+    header of the sheet read (`headerless`: name, its widest row's filled cells): the lines
+    go on there (an export pasted onto a second sheet without its header), and reading one
+    sheet would leave them out without a word. A cover or notes sheet has narrower rows."""
+    width = sum(bool(_text(v).strip()) for v in sheet.grid.row(index))
+    wide = [name for name, cells in headerless if cells >= max(3, width - 1)]
+    if wide:
+        raise InputError(
+            str(path),
+            f"sheet {wide[0]!r} has no header row but rows as wide as the lines on sheet "
+            f"{sheet.name!r}: the lines may go on there, and a workbook is read one sheet at "
+            "a time",
+            expected="the lines on one sheet, under its header",
+            hint="Copy those rows under the lines on the first sheet (or give the sheet the "
+            "same header and save each sheet as a file of its own), or delete the sheet if "
+            "it holds no lines.",
+        )
 
 
 def _first_filled_row(top: pl.DataFrame) -> int:
