@@ -59,12 +59,20 @@ def write_later(out: Path) -> tuple[Path, int]:
 
 
 def _check_count(summary: Path, parquet: Path, rows: int) -> None:
-    """Refuse (InputError) a table whose number of rows is not the number of discrepancies the
-    folder's summary.json counts (counts.by_severity, accepted ones included): the two files
-    are of different runs, or the table was cut short, and a workbook of it would not be the
+    """Refuse (InputError) a table that is not the one the folder's summary.json counts: its
+    number of rows per rule and severity (counts.by_rule) and of accepted ones per severity
+    (counts.accepted) must be the summary's. Another run's table (one made before the
+    acceptances, of the same size), or one cut short, would make a workbook that is not the
     run's."""
     try:
-        counted = sum(json.loads(summary.read_bytes())["counts"]["by_severity"].values())
+        counts = json.loads(summary.read_bytes())["counts"]
+        expected = {
+            (rule, severity): int(n)
+            for rule, by_severity in counts["by_rule"].items()
+            for severity, n in by_severity.items()
+            if n
+        }
+        accepted = {severity: int(n) for severity, n in counts["accepted"].items() if n}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(
             str(summary),
@@ -72,11 +80,19 @@ def _check_count(summary: Path, parquet: Path, rows: int) -> None:
             got=(str(exc).splitlines() or [type(exc).__name__])[0],
             hint="Run `reconcile run` again into this folder.",
         ) from None
-    if counted != rows:
+    table = pl.scan_parquet(parquet, glob=False)
+    try:
+        found = table.group_by("rule", "severity").len().collect().rows()
+        taken = table.filter(pl.col("status") == "accepted").group_by("severity").len().collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _unreadable(parquet, exc) from None
+    if {(r, s): n for r, s, n in found} != expected or dict(taken.rows()) != accepted:
+        counted = sum(expected.values())
         raise InputError(
             str(parquet),
-            f"holds {rows:,} discrepancies where the run's {SUMMARY_FILE} counts {counted:,}: "
-            "the two files are not of the same run",
+            f"holds {rows:,} discrepancies that are not the {counted:,} the run's "
+            f"{SUMMARY_FILE} counts (per rule, severity and acceptance): the two files are not "
+            "of the same run",
             hint="Run `reconcile run` again into this folder.",
         )
 

@@ -139,7 +139,11 @@ def test_what_the_command_refuses(tmp_path: Path) -> None:
             table.select(reversed(table.columns)),
             "the same columns in another order",
         ),
-        "a row short": (table.slice(1), "holds 24 discrepancies where the run's summary.json"),
+        "a row short": (table.slice(1), "holds 24 discrepancies that are not the 25"),
+        "another run's, as many rows": (
+            table.with_columns(pl.lit("accepted").alias("status")),
+            "that are not the 25 the run's summary.json counts",
+        ),
         "money as float": (
             table.with_columns(pl.col("difference").cast(pl.Float64)),
             "column 'difference': does not hold the discrepancy table a run writes; expected "
