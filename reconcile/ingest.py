@@ -232,15 +232,22 @@ def refuse_other_readings(workspace: Workspace, settings: Settings) -> None:
         was = {} if read_with is None else json.loads(read_with)
         now = json.loads(reading)
         differ = [
-            f"{k} {was.get(k, 'unknown')} (now {now[k]})" for k in now if was.get(k) != now[k]
+            f"{k} {_setting(was.get(k, 'unknown'))} (now {_setting(now[k])})"
+            for k in now
+            if was.get(k) != now[k]
         ]
         raise InputError(
             f"--{platform}",
             f"the {platform} export loaded for cycle {settings.cycle} (load {load_id[:12]}) was "
             f"read with other settings than this run's: {', '.join(differ)}",
-            expected=f"--{platform} FILE, read again with this run's settings, or the settings "
-            "it was loaded with",
+            hint=f"Give the export again (--{platform} FILE) to have it read with this run's "
+            "settings, or run with the settings it was loaded with.",
         )
+
+
+def _setting(value: object) -> str:
+    """A setting as a message shows it: one not given is 'not set'."""
+    return "not set" if value is None else str(value)
 
 
 def _store(

@@ -328,3 +328,14 @@ def test_load_and_validate_read_the_exports_as_the_run_with_the_same_config(
     refused = run(tmp_path / "other.duckdb", "--currency", "GBP")
     assert refused.exit_code == 2, refused.output
     assert "currency GBP (now EUR)" in refused.output
+    # An export that states its currency loads with none given; the message says "not set",
+    # not Python's None.
+    stated = DEMO / "halopsa" / "invoice_lines.csv"
+    unset = invoke("--workspace", tmp_path / "third.duckdb", "load", "--cycle", "2026-11", stated)
+    assert unset.exit_code == 0, unset.output
+    rerun = invoke(
+        "--workspace", tmp_path / "third.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", exports["autotask"], "--config", config, "--out", tmp_path / "third",
+    )  # fmt: skip
+    assert "currency not set (now EUR)" in rerun.output, rerun.output
+    assert "None" not in rerun.output
