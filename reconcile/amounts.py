@@ -32,7 +32,18 @@ PRECISION = 18  # canonical DECIMAL(18, scale) columns
 WIDEST = 38  # polars' widest Decimal: digits before and after the point together
 EXPONENT_LIMIT = 40  # |exponent| beyond this is zero (negative) or too large (positive)
 
-CURRENCY_SIGNS = {"£": "GBP", "€": "EUR", "¥": "JPY"}
+CURRENCY_SIGNS = {"£": "GBP", "€": "EUR", "¥": "JPY"} | {
+    f"{prefix}$": code
+    for code, prefixes in {
+        "AUD": ("A", "AU"),
+        "CAD": ("C", "CA"),
+        "USD": ("US",),
+        "NZD": ("NZ",),
+        "SGD": ("S",),
+        "HKD": ("HK",),
+    }.items()
+    for prefix in prefixes
+}  # fmt: skip  (A$12.00, AU$, C$, US$, NZ$: a dollar that names its country)
 # `$` names no one currency: an Australian, Canadian or New Zealand tenant writes its own dollar
 # so, as Mexico writes its peso. It stays `$` until the row's currency is known (dollar_of).
 DOLLAR = "$"
@@ -96,7 +107,7 @@ def same_money(written: pl.Expr, currency: pl.Expr) -> pl.Expr:
 
 SPACES = " \u00a0\u202f\u2009"  # space, no-break space, narrow no-break space, thin space
 _WS = f"[{SPACES}\t]*"  # explicit classes: Unicode \s and \d make the regexes slow to build
-_CUR = r"(?:[$£€¥]|[A-Za-z]{3})"
+_CUR = r"(?:(?:AU|CA|US|NZ|HK|A|C|S)\$|[$£€¥]|[A-Za-z]{3})"
 _GROUPS = {
     POINT: [",", f"[{SPACES}]", "'"],
     COMMA: [r"\.", f"[{SPACES}]", "'"],

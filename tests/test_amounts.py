@@ -138,6 +138,11 @@ def test_every_accepted_form_reads_as_the_intended_value(
 # --- junk: refused, or read exactly as an independent reference reads it ----------------------
 
 CURRENCY_OF = {"$": "$", "£": "GBP", "€": "EUR", "¥": "JPY"}  # `$`: a dollar, of no one code
+PREFIXED = {"AU$": "AUD", "CA$": "CAD", "US$": "USD", "NZ$": "NZD", "HK$": "HKD"} | {
+    "A$": "AUD",
+    "C$": "CAD",
+    "S$": "SGD",
+}  # longest first, as the grammar tries them
 
 
 def reference(text: str, scale: int, fmt: str) -> Decimal | None:
@@ -152,7 +157,15 @@ def reference(text: str, scale: int, fmt: str) -> Decimal | None:
     negative = False
     while True:
         t = t.strip()
-        if t[:1] in CURRENCY_OF:
+        front = next((p for p in PREFIXED if t.startswith(p)), None)
+        back = next((p for p in PREFIXED if t.endswith(p)), None)
+        if front:
+            codes.add(PREFIXED[front])
+            t = t[len(front) :]
+        elif back:
+            codes.add(PREFIXED[back])
+            t = t[: -len(back)]
+        elif t[:1] in CURRENCY_OF:
             codes.add(CURRENCY_OF[t[0]])
             t = t[1:]
         elif t[-1:] in CURRENCY_OF:

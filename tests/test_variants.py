@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -493,3 +494,20 @@ def test_an_apostrophe_typed_before_a_number_or_date_is_not_part_of_it(
     assert load(csv_text(HEADER, named).encode())[0]["client_name"].to_list() == [
         "'Tis the Season Ltd"
     ]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "code"),
+    [("A$", "AUD"), ("AU$", "AUD"), ("C$", "CAD"), ("CA$", "CAD"), ("US$", "USD"),
+     ("NZ$", "NZD"), ("S$", "SGD"), ("HK$", "HKD")],
+)  # fmt: skip
+def test_a_dollar_that_names_its_country_is_that_currency(prefix: str, code: str) -> None:
+    """A$12.50 is AUD, C$ CAD, US$ USD …: read in a file of that currency, another currency's
+    row quarantines it as written in that code (it was 'not a number')."""
+    line = {**_one()[0], "Extended Price": f"{prefix}12.50", "Unit Price": "12.50"}
+    loaded, rejected = _lines_in(csv_text(HEADER, [line]).encode(), code)
+    assert loaded.rows() == [(Decimal("12.50"), code)] and rejected.height == 0
+    other = "EUR"
+    loaded, rejected = _lines_in(csv_text(HEADER, [line]).encode(), other)
+    assert loaded.height == 0
+    assert f"written in {code} but the row's currency is EUR" in rejected["reasons"][0]
