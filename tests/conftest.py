@@ -59,6 +59,25 @@ def invoke(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+def demo_run(workspace: Path, out: Path, *flags: str | Path) -> Result:
+    """`reconcile run` of the demo cycle (its API pages for HaloPSA, its mapping file) into
+    `out`, with any other flags; the result, whatever its exit code."""
+    return invoke(
+        "--workspace", workspace, "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--out", out, *flags,
+    )  # fmt: skip
+
+
+def write_exports(tmp_path: Path, autotask: str, halopsa: str) -> dict[str, Path]:
+    """A one-file export a side in tmp_path: AT_HEADER over `autotask`'s lines and HALO_HEADER
+    over `halopsa`'s (each line's text, newline-ended)."""
+    exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
+    exports["autotask"].write_text(f"{AT_HEADER}\n{autotask}", encoding="utf-8")
+    exports["halopsa"].write_text(f"{HALO_HEADER}\n{halopsa}", encoding="utf-8")
+    return exports
+
+
 def run_demo(
     tmp_path: Path,
     name: str,

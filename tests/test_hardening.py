@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from conftest import AT_HEADER, HALO_HEADER, ROOT, invoke, kill_at
+from conftest import AT_HEADER, HALO_HEADER, ROOT, demo_run, invoke, kill_at
 from reconcile.cli import main
 from reconcile.history import stored_report
 from reconcile.safe import FORMULA_START, NUMBER, cell, shown
@@ -537,12 +537,7 @@ def test_an_out_folder_removed_during_the_run_is_said_not_called_a_bug(
             shutil.rmtree(parent)
 
     monkeypatch.setattr(reconcile.outputs, "pause", removed)
-    demo = ROOT / "fixtures" / "demo"
-    result = invoke(
-        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", demo / "autotask" / "invoices.xml", "--halopsa", demo / "halopsa" / "api",
-        "--map", demo / "mapping.csv", "--out", parent / "2026-11",
-    )  # fmt: skip
+    result = demo_run(tmp_path / "ws.duckdb", parent / "2026-11")
     assert result.exit_code == 2, result.output
     assert str(parent) in result.output
     assert "the folder was removed during the run" in result.output
@@ -564,12 +559,7 @@ def test_a_write_error_names_the_output_file_not_the_hidden_staging_folder(
         raise OSError(errno.ENOSPC, "No space left on device", str(staging / step))
 
     monkeypatch.setattr(reconcile.run, "pause", full)
-    demo = ROOT / "fixtures" / "demo"
-    result = invoke(
-        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", demo / "autotask" / "invoices.xml", "--halopsa", demo / "halopsa" / "api",
-        "--map", demo / "mapping.csv", "--out", out,
-    )  # fmt: skip
+    result = demo_run(tmp_path / "ws.duckdb", out)
     assert result.exit_code == 2, result.output
     assert f"{out / 'discrepancies.parquet'}: the disk is full" in result.output
     assert ".new-" not in result.output

@@ -22,7 +22,17 @@ from click.testing import Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import AT_HEADER, BAD, DEMO, HALO_HEADER, ROOT, invoke, read_json, run_demo
+from conftest import (
+    AT_HEADER,
+    BAD,
+    DEMO,
+    HALO_HEADER,
+    ROOT,
+    invoke,
+    read_json,
+    run_demo,
+    write_exports,
+)
 from reconcile.report_model import json_records
 from reconcile.run import OUTPUT_COLUMNS, OUTPUT_SCHEMA
 from reconcile.safe import neutralise
@@ -905,17 +915,12 @@ def test_a_renamed_clients_row_carries_the_autotask_name(tmp_path: Path, currenc
     finding and its per-client rows are named as Autotask names it, whichever name sorts first,
     also the row of a currency only HaloPSA bills it in; the missing line is counted on its
     currency's row."""
-    exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
-    exports["autotask"].write_text(
-        f"{AT_HEADER}\nA1,INV-1,11/01/2026,Zeta Holdings Ltd,Server,1,100.00,100.00,20.00,"
-        "11/01/2026,11/30/2026\n",
-        encoding="utf-8",
-    )
-    exports["halopsa"].write_text(
-        f"{HALO_HEADER}\n"
+    exports = write_exports(
+        tmp_path,
+        "A1,INV-1,11/01/2026,Zeta Holdings Ltd,Server,1,100.00,100.00,20.00,11/01/2026,"
+        "11/30/2026\n",
         "H1,NW1,01/11/2026,Alpha Renamed Ltd,Server,1,100.00,100.00,20.00,01/11/2026,30/11/2026\n"
         "H2,NW1,01/11/2026,Alpha Renamed Ltd,Backup,1,50.00,50.00,10.00,01/11/2026,30/11/2026\n",
-        encoding="utf-8",
     )
     if currency == "EUR":  # the extra line on an invoice in euros (a currency column added)
         for path in exports.values():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from conftest import AT_HEADER, DEMO, HALO_HEADER, ROOT, invoke, read_json
+from conftest import DEMO, ROOT, invoke, read_json, write_exports
 from reconcile.config import Config, load_config, settings_table
 from reconcile.errors import InputError
 from reconcile.store import Workspace
@@ -299,16 +299,10 @@ def test_load_and_validate_read_the_exports_as_the_run_with_the_same_config(
     monkeypatch.delenv("RECONCILE_CURRENCY")  # the suite's GBP would override the file's
     config = tmp_path / "reconcile.toml"
     config.write_text('[cycle]\ncurrency = "EUR"\n', encoding="utf-8")
-    exports = {"autotask": tmp_path / "autotask.csv", "halopsa": tmp_path / "halopsa.csv"}
-    exports["autotask"].write_text(
-        f"{AT_HEADER}\nA1,INV-1,11/01/2026,Zeta Ltd,Server,1,100.00,100.00,20.00,"
-        "11/01/2026,11/30/2026\n",
-        encoding="utf-8",
-    )
-    exports["halopsa"].write_text(
-        f"{HALO_HEADER}\nH1,NW1,01/11/2026,Zeta Ltd,Server,1,100.00,100.00,20.00,01/11/2026,"
-        "30/11/2026\n",
-        encoding="utf-8",
+    exports = write_exports(
+        tmp_path,
+        "A1,INV-1,11/01/2026,Zeta Ltd,Server,1,100.00,100.00,20.00,11/01/2026,11/30/2026\n",
+        "H1,NW1,01/11/2026,Zeta Ltd,Server,1,100.00,100.00,20.00,01/11/2026,30/11/2026\n",
     )
 
     def run(ws: Path, *flags: str | Path) -> Result:

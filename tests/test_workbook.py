@@ -13,7 +13,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from conftest import DEMO, FIXTURES, invoke, kill_at, read_json, run_demo
+from conftest import DEMO, FIXTURES, demo_run, invoke, kill_at, read_json, run_demo
 from reconcile.errors import EXIT_BAD_INPUT
 from reconcile.report_model import Summary, Workbook
 from reconcile.run import OUTPUT_COLUMNS, OUTPUT_SCHEMA
@@ -285,11 +285,7 @@ def test_a_child_that_dies_fails_the_run_and_leaves_the_folder_as_it_was(
 
     monkeypatch.setattr(run, "CHILD_FROM_BYTES", 0)
     monkeypatch.setattr(workbook_child.WorkbookChild, "write", killed)
-    result = invoke(
-        "--workspace", tmp_path / "out.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
-        "--map", DEMO / "mapping.csv", "--out", out,
-    )  # fmt: skip
+    result = demo_run(tmp_path / "out.duckdb", out)
     assert result.exit_code == 2, result.output
     assert "discrepancies.xlsx: the workbook's writer was killed (SIGKILL)" in result.output
     assert "--no-workbook" in result.output
