@@ -833,12 +833,16 @@ def quarantine_message(result: LoadResult) -> str:
 def _rows_message(
     file: str, bad: int, read: int, rows: list[dict[str, Any]], loaded: LoadResult | None
 ) -> str:
-    """`loaded` is the load's result when the other rows were stored (None: nothing was)."""
+    """`loaded` is the load's result when the other rows were stored (None: `validate`, which
+    stores nothing)."""
     listed_rows = rows[:MAX_LISTED]
     listed = "; ".join(f"row {r['row_number']}: {shown(r['reasons'])}" for r in listed_rows)
     more = f"; and {bad - len(listed_rows)} more" if bad > len(listed_rows) else ""
     if loaded is None:
-        tail = "Nothing was loaded."
+        tail = (
+            "validate loads nothing: `reconcile load` would load the other rows and quarantine "
+            "these with their reasons."
+        )
     else:
         others = [
             f"{n} {what}"

@@ -100,7 +100,7 @@ def test_every_bad_fixture_has_a_case() -> None:
 def test_validate_also_exits_2_and_loads_nothing(ws_path: Path) -> None:
     result = invoke("--workspace", ws_path, "validate", BAD / "bad_amount.csv")
     assert result.exit_code == 2
-    assert "Nothing was loaded" in result.output
+    assert "validate loads nothing: `reconcile load` would load the other rows" in result.output
     assert not ws_path.exists()
 
 
