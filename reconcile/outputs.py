@@ -162,6 +162,8 @@ def locked_folder(out: Path) -> Iterator[None]:
     except OSError as exc:
         from reconcile.environment import environment_error
 
+        if exc.filename == str(lock_path):  # the lock is ours: the user named `out`
+            exc = type(exc)(exc.errno, exc.strerror, str(out))
         problem = environment_error(exc, out)
         if problem is None:
             raise

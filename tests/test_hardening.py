@@ -359,6 +359,8 @@ def test_full_or_read_only_disk_exits_2(
     code, output = run_main(*args)
     assert code == 2, output
     assert expected in output and str(point) in output
+    # The message names the path given (--out, or a file in it), not a hidden one of ours.
+    assert ".lock" not in output and ".new-" not in output
 
 
 def test_a_full_disk_as_polars_words_it_exits_2(tmp_path: Path) -> None:
