@@ -304,6 +304,9 @@ class Workspace:
             # for it (insertion_order_kept).
             self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
             self.con.execute("SET preserve_insertion_order = false")
+            # DuckDB draws a progress bar on standard output for a query over 2 s: a nightly
+            # run's log (and a 10M run's: 260 KB of bars) would hold it between our lines.
+            self.con.execute("SET enable_progress_bar = false")
             self.con.execute(SCHEMA)
             self.con.execute(MIGRATIONS)
             self._sweep_pending()

@@ -65,6 +65,9 @@ def test_a_run_leaves_exactly_the_declared_tables(demo_run: tuple[Path, list[str
         match_cycle(ws.con, "2026-11", read_mappings([DEMO / "mapping.csv"]), config)
         setting = "SELECT current_setting('preserve_insertion_order')"
         assert ws.con.execute(setting).fetchall() == [(False,)]  # the workspace's
+        # No DuckDB progress bar between the run's lines on standard output (a nightly log).
+        bar = "SELECT current_setting('enable_progress_bar')"
+        assert ws.con.execute(bar).fetchall() == [(False,)]
         assert run_rules(ws.con, config, discover()) > 0
         # The rules keep their tables' insertion order only while they need it.
         assert ws.con.execute(setting).fetchall() == [(False,)]
