@@ -449,6 +449,16 @@ def _once(records: list[Rec], what: str) -> None:
             else f"in both {Path(first.file).name} ({first.path}) and {Path(rec.file).name} "
             f"({rec.path})"
         )
+        ids = {f: {r.text("id") for r in records if r.file == f} for f in (first.file, rec.file)}
+        if first.file != rec.file and ids[first.file] != ids[rec.file]:
+            raise InputError(
+                rec.file,
+                f"{what} id {key} appears {where}, pages that hold different {what}s: the pages "
+                "overlap, as they do when records are added or removed while the pages are "
+                "downloaded, and a shifted page leaves another record out",
+                expected=f"each {what} once",
+                hint="Download all the pages again in one go (sorted by id), and load them.",
+            )
         raise InputError(
             rec.file,
             f"{what} id {key} appears {where}: the same page was saved twice, so every line on "
