@@ -176,11 +176,11 @@ def _encoding_beyond(path: Path, start: int) -> str:
         ) from None
 
 
-# A character UTF-8 writes in two to four bytes (Windows-1252 text spells one only by chance:
-# "Ã©" is UTF-8's é read as Windows-1252).
-UTF8_CHARACTER = re.compile(
-    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
-)
+# A character of a billing export's text as UTF-8 writes it: a Latin-1 letter or sign (é, £,
+# no-break space), a dash or curly quote, the euro. Windows-1252 text spells these bytes only
+# as mojibake ("Ã©", "Â£", "â€™"); other UTF-8-shaped pairs occur in it by chance ("CAFÉ’S" is
+# C9 92), so they prove nothing.
+UTF8_CHARACTER = re.compile(rb"\xc3[\x80-\xbf]|\xc2[\xa0-\xbf]|\xe2\x80[\x90-\xbf]|\xe2\x82\xac")
 
 
 def sniff_encoding(path: Path, head: bytes) -> str:
