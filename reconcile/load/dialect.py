@@ -145,6 +145,11 @@ def _refuse_nul(path: Path) -> Scan:
     return scan
 
 
+def line_of(data: bytes, offset: int) -> int:
+    """The 1-based line (counted by LFs) that the byte at `offset` of `data` is on."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def _encoding_beyond(path: Path, start: int) -> str:
     """The encoding of a file whose bytes before `start` are ASCII (its sample's, which said
     UTF-8) and whose byte at `start` is not: UTF-8 when the rest is UTF-8, else Windows-1252
@@ -166,7 +171,7 @@ def _encoding_beyond(path: Path, start: int) -> str:
         data.decode("cp1252")
         return "cp1252"
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = line_of(data, exc.start)
         raise InputError(
             str(path),
             f"the file is neither UTF-8 nor Windows-1252 text throughout: byte "
@@ -196,7 +201,7 @@ def sniff_encoding(path: Path, head: bytes) -> str:
         bad = exc.start
     utf8 = UTF8_CHARACTER.search(head)
     if utf8 is not None:  # UTF-8 text and a byte UTF-8 cannot hold: read as either, it is wrong
-        text_line, bad_line = (head.count(b"\n", 0, at) + 1 for at in (utf8.start(), bad))
+        text_line, bad_line = line_of(head, utf8.start()), line_of(head, bad)
         raise InputError(
             str(path),
             f"the file mixes encodings: UTF-8 text on line {text_line} and byte "

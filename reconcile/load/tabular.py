@@ -37,6 +37,7 @@ from reconcile.load.base import (
 from reconcile.load.dialect import (
     Dialect,
     find_ragged_row,
+    line_of,
     short_last_record,
     sniff,
     utf8_source,
@@ -351,7 +352,7 @@ def _unreadable(path: Path, dialect: Dialect, headers: list[str], exc: Exception
         try:
             data.decode(dialect.encoding)
         except UnicodeDecodeError as bad:
-            line = data.count(b"\n", 0, bad.start) + 1
+            line = line_of(data, bad.start)
             return InputError(
                 str(path),
                 f"byte 0x{data[bad.start]:02x} on line {line} (offset {bad.start}) is not "
@@ -374,7 +375,7 @@ def _first_bare_cr(path: Path) -> int | None:
     only when the fast reader failed on a file whose lines end in LF or CRLF."""
     data = path.read_bytes()
     found = re.search(rb"\r(?=[^\x00-\x1f])", data)
-    return None if found is None else data.count(b"\n", 0, found.start()) + 1
+    return None if found is None else line_of(data, found.start())
 
 
 def _header_follows(fields: list[str], expected: int, headers: list[str]) -> bool:
