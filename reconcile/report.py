@@ -542,8 +542,13 @@ def largest_problems(data: ReportData, n: int = LARGEST_PROBLEMS) -> list[dict[s
     """The few rows a billing admin should look at first: open blockers, then warnings, that
     are root causes, most money at stake first (exposure), so a currency or period blocker
     between equal amounts still shows; the missing lines that follow from an unmapped client
-    stay under it. Dicts of DISCREPANCY_SCHEMA's columns as text, plus rule_title."""
+    stay under it. Amounts in different currencies are not comparable: each currency's largest
+    comes before any currency's second largest (and so on), larger first between them, so a
+    cycle billed in JPY and GBP shows both. Dicts of DISCREPANCY_SCHEMA's columns as text, plus
+    rule_title."""
     rank = {"blocker": 0, "warning": 1}
+    severity = pl.col("severity").replace_strict(rank, return_dtype=pl.Int8)
+    at_stake = pl.col("exposure").abs()
     # Ranked by the columns ranking them: only the top rows are read whole, by their ids.
     picked = (
         data.discrepancies.lazy()
@@ -553,9 +558,10 @@ def largest_problems(data: ReportData, n: int = LARGEST_PROBLEMS) -> list[dict[s
             & pl.col("root_cause").is_null()
         )
         .sort(
-            pl.col("severity").replace_strict(rank, return_dtype=pl.Int8),
-            pl.col("exposure").abs(),
-            descending=[False, True],
+            severity,
+            at_stake.rank("ordinal", descending=True).over(severity, pl.col("currency")),
+            at_stake,
+            descending=[False, False, True],
             maintain_order=True,
         )
         .head(n)

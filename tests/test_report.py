@@ -304,6 +304,40 @@ def test_consequences_stay_under_their_root_cause() -> None:
     assert [d["id"] for d in largest_problems(data)] == ["D-period", "D-root"]
 
 
+def test_largest_problems_show_each_currency_s_largest_before_any_second_largest() -> None:
+    """Yen amounts are not larger problems than pounds because their numbers are larger: each
+    currency's largest comes first, then each one's second largest, larger first between
+    them."""
+    base = {"rule": "r", "client": "c", "message": "m", "measure": "net", "status": "open"}
+    amounts = [("JPY", "900000"), ("JPY", "800000"), ("JPY", "700000"), ("GBP", "500")]
+    amounts += [("GBP", "400"), ("JPY", "600000"), ("EUR", "450")]
+    items = [
+        {**base, "id": f"D-{currency}-{exposure}", "severity": "blocker", "currency": currency,
+         "difference": exposure, "exposure": exposure}
+        for currency, exposure in amounts
+    ]  # fmt: skip
+    items.append(
+        {**base, "id": "D-warning", "severity": "warning", "currency": "GBP",
+         "difference": "9000", "exposure": "9000"}
+    )  # fmt: skip
+    frame = pl.DataFrame(items).with_columns(
+        pl.lit(None, pl.String).alias(c) for c in DISCREPANCY_SCHEMA if c not in items[0]
+    )
+    data = dataclasses.replace(
+        sample_report_data(0),
+        discrepancies=conform(frame, DISCREPANCY_SCHEMA),
+        lines=pl.DataFrame(schema=LINE_SCHEMA),
+    )
+    assert [d["id"] for d in largest_problems(data)] == [
+        "D-JPY-900000",
+        "D-GBP-500",
+        "D-EUR-450",
+        "D-JPY-800000",
+        "D-GBP-400",
+    ]
+    assert [d["id"] for d in largest_problems(data, 9)][-2:] == ["D-JPY-600000", "D-warning"]
+
+
 def test_embedded_tables_round_trip(html: str, sample: ReportData) -> None:
     payload = embedded(html)
     assert "tables" in payload and "tables_gzip" not in payload  # small: plain JSON
