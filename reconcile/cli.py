@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LISTED = 20
+# A mapping file kept for several cycles names many clients a subset cycle lacks: the first few
+# are printed, all are in the report and summary.json.
+UNUSED_MAPPINGS_SHOWN = 5
 
 
 class InputProblem(click.ClickException):
@@ -399,11 +402,17 @@ def run(
                 f"  the sign-off of run #{s.run} by {shown(s.by)} ({s.at}) is "
                 "superseded: this run's results differ"
             )
-    for m in summary.unused_mappings:
+    for m in summary.unused_mappings[:UNUSED_MAPPINGS_SHOWN]:
         click.echo(
             f"  warning: {shown(m.file)} row {m.row}: {m.kind} mapping "
             f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem} "
             "(a typo?); the row was not used"
+        )
+    if len(summary.unused_mappings) > UNUSED_MAPPINGS_SHOWN:
+        click.echo(
+            f"  warning: {len(summary.unused_mappings) - UNUSED_MAPPINGS_SHOWN} more mapping rows "
+            "were not used; all are listed in report.html (Mapping rows that map nothing) and "
+            "summary.json (unused_mappings)"
         )
     click.echo(f"report: {shown(out / 'report.html')}")
     if not summary.workbook.written:

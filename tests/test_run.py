@@ -701,6 +701,34 @@ def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -
     assert "Mapping rows that map nothing" in html and "PSJ Woodworkz Ltd" in html
 
 
+def test_many_mapping_rows_that_map_nothing_print_the_first_few_and_a_count(
+    tmp_path: Path,
+) -> None:
+    """A mapping file kept for all clients, run on a cycle of a few: five rows are printed and
+    the rest counted, every one of them is in summary.json."""
+    kept = tmp_path / "all-clients.csv"
+    kept.write_text(
+        "kind,autotask,halopsa\n"
+        + "".join(f"client,Former Client {n:02},Former Client {n:02} Ltd\n" for n in range(12)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
+        "--map", DEMO / "mapping.csv", "--map", kept, "--config", DEMO / "reconcile.toml",
+        "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    printed = re.findall(r"row (\d+): client mapping 'Former Client", result.output)
+    assert printed == ["1", "2", "3", "4", "5"]
+    assert "warning: 7 more mapping rows were not used; all are listed in report.html" in (
+        result.output
+    )
+    unused = read_json(out / "summary.json")["unused_mappings"]
+    assert [u["row"] for u in unused if u["file"] == str(kept)] == list(range(1, 13))
+
+
 def test_a_workbook_that_cannot_be_written_raises_the_os_error_not_xlsxwriters(
     tmp_path: Path,
 ) -> None:
