@@ -701,17 +701,20 @@ def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> pl.DataFrame:
     client (the client key and currency); order (UInt32: the line's place in ref order, refs
     being unique on a side); cents (Int64: the net amount); text (item name and description,
     normalised as crosswalk.normalise_text: name_table's base) and text_id (UInt32, one per
-    distinct text on the side)."""
+    distinct text on the side); item: the item's Autotask key where the line's item is
+    resolved (every Autotask line's), else null."""
     other = "h" if side == "a" else "a"
     client = "c_key || '|' || coalesce(currency, '')"
     text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
     frame: pl.DataFrame = con.sql(
-        f"SELECT uid, ref, {client} AS client, {text} AS text, net_amount FROM {_left(side)} "
+        f"SELECT uid, ref, {client} AS client, {text} AS text, net_amount, "
+        f"CASE WHEN i_ok THEN i_key END AS item FROM {_left(side)} "
         f"WHERE c_ok AND {client} IN (SELECT {client} FROM {_left(other)} WHERE c_ok)"
     ).pl()
     return frame.select(
         "uid",
         "client",
+        "item",
         order=pl.col("ref").rank("ordinal"),
         cents=(pl.col("net_amount") * 100).cast(pl.Int64),
         text=name_table("item", frame["text"])["base"],
@@ -720,13 +723,23 @@ def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> pl.DataFrame:
 
 def _candidates(a: pl.DataFrame, h: pl.DataFrame, min_score: float) -> pl.DataFrame:
     """The pairs of one client's lines (_fuzzy_side of each side) whose texts are at least
-    min_score alike (token_set_ratio, 0-100, float32 as rapidfuzz gives it), best first:
+    min_score alike (token_set_ratio, 0-100, float32 as rapidfuzz gives it), but never two
+    lines of items the crosswalk resolved to different Autotask items (a HaloPSA "Microsoft
+    365 Business Premium" line at the price of Autotask's "… Standard" is another product,
+    not a renamed one: a pair would report nothing), best first:
     a_uid, h_uid. Best is the highest score, 0.8 x similarity + 20 x amount closeness
     (1 - |a - h| / max(|a|, |h|, 1), at least 0), then the first Autotask ref, then the first
     HaloPSA ref: a total order. Closeness divides whole cents as doubles (exact integers below
     2^53 cents), so the quotient is the correctly rounded one. Each distinct pair of texts is
     scored once, TEXT_PAIRS at a time."""
-    pairs = a.drop("text").join(h.drop("text"), on="client", suffix="_h")
+    pairs = (
+        a.drop("text")
+        .join(h.drop("text"), on="client", suffix="_h")
+        .filter(pl.col("item_h").is_null() | (pl.col("item") == pl.col("item_h")))
+        .drop("item", "item_h")
+    )
+    if pairs.is_empty():
+        return pairs.select(a_uid="uid", h_uid="uid_h")
     a_texts = a.select("text_id", "text").unique()
     h_texts = h.select(text_id_h="text_id", text_h="text").unique()
     alike = pl.concat(

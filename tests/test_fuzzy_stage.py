@@ -1,6 +1,7 @@
 """The fuzzy stage (match._fuzzy: polars frames, one rapidfuzz call, rounds of mutual best
-pairs) pairs exactly as the walk it replaced: per client, every pair of texts scored, the
-candidates sorted best first and taken one by one, each line once."""
+pairs) pairs exactly as the walk it replaced: per client, every pair of texts scored (but never
+two lines of items resolved to different Autotask items), the candidates sorted best first and
+taken one by one, each line once."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from rapidfuzz.process import cdist
 from reconcile import match
 from reconcile.crosswalk import normalise_text
 
-Line = tuple[int, str, str, bool, str, str | None, str | None, Decimal]  # see LINE_COLUMNS
+Line = tuple[int, str, str, bool, str, str | None, str | None, Decimal, str, bool]
 LINE_COLUMNS = (
     "uid BIGINT, ref VARCHAR, c_key VARCHAR, c_ok BOOLEAN, currency VARCHAR, "
-    "item_name VARCHAR, description VARCHAR, net_amount DECIMAL(18,2)"
+    "item_name VARCHAR, description VARCHAR, net_amount DECIMAL(18,2), i_key VARCHAR, "
+    "i_ok BOOLEAN"
 )
 Row = tuple[str, str, str, int]  # grp_line: gid, stage, side, uid
 
@@ -58,6 +60,8 @@ def _walk(a: list[Line], h: list[Line], min_score: float) -> list[Row]:
             scorer=fuzz.token_set_ratio,
         )
         for i, j in zip(*np.nonzero(scores.astype(np.float64) >= min_score), strict=True):
+            if lh[j][9] and la[i][8] != lh[j][8]:
+                continue  # two known items, different ones: another product, never a pair
             a_net, h_net = la[i][7], lh[j][7]
             scale = max(abs(a_net), abs(h_net), 1)
             closeness = 1 - min(1.0, float(abs(a_net - h_net) / scale))
@@ -78,7 +82,8 @@ def _walk(a: list[Line], h: list[Line], min_score: float) -> list[Row]:
 @st.composite
 def sides(draw: st.DrawFn) -> tuple[list[Line], list[Line]]:
     """Both sides' leftover lines: a few clients and currencies, texts and amounts that repeat
-    (ties on score, decided by ref), refs in another order than uids, unresolved HaloPSA lines."""
+    (ties on score, decided by ref), refs in another order than uids, unresolved HaloPSA lines
+    and items (every Autotask item is known; a HaloPSA one resolved or not)."""
     made = []
     for side, first_uid in (("a", 10_000_000_001), ("h", 10_000_000_001)):
         count = draw(st.integers(0, 14))
@@ -94,6 +99,8 @@ def sides(draw: st.DrawFn) -> tuple[list[Line], list[Line]]:
                     draw(st.sampled_from(TEXTS)),
                     draw(st.sampled_from(TEXTS)),
                     draw(st.sampled_from(AMOUNTS)),
+                    draw(st.sampled_from(["i1", "i2", "h:i9"])),
+                    side == "a" or draw(st.booleans()),
                 )
                 for n in range(count)
             ]
@@ -111,7 +118,7 @@ def test_fuzzy_pairs_as_the_walk_did(
     for side, rows in (("a", a), ("h", h)):
         con.execute(f"CREATE TEMP TABLE {side}_left ({LINE_COLUMNS})")
         if rows:
-            con.executemany(f"INSERT INTO {side}_left VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            con.executemany(f"INSERT INTO {side}_left VALUES ({', '.join('?' * 10)})", rows)
     con.execute("CREATE TEMP TABLE grp_line (gid VARCHAR, stage VARCHAR, side VARCHAR, uid BIGINT)")
     match._fuzzy(con, min_score)
     found = con.sql("SELECT gid, stage, side, uid FROM grp_line ORDER BY rowid").fetchall()
