@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import tempfile
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -265,6 +266,42 @@ def test_month_names_and_two_digit_years_read_as_the_date(
 
     dated = [{**line, "Invoice Date": written(line, at)} for at, line in enumerate(lines)]
     assert load(csv_text(HEADER, dated).encode())[0].equals(_clean(lines))
+
+
+LONG_MONTHS = [
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+]  # fmt: skip
+LONG_FORMS = ["{b} {d}, {y}", "{b} {d} {y}", "{d} {b} {y}", "{d:02d} {b} {y}", "{d}-{b}-{y}"]
+
+
+@st.composite
+def named_dates(draw: st.DrawFn) -> tuple[str, date]:
+    """A date of 2000-2099 in a long form with its month's English name, as Excel, Sheets and
+    PSA display formats write them (Nov 1, 2026; November 1 2026; 01 November 2026;
+    1-NOV-2026; Sept. 3, 2026), and the date it is."""
+    day = draw(st.dates(date(2000, 1, 1), date(2099, 12, 31)))
+    short, full = MONTHS[day.month - 1], LONG_MONTHS[day.month - 1]
+    form = draw(st.sampled_from(LONG_FORMS))
+    dotted = [] if short == full or "-" in form else [short + "."]
+    sept = ["Sept", "Sept."] if day.month == 9 else []
+    name = draw(st.sampled_from([short, full, *dotted, *sept]))
+    case = draw(st.sampled_from([str.title, str.upper, str.lower]))
+    return form.format(d=day.day, b=case(name), y=day.year), day
+
+
+@SETTINGS
+@given(lines=rows(), drawn=st.data())
+def test_long_dates_with_the_months_name_read_as_the_date(
+    lines: list[dict[str, str]], drawn: st.DataObject
+) -> None:
+    """US and UK long forms (Nov 1, 2026; 1 November 2026; Sept. 3, 2026), any case: the date,
+    never a quarantined row."""
+    written = [drawn.draw(named_dates()) for _ in lines]
+    dated = [{**line, "Invoice Date": text} for line, (text, _) in zip(lines, written, strict=True)]
+    loaded, rejected = load(csv_text(HEADER, dated).encode())
+    assert rejected.height == 0, rejected["reasons"].to_list()
+    assert loaded["invoice_date"].to_list() == [day for _, day in written]
 
 
 def excel_general(digits: str) -> str:
