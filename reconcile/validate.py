@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -733,11 +734,44 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
         from reconcile import contracts  # pandera (0.2 s to import): only for suspect rows
 
         cases = contracts.raw_failure_cases(raw, suspects, convention)
+        if not raw.dates_iso:
+            suspects = suspects.with_columns(_serial_whys())
         found.append(_raw_reasons(raw, suspects, cases))
     problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
         pl.col(ROW), pl.col(PROBLEM).alias("reason")
     )
     return pl.concat([*found, problems])
+
+
+# Excel's date serial numbers of 2000-01-01 and 2099-12-31 (its 1900 date system), and the
+# day before serial 1 (its day 0, leap-year bug included) in each of its date systems.
+EXCEL_SERIALS = (36526, 73050)
+EXCEL_DAY_ZERO = {"1900": date(1899, 12, 30), "1904": date(1904, 1, 1)}
+
+
+def _serial_whys() -> list[pl.Expr]:
+    """`_why_<field>` of each date field: why its text is no date where it is a whole number in
+    EXCEL_SERIALS' range, as Excel writes a date into a CSV from a column formatted General
+    (null elsewhere). Which date it is depends on the workbook's date system, so it stays
+    refused; the reason gives both readings and the way to export it again."""
+    whys = []
+    for name in DATE_FIELDS:
+        number = pl.col(f"_{name}").is_null() & pl.col(name).str.contains(r"^\d{5}$")
+        serial = pl.when(number).then(pl.col(name).cast(pl.Int64))
+        days = pl.duration(days=serial)
+        read = [(pl.lit(day) + days).dt.to_string("%Y-%m-%d") for day in EXCEL_DAY_ZERO.values()]
+        whys.append(
+            pl.when(serial.is_between(*EXCEL_SERIALS))
+            .then(
+                pl.format(
+                    "looks like an Excel date serial number: {} in Excel's 1900 date system, {} "
+                    "in its 1904 one; format the column as a date in Excel and export it again",
+                    *read,
+                )
+            )
+            .alias(f"_why_{name}")
+        )
+    return whys
 
 
 def _raw_reasons(raw: RawFrame, suspects: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
