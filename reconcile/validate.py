@@ -744,7 +744,8 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
 
 
 # Excel's date serial numbers of 2000-01-01 and 2099-12-31 (its 1900 date system), and the
-# day before serial 1 (its day 0, leap-year bug included) in each of its date systems.
+# date each of its date systems counts serials from (the 1900 system's is 1899-12-30: it
+# counts a 29 February 1900 that never was).
 EXCEL_SERIALS = (36526, 73050)
 EXCEL_DAY_ZERO = {"1900": date(1899, 12, 30), "1904": date(1904, 1, 1)}
 
