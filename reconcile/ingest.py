@@ -154,6 +154,8 @@ class Tally:
                 norm.lines.group_by("invoice_number").agg(
                     pl.col("net_amount").sum().alias("net"),
                     pl.col("tax_amount").sum().alias("tax"),
+                    pl.col("tax_amount").null_count().alias("untaxed"),
+                    pl.len().alias("lines"),
                 )
             )
         room = QUARANTINE_LISTED - len(self.quarantine)
@@ -367,19 +369,21 @@ def _invoice_checks(raw: RawFrame, tally: Tally) -> list[dict[str, Any]]:
         if got.height == 0:
             continue
         net, tax = _sum(got["net"][0]), _sum(got["tax"][0])
+        untaxed, lines = got["untaxed"][0], got["lines"][0]
         stated = Decimal(row["total"]).quantize(ZERO)
         ok = abs(stated - (net + tax)) <= Decimal("0.01") or (tax == 0 and stated == net)
-        checks.append(
-            {
-                "invoice": row["invoice_number"],
-                "stated_total": str(stated),
-                "lines_net": str(net),
-                "lines_tax": str(tax),
-                "lines_gross": str(net + tax),
-                "ok": ok,
-                "has_quarantined_lines": affected and not ok,
-            }
-        )
+        check = {
+            "invoice": row["invoice_number"],
+            "stated_total": str(stated),
+            "lines_net": str(net),
+            # No line gives its tax: the lines' tax is not known, not 0.
+            "lines_tax": None if untaxed == lines else str(tax),
+            "lines_gross": str(net + tax),
+            "ok": ok,
+            "has_quarantined_lines": affected and not ok,
+        }
+        # Only an invoice with lines that give no tax says how many.
+        checks.append({**check, "lines_without_tax": untaxed} if untaxed else check)
     return checks
 
 
@@ -459,10 +463,24 @@ def load_warnings(record: Mapping[str, Any]) -> list[str]:
     """The load's warnings, then every invoice whose stated total its lines do not add up to."""
     return list(record["warnings"]) + [
         f"invoice {c['invoice']}: the export states {c['stated_total']} but its lines add up "
-        f"to {c['lines_gross']} ({c['lines_net']} net + {c['lines_tax']} tax)"
+        f"to {c['lines_gross']} ({_net_and_tax(c)})"
         for c in record["invoice_checks"]
         if not c["ok"]
     ]
+
+
+def _net_and_tax(check: Mapping[str, Any]) -> str:
+    """What an invoice check's lines add up to, never a tax figure they do not give: "486.00
+    net + 97.20 tax", "486.00 net; tax not given" (no line gives its tax) or "486.00 net +
+    64.80 tax; 1 line gives no tax"."""
+    net = f"{check['lines_net']} net"
+    if check["lines_tax"] is None:
+        return f"{net}; tax not given"
+    given = f"{net} + {check['lines_tax']} tax"
+    untaxed = check.get("lines_without_tax", 0)
+    if not untaxed:
+        return given
+    return f"{given}; {counted(untaxed, 'line')} {'gives' if untaxed == 1 else 'give'} no tax"
 
 
 def _result(record: dict[str, Any], quarantine: list[dict[str, Any]]) -> LoadResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -32,13 +33,30 @@ FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 T = TypeVar("T")
 PLATFORM_DATE_DEFAULT = {"autotask": "us", "halopsa": "uk"}
 DATE_FORMATS = {"us": "%m/%d/%Y", "uk": "%d/%m/%Y"}
-DATE_NAMES = {"us": "US MM/DD/YYYY", "uk": "UK DD/MM/YYYY", "iso": "ISO YYYY-MM-DD"}
+DATE_NAMES = {
+    "us": "US MM/DD/YYYY",
+    "uk": "UK DD/MM/YYYY",
+    "iso": "ISO YYYY-MM-DD",
+    "named": "month named",
+}
 PERIOD_SUFFIX = r"\s*\[([A-Z][a-z]{2} \d{1,2}, \d{4}) - ([A-Z][a-z]{2} \d{1,2}, \d{4})\]\s*$"
 TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[AP]M|[+-]\d{2}:?\d{2})?$"
+# The forms _date_text writes a date in: slash-written, month-named and ISO.
 SLASH_DATE = r"^\d{1,2}/\d{1,2}/\d{4}$"
+NAMED_DATE = r"^\d{1,2}/[A-Za-z]{3}/\d{4}$"
+ISO_DATE = r"^\d{4}-\d{1,2}-\d{1,2}$"
 YEAR_FIRST = r"^(\d{4})[/.\-](\d{1,2})[/.\-](\d{1,2})$"
-TWO_DIGIT_YEAR = r"^(\d{1,2})/(\d{1,2}|[A-Za-z]{3})/(\d{2})$"  # after _date_text's / for . and -
-MONTH_NAMED = "%d/%b/%Y"  # 30-Nov-2026, Excel's dd-mmm-yyyy, as _date_text writes it
+TWO_DIGIT_YEAR = r"^(\d{1,2})/(\d{1,2}|[A-Za-z]{3})/(\d{2})$"  # as _date_text writes dates
+# An English month's name or abbreviation, any case, an abbreviation with or without its dot.
+MONTH_NAME = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+# 1 November 2026, 01-Nov-2026, 1-November-2026, 3 Sept. 26 (UK long forms, Excel's dd-mmm-yyyy)
+DAY_MONTH_NAME = rf"(?i)^(\d{{1,2}})[\s\-/.]*{MONTH_NAME}[\s\-/.,]*(\d{{4}}|\d{{2}})$"
+# Nov 1, 2026, November 1, 2026, Nov. 1 2026 (US long forms)
+MONTH_NAME_DAY = rf"(?i)^{MONTH_NAME}[\s\-/.]*(\d{{1,2}}),?[\s\-/.]+(\d{{4}}|\d{{2}})$"
+MONTH_NAMED = "%d/%b/%Y"  # 30/Nov/2026: every month-named date as _date_text writes it
 NULL_DATE = "1899-12-30"
 
 QUARANTINE_SCHEMA = pl.Schema(
@@ -364,23 +382,39 @@ def _suffix_date(text: pl.Expr) -> pl.Expr:
 def _date_text(name: str) -> pl.Expr:
     """The date part of a value: a time of day, if any, is dropped; a year-first date becomes
     ISO (2026/11/3 and 2026.11.03 as Excel writes dates in Japanese, Chinese or Korean
-    settings); in others ., - and spaces become / (30-Nov-2026 as 30/Nov/2026), and a
-    two-digit year is of this century (11/1/26 as 11/1/2026: read with a four-digit year's
-    format it was the year 26; the cycle check refuses a century wrongly taken)."""
+    settings); a date with its month's English name becomes day/Mon/year, MONTH_NAMED's form
+    (Nov 1, 2026 and 1 November 2026 as 1/Nov/2026, 30-Nov-2026 as 30/Nov/2026, Sept as Sep);
+    in others ., - and spaces become /; and a two-digit year is of this century (11/1/26 as
+    11/1/2026: read with a four-digit year's format it was the year 26; the cycle check
+    refuses a century wrongly taken)."""
     text = pl.col(name).str.replace(TIME_OF_DAY, "")
+    day_first, month_first = text.str.contains(DAY_MONTH_NAME), text.str.contains(MONTH_NAME_DAY)
+    named = (
+        pl.when(day_first)
+        .then(text.str.replace(DAY_MONTH_NAME, "${1}/${2}/${3}"))
+        .otherwise(text.str.replace(MONTH_NAME_DAY, "${2}/${1}/${3}"))
+        # The month's first three letters (Sept and September as Sep): MONTH_NAMED's %b.
+        .str.replace(r"^(\d{1,2})/([A-Za-z]{3})[A-Za-z]*/", "${1}/${2}/")
+    )
     return (
         pl.when(text.str.contains(YEAR_FIRST))
         .then(text.str.replace(YEAR_FIRST, "${1}-${2}-${3}"))
-        .otherwise(
-            text.str.replace_all(r"[.\-]|\s+", "/").str.replace(TWO_DIGIT_YEAR, "${1}/${2}/20${3}")
-        )
+        .when(day_first | month_first)
+        .then(named)
+        .otherwise(text.str.replace_all(r"[.\-]|\s+", "/"))
+        .str.replace(TWO_DIGIT_YEAR, "${1}/${2}/20${3}")
     )
+
+
+# Survey.facts' date texts: each distinct one (`text`) as _date_text writes it (`d`), with
+# the first row it is on and its field.
+DATE_TEXTS = pl.Schema({"d": pl.String, ROW: pl.Int64, "f": pl.String, "text": pl.String})
 
 
 @dataclass
 class Survey:
     """What a file's conventions are decided on, gathered batch by batch (memory stays flat
-    however long the file): its slash-written dates (_date_convention's `texts`) and the values
+    however long the file): its distinct date texts (_date_convention's `texts`) and the values
     proving a decimal comma (_number_format's `comma_at`). `dated` are the date fields to
     survey and `amount` the amount fields; none when ISO exports or given formats decide."""
 
@@ -415,11 +449,10 @@ class Survey:
                 pl.concat(self.found, how="vertical")
                 .group_by("f", "text")
                 .agg(pl.col(ROW).min())
-                .select(_date_text("text").alias("d"), pl.col(ROW), pl.col("f"))
-                .filter(pl.col("d").str.contains(SLASH_DATE))
+                .select(_date_text("text").alias("d"), pl.col(ROW), pl.col("f"), pl.col("text"))
                 .sort(ROW, "f")
                 if self.found
-                else pl.DataFrame(schema={"d": pl.String, ROW: pl.Int64, "f": pl.String})
+                else pl.DataFrame(schema=DATE_TEXTS)
             )
         return texts, sorted(self.first.values()) if self.amount else None
 
@@ -456,14 +489,17 @@ def _date_convention(
     raw: RawFrame, settings: Settings, texts: pl.DataFrame | None
 ) -> tuple[str, dict[str, str]]:
     """Decide once per file how its dates are written, never row by row; `texts` is what
-    Survey.facts found (None: it was not needed)."""
+    Survey.facts found (DATE_TEXTS; None: it was not needed). Only slash-written dates leave
+    anything to decide; a file without any is reported as what it writes."""
     if texts is None:
         if raw.dates_iso or not settings.date_format:
             return DATE_NAMES["iso"], {}
         fmt = settings.date_format
         return DATE_NAMES[fmt] + " (given)", {} if fmt == "iso" else {"slash": DATE_FORMATS[fmt]}
+    every = texts
+    texts = every.filter(pl.col("d").str.contains(SLASH_DATE))
     if texts.height == 0:
-        return DATE_NAMES["iso"], {}
+        return _unslashed_convention(every), {}
     ok = {
         name: texts.select(
             pl.col("d").str.strptime(pl.Date, fmt, strict=False).is_not_null()
@@ -500,6 +536,19 @@ def _date_convention(
         )
     chosen = "us" if us_all or only_us.height else "uk" if uk_all or only_uk.height else default
     return DATE_NAMES[chosen], {"slash": DATE_FORMATS[chosen]}
+
+
+def _unslashed_convention(texts: pl.DataFrame) -> str:
+    """The date convention reported for a file without slash-written dates (DATE_TEXTS): ISO,
+    month-named with the first such date quoted, or both; ISO when it holds no date."""
+    named = texts.filter(pl.col("d").str.contains(NAMED_DATE))
+    if named.height == 0:
+        return DATE_NAMES["iso"]
+    first = named.row(0, named=True)
+    convention = f"{DATE_NAMES['named']} (as {first['text']!r}, row {first[ROW]})"
+    if texts.filter(pl.col("d").str.contains(ISO_DATE)).height:
+        return f"{DATE_NAMES['iso']} and {convention}"
+    return convention
 
 
 def _cycle_reading(raw: RawFrame, texts: pl.DataFrame, cycle: str) -> str | None:
@@ -685,11 +734,45 @@ def _raw_failures(raw: RawFrame, billable: pl.DataFrame, convention: str) -> pl.
         from reconcile import contracts  # pandera (0.2 s to import): only for suspect rows
 
         cases = contracts.raw_failure_cases(raw, suspects, convention)
+        if not raw.dates_iso:
+            suspects = suspects.with_columns(_serial_whys())
         found.append(_raw_reasons(raw, suspects, cases))
     problems = billable.filter(pl.col(PROBLEM).is_not_null()).select(
         pl.col(ROW), pl.col(PROBLEM).alias("reason")
     )
     return pl.concat([*found, problems])
+
+
+# Excel's date serial numbers of 2000-01-01 and 2099-12-31 (its 1900 date system), and the
+# date each of its date systems counts serials from (the 1900 system's is 1899-12-30: it
+# counts a 29 February 1900 that never was).
+EXCEL_SERIALS = (36526, 73050)
+EXCEL_DAY_ZERO = {"1900": date(1899, 12, 30), "1904": date(1904, 1, 1)}
+
+
+def _serial_whys() -> list[pl.Expr]:
+    """`_why_<field>` of each date field: why its text is no date where it is a whole number in
+    EXCEL_SERIALS' range, as Excel writes a date into a CSV from a column formatted General
+    (null elsewhere). Which date it is depends on the workbook's date system, so it stays
+    refused; the reason gives both readings and the way to export it again."""
+    whys = []
+    for name in DATE_FIELDS:
+        number = pl.col(f"_{name}").is_null() & pl.col(name).str.contains(r"^\d{5}$")
+        serial = pl.when(number).then(pl.col(name).cast(pl.Int64))
+        days = pl.duration(days=serial)
+        read = [(pl.lit(day) + days).dt.to_string("%Y-%m-%d") for day in EXCEL_DAY_ZERO.values()]
+        whys.append(
+            pl.when(serial.is_between(*EXCEL_SERIALS))
+            .then(
+                pl.format(
+                    "looks like an Excel date serial number: {} in Excel's 1900 date system, {} "
+                    "in its 1904 one; format the column as a date in Excel and export it again",
+                    *read,
+                )
+            )
+            .alias(f"_why_{name}")
+        )
+    return whys
 
 
 def _raw_reasons(raw: RawFrame, suspects: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:

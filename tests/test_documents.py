@@ -167,3 +167,41 @@ def test_mutated_documents_through_the_cli(case: tuple[str, dict[str, str]]) -> 
             return
         (load,) = loads
         assert load["rows_read"] == lines + held
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(untaxed=st.lists(st.booleans(), min_size=5, max_size=5), as_null=st.booleans())
+def test_invoice_total_warnings_print_no_tax_the_lines_do_not_give(
+    untaxed: list[bool], as_null: bool
+) -> None:
+    """HaloPSA lines without their tax (keys absent or null) under invoices that state their
+    totals: an invoice whose lines no longer add up is warned of with the lines' net and the
+    tax they give, never a 0.00 tax they do not give."""
+    doc = copy.deepcopy(BASES["halopsa"]["invoices.json"])
+    lines = [line for invoice in doc["invoices"] for line in invoice["lines"]]
+    assert len(lines) == len(untaxed)
+    for line, drop in zip(lines, untaxed, strict=True):
+        for key in ("tax_amount", "total_tax") if drop else ():
+            if as_null:
+                line[key] = None
+            else:
+                del line[key]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "invoices.json"
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        result = invoke("--workspace", Path(tmp) / "ws.duckdb", "load", "--cycle", "2026-11", path)
+    assert result.exit_code == 0, result.output
+    for invoice in doc["invoices"]:
+        net = sum(line["net_amount"] for line in invoice["lines"])
+        taxes = [line["tax_amount"] for line in invoice["lines"] if line.get("tax_amount")]
+        missing = len(invoice["lines"]) - len(taxes)
+        said = f"invoice {invoice['invoicenumber']}: the export states {invoice['total']:.2f}"
+        if not missing:
+            assert said not in result.output
+            continue
+        shown = f"{net:.2f} net; tax not given"
+        if taxes:
+            gives = "gives" if missing == 1 else "give"
+            line_s = "line" if missing == 1 else "lines"
+            shown = f"{net:.2f} net + {sum(taxes):.2f} tax; {missing} {line_s} {gives} no tax"
+        assert f"{said} but its lines add up to {net + sum(taxes):.2f} ({shown})" in result.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import tempfile
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -265,6 +266,78 @@ def test_month_names_and_two_digit_years_read_as_the_date(
 
     dated = [{**line, "Invoice Date": written(line, at)} for at, line in enumerate(lines)]
     assert load(csv_text(HEADER, dated).encode())[0].equals(_clean(lines))
+
+
+LONG_MONTHS = [
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+]  # fmt: skip
+LONG_FORMS = ["{b} {d}, {y}", "{b} {d} {y}", "{d} {b} {y}", "{d:02d} {b} {y}", "{d}-{b}-{y}"]
+
+
+@st.composite
+def named_dates(draw: st.DrawFn) -> tuple[str, date]:
+    """A date of 2000-2099 in a long form with its month's English name, as Excel, Sheets and
+    PSA display formats write them (Nov 1, 2026; November 1 2026; 01 November 2026;
+    1-NOV-2026; Sept. 3, 2026), and the date it is."""
+    day = draw(st.dates(date(2000, 1, 1), date(2099, 12, 31)))
+    short, full = MONTHS[day.month - 1], LONG_MONTHS[day.month - 1]
+    form = draw(st.sampled_from(LONG_FORMS))
+    dotted = [] if short == full or "-" in form else [short + "."]
+    sept = ["Sept", "Sept."] if day.month == 9 else []
+    name = draw(st.sampled_from([short, full, *dotted, *sept]))
+    case = draw(st.sampled_from([str.title, str.upper, str.lower]))
+    return form.format(d=day.day, b=case(name), y=day.year), day
+
+
+@SETTINGS
+@given(lines=rows(), drawn=st.data())
+def test_long_dates_with_the_months_name_read_as_the_date(
+    lines: list[dict[str, str]], drawn: st.DataObject
+) -> None:
+    """US and UK long forms (Nov 1, 2026; 1 November 2026; Sept. 3, 2026), any case: the date,
+    never a quarantined row."""
+    written = [drawn.draw(named_dates()) for _ in lines]
+    dated = [{**line, "Invoice Date": text} for line, (text, _) in zip(lines, written, strict=True)]
+    loaded, rejected = load(csv_text(HEADER, dated).encode())
+    assert rejected.height == 0, rejected["reasons"].to_list()
+    assert loaded["invoice_date"].to_list() == [day for _, day in written]
+
+
+SERIALS = (36526, 73050)  # Excel's 1900-system serials of 2000-01-01 and 2099-12-31
+
+
+@SETTINGS
+@given(
+    lines=rows(least=2),
+    at=st.data(),
+    serial=st.one_of(
+        st.integers(*SERIALS),
+        st.integers(10000, 99999),
+        st.sampled_from([SERIALS[0] - 1, SERIALS[1] + 1]),
+    ),
+)
+def test_excel_date_serials_are_quarantined_saying_what_they_are(
+    lines: list[dict[str, str]], at: st.DataObject, serial: int
+) -> None:
+    """A date column formatted General before the CSV was saved writes 46327 for 1 November
+    2026: still quarantined (the date depends on the workbook's 1900 or 1904 date system), and
+    the reason says what the number is and what to do, for a serial of 2000-2099 only."""
+    row = at.draw(st.integers(0, len(lines) - 1))
+    written = [
+        {**line, "Invoice Date": str(serial)} if i == row else line for i, line in enumerate(lines)
+    ]
+    loaded, rejected = load(csv_text(HEADER, written).encode())
+    assert loaded.equals(_clean([line for i, line in enumerate(lines) if i != row]))
+    (reason,) = rejected["reasons"].to_list()
+    assert "column 'Invoice Date': expected a date" in reason and f"got '{serial}'" in reason
+    said = (
+        f"looks like an Excel date serial number: {date(1899, 12, 30) + timedelta(serial)} in "
+        f"Excel's 1900 date system, {date(1904, 1, 1) + timedelta(serial)} in its 1904 one; "
+        "format the column as a date in Excel and export it again"
+    )
+    assert (said in reason) == (SERIALS[0] <= serial <= SERIALS[1]), reason
+    assert (SERIALS[0] <= serial <= SERIALS[1]) or "Excel date serial" not in reason
 
 
 def excel_general(digits: str) -> str:
