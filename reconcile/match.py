@@ -651,18 +651,22 @@ def _insert_groups(con: duckdb.DuckDBPyConnection, stage: str, key: str, conditi
 
 
 def _one_to_one_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
-    """One line against one line of the same charge; when one side repeats an identical line,
-    the first copy pairs and the extra copies stay for the duplicate rule."""
+    """One line against one line of the same charge; when one side repeats an identical line
+    of the other side's quantity, the first copy pairs and the extra copies stay for the
+    duplicate rule. Identical lines of another quantity than the other side's one line (a
+    line per device, 1 x 35.00 four times, against 3 x 35.00) are not copies of it: the group
+    stage compares their sums."""
     values = "(quantity, unit_price, net_amount, tax_amount)"
+    counts = f"count(*) AS n, count(DISTINCT {values}) AS d, any_value(quantity) AS qty"
     con.execute(
         f"""
         INSERT INTO grp_line
-        WITH ka AS (SELECT {key} AS key, count(*) AS n, count(DISTINCT {values}) AS d
-                    FROM {_left("a")} GROUP BY ALL),
-             kh AS (SELECT {key} AS key, count(*) AS n, count(DISTINCT {values}) AS d
-                    FROM {_left("h")} WHERE c_ok GROUP BY ALL),
+        WITH ka AS (SELECT {key} AS key, {counts} FROM {_left("a")} GROUP BY ALL),
+             kh AS (SELECT {key} AS key, {counts} FROM {_left("h")} WHERE c_ok GROUP BY ALL),
              chosen AS (SELECT key FROM ka JOIN kh USING (key)
-                        WHERE (ka.n = 1 AND kh.d = 1) OR (kh.n = 1 AND ka.d = 1)),
+                        WHERE (ka.n = 1 AND kh.n = 1)
+                           OR (((ka.n = 1 AND kh.d = 1) OR (kh.n = 1 AND ka.d = 1))
+                               AND ka.qty IS NOT DISTINCT FROM kh.qty)),
              l AS (SELECT uid, {key} AS key,
                           row_number() OVER (PARTITION BY {key} ORDER BY ref) AS rk
                    FROM {_left("a")} WHERE {key} IN (SELECT key FROM chosen)),

@@ -22,7 +22,11 @@ MEASURE = "net"  # what autotask_amount and halopsa_amount are
 SUPERSEDES = ("missing_in_autotask", "missing_in_halopsa")
 CONFIG: dict[str, tuple[str, str]] = {}
 
-SIGNATURE = ["c_key", "i_key", "period_start", "period_end", "quantity", "unit_price", "net_amount"]
+# An identical line: the description too (per-device lines differ in the device they name).
+SIGNATURE = [
+    "c_key", "i_key", "period_start", "period_end", "quantity", "unit_price", "net_amount",
+    "description",
+]  # fmt: skip
 
 
 def _side(side: str, other: str, name: str) -> str:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from rulecases import reconcile_case
 
@@ -122,3 +122,37 @@ def test_one_mutation_gives_exactly_its_rule_on_exactly_that_line(
         halo.append({**target, "ref": "hx"})
         expected = [(kind, [], ["hx"])]
     assert blocking({"autotask": lines, "halopsa": halo}) == expected
+
+
+@SLOW
+@given(cycles(), st.data())
+def test_a_line_per_device_against_one_line_of_a_quantity_is_one_quantity_difference(
+    lines: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """HaloPSA bills one of the lines as a line per device (k lines of quantity 1, each naming
+    its device or not) where Autotask bills one line of a quantity of 2 or more: k not that
+    quantity is one quantity_mismatch on all of them, never a duplicate to remove; k equal to it
+    is no finding. (Against one line of quantity 1, the first device line pairs exactly and an
+    identical unnamed one is a duplicate: the duplicate cases above.)"""
+    halo = mirror(lines)
+    index = data.draw(st.integers(0, len(lines) - 1))
+    assume(lines[index]["qty"] >= 2)
+    # A price in whole cents: 12.345 rounds once on one line, and on each line of the devices.
+    assume(lines[index]["price"] == lines[index]["price"].quantize(Decimal("0.01")))
+    target = halo.pop(index)
+    devices = data.draw(st.integers(2, 12))
+    named = data.draw(st.booleans())
+    split = [
+        {
+            **_requantify(target, Decimal(1), target["price"]),
+            "ref": f"hd{n:02}",
+            "description": f"{target['item']} - PC{n:02}" if named else None,
+        }
+        for n in range(devices)
+    ]
+    found = blocking({"autotask": lines, "halopsa": [*halo, *split]})
+    if devices == lines[index]["qty"]:
+        assert found == []
+    else:
+        refs = sorted(line["ref"] for line in split)
+        assert found == [("quantity_mismatch", [lines[index]["ref"]], refs)]
