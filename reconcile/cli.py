@@ -401,9 +401,8 @@ def run(
             )
     for m in summary.unused_mappings:
         click.echo(
-            f"  warning: {shown(m.file)} row {m.row}: {m.kind} mapping "
-            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem} "
-            "(a typo?); the row was not used"
+            f"  warning: {shown(m.file)} line {m.line}: {m.kind} mapping "
+            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem}; the row was not used"
         )
     click.echo(f"report: {shown(out / 'report.html')}")
     if not summary.workbook.written:
