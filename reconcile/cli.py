@@ -404,9 +404,8 @@ def run(
             )
     for m in summary.unused_mappings[:UNUSED_MAPPINGS_SHOWN]:
         click.echo(
-            f"  warning: {shown(m.file)} row {m.row}: {m.kind} mapping "
-            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem} "
-            "(a typo?); the row was not used"
+            f"  warning: {shown(m.file)} line {m.line}: {m.kind} mapping "
+            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem}; the row was not used"
         )
     if len(summary.unused_mappings) > UNUSED_MAPPINGS_SHOWN:
         click.echo(

@@ -32,7 +32,7 @@ from rapidfuzz import fuzz, process
 
 from reconcile.duck import char_class, column_chunks, folded, with_frame
 from reconcile.errors import InputError
-from reconcile.load.dialect import text_file
+from reconcile.load.dialect import declared_separator, text_file
 from reconcile.safe import cell, uncell
 from reconcile.store import insertion_order_kept, release_memory
 
@@ -288,13 +288,18 @@ class Mapping:
     autotask: str
     halopsa: str
     source: str
-    row: int
+    line: int  # the line of the file its row starts on (1-based: the header is usually line 1)
+
+
+# The mapping file's columns, found by name in any order (_column_name: case and spaces aside).
+MAPPING_COLUMNS = ("kind", "autotask", "halopsa")
 
 
 def read_mappings(paths: list[Path]) -> list[Mapping]:
     """Mapping rows (kind,autotask,halopsa) from each file, read like exports (text_file); a
     file the csv module cannot parse is named, and a value `map suggest` wrote with a
-    spreadsheet-safety `'` (safe.cell) reads as it was."""
+    spreadsheet-safety `'` (safe.cell) reads as it was. Two rows that map one HaloPSA value
+    to two Autotask values are refused (_refuse_conflicts), in one file or across files."""
     mappings: list[Mapping] = []
     for path in paths:
         try:
@@ -303,31 +308,59 @@ def read_mappings(paths: list[Path]) -> list[Mapping]:
             raise InputError(
                 str(path), "the mapping file cannot be read as CSV", got=str(exc)
             ) from None
+    _refuse_conflicts(mappings)
     return mappings
 
 
+def _column_name(cell: str) -> str:
+    """A header cell as a column name compares: spaces dropped, casefolded (` Halo PSA` is
+    halopsa)."""
+    return "".join(cell.split()).casefold()
+
+
+def _records(path: Path, text: io.StringIO) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV record of the text that has a cell other than spaces, with the line it starts
+    on (1-based): a `sep=` first line (Excel's) sets the separator and is no record, and rows
+    left empty (a blank line, `,,,`) are passed over."""
+    first = text.readline()
+    separator = declared_separator(path, first)
+    above = 1 if separator is not None else 0  # lines before the reader's first
+    if separator is None:
+        text.seek(0)
+    reader = csv.reader(text, delimiter=separator or ",")
+    done = above  # lines read so far
+    for record in reader:
+        start, done = done + 1, above + reader.line_num
+        if any(c.strip() for c in record):
+            yield start, record
+
+
 def _read_mapping_file(path: Path) -> list[Mapping]:
+    """The rows of one mapping file, in order; the header is its first row that is not empty.
+    Raises InputError naming the file and line for a header without the three columns, a kind
+    not in KINDS or a row with either side empty."""
     mappings = []
     with text_file(path) as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        if header[:3] != ["kind", "autotask", "halopsa"]:
+        records = _records(path, fh)
+        line, header = next(records, (1, []))
+        names = [_column_name(c) for c in header]
+        if not set(MAPPING_COLUMNS) <= set(names):
             raise InputError(
                 str(path),
                 "the mapping file has the wrong header",
-                row=1,
-                expected="kind,autotask,halopsa",
-                got=",".join(reader.fieldnames or []),
+                line=line,
+                expected=f"the columns {','.join(MAPPING_COLUMNS)} (any case)",
+                got=",".join(header),
             )
-        for number, record in enumerate(reader, start=1):
-            kind = (record.get("kind") or "").strip().lower()
-            autotask = uncell((record.get("autotask") or "").strip())
-            halopsa = uncell((record.get("halopsa") or "").strip())
+        places = [names.index(c) for c in MAPPING_COLUMNS]
+        for line, record in records:
+            cells = [record[i].strip() if i < len(record) else "" for i in places]
+            kind, autotask, halopsa = cells[0].lower(), uncell(cells[1]), uncell(cells[2])
             if kind not in KINDS:
                 raise InputError(
                     str(path),
                     "unknown mapping kind",
-                    row=number,
+                    line=line,
                     column="kind",
                     expected=" or ".join(KINDS),
                     got=kind,
@@ -336,11 +369,51 @@ def _read_mapping_file(path: Path) -> list[Mapping]:
                 raise InputError(
                     str(path),
                     "a mapping needs both sides",
-                    row=number,
+                    line=line,
                     expected="an Autotask and a HaloPSA id or name",
                 )
-            mappings.append(Mapping(kind, autotask, halopsa, str(path), number))
+            mappings.append(Mapping(kind, autotask, halopsa, str(path), line))
     return mappings
+
+
+def mapping_frame(mappings: list[Mapping]) -> pl.DataFrame:
+    """The mapping rows as they compare, in order: kind, value (the HaloPSA value) and target
+    (the Autotask value), both casefolded (casefold)."""
+    return pl.DataFrame(
+        {
+            "kind": [m.kind for m in mappings],
+            "value": [m.halopsa for m in mappings],
+            "target": [m.autotask for m in mappings],
+        },
+        schema={"kind": pl.String, "value": pl.String, "target": pl.String},
+    ).select("kind", casefold(pl.col("value")), casefold(pl.col("target")))
+
+
+def _refuse_conflicts(mappings: list[Mapping]) -> None:
+    """Raises InputError for the first row (in file order) that maps a HaloPSA value of its kind
+    to another Autotask value than the first row of that value does: values compare casefolded,
+    as they are applied (_mapped). A row repeated (in any case) is no conflict."""
+    rows = mapping_frame(mappings).with_row_index("i")
+    firsts = rows.group_by("kind", "value").agg(
+        first=pl.col("i").min(), first_target=pl.col("target").sort_by("i").first()
+    )
+    clash = (
+        rows.join(firsts, on=["kind", "value"])
+        .filter(pl.col("target") != pl.col("first_target"))
+        .sort("i")
+        .head(1)
+    )
+    if clash.is_empty():
+        return
+    one, two = (mappings[i] for i in clash.select("first", "i").row(0))
+    where = f"line {one.line}" if one.source == two.source else f"{one.source}, line {one.line}"
+    raise InputError(
+        two.source,
+        f"HaloPSA {two.kind} {two.halopsa!r} is mapped to two Autotask {two.kind}s: "
+        f"{one.autotask!r} ({where}) and {two.autotask!r} (this line)",
+        line=two.line,
+        hint=f"Keep the row of the right Autotask {two.kind} and delete the other.",
+    )
 
 
 @dataclass(frozen=True)
@@ -493,10 +566,11 @@ def resolve_tables(
     suggest: Collection[str] = KINDS,
     normalised: str | None = None,
     memory_limit: str | None = None,
-) -> None:
+) -> pl.DataFrame:
     """Resolve every HaloPSA entity to an Autotask key of its kind, or say it is unmapped (with
-    a hint). The kinds are resolved together, each step one statement over all of them: an
-    entity is only ever compared with entities of its kind.
+    a hint); returns the mapping rows' Autotask values that fit several Autotask entities
+    (_mapped's UNFIT_SCHEMA rows). The kinds are resolved together, each step one statement
+    over all of them: an entity is only ever compared with entities of its kind.
 
     autotask, halopsa: tables of kind (KINDS) and ENTITY_SCHEMA columns (ids and names lists),
     keys unique within a kind. normalised: a query of name_table's rows (kind, name, base,
@@ -518,7 +592,7 @@ def resolve_tables(
         "note VARCHAR, ambiguous BOOLEAN)"
     )
     _display(con, autotask)
-    _by_id(con, autotask, halopsa, mappings)
+    unfit = _by_id(con, autotask, halopsa, mappings)
     _by_name(con, autotask, halopsa, min_score, suggest, normalised, memory_limit)
     con.execute(
         f"""
@@ -531,6 +605,7 @@ def resolve_tables(
     )
     for table in WORK_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {table}")
+    return unfit
 
 
 def _display(con: duckdb.DuckDBPyConnection, autotask: str) -> None:
@@ -597,12 +672,13 @@ def casefold(value: pl.Expr) -> pl.Expr:
 
 def _by_id(
     con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, mappings: list[Mapping]
-) -> None:
+) -> pl.DataFrame:
     """HaloPSA entities paired by the mapping file (_mapped) or else by the Autotask id HaloPSA
     kept (that of exactly one entity of the kind): rows of _rs_decided (method mapping,
-    autotask_id)."""
-    if mappings:
-        _mapped(con, autotask, halopsa, mappings)
+    autotask_id). Returns _mapped's Autotask values that fit several entities."""
+    unfit = (
+        _mapped(con, autotask, halopsa, mappings) if mappings else pl.DataFrame(schema=UNFIT_SCHEMA)
+    )
     con.execute(
         f"""
         INSERT INTO _rs_decided (kind, halopsa_key, autotask_key, method)
@@ -623,26 +699,24 @@ def _by_id(
         FROM kept k JOIN sole o ON o.kind = k.kind AND o.value = k.xref
         """
     )
+    return unfit
+
+
+# The Autotask values of mapping rows that fit several Autotask entities of the row's kind:
+# target casefolded (mapping_frame), problem in words.
+UNFIT_SCHEMA = {"kind": pl.String, "target": pl.String, "problem": pl.String}
 
 
 def _mapped(
     con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, mappings: list[Mapping]
-) -> None:
+) -> pl.DataFrame:
     """Rows of _rs_decided (method mapping): each HaloPSA entity's first id or name, in that
     order, that a mapping row of its kind (the last for its value) gives an Autotask value of
     exactly one entity of the kind (any id or name). Values compare casefolded
-    (_folded_values)."""
-    rows = (
-        pl.DataFrame(
-            {
-                "kind": [m.kind for m in mappings],
-                "value": [m.halopsa for m in mappings],
-                "target": [m.autotask for m in mappings],
-            }
-        )
-        .select("kind", casefold(pl.col("value")), casefold(pl.col("target")))
-        .unique(["kind", "value"], keep="last")
-    )
+    (_folded_values). Returns the rows' Autotask values that fit several entities of the kind
+    (UNFIT_SCHEMA), each with how many and the first AMBIGUITY_SHOWN of their displays: such
+    a row is not applied."""
+    rows = mapping_frame(mappings).unique(["kind", "value"], keep="last")
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _rs_map AS SELECT * FROM _frame", rows)
     _folded_values(con, autotask, halopsa)
     con.execute(
@@ -659,6 +733,24 @@ def _mapped(
         WHERE h.side = 'h' GROUP BY h.kind, h.key
         """
     )
+    found: pl.DataFrame = con.sql(
+        f"""
+        WITH fits AS (
+            SELECT DISTINCT m.kind, m.target, v.key
+            FROM (SELECT DISTINCT kind, target FROM _rs_map) m
+            JOIN _rs_value v ON v.side = 'a' AND v.kind = m.kind AND v.value = m.target
+        )
+        SELECT kind, target, count(*) AS fits, min(d.display, {AMBIGUITY_SHOWN}) AS shown
+        FROM fits JOIN _rs_display d USING (kind, key)
+        GROUP BY kind, target HAVING count(*) > 1 ORDER BY kind, target
+        """
+    ).pl()
+    problems = [
+        f"the Autotask value fits {fits} Autotask {kind}s ({_listed(shown, fits)}): "
+        f"name the Autotask {kind} by its id instead"
+        for kind, fits, shown in found.select("kind", "fits", "shown").iter_rows()
+    ]
+    return found.select("kind", "target", problem=pl.Series(problems, dtype=pl.String))
 
 
 def _elements(
@@ -958,18 +1050,22 @@ def _form_only(con: duckdb.DuckDBPyConnection) -> None:
 AMBIGUITY_SHOWN = 5
 
 
+def _listed(shown: Sequence[str], count: int) -> str:
+    """The first AMBIGUITY_SHOWN names of `count` (`shown`), with how many more: "a; b; and 3
+    more"."""
+    text = "; ".join(shown)
+    more = count - AMBIGUITY_SHOWN
+    return f"{text}; and {more} more" if more > 0 else text
+
+
 def ambiguity_note(kind: str, label: str, shown: Sequence[str], count: int) -> str:
     """The words of a name collision, shown in the finding and the report's unmapped list:
     `count` Autotask entities fit the label, `shown` are the first AMBIGUITY_SHOWN of their
     names in order."""
-    text = "; ".join(shown)
-    more = count - AMBIGUITY_SHOWN
-    if more > 0:
-        text += f"; and {more} more"
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow([kind, f"<Autotask {kind}>", label])
     return (
-        f"matches {count} Autotask {kind}s by name ({text}) and is not paired: "
+        f"matches {count} Autotask {kind}s by name ({_listed(shown, count)}) and is not paired: "
         f"add a mapping row {out.getvalue()}"
     )
 

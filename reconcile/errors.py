@@ -45,11 +45,14 @@ class InputError(Exception):
     expected: str | None = None
     got: str | None = None
     hint: str | None = None
+    line: int | None = None  # the file's line (1-based), for a file read line by line
 
     def __str__(self) -> str:
         where = self.file
         if self.row is not None:
             where += f", row {self.row}"
+        if self.line is not None:
+            where += f", line {self.line}"
         if self.column is not None:
             where += f", column '{self.column}'"
         text = f"{where}: {self.problem}"

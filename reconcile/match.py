@@ -296,13 +296,13 @@ def _crosswalk(
     )
     wanted = _mapping_values(mappings)
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _xw_wanted AS SELECT * FROM _frame", wanted)
-    named = []
+    named, unfit = [], []
     batches = [tuple(ENTITY_COLUMNS)] if together else [(kind,) for kind in ENTITY_COLUMNS]
     for kinds in batches:
         named += _entities_of(con, kinds, mappings)
-        _resolve(con, [m for m in mappings if m.kind in kinds], config, suggest)
+        unfit.append(_resolve(con, [m for m in mappings if m.kind in kinds], config, suggest))
     con.execute("DROP TABLE _xw_wanted")
-    return _unused(mappings, wanted, named)
+    return _unused(mappings, wanted, named, pl.concat(unfit))
 
 
 def _entities_of(
@@ -341,7 +341,7 @@ PLACES = 1 << 40  # a kind's rows are placed from its number (in ENTITY_COLUMNS)
 
 def _resolve(
     con: duckdb.DuckDBPyConnection, mappings: list[Mapping], config: Config, suggest: frozenset[str]
-) -> None:
+) -> pl.DataFrame:
     """The entities of _entity_a and _entity_h resolved together by crosswalk.resolve_tables
     (with the mapping rows of their kinds), with name suggestions for the kinds in `suggest`:
     their rows of the crosswalk table (HaloPSA key → Autotask key, which _create_lines joins),
@@ -349,8 +349,9 @@ def _resolve(
     (_resolutions), into _xw_label (kind, h_key, label, place: the kind's number x PLACES + its
     place in key order among them). Names are matched with the config's fuzzy_min_score,
     DuckDB's memory let go (to its [workspace] memory_limit) before they are scored. Drops the
-    entity tables and _norm_a, _norm_h."""
-    resolve_tables(
+    entity tables and _norm_a, _norm_h. Returns resolve_tables' mapping values that fit several
+    Autotask entities."""
+    unfit = resolve_tables(
         con,
         "_entity_a",
         "_entity_h",
@@ -379,6 +380,7 @@ def _resolve(
     )
     for table in ("_entity_a", "_entity_h", "_norm_a", "_norm_h", "_resolution"):
         con.execute(f"DROP TABLE {table}")
+    return unfit
 
 
 def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
@@ -991,7 +993,8 @@ MAPPED_COLUMNS = {
 
 @dataclass(frozen=True)
 class MappingProblem:
-    """A mapping row that maps nothing in this cycle, and why: a likely typo."""
+    """A mapping row that maps nothing in this cycle, and why: a likely typo, or an Autotask
+    value several Autotask entities have."""
 
     mapping: Mapping
     problem: str
@@ -1036,32 +1039,37 @@ def _named(con: duckdb.DuckDBPyConnection, side: str, kind: str) -> pl.DataFrame
 
 
 def _unused(
-    mappings: list[Mapping], wanted: pl.DataFrame, named: list[pl.DataFrame]
+    mappings: list[Mapping], wanted: pl.DataFrame, named: list[pl.DataFrame], unfit: pl.DataFrame
 ) -> list[MappingProblem]:
     """Mapping rows whose Autotask or HaloPSA value names no client, item or contract (of the
     row's kind) in this cycle's lines (wanted: _mapping_values; named: _named of each side and
     kind): checked on both sides, so a typo in either column is reported with the file and row
-    rather than silently leaving its pair unmapped. Values compare stripped and casefolded."""
+    rather than silently leaving its pair unmapped; and those whose Autotask value fits several
+    Autotask entities (unfit: kind, target, problem; crosswalk._mapped's). Values compare
+    stripped and casefolded."""
     if not mappings:
         return []
     missing = (
         wanted.join(pl.concat(named), on=["side", "kind", "value"], how="anti")
         .group_by("i")
         .agg(pl.col("side").sort())
-        .sort("i")
+    )
+    fits = wanted.filter(pl.col("side") == "a").join(
+        unfit, left_on=["kind", "value"], right_on=["kind", "target"]
     )
     labels = {"a": "Autotask", "h": "HaloPSA"}
-    problems = []
+    texts: dict[int, list[str]] = {}
     for i, sides in missing.iter_rows():
         side_labels = [labels[side] for side in sides]
-        problems.append(
-            MappingProblem(
-                mappings[i],
-                " and ".join(f"the {label} value" for label in side_labels)
-                + f" names no {mappings[i].kind} in this cycle's {' or '.join(side_labels)} lines",
-            )
-        )
-    return problems
+        texts[i] = [
+            " and ".join(f"the {label} value" for label in side_labels)
+            + f" name{'s' if len(sides) == 1 else ''} no {mappings[i].kind} in this cycle's "
+            f"{' or '.join(side_labels)} lines "
+            "(a typo?)"
+        ]
+    for i, problem in fits.select("i", "problem").iter_rows():
+        texts.setdefault(i, []).append(problem)
+    return [MappingProblem(mappings[i], "; ".join(texts[i])) for i in sorted(texts)]
 
 
 SPACES = "".join(filter(str.isspace, map(chr, range(0x20000))))  # what str.strip strips

@@ -309,7 +309,7 @@ class UnusedMapping:
     autotask: str
     halopsa: str
     file: str
-    row: int
+    line: int  # the line of the file the row starts on (the header is usually line 1)
     problem: str
 
 

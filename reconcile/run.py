@@ -165,6 +165,9 @@ def run_cycle(
 ) -> RunResult:
     cycle = check_cycle(settings.cycle)
     refuse_foreign(out_dir, RUN_FILES)
+    # A mapping file that cannot be used (a wrong header, two targets for one value) stops the
+    # run before any load.
+    mappings = read_mappings(maps)
     templates = _in_background(_prepared)
     loads: list[LoadResult] = []
     # An export that states no currency, with none configured, stops the run before any load.
@@ -183,7 +186,6 @@ def run_cycle(
     refuse_other_readings(workspace, settings)
     # Started once the loads are done: they use both cores, the match and the rules one.
     with _workbook_child(config, [*autotask, *halopsa]) as child:
-        mappings = read_mappings(maps)
         rules = discover()
         con = workspace.con
         with stage("match"):
@@ -573,7 +575,7 @@ def _summary(
                 autotask=u.mapping.autotask,
                 halopsa=u.mapping.halopsa,
                 file=u.mapping.source,
-                row=u.mapping.row,
+                line=u.mapping.line,
                 problem=u.problem,
             )
             for u in matched.unused_mappings

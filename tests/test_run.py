@@ -669,7 +669,8 @@ def test_an_empty_table_as_one_empty_chunk(tmp_path: Path) -> None:
 
 
 def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -> None:
-    """A typo in either column of the mapping file is printed and shown with file and row."""
+    """A typo in either column of the mapping file is printed and shown with file and line (the
+    header is line 1)."""
     typos = tmp_path / "typos.csv"
     typos.write_text(
         "kind,autotask,halopsa\n"
@@ -686,16 +687,17 @@ def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -
     )  # fmt: skip
     assert result.exit_code == 1, result.output
     assert (
-        f"{typos} row 1: client mapping 'Pemberton & Sons Joinry' -> 'PSJ Woodworks Ltd': the "
-        "Autotask value names no client in this cycle's Autotask lines" in result.output
+        f"{typos} line 2: client mapping 'Pemberton & Sons Joinry' -> 'PSJ Woodworks Ltd': the "
+        "Autotask value names no client in this cycle's Autotask lines (a typo?); the row was "
+        "not used" in result.output
     )
-    assert f"{typos} row 2:" in result.output and "the HaloPSA value names no client" in (
+    assert f"{typos} line 3:" in result.output and "the HaloPSA value names no client" in (
         result.output
     )
     unused = read_json(out / "summary.json")["unused_mappings"]
-    assert [(u["row"], u["autotask"]) for u in unused if u["file"] == str(typos)] == [
-        (1, "Pemberton & Sons Joinry"),
-        (2, "Pemberton & Sons Joinery"),
+    assert [(u["line"], u["autotask"]) for u in unused if u["file"] == str(typos)] == [
+        (2, "Pemberton & Sons Joinry"),
+        (3, "Pemberton & Sons Joinery"),
     ]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Mapping rows that map nothing" in html and "PSJ Woodworkz Ltd" in html

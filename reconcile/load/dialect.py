@@ -261,6 +261,23 @@ def _records(text: str, separator: str) -> tuple[list[list[str]], list[int]]:
     return records, starts
 
 
+def declared_separator(path: Path, first: str) -> str | None:
+    """The separator a `sep=` first line (`first`, its line end included or not) names, else
+    None. Raises InputError for one that cannot be read (a quote, a line end, not ASCII)."""
+    declared = SEP_LINE.match(first.rstrip("\r\n"))
+    if not declared:
+        return None
+    named = declared.group(1)
+    if not named.isascii() or named in ('"', "\r", "\n"):
+        raise InputError(
+            str(path),
+            "the sep= line on line 1 names a separator reconcile cannot read",
+            expected="a comma, semicolon, tab, pipe or another ASCII character",
+            got=first.rstrip("\r\n"),
+        )
+    return named
+
+
 def sniff(path: Path) -> Dialect:
     """Encoding, separator and header line of a CSV export; refuses what is not text.
 
@@ -293,20 +310,13 @@ def sniff(path: Path) -> Dialect:
         encoding = MAC_ROMAN
     text = _head_text(path, head, encoding)
     first, _, rest = text.partition("\n")
-    declared = SEP_LINE.match(first.rstrip("\r"))
     if not text.strip("\ufeff \t\r\n"):
         raise InputError(str(path), "the file is empty", expected="a header row and data rows")
     candidates: tuple[str, ...] = SEPARATORS
     body, offset = text, 0
-    if declared:
-        named = declared.group(1)
-        if not named.isascii() or named in ('"', "\r", "\n"):
-            raise InputError(
-                str(path),
-                "the sep= line on line 1 names a separator reconcile cannot read",
-                expected="a comma, semicolon, tab, pipe or another ASCII character",
-                got=first.rstrip("\r"),
-            )
+    named = declared_separator(path, first)
+    declared = named is not None
+    if named is not None:
         body, offset, candidates = rest, 1, (named,)
     best: tuple[tuple[bool, int], str, int, list[str]] | None = None
     for separator in candidates:
@@ -323,7 +333,7 @@ def sniff(path: Path) -> Dialect:
         records, _ = _records(body, separator)
         header = records[0] if records else []
         return Dialect(
-            encoding, separator, 1 + offset, tuple(header), bool(declared), excel_text, cr_lines
+            encoding, separator, 1 + offset, tuple(header), declared, excel_text, cr_lines
         )
     _, separator, before, header = best
     return Dialect(
@@ -331,7 +341,7 @@ def sniff(path: Path) -> Dialect:
         separator,
         1 + offset + before,
         tuple(header),
-        bool(declared),
+        declared,
         excel_text,
         cr_lines,
     )

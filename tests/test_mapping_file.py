@@ -1,0 +1,163 @@
+"""Mapping files (`--map`) as people save them: header spellings, Excel's `sep=` line and empty
+rows, lines named as a text editor or spreadsheet numbers them, and rows that contradict each
+other refused before any work."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, invoke
+from reconcile.crosswalk import Mapping, read_mappings
+from reconcile.errors import InputError
+
+ROWS = [
+    ("client", "Bright Smile Dental", "Bright Smile Dental Group"),
+    ("client", "Acme Ltd", "ACME"),
+    ("item", "Email Security – Mimecast", "Mimecast Email Security"),
+]
+CYCLE = FIXTURES / "cycles" / "mapping_excel_spellings"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def _values(mappings: list[Mapping]) -> list[tuple[str, str, str]]:
+    return [(m.kind, m.autotask, m.halopsa) for m in mappings]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Kind,Autotask,HaloPSA", " KIND , Auto task ,Halo PSA", "kind,halopsa,autotask,notes"],
+)
+def test_header_names_are_matched_case_and_space_insensitively(tmp_path: Path, header: str) -> None:
+    """The README spells the columns Kind,Autotask,HaloPSA: a Title Case header used to pass the
+    header check and then fail every row as "unknown mapping kind ... got ''"; columns are
+    found by name, in any order."""
+    names = [h.strip().replace(" ", "").lower() for h in header.split(",")]
+    body = "".join(
+        ",".join(
+            dict(zip(("kind", "autotask", "halopsa"), row, strict=True)).get(n, "") for n in names
+        )
+        + "\n"
+        for row in ROWS
+    )
+    mappings = read_mappings([_write(tmp_path / "m.csv", f"{header}\n{body}")])
+    assert _values(mappings) == ROWS
+    assert [m.line for m in mappings] == [2, 3, 4]
+
+
+def test_sep_line_and_empty_rows_are_passed_over_and_lines_are_the_files(tmp_path: Path) -> None:
+    """Excel's `sep=,` first line is read as the exports' loader reads it, and rows left empty
+    (`,,,`, a blank line) are skipped; rows are named by the line of the file they are on."""
+    text = "sep=,\nkind,autotask,halopsa,note\nclient,Acme Ltd,ACME,x\n,,,\n\nclient,A,B,\n"
+    mappings = read_mappings([_write(tmp_path / "m.csv", text)])
+    assert [(m.line, m.autotask) for m in mappings] == [(3, "Acme Ltd"), (6, "A")]
+    semicolons = _write(tmp_path / "s.csv", "sep=;\nkind;autotask;halopsa\nclient;Acme, Ltd;ACME\n")
+    assert _values(read_mappings([semicolons])) == [("client", "Acme, Ltd", "ACME")]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ("sep=,\nkind,autotask\nclient,A\n", "line 2", "the mapping file has the wrong header"),
+        ("kind,autotask,halopsa\nclient,A,B\n,,\ncustomer,A,B\n", "line 4", "unknown mapping kind"),
+        ('kind,autotask,halopsa\nclient,"A\nB",C\nitem,,D\n', "line 4", "needs both sides"),
+    ],
+)
+def test_refusals_name_the_line_of_the_file(
+    tmp_path: Path, text: str, where: str, problem: str
+) -> None:
+    """The header used to be "row 1" and the first data row "row 1" too: both are named by their
+    line (a quoted line break inside a cell counts, as in a text editor)."""
+    path = _write(tmp_path / "m.csv", text)
+    with pytest.raises(InputError) as caught:
+        read_mappings([path])
+    message = str(caught.value)
+    assert message.startswith(f"{path}, {where}") and problem in message, message
+
+
+def test_one_halopsa_value_mapped_to_two_autotask_values_is_refused(tmp_path: Path) -> None:
+    """The last row used to win silently; a row repeated (in any case) is no conflict."""
+    path = _write(
+        tmp_path / "m.csv",
+        "kind,autotask,halopsa\nclient,Acme Ltd,ACME\nclient,ACME LTD,acme\nitem,X,ACME\n"
+        "client,Acme Inc,Acme\n",
+    )
+    with pytest.raises(InputError) as caught:
+        read_mappings([path])
+    assert str(caught.value) == (
+        f"{path}, line 5: HaloPSA client 'Acme' is mapped to two Autotask clients: 'Acme Ltd' "
+        "(line 2) and 'Acme Inc' (this line). Keep the row of the right Autotask client and "
+        "delete the other."
+    )
+    first = _write(tmp_path / "first.csv", "kind,autotask,halopsa\nclient,Acme Ltd,ACME\n")
+    again = _write(tmp_path / "again.csv", "kind,autotask,halopsa\nclient,Acme Ltd,ACME\n")
+    assert len(read_mappings([first, again])) == 2
+    other = _write(tmp_path / "other.csv", "kind,autotask,halopsa\n\nclient,Acme Inc,ACME\n")
+    with pytest.raises(InputError) as caught:
+        read_mappings([first, other])
+    assert f"{other}, line 3:" in str(caught.value)
+    assert f"'Acme Ltd' ({first}, line 2) and 'Acme Inc' (this line)" in str(caught.value)
+
+
+def test_a_conflicting_mapping_file_stops_the_run_before_any_load(tmp_path: Path) -> None:
+    mapping = _write(
+        tmp_path / "m.csv", "kind,autotask,halopsa\nclient,Acme Ltd,ACME\nclient,Acme Inc,ACME\n"
+    )
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", CYCLE / "autotask.csv", "--halopsa", CYCLE / "halopsa.csv",
+        "--map", mapping, "--out", tmp_path / "out", "--currency", "GBP",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "loaded" not in result.output and "is mapped to two Autotask clients" in result.output
+
+
+@st.composite
+def spellings(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """ROWS as a mapping file in one of the spellings spreadsheets and people save: header
+    names in any case with spaces around and inside, a BOM, a `sep=,` line, a notes column,
+    blank and `,,,` rows anywhere below the header, CRLF, LF or CR line ends. Returns the text
+    and each row's HaloPSA value in order."""
+
+    def name(text: str) -> str:
+        cased = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in text)
+        middle = draw(st.integers(0, len(text)))
+        inner = " " * draw(st.integers(0, 1))
+        return " " * draw(st.integers(0, 2)) + cased[:middle] + inner + cased[middle:]
+
+    notes = draw(st.booleans())
+    header = ",".join(name(n) for n in ("kind", "autotask", "halopsa", *(["notes"] * notes)))
+    empty = st.sampled_from(["", ",,", ",,,", " , , "])
+    lines = [header]
+    for kind, autotask, halopsa in ROWS:
+        lines += draw(st.lists(empty, max_size=2))
+        kind = kind.upper() if draw(st.booleans()) else kind
+        lines.append(f"{kind},{autotask} , {halopsa}" + (",a note" if notes else ""))
+    lines += draw(st.lists(empty, max_size=2))
+    if draw(st.booleans()):
+        lines.insert(0, "sep=,")
+    end = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    text = end.join(lines) + end * draw(st.integers(0, 1))
+    return ("\ufeff" if draw(st.booleans()) else "") + text, [r[2] for r in ROWS]
+
+
+@settings(max_examples=150, deadline=None)
+@given(spellings())
+def test_every_spelling_of_a_mapping_file_reads_the_same(spelled: tuple[str, list[str]]) -> None:
+    """Whatever the spelling, the same mappings, each named by the line it is on."""
+    text, halopsa = spelled
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.csv"
+        path.write_bytes(text.encode("utf-8"))
+        mappings = read_mappings([path])
+    assert _values(mappings) == ROWS
+    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    assert [lines[m.line - 1].split(",")[2].strip() for m in mappings] == halopsa
