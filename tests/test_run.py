@@ -722,13 +722,13 @@ def test_many_mapping_rows_that_map_nothing_print_the_first_few_and_a_count(
         "--out", out,
     )  # fmt: skip
     assert result.exit_code == 1, result.output
-    printed = re.findall(r"row (\d+): client mapping 'Former Client", result.output)
-    assert printed == ["1", "2", "3", "4", "5"]
+    printed = re.findall(r"line (\d+): client mapping 'Former Client", result.output)
+    assert printed == ["2", "3", "4", "5", "6"]  # the header is line 1
     assert "warning: 7 more mapping rows were not used; all are listed in report.html" in (
         result.output
     )
     unused = read_json(out / "summary.json")["unused_mappings"]
-    assert [u["row"] for u in unused if u["file"] == str(kept)] == list(range(1, 13))
+    assert [u["line"] for u in unused if u["file"] == str(kept)] == list(range(2, 14))
 
 
 def test_a_workbook_that_cannot_be_written_raises_the_os_error_not_xlsxwriters(
