@@ -90,8 +90,15 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(WORD_SPELLINGS.get(w, w) for w in _split(text))
 
 
+# Words cleanco lists as a legal form somewhere that end the names of English-speaking MSPs'
+# clients as words of the name: Kingsway UK, Riverside GP (a doctors' practice), Harbour ENT
+# (a clinic), Cedar Private, Fitness Unlimited. Read as forms, "Kingsway" paired with
+# "Kingsway UK" by base name, with no finding.
+NAME_WORDS = frozenset({("uk",), ("eu",), ("gp",), ("ent",), ("private",), ("unlimited",)})
 # cleanco's legal forms of many countries, read as names are read (so "L.L.P." is ("llp",)).
-LEGAL_FORMS = frozenset(_words(t) for t in (*get_unique_terms(), *SPELLED_OUT_FORMS)) - {()}
+LEGAL_FORMS = (
+    frozenset(_words(t) for t in (*get_unique_terms(), *SPELLED_OUT_FORMS)) - {()} - NAME_WORDS
+)
 FORM_SPELLINGS = {_words(long): short for long, short in SPELLED_OUT_FORMS.items()}
 LONGEST_FORM = max(len(f) for f in LEGAL_FORMS)
 LAST_WORDS = frozenset(f[-1] for f in LEGAL_FORMS)  # a name ending otherwise has no legal form
@@ -901,9 +908,11 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     row no Autotask entity has the full name of (hits 0: the others' outcomes and uses never
     look at these), how many (keys) and the least (a_key), whether one has it with no legal
     form (bare), the least form (theirs) and full name (a_full); null for the rows with hits.
-    _rs_outcome: each entity's row of the best outcome, of those its first by rank (picked
-    only among the entities of several names: nearly all have one). Aggregates over narrow
-    rows, of the names HaloPSA has only."""
+    A base name pairs only with an Autotask entity no other HaloPSA entity has (decided before,
+    _rs_decided, or by its full name): HaloPSA's "Harbour Dental" beside its "Harbour Dental
+    Ltd" is another client, only suggested (FORM_ONLY). _rs_outcome: each entity's row of the
+    best outcome, of those its first by rank (picked only among the entities of several names:
+    nearly all have one). Aggregates over narrow rows, of the names HaloPSA has only."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rs_full AS
@@ -930,16 +939,27 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_h_row AS
-        SELECT *, CASE WHEN hits = 1 OR (hits = 0 AND keys = 1 AND (form = '' OR bare))
-                       THEN {PAIRS}
-                       WHEN hits > 1 OR (hits = 0 AND keys > 1) THEN {COLLIDES}
-                       WHEN hits = 0 AND keys = 1 THEN {FORM_ONLY} END AS outcome
-        FROM (
+        WITH row AS (
             SELECT n.*, coalesce(f.hits, 0) AS hits, f.hit, coalesce(b.keys, 0) AS keys,
                    b.a_key, b.bare, b.theirs, b.a_full
             FROM _rs_h_name n LEFT JOIN _rs_full f USING (kind, whole)
             LEFT JOIN _rs_base b USING (kind, base)
+        ),
+        taken AS (
+            SELECT kind, a_key, min(key) AS first, max(key) AS last FROM (
+                SELECT kind, halopsa_key AS key, autotask_key AS a_key FROM _rs_decided
+                WHERE autotask_key IS NOT NULL
+                UNION ALL
+                SELECT kind, key, hit FROM row WHERE hits = 1
+            ) GROUP BY kind, a_key
         )
+        SELECT r.*, CASE WHEN hits = 1 OR (hits = 0 AND keys = 1 AND (form = '' OR bare)
+                                           AND t.a_key IS NULL)
+                         THEN {PAIRS}
+                         WHEN hits > 1 OR (hits = 0 AND keys > 1) THEN {COLLIDES}
+                         WHEN hits = 0 AND keys = 1 THEN {FORM_ONLY} END AS outcome
+        FROM row r LEFT JOIN taken t
+            ON t.kind = r.kind AND t.a_key = r.a_key AND (t.first <> r.key OR t.last <> r.key)
         """
     )
     for table in ("_rs_h_name", "_rs_full", "_rs_base"):
@@ -1042,7 +1062,14 @@ def _form_only(con: duckdb.DuckDBPyConnection) -> None:
             suggestion="display",
             # Python's round (to the nearest tenth, ties to even, of the exact value).
             score=pl.Series([min(99.0, round(float(s), 1)) for s in scores], dtype=pl.Float64),
-            basis=pl.format("differs only in legal form ({} / {})", "form", "theirs"),
+            # A name with no legal form: its Autotask entity is another HaloPSA entity's.
+            basis=pl.format(
+                "differs only in legal form ({} / {})",
+                *(
+                    pl.when(pl.col(c) == "").then(pl.lit("none")).otherwise(c)
+                    for c in ("form", "theirs")
+                ),
+            ),
         ),
     )
 

@@ -37,7 +37,7 @@ def resolve_frame(
     search for one is the costliest step, and a run shows no contract's."""
     by_id = _by_id(kind, autotask, halopsa, mappings)
     pending = halopsa.join(by_id, left_on="key", right_on="halopsa_key", how="anti")
-    found = _by_name(kind, autotask, pending, min_score, suggest)
+    found = _by_name(kind, autotask, pending, min_score, suggest, by_id)
     decided = pl.concat([by_id, *found], how="diagonal")
     return (
         halopsa.select(halopsa_key="key", halopsa_label=LABEL)
@@ -121,7 +121,12 @@ def _names(kind: str, entities: pl.DataFrame) -> pl.DataFrame:
 
 
 def _by_name(
-    kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, min_score: float, suggest: bool
+    kind: str,
+    autotask: pl.DataFrame,
+    halopsa: pl.DataFrame,
+    min_score: float,
+    suggest: bool,
+    by_id: pl.DataFrame,
 ) -> list[pl.DataFrame]:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
     differs from the only one with its base name in legal form, is never paired.
@@ -129,8 +134,9 @@ def _by_name(
     Each HaloPSA entity's names are looked at in order (rank): the first that pairs pairs it;
     else the first that collides says so; else the first that differs only in legal form is
     the suggestion; whatever is left gets the most similar name (`best_matches`) when
-    `suggest`, else nothing. Returns the resolutions of these four sets (halopsa_key and
-    resolution columns)."""
+    `suggest`, else nothing. A base name pairs only with an Autotask entity no other HaloPSA
+    entity has (by_id's, or by a full name): else it differs only in legal form. Returns the
+    resolutions of these four sets (halopsa_key and resolution columns)."""
     a_names = _names(kind, autotask)
     h_names = _names(kind, halopsa)
     # Per normalised name (full) and per base name: how many Autotask entities have it, the
@@ -146,10 +152,23 @@ def _by_name(
     hits = pl.col("hits").fill_null(0)
     keys = pl.col("keys").fill_null(0)
     one_base = (hits == 0) & (keys == 1)
-    agrees = (pl.col("form") == "") | pl.col("bare")
+    named = h_names.join(full_hits, on="full", how="left").join(base_hits, on="base", how="left")
+    taken = (
+        pl.concat(
+            [
+                by_id.select(key="halopsa_key", a_key="autotask_key"),
+                named.filter(pl.col("hits") == 1).select("key", a_key="hit"),
+            ]
+        )
+        .group_by("a_key")
+        .agg(first=pl.col("key").min(), last=pl.col("key").max())
+    )
+    free = pl.col("first").is_null() | (
+        (pl.col("first") == pl.col("key")) & (pl.col("last") == pl.col("key"))
+    )
+    agrees = ((pl.col("form") == "") | pl.col("bare")) & free
     outcomes = (
-        h_names.join(full_hits, on="full", how="left")
-        .join(base_hits, on="base", how="left")
+        named.join(taken, on="a_key", how="left")
         .sort("key", "rank")
         .group_by("key", maintain_order=True)
         .agg(
@@ -246,7 +265,13 @@ def _form_only(frame: pl.DataFrame, display: pl.DataFrame) -> pl.DataFrame:
         suggestion=pl.col("display"),
         # Python's round (to the nearest tenth, ties to even, of the exact value).
         score=pl.Series([min(99.0, round(float(s), 1)) for s in scores], dtype=pl.Float64),
-        basis=pl.format("differs only in legal form ({} / {})", "own", "theirs"),
+        basis=pl.format(
+            "differs only in legal form ({} / {})",
+            *(
+                pl.when(pl.col(c) == "").then(pl.lit("none")).otherwise(c)
+                for c in ("own", "theirs")
+            ),
+        ),
     )
 
 

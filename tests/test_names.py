@@ -301,7 +301,8 @@ def test_cleanco_knows_dotted_legal_forms() -> None:
         ("Smith\u00a0&  Sons, Inc.", ("smith and sons", "inc")),
         ("O’Brien Plumbing", ("obrien plumbing", "")),
         ("Acme GmbH & Co. KG", ("acme", "gmbh co kg")),
-        ("Acme (UK) Ltd", ("acme", "uk ltd")),
+        ("Acme (UK) Ltd", ("acme uk", "ltd")),  # UK is a word of the name (NAME_WORDS)
+        ("Riverside GP", ("riverside gp", "")),
         ("Ltd", ("ltd", "")),
         ("The", ("the", "")),
         ("", ("", "")),
@@ -353,9 +354,27 @@ def test_a_different_legal_form_is_a_suggestion_that_says_so() -> None:
     assert found["Apex Inc."].suggestion == "Apex Ltd"
     assert found["Apex Inc."].basis == "differs only in legal form (inc / ltd)"
     assert found["Apex Inc."].score is not None and found["Apex Inc."].score < 100
-    # No legal form on one side contradicts nothing: the only Apex is Apex.
-    assert found["Apex"].autotask_key == "Apex Ltd"
     assert found["Apex Limited"].autotask_key == "Apex Ltd"
+    # HaloPSA's Apex beside its Apex Limited is another client: only suggested.
+    assert found["Apex"].autotask_key is None
+    assert found["Apex"].suggestion == "Apex Ltd"
+    assert found["Apex"].basis == "differs only in legal form (none / ltd)"
+    # No legal form on one side contradicts nothing: the only Apex is Apex.
+    alone = _resolve(["Apex Ltd"], ["Apex", "Apex Inc."])
+    assert alone["Apex"].autotask_key == "Apex Ltd"
+
+
+def test_a_word_cleanco_lists_as_a_form_but_names_end_with_keeps_names_apart() -> None:
+    """Kingsway and Kingsway UK, Riverside and Riverside GP (a doctors' practice), Harbour ENT
+    (a clinic), Cedar Private: the last word is the name's, so the bare name is not paired
+    with it by base name (it is suggested, loudly)."""
+    autotask = ["Kingsway UK", "Riverside GP", "Harbour ENT", "Cedar Private", "Acme UK Ltd"]
+    found = _resolve(autotask, ["Kingsway", "Riverside", "Harbour", "Cedar", "Acme Ltd"])
+    for name in ("Kingsway", "Riverside", "Harbour", "Cedar", "Acme Ltd"):
+        assert found[name].autotask_key is None, name
+    assert _resolve(["Kingsway UK Ltd"], ["Kingsway UK"])["Kingsway UK"].autotask_key == (
+        "Kingsway UK Ltd"
+    )
 
 
 def test_nothing_similar_says_so() -> None:

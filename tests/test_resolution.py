@@ -31,7 +31,8 @@ BASES = [
     "Smith & Sons", "Smith and Sons", "O'Brien Plumbing", "O’Brien Plumbing", "Straße",
     "STRASSE", "Harbour Marine", "Harbor Marine", "The Acme",
 ]  # fmt: skip
-FORMS = ["", " Ltd", " Limited", " Inc.", ", Inc.", " LLC", " GmbH & Co. KG", " L.L.P."]
+FORMS = ["", " Ltd", " Limited", " Inc.", ", Inc.", " LLC", " GmbH & Co. KG", " L.L.P.", " UK",
+         " GP"]  # fmt: skip
 ODD = ["", "   ", "...", "Ltd", "-"]  # names with no base, or all legal form
 IDS = ["1", "2", "3", "A-1", "a-1", "ß", "SS"]
 KEYS = ["1", "2", "3", "10", "Z", "a", "é", "ß", "name:acme", "name:apex", "k"]
