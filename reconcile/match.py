@@ -573,10 +573,6 @@ LEFT_COLUMNS = (
 )
 
 
-def _same_key(left: str, right: str) -> str:
-    return " AND ".join(f"{left}.{k} IS NOT DISTINCT FROM {right}.{k}" for k in EXACT_KEY)
-
-
 def _exact(con: duckdb.DuckDBPyConnection) -> None:
     """1:1 pairs on the whole charge; within a key the n-th line of each side pairs, ordered
     by contract (a hint, not a condition), amount and ref, so duplicates pair alike. Most keys
@@ -586,6 +582,7 @@ def _exact(con: duckdb.DuckDBPyConnection) -> None:
     to LEFT_COLUMNS, to a_left and h_left, which the later stages read instead of a and h."""
     part = ", ".join(EXACT_KEY)
     rank = f"row_number() OVER (PARTITION BY {part} ORDER BY k_key NULLS LAST, net_amount, ref)"
+    in_several, same_key = _same(EXACT_KEY, "x", "s"), _same(EXACT_KEY, "l", "r")
     # Both sides counted in one aggregate over their union (GROUP BY takes nulls as equal, as
     # IS NOT DISTINCT FROM does): no join of two key tables on seven columns.
     con.execute(
@@ -604,13 +601,13 @@ def _exact(con: duckdb.DuckDBPyConnection) -> None:
              ),
              several AS (SELECT {part} FROM keyed WHERE n > 1 OR h_n > 1),
              l AS (SELECT uid, ref, {part}, {rank} AS rk
-                   FROM a x SEMI JOIN several s ON {_same_key("x", "s")}),
+                   FROM a x SEMI JOIN several s ON {in_several}),
              r AS (SELECT uid, {part}, {rank} AS rk
-                   FROM h x SEMI JOIN several s ON {_same_key("x", "s")} WHERE c_ok),
+                   FROM h x SEMI JOIN several s ON {in_several} WHERE c_ok),
              pairs AS (
                  SELECT uid AS a_uid, h_uid, ref FROM keyed WHERE n = 1 AND h_n = 1
                  UNION ALL
-                 SELECT l.uid, r.uid, l.ref FROM l JOIN r ON {_same_key("l", "r")} AND l.rk = r.rk
+                 SELECT l.uid, r.uid, l.ref FROM l JOIN r ON {same_key} AND l.rk = r.rk
              )
         SELECT row_number() OVER (ORDER BY ref) AS match_id, a_uid, h_uid FROM pairs
         """
@@ -622,68 +619,87 @@ def _exact(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _key_counts(key: str) -> str:
-    """Leftover lines per (client, item, period) on both sides."""
+# The keys the stages after the exact one pair on: a charge (client, item, currency, period),
+# and, for lines whose exports do not state a service period alike, client, item and currency.
+CHARGE_KEY = ("c_key", "i_key", "currency", "period_start", "period_end")
+ITEM_KEY = ("c_key", "i_key", "currency")
+
+
+def _same(key: tuple[str, ...] | list[str], left: str, right: str) -> str:
+    """SQL: the rows `left` and `right` have the same key, each column equal or both null (as
+    GROUP BY takes them). Plain columns, not a row of them: grouping and joining on a STRUCT
+    cost more."""
+    return " AND ".join(f"{left}.{k} IS NOT DISTINCT FROM {right}.{k}" for k in key)
+
+
+def _per_key(key: tuple[str, ...], aggregates: str) -> str:
+    """The CTEs ka and kh: the leftover lines of each side (HaloPSA's of resolved clients) per
+    key, its columns and `aggregates` over its lines."""
+    columns = ", ".join(key)
     return f"""
-        ka AS (SELECT {key} AS key, count(*) AS n, sum(net_amount) AS net, sum(quantity) AS qty
-               FROM {_left("a")} GROUP BY ALL),
-        kh AS (SELECT {key} AS key, count(*) AS n, sum(net_amount) AS net, sum(quantity) AS qty
-               FROM {_left("h")} WHERE c_ok GROUP BY ALL)
+        ka AS (SELECT {columns}, {aggregates} FROM {_left("a")} GROUP BY {columns}),
+        kh AS (SELECT {columns}, {aggregates} FROM {_left("h")} WHERE c_ok GROUP BY {columns})
     """
 
 
-CHARGE_KEY = "(c_key, i_key, currency, period_start, period_end)"
-ITEM_KEY = "(c_key, i_key, currency)"
-
-
-def _insert_groups(con: duckdb.DuckDBPyConnection, stage: str, key: str, condition: str) -> None:
-    """Group every leftover line of both sides whose key satisfies `condition`."""
+def _insert_groups(
+    con: duckdb.DuckDBPyConnection, stage: str, key: tuple[str, ...], condition: str
+) -> None:
+    """Group every leftover line of both sides whose key satisfies `condition` (over ka and kh:
+    n lines, net and qty summed). A group is named by the stage and its least Autotask uid."""
+    aggregates = "count(*) AS n, sum(net_amount) AS net, sum(quantity) AS qty, min(uid) AS uid"
     con.execute(
         f"""
         INSERT INTO grp_line
-        WITH {_key_counts(key)},
-        chosen AS (SELECT ka.key FROM ka JOIN kh USING (key) WHERE {condition})
-        SELECT '{stage}:' || md5(CAST(x.key AS VARCHAR)), '{stage}', x.side, x.uid FROM (
-            SELECT {key} AS key, 'a' AS side, uid FROM {_left("a")}
+        WITH {_per_key(key, aggregates)},
+        chosen AS (
+            SELECT {", ".join(f"ka.{k}" for k in key)}, '{stage}:' || ka.uid AS gid
+            FROM ka JOIN kh ON {_same(key, "ka", "kh")} WHERE {condition}
+        )
+        SELECT c.gid, '{stage}', x.side, x.uid FROM (
+            SELECT *, 'a' AS side FROM {_left("a")}
             UNION ALL
-            SELECT {key} AS key, 'h' AS side, uid FROM {_left("h")} WHERE c_ok
-        ) x JOIN chosen USING (key)
+            SELECT *, 'h' FROM {_left("h")} WHERE c_ok
+        ) x JOIN chosen c ON {_same(key, "x", "c")}
         """
     )
 
 
-def _one_to_one_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
+# One distinct (quantity, unit price, net, tax) over a key's lines, nulls alike: each value
+# null on every line or on none, with its least equal to its greatest.
+SAME_VALUES = " AND ".join(
+    f"(count({v}) = 0 OR (count({v}) = count(*) AND min({v}) = max({v})))"
+    for v in ("quantity", "unit_price", "net_amount", "tax_amount")
+)
+
+
+def _one_to_one_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: tuple[str, ...]) -> None:
     """One line against one line of the same charge; when one side repeats an identical line
-    of the other side's quantity, the first copy pairs and the extra copies stay for the
-    duplicate rule. Identical lines of another quantity than the other side's one line (a
-    line per device, 1 x 35.00 four times, against 3 x 35.00) are not copies of it: the group
-    stage compares their sums."""
-    values = "(quantity, unit_price, net_amount, tax_amount)"
-    counts = f"count(*) AS n, count(DISTINCT {values}) AS d, any_value(quantity) AS qty"
+    of the other side's quantity, the first copy (by ref, unique on a side) pairs and the extra
+    copies stay for the duplicate rule. Identical lines of another quantity than the other
+    side's one line (a line per device, 1 x 35.00 four times, against 3 x 35.00) are not
+    copies of it: the group stage compares their sums. Per key: its lines, whether their values
+    are alike, a quantity, its first line."""
+    aggregates = (
+        f"count(*) AS n, {SAME_VALUES} AS alike, any_value(quantity) AS qty, "
+        "arg_min(uid, ref) AS uid"
+    )
     con.execute(
         f"""
         INSERT INTO grp_line
-        WITH ka AS (SELECT {key} AS key, {counts} FROM {_left("a")} GROUP BY ALL),
-             kh AS (SELECT {key} AS key, {counts} FROM {_left("h")} WHERE c_ok GROUP BY ALL),
-             chosen AS (SELECT key FROM ka JOIN kh USING (key)
-                        WHERE (ka.n = 1 AND kh.n = 1)
-                           OR (((ka.n = 1 AND kh.d = 1) OR (kh.n = 1 AND ka.d = 1))
-                               AND ka.qty IS NOT DISTINCT FROM kh.qty)),
-             l AS (SELECT uid, {key} AS key,
-                          row_number() OVER (PARTITION BY {key} ORDER BY ref) AS rk
-                   FROM {_left("a")} WHERE {key} IN (SELECT key FROM chosen)),
-             r AS (SELECT uid, {key} AS key,
-                          row_number() OVER (PARTITION BY {key} ORDER BY ref) AS rk
-                   FROM {_left("h")} WHERE c_ok AND {key} IN (SELECT key FROM chosen)),
-             p AS (SELECT '{stage}:' || l.uid AS gid, l.uid AS a_uid, r.uid AS h_uid
-                   FROM l JOIN r USING (key, rk))
+        WITH {_per_key(key, aggregates)},
+        p AS (SELECT '{stage}:' || ka.uid AS gid, ka.uid AS a_uid, kh.uid AS h_uid
+              FROM ka JOIN kh ON {_same(key, "ka", "kh")}
+              WHERE (ka.n = 1 AND kh.n = 1)
+                 OR (((ka.n = 1 AND kh.alike) OR (kh.n = 1 AND ka.alike))
+                     AND ka.qty IS NOT DISTINCT FROM kh.qty))
         SELECT gid, '{stage}', 'a', a_uid FROM p
         UNION ALL SELECT gid, '{stage}', 'h', h_uid FROM p
         """
     )
 
 
-def _split(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
+def _split(con: duckdb.DuckDBPyConnection, stage: str, key: tuple[str, ...]) -> None:
     _insert_groups(
         con,
         stage,
@@ -693,7 +709,7 @@ def _split(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
     )
 
 
-def _group_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: str) -> None:
+def _group_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: tuple[str, ...]) -> None:
     _insert_groups(con, stage, key, "true")
 
 
@@ -950,8 +966,13 @@ def _later_groups() -> str:
     the crosswalk resolved, the name of that client's Autotask lines (a renamed client's extra
     HaloPSA line is reported under the name the Autotask invoice carries); else HaloPSA's."""
     return f"""
-        WITH autotask_name AS (
-            SELECT c_key, min(client_name) AS name FROM a GROUP BY c_key
+        WITH halopsa_only AS (
+            SELECT x.c_key FROM grp_line g JOIN h_left x ON g.side = 'h' AND x.uid = g.uid
+            WHERE x.c_ok AND g.gid NOT IN (SELECT gid FROM grp_line WHERE side = 'a')
+        ),
+        autotask_name AS (
+            SELECT c_key, min(client_name) AS name FROM a
+            WHERE c_key IN (SELECT c_key FROM halopsa_only) GROUP BY c_key
         )
         SELECT gid, coalesce(ga.stage, gh.stage) AS stage,
                coalesce(ga.a_client, an.name, gh.h_client) AS client,
