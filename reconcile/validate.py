@@ -691,8 +691,40 @@ def _parse_date(name: str, raw: RawFrame, formats: dict[str, str], settings: Set
     # A month's name says which part is the month: read in any file, whatever its convention.
     named = text.str.strptime(pl.Date, MONTH_NAMED, strict=False)
     if "slash" not in formats:
-        return pl.coalesce(iso, named)
-    return pl.coalesce(iso, text.str.strptime(pl.Date, formats["slash"], strict=False), named)
+        written = pl.coalesce(iso, named)
+    else:
+        slash = text.str.strptime(pl.Date, formats["slash"], strict=False)
+        written = pl.coalesce(iso, slash, named)
+    if raw.platform != "halopsa":
+        return written
+    return _local_midnight(pl.col(name), written, settings.timezone)
+
+
+# A time of day on the 24-hour clock, naive or stated as UTC, ending the value.
+UTC_TIME = r"[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*(?:Z|[+-]00:?00)?$"
+
+
+def _local_midnight(text: pl.Expr, written: pl.Expr, timezone: str) -> pl.Expr:
+    """The date `written` (the date part of `text`), or the next or previous day where `text`'s
+    time of day makes it the UTC instant of a midnight in the HaloPSA tenant's time zone: Halo
+    stores datetimes in UTC, so a report export that shows them raw writes 1 June in London
+    (BST) as 2026-05-31 23:00 (psa-exports.md §3, Dates). Only such an instant moves: a
+    midnight as written, any other time (a report that converted, or a tenant in another zone
+    than `timezone`: 05:00 is New York's midnight, not London's) keep the date written."""
+    parts = [text.str.extract(UTC_TIME, group).cast(pl.Int64) for group in (1, 2, 3)]
+    hours, minutes, seconds = (part.fill_null(0) for part in parts)
+    stamp = written.cast(pl.Datetime("us")) + pl.duration(
+        hours=hours, minutes=minutes, seconds=seconds
+    )
+    local = stamp.dt.replace_time_zone("UTC").dt.convert_time_zone(timezone)
+    moved = (
+        parts[0].is_not_null()
+        & ((hours + minutes + seconds) > 0)
+        & (local.dt.hour() == 0)
+        & (local.dt.minute() == 0)
+        & (local.dt.second() == 0)
+    )
+    return pl.when(moved).then(local.dt.date()).otherwise(written)
 
 
 REQUIRED_RAW = ("net_amount",)  # raw fields a billable row must have a value in

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import codecs
 import tempfile
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import AUTOTASK_GRID_HEADER, FIXTURES, invoke
-from reconcile import amounts
+from reconcile import amounts, validate
 from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.load import read_inputs
@@ -587,3 +588,37 @@ def test_a_dollar_that_names_its_country_is_that_currency(prefix: str, code: str
     loaded, rejected = _lines_in(csv_text(HEADER, [line]).encode(), other)
     assert loaded.height == 0
     assert f"written in {code} but the row's currency is EUR" in rejected["reasons"][0]
+
+
+ZONES = ["Europe/London", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC"]
+
+
+@settings(max_examples=200)
+@given(
+    day=st.dates(min_value=date(2000, 1, 2), max_value=date(2099, 12, 30)),
+    zone=st.sampled_from(ZONES),
+    form=st.sampled_from(
+        [
+            "{:%Y-%m-%d %H:%M:%S}.000",
+            "{:%Y-%m-%d %H:%M:%S}",
+            "{:%Y-%m-%dT%H:%M:%S}Z",
+            "{:%Y-%m-%d %H:%M}",
+        ]
+    ),
+    other=st.times(),
+)
+def test_halo_utc_datetimes_of_a_local_midnight_read_as_that_local_date(
+    day: date, zone: str, form: str, other: time
+) -> None:
+    """Halo stores datetimes in UTC: the instant of a midnight in the tenant's zone, written
+    raw, is that local date; any other time keeps the date written (psa-exports.md §3)."""
+    midnight = datetime.combine(day, time(0), ZoneInfo(zone)).astimezone(UTC)
+    shown = other.replace(microsecond=0, second=other.second if "%S" in form else 0)
+    written_other = datetime.combine(day, shown)
+    local_other = written_other.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+    moves = local_other.time() == time(0) and shown != time(0)
+    texts = [form.format(midnight.replace(tzinfo=None)), form.format(written_other)]
+    frame = pl.DataFrame({"t": texts}).with_columns(w=pl.col("t").str.slice(0, 10).str.to_date())
+    found = frame.select(d=validate._local_midnight(pl.col("t"), pl.col("w"), zone))["d"].to_list()
+    assert found[0] == day
+    assert found[1] == (local_other.date() if moves else day)
