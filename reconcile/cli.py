@@ -521,7 +521,7 @@ def _existing_workspace(ctx: click.Context) -> Workspace:
 @input_errors
 def history_command(ctx: click.Context, cycle: str | None) -> None:
     """List the runs kept in the workspace, oldest first: when, fingerprint, the inputs' content
-    hashes, totals per side, open counts by severity, what is new / still open / resolved since
+    hashes, totals per side, open counts by severity, what is new / in both runs / resolved since
     the previous run of the cycle, and the sign-off state."""
     from reconcile import history, ledger, signoff
 
@@ -571,7 +571,7 @@ def _run_lines(run: Any, signed: list[Any]) -> str:
     if counts:
         since = f"run #{changes['previous_run']}" if changes["previous_run"] else "first run"
         lines.append(
-            f"  since {since}: {counts['new']} new, {counts['open']} still open, "
+            f"  since {since}: {counts['new']} new, {counts['open']} in both runs, "
             f"{counts['resolved']} resolved"
         )
     lines += [f"  sign-off: {signoff.shown_state(s)}" for s in signed] or ["  sign-off: none"]

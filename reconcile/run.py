@@ -421,12 +421,15 @@ def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
     any currency (groups.client is HaloPSA's name on a group of HaloPSA lines alone); with the
     counts of DISCREPANCIES each counted once, on the row of its groups' client key (the first;
     for one made of no group, a client's total, the key of the client it names) and its
-    currency (its lines', else its groups'). Ordered by client name. Made by DuckDB into the
+    currency (its lines', else its groups'), accepted ones left out (they are in the verdict's
+    accepted count, not its blockers). Ordered by client name. Made by DuckDB into the
     temp table RUN_CLIENTS (which spills; 1.7M rows at 10M lines a side), and scanned from a
     Parquet file of it in `folder` (_scanned): never held whole in Python."""
     counts = ", ".join(f"coalesce(n.{s}, 0) AS {s}" for s in SEVERITY_ORDER)
+    # Open ones only: an accepted blocker is no blocker of its client (the verdict's count).
     per_severity = ", ".join(
-        f"count(*) FILTER (WHERE severity = '{s}') AS {s}" for s in SEVERITY_ORDER
+        f"count(*) FILTER (WHERE severity = '{s}' AND acceptance IS NULL) AS {s}"
+        for s in SEVERITY_ORDER
     )
     con = workspace.con
     con.execute(
@@ -452,7 +455,7 @@ def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
         ), by_name AS (
             SELECT client, min(client_key) AS client_key FROM g GROUP BY client
         ), keyed AS (
-            SELECT d.severity, coalesce(b.client_key, k.client_key) AS client_key,
+            SELECT d.severity, d.acceptance, coalesce(b.client_key, k.client_key) AS client_key,
                    coalesce(d.a_currency, d.h_currency, b.currency) AS currency
             FROM {DISCREPANCIES.name} d
             LEFT JOIN by_group b ON b.id = d.id

@@ -75,7 +75,7 @@ def test_new_open_and_resolved_across_three_runs(cycle: Cycle) -> None:
     listed = cycle.cli("history", "--cycle", "2026-11")
     assert listed.exit_code == 0, listed.output
     assert listed.output.count("fingerprint ") == 3
-    assert "since run #2: 0 new, 1 still open, 1 resolved" in listed.output
+    assert "since run #2: 0 new, 1 in both runs, 1 resolved" in listed.output
     assert "GBP Autotask 408.00, HaloPSA 414.00, difference 6.00" in listed.output
     # The count agrees with its noun ("1 blocker"), and each run says whether it is ready.
     assert (
@@ -173,6 +173,9 @@ def test_signoff_is_refused_with_blockers_and_given_without(cycle: Cycle) -> Non
     assert summary["verdict"] == {
         "ready": True, "blockers": 0, "warnings": 0, "info": 0, "expected": 0, "accepted": 3,
     }  # fmt: skip
+    # The clients' counts are the verdict's: an accepted blocker is no client's blocker.
+    clients = summary["clients"]
+    assert sum(c["blocker"] for c in clients) == 0 and sum(c["warning"] for c in clients) == 0
     signed = cycle.cli(
         "signoff", "--cycle", "2026-11", "--by", "Jo Smith", "--role", "Finance Controller"
     )

@@ -115,14 +115,14 @@ def test_the_next_runs_report_shows_the_signoff_superseded_and_what_changed(
     assert banner.startswith("Sign-off superseded: run #2 was signed off by Jo Smith")
     assert "run #3 has different results" in banner
     assert "sign-off is refused until every blocker is resolved or accepted" in banner
-    assert "since run #2: 2 new, 2 still open, 1 resolved" in text_of(page, "#since")
+    assert "since run #2: 2 new, 2 in both runs, 1 resolved" in text_of(page, "#since")
 
     lapsed = text_of(page, f"#lapsed ~ .scroll tr.lapsed-item[data-id='{price}']")
     assert "Ann Lee" in lapsed
     assert re.search(r"its lines or amounts changed: the same lines are now D-[0-9a-f]{10}", lapsed)
 
     changes = text_of(page, "#changes .changes-counts")
-    assert changes == "2 new 2 still open 1 resolved since run #2"
+    assert changes == "2 new 2 in both runs 1 resolved since run #2"
     assert page.locator("#changes tr.resolved-item").get_attribute("data-id") == price
     trend = page.locator("#changes tr.trend-run")
     assert trend.count() == 3
