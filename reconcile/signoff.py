@@ -123,7 +123,41 @@ def states(
         return []
     results = kept_results(con, cycle_runs(con, cycle))
     ordered = sorted(results.items()) + ([current] if current else [])
-    return [state(e, [(n, r) for n, r in ordered if n > int(e.body["run"])]) for e in signed]
+    found = [state(e, [(n, r) for n, r in ordered if n > int(e.body["run"])]) for e in signed]
+    if current is None:
+        # The latest run's acceptances as the finance log stands now: one withdrawn (or
+        # lapsed, or added) since supersedes a sign-off no run has yet shown it to.
+        latest = ordered[-1][0]
+        now = accepted_now(con, latest, cycle, ledger.now().date())
+        found = [_stale(s, latest, now, cycle) if s.state == "valid" else s for s in found]
+    return found
+
+
+def _stale(signed: State, latest: int, now: set[tuple[str, int]], cycle: str) -> State:
+    """The valid sign-off `signed`, superseded when the acceptances in force `now` on the run
+    `latest` are not those it signed."""
+    if set(signed_results(signed.entry)[1]) == now:
+        return signed
+    why = (
+        f"acceptances changed since run #{latest} (accepted, withdrawn or lapsed after it); "
+        f"run `reconcile run --cycle {cycle}` again"
+    )
+    return State(signed.entry, "superseded", why)
+
+
+def accepted_now(
+    con: duckdb.DuckDBPyConnection, number: int, cycle: str, today: dt.date
+) -> set[tuple[str, int]]:
+    """The discrepancies of the kept run `number` the finance log's acceptances cover today:
+    (id, ledger entry) pairs."""
+    findings = run_findings(con, number)
+    standing_now = acceptance.standing(ledger.entries(con, cycle), cycle)
+    con.register("_kept_now", _with_lists(findings.drop("acceptance")))
+    try:
+        applied, _ = acceptance.apply(con, "_kept_now", standing_now, today)
+    finally:
+        con.unregister("_kept_now")
+    return {(a.id, a.entry) for a in applied}
 
 
 def blocking(
@@ -146,13 +180,7 @@ def blocking(
             "quarantined (see quarantine.csv)"
         )
     findings = run_findings(con, run.number)
-    standing_now = acceptance.standing(ledger.entries(con, run.cycle), run.cycle)
-    con.register("_kept_now", _with_lists(findings.drop("acceptance")))
-    try:
-        applied, _ = acceptance.apply(con, "_kept_now", standing_now, today)
-    finally:
-        con.unregister("_kept_now")
-    if {(a.id, a.entry) for a in applied} != set(results_of("", findings)[1]):
+    if accepted_now(con, run.number, run.cycle, today) != set(results_of("", findings)[1]):
         reasons.append(
             f"acceptances changed since run #{run.number} (accepted, withdrawn or lapsed "
             f"after it); run `reconcile run --cycle {run.cycle}` again so the report shows them"

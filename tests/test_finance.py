@@ -536,3 +536,23 @@ def test_the_pack_is_refused_unless_a_valid_signoff_stands(cycle: Cycle) -> None
     cycle.sql("DELETE FROM ledger WHERE seq = 1")
     broken = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
     assert broken.exit_code == 4 and "entry 1 removed" in broken.output
+
+
+def test_an_acceptance_withdrawn_after_the_signoff_supersedes_it(cycle: Cycle) -> None:
+    """No run has shown the withdrawal yet: history and the pack must not call the sign-off
+    valid, and the pack is refused (new-user check: it exported with the withdrawn one)."""
+    cycle.run(HALOPSA)
+    found = cycle.findings()
+    accept_everything(cycle)
+    cycle.run(HALOPSA, code=0)
+    assert cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo Smith").exit_code == 0
+    some = next(iter(found.values()))["id"]
+    withdrawn = cycle.cli("unaccept", some, "--by", "Ann Lee", "--reason", "client disputes it")
+    assert withdrawn.exit_code == 0, withdrawn.output
+    listed = cycle.cli("history")
+    assert "acceptances changed since run #2" in listed.output and "valid" not in listed.output
+    out = cycle.tmp / "pack"
+    refused = cycle.cli("export-signoff", "--cycle", "2026-11", "--out", out)
+    assert refused.exit_code == 1, refused.output
+    assert "superseded" in refused.output and "acceptances changed since run #2" in refused.output
+    assert not out.exists()
