@@ -7,7 +7,9 @@ floats); this module only lays it out, so a report can be tested without a works
 Safety: the jinja environment autoescapes everything (``select_autoescape`` would skip ``.j2``),
 the data the page's script needs travels in ``<script type="application/json" id="report-data">``
 with ``<``, ``>``, ``&``, U+2028 and U+2029 written as ``\\uXXXX`` escapes, the script builds DOM
-with ``textContent`` only, and a Content-Security-Policy forbids every network fetch.
+with ``textContent`` only (the rules' explanations, rendered from Markdown with raw HTML off
+by rule_explanations, travel as ``<template>`` elements it copies), and a Content-Security-Policy
+forbids every network fetch.
 
 Size: the discrepancy list and the per-client table are not rendered server-side. Their
 tables are embedded column by column (repeated values as indexes into one string table), built
@@ -166,6 +168,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "quarantine_total": "number of quarantined rows",
     "severities": "the severity names in display order",
     "list_severities": "the severities the discrepancy list can hold (filter checkboxes)",
+    "rule_explanations": "rule code -> Markup: the rule's explanation rendered from its Markdown "
+    "(rule_explanations); the page's script shows a copy in each expanded discrepancy",
     "report_json": "Markup: the embedded JSON, already safe inside a script element",
     "css": "Markup: report.css, inlined",
     "js": "Markup: report.js, inlined",
@@ -225,6 +229,12 @@ def signed_money(value: object) -> str:
 def quantity(value: object) -> str:
     """Quantities and unit prices: no padding beyond what the value needs."""
     return format_decimal(value, 0)
+
+
+def in_currency(text: str, code: str | None) -> str:
+    """A formatted amount with its currency code before it ("GBP 1,664.40"), as the page's
+    script writes it (inCurrency); a missing amount ("—") or code leaves the text alone."""
+    return f"{code} {text}" if code and text != "—" else text
 
 
 def percent(value: object) -> str:
@@ -633,6 +643,17 @@ def section_rows(data: ReportData, status: str) -> list[dict[str, Any]]:
     ]
 
 
+def rule_explanations(data: ReportData) -> dict[str, Markup]:
+    """Each rule's explanation (Markdown: **Example:**, **What to do:**) as HTML, once per rule,
+    in code order. CommonMark with raw HTML off, so every character of the source is text:
+    `<script>` in an explanation comes out as `&lt;script&gt;`. markdown_it is imported here
+    (only a report needs it)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False})
+    return {code: Markup(md.render(data.rules[code].explanation)) for code in sorted(data.rules)}
+
+
 def setting_text(value: object) -> str:
     """A setting's value as reconcile.toml would write it."""
     return json.dumps(value, ensure_ascii=False)
@@ -693,6 +714,7 @@ def build_context(
         "quarantine_total": data.quarantine.height,
         "severities": SEVERITIES,
         "list_severities": LIST_SEVERITIES,
+        "rule_explanations": rule_explanations(data),
         "report_json": report_json(data, compress),
         "css": Markup(css),
         "js": Markup(js),
@@ -723,6 +745,7 @@ def make_environment(template_dir: Path | None = None) -> Environment:
     env.filters.update(
         money=money,
         signed_money=signed_money,
+        in_currency=in_currency,
         setting=setting_text,
         quantity=quantity,
         percent=percent,

@@ -37,6 +37,8 @@
   function money(v) { return formatDecimal(v, 2, false); }
   function signedMoney(v) { return formatDecimal(v, 2, true); }
   function quantity(v) { return formatDecimal(v, 0, false); }
+  /* An amount with its currency code before it ("GBP 1,664.40"); a missing amount stays "—". */
+  function inCurrency(code, text) { return code && text !== "—" ? code + " " + text : text; }
   function count(n) { return groupDigits(String(n)); }
   /* "1 client", "2 clients": n and the noun agreeing with it. */
   function counted(n, one, many) { return count(n) + " " + (n === 1 ? one : many); }
@@ -144,6 +146,10 @@
   function start(tables) {
     var strings = tables.strings || [];
     var rules = data.rules || {};
+    var explanations = {};  /* rule code -> its <template> (explanation rendered from Markdown) */
+    document.querySelectorAll("template.rule-explanation").forEach(function (t) {
+      explanations[t.dataset.rule] = t;
+    });
     var D = tables.discrepancies;
     var L = tables.lines;
     var CL = tables.clients;
@@ -298,6 +304,7 @@
 
     function compareTable(row) {
       var at = rowLines(row, "autotask");
+      var code = str(D.currency[row]);  /* a discrepancy's lines are in its currency */
       var hp = rowLines(row, "halopsa");
       var table = node("table", "cmp");
       var head = node("tr");
@@ -327,7 +334,8 @@
           }
           lines.forEach(function (line) {
             var v = lineValue(line, key);
-            tr.appendChild(node("td", cls + (f[3] ? "" : " num"), fmt ? fmt(v) : v));
+            var text = fmt ? fmt(v) : v;
+            tr.appendChild(node("td", cls + (f[3] ? "" : " num"), fmt === money ? inCurrency(code, text) : text));
           });
         }
         cells(at, "side-at");
@@ -349,10 +357,9 @@
       left.appendChild(compareTable(row));
       var why = node("div", "why");
       why.appendChild(node("h3", null, ruleTitle(code)));
-      var rule = rules[code] || {};
-      String(rule.explanation || "No explanation recorded for this rule.").split(/\n\s*\n/).forEach(function (para) {
-        why.appendChild(node("p", null, para));
-      });
+      var explained = explanations[code];
+      why.appendChild(explained ? explained.content.cloneNode(true)
+        : node("p", null, "No explanation recorded for this rule."));
       why.appendChild(node("p", "small muted", "ID " + id + " · rule " + (code || "?")));
       grid.appendChild(left);
       grid.appendChild(why);
@@ -362,14 +369,14 @@
     }
 
     function discRow(row) {
-      var id = D.id[row], code = str(D.rule[row]), sev = str(D.severity[row]);
+      var id = D.id[row], rule = str(D.rule[row]), sev = str(D.severity[row]);
       var open = state.expanded.has(id);
       var tr = node("tr", "disc-row" + (open ? " open" : ""));
       tr.id = "row-" + id;
       tr.dataset.id = id;
       tr.dataset.client = str(D.client[row]) || "";
       tr.dataset.severity = sev || "";
-      tr.dataset.rule = code || "";
+      tr.dataset.rule = rule || "";
       tr.dataset.diff = D.difference[row] === null ? "" : String(D.difference[row]);
       var tdT = node("td", "c-toggle");
       var btn = node("button", "toggle", open ? "▾" : "▸");
@@ -381,13 +388,14 @@
       var tdS = node("td", "c-sev");
       tdS.appendChild(badge(sev));
       tr.appendChild(tdS);
-      tr.appendChild(node("td", "c-rule", ruleTitle(code)));
+      tr.appendChild(node("td", "c-rule", ruleTitle(rule)));
       tr.appendChild(node("td", "c-client", str(D.client[row])));
       tr.appendChild(node("td", "c-measure", str(D.measure[row])));
-      tr.appendChild(node("td", "num c-at", money(D.autotask_amount[row])));
-      tr.appendChild(node("td", "num c-hp", money(D.halopsa_amount[row])));
-      tr.appendChild(node("td", "num c-diff", signedMoney(D.difference[row])));
-      tr.appendChild(node("td", "num c-gross", signedMoney(D.gross_difference[row])));
+      var code = str(D.currency[row]);
+      tr.appendChild(node("td", "num c-at", inCurrency(code, money(D.autotask_amount[row]))));
+      tr.appendChild(node("td", "num c-hp", inCurrency(code, money(D.halopsa_amount[row]))));
+      tr.appendChild(node("td", "num c-diff", inCurrency(code, signedMoney(D.difference[row]))));
+      tr.appendChild(node("td", "num c-gross", inCurrency(code, signedMoney(D.gross_difference[row]))));
       var msg = node("td", "c-msg", D.message[row]);
       var root = D.root_cause[row];
       if (root) {

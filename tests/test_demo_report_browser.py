@@ -119,3 +119,51 @@ def test_demo_report_largest_problems_amounts_stay_inside_their_rows(
     )
     assert all(wide and high < 30 for _, wide, high in fits), fits
     assert all(re.search(r" (GBP|EUR) (net|gross|tax)$", text.strip()) for text, _, _ in fits), fits
+
+
+def test_demo_report_explains_a_rule_in_rendered_markdown_and_names_every_currency(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    """An expanded row explains its rule in bold sections (**Example:** rendered, no
+    asterisks); every amount of the list, and of the expanded row's lines, carries the
+    discrepancy's currency code, so the two currency-mismatch rows (GBP −1,664.40 and
+    EUR +1,664.40) never read as netting to zero."""
+    path, rows = demo
+    page = open_report(path).page
+    page.locator("#disc-body tr.disc-row").first.click()
+    detail = page.locator("#disc-body tr.detail")
+    why = detail.locator(".why")
+    assert why.locator("strong").all_inner_texts()[:2] == ["Example:", "What to do:"]
+    assert "**" not in why.inner_text()
+    currency = {r["id"]: r["currency"] for r in rows}
+    cells = page.locator("#disc-body tr.disc-row").evaluate_all(
+        """trs => trs.map(tr => [tr.dataset.id,
+             [...tr.querySelectorAll('td.c-at, td.c-hp, td.c-diff, td.c-gross')]
+               .map(td => td.textContent)])"""
+    )
+    assert len(cells) == len(rows)
+    for id_, amounts in cells:
+        assert len(amounts) == 4
+        assert all(a == "—" or a.startswith(currency[id_] + " ") for a in amounts), (id_, amounts)
+    assert {c for _, amounts in cells for c in amounts} >= {"GBP -1,664.40", "EUR +1,664.40"}
+    shown = detail.evaluate(
+        """tr => [...tr.querySelectorAll('table.cmp tbody tr')]
+             .filter(r => ['Unit price', 'Net', 'Tax'].includes(r.querySelector('th').textContent))
+             .flatMap(r => [...r.querySelectorAll('td.num')].map(td => td.textContent))"""
+    )
+    first = page.locator("#disc-body tr.disc-row").first.get_attribute("data-id")
+    assert shown and all(s.startswith(currency[str(first)] + " ") for s in shown), shown
+
+
+def test_demo_discrepancy_table_fits_its_card_at_1400_px(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    """No column (the Message column was) is cut off behind a scroll bar at the page's widest."""
+    path, _ = demo
+    page = open_report(path).page
+    page.set_viewport_size({"width": 1400, "height": 900})
+    widths = page.evaluate(
+        """() => { const box = document.querySelector('#discrepancies .scroll');
+                   return [document.getElementById('disc-table').scrollWidth, box.clientWidth]; }"""
+    )
+    assert widths[0] <= widths[1], widths

@@ -53,6 +53,7 @@ from reconcile.report_model import (
     BridgeEntry,
     CurrencyTotals,
     ReportData,
+    RuleText,
     SideTotals,
     compact_records,
     conform,
@@ -403,6 +404,61 @@ def test_hostile_values_are_escaped(hostile_html: str, hostile: ReportData) -> N
     assert tables["discrepancies"] == listed(hostile)
     assert any(HOSTILE[0] in d["client"] for d in tables["discrepancies"])
     assert read_tables(embedded(report_html(hostile, compress=True))) == tables
+
+
+def test_rule_explanations_are_rendered_from_markdown_once_per_rule(sample: ReportData) -> None:
+    """Each rule's explanation is HTML made from its Markdown (**Example:** in bold, no
+    asterisks left), one <template> per rule however many rows it has; the embedded JSON keeps
+    the source text."""
+    rules = {
+        **sample.rules,
+        "amount_mismatch": RuleText(
+            "Amount differs", "warning", "A discount. **Example:** 10% off. **What to do:** ask."
+        ),
+    }
+    html = report_html(dataclasses.replace(sample, rules=rules))
+    shown = re.findall(r'<template class="rule-explanation" data-rule="([^"]+)">', html)
+    assert shown == sorted(rules)
+    part = html.split('data-rule="amount_mismatch">', 1)[1].split("</template>", 1)[0]
+    assert part.strip() == (
+        "<p>A discount. <strong>Example:</strong> 10% off. <strong>What to do:</strong> ask.</p>"
+    )
+    assert "**" not in outside_embedded(html)
+    assert (
+        embedded(html)["rules"]["amount_mismatch"]["explanation"]
+        == rules["amount_mismatch"].explanation
+    )
+
+
+def test_raw_html_in_a_rule_explanation_comes_out_escaped(sample: ReportData) -> None:
+    hostile = "**Example:** <script>alert(1)</script> <img src=x onerror=alert(1)> & <b>bold</b>"
+    rules = {"amount_mismatch": RuleText("Amount differs", "warning", hostile)}
+    html = report_html(dataclasses.replace(sample, rules=rules))
+    rendered = report.rule_explanations(dataclasses.replace(sample, rules=rules))
+    assert str(rendered["amount_mismatch"]).strip() == (
+        "<p><strong>Example:</strong> &lt;script&gt;alert(1)&lt;/script&gt; "
+        "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt;</p>"
+    )
+    assert "<script>alert(1)" not in html and "<img" not in html and "<b>" not in html
+    assert len(re.findall(r"<script\b", html, re.I)) == 2
+
+
+def test_expected_differences_name_the_currency_of_their_amounts() -> None:
+    data = sample_report_data(60)
+    html = report_html(data)
+    section = outside_embedded(html).split('id="expected"', 1)[1].split("</section>", 1)[0]
+    rows = data.discrepancies.lazy().filter(pl.col("status") == "expected").collect()
+    assert rows.height > 0
+    row = rows.row(0, named=True)
+    code = row["currency"]
+    assert f"{code} {money(row['autotask_amount'])}" in section
+    assert f"{code} {signed_money(row['difference'])}" in section
+    # The lines' unit prices, nets and taxes carry it too.
+    first = section.split("</tbody>", 1)[0]
+    money_rows = re.findall(r'<th scope="row">(?:Unit price|Net|Tax)</th>(.*?)</tr>', first, re.S)
+    cells = [c for r in money_rows for c in re.findall(r'<td class="side-\w+ num">([^<]*)</td>', r)]
+    assert len(money_rows) == 3 and cells
+    assert all(c.startswith(f"{code} ") for c in cells), cells
 
 
 def test_csp_forbids_network(html: str) -> None:
