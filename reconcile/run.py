@@ -728,8 +728,10 @@ def write_outputs(
     exact values. The report's tables and its data as the run keeps it are written into
     `folder` (report_folder). Returns the path of that data (history.report_blob), which the
     workspace keeps with the run to render it again for a sign-off pack."""
-    with stage("report"):
+    with stage("report"):  # report.html, its embedded tables made as it is written
         html, report = _report(result, workspace, rules, folder, env)
+        with (out / "report.html").open("w", encoding="utf-8") as page:
+            page.writelines(html)
 
     def parts() -> Iterator[pl.DataFrame]:
         return discrepancy_parts(workspace, OUTPUT_COLUMNS)
@@ -748,9 +750,6 @@ def write_outputs(
         writers[WORKBOOK_FILE] = (
             (lambda _: child.wait()) if child else (lambda path: write_xlsx(parts(), path))
         )
-    with (out / "report.html").open("w", encoding="utf-8") as page:
-        page.writelines(html)
-    del html  # the page's context, which holds its largest string, let go
     pause("report.html")
     for name, write in writers.items():
         write(out / name)
