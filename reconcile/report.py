@@ -41,12 +41,14 @@ first. ``read_tables`` turns a page's data back into rows.
 from __future__ import annotations
 
 import base64
+import codecs
 import gzip
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +91,10 @@ GZIP_LEVEL = 4  # of 9: 165,000 discrepancies in about a third of the time of 9,
 # at a time rather than whole (page_tables).
 COLUMNWISE_FROM = 200_000
 GZIP_WBITS = zlib.MAX_WBITS | 16  # zlib's gzip container, no timestamp: gzip.compress(mtime=0)
+BASE64_CHUNK = 3 * 2**18  # compressed bytes base64-encoded at a time (768 KiB; a multiple of 3)
+# Where the embedded JSON goes in the page's context: report_pieces puts the JSON there in pieces
+# as the page is written. Text the page escapes cannot hold it (it has a "<").
+EMBED_MARK = Markup("<report-json/>")
 DISCREPANCY_COLUMNS = (
     "id",
     "rule",
@@ -170,7 +176,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "list_severities": "the severities the discrepancy list can hold (filter checkboxes)",
     "rule_explanations": "rule code -> Markup: the rule's explanation rendered from its Markdown "
     "(rule_explanations); the page's script shows a copy in each expanded discrepancy",
-    "report_json": "Markup: the embedded JSON, already safe inside a script element",
+    "report_json": "Markup: where the embedded JSON goes (EMBED_MARK: report_pieces puts the "
+    "JSON, safe inside a script element, in its place)",
     "css": "Markup: report.css, inlined",
     "js": "Markup: report.js, inlined",
     "csp": "the Content-Security-Policy the page declares",
@@ -263,10 +270,12 @@ def _script_safe(text: str) -> Markup:
     return Markup(text)
 
 
-def report_json(data: ReportData, compress: bool | None = None) -> Markup:
-    """The embedded JSON (module docstring), safe inside a script element. The tables travel
-    compressed when `compress` says so or, when it is None, when they exceed COMPRESS_ABOVE
-    bytes (gzip without a timestamp: the same data gives the same bytes)."""
+def report_json(data: ReportData, compress: bool | None = None) -> Iterator[str]:
+    """The embedded JSON (module docstring), safe inside a script element, in pieces: the
+    tables are made, compressed and encoded as the pieces are taken (at 10M lines a side
+    95 MB of base64 text, never held whole). The tables travel compressed when `compress` says
+    so or, when it is None, when they exceed COMPRESS_ABOVE bytes (gzip without a timestamp:
+    the same data gives the same bytes)."""
     summary = data.summary
     head = {
         "format": EMBED_FORMAT,
@@ -277,37 +286,59 @@ def report_json(data: ReportData, compress: bool | None = None) -> Markup:
         "bridge": plain(summary.bridge),
         "rules": plain(data.rules),
     }
-    tables, packed = _packed(page_tables(data), compress)
-    if packed:
-        encoded = base64.b64encode(tables)
-        del tables  # let go before the text is made (at 10M lines a side 71 MB)
-        head["tables_gzip"] = encoded.decode("ascii")
-        del encoded
-        return embed_json(head)
-    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
-    return _script_safe(f'{text[:-1]},"tables":{tables.decode("utf-8")}}}')
+    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1]
+    packed, tables = _packed(page_tables(data), compress)
+    if packed:  # base64 needs no escape, in JSON nor in a script element
+        yield _script_safe(f'{text},"tables_gzip":"')
+        yield from _base64_pieces(tables)
+        yield '"}'
+        return
+    yield _script_safe(f'{text},"tables":')
+    decoder = codecs.getincrementaldecoder("utf-8")()  # a piece may end inside a character
+    for piece in tables:
+        yield _script_safe(decoder.decode(piece))
+    yield _script_safe(decoder.decode(b"", final=True) + "}")
 
 
-def _packed(pieces: Iterable[bytes], compress: bool | None) -> tuple[bytearray, bool]:
-    """TABLES' JSON from its pieces as the page carries it, and whether it is compressed:
-    gzip (GZIP_LEVEL, the bytes of gzip.compress with mtime=0) when `compress` says so or, when
-    it is None, once the JSON exceeds COMPRESS_ABOVE bytes; else the JSON itself. Compressed
-    piece by piece from then on: the whole JSON is never held beside its compressed copy, and
-    a small one is never compressed. Gathered in one buffer: never held twice (pieces, then
-    their join)."""
+def _packed(pieces: Iterable[bytes], compress: bool | None) -> tuple[bool, Iterator[bytes]]:
+    """Whether TABLES' JSON travels compressed, and its bytes as the page carries them, in
+    pieces: gzip (GZIP_LEVEL, the bytes of gzip.compress with mtime=0) when `compress` says so
+    or, when it is None, when the JSON exceeds COMPRESS_ABOVE bytes (the pieces up to there
+    are taken to tell); else the JSON itself. Compressed piece by piece: the whole JSON is
+    never held, and a small one never compressed."""
+    rest = iter(pieces)
+    taken: list[bytes] = []
+    if compress is None:
+        size = 0
+        for piece in rest:
+            taken.append(piece)
+            size += len(piece)
+            if size > COMPRESS_ABOVE:
+                break
+        compress = size > COMPRESS_ABOVE
+    whole = chain(taken, rest)
+    return compress, (_gzip_pieces(whole) if compress else whole)
+
+
+def _gzip_pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """gzip (GZIP_LEVEL, no timestamp) of the pieces' concatenation, a piece at a time."""
     packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
-    packing = compress is True
-    held = bytearray()
-    size = 0
     for piece in pieces:
-        size += len(piece)
-        if not packing and compress is None and size > COMPRESS_ABOVE:
-            packing = True
-            held = bytearray(packer.compress(held))
-        held += packer.compress(piece) if packing else piece
-    if packing:
-        held += packer.flush()
-    return held, packing
+        yield packer.compress(piece)
+    yield packer.flush()
+
+
+def _base64_pieces(pieces: Iterable[bytes]) -> Iterator[str]:
+    """Base64 of the pieces' concatenation as text, BASE64_CHUNK bytes encoded at a time (a
+    multiple of 3: each chunk's text is that of the whole, with no padding between)."""
+    held = bytearray()
+    for piece in pieces:
+        held += piece
+        if len(held) >= BASE64_CHUNK:
+            whole = len(held) - len(held) % 3
+            yield base64.b64encode(held[:whole]).decode("ascii")
+            del held[:whole]
+    yield base64.b64encode(held).decode("ascii")
 
 
 # --- embedded tables -----------------------------------------------------------------------
@@ -659,9 +690,7 @@ def setting_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def build_context(
-    data: ReportData, css: str, js: str, compress: bool | None = None
-) -> dict[str, Any]:
+def build_context(data: ReportData, css: str, js: str) -> dict[str, Any]:
     """Everything the template needs; keys are documented in REPORT_CONTEXT."""
     summary = data.summary
     # Discrepancies per status and severity: the list holds the open ones.
@@ -715,7 +744,7 @@ def build_context(
         "severities": SEVERITIES,
         "list_severities": LIST_SEVERITIES,
         "rule_explanations": rule_explanations(data),
-        "report_json": report_json(data, compress),
+        "report_json": EMBED_MARK,
         "css": Markup(css),
         "js": Markup(js),
         "csp": CSP,
@@ -792,13 +821,24 @@ def report_pieces(
 ) -> Iterator[str]:
     """report_html's text in pieces, as the template renders them, so that a run writes the
     page without holding it whole (at 10M lines a side 100 MB, held as text of 2 bytes a
-    character once a client's name is not ASCII). The context, which holds the embedded
-    tables (build_context), is made before the first piece."""
+    character once a client's name is not ASCII): the embedded JSON (report_json, `compress`
+    as there) made in pieces where the context's EMBED_MARK stands, as it is written. The
+    context (build_context) is made before the first piece."""
     env = env or make_environment(template_dir)
     css = _asset(env, CSS_NAME, "</style")
     js = _asset(env, JS_NAME, "</script")
-    context = build_context(data, css, js, compress)
-    return env.get_template(TEMPLATE_NAME).generate(context)
+    context = build_context(data, css, js)
+    return _embedded(env.get_template(TEMPLATE_NAME).generate(context), data, compress)
+
+
+def _embedded(pieces: Iterable[str], data: ReportData, compress: bool | None) -> Iterator[str]:
+    """The page's pieces with report_json's pieces in place of each EMBED_MARK."""
+    for piece in pieces:
+        first, *rest = piece.split(EMBED_MARK)
+        yield first
+        for after in rest:
+            yield from report_json(data, compress)
+            yield after
 
 
 def render_report(
