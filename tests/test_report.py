@@ -294,15 +294,21 @@ def test_consequences_stay_under_their_root_cause() -> None:
         {**base, "id": "D-led", "difference": "-900.00", "exposure": "900", "root_cause": "D-root"},
         {**base, "id": "D-period", "difference": "0.00", "exposure": "630"},
     ]
+    assert [d["id"] for d in largest_problems(_listing(items))] == ["D-period", "D-root"]
+
+
+def _listing(items: list[dict[str, str]]) -> ReportData:
+    """Report data of these discrepancies (their given columns as text, the others null), with
+    no lines."""
+    columns = {c for item in items for c in item}
     frame = pl.DataFrame(items).with_columns(
-        pl.lit(None, pl.String).alias(c) for c in DISCREPANCY_SCHEMA if c not in items[1]
+        pl.lit(None, pl.String).alias(c) for c in DISCREPANCY_SCHEMA if c not in columns
     )
-    data = dataclasses.replace(
+    return dataclasses.replace(
         sample_report_data(0),
         discrepancies=conform(frame, DISCREPANCY_SCHEMA),
         lines=pl.DataFrame(schema=LINE_SCHEMA),
     )
-    assert [d["id"] for d in largest_problems(data)] == ["D-period", "D-root"]
 
 
 def test_largest_problems_show_each_currency_s_largest_before_any_second_largest() -> None:
@@ -321,14 +327,7 @@ def test_largest_problems_show_each_currency_s_largest_before_any_second_largest
         {**base, "id": "D-warning", "severity": "warning", "currency": "GBP",
          "difference": "9000", "exposure": "9000"}
     )  # fmt: skip
-    frame = pl.DataFrame(items).with_columns(
-        pl.lit(None, pl.String).alias(c) for c in DISCREPANCY_SCHEMA if c not in items[0]
-    )
-    data = dataclasses.replace(
-        sample_report_data(0),
-        discrepancies=conform(frame, DISCREPANCY_SCHEMA),
-        lines=pl.DataFrame(schema=LINE_SCHEMA),
-    )
+    data = _listing(items)
     assert [d["id"] for d in largest_problems(data)] == [
         "D-JPY-900000",
         "D-GBP-500",

@@ -28,6 +28,7 @@ from conftest import (
     DEMO,
     HALO_HEADER,
     ROOT,
+    demo_run,
     invoke,
     read_json,
     run_demo,
@@ -679,12 +680,9 @@ def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -
         encoding="utf-8",
     )
     out = tmp_path / "out"
-    result = invoke(
-        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
-        "--map", DEMO / "mapping.csv", "--map", typos, "--config", DEMO / "reconcile.toml",
-        "--out", out,
-    )  # fmt: skip
+    result = demo_run(
+        tmp_path / "ws.duckdb", out, "--map", typos, "--config", DEMO / "reconcile.toml"
+    )
     assert result.exit_code == 1, result.output
     assert (
         f"{typos} line 2: client mapping 'Pemberton & Sons Joinry' -> 'PSJ Woodworks Ltd': the "
@@ -715,12 +713,9 @@ def test_many_mapping_rows_that_map_nothing_print_the_first_few_and_a_count(
         encoding="utf-8",
     )
     out = tmp_path / "out"
-    result = invoke(
-        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
-        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", DEMO / "halopsa" / "api",
-        "--map", DEMO / "mapping.csv", "--map", kept, "--config", DEMO / "reconcile.toml",
-        "--out", out,
-    )  # fmt: skip
+    result = demo_run(
+        tmp_path / "ws.duckdb", out, "--map", kept, "--config", DEMO / "reconcile.toml"
+    )
     assert result.exit_code == 1, result.output
     printed = re.findall(r"line (\d+): client mapping 'Former Client", result.output)
     assert printed == ["2", "3", "4", "5", "6"]  # the header is line 1
