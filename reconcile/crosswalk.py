@@ -939,18 +939,13 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rs_h_row AS
-        WITH row AS (
-            SELECT n.*, coalesce(f.hits, 0) AS hits, f.hit, coalesce(b.keys, 0) AS keys,
-                   b.a_key, b.bare, b.theirs, b.a_full
-            FROM _rs_h_name n LEFT JOIN _rs_full f USING (kind, whole)
-            LEFT JOIN _rs_base b USING (kind, base)
-        ),
-        taken AS (
+        WITH taken AS (
             SELECT kind, a_key, min(key) AS first, max(key) AS last FROM (
                 SELECT kind, halopsa_key AS key, autotask_key AS a_key FROM _rs_decided
                 WHERE autotask_key IS NOT NULL
                 UNION ALL
-                SELECT kind, key, hit FROM row WHERE hits = 1
+                SELECT n.kind, n.key, f.hit FROM _rs_h_name n JOIN _rs_full f USING (kind, whole)
+                WHERE f.hits = 1
             ) GROUP BY kind, a_key
         )
         SELECT r.*, CASE WHEN hits = 1 OR (hits = 0 AND keys = 1 AND (form = '' OR bare)
@@ -958,7 +953,12 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
                          THEN {PAIRS}
                          WHEN hits > 1 OR (hits = 0 AND keys > 1) THEN {COLLIDES}
                          WHEN hits = 0 AND keys = 1 THEN {FORM_ONLY} END AS outcome
-        FROM row r LEFT JOIN taken t
+        FROM (
+            SELECT n.*, coalesce(f.hits, 0) AS hits, f.hit, coalesce(b.keys, 0) AS keys,
+                   b.a_key, b.bare, b.theirs, b.a_full
+            FROM _rs_h_name n LEFT JOIN _rs_full f USING (kind, whole)
+            LEFT JOIN _rs_base b USING (kind, base)
+        ) r LEFT JOIN taken t
             ON t.kind = r.kind AND t.a_key = r.a_key AND (t.first <> r.key OR t.last <> r.key)
         """
     )
