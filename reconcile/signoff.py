@@ -124,7 +124,7 @@ def states(
     results = kept_results(con, cycle_runs(con, cycle))
     ordered = sorted(results.items()) + ([current] if current else [])
     found = [state(e, [(n, r) for n, r in ordered if n > int(e.body["run"])]) for e in signed]
-    if current is None:
+    if current is None and any(s.state == "valid" for s in found):
         # The latest run's acceptances as the finance log stands now: one withdrawn (or
         # lapsed, or added) since supersedes a sign-off no run has yet shown it to.
         latest = ordered[-1][0]
