@@ -38,18 +38,31 @@ def _totals(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_outcome(tmp_path: Path, folder: Path) -> None:
+    """The run's exit code, totals per currency and findings above info are expected.json's."""
+    spec = read_json(folder / "expected.json")
+    result, summary, rows = _run(tmp_path, folder)
+    assert result.exit_code == spec["exit"], result.output
+    assert _totals(summary) == spec["totals"]
+    assert [r for r in rows if r["severity"] != "info"] == spec["findings_above_info"]
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="Autotask block-hours labour (totalAmount 0) is read at extendedPrice: totals "
     "inflated and a false missing_in_halopsa blocker (README says it is a zero line)",
 )
 def test_block_hours_consumption_is_not_billed(tmp_path: Path) -> None:
-    folder = BREAKS / "at_block_hours_consumption"
-    spec = read_json(folder / "expected.json")
-    result, summary, rows = _run(tmp_path, folder)
-    assert result.exit_code == spec["exit"], result.output
-    assert _totals(summary) == spec["totals"]
-    assert [r for r in rows if r["severity"] != "info"] == spec["findings_above_info"]
+    _check_outcome(tmp_path, BREAKS / "at_block_hours_consumption")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a HaloPSA invoice whose currency symbol is 'R' (ZAR) is quarantined whole, though "
+    "the client's currencyisocode beside it says ZAR",
+)
+def test_halo_currency_symbol_resolved_by_client_iso_code(tmp_path: Path) -> None:
+    _check_outcome(tmp_path, BREAKS / "halo_rand_symbol")
 
 
 @pytest.mark.xfail(
