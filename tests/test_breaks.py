@@ -1,12 +1,10 @@
-"""Known wrong results on real-world input (fixtures/breaks/): each test states the right answer
-and is marked xfail(strict=True) until reconcile gives it."""
+"""Wrong results once found on real-world input (fixtures/breaks/): each test states the right
+answer; a break still standing is marked xfail(strict=True) until reconcile gives it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from conftest import FIXTURES, invoke, read_json
 
@@ -47,34 +45,24 @@ def _check_outcome(tmp_path: Path, folder: Path) -> None:
     assert [r for r in rows if r["severity"] != "info"] == spec["findings_above_info"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Autotask block-hours labour (totalAmount 0) is read at extendedPrice: totals "
-    "inflated and a false missing_in_halopsa blocker (README says it is a zero line)",
-)
 def test_block_hours_consumption_is_not_billed(tmp_path: Path) -> None:
     _check_outcome(tmp_path, BREAKS / "at_block_hours_consumption")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a HaloPSA invoice whose currency symbol is 'R' (ZAR) is quarantined whole, though "
-    "the client's currencyisocode beside it says ZAR",
-)
 def test_halo_currency_symbol_resolved_by_client_iso_code(tmp_path: Path) -> None:
     _check_outcome(tmp_path, BREAKS / "halo_rand_symbol")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Autotask API lines of a customer billed in EUR are labelled with --currency GBP: "
-    "EUR money in the GBP totals and false currency_mismatch blockers",
-)
 def test_autotask_customer_currency_is_not_assumed(tmp_path: Path) -> None:
     result, summary, rows = _run(tmp_path, BREAKS / "at_api_customer_currency")
     if result.exit_code == 2:
         assert "currency" in result.output.lower(), result.output
+        assert "/V1.0/Currencies" in result.output, result.output
         return
     assert "GBP" not in summary["totals"], summary["totals"]
     assert summary["totals"]["EUR"]["autotask"]["net"] == "400.00"
     assert not [r for r in rows if r["rule"] == "currency_mismatch"]
+
+
+def test_autotask_customer_currency_named_by_the_currencies_page(tmp_path: Path) -> None:
+    _check_outcome(tmp_path, BREAKS / "at_api_customer_currency_named")

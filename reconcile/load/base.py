@@ -184,7 +184,14 @@ HALOPSA_FLAGS: dict[str, tuple[str, ...]] = {
     "voided": _aliases("voided", "IHvoided", "Voided", "Invoice Voided"),
 }
 
+# The amount an Autotask item carried to the invoice (REST totalAmount; the export wizard's
+# Billed Amount, where Extended Price is the net column): 0 on prepaid consumption (§1.3, §3).
+AUTOTASK_FLAGS: dict[str, tuple[str, ...]] = {
+    "carried_amount": _aliases("Total Amount", "totalAmount", "Billed Amount"),
+}
+
 HEADERS = {"autotask": AUTOTASK_HEADERS, "halopsa": HALOPSA_HEADERS}
+FLAGS = {"autotask": AUTOTASK_FLAGS, "halopsa": HALOPSA_FLAGS}
 
 # Columns only one platform writes: they tell the platforms apart when the user does not say.
 DISTINCTIVE = {
@@ -292,9 +299,7 @@ def map_headers(file: str, platform: str, headers: list[str]) -> dict[str, str]:
                 hint="Remove the duplicate column; reconcile cannot tell which one is right.",
             )
         seen[key] = header
-    tables = dict(HEADERS[platform])
-    if platform == "halopsa":
-        tables.update(HALOPSA_FLAGS)
+    tables = HEADERS[platform] | FLAGS[platform]
     mapping: dict[str, str] = {}
     for raw_field, aliases in tables.items():
         for alias in aliases:
@@ -325,8 +330,7 @@ def _vocabulary() -> dict[str, set[str]]:
     for platform, table in HEADERS.items():
         names = {normalise_header(a) for aliases in table.values() for a in aliases}
         names |= _norm_set(DISTINCTIVE[platform])
-        if platform == "halopsa":
-            names |= {normalise_header(a) for aliases in HALOPSA_FLAGS.values() for a in aliases}
+        names |= {normalise_header(a) for aliases in FLAGS[platform].values() for a in aliases}
         vocab[platform] = names
     return vocab
 

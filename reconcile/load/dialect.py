@@ -24,6 +24,22 @@ SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # Excel's delimiter hint: a first line `sep=;` (sometimes quoted) names the separator.
 SEP_LINE = re.compile(r'^\ufeff?"?sep=(.)"?\s*$', re.IGNORECASE)
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+
+
+def bom_codec(head: bytes) -> str | None:
+    """The codec a byte-order mark at the start of `head` names ("utf-8-sig", "utf-16",
+    "utf-32"; each drops the BOM), or None without one. UTF-32 LE's BOM begins with UTF-16
+    LE's, so it is looked for first."""
+    if head.startswith(UTF32_BOMS):
+        return "utf-32"
+    if head.startswith(UTF16_BOMS):
+        return "utf-16"
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    return None
+
+
 MAC_ROMAN = "mac_roman"
 SINGLE_BYTE = {"cp1252": "Windows-1252", MAC_ROMAN: "Mac Roman"}  # encodings polars cannot read
 

@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ import defusedxml.ElementTree as DefusedET
 import polars as pl
 from defusedxml import DefusedXmlException
 
-from reconcile.amounts import DOLLAR, DOLLAR_SIGN_CURRENCIES
+from reconcile.amounts import DOLLAR, DOLLAR_SIGN_CURRENCIES, ISO_CURRENCIES
 from reconcile.errors import InputError
 from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
+from reconcile.load.dialect import bom_codec
 from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON, VOIDED_REASON
 from reconcile.model import RAW_FIELDS
 
@@ -67,17 +69,24 @@ class _ConstantError(ValueError):
 def read_json(path: Path) -> Any:
     """Numbers keep their exact text: money never passes through a float.
 
-    Refused while reading: text that is not UTF-8 JSON, nesting deeper than MAX_DEPTH (no API
-    response comes near it; Python's parser would overflow its stack), NaN/Infinity (not JSON,
-    and not an amount), and a key repeated in one object (the reader would keep only the last
-    value: a second `invoices` array silently replaces the first).
+    The text is UTF-8, or what a byte-order mark names (Windows PowerShell 5.1's Out-File writes
+    UTF-16 LE with a BOM). Refused while reading: text that is not valid in that encoding,
+    nesting deeper than MAX_DEPTH (no API response comes near it; Python's parser would
+    overflow its stack), NaN/Infinity (not JSON, and not an amount), and a key repeated in one
+    object (the reader would keep only the last value: a second `invoices` array silently
+    replaces the first).
     """
     file = str(path)
+    data = path.read_bytes()
+    codec = bom_codec(data[:4]) or "utf-8"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = data.decode(codec)
     except UnicodeDecodeError:
         raise InputError(
-            file, "the file is not UTF-8 JSON", expected="an API response saved as JSON"
+            file,
+            f"the file is not {codec.upper().removesuffix('-SIG')} JSON",
+            expected="an API response saved as JSON: UTF-8, or UTF-16/UTF-32 with a byte-order "
+            "mark (PowerShell's Out-File)",
         ) from None
     depth = _nesting(text)
     if depth > MAX_DEPTH:
@@ -281,12 +290,14 @@ AUTOTASK_MARKERS = (
     ("autotask:invoices", "invoiceNumber"),
     ("autotask:companies", "companyName"),
     ("autotask:contracts", "contractName"),
+    ("autotask:currencies", "isInternalCurrency"),
 )
 AUTOTASK_ENTITIES = {
     "billingitems": "autotask:billingitems",
     "invoices": "autotask:invoices",
     "companies": "autotask:companies",
     "contracts": "autotask:contracts",
+    "currencies": "autotask:currencies",
 }
 HALOPSA_LISTS = ("invoices", "clients", "contracts", "items")
 
@@ -525,6 +536,7 @@ def _entity_name(pages: list[Page]) -> str:
         "autotask:invoices": "Invoices",
         "autotask:companies": "Companies",
         "autotask:contracts": "Contracts",
+        "autotask:currencies": "Currencies",
     }
     return names.get(kind, pages[0].entity)
 
@@ -646,12 +658,15 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
     invoices = _index(docs.get("autotask:invoices", []))
     companies = _index(docs.get("autotask:companies", []))
     contracts = _index(docs.get("autotask:contracts", []))
+    currency_of = CustomerCurrencies.of(items, companies, docs.get("autotask:currencies", []))
     rows = []
+    consumed: list[Rec] = []
     for number, item in enumerate(items, start=1):
         invoice_id = item.text("invoiceID")
         invoice = invoices.get(invoice_id or "", EMPTY)
         contract = contracts.get(item.text("contractID") or "", EMPTY)
-        exclude = problem = None
+        exclude = None
+        currency, problem = currency_of(item)
         if invoice_id in (None, "0"):
             exclude = "Autotask billing item posted but not on an invoice (invoiceID 0)"
         elif invoice is EMPTY:
@@ -661,6 +676,9 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
             )
         elif invoice.text("isVoided") == "true":
             exclude = "Autotask billing item on a voided invoice"
+        net = carried_net(item.text("extendedPrice"), item.text("totalAmount"))
+        if net != item.text("extendedPrice"):
+            consumed.append(item)
         rows.append(
             {
                 ROW: number,
@@ -681,8 +699,9 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
                 "description": item.text("description"),
                 "quantity": item.text("quantity"),
                 "unit_price": item.text("rate"),
-                "net_amount": item.text("extendedPrice"),
+                "net_amount": net,
                 "tax_amount": item.text("taxDollars"),
+                "currency": currency,
                 EXCLUDE: exclude,
                 PROBLEM: problem,
             }
@@ -700,6 +719,109 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
         files=files,
         dates_iso=True,
         invoice_totals=_invoice_totals(totals),
+        warnings=_consumption_warning(consumed),
+    )
+
+
+@dataclass(frozen=True)
+class CustomerCurrencies:
+    """The currency of each Autotask billing item, where the export says it (psa-exports.md
+    §1.3: with multi-currency on, extendedPrice, rate, taxDollars and totalAmount are in the
+    customer's currency, internalCurrency* in the home one; §1.8 Companies.currencyID; §1.9
+    Currencies: id, name, isInternalCurrency).
+
+    `names`: Currencies id -> name (its ISO code); `home`: the ids marked isInternalCurrency;
+    `company_currency`: company id -> currencyID; `foreign`: the companies billed in another
+    currency than the home one, as their items' amounts or their currencyID show.
+    """
+
+    names: dict[str, str]
+    home: frozenset[str]
+    company_currency: dict[str, str]
+    foreign: frozenset[str]
+    company_names: dict[str, str]
+
+    @classmethod
+    def of(
+        cls, items: list[Rec], companies: dict[str, Rec], currencies: list[Rec]
+    ) -> CustomerCurrencies:
+        listed = _index(currencies)
+        names = {k: n for k, c in listed.items() if (n := c.text("name"))}
+        home = frozenset(k for k, c in listed.items() if c.text("isInternalCurrency") == "true")
+        company_currency = {k: c for k, r in companies.items() if (c := r.text("currencyID"))}
+        # A currency id one company is shown billed in away from home is away from home for all.
+        converted = {c for i in items if (c := i.text("companyID")) and _converted(i)}
+        away = {company_currency[c] for c in converted if c in company_currency}
+        away |= {c for c in company_currency.values() if home and c not in home}
+        foreign = converted | {k for k, c in company_currency.items() if c in away}
+        company_names = {k: n for k, r in companies.items() if (n := r.text("companyName"))}
+        return cls(names, home, company_currency, frozenset(foreign), company_names)
+
+    def __call__(self, item: Rec) -> tuple[str | None, str | None]:
+        """(the item's currency, or None for the run's --currency; a quarantine reason, or
+        None). Named: Currencies' name for the company's currencyID. Not named and billed away
+        from home: quarantined, as --currency names the home currency."""
+        company = item.text("companyID") or ""
+        currency_id = self.company_currency.get(company)
+        if currency_id in self.names:
+            return self.names[currency_id], None
+        if company not in self.foreign:
+            return None, None
+        shown = f"currencyID {currency_id}" if currency_id else "no currencyID in Companies"
+        name = f" ({self.company_names[company]})" if company in self.company_names else ""
+        return None, (
+            f"Autotask bills company {company}{name} in a currency of its own ({shown}; its "
+            "extendedPrice is in that currency, internalCurrencyExtendedPrice in the home "
+            "currency), which the export does not name: reading it as --currency would count "
+            "it as the wrong money. Save the Currencies query pages (/V1.0/Currencies) and the "
+            "Companies pages beside the BillingItems pages, so its currency can be read"
+        )
+
+
+def _converted(item: Rec) -> bool:
+    """The item's extendedPrice and internalCurrencyExtendedPrice differ: a customer currency
+    other than the home one (both must be numbers; an absent one shows nothing)."""
+    try:
+        extended = Decimal(item.text("extendedPrice") or "")
+        internal = Decimal(item.text("internalCurrencyExtendedPrice") or "")
+    except InvalidOperation:
+        return False
+    return extended != internal
+
+
+def carried_net(extended: str | None, total: str | None) -> str | None:
+    """The net of an Autotask billing item: what reached the invoice (psa-exports.md §1.3, §3
+    "Prepaid"). An item whose totalAmount is 0 while its extendedPrice is not is prepaid
+    consumption (block-hours labour, or a non-billable item): nothing is billed, so its net is
+    "0". Otherwise (totalAmount absent, unreadable or not 0) the extendedPrice as written."""
+    if _is_zero(total) and not _is_zero(extended) and extended is not None:
+        return "0"
+    return extended
+
+
+def _is_zero(text: str | None) -> bool:
+    """`text` is a number equal to 0 ("0.0000", "0", "-0.00"); None and non-numbers are not."""
+    try:
+        return text is not None and Decimal(text) == 0
+    except InvalidOperation:
+        return False
+
+
+def _consumption_warning(consumed: list[Rec]) -> tuple[str, ...]:
+    """The items carried to the invoice at 0 whose extendedPrice was not: each is loaded as a
+    0.00 line, its extendedPrice (the hours' value, not billed) named here."""
+    if not consumed:
+        return ()
+    shown = ", ".join(
+        f"{r.text('id')} ({r.text('itemName') or r.text('description')}, extendedPrice "
+        f"{r.text('extendedPrice')})"
+        for r in consumed[:5]
+    )
+    more = f" and {len(consumed) - 5:,} more" if len(consumed) > 5 else ""
+    return (
+        f"{len(consumed):,} Autotask billing item(s) carried 0.00 to the invoice (totalAmount 0: "
+        f"prepaid block-hours consumption or non-billable) are loaded as 0.00 lines, not at "
+        f"their extendedPrice: {shown}{more}",
     )
 
 
@@ -761,10 +883,21 @@ def _api_columns(columns: dict[str, str]) -> dict[str, str]:
 
 
 def _date_part(value: Any) -> str | None:
-    """Autotask writes date-only values as midnight UTC or with a local offset: keep the date
-    (psa-exports.md §1.1: date-only fields are not converted, the time is set to midnight)."""
+    """The date of an Autotask date value, YYYY-MM-DD. Autotask stores dates as UTC midnights
+    (psa-exports.md §1.1); the REST API writes them with `Z`, SOAP and the XML export in US
+    Eastern time with its offset (2026-10-31T20:00:00-04:00 is 2026-11-01T00:00Z): a datetime
+    with an offset is converted to UTC before its date is taken. Anything else keeps its first
+    ten characters (validation refuses them if they are no date)."""
     text = _text(value)
-    return text[:10] if text else None
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text[:10]
+    if moment.tzinfo is None:
+        return text[:10]
+    return moment.astimezone(UTC).date().isoformat()
 
 
 def _halo_id(text: str | None) -> str | None:
@@ -812,11 +945,7 @@ def _halo_lines(
     lines = [] if lines_value is None else _records(invoice.file, path, lines_value, "lines")
     client_id = _halo_id(invoice.text("client_id"))
     client = clients.get(client_id or "", EMPTY)
-    symbol = invoice.text("currency")
-    code = client.text("currencyisocode")
-    currency = CURRENCY_SYMBOLS.get(symbol or "", symbol) or code
-    if currency == DOLLAR and code in DOLLAR_SIGN_CURRENCIES:
-        currency = code
+    currency, currency_problem = _halo_currency(invoice, client)
     invoice_id = invoice.text("id") or ""
     invoice_exclude = None
     if invoice_id.startswith("-") or invoice.text("is_recurring_invoice") == "true":
@@ -857,7 +986,46 @@ def _halo_lines(
             "xref_item_id": _halo_id(item.text("autotaskserviceid"))
             or _halo_id(item.text("autotaskproductid")),
             EXCLUDE: exclude,
+            PROBLEM: currency_problem,
         }
+
+
+# Currency names as HaloPSA writes them (invoice currency_code_name, client
+# default_currency_code_name; psa-exports.md §2.2, §2.7) for the currencies whose symbol is no
+# code: 'R', 'kr', 'zł', '₹', 'Fr.' and the symbols CURRENCY_SYMBOLS reads.
+CURRENCY_NAMES = {
+    "british pound sterling": "GBP", "pound sterling": "GBP", "euro": "EUR",
+    "us dollar": "USD", "australian dollar": "AUD", "canadian dollar": "CAD",
+    "new zealand dollar": "NZD", "south african rand": "ZAR", "swedish krona": "SEK",
+    "norwegian krone": "NOK", "danish krone": "DKK", "icelandic krona": "ISK",
+    "polish zloty": "PLN", "polish złoty": "PLN", "indian rupee": "INR", "swiss franc": "CHF",
+}  # fmt: skip
+
+
+def _halo_currency(invoice: Rec, client: Rec) -> tuple[str | None, str | None]:
+    """(the invoice's currency, a quarantine reason or None). The header holds a symbol
+    (psa-exports.md §2.2, §2.11), the ISO code lives on the client (§2.7): a known symbol
+    (CURRENCY_SYMBOLS) or a three-letter code is read as written; `$` takes the client's
+    dollar currency (else validate's); any other symbol the client's currencyisocode, else the
+    invoice's (or client's) currency name. A symbol nothing names is quarantined, shown."""
+    symbol = invoice.text("currency")
+    code = client.text("currencyisocode")
+    if symbol == DOLLAR:
+        return (code if code in DOLLAR_SIGN_CURRENCIES else symbol), None
+    if symbol is None or symbol in CURRENCY_SYMBOLS or symbol.upper() in ISO_CURRENCIES:
+        return CURRENCY_SYMBOLS.get(symbol or "", symbol) or code, None
+    names = (invoice.text("currency_code_name"), client.text("default_currency_code_name"))
+    named = next(
+        (CURRENCY_NAMES[n.lower()] for n in names if n and n.lower() in CURRENCY_NAMES), None
+    )
+    if code or named:
+        return code or named, None
+    return None, (
+        f"the invoice's currency is written '{symbol}', a symbol that names no one currency, "
+        "and neither its client's currencyisocode nor a currency name beside it says which: "
+        "save the clients pages (GET /Client, with currencyisocode) beside the invoices, or "
+        "export the invoices with their currency_code_name"
+    )
 
 
 XML_NS = "{http://tempuri.org/invoice_batch_generic.xsd}"

@@ -21,7 +21,7 @@ from reconcile.load import artefacts
 from reconcile.load.base import (
     EXCEL_TEXT_PATTERN,
     EXCLUDE,
-    HALOPSA_FLAGS,
+    FLAGS,
     HEADER_SEARCH_ROWS,
     PROBLEM,
     ROW,
@@ -429,11 +429,11 @@ def _to_raw(
     columns += [pl.col(position[column]).alias(raw_field) for raw_field, column in mapping.items()]
     raw = frame.select(columns)
     names = raw.collect_schema().names()
-    raw = raw.with_columns(
-        _halo_exclusions(names)
-        if platform == "halopsa"
-        else pl.lit(None, pl.String).alias(EXCLUDE),
-    ).drop([c for c in HALOPSA_FLAGS if c in names])
+    if platform == "halopsa":
+        raw = raw.with_columns(_halo_exclusions(names))
+    else:
+        raw = raw.with_columns(pl.lit(None, pl.String).alias(EXCLUDE), *_carried(names))
+    raw = raw.drop([c for c in FLAGS[platform] if c in names])
     return RawFrame(
         file=file,
         platform=platform,
@@ -630,6 +630,21 @@ def grid_warning(raw: RawFrame, rows_read: int) -> str | None:
 
 def _truthy(name: str) -> pl.Expr:
     return pl.col(name).str.to_lowercase().is_in(TRUE_WORDS).fill_null(False)
+
+
+# A written zero: "0", "0.00", "0,0000", "£0.00", "-0.00", "(0.00)", "0.00 EUR".
+ZERO_TEXT = r"^[^0-9]*0+(?:[.,]0+)?[^0-9]*$"
+
+
+def _carried(names: list[str]) -> list[pl.Expr]:
+    """An Autotask line whose carried amount (Total Amount, Billed Amount) is a written zero
+    while its net has a non-zero digit is prepaid consumption: nothing reached the invoice, so
+    its net is "0" (documents.carried_net, the API's rule). Without that column: as written."""
+    if "carried_amount" not in names or "net_amount" not in names:
+        return []
+    zero = pl.col("carried_amount").str.contains(ZERO_TEXT).fill_null(False)
+    priced = pl.col("net_amount").str.contains("[1-9]").fill_null(False)
+    return [pl.when(zero & priced).then(pl.lit("0")).otherwise("net_amount").alias("net_amount")]
 
 
 def _halo_exclusions(names: list[str]) -> pl.Expr:
