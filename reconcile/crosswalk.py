@@ -909,8 +909,9 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
     look at these), how many (keys) and the least (a_key), whether one has it with no legal
     form (bare), the least form (theirs) and full name (a_full); null for the rows with hits.
     A base name pairs only with an Autotask entity no other HaloPSA entity has (decided before,
-    _rs_decided, or by its full name): HaloPSA's "Harbour Dental" beside its "Harbour Dental
-    Ltd" is another client, only suggested (FORM_ONLY). _rs_outcome: each entity's row of the
+    _rs_decided, or by its full name; only the Autotask entities of _rs_base are looked up):
+    HaloPSA's "Harbour Dental" beside its "Harbour Dental Ltd" is another client, only
+    suggested (FORM_ONLY). _rs_outcome: each entity's row of the
     best outcome, of those its first by rank (picked only among the entities of several names:
     nearly all have one). Aggregates over narrow rows, of the names HaloPSA has only."""
     con.execute(
@@ -946,7 +947,7 @@ def _outcomes(con: duckdb.DuckDBPyConnection) -> None:
                 UNION ALL
                 SELECT n.kind, n.key, f.hit FROM _rs_h_name n JOIN _rs_full f USING (kind, whole)
                 WHERE f.hits = 1
-            ) GROUP BY kind, a_key
+            ) t SEMI JOIN _rs_base b USING (kind, a_key) GROUP BY kind, a_key
         )
         SELECT r.*, CASE WHEN hits = 1 OR (hits = 0 AND keys = 1 AND (form = '' OR bare)
                                            AND t.a_key IS NULL)

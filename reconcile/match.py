@@ -207,8 +207,10 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     its lines' two commonest descriptions, after its own names: HaloPSA API lines whose item is
     missing from the items page carry the item's code as its name. Its id and kept id are those
     of its last row. Rows are in the order of their raw columns, then
-    lines (nulls last), numbered within their key (row): only rows of one key are compared. All
-    in DuckDB: no frame of names or entities is held."""
+    lines (nulls last), numbered within their key (row): only rows of one key are compared.
+    A key of one row (key_rows: nearly all) is its entity as it stands; only the keys of several
+    rows are aggregated (at 1M lines a side the aggregates over every key cost 2.5 CPU-s of
+    3.0). All in DuckDB: no frame of names or entities is held."""
     _distinct(con, kind, side)
     _normalised(con, kind, side)
     prefix = "'h:' || " if side == "h" else ""
@@ -216,23 +218,28 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _keyed_{side} AS
-        SELECT *, row_number() OVER (PARTITION BY key ORDER BY {columns}, n) AS row
+        SELECT *, row_number() OVER per_key AS row,
+               count(*) OVER (per_key ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+                   AS key_rows
         FROM (
             SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.whole, '')) AS key
             FROM _rows_{side} r
             LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.kind = '{kind}' AND m.name = r.name
         )
+        WINDOW per_key AS (PARTITION BY key ORDER BY {columns}, n)
         """
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _{kind}_{side} AS SELECT {columns}, key FROM _keyed_{side}"
     )
-    described = ""
+    described, sole_described = "", ""
     if kind == "item" and side == "h":
         described = f"""
             UNION ALL
             SELECT * FROM ({_commonest(side, _given("description"), 1)}) d
             ANTI JOIN named USING (key, name)"""
+        description = _given("description")
+        sole_described = f", CASE WHEN {description} IS DISTINCT FROM name THEN {description} END"
     xref = ENTITY_COLUMNS[kind][0][2] if side == "h" else "NULL::VARCHAR"
     # A key's names in their places (names, then descriptions; each by rank): aggregates of
     # fixed size, which spill, where a list sorted per key did not at 3M lines a side.
@@ -251,11 +258,15 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
         ),
         last AS (
             SELECT key, arg_max_null(id, row) AS id, arg_max_null({xref}, row) AS xref
-            FROM _keyed_{side} GROUP BY key
+            FROM _keyed_{side} WHERE key_rows > 1 GROUP BY key
         )
         SELECT '{kind}', key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END AS ids,
                coalesce(names, []::VARCHAR[]) AS names, xref
         FROM last LEFT JOIN listed USING (key)
+        UNION ALL
+        SELECT '{kind}', key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END,
+               list_filter([name{sole_described}], lambda x: x IS NOT NULL), {xref}
+        FROM _keyed_{side} WHERE key_rows = 1
         """
     )
     for table in ("_rows", "_keyed"):
@@ -264,11 +275,12 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
 
 def _commonest(side: str, value: str, src: int) -> str:
     """SQL: each key's two commonest values of the expression over _keyed_{side} (by lines, ties:
-    the first row): key, name, src (the given number: lists put names first), rank (1, 2)."""
+    the first row), of the keys of several rows: key, name, src (the given number: lists put
+    names first), rank (1, 2)."""
     return f"""
         SELECT key, {value} AS name, {src} AS src,
                row_number() OVER (PARTITION BY key ORDER BY sum(n) DESC, min(row)) AS rank
-        FROM _keyed_{side} WHERE {value} IS NOT NULL GROUP BY key, {value}
+        FROM _keyed_{side} WHERE key_rows > 1 AND {value} IS NOT NULL GROUP BY key, {value}
         QUALIFY rank <= 2"""
 
 
