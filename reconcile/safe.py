@@ -13,8 +13,10 @@ character (C0, DEL, C1) and the bidirectional overrides as a visible escape.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMULA_START = r"^(?:[\t\r\n]|[\t\r\n ]*[=+\-@\uff1d\uff0b\uff0d\uff20])"
 NUMBER = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
@@ -41,6 +43,8 @@ def uncell(value: str) -> str:
 
 def cell_expr(column: str) -> pl.Expr:
     """`cell` over a String column, as a polars expression (vectorised for large outputs)."""
+    import polars as pl  # here, not at the top: errors.py (every command) imports this module
+
     text = pl.col(column)
     risky = text.str.contains(FORMULA_START) & ~text.str.contains(NUMBER)
     return pl.when(risky.fill_null(False)).then("'" + text).otherwise(text).alias(column)
@@ -48,6 +52,8 @@ def cell_expr(column: str) -> pl.Expr:
 
 def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
     """Every String column of a frame made safe for a spreadsheet; other columns unchanged."""
+    import polars as pl
+
     strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
     return frame.with_columns(cell_expr(name) for name in strings) if strings else frame
 

@@ -307,8 +307,11 @@ class Workspace:
             # DuckDB draws a progress bar on standard output for a query over 2 s: a nightly
             # run's log (and a 10M run's: 260 KB of bars) would hold it between our lines.
             self.con.execute("SET enable_progress_bar = false")
-            self.con.execute(SCHEMA)
-            self.con.execute(MIGRATIONS)
+            # One transaction: each statement on its own would commit (and sync the file) on its
+            # own, 17 syncs in a new workspace.
+            with self.transaction():
+                self.con.execute(SCHEMA)
+                self.con.execute(MIGRATIONS)
             self._sweep_pending()
         except BaseException:
             with contextlib.suppress(duckdb.Error):

@@ -11,6 +11,7 @@ from conftest import ROOT
 
 HEAVY = (
     "duckdb", "pandera", "pydantic", "jinja2", "xlsxwriter", "rapidfuzz", "fastexcel", "numpy",
+    "polars",
 )  # fmt: skip
 
 
@@ -52,6 +53,34 @@ def test_a_run_imports_the_workbook_writer_reader_and_pandera_only_when_it_uses_
     loads none of them."""
     found = _imported_after("import reconcile.run, reconcile.pack, reconcile.workbook")
     assert not {"xlsxwriter", "fastexcel", "pandera", "numpy"} & set(found), found
+
+
+def test_the_pipeline_is_imported_with_the_collector_paused_and_its_objects_frozen() -> None:
+    """cli.imports_uncollected: no collection runs in the block, what it imported is frozen
+    out of later collections, and the collector is on again after it (off, if it was off)."""
+    probe = (
+        "import gc\n"
+        "from reconcile.cli import imports_uncollected\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
+        "with imports_uncollected():\n"
+        "    import reconcile.run\n"
+        "    inside = len(runs)\n"
+        "print(inside, gc.get_freeze_count() > 0, gc.isenabled())\n"
+        "gc.disable()\n"
+        "with imports_uncollected():\n"
+        "    pass\n"
+        "print(gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert done.stdout.split() == ["0", "True", "True", "False"], done.stderr
 
 
 def test_a_command_ends_with_its_objects_frozen_out_of_the_collector() -> None:
