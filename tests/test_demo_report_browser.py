@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from test_report_browser import pytestmark, row_attr, row_ids, wait_count  # noqa: F401
 
 from conftest import ARTIFACTS, DEMO, invoke
+from reconcile.report import money, signed_money
 
 
 @pytest.fixture(scope="module")
@@ -101,24 +101,37 @@ def test_demo_report_shows_lowered_severities_and_provenance(
 
 
 @pytest.mark.parametrize("width", [1300, 700])
-def test_demo_report_largest_problems_amounts_stay_inside_their_rows(
+def test_demo_report_largest_problems_show_the_amount_they_are_ranked_by(
     demo: tuple[Path, list[dict[str, Any]]], open_report: Any, width: int
 ) -> None:
-    """Each largest problem's amount (`+1,664.40 GBP net` in the demo) carries its currency
-    (the list ranks across currencies) and is on one line ending within its row, on a wide
-    screen and a narrow one."""
-    path, _ = demo
+    """The list is ranked by the money at stake (exposure): each problem shows that amount
+    first (`GBP 1,997.28 at stake` for the demo's currency mismatch, whose net difference is
+    smaller), with its currency, and its net difference under it; each on one line ending
+    within its row, on a wide screen and a narrow one. Within a severity and currency, the
+    amounts shown never increase down the list."""
+    path, rows = demo
     page = open_report(path).page
     page.set_viewport_size({"width": width, "height": 900})
-    amounts = page.locator(".problems .p-diff")
-    assert amounts.count() == 5
-    # Each amount's text within its own box (its grid column): no wider (overflowing into the
-    # next column or the card's edge), no taller than one line.
-    fits = amounts.evaluate_all(
-        "els => els.map(e => [e.textContent, e.scrollWidth <= e.clientWidth, e.clientHeight])"
+    problems = page.locator(".problems a.jump")
+    assert problems.count() == 5
+    by_id = {r["id"]: r for r in rows}
+    shown = problems.evaluate_all(
+        """els => els.map(a => [a.dataset.target,
+            ...[".p-stake", ".p-diff"].map(s => a.querySelector(s)).flatMap(e => [
+                e.textContent.trim(), e.scrollWidth <= e.clientWidth, e.clientHeight])])"""
     )
-    assert all(wide and high < 30 for _, wide, high in fits), fits
-    assert all(re.search(r" (GBP|EUR) (net|gross|tax)$", text.strip()) for text, _, _ in fits), fits
+    for target, stake, stake_fits, stake_high, diff, diff_fits, diff_high in shown:
+        row = by_id[target]
+        code = row["currency"]
+        assert stake == f"{code} {money(row['exposure'])} at stake", stake
+        assert diff == f"difference {code} {signed_money(row['difference'])} {row['measure']}"
+        assert stake_fits and diff_fits and stake_high < 30 and diff_high < 30, shown
+    first = by_id[shown[0][0]]
+    assert Decimal(first["exposure"]) > abs(Decimal(first["difference"]))
+    listed = [by_id[s[0]] for s in shown]
+    for kind in {(r["severity"], r["currency"]) for r in listed}:
+        stakes = [Decimal(r["exposure"]) for r in listed if (r["severity"], r["currency"]) == kind]
+        assert stakes == sorted(stakes, reverse=True)
 
 
 def test_demo_report_explains_a_rule_in_rendered_markdown_and_names_every_currency(
