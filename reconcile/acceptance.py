@@ -257,11 +257,6 @@ def _latest_per_cycle(con: duckdb.DuckDBPyConnection) -> list[RunRecord]:
     return list(latest.values())
 
 
-def amount_text(currency: object, amount: object) -> str:
-    """`GBP 5.00`, or `5.00` for a run kept before findings recorded their currency."""
-    return " ".join(str(v) for v in (currency, amount) if v is not None)
-
-
 def checked_text(value: str, option: str) -> str:
     """A name or reason as given: stripped, one line, not empty (InputError otherwise)."""
     text = " ".join(value.split())

@@ -376,12 +376,14 @@ def run(
         click.echo(describe(load_result))
     verdict = result.summary.verdict
     totals = result.summary.totals
+    from reconcile.wording import amount_text
+
     click.echo(
         f"cycle {cycle}: "
         + "; ".join(
-            f"{code}: Autotask {code} {t.autotask.gross} gross in "
-            f"{_lines(t.autotask)}, HaloPSA {code} {t.halopsa.gross} in "
-            f"{_lines(t.halopsa)}, difference {code} {t.difference.gross}"
+            f"{code}: Autotask {amount_text(code, t.autotask.gross)} gross in "
+            f"{_lines(t.autotask)}, HaloPSA {amount_text(code, t.halopsa.gross)} in "
+            f"{_lines(t.halopsa)}, difference {amount_text(code, t.difference.gross, True)}"
             for code, t in totals.items()
         )
     )
@@ -544,6 +546,7 @@ def history_command(ctx: click.Context, cycle: str | None) -> None:
 
 def _run_lines(run: Any, signed: list[Any]) -> str:
     from reconcile import signoff
+    from reconcile.wording import amount_text
 
     summary = run.summary
     verdict = summary["verdict"]
@@ -559,8 +562,9 @@ def _run_lines(run: Any, signed: list[Any]) -> str:
         ),
         "  totals (gross): "
         + "; ".join(
-            f"{code} Autotask {t['autotask']['gross']}, HaloPSA {t['halopsa']['gross']}, "
-            f"difference {t['difference']['gross']}"
+            f"Autotask {amount_text(code, t['autotask']['gross'])}, "
+            f"HaloPSA {amount_text(code, t['halopsa']['gross'])}, "
+            f"difference {amount_text(code, t['difference']['gross'], True)}"
             for code, t in summary["totals"].items()
         ),
         f"  open: {counted(verdict['blockers'], 'blocker')}, "
@@ -611,6 +615,7 @@ def accept(
     discrepancies leave the blocker count at the next `reconcile run`.
     """
     from reconcile import acceptance, ledger
+    from reconcile.wording import amount_text
 
     today = ledger.now().date()
     last_day = acceptance.checked_until(until, today)
@@ -636,7 +641,7 @@ def accept(
         until_text = f" until {entry.body['until']}" if entry.body["until"] else ""
         click.echo(
             f"accepted {f['id']} ({f['severity']} {f['rule']}, {shown(f['client'])}, difference "
-            f"{acceptance.amount_text(f['currency'], f['difference'])}){until_text}: "
+            f"{amount_text(f['currency'], f['difference'], True)}){until_text}: "
             f"log entry {entry.seq}, "
             f"hash {entry.hash[:16]}"
         )
@@ -813,14 +818,17 @@ def _lines(side: SideTotals) -> str:
 
 
 def describe(result: LoadResult) -> str:
+    from reconcile.wording import money
+
     head = "already loaded (same content)" if result.already_loaded else "loaded"
     text = (
         f"{head} {shown(result.source)} as {result.shape}, cycle {result.cycle}: "
         f"{counted(result.rows_read, 'row')} read = {result.rows_loaded} loaded + "
         f"{result.rows_quarantined} quarantined + {result.rows_excluded} excluded"
         + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
-        + f"; net {result.net_read} = {result.net_loaded} + {result.net_quarantined} + "
-        f"{result.net_excluded}; dates {result.date_convention}"
+        + f"; net {money(result.net_read)} = {money(result.net_loaded)} + "
+        f"{money(result.net_quarantined)} + {money(result.net_excluded)}; "
+        f"dates {result.date_convention}"
         + (f"; numbers {result.number_format}" if result.number_format else "")
     )
     if result.rows_unreadable_amount:

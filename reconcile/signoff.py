@@ -35,7 +35,7 @@ from reconcile.history import (
 )
 from reconcile.ingest import content_id
 from reconcile.safe import shown
-from reconcile.wording import counted
+from reconcile.wording import amount_text, counted
 
 LISTED = 20  # open items named in a refusal before "and N more"
 # A run's results: its fingerprint and the acceptances it applied ((id, ledger entry), by id).
@@ -189,7 +189,7 @@ def blocking(
         (pl.col("severity") == "blocker") & pl.col("acceptance").is_null()
     )
     for row in open_blockers.head(LISTED).iter_rows(named=True):
-        amount = acceptance.amount_text(row["currency"], row["difference"])
+        amount = amount_text(row["currency"], row["difference"], signed=True)
         reasons.append(
             f"open blocker {row['id']}: {row['rule']}, {row['client']}, difference {amount}: "
             f"{row['message']}"

@@ -12,7 +12,7 @@ import pytest
 from test_report_browser import pytestmark, row_attr, row_ids, wait_count  # noqa: F401
 
 from conftest import ARTIFACTS, DEMO, invoke
-from reconcile.report import money, signed_money
+from reconcile.wording import money, signed_money
 
 
 @pytest.fixture(scope="module")
