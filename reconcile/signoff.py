@@ -173,11 +173,18 @@ def blocking(
             f"{_describe(bound)}, the workspace now holds {_describe(loaded)}; run "
             f"`reconcile run --cycle {run.cycle}` again"
         )
-    quarantined = sum(int(c.get("rows_quarantined") or 0) for c in run.summary["controls"])
+    quarantined = {
+        str(c["platform"]): int(c.get("rows_quarantined") or 0)
+        for c in run.summary["controls"]
+        if c.get("rows_quarantined")
+    }
     if quarantined:
+        rows = sum(quarantined.values())
+        sides = " ".join(f"--{p} CORRECTED_EXPORT" for p in sorted(quarantined))
         reasons.append(
-            f"{counted(quarantined, 'row')} of the inputs {'is' if quarantined == 1 else 'are'} "
-            "quarantined (see quarantine.csv)"
+            f"{counted(rows, 'row')} of the inputs {'is' if rows == 1 else 'are'} "
+            "quarantined (quarantine.csv lists each with its reasons); correct them in the "
+            f"export and run again with it: `reconcile run --cycle {run.cycle} {sides}`"
         )
     findings = run_findings(con, run.number)
     if accepted_now(con, run.number, run.cycle, today) != set(results_of("", findings)[1]):
@@ -196,6 +203,13 @@ def blocking(
         )
     if open_blockers.height > LISTED:
         reasons.append(f"and {open_blockers.height - LISTED} more open blockers")
+    if open_blockers.height:
+        reasons.append(
+            "next: correct each open blocker in HaloPSA and run again with the re-export "
+            f"(`reconcile run --cycle {run.cycle} --halopsa EXPORT`), or accept those that are "
+            "intended: `reconcile accept ID --reason TEXT --by NAME` (several at once: "
+            "`--from discrepancies.csv`)"
+        )
     return reasons
 
 

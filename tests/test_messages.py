@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from finance_cycle import AUTOTASK, HALOPSA, Cycle, write_cycle
 
 from conftest import demo_run, invoke
 
@@ -57,3 +58,40 @@ def test_amounts_in_messages_are_written_as_the_report_writes_them(
         "totals (gross): Autotask GBP 126,256.08, HaloPSA GBP 124,176.80, difference "
         "GBP -2,079.28; Autotask EUR 0.00, HaloPSA EUR 1,997.28, difference EUR +1,997.28"
     ) in history.output
+
+
+def test_a_refused_signoff_names_the_command_that_comes_next(demo: tuple[Path, str]) -> None:
+    """Open blockers: correct and run again, or accept (the command with its options)."""
+    workspace, _ = demo
+    refused = invoke("--workspace", workspace, "signoff", "--cycle", "2026-11", "--by", "Jo")
+    assert refused.exit_code == 1
+    assert refused.output.startswith(
+        "Error: sign-off refused: run #1 of cycle 2026-11 is not ready\n"
+    )
+    assert refused.output.endswith(
+        "  - next: correct each open blocker in HaloPSA and run again with the re-export "
+        "(`reconcile run --cycle 2026-11 --halopsa EXPORT`), or accept those that are "
+        "intended: `reconcile accept ID --reason TEXT --by NAME` (several at once: "
+        "`--from discrepancies.csv`)\n"
+    )
+
+
+def test_a_signoff_refused_for_quarantined_rows_says_how_to_load_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILE_NOW", "2026-12-02T09:30:00Z")
+    cycle = Cycle(tmp_path, AUTOTASK[:1])
+    at, halo = write_cycle(tmp_path / "exports", {"H1": HALOPSA["H1"]}, AUTOTASK[:1])
+    with halo.open("a", encoding="utf-8") as fh:
+        fh.write("H9,NW1,01/11/2026,Acme Ltd,Backup,1,12.3.4,50.00,10.00,01/11/2026,30/11/2026\n")
+    ran = cycle.cli(
+        "run", "--cycle", "2026-11", "--autotask", at, "--halopsa", halo, "--out", cycle.out
+    )
+    assert ran.exit_code != 0 and "1 quarantined" in ran.output, ran.output
+    refused = cycle.cli("signoff", "--cycle", "2026-11", "--by", "Jo")
+    assert refused.exit_code == 1, refused.output
+    assert (
+        "  - 1 row of the inputs is quarantined (quarantine.csv lists each with its reasons); "
+        "correct them in the export and run again with it: "
+        "`reconcile run --cycle 2026-11 --halopsa CORRECTED_EXPORT`\n"
+    ) in refused.output
