@@ -763,8 +763,8 @@ def export_signoff(ctx: click.Context, cycle: str, out_dir: Path) -> None:
     summary.json, the accepted differences (CSV and Excel workbook), the log excerpt with its
     hashes, and a one-page PDF summary (a print-ready HTML page when chromium is missing).
 
-    Refused (exit 1) when the cycle has no sign-off or its latest is superseded; exits 4 when
-    the finance log is broken.
+    Exits 2 when the workspace holds no run of the cycle; refused (exit 1) when the cycle has
+    no sign-off or its latest is superseded; exits 4 when the finance log is broken.
     """
     from reconcile import pack
 

@@ -95,3 +95,20 @@ def test_a_signoff_refused_for_quarantined_rows_says_how_to_load_them_again(
         "correct them in the export and run again with it: "
         "`reconcile run --cycle 2026-11 --halopsa CORRECTED_EXPORT`\n"
     ) in refused.output
+
+
+def test_export_signoff_of_a_cycle_without_runs_says_how_to_make_one(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Not 'sign the latest run first' (there is none): no run of the cycle, and the command
+    that makes one; exit 2 (a mistyped cycle, most likely), as `signoff` answers it."""
+    workspace, _ = demo
+    for command in (["export-signoff", "--out", tmp_path / "pack"], ["signoff", "--by", "Jo"]):
+        result = invoke("--workspace", workspace, *command, "--cycle", "2026-10")
+        assert result.exit_code == 2, result.output
+        assert result.output == (
+            "Error: --cycle: no run of cycle 2026-10 is kept in this workspace. Make one with "
+            "`reconcile run --cycle 2026-10 --autotask EXPORT --halopsa EXPORT` "
+            "(`reconcile history` lists the runs kept).\n"
+        )
+    assert not (tmp_path / "pack").exists()
