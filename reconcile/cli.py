@@ -677,7 +677,7 @@ def unaccept(ctx: click.Context, id_: str, by: str, reason: str, cycle: str | No
             acceptance.checked_text(reason, "--reason"),
         )
     click.echo(
-        f"withdrew the acceptance of {shown(id_)} (log entry {entry.body['withdraws']}): "
+        f"withdrew the acceptance of {entry.body['id']} (log entry {entry.body['withdraws']}): "
         f"log entry {entry.seq}, hash {entry.hash[:16]}"
     )
 

@@ -112,3 +112,26 @@ def test_export_signoff_of_a_cycle_without_runs_says_how_to_make_one(
             "(`reconcile history` lists the runs kept).\n"
         )
     assert not (tmp_path / "pack").exists()
+
+
+def test_discrepancy_ids_are_taken_in_any_case(demo: tuple[Path, str]) -> None:
+    """Ids are "D-" and lower-case hex digits: `d-1E86AFBA07` is D-1e86afba07 in accept and
+    unaccept (one spelling per id, so no ambiguity); the same id in two cases is listed twice."""
+    workspace, _ = demo
+    found = _rows(workspace.parent / "out")[0]["id"]
+    shouted = found.upper().replace("D-", "d-")
+    assert shouted != found
+    twice = invoke(
+        "--workspace", workspace, "accept", found, shouted, "--reason", "r", "--by", "Ann"
+    )
+    assert twice.exit_code == 2 and f"{found} is listed twice" in twice.output, twice.output
+    accepted = invoke(
+        "--workspace", workspace, "accept", f" {shouted} ", "--reason", "r", "--by", "Ann"
+    )
+    assert accepted.exit_code == 0, accepted.output
+    assert accepted.output.startswith(f"accepted {found} (")
+    withdrawn = invoke(
+        "--workspace", workspace, "unaccept", shouted, "--reason", "no", "--by", "Jo"
+    )
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert withdrawn.output.startswith(f"withdrew the acceptance of {found} (log entry 1)")
