@@ -583,7 +583,7 @@ def _run_lines(run: Any, signed: list[Any]) -> str:
 
 
 @cli.command()
-@click.argument("ids", nargs=-1)
+@click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option(
     "--from",
     "from_file",
@@ -658,7 +658,7 @@ def _need_reason(reason: str | None) -> str:
 
 
 @cli.command()
-@click.argument("id_")
+@click.argument("id_", metavar="ID")
 @by_option
 @click.option("--reason", required=True, help="Why the acceptance is withdrawn.")
 @click.option("--cycle", help="Billing cycle, YYYY-MM [default: the one it is accepted in].")

@@ -135,3 +135,12 @@ def test_discrepancy_ids_are_taken_in_any_case(demo: tuple[Path, str]) -> None:
     )
     assert withdrawn.exit_code == 0, withdrawn.output
     assert withdrawn.output.startswith(f"withdrew the acceptance of {found} (log entry 1)")
+
+
+def test_usage_lines_name_the_id_argument_as_people_write_it() -> None:
+    """ID, not click's `ID_` (the parameter's Python name), in usage and in the error."""
+    usage = invoke("unaccept", "--help")
+    assert usage.output.startswith("Usage: cli unaccept [OPTIONS] ID\n"), usage.output
+    missing = invoke("unaccept", "--by", "Jo", "--reason", "r")
+    assert missing.exit_code == 2 and "Missing argument 'ID'." in missing.output
+    assert invoke("accept", "--help").output.startswith("Usage: cli accept [OPTIONS] [ID]...\n")
