@@ -100,7 +100,7 @@ def test_demo_report_shows_lowered_severities_and_provenance(
     assert banner.is_visible()
 
 
-@pytest.mark.parametrize("width", [1300, 700])
+@pytest.mark.parametrize("width", [1300, 700, 420])
 def test_demo_report_largest_problems_show_the_amount_they_are_ranked_by(
     demo: tuple[Path, list[dict[str, Any]]], open_report: Any, width: int
 ) -> None:
@@ -115,10 +115,21 @@ def test_demo_report_largest_problems_show_the_amount_they_are_ranked_by(
     problems = page.locator(".problems a.jump")
     assert problems.count() == 5
     by_id = {r["id"]: r for r in rows}
+    # Each amount's text within its own box, its box within its row and clear of the rule's
+    # title beside it (a phone puts the amounts under the message).
     shown = problems.evaluate_all(
-        """els => els.map(a => [a.dataset.target,
-            ...[".p-stake", ".p-diff"].map(s => a.querySelector(s)).flatMap(e => [
-                e.textContent.trim(), e.scrollWidth <= e.clientWidth, e.clientHeight])])"""
+        """els => els.map(a => {
+            const row = a.getBoundingClientRect(), rule = a.querySelector(".p-rule")
+                .getBoundingClientRect();
+            return [a.dataset.target, ...[".p-stake", ".p-diff"].map(s => a.querySelector(s))
+                .flatMap(e => {
+                    const r = e.getBoundingClientRect();
+                    const clear = r.right <= row.right && (r.left >= rule.right
+                        || r.top >= rule.bottom || r.bottom <= rule.top);
+                    return [e.textContent.trim(), e.scrollWidth <= e.clientWidth && clear,
+                            e.clientHeight];
+                })];
+        })"""
     )
     for target, stake, stake_fits, stake_high, diff, diff_fits, diff_high in shown:
         row = by_id[target]
@@ -132,6 +143,36 @@ def test_demo_report_largest_problems_show_the_amount_they_are_ranked_by(
     for kind in {(r["severity"], r["currency"]) for r in listed}:
         stakes = [Decimal(r["exposure"]) for r in listed if (r["severity"], r["currency"]) == kind]
         assert stakes == sorted(stakes, reverse=True)
+    # Printed, both amounts share one line, neither cut off.
+    page.emulate_media(media="print")
+    page.set_viewport_size({"width": 718, "height": 980})
+    boxes = page.locator(".problems .p-amounts")
+    assert boxes.evaluate_all("els => els.every(e => e.scrollWidth <= e.clientWidth)")
+
+
+def test_demo_report_fits_a_phone_screen_without_scrolling_sideways(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    """At 420 px the page is no wider than the screen: wide tables scroll inside their own box
+    (the control totals do), the page does not; with a discrepancy opened too. The sections
+    laid out only when scrolled to (content-visibility) are laid out first, so that none hides
+    an overflow by clipping it."""
+    path, _ = demo
+    page = open_report(path).page
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.evaluate(
+        """document.querySelectorAll("[id]").forEach(e => {
+            if (getComputedStyle(e).contentVisibility === "auto") {
+                e.style.contentVisibility = "visible";
+            }
+        })"""
+    )
+    page.locator("#disc-body tr.disc-row").first.click()
+    widths = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert widths[0] <= widths[1], widths
+    controls = page.locator(".controls").locator("xpath=..")
+    assert controls.evaluate("e => e.scrollWidth > e.clientWidth")  # scrolls in its own box
+    assert controls.evaluate("e => getComputedStyle(e).overflowX") == "auto"
 
 
 def test_demo_report_explains_a_rule_in_rendered_markdown_and_names_every_currency(
