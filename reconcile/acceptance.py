@@ -442,14 +442,21 @@ def _check_ids(requests: list[Request]) -> None:
         seen[r.id] = r.where
 
 
+def no_run(cycle: str) -> InputError:
+    """The error for a cycle the workspace holds no run of (often a mistyped cycle), with the
+    command that makes one."""
+    return InputError(
+        "--cycle",
+        f"no run of cycle {cycle} is kept in this workspace",
+        hint=f"Make one with `reconcile run --cycle {cycle} --autotask EXPORT --halopsa EXPORT` "
+        "(`reconcile history` lists the runs kept).",
+    )
+
+
 def _latest(con: duckdb.DuckDBPyConnection, cycle: str) -> RunRecord:
     run = latest_run(con, cycle)
     if run is None:
-        raise InputError(
-            "--cycle",
-            f"no run of cycle {cycle} is kept in this workspace",
-            hint="Run `reconcile run --cycle " + cycle + "` first.",
-        )
+        raise no_run(cycle)
     return run
 
 

@@ -35,7 +35,7 @@ import orjson
 import polars as pl
 from markupsafe import Markup
 
-from reconcile import ledger, signoff
+from reconcile import acceptance, ledger, signoff
 from reconcile.errors import RefusedError
 from reconcile.history import RunRecord, kept_run, latest_run, stored_report
 from reconcile.ingest import sha256
@@ -94,7 +94,7 @@ def export(con: duckdb.DuckDBPyConnection, cycle: str, out: Path) -> Pack:
     by an earlier version)."""
     log = signoff.verify(con)
     if latest_run(con, cycle) is None:
-        raise signoff.no_run(cycle)
+        raise acceptance.no_run(cycle)
     states = signoff.states(con, cycle)
     if not states:
         raise RefusedError(

@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from reconcile import acceptance, ledger
-from reconcile.errors import InputError, RefusedError, TamperedError
+from reconcile.errors import RefusedError, TamperedError
 from reconcile.history import (
     RunRecord,
     cycle_runs,
@@ -213,17 +213,6 @@ def blocking(
     return reasons
 
 
-def no_run(cycle: str) -> InputError:
-    """The error for a cycle the workspace holds no run of (often a mistyped cycle), with the
-    command that makes one."""
-    return InputError(
-        "--cycle",
-        f"no run of cycle {cycle} is kept in this workspace",
-        hint=f"Make one with `reconcile run --cycle {cycle} --autotask EXPORT --halopsa EXPORT` "
-        "(`reconcile history` lists the runs kept).",
-    )
-
-
 def sign(
     con: duckdb.DuckDBPyConnection,
     cycle: str,
@@ -240,7 +229,7 @@ def sign(
         raise TamperedError(broken.problem)
     run = latest_run(con, cycle)
     if run is None:
-        raise no_run(cycle)
+        raise acceptance.no_run(cycle)
     reasons = blocking(con, run, loaded, today)
     if reasons:
         raise RefusedError(
