@@ -26,7 +26,6 @@ demo: install
 	  --autotask $(DEMO)/autotask/invoices.xml --halopsa $(DEMO)/halopsa/api \
 	  --map $(DEMO)/mapping.csv --config $(DEMO)/reconcile.toml --out out/$(CYCLE); \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
-	@echo "Report: out/$(CYCLE)/report.html"
 
 test: install browser
 	$(PY) -m pytest -q

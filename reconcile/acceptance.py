@@ -16,6 +16,7 @@ and the exit code, and get their own section in the report and their own bar in 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from reconcile.safe import shown, uncell
 from reconcile.tables import DISCREPANCIES
 
 ID_PATTERN = re.compile(r"D-[0-9a-f]{10}(?:-[0-9]+)?")
+# An id as people may type it: rules.DIGEST writes "D-" and lower-case hex digits, so an id in
+# any case has exactly one canonical spelling (canonical_id).
+ID_ANY_CASE = re.compile(ID_PATTERN.pattern, re.IGNORECASE)
 LISTED = 10  # ids named in one message before "and N more"
 # What an acceptance records of its discrepancy, as the run that was accepted showed it.
 SNAPSHOT_FIELDS = (
@@ -257,11 +261,6 @@ def _latest_per_cycle(con: duckdb.DuckDBPyConnection) -> list[RunRecord]:
     return list(latest.values())
 
 
-def amount_text(currency: object, amount: object) -> str:
-    """`GBP 5.00`, or `5.00` for a run kept before findings recorded their currency."""
-    return " ".join(str(v) for v in (currency, amount) if v is not None)
-
-
 def checked_text(value: str, option: str) -> str:
     """A name or reason as given: stripped, one line, not empty (InputError otherwise)."""
     text = " ".join(value.split())
@@ -355,6 +354,7 @@ def accept(
     """Record the acceptances (one log entry each, all or none) of discrepancies of the latest
     run of the cycle. Raises InputError, writing nothing, for an id that is not well formed,
     listed twice, not in that run, or an expected difference."""
+    requests = [dataclasses.replace(r, id=canonical_id(r.id)) for r in requests]
     ids = [r.id for r in requests]
     _check_ids(requests)
     cycle = resolve_cycle(con, ids, cycle)
@@ -393,7 +393,9 @@ def unaccept(
     con: duckdb.DuckDBPyConnection, id_: str, cycle: str | None, by: str, reason: str
 ) -> ledger.Entry:
     """Withdraw the acceptance of one discrepancy (an `unaccept` log entry naming the
-    acceptance's entry). Raises InputError when the id has no acceptance standing."""
+    acceptance's entry), the id in any case. Raises InputError when it has no acceptance
+    standing."""
+    id_ = canonical_id(id_)
     cycle = cycle or _cycle_of_acceptance(con, id_)
     standing_now = standing(ledger.entries(con, cycle), cycle)
     if id_ not in standing_now:
@@ -417,6 +419,14 @@ def _cycle_of_acceptance(con: duckdb.DuckDBPyConnection, id_: str) -> str:
     )
 
 
+def canonical_id(text: str) -> str:
+    """A discrepancy id as given (`d-1E86AFBA07`, surrounding blanks) as the runs write it
+    (`D-1e86afba07`); text that is no id in any case comes back stripped, for _check_ids to
+    name."""
+    text = text.strip()
+    return "D-" + text[2:].lower() if ID_ANY_CASE.fullmatch(text) else text
+
+
 def _check_ids(requests: list[Request]) -> None:
     seen: dict[str, str] = {}
     for r in requests:
@@ -432,14 +442,21 @@ def _check_ids(requests: list[Request]) -> None:
         seen[r.id] = r.where
 
 
+def no_run(cycle: str) -> InputError:
+    """The error for a cycle the workspace holds no run of (often a mistyped cycle), with the
+    command that makes one."""
+    return InputError(
+        "--cycle",
+        f"no run of cycle {cycle} is kept in this workspace",
+        hint=f"Make one with `reconcile run --cycle {cycle} --autotask EXPORT --halopsa EXPORT` "
+        "(`reconcile history` lists the runs kept).",
+    )
+
+
 def _latest(con: duckdb.DuckDBPyConnection, cycle: str) -> RunRecord:
     run = latest_run(con, cycle)
     if run is None:
-        raise InputError(
-            "--cycle",
-            f"no run of cycle {cycle} is kept in this workspace",
-            hint="Run `reconcile run --cycle " + cycle + "` first.",
-        )
+        raise no_run(cycle)
     return run
 
 

@@ -397,12 +397,14 @@ def run(
         click.echo(describe(load_result))
     verdict = result.summary.verdict
     totals = result.summary.totals
+    from reconcile.wording import amount_text
+
     click.echo(
         f"cycle {cycle}: "
         + "; ".join(
-            f"{code}: Autotask {code} {t.autotask.gross} gross in "
-            f"{_lines(t.autotask)}, HaloPSA {code} {t.halopsa.gross} in "
-            f"{_lines(t.halopsa)}, difference {code} {t.difference.gross}"
+            f"{code}: Autotask {amount_text(code, t.autotask.gross)} gross in "
+            f"{_lines(t.autotask)}, HaloPSA {amount_text(code, t.halopsa.gross)} in "
+            f"{_lines(t.halopsa)}, difference {amount_text(code, t.difference.gross, True)}"
             for code, t in totals.items()
         )
     )
@@ -565,6 +567,7 @@ def history_command(ctx: click.Context, cycle: str | None) -> None:
 
 def _run_lines(run: Any, signed: list[Any]) -> str:
     from reconcile import signoff
+    from reconcile.wording import amount_text
 
     summary = run.summary
     verdict = summary["verdict"]
@@ -580,8 +583,9 @@ def _run_lines(run: Any, signed: list[Any]) -> str:
         ),
         "  totals (gross): "
         + "; ".join(
-            f"{code} Autotask {t['autotask']['gross']}, HaloPSA {t['halopsa']['gross']}, "
-            f"difference {t['difference']['gross']}"
+            f"Autotask {amount_text(code, t['autotask']['gross'])}, "
+            f"HaloPSA {amount_text(code, t['halopsa']['gross'])}, "
+            f"difference {amount_text(code, t['difference']['gross'], True)}"
             for code, t in summary["totals"].items()
         ),
         f"  open: {counted(verdict['blockers'], 'blocker')}, "
@@ -600,7 +604,7 @@ def _run_lines(run: Any, signed: list[Any]) -> str:
 
 
 @cli.command()
-@click.argument("ids", nargs=-1)
+@click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option(
     "--from",
     "from_file",
@@ -632,6 +636,7 @@ def accept(
     discrepancies leave the blocker count at the next `reconcile run`.
     """
     from reconcile import acceptance, ledger
+    from reconcile.wording import amount_text
 
     today = ledger.now().date()
     last_day = acceptance.checked_until(until, today)
@@ -657,7 +662,7 @@ def accept(
         until_text = f" until {entry.body['until']}" if entry.body["until"] else ""
         click.echo(
             f"accepted {f['id']} ({f['severity']} {f['rule']}, {shown(f['client'])}, difference "
-            f"{acceptance.amount_text(f['currency'], f['difference'])}){until_text}: "
+            f"{amount_text(f['currency'], f['difference'], True)}){until_text}: "
             f"log entry {entry.seq}, "
             f"hash {entry.hash[:16]}"
         )
@@ -674,7 +679,7 @@ def _need_reason(reason: str | None) -> str:
 
 
 @cli.command()
-@click.argument("id_")
+@click.argument("id_", metavar="ID")
 @by_option
 @click.option("--reason", required=True, help="Why the acceptance is withdrawn.")
 @click.option("--cycle", help="Billing cycle, YYYY-MM [default: the one it is accepted in].")
@@ -693,7 +698,7 @@ def unaccept(ctx: click.Context, id_: str, by: str, reason: str, cycle: str | No
             acceptance.checked_text(reason, "--reason"),
         )
     click.echo(
-        f"withdrew the acceptance of {shown(id_)} (log entry {entry.body['withdraws']}): "
+        f"withdrew the acceptance of {entry.body['id']} (log entry {entry.body['withdraws']}): "
         f"log entry {entry.seq}, hash {entry.hash[:16]}"
     )
 
@@ -779,8 +784,8 @@ def export_signoff(ctx: click.Context, cycle: str, out_dir: Path) -> None:
     summary.json, the accepted differences (CSV and Excel workbook), the log excerpt with its
     hashes, and a one-page PDF summary (a print-ready HTML page when chromium is missing).
 
-    Refused (exit 1) when the cycle has no sign-off or its latest is superseded; exits 4 when
-    the finance log is broken.
+    Exits 2 when the workspace holds no run of the cycle; refused (exit 1) when the cycle has
+    no sign-off or its latest is superseded; exits 4 when the finance log is broken.
     """
     from reconcile import pack
 
@@ -834,14 +839,17 @@ def _lines(side: SideTotals) -> str:
 
 
 def describe(result: LoadResult) -> str:
+    from reconcile.wording import money
+
     head = "already loaded (same content)" if result.already_loaded else "loaded"
     text = (
         f"{head} {shown(result.source)} as {result.shape}, cycle {result.cycle}: "
         f"{counted(result.rows_read, 'row')} read = {result.rows_loaded} loaded + "
         f"{result.rows_quarantined} quarantined + {result.rows_excluded} excluded"
         + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
-        + f"; net {result.net_read} = {result.net_loaded} + {result.net_quarantined} + "
-        f"{result.net_excluded}; dates {result.date_convention}"
+        + f"; net {money(result.net_read)} = {money(result.net_loaded)} + "
+        f"{money(result.net_quarantined)} + {money(result.net_excluded)}; "
+        f"dates {result.date_convention}"
         + (f"; numbers {result.number_format}" if result.number_format else "")
     )
     if result.rows_unreadable_amount:

@@ -35,9 +35,9 @@ import orjson
 import polars as pl
 from markupsafe import Markup
 
-from reconcile import ledger, signoff
+from reconcile import acceptance, ledger, signoff
 from reconcile.errors import RefusedError
-from reconcile.history import RunRecord, kept_run, stored_report
+from reconcile.history import RunRecord, kept_run, latest_run, stored_report
 from reconcile.ingest import sha256
 from reconcile.outputs import output_folder, write_workbook
 from reconcile.report import (
@@ -89,9 +89,12 @@ def export(con: duckdb.DuckDBPyConnection, cycle: str, out: Path) -> Pack:
     """Write the pack of the cycle's latest sign-off into `out`.
 
     Raises TamperedError when the log or a hash it binds is broken (signoff.verify),
-    RefusedError when the cycle has no sign-off, its latest is superseded, or the signed run's
-    report data is not kept (a run made by an earlier version)."""
+    InputError when the workspace holds no run of the cycle, RefusedError when the cycle has no
+    sign-off, its latest is superseded, or the signed run's report data is not kept (a run made
+    by an earlier version)."""
     log = signoff.verify(con)
+    if latest_run(con, cycle) is None:
+        raise acceptance.no_run(cycle)
     states = signoff.states(con, cycle)
     if not states:
         raise RefusedError(

@@ -73,6 +73,7 @@ from reconcile.report_model import (
     text_columns,
     with_ids,
 )
+from reconcile.wording import format_decimal, in_currency, money, signed_money
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -198,50 +199,9 @@ _JSON_ESCAPES = (
 # --- formatting -----------------------------------------------------------------------------
 
 
-def format_decimal(value: object, min_places: int = 2, signed: bool = False) -> str:
-    """Group thousands and keep every digit of an exact decimal string; floats never enter.
-
-    Trailing zeros beyond ``min_places`` are dropped (quantities read "25", not "25.0000"). The
-    same algorithm runs in report.js so the server-side and script-rendered parts agree.
-    """
-    if value is None or value == "":
-        return "—"
-    text = str(value).strip()
-    sign = ""
-    if text[:1] in "+-":
-        sign, text = ("-" if text[0] == "-" else ""), text[1:]
-    whole, _, frac = text.partition(".")
-    if not (whole or frac) or not (whole + frac).isdigit() or not whole.isascii():
-        return str(value)
-    whole = whole.lstrip("0") or "0"
-    frac = frac.rstrip("0")
-    frac = frac + "0" * (min_places - len(frac)) if len(frac) < min_places else frac
-    if set(whole + frac) == {"0"}:
-        sign = ""
-    elif signed and not sign:
-        sign = "+"
-    return sign + f"{int(whole):,}" + (f".{frac}" if frac else "")
-
-
-def money(value: object) -> str:
-    """Money with thousands separators and its sign, exactly as the string says."""
-    return format_decimal(value, 2)
-
-
-def signed_money(value: object) -> str:
-    """A difference: positive values get a "+" so the direction is never ambiguous."""
-    return format_decimal(value, 2, signed=True)
-
-
 def quantity(value: object) -> str:
     """Quantities and unit prices: no padding beyond what the value needs."""
     return format_decimal(value, 0)
-
-
-def in_currency(text: str, code: str | None) -> str:
-    """A formatted amount with its currency code before it ("GBP 1,664.40"), as the page's
-    script writes it (inCurrency); a missing amount ("—") or code leaves the text alone."""
-    return f"{code} {text}" if code and text != "—" else text
 
 
 def percent(value: object) -> str:

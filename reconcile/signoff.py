@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from reconcile import acceptance, ledger
-from reconcile.errors import InputError, RefusedError, TamperedError
+from reconcile.errors import RefusedError, TamperedError
 from reconcile.history import (
     RunRecord,
     cycle_runs,
@@ -35,7 +35,7 @@ from reconcile.history import (
 )
 from reconcile.ingest import content_id
 from reconcile.safe import shown
-from reconcile.wording import counted
+from reconcile.wording import amount_text, counted
 
 LISTED = 20  # open items named in a refusal before "and N more"
 # A run's results: its fingerprint and the acceptances it applied ((id, ledger entry), by id).
@@ -173,11 +173,18 @@ def blocking(
             f"{_describe(bound)}, the workspace now holds {_describe(loaded)}; run "
             f"`reconcile run --cycle {run.cycle}` again"
         )
-    quarantined = sum(int(c.get("rows_quarantined") or 0) for c in run.summary["controls"])
+    quarantined = {
+        str(c["platform"]): int(c.get("rows_quarantined") or 0)
+        for c in run.summary["controls"]
+        if c.get("rows_quarantined")
+    }
     if quarantined:
+        rows = sum(quarantined.values())
+        sides = " ".join(f"--{p} CORRECTED_EXPORT" for p in sorted(quarantined))
         reasons.append(
-            f"{counted(quarantined, 'row')} of the inputs {'is' if quarantined == 1 else 'are'} "
-            "quarantined (see quarantine.csv)"
+            f"{counted(rows, 'row')} of the inputs {'is' if rows == 1 else 'are'} "
+            "quarantined (quarantine.csv lists each with its reasons); correct them in the "
+            f"export and run again with it: `reconcile run --cycle {run.cycle} {sides}`"
         )
     findings = run_findings(con, run.number)
     if accepted_now(con, run.number, run.cycle, today) != set(results_of("", findings)[1]):
@@ -189,13 +196,20 @@ def blocking(
         (pl.col("severity") == "blocker") & pl.col("acceptance").is_null()
     )
     for row in open_blockers.head(LISTED).iter_rows(named=True):
-        amount = acceptance.amount_text(row["currency"], row["difference"])
+        amount = amount_text(row["currency"], row["difference"], signed=True)
         reasons.append(
             f"open blocker {row['id']}: {row['rule']}, {row['client']}, difference {amount}: "
             f"{row['message']}"
         )
     if open_blockers.height > LISTED:
         reasons.append(f"and {open_blockers.height - LISTED} more open blockers")
+    if open_blockers.height:
+        reasons.append(
+            "next: correct each open blocker in HaloPSA and run again with the re-export "
+            f"(`reconcile run --cycle {run.cycle} --halopsa EXPORT`), or accept those that are "
+            "intended: `reconcile accept ID --reason TEXT --by NAME` (several at once: "
+            "`--from discrepancies.csv`)"
+        )
     return reasons
 
 
@@ -215,11 +229,7 @@ def sign(
         raise TamperedError(broken.problem)
     run = latest_run(con, cycle)
     if run is None:
-        raise InputError(
-            "--cycle",
-            f"no run of cycle {cycle} is kept in this workspace",
-            hint=f"Run `reconcile run --cycle {cycle}` first.",
-        )
+        raise acceptance.no_run(cycle)
     reasons = blocking(con, run, loaded, today)
     if reasons:
         raise RefusedError(

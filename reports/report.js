@@ -13,7 +13,7 @@
   var SUGGESTIONS = 30;
   var SEV_RANK = { blocker: 0, warning: 1, info: 2, expected: 3 };
 
-  /* ---- exact decimal formatting (same algorithm as reconcile.report.format_decimal) ---- */
+  /* ---- exact decimal formatting (same algorithm as reconcile.wording.format_decimal) ---- */
   function groupDigits(whole) { return whole.replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
   function formatDecimal(value, minPlaces, signed) {
     if (value === null || value === undefined || value === "") { return "—"; }

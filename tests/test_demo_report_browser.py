@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from test_report_browser import pytestmark, row_attr, row_ids, wait_count  # noqa: F401
 
 from conftest import ARTIFACTS, DEMO, invoke
+from reconcile.wording import money, signed_money
 
 
 @pytest.fixture(scope="module")
@@ -100,25 +100,79 @@ def test_demo_report_shows_lowered_severities_and_provenance(
     assert banner.is_visible()
 
 
-@pytest.mark.parametrize("width", [1300, 700])
-def test_demo_report_largest_problems_amounts_stay_inside_their_rows(
+@pytest.mark.parametrize("width", [1300, 700, 420])
+def test_demo_report_largest_problems_show_the_amount_they_are_ranked_by(
     demo: tuple[Path, list[dict[str, Any]]], open_report: Any, width: int
 ) -> None:
-    """Each largest problem's amount (`+1,664.40 GBP net` in the demo) carries its currency
-    (the list ranks across currencies) and is on one line ending within its row, on a wide
-    screen and a narrow one."""
-    path, _ = demo
+    """The list is ranked by the money at stake (exposure): each problem shows that amount
+    first (`GBP 1,997.28 at stake` for the demo's currency mismatch, whose net difference is
+    smaller), with its currency, and its net difference under it; each on one line ending
+    within its row, on a wide screen and a narrow one. Within a severity and currency, the
+    amounts shown never increase down the list."""
+    path, rows = demo
     page = open_report(path).page
     page.set_viewport_size({"width": width, "height": 900})
-    amounts = page.locator(".problems .p-diff")
-    assert amounts.count() == 5
-    # Each amount's text within its own box (its grid column): no wider (overflowing into the
-    # next column or the card's edge), no taller than one line.
-    fits = amounts.evaluate_all(
-        "els => els.map(e => [e.textContent, e.scrollWidth <= e.clientWidth, e.clientHeight])"
+    problems = page.locator(".problems a.jump")
+    assert problems.count() == 5
+    by_id = {r["id"]: r for r in rows}
+    # Each amount's text within its own box, its box within its row and clear of the rule's
+    # title beside it (a phone puts the amounts under the message).
+    shown = problems.evaluate_all(
+        """els => els.map(a => {
+            const row = a.getBoundingClientRect(), rule = a.querySelector(".p-rule")
+                .getBoundingClientRect();
+            return [a.dataset.target, ...[".p-stake", ".p-diff"].map(s => a.querySelector(s))
+                .flatMap(e => {
+                    const r = e.getBoundingClientRect();
+                    const clear = r.right <= row.right && (r.left >= rule.right
+                        || r.top >= rule.bottom || r.bottom <= rule.top);
+                    return [e.textContent.trim(), e.scrollWidth <= e.clientWidth && clear,
+                            e.clientHeight];
+                })];
+        })"""
     )
-    assert all(wide and high < 30 for _, wide, high in fits), fits
-    assert all(re.search(r" (GBP|EUR) (net|gross|tax)$", text.strip()) for text, _, _ in fits), fits
+    for target, stake, stake_fits, stake_high, diff, diff_fits, diff_high in shown:
+        row = by_id[target]
+        code = row["currency"]
+        assert stake == f"{code} {money(row['exposure'])} at stake", stake
+        assert diff == f"difference {code} {signed_money(row['difference'])} {row['measure']}"
+        assert stake_fits and diff_fits and stake_high < 30 and diff_high < 30, shown
+    first = by_id[shown[0][0]]
+    assert Decimal(first["exposure"]) > abs(Decimal(first["difference"]))
+    listed = [by_id[s[0]] for s in shown]
+    for kind in {(r["severity"], r["currency"]) for r in listed}:
+        stakes = [Decimal(r["exposure"]) for r in listed if (r["severity"], r["currency"]) == kind]
+        assert stakes == sorted(stakes, reverse=True)
+    # Printed, both amounts share one line, neither cut off.
+    page.emulate_media(media="print")
+    page.set_viewport_size({"width": 718, "height": 980})
+    boxes = page.locator(".problems .p-amounts")
+    assert boxes.evaluate_all("els => els.every(e => e.scrollWidth <= e.clientWidth)")
+
+
+def test_demo_report_fits_a_phone_screen_without_scrolling_sideways(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    """At 420 px the page is no wider than the screen: wide tables scroll inside their own box
+    (the control totals do), the page does not; with a discrepancy opened too. The sections
+    laid out only when scrolled to (content-visibility) are laid out first, so that none hides
+    an overflow by clipping it."""
+    path, _ = demo
+    page = open_report(path).page
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.evaluate(
+        """document.querySelectorAll("[id]").forEach(e => {
+            if (getComputedStyle(e).contentVisibility === "auto") {
+                e.style.contentVisibility = "visible";
+            }
+        })"""
+    )
+    page.locator("#disc-body tr.disc-row").first.click()
+    widths = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert widths[0] <= widths[1], widths
+    controls = page.locator(".controls").locator("xpath=..")
+    assert controls.evaluate("e => e.scrollWidth > e.clientWidth")  # scrolls in its own box
+    assert controls.evaluate("e => getComputedStyle(e).overflowX") == "auto"
 
 
 def test_demo_report_explains_a_rule_in_rendered_markdown_and_names_every_currency(

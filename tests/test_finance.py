@@ -76,7 +76,7 @@ def test_new_open_and_resolved_across_three_runs(cycle: Cycle) -> None:
     assert listed.exit_code == 0, listed.output
     assert listed.output.count("fingerprint ") == 3
     assert "since run #2: 0 new, 1 in both runs, 1 resolved" in listed.output
-    assert "GBP Autotask 408.00, HaloPSA 414.00, difference 6.00" in listed.output
+    assert "Autotask GBP 408.00, HaloPSA GBP 414.00, difference GBP +6.00" in listed.output
     # The count agrees with its noun ("1 blocker"), and each run says whether it is ready.
     assert (
         "open: 1 blocker, 0 warnings, 0 info; 0 expected, 0 accepted -> NOT READY for cutover"

@@ -35,16 +35,13 @@ from reconcile.report import (
     REPORT_CONTEXT,
     build_context,
     embed_json,
-    format_decimal,
     largest_problems,
     make_environment,
-    money,
     percent,
     quantity,
     read_tables,
     render_report,
     report_html,
-    signed_money,
 )
 from reconcile.report_model import (
     DISCREPANCY_SCHEMA,
@@ -65,6 +62,7 @@ from reconcile.report_model import (
     row_chunks,
     text_columns,
 )
+from reconcile.wording import format_decimal, money, signed_money
 
 MAX_BYTES = 25 * 1024 * 1024
 EMBED_RE = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)

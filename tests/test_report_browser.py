@@ -18,8 +18,9 @@ import pytest
 from report_data import client_rows, large_sample, listed, sample_report_data
 
 from conftest import ARTIFACTS, BROWSER_TESTS
-from reconcile.report import format_decimal, render_report
+from reconcile.report import render_report
 from reconcile.report_model import ReportData
+from reconcile.wording import format_decimal
 
 PAGE_SIZE = 100
 CLIENT_PAGE_SIZE = 25

@@ -67,8 +67,8 @@ def _check_eur_client(tmp_path: Path, result: Result) -> None:
         assert sum(Decimal(b["amount"]) for b in bars) == Decimal(
             summary["totals"][code]["difference"]["gross"]
         )
-    assert "GBP: Autotask GBP 126256.08 gross" in result.output
-    assert "EUR: Autotask EUR 0.00 gross in 0 lines, HaloPSA EUR 1997.28" in result.output
+    assert "GBP: Autotask GBP 126,256.08 gross" in result.output
+    assert "EUR: Autotask EUR 0.00 gross in 0 lines, HaloPSA EUR 1,997.28" in result.output
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "EUR 1,997.28" in html and "GBP 126,256.08" in html
 
