@@ -325,16 +325,39 @@ def _column_name(cell: str) -> str:
     return "".join(cell.split()).casefold()
 
 
+# The separators a mapping file's header line is tried with when no `sep=` line names one, in
+# this order: Excel saves CSV with the list separator of the machine's locale (`;` where the
+# decimal mark is a comma), and a tab-separated export is a CSV too.
+MAPPING_SEPARATORS = (",", ";", "\t")
+
+
+def _header_separator(text: io.StringIO) -> str:
+    """The first of MAPPING_SEPARATORS under which the text's first record with a cell other
+    than spaces (the header, as _read_mapping_file takes it) holds the MAPPING_COLUMNS
+    (_column_name); a comma when none does (the header is then refused as it reads). Reads the
+    text from the start."""
+    for separator in MAPPING_SEPARATORS:
+        text.seek(0)
+        cells = next(
+            (r for r in csv.reader(text, delimiter=separator) if any(map(str.strip, r))), []
+        )
+        if set(MAPPING_COLUMNS) <= {_column_name(c) for c in cells}:
+            return separator
+    return ","
+
+
 def _records(path: Path, text: io.StringIO) -> Iterator[tuple[int, list[str]]]:
     """Each CSV record of the text that has a cell other than spaces, with the line it starts
-    on (1-based): a `sep=` first line (Excel's) sets the separator and is no record, and rows
-    left empty (a blank line, `,,,`) are passed over."""
+    on (1-based): a `sep=` first line (Excel's) sets the separator and is no record; else the
+    header line says it (_header_separator). Rows left empty (a blank line, `,,,`) are passed
+    over."""
     first = text.readline()
     separator = declared_separator(path, first)
     above = 1 if separator is not None else 0  # lines before the reader's first
     if separator is None:
+        separator = _header_separator(text)
         text.seek(0)
-    reader = csv.reader(text, delimiter=separator or ",")
+    reader = csv.reader(text, delimiter=separator)
     done = above  # lines read so far
     for record in reader:
         start, done = done + 1, above + reader.line_num

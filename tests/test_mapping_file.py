@@ -221,3 +221,31 @@ def test_a_mapping_value_spelled_otherwise_applies(item: str, client: str) -> No
         "client", autotask, clients, [Mapping("client", client, "Acme Group", "m", 2)], 60
     )
     assert [(r.autotask_key, r.method) for r in mapped] == [("2", "mapping")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    separator=st.sampled_from([",", ";", "\t"]),
+    spelled=spellings(),
+)
+def test_the_header_line_says_the_separator(separator: str, spelled: tuple[str, list[str]]) -> None:
+    """A mapping file without a `sep=` line is read by the separator under which its header
+    line holds the three columns (a comma, a semicolon as European Excel saves CSV, a tab);
+    a value holding one of the others is read as it is."""
+    text, halopsa = spelled  # a sep=, line becomes a sep= line of the separator
+    text = text.replace(",", separator).replace("Acme Ltd", '"Acme, Ltd;"')
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.csv"
+        path.write_bytes(text.encode("utf-8"))
+        mappings = read_mappings([path])
+    assert [m.halopsa for m in mappings] == halopsa
+    assert [m.autotask for m in mappings][1] == "Acme, Ltd;"
+
+
+@pytest.mark.parametrize(
+    "header", ["kind|autotask|halopsa", "kind;autotask", "kind autotask halopsa"]
+)
+def test_a_header_no_separator_fits_is_refused(tmp_path: Path, header: str) -> None:
+    path = _write(tmp_path / "m.csv", f"{header}\nclient|A|B\n")
+    with pytest.raises(InputError, match="line 1: the mapping file has the wrong header"):
+        read_mappings([path])
