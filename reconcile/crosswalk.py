@@ -30,7 +30,7 @@ import polars as pl
 from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
 
-from reconcile.duck import char_class, column_chunks, folded, with_frame
+from reconcile.duck import column_chunks, with_frame
 from reconcile.errors import InputError
 from reconcile.load.dialect import declared_separator, text_file
 from reconcile.safe import cell, uncell
@@ -325,16 +325,39 @@ def _column_name(cell: str) -> str:
     return "".join(cell.split()).casefold()
 
 
+# The separators a mapping file's header line is tried with when no `sep=` line names one, in
+# this order: Excel saves CSV with the list separator of the machine's locale (`;` where the
+# decimal mark is a comma), and a tab-separated export is a CSV too.
+MAPPING_SEPARATORS = (",", ";", "\t")
+
+
+def _header_separator(text: io.StringIO) -> str:
+    """The first of MAPPING_SEPARATORS under which the text's first record with a cell other
+    than spaces (the header, as _read_mapping_file takes it) holds the MAPPING_COLUMNS
+    (_column_name); a comma when none does (the header is then refused as it reads). Reads the
+    text from the start."""
+    for separator in MAPPING_SEPARATORS:
+        text.seek(0)
+        cells = next(
+            (r for r in csv.reader(text, delimiter=separator) if any(map(str.strip, r))), []
+        )
+        if set(MAPPING_COLUMNS) <= {_column_name(c) for c in cells}:
+            return separator
+    return ","
+
+
 def _records(path: Path, text: io.StringIO) -> Iterator[tuple[int, list[str]]]:
     """Each CSV record of the text that has a cell other than spaces, with the line it starts
-    on (1-based): a `sep=` first line (Excel's) sets the separator and is no record, and rows
-    left empty (a blank line, `,,,`) are passed over."""
+    on (1-based): a `sep=` first line (Excel's) sets the separator and is no record; else the
+    header line says it (_header_separator). Rows left empty (a blank line, `,,,`) are passed
+    over."""
     first = text.readline()
     separator = declared_separator(path, first)
     above = 1 if separator is not None else 0  # lines before the reader's first
     if separator is None:
+        separator = _header_separator(text)
         text.seek(0)
-    reader = csv.reader(text, delimiter=separator or ",")
+    reader = csv.reader(text, delimiter=separator)
     done = above  # lines read so far
     for record in reader:
         start, done = done + 1, above + reader.line_num
@@ -383,23 +406,56 @@ def _read_mapping_file(path: Path) -> list[Mapping]:
     return mappings
 
 
+def name_keys(kind: str, values: pl.Series) -> pl.Series:
+    """Values (ids or names) of a kind as mapping rows compare them, in order: name_table's full
+    name as the kind reads it, so case, accents, spacing, punctuation (a trailing dot, an en dash
+    for a hyphen), `&`/`and` and, for a client, legal-form spellings do not make two values
+    different; a value of nothing but marks (no full name) stripped and casefolded. Null stays
+    null."""
+    keys = pl.DataFrame({"value": values, "full": name_table(kind, values)["full"]}).select(
+        pl.when(pl.col("full") == "")
+        .then(casefold(pl.col("value").str.strip_chars()))
+        .otherwise(pl.col("full"))
+    )
+    return keys.to_series().alias(values.name)
+
+
+def mapping_keys(kinds: pl.Series, values: pl.Series) -> pl.Series:
+    """name_keys of each value as its kind (the same place in `kinds`) reads it, in order."""
+    rows = pl.DataFrame({"kind": kinds, "value": values}).with_row_index("at")
+    keyed = [
+        part.select("at", name_keys(str(kind), part["value"]).alias("key"))
+        for (kind,), part in rows.partition_by("kind", as_dict=True).items()
+    ]
+    if not keyed:
+        return pl.Series(values.name, [], dtype=pl.String)
+    return pl.concat(keyed).sort("at")["key"].alias(values.name)
+
+
 def mapping_frame(mappings: list[Mapping]) -> pl.DataFrame:
     """The mapping rows as they compare, in order: kind, value (the HaloPSA value) and target
-    (the Autotask value), both casefolded (casefold)."""
-    return pl.DataFrame(
+    (the Autotask value), both keyed as names of the kind compare (mapping_keys)."""
+    rows = pl.DataFrame(
         {
             "kind": [m.kind for m in mappings],
             "value": [m.halopsa for m in mappings],
             "target": [m.autotask for m in mappings],
         },
         schema={"kind": pl.String, "value": pl.String, "target": pl.String},
-    ).select("kind", casefold(pl.col("value")), casefold(pl.col("target")))
+    )
+    return rows.select(
+        "kind",
+        mapping_keys(rows["kind"], rows["value"]),
+        mapping_keys(rows["kind"], rows["target"]),
+    )
 
 
 def _refuse_conflicts(mappings: list[Mapping]) -> None:
     """Raises InputError for the first row (in file order) that maps a HaloPSA value of its kind
-    to another Autotask value than the first row of that value does: values compare casefolded,
-    as they are applied (_mapped). A row repeated (in any case) is no conflict."""
+    to another Autotask value than the first row of that value does: values compare as names of
+    the kind (mapping_frame), as they are applied (_mapped). A row repeated in another spelling
+    ("Acme Ltd." for "acme ltd") is no conflict; two spellings of one HaloPSA value mapped to
+    two Autotask values are."""
     rows = mapping_frame(mappings).with_row_index("i")
     firsts = rows.group_by("kind", "value").agg(
         first=pl.col("i").min(), first_target=pl.col("target").sort_by("i").first()
@@ -665,11 +721,6 @@ def _case_changes() -> tuple[dict[str, str], list[str]]:
 # letters). tests/test_names.py checks that DuckDB's lower of every other character is its
 # casefold, and both against their definitions over every code point.
 CASEFOLD, UNLOWERED = _case_changes()
-# SQL: whether `value` holds one of them (casefold, not DuckDB's lower, folds it). None is
-# ASCII: a value of as many bytes as characters is not searched.
-CASEFOLDED = (
-    f"(strlen(value) != length(value) AND regexp_matches(value, '{char_class(UNLOWERED)}'))"
-)
 
 
 def casefold(value: pl.Expr) -> pl.Expr:
@@ -710,7 +761,7 @@ def _by_id(
 
 
 # The Autotask values of mapping rows that fit several Autotask entities of the row's kind:
-# target casefolded (mapping_frame), problem in words.
+# target keyed as mapping_frame keys it, problem in words.
 UNFIT_SCHEMA = {"kind": pl.String, "target": pl.String, "problem": pl.String}
 
 
@@ -719,8 +770,9 @@ def _mapped(
 ) -> pl.DataFrame:
     """Rows of _rs_decided (method mapping): each HaloPSA entity's first id or name, in that
     order, that a mapping row of its kind (the last for its value) gives an Autotask value of
-    exactly one entity of the kind (any id or name). Values compare casefolded
-    (_folded_values). Returns the rows' Autotask values that fit several entities of the kind
+    exactly one entity of the kind (any id or name). Values compare as names of the kind
+    (mapping_frame, _folded_values). Returns the rows' Autotask values that fit several
+    entities of the kind
     (UNFIT_SCHEMA), each with how many and the first AMBIGUITY_SHOWN of their displays: such
     a row is not applied."""
     rows = mapping_frame(mappings).unique(["kind", "value"], keep="last")
@@ -773,25 +825,33 @@ def _elements(
 
 
 def _folded_values(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str) -> None:
-    """Temp table _rs_value (side: a or h, kind, key, pos, value): the entities' ids and names (pos:
-    the place among ids, then names) casefolded, of each side those that may be in _rs_map's
-    column of that side (target, value) and no others that are: those whose lower case is
-    there, and those holding an UNLOWERED character (a few). Values fold in SQL (lower), but
-    those holding an UNLOWERED character: by casefold, a chunk of distinct values at a time."""
+    """Temp table _rs_value (side: a or h, kind, key, pos, value): the entities' ids and names
+    (pos: the place among ids, then names) keyed as mapping rows compare them (name_keys of
+    their kind), of each side those in _rs_map's column of that side (target, value). The
+    distinct values of each kind _rs_map has are keyed in Python, a chunk at a time
+    (_rs_fold)."""
     sides = " UNION ALL ".join(
         f"SELECT '{side}' AS side, * FROM "
         f"({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
-        f"WHERE value IS NOT NULL AND (lower(value) IN (SELECT {wanted} FROM _rs_map) "
-        f"OR {CASEFOLDED})"
-        for side, entities, wanted in (("a", autotask, "target"), ("h", halopsa, "value"))
+        "WHERE value IS NOT NULL AND kind IN (SELECT kind FROM _rs_map)"
+        for side, entities in (("a", autotask), ("h", halopsa))
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rs_maybe AS {sides}")
-    pairs = folded(
-        con, "SELECT * FROM _rs_maybe", "_rs_fold", casefold, "lower(v.value)", CASEFOLDED
-    )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _rs_value AS "
-        f"SELECT side, kind, key, pos, folded AS value FROM ({pairs})"
+        "CREATE OR REPLACE TEMP TABLE _rs_fold (kind VARCHAR, value VARCHAR, folded VARCHAR)"
+    )
+    for kind in KINDS:
+        for values in column_chunks(con, f"SELECT value FROM _rs_maybe WHERE kind = '{kind}'"):
+            keyed = pl.DataFrame({"value": values, "folded": name_keys(kind, values)})
+            with_frame(con, f"INSERT INTO _rs_fold SELECT '{kind}', * FROM _frame", keyed)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _rs_value AS
+        SELECT v.side, v.kind, v.key, v.pos, f.folded AS value
+        FROM _rs_maybe v JOIN _rs_fold f USING (kind, value)
+        WHERE (v.side = 'a' AND f.folded IN (SELECT target FROM _rs_map))
+           OR (v.side = 'h' AND f.folded IN (SELECT m.value FROM _rs_map m))
+        """
     )
 
 

@@ -3,7 +3,7 @@ disk beyond its memory limit, polars frames do not."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import duckdb
 import polars as pl
@@ -29,12 +29,6 @@ def column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Ser
         con.execute("DROP TABLE IF EXISTS _chunked")
 
 
-def char_class(chars: str | list[str]) -> str:
-    """A regular-expression class (for DuckDB's regexp functions) of exactly these characters,
-    each written as its code point (`\\x{a0}`), so none is read as regex syntax or SQL quoting."""
-    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
-
-
 def with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
     """The SQL statement run with the frame registered as _frame (a table into DuckDB), which it
     may read once: an Arrow C stream, so no pyarrow table is built (nor pyarrow imported)."""
@@ -43,26 +37,3 @@ def with_frame(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) ->
         con.execute(sql)
     finally:
         con.unregister("_frame")
-
-
-def folded(
-    con: duckdb.DuckDBPyConnection,
-    query: str,
-    table: str,
-    fold: Callable[[pl.Expr], pl.Expr],
-    sql_fold: str,
-    by_fold: str,
-) -> str:
-    """SQL: the rows of the query (a string column `value` among others) with `folded`, fold of
-    the value. A value folds in SQL, by the expression sql_fold of v.value, unless the SQL
-    condition by_fold holds of it (sql_fold must give what fold gives where it does not); the
-    distinct others by fold, a chunk at a time, into the temp table `table` (value, folded),
-    which the SQL joins (and the caller drops)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (value VARCHAR, folded VARCHAR)")
-    for chunk in column_chunks(con, f"SELECT value FROM ({query}) WHERE ({by_fold})"):
-        frame = chunk.to_frame("value").with_columns(folded=fold(pl.col("value")))
-        with_frame(con, f"INSERT INTO {table} SELECT * FROM _frame", frame)
-    return (
-        f"SELECT v.*, coalesce(f.folded, {sql_fold}) AS folded "
-        f"FROM ({query}) v LEFT JOIN {table} f ON f.value = v.value"
-    )

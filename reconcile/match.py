@@ -20,15 +20,15 @@ from rapidfuzz.process import cpdist
 from reconcile import timing
 from reconcile.config import Config
 from reconcile.crosswalk import (
-    CASEFOLDED,
     Mapping,
     Resolution,
-    casefold,
+    mapping_keys,
+    name_keys,
     name_table,
     resolutions,
     resolve_tables,
 )
-from reconcile.duck import char_class, column_chunks, folded, with_frame
+from reconcile.duck import column_chunks, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.store import ROW_GROUP_ROWS
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
@@ -1034,9 +1034,9 @@ class MappingProblem:
 
 
 def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
-    """Both values of each mapping row (i: its index in mappings) as they compare (_folded):
-    i, kind, side, value."""
-    return pl.DataFrame(
+    """Both values of each mapping row (i: its index in mappings) as they compare (names of the
+    row's kind: crosswalk.mapping_keys): i, kind, side, value."""
+    rows = pl.DataFrame(
         [
             (i, m.kind, side, value)
             for i, m in enumerate(mappings)
@@ -1044,31 +1044,32 @@ def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
         ],
         schema={"i": pl.Int64, "kind": pl.String, "side": pl.String, "value": pl.String},
         orient="row",
-    ).with_columns(_folded(pl.col("value")))
+    )
+    return rows.with_columns(mapping_keys(rows["kind"], rows["value"]))
 
 
 def _named(con: duckdb.DuckDBPyConnection, side: str, kind: str) -> pl.DataFrame:
     """The values of the side's entity columns (the key table _{kind}_{side}) a mapping row may
-    name (MAPPED_COLUMNS), as they compare (_folded), that a mapping row has (the temp table
-    _xw_wanted: _mapping_values): side, kind, value, distinct; no more rows than the mapping
-    file has values, however many names the lines hold. Values fold in SQL (lower), but those
-    holding an UNLOWERED character or starting or ending with a space: a chunk at a time
-    (duck.folded)."""
+    name (MAPPED_COLUMNS), as they compare (crosswalk.name_keys of the kind), that a mapping row
+    has (the temp table _xw_wanted: _mapping_values): side, kind, value, distinct; no more rows
+    than the mapping file has values, however many names the lines hold. The distinct values
+    are keyed a chunk at a time."""
     values = " UNION ALL ".join(
         f"SELECT {column} AS value FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
     )
-    distinct = f"SELECT DISTINCT value FROM ({values}) WHERE value IS NOT NULL"
-    pairs = folded(
-        con, distinct, "_xw_fold", _folded, "lower(v.value)", f"{CASEFOLDED} OR {SPACED}"
+    wanted = con.sql(
+        f"SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}'"
+    ).pl()["value"]
+    distinct = f"SELECT value FROM ({values}) WHERE value IS NOT NULL"
+    found = [
+        keys.filter(keys.is_in(wanted))
+        for chunk in column_chunks(con, distinct)
+        for keys in [name_keys(kind, chunk)]
+    ]
+    named = pl.concat([pl.Series("value", [], dtype=pl.String), *found]).unique()
+    return named.to_frame("value").select(
+        pl.lit(side).alias("side"), pl.lit(kind).alias("kind"), "value"
     )
-    found: pl.DataFrame = con.sql(
-        f"""
-        SELECT DISTINCT '{side}' AS side, '{kind}' AS kind, folded AS value FROM ({pairs})
-        WHERE folded IN (SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}')
-        """
-    ).pl()
-    con.execute("DROP TABLE _xw_fold")
-    return found
 
 
 def _unused(
@@ -1078,8 +1079,8 @@ def _unused(
     row's kind) in this cycle's lines (wanted: _mapping_values; named: _named of each side and
     kind): checked on both sides, so a typo in either column is reported with the file and row
     rather than silently leaving its pair unmapped; and those whose Autotask value fits several
-    Autotask entities (unfit: kind, target, problem; crosswalk._mapped's). Values compare
-    stripped and casefolded."""
+    Autotask entities (unfit: kind, target, problem; crosswalk._mapped's). Values compare as
+    names of the row's kind (crosswalk.mapping_keys)."""
     if not mappings:
         return []
     missing = (
@@ -1103,15 +1104,3 @@ def _unused(
     for i, problem in fits.select("i", "problem").iter_rows():
         texts.setdefault(i, []).append(problem)
     return [MappingProblem(mappings[i], "; ".join(texts[i])) for i in sorted(texts)]
-
-
-SPACES = "".join(filter(str.isspace, map(chr, range(0x20000))))  # what str.strip strips
-_SPACE = char_class(SPACES)
-# SQL: whether `value` starts or ends with one of SPACES (DuckDB's trim of a set of characters
-# costs ten times its lower).
-SPACED = f"regexp_matches(value, '^{_SPACE}|{_SPACE}$')"
-
-
-def _folded(value: pl.Expr) -> pl.Expr:
-    """Values as mapping rows compare: stripped, casefolded."""
-    return casefold(value.str.strip_chars(SPACES))

@@ -24,7 +24,7 @@ import polars as pl
 
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
-from reconcile.crosswalk import casefold
+from reconcile.crosswalk import name_table
 from reconcile.store import insertion_order_kept, release_memory
 from reconcile.tables import DISCREPANCIES, SIDES
 
@@ -430,12 +430,19 @@ EXPECTED_NOTE = ". Expected: a retired service, deliberately not migrated."
 def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     """Table _expected: the findings (_n) that are expected, Autotask charges deliberately not
     billed in HaloPSA (retired services): findings with Autotask lines only, all of whose item
-    names (or item codes) are retired items, or all of whose client names are retired clients
-    (compared casefolded, as str.casefold: the names are folded by polars, _folded)."""
+    names (or item codes) are retired items, or all of whose client names are retired clients.
+    Names compare as the crosswalk pairs names (name_table's full name: item names and codes
+    read as items, client names as clients): case, accents, spacing (repeated, leading,
+    trailing, non-breaking), punctuation, `&`/`and` and, for clients, legal-form spellings
+    (Ltd./Limited) aside. A name of nothing but marks is retired by no entry; an entry that
+    reads as no name (only marks) retires nothing."""
     con.execute("CREATE OR REPLACE TEMP TABLE _expected (_n BIGINT)")
-    items = sorted({v.casefold() for v in config.expected.retired_items})
-    clients = sorted({v.casefold() for v in config.expected.retired_clients})
-    if not (items or clients):
+    kinds = {"item": config.expected.retired_items, "client": config.expected.retired_clients}
+    retired_names = {
+        kind: sorted(set(name_table(kind, pl.Series(names, dtype=pl.String))["full"]) - {""})
+        for kind, names in kinds.items()
+    }
+    if not any(retired_names.values()):
         return
     names = " UNION ALL ".join(
         f"SELECT _n, '{kind}' AS kind, unnest({kind}) AS name FROM autotask_only"
@@ -451,15 +458,15 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         {names}
         """
     )
-    folded = casefold(pl.col("name"))
-    retired = (
-        con.sql("SELECT DISTINCT kind, name FROM _candidates")
-        .pl()
-        .with_columns(
-            pl.when(pl.col("kind") == "a_clients")
-            .then(folded.is_in(clients))
-            .otherwise(folded.is_in(items))
-            .alias("retired")
+    candidates = con.sql("SELECT DISTINCT kind, name FROM _candidates").pl()
+    clients = pl.col("kind") == "a_clients"
+    retired = pl.concat(
+        part.with_columns(
+            name_table(kind, part["name"])["full"].is_in(retired_names[kind]).alias("retired")
+        )
+        for kind, part in (
+            ("client", candidates.filter(clients)),
+            ("item", candidates.filter(~clients)),
         )
     )
     con.register("_folded", retired)

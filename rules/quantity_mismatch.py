@@ -2,7 +2,10 @@
 
 The same charge is billed for a different number of units, hours or licences. Subscription
 counts synced automatically into HaloPSA (Pax8, Giacom, Microsoft CSP) while Autotask's were
-kept by hand are the usual cause.
+kept by hand are the usual cause. A quantity one side leaves blank is not a difference when the
+amounts are equal: Autotask exports fixed-fee and milestone lines with an amount and no quantity
+(a milestone has an amount only), where HaloPSA bills them as quantity 1. With unequal amounts
+it is reported, the blank shown as `?`, never read as 1.
 
 **Example:** Autotask billed 25 Microsoft 365 Business Premium licences, HaloPSA bills 27.
 
@@ -35,5 +38,6 @@ def check(ctx: RuleContext) -> pl.DataFrame:
                    AS message
         FROM groups g
         WHERE matched(g) AND NOT within(a_qty, h_qty, $abs_tol, $rel_tol)
+          AND NOT ((a_qty IS NULL OR h_qty IS NULL) AND a_net = h_net)
         """
     )

@@ -14,7 +14,7 @@ from reconcile.crosswalk import (
     Mapping,
     ambiguity_note,
     best_suggestions,
-    casefold,
+    name_keys,
     name_table,
 )
 
@@ -54,23 +54,25 @@ def _by_id(
     kind: str, autotask: pl.DataFrame, halopsa: pl.DataFrame, mappings: list[Mapping]
 ) -> pl.DataFrame:
     """HaloPSA entities paired by the mapping file (its first id or name, in that order, that
-    a mapping row gives an Autotask value of exactly one entity: any id or name, in any case)
+    a mapping row gives an Autotask value of exactly one entity: any id or name, compared as
+    names of the kind, crosswalk.name_keys)
     or else by the Autotask id HaloPSA kept (that of exactly one entity): halopsa_key,
     autotask_key, method."""
     mapped = pl.DataFrame(schema={"key": pl.String, "autotask_key": pl.String})
     explicit = [m for m in mappings if m.kind == kind]
     if explicit:
+        keyed = pl.col("value").map_batches(lambda v: name_keys(kind, v), pl.String)
         rows = (
             pl.DataFrame(
                 {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
             )
-            .select(casefold(pl.col("value")), casefold(pl.col("target")))
+            .select(keyed, pl.col("target").map_batches(lambda v: name_keys(kind, v), pl.String))
             .unique("value", keep="last")
         )
         a_values, h_values = (
             side.select("key", value=pl.concat_list("ids", "names"))
             .explode("value")
-            .with_columns(casefold(pl.col("value")))
+            .with_columns(keyed)
             for side in (autotask, halopsa)
         )
         mapped = (

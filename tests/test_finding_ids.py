@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconcile.config import Config, ExpectedSettings
 from reconcile.rules import _mark_expected, _with_refs
@@ -147,3 +149,59 @@ def test_expected_when_every_autotask_item_or_client_is_retired_casefolded() -> 
     # client at once, listed once. Not: a finding with HaloPSA lines, a non-retired item beside
     # a retired one, no Autotask lines.
     assert expected == [0, 3, 4, 6]
+
+
+# How people space a name: one space, several, a non-breaking or a tab between words, and any of
+# them (or none) before and after it.
+GAPS = st.sampled_from([" ", "  ", "\u00a0", " \u00a0", "\t"])
+ENDS = st.sampled_from(["", " ", "  ", "\u00a0", "\t"])
+
+
+@st.composite
+def spellings(draw: st.DrawFn, words: list[str]) -> str:
+    """`words` (lower case) spaced and cased as people type them."""
+    cased = [draw(st.sampled_from([w, w.upper(), w.title()])) for w in words]
+    gaps = [draw(GAPS) for _ in cased[1:]]
+    inner = cased[0] + "".join(g + w for g, w in zip(gaps, cased[1:], strict=True))
+    return draw(ENDS) + inner + draw(ENDS)
+
+
+def _expected_of(config: Config, items: list[str], clients: list[str]) -> list[int]:
+    """_mark_expected's findings (_n) of one Autotask-only finding per item (with client
+    `Acme`), then one per client (with item `Server`)."""
+    described = pl.DataFrame(
+        {
+            "_n": range(len(items) + len(clients)),
+            "a_uids": [[1]] * (len(items) + len(clients)),
+            "h_uids": [None] * (len(items) + len(clients)),
+            "a_items": [[i] for i in items] + [["Server"]] * len(clients),
+            "a_codes": [[""]] * (len(items) + len(clients)),
+            "a_clients": [["Acme"]] * len(items) + [[c] for c in clients],
+        },
+        schema_overrides={"_n": pl.Int64, "a_uids": pl.List(pl.Int64), "h_uids": pl.List(pl.Int64)},
+    )
+    with duckdb.connect() as con:
+        con.register("_d", described)
+        con.execute("CREATE TEMP TABLE _described AS FROM _d")
+        _mark_expected(con, config)
+        return [n for (n,) in con.sql("SELECT _n FROM _expected ORDER BY _n").fetchall()]
+
+
+@settings(max_examples=40)
+@given(
+    retired=spellings(["legacy", "tape", "backup"]),
+    line=spellings(["legacy", "tape", "backup"]),
+    client_retired=spellings(["old", "mill", "bakery", "ltd"]),
+    client_line=spellings(["old", "mill", "bakery", "limited"]),
+)
+def test_retired_names_match_whatever_their_spacing_and_case(
+    retired: str, line: str, client_retired: str, client_line: str
+) -> None:
+    """A retired item or client is the line's whatever the spacing (repeated, leading, trailing,
+    non-breaking, tab) and case of either, and Ltd is Limited; another word (a plural, a name
+    run together) is another item."""
+    config = Config(
+        expected=ExpectedSettings(retired_items=[retired], retired_clients=[client_retired])
+    )
+    items = [line, line.rstrip() + "s", "LegacyTape Backup"]
+    assert _expected_of(config, items, [client_line]) == [0, 3]

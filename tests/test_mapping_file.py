@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, invoke
-from reconcile.crosswalk import Mapping, read_mappings
+from reconcile.crosswalk import Entity, Mapping, read_mappings, resolve
 from reconcile.errors import InputError
 
 ROWS = [
@@ -161,3 +161,91 @@ def test_every_spelling_of_a_mapping_file_reads_the_same(spelled: tuple[str, lis
     assert _values(mappings) == ROWS
     lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     assert [lines[m.line - 1].split(",")[2].strip() for m in mappings] == halopsa
+
+
+def test_mapping_values_conflict_as_names_compare(tmp_path: Path) -> None:
+    """Values compare as the crosswalk compares names: 'Acme Ltd.' and 'acme  ltd' are one
+    HaloPSA value (mapped to two Autotask clients: refused), and a row repeated with a trailing
+    dot or an en dash for a hyphen is the same row (no conflict)."""
+    path = _write(
+        tmp_path / "m.csv",
+        "kind,autotask,halopsa\nclient,Acme Ltd,Acme Ltd.\nclient,Acme Inc,acme  ltd\n",
+    )
+    with pytest.raises(InputError, match="line 3: HaloPSA client 'acme  ltd' is mapped to two"):
+        read_mappings([path])
+    same = _write(
+        tmp_path / "same.csv",
+        "kind,autotask,halopsa\nitem,Backup - Server,Server Backup\n"
+        "item,Backup \u2013 Server.,server backup.\n",
+    )
+    assert len(read_mappings([same])) == 2
+
+
+# How people write a value the export spells "Backup - Server" / "Acme Ltd": case, spacing
+# (repeated, leading, trailing, non-breaking), a hyphen or a dash, a trailing dot.
+DASHES = st.sampled_from(["-", "\u2013", "\u2014", " - ", "\u00a0\u2013 "])
+
+
+@st.composite
+def written(draw: st.DrawFn, words: list[str], joins: st.SearchStrategy[str]) -> str:
+    cased = [draw(st.sampled_from([w, w.upper(), w.lower()])) for w in words]
+    text = cased[0] + "".join(draw(joins) + w for w in cased[1:])
+    ends = st.sampled_from(["", " ", "\u00a0"])
+    return draw(ends) + text + draw(st.sampled_from(["", "."])) + draw(ends)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    item=written(["Backup", "Server"], DASHES),
+    client=written(["Acme", "Ltd"], st.sampled_from([" ", "  ", "\u00a0"])),
+)
+def test_a_mapping_value_spelled_otherwise_applies(item: str, client: str) -> None:
+    """A mapping row whose values differ from the entities' names only in spelling maps them;
+    a value with another word maps nothing."""
+    autotask = [
+        Entity(key="1", ids=(), names=("Backup - Server",)),
+        Entity(key="2", ids=(), names=("Acme Ltd",)),
+    ]
+    halopsa = [Entity(key="h:1", ids=(), names=("Server Backup",))]
+    rows = [
+        Mapping("item", item, "server backup.", "m.csv", 2),
+        Mapping("item", item + "s", "Other Backup", "m.csv", 3),
+    ]
+    found = resolve("item", autotask, [*halopsa, Entity("h:2", (), ("Other Backup",))], rows, 60)
+    assert [(r.halopsa_key, r.autotask_key, r.method) for r in found] == [
+        ("h:1", "1", "mapping"),
+        ("h:2", None, "unmapped"),
+    ]
+    clients = [Entity(key="h:9", ids=(), names=("ACME Group",))]
+    mapped = resolve(
+        "client", autotask, clients, [Mapping("client", client, "Acme Group", "m", 2)], 60
+    )
+    assert [(r.autotask_key, r.method) for r in mapped] == [("2", "mapping")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    separator=st.sampled_from([",", ";", "\t"]),
+    spelled=spellings(),
+)
+def test_the_header_line_says_the_separator(separator: str, spelled: tuple[str, list[str]]) -> None:
+    """A mapping file without a `sep=` line is read by the separator under which its header
+    line holds the three columns (a comma, a semicolon as European Excel saves CSV, a tab);
+    a value holding one of the others is read as it is."""
+    text, halopsa = spelled  # a sep=, line becomes a sep= line of the separator
+    text = text.replace(",", separator).replace("Acme Ltd", '"Acme, Ltd;"')
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.csv"
+        path.write_bytes(text.encode("utf-8"))
+        mappings = read_mappings([path])
+    assert [m.halopsa for m in mappings] == halopsa
+    assert [m.autotask for m in mappings][1] == "Acme, Ltd;"
+
+
+@pytest.mark.parametrize(
+    "header", ["kind|autotask|halopsa", "kind;autotask", "kind autotask halopsa"]
+)
+def test_a_header_no_separator_fits_is_refused(tmp_path: Path, header: str) -> None:
+    path = _write(tmp_path / "m.csv", f"{header}\nclient|A|B\n")
+    with pytest.raises(InputError, match="line 1: the mapping file has the wrong header"):
+        read_mappings([path])

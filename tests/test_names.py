@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
 from conftest import FIXTURES, invoke, read_json
-from reconcile import crosswalk, duck, match
+from reconcile import crosswalk
 from reconcile.crosswalk import (
     LEGAL_FORMS,
     PAIR_BUDGET,
@@ -224,30 +224,6 @@ def test_duckdb_lowers_every_character_but_the_unlowered_to_its_casefold() -> No
     con = duckdb.connect()
     con.register("chars", pl.DataFrame({"c": chars, "folded": [c.casefold() for c in chars]}))
     assert con.execute("SELECT c FROM chars WHERE lower(c) != folded").fetchall() == []
-
-
-@pytest.mark.parametrize(
-    ("fold", "sql_fold", "by_fold"),
-    [
-        (crosswalk.casefold, "lower(v.value)", crosswalk.CASEFOLDED),
-        (match._folded, "lower(v.value)", f"{crosswalk.CASEFOLDED} OR {match.SPACED}"),
-    ],
-)
-def test_values_fold_in_sql_or_python_alike(
-    fold: Callable[[pl.Expr], pl.Expr], sql_fold: str, by_fold: str
-) -> None:
-    """duck.folded as the crosswalk calls it gives what the Python fold gives, for values that
-    fold in SQL and values that do not (sharp s, final sigma, dotted I, Cherokee, spaces)."""
-    values = [
-        "Acme Ltd", "ACME – Managed", "Straße", "ΟΔΟΣ Σας", "İstanbul", "\u13a0\uab70", "ﬁne",
-        " Acme ", "\u00a0Café\u3000", "\tX\x1c", "", "   ", "Zürich", "µ", "ǅ",
-    ]  # fmt: skip
-    con = duckdb.connect()
-    con.execute("CREATE TEMP TABLE v AS SELECT unnest($1::VARCHAR[]) AS value", [values])
-    pairs = duck.folded(con, "SELECT value FROM v", "_fold", fold, sql_fold, by_fold)
-    found = dict(con.execute(f"SELECT value, folded FROM ({pairs})").fetchall())
-    expected = pl.DataFrame({"value": values}).with_columns(folded=fold(pl.col("value")))
-    assert found == dict(expected.iter_rows())
 
 
 def _entity(key: str, name: str, prefix: str = "") -> Entity:
