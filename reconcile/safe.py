@@ -13,6 +13,7 @@ character (C0, DEL, C1) and the bidirectional overrides as a visible escape.
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 import polars as pl
 
@@ -22,6 +23,7 @@ _FORMULA = re.compile(FORMULA_START)
 _NUMBER = re.compile(NUMBER)
 # C0 and C1 controls, DEL, and the Unicode bidi controls that reorder what a terminal shows.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def cell(value: str) -> str:
@@ -46,9 +48,10 @@ def cell_expr(column: str) -> pl.Expr:
     return pl.when(risky.fill_null(False)).then("'" + text).otherwise(text).alias(column)
 
 
-def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every String column of a frame made safe for a spreadsheet; other columns unchanged."""
-    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+def neutralise(frame: Frame) -> Frame:
+    """Every String column of a frame (or of a lazy frame's plan) made safe for a spreadsheet;
+    other columns unchanged."""
+    strings = [name for name, dtype in frame.collect_schema().items() if dtype == pl.String]
     return frame.with_columns(cell_expr(name) for name in strings) if strings else frame
 
 
