@@ -252,6 +252,13 @@ def write_csv_parts(parts: Iterable[pl.DataFrame], path: Path) -> None:
             neutralise(part).write_csv(fh, include_header=n == 0)
 
 
+def write_csv_scan(table: pl.LazyFrame, path: Path) -> None:
+    """A table as one CSV, its text made safe for a spreadsheet (safe.neutralise), written by
+    polars' streaming engine from the lazy frame's plan (a Parquet scan: about one morsel of
+    rows held, its order kept): the bytes of write_csv_parts over its rows."""
+    neutralise(table).sink_csv(path)
+
+
 PARQUET_ROW_GROUP = 100_000  # rows a row group: the file's bytes do not depend on the chunking
 
 

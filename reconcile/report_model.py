@@ -902,7 +902,7 @@ def chunks(table: Chunked) -> Iterable[pl.DataFrame]:
     return [table] if isinstance(table, pl.DataFrame) else table
 
 
-RECORDS_CHUNK = 2048  # rows encoded at a time by json_records (about 2.5 MB of JSON)
+RECORDS_CHUNK = 8192  # rows encoded at a time by json_records (about 10 MB of JSON)
 
 
 def json_records(frame: Chunked, depth: int = 0) -> Iterator[bytes]:
@@ -920,7 +920,7 @@ def json_records(frame: Chunked, depth: int = 0) -> Iterator[bytes]:
     for part in chunks(frame):
         for start in range(0, part.height, RECORDS_CHUNK):
             # Two steps: polars encodes the columns in parallel, then joins each row's parts.
-            encoded = text_columns(part.slice(start, RECORDS_CHUNK)).select(_json_values(part))
+            encoded = part.slice(start, RECORDS_CHUNK).select(_json_values(part))
             yield b",\n" if opened else b"[\n"
             yield encoded.select(_json_rows(part.columns, pad).cast(pl.Binary)).item()
             opened = True
@@ -975,13 +975,17 @@ def row_chunks(frame: pl.DataFrame | pl.LazyFrame) -> Chunked:
 
 
 def _json_values(frame: pl.DataFrame) -> list[pl.Expr]:
-    """Each column's values as JSON text: a one-field object encoded by polars, less its
-    `{"name":` and `}`."""
+    """Each column's values as JSON text: decimals and dates their exact text (text_columns)
+    in quotes (it holds nothing JSON escapes), nulls `null`; other values a one-field object
+    encoded by polars, less its `{"name":` and `}`."""
     return [
-        pl.struct(pl.col(name))
-        .struct.json_encode()
-        .str.strip_prefix("{" + orjson.dumps(name).decode() + ":")
-        .str.strip_suffix("}")
-        .alias(name)
-        for name in frame.columns
+        (
+            ('"' + pl.col(name).cast(pl.String) + '"').fill_null("null")
+            if isinstance(dtype, AS_TEXT)
+            else pl.struct(pl.col(name))
+            .struct.json_encode()
+            .str.strip_prefix("{" + orjson.dumps(name).decode() + ":")
+            .str.strip_suffix("}")
+        ).alias(name)
+        for name, dtype in frame.schema.items()
     ]

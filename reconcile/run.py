@@ -41,6 +41,7 @@ from reconcile.outputs import (
     pause,
     refuse_foreign,
     write_csv_parts,
+    write_csv_scan,
     write_parquet_parts,
     write_xlsx,
 )
@@ -85,7 +86,7 @@ from reconcile.store import Workspace, insertion_order_kept, read_ranges, scanni
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
 from reconcile.wording import counted
-from reconcile.workbook import PARQUET_FILE
+from reconcile.workbook import PARQUET_FILE, read_chunks, table_rows
 from reconcile.workbook_child import CHILD_FROM_BYTES, WorkbookChild
 
 if TYPE_CHECKING:
@@ -725,26 +726,25 @@ def write_outputs(
     discrepancies, summary.json, quarantine.csv, report.html, written into the staging folder
     `out` (outputs.output_folder: swapped in whole, so `--out` holds the previous complete set
     until the new one is complete, and never a workbook of an earlier run), which holds the
-    run's discrepancies.parquet already. The discrepancy files are each written from
-    DISCREPANCIES a range of positions at a time (discrepancy_parts), never from the whole
-    table in memory; the workbook by `child` (workbook_child, from the Parquet file: the same
-    bytes) when there is one, waited for last. Text cells of the CSVs are made safe for
-    spreadsheets (safe.neutralise), each as its file is written; the Parquet and JSON keep the
-    exact values. The report's tables and its data as the run keeps it are written into
-    `folder` (report_folder). Returns the path of that data (history.report_blob), which the
-    workspace keeps with the run to render it again for a sign-off pack."""
+    run's discrepancies.parquet already (written from DISCREPANCIES, discrepancy_parts). The
+    other discrepancy files and the report are written from that file, never from the whole
+    table in memory: the CSV by polars' streaming engine (write_csv_scan), the JSON a chunk at a
+    time (_written), the workbook by `child` (workbook_child) when there is one, waited for
+    last. Text cells of the CSVs are made safe for spreadsheets (safe.neutralise), each as its
+    file is written; the Parquet and JSON keep the exact values. The report's tables and its
+    data as the run keeps it are written into `folder` (report_folder). Returns the path of
+    that data (history.report_blob), which the workspace keeps with the run to render it again
+    for a sign-off pack."""
+    parquet = out / PARQUET_FILE
     with stage("report"):  # report.html, its embedded tables made as it is written
-        html, report = _report(result, workspace, rules, folder, env)
+        html, report = _report(result, workspace, rules, folder, parquet, env)
         with (out / "report.html").open("w", encoding="utf-8") as page:
             page.writelines(html)
 
-    def parts() -> Iterator[pl.DataFrame]:
-        return discrepancy_parts(workspace, OUTPUT_COLUMNS)
-
     writers: dict[str, Callable[[Path], object]] = {
-        "discrepancies.csv": lambda path: write_csv_parts(parts(), path),
+        "discrepancies.csv": lambda path: write_csv_scan(_scan(parquet, OUTPUT_SCHEMA), path),
         "discrepancies.json": lambda path: _write_pieces(
-            path, chain(json_records(parts()), [b"\n"])
+            path, chain(json_records(_written(parquet)), [b"\n"])
         ),
         "summary.json": lambda path: _write_pieces(path, result.summary.json_pieces(indent=True)),
         "quarantine.csv": lambda path: write_csv_parts(
@@ -753,7 +753,9 @@ def write_outputs(
     }
     if result.summary.workbook.written:
         writers[WORKBOOK_FILE] = (
-            (lambda _: child.wait()) if child else (lambda path: write_xlsx(parts(), path))
+            (lambda _: child.wait())
+            if child
+            else (lambda path: write_xlsx(_written(parquet), path))
         )
     pause("report.html")
     for name, write in writers.items():
@@ -762,21 +764,38 @@ def write_outputs(
     return report
 
 
+def _scan(parquet: Path, schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """The columns `schema` of the run's discrepancies.parquet (`parquet`), with its types, as
+    a lazy scan of the file: read as the plan needs them, in the file's order (the run's)."""
+    return conform(pl.scan_parquet(parquet, glob=False), schema)
+
+
+def _written(parquet: Path) -> Iterator[pl.DataFrame]:
+    """The run's discrepancies as discrepancy_parts gave them to the Parquet file `parquet`
+    (OUTPUT_SCHEMA, the run's order), read back a chunk at a time (workbook.read_chunks: one
+    held at a time, at least one frame): the outputs written after it are not each read from
+    DuckDB again."""
+    for part in read_chunks(parquet, table_rows(parquet)):
+        yield conform(part, OUTPUT_SCHEMA)
+
+
 def _report(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
     folder: Path,
+    parquet: Path,
     env: Environment | None,
 ) -> tuple[Iterator[str], Path]:
     """report.html's text in pieces (report_pieces: its context made, the page rendered as
     it is written), and the report's data as the run keeps it (history.report_blob)
     written into `folder` as it is compressed (never whole in memory), with its path. The
-    report's two long tables are Parquet files in `folder` too (report_data), written by DuckDB
-    at its scanning limit (store.scanning): at 10M lines a side the report stage set the run's
-    peak while they were written at the full limit beside what Python held."""
+    discrepancies are scanned from the run's discrepancies.parquet (`parquet`); their lines
+    are a Parquet file in `folder` (report_data), written by DuckDB at its scanning limit
+    (store.scanning): at 10M lines a side the report stage set the run's peak while its tables
+    were written at the full limit beside what Python held."""
     with scanning(workspace.con, workspace.memory_limit):
-        data = report_data(result, workspace, rules, folder)
+        data = report_data(result, workspace, rules, folder, parquet)
     # What DuckDB held to write the Parquet files (at 1M lines a side 370 MiB, the lines'
     # sort) let go before the kept data and the page's tables are made from them.
     workspace.release_memory()
@@ -845,38 +864,19 @@ def _scanned(
     return conform(pl.scan_parquet(path, glob=False), schema)
 
 
-def _check_positions(path: Path) -> None:
-    """Stop the run (a bug, exit 3) unless the Parquet file's `position` column is 1, 2, … in
-    its rows' order: the report must never show the discrepancies in another order than the
-    outputs. One column read."""
-    positions = pl.scan_parquet(path, glob=False).select(
-        (pl.col("position") == pl.int_range(1, pl.len() + 1)).all()
-    )
-    if not positions.collect().item():
-        raise RuntimeError(f"report: {path.name} is not in the run's order")
-
-
 def report_data(
     result: RunResult,
     workspace: Workspace,
     rules: list[Rule],
     folder: Path,
+    parquet: Path,
 ) -> ReportData:
-    """The report's data, typed (reconcile.report_model), from the run's discrepancies
-    (DISCREPANCIES) and its quarantined rows (read here: the rows excluded by design, such as
-    HaloPSA's group headers, are in quarantine.csv only). Its discrepancies and their lines
-    are Parquet files written into `folder` and scanned (they are read a column, or a few
-    rows, at a time): the ReportData holds only while they are there."""
-    # DISCREPANCIES is stored in position order (rules.run_rules; its updates are in place),
-    # so its scan needs no sort: the file's positions are checked instead.
-    path = folder / "discrepancies.parquet"
-    discrepancies = _scanned(
-        workspace.con,
-        f"SELECT position, {kept_columns(list(DISCREPANCY_SCHEMA))} FROM {DISCREPANCIES.name}",
-        path,
-        DISCREPANCY_SCHEMA,
-    )
-    _check_positions(path)
+    """The report's data, typed (reconcile.report_model), from the run's discrepancies (the
+    Parquet file `parquet`, the run's discrepancies.parquet, in the outputs' order), their lines
+    (DISCREPANCIES' lines, a Parquet file written into `folder`) and its quarantined rows (read
+    here: the rows excluded by design, such as HaloPSA's group headers, are in quarantine.csv
+    only). The discrepancies and their lines are scanned (read a column, or a few rows, at a
+    time): the ReportData holds only while those files are there."""
     quarantined = workspace.quarantined(result.cycle, "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
@@ -892,7 +892,7 @@ def report_data(
             r.code: RuleText(title=r.title, severity=r.default_severity, explanation=r.explanation)
             for r in rules
         },
-        discrepancies=discrepancies,
+        discrepancies=_scan(parquet, DISCREPANCY_SCHEMA),
         lines=_line_details(workspace, folder / "lines.parquet"),
         quarantine=conform(quarantined, QUARANTINE_SCHEMA),
     )

@@ -13,10 +13,12 @@ character (C0, DEL, C1) and the bidirectional overrides as a visible escape.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import polars as pl
+
+    Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 FORMULA_START = r"^(?:[\t\r\n]|[\t\r\n ]*[=+\-@\uff1d\uff0b\uff0d\uff20])"
 NUMBER = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
@@ -50,11 +52,12 @@ def cell_expr(column: str) -> pl.Expr:
     return pl.when(risky.fill_null(False)).then("'" + text).otherwise(text).alias(column)
 
 
-def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every String column of a frame made safe for a spreadsheet; other columns unchanged."""
+def neutralise(frame: Frame) -> Frame:
+    """Every String column of a frame (or of a lazy frame's plan) made safe for a spreadsheet;
+    other columns unchanged."""
     import polars as pl
 
-    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    strings = [name for name, dtype in frame.collect_schema().items() if dtype == pl.String]
     return frame.with_columns(cell_expr(name) for name in strings) if strings else frame
 
 
