@@ -30,7 +30,7 @@ import polars as pl
 from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
 
-from reconcile.duck import column_chunks, with_frame
+from reconcile.duck import column_chunks, frame_of, with_frame
 from reconcile.errors import InputError
 from reconcile.load.dialect import declared_separator, text_file
 from reconcile.safe import cell, uncell
@@ -607,7 +607,7 @@ def resolve_frame(
             with_frame(con, f"CREATE TEMP TABLE {table} AS SELECT * FROM _frame", entities)
         kinds = frozenset({kind} if suggest else ())
         resolve_tables(con, "_autotask", "_halopsa", mappings, min_score, kinds)
-        found: pl.DataFrame = con.sql("SELECT * FROM _resolution ORDER BY halopsa_key").pl()
+        found: pl.DataFrame = frame_of(con.sql("SELECT * FROM _resolution ORDER BY halopsa_key"))
     return found.select(pl.col(c).cast(t) for c, t in RESOLUTION_SCHEMA.items())
 
 
@@ -792,8 +792,9 @@ def _mapped(
         WHERE h.side = 'h' GROUP BY h.kind, h.key
         """
     )
-    found: pl.DataFrame = con.sql(
-        f"""
+    found: pl.DataFrame = frame_of(
+        con.sql(
+            f"""
         WITH fits AS (
             SELECT DISTINCT m.kind, m.target, v.key
             FROM (SELECT DISTINCT kind, target FROM _rs_map) m
@@ -803,7 +804,8 @@ def _mapped(
         FROM fits JOIN _rs_display d USING (kind, key)
         GROUP BY kind, target HAVING count(*) > 1 ORDER BY kind, target
         """
-    ).pl()
+        )
+    )
     problems = [
         f"the Autotask value fits {fits} Autotask {kind}s ({_listed(shown, fits)}): "
         f"name the Autotask {kind} by its id instead"
@@ -1070,14 +1072,16 @@ def _collisions(con: duckdb.DuckDBPyConnection, halopsa: str) -> None:
         FROM fits JOIN _rs_display d USING (kind, key) GROUP BY kind, on_full, name
         """
     )
-    found: pl.DataFrame = con.sql(
-        f"""
+    found: pl.DataFrame = frame_of(
+        con.sql(
+            f"""
         SELECT o.kind, o.key, {LABEL.format(x="h")} AS label, s.fits, s.shown
         FROM _rs_outcome o JOIN {halopsa} h ON h.kind = o.kind AND h.key = o.key
         JOIN _rs_shown s ON s.kind = o.kind AND s.on_full = (o.hits > 1) AND s.name = {clash}
         WHERE o.outcome = {COLLIDES}
         """
-    ).pl()
+        )
+    )
     if found.is_empty():
         return
     notes = [
@@ -1100,13 +1104,15 @@ def _form_only(con: duckdb.DuckDBPyConnection) -> None:
     """Rows of _rs_decided for the entities that differ only in legal form from the one
     Autotask entity of their kind and base name (outcome FORM_ONLY): that entity is suggested, never
     with 100."""
-    found: pl.DataFrame = con.sql(
-        f"""
+    found: pl.DataFrame = frame_of(
+        con.sql(
+            f"""
         SELECT o.kind, o.key, d.display, o.form, o.theirs, o.whole, o.a_full
         FROM _rs_outcome o LEFT JOIN _rs_display d ON d.kind = o.kind AND d.key = o.a_key
         WHERE o.outcome = {FORM_ONLY}
         """
-    ).pl()
+        )
+    )
     if found.is_empty():
         return
     import numpy as np  # numpy: imported when names are scored (a run imports it beside its load)
@@ -1173,14 +1179,16 @@ def _suggest(
     side, 1.7M Autotask clients' names are scored in Python, the crosswalk's peak, and DuckDB
     held 140 MiB of them."""
     # The entities left, each with its names in order (none: a row of nulls).
-    found: pl.DataFrame = con.sql(
-        f"""
+    found: pl.DataFrame = frame_of(
+        con.sql(
+            f"""
         SELECT h.key, r.base, r.form
         FROM {halopsa} h ANTI JOIN _rs_decided d ON d.kind = h.kind AND d.halopsa_key = h.key
         LEFT JOIN _rs_h_row r ON r.kind = h.kind AND r.key = h.key
         WHERE h.kind = '{kind}' ORDER BY h.key, r.rank
         """
-    ).pl()
+        )
+    )
     if found.is_empty():
         return
     left = found.select(pl.col("key").unique(maintain_order=True))
@@ -1198,16 +1206,18 @@ def _suggest(
             ) ORDER BY display NULLS FIRST, key, base, form
             """
         )
-        candidates: pl.DataFrame = con.sql("SELECT base, form FROM _rs_candidate").pl()
+        candidates: pl.DataFrame = frame_of(con.sql("SELECT base, form FROM _rs_candidate"))
     if memory_limit is not None:
         release_memory(con, memory_limit)
     chosen = best_candidates(queries, candidates, min_score)
     del candidates
-    shown: pl.DataFrame = con.sql(
-        "SELECT rowid AS index, display AS suggestion FROM _rs_candidate "
-        "SEMI JOIN (SELECT unnest($indexes) AS index) ON rowid = index",
-        params={"indexes": chosen["index"].to_list()},
-    ).pl()
+    shown: pl.DataFrame = frame_of(
+        con.sql(
+            "SELECT rowid AS index, display AS suggestion FROM _rs_candidate "
+            "SEMI JOIN (SELECT unnest($indexes) AS index) ON rowid = index",
+            params={"indexes": chosen["index"].to_list()},
+        )
+    )
     con.execute("DROP TABLE _rs_candidate")
     best = chosen.join(shown, on="index")
     _insert_decided(

@@ -21,6 +21,7 @@ import duckdb
 import orjson
 import polars as pl
 
+from reconcile.duck import frame_of
 from reconcile.report_model import CLIENT_SCHEMA, ReportData, conform, text_columns
 from reconcile.rules import SEVERITY_ORDER
 
@@ -87,11 +88,13 @@ def kept_run(con: duckdb.DuckDBPyConnection, number: int) -> RunRecord | None:
     run = runs[0]
     if "clients" in run.summary:
         return run
-    clients = con.sql(
-        f"SELECT {', '.join(CLIENT_SCHEMA)} FROM run_clients WHERE run_number = ? "
-        "ORDER BY position",
-        params=[number],
-    ).pl()
+    clients = frame_of(
+        con.sql(
+            f"SELECT {', '.join(CLIENT_SCHEMA)} FROM run_clients WHERE run_number = ? "
+            "ORDER BY position",
+            params=[number],
+        )
+    )
     records = text_columns(conform(clients, CLIENT_SCHEMA)).to_dicts()
     summary: dict[str, Any] = {}
     for key, value in run.summary.items():
@@ -125,11 +128,13 @@ KEPT_ORDER = f"list_position([{', '.join(repr(s) for s in SEVERITY_ORDER)}], sev
 def run_findings(con: duckdb.DuckDBPyConnection, number: int) -> pl.DataFrame:
     """A kept run's discrepancies (FINDING_FIELDS; money Decimal(18,2), refs `;`-joined,
     acceptance the ledger entry that accepted it or null), in severity then id order."""
-    frame: pl.DataFrame = con.sql(
-        f"SELECT {', '.join(FINDING_FIELDS)} FROM findings WHERE run_number = ? "
-        f"ORDER BY {KEPT_ORDER}",
-        params=[number],
-    ).pl()
+    frame: pl.DataFrame = frame_of(
+        con.sql(
+            f"SELECT {', '.join(FINDING_FIELDS)} FROM findings WHERE run_number = ? "
+            f"ORDER BY {KEPT_ORDER}",
+            params=[number],
+        )
+    )
     return frame
 
 
@@ -141,12 +146,14 @@ def kept_findings(
     hold are absent. One query however many pairs: only the named rows reach Python."""
     if not wanted:
         return {}
-    rows = con.sql(
-        f"SELECT run_number, {', '.join(FINDING_FIELDS)} FROM findings "
-        "SEMI JOIN (SELECT unnest($runs) AS run_number, unnest($ids) AS id) "
-        f"USING (run_number, id) ORDER BY run_number, {KEPT_ORDER}",
-        params={"runs": [n for n, _ in wanted], "ids": [i for _, i in wanted]},
-    ).pl()
+    rows = frame_of(
+        con.sql(
+            f"SELECT run_number, {', '.join(FINDING_FIELDS)} FROM findings "
+            "SEMI JOIN (SELECT unnest($runs) AS run_number, unnest($ids) AS id) "
+            f"USING (run_number, id) ORDER BY run_number, {KEPT_ORDER}",
+            params={"runs": [n for n, _ in wanted], "ids": [i for _, i in wanted]},
+        )
+    )
     return {(r.pop("run_number"), r["id"]): r for r in rows.iter_rows(named=True)}
 
 
@@ -163,7 +170,7 @@ def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str)
         params = {"run": previous.number}
         new = _ids(con, table, f"ANTI JOIN {before} USING (id)", params)
         still = _ids(con, table, f"SEMI JOIN {before} USING (id)", params)
-        resolved = (
+        resolved = frame_of(
             con.sql(
                 "SELECT id, rule, severity, client, currency, "
                 "CAST(gross_difference AS VARCHAR) AS gross_difference, message "
@@ -172,9 +179,7 @@ def changes(con: duckdb.DuckDBPyConnection, cycle: str, number: int, table: str)
                 f"ORDER BY {KEPT_ORDER}",
                 params=params,
             )
-            .pl()
-            .to_dicts()
-        )
+        ).to_dicts()
     else:
         new, still, resolved = _ids(con, table, "", {}), pl.Series("id", [], pl.String), []
     return {
@@ -193,7 +198,7 @@ def _ids(
 ) -> pl.Series:
     """The ids of `table` (id, position) that `join` keeps, in position order (String)."""
     query = f"SELECT id FROM {table} {join} ORDER BY position"
-    found: pl.DataFrame = con.sql(query, params=params).pl()
+    found: pl.DataFrame = frame_of(con.sql(query, params=params))
     return found.get_column("id").cast(pl.String)
 
 

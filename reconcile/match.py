@@ -28,7 +28,7 @@ from reconcile.crosswalk import (
     resolutions,
     resolve_tables,
 )
-from reconcile.duck import column_chunks, with_frame
+from reconcile.duck import column_chunks, frame_of, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.store import ROW_GROUP_ROWS
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
@@ -448,16 +448,18 @@ def _resolutions(
     in the crosswalk's order (kind, then key): all that a reader of it looks at (the unmapped
     list, suggestions). The resolved ones, and the unmapped ones of other kinds, stay in the
     crosswalk table, never one Python object each. Drops _xw_label."""
-    unmapped: pl.DataFrame = con.sql(
-        """
+    unmapped: pl.DataFrame = frame_of(
+        con.sql(
+            """
         SELECT x.kind, x.h_key AS halopsa_key, l.label AS halopsa_label, x.a_key AS autotask_key,
                x.* EXCLUDE (kind, h_key, a_key)
         FROM _xw_label l JOIN crosswalk x USING (kind, h_key)
         WHERE list_contains($kinds, x.kind)
         ORDER BY l.place
         """,
-        params={"kinds": sorted(kinds)},
-    ).pl()
+            params={"kinds": sorted(kinds)},
+        )
+    )
     con.execute("DROP TABLE _xw_label")
     return tuple(zip(unmapped["kind"], resolutions(unmapped), strict=True))
 
@@ -740,11 +742,13 @@ def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> pl.DataFrame:
     other = "h" if side == "a" else "a"
     client = "c_key || '|' || coalesce(currency, '')"
     text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
-    frame: pl.DataFrame = con.sql(
-        f"SELECT uid, ref, {client} AS client, {text} AS text, net_amount, "
-        f"CASE WHEN i_ok THEN i_key END AS item FROM {_left(side)} "
-        f"WHERE c_ok AND {client} IN (SELECT {client} FROM {_left(other)} WHERE c_ok)"
-    ).pl()
+    frame: pl.DataFrame = frame_of(
+        con.sql(
+            f"SELECT uid, ref, {client} AS client, {text} AS text, net_amount, "
+            f"CASE WHEN i_ok THEN i_key END AS item FROM {_left(side)} "
+            f"WHERE c_ok AND {client} IN (SELECT {client} FROM {_left(other)} WHERE c_ok)"
+        )
+    )
     return frame.select(
         "uid",
         "client",
@@ -834,13 +838,13 @@ def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
     if a.is_empty():  # then so is h: each side holds only clients the other holds
         return
     pairs = _greedy(_candidates(a, h, min_score))
-    con.register("_fuzzy", pairs.with_row_index("n"))
-    con.execute(
+    with_frame(
+        con,
         "INSERT INTO grp_line SELECT 'fuzzy:' || a_uid, 'fuzzy', s.side, "
         "CASE s.side WHEN 'a' THEN a_uid ELSE h_uid END "
-        "FROM _fuzzy, (VALUES ('a'), ('h')) s(side) ORDER BY n, s.side"
+        "FROM _frame, (VALUES ('a'), ('h')) s(side) ORDER BY n, s.side",
+        pairs.with_row_index("n"),
     )
-    con.unregister("_fuzzy")
 
 
 def _unmatched(con: duckdb.DuckDBPyConnection) -> None:
@@ -1057,9 +1061,9 @@ def _named(con: duckdb.DuckDBPyConnection, side: str, kind: str) -> pl.DataFrame
     values = " UNION ALL ".join(
         f"SELECT {column} AS value FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
     )
-    wanted = con.sql(
-        f"SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}'"
-    ).pl()["value"]
+    wanted = frame_of(
+        con.sql(f"SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}'")
+    )["value"]
     distinct = f"SELECT value FROM ({values}) WHERE value IS NOT NULL"
     found = [
         keys.filter(keys.is_in(wanted))

@@ -240,22 +240,10 @@ FIXED_DATE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 WIDE_COLUMNS = frozenset({"message", "reason", "value", "why"})  # sentences: 60 characters
 
 
-def write_csv_parts(parts: Iterable[pl.DataFrame], path: Path) -> None:
-    """A table given in consecutive chunks as one CSV, its text made safe for a spreadsheet
-    (safe.neutralise, a chunk at a time: it decides cell by cell), the header once: the bytes
-    of `neutralise(pl.concat(parts)).write_csv(path)` for any chunking, holding one chunk.
-
-    `parts`: frames of one schema, in the table's order; at least one (an empty table is one
-    empty frame of its schema, which still gets its header)."""
-    with path.open("wb") as fh:
-        for n, part in enumerate(parts):
-            neutralise(part).write_csv(fh, include_header=n == 0)
-
-
 def write_csv_scan(table: pl.LazyFrame, path: Path) -> None:
     """A table as one CSV, its text made safe for a spreadsheet (safe.neutralise), written by
     polars' streaming engine from the lazy frame's plan (a Parquet scan: about one morsel of
-    rows held, its order kept): the bytes of write_csv_parts over its rows."""
+    rows held, its order kept): the bytes of `neutralise(table.collect()).write_csv(path)`."""
     neutralise(table).sink_csv(path)
 
 

@@ -25,6 +25,7 @@ import polars as pl
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import name_table
+from reconcile.duck import frame_of, with_frame
 from reconcile.store import insertion_order_kept, release_memory
 from reconcile.tables import DISCREPANCIES, SIDES
 
@@ -149,7 +150,7 @@ class RuleContext:
     def findings(self, sql: str, **extra: Any) -> pl.DataFrame:
         """Run a rule's query; $name parameters come from the rule's CONFIG and `extra`."""
         params = {k: v for k, v in {**self.settings, **extra}.items() if f"${k}" in sql}
-        frame: pl.DataFrame = self.con.sql(sql, params=params).pl()
+        frame: pl.DataFrame = frame_of(self.con.sql(sql, params=params))
         return conform(frame)
 
 
@@ -238,13 +239,9 @@ def _insert_found(con: duckdb.DuckDBPyConnection, found: pl.DataFrame, create: b
     (also when there are none), INSERT_ROWS at a time: a frame inserted whole took DuckDB
     about its size again at the peak (400k findings, 66 MB: 60-90 MiB more than in parts)."""
     for start in range(0, found.height or 1, INSERT_ROWS):
-        con.register("_rules", found.slice(start, INSERT_ROWS))
-        try:
-            first = create and start == 0
-            make = "CREATE OR REPLACE TEMP TABLE _found AS" if first else "INSERT INTO _found"
-            con.execute(f"{make} FROM _rules")
-        finally:
-            con.unregister("_rules")
+        first = create and start == 0
+        make = "CREATE OR REPLACE TEMP TABLE _found AS" if first else "INSERT INTO _found"
+        with_frame(con, f"{make} FROM _frame", found.slice(start, INSERT_ROWS))
 
 
 def _drop_superseded(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
@@ -458,7 +455,7 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         {names}
         """
     )
-    candidates = con.sql("SELECT DISTINCT kind, name FROM _candidates").pl()
+    candidates = frame_of(con.sql("SELECT DISTINCT kind, name FROM _candidates"))
     clients = pl.col("kind") == "a_clients"
     retired = pl.concat(
         part.with_columns(
@@ -469,17 +466,17 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
             ("item", candidates.filter(~clients)),
         )
     )
-    con.register("_folded", retired)
-    con.execute(
+    with_frame(
+        con,
         """
         INSERT INTO _expected
         SELECT DISTINCT _n FROM (
-            SELECT _n FROM _candidates JOIN _folded USING (kind, name)
+            SELECT _n FROM _candidates JOIN _frame USING (kind, name)
             GROUP BY _n, kind HAVING bool_and(retired)
         )
-        """
+        """,
+        retired,
     )
-    con.unregister("_folded")
     con.execute("DROP TABLE _candidates")
 
 

@@ -25,6 +25,7 @@ import polars as pl
 from reconcile import __version__, acceptance, history, ledger, signoff
 from reconcile.config import UNFINGERPRINTED_SECTIONS, Config, Settings
 from reconcile.crosswalk import read_mappings
+from reconcile.duck import frame_of
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import (
     LoadResult,
@@ -40,7 +41,6 @@ from reconcile.outputs import (
     output_folder,
     pause,
     refuse_foreign,
-    write_csv_parts,
     write_csv_scan,
     write_parquet_parts,
     write_xlsx,
@@ -277,9 +277,9 @@ def _workflow(
         },
         number,
     )
-    accepted = con.sql(
-        f"SELECT id, acceptance FROM {DISCREPANCIES.name} WHERE acceptance IS NOT NULL"
-    ).pl()
+    accepted = frame_of(
+        con.sql(f"SELECT id, acceptance FROM {DISCREPANCIES.name} WHERE acceptance IS NOT NULL")
+    )
     results = signoff.results_of(summary.run_id, accepted)
     return dataclasses.replace(
         summary,
@@ -683,7 +683,7 @@ def discrepancy_parts(workspace: Workspace, names: list[str]) -> Iterator[pl.Dat
 
 
 # Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s.
-LATER_MODULES = ("numpy", "pyarrow")
+LATER_MODULES = ("numpy",)
 
 
 def _prepared() -> Environment:
@@ -747,9 +747,7 @@ def write_outputs(
             path, chain(json_records(_written(parquet)), [b"\n"])
         ),
         "summary.json": lambda path: _write_pieces(path, result.summary.json_pieces(indent=True)),
-        "quarantine.csv": lambda path: write_csv_parts(
-            workspace.quarantine_parts(result.cycle), path
-        ),
+        "quarantine.csv": lambda path: write_csv_scan(_quarantine(workspace, result, folder), path),
     }
     if result.summary.workbook.written:
         writers[WORKBOOK_FILE] = (
@@ -762,6 +760,14 @@ def write_outputs(
         write(out / name)
         pause(name)
     return report
+
+
+def _quarantine(workspace: Workspace, result: RunResult, folder: Path) -> pl.LazyFrame:
+    """The cycle's quarantined rows (quarantine.csv's columns, file order) as a lazy scan of a
+    Parquet file DuckDB writes into `folder` (Workspace.copy_quarantine)."""
+    path = folder / "quarantine.parquet"
+    workspace.copy_quarantine(result.cycle, path)
+    return pl.scan_parquet(path, glob=False)
 
 
 def _scan(parquet: Path, schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:

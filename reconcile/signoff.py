@@ -24,6 +24,7 @@ import duckdb
 import polars as pl
 
 from reconcile import acceptance, ledger
+from reconcile.duck import with_frame
 from reconcile.errors import RefusedError, TamperedError
 from reconcile.history import (
     RunRecord,
@@ -152,11 +153,12 @@ def accepted_now(
     (id, ledger entry) pairs."""
     findings = run_findings(con, number)
     standing_now = acceptance.standing(ledger.entries(con, cycle), cycle)
-    con.register("_kept_now", _with_lists(findings.drop("acceptance")))
+    kept = _with_lists(findings.drop("acceptance"))
+    with_frame(con, "CREATE OR REPLACE TEMP TABLE _kept_now AS FROM _frame", kept)
     try:
         applied, _ = acceptance.apply(con, "_kept_now", standing_now, today)
     finally:
-        con.unregister("_kept_now")
+        con.execute("DROP TABLE _kept_now")
     return {(a.id, a.entry) for a in applied}
 
 

@@ -14,6 +14,7 @@ import duckdb
 import polars as pl
 
 from reconcile.config import load_config
+from reconcile.duck import frame_of
 from reconcile.errors import InputError
 from reconcile.model import CANONICAL_SCHEMA
 from reconcile.options import DEFAULT_MEMORY_LIMIT, DEFAULT_WORKSPACE
@@ -242,13 +243,15 @@ def read_ranges(
     select list's types."""
     last = con.execute(f"SELECT coalesce(max(position), 0) FROM {table}").fetchall()[0][0]
     if not last:
-        yield con.sql(f"SELECT {columns} FROM {table} LIMIT 0").pl()
+        yield frame_of(con.sql(f"SELECT {columns} FROM {table} LIMIT 0"))
     step = rows or RANGE_ROWS
     for start in range(1, int(last) + 1, step):
-        yield con.sql(
-            f"SELECT {columns} FROM {table} "
-            f"WHERE position >= {start} AND position < {start + step} ORDER BY {order}"
-        ).pl()
+        yield frame_of(
+            con.sql(
+                f"SELECT {columns} FROM {table} "
+                f"WHERE position >= {start} AND position < {start + step} ORDER BY {order}"
+            )
+        )
 
 
 QUARANTINE_ORDER = "source, file_name, row_number"  # file order: quarantine.csv's
@@ -633,25 +636,20 @@ class Workspace:
             {"cycle": cycle, "disposition": disposition},
         )
 
-    def quarantine_parts(self, cycle: str) -> Iterator[pl.DataFrame]:
+    def copy_quarantine(self, cycle: str, path: Path) -> None:
         """The cycle's rows of the quarantine table as quarantine.csv holds them (less load_id
-        and cycle), in file order, RANGE_ROWS at a time from a stream of DuckDB's result: never
-        whole in memory (a 10M-line HaloPSA export has some 200,000 excluded rows, each with
-        its raw values). At least one frame, empty with the columns' types when there are
-        none."""
-        reader = self.con.sql(
-            f"SELECT * EXCLUDE (load_id, cycle) FROM quarantine "
-            f"WHERE cycle = '{_literal(cycle)}' ORDER BY {QUARANTINE_ORDER}"
-        ).to_arrow_reader(RANGE_ROWS)
-        empty = True
-        for batch in reader:
-            empty = False
-            yield pl.DataFrame(batch)
-        if empty:
-            yield pl.DataFrame(reader.schema.empty_table())
+        and cycle), in file order, written by DuckDB into the Parquet file `path` (never whole
+        in memory: a 10M-line HaloPSA export has some 200,000 excluded rows, each with its raw
+        values); the file has the columns also when there are no rows, raw (JSON) as its text."""
+        with insertion_order_kept(self.con):
+            self.con.execute(
+                "COPY (SELECT * EXCLUDE (load_id, cycle) REPLACE (raw::VARCHAR AS raw) "
+                f"FROM quarantine WHERE cycle = '{_literal(cycle)}' ORDER BY {QUARANTINE_ORDER}) "
+                f"TO '{_literal(str(path))}' (FORMAT parquet)"
+            )
 
     def frame(self, query: str, params: list[Any] | dict[str, Any]) -> pl.DataFrame:
-        frame: pl.DataFrame = self.con.sql(query, params=params).pl()
+        frame: pl.DataFrame = frame_of(self.con.sql(query, params=params))
         return frame
 
     def lines(self, cycle: str, platform: str) -> duckdb.DuckDBPyRelation:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import polars as pl
 
 from reconcile.crosswalk import name_table
+from reconcile.duck import frame_of, with_frame
 from reconcile.rules import RuleContext
 
 SEVERITY = "blocker"
@@ -61,7 +62,7 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         for kind in kinds
         for own, key, ok, theirs in [KNOWN_BY[kind]]
     )
-    names = ctx.con.sql(f"SELECT * FROM ({known}) WHERE name IS NOT NULL").pl()
+    names = frame_of(ctx.con.sql(f"SELECT * FROM ({known}) WHERE name IS NOT NULL"))
     retired = pl.concat(
         part.filter(_retired(kind, part["name"], lists[kind]))
         for kind in kinds
@@ -82,7 +83,7 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         for kind in kinds
         for own, key, ok, theirs in [KNOWN_BY[kind]]
     )
-    ctx.con.register("_retired", retired)
+    with_frame(ctx.con, "CREATE OR REPLACE TEMP TABLE _retired AS FROM _frame", retired)
     try:
         return ctx.findings(
             f"""
@@ -112,4 +113,4 @@ def check(ctx: RuleContext) -> pl.DataFrame:
             """
         )
     finally:
-        ctx.con.unregister("_retired")
+        ctx.con.execute("DROP TABLE _retired")

@@ -608,15 +608,17 @@ def test_the_workbook_of_chunks_is_the_workbook_of_the_whole_table(
 def test_the_csv_of_chunks_is_the_csv_of_the_whole_table(
     case: tuple[pl.DataFrame, list[pl.DataFrame]],
 ) -> None:
-    """discrepancies.csv written a chunk at a time: the bytes of the whole table made safe
-    (safe.neutralise) and written at once, the header once, for any chunking."""
-    from reconcile.outputs import write_csv_parts
+    """discrepancies.csv streamed from the Parquet file the chunks were written to: the bytes
+    of the whole table made safe (safe.neutralise) and written at once, the header once, for
+    any chunking."""
+    from reconcile.outputs import write_csv_scan, write_parquet_parts
 
     frame, parts = case
     with tempfile.TemporaryDirectory() as tmp:
         whole, chunks = Path(tmp) / "whole.csv", Path(tmp) / "chunks.csv"
         neutralise(frame).write_csv(whole)
-        write_csv_parts(iter(parts), chunks)
+        write_parquet_parts(iter(parts), Path(tmp) / "t.parquet")
+        write_csv_scan(pl.scan_parquet(Path(tmp) / "t.parquet"), chunks)
         assert chunks.read_bytes() == whole.read_bytes()
         back = pl.read_csv(chunks, schema=OUTPUT_SCHEMA)
     assert back.height == frame.height  # one header: every other line is a row
@@ -654,13 +656,13 @@ def test_an_empty_table_as_one_empty_chunk(tmp_path: Path) -> None:
     typed columns with no rows, the workbook one sheet with its header."""
     import openpyxl
 
-    from reconcile.outputs import write_csv_parts, write_parquet_parts, write_xlsx
+    from reconcile.outputs import write_csv_scan, write_parquet_parts, write_xlsx
 
     empty = pl.DataFrame(schema=OUTPUT_SCHEMA)
-    write_csv_parts([empty], tmp_path / "t.csv")
-    assert (tmp_path / "t.csv").read_text(encoding="utf-8") == ",".join(OUTPUT_COLUMNS) + "\n"
     assert b"".join(json_records(iter([empty, empty]))) == b"[]"
     write_parquet_parts([empty], tmp_path / "t.parquet")
+    write_csv_scan(pl.scan_parquet(tmp_path / "t.parquet"), tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text(encoding="utf-8") == ",".join(OUTPUT_COLUMNS) + "\n"
     assert dict(pl.read_parquet(tmp_path / "t.parquet").schema) == OUTPUT_SCHEMA
     write_xlsx(iter([empty]), tmp_path / "t.xlsx")
     write_xlsx(empty, tmp_path / "whole.xlsx")

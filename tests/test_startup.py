@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import ROOT
+from conftest import DEMO, ROOT
 
 HEAVY = (
     "duckdb", "pandera", "pydantic", "jinja2", "xlsxwriter", "rapidfuzz", "fastexcel", "numpy",
-    "polars",
+    "polars", "pyarrow",
 )  # fmt: skip
 
 
@@ -53,6 +54,21 @@ def test_a_run_imports_the_workbook_writer_reader_and_pandera_only_when_it_uses_
     loads none of them."""
     found = _imported_after("import reconcile.run, reconcile.pack, reconcile.workbook")
     assert not {"xlsxwriter", "fastexcel", "pandera", "numpy"} & set(found), found
+
+
+def test_a_run_reads_duckdb_results_without_pyarrow(tmp_path: Path) -> None:
+    """A whole run of the demo cycle (its quarantine and findings included) takes DuckDB's
+    results into polars through the Arrow C stream (duck.frame_of, duck.with_frame): pyarrow,
+    which DuckDB's own .pl() imports, is never loaded."""
+    args = [
+        "--workspace", str(tmp_path / "ws.duckdb"), "run", "--cycle", "2026-11",
+        "--autotask", str(DEMO / "autotask" / "invoices.xml"),
+        "--halopsa", str(DEMO / "halopsa" / "api"), "--map", str(DEMO / "mapping.csv"),
+        "--config", str(DEMO / "reconcile.toml"), "--out", str(tmp_path / "out"), "--no-workbook",
+    ]  # fmt: skip
+    found = _imported_after(f"from reconcile.cli import cli; cli({args!r})")
+    assert (tmp_path / "out" / "quarantine.csv").exists()
+    assert "polars" in found and "pyarrow" not in found, found
 
 
 def test_the_pipeline_is_imported_with_the_collector_paused_and_its_objects_frozen() -> None:
