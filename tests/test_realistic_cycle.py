@@ -35,8 +35,15 @@ def test_the_same_seed_writes_the_same_bytes(
     assert cycle.facts == again.facts
 
 
+# Rules the generator does not draw yet, each with why: every other rule's kind must be there.
+NOT_DRAWN = {
+    "retired_still_billed": "new; the realistic cycle's retired item is never billed by HaloPSA "
+    "(its own fixture cycle: fixtures/cycles/retired_still_billed)",
+}
+
+
 def test_the_truth_holds_every_rules_kind_of_difference(cycle: generate.RealisticCycle) -> None:
-    rules = {p.stem for p in (ROOT / "rules").glob("*.py")}
+    rules = {p.stem for p in (ROOT / "rules").glob("*.py")} - set(NOT_DRAWN)
     by_rule = cycle.facts["discrepancies_by_rule"]
     assert isinstance(by_rule, dict)
     assert set(by_rule) == rules
