@@ -73,7 +73,7 @@ from reconcile.report_model import (
     text_columns,
     with_ids,
 )
-from reconcile.wording import format_decimal, in_currency, money, signed_money
+from reconcile.wording import UNKNOWN_CURRENCY, format_decimal, in_currency, money, signed_money
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -740,6 +740,7 @@ def make_environment(template_dir: Path | None = None) -> Environment:
         percent=percent,
         count=count,
     )
+    env.globals["unknown_currency"] = UNKNOWN_CURRENCY
     return env
 
 
