@@ -336,8 +336,11 @@ def _normalise_batch(
         rejected=rejected,
         date_convention=convention,
         rows_read=frame.height,
-        read=parsed.group_by(_readable_currency().alias("currency"))
+        # By currency as written first: the few currencies' texts are checked, not each row's.
+        read=parsed.group_by(CURRENCY)
         .agg(pl.len().alias("rows"), pl.col("_net_amount").sum().alias("net"))
+        .group_by(_readable_currency().alias("currency"))
+        .agg(pl.col("rows", "net").sum())
         .cast(READ_SCHEMA),
     )
 
