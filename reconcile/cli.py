@@ -33,12 +33,12 @@ from reconcile.errors import (
 from reconcile.options import DEFAULT_TIMEZONE, DEFAULT_WORKSPACE, check_cycle
 from reconcile.safe import shown
 from reconcile.timing import recording
-from reconcile.wording import counted
+from reconcile.wording import UNKNOWN_CURRENCY, amount_text, counted
 
 if TYPE_CHECKING:
     from reconcile.config import Config
     from reconcile.ingest import LoadResult
-    from reconcile.report_model import SideTotals
+    from reconcile.report_model import CurrencyControl, SideTotals
     from reconcile.store import Workspace
 
 # Start-up: a command imports what it works with (DuckDB, pandera, pydantic, the readers, the
@@ -839,22 +839,34 @@ def _lines(side: SideTotals) -> str:
 
 
 def describe(result: LoadResult) -> str:
-    from reconcile.wording import money
-
     head = "already loaded (same content)" if result.already_loaded else "loaded"
     text = (
         f"{head} {shown(result.source)} as {result.shape}, cycle {result.cycle}: "
         f"{counted(result.rows_read, 'row')} read = {result.rows_loaded} loaded + "
         f"{result.rows_quarantined} quarantined + {result.rows_excluded} excluded"
         + (f" + {result.rows_skipped} skipped" if result.rows_skipped else "")
-        + f"; net {money(result.net_read)} = {money(result.net_loaded)} + "
-        f"{money(result.net_quarantined)} + {money(result.net_excluded)}; "
-        f"dates {result.date_convention}"
+        + "".join(f"; {_currency_totals(c)}" for c in result.by_currency)
+        + f"; dates {result.date_convention}"
         + (f"; numbers {result.number_format}" if result.number_format else "")
     )
     if result.rows_unreadable_amount:
         text += f"; {counted(result.rows_unreadable_amount, 'row')} with an unreadable amount"
     return "\n".join([text, *(f"  warning: {shown(w)}" for w in result.warnings)])
+
+
+def _currency_totals(totals: CurrencyControl) -> str:
+    """One currency's control totals as `load` prints them, in the order of its rows' (loaded
+    + quarantined + excluded): "EUR: 3 rows = 2 + 1 + 0, net EUR 1,200.00 = EUR 1,000.00 +
+    EUR 200.00 + EUR 0.00"; the rows whose currency could not be read under UNKNOWN_CURRENCY,
+    their amounts without a code."""
+    code = totals.currency or UNKNOWN_CURRENCY
+    nets = (totals.net_loaded, totals.net_quarantined, totals.net_excluded)
+    return (
+        f"{code}: {counted(totals.rows_read, 'row')} = {totals.rows_loaded} + "
+        f"{totals.rows_quarantined} + {totals.rows_excluded}, "
+        f"net {amount_text(totals.currency, totals.net_read)} = "
+        + " + ".join(amount_text(totals.currency, n) for n in nets)
+    )
 
 
 def quarantine_message(result: LoadResult) -> str:

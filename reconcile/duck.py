@@ -10,6 +10,18 @@ import polars as pl
 
 CHUNK_ROWS = 200_000  # distinct values handed to Python at once (e.g. name_table's frames held)
 
+# fmt_money(x): money in messages as the report writes it (wording.money): rounded to the cent,
+# thousands grouped, every digit kept ('1,234,567,890,123,456.05': in whole cents, never through
+# a double), '-' only on an amount that is below zero once rounded, '?' for null.
+MONEY_MACROS = """
+CREATE OR REPLACE TEMP MACRO fmt_cents(c) AS
+    CASE WHEN c < 0 THEN '-' ELSE '' END || format('{:,}', abs(c) // 100) || '.'
+    || lpad(CAST(abs(c) % 100 AS VARCHAR), 2, '0');
+CREATE OR REPLACE TEMP MACRO fmt_money(x) AS
+    CASE WHEN x IS NULL THEN '?'
+    ELSE fmt_cents(CAST(CAST(x AS DECIMAL(38, 2)) * 100 AS HUGEINT)) END;
+"""
+
 
 def column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Series]:
     """The distinct values of the query's one column (a string), CHUNK_ROWS at a time, in no

@@ -20,6 +20,7 @@ from reconcile.load import RawFrame, read_inputs
 from reconcile.load.base import PLATFORM_NAMES
 from reconcile.load.tabular import grid_warning
 from reconcile.options import check_cycle as check_cycle  # run and match import it from here
+from reconcile.report_model import CurrencyControl, from_plain, plain
 from reconcile.store import ROW_GROUP_ROWS, Workspace
 from reconcile.validate import QUARANTINE_SCHEMA, Normalised, normalised
 from reconcile.wording import counted
@@ -43,10 +44,7 @@ class LoadResult:
     rows_excluded: int
     rows_skipped: int
     rows_unreadable_amount: int
-    net_read: Decimal
-    net_loaded: Decimal
-    net_quarantined: Decimal
-    net_excluded: Decimal
+    by_currency: tuple[CurrencyControl, ...]  # the control totals per currency
     already_loaded: bool = False
     warnings: tuple[str, ...] = ()
     invoice_checks: tuple[dict[str, Any], ...] = ()
@@ -120,11 +118,8 @@ class Tally:
     rows_excluded: int = 0
     rows_skipped: int = 0
     rows_unreadable_amount: int = 0
-    net_read: Decimal = ZERO
-    net_loaded: Decimal = ZERO
-    net_quarantined: Decimal = ZERO
-    net_excluded: Decimal = ZERO
-    tax_loaded: Decimal = ZERO
+    # Each batch's control totals per currency (_currency_totals), added up by by_currency.
+    currency_totals: list[pl.DataFrame] = field(default_factory=list)
     # Net and tax per invoice, batch by batch: kept only for an export that states invoice
     # totals (None: it states none, there is nothing to check them against).
     invoice_sums: list[pl.DataFrame] | None = None
@@ -144,11 +139,7 @@ class Tally:
         self.rows_unreadable_amount += (
             quarantined["net_amount"].null_count() + excluded["net_amount"].null_count()
         )
-        self.net_read += _sum(norm.net_read)
-        self.net_loaded += _sum(norm.lines["net_amount"].sum())
-        self.net_quarantined += _sum(quarantined["net_amount"].sum())
-        self.net_excluded += _sum(excluded["net_amount"].sum())
-        self.tax_loaded += _sum(norm.lines["tax_amount"].sum())
+        self.currency_totals.append(_currency_totals(norm))
         if self.invoice_sums is not None:
             self.invoice_sums.append(
                 norm.lines.group_by("invoice_number").agg(
@@ -164,13 +155,60 @@ class Tally:
                 quarantined.head(room).select("row_number", "line_ref", "reasons").to_dicts()
             )
 
+    def by_currency(self) -> tuple[CurrencyControl, ...]:
+        """The control totals per currency, by code, the unknown currency (None) last."""
+        if not self.currency_totals:
+            return ()
+        summed = (
+            pl.concat(self.currency_totals, how="diagonal_relaxed")
+            .group_by("currency")
+            .agg(pl.all().sum())
+            .sort("currency", nulls_last=True)
+        )
+        rows = summed.iter_rows(named=True)
+        exact = [
+            {k: _sum(v) if k.startswith(MONEY_TOTALS) else v for k, v in r.items()} for r in rows
+        ]
+        return tuple(from_plain(tuple[CurrencyControl, ...], exact))
+
     def totals(self) -> dict[str, Any]:
-        """The control totals as the loads table stores them."""
-        return {k: v for k, v in vars(self).items() if k not in ("invoice_sums", "quarantine")}
+        """The control totals as the loads table stores them (by_currency as JSON-able values:
+        a list of CurrencyControl, money as exact text)."""
+        kept = {"invoice_sums", "quarantine", "currency_totals"}
+        return {k: v for k, v in vars(self).items() if k not in kept} | {
+            "by_currency": plain(self.by_currency())
+        }
 
     def warnings(self, raw: RawFrame) -> list[str]:
         grid = grid_warning(raw, self.rows_read)
         return [*raw.warnings, *([grid] if grid else [])]
+
+
+MONEY_TOTALS = ("net_", "tax_")  # the money fields of CurrencyControl start so
+
+
+def _currency_totals(norm: Normalised) -> pl.DataFrame:
+    """One batch's control totals per currency: a row per currency and measure, its columns
+    `currency` and CurrencyControl's counts and sums (null where the row does not give it);
+    Tally.by_currency adds them up. Skipped rows carry no amount and count under no currency."""
+    rejected = norm.rejected.filter(pl.col("disposition") != "skipped")
+    net = pl.col("net_amount")
+    return pl.concat(
+        [
+            norm.read.select("currency", rows_read="rows", net_read="net"),
+            norm.lines.group_by("currency").agg(
+                rows_loaded=pl.len(), net_loaded=net.sum(), tax_loaded=pl.col("tax_amount").sum()
+            ),
+            *(
+                rejected.filter(pl.col("disposition") == kind)
+                .group_by("currency")
+                .agg(pl.len().alias(f"rows_{kind}"), net.sum().alias(f"net_{kind}"))
+                for kind in ("quarantined", "excluded")
+            ),
+            rejected.group_by("currency").agg(rows_unreadable_amount=net.null_count()),
+        ],
+        how="diagonal_relaxed",
+    )
 
 
 def read_only(
@@ -231,7 +269,15 @@ def refuse_other_readings(workspace: Workspace, settings: Settings) -> None:
     for platform, load_id, read_with in workspace.readings(settings.cycle):
         if read_with == reading:
             continue
-        was = {} if read_with is None else json.loads(read_with)
+        if read_with is None:
+            raise InputError(
+                f"--{platform}",
+                f"the {platform} export loaded for cycle {settings.cycle} (load {load_id[:12]}) "
+                "was loaded by an earlier version of reconcile, which did not keep all a run "
+                "needs of it (the settings it was read with, its control totals per currency)",
+                hint=f"Give the export again (--{platform} FILE) to have it read again.",
+            )
+        was = json.loads(read_with)
         now = json.loads(reading)
         differ = [
             f"{k} {_setting(was.get(k, 'unknown'))} (now {_setting(now[k])})"
@@ -334,20 +380,23 @@ def _store_batches(
 
 
 def _prove_conservation(workspace: Workspace, record: dict[str, Any]) -> None:
-    """Rows read = loaded + quarantined + excluded + skipped, and the net amounts agree to the
-    cent (a skipped row, blank or a totals row, carries no line's amount)."""
-    stored = workspace.stored_totals(record["load_id"], record["cycle"])
-    rows = (
-        stored["rows_loaded"]
-        + stored["rows_quarantined"]
-        + stored["rows_excluded"]
-        + stored["rows_skipped"]
-    )
-    net = stored["net_loaded"] + stored["net_quarantined"] + stored["net_excluded"]
-    if rows != record["rows_read"] or net != record["net_read"]:
+    """Rows read = loaded + quarantined + excluded + skipped, and per currency the rows and
+    net amounts read agree with those stored, to the cent (a skipped row, blank or a totals
+    row, carries no line's amount and no currency)."""
+    skipped, stored = workspace.stored_totals(record["load_id"], record["cycle"])
+    read = {c["currency"]: (c["rows_read"], Decimal(c["net_read"])) for c in record["by_currency"]}
+    kept = {
+        currency: (
+            s["rows_loaded"] + s["rows_quarantined"] + s["rows_excluded"],
+            s["net_loaded"] + s["net_quarantined"] + s["net_excluded"],
+        )
+        for currency, s in stored.items()
+    }
+    rows = sum(r for r, _ in kept.values()) + skipped
+    if rows != record["rows_read"] or kept != read:
         raise RuntimeError(
             f"control totals do not reconcile for {record['source']}: read {record['rows_read']} "
-            f"rows / {record['net_read']}, stored {rows} rows / {net}"
+            f"rows, per currency {read}; stored {rows} rows, per currency {kept}"
         )
 
 
@@ -498,10 +547,7 @@ def _result(record: dict[str, Any], quarantine: list[dict[str, Any]]) -> LoadRes
         rows_excluded=record["rows_excluded"],
         rows_skipped=record["rows_skipped"],
         rows_unreadable_amount=record["rows_unreadable_amount"],
-        net_read=record["net_read"],
-        net_loaded=record["net_loaded"],
-        net_quarantined=record["net_quarantined"],
-        net_excluded=record["net_excluded"],
+        by_currency=from_plain(tuple[CurrencyControl, ...], record["by_currency"]),
         warnings=tuple(warnings),
         invoice_checks=tuple(record["invoice_checks"]),
         quarantine=tuple(quarantine),
@@ -520,5 +566,6 @@ def _previous(workspace: Workspace, raw: RawFrame, load_id: str, cycle: str) -> 
     ).to_dicts()
     row["invoice_checks"] = json.loads(row["invoice_checks"])
     row["warnings"] = json.loads(row["warnings"])
+    row["by_currency"] = json.loads(row["by_currency"])
     result = _result(row, quarantine)
     return LoadResult(**{**result.__dict__, "source": raw.file, "already_loaded": True})

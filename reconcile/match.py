@@ -28,7 +28,7 @@ from reconcile.crosswalk import (
     resolutions,
     resolve_tables,
 )
-from reconcile.duck import column_chunks, frame_of, with_frame
+from reconcile.duck import MONEY_MACROS, column_chunks, frame_of, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.store import ROW_GROUP_ROWS
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
@@ -408,6 +408,7 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
         f"SELECT count(*) FROM crosswalk WHERE kind = 'client' AND a_key IS NULL AND {open_}"
     ).fetchall()[0][0]:
         return  # nothing to suggest for: the lines need not be summed
+    con.execute(MONEY_MACROS)
     con.execute(
         f"""
         WITH unmapped_sums AS (
@@ -419,12 +420,13 @@ def _suggest_by_totals(con: duckdb.DuckDBPyConnection) -> None:
             FROM a WHERE c_key NOT IN (SELECT c_key FROM h WHERE c_ok) GROUP BY ALL
         ),
         unmapped AS (
-            SELECT h_key, string_agg(currency || ' ' || net, ' and ' ORDER BY currency) AS net
+            SELECT h_key,
+                   string_agg(currency || ' ' || fmt_money(net), ' and ' ORDER BY currency) AS net
             FROM unmapped_sums GROUP BY ALL
         ),
         vanished AS (
             SELECT a_key, min(name) AS name,
-                   string_agg(currency || ' ' || net, ' and ' ORDER BY currency) AS net
+                   string_agg(currency || ' ' || fmt_money(net), ' and ' ORDER BY currency) AS net
             FROM vanished_sums GROUP BY ALL
         ),
         pairs AS (SELECT u.h_key, v.name, v.net FROM unmapped u JOIN vanished v USING (net)),

@@ -73,7 +73,7 @@ from reconcile.report_model import (
     text_columns,
     with_ids,
 )
-from reconcile.wording import format_decimal, in_currency, money, signed_money
+from reconcile.wording import UNKNOWN_CURRENCY, format_decimal, in_currency, money, signed_money
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -156,7 +156,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "(that side's lines, fractions as decimal strings or None)}",
     "match_rate": "Sides: autotask, halopsa (fractions, Decimal)",
     "controls": "ControlRows: input (Control, with its balanced flag: read = loaded + q + x + "
-    "skipped), warnings (the first WARNINGS_SHOWN load warnings), more_warnings",
+    "skipped, and per currency; by_currency: CurrencyControl a currency, None the unknown one), "
+    "warnings (the first WARNINGS_SHOWN load warnings), more_warnings",
     "bridge_charts": "list of (currency, BridgeChart): geometry of each waterfall SVG",
     "client_total": "number of per-client rows (one per client and currency; the page's script "
     "renders them)",
@@ -740,6 +741,7 @@ def make_environment(template_dir: Path | None = None) -> Environment:
         percent=percent,
         count=count,
     )
+    env.globals["unknown_currency"] = UNKNOWN_CURRENCY
     return env
 
 

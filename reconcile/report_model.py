@@ -261,10 +261,39 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class CurrencyControl:
+    """One input's control totals in one currency: its rows (skipped ones aside) read = loaded +
+    quarantined + excluded, and their net amounts alike, in `currency` (None: the rows whose
+    currency could not be read, all quarantined, never counted under another currency).
+    rows_unreadable_amount of the rows quarantined or excluded have no net amount to count;
+    tax_loaded is the loaded lines' tax."""
+
+    currency: str | None
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_excluded: int
+    rows_unreadable_amount: int
+    net_read: Decimal
+    net_loaded: Decimal
+    net_quarantined: Decimal
+    net_excluded: Decimal
+    tax_loaded: Decimal
+
+    @property
+    def balanced(self) -> bool:
+        """Rows and net read = loaded + quarantined + excluded."""
+        rows = self.rows_loaded + self.rows_quarantined + self.rows_excluded
+        net = self.net_loaded + self.net_quarantined + self.net_excluded
+        return self.rows_read == rows and self.net_read == net
+
+
+@dataclass(frozen=True)
 class Control:
     """One input's control totals: every row read is loaded, quarantined, excluded or skipped
-    (counts), with the net amounts of each (in the input's currency). files, invoice_checks and
-    dialect as the load recorded them; warnings are the load's own."""
+    (counts), and per currency the rows and net amounts of each (by_currency: by currency code,
+    the unknown currency last; empty for a run kept before they were). files, invoice_checks
+    and dialect as the load recorded them; warnings are the load's own."""
 
     load_id: str
     platform: str
@@ -278,21 +307,23 @@ class Control:
     rows_excluded: int
     rows_skipped: int
     rows_unreadable_amount: int
-    net_read: Decimal
-    net_loaded: Decimal
-    net_quarantined: Decimal
-    net_excluded: Decimal
-    tax_loaded: Decimal
     files: tuple[Mapping[str, JSONValue], ...]
     warnings: tuple[str, ...]
     invoice_checks: tuple[Mapping[str, JSONValue], ...]
     dialect: Mapping[str, JSONValue]
+    by_currency: tuple[CurrencyControl, ...] = ()
 
     @property
     def balanced(self) -> bool:
-        """Rows read = loaded + quarantined + excluded + skipped."""
+        """Rows read = loaded + quarantined + excluded + skipped, and each currency's rows and
+        net amounts add up (CurrencyControl.balanced) to the input's rows but the skipped."""
         parts = (self.rows_loaded, self.rows_quarantined, self.rows_excluded, self.rows_skipped)
-        return self.rows_read == sum(parts)
+        counted = sum(c.rows_read for c in self.by_currency) + self.rows_skipped
+        return (
+            self.rows_read == sum(parts)
+            and (not self.by_currency or counted == self.rows_read)
+            and all(c.balanced for c in self.by_currency)
+        )
 
 
 @dataclass(frozen=True)
@@ -769,10 +800,12 @@ def from_plain(kind: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(cls) and isinstance(cls, type):
         bound = dict(zip(getattr(cls, "__parameters__", ()), args, strict=False))
         hints = field_types(cls)
+        # A field with a default that a kept value predates (Control.by_currency) takes it.
         return cls(
             **{
                 f.name: from_plain(bound.get(hints[f.name], hints[f.name]), value[f.name])
                 for f in dataclasses.fields(cls)
+                if f.name in value or f.default is dataclasses.MISSING
             }
         )
     if cls is Decimal:

@@ -25,7 +25,7 @@ import polars as pl
 from reconcile import bundled_dir
 from reconcile.config import Config, tolerance_setting
 from reconcile.crosswalk import name_table
-from reconcile.duck import frame_of, with_frame
+from reconcile.duck import MONEY_MACROS, frame_of, with_frame
 from reconcile.store import insertion_order_kept, release_memory
 from reconcile.tables import DISCREPANCIES, SIDES
 
@@ -53,8 +53,6 @@ CREATE OR REPLACE TEMP MACRO within(a, b, abs_tol, rel_tol) AS
 CREATE OR REPLACE TEMP MACRO fmt_qty(x) AS
     CASE WHEN x IS NULL THEN '?' ELSE
     rtrim(rtrim(CAST(x AS VARCHAR), '0'), '.') END;
-CREATE OR REPLACE TEMP MACRO fmt_money(x) AS
-    CASE WHEN x IS NULL THEN '?' ELSE CAST(CAST(x AS DECIMAL(18, 2)) AS VARCHAR) END;
 CREATE OR REPLACE TEMP MACRO fmt_period(ps, pe) AS
     CASE WHEN ps IS NULL THEN 'no service period'
          ELSE strftime(ps, '%Y-%m-%d') || ' to ' || strftime(pe, '%Y-%m-%d') END;
@@ -187,6 +185,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, config: Config, rules: list[Rule])
     (its `position`), root_cause and acceptance null; money DECIMAL in the lines' currency.
     Returns their number. Each rule's frame goes into DuckDB as soon as the rule has run;
     everything after is done there, so the findings never need to fit in memory."""
+    con.execute(MONEY_MACROS)
     con.execute(MACROS)
     try:
         if not _found(con, config, rules):

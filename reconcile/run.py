@@ -58,6 +58,7 @@ from reconcile.report_model import (
     BridgeEntry,
     Control,
     Counts,
+    CurrencyControl,
     CurrencyTotals,
     History,
     LapsedAcceptance,
@@ -610,11 +611,12 @@ def _control(row: dict[str, Any]) -> Control:
     """One row of the workspace's loads table (JSON columns as text)."""
     return Control(
         **{f: row[f] for f in Control.__dataclass_fields__ if f not in CONTROL_JSON},
-        **{f: _json_value(json.loads(row[f])) for f in CONTROL_JSON},
+        **{f: _json_value(json.loads(row[f])) for f in CONTROL_JSON if f != "by_currency"},
+        by_currency=from_plain(tuple[CurrencyControl, ...], json.loads(row["by_currency"])),
     )
 
 
-CONTROL_JSON = ("files", "warnings", "invoice_checks", "dialect")
+CONTROL_JSON = ("files", "warnings", "invoice_checks", "dialect", "by_currency")
 
 
 def _json_value(value: Any) -> Any:

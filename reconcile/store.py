@@ -62,14 +62,12 @@ CREATE TABLE IF NOT EXISTS loads (
     rows_excluded BIGINT NOT NULL,
     rows_skipped BIGINT NOT NULL DEFAULT 0,
     rows_unreadable_amount BIGINT NOT NULL,
-    net_read DECIMAL(18,2) NOT NULL,
-    net_loaded DECIMAL(18,2) NOT NULL,
-    net_quarantined DECIMAL(18,2) NOT NULL,
-    net_excluded DECIMAL(18,2) NOT NULL,
-    tax_loaded DECIMAL(18,2) NOT NULL,
     invoice_checks JSON NOT NULL,
     warnings JSON NOT NULL,
     loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    -- The control totals per currency: a list of report_model.CurrencyControl, money as text
+    -- (null: loaded before they were kept; such a load is read again, see readings).
+    by_currency JSON,
     PRIMARY KEY (load_id, cycle)
 );
 CREATE TABLE IF NOT EXISTS lines (
@@ -149,7 +147,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     disposition VARCHAR NOT NULL,
     reasons VARCHAR NOT NULL,
     raw JSON NOT NULL,
-    net_amount DECIMAL(18,2)
+    net_amount DECIMAL(18,2),
+    currency VARCHAR  -- null: none could be read (validate.QUARANTINE_SCHEMA)
 );
 """
 
@@ -161,6 +160,17 @@ ALTER TABLE loads ADD COLUMN IF NOT EXISTS read_with VARCHAR;
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS currency VARCHAR;
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS gross_difference DECIMAL(18,2);
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS acceptance BIGINT;
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS currency VARCHAR;
+ALTER TABLE loads ADD COLUMN IF NOT EXISTS by_currency JSON;
+"""
+# Net amounts of all currencies summed into one (before the control totals were kept per
+# currency): gone from a workspace that has them; its loads are read again (readings).
+DROPPED = """
+ALTER TABLE loads DROP COLUMN IF EXISTS net_read;
+ALTER TABLE loads DROP COLUMN IF EXISTS net_loaded;
+ALTER TABLE loads DROP COLUMN IF EXISTS net_quarantined;
+ALTER TABLE loads DROP COLUMN IF EXISTS net_excluded;
+ALTER TABLE loads DROP COLUMN IF EXISTS tax_loaded;
 """
 
 
@@ -254,6 +264,11 @@ def read_ranges(
         )
 
 
+# Workspace.stored_totals' figures per currency.
+STORED_TOTALS = (
+    "rows_loaded", "net_loaded", "rows_quarantined", "net_quarantined", "rows_excluded",
+    "net_excluded",
+)  # fmt: skip
 QUARANTINE_ORDER = "source, file_name, row_number"  # file order: quarantine.csv's
 
 
@@ -315,6 +330,7 @@ class Workspace:
             with self.transaction():
                 self.con.execute(SCHEMA)
                 self.con.execute(MIGRATIONS)
+                self.con.execute(DROPPED)
             self._sweep_pending()
         except BaseException:
             with contextlib.suppress(duckdb.Error):
@@ -336,9 +352,11 @@ class Workspace:
 
     def readings(self, cycle: str) -> list[tuple[str, str, str | None]]:
         """(platform, load id, the settings it was read with: config.Settings.reading, or None
-        for a load kept before they were) of each of the cycle's loads, by platform and id."""
+        for a load kept before they were or before its control totals were kept per currency:
+        such a load is to be read again) of each of the cycle's loads, by platform and id."""
         rows = self.con.execute(
-            "SELECT platform, load_id, read_with FROM loads WHERE cycle = ? ORDER BY ALL",
+            "SELECT platform, load_id, CASE WHEN by_currency IS NOT NULL THEN read_with END "
+            "FROM loads WHERE cycle = ? ORDER BY ALL",
             [cycle],
         ).fetchall()
         return [(str(p), str(i), None if r is None else str(r)) for p, i, r in rows]
@@ -398,7 +416,7 @@ class Workspace:
             "_rejected": (
                 rejected,
                 "INSERT INTO quarantine SELECT $load_id, $cycle, $source, $file_name, row_number, "
-                "line_ref, disposition, reasons, raw, net_amount FROM _rejected",
+                "line_ref, disposition, reasons, raw, net_amount, currency FROM _rejected",
             ),
         }
         stored = {name: work for name, work in inserts.items() if work[0].height}
@@ -576,36 +594,43 @@ class Workspace:
         """release_memory of the workspace's connection, its limit left where it was."""
         release_memory(self.con, self.memory_limit)
 
-    def stored_totals(self, load_id: str, cycle: str) -> dict[str, Any]:
-        """Read back what was written, so control totals check the store, not memory."""
+    def stored_totals(
+        self, load_id: str, cycle: str
+    ) -> tuple[int, dict[str | None, dict[str, Any]]]:
+        """Read back what was written, so control totals check the store, not memory: the
+        rows skipped, and per currency (None: the rows whose currency could not be read) the
+        rows and net amounts loaded, quarantined and excluded (STORED_TOTALS: int, Decimal)."""
         # One scan of each table: the quarantine's dispositions counted and summed apart.
-        row = self.con.execute(
+        rows = self.con.execute(
             """
             WITH l AS (
-                SELECT count(*), coalesce(sum(net_amount), 0) FROM lines
-                WHERE load_id = $id AND cycle = $cycle
+                SELECT currency, count(*) AS rows_loaded, sum(net_amount) AS net_loaded
+                FROM lines WHERE load_id = $id AND cycle = $cycle GROUP BY currency
             ), q AS (
-                SELECT count(*) FILTER (WHERE disposition = 'quarantined'),
-                       coalesce(sum(net_amount) FILTER (WHERE disposition = 'quarantined'), 0),
-                       count(*) FILTER (WHERE disposition = 'excluded'),
-                       coalesce(sum(net_amount) FILTER (WHERE disposition = 'excluded'), 0),
-                       count(*) FILTER (WHERE disposition = 'skipped')
-                FROM quarantine WHERE load_id = $id AND cycle = $cycle
+                SELECT currency,
+                       count(*) FILTER (WHERE disposition = 'quarantined') AS rows_quarantined,
+                       sum(net_amount) FILTER (WHERE disposition = 'quarantined')
+                           AS net_quarantined,
+                       count(*) FILTER (WHERE disposition = 'excluded') AS rows_excluded,
+                       sum(net_amount) FILTER (WHERE disposition = 'excluded') AS net_excluded,
+                       count(*) FILTER (WHERE disposition = 'skipped') AS rows_skipped
+                FROM quarantine WHERE load_id = $id AND cycle = $cycle GROUP BY currency
             )
-            SELECT * FROM l, q
+            SELECT currency, coalesce(sum(COLUMNS(* EXCLUDE (currency))), 0)
+            FROM (SELECT * FROM l UNION ALL BY NAME SELECT * FROM q)
+            GROUP BY currency
             """,
             {"id": load_id, "cycle": cycle},
-        ).fetchall()[0]
-        keys = (
-            "rows_loaded",
-            "net_loaded",
-            "rows_quarantined",
-            "net_quarantined",
-            "rows_excluded",
-            "net_excluded",
-            "rows_skipped",
-        )
-        return dict(zip(keys, row, strict=True))
+        ).fetchall()
+        keys = ("currency", *STORED_TOTALS, "rows_skipped")
+        found = [dict(zip(keys, row, strict=True)) for row in rows]
+        skipped = sum(f.pop("rows_skipped") for f in found)
+        counted = {
+            f.pop("currency"): f
+            for f in found
+            if any(f[k] for k in STORED_TOTALS if k.startswith("rows_"))
+        }
+        return int(skipped), counted
 
     def write_quarantine(self, load_id: str, cycle: str) -> Path:
         """The quarantine as a file beside the workspace, for people without a SQL client."""
@@ -643,7 +668,7 @@ class Workspace:
         values); the file has the columns also when there are no rows, raw (JSON) as its text."""
         with insertion_order_kept(self.con):
             self.con.execute(
-                "COPY (SELECT * EXCLUDE (load_id, cycle) REPLACE (raw::VARCHAR AS raw) "
+                "COPY (SELECT * EXCLUDE (load_id, cycle, currency) REPLACE (raw::VARCHAR AS raw) "
                 f"FROM quarantine WHERE cycle = '{_literal(cycle)}' ORDER BY {QUARANTINE_ORDER}) "
                 f"TO '{_literal(str(path))}' (FORMAT parquet)"
             )

@@ -67,8 +67,14 @@ QUARANTINE_SCHEMA = pl.Schema(
         "reasons": pl.String(),
         "raw": pl.String(),
         "net_amount": MONEY,
+        # The row's currency as read (null: none could be read, or not a three-letter code).
+        "currency": pl.String(),
     }
 )
+CURRENCY = "_currency"  # the currency a row of `parsed` is in, as its line would hold it
+# The control totals of one batch per currency: rows not skipped and the net amounts of those
+# that have one (`currency` null: the rows whose currency could not be read).
+READ_SCHEMA = pl.Schema({"currency": pl.String(), "rows": pl.UInt32(), "net": MONEY})
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ class Normalised:
     rejected: pl.DataFrame  # QUARANTINE_SCHEMA: quarantined, excluded and skipped rows
     date_convention: str
     rows_read: int  # every row of the batch, skipped ones included
-    net_read: Any  # Decimal: the parseable net amount of every row not skipped
+    read: pl.DataFrame  # READ_SCHEMA: the rows not skipped and their net amounts per currency
     number_format: str = amounts.FORMAT_NAMES[amounts.POINT]  # e.g. "decimal comma (detected)"
 
 
@@ -307,6 +313,7 @@ def _normalise_batch(
     sums: RunningSums,
 ) -> Normalised:
     parsed = _mark_totals(_parse(frame, raw, formats, settings, fmt), sums)
+    parsed = parsed.with_columns(_currency(parsed, settings).alias(CURRENCY))
     skipped = parsed.filter(pl.col(SKIP).is_not_null())
     if skipped.height:
         parsed = parsed.filter(pl.col(SKIP).is_null())
@@ -329,7 +336,12 @@ def _normalise_batch(
         rejected=rejected,
         date_convention=convention,
         rows_read=frame.height,
-        net_read=parsed["_net_amount"].sum(),
+        # By currency as written first: the few currencies' texts are checked, not each row's.
+        read=parsed.group_by(CURRENCY)
+        .agg(pl.len().alias("rows"), pl.col("_net_amount").sum().alias("net"))
+        .group_by(_readable_currency().alias("currency"))
+        .agg(pl.col("rows", "net").sum())
+        .cast(READ_SCHEMA),
     )
 
 
@@ -896,17 +908,30 @@ def _by_value(
     return pl.col(name).replace_strict(mapped[name], mapped["to"], default=None, return_dtype=dtype)
 
 
-def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
+def _currency(parsed: pl.DataFrame, settings: Settings) -> pl.Expr:
+    """The currency each row's line holds: its currency column as written ('€' and '$' read
+    as codes, '$' as the dollar of --currency), else --currency; null when neither."""
     written = (
         pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase()
     )
     currency = _by_value(
-        billable,
+        parsed,
         "currency",
         pl.when(written == amounts.DOLLAR)
         .then(pl.lit(amounts.dollar_of(settings.currency)))
         .otherwise(written),
     )
+    return pl.coalesce(currency, pl.lit(settings.currency, pl.String))
+
+
+def _readable_currency() -> pl.Expr:
+    """The control totals' currency of a row of `parsed`: its CURRENCY when a three-letter code
+    (every loaded line's is), else null (the "unknown currency" of the control totals: such a
+    row is quarantined, and its amount is never counted as another currency's)."""
+    return pl.when(pl.col(CURRENCY).str.contains(CURRENCY_PATTERN)).then(pl.col(CURRENCY))
+
+
+def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
     contract_type = _by_value(
         billable,
         "contract_type",
@@ -921,7 +946,7 @@ def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.
         "source": pl.lit(raw.platform),
         "row_number": pl.col(ROW).cast(pl.Int64),
         "line_ref": pl.coalesce(pl.col("line_ref"), pl.format("row:{}", pl.col(ROW))),
-        "currency": pl.coalesce(currency, pl.lit(settings.currency, pl.String)),
+        "currency": pl.col(CURRENCY),
         "contract_type": contract_type,
     }
     for name in [*DECIMAL_FIELDS, *DATE_FIELDS]:
@@ -1078,4 +1103,5 @@ def _rejected(raw: RawFrame, rows: pl.DataFrame, disposition: str, reason: str) 
         pl.col(reason).alias("reasons"),
         raw_json.alias("raw"),
         pl.col("_net_amount").alias("net_amount"),
+        _readable_currency().alias("currency"),
     ).cast(QUARANTINE_SCHEMA)

@@ -4,6 +4,10 @@ money through the same functions, so an amount reads the same everywhere."""
 
 from __future__ import annotations
 
+# The control totals' name for the rows whose currency could not be read (their currency is
+# None): never counted as any currency's.
+UNKNOWN_CURRENCY = "unknown currency"
+
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """`n` and the noun agreeing with it: `noun` for exactly 1, else `plural` (default: `noun`

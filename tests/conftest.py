@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from hypothesis import settings
 
 from reconcile.cli import cli
+from reconcile.report_model import CurrencyControl, from_plain
 from reconcile.store import Workspace
 
 # Hypothesis examples have no deadline: speed is measured in benchmarks, never in tests, and a
@@ -116,6 +117,25 @@ def kill_at(step: str, *args: str | Path) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
     process.stderr.close()
+
+
+def assert_conserved(workspace: Workspace, load: dict[str, Any]) -> tuple[CurrencyControl, ...]:
+    """A row of the loads table (`load`, JSON columns as text) against what the workspace holds
+    of it: rows read = loaded + quarantined + excluded + skipped, and per currency the rows and
+    net amounts read = those stored, to the cent. Its per-currency totals."""
+    by_currency: tuple[CurrencyControl, ...] = from_plain(
+        tuple[CurrencyControl, ...], json.loads(load["by_currency"])
+    )
+    skipped, stored = workspace.stored_totals(load["load_id"], load["cycle"])
+    assert skipped == load["rows_skipped"]
+    assert load["rows_read"] == skipped + sum(c.rows_read for c in by_currency)
+    assert set(stored) == {c.currency for c in by_currency}
+    for c in by_currency:
+        assert c.balanced, c
+        s = stored[c.currency]
+        assert c.rows_read == s["rows_loaded"] + s["rows_quarantined"] + s["rows_excluded"]
+        assert c.net_read == s["net_loaded"] + s["net_quarantined"] + s["net_excluded"]
+    return by_currency
 
 
 def read_json(path: Path) -> Any:

@@ -32,6 +32,7 @@ from reconcile.report_model import (
     BridgeEntry,
     Control,
     Counts,
+    CurrencyControl,
     CurrencyTotals,
     LoweredSeverity,
     MappingFile,
@@ -686,6 +687,28 @@ def _clients(
     )
 
 
+ZERO = Decimal("0.00")
+
+
+def _in_currency(
+    code: str | None, rows: tuple[int, int, int], nets: tuple[Decimal, Decimal, Decimal]
+) -> CurrencyControl:
+    """The control totals of one currency: rows and nets loaded, quarantined and excluded."""
+    return CurrencyControl(
+        currency=code,
+        rows_read=sum(rows),
+        rows_loaded=rows[0],
+        rows_quarantined=rows[1],
+        rows_excluded=rows[2],
+        rows_unreadable_amount=0,
+        net_read=sum(nets, ZERO),
+        net_loaded=nets[0],
+        net_quarantined=nets[1],
+        net_excluded=nets[2],
+        tax_loaded=ZERO,
+    )
+
+
 def _controls(
     at_lines: int, hp_lines: int, at_net: Decimal, hp_net: Decimal, names: list[str]
 ) -> tuple[Control, ...]:
@@ -698,7 +721,6 @@ def _controls(
             date_convention=dates,
             number_format="decimal point",
             rows_unreadable_amount=0,
-            tax_loaded=Decimal("0.00"),
             files=({"name": source.rsplit("/", 1)[-1], "sha256": "0" * 64, "bytes": 1},),
             invoice_checks=(),
             dialect={},
@@ -716,10 +738,7 @@ def _controls(
             rows_quarantined=0,
             rows_excluded=1,
             rows_skipped=0,
-            net_read=at_net,
-            net_loaded=at_net,
-            net_quarantined=Decimal("0.00"),
-            net_excluded=Decimal("0.00"),
+            by_currency=(_in_currency("GBP", (at_lines, 0, 1), (at_net, ZERO, ZERO)),),
             warnings=(),
         ),
         control(
@@ -732,10 +751,10 @@ def _controls(
             rows_quarantined=2,
             rows_excluded=3,
             rows_skipped=1,
-            net_read=hp_net + Decimal("96.00"),
-            net_loaded=hp_net,
-            net_quarantined=Decimal("0.00"),
-            net_excluded=Decimal("96.00"),
+            by_currency=(
+                _in_currency("GBP", (hp_lines, 1, 3), (hp_net, Decimal("12.00"), Decimal("96.00"))),
+                _in_currency(None, (0, 1, 0), (ZERO, Decimal("-5.00"), ZERO)),
+            ),
             warnings=(
                 f"invoice INV-{names[2]}: the export states 100.00 but its lines add up to "
                 "96.00 (80.00 net + 16.00 tax)",

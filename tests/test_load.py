@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,11 +14,15 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import BAD, DEMO, QUIRKS, ROOT, invoke, read_json
+from conftest import assert_conserved as assert_conserved_load
 from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.ingest import LoadResult, load_paths
+from reconcile.report_model import CurrencyControl
 from reconcile.store import Workspace
 
 CYCLE = "2026-11"
@@ -48,18 +53,19 @@ def load_one(
 
 
 def assert_conserved(workspace: Workspace, result: LoadResult) -> None:
-    """Rows read = loaded + quarantined + excluded, and net amounts agree to the cent,
-    checked against what the workspace holds."""
-    stored = workspace.stored_totals(result.load_id, CYCLE)
-    assert result.rows_read == (
-        stored["rows_loaded"]
-        + stored["rows_quarantined"]
-        + stored["rows_excluded"]
-        + stored["rows_skipped"]
+    """conftest.assert_conserved of the load `result` reports, whose control totals are the
+    load's."""
+    load = workspace.frame("SELECT * FROM loads WHERE load_id = ?", [result.load_id]).row(
+        0, named=True
     )
-    assert result.net_read == (
-        stored["net_loaded"] + stored["net_quarantined"] + stored["net_excluded"]
-    )
+    assert assert_conserved_load(workspace, load) == result.by_currency
+
+
+def one_currency(result: LoadResult, currency: str = "GBP") -> CurrencyControl:
+    """The control totals of an export all in `currency`."""
+    (only,) = result.by_currency
+    assert only.currency == currency
+    return only
 
 
 def lines(workspace: Workspace, platform: str) -> pl.DataFrame:
@@ -92,7 +98,8 @@ def test_demo_control_totals_match_the_generator(workspace: Workspace) -> None:
     ):
         result = load_one(workspace, path)
         assert result.rows_loaded == totals[platform]["lines"]
-        assert result.net_loaded == Decimal(totals[platform]["net"])
+        # The generator states one checksum over the demo's currencies.
+        assert sum(c.net_loaded for c in result.by_currency) == Decimal(totals[platform]["net"])
 
 
 def test_halo_group_headers_inactive_lines_and_templates_are_excluded_with_reasons(
@@ -125,7 +132,8 @@ def test_quirk_files_load_as_documented(workspace: Workspace, name: str) -> None
     assert result.rows_loaded == expected["rows_loaded"] - expected.get("rows_quarantined", 0)
     assert result.rows_excluded == expected["rows_excluded"]
     assert result.rows_quarantined == expected.get("rows_quarantined", 0)
-    assert result.net_loaded + result.net_quarantined == Decimal(expected["net_total"])
+    totals = one_currency(result, expected.get("currency", "GBP"))
+    assert totals.net_loaded + totals.net_quarantined == Decimal(expected["net_total"])
     loaded = workspace.lines(CYCLE, expected["platform"]).pl().sort("row_number")
     if "client_names" in expected:
         assert loaded["client_name"].to_list() == expected["client_names"]
@@ -237,7 +245,7 @@ def test_a_load_in_many_small_batches_equals_one_batch(
         lines_ = ws.lines(CYCLE, batched.platform).pl().drop("load_id").sort("row_number")
         assert lines_.equals(whole_lines)
         assert ws.quarantined(CYCLE).drop("load_id").equals(whole_rejected)
-    assert (batched.rows_read, batched.net_read) == (whole.rows_read, whole.net_read)
+    assert (batched.rows_read, batched.by_currency) == (whole.rows_read, whole.by_currency)
 
 
 def test_quarantine_in_a_later_batch_is_found(
@@ -354,3 +362,132 @@ def test_the_same_billing_from_two_exports_is_refused_unless_replaced(ws_path: P
         (source,) = ws.con.sql("SELECT source FROM loads").fetchall()[0]
         assert source == str(xlsx_file)
         assert lines(ws, "autotask").height == lines(ws, "autotask").unique().height > 300
+
+
+HALO_CURRENCY_HEADER = (
+    "id,invoicenumber,invoice_date,client_id,client_name,item_shortdescription,qty_order,"
+    "unit_price,net_amount,tax_amount,currency,startdate,enddate,isinactive"
+)
+# A row's currency as written: three codes, and two that are none (the unknown currency).
+WRITTEN_CURRENCIES = ["GBP", "EUR", "USD", "EURO", "pounds"]
+# What becomes of a row: loaded, or quarantined for a reason, or excluded.
+ROW_KINDS = ["loaded", "no client", "period reversed", "unreadable net", "excluded"]
+
+
+@st.composite
+def mixed_rows(draw: st.DrawFn) -> list[tuple[str, str, int]]:
+    """(currency as written, kind, net in cents) for 1-25 rows."""
+    return draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(WRITTEN_CURRENCIES),
+                st.sampled_from(ROW_KINDS),
+                st.integers(-(10**9), 10**9),
+            ),
+            min_size=1,
+            max_size=25,
+        )
+    )
+
+
+def _halo_row(n: int, currency: str, kind: str, cents: int) -> str:
+    net = str(Decimal(cents).scaleb(-2))
+    client = ",," if kind == "no client" else f"{1000 + n % 3},Client {n % 3},"
+    period = "30/11/2026,01/11/2026" if kind == "period reversed" else "01/11/2026,30/11/2026"
+    written = "12.3.4" if kind == "unreadable net" else net
+    inactive = "true" if kind == "excluded" else "false"
+    return (
+        f"{70000 + n},INV-{n % 4},01/11/2026,{client}Managed Workstation,1,{net},{written},0.00,"
+        f"{currency},{period},{inactive}"
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=mixed_rows())
+def test_control_totals_reconcile_per_currency_for_any_mix(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, int]]
+) -> None:
+    """For any mix of currencies (unreadable ones too) and dispositions, each currency's rows
+    and nets read = loaded + quarantined + excluded, equal to what each row of that currency
+    alone adds up to: no currency's sums hold another's amounts (a row whose currency cannot
+    be read counts under the unknown currency only)."""
+    path = tmp_path_factory.mktemp("mix") / "halopsa.csv"
+    lines = [_halo_row(n, *row) for n, row in enumerate(rows)]
+    path.write_text("\n".join([HALO_CURRENCY_HEADER, *lines]) + "\n", encoding="utf-8")
+    expected: dict[str | None, dict[str, Any]] = {}
+    for currency, kind, cents in rows:
+        code = currency if currency in ("GBP", "EUR", "USD") else None
+        fate = (
+            "excluded"
+            if kind == "excluded"
+            else "loaded"
+            if kind == "loaded" and code
+            else "quarantined"
+        )
+        net = Decimal(0) if kind == "unreadable net" else Decimal(cents).scaleb(-2)
+        totals = expected.setdefault(code, {"rows_read": 0, "net_read": Decimal(0)})
+        totals["rows_read"] += 1
+        totals["net_read"] += net
+        totals[f"rows_{fate}"] = totals.get(f"rows_{fate}", 0) + 1
+        totals[f"net_{fate}"] = totals.get(f"net_{fate}", Decimal(0)) + net
+    with Workspace(":memory:") as ws:
+        (result,) = load_paths(ws, [path], "halopsa", Settings(cycle=CYCLE, currency=None))
+        assert_conserved(ws, result)
+    found = {
+        c.currency: {
+            k: v
+            for k, v in dataclasses.asdict(c).items()
+            if k.startswith(("rows_", "net_")) and k != "rows_unreadable_amount"
+        }
+        for c in result.by_currency
+    }
+    for totals in expected.values():
+        for fate in ("loaded", "quarantined", "excluded"):
+            totals.setdefault(f"rows_{fate}", 0)
+            totals.setdefault(f"net_{fate}", Decimal(0))
+    assert found == expected
+    assert [c.currency for c in result.by_currency] == sorted(
+        expected, key=lambda c: (c is None, c or "")
+    )
+
+
+def test_a_workspace_kept_before_per_currency_totals_opens_and_reads_its_loads_again(
+    tmp_path: Path,
+) -> None:
+    """A workspace of an earlier version (one net a load over all its currencies, no currency
+    on quarantined rows) opens: the summed nets go, a run on its loads alone is refused with
+    what to do, and a run given the exports reads them again, per currency."""
+    ws_path = tmp_path / "ws.duckdb"
+    demo: list[str | Path] = [
+        "--cycle",
+        "2026-11",
+        "--map",
+        DEMO / "mapping.csv",
+        "--config",
+        DEMO / "reconcile.toml",
+    ]
+    exports: list[str | Path] = [
+        "--autotask",
+        DEMO / "autotask" / "invoices.xml",
+        "--halopsa",
+        DEMO / "halopsa" / "api",
+    ]
+    assert (
+        invoke("--workspace", ws_path, "run", *demo, *exports, "--out", tmp_path / "a").exit_code
+        == 1
+    )
+    with duckdb.connect(str(ws_path)) as con:  # as the earlier version left it
+        con.execute("ALTER TABLE loads ADD COLUMN net_read DECIMAL(18,2) NOT NULL DEFAULT 0")
+        con.execute("ALTER TABLE quarantine DROP COLUMN currency")
+        con.execute("UPDATE loads SET by_currency = NULL")
+    refused = invoke("--workspace", ws_path, "run", *demo, "--out", tmp_path / "b")
+    assert refused.exit_code == 2
+    assert "was loaded by an earlier version of reconcile" in refused.output
+    assert "Give the export again (--autotask FILE)" in refused.output
+    again = invoke("--workspace", ws_path, "run", *demo, *exports, "--out", tmp_path / "c")
+    assert again.exit_code == 1, again.output
+    assert "EUR: 5 rows = 3 + 0 + 2, net EUR 1,664.40" in again.output
+    with Workspace(ws_path) as ws:
+        columns = ws.frame("DESCRIBE loads", [])["column_name"].to_list()
+        assert "net_read" not in columns and "by_currency" in columns
+        assert ws.frame("SELECT * FROM loads WHERE by_currency IS NULL", []).is_empty()

@@ -39,7 +39,12 @@ def test_amounts_in_messages_are_written_as_the_report_writes_them(
         "difference GBP -2,079.28; EUR: Autotask EUR 0.00 gross in 0 lines, "
         "HaloPSA EUR 1,997.28 in 3 lines, difference EUR +1,997.28"
     ) in output
-    assert "= 105,213.35 + 0.00 + 0.00" in output
+    assert (
+        "GBP: 352 rows = 352 + 0 + 0, net GBP 105,213.35 = GBP 105,213.35 + GBP 0.00 + " in output
+    )
+    assert (
+        "EUR: 5 rows = 3 + 0 + 2, net EUR 1,664.40 = EUR 1,664.40 + EUR 0.00 + EUR 0.00" in output
+    )
     mismatch = next(
         r for r in _rows(workspace.parent / "out")
         if r["rule"] == "currency_mismatch" and r["currency"] == "GBP"

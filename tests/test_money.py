@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from reconcile.duck import MONEY_MACROS
 from reconcile.load import read_inputs
 from reconcile.load.base import RawFrame
+from reconcile.wording import money
 
 # Spellings of a zero as exports write it (API JSON numbers, CSV cells).
 ZERO_SPELLINGS = ["0", "0.00", "0.0000", "-0.00", "£0.00", "0,00", "(0.00)", "0.00 GBP"]
@@ -240,3 +243,34 @@ def test_autotask_datetime_with_an_offset_is_its_utc_date(
         items = api_item("1", None)
         _, frame = read(Path(folder), {"BillingItems.json": items, "Invoices.json": invoices})
     assert frame["invoice_date"].to_list() == [day.isoformat()]
+
+
+MONEY_SQL = duckdb.connect()
+MONEY_SQL.execute(MONEY_MACROS)
+
+
+def sql_money(value: str | None) -> str:
+    """fmt_money of `value` (exact text, up to 4 places) in DuckDB."""
+    row = MONEY_SQL.execute("SELECT fmt_money(CAST(? AS DECIMAL(38, 4)))", [value]).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@example(Decimal("1234567890123456.05"))
+@example(Decimal("-0.05"))
+@example(Decimal("-0.9999"))
+@example(Decimal("-0.0049"))
+@example(Decimal("-0.005"))
+@example(Decimal("999.995"))
+@example(Decimal("0"))
+@given(st.decimals(min_value=-(10**20), max_value=10**20, places=4))
+def test_messages_write_money_as_the_report_does(value: Decimal) -> None:
+    """The rules' messages (fmt_money in SQL) write an amount as wording.money does: rounded to
+    the cent (half away from zero, as DuckDB casts), thousands grouped, every digit kept, and
+    no sign on an amount that rounds to zero."""
+    cents = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert sql_money(str(value)) == money(cents)
+
+
+def test_messages_write_a_missing_amount_as_a_question_mark() -> None:
+    assert sql_money(None) == "?"

@@ -208,11 +208,32 @@ def test_net_read_says_what_it_leaves_out(sample: ReportData) -> None:
     """Net read sums the amounts that could be read: a quarantined row whose net is `#N/A` or
     `12.3.4` is in the row counts but not in the money, and the control totals say so."""
     autotask, halopsa = sample.summary.controls
-    controls = (dataclasses.replace(autotask, rows_unreadable_amount=4), halopsa)
+    (gbp,) = autotask.by_currency
+    unread = dataclasses.replace(gbp, rows_unreadable_amount=4)
+    controls = (dataclasses.replace(autotask, by_currency=(unread,)), halopsa)
     html = report_html(with_summary(sample, controls=controls))
     assert "not counted: 4 quarantined rows whose net could not be read" in html
     assert html.count('class="small unreadable"') == 1
     assert 'class="small unreadable"' not in report_html(sample)
+
+
+def test_control_totals_show_a_row_per_input_and_currency(html: str, sample: ReportData) -> None:
+    """Net amounts are never added across currencies: each input has a row per currency (the
+    rows whose currency could not be read under "unknown currency"), its own rows' counts and
+    nets, the input named once beside them."""
+    table = html[html.index('<table class="figures controls">') :]
+    table = table[: table.index("</table>")]
+    halopsa = next(c for c in sample.summary.controls if c.platform == "halopsa")
+    assert [c.currency for c in halopsa.by_currency] == ["GBP", None]
+    assert table.count("<tr") == 1 + 1 + 2  # the head, Autotask's GBP, HaloPSA's GBP and unknown
+    assert table.count('rowspan="2"') == 2  # HaloPSA's name and its skipped rows
+    unknown = table[table.index("<td>unknown currency</td>") :]
+    cells = [
+        re.sub(r"<[^>]+>", "", cell)
+        for cell in re.findall(r'<td class="num">(.*?)</td>', unknown[: unknown.index("</tr>")])
+    ]
+    assert cells == ["1", "0", "1", "0", "-5.00", "0.00", "-5.00", "0.00"]
+    assert "12.00" in table and "96.00" in table
 
 
 def test_ready_verdict(sample: ReportData) -> None:

@@ -26,6 +26,7 @@ from conftest import (
     AT_HEADER,
     BAD,
     DEMO,
+    FIXTURES,
     HALO_HEADER,
     ROOT,
     demo_run,
@@ -1012,3 +1013,48 @@ def test_a_missing_line_follows_from_an_unmapped_client_only_in_its_currency(
         ("missing_in_halopsa", "GBP", cause),
         ("unmapped_client", "GBP", ""),
     ]
+
+
+TWO_CURRENCIES = FIXTURES / "realworld" / "amounts" / "halo_two_currencies.csv"
+
+
+def test_control_totals_are_kept_per_currency_end_to_end(tmp_path: Path) -> None:
+    """An export billing GBP and EUR, with rows of each quarantined, one excluded and two whose
+    currency cannot be read ('EURO', 'pounds'): summary.json, the `run` output and the report
+    give the control totals per currency, the unreadable ones apart, never one sum of all."""
+    out = tmp_path / "out"
+    result = invoke(
+        "--workspace", tmp_path / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", DEMO / "autotask" / "invoices.xml", "--halopsa", TWO_CURRENCIES,
+        "--map", DEMO / "mapping.csv", "--config", DEMO / "reconcile.toml", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output  # rows quarantined
+    assert (
+        "8 rows read = 3 loaded + 4 quarantined + 1 excluded; "
+        "EUR: 3 rows = 1 + 1 + 1, net EUR 885.00 = EUR 800.00 + EUR 60.00 + EUR 25.00; "
+        "GBP: 3 rows = 2 + 1 + 0, net GBP 3,540.50 = GBP 3,500.50 + GBP 40.00 + GBP 0.00; "
+        "unknown currency: 2 rows = 0 + 2 + 0, net 75.00 = 0.00 + 75.00 + 0.00; dates"
+    ) in result.output
+    (halopsa,) = [
+        c for c in read_json(out / "summary.json")["controls"] if c["platform"] == "halopsa"
+    ]
+    figures = ("rows_read", "rows_loaded", "rows_quarantined", "rows_excluded", "net_read")
+    assert [[c["currency"], *(c[f] for f in figures)] for c in halopsa["by_currency"]] == [
+        ["EUR", 3, 1, 1, 1, "885.00"],
+        ["GBP", 3, 2, 1, 0, "3540.50"],
+        [None, 2, 0, 2, 0, "75.00"],
+    ]
+    assert [c["net_quarantined"] for c in halopsa["by_currency"]] == ["60.00", "40.00", "75.00"]
+    assert [c["tax_loaded"] for c in halopsa["by_currency"]] == ["0.00", "700.10", "0.00"]
+    assert "net_read" not in halopsa  # no sum over currencies
+    html = (out / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<table class="figures controls">') :]
+    table = table[: table.index("</table>")]
+    table = table[table.index('<th scope="row" rowspan="3">') :]  # HaloPSA's rows
+    for currency, net_read in (
+        ("EUR", "885.00"),
+        ("GBP", "3,540.50"),
+        ("unknown currency", "75.00"),
+    ):
+        row = table[table.index(f"<td>{currency}</td>") :]
+        assert f'<td class="num">{net_read}</td>' in row[: row.index("</tr>")], currency

@@ -56,7 +56,7 @@ def _check_eur_client(tmp_path: Path, result: Result) -> None:
         ("currency_mismatch", "blocker", "GBP", "-1664.40"),
     ]
     for f in found:
-        assert "GBP 1664.40" in f["message"] and "EUR 1664.40" in f["message"]
+        assert "GBP 1,664.40" in f["message"] and "EUR 1,664.40" in f["message"]
     # Totals per currency: the EUR invoice is not in the GBP figures.
     assert summary["currencies"] == ["GBP", "EUR"]
     assert summary["totals"]["GBP"]["autotask"]["net"] == "105213.35"

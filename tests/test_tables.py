@@ -14,6 +14,7 @@ from conftest import DEMO, ROOT
 from reconcile import match, rules
 from reconcile.config import Config, load_config
 from reconcile.crosswalk import read_mappings
+from reconcile.duck import MONEY_MACROS
 from reconcile.match import match_cycle
 from reconcile.rules import MACROS, RuleContext, bridge, discover, run_rules
 from reconcile.run import run_cycle
@@ -179,6 +180,7 @@ def test_every_rule_reads_only_declared_columns() -> None:
     with duckdb.connect() as con:
         for table in RULE_TABLES:
             table.create(con)
+        con.execute(MONEY_MACROS)
         con.execute(MACROS)
         for rule in rules:
             found = rule.module.check(RuleContext(con, rule.settings(config), config))
