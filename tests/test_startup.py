@@ -16,20 +16,26 @@ HEAVY = (
 )  # fmt: skip
 
 
+def _python(code: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`code` run by a fresh interpreter from the project's root, its output captured (an
+    exit other than 0 raises when `check`)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=check,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+
+
 def _imported_after(code: str) -> list[str]:
     """The HEAVY packages imported in a fresh interpreter once `code` has run."""
     probe = (
         f"import json, sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": ""},
-    )
+    done = _python(probe)
     found: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
     return found
 
@@ -88,14 +94,7 @@ def test_the_pipeline_is_imported_with_the_collector_paused_and_its_objects_froz
         "    pass\n"
         "print(gc.isenabled())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": ""},
-    )
+    done = _python(probe)
     assert done.stdout.split() == ["0", "True", "True", "False"], done.stderr
 
 
@@ -109,13 +108,7 @@ def test_a_command_ends_with_its_objects_frozen_out_of_the_collector() -> None:
         "sys.argv[1:] = ['run', '--cycle', '2026-13', '--autotask', 'README.md']\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": ""},
-    )
+    done = _python(probe, check=False)
     assert done.returncode == 2, done.stderr
     assert "2026-13" in done.stderr
     assert done.stdout.strip().splitlines()[-1] == "frozen True"
