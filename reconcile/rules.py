@@ -423,6 +423,18 @@ def _looked_up(keys: str) -> str:
 EXPECTED_NOTE = ". Expected: a retired service, deliberately not migrated."
 
 
+def retired_full_names(kind: str, retired: list[str] | tuple[str, ...]) -> list[str]:
+    """The retired names of a kind ("item" or "client") as name_table's full names, sorted; an
+    entry of nothing but marks reads as no name and is left out."""
+    return sorted(set(name_table(kind, pl.Series(retired, dtype=pl.String))["full"]) - {""})
+
+
+def is_retired(kind: str, names: pl.Series, retired: list[str] | tuple[str, ...]) -> pl.Series:
+    """Whether each of `names` (String) is one of `retired`, both of the kind, compared as the
+    crosswalk pairs names (name_table's full name); a name of nothing but marks is none."""
+    return name_table(kind, names)["full"].is_in(retired_full_names(kind, retired))
+
+
 def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     """Table _expected: the findings (_n) that are expected, Autotask charges deliberately not
     billed in HaloPSA (retired services): findings with Autotask lines only, all of whose item
@@ -434,11 +446,7 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     reads as no name (only marks) retires nothing."""
     con.execute("CREATE OR REPLACE TEMP TABLE _expected (_n BIGINT)")
     kinds = {"item": config.expected.retired_items, "client": config.expected.retired_clients}
-    retired_names = {
-        kind: sorted(set(name_table(kind, pl.Series(names, dtype=pl.String))["full"]) - {""})
-        for kind, names in kinds.items()
-    }
-    if not any(retired_names.values()):
+    if not any(retired_full_names(kind, names) for kind, names in kinds.items()):
         return
     names = " UNION ALL ".join(
         f"SELECT _n, '{kind}' AS kind, unnest({kind}) AS name FROM autotask_only"
@@ -457,9 +465,7 @@ def _mark_expected(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     candidates = frame_of(con.sql("SELECT DISTINCT kind, name FROM _candidates"))
     clients = pl.col("kind") == "a_clients"
     retired = pl.concat(
-        part.with_columns(
-            name_table(kind, part["name"])["full"].is_in(retired_names[kind]).alias("retired")
-        )
+        part.with_columns(is_retired(kind, part["name"], kinds[kind]).alias("retired"))
         for kind, part in (
             ("client", candidates.filter(clients)),
             ("item", candidates.filter(~clients)),

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from reconcile.crosswalk import name_table
 from reconcile.duck import frame_of, with_frame
-from reconcile.rules import RuleContext
+from reconcile.rules import RuleContext, is_retired
 
 SEVERITY = "blocker"
 PRECEDENCE = 12
@@ -35,13 +34,6 @@ KNOWN_BY = {
     "item": (("x.item_name", "x.item_code"), "i_key", "i_ok", ("y.item_name", "y.item_code")),
     "client": (("x.client_name",), "c_key", "c_ok", ("y.client_name",)),
 }
-
-
-def _retired(kind: str, names: pl.Series, retired: tuple[str, ...]) -> pl.Series:
-    """Whether each of `names` is one of `retired` (both of the kind), as name_table's full
-    names; a name or entry of nothing but marks is none."""
-    wanted = set(name_table(kind, pl.Series(retired, dtype=pl.String))["full"]) - {""}
-    return name_table(kind, names)["full"].is_in(sorted(wanted))
 
 
 def check(ctx: RuleContext) -> pl.DataFrame:
@@ -64,7 +56,7 @@ def check(ctx: RuleContext) -> pl.DataFrame:
     )
     names = frame_of(ctx.con.sql(f"SELECT * FROM ({known}) WHERE name IS NOT NULL"))
     retired = pl.concat(
-        part.filter(_retired(kind, part["name"], lists[kind]))
+        part.filter(is_retired(kind, part["name"], lists[kind]))
         for kind in kinds
         for part in [names.filter(kind=kind)]
     )
