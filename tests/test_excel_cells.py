@@ -20,6 +20,7 @@ from reconcile.load.tabular import is_time_format
 from reconcile.validate import normalise
 
 MS_PER_DAY = 86_400_000
+EXCEL_LIMIT = 32_767  # a cell's longest text, in UTF-16 units
 QUANTITY = AUTOTASK_GRID_HEADER.index("Quantity")
 DURATION_FORMATS = ["[h]:mm", "h:mm", "[h]:mm:ss", "hh:mm:ss", "[mm]:ss", "h:mm AM/PM", "mm:ss"]
 DATE_FORMATS = ["yyyy-mm-dd", "mm/dd/yyyy", "d-mmm-yy", "m/d/yy h:mm", "yyyy-mm-dd hh:mm"]
@@ -141,3 +142,60 @@ def test_a_time_cell_is_its_exact_hours_or_quarantined(
             assert f"cell G{row + 1} holds the duration" in reasons[row]
         else:
             assert quantities[row] == Decimal(ms) / 3_600_000
+
+
+def _first_column(path: Path) -> list[object]:
+    """The first sheet's first column below the header, read back with openpyxl."""
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path, read_only=True).active
+    assert sheet is not None
+    return [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)]
+
+
+def test_a_cell_cut_at_excels_limit_says_so(tmp_path: Path) -> None:
+    """Excel's cells hold 32,767 UTF-16 units: refs past that are cut, and the cell ends by
+    saying how many characters were left out and that discrepancies.csv holds them (a list of
+    refs cut short never reads as complete); a text that fits is as written."""
+    from reconcile.outputs import EXCEL_STRING_UNITS, write_xlsx
+
+    refs = "; ".join(f"AT-{i:06d}" for i in range(4000))  # 39,998 characters
+    fits = "y" * EXCEL_STRING_UNITS
+    emoji = "\U0001f600" * 20_000  # two UTF-16 units each
+    frame = pl.DataFrame({"autotask_refs": [refs, fits, emoji], "currency": ["GBP"] * 3})
+    write_xlsx(frame, tmp_path / "d.xlsx")
+    cut_refs, whole, cut_emoji = _first_column(tmp_path / "d.xlsx")
+    assert isinstance(cut_refs, str) and isinstance(cut_emoji, str)
+    note = "… [cut: {:,} more characters; full text in discrepancies.csv]"
+    kept = cut_refs[: cut_refs.rindex("… [cut: ")]
+    assert refs.startswith(kept) and len(kept) > 30_000
+    assert cut_refs == kept + note.format(len(refs) - len(kept))
+    assert len(cut_refs) <= EXCEL_STRING_UNITS
+    assert whole == fits
+    kept_emoji = cut_emoji[: cut_emoji.rindex("… [cut: ")]
+    assert cut_emoji == kept_emoji + note.format(20_000 - len(kept_emoji))
+    assert len(cut_emoji.encode("utf-16-le")) // 2 <= EXCEL_STRING_UNITS
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    length=st.integers(EXCEL_LIMIT - 3, EXCEL_LIMIT + 70_000),
+    wide=st.integers(0, 3),
+    place=st.sampled_from(["discrepancies.csv", "accepted-differences.csv"]),
+)
+def test_a_cut_text_is_its_start_and_a_true_note(length: int, wide: int, place: str) -> None:
+    """Whatever the text's length and its characters' widths in UTF-16: a text over the limit
+    is cut to its start and a note that counts exactly the characters left out and fits the
+    cell; one within it is untouched."""
+    from reconcile.outputs import CUT_NOTE, cut
+
+    text = ("a" * wide + "\U0001f600") * (length // (wide + 2)) + "z" * (length % (wide + 2))
+    written = cut(text, place)
+    units = len(text.encode("utf-16-le")) // 2
+    if units <= EXCEL_LIMIT:
+        assert written == text
+        return
+    kept = written[: written.rindex("… [cut: ")]
+    assert text.startswith(kept)
+    assert written == kept + CUT_NOTE.format(len(text) - len(kept), place)
+    assert EXCEL_LIMIT - 40 <= len(written.encode("utf-16-le")) // 2 <= EXCEL_LIMIT
