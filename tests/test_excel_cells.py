@@ -199,3 +199,17 @@ def test_a_cut_text_is_its_start_and_a_true_note(length: int, wide: int, place: 
     assert text.startswith(kept)
     assert written == kept + CUT_NOTE.format(len(text) - len(kept), place)
     assert EXCEL_LIMIT - 40 <= len(written.encode("utf-16-le")) // 2 <= EXCEL_LIMIT
+
+
+def test_a_cells_format_code_comes_from_its_style(tmp_path: Path) -> None:
+    """sheet_cells gives each numeric cell's value and number format: a custom code, a
+    built-in one (XlsxWriter writes `h:mm` as built-in 20) or General for a cell without one."""
+    from reconcile.load.tabular import sheet_cells
+
+    path = _export(tmp_path / "f.xlsx", [(0.0625, "[h]:mm"), (0.0625, "h:mm"), (2.5, "General")])
+    cells = sheet_cells(path, "Lines", QUANTITY, {2, 3, 4})
+    assert [(c.value, c.format) for _, c in sorted(cells.items())] == [
+        ("0.0625", "[h]:mm"),
+        ("0.0625", "h:mm"),
+        ("2.5", "General"),
+    ]

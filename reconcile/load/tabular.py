@@ -310,9 +310,10 @@ def _clock(ms: int) -> str:
     return f"{sign}{hour}:{minute:02d}:{second:02d}{tail}"
 
 
-# Excel's built-in number formats that are dates or times (ECMA-376 part 1, §18.8.30); the
-# other built-in ids fastexcel reads as dates are locale dates (27-36, 50-58).
+# Excel's built-in number formats General and those that are dates or times (ECMA-376 part 1,
+# §18.8.30); the other built-in ids fastexcel reads as dates are locale dates (27-36, 50-58).
 BUILTIN_FORMATS = {
+    0: "General",
     14: "mm-dd-yy",
     15: "d-mmm-yy",
     16: "d-mmm",
