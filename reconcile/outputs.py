@@ -501,9 +501,11 @@ def cut(text: str, full_text: str) -> str:
     """`text` as a cell holds it: whole when it fits EXCEL_STRING_UNITS, else its start and
     CUT_NOTE saying how many characters were left out and which file (`full_text`) holds them,
     within the limit (a list of refs cut short never reads as complete)."""
+    if len(text) <= EXCEL_STRING_UNITS // 2:  # fits whatever its characters (nearly all)
+        return text
     from xlsxwriter.utility import _utf16_len, _utf16_truncate
 
-    if len(text) <= EXCEL_STRING_UNITS // 2 or _utf16_len(text) <= EXCEL_STRING_UNITS:
+    if _utf16_len(text) <= EXCEL_STRING_UNITS:
         return text
     longest = _utf16_len(CUT_NOTE.format(len(text), full_text))  # the note with most digits
     kept: str = _utf16_truncate(text, EXCEL_STRING_UNITS - longest)
