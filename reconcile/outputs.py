@@ -285,6 +285,7 @@ def write_xlsx(
     path: Path,
     sheet: str = "Discrepancies",
     rows_per_sheet: int = EXCEL_DATA_ROWS,
+    full_text: str = "discrepancies.csv",
 ) -> None:
     """The discrepancy table as the workbook finance opens (write_workbook): one sheet, or,
     beyond Excel's rows a sheet, consecutive sheets `Discrepancies`, `Discrepancies 2`, … in
@@ -295,17 +296,18 @@ def write_xlsx(
     `table`: a frame, or consecutive chunks of the table (at least one: an empty table is one
     empty frame, written as one sheet with its header), with the columns of
     run.OUTPUT_COLUMNS (money Decimal(18,2) in the row's `currency`, quantities and unit
-    prices Decimal(·,4))."""
+    prices Decimal(·,4)). `full_text` names the file a cell cut at Excel's limit points to
+    (_cut)."""
     names = (sheet if n == 1 else f"{sheet} {n}" for n in count(1))
     with _workbook(path) as formats:
         page: _Sheet | None = None
         for part in chunks(table):
-            page = page or _Sheet(formats, next(names), part.columns)
+            page = page or _Sheet(formats, next(names), part.columns, full_text)
             rest = part
             while not rest.is_empty():
                 if page.rows == rows_per_sheet:
                     page.close()
-                    page = _Sheet(formats, next(names), part.columns)
+                    page = _Sheet(formats, next(names), part.columns, full_text)
                 taken = rest.slice(0, rows_per_sheet - page.rows)
                 page.write(taken)
                 rest = rest.slice(taken.height)
@@ -314,17 +316,21 @@ def write_xlsx(
         page.close()
 
 
-def write_workbook(path: Path, sheets: Mapping[str, pl.DataFrame]) -> None:
+def write_workbook(
+    path: Path, sheets: Mapping[str, pl.DataFrame], full_text: Mapping[str, str]
+) -> None:
     """A workbook, one sheet per frame, as finance opens it: a frozen header row with filters;
     money (Decimal columns with 2 places) as numbers formatted with the row's currency code
     (`1,234.50 GBP`, from the frame's `currency` column when it has one), quantities and prices
     (Decimal with 4 places) as numbers to four places, integers as numbers; every other cell
     written as text (never a formula), text a spreadsheet would run as one prefixed `'` as in
-    the CSVs (safe.cell). Numbers are IEEE doubles in XLSX, exact to the cent for any invoice
-    amount. The document date is fixed, so the same frames give the same bytes."""
+    the CSVs (safe.cell), text longer than a cell holds cut with a note naming the file that
+    holds it whole (`full_text`: per sheet's name, _cut). Numbers are IEEE doubles in XLSX,
+    exact to the cent for any invoice amount. The document date is fixed, so the same frames
+    give the same bytes."""
     with _workbook(path) as formats:
         for name, frame in sheets.items():
-            page = _Sheet(formats, name, frame.columns)
+            page = _Sheet(formats, name, frame.columns, full_text[name])
             page.write(frame)
             page.close()
 
@@ -406,10 +412,11 @@ def _column(series: pl.Series) -> tuple[int, list[Any]]:
 class _Sheet:
     """One sheet written row after row (constant_memory takes the rows in order): the header,
     then each frame given to `write` CHUNK_ROWS rows at a time, so only one chunk's cells are
-    ever held as Python values; `close` sets its frozen header, filter and widths."""
+    ever held as Python values; `close` sets its frozen header, filter and widths. A text
+    longer than a cell holds is cut with a note naming `full_text`, the file holding it whole."""
 
-    def __init__(self, formats: _Formats, name: str, columns: list[str]) -> None:
-        self.formats, self.columns = formats, columns
+    def __init__(self, formats: _Formats, name: str, columns: list[str], full_text: str) -> None:
+        self.formats, self.columns, self.full_text = formats, columns, full_text
         self.rows = 0  # data rows written so far
         self.ws = formats.workbook.add_worksheet(name)
         for col, column in enumerate(columns):
@@ -419,7 +426,8 @@ class _Sheet:
         """The frame's rows after those written so far (its columns: the sheet's)."""
         first = self.rows + 1
         for start in range(0, frame.height, CHUNK_ROWS):
-            _write_rows(self.ws, frame.slice(start, CHUNK_ROWS), first + start, self.formats)
+            chunk = frame.slice(start, CHUNK_ROWS)
+            _write_rows(self.ws, chunk, first + start, self.formats, self.full_text)
         self.rows += frame.height
 
     def close(self) -> None:
@@ -430,7 +438,9 @@ class _Sheet:
             ws.set_column(col, col, 60 if name in WIDE_COLUMNS else max(12, min(len(name) + 2, 30)))
 
 
-def _write_rows(ws: Any, frame: pl.DataFrame, first_row: int, formats: _Formats) -> None:
+def _write_rows(
+    ws: Any, frame: pl.DataFrame, first_row: int, formats: _Formats, full_text: str
+) -> None:
     """The frame's rows from sheet row `first_row` on, each row's non-empty cells, in the XML
     XlsxWriter's constant_memory mode writes for them (Worksheet._write_single_row), put
     straight into the sheet's row file: its write_number/write_string calls cost ≈ 7 µs a
@@ -447,7 +457,7 @@ def _write_rows(ws: Any, frame: pl.DataFrame, first_row: int, formats: _Formats)
     for col, name in enumerate(frame.columns):
         kind, values = _column(frame[name])
         # A text column's cells, each distinct value's XML made once (rules, clients repeat).
-        texts = _inline_strings(values) if kind == TEXT else {}
+        texts = _inline_strings(values, full_text) if kind == TEXT else {}
         columns.append((xl_col_to_name(col), kind, values, texts))
         if texts or (kind != TEXT and any(v is not None for v in values)):
             used.append(col)
@@ -484,27 +494,41 @@ def _write_rows(ws: Any, frame: pl.DataFrame, first_row: int, formats: _Formats)
 
 
 EXCEL_STRING_UNITS = 32_767  # a cell's longest text, in UTF-16 units (Worksheet.xls_strmax)
+CUT_NOTE = "… [cut: {:,} more characters; full text in {}]"
 
 
-def _inline_strings(values: list[str | None]) -> dict[str, str]:
+def cut(text: str, full_text: str) -> str:
+    """`text` as a cell holds it: whole when it fits EXCEL_STRING_UNITS, else its start and
+    CUT_NOTE saying how many characters were left out and which file (`full_text`) holds them,
+    within the limit (a list of refs cut short never reads as complete)."""
+    if len(text) <= EXCEL_STRING_UNITS // 2:  # fits whatever its characters (nearly all)
+        return text
+    from xlsxwriter.utility import _utf16_len, _utf16_truncate
+
+    if _utf16_len(text) <= EXCEL_STRING_UNITS:
+        return text
+    longest = _utf16_len(CUT_NOTE.format(len(text), full_text))  # the note with most digits
+    kept: str = _utf16_truncate(text, EXCEL_STRING_UNITS - longest)
+    return kept + CUT_NOTE.format(len(text) - len(kept), full_text)
+
+
+def _inline_strings(values: list[str | None], full_text: str) -> dict[str, str]:
     """Per distinct non-empty text of `values`, its in-line string cell's XML after the cell's
     reference (`t="inlineStr">…</c>`), as XlsxWriter writes it in constant_memory mode
-    (Worksheet._write_string, then _write_cell): cut at EXCEL_STRING_UNITS, control
-    characters escaped (_xHHHH_), whitespace kept at either end, `&`, `<` and `>` escaped.
+    (Worksheet._write_string, then _write_cell): cut at EXCEL_STRING_UNITS with a note naming
+    `full_text` (cut; XlsxWriter cuts without one), control characters escaped (_xHHHH_),
+    whitespace kept at either end, `&`, `<` and `>` escaped.
     Unlike XlsxWriter, a text written `<r>…</r>` is escaped too: XlsxWriter writes it into the
     sheet's XML as it is (as rich text), so a client named so in an export broke the
     workbook's XML, or wrote cells of its own into it."""
-    from xlsxwriter.utility import _preserve_whitespace, _utf16_len, _utf16_truncate
+    from xlsxwriter.utility import _preserve_whitespace
     from xlsxwriter.xmlwriter import XMLwriter
 
     cells = {}
     for value in set(values):
         if not value:
             continue
-        text = value
-        if len(text) > EXCEL_STRING_UNITS // 2 and _utf16_len(text) > EXCEL_STRING_UNITS:
-            text = _utf16_truncate(text, EXCEL_STRING_UNITS)
-        text = XMLwriter._escape_control_characters(text)
+        text = XMLwriter._escape_control_characters(cut(value, full_text))
         space = ' xml:space="preserve"' if _preserve_whitespace(text) else ""
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         cells[value] = f't="inlineStr"><is><t{space}>{text}</t></is></c>'

@@ -73,6 +73,16 @@ ABOUT = {
     PRINT_NAME: "the one-page sign-off summary, ready to print (chromium was not available)",
 }
 
+# The file of the pack that holds each workbook sheet's text whole (a cell cut at Excel's
+# limit names it: outputs.cut).
+WHOLE_TEXT = {
+    "Sign-off": "finance-log.jsonl",
+    "Totals": "summary.json",
+    "Bridge": "summary.json",
+    "Accepted differences": "accepted-differences.csv",
+    "Finance log": "finance-log.jsonl",
+}
+
 
 @dataclass(frozen=True)
 class Pack:
@@ -128,7 +138,7 @@ def export(con: duckdb.DuckDBPyConnection, cycle: str, out: Path) -> Pack:
         ),
         "accepted-differences.csv": neutralise(accepted).write_csv,
         "accepted-differences.xlsx": lambda path: write_workbook(
-            path, workbook_sheets(run, signed.entry, accepted, excerpt)
+            path, workbook_sheets(run, signed.entry, accepted, excerpt), WHOLE_TEXT
         ),
         "finance-log.jsonl": lambda path: path.write_bytes(
             b"".join(ledger.canonical(e.record()) + b"\n" for e in excerpt)

@@ -490,19 +490,20 @@ def test_the_rows_xml_is_what_xlsxwriters_own_calls_write(
 ) -> None:
     """The sheet rows are written as XML straight into XlsxWriter's row file (_write_rows):
     the workbook is byte for byte the one XlsxWriter's write_number/write_string calls make of
-    the same cells, on text it escapes, cuts or keeps whitespace in, rows without a cell, and
-    formats first used in the middle of a chunk."""
+    the same cells (text too long for a cell cut with its note first, as `cut` writes it), on
+    text it escapes, cuts or keeps whitespace in, rows without a cell, and formats first used
+    in the middle of a chunk."""
     from reconcile import outputs
-    from reconcile.outputs import FOUR_PLACES, MONEY, NUMBER, TEXT, _column, write_xlsx
+    from reconcile.outputs import FOUR_PLACES, MONEY, NUMBER, TEXT, _column, cut, write_xlsx
 
-    def by_calls(ws: Any, frame: pl.DataFrame, first_row: int, formats: Any) -> None:
+    def by_calls(ws: Any, frame: pl.DataFrame, first_row: int, formats: Any, whole: str) -> None:
         styles = {NUMBER: None, FOUR_PLACES: formats.places}
         kinds = [_column(frame[name]) for name in frame.columns]
         for index, code in enumerate(frame["currency"].to_list()):
             styles[MONEY] = formats.money(code)
             for col, (kind, values) in enumerate(kinds):
                 if kind == TEXT and values[index]:
-                    ws.write_string(first_row + index, col, values[index])
+                    ws.write_string(first_row + index, col, cut(values[index], whole))
                 elif kind != TEXT and values[index] is not None:
                     ws.write_number(first_row + index, col, values[index], styles[kind])
 
@@ -738,7 +739,9 @@ def test_a_workbook_that_cannot_be_written_raises_the_os_error_not_xlsxwriters(
 
     frame = pl.DataFrame({"currency": ["GBP"], "net": [Decimal("1.00")]})
     with pytest.raises(FileNotFoundError):
-        write_workbook(tmp_path / "no such folder" / "book.xlsx", {"Sheet": frame})
+        write_workbook(
+            tmp_path / "no such folder" / "book.xlsx", {"Sheet": frame}, {"Sheet": "a.csv"}
+        )
 
 
 def test_a_run_without_discrepancies_writes_typed_columns(

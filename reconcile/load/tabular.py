@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -146,6 +147,8 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     )
     header_row = index + 1  # Excel's row number of the header
     frame, problems = _without_unsaved_formulas(path, sheet.name, header_row, frame, sheet.columns)
+    frame, timed = _hours_of_time_cells(path, sheet, header_row, frame, headers, claimed)
+    problems = _either(problems, timed)
     dialect = {"workbook": "xlsx", "sheet": sheet.name, "header_row": str(header_row)}
     raw = _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
     passed_over = tuple(
@@ -186,6 +189,210 @@ def _without_unsaved_formulas(
         )
     )
     return frame, problem
+
+
+def _either(first: pl.Expr | None, second: pl.Expr | None) -> pl.Expr | None:
+    """A row's PROBLEM from two sources (each null where it finds none): both joined by "; "."""
+    if first is None or second is None:
+        return first if second is None else second
+    return (
+        pl.when(first.is_null())
+        .then(second)
+        .when(second.is_null())
+        .then(first)
+        .otherwise(pl.format("{}; {}", first, second))
+    )
+
+
+# How fastexcel writes a number formatted as a date, a time or a duration when the sheet is
+# read as text: the instant that many days after Excel's day zero, to the millisecond.
+CALAMINE_DATETIME = r"^-?\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$"
+MS_PER_DAY = 86_400_000
+MS_PER_HOUR_PLACE = 360  # 0.0001 hour: a quantity's last place (model.QTY has 4)
+
+
+def _hours_of_time_cells(
+    path: Path,
+    sheet: _Sheet,
+    header_row: int,
+    frame: pl.DataFrame,
+    headers: list[str],
+    claimed: str | None,
+) -> tuple[pl.DataFrame, pl.Expr | None]:
+    """The quantity column's cells that hold a number formatted as a time or a duration
+    (1:30 in `[h]:mm`, `h:mm` or `[h]:mm:ss`, hours as an export or a person formatted them),
+    as hours: Excel keeps such a cell as days (1:30 is 0.0625), and fastexcel reads it as an
+    instant (1899-12-31 01:30:00), which no amount reads. Each is replaced by its hours
+    exactly (`1.5`: the day count from the sheet's XML, to the millisecond, Excel's finest
+    time) when they fit a quantity's four places; a duration that does not (0:20 is
+    0.3333… hours) and a number formatted as a date (5 shown as 1900-01-05: days, or units?)
+    are emptied and their rows get a PROBLEM naming the cell and what was expected. Rows
+    without such cells are untouched and the sheet's XML is not read (the usual case)."""
+    platform = detect_platform(str(path), headers, claimed)
+    label = map_headers(str(path), platform, headers).get("quantity")
+    if label is None:
+        return frame, None
+    position = headers.index(label)
+    name = f"c{position}"
+    timed = frame.filter(pl.col(name).str.contains(CALAMINE_DATETIME))
+    if timed.is_empty():
+        return frame, None
+    rows = timed[ROW].to_list()
+    column = sheet.columns[position]
+    cells = sheet_cells(path, sheet.name, column, {header_row + row for row in rows})
+    hours: dict[int, str] = {}
+    reasons: dict[int, str] = {}
+    for row, shown in zip(rows, timed[name].to_list(), strict=True):
+        cell = cells.get(header_row + row)
+        if cell is None or cell.value is None:
+            continue  # a text cell that reads so: the amount reader refuses it as written
+        ref = f"{_column_letters(column)}{header_row + row}"
+        read = time_cell_hours(cell, shown)
+        if isinstance(read, Decimal):
+            hours[row] = format(read, "f")
+        else:
+            reasons[row] = f"column '{label}': cell {ref} {read}"
+    frame = frame.with_columns(
+        pl.when(pl.col(ROW).is_in(list(reasons)))
+        .then(None)
+        .otherwise(
+            pl.col(ROW)
+            .cast(pl.Int64)
+            .replace_strict(hours, default=pl.col(name), return_dtype=pl.String)
+        )
+        .alias(name)
+    )
+    if not reasons:
+        return frame, None
+    problem = (
+        pl.col(ROW).cast(pl.Int64).replace_strict(reasons, default=None, return_dtype=pl.String)
+    )
+    return frame, problem
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A numeric cell as the sheet's XML holds it: its value as written (`<v>`, days for a
+    date or time) and its number format's code ("General" when it has none)."""
+
+    value: str | None
+    format: str
+
+
+def time_cell_hours(cell: Cell, shown: str) -> Decimal | str:
+    """A cell formatted as a time or a duration, as hours: its days x 24, exact at a
+    quantity's four places (Decimal, without trailing zeros). Otherwise why not, to finish
+    "cell F3 …" (`shown`: the cell as fastexcel read it): a date format, or hours with more
+    places than four."""
+    if not is_time_format(cell.format):
+        return (
+            f"holds the number {cell.value} formatted as a date ({cell.format}), read as "
+            f"'{shown}': expected hours or units as a number, or hours formatted as a time "
+            "such as [h]:mm; format the column as a number in Excel and export it again"
+        )
+    ms = int((Decimal(cell.value or "0") * MS_PER_DAY).to_integral_value(ROUND_HALF_EVEN))
+    if ms % MS_PER_HOUR_PLACE == 0:
+        return Decimal(ms // MS_PER_HOUR_PLACE).scaleb(-4).normalize()
+    return (
+        f"holds the duration {_clock(ms)} ({cell.format}), {Decimal(ms) / 3_600_000:.6f}… "
+        "hours: more places than a quantity's four, so no exact number of hours; "
+        "write the hours as a number (such as 0.3333) in Excel and export it again"
+    )
+
+
+def _clock(ms: int) -> str:
+    """Milliseconds as Excel's [h]:mm:ss(.000) shows them: 5400000 -> '1:30:00'."""
+    sign, ms = ("-" if ms < 0 else ""), abs(ms)
+    seconds, fraction = divmod(ms, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    tail = f".{fraction:03d}" if fraction else ""
+    return f"{sign}{hour}:{minute:02d}:{second:02d}{tail}"
+
+
+# Excel's built-in number formats General and those that are dates or times (ECMA-376 part 1,
+# §18.8.30); the other built-in ids fastexcel reads as dates are locale dates (27-36, 50-58).
+BUILTIN_FORMATS = {
+    0: "General",
+    14: "mm-dd-yy",
+    15: "d-mmm-yy",
+    16: "d-mmm",
+    17: "mmm-yy",
+    18: "h:mm AM/PM",
+    19: "h:mm:ss AM/PM",
+    20: "h:mm",
+    21: "h:mm:ss",
+    22: "m/d/yy h:mm",
+    45: "mm:ss",
+    46: "[h]:mm:ss",
+    47: "mmss.0",
+}
+# What a format code shows besides its date and time parts: quoted text, escaped and padding
+# characters, and bracketed colours, conditions and locales (elapsed [h], [mm], [ss] stay).
+FORMAT_LITERALS = r'"[^"]*"|\\.|_.|\*.|\[(?![hms]+\])[^\]]*\]|(?i:am/pm|a/p)'
+
+
+def is_time_format(code: str) -> bool:
+    """Whether a number format shows a time of day or a duration only (h:mm, [h]:mm:ss,
+    mm:ss, h:mm AM/PM): hours, minutes or seconds, no year, month name or day. Its first
+    section is looked at (the one for positive numbers)."""
+    section = re.sub(FORMAT_LITERALS, "", code).split(";")[0].lower()
+    return not re.search(r"[ydegb]", section) and bool(re.search(r"h|s|\[m+\]", section))
+
+
+def sheet_cells(path: Path, sheet: str, column: int, rows: set[int]) -> dict[int, Cell]:
+    """The numeric cells of one column (0-based index) in the given Excel rows, by row: value
+    and number format, from the sheet's XML and the workbook's styles (§18.3.1.4 <c>, its `s`
+    an index into §18.8.10 cellXfs, whose numFmtId is a built-in or a §18.8.31 numFmt). Text,
+    boolean and error cells are left out. Raises InputError for a damaged workbook."""
+    try:
+        with zipfile.ZipFile(path) as book:
+            member = _sheet_member(book, sheet)
+            if member is None:
+                return {}
+            formats = _cell_formats(book)
+            found: dict[int, Cell] = {}
+            with book.open(member) as stream:
+                row, at = 0, -1
+                events = DefusedET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
+                for event, node in events:
+                    if node.tag.endswith("}row"):
+                        if event == "start":
+                            row, at = int(node.get("r") or row + 1), -1
+                        else:
+                            node.clear()
+                        continue
+                    if event != "end" or not node.tag.endswith("}c"):
+                        continue
+                    ref = node.get("r")
+                    row, at = _cell_position(ref) if ref else (row, at + 1)
+                    if at != column or row not in rows or node.get("t", "n") != "n":
+                        continue
+                    value = node.find(f"{{{SHEET_NS}}}v")
+                    style = int(node.get("s") or 0)
+                    code = formats[style] if style < len(formats) else "General"
+                    found[row] = Cell(None if value is None else value.text, code)
+            return found
+    except UNREADABLE_SHEET as exc:
+        raise _unreadable_workbook(path, exc) from None
+
+
+def _cell_formats(book: zipfile.ZipFile) -> list[str]:
+    """Each cell style's number format code (cellXfs in xl/styles.xml, in order)."""
+    try:
+        styles = DefusedET.fromstring(book.read("xl/styles.xml"), forbid_dtd=True)
+    except KeyError:
+        return []
+    custom = {
+        int(f.get("numFmtId", "0")): f.get("formatCode", "")
+        for f in styles.iter(f"{{{SHEET_NS}}}numFmt")
+    }
+    xfs = styles.find(f"{{{SHEET_NS}}}cellXfs")
+    codes = []
+    for xf in [] if xfs is None else xfs.iter(f"{{{SHEET_NS}}}xf"):
+        number = int(xf.get("numFmtId", "0"))
+        codes.append(custom.get(number) or BUILTIN_FORMATS.get(number, f"built-in format {number}"))
+    return codes
 
 
 def _text(value: object) -> str:

@@ -1,0 +1,215 @@
+"""Excel's cell shapes on the way in and out: hours formatted as times or durations in an XLSX
+export (Excel keeps them as days), and text longer than a cell holds in the workbook written."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+import xlsxwriter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import AUTOTASK_GRID_HEADER
+from reconcile.config import Settings
+from reconcile.load import read_inputs
+from reconcile.load.tabular import is_time_format
+from reconcile.validate import normalise
+
+MS_PER_DAY = 86_400_000
+EXCEL_LIMIT = 32_767  # a cell's longest text, in UTF-16 units
+QUANTITY = AUTOTASK_GRID_HEADER.index("Quantity")
+DURATION_FORMATS = ["[h]:mm", "h:mm", "[h]:mm:ss", "hh:mm:ss", "[mm]:ss", "h:mm AM/PM", "mm:ss"]
+DATE_FORMATS = ["yyyy-mm-dd", "mm/dd/yyyy", "d-mmm-yy", "m/d/yy h:mm", "yyyy-mm-dd hh:mm"]
+
+
+def _export(path: Path, quantities: list[tuple[float, str]]) -> Path:
+    """An Autotask grid export as XLSX, one line per (days or plain number, number format):
+    the quantity cell written as a number in that format."""
+    book = xlsxwriter.Workbook(str(path))
+    book.set_properties({"created": datetime(2026, 11, 1)})
+    sheet = book.add_worksheet("Lines")
+    sheet.write_row(0, 0, AUTOTASK_GRID_HEADER)
+    for row, (value, code) in enumerate(quantities, 1):
+        sheet.write_row(row, 0, [str(1000 + row), "INV-1", "11/13/2026", "0571", "Acme", "Work"])
+        sheet.write_number(row, QUANTITY, value, book.add_format({"num_format": code}))
+        sheet.write_row(row, QUANTITY + 1, ["85.00", "127.50", "0.00"])
+    book.close()
+    return path
+
+
+def _load(path: Path) -> tuple[dict[int, Decimal], dict[int, str]]:
+    """(quantity per loaded row, reasons per quarantined row)."""
+    (raw,) = read_inputs([path], None)
+    batches = list(normalise(raw, Settings(cycle="2026-11", currency="GBP")))
+    lines = pl.concat([b.lines for b in batches])
+    rejected = pl.concat([b.rejected for b in batches])
+    return (
+        dict(zip(lines["row_number"], lines["quantity"], strict=True)),
+        dict(zip(rejected["row_number"], rejected["reasons"], strict=True)),
+    )
+
+
+def test_hours_formatted_as_times_load_as_hours(tmp_path: Path) -> None:
+    """1:30 in [h]:mm is 0.0625 days in the file, read by fastexcel as 1899-12-31 01:30:00:
+    the line bills 1.5 hours. A duration past 24 hours, a credit and hours that were a
+    four-place number before they were formatted keep their value; a plain number is as
+    written."""
+    path = _export(
+        tmp_path / "hours.xlsx",
+        [
+            (1.5 / 24, "[h]:mm"),
+            (1.1 / 24, "h:mm"),
+            (25 / 24, "[h]:mm:ss"),
+            (-1.5 / 24, "[h]:mm"),
+            (0.3333 / 24, "[h]:mm"),
+            (0, "h:mm"),
+            (2.5, "0.00"),
+        ],
+    )
+    quantities, reasons = _load(path)
+    assert reasons == {}
+    assert quantities == {
+        1: Decimal("1.5"),
+        2: Decimal("1.1"),
+        3: Decimal("25"),
+        4: Decimal("-1.5"),
+        5: Decimal("0.3333"),
+        6: Decimal("0"),
+        7: Decimal("2.5"),
+    }
+
+
+def test_hours_a_quantity_cannot_hold_and_dates_are_quarantined(tmp_path: Path) -> None:
+    """0:20 is a third of an hour: no four-place quantity is that, so the row waits with why
+    (never 0.3333 nor 0.33 picked for it). A number formatted as a date (5 shown as
+    1900-01-05) is not hours: 120 hours or 5 units, the file does not say."""
+    cells = [(20 / 1440, "h:mm"), (5, "yyyy-mm-dd"), (1 / 24, "h:mm")]
+    quantities, reasons = _load(_export(tmp_path / "odd.xlsx", cells))
+    assert quantities == {3: Decimal("1")}
+    assert reasons[1] == (
+        "column 'Quantity': cell G2 holds the duration 0:20:00 (h:mm), 0.333333… hours: more "
+        "places than a quantity's four, so no exact number of hours; write the hours as a "
+        "number (such as 0.3333) in Excel and export it again"
+    )
+    assert reasons[2] == (
+        "column 'Quantity': cell G3 holds the number 5 formatted as a date (yyyy-mm-dd), read "
+        "as '1900-01-05 00:00:00': expected hours or units as a number, or hours formatted as "
+        "a time such as [h]:mm; format the column as a number in Excel and export it again"
+    )
+
+
+@pytest.mark.parametrize("code", [*DURATION_FORMATS, "[$-409]h:mm:ss AM/PM", '[h]" h "mm" m"'])
+def test_time_formats_are_told_from_date_formats(code: str) -> None:
+    assert is_time_format(code)
+
+
+@pytest.mark.parametrize("code", [*DATE_FORMATS, "General", "0.00", "mmm", '"h"yyyy', "dd"])
+def test_date_and_number_formats_are_not_time_formats(code: str) -> None:
+    assert not is_time_format(code)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cells=st.lists(
+        st.tuples(
+            st.integers(-50 * 3_600_000, 200 * 3_600_000),  # milliseconds
+            st.booleans(),  # on a 0.0001-hour step (0.36 s)
+            st.sampled_from([*DURATION_FORMATS, *DATE_FORMATS]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_time_cell_is_its_exact_hours_or_quarantined(
+    tmp_path_factory: pytest.TempPathFactory, cells: list[tuple[int, bool, str]]
+) -> None:
+    """Whatever the duration and its format: a line's quantity is the cell's hours exactly,
+    or the row is quarantined naming the cell; never another number."""
+    cells = [(ms - ms % 360 if stepped else ms, stepped, code) for ms, stepped, code in cells]
+    path = _export(
+        tmp_path_factory.mktemp("t") / "t.xlsx", [(ms / MS_PER_DAY, code) for ms, _, code in cells]
+    )
+    quantities, reasons = _load(path)
+    assert set(quantities) | set(reasons) == set(range(1, len(cells) + 1))
+    for row, (ms, _, code) in enumerate(cells, 1):
+        if code in DATE_FORMATS:
+            assert "formatted as a date" in reasons[row]
+        elif ms % 360:
+            assert f"cell G{row + 1} holds the duration" in reasons[row]
+        else:
+            assert quantities[row] == Decimal(ms) / 3_600_000
+
+
+def _first_column(path: Path) -> list[object]:
+    """The first sheet's first column below the header, read back with openpyxl."""
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path, read_only=True).active
+    assert sheet is not None
+    return [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)]
+
+
+def test_a_cell_cut_at_excels_limit_says_so(tmp_path: Path) -> None:
+    """Excel's cells hold 32,767 UTF-16 units: refs past that are cut, and the cell ends by
+    saying how many characters were left out and that discrepancies.csv holds them (a list of
+    refs cut short never reads as complete); a text that fits is as written."""
+    from reconcile.outputs import EXCEL_STRING_UNITS, write_xlsx
+
+    refs = "; ".join(f"AT-{i:06d}" for i in range(4000))  # 39,998 characters
+    fits = "y" * EXCEL_STRING_UNITS
+    emoji = "\U0001f600" * 20_000  # two UTF-16 units each
+    frame = pl.DataFrame({"autotask_refs": [refs, fits, emoji], "currency": ["GBP"] * 3})
+    write_xlsx(frame, tmp_path / "d.xlsx")
+    cut_refs, whole, cut_emoji = _first_column(tmp_path / "d.xlsx")
+    assert isinstance(cut_refs, str) and isinstance(cut_emoji, str)
+    note = "… [cut: {:,} more characters; full text in discrepancies.csv]"
+    kept = cut_refs[: cut_refs.rindex("… [cut: ")]
+    assert refs.startswith(kept) and len(kept) > 30_000
+    assert cut_refs == kept + note.format(len(refs) - len(kept))
+    assert len(cut_refs) <= EXCEL_STRING_UNITS
+    assert whole == fits
+    kept_emoji = cut_emoji[: cut_emoji.rindex("… [cut: ")]
+    assert cut_emoji == kept_emoji + note.format(20_000 - len(kept_emoji))
+    assert len(cut_emoji.encode("utf-16-le")) // 2 <= EXCEL_STRING_UNITS
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    length=st.integers(EXCEL_LIMIT - 3, EXCEL_LIMIT + 70_000),
+    wide=st.integers(0, 3),
+    place=st.sampled_from(["discrepancies.csv", "accepted-differences.csv"]),
+)
+def test_a_cut_text_is_its_start_and_a_true_note(length: int, wide: int, place: str) -> None:
+    """Whatever the text's length and its characters' widths in UTF-16: a text over the limit
+    is cut to its start and a note that counts exactly the characters left out and fits the
+    cell; one within it is untouched."""
+    from reconcile.outputs import CUT_NOTE, cut
+
+    text = ("a" * wide + "\U0001f600") * (length // (wide + 2)) + "z" * (length % (wide + 2))
+    written = cut(text, place)
+    units = len(text.encode("utf-16-le")) // 2
+    if units <= EXCEL_LIMIT:
+        assert written == text
+        return
+    kept = written[: written.rindex("… [cut: ")]
+    assert text.startswith(kept)
+    assert written == kept + CUT_NOTE.format(len(text) - len(kept), place)
+    assert EXCEL_LIMIT - 40 <= len(written.encode("utf-16-le")) // 2 <= EXCEL_LIMIT
+
+
+def test_a_cells_format_code_comes_from_its_style(tmp_path: Path) -> None:
+    """sheet_cells gives each numeric cell's value and number format: a custom code, a
+    built-in one (XlsxWriter writes `h:mm` as built-in 20) or General for a cell without one."""
+    from reconcile.load.tabular import sheet_cells
+
+    path = _export(tmp_path / "f.xlsx", [(0.0625, "[h]:mm"), (0.0625, "h:mm"), (2.5, "General")])
+    cells = sheet_cells(path, "Lines", QUANTITY, {2, 3, 4})
+    assert [(c.value, c.format) for _, c in sorted(cells.items())] == [
+        ("0.0625", "[h]:mm"),
+        ("0.0625", "h:mm"),
+        ("2.5", "General"),
+    ]
