@@ -187,8 +187,12 @@ def run_cycle(
             )
     # Every load the run holds (given now or earlier) read with the run's settings.
     refuse_other_readings(workspace, settings)
+    size = exports_bytes([*autotask, *halopsa])
     # Started once the loads are done: they use both cores, the match and the rules one.
-    with _workbook_child(config, [*autotask, *halopsa]) as child:
+    with (
+        _workbook_child(config, size) as child,
+        _checkpoint_beside(workspace, size) as checkpointed,
+    ):
         rules = discover()
         con = workspace.con
         with stage("match"):
@@ -206,6 +210,8 @@ def run_cycle(
             acceptance.mark(con, applied)
             bars = bridge(con, rules)
         with stage("outputs"), report_folder(workspace) as folder:
+            # Done before the outputs set DuckDB's memory limit (store.scanning) and write.
+            checkpointed()
             with output_folder(out_dir, RUN_FILES) as out:
                 # The table first: the workbook's writer writes from it while the run goes on.
                 write_parquet_parts(
@@ -240,17 +246,19 @@ def run_cycle(
     return result
 
 
+def exports_bytes(exports: list[Path]) -> int:
+    """The size in bytes of the export files given (a folder's files counted)."""
+    return sum(f.stat().st_size for p in exports for f in (p.rglob("*") if p.is_dir() else [p]))
+
+
 @contextmanager
-def _workbook_child(
-    config: Config, exports: list[Path]
-) -> Iterator[WorkbookChild | WorkbookThread | None]:
+def _workbook_child(config: Config, size: int) -> Iterator[WorkbookChild | WorkbookThread | None]:
     """What writes the run's workbook beside its summary, report and other outputs, once given
     its job (`write`), stopped when the run ends however it ends; None when the workbook is left
     out. The child process (workbook_child), started now so that its imports are done by the
     run's outputs (beside the match and the rules, which use one core); a thread of the run
-    (WorkbookThread) when the exports are small enough (CHILD_FROM_BYTES) that the child's
-    start costs more than it saves."""
-    size = sum(f.stat().st_size for p in exports for f in (p.rglob("*") if p.is_dir() else [p]))
+    (WorkbookThread) when the exports (`size` bytes, exports_bytes) are small enough
+    (CHILD_FROM_BYTES) that the child's start costs more than it saves."""
     if not config.outputs.workbook:
         yield None
         return
@@ -285,6 +293,42 @@ class WorkbookThread:
         follows one the run raises already). Idempotent."""
         if self.job is not None:
             futures.wait([self.job])
+
+
+# DuckDB's checkpoint_threshold (its default): a commit that leaves more in the write-ahead log
+# writes the log into the file (checkpoints) before it returns.
+CHECKPOINT_THRESHOLD = 16 * 2**20
+LOGGED_FROM = 2**20  # bytes of log from which a run checkpoints beside its match and rules
+
+
+@contextmanager
+def _checkpoint_beside(workspace: Workspace, size: int) -> Iterator[Callable[[], None]]:
+    """The loads' write-ahead log written into the workspace's file (Workspace.checkpoint) on a
+    thread of its own (_in_background), beside the match and the rules (one core; they write
+    temporary tables only), for a small cycle (exports of `size` < CHILD_FROM_BYTES bytes: a
+    large one's stages let DuckDB's memory go, store.release_memory, which a checkpoint beside
+    them would hold) whose log holds from LOGGED_FROM to CHECKPOINT_THRESHOLD bytes (16 MB at
+    20k lines a side), which the run's last commit or the workspace's close would otherwise
+    write while the run waits (0.1-0.7 s at 20k lines). Yields what waits for it, called
+    before the run next sets DuckDB's memory limit or writes the workspace; waited for on
+    leaving however the block ends, so the connection is never closed under it. A checkpoint
+    that fails leaves the log in place (DuckDB drops it once a checkpoint is complete) for
+    those later ones to write."""
+    if (
+        size >= CHILD_FROM_BYTES
+        or not LOGGED_FROM <= workspace.logged_bytes() < CHECKPOINT_THRESHOLD
+    ):
+        yield lambda: None
+        return
+    job = _in_background(workspace.checkpoint)
+
+    def checkpointed() -> None:
+        futures.wait([job])
+
+    try:
+        yield checkpointed
+    finally:
+        checkpointed()
 
 
 def _workflow(
