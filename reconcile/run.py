@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent import futures
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -186,8 +187,12 @@ def run_cycle(
             )
     # Every load the run holds (given now or earlier) read with the run's settings.
     refuse_other_readings(workspace, settings)
+    size = exports_bytes([*autotask, *halopsa])
     # Started once the loads are done: they use both cores, the match and the rules one.
-    with _workbook_child(config, [*autotask, *halopsa]) as child:
+    with (
+        _workbook_child(config, size) as child,
+        _checkpoint_beside(workspace, size) as checkpointed,
+    ):
         rules = discover()
         con = workspace.con
         with stage("match"):
@@ -205,8 +210,10 @@ def run_cycle(
             acceptance.mark(con, applied)
             bars = bridge(con, rules)
         with stage("outputs"), report_folder(workspace) as folder:
+            # Done before the outputs set DuckDB's memory limit (store.scanning) and write.
+            checkpointed()
             with output_folder(out_dir, RUN_FILES) as out:
-                # The table first: the workbook's child writes from it while the run goes on.
+                # The table first: the workbook's writer writes from it while the run goes on.
                 write_parquet_parts(
                     discrepancy_parts(workspace, OUTPUT_COLUMNS), out / PARQUET_FILE
                 )
@@ -239,21 +246,89 @@ def run_cycle(
     return result
 
 
+def exports_bytes(exports: list[Path]) -> int:
+    """The size in bytes of the export files given (a folder's files counted)."""
+    return sum(f.stat().st_size for p in exports for f in (p.rglob("*") if p.is_dir() else [p]))
+
+
 @contextmanager
-def _workbook_child(config: Config, exports: list[Path]) -> Iterator[WorkbookChild | None]:
-    """The child that writes the run's workbook (workbook_child), started now so that its
-    imports are done by the run's outputs (beside the match and the rules, which use one
-    core), and stopped when the run ends however it ends; None when the workbook is left out,
-    or the exports are small enough (CHILD_FROM_BYTES) that the run writes it at less cost."""
-    size = sum(f.stat().st_size for p in exports for f in (p.rglob("*") if p.is_dir() else [p]))
-    if not config.outputs.workbook or size < CHILD_FROM_BYTES:
+def _workbook_child(config: Config, size: int) -> Iterator[WorkbookChild | WorkbookThread | None]:
+    """What writes the run's workbook beside its summary, report and other outputs, once given
+    its job (`write`), stopped when the run ends however it ends; None when the workbook is left
+    out. The child process (workbook_child), started now so that its imports are done by the
+    run's outputs (beside the match and the rules, which use one core); a thread of the run
+    (WorkbookThread) when the exports (`size` bytes, exports_bytes) are small enough
+    (CHILD_FROM_BYTES) that the child's start costs more than it saves."""
+    if not config.outputs.workbook:
         yield None
         return
-    child = WorkbookChild()
+    child = WorkbookThread() if size < CHILD_FROM_BYTES else WorkbookChild()
     try:
         yield child
     finally:
         child.stop()
+
+
+class WorkbookThread:
+    """The run's workbook written on a thread of its own process (_in_background), beside the
+    run's summary, report and other outputs: XlsxWriter's Python runs while the run's thread
+    waits on DuckDB or polars. WorkbookChild's interface: `write` gives the job, `wait` for
+    it (its error raised as written inline), `stop` always (waits for a job given: nothing of
+    the run goes on writing after it)."""
+
+    def __init__(self) -> None:
+        self.job: Future[None] | None = None
+
+    def write(self, parquet: Path, xlsx: Path) -> None:
+        """Start writing the workbook `xlsx` from the discrepancy table `parquet`."""
+        self.job = _in_background(lambda: write_xlsx(_written(parquet), xlsx))
+
+    def wait(self) -> None:
+        """Return when the workbook is written, else raise what stopped it."""
+        assert self.job is not None
+        self.job.result()
+
+    def stop(self) -> None:
+        """Wait for a job given (its error, if any, is the run's to report through `wait`, or
+        follows one the run raises already). Idempotent."""
+        if self.job is not None:
+            futures.wait([self.job])
+
+
+# DuckDB's checkpoint_threshold (its default): a commit that leaves more in the write-ahead log
+# writes the log into the file (checkpoints) before it returns.
+CHECKPOINT_THRESHOLD = 16 * 2**20
+LOGGED_FROM = 2**20  # bytes of log from which a run checkpoints beside its match and rules
+
+
+@contextmanager
+def _checkpoint_beside(workspace: Workspace, size: int) -> Iterator[Callable[[], None]]:
+    """The loads' write-ahead log written into the workspace's file (Workspace.checkpoint) on a
+    thread of its own (_in_background), beside the match and the rules (one core; they write
+    temporary tables only), for a small cycle (exports of `size` < CHILD_FROM_BYTES bytes: a
+    large one's stages let DuckDB's memory go, store.release_memory, which a checkpoint beside
+    them would hold) whose log holds from LOGGED_FROM to CHECKPOINT_THRESHOLD bytes (16 MB at
+    20k lines a side), which the run's last commit or the workspace's close would otherwise
+    write while the run waits (0.1-0.7 s at 20k lines). Yields what waits for it, called
+    before the run next sets DuckDB's memory limit or writes the workspace; waited for on
+    leaving however the block ends, so the connection is never closed under it. A checkpoint
+    that fails leaves the log in place (DuckDB drops it once a checkpoint is complete) for
+    those later ones to write."""
+    if (
+        size >= CHILD_FROM_BYTES
+        or not LOGGED_FROM <= workspace.logged_bytes() < CHECKPOINT_THRESHOLD
+    ):
+        yield lambda: None
+        return
+    job = _in_background(workspace.checkpoint)
+
+    def checkpointed() -> None:
+        futures.wait([job])
+
+    try:
+        yield checkpointed
+    finally:
+        checkpointed()
 
 
 def _workflow(
@@ -721,7 +796,7 @@ def write_outputs(
     rules: list[Rule],
     folder: Path,
     out: Path,
-    child: WorkbookChild | None = None,
+    child: WorkbookChild | WorkbookThread | None = None,
     env: Environment | None = None,
 ) -> Path:
     """CSV, JSON and (unless the summary's workbook says it is left out) XLSX of the
@@ -731,9 +806,10 @@ def write_outputs(
     run's discrepancies.parquet already (written from DISCREPANCIES, discrepancy_parts). The
     other discrepancy files and the report are written from that file, never from the whole
     table in memory: the CSV by polars' streaming engine (write_csv_scan), the JSON a chunk at a
-    time (_written), the workbook by `child` (workbook_child) when there is one, waited for
-    last. Text cells of the CSVs are made safe for spreadsheets (safe.neutralise), each as its
-    file is written; the Parquet and JSON keep the exact values. The report's tables and its
+    time (_written), the workbook by `child` (a WorkbookChild or WorkbookThread, given its job
+    once the Parquet file was written), waited for last. Text cells of the CSVs are made safe
+    for spreadsheets (safe.neutralise), each as its file is written; the Parquet and JSON keep
+    the exact values. The report's tables and its
     data as the run keeps it are written into `folder` (report_folder). Returns the path of
     that data (history.report_blob), which the workspace keeps with the run to render it again
     for a sign-off pack."""
@@ -752,11 +828,8 @@ def write_outputs(
         "quarantine.csv": lambda path: write_csv_scan(_quarantine(workspace, result, folder), path),
     }
     if result.summary.workbook.written:
-        writers[WORKBOOK_FILE] = (
-            (lambda _: child.wait())
-            if child
-            else (lambda path: write_xlsx(_written(parquet), path))
-        )
+        assert child is not None, "a run writing its workbook has its writer (_workbook_child)"
+        writers[WORKBOOK_FILE] = lambda _: child.wait()
     pause("report.html")
     for name, write in writers.items():
         write(out / name)

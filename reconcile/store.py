@@ -590,6 +590,18 @@ class Workspace:
                 [number],
             )
 
+    def logged_bytes(self) -> int:
+        """The size of the workspace's write-ahead log in bytes (0: none, or in memory)."""
+        log = self.path.with_name(f"{self.path.name}.wal")
+        return log.stat().st_size if str(self.path) != ":memory:" and log.exists() else 0
+
+    def checkpoint(self) -> None:
+        """Write what the write-ahead log holds into the workspace's file (DuckDB's CHECKPOINT)
+        on a cursor of its own, so that it may run on another thread while the connection
+        goes on reading and writing temporary tables (run._checkpoint_beside)."""
+        with self.con.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+
     def release_memory(self) -> None:
         """release_memory of the workspace's connection, its limit left where it was."""
         release_memory(self.con, self.memory_limit)

@@ -1061,3 +1061,33 @@ def test_control_totals_are_kept_per_currency_end_to_end(tmp_path: Path) -> None
     ):
         row = table[table.index(f"<td>{currency}</td>") :]
         assert f'<td class="num">{net_read}</td>' in row[: row.index("</tr>")], currency
+
+
+def test_a_small_cycles_log_is_checkpointed_beside_the_run(tmp_path: Path) -> None:
+    """The write-ahead log of a small cycle's loads is written into the workspace's file beside
+    the match and the rules (run._checkpoint_beside), not by the run's last commit; a large
+    cycle's (exports of CHILD_FROM_BYTES or more) is left to DuckDB, as is a log too small to
+    be worth a thread. Nothing of the workspace is lost either way."""
+    from reconcile.run import LOGGED_FROM, _checkpoint_beside
+    from reconcile.store import Workspace
+    from reconcile.workbook_child import CHILD_FROM_BYTES
+
+    with Workspace(tmp_path / "ws.duckdb") as workspace:
+        workspace.con.execute(
+            "CREATE TABLE t AS SELECT range AS n, 'x' || range AS s FROM range(1)"
+        )
+        with _checkpoint_beside(workspace, 0) as checkpointed:  # a log too small: no thread
+            checkpointed()
+        assert 0 < workspace.logged_bytes() < LOGGED_FROM
+        workspace.con.execute("INSERT INTO t SELECT range, 'x' || range FROM range(100000)")
+        logged = workspace.logged_bytes()
+        assert logged >= LOGGED_FROM
+        with _checkpoint_beside(workspace, CHILD_FROM_BYTES) as checkpointed:
+            checkpointed()
+        assert workspace.logged_bytes() == logged
+        with _checkpoint_beside(workspace, CHILD_FROM_BYTES - 1) as checkpointed:
+            workspace.con.execute("CREATE TEMP TABLE beside AS SELECT count(*) AS n FROM t")
+            checkpointed()
+            assert workspace.logged_bytes() < LOGGED_FROM
+    with Workspace(tmp_path / "ws.duckdb") as workspace:
+        assert workspace.con.execute("SELECT count(*) FROM t").fetchall() == [(100001,)]
