@@ -651,7 +651,8 @@ class Workspace:
         path = folder / f"{load_id[:16]}.csv"
         frame = self.frame(
             "SELECT source, file_name, row_number, line_ref, disposition, reasons, raw, "
-            "net_amount FROM quarantine WHERE load_id = ? AND cycle = ? ORDER BY row_number",
+            "net_amount, currency FROM quarantine WHERE load_id = ? AND cycle = ? "
+            "ORDER BY row_number",
             [load_id, cycle],
         )
         neutralise(frame).write_csv(path)
@@ -680,7 +681,7 @@ class Workspace:
         values); the file has the columns also when there are no rows, raw (JSON) as its text."""
         with insertion_order_kept(self.con):
             self.con.execute(
-                "COPY (SELECT * EXCLUDE (load_id, cycle, currency) REPLACE (raw::VARCHAR AS raw) "
+                "COPY (SELECT * EXCLUDE (load_id, cycle) REPLACE (raw::VARCHAR AS raw) "
                 f"FROM quarantine WHERE cycle = '{_literal(cycle)}' ORDER BY {QUARANTINE_ORDER}) "
                 f"TO '{_literal(str(path))}' (FORMAT parquet)"
             )

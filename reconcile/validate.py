@@ -17,7 +17,7 @@ import polars as pl
 from reconcile import amounts
 from reconcile.config import Settings
 from reconcile.errors import InputError
-from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, TOTAL_LABEL, RawFrame
+from reconcile.load.base import EXCLUDE, FOREIGN, PROBLEM, ROW, SKIP, TOTAL_LABEL, RawFrame
 from reconcile.model import (
     CANONICAL_SCHEMA,
     CONTRACT_TYPES,
@@ -321,7 +321,7 @@ def _normalise_batch(
     reasons = _raw_failures(raw, billable, convention)
     canonical = _canonical(billable, raw, settings)
     reasons = pl.concat([reasons, _currency_failures(raw, billable, canonical)])
-    reasons = _merge(reasons, _canonical_failures(canonical))
+    reasons = _merge(reasons, _canonical_failures(canonical, billable[FOREIGN]))
     bad_rows = reasons[ROW]
     lines = _keep(canonical, ~pl.col("row_number").is_in(bad_rows.implode()))
     rejected = pl.concat(
@@ -352,9 +352,11 @@ def _keep(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
 
 
 def _complete(frame: FrameT) -> FrameT:
+    """Every raw field (null where the export has none) and FOREIGN (False where not null)."""
     names = frame.collect_schema().names()
     missing = [pl.lit(None, pl.String).alias(f) for f in RAW_FIELDS if f not in names]
-    return frame.with_columns(missing) if missing else frame
+    foreign = pl.col(FOREIGN).fill_null(False) if FOREIGN in names else pl.lit(False)
+    return frame.with_columns(*missing, foreign.alias(FOREIGN))
 
 
 def _clean(frame: pl.DataFrame, platform: str) -> pl.DataFrame:
@@ -910,7 +912,8 @@ def _by_value(
 
 def _currency(parsed: pl.DataFrame, settings: Settings) -> pl.Expr:
     """The currency each row's line holds: its currency column as written ('€' and '$' read
-    as codes, '$' as the dollar of --currency), else --currency; null when neither."""
+    as codes, '$' as the dollar of --currency), else --currency; null when neither, and where
+    the row is FOREIGN (a currency the export does not name: never --currency)."""
     written = (
         pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase()
     )
@@ -921,7 +924,10 @@ def _currency(parsed: pl.DataFrame, settings: Settings) -> pl.Expr:
         .then(pl.lit(amounts.dollar_of(settings.currency)))
         .otherwise(written),
     )
-    return pl.coalesce(currency, pl.lit(settings.currency, pl.String))
+    given = pl.coalesce(currency, pl.lit(settings.currency, pl.String))
+    if not parsed[FOREIGN].any():
+        return given
+    return pl.when(pl.col(FOREIGN)).then(None).otherwise(given)
 
 
 def _readable_currency() -> pl.Expr:
@@ -1028,8 +1034,9 @@ def _canonical_suspects(canonical: pl.DataFrame) -> pl.DataFrame:
     return _keep(canonical, pl.any_horizontal(checks).fill_null(False))
 
 
-def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
-    """The canonical schema is the last guard: anything it refuses is quarantined too."""
+def _canonical_failures(canonical: pl.DataFrame, foreign: pl.Series) -> pl.DataFrame:
+    """The canonical schema is the last guard: anything it refuses is quarantined too.
+    `foreign`: the lines' FOREIGN, whose missing currency the reader's problem explains."""
     suspects = _canonical_suspects(canonical)
     found = pl.DataFrame(schema=REASONS_SCHEMA)
     if suspects.height:
@@ -1060,7 +1067,7 @@ def _canonical_failures(canonical: pl.DataFrame) -> pl.DataFrame:
         )
     # A line's currency is required: a row that states none, in an export that states it on
     # other rows, with no currency configured, cannot be summed or compared.
-    no_currency = canonical.filter(pl.col("currency").is_null()).select(
+    no_currency = canonical.filter(pl.col("currency").is_null() & ~foreign).select(
         pl.col("row_number").alias(ROW), pl.lit(NO_CURRENCY).alias("reason")
     )
     return pl.concat([found, no_currency]) if no_currency.height else found

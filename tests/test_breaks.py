@@ -3,6 +3,7 @@ answer; a break still standing is marked xfail(strict=True) until reconcile give
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ def _totals(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_outcome(tmp_path: Path, folder: Path) -> None:
-    """The run's exit code, totals per currency and findings above info are expected.json's."""
+    """The run's exit code, totals per currency and findings above info are expected.json's,
+    and so are the Autotask load's warnings where it states them."""
     _assert_outcome(read_json(folder / "expected.json"), *_run(tmp_path, folder))
 
 
@@ -47,14 +49,26 @@ def _assert_outcome(
     spec: dict[str, Any], result: Any, summary: dict[str, Any], rows: list[dict[str, Any]]
 ) -> None:
     """A run's (click result, summary, discrepancies) give expected.json's exit code, totals
-    per currency and findings above info."""
+    per currency and findings above info, and the Autotask load's warnings where it states them."""
     assert result.exit_code == spec["exit"], result.output
     assert _totals(summary) == spec["totals"]
     assert [r for r in rows if r["severity"] != "info"] == spec["findings_above_info"]
+    if "warnings" in spec:
+        assert _control(summary, "autotask")["warnings"] == spec["warnings"]
+
+
+def _control(summary: dict[str, Any], platform: str) -> dict[str, Any]:
+    (control,) = [c for c in summary["controls"] if c["platform"] == platform]
+    found: dict[str, Any] = control
+    return found
 
 
 def test_block_hours_consumption_is_not_billed(tmp_path: Path) -> None:
     _check_outcome(tmp_path, BREAKS / "at_block_hours_consumption")
+
+
+def test_block_hours_consumption_in_the_export_wizard_csv_is_named(tmp_path: Path) -> None:
+    _check_outcome(tmp_path, BREAKS / "at_csv_block_hours_consumption")
 
 
 def test_halo_currency_symbol_resolved_by_client_iso_code(tmp_path: Path) -> None:
@@ -66,6 +80,9 @@ def test_autotask_customer_currency_is_not_assumed(tmp_path: Path) -> None:
     if result.exit_code == 2:
         assert "currency" in result.output.lower(), result.output
         assert "/V1.0/Currencies" in result.output, result.output
+        # Its money is counted under no currency in the control totals, never as GBP.
+        (control,) = _control(summary, "autotask")["by_currency"]
+        assert (control["currency"], control["net_quarantined"]) == (None, "400.00")
         return
     assert "GBP" not in summary["totals"], summary["totals"]
     assert summary["totals"]["EUR"]["autotask"]["net"] == "400.00"
@@ -76,11 +93,26 @@ def test_autotask_customer_currency_named_by_the_currencies_page(tmp_path: Path)
     _check_outcome(tmp_path, BREAKS / "at_api_customer_currency_named")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Autotask export-wizard CSV of a multi-currency tenant: a customer-currency (EUR) row "
-    "is labelled with --currency (GBP) though its Internal Currency columns differ",
-)
+def test_autotask_csv_customer_currency_is_not_assumed(tmp_path: Path) -> None:
+    """The export wizard's CSV of a multi-currency tenant: the line whose Extended Price differs
+    from its Internal Currency twin, in a file that names no currency, is quarantined with the
+    client, both amounts and what to export; the GBP line loads; no currency's totals hold
+    another's money (its control row is the unknown currency's)."""
+    folder = BREAKS / "at_csv_customer_currency"
+    spec = read_json(folder / "expected.json")
+    result, summary, rows = _run(tmp_path, folder)
+    assert result.exit_code == spec["exit"], result.output
+    assert _totals(summary) == spec["totals"]
+    assert not [r for r in rows if r["rule"] == "currency_mismatch"]
+    with (tmp_path / "out" / "quarantine.csv").open(encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert [{k: row[k] for k in spec["quarantined"][0]}] == spec["quarantined"]
+    for part in spec["reason_names"]:
+        assert part in row["reasons"], row["reasons"]
+    controls = {c["currency"]: c for c in _control(summary, "autotask")["by_currency"]}
+    assert {c: controls[c]["net_read"] for c in controls} == {"GBP": "100.00", None: "400.00"}
+
+
 def test_autotask_csv_internal_currency_columns_are_not_ignored(tmp_path: Path) -> None:
     result, summary, rows = _run(tmp_path, BREAKS / "at_csv_internal_currency_columns")
     if result.exit_code == 2:

@@ -4,6 +4,7 @@ what reached the invoice, in the currency the export names."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -12,9 +13,11 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import xlsxwriter
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from conftest import FIXTURES
 from reconcile.duck import MONEY_MACROS
 from reconcile.load import read_inputs
 from reconcile.load.base import RawFrame
@@ -92,10 +95,46 @@ def test_csv_item_carried_at_zero_is_a_zero_line(price: Decimal, header: str, ca
         f'1,INV-1,2026-11-01,Acme,Coaching,{price},0,"{carried}"\n'
     )
     with tempfile.TemporaryDirectory() as folder:
-        _, frame = read(Path(folder), {"items.csv": text})
+        raw, frame = read(Path(folder), {"items.csv": text})
     zero = carried in ZERO_SPELLINGS
     assert frame["net_amount"].to_list() == ["0" if zero else str(price)]
     assert "carried_amount" not in frame.columns
+    # Named as the API path names its items (one wording), by the file's own columns.
+    assert raw.warnings == (
+        (
+            f"1 Autotask billing item(s) carried 0.00 to the invoice ({header} 0: prepaid "
+            "block-hours consumption or non-billable) are loaded as 0.00 lines, not at their "
+            f"Extended Price: 1 (Coaching, Extended Price {price})",
+        )
+        if zero
+        else ()
+    )
+
+
+@given(consumed=st.integers(min_value=0, max_value=8), billed=st.integers(min_value=0, max_value=3))
+def test_csv_consumption_warning_counts_every_item_and_names_the_first(
+    consumed: int, billed: int
+) -> None:
+    """Every consumed item is counted, the first five named (by Billing Item ID, else by row);
+    billed items are not."""
+    rows = [f"{n},INV-1,2026-11-01,Acme,Coaching,386.65,0.00" for n in range(1, consumed + 1)]
+    rows += [f",INV-1,2026-11-01,Acme,Support,{n + 1}0.00,{n + 1}0.00" for n in range(billed)]
+    header = "Billing Item ID,Invoice Number,Invoice Date,Organization Name,Item Name,"
+    text = header + "Extended Price,Billed Amount\n" + "\n".join(rows) + "\n"
+    if not rows:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        raw, _ = read(Path(folder), {"items.csv": text})
+    if not consumed:
+        assert raw.warnings == ()
+        return
+    (warning,) = raw.warnings
+    assert warning.startswith(f"{consumed} Autotask billing item(s) carried 0.00")
+    named = ", ".join(
+        f"{n} (Coaching, Extended Price 386.65)" for n in range(1, min(consumed, 5) + 1)
+    )
+    more = f" and {consumed - 5} more" if consumed > 5 else ""
+    assert warning.endswith(f": {named}{more}")
 
 
 CURRENCIES = api_page(
@@ -155,6 +194,82 @@ def test_autotask_customer_currency_is_read_or_the_line_quarantined(
         expected = names.get(currency_id) if currency_id else None
         assert row["currency"] == expected
         assert (row["_problem"] is not None) is (shown_away and expected is None), row
+
+
+TWIN_HEADERS = [
+    "Internal Currency Extended Price",
+    "internalCurrencyExtendedPrice",
+    "INTERNAL_CURRENCY_EXTENDED_PRICE",
+]
+
+
+def wizard_csv(
+    extended: str, internal: str, twin: str, named: str | None, separator: str = ","
+) -> str:
+    """An export-wizard CSV of one Brasserie Azur line (psa-exports.md §1.12b): Extended Price
+    in the customer's currency, its twin `twin` (the home currency's) appended at the end, and
+    a Currency column holding `named` when it is not None."""
+    columns = [
+        "Billing Item ID", "Invoice Number", "Invoice Date", "Organization ID",
+        "Organization Name", "Item Name", "Extended Price", "Total Tax",
+        *(["Currency"] if named is not None else []), twin,
+    ]  # fmt: skip
+    cells = ["6101", "INV-1", "11/01/2026", "330", "Brasserie Azur SARL", "Managed Workstation",
+             extended, "0", *([named] if named is not None else []), internal]  # fmt: skip
+    return "\n".join(separator.join(f'"{c}"' for c in row) for row in (columns, cells)) + "\n"
+
+
+@given(
+    extended=PRICES,
+    rate=st.sampled_from([Decimal(1), Decimal("0.8621"), Decimal("1.1734")]),
+    twin=st.sampled_from(TWIN_HEADERS),
+    named=st.sampled_from([None, "", "EUR"]),
+    comma=st.booleans(),
+    sign=st.sampled_from(["", "€", "EUR "]),
+)
+def test_csv_customer_currency_is_read_or_the_line_quarantined(
+    extended: Decimal, rate: Decimal, twin: str, named: str | None, comma: bool, sign: str
+) -> None:
+    """An export-wizard line whose Extended Price differs from its Internal Currency twin is in
+    a customer currency: read in the currency its Currency cell names, else FOREIGN (never
+    --currency) with a problem naming the client, both amounts and what to export. Equal twins
+    (a home-currency line, or a file of one currency) load as written, whatever the decimal
+    mark or currency sign."""
+    internal = (extended * rate).quantize(Decimal("0.01"))
+    written = [f"{v}".replace(".", ",") if comma else f"{v}" for v in (extended, internal)]
+    customer = f"{sign}{written[0]}"
+    text = wizard_csv(customer, written[1], twin, named, ";" if comma else ",")
+    with tempfile.TemporaryDirectory() as folder:
+        _, frame = read(Path(folder), {"items.csv": text})
+    (row,) = frame.iter_rows(named=True)
+    foreign = internal != extended and not named
+    assert (row.get("currency") or None) == (named or None)
+    assert row["_foreign"] is foreign
+    if foreign:
+        for part in ("Brasserie Azur SARL (Organization ID 330)", f"Extended Price {customer}",
+                     f"{twin} {written[1]}", "Currency column", "Currencies"):  # fmt: skip
+            assert part in row["_problem"], row["_problem"]
+    else:
+        assert row["_problem"] is None
+
+
+def test_xlsx_customer_currency_line_is_quarantined(tmp_path: Path) -> None:
+    """The same in an .xlsx export (numeric cells): the EUR line is FOREIGN, the GBP one whose
+    twin is equal is not."""
+    source = FIXTURES / "breaks" / "at_csv_customer_currency" / "autotask" / "export_wizard.csv"
+    table = pl.read_csv(source, infer_schema_length=0)
+    book = xlsxwriter.Workbook(tmp_path / "export_wizard.xlsx")
+    sheet = book.add_worksheet()
+    for c, name in enumerate(table.columns):
+        sheet.write(0, c, name)
+        for r, value in enumerate(table[name], start=1):
+            number = re.fullmatch(r"\d+\.\d+", value or "")
+            sheet.write_number(r, c, float(value)) if number else sheet.write(r, c, value)
+    book.close()
+    (raw,) = read_inputs([tmp_path / "export_wizard.xlsx"], "autotask")
+    frame = raw.collect(raw.frame)
+    assert frame["_foreign"].to_list() == [True, False]
+    assert "Internal Currency Extended Price 344.83" in frame["_problem"][0]
 
 
 UNKNOWN_SYMBOLS = ["R", "kr", "zł", "₹", "Fr.", "Lei", "Kč", "R$"]

@@ -905,6 +905,37 @@ def test_a_line_missing_where_rows_are_quarantined_says_so(
     assert "`reconcile run` writes the cycle's to `quarantine.csv` in `--out`" in readme
 
 
+def test_quarantine_files_give_each_rows_currency(tmp_path: Path) -> None:
+    """quarantine.csv (run) and `load`'s per-load file give each quarantined row's currency as
+    read: EUR from the row's currency column, --currency (GBP) where the row states none."""
+    halopsa = tmp_path / "halopsa.csv"
+    halopsa.write_text(
+        f"{HALO_HEADER},currency\n"
+        "H1,NW1,01/11/2026,Acme Ltd,Server,1,100.00,1x00.00,20.00,01/11/2026,30/11/2026,EUR\n"
+        "H2,NW1,01/11/2026,Acme Ltd,Backup,1,50.00,5x0.00,10.00,01/11/2026,30/11/2026,\n",
+        encoding="utf-8",
+    )
+    autotask = tmp_path / "autotask.csv"
+    autotask.write_text(
+        f"{AT_HEADER}\nA1,INV-1,11/01/2026,Acme Ltd,Server,1,100.00,100.00,20.00,11/01/2026,"
+        "11/30/2026\n",
+        encoding="utf-8",
+    )
+    settings = ("--cycle", "2026-11", "--currency", "GBP")
+    result = invoke(
+        "--workspace", tmp_path / "run" / "ws.duckdb", "run", *settings, "--autotask", autotask,
+        "--halopsa", halopsa, "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    result = invoke("--workspace", tmp_path / "ws.duckdb", "load", *settings, halopsa)
+    assert result.exit_code == 2, result.output
+    (per_load,) = (tmp_path / "quarantine" / "2026-11").glob("*.csv")
+    for file in (tmp_path / "out" / "quarantine.csv", per_load):
+        with file.open(encoding="utf-8") as fh:
+            rows = [(r["line_ref"], r["currency"]) for r in csv.DictReader(fh)]
+        assert rows == [("H1", "EUR"), ("H2", "GBP")], file
+
+
 def test_an_export_loaded_with_other_settings_is_read_again(tmp_path: Path) -> None:
     """A load is kept with the settings it was read with (currency, time zone, date and number
     formats): the same exports given again with another currency are read again, so the run

@@ -88,5 +88,5 @@ def test_canonical_failures_validate_the_suspects_as_the_whole(lines: list[dict[
     schema = {n: t for n, t in CANONICAL_SCHEMA.items() if n not in ("load_id", "file_name")}
     canonical = pl.DataFrame(lines, schema=schema)
     expected = _validated_whole(canonical)
-    found = _canonical_failures(canonical)
+    found = _canonical_failures(canonical, pl.Series([False] * canonical.height, dtype=pl.Boolean))
     assert found.filter(pl.col("reason") != NO_CURRENCY).equals(expected)

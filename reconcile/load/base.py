@@ -16,6 +16,10 @@ ROW = "_row"  # 1-based data row (record) number in the file
 EXCLUDE = "_exclude"  # why a row is deliberately not a billable line (None: it is one)
 PROBLEM = "_problem"  # what the reader already found wrong with the row (None: nothing)
 SKIP = "_skip"  # why a row is no line at all, e.g. a blank row (None: it is a row of data)
+# True: the row's amounts are in a customer currency other than the home one that the export
+# does not name (it gets a PROBLEM saying so): --currency does not apply, its currency is
+# unknown. Absent or null: False.
+FOREIGN = "_foreign"
 # A label that marks a report's totals or subtotals row ("Grand Total", "Total", "Sub-total").
 TOTAL_LABEL = r"(?i)^\s*(grand\s+|sub\s*-?\s*)?totals?\b"
 
@@ -190,6 +194,21 @@ AUTOTASK_FLAGS: dict[str, tuple[str, ...]] = {
     "carried_amount": _aliases("Total Amount", "totalAmount", "Billed Amount"),
 }
 
+# Autotask's money columns that carry the customer's currency when multi-currency is on, each
+# with its home-currency twin under the same name after "Internal Currency" (the export
+# wizard appends those columns at the end; REST: internalCurrencyExtendedPrice…; §1.3, §1.12b).
+CUSTOMER_MONEY = ("net_amount", "carried_amount", "tax_amount", "unit_price")
+HOME_TWIN = "Internal Currency "
+
+# Why an Autotask line billed in a customer currency the export does not name is quarantined:
+# who is billed, the evidence (EVIDENCE) and what to export (positional {} for str.format and
+# pl.format alike).
+CUSTOMER_CURRENCY = (
+    "Autotask bills {} in a currency of its own ({}), which the export does not name: reading "
+    "it as --currency would count it as the wrong money. {}"
+)
+EVIDENCE = "its {} {} is in that currency, {} {} in the home currency"
+
 HEADERS = {"autotask": AUTOTASK_HEADERS, "halopsa": HALOPSA_HEADERS}
 FLAGS = {"autotask": AUTOTASK_FLAGS, "halopsa": HALOPSA_FLAGS}
 
@@ -318,6 +337,28 @@ def map_headers(file: str, platform: str, headers: list[str]) -> dict[str, str]:
                 got="the columns " + ", ".join(headers[:12]),
             )
     return mapping
+
+
+CONSUMPTION_SHOWN = 5  # items a consumption warning names
+
+
+def consumption_warning(
+    count: int, shown: list[tuple[str | None, str | None, str | None]], carried: str, net: str
+) -> tuple[str, ...]:
+    """The load's warning for Autotask items carried 0 to the invoice whose net was not
+    (prepaid block-hours consumption or non-billable, loaded as 0.00 lines; §1.3, §3): `count`
+    items, `shown` the first CONSUMPTION_SHOWN as (item id, name, net as written); `carried`
+    and `net` the export's columns (totalAmount and extendedPrice in the API, Billed Amount and
+    Extended Price in the export wizard's). () when `count` is 0."""
+    if not count:
+        return ()
+    listed = ", ".join(f"{ref} ({name}, {net} {value})" for ref, name, value in shown)
+    more = f" and {count - len(shown):,} more" if count > len(shown) else ""
+    return (
+        f"{count:,} Autotask billing item(s) carried 0.00 to the invoice ({carried} 0: prepaid "
+        f"block-hours consumption or non-billable) are loaded as 0.00 lines, not at their "
+        f"{net}: {listed}{more}",
+    )
 
 
 HEADER_SEARCH_ROWS = 30  # the header is looked for among this many rows at the top of a sheet

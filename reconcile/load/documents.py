@@ -33,7 +33,18 @@ from defusedxml import DefusedXmlException
 
 from reconcile.amounts import DOLLAR, DOLLAR_SIGN_CURRENCIES, ISO_CURRENCIES
 from reconcile.errors import InputError
-from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
+from reconcile.load.base import (
+    CONSUMPTION_SHOWN,
+    CUSTOMER_CURRENCY,
+    EVIDENCE,
+    EXCLUDE,
+    FOREIGN,
+    PROBLEM,
+    ROW,
+    SKIP,
+    RawFrame,
+    consumption_warning,
+)
 from reconcile.load.dialect import bom_codec
 from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON, VOIDED_REASON
 from reconcile.model import RAW_FIELDS
@@ -628,9 +639,11 @@ def _has_totals(invoice: Rec) -> bool:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """The bundle's rows (ROW, RAW_FIELDS, EXCLUDE and, where a row has one, PROBLEM)."""
+    """The bundle's rows (ROW, RAW_FIELDS, EXCLUDE and, where a row has one, PROBLEM and
+    FOREIGN)."""
     schema = {ROW: pl.Int64, **dict.fromkeys(RAW_FIELDS, pl.String), EXCLUDE: pl.String}
     schema[PROBLEM] = pl.String
+    schema[FOREIGN] = pl.Boolean
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     return frame.with_columns(pl.lit(None, pl.String).alias(SKIP))
 
@@ -666,11 +679,12 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
         invoice = invoices.get(invoice_id or "", EMPTY)
         contract = contracts.get(item.text("contractID") or "", EMPTY)
         exclude = None
-        currency, problem = currency_of(item)
+        currency, unnamed = currency_of(item)
+        problems = [unnamed] if unnamed else []
         if invoice_id in (None, "0"):
             exclude = "Autotask billing item posted but not on an invoice (invoiceID 0)"
         elif invoice is EMPTY:
-            problem = (
+            problems.append(
                 f"its invoice (invoiceID {invoice_id}) is in none of the Invoices pages: "
                 "whether it was voided, and its number and date, are unknown"
             )
@@ -703,7 +717,8 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
                 "tax_amount": item.text("taxDollars"),
                 "currency": currency,
                 EXCLUDE: exclude,
-                PROBLEM: problem,
+                PROBLEM: "; ".join(problems) or None,
+                FOREIGN: unnamed is not None,
             }
         )
     totals = [
@@ -719,7 +734,15 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
         files=files,
         dates_iso=True,
         invoice_totals=_invoice_totals(totals),
-        warnings=_consumption_warning(consumed),
+        warnings=consumption_warning(
+            len(consumed),
+            [
+                (r.text("id"), r.text("itemName") or r.text("description"), r.text("extendedPrice"))
+                for r in consumed[:CONSUMPTION_SHOWN]
+            ],
+            "totalAmount",
+            "extendedPrice",
+        ),
     )
 
 
@@ -769,12 +792,17 @@ class CustomerCurrencies:
             return None, None
         shown = f"currencyID {currency_id}" if currency_id else "no currencyID in Companies"
         name = f" ({self.company_names[company]})" if company in self.company_names else ""
-        return None, (
-            f"Autotask bills company {company}{name} in a currency of its own ({shown}; its "
-            "extendedPrice is in that currency, internalCurrencyExtendedPrice in the home "
-            "currency), which the export does not name: reading it as --currency would count "
-            "it as the wrong money. Save the Currencies query pages (/V1.0/Currencies) and the "
-            "Companies pages beside the BillingItems pages, so its currency can be read"
+        amounts = EVIDENCE.format(
+            "extendedPrice",
+            item.text("extendedPrice") or "(none)",
+            "internalCurrencyExtendedPrice",
+            item.text("internalCurrencyExtendedPrice") or "(none)",
+        )
+        return None, CUSTOMER_CURRENCY.format(
+            f"company {company}{name}",
+            f"{shown}; {amounts}",
+            "Save the Currencies query pages (/V1.0/Currencies) and the Companies pages beside "
+            "the BillingItems pages, so its currency can be read",
         )
 
 
@@ -805,24 +833,6 @@ def _is_zero(text: str | None) -> bool:
         return text is not None and Decimal(text) == 0
     except InvalidOperation:
         return False
-
-
-def _consumption_warning(consumed: list[Rec]) -> tuple[str, ...]:
-    """The items carried to the invoice at 0 whose extendedPrice was not: each is loaded as a
-    0.00 line, its extendedPrice (the hours' value, not billed) named here."""
-    if not consumed:
-        return ()
-    shown = ", ".join(
-        f"{r.text('id')} ({r.text('itemName') or r.text('description')}, extendedPrice "
-        f"{r.text('extendedPrice')})"
-        for r in consumed[:5]
-    )
-    more = f" and {len(consumed) - 5:,} more" if len(consumed) > 5 else ""
-    return (
-        f"{len(consumed):,} Autotask billing item(s) carried 0.00 to the invoice (totalAmount 0: "
-        f"prepaid block-hours consumption or non-billable) are loaded as 0.00 lines, not at "
-        f"their extendedPrice: {shown}{more}",
-    )
 
 
 def _refuse_without_invoices(file: str, items: list[Rec], docs: dict[str, list[Rec]]) -> None:

@@ -20,14 +20,21 @@ from defusedxml import DefusedXmlException
 from reconcile.errors import InputError
 from reconcile.load import artefacts
 from reconcile.load.base import (
+    CONSUMPTION_SHOWN,
+    CUSTOMER_CURRENCY,
+    CUSTOMER_MONEY,
+    EVIDENCE,
     EXCEL_TEXT_PATTERN,
     EXCLUDE,
     FLAGS,
+    FOREIGN,
     HEADER_SEARCH_ROWS,
+    HOME_TWIN,
     PROBLEM,
     ROW,
     SKIP,
     RawFrame,
+    consumption_warning,
     detect_platform,
     find_header,
     header_fit,
@@ -632,15 +639,26 @@ def _to_raw(
     if not _has_data_row(frame, on_error):
         raise InputError(file, "the file has a header but no data rows", expected="invoice lines")
     position = {h: f"c{i}" for i, h in enumerate(headers)}
+    twins = home_twins(headers, mapping) if platform == "autotask" else {}
     columns = [pl.col(ROW).cast(pl.Int64), pl.col(PROBLEM), pl.col(SKIP)]
     columns += [pl.col(position[column]).alias(raw_field) for raw_field, column in mapping.items()]
+    columns += [pl.col(position[twin]).alias(HOME + raw_field) for raw_field, twin in twins.items()]
     raw = frame.select(columns)
     names = raw.collect_schema().names()
+    warnings: tuple[str, ...] = ()
     if platform == "halopsa":
         raw = raw.with_columns(_halo_exclusions(names))
     else:
-        raw = raw.with_columns(pl.lit(None, pl.String).alias(EXCLUDE), *_carried(names))
-    raw = raw.drop([c for c in FLAGS[platform] if c in names])
+        consumed = _consumed(names)
+        raw = raw.with_columns(
+            pl.lit(None, pl.String).alias(EXCLUDE), *_customer_currency(mapping, twins, names)
+        )
+        if consumed is not None:
+            warnings = _consumption(raw, consumed, mapping, names, on_error)
+            raw = raw.with_columns(
+                pl.when(consumed).then(pl.lit("0")).otherwise("net_amount").alias("net_amount")
+            )
+    raw = raw.drop([c for c in [*FLAGS[platform], *(HOME + f for f in twins)] if c in names])
     return RawFrame(
         file=file,
         platform=platform,
@@ -649,6 +667,7 @@ def _to_raw(
         columns=mapping,
         files=(path,),
         dialect=dialect,
+        warnings=warnings,
         on_error=on_error,
         screen=artefacts.Screen(file, platform, mapping, raw),
     )
@@ -843,15 +862,133 @@ def _truthy(name: str) -> pl.Expr:
 ZERO_TEXT = r"^[^0-9]*0+(?:[.,]0+)?[^0-9]*$"
 
 
-def _carried(names: list[str]) -> list[pl.Expr]:
-    """An Autotask line whose carried amount (Total Amount, Billed Amount) is a written zero
-    while its net has a non-zero digit is prepaid consumption: nothing reached the invoice, so
-    its net is "0" (documents.carried_net, the API's rule). Without that column: as written."""
+def _consumed(names: list[str]) -> pl.Expr | None:
+    """Per row: an Autotask line whose carried amount (Total Amount, Billed Amount) is a written
+    zero while its net has a non-zero digit is prepaid consumption: nothing reached the
+    invoice, so its net is "0" (documents.carried_net, the API's rule). None without that
+    column (the net as written)."""
     if "carried_amount" not in names or "net_amount" not in names:
-        return []
+        return None
     zero = pl.col("carried_amount").str.contains(ZERO_TEXT).fill_null(False)
-    priced = pl.col("net_amount").str.contains("[1-9]").fill_null(False)
-    return [pl.when(zero & priced).then(pl.lit("0")).otherwise("net_amount").alias("net_amount")]
+    return zero & pl.col("net_amount").str.contains("[1-9]").fill_null(False)
+
+
+def _consumption(
+    raw: pl.LazyFrame,
+    consumed: pl.Expr,
+    mapping: dict[str, str],
+    names: list[str],
+    on_error: Callable[[Exception], InputError] | None,
+) -> tuple[str, ...]:
+    """The load's warning naming the `consumed` rows (base.consumption_warning: each by its
+    Billing Item ID, else its row, with its name and net as written), from one read of the
+    export."""
+    ref = pl.col("line_ref") if "line_ref" in names else pl.lit(None, pl.String)
+    labels = [pl.col(f) for f in ("item_name", "description") if f in names]
+    shown = pl.struct(
+        pl.coalesce(ref, pl.format("row {}", ROW)).alias("ref"),
+        pl.coalesce(*labels, pl.lit("no name")).alias("name"),
+        pl.col("net_amount").alias("net"),
+    )
+    found = _check(
+        raw.filter(consumed).select(
+            pl.len().alias("count"), shown.head(CONSUMPTION_SHOWN).implode().alias("shown")
+        ),
+        on_error,
+    ).row(0, named=True)
+    items = [(s["ref"], s["name"], s["net"]) for s in found["shown"]]
+    return consumption_warning(
+        found["count"], items, mapping["carried_amount"], mapping["net_amount"]
+    )
+
+
+HOME = "_home_"  # prefix of the home-currency twin of a raw field while a row is read
+
+
+def home_twins(headers: list[str], mapping: dict[str, str]) -> dict[str, str]:
+    """Raw field -> the export's home-currency twin of its column (base.CUSTOMER_MONEY:
+    'Internal Currency Extended Price' beside 'Extended Price', compared as normalise_header
+    compares names), for the fields that have one: an Autotask export of a multi-currency
+    tenant (psa-exports.md §1.12b)."""
+    named = {normalise_header(h): h for h in headers}
+    return {
+        field: twin
+        for field in CUSTOMER_MONEY
+        if field in mapping
+        and (twin := named.get(normalise_header(HOME_TWIN + mapping[field]))) is not None
+    }
+
+
+UNNAMED_REMEDY = (
+    "Add a Currency column giving each line's currency (an ISO code such as EUR) and load the "
+    "file again, or load the REST API's BillingItems, Companies and Currencies query pages "
+    "instead, so its currency can be read"
+)
+
+
+def _customer_currency(
+    mapping: dict[str, str], twins: dict[str, str], names: list[str]
+) -> list[pl.Expr]:
+    """FOREIGN and PROBLEM of an Autotask export with home-currency twins (`twins`, home_twins):
+    a row whose amount differs from its twin is in a customer currency, not the home one
+    (psa-exports.md §1.3, §1.12b); unless its currency column names it, it is FOREIGN and its
+    problem names the client, both amounts and what to export. [] without twins."""
+    if not twins:
+        return []
+    differs = {field: _differs(field, HOME + field) for field in twins}
+    evidence = pl.coalesce(
+        pl.when(differs[field]).then(
+            pl.format(EVIDENCE, pl.lit(mapping[field]), field, pl.lit(twin), HOME + field)
+        )
+        for field, twin in twins.items()
+    )
+    unnamed = (
+        pl.col("currency").fill_null("").str.strip_chars() == ""
+        if "currency" in names
+        else pl.lit(True)
+    )
+    foreign = pl.any_horizontal(differs.values()) & unnamed
+    reason = pl.format(CUSTOMER_CURRENCY, _client(mapping, names), evidence, pl.lit(UNNAMED_REMEDY))
+    problem = pl.concat_str([pl.col(PROBLEM), reason], separator="; ", ignore_nulls=True)
+    return [
+        foreign.alias(FOREIGN),
+        pl.when(foreign).then(problem).otherwise(pl.col(PROBLEM)).alias(PROBLEM),
+    ]
+
+
+def _client(mapping: dict[str, str], names: list[str]) -> pl.Expr:
+    """The row's client as a reason names it: 'Brasserie Azur SARL (Organization ID 330)', or
+    whichever of the name and id the row gives."""
+    none = pl.lit(None, pl.String)
+    name = pl.col("client_name") if "client_name" in names else none
+    ident = (
+        pl.format("{} {}", pl.lit(mapping["client_id"]), "client_id")
+        if "client_id" in names
+        else none
+    )
+    return pl.coalesce(pl.format("{} ({})", name, ident), name, ident, pl.lit("a client"))
+
+
+def _magnitudes(name: str) -> tuple[pl.Expr, pl.Expr]:
+    """The cell's amount without sign or currency, read with a decimal point and with a decimal
+    comma (the other mark taken for grouping); null where that reading is no number."""
+    digits = pl.col(name).str.replace_all(r"[^0-9.,]", "")
+    exact = pl.Decimal(38, 12)
+    point = digits.str.replace_all(",", "", literal=True).cast(exact, strict=False)
+    comma = (
+        digits.str.replace_all(".", "", literal=True)
+        .str.replace(",", ".", literal=True)
+        .cast(exact, strict=False)
+    )
+    return point, comma
+
+
+def _differs(name: str, twin: str) -> pl.Expr:
+    """Per row: the two cells hold different amounts whichever decimal mark the export writes
+    (the twins are written alike, so equal amounts read equal under the export's own mark);
+    False where either is empty or no number."""
+    (point, comma), (twin_point, twin_comma) = _magnitudes(name), _magnitudes(twin)
+    return ((point != twin_point) & (comma != twin_comma)).fill_null(False)
 
 
 def _halo_exclusions(names: list[str]) -> pl.Expr:
