@@ -228,13 +228,19 @@ def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
     an invoice number and date of its own, or a quantity and a unit price (no report's totals
     row prices a charge, or dates and numbers an invoice)."""
     net = pl.col("_net_amount")
-    labelled = pl.any_horizontal(pl.col(f).str.contains(TOTAL_LABEL) for f in LABEL_FIELDS)
+    priced = pl.col("_quantity").is_not_null() & pl.col("_unit_price").is_not_null()
+
+    def label(field: str) -> pl.Expr:
+        # Read only where the row is not priced (null elsewhere): a priced row is a line
+        # whatever its labels say, and a regex over every cell of six columns costs.
+        return pl.when(~priced).then(pl.col(field)).str.contains(TOTAL_LABEL)
+
+    labelled = pl.any_horizontal(label(f) for f in LABEL_FIELDS)
 
     def own(field: str) -> pl.Expr:
-        return pl.col(field).is_not_null() & ~pl.col(field).str.contains(TOTAL_LABEL)
+        return pl.col(field).is_not_null() & ~label(field)
 
     invoiced = own("invoice_number") & pl.col("_invoice_date").is_not_null()
-    priced = pl.col("_quantity").is_not_null() & pl.col("_unit_price").is_not_null()
     labelled = labelled.fill_null(False) & ~own("line_ref") & ~invoiced & ~priced
     bare = pl.all_horizontal(pl.col(f).is_null() for f in LINE_IDENTITY) & (net != 0)
     candidate = (
@@ -243,7 +249,7 @@ def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
     flagged = parsed.with_columns(candidate.alias("_candidate"))
     if not flagged["_candidate"].any():
         sums.all += _decimal(parsed.select(net.sum()).item())
-        sums.billable += _decimal(parsed.filter(pl.col(EXCLUDE).is_null()).select(net.sum()).item())
+        sums.billable += _decimal(parsed.select(net.filter(pl.col(EXCLUDE).is_null()).sum()).item())
         return parsed
     amount = pl.when(pl.col("_candidate")).then(0).otherwise(net.fill_null(0))
     cum = {
@@ -906,7 +912,9 @@ def _by_value(
     distinct = frame.select(pl.col(name).unique().drop_nulls())
     if distinct.height * LOOKUP_SHARE > frame.height:
         return value.alias(name)
-    mapped = distinct.select(pl.col(name), value.alias("to"))
+    # Lazily, so that a part `value` uses several times is worked out once (a date's text, its
+    # time of day: 1.5 ms rather than 9.5 ms a column and batch for HaloPSA's dates).
+    mapped = distinct.lazy().select(pl.col(name), value.alias("to")).collect()
     return pl.col(name).replace_strict(mapped[name], mapped["to"], default=None, return_dtype=dtype)
 
 

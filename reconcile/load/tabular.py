@@ -628,7 +628,7 @@ def _to_raw(
     positional = [f"c{i}" for i in range(len(headers))]
     problem = problems if problems is not None else pl.lit(None, pl.String)
     # Each cell's text is worked out once; the blank check and the raw fields both use it.
-    frame = frame.with_columns(_unwrapped(c, excel_text) for c in positional)
+    frame = _unwrapped(frame, positional, excel_text)
     blank = pl.all_horizontal(
         [pl.col(c).is_null() | (pl.col(c) == "") for c in positional] or [pl.lit(True)]
     )
@@ -681,24 +681,33 @@ BLANK_REASON = "blank row"
 APOSTROPHE_TEXT = r"^'[0-9][0-9/.\-: ]*$"
 
 
-def _unwrapped(column: str, excel_text: bool = True) -> pl.Expr:
-    """The cell's text: trimmed, `'0501` (an apostrophe typed before a number or date to keep
-    it as text) without its apostrophe, and `="0571"` (Excel's keep-leading-zeros trick)
-    unwrapped unless `excel_text` is False (no cell of the file is written so)."""
-    text = pl.col(column).str.strip_chars()
-    text = (
-        pl.when(text.str.starts_with("'") & text.str.contains(APOSTROPHE_TEXT))
-        .then(text.str.slice(1))
-        .otherwise(text)
+def _unwrapped(frame: pl.LazyFrame, columns: list[str], excel_text: bool = True) -> pl.LazyFrame:
+    """Each cell of `columns` as its text: trimmed, `'0501` (an apostrophe typed before a
+    number or date to keep it as text) without its apostrophe, and `="0571"` (Excel's
+    keep-leading-zeros trick) unwrapped unless `excel_text` is False (no cell of the file is
+    written so). One step at a time over all the columns: an expression that uses a step's
+    result several times (a condition, then a branch) would work it out again for each use.
+    The patterns are matched only in the cells starting as they do (a null elsewhere): a
+    regex over every cell costs more than the rest of the step."""
+    text = [pl.col(c) for c in columns]
+    frame = frame.with_columns(t.str.strip_chars() for t in text)
+    frame = frame.with_columns(
+        pl.when(_starting(t, "'").str.contains(APOSTROPHE_TEXT).fill_null(False))
+        .then(t.str.slice(1))
+        .otherwise(t)
+        for t in text
     )
     if not excel_text:
-        return text.alias(column)
-    return (
-        pl.when(text.str.starts_with('="'))
-        .then(text.str.replace(EXCEL_TEXT_PATTERN, "${1}").str.strip_chars())
-        .otherwise(text)
-        .alias(column)
+        return frame
+    return frame.with_columns(
+        pl.coalesce(_starting(t, '="').str.replace(EXCEL_TEXT_PATTERN, "${1}").str.strip_chars(), t)
+        for t in text
     )
+
+
+def _starting(text: pl.Expr, prefix: str) -> pl.Expr:
+    """`text` where it starts with `prefix`, else null."""
+    return pl.when(text.str.starts_with(prefix)).then(text)
 
 
 DATA_ROW_PROBE = 1000  # rows read first when looking for a data row: a whole read is rarely due
