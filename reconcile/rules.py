@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -175,7 +176,8 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 # or sorted a part at a time: never built into a join's hash table nor sorted whole by DuckDB,
 # neither of which could spill at 10M.
 WORK_TABLES = (
-    "_found", "_described", "_supersedes", "_expected", "_candidates", "_order", "_placed",
+    "_found", "_lines_a", "_lines_h", "_described", "_supersedes", "_expected", "_candidates",
+    "_order", "_placed",
 )  # fmt: skip
 
 
@@ -338,11 +340,35 @@ EXPECTATION_NAMES = {
 }
 
 
+def _line_columns(side: str) -> list[str]:
+    """The columns of side `side`'s lines (as x) that CONTEXT_COLUMNS and, for Autotask,
+    EXPECTATION_NAMES read, sorted."""
+    names = EXPECTATION_NAMES if side == "a" else {}
+    sql = " ".join([*(v for pair in CONTEXT_COLUMNS.values() for v in pair), *names.values()])
+    return sorted(set(re.findall(r"\bx\.(\w+)", sql)))
+
+
+def _involved_lines(con: duckdb.DuckDBPyConnection) -> None:
+    """Tables _lines_a and _lines_h: per line of the side that a finding of _found involves,
+    its uid, ref, fingerprint fp (_fingerprint) and _line_columns. Each side's table is read
+    once for all the findings: _with_refs' lookups of each part of the findings read these."""
+    for side in SIDES:
+        columns = "".join(f", x.{c}" for c in _line_columns(side))
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _lines_{side} AS
+            SELECT x.uid, x.ref, {_fingerprint(side)} AS fp{columns}
+            FROM {side} x SEMI JOIN (SELECT unnest({side}_uids) AS uid FROM _found) f
+                USING (uid)
+            """
+        )
+
+
 def _side_lines(side: str) -> str:
     """Per finding (_f) of _findings with lines on side `side`, what they are: refs and
     fingerprints (sorted), CONTEXT_COLUMNS and, for Autotask, EXPECTATION_NAMES (distinct, in
-    no order)."""
-    fingerprint = _fingerprint(side)
+    no order), from the lines as _involved_lines holds them."""
+    fingerprint = "x.fp"
     names = EXPECTATION_NAMES if side == "a" else {}
     one_names = "".join(f", [{value}] AS {name}" for name, value in names.items())
     distinct_names = "".join(
@@ -352,14 +378,14 @@ def _side_lines(side: str) -> str:
         SELECT f._f, [x.ref] AS {side}_refs, [{fingerprint}] AS {side}_fps{one_names},
                {_context(side, several=False)}
         FROM (SELECT _f, {side}_uids[1] AS uid FROM _findings WHERE len({side}_uids) = 1) f
-        JOIN {side} x USING (uid)
+        JOIN _lines_{side} x USING (uid)
         UNION ALL BY NAME
         SELECT f._f,
                list_sort(list(x.ref)) AS {side}_refs,
                list_sort(list({fingerprint})) AS {side}_fps{distinct_names},
                {_context(side, several=True)}
         FROM (SELECT _f, unnest({side}_uids) AS uid FROM _findings WHERE len({side}_uids) > 1) f
-        JOIN {side} x USING (uid)
+        JOIN _lines_{side} x USING (uid)
         GROUP BY f._f
     """
 
@@ -387,7 +413,9 @@ def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
     EXPECTATION_NAMES for expectations, CONTEXT_COLUMNS and the match stages. Looked up
     FINDINGS_PER_LOOKUP numbers of _n at a time: each finding's row depends on its own lines
     only, and the lists aggregated per finding over all of them at once ran out of DuckDB's
-    400MB at 3M lines a side. The fingerprints stay in the query."""
+    400MB at 3M lines a side. The lines are read from _involved_lines' tables (each side's
+    lines read once, not once a part). The fingerprints stay in DuckDB."""
+    _involved_lines(con)
     last = con.execute("SELECT max(_n) FROM _found").fetchall()[0][0]
     for start in range(0, last + 1, FINDINGS_PER_LOOKUP):
         keys = f"""
@@ -396,7 +424,8 @@ def _with_refs(con: duckdb.DuckDBPyConnection) -> None:
         """
         make = "CREATE TEMP TABLE _described AS" if start == 0 else "INSERT INTO _described"
         con.execute(f"{make} {_looked_up(keys)}")
-    con.execute("DROP TABLE _found")
+    for table in ("_found", "_lines_a", "_lines_h"):
+        con.execute(f"DROP TABLE {table}")
 
 
 def _looked_up(keys: str) -> str:
@@ -407,8 +436,15 @@ def _looked_up(keys: str) -> str:
         sa AS ({_side_lines("a")}),
         sh AS ({_side_lines("h")}),
         st AS (
+            -- Most findings cover one group: its stage as it is, not a list aggregated.
+            SELECT f._f, coalesce(g.stage, '') AS stage
+            FROM (SELECT _f, match_ids[1] AS match_id FROM _findings WHERE len(match_ids) = 1) f
+            JOIN groups g USING (match_id)
+            UNION ALL
             SELECT f._f, array_to_string(list_sort(list_distinct(list(g.stage))), ';') AS stage
-            FROM (SELECT _f, unnest(match_ids) AS match_id FROM _findings) f
+            FROM (
+                SELECT _f, unnest(match_ids) AS match_id FROM _findings WHERE len(match_ids) > 1
+            ) f
             JOIN groups g USING (match_id) GROUP BY f._f
         )
         SELECT f._f AS _n, f.* EXCLUDE (_f),

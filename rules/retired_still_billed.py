@@ -46,11 +46,15 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         return ctx.findings(
             "SELECT match_id FROM groups WHERE false"  # no retired names: nothing to find
         )
-    # The distinct names of each kind that HaloPSA lines are known by (KNOWN_BY).
+    # The distinct names of each kind that HaloPSA lines are known by (KNOWN_BY). Each side's
+    # distinct values are taken before they are unnested: a million lines hold a few hundred
+    # items (unnesting them all first cost three times as much).
     known = " UNION ".join(
-        f"SELECT '{kind}' AS kind, unnest([{', '.join(own)}]) AS name FROM h x "
-        f"UNION SELECT '{kind}', unnest([{', '.join(theirs)}]) FROM a y "
-        f"SEMI JOIN h x ON x.{ok} AND x.{key} = y.{key}"
+        f"SELECT '{kind}' AS kind, unnest([{', '.join(own)}]) AS name "
+        f"FROM (SELECT DISTINCT {', '.join(own)} FROM h x) x "
+        f"UNION SELECT '{kind}', unnest([{', '.join(theirs)}]) "
+        f"FROM (SELECT DISTINCT y.{key}, {', '.join(theirs)} FROM a y) y "
+        f"SEMI JOIN (SELECT DISTINCT {key} FROM h WHERE {ok}) x ON x.{key} = y.{key}"
         for kind in kinds
         for own, key, ok, theirs in [KNOWN_BY[kind]]
     )
@@ -69,7 +73,10 @@ def check(ctx: RuleContext) -> pl.DataFrame:
         JOIN _retired r ON r.kind = '{kind}' AND r.name = x.name
         UNION
         SELECT uid, '{kind}' FROM h WHERE {ok} AND {key} IN (
-            SELECT y.{key} FROM (SELECT {key}, unnest([{", ".join(theirs)}]) AS name FROM a y) y
+            SELECT y.{key} FROM (
+                SELECT {key}, unnest([{", ".join(theirs)}]) AS name
+                FROM (SELECT DISTINCT y.{key}, {", ".join(theirs)} FROM a y) y
+            ) y
             JOIN _retired r ON r.kind = '{kind}' AND r.name = y.name
         )"""
         for kind in kinds
