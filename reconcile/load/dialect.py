@@ -258,6 +258,26 @@ def _head_text(path: Path, head: bytes, encoding: str) -> str:
     return head.decode(encoding, errors="ignore")
 
 
+# How an HTML page begins, after a BOM and white space: a web grid's "Export to Excel" often
+# writes its table as one under an .xls name (Excel 2000's HTML format), which Excel opens
+# after a warning that the format and the extension do not match.
+HTML_START = re.compile(r"^[\ufeff\s]*<(?:html|table|!doctype\s+html|meta)\b", re.IGNORECASE)
+
+
+def _refuse_html(path: Path, text: str) -> None:
+    """InputError for a file whose text (`text`, its start) is an HTML page: its table is not
+    read as CSV (its tags would make a header it does not have)."""
+    if HTML_START.match(text):
+        raise InputError(
+            str(path),
+            "the file is an HTML page (a web table saved under a spreadsheet's name), not a CSV "
+            "export or an Excel workbook",
+            expected="a CSV or XLSX export",
+            hint="Open it in Excel and save it as CSV UTF-8 (Comma delimited) or as an Excel "
+            "Workbook (.xlsx), and load that.",
+        )
+
+
 def _records(text: str, separator: str) -> tuple[list[list[str]], list[int]]:
     """The first records of the text, each with the number of physical lines before it."""
     stream = io.StringIO(text, newline="")
@@ -325,6 +345,7 @@ def sniff(path: Path) -> Dialect:
     if cr_lines and encoding == "cp1252":
         encoding = MAC_ROMAN
     text = _head_text(path, head, encoding)
+    _refuse_html(path, text)
     first, _, rest = text.partition("\n")
     if not text.strip("\ufeff \t\r\n"):
         raise InputError(str(path), "the file is empty", expected="a header row and data rows")
