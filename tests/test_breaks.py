@@ -99,11 +99,6 @@ def test_autotask_csv_posted_not_invoiced_is_not_billed(tmp_path: Path) -> None:
     _check_outcome(tmp_path, BREAKS / "at_csv_posted_not_invoiced")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a German Excel CSV (';', dd.mm.yyyy) whose amounts are whole euros with '.' "
-    "thousands (1.500) is read as decimal point without a word: 1,500.00 becomes 1.50",
-)
 def test_decimal_comma_whole_amounts_are_not_guessed(tmp_path: Path) -> None:
     folder = BREAKS / "at_decimal_comma_whole_amounts"
     result, summary, rows = _run(tmp_path, folder)

@@ -1,18 +1,24 @@
-"""Whole files that are not what they are named (fixtures/breaks/ findings, over their variants):
-a lock file beside an open workbook, each refused with what it is or passed over with a word."""
+"""Whole files read for what they are (fixtures/breaks/ findings, over their variants): a lock
+file beside an open workbook, an HTML page under a spreadsheet's name and a file whose decimal
+mark no value proves are each refused with what they are, or passed over with a word."""
 
 from __future__ import annotations
 
+import csv
+import io
 import tempfile
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import AT_HEADER
+from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.load import read_inputs
+from reconcile.validate import normalise
 
 AT_LINE = (
     "71001,INV-8001,02/11/2026,Kestrel Dental Practice,Managed Workstation,12,35.00,420.00,84.00,,"
@@ -108,3 +114,90 @@ def test_a_csv_with_markup_in_a_cell_is_read() -> None:
         path.write_text(f"{AT_HEADER}\n{line}\n", encoding="utf-8")
         (raw,) = read_inputs([path], "autotask")
         assert raw.collect(raw.frame)["item_name"].to_list() == ["<table> lamp"]
+
+
+# One mark followed by three digits: 1.500 is 1.5 or 1500, 3,000 is 3000 or 3.
+WHOLE = st.integers(min_value=1000, max_value=999_999)
+MARKED = ("Unit Price", "Extended Price")
+
+
+def whole_amounts_csv(values: list[int], mark: str, separator: str, extra: str | None) -> str:
+    """An Autotask CSV whose unit prices and net amounts are `values` written with `mark`
+    between thousands and no decimals (a '#,##0' cell format), tax and quantity without a mark,
+    dates dd.mm.yyyy; `extra`, when given, is one more line's net amount."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=separator, lineterminator="\r\n")
+    writer.writerow(AT_HEADER.split(","))
+    nets = [f"{v:,}".replace(",", mark) for v in values] + ([extra] if extra else [])
+    for i, net in enumerate(nets):
+        writer.writerow([72001 + i, "INV-20110", "02.11.2026", "Müller & Söhne GmbH", "Switch",
+                         "1", net, net, "285", "01.11.2026", "30.11.2026"])  # fmt: skip
+    return out.getvalue()
+
+
+def read_lines(text: str, encoding: str, number_format: str | None) -> tuple[list[Decimal], str]:
+    """(the net amounts loaded, the number format reported) of the export `text`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "billing_items.csv"
+        path.write_bytes(text.encode(encoding))
+        (raw,) = read_inputs([path], "autotask")
+        settings = Settings(cycle="2026-11", currency="EUR", number_format=number_format)
+        batches = list(normalise(raw, settings))
+    nets = [n for b in batches for n in b.lines["net_amount"].to_list()]
+    return nets, batches[0].number_format
+
+
+@settings(max_examples=40)  # each example reads and validates a file: 0.3 s
+@given(
+    values=st.lists(WHOLE, min_size=1, max_size=4),
+    mark=st.sampled_from([".", ","]),
+    separator=st.sampled_from([";", ",", "\t"]),
+    encoding=st.sampled_from(["cp1252", "utf-8"]),
+)
+def test_amounts_whose_decimal_mark_no_value_proves_are_refused_not_guessed(
+    values: list[int], mark: str, separator: str, encoding: str
+) -> None:
+    """Every amount with a mark reads with either (`1.500`, `3,000`): the file is refused,
+    naming the columns, a value of each and --number-format, whatever its separator and dates
+    hint; given the format, the amounts are read in it."""
+    text = whole_amounts_csv(values, mark, separator, None)
+    with pytest.raises(InputError) as refused:
+        read_lines(text, encoding, None)
+    message = str(refused.value)
+    assert "cannot be read with certainty" in message and "--number-format" in message
+    first = f"{values[0]:,}".replace(",", mark)
+    for column in MARKED:
+        assert f"{first!r} in '{column}' (row 1)" in message, message
+    thousands = "comma" if mark == "." else "point"
+    assert read_lines(text, encoding, thousands) == (
+        [Decimal(v) for v in values],
+        f"decimal {thousands} (given)",
+    )
+
+
+@settings(max_examples=40)  # each example reads and validates a file: 0.3 s
+@given(
+    values=st.lists(WHOLE, min_size=1, max_size=4),
+    mark=st.sampled_from([".", ","]),
+    proof=st.sampled_from(["comma", "point"]),
+    at=st.integers(min_value=0, max_value=4),
+)
+def test_one_value_that_proves_the_mark_decides_the_file(
+    values: list[int], mark: str, proof: str, at: int
+) -> None:
+    """One value readable with one mark only (`1.500,00`, `12.5`), on any row, decides the
+    file, and its ambiguous values are read with that mark."""
+    extra = "1.500,00" if proof == "comma" else "12.5"
+    text = whole_amounts_csv(values, mark, ";", extra)
+    lines = text.splitlines(keepends=True)
+    lines.insert(1 + min(at, len(values)), lines.pop())  # the proof on another row
+    nets, reported = read_lines("".join(lines), "utf-8", None)
+    as_thousands = (proof == "comma") == (mark == ".")
+    cent = Decimal("0.01")
+    written = [
+        Decimal(v) if as_thousands else (Decimal(v) / 1000).quantize(cent, ROUND_HALF_UP)
+        for v in values
+    ]
+    proved = Decimal("1500.00") if proof == "comma" else Decimal("12.5")
+    assert sorted(nets) == sorted([*written, proved])
+    assert reported == ("decimal comma (detected)" if proof == "comma" else "decimal point")
