@@ -201,3 +201,88 @@ def test_one_value_that_proves_the_mark_decides_the_file(
     proved = Decimal("1500.00") if proof == "comma" else Decimal("12.5")
     assert sorted(nets) == sorted([*written, proved])
     assert reported == ("decimal comma (detected)" if proof == "comma" else "decimal point")
+
+
+LATIN_NAMES = st.sampled_from(["Kestrel Dental", "Café Olé Ltd", "Zürich AG", "Müller & Söhne"])
+
+
+@given(
+    order=st.sampled_from(["utf-16-le", "utf-16-be"]),
+    separator=st.sampled_from([",", "\t", ";"]),
+    eol=st.sampled_from(["\r\n", "\n"]),
+    names=st.lists(LATIN_NAMES, min_size=1, max_size=3),
+)
+def test_utf16_text_without_a_byte_order_mark_is_named_as_such(
+    order: str, separator: str, eol: str, names: list[str]
+) -> None:
+    """UTF-16 text without its byte-order mark is refused as what it is (not as binary data),
+    asking for CSV UTF-8; with the mark, the same text loads."""
+    rows = [
+        AT_HEADER.split(","),
+        *(AT_LINE.replace("Kestrel Dental Practice", n).split(",") for n in names),
+    ]
+    text = "".join(separator.join(row) + eol for row in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "items.txt"
+        path.write_bytes(text.encode(order))
+        with pytest.raises(InputError) as refused:
+            read_inputs([path], "autotask")
+        path.write_bytes(text.encode("utf-16"))
+        (raw,) = read_inputs([path], "autotask")
+        assert raw.collect(raw.frame)["client_name"].to_list() == names
+    message = str(refused.value)
+    endian = order.removeprefix("utf-16-")
+    assert (
+        f"UTF-16 text ({'little' if endian == 'le' else 'big'}-endian) without a byte-order mark"
+        in message
+    )
+    assert "binary" not in message and "CSV UTF-8" in message
+
+
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=10**9),
+            st.sampled_from(["2026-11-02 00:00:00.000", "02/11/2026", "2026-11-02"]),
+            st.decimals(min_value=0, max_value=10**6, places=2),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    separator=st.sampled_from([",", ";", "\t"]),
+    null=st.sampled_from(["NULL", ""]),
+)
+def test_a_file_without_its_header_row_is_named_as_such(
+    lines: list[tuple[int, str, Decimal]], separator: str, null: str
+) -> None:
+    """A results grid saved without its column names (SSMS's default): the first line is read
+    as data where the header should be and refused as a file without a header row, quoting
+    its values, never as one missing a column; with the header above, the lines load."""
+    rows = [
+        [
+            str(ref),
+            "INV-1",
+            date,
+            "Kestrel Dental",
+            "Workstation",
+            "1",
+            str(net),
+            str(net),
+            "0",
+            null,
+            null,
+        ]
+        for ref, date, net in lines
+    ]
+    text = "".join(separator.join(row) + "\r\n" for row in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "results.csv"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError) as refused:
+            read_inputs([path], "autotask")
+        path.write_text(separator.join(AT_HEADER.split(",")) + "\r\n" + text, encoding="utf-8")
+        (raw,) = read_inputs([path], "autotask")
+        assert raw.collect(raw.frame).height == len(lines)
+    message = str(refused.value)
+    assert "seems to have no header row" in message, message
+    assert f"{rows[0][0]!r}, {rows[0][2]!r}" in message
