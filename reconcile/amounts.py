@@ -394,3 +394,11 @@ def proofs(name: str) -> tuple[pl.Expr, pl.Expr]:
     comma = text.str.contains(GRAMMAR[COMMA])
     point = text.str.contains(GRAMMAR[POINT])
     return (comma & ~point).fill_null(False), (point & ~comma).fill_null(False)
+
+
+def either(name: str) -> pl.Expr:
+    """Per value: reads in both formats, to different numbers, so it proves neither: a value
+    with one mark followed by three digits (`1.500` is 1.5 or 1500, `3,000` 3000 or 3)."""
+    text = prepared(pl.col(name))
+    both = text.str.contains(GRAMMAR[COMMA]) & text.str.contains(GRAMMAR[POINT])
+    return (both & text.str.contains("[.,]")).fill_null(False)

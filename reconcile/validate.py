@@ -176,12 +176,12 @@ def _decide(
     """The conventions of the rows surveyed. A decimal comma proved in the first batch is the
     file's (or the file mixes marks: _number_format read all its rows to tell), so a tentative
     comma stands without that read again."""
-    texts, comma_at = survey.facts() if survey else (None, None)
+    texts, comma_at, undecided = survey.facts() if survey else (None, None, None)
     convention, formats = _date_convention(raw, settings, texts)
     if tentative is not None and tentative.fmt == amounts.COMMA:
         number_format, fmt = tentative.number_format, tentative.fmt
     else:
-        number_format, fmt = _number_format(raw, settings, comma_at)
+        number_format, fmt = _number_format(raw, settings, comma_at, undecided)
     return Conventions(convention, formats, number_format, fmt)
 
 
@@ -434,15 +434,19 @@ DATE_TEXTS = pl.Schema({"d": pl.String, ROW: pl.Int64, "f": pl.String, "text": p
 @dataclass
 class Survey:
     """What a file's conventions are decided on, gathered batch by batch (memory stays flat
-    however long the file): its distinct date texts (_date_convention's `texts`) and the values
-    proving a decimal comma (_number_format's `comma_at`). `dated` are the date fields to
-    survey and `amount` the amount fields; none when ISO exports or given formats decide."""
+    however long the file): its distinct date texts (_date_convention's `texts`), the values
+    proving a decimal comma (_number_format's `comma_at`) and, until a value proves either
+    mark, whether one proves a point and the values that read with either (`undecided`).
+    `dated` are the date fields to survey and `amount` the amount fields; none when ISO
+    exports or given formats decide."""
 
     dates: bool
     dated: list[str]
     amount: list[str]
     found: list[pl.DataFrame] = field(default_factory=list)
     first: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    point: bool = False  # a value proving a decimal point was seen
+    either: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, raw: RawFrame, settings: Settings) -> Survey | None:
@@ -460,9 +464,19 @@ class Survey:
         if self.amount:
             for row, name, text in _batch_comma_proofs(batch, self.amount):
                 self.first.setdefault(name, (row, name, text))
+        if self.amount and not (self.first or self.point):
+            self.point, either = _batch_point_facts(batch, self.amount)
+            for row, name, text in either:
+                self.either.setdefault(name, (row, name, text))
 
-    def facts(self) -> tuple[pl.DataFrame | None, list[tuple[int, str, str]] | None]:
-        """(texts, comma_at) of the rows added so far: None for what is not surveyed."""
+    def facts(
+        self,
+    ) -> tuple[
+        pl.DataFrame | None, list[tuple[int, str, str]] | None, list[tuple[int, str, str]] | None
+    ]:
+        """(texts, comma_at, undecided) of the rows added so far: None for what is not
+        surveyed; `undecided` is per amount field the first value reading with either mark
+        (row, field, value), empty once a value proves a point."""
         texts = None
         if self.dates:
             texts = (
@@ -474,7 +488,13 @@ class Survey:
                 if self.found
                 else pl.DataFrame(schema=DATE_TEXTS)
             )
-        return texts, sorted(self.first.values()) if self.amount else None
+        if not self.amount:
+            return texts, None, None
+        return (
+            texts,
+            sorted(self.first.values()),
+            [] if self.point else sorted(self.either.values()),
+        )
 
 
 def _batch_date_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
@@ -493,16 +513,38 @@ def _batch_comma_proofs(batch: pl.DataFrame, fields: list[str]) -> list[tuple[in
     has_comma = pl.any_horizontal(
         [pl.col(f).str.contains(",", literal=True).fill_null(False) for f in fields]
     )
-    proofs = [(f, amounts.proofs(f)[0]) for f in fields]
-    found = (
-        batch.filter(has_comma)
-        .select(
-            [pl.col(ROW).filter(c).min().alias(f) for f, c in proofs]
-            + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c in proofs]
-        )
-        .row(0, named=True)
+    return _first_where(batch.filter(has_comma), [(f, amounts.proofs(f)[0]) for f in fields])
+
+
+POINT_PROBE = 1000  # rows of a batch looked at first for a value proving a decimal point
+
+
+def _batch_point_facts(
+    batch: pl.DataFrame, fields: list[str]
+) -> tuple[bool, list[tuple[int, str, str]]]:
+    """(whether a value of the batch proves a decimal point; if none does, per amount field
+    the first value reading with either mark, amounts.either, as (row, field, value)). Only
+    values with a mark are looked at, the first POINT_PROBE rows first: in a point file they
+    prove it."""
+    marked = batch.filter(
+        pl.any_horizontal([pl.col(f).str.contains("[.,]").fill_null(False) for f in fields])
     )
-    return [(found[f], f, found[f"{f}:text"]) for f in fields if found[f] is not None]
+    proved = pl.any_horizontal([amounts.proofs(f)[1] for f in fields]).any()
+    if any(rows.select(proved).item() for rows in (marked.head(POINT_PROBE), marked)):
+        return True, []
+    return False, _first_where(marked, [(f, amounts.either(f)) for f in fields])
+
+
+def _first_where(
+    frame: pl.DataFrame, conditions: list[tuple[str, pl.Expr]]
+) -> list[tuple[int, str, str]]:
+    """Per (field, condition): the first row of `frame` where the condition holds, as (row,
+    field, value); fields where it holds nowhere are left out."""
+    found = frame.select(
+        [pl.col(ROW).filter(c).min().alias(f) for f, c in conditions]
+        + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c in conditions]
+    ).row(0, named=True)
+    return [(found[f], f, found[f"{f}:text"]) for f, _ in conditions if found[f] is not None]
 
 
 def _date_convention(
@@ -613,21 +655,29 @@ def _amount_fields(raw: RawFrame) -> list[str]:
 
 
 def _number_format(
-    raw: RawFrame, settings: Settings, comma_at: list[tuple[int, str, str]] | None
+    raw: RawFrame,
+    settings: Settings,
+    comma_at: list[tuple[int, str, str]] | None,
+    undecided: list[tuple[int, str, str]] | None,
 ) -> tuple[str, str]:
     """Decide once per file whether its numbers write a decimal point or a decimal comma;
-    `comma_at` is what Survey.facts found: per amount field, the first value proving a comma, as
+    `comma_at` and `undecided` are what Survey.facts found: per amount field, the first value
+    proving a comma, and (no value proving either mark) the first reading with either, as
     (row, field, value) (None: it was not needed).
 
     Returns (the decision as reported, "point" or "comma"). A value such as `12,50`, `0,1234`
     or `1.234,56` proves a comma and `12.50` or `1,234.56` a point; a file with both is refused
-    (InputError naming a row of each); a file with neither (`1,234`, `12`) reads a point.
+    (InputError naming a row of each), and so is one with neither whose values with a mark
+    read with either (`1.500`, `1,234`: _undecided_marks); a file without any mark (`12`)
+    reads a point. A `;` separator or dates written dd.mm.yyyy are no proof.
     """
     if settings.number_format:
         fmt = settings.number_format
         return f"{amounts.FORMAT_NAMES[fmt]} (given)", fmt
     point_name = amounts.FORMAT_NAMES[amounts.POINT]
     if not comma_at:
+        if undecided:
+            raise _undecided_marks(raw, undecided)
         return point_name, amounts.POINT
     fields = _amount_fields(raw)
     frame = _complete(raw.frame)
@@ -653,6 +703,25 @@ def _number_format(
             hint="Export it again with one number format, or say which with --number-format.",
         )
     return f"{amounts.FORMAT_NAMES[amounts.COMMA]} (detected)", amounts.COMMA
+
+
+def _undecided_marks(raw: RawFrame, undecided: list[tuple[int, str, str]]) -> InputError:
+    """The refusal of a file whose every value with a mark reads with either (`undecided`, per
+    amount field the first such value, as (row, field, value)), naming the columns and values."""
+    examples = ", ".join(
+        f"{text!r} in '{raw.columns[name]}' (row {row})" for row, name, text in undecided
+    )
+    return InputError(
+        raw.file,
+        "the numbers cannot be read with certainty: every amount written with a mark has one "
+        f"'.' or ',' followed by three digits ({examples}), which is a decimal mark in one "
+        "format and a thousands separator in the other, and no amount shows which the file uses",
+        column=raw.columns[undecided[0][1]],
+        expected="amounts that show their decimal mark (such as 12.50 or 12,50), or a stated "
+        "number format",
+        hint="Say how the file writes numbers with --number-format point or --number-format "
+        "comma (or number_format in reconcile.toml).",
+    )
 
 
 def _parse(

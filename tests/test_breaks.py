@@ -131,11 +131,6 @@ def test_autotask_csv_posted_not_invoiced_is_not_billed(tmp_path: Path) -> None:
     _check_outcome(tmp_path, BREAKS / "at_csv_posted_not_invoiced")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a German Excel CSV (';', dd.mm.yyyy) whose amounts are whole euros with '.' "
-    "thousands (1.500) is read as decimal point without a word: 1,500.00 becomes 1.50",
-)
 def test_decimal_comma_whole_amounts_are_not_guessed(tmp_path: Path) -> None:
     folder = BREAKS / "at_decimal_comma_whole_amounts"
     result, summary, rows = _run(tmp_path, folder)
@@ -173,11 +168,6 @@ def test_proration_folded_into_quantity_pairs(tmp_path: Path) -> None:
     assert not [r for r in rows if r["severity"] == "blocker"], rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Excel's owner file '~$billing_items.xlsx' beside an open workbook refuses the whole "
-    "side as a damaged workbook",
-)
 def test_excel_owner_file_is_passed_over(tmp_path: Path) -> None:
     folder = BREAKS / "at_excel_owner_file"
     result, summary, rows = _run(tmp_path, folder)
@@ -187,11 +177,6 @@ def test_excel_owner_file_is_passed_over(tmp_path: Path) -> None:
     _assert_outcome(read_json(folder / "expected.json"), result, summary, rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an HTML table saved as .xls is read as CSV and refused with a message about a "
-    "duplicate header column the file does not have",
-)
 def test_html_table_saved_as_xls_is_named(tmp_path: Path) -> None:
     result, summary, _ = _run(tmp_path, BREAKS / "at_html_table_saved_as_xls")
     if result.exit_code == 0:

@@ -416,6 +416,32 @@ def find_header(rows: list[list[str]]) -> int | None:
     return None
 
 
+# A cell that is a value, never a column's name: a number, an amount, a date or a time.
+DATA_CELL = re.compile(r"^[(+\-]?[$£€¥]?[0-9][0-9.,:/\- T]*\)?$")
+
+
+def refuse_headerless(file: str, headers: list[str]) -> None:
+    """InputError when the row read as the header is a row of lines: fewer than
+    HEADER_MIN_KNOWN known column names and at least two cells that are values (DATA_CELL).
+    SQL Server Management Studio saves results without their column names unless told to;
+    read so, the file would be refused for a required column it does have."""
+    if header_fit(headers)[0] >= HEADER_MIN_KNOWN:
+        return
+    values = [h for h in headers if DATA_CELL.match(h.strip())]
+    if len(values) >= 2:
+        raise InputError(
+            file,
+            "the file seems to have no header row: its first row holds values ("
+            + ", ".join(repr(v) for v in values[:3])
+            + ") where the column names should be",
+            expected="a header row naming the columns (such as 'Extended Price' or "
+            "'net_amount') above the lines",
+            hint="Export it again with its column names (SQL Server Management Studio: Tools > "
+            "Options > Query Results > SQL Server > Results to Grid > 'Include column headers "
+            "when copying or saving the results'), or add the header row.",
+        )
+
+
 EXCEL_TEXT = re.compile(r'^="(.*)"$', re.DOTALL)
 EXCEL_TEXT_PATTERN = r'(?s)^="(.*)"$'
 

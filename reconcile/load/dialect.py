@@ -108,6 +108,39 @@ def is_binary(head: bytes) -> bool:
     return controls > max(8, len(sample) // 100)
 
 
+UTF16_PROBE = 1024  # bytes of a file's start looked at for UTF-16 text without a BOM
+
+
+def utf16_order(head: bytes) -> str | None:
+    """The byte order, "little-endian" or "big-endian", when the first UTF16_PROBE bytes of
+    `head` are UTF-16 text without a byte-order mark (Latin-1 characters: every other byte
+    NUL, the bytes between them neither NUL nor a control byte but tab and line ends), else
+    None."""
+    sample = head[: min(len(head), UTF16_PROBE) // 2 * 2]
+    text = bytes(range(32, 256)) + b"\t\r\n"
+    for order, chars, nuls in (
+        ("little-endian", sample[0::2], sample[1::2]),
+        ("big-endian", sample[1::2], sample[0::2]),
+    ):
+        if chars and not nuls.strip(b"\x00") and not chars.translate(None, text):
+            return order
+    return None
+
+
+def _refuse_utf16_without_bom(path: Path, head: bytes) -> None:
+    """InputError for UTF-16 text without a byte-order mark, which would be refused as binary
+    data: Excel's "Unicode Text" writes the mark, and without it the byte order is a guess."""
+    order = utf16_order(head)
+    if order is not None:
+        raise InputError(
+            str(path),
+            f"the file is UTF-16 text ({order}) without a byte-order mark, so its encoding "
+            "cannot be told for certain",
+            expected="UTF-8 text, or UTF-16 with a byte-order mark (Excel's Unicode Text)",
+            hint="Open it in Excel or a text editor and save it as CSV UTF-8, and load that.",
+        )
+
+
 EXCEL_TEXT_MARK = b'="'
 
 
@@ -258,6 +291,26 @@ def _head_text(path: Path, head: bytes, encoding: str) -> str:
     return head.decode(encoding, errors="ignore")
 
 
+# How an HTML page begins, after a BOM and white space: a web grid's "Export to Excel" often
+# writes its table as one under an .xls name (Excel 2000's HTML format), which Excel opens
+# after a warning that the format and the extension do not match.
+HTML_START = re.compile(r"^[\ufeff\s]*<(?:html|table|!doctype\s+html|meta)\b", re.IGNORECASE)
+
+
+def _refuse_html(path: Path, text: str) -> None:
+    """InputError for a file whose text (`text`, its start) is an HTML page: its table is not
+    read as CSV (its tags would make a header it does not have)."""
+    if HTML_START.match(text):
+        raise InputError(
+            str(path),
+            "the file is an HTML page (a web table saved under a spreadsheet's name), not a CSV "
+            "export or an Excel workbook",
+            expected="a CSV or XLSX export",
+            hint="Open it in Excel and save it as CSV UTF-8 (Comma delimited) or as an Excel "
+            "Workbook (.xlsx), and load that.",
+        )
+
+
 def _records(text: str, separator: str) -> tuple[list[list[str]], list[int]]:
     """The first records of the text, each with the number of physical lines before it."""
     stream = io.StringIO(text, newline="")
@@ -305,6 +358,7 @@ def sniff(path: Path) -> Dialect:
     if not head.strip():
         raise InputError(str(path), "the file is empty", expected="a header row and data rows")
     if not head.startswith(UTF16_BOMS) and is_binary(head):
+        _refuse_utf16_without_bom(path, head)
         raise InputError(
             str(path),
             "the file is not a text export (it contains binary data)",
@@ -325,6 +379,7 @@ def sniff(path: Path) -> Dialect:
     if cr_lines and encoding == "cp1252":
         encoding = MAC_ROMAN
     text = _head_text(path, head, encoding)
+    _refuse_html(path, text)
     first, _, rest = text.partition("\n")
     if not text.strip("\ufeff \t\r\n"):
         raise InputError(str(path), "the file is empty", expected="a header row and data rows")

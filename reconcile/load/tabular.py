@@ -40,6 +40,7 @@ from reconcile.load.base import (
     header_fit,
     map_headers,
     normalise_header,
+    refuse_headerless,
     unwrap_excel_text,
 )
 from reconcile.load.dialect import (
@@ -623,6 +624,7 @@ def _to_raw(
     """`frame` holds the cells as read (`c0`, `c1`, … and ROW); `excel_text` False says that no
     cell is written `="…"`, so each is only trimmed."""
     file = str(path)
+    refuse_headerless(file, headers)
     platform = detect_platform(file, headers, claimed)
     mapping = map_headers(file, platform, headers)
     positional = [f"c{i}" for i in range(len(headers))]
