@@ -30,7 +30,7 @@ import polars as pl
 from cleanco.clean import get_unique_terms, normalized
 from rapidfuzz import fuzz, process
 
-from reconcile.duck import column_chunks, frame_of, with_frame
+from reconcile.duck import distinct_chunks, frame_of, with_frame
 from reconcile.errors import InputError
 from reconcile.load.dialect import declared_separator, text_file
 from reconcile.safe import cell, uncell
@@ -406,26 +406,38 @@ def _read_mapping_file(path: Path) -> list[Mapping]:
     return mappings
 
 
+def name_rows(kind: str, names: pl.Series) -> pl.DataFrame:
+    """One row per name, in order: name, name_table's base and form, whole (its full) and key,
+    the name as mapping rows compare it (name_keys)."""
+    parts = pl.concat([names.rename("name").to_frame(), name_table(kind, names)], how="horizontal")
+    return parts.select(
+        "name",
+        "base",
+        "form",
+        whole="full",
+        key=pl.when(pl.col("full") == "")
+        .then(casefold(pl.col("name").str.strip_chars()))
+        .otherwise(pl.col("full")),
+    )
+
+
 def name_keys(kind: str, values: pl.Series) -> pl.Series:
     """Values (ids or names) of a kind as mapping rows compare them, in order: name_table's full
     name as the kind reads it, so case, accents, spacing, punctuation (a trailing dot, an en dash
     for a hyphen), `&`/`and` and, for a client, legal-form spellings do not make two values
     different; a value of nothing but marks (no full name) stripped and casefolded. Null stays
     null."""
-    keys = pl.DataFrame({"value": values, "full": name_table(kind, values)["full"]}).select(
-        pl.when(pl.col("full") == "")
-        .then(casefold(pl.col("value").str.strip_chars()))
-        .otherwise(pl.col("full"))
-    )
-    return keys.to_series().alias(values.name)
+    return name_rows(kind, values)["key"].alias(values.name)
 
 
 def mapping_keys(kinds: pl.Series, values: pl.Series) -> pl.Series:
-    """name_keys of each value as its kind (the same place in `kinds`) reads it, in order."""
-    rows = pl.DataFrame({"kind": kinds, "value": values}).with_row_index("at")
+    """name_keys of each value as its kind (the same place in `kinds`) reads it, in order: one
+    name_keys of the clients' values and one of the others' (an item's and a contract's names
+    read alike)."""
+    rows = pl.DataFrame({"client": kinds == "client", "value": values}).with_row_index("at")
     keyed = [
-        part.select("at", name_keys(str(kind), part["value"]).alias("key"))
-        for (kind,), part in rows.partition_by("kind", as_dict=True).items()
+        part.select("at", name_keys("client" if client else "item", part["value"]).alias("key"))
+        for (client,), part in rows.partition_by("client", as_dict=True).items()
     ]
     if not keyed:
         return pl.Series(values.name, [], dtype=pl.String)
@@ -434,20 +446,14 @@ def mapping_keys(kinds: pl.Series, values: pl.Series) -> pl.Series:
 
 def mapping_frame(mappings: list[Mapping]) -> pl.DataFrame:
     """The mapping rows as they compare, in order: kind, value (the HaloPSA value) and target
-    (the Autotask value), both keyed as names of the kind compare (mapping_keys)."""
-    rows = pl.DataFrame(
-        {
-            "kind": [m.kind for m in mappings],
-            "value": [m.halopsa for m in mappings],
-            "target": [m.autotask for m in mappings],
-        },
-        schema={"kind": pl.String, "value": pl.String, "target": pl.String},
-    )
-    return rows.select(
-        "kind",
-        mapping_keys(rows["kind"], rows["value"]),
-        mapping_keys(rows["kind"], rows["target"]),
-    )
+    (the Autotask value), both keyed as names of the kind compare (mapping_keys, of both
+    columns at once)."""
+    kinds = pl.Series("kind", [m.kind for m in mappings], dtype=pl.String)
+    values = pl.Series("value", [m.halopsa for m in mappings], dtype=pl.String)
+    targets = pl.Series("target", [m.autotask for m in mappings], dtype=pl.String)
+    keys = mapping_keys(pl.concat([kinds, kinds]), pl.concat([values, targets]))
+    count = len(mappings)
+    return pl.DataFrame([kinds, keys.head(count).alias("value"), keys.tail(count).alias("target")])
 
 
 def _refuse_conflicts(mappings: list[Mapping]) -> None:
@@ -613,11 +619,40 @@ def resolve_frame(
 
 # SQL: the label of entity row x (ENTITY_SCHEMA columns): its first name, else id, else key.
 LABEL = "coalesce({x}.names[1], {x}.ids[1], {x}.key)"
+# SQL: whether the kind's names are read as a client's (name_table: with legal forms); an
+# item's and a contract's are read alike.
+CLIENT = "kind = 'client'"
+
+
 # The work tables of resolve_tables, dropped once _resolution is made.
 WORK_TABLES = (
-    "_rs_decided", "_rs_display", "_rs_map", "_rs_maybe", "_rs_fold", "_rs_value",
-    "_rs_a_name", "_rs_h_row", "_rs_outcome", "_rs_shown",
+    "_rs_decided", "_rs_display", "_rs_map", "_rs_maybe", "_rs_value", "_rs_a_name",
+    "_rs_h_row", "_rs_outcome", "_rs_shown", "_rs_norm",
 )  # fmt: skip
+# The columns of a table of normalised names (normalise_into): client (read as a client's name,
+# with legal forms, else as an item's or a contract's), name and name_rows' columns.
+NAME_COLUMNS = (
+    "client BOOLEAN, name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR, key VARCHAR"
+)
+
+
+def normalise_into(con: duckdb.DuckDBPyConnection, table: str, query: str) -> None:
+    """Rows of the temp table `table` (NAME_COLUMNS, one per client and name) for the distinct
+    (client, name) rows of the query (columns client, name; repeats allowed) it lacks, null
+    names aside: name_rows of each as its kind reads it, a chunk of distinct rows at a time
+    (name_table is a function of each value alone), a name_rows of each kind per chunk."""
+    missing = (
+        f"SELECT q.client, q.name FROM ({query}) q ANTI JOIN {table} t USING (client, name) "
+        "WHERE q.name IS NOT NULL"
+    )
+    for chunk in distinct_chunks(con, missing):
+        rows = pl.concat(
+            name_rows("client" if client else "item", part["name"]).select(
+                pl.lit(client).alias("client"), pl.all()
+            )
+            for (client,), part in chunk.partition_by("client", as_dict=True).items()
+        )
+        with_frame(con, f"INSERT INTO {table} SELECT * FROM _frame", rows)
 
 
 def resolve_tables(
@@ -636,17 +671,19 @@ def resolve_tables(
     over all of them: an entity is only ever compared with entities of its kind.
 
     autotask, halopsa: tables of kind (KINDS) and ENTITY_SCHEMA columns (ids and names lists),
-    keys unique within a kind. normalised: a query of name_table's rows (kind, name, base,
-    form, whole: its full) for some names of their kinds (repeats allowed), which are not
-    normalised again. Leaves the temp table _resolution: one row per HaloPSA entity, kind and
-    RESOLUTION_SCHEMA columns, in no order. An unmapped entity of a kind not in `suggest` whose
-    name neither collides nor differs only in legal form gets no similar-name suggestion (nor
-    note): the search for one is the costliest step, and a run shows no contract's.
+    keys unique within a kind. normalised: a temp table of normalised names (NAME_COLUMNS, as
+    normalise_into makes them) holding every name of the entities, and every id of the kinds
+    mapping rows name, which are read from it and not normalised again (None: resolve_tables
+    makes its own of every id and name, _rs_norm, dropped). Leaves the temp table
+    _resolution: one row per HaloPSA entity, kind and RESOLUTION_SCHEMA columns, in no order.
+    An unmapped entity of a kind not in `suggest` whose name neither collides nor differs only
+    in legal form gets no similar-name suggestion (nor note): the search for one is the
+    costliest step, and a run shows no contract's.
     memory_limit: DuckDB's limit in force, when its memory is to be let go
     (store.release_memory) before the names are scored (_suggest).
 
     DuckDB SQL over temp tables, which spill; Python holds a chunk of distinct values at a time
-    (name_table, casefold), the entities whose names collide or differ only in legal form, and,
+    (normalise_into), the entities whose names collide or differ only in legal form, and,
     for each kind in `suggest`, its unmapped entities' names and every Autotask name of it
     (best_matches)."""
     con.execute(
@@ -654,8 +691,17 @@ def resolve_tables(
         "autotask_key VARCHAR, method VARCHAR, suggestion VARCHAR, score DOUBLE, basis VARCHAR, "
         "note VARCHAR, ambiguous BOOLEAN)"
     )
+    if normalised is None:
+        normalised = "_rs_norm"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {normalised} ({NAME_COLUMNS})")
+        values = " UNION ALL ".join(
+            f"SELECT {CLIENT} AS client, name "
+            f"FROM ({_elements(entities, 'list_concat(ids, names)', 'name')})"
+            for entities in (autotask, halopsa)
+        )
+        normalise_into(con, normalised, values)
     _display(con, autotask)
-    unfit = _by_id(con, autotask, halopsa, mappings)
+    unfit = _by_id(con, autotask, halopsa, mappings, normalised)
     _by_name(con, autotask, halopsa, min_score, suggest, normalised, memory_limit)
     con.execute(
         f"""
@@ -729,13 +775,19 @@ def casefold(value: pl.Expr) -> pl.Expr:
 
 
 def _by_id(
-    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, mappings: list[Mapping]
+    con: duckdb.DuckDBPyConnection,
+    autotask: str,
+    halopsa: str,
+    mappings: list[Mapping],
+    normalised: str,
 ) -> pl.DataFrame:
     """HaloPSA entities paired by the mapping file (_mapped) or else by the Autotask id HaloPSA
     kept (that of exactly one entity of the kind): rows of _rs_decided (method mapping,
     autotask_id). Returns _mapped's Autotask values that fit several entities."""
     unfit = (
-        _mapped(con, autotask, halopsa, mappings) if mappings else pl.DataFrame(schema=UNFIT_SCHEMA)
+        _mapped(con, autotask, halopsa, mappings, normalised)
+        if mappings
+        else pl.DataFrame(schema=UNFIT_SCHEMA)
     )
     con.execute(
         f"""
@@ -766,7 +818,11 @@ UNFIT_SCHEMA = {"kind": pl.String, "target": pl.String, "problem": pl.String}
 
 
 def _mapped(
-    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, mappings: list[Mapping]
+    con: duckdb.DuckDBPyConnection,
+    autotask: str,
+    halopsa: str,
+    mappings: list[Mapping],
+    normalised: str,
 ) -> pl.DataFrame:
     """Rows of _rs_decided (method mapping): each HaloPSA entity's first id or name, in that
     order, that a mapping row of its kind (the last for its value) gives an Autotask value of
@@ -777,7 +833,7 @@ def _mapped(
     a row is not applied."""
     rows = mapping_frame(mappings).unique(["kind", "value"], keep="last")
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _rs_map AS SELECT * FROM _frame", rows)
-    _folded_values(con, autotask, halopsa)
+    _folded_values(con, autotask, halopsa, normalised)
     con.execute(
         """
         INSERT INTO _rs_decided (kind, halopsa_key, autotask_key, method)
@@ -826,12 +882,13 @@ def _elements(
     return f"SELECT kind, key, unnest({values}) AS {name}{position}{length} FROM {rows}"
 
 
-def _folded_values(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str) -> None:
+def _folded_values(
+    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, normalised: str
+) -> None:
     """Temp table _rs_value (side: a or h, kind, key, pos, value): the entities' ids and names
     (pos: the place among ids, then names) keyed as mapping rows compare them (name_keys of
     their kind), of each side those in _rs_map's column of that side (target, value). The
-    distinct values of each kind _rs_map has are keyed in Python, a chunk at a time
-    (_rs_fold)."""
+    values of the kinds _rs_map has are keyed by the table `normalised` (resolve_tables')."""
     sides = " UNION ALL ".join(
         f"SELECT '{side}' AS side, * FROM "
         f"({_elements(entities, 'list_concat(ids, names)', 'value', 'pos')}) "
@@ -840,19 +897,12 @@ def _folded_values(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str) 
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rs_maybe AS {sides}")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _rs_fold (kind VARCHAR, value VARCHAR, folded VARCHAR)"
-    )
-    for kind in KINDS:
-        for values in column_chunks(con, f"SELECT value FROM _rs_maybe WHERE kind = '{kind}'"):
-            keyed = pl.DataFrame({"value": values, "folded": name_keys(kind, values)})
-            with_frame(con, f"INSERT INTO _rs_fold SELECT '{kind}', * FROM _frame", keyed)
-    con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _rs_value AS
-        SELECT v.side, v.kind, v.key, v.pos, f.folded AS value
-        FROM _rs_maybe v JOIN _rs_fold f USING (kind, value)
-        WHERE (v.side = 'a' AND f.folded IN (SELECT target FROM _rs_map))
-           OR (v.side = 'h' AND f.folded IN (SELECT m.value FROM _rs_map m))
+        SELECT v.side, v.kind, v.key, v.pos, f.key AS value
+        FROM _rs_maybe v JOIN {normalised} f ON f.client = (v.{CLIENT}) AND f.name = v.value
+        WHERE (v.side = 'a' AND f.key IN (SELECT target FROM _rs_map))
+           OR (v.side = 'h' AND f.key IN (SELECT m.value FROM _rs_map m))
         """
     )
 
@@ -871,7 +921,7 @@ def _by_name(
     halopsa: str,
     min_score: float,
     suggest: Collection[str],
-    normalised: str | None,
+    normalised: str,
     memory_limit: str | None,
 ) -> None:
     """Names equal after normalisation pair; a name that fits several Autotask entities, or
@@ -905,60 +955,26 @@ def _by_name(
             _suggest(con, kind, halopsa, min_score, memory_limit)
 
 
-# SQL: whether the kind's names are read as a client's (name_table: with legal forms); an
-# item's and a contract's are read alike.
-CLIENT = "kind = 'client'"
-
-
-def _names(
-    con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, normalised: str | None
-) -> None:
+def _names(con: duckdb.DuckDBPyConnection, autotask: str, halopsa: str, normalised: str) -> None:
     """Temp tables _rs_a_name (kind, key, base, form, whole: name_table's full) of every
     Autotask entity's names and _rs_h_name (kind, key, rank, size, base, form, whole) of the
     names of the HaloPSA entities not in _rs_decided (rank: the name's place in names, size:
-    how many it has), names with a base only:
-    name_table of each distinct name as its kind reads it (_rs_name_table: client, whether
-    as a client's (CLIENT), and name_table's columns): the rows of `normalised`
-    (resolve_tables) and the other names', a chunk at a time."""
+    how many it has), names with a base only: each name as its kind reads it (CLIENT), from
+    the table `normalised` (resolve_tables')."""
     a_names = _elements(autotask, "names", "name")
     undecided = (
         f"(SELECT * FROM {halopsa} h ANTI JOIN _rs_decided d "
         "ON d.kind = h.kind AND d.halopsa_key = h.key)"
     )
     h_names = _elements(undecided, "names", "name", "rank", "size")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _rs_name_table "
-        "(client BOOLEAN, name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
-    )
-    if normalised:
-        con.execute(
-            "INSERT INTO _rs_name_table SELECT DISTINCT "
-            f"{CLIENT}, name, base, form, whole FROM ({normalised})"
-        )
-    distinct = (
-        f"SELECT {CLIENT} AS client, name FROM ({a_names}) "
-        f"UNION ALL SELECT {CLIENT}, name FROM ({h_names})"
-    )
-    for client in (True, False):
-        others = (
-            f"SELECT name FROM ({distinct}) d ANTI JOIN _rs_name_table t USING (client, name) "
-            f"WHERE client = {client} AND name IS NOT NULL"
-        )
-        for names in column_chunks(con, others):
-            parts = pl.concat(
-                [names.to_frame("name"), name_table("client" if client else "item", names)],
-                how="horizontal",
-            ).select(pl.lit(client).alias("client"), pl.all())
-            with_frame(con, "INSERT INTO _rs_name_table SELECT * FROM _frame", parts)
     h_table = ("_rs_h_name", h_names, "rank, size, ")
     for table, query, places in (("_rs_a_name", a_names, ""), h_table):
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {table} AS "
             f"SELECT n.kind, n.key, {places}t.base, t.form, t.whole FROM ({query}) n "
-            f"JOIN _rs_name_table t ON t.client = (n.{CLIENT}) AND t.name = n.name "
+            f"JOIN {normalised} t ON t.client = (n.{CLIENT}) AND t.name = n.name "
             "WHERE t.base != ''"
         )
-    con.execute("DROP TABLE _rs_name_table")
 
 
 def _outcomes(con: duckdb.DuckDBPyConnection) -> None:

@@ -23,19 +23,18 @@ CREATE OR REPLACE TEMP MACRO fmt_money(x) AS
 """
 
 
-def column_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.Series]:
-    """The distinct values of the query's one column (a string), CHUNK_ROWS at a time, in no
-    order: kept once in a temp table (which spills) and read a range of its row ids at a time
-    (each row has one), so only a chunk is ever a frame. Not numbered by a window: a window
-    over every distinct value (3M contracts' names at 10M lines a side) ran out of DuckDB's
-    400MB. Not reentrant: the values are the temp table _chunked."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _chunked AS SELECT DISTINCT * FROM ({query}) q(v)")
+def distinct_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[pl.DataFrame]:
+    """The distinct rows of the query (its columns, by name), CHUNK_ROWS at a time, in no order:
+    kept once in a temp table (which spills) and read a range of its row ids at a time (each
+    row has one), so only a chunk is ever a frame. Not numbered by a window: a window over
+    every distinct value (3M contracts' names at 10M lines a side) ran out of DuckDB's 400MB.
+    Not reentrant: the rows are the temp table _chunked."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _chunked AS SELECT DISTINCT * FROM ({query})")
     try:
         end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM _chunked").fetchall()[0][0]
         for start in range(0, int(end), CHUNK_ROWS):
             rows = f"rowid >= {start} AND rowid < {start + CHUNK_ROWS}"
-            chunk = frame_of(con.sql(f"SELECT v FROM _chunked WHERE {rows}"))
-            yield chunk["v"]
+            yield frame_of(con.sql(f"SELECT * FROM _chunked WHERE {rows}"))
     finally:
         con.execute("DROP TABLE IF EXISTS _chunked")
 

@@ -20,15 +20,17 @@ from rapidfuzz.process import cpdist
 from reconcile import timing
 from reconcile.config import Config
 from reconcile.crosswalk import (
+    CLIENT,
+    NAME_COLUMNS,
     Mapping,
     Resolution,
     mapping_keys,
-    name_keys,
     name_table,
+    normalise_into,
     resolutions,
     resolve_tables,
 )
-from reconcile.duck import MONEY_MACROS, column_chunks, frame_of, with_frame
+from reconcile.duck import MONEY_MACROS, frame_of, with_frame
 from reconcile.ingest import check_cycle
 from reconcile.store import ROW_GROUP_ROWS
 from reconcile.tables import AUTOTASK_LINES, CROSSWALK, GROUPS, HALOPSA_LINES, SIDES
@@ -165,7 +167,7 @@ def _given(column: str) -> str:
 
 
 def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
-    """Temp table _rows_{side}: the side's distinct raw entity columns (_entity_columns), n
+    """Temp table _rows_{kind}_{side}: the side's distinct raw entity columns (_entity_columns), n
     (its lines), name (the name it is known by: the name column, for an item else its
     description; null when empty) and id (null when empty). No order, no window over all of
     them: a sort of a million distinct rows ran out of 400MB at 3M lines a side."""
@@ -176,30 +178,42 @@ def _distinct(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
         name = f"coalesce({name}, {_given('description')})"
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE _rows_{side} AS
+        CREATE OR REPLACE TEMP TABLE _rows_{kind}_{side} AS
         SELECT {", ".join(columns)}, count(*) AS n, {name} AS name, {_given(id_col)} AS id
         FROM {side}_src GROUP BY ALL
         """
     )
 
 
-def _normalised(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
-    """Rows of the temp table _norm_{side} (kind, name, base, form, whole): name_table of each
-    name of _rows_{side} that has no id (only those are keyed by name, by whole: name_table's
-    full), computed a chunk of distinct names at a time (name_table is a function of each
-    value alone). resolve_tables takes these names' parts from it rather than normalise them
-    again."""
-    query = f"SELECT name FROM _rows_{side} WHERE id IS NULL AND name IS NOT NULL"
-    for names in column_chunks(con, query):
-        parts = pl.concat([names.to_frame("name"), name_table(kind, names)], how="horizontal")
-        with_frame(con, f"INSERT INTO _norm_{side} SELECT '{kind}', * FROM _frame", parts)
+def _normalised(
+    con: duckdb.DuckDBPyConnection, places: list[tuple[str, str]], mapped: frozenset[str]
+) -> None:
+    """Rows of the temp table _norm (crosswalk.NAME_COLUMNS) for every value of the tables
+    _rows_{kind}_{side} (_distinct) of the (kind, side) places that is compared as a name:
+    names (an item's descriptions too, which name HaloPSA's items) and, of the kinds in
+    `mapped` (those mapping rows name), every value a mapping row may name (MAPPED_COLUMNS).
+    Normalised once for every use: _entities' keys of entities without an id, resolve_tables'
+    names and mapping values, and _named; a chunk of distinct values of every place at a
+    time."""
+    values = []
+    for kind, side in places:
+        listed = ["name", _given("description")] if kind == "item" else ["name"]
+        if kind in mapped:
+            listed += MAPPED_COLUMNS[kind]
+        values.append(
+            f"SELECT '{kind}' AS kind, unnest([{', '.join(listed)}]) AS name "
+            f"FROM _rows_{kind}_{side}"
+        )
+    normalise_into(
+        con, "_norm", f"SELECT {CLIENT} AS client, name FROM ({' UNION ALL '.join(values)})"
+    )
 
 
 def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     """Rows of the temp table _entity_{side}: the distinct entities of one kind on one side
-    (kind and ENTITY_SCHEMA columns, in no order); the raw columns → entity key table
-    _{kind}_{side}; and the names normalised for their keys, rows of _norm_{side}
-    (_normalised).
+    (kind and ENTITY_SCHEMA columns, in no order), from _rows_{kind}_{side} (_distinct, then
+    dropped) and the names of _norm (_normalised); and the raw columns → entity key table
+    _{kind}_{side}: each row of _rows_{kind}_{side} with its key, row and key_rows (below).
 
     An entity is its id, or else its normalised name (_distinct's name; "name:" and name_table's
     full: the same for every spelling); on HaloPSA's side the key is prefixed "h:". It is called
@@ -211,32 +225,28 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     A key of one row (key_rows: nearly all) is its entity as it stands; only the keys of several
     rows are aggregated (at 1M lines a side the aggregates over every key cost 2.5 CPU-s of
     3.0). All in DuckDB: no frame of names or entities is held."""
-    _distinct(con, kind, side)
-    _normalised(con, kind, side)
     prefix = "'h:' || " if side == "h" else ""
     columns = ", ".join(_entity_columns(kind, side))
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE _keyed_{side} AS
+        CREATE OR REPLACE TEMP TABLE _{kind}_{side} AS
         SELECT *, row_number() OVER per_key AS row,
                count(*) OVER (per_key ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
                    AS key_rows
         FROM (
             SELECT r.*, {prefix}coalesce(r.id, 'name:' || coalesce(m.whole, '')) AS key
-            FROM _rows_{side} r
-            LEFT JOIN _norm_{side} m ON r.id IS NULL AND m.kind = '{kind}' AND m.name = r.name
+            FROM _rows_{kind}_{side} r
+            LEFT JOIN _norm m
+                ON r.id IS NULL AND m.client = ('{kind}' = 'client') AND m.name = r.name
         )
         WINDOW per_key AS (PARTITION BY key ORDER BY {columns}, n)
         """
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _{kind}_{side} AS SELECT {columns}, key FROM _keyed_{side}"
     )
     described, sole_described = "", ""
     if kind == "item" and side == "h":
         described = f"""
             UNION ALL
-            SELECT * FROM ({_commonest(side, _given("description"), 1)}) d
+            SELECT * FROM ({_commonest(f"_{kind}_{side}", _given("description"), 1)}) d
             ANTI JOIN named USING (key, name)"""
         description = _given("description")
         sole_described = f", CASE WHEN {description} IS DISTINCT FROM name THEN {description} END"
@@ -251,14 +261,14 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
     con.execute(
         f"""
         INSERT INTO _entity_{side}
-        WITH named AS ({_commonest(side, "name", 0)}),
+        WITH named AS ({_commonest(f"_{kind}_{side}", "name", 0)}),
         listed AS (
             SELECT key, list_filter([{slots}], lambda x: x IS NOT NULL) AS names
             FROM (SELECT * FROM named{described}) GROUP BY key
         ),
         last AS (
             SELECT key, arg_max_null(id, row) AS id, arg_max_null({xref}, row) AS xref
-            FROM _keyed_{side} WHERE key_rows > 1 GROUP BY key
+            FROM _{kind}_{side} WHERE key_rows > 1 GROUP BY key
         )
         SELECT '{kind}', key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END AS ids,
                coalesce(names, []::VARCHAR[]) AS names, xref
@@ -266,21 +276,20 @@ def _entities(con: duckdb.DuckDBPyConnection, kind: str, side: str) -> None:
         UNION ALL
         SELECT '{kind}', key, CASE WHEN id IS NULL THEN []::VARCHAR[] ELSE [id] END,
                list_filter([name{sole_described}], lambda x: x IS NOT NULL), {xref}
-        FROM _keyed_{side} WHERE key_rows = 1
+        FROM _{kind}_{side} WHERE key_rows = 1
         """
     )
-    for table in ("_rows", "_keyed"):
-        con.execute(f"DROP TABLE {table}_{side}")
+    con.execute(f"DROP TABLE _rows_{kind}_{side}")
 
 
-def _commonest(side: str, value: str, src: int) -> str:
-    """SQL: each key's two commonest values of the expression over _keyed_{side} (by lines, ties:
-    the first row), of the keys of several rows: key, name, src (the given number: lists put
-    names first), rank (1, 2)."""
+def _commonest(keyed: str, value: str, src: int) -> str:
+    """SQL: each key's two commonest values of the expression over the key table `keyed`
+    (_entities', by lines, ties: the first row), of the keys of several rows: key, name, src
+    (the given number: lists put names first), rank (1, 2)."""
     return f"""
         SELECT key, {value} AS name, {src} AS src,
                row_number() OVER (PARTITION BY key ORDER BY sum(n) DESC, min(row)) AS rank
-        FROM _keyed_{side} WHERE key_rows > 1 AND {value} IS NOT NULL GROUP BY key, {value}
+        FROM {keyed} WHERE key_rows > 1 AND {value} IS NOT NULL GROUP BY key, {value}
         QUALIFY rank <= 2"""
 
 
@@ -320,32 +329,30 @@ def _crosswalk(
 def _entities_of(
     con: duckdb.DuckDBPyConnection, kinds: tuple[str, ...], mappings: list[Mapping]
 ) -> list[pl.DataFrame]:
-    """The temp tables _entity_a and _entity_h (kind and ENTITY_SCHEMA columns) and _norm_a and
-    _norm_h of the kinds (_entities, a kind at a time), and the values of both sides' lines
-    that mapping rows name (_named of _xw_wanted, the _mapping_values; none, and no query for
-    them, without a mapping row of the kind)."""
+    """The temp tables _entity_a and _entity_h (kind and ENTITY_SCHEMA columns) and _norm of
+    the kinds (_distinct of each kind and side, _normalised, then _entities), and the values
+    of both sides' lines that mapping rows name (_named of the kinds a mapping row has; none,
+    and no query for them, without one)."""
     _entity_tables(con)
-    named = []
-    for kind in kinds:
-        for side in SIDES:
-            _entities(con, kind, side)
-        if any(m.kind == kind for m in mappings):
-            named += [_named(con, side, kind) for side in SIDES]
-    return named
+    mapped = frozenset(m.kind for m in mappings) & frozenset(kinds)
+    places = [(kind, side) for kind in kinds for side in SIDES]
+    for kind, side in places:
+        _distinct(con, kind, side)
+    _normalised(con, places, mapped)
+    for kind, side in places:
+        _entities(con, kind, side)
+    return [_named(con, [kind for kind in kinds if kind in mapped])] if mapped else []
 
 
 def _entity_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """The temp tables _entity_a, _entity_h (kind and ENTITY_SCHEMA columns) and _norm_a,
-    _norm_h (kind and name_table's columns, _normalised) empty, for _entities to fill."""
+    """The temp tables _entity_a, _entity_h (kind and ENTITY_SCHEMA columns) and _norm
+    (crosswalk.NAME_COLUMNS, _normalised) empty, for _entities and _normalised to fill."""
     for side in SIDES:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _entity_{side} (kind VARCHAR, key VARCHAR, "
             "ids VARCHAR[], names VARCHAR[], xref VARCHAR)"
         )
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _norm_{side} "
-            "(kind VARCHAR, name VARCHAR, base VARCHAR, form VARCHAR, whole VARCHAR)"
-        )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _norm ({NAME_COLUMNS})")
 
 
 PLACES = 1 << 40  # a kind's rows are placed from its number (in ENTITY_COLUMNS) x PLACES on
@@ -361,7 +368,7 @@ def _resolve(
     (_resolutions), into _xw_label (kind, h_key, label, place: the kind's number x PLACES + its
     place in key order among them). Names are matched with the config's fuzzy_min_score,
     DuckDB's memory let go (to its [workspace] memory_limit) before they are scored. Drops the
-    entity tables and _norm_a, _norm_h. Returns resolve_tables' mapping values that fit several
+    entity tables and _norm. Returns resolve_tables' mapping values that fit several
     Autotask entities."""
     unfit = resolve_tables(
         con,
@@ -370,7 +377,7 @@ def _resolve(
         mappings,
         config.match.fuzzy_min_score,
         suggest,
-        "SELECT * FROM _norm_a UNION ALL SELECT * FROM _norm_h",
+        "_norm",
         config.workspace.memory_limit,
     )
     columns = ", ".join(CROSSWALK.names[3:])
@@ -390,7 +397,7 @@ def _resolve(
         """,
         {"kinds": list(ENTITY_COLUMNS), "suggest": sorted(suggest)},
     )
-    for table in ("_entity_a", "_entity_h", "_norm_a", "_norm_h", "_resolution"):
+    for table in ("_entity_a", "_entity_h", "_norm", "_resolution"):
         con.execute(f"DROP TABLE {table}")
     return unfit
 
@@ -1054,27 +1061,26 @@ def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
     return rows.with_columns(mapping_keys(rows["kind"], rows["value"]))
 
 
-def _named(con: duckdb.DuckDBPyConnection, side: str, kind: str) -> pl.DataFrame:
-    """The values of the side's entity columns (the key table _{kind}_{side}) a mapping row may
-    name (MAPPED_COLUMNS), as they compare (crosswalk.name_keys of the kind), that a mapping row
-    has (the temp table _xw_wanted: _mapping_values): side, kind, value, distinct; no more rows
-    than the mapping file has values, however many names the lines hold. The distinct values
-    are keyed a chunk at a time."""
+def _named(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> pl.DataFrame:
+    """The values of both sides' entity columns (the key tables _{kind}_{side}) of the kinds a
+    mapping row may name (MAPPED_COLUMNS), as they compare (their keys in _norm, crosswalk's
+    name_keys), that a mapping row has (the temp table _xw_wanted: _mapping_values): side,
+    kind, value, distinct; no more rows than the mapping file has values, however many names
+    the lines hold. One statement over every kind and side."""
     values = " UNION ALL ".join(
-        f"SELECT {column} AS value FROM _{kind}_{side}" for column in MAPPED_COLUMNS[kind]
+        f"SELECT '{side}' AS side, '{kind}' AS kind, "
+        f"unnest([{', '.join(MAPPED_COLUMNS[kind])}]) AS value FROM _{kind}_{side}"
+        for kind in kinds
+        for side in SIDES
     )
-    wanted = frame_of(
-        con.sql(f"SELECT value FROM _xw_wanted WHERE side = '{side}' AND kind = '{kind}'")
-    )["value"]
-    distinct = f"SELECT value FROM ({values}) WHERE value IS NOT NULL"
-    found = [
-        keys.filter(keys.is_in(wanted))
-        for chunk in column_chunks(con, distinct)
-        for keys in [name_keys(kind, chunk)]
-    ]
-    named = pl.concat([pl.Series("value", [], dtype=pl.String), *found]).unique()
-    return named.to_frame("value").select(
-        pl.lit(side).alias("side"), pl.lit(kind).alias("kind"), "value"
+    return frame_of(
+        con.sql(
+            f"""
+        SELECT DISTINCT v.side, v.kind, n.key AS value
+        FROM ({values}) v JOIN _norm n ON n.client = (v.{CLIENT}) AND n.name = v.value
+        SEMI JOIN _xw_wanted w ON w.side = v.side AND w.kind = v.kind AND w.value = n.key
+        """
+        )
     )
 
 

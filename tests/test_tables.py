@@ -255,10 +255,14 @@ def _item_entities(
     )
     con.executemany("INSERT INTO h_src VALUES (?, ?, ?, ?)", lines)
     match._entity_tables(con)
+    match._distinct(con, "item", "h")
+    match._normalised(con, [("item", "h")], frozenset())
     match._entities(con, "item", "h")
     entities = con.sql("SELECT * EXCLUDE (kind) FROM _entity_h ORDER BY key").fetchall()
     assert con.sql("SELECT DISTINCT kind FROM _entity_h").fetchall() == [("item",)]
-    keys = con.sql("SELECT * FROM _item_h ORDER BY ALL").fetchall()
+    keys = con.sql(
+        "SELECT item_code, item_name, xref_item_id, description, key FROM _item_h ORDER BY ALL"
+    ).fetchall()
     return tuple(entities), keys
 
 
