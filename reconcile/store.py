@@ -519,6 +519,21 @@ class Workspace:
                 return what, str(found[0][0]), str(found[0][1])
         return None
 
+    def line_on_two_invoices(self, load_id: str, cycle: str) -> tuple[str, str, str] | None:
+        """A line id this load holds on two invoices: (the id, the first and the last of its
+        invoice numbers in text order), of the id first in the export; None when every id is
+        on one invoice. Row-number refs ('row:N') are not ids."""
+        found = self.con.execute(
+            """
+            SELECT line_ref, min(invoice_number), max(invoice_number) FROM lines
+            WHERE load_id = $id AND cycle = $cycle AND line_ref NOT LIKE 'row:%'
+            GROUP BY line_ref HAVING min(invoice_number) <> max(invoice_number)
+            ORDER BY min(row_number) LIMIT 1
+            """,
+            {"id": load_id, "cycle": cycle},
+        ).fetchall()
+        return (str(found[0][0]), str(found[0][1]), str(found[0][2])) if found else None
+
     def _sweep_pending(self) -> None:
         pending = self.con.execute("SELECT load_id, cycle FROM pending_loads").fetchall()
         for load_id, cycle in pending:

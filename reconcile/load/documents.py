@@ -33,7 +33,7 @@ from defusedxml import DefusedXmlException
 
 from reconcile.amounts import DOLLAR, DOLLAR_SIGN_CURRENCIES, ISO_CURRENCIES
 from reconcile.errors import InputError
-from reconcile.load.base import EXCLUDE, PROBLEM, ROW, SKIP, RawFrame
+from reconcile.load.base import EXCLUDE, NOT_INVOICED, PROBLEM, ROW, SKIP, RawFrame
 from reconcile.load.dialect import bom_codec
 from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON, VOIDED_REASON
 from reconcile.model import RAW_FIELDS
@@ -668,7 +668,7 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
         exclude = None
         currency, problem = currency_of(item)
         if invoice_id in (None, "0"):
-            exclude = "Autotask billing item posted but not on an invoice (invoiceID 0)"
+            exclude = f"{NOT_INVOICED} (invoiceID 0)"
         elif invoice is EMPTY:
             problem = (
                 f"its invoice (invoiceID {invoice_id}) is in none of the Invoices pages: "

@@ -32,6 +32,7 @@ from reconcile.load.base import (
     header_fit,
     map_headers,
     normalise_header,
+    unread_money,
     unwrap_excel_text,
 )
 from reconcile.load.dialect import (
@@ -444,6 +445,7 @@ def _to_raw(
         dialect=dialect,
         on_error=on_error,
         screen=artefacts.Screen(file, platform, mapping, raw),
+        warnings=unread_money(headers, mapping),
     )
 
 
