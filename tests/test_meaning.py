@@ -314,3 +314,17 @@ def test_amount_column_not_read_is_named_in_a_warning(unread: list[str], others:
     assert all(f"'{h}'" in warning for h in unread)
     assert not [h for h in others if f"'{h}'" in warning]
     assert "read from 'Extended Price', the tax from 'Total Tax'" in warning
+
+
+@pytest.mark.parametrize("part", [1, 2, 3, 1000])
+def test_billing_item_on_two_invoices_is_found_in_any_part(
+    monkeypatch: pytest.MonkeyPatch, part: int
+) -> None:
+    """However many parts the ids are looked at in, the id first in the export is named."""
+    monkeypatch.setattr("reconcile.store.LINE_ID_PART", part)
+    items = [(4, "INV-2"), (1, "INV-1"), (2, "INV-1"), (4, "INV-3"), (2, "INV-2"), (3, "INV-1")]
+    lines = [grid_row(item, number, "11/02/2026", 10000) for item, number in items]
+    files = {"billing_items.csv": csv(AUTOTASK_GRID_HEADER, lines)}
+    refused = pytest.raises(InputError, match="'71004' on two invoices, INV-2 and INV-3")
+    with refused, loaded(files, "autotask"):
+        pass
