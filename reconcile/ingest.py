@@ -442,22 +442,39 @@ def _refuse_repeats(
     """The same billing loaded twice (its CSV and then its XLSX export, or a page saved twice)
     would double the side and turn every line into a duplicate: refuse it. Lines other than
     this load's belong to recorded loads (a pending one is swept when the workspace opens), so
-    without an earlier load of the side and cycle there is nothing to compare."""
-    earlier = set(workspace.load_ids(cycle, raw.platform)) - {load_id}
-    if not (earlier if clash_with is None else earlier & clash_with):
-        return
-    repeated = workspace.repeated_lines(load_id, cycle, raw.platform, clash_with)
-    if repeated is None:
-        return
-    what, value, other = repeated
-    raise InputError(
-        raw.file,
-        f"this export repeats {what} {value!r}, already loaded for cycle {cycle} from {other}: "
-        "it holds (part of) the same billing",
-        expected=f"each {PLATFORM_NAMES[raw.platform]} line in one export only",
-        hint="To load a new export of the same billing instead of the earlier one, add "
-        "--replace; to keep the earlier one, leave this file out.",
-    )
+    without an earlier load of the side and cycle there is nothing to compare. Within one
+    Autotask export, a billing item id on two invoices is a voided invoice and its reissue
+    (voiding returns the items for invoicing again, and a voided invoice keeps its number;
+    an XML or CSV export has no voided flag, psa-exports.md §1.2, §1.12): it would count twice,
+    and which invoice is void cannot be told, so it is refused the same way."""
+    twice = workspace.line_on_two_invoices(load_id, cycle) if raw.platform == "autotask" else None
+    if twice is not None:
+        value, first, second = twice
+        repeated = (
+            f"billing item id {value!r} on two invoices, {first} and {second}: a voided invoice "
+            "and its reissue? A billing item is billed on one invoice, and the export does not say "
+            "which of them was voided",
+            "each billing item on one invoice",
+            "Export the billing again without the voided invoice (Autotask's Invoice History "
+            "marks it voided), and load that export.",
+        )
+    else:
+        earlier = set(workspace.load_ids(cycle, raw.platform)) - {load_id}
+        if not (earlier if clash_with is None else earlier & clash_with):
+            return
+        found = workspace.repeated_lines(load_id, cycle, raw.platform, clash_with)
+        if found is None:
+            return
+        what, value, other = found
+        repeated = (
+            f"{what} {value!r}, already loaded for cycle {cycle} from {other}: it holds (part "
+            "of) the same billing",
+            f"each {PLATFORM_NAMES[raw.platform]} line in one export only",
+            "To load a new export of the same billing instead of the earlier one, add "
+            "--replace; to keep the earlier one, leave this file out.",
+        )
+    said, expected, hint = repeated
+    raise InputError(raw.file, f"this export repeats {said}", expected=expected, hint=hint)
 
 
 def _refuse_other_month(raw: RawFrame, dates: OutsideCycle, settings: Settings) -> None:

@@ -284,6 +284,9 @@ KEPT_FINDINGS = (
 UNUSABLE_IN_PATH = ("?", "\\")
 
 
+LINE_ID_PART = 500_000  # line ids Workspace.line_on_two_invoices groups at a time
+
+
 class Workspace:
     """One DuckDB file. A load is all or nothing: its batches are pending until its record is
     written, and a load that failed or was killed is swept away. Raises InputError for a path
@@ -518,6 +521,38 @@ class Workspace:
             if found:
                 return what, str(found[0][0]), str(found[0][1])
         return None
+
+    def line_on_two_invoices(self, load_id: str, cycle: str) -> tuple[str, str, str] | None:
+        """A line id this load holds on two invoices: (the id, the first and the last of its
+        invoice numbers in text order), of the id first in the export; None when every id is
+        on one invoice. Row-number refs ('row:N') are not ids. The ids are looked at in parts
+        of about LINE_ID_PART lines (by their hash), so memory stays flat in the load's size;
+        a part is grouped by id only when it repeats one (an export usually repeats none)."""
+        scope = "load_id = $id AND cycle = $cycle AND line_ref NOT LIKE 'row:%'"
+        params: dict[str, Any] = {"id": load_id, "cycle": cycle}
+        rows = self.con.execute(f"SELECT count(*) FROM lines WHERE {scope}", params).fetchall()
+        params["parts"] = max(1, -(-int(rows[0][0]) // LINE_ID_PART))
+        found = []
+        for part in range(params["parts"]):
+            where = f"{scope} AND hash(line_ref) % $parts = $part"
+            params["part"] = part
+            repeats = self.con.execute(
+                f"SELECT count(*) > count(DISTINCT line_ref) FROM lines WHERE {where}", params
+            ).fetchall()
+            if repeats[0][0]:
+                found += self.con.execute(
+                    f"""
+                    SELECT min(row_number), line_ref, min(invoice_number), max(invoice_number)
+                    FROM lines WHERE {where}
+                    GROUP BY line_ref HAVING min(invoice_number) <> max(invoice_number)
+                    ORDER BY 1 LIMIT 1
+                    """,
+                    params,
+                ).fetchall()
+        if not found:
+            return None
+        _, line_ref, first, last = min(found)
+        return str(line_ref), str(first), str(last)
 
     def _sweep_pending(self) -> None:
         pending = self.con.execute("SELECT load_id, cycle FROM pending_loads").fetchall()

@@ -17,7 +17,16 @@ import polars as pl
 from reconcile import amounts
 from reconcile.config import Settings
 from reconcile.errors import InputError
-from reconcile.load.base import EXCLUDE, FOREIGN, PROBLEM, ROW, SKIP, TOTAL_LABEL, RawFrame
+from reconcile.load.base import (
+    EXCLUDE,
+    FOREIGN,
+    NOT_INVOICED,
+    PROBLEM,
+    ROW,
+    SKIP,
+    TOTAL_LABEL,
+    RawFrame,
+)
 from reconcile.model import (
     CANONICAL_SCHEMA,
     CONTRACT_TYPES,
@@ -58,6 +67,9 @@ DAY_MONTH_NAME = rf"(?i)^(\d{{1,2}})[\s\-/.]*{MONTH_NAME}[\s\-/.,]*(\d{{4}}|\d{{
 MONTH_NAME_DAY = rf"(?i)^{MONTH_NAME}[\s\-/.]*(\d{{1,2}}),?[\s\-/.]+(\d{{4}}|\d{{2}})$"
 MONTH_NAMED = "%d/%b/%Y"  # 30/Nov/2026: every month-named date as _date_text writes it
 NULL_DATE = "1899-12-30"
+# What exports write for a date that is none: OLE's zero date (HaloPSA's null, psa-exports.md
+# §2.1; Excel's day 0) and .NET's DateTime.MinValue.
+PLACEHOLDER_DATES = (date(1899, 12, 30), date(1, 1, 1))
 
 QUARANTINE_SCHEMA = pl.Schema(
     {
@@ -320,6 +332,7 @@ def _normalise_batch(
 ) -> Normalised:
     parsed = _mark_totals(_parse(frame, raw, formats, settings, fmt), sums)
     parsed = parsed.with_columns(_currency(parsed, settings).alias(CURRENCY))
+    parsed = _mark_undated(parsed, raw)
     skipped = parsed.filter(pl.col(SKIP).is_not_null())
     if skipped.height:
         parsed = parsed.filter(pl.col(SKIP).is_null())
@@ -351,6 +364,56 @@ def _normalise_batch(
     )
 
 
+def _mark_undated(parsed: pl.DataFrame, raw: RawFrame) -> pl.DataFrame:
+    """A line with no invoice date is never taken into the cycle as if it were invoiced in
+    it. Autotask's export wizard exports posted items whether invoiced or not (psa-exports.md
+    §1.12b): a row whose invoice date and invoice number (where the export has that column)
+    are empty is posted, not invoiced, and excluded as the API's invoiceID 0 is. Any other row
+    of an export with an invoice date column (a line on an invoice, or a HaloPSA line: on an
+    invoice by what it is) whose date is null or PLACEHOLDER_DATES is quarantined with the
+    value (an empty text, `""` in a CSV, is refused as no date by the raw checks): which cycle
+    it bills cannot be told. Rows skipped, excluded or already refused by the reader are left
+    as they are."""
+    if "invoice_date" not in raw.columns:
+        return parsed
+    date = pl.col("invoice_date")
+    # As written (an API's 0001-01-01T00:00:00, read in the tenant's zone, is no such day) or
+    # as read (Excel's 12/30/1899).
+    placeholder = pl.any_horizontal(date.str.starts_with(d.isoformat()) for d in PLACEHOLDER_DATES)
+    placeholder |= pl.col("_invoice_date").is_in(PLACEHOLDER_DATES)
+    open_row = pl.all_horizontal(pl.col(c).is_null() for c in (SKIP, EXCLUDE, PROBLEM))
+    not_invoiced = pl.lit(False)
+    if raw.platform == "autotask":
+        not_invoiced = pl.all_horizontal(
+            pl.col(f).is_null() | (pl.col(f) == "") for f in ("invoice_number", "invoice_date")
+        )
+    marks = parsed.select(
+        (open_row & not_invoiced).fill_null(False).alias("excluded"),
+        (open_row & ~not_invoiced & (date.is_null() | placeholder)).fill_null(False).alias("bad"),
+    )
+    if not marks.select(pl.any_horizontal(pl.all().any())).item():
+        return parsed
+    named = [raw.columns[f] for f in ("invoice_number", "invoice_date") if f in raw.columns]
+    empty = " and ".join(f"'{c}'" for c in named)
+    written = (
+        pl.when(date.is_null())
+        .then(pl.lit("is empty"))
+        .otherwise(pl.format("holds '{}', a placeholder for no date", date))
+    )
+    problem = pl.format(
+        "no invoice date: column '{}' {}, so the cycle the line is billed in cannot be told",
+        pl.lit(raw.columns["invoice_date"]),
+        written,
+    )
+    return parsed.with_columns(
+        pl.when(marks["excluded"])
+        .then(pl.lit(f"{NOT_INVOICED} ({empty} empty)"))
+        .otherwise(pl.col(EXCLUDE))
+        .alias(EXCLUDE),
+        pl.when(marks["bad"]).then(problem).otherwise(pl.col(PROBLEM)).alias(PROBLEM),
+    )
+
+
 def _keep(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
     """Filter, but without copying a million rows when every row stays (the usual case)."""
     keep = frame.select(condition.alias("keep"))["keep"]
@@ -376,6 +439,7 @@ def _clean(frame: pl.DataFrame, platform: str) -> pl.DataFrame:
         + [
             pl.when(pl.col(f).str.starts_with(NULL_DATE)).then(None).otherwise(pl.col(f)).alias(f)
             for f in DATE_FIELDS
+            if f != "invoice_date"  # a placeholder invoice date is _mark_undated's to refuse
         ]
     )
     # The suffix is written in brackets: a batch without one spares two regexes per row.

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from reconcile.errors import InputError
+from reconcile.wording import counted
 
 ROW = "_row"  # 1-based data row (record) number in the file
 EXCLUDE = "_exclude"  # why a row is deliberately not a billable line (None: it is one)
@@ -20,6 +21,9 @@ SKIP = "_skip"  # why a row is no line at all, e.g. a blank row (None: it is a r
 # does not name (it gets a PROBLEM saying so): --currency does not apply, its currency is
 # unknown. Absent or null: False.
 FOREIGN = "_foreign"
+# EXCLUDE's reason for an Autotask billing item on no invoice yet (psa-exports.md §1.3: posted
+# items are billing items whether invoiced or not), followed by what shows it.
+NOT_INVOICED = "Autotask billing item posted but not on an invoice"
 # A label that marks a report's totals or subtotals row ("Grand Total", "Total", "Sub-total").
 TOTAL_LABEL = r"(?i)^\s*(grand\s+|sub\s*-?\s*)?totals?\b"
 
@@ -85,6 +89,10 @@ def _aliases(*names: str) -> tuple[str, ...]:
     return names
 
 
+# What a report's author or a tenant's locale calls a line's tax (psa-exports.md §2.3, §2.9:
+# UK invoices call it VAT, report columns are aliased at will), on both platforms.
+TAX_NAMES = ("VAT", "VAT Amount", "GST", "GST Amount", "Sales Tax", "Sales Tax Amount")
+
 # Header variants per raw field, as the platforms' UI, API and reporting exports spell them.
 AUTOTASK_HEADERS: dict[str, tuple[str, ...]] = {
     "line_ref": _aliases("Billing Item ID", "BillingItemID", "Item ID", "id"),
@@ -140,7 +148,13 @@ AUTOTASK_HEADERS: dict[str, tuple[str, ...]] = {
         "service_extended_price",
     ),
     "tax_amount": _aliases(
-        "Total Tax", "Tax", "Tax Amount", "Tax Dollars", "taxDollars", "total_tax_amount"
+        "Total Tax",
+        "Tax",
+        "Tax Amount",
+        "Tax Dollars",
+        "taxDollars",
+        "total_tax_amount",
+        *TAX_NAMES,
     ),
     "currency": _aliases("Currency", "Currency Code", "Customer Currency"),
     "period_start": _aliases(
@@ -170,7 +184,9 @@ HALOPSA_HEADERS: dict[str, tuple[str, ...]] = {
     "quantity": _aliases("qty_order", "IDQty_Order", "Quantity", "Qty"),
     "unit_price": _aliases("unit_price", "IDUnit_Price", "Unit Price", "Price"),
     "net_amount": _aliases("net_amount", "IDNet_Amount", "Net Amount", "Net", "total_price"),
-    "tax_amount": _aliases("tax_amount", "IDTax_Amount", "Tax Amount", "Tax", "total_tax"),
+    "tax_amount": _aliases(
+        "tax_amount", "IDTax_Amount", "Tax Amount", "Tax", "total_tax", *TAX_NAMES
+    ),
     "currency": _aliases("currency", "Currency", "currency_code_name", "currencyisocode"),
     "period_start": _aliases("startdate", "IDstartdate", "Start Date", "Period Start"),
     "period_end": _aliases("enddate", "IDenddate", "End Date", "Period End"),
@@ -358,6 +374,43 @@ def consumption_warning(
         f"{count:,} Autotask billing item(s) carried 0.00 to the invoice ({carried} 0: prepaid "
         f"block-hours consumption or non-billable) are loaded as 0.00 lines, not at their "
         f"{net}: {listed}{more}",
+    )
+
+
+# A column name that reads as an amount of money (in the lower-case letters and digits
+# normalise_header keeps: 'Gross', 'VAT Amount', 'Our Cost', 'IHamountdue') unless it also
+# names a rate, a code, a date or a count ('IDTax_rate', 'Tax Code', 'Billable Hours').
+MONEY_WORDS = re.compile(
+    r"amount|amt|total|gross|net|tax|vat|gst|price|cost|value|fee|charge|due|paid|balance"
+    r"|revenue|discount"
+)
+NOT_MONEY_WORDS = re.compile(
+    r"rate|percent|pct|code|name|date|type|region|category|desc|number|qty|quantity|hour"
+    r"|unit(?!price)|count|status|taxable|id$"
+)
+
+
+def unread_money(headers: list[str], mapping: dict[str, str]) -> tuple[str, ...]:
+    """A warning naming the columns whose names read as amounts of money (MONEY_WORDS) that no
+    raw field is read from (`mapping`: raw field -> column), with the columns the net amount
+    and the tax are read from; () when there are none. A report may alias its tax or net column
+    as it likes (psa-exports.md §2.9): an amount left unread must be seen, not ignored."""
+    read = set(mapping.values())
+    unread = [
+        h
+        for h in headers
+        if h not in read
+        and MONEY_WORDS.search(key := normalise_header(h))
+        and not NOT_MONEY_WORDS.search(key)
+    ]
+    if not unread:
+        return ()
+    tax = f"the tax from '{mapping['tax_amount']}'" if "tax_amount" in mapping else "no tax"
+    named = ", ".join(f"'{h}'" for h in unread)
+    return (
+        f"{counted(len(unread), 'column')} named like an amount not read: {named} (the net "
+        f"amount is read from '{mapping['net_amount']}', {tax}); if one of them holds the "
+        "lines' net amount or tax, rename it 'Net Amount' or 'Tax Amount' and load it again",
     )
 
 

@@ -39,6 +39,7 @@ from reconcile.load.base import (
     EVIDENCE,
     EXCLUDE,
     FOREIGN,
+    NOT_INVOICED,
     PROBLEM,
     ROW,
     SKIP,
@@ -682,7 +683,7 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
         currency, unnamed = currency_of(item)
         problems = [unnamed] if unnamed else []
         if invoice_id in (None, "0"):
-            exclude = "Autotask billing item posted but not on an invoice (invoiceID 0)"
+            exclude = f"{NOT_INVOICED} (invoiceID 0)"
         elif invoice is EMPTY:
             problems.append(
                 f"its invoice (invoiceID {invoice_id}) is in none of the Invoices pages: "

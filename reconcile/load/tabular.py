@@ -41,6 +41,7 @@ from reconcile.load.base import (
     map_headers,
     normalise_header,
     refuse_headerless,
+    unread_money,
     unwrap_excel_text,
 )
 from reconcile.load.dialect import (
@@ -661,6 +662,7 @@ def _to_raw(
                 pl.when(consumed).then(pl.lit("0")).otherwise("net_amount").alias("net_amount")
             )
     raw = raw.drop([c for c in [*FLAGS[platform], *(HOME + f for f in twins)] if c in names])
+    read = {**mapping, **{HOME + f: twin for f, twin in twins.items()}}
     return RawFrame(
         file=file,
         platform=platform,
@@ -669,7 +671,7 @@ def _to_raw(
         columns=mapping,
         files=(path,),
         dialect=dialect,
-        warnings=warnings,
+        warnings=warnings + unread_money(headers, read),
         on_error=on_error,
         screen=artefacts.Screen(file, platform, mapping, raw),
     )
