@@ -7,11 +7,11 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import defusedxml.ElementTree as DefusedET
 import polars as pl
@@ -362,19 +362,7 @@ def sheet_cells(path: Path, sheet: str, column: int, rows: set[int]) -> dict[int
             formats = _cell_formats(book)
             found: dict[int, Cell] = {}
             with book.open(member) as stream:
-                row, at = 0, -1
-                events = DefusedET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
-                for event, node in events:
-                    if node.tag.endswith("}row"):
-                        if event == "start":
-                            row, at = int(node.get("r") or row + 1), -1
-                        else:
-                            node.clear()
-                        continue
-                    if event != "end" or not node.tag.endswith("}c"):
-                        continue
-                    ref = node.get("r")
-                    row, at = _cell_position(ref) if ref else (row, at + 1)
+                for row, at, _, node in _sheet_cells_of(stream):
                     if at != column or row not in rows or node.get("t", "n") != "n":
                         continue
                     value = node.find(f"{{{SHEET_NS}}}v")
@@ -762,27 +750,33 @@ def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
             recalc = bool(re.search(rb"<(?:\w+:)?calcPr[^>]*fullCalcOnLoad=\"(1|true)\"", workbook))
             found: list[tuple[int, int, str]] = []
             with book.open(member) as stream:
-                row, column = 0, -1  # where the last cell was: r is optional on <row> and <c>
-                events = DefusedET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
-                for event, node in events:
-                    if node.tag.endswith("}row"):
-                        if event == "start":
-                            row = int(node.get("r") or row + 1)
-                            column = -1
-                        else:
-                            node.clear()
-                        continue
-                    if event != "end" or not node.tag.endswith("}c"):
-                        continue
-                    ref = node.get("r")
-                    row, column = _cell_position(ref) if ref else (row, column + 1)
-                    ref = ref or f"{_column_letters(column)}{row}"
+                for row, column, ref, node in _sheet_cells_of(stream):
                     reason = _formula_problem(node, ref, recalc)
                     if reason:
                         found.append((row, column, reason))
             return found
     except UNREADABLE_SHEET as exc:
         raise _unreadable_workbook(path, exc) from None
+
+
+def _sheet_cells_of(stream: IO[bytes]) -> Iterator[tuple[int, int, str, ET.Element]]:
+    """Each <c> of a sheet's XML stream, parsed (§18.3.1.4), with its Excel row number,
+    0-based column index and reference (`B7`): where it stands is its `r`, else the cell after
+    the last one (`r` is optional on <row> and <c>). A row's cells are let go after it."""
+    row, column = 0, -1
+    events = DefusedET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
+    for event, node in events:
+        if node.tag.endswith("}row"):
+            if event == "start":
+                row, column = int(node.get("r") or row + 1), -1
+            else:
+                node.clear()
+            continue
+        if event != "end" or not node.tag.endswith("}c"):
+            continue
+        ref = node.get("r")
+        row, column = _cell_position(ref) if ref else (row, column + 1)
+        yield row, column, ref or f"{_column_letters(column)}{row}", node
 
 
 def _formula_problem(cell: ET.Element, ref: str, recalc: bool) -> str | None:
