@@ -730,6 +730,69 @@ def _split(con: duckdb.DuckDBPyConnection, stage: str, key: tuple[str, ...]) -> 
         "((ka.n = 1 AND kh.n > 1) OR (ka.n > 1 AND kh.n = 1)) "
         "AND ka.net = kh.net AND ka.qty IS NOT DISTINCT FROM kh.qty",
     )
+    if "period_start" in key:
+        _folded(con, stage)
+
+
+# The lines _folded compares: both sides' leftovers (HaloPSA's of resolved clients) whose
+# quantity, unit price and service period are stated, the period within the cycle (a_src's).
+FOLDABLE = """
+    SELECT '{side}' AS side, uid, c_key, i_key, currency, unit_price, quantity, net_amount,
+           period_start, period_end
+    FROM {lines}
+    WHERE {resolved} quantity IS NOT NULL AND unit_price IS NOT NULL AND net_amount IS NOT NULL
+      AND strftime(period_start, '%Y-%m') = (SELECT cycle FROM a_src LIMIT 1)
+      AND strftime(period_end, '%Y-%m') = (SELECT cycle FROM a_src LIMIT 1)
+"""
+
+
+def _folded(con: duckdb.DuckDBPyConnection, stage: str) -> None:
+    """A partial-period charge folded into one line on one side and billed apart on the other
+    (Autotask's separate prorated line, 0.5 x 35.00 for 16-30 Nov beside 12 x 35.00 for 1-30
+    Nov, against HaloPSA's 12.5 x 35.00 for 1-30 Nov; or the other way round): one line (the
+    whole) against the two or more leftover lines of the other side (the parts) of its client,
+    item, currency and unit price whose periods lie within its own, not all equal to it, whose
+    quantities and nets sum exactly to its own; every period within the cycle (FOLDABLE). Never
+    a guess: a part whose period lies within that of two lines of the whole's side pairs with
+    neither, and a line in two such groups (a whole of one, a part of another) pairs in none.
+    A group is named by the stage and its least Autotask uid."""
+    key = ("c_key", "i_key", "currency", "unit_price")
+    lines = " UNION ALL ".join(
+        FOLDABLE.format(side=side, lines=_left(side), resolved=resolved)
+        for side, resolved in (("a", ""), ("h", "c_ok AND"))
+    )
+    con.execute(
+        f"""
+        INSERT INTO grp_line
+        WITH l AS ({lines}),
+        inside AS (
+            SELECT w.side AS w_side, w.uid AS w_uid, w.quantity AS w_qty, w.net_amount AS w_net,
+                   p.side, p.uid, p.quantity, p.net_amount,
+                   p.period_start = w.period_start AND p.period_end = w.period_end AS whole_period
+            FROM l w JOIN l p ON p.side <> w.side AND {_same(key, "w", "p")}
+                 AND p.period_start >= w.period_start AND p.period_end <= w.period_end
+        ),
+        sole AS (SELECT side, uid FROM inside GROUP BY side, uid HAVING count(*) = 1),
+        whole AS (
+            SELECT w_side, w_uid FROM inside LEFT JOIN sole USING (side, uid)
+            GROUP BY w_side, w_uid, w_qty, w_net
+            HAVING count(*) > 1 AND count(sole.uid) = count(*) AND NOT bool_and(whole_period)
+               AND sum(quantity) = w_qty AND sum(net_amount) = w_net
+        ),
+        members AS (
+            SELECT w_side, w_uid, w_side AS side, w_uid AS uid FROM whole
+            UNION ALL
+            SELECT w_side, w_uid, side, uid FROM inside SEMI JOIN whole USING (w_side, w_uid)
+        ),
+        counted AS (SELECT *, count(*) OVER (PARTITION BY side, uid) AS uses FROM members),
+        kept AS (
+            SELECT w_side, w_uid, min(uid) FILTER (WHERE side = 'a') AS a_uid FROM counted
+            GROUP BY w_side, w_uid HAVING max(uses) = 1
+        )
+        SELECT '{stage}:' || k.a_uid, '{stage}', m.side, m.uid
+        FROM kept k JOIN members m USING (w_side, w_uid)
+        """
+    )
 
 
 def _group_by_key(con: duckdb.DuckDBPyConnection, stage: str, key: tuple[str, ...]) -> None:

@@ -144,11 +144,6 @@ def test_halo_report_vat_column_is_read_or_named(tmp_path: Path) -> None:
     _assert_outcome(read_json(folder / "expected.json"), result, summary, rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Autotask's separate prorated line (16-30 Nov) and HaloPSA's pro-rata quantity "
-    "folded into the month's line do not pair: false quantity and missing blockers",
-)
 def test_proration_folded_into_quantity_pairs(tmp_path: Path) -> None:
     folder = BREAKS / "proration_folded_into_quantity"
     spec = read_json(folder / "expected.json")

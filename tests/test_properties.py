@@ -1,4 +1,5 @@
-"""Properties of the whole matcher + rules: a cycle equals itself; one change, one finding."""
+"""Properties of the whole matcher + rules: a cycle equals itself; one change, one finding; a
+prorated line folded into the month's quantity on the other side pairs only when it sums exactly."""
 
 from __future__ import annotations
 
@@ -156,3 +157,114 @@ def test_a_line_per_device_against_one_line_of_a_quantity_is_one_quantity_differ
     else:
         refs = sorted(line["ref"] for line in split)
         assert found == [("quantity_mismatch", [lines[index]["ref"]], refs)]
+
+
+@st.composite
+def folded_prorations(draw: st.DrawFn) -> dict[str, Any]:
+    """A month's charge (Kestrel Dental Practice's workstations, a client no other line has)
+    billed by one side (`splits`) as the month's line (ref p0) and a prorated line per addition
+    mid-month (p1, …), by the other as one line of the month (w0) whose quantity holds the
+    pro-rata quantities; the month is the cycle's or the one before (arrears: outside the
+    cycle). Each line's net is its qty x price rounded to the cent, as each system computes it:
+    the parts' nets need not sum to the folded line's."""
+    month = draw(st.sampled_from(["2026-11", "2026-10"]))
+    days = 30 if month == "2026-11" else 31
+    price = draw(st.sampled_from([p for p in PRICES if p == p.quantize(Decimal("0.01"))]))
+    whole = Decimal(draw(st.integers(1, 40)))
+    starts = sorted(draw(st.lists(st.integers(2, days), min_size=1, max_size=3, unique=True)))
+    added = [
+        (Decimal(draw(st.integers(1, 4))) * (days + 1 - start) / days).quantize(Decimal("0.0001"))
+        for start in starts
+    ]
+    charge = {"client": "Kestrel Dental Practice", "item": "Managed Workstation"}
+    parts = [
+        {**_requantify({**charge, "ref": "p0"}, whole, price), "period": month},
+        *(
+            {
+                **_requantify({**charge, "ref": f"p{n}"}, qty, price),
+                "period": f"{month}-{start:02}..{month}-{days}",
+            }
+            for n, (start, qty) in enumerate(zip(starts, added, strict=True), start=1)
+        ),
+    ]
+    folded = {**_requantify({**charge, "ref": "w0"}, whole + sum(added), price), "period": month}
+    splits = draw(st.sampled_from(["autotask", "halopsa"]))
+    return {"month": month, "splits": splits, "parts": parts, "folded": [folded]}
+
+
+def _sides(case: dict[str, Any], background: list[Line]) -> dict[str, Any]:
+    """The reconcile_case of a folded_prorations case: the parts on the splitting side, the
+    folded lines on the other (refs prefixed a and h by side), beside the background lines."""
+    other = "halopsa" if case["splits"] == "autotask" else "autotask"
+    lines = {case["splits"]: case["parts"], other: case["folded"]}
+    return {
+        "autotask": [*background, *({**x, "ref": "a" + x["ref"]} for x in lines["autotask"])],
+        "halopsa": [*mirror(background), *({**x, "ref": "h" + x["ref"]} for x in lines["halopsa"])],
+    }
+
+
+def _unfolded(case: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
+    """The findings while the prorated lines do not pair: the n-th part against the n-th folded
+    line (of its period: the month's line first), another quantity (of a partial period: another
+    proration); each part beyond them missing on the other side."""
+    autotask = case["splits"] == "autotask"
+    mine, theirs = ("a", "h") if autotask else ("h", "a")
+    missing = "missing_in_halopsa" if autotask else "missing_in_autotask"
+    found = []
+    for n, part in enumerate(case["parts"]):
+        other = [theirs + case["folded"][n]["ref"]] if n < len(case["folded"]) else []
+        refs = ([mine + part["ref"]], other) if autotask else (other, [mine + part["ref"]])
+        rule = "proration_mismatch" if n else "quantity_mismatch"
+        found.append((rule if other else missing, *refs))
+    return sorted(found)
+
+
+@SLOW
+@given(cycles(), folded_prorations())
+def test_a_prorated_line_folded_into_the_months_quantity_pairs_when_it_sums_exactly(
+    background: list[Line], case: dict[str, Any]
+) -> None:
+    """Autotask's separate prorated lines against HaloPSA's month line holding their quantity
+    (or the other way round) pair as one group, with no finding, when the quantities and nets
+    sum exactly and the month is the cycle's; else nothing pairs them."""
+    exact = sum(p["net"] for p in case["parts"]) == case["folded"][0]["net"]
+    found = blocking(_sides(case, background))
+    if exact and case["month"] == "2026-11":
+        assert found == []
+    else:
+        assert found == _unfolded(case)
+
+
+# The folded line near a fold of the parts (given their nets' sum) that must not pair with them.
+NEAR_MISSES: dict[str, Callable[[Line, Decimal], Line]] = {
+    "a cent more": lambda w, net: {**w, "net": net + Decimal("0.01")},
+    "another unit price": lambda w, _: _requantify(w, w["qty"], w["price"] + Decimal("0.01")),
+}
+
+
+@SLOW
+@given(cycles(), folded_prorations(), st.sampled_from(sorted(NEAR_MISSES)))
+def test_a_near_miss_of_a_folded_proration_does_not_pair(
+    background: list[Line], case: dict[str, Any], miss: str
+) -> None:
+    """The folded line a cent off the parts' sum, or at another unit price: the prorated lines
+    stay missing (never a guess)."""
+    net = sum(p["net"] for p in case["parts"])
+    case = {**case, "folded": [NEAR_MISSES[miss](case["folded"][0], net)]}
+    found = blocking(_sides(case, background))
+    missing = [f for f in _unfolded(case) if f[0].startswith("missing")]
+    assert [f for f in found if f[0].startswith("missing")] == missing
+
+
+@SLOW
+@given(cycles(), folded_prorations())
+def test_a_prorated_line_two_lines_could_take_is_left_as_it_was(
+    background: list[Line], case: dict[str, Any]
+) -> None:
+    """The folding side also bills the first prorated line's period apart, at another
+    quantity: that prorated line lies within two of its lines' periods, so nothing folds and
+    each line pairs with the line of its own period."""
+    first = case["parts"][1]
+    apart = {**_requantify(first, first["qty"] + 1, first["price"]), "ref": "w1"}
+    case = {**case, "folded": [*case["folded"], apart]}
+    assert blocking(_sides(case, background)) == _unfolded(case)
