@@ -26,7 +26,7 @@ PAYLOADS = [
     "+cmd|' /C calc'!A0",
     "-2+3+cmd|' /C calc'!A0",
     "\t=1+1",
-    "\r=1+1",
+    "\r=2+2",  # not "\r=1+1": trimmed, the two ids would be one billing item on two invoices
 ]
 
 
