@@ -7,8 +7,6 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from conftest import FIXTURES, invoke, read_json
 
 BREAKS = FIXTURES / "breaks"
