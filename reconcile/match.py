@@ -1015,8 +1015,12 @@ def _group_view(con: duckdb.DuckDBPyConnection) -> None:
     (_later_groups) without numbers; their numbers, sorted over narrow rows; their rows. In one
     statement at 3M lines a side, the pairs' joins, the groups' aggregates and a window sorting
     the wide rows held their memory at once and ran out of DuckDB's 400MB. The matcher's work
-    tables are dropped once it is made."""
+    tables are dropped once it is made. Each side's groups are aggregated by a statement of
+    their own before the two are joined: at 3M lines a side, the two aggregates and the full
+    join in one statement ran out of DuckDB's 400MB."""
     GROUPS.create(con, _exact_groups())
+    for side in ("a", "h"):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _later_{side} AS {_side_groups(side)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _later AS {_later_groups()}")
     order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
     con.execute(
@@ -1029,7 +1033,10 @@ def _group_view(con: duckdb.DuckDBPyConnection) -> None:
         """
     )
     GROUPS.insert(con, "SELECT * FROM _later JOIN _later_number USING (gid)")
-    for table in ("exact_pair", "a_left", "h_left", "grp_line", "_later", "_later_number"):
+    for table in (
+        *("exact_pair", "a_left", "h_left", "grp_line"),
+        *("_later_a", "_later_h", "_later", "_later_number"),
+    ):
         con.execute(f"DROP TABLE {table}")
 
 
@@ -1048,12 +1055,13 @@ def _exact_groups() -> str:
 
 
 def _later_groups() -> str:
-    """The later stages' groups (grp_line), both sides aggregated (_side_groups): gid, the
+    """The later stages' groups (grp_line), both sides aggregated (_side_groups, made into
+    _later_a and _later_h): gid, the
     groups table's columns but match_id, and each side's first ref. A group's client is named
     as Autotask names it: its Autotask lines' name, else, for a HaloPSA-only group of a client
     the crosswalk resolved, the name of that client's Autotask lines (a renamed client's extra
     HaloPSA line is reported under the name the Autotask invoice carries); else HaloPSA's."""
-    return f"""
+    return """
         WITH halopsa_only AS (
             SELECT x.c_key FROM grp_line g JOIN h_left x ON g.side = 'h' AND x.uid = g.uid
             WHERE x.c_ok AND g.gid NOT IN (SELECT gid FROM grp_line WHERE side = 'a')
@@ -1069,7 +1077,7 @@ def _later_groups() -> str:
                coalesce(ga.a_n, 0) AS a_n, coalesce(gh.h_n, 0) AS h_n,
                ga.* EXCLUDE (gid, stage, a_n),
                gh.* EXCLUDE (gid, stage, h_n)
-        FROM ({_side_groups("a")}) ga FULL JOIN ({_side_groups("h")}) gh USING (gid)
+        FROM _later_a ga FULL JOIN _later_h gh USING (gid)
         LEFT JOIN autotask_name an ON ga.gid IS NULL AND gh.h_c_ok AND an.c_key = gh.h_c_key
     """
 
