@@ -444,10 +444,16 @@ def mapping_keys(kinds: pl.Series, values: pl.Series) -> pl.Series:
     return pl.concat(keyed).sort("at")["key"].alias(values.name)
 
 
-def mapping_frame(mappings: list[Mapping]) -> pl.DataFrame:
+def mapping_frame(mappings: Sequence[Mapping]) -> pl.DataFrame:
     """The mapping rows as they compare, in order: kind, value (the HaloPSA value) and target
     (the Autotask value), both keyed as names of the kind compare (mapping_keys, of both
-    columns at once)."""
+    columns at once). Keyed once per set of rows: a run asks for them three times (the
+    conflict check, the crosswalk, the unused rows), each a name_table of every value."""
+    return _mapping_frame(tuple(mappings))
+
+
+@functools.lru_cache(maxsize=2)
+def _mapping_frame(mappings: tuple[Mapping, ...]) -> pl.DataFrame:
     kinds = pl.Series("kind", [m.kind for m in mappings], dtype=pl.String)
     values = pl.Series("value", [m.halopsa for m in mappings], dtype=pl.String)
     targets = pl.Series("target", [m.autotask for m in mappings], dtype=pl.String)

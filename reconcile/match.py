@@ -24,7 +24,7 @@ from reconcile.crosswalk import (
     NAME_COLUMNS,
     Mapping,
     Resolution,
-    mapping_keys,
+    mapping_frame,
     name_table,
     normalise_into,
     resolutions,
@@ -1119,17 +1119,15 @@ class MappingProblem:
 
 def _mapping_values(mappings: list[Mapping]) -> pl.DataFrame:
     """Both values of each mapping row (i: its index in mappings) as they compare (names of the
-    row's kind: crosswalk.mapping_keys): i, kind, side, value."""
-    rows = pl.DataFrame(
-        [
-            (i, m.kind, side, value)
-            for i, m in enumerate(mappings)
-            for side, value in (("a", m.autotask), ("h", m.halopsa))
-        ],
-        schema={"i": pl.Int64, "kind": pl.String, "side": pl.String, "value": pl.String},
-        orient="row",
+    row's kind: crosswalk.mapping_frame), row by row, the Autotask value first: i, kind, side,
+    value."""
+    return (
+        mapping_frame(mappings)
+        .with_row_index("i")
+        .select(pl.col("i").cast(pl.Int64), "kind", a="target", h="value")
+        .unpivot(["a", "h"], index=["i", "kind"], variable_name="side")
+        .sort("i", "side", maintain_order=True)
     )
-    return rows.with_columns(mapping_keys(rows["kind"], rows["value"]))
 
 
 def _named(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> pl.DataFrame:
@@ -1163,7 +1161,7 @@ def _unused(
     kind): checked on both sides, so a typo in either column is reported with the file and row
     rather than silently leaving its pair unmapped; and those whose Autotask value fits several
     Autotask entities (unfit: kind, target, problem; crosswalk._mapped's). Values compare as
-    names of the row's kind (crosswalk.mapping_keys)."""
+    names of the row's kind (crosswalk.mapping_frame)."""
     if not mappings:
         return []
     missing = (

@@ -805,7 +805,7 @@ def write_outputs(
     until the new one is complete, and never a workbook of an earlier run), which holds the
     run's discrepancies.parquet already (written from DISCREPANCIES, discrepancy_parts). The
     other discrepancy files and the report are written from that file, never from the whole
-    table in memory: the CSV by polars' streaming engine (write_csv_scan), the JSON a chunk at a
+    table in memory: the CSVs a slice at a time (write_csv_scan), the JSON a chunk at a
     time (_written), the workbook by `child` (a WorkbookChild or WorkbookThread, given its job
     once the Parquet file was written), waited for last. Text cells of the CSVs are made safe
     for spreadsheets (safe.neutralise), each as its file is written; the Parquet and JSON keep

@@ -610,13 +610,15 @@ def test_the_workbook_of_chunks_is_the_workbook_of_the_whole_table(
 def test_the_csv_of_chunks_is_the_csv_of_the_whole_table(
     case: tuple[pl.DataFrame, list[pl.DataFrame]],
 ) -> None:
-    """discrepancies.csv streamed from the Parquet file the chunks were written to: the bytes
-    of the whole table made safe (safe.neutralise) and written at once, the header once, for
-    any chunking."""
+    """discrepancies.csv written a slice at a time from the Parquet file the chunks were
+    written to: the bytes of the whole table made safe (safe.neutralise) and written at once,
+    the header once, for any chunking of either."""
+    from reconcile import outputs
     from reconcile.outputs import write_csv_scan, write_parquet_parts
 
     frame, parts = case
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outputs, "CSV_ROWS", 3)  # several slices, the header written once
         whole, chunks = Path(tmp) / "whole.csv", Path(tmp) / "chunks.csv"
         neutralise(frame).write_csv(whole)
         write_parquet_parts(iter(parts), Path(tmp) / "t.parquet")
