@@ -61,6 +61,7 @@ from reconcile.report_model import (
     Counts,
     CurrencyControl,
     CurrencyTotals,
+    Exclusion,
     History,
     LapsedAcceptance,
     LoweredSeverity,
@@ -1057,8 +1058,9 @@ def report_data(
     Parquet file `parquet`, the run's discrepancies.parquet, in the outputs' order), their lines
     (DISCREPANCIES' lines, a Parquet file written into `folder`) and its quarantined rows (read
     here: the rows excluded by design, such as HaloPSA's group headers, are in quarantine.csv
-    only). The discrepancies and their lines are scanned (read a column, or a few rows, at a
-    time): the ReportData holds only while those files are there."""
+    only, counted here by platform and reason). The discrepancies and their lines are scanned
+    (read a column, or a few rows, at a time): the ReportData holds only while those files are
+    there."""
     quarantined = workspace.quarantined(result.cycle, "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
@@ -1068,6 +1070,11 @@ def report_data(
         "reasons",
         "raw",
     )
+    excluded = workspace.con.execute(
+        "SELECT source, reasons, count(*) FROM quarantine WHERE cycle = ? "
+        "AND disposition = 'excluded' GROUP BY ALL ORDER BY source, count(*) DESC, reasons",
+        [result.cycle],
+    ).fetchall()
     return ReportData(
         summary=result.summary,
         rules={
@@ -1077,6 +1084,7 @@ def report_data(
         discrepancies=_scan(parquet, DISCREPANCY_SCHEMA),
         lines=_line_details(workspace, folder / "lines.parquet"),
         quarantine=conform(quarantined, QUARANTINE_SCHEMA),
+        excluded=tuple(Exclusion(*row) for row in excluded),
     )
 
 
