@@ -809,6 +809,7 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
         .sort("place", "side", "ref", maintain_order=True)
         .drop("place"),
         quarantine=made["data"].quarantine,
+        excluded=made["data"].excluded,
     )
     assert render(whole) == made["html"] == (out / "report.html").read_text(encoding="utf-8")
     assert b"".join(blob(whole)) == made["blob"]
