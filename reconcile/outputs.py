@@ -32,6 +32,7 @@ import polars as pl
 from filelock import FileLock, Timeout
 
 from reconcile.errors import InputError
+from reconcile.litter import LITTER_NAMES, LITTER_PREFIXES
 from reconcile.report_model import Chunked, chunks
 from reconcile.safe import cell_expr, neutralise
 
@@ -56,11 +57,6 @@ def _names(out: Path) -> tuple[Path, Path, str]:
         out.parent / f".{out.name}.previous",
         f".{out.name}.new-",
     )
-
-
-# What a system or an office suite leaves in a folder someone opened: replaced with the rest.
-LITTER_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
-LITTER_PREFIXES = ("~$", ".~lock.")
 
 
 @contextlib.contextmanager

@@ -174,6 +174,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "expected_total": "number of expected differences",
     "quarantine": "quarantined rows (capped at SERVER_ROWS_CAP), raw as a dict",
     "quarantine_total": "number of quarantined rows",
+    "excluded": "the rows excluded by design by platform and reason (report_model.Exclusion)",
+    "excluded_total": "number of rows excluded by design",
     "severities": "the severity names in display order",
     "list_severities": "the severities the discrepancy list can hold (filter checkboxes)",
     "rule_explanations": "rule code -> Markup: the rule's explanation rendered from its Markdown "
@@ -702,6 +704,8 @@ def build_context(data: ReportData, css: str, js: str) -> dict[str, Any]:
         "expected_total": int(tally.filter(pl.col("status") == "expected")["len"].sum()),
         "quarantine": quarantined,
         "quarantine_total": data.quarantine.height,
+        "excluded": data.excluded,
+        "excluded_total": sum(e.rows for e in data.excluded),
         "severities": SEVERITIES,
         "list_severities": LIST_SEVERITIES,
         "rule_explanations": rule_explanations(data),

@@ -702,6 +702,17 @@ class RuleText:
     explanation: str
 
 
+@dataclass(frozen=True)
+class Exclusion:
+    """Rows of one platform excluded by design for one reason (quarantine.csv's disposition
+    `excluded`: HaloPSA group headers, Autotask items posted but not invoiced, …): in the
+    export, not billed lines, compared with nothing."""
+
+    platform: str
+    reason: str
+    rows: int
+
+
 @dataclass(frozen=True, eq=False)
 class ReportData:
     """Everything the report shows: the run's summary, the rules' texts, every discrepancy
@@ -717,6 +728,7 @@ class ReportData:
     quarantine: pl.DataFrame
     title: str = "Parallel billing reconciliation"
     signed: Signoff | None = None  # the sign-off a sign-off pack's copy of the report shows
+    excluded: tuple[Exclusion, ...] = ()  # the rows excluded by design, by platform and reason
 
     def __post_init__(self) -> None:
         check_schema(self.discrepancies, DISCREPANCY_SCHEMA, "discrepancies")
@@ -726,12 +738,17 @@ class ReportData:
     def json_pieces(self) -> Iterator[bytes]:
         """The whole report data as compact JSON, in pieces, as the workspace keeps it with the
         run (history.report_blob): {summary: Summary.json_pieces, rules: {code: RuleText}, title,
-        signed, discrepancies, lines, quarantine: {column: [value, ...]}}, decimals and dates
-        as their exact text; the tables encoded by polars a column at a time (json_columns).
-        from_json_dict reads it back."""
+        signed, excluded: [Exclusion], discrepancies, lines, quarantine: {column: [value, ...]}},
+        decimals and dates as their exact text; the tables encoded by polars a column at a time
+        (json_columns). from_json_dict reads it back."""
         yield b'{"summary":'
         yield from self.summary.json_pieces()
-        head = {"rules": plain(self.rules), "title": self.title, "signed": plain(self.signed)}
+        head = {
+            "rules": plain(self.rules),
+            "title": self.title,
+            "signed": plain(self.signed),
+            "excluded": plain(self.excluded),
+        }
         yield b"," + orjson.dumps(head)[1:-1]
         for name in FRAMES:
             yield b"," + orjson.dumps(name) + b":"
@@ -745,6 +762,8 @@ class ReportData:
             rules=from_plain(Mapping[str, RuleText], data["rules"]),
             title=data["title"],
             signed=from_plain(Signoff | None, data["signed"]),
+            # Kept by runs since the report shows them; none from earlier ones.
+            excluded=from_plain(tuple[Exclusion, ...], data.get("excluded", [])),
             **{name: from_text_columns(data[name], schema) for name, schema in FRAMES.items()},
         )
 

@@ -25,7 +25,7 @@ import polars as pl
 
 from reconcile import __version__, acceptance, history, ledger, signoff
 from reconcile.config import UNFINGERPRINTED_SECTIONS, Config, Settings
-from reconcile.crosswalk import read_mappings
+from reconcile.crosswalk import name_keys, read_mappings
 from reconcile.duck import frame_of
 from reconcile.errors import EXIT_BAD_INPUT, EXIT_BLOCKERS, EXIT_OK, InputError
 from reconcile.ingest import (
@@ -36,7 +36,7 @@ from reconcile.ingest import (
     refuse_other_readings,
     sha256,
 )
-from reconcile.load.base import PLATFORM_NAMES
+from reconcile.load.base import HEADERS, PLATFORM_NAMES, normalise_header
 from reconcile.match import MatchResult, match_cycle
 from reconcile.outputs import (
     output_folder,
@@ -61,6 +61,7 @@ from reconcile.report_model import (
     Counts,
     CurrencyControl,
     CurrencyTotals,
+    Exclusion,
     History,
     LapsedAcceptance,
     LoweredSeverity,
@@ -423,12 +424,14 @@ MISSING_IN = {"halopsa": "missing_in_halopsa", "autotask": "missing_in_autotask"
 
 
 def with_quarantine_notes(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
-    """Add to the message of the run's discrepancies (DISCREPANCIES) of a MISSING_IN rule, but
-    not the expected ones, how many rows of the platform no line matches in were quarantined by
-    the cycle's loads, when any were: a quarantined row is in the export but compared with
-    nothing, so the line may be one of them. The platform's count for the cycle (the loads
-    table's, as the verdict counts them), not the client's: a quarantined row's client is text
-    as its export spells it, never resolved by the crosswalk. Ids never depend on the message."""
+    """Add to the message of the run's discrepancies (DISCREPANCIES) that a platform's rows the
+    cycle's loads quarantined may explain (not the expected ones) that they were quarantined:
+    a quarantined row is in the export but compared with nothing. A finding whose client's
+    rows of that platform were quarantined (_client_quarantine_notes) names them and where to
+    look; any other of a MISSING_IN rule gets how many rows of the platform no line matches in
+    were quarantined, the platform's count for the cycle (the loads table's, as the verdict
+    counts them). Ids never depend on the message."""
+    noted = _client_quarantine_notes(con, cycle)
     quarantined = con.execute(
         "SELECT platform, sum(rows_quarantined) FROM loads WHERE cycle = ? "
         "GROUP BY platform HAVING sum(rows_quarantined) > 0 ORDER BY platform",
@@ -443,9 +446,108 @@ def with_quarantine_notes(con: duckdb.DuckDBPyConnection, cycle: str) -> None:
         )
         con.execute(
             f"UPDATE {DISCREPANCIES.name} SET message = message || $note "
-            "WHERE rule = $rule AND severity <> 'expected'",
-            {"note": note, "rule": MISSING_IN[platform]},
+            "WHERE rule = $rule AND severity <> 'expected' AND NOT list_contains($noted, id)",
+            {"note": note, "rule": MISSING_IN[platform], "noted": noted},
         )
+
+
+# The rules whose findings a platform's quarantined rows of the finding's client may explain:
+# lines no line of the platform matches, and (Autotask) a HaloPSA client matching no Autotask
+# client, which is what is left when all of the client's Autotask rows were quarantined.
+EXPLAINED_BY_QUARANTINE = {
+    "unmapped_client": "autotask",
+    **{rule: platform for platform, rule in MISSING_IN.items()},
+}
+
+
+def _client_quarantine_notes(con: duckdb.DuckDBPyConnection, cycle: str) -> list[str]:
+    """Add to the message of each finding of EXPLAINED_BY_QUARANTINE (not the expected ones)
+    whose client has rows of the rule's platform that the cycle's loads quarantined how many,
+    and where to look: quarantine.csv, the file and row of the first and its reasons. A
+    quarantined row's client is its client name as its export spells it (never resolved by the
+    crosswalk), compared with the finding's client as mapping rows compare names
+    (crosswalk.name_keys). The ids of the findings noted."""
+    quarantined = _quarantined_clients(con, cycle)
+    if quarantined.is_empty():
+        return []
+    clients = frame_of(
+        con.sql(
+            f"SELECT DISTINCT client FROM {DISCREPANCIES.name} WHERE list_contains(?, rule) "
+            "AND severity <> 'expected' AND client IS NOT NULL ORDER BY client",
+            params=[list(EXPLAINED_BY_QUARANTINE)],
+        )
+    )["client"]
+    rules = pl.DataFrame(
+        {"rule": list(EXPLAINED_BY_QUARANTINE), "platform": list(EXPLAINED_BY_QUARANTINE.values())}
+    )
+    found = (
+        pl.DataFrame({"client": clients, "key": name_keys("client", clients)})
+        .join(quarantined, on="key")
+        .join(rules, on="platform")
+    )
+    if found.is_empty():
+        return []
+    notes = [
+        _quarantine_note(q["rule"], q["platform"], q["name"], q["rows"])
+        + f" (quarantine.csv; {'' if q['rows'] == 1 else 'the first, '}{q['file_name']} row "
+        f"{q['row_number']}: {q['reasons']})"
+        for q in found.iter_rows(named=True)
+    ]
+    noted = con.execute(
+        f"""
+        UPDATE {DISCREPANCIES.name} d SET message = d.message || n.note
+        FROM (SELECT unnest($clients) AS client, unnest($rules) AS rule, unnest($notes) AS note) n
+        WHERE d.client = n.client AND d.rule = n.rule AND d.severity <> 'expected'
+        RETURNING d.id
+        """,
+        {"clients": found["client"].to_list(), "rules": found["rule"].to_list(), "notes": notes},
+    ).fetchall()
+    return [row[0] for row in noted]
+
+
+def _quarantine_note(rule: str, platform: str, name: str, rows: int) -> str:
+    """What a finding of `rule` is told of its client's `rows` quarantined rows of `platform`."""
+    one = rows == 1
+    quarantined = (
+        f"{counted(rows, f'{PLATFORM_NAMES[platform]} row')} of client {name!r} "
+        f"{'was' if one else 'were'} quarantined at load and not compared"
+    )
+    if rule == "unmapped_client":
+        return f"; {quarantined}, so no Autotask line of it was loaded"
+    return f", but {quarantined}: {'it may be this line' if one else 'it may be one of them'}"
+
+
+def _quarantined_clients(con: duckdb.DuckDBPyConnection, cycle: str) -> pl.DataFrame:
+    """The cycle's quarantined rows by platform and client name (its export's client-name
+    column, found in each file's raw values by the platform's header names): platform, name
+    (the first spelling), key (crosswalk.name_keys), rows, and the file name, row number and
+    reasons of the first in quarantine.csv's order."""
+    files = con.execute(
+        "SELECT DISTINCT source, file_name, json_keys(raw) FROM quarantine "
+        "WHERE cycle = ? AND disposition = 'quarantined' ORDER BY ALL",
+        [cycle],
+    ).fetchall()
+    parts = []
+    for platform, file_name, keys in files:
+        names = {normalise_header(a) for a in ("client_name", *HEADERS[platform]["client_name"])}
+        key = next((k for k in keys if normalise_header(k) in names), None)
+        if key is None:
+            continue
+        query = (
+            "SELECT source AS platform, raw->>? AS name, row_number, file_name, reasons "
+            "FROM quarantine WHERE cycle = ? AND disposition = 'quarantined' AND source = ? "
+            "AND file_name = ? AND json_keys(raw) = ? AND name IS NOT NULL"
+        )
+        parts.append(frame_of(con.sql(query, params=[key, cycle, platform, file_name, keys])))
+    if not parts:
+        return pl.DataFrame()
+    rows = pl.concat(parts).sort("platform", "file_name", "row_number")
+    return (
+        rows.with_columns(key=name_keys("client", rows["name"]))
+        .filter(pl.col("key") != "")
+        .group_by("platform", "key", maintain_order=True)
+        .agg(pl.col("name", "file_name", "row_number", "reasons").first(), rows=pl.len())
+    )
 
 
 def _cents(value: Any) -> Decimal:
@@ -956,8 +1058,9 @@ def report_data(
     Parquet file `parquet`, the run's discrepancies.parquet, in the outputs' order), their lines
     (DISCREPANCIES' lines, a Parquet file written into `folder`) and its quarantined rows (read
     here: the rows excluded by design, such as HaloPSA's group headers, are in quarantine.csv
-    only). The discrepancies and their lines are scanned (read a column, or a few rows, at a
-    time): the ReportData holds only while those files are there."""
+    only, counted here by platform and reason). The discrepancies and their lines are scanned
+    (read a column, or a few rows, at a time): the ReportData holds only while those files are
+    there."""
     quarantined = workspace.quarantined(result.cycle, "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
@@ -967,6 +1070,11 @@ def report_data(
         "reasons",
         "raw",
     )
+    excluded = workspace.con.execute(
+        "SELECT source, reasons, count(*) FROM quarantine WHERE cycle = ? "
+        "AND disposition = 'excluded' GROUP BY ALL ORDER BY source, count(*) DESC, reasons",
+        [result.cycle],
+    ).fetchall()
     return ReportData(
         summary=result.summary,
         rules={
@@ -976,6 +1084,7 @@ def report_data(
         discrepancies=_scan(parquet, DISCREPANCY_SCHEMA),
         lines=_line_details(workspace, folder / "lines.parquet"),
         quarantine=conform(quarantined, QUARANTINE_SCHEMA),
+        excluded=tuple(Exclusion(*row) for row in excluded),
     )
 
 

@@ -34,6 +34,7 @@ from reconcile.report_model import (
     Counts,
     CurrencyControl,
     CurrencyTotals,
+    Exclusion,
     LoweredSeverity,
     MappingFile,
     MatchStage,
@@ -501,7 +502,7 @@ def sample_report_data(
     n_discrepancies: int = 40, hostile: bool = False, clients: int = len(CLIENTS)
 ) -> ReportData:
     """Report data with ``n_discrepancies`` open findings among ``clients`` clients, plus three
-    accepted differences, unmapped names, lowered settings and quarantined rows."""
+    accepted differences, unmapped names, lowered settings, quarantined and excluded rows."""
     names = client_names(clients, hostile)
     seed = 20261123 + n_discrepancies
     findings = _findings(n_discrepancies, names, hostile, seed)
@@ -534,6 +535,7 @@ def sample_report_data(
         discrepancies=discrepancies,
         lines=lines,
         quarantine=_quarantine(names, hostile),
+        excluded=_excluded(hostile),
     )
 
 
@@ -811,6 +813,17 @@ def _quarantine(names: list[str], hostile: bool) -> pl.DataFrame:
         },
     ]
     return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA)
+
+
+def _excluded(hostile: bool) -> tuple[Exclusion, ...]:
+    """Rows excluded by design, as the loads give their reasons."""
+    header = "HaloPSA group header (isgroupdesc): a heading on the invoice, not a billed line"
+    return (
+        Exclusion(
+            "autotask", "Autotask billing item posted but not on an invoice (invoiceID 0)", 2
+        ),
+        Exclusion("halopsa", f"{header} {HOSTILE[1]}" if hostile else header, 143),
+    )
 
 
 def with_summary(data: ReportData, **changes: Any) -> ReportData:

@@ -95,7 +95,8 @@ def test_autotask_csv_customer_currency_is_not_assumed(tmp_path: Path) -> None:
     """The export wizard's CSV of a multi-currency tenant: the line whose Extended Price differs
     from its Internal Currency twin, in a file that names no currency, is quarantined with the
     client, both amounts and what to export; the GBP line loads; no currency's totals hold
-    another's money (its control row is the unknown currency's)."""
+    another's money (its control row is the unknown currency's); the HaloPSA client left
+    unmatched says its Autotask row was quarantined, where and why."""
     folder = BREAKS / "at_csv_customer_currency"
     spec = read_json(folder / "expected.json")
     result, summary, rows = _run(tmp_path, folder)
@@ -107,6 +108,10 @@ def test_autotask_csv_customer_currency_is_not_assumed(tmp_path: Path) -> None:
     assert [{k: row[k] for k in spec["quarantined"][0]}] == spec["quarantined"]
     for part in spec["reason_names"]:
         assert part in row["reasons"], row["reasons"]
+    # HaloPSA's EUR line is left matching no Autotask client: the finding says why.
+    (unmapped,) = [r for r in rows if r["rule"] == "unmapped_client"]
+    for part in spec["unmapped_client_names"]:
+        assert part in unmapped["message"], unmapped["message"]
     controls = {c["currency"]: c for c in _control(summary, "autotask")["by_currency"]}
     assert {c: controls[c]["net_read"] for c in controls} == {"GBP": "100.00", None: "400.00"}
 

@@ -221,3 +221,30 @@ def test_demo_discrepancy_table_fits_its_card_at_1400_px(
                    return [document.getElementById('disc-table').scrollWidth, box.clientWidth]; }"""
     )
     assert widths[0] <= widths[1], widths
+
+
+def test_demo_report_counts_the_rows_excluded_beside_the_quarantined(
+    demo: tuple[Path, list[dict[str, Any]]], open_report: Any
+) -> None:
+    """The demo's HaloPSA export holds group headers, templates and inactive lines, excluded by
+    design: the Quarantine link says how many beside its 0, and the section lists them by
+    reason as quarantine.csv holds them."""
+    path, _ = demo
+    with (path.parent / "quarantine.csv").open(encoding="utf-8") as fh:
+        kept = [r for r in csv.DictReader(fh)]
+    reasons = Counter((r["source"], r["reasons"]) for r in kept if r["disposition"] == "excluded")
+    assert reasons and not [r for r in kept if r["disposition"] == "quarantined"]
+    page = open_report(path).page
+    link = "nav.toc a[href='#quarantine']"
+    total = sum(reasons.values())
+    assert " ".join(page.text_content(link).split()) == f"Quarantine 0 {total} excluded"
+    page.click(link)
+    assert page.is_visible("#excluded")
+    cells = page.eval_on_selector_all(
+        "#quarantine table.data tbody tr",
+        "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))",
+    )
+    names = {"autotask": "Autotask", "halopsa": "HaloPSA"}
+    assert Counter({(p, r): int(n) for p, r, n in cells}) == Counter(
+        {(names[p], r): n for (p, r), n in reasons.items()}
+    )

@@ -213,3 +213,81 @@ def test_a_cells_format_code_comes_from_its_style(tmp_path: Path) -> None:
         ("0.0625", "h:mm"),
         ("2.5", "General"),
     ]
+
+
+ORGANIZATION = AUTOTASK_GRID_HEADER.index("Organization Name")
+
+
+def _hidden_rows_export(
+    path: Path, hidden: list[bool], titles: int, filtered: bool, spelling: str
+) -> Path:
+    """An Autotask grid export below `titles` title rows (the first one hidden), one line per
+    entry of `hidden`, those marked hidden in Excel: by an AutoFilter on Organization Name
+    (showing the other rows' clients) or by hand; then a hidden blank row. `spelling` is how
+    the sheet's XML writes the attribute (`1` as Excel does, or xsd:boolean's `true`)."""
+    book = xlsxwriter.Workbook(str(path))
+    book.set_properties({"created": datetime(2026, 11, 1)})
+    sheet = book.add_worksheet("Lines")
+    for row in range(titles):
+        sheet.write(row, 0, "Billing Items" if row == 0 else "Run 11/30/2026 09:14")
+    if titles:
+        sheet.set_row(0, None, None, {"hidden": True})
+    sheet.write_row(titles, 0, AUTOTASK_GRID_HEADER)
+    for i, _ in enumerate(hidden, 1):
+        line = [str(1000 + i), "INV-1", "11/13/2026", str(i), f"Client {i}", "Work", "1"]
+        sheet.write_row(titles + i, 0, [*line, "85.00", "85.00", "0.00"])
+    shown = [f"Client {i}" for i, h in enumerate(hidden, 1) if not h]
+    if filtered:
+        sheet.autofilter(titles, 0, titles + len(hidden), len(AUTOTASK_GRID_HEADER) - 1)
+        sheet.filter_column_list(ORGANIZATION, shown or ["Nobody"])
+    for i, h in enumerate([*hidden, True], 1):
+        if h:
+            sheet.set_row(titles + i, None, None, {"hidden": True})
+    book.close()
+    if spelling != "1":
+        import zipfile
+
+        member = "xl/worksheets/sheet1.xml"
+        with zipfile.ZipFile(path) as source:
+            parts = {name: source.read(name) for name in source.namelist()}
+        parts[member] = parts[member].replace(b'hidden="1"', f'hidden="{spelling}"'.encode())
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+            for name, data in parts.items():
+                target.writestr(name, data)
+    return path
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hidden=st.lists(st.booleans(), min_size=1, max_size=12),
+    titles=st.integers(0, 2),
+    filtered=st.booleans(),
+    spelling=st.sampled_from(["1", "true"]),
+)
+def test_hidden_rows_are_read_and_named_in_a_warning(
+    tmp_path_factory: pytest.TempPathFactory,
+    hidden: list[bool],
+    titles: int,
+    filtered: bool,
+    spelling: str,
+) -> None:
+    """Rows hidden in Excel (filtered out or hidden by hand) are in the file: every line is
+    loaded, and the load warns how many lines are hidden and which Excel rows (the first five),
+    never counting a hidden title row above the header or a hidden blank row."""
+    path = tmp_path_factory.mktemp("h") / "billing.xlsx"
+    (raw,) = read_inputs([_hidden_rows_export(path, hidden, titles, filtered, spelling)], None)
+    batches = list(normalise(raw, Settings(cycle="2026-11", currency="GBP")))
+    assert sum(b.lines.height for b in batches) == len(hidden)
+    rows = [titles + 1 + i for i, h in enumerate(hidden, 1) if h]
+    about = [w for w in raw.warnings if "in Excel" in w]
+    if not rows:
+        assert about == []
+        return
+    (warning,) = about
+    named = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    counted = (
+        "1 row of sheet 'Lines' is" if len(rows) == 1 else f"{len(rows)} rows of sheet 'Lines' are"
+    )
+    how = "filtered out by the sheet's AutoFilter or hidden" if filtered else "hidden"
+    assert warning.startswith(f"billing.xlsx: {counted} {how} in Excel (row")
+    assert f" {named}) and w" in warning and "read with the others" in warning

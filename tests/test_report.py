@@ -49,6 +49,7 @@ from reconcile.report_model import (
     Amounts,
     BridgeEntry,
     CurrencyTotals,
+    Exclusion,
     ReportData,
     RuleText,
     SideTotals,
@@ -268,6 +269,67 @@ def test_empty_sections_say_so(sample: ReportData) -> None:
     assert "No rows were quarantined." in html
     assert "Every client and item is mapped." in html
     assert "No expected differences." in html
+
+
+REASONS = (
+    "HaloPSA group header (isgroupdesc): a heading on the invoice, not a billed line",
+    "inactive HaloPSA line (isinactive): shown on the template, not billed",
+    "Autotask billing item posted but not on an invoice (invoiceID 0)",
+    "Autotask billing item posted but not on an invoice ('Invoice Number' and 'Invoice Date' "
+    "empty)",
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    excluded=st.lists(
+        st.tuples(
+            st.sampled_from(["autotask", "halopsa"]),
+            st.sampled_from(REASONS),
+            st.integers(1, 2_000_000),
+        ),
+        unique_by=lambda e: e[:2],
+        max_size=4,
+    ),
+    quarantined=st.booleans(),
+)
+def test_rows_excluded_by_design_are_counted_beside_the_quarantined(
+    sample: ReportData, excluded: list[tuple[str, str, int]], quarantined: bool
+) -> None:
+    """Rows excluded by design (HaloPSA group headers, items posted but not invoiced) are never
+    hidden behind "Quarantine 0": the section link and the control totals' link say how many
+    beside the quarantined count, and the quarantine section lists each platform's reasons and
+    rows; with none excluded, none of that is shown."""
+    data = dataclasses.replace(
+        sample,
+        excluded=tuple(Exclusion(*e) for e in excluded),
+        quarantine=sample.quarantine if quarantined else sample.quarantine.clear(),
+    )
+    page = outside_embedded(report_html(data))
+    total = sum(rows for _, _, rows in excluded)
+    shown = data.quarantine.height
+    nav = re.search(r'<a href="#quarantine">Quarantine .*?</a>', page)
+    assert nav is not None
+    link = re.search(r'<p class="small"><a href="#quarantine">(.*?)</a></p>', page)
+    assert link is not None
+    section = page.partition('id="excluded"')[2].partition("</section>")[0]
+    rows = re.findall(
+        r"<tr>\s*<td>(Autotask|HaloPSA)</td>\s*<td>([^<]*)</td>\s*<td class=\"num\">([\d,]+)</td>",
+        section,
+    )
+    if not excluded:
+        assert nav.group(0).endswith(f'<span class="pill">{shown}</span></a>')
+        assert link.group(1) == f"Quarantined rows ({shown})"
+        assert 'id="excluded"' not in page and not rows
+        return
+    assert nav.group(0).endswith(
+        f'<span class="pill" title="rows excluded by design: not billed '
+        f'lines">{total:,} excluded</span></a>'
+    )
+    assert link.group(1) == f"Quarantined rows ({shown}); excluded by design ({total:,})"
+    assert f"{total:,} row{'s' * (total != 1)} of the exports, not billed lines" in page
+    names = {"autotask": "Autotask", "halopsa": "HaloPSA"}
+    assert rows == [(names[p], str(escape(r)), f"{n:,}") for p, r, n in excluded]
 
 
 def test_frames_must_have_their_declared_columns(sample: ReportData) -> None:
@@ -620,6 +682,7 @@ def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
         "rules": plain(hostile.rules),
         "title": hostile.title,
         "signed": None,
+        "excluded": plain(hostile.excluded),
         **{
             name: text_columns(getattr(hostile, name)).to_dict(as_series=False)
             for name in ("discrepancies", "lines", "quarantine")
@@ -630,7 +693,11 @@ def test_report_data_round_trips_through_json(hostile: ReportData) -> None:
     assert indented[0] == indented[1]
     for name in ("discrepancies", "lines", "quarantine"):
         assert getattr(back, name).equals(getattr(hostile, name))
+    assert back.excluded == hostile.excluded
     assert report_html(back) == report_html(hostile)
+    # A run kept before the report showed its excluded rows reads back with none.
+    earlier = {k: v for k, v in kept.items() if k != "excluded"}
+    assert ReportData.from_json_dict(earlier).excluded == ()
 
 
 def json_bytes(data: Any) -> bytes:

@@ -811,6 +811,7 @@ def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
         .sort("place", "side", "ref", maintain_order=True)
         .drop("place"),
         quarantine=made["data"].quarantine,
+        excluded=made["data"].excluded,
     )
     assert render(whole) == made["html"] == (out / "report.html").read_text(encoding="utf-8")
     assert b"".join(blob(whole)) == made["blob"]
@@ -863,9 +864,10 @@ def test_a_line_missing_where_rows_are_quarantined_says_so(
 ) -> None:
     """The backup line is in both exports, but one side's row has an amount that cannot be read
     and is quarantined: the other side's line is reported missing (exit 2 for the quarantine),
-    and its message says a row of that side was quarantined, under the id it has when the row
-    is simply absent. `run` writes the quarantined row to quarantine.csv in --out, as the README
-    says, and nothing beside the workspace (that is `load`'s per-load file)."""
+    and its message says a row of that side of its client was quarantined, where it is and why,
+    under the id it has when the row is simply absent. `run` writes the quarantined row to
+    quarantine.csv in --out, as the README says, and nothing beside the workspace (that is
+    `load`'s per-load file)."""
     header = {"autotask": AT_HEADER, "halopsa": HALO_HEADER}
     rows = {
         "autotask": [
@@ -897,14 +899,93 @@ def test_a_line_missing_where_rows_are_quarantined_says_so(
 
     assert found["quarantined"]["id"] == found["absent"]["id"]
     assert found["absent"]["message"].endswith(f"; no {label} line matches it")
+    column = "Extended Price" if bad_side == "autotask" else "net_amount"
     assert found["quarantined"]["message"] == (
-        f"{found['absent']['message']}, but 1 {label} row of this cycle was quarantined at load "
-        "and not compared (quarantine.csv): it may be this line"
+        f"{found['absent']['message']}, but 1 {label} row of client 'Acme Ltd' was quarantined "
+        f"at load and not compared: it may be this line (quarantine.csv; {bad_side}.csv row 2: "
+        f"column '{column}': expected an amount such as 1234.56, -12.00, (12.00), 12.00-, "
+        "$1,234.50 or USD 12.00, got '5x0.00' (not a number written with a decimal point))"
     )
     assert "5x0.00" in (tmp_path / "quarantined" / "out" / "quarantine.csv").read_text("utf-8")
     assert not (tmp_path / "quarantined" / "quarantine").exists()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "`reconcile run` writes the cycle's to `quarantine.csv` in `--out`" in readme
+
+
+QUARANTINE_ITEMS = ("Backup", "Firewall", "Email Security")
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    side=st.sampled_from(["autotask", "halopsa"]),
+    quarantined=st.integers(1, 3),
+    kept=st.booleans(),
+    spelling=st.sampled_from(
+        ["Harbour Cafe Ltd", "HARBOUR CAFE LTD", "Harbour Café Limited", "harbour cafe ltd."]
+    ),
+    stranger=st.booleans(),
+)
+def test_a_clients_quarantined_rows_are_named_in_its_findings(
+    tmp_path_factory: pytest.TempPathFactory,
+    side: str,
+    quarantined: int,
+    kept: bool,
+    spelling: str,
+    stranger: bool,
+) -> None:
+    """A client's rows of one side quarantined (an amount that cannot be read), however that
+    side spells the client's name: every finding they leave on the other side (its lines
+    missing, or the HaloPSA client matching no Autotask client when all its Autotask rows are
+    gone) says how many of the client's rows were quarantined, where the first is in
+    quarantine.csv and why (never the platform's count for the cycle besides), a quarantined
+    row of another client (`stranger`) not counted; a client whose lines pair has no finding."""
+    folder = tmp_path_factory.mktemp("q")
+    label = {"autotask": "Autotask", "halopsa": "HaloPSA"}[side]
+    at_row = "A{},INV-{},11/01/2026,{},{},1,50.00,{},10.00,11/01/2026,11/30/2026"
+    halo_row = "H{},NW{},01/11/2026,{},{},1,50.00,{},10.00,01/11/2026,30/11/2026"
+    line = {"autotask": at_row, "halopsa": halo_row}
+    rows: dict[str, list[str]] = {
+        s: [line[s].format(1, 1, "Acme Ltd", "Server", "50.00")] for s in line
+    }
+    other = "halopsa" if side == "autotask" else "autotask"
+    items = QUARANTINE_ITEMS[:quarantined]
+    for i, item in enumerate(["Managed Server", *items] if kept else items, 2):
+        rows[other].append(line[other].format(i, 2, "Harbour Cafe Ltd", item, "50.00"))
+    if kept:
+        rows[side].append(line[side].format(2, 2, spelling, "Managed Server", "50.00"))
+    first = len(rows[side]) + 1  # the first quarantined row's data row number
+    for i, item in enumerate(items, 10):
+        rows[side].append(line[side].format(i, 2, spelling, item, "5x0.00"))
+    if stranger:
+        rows[side].append(line[side].format(20, 3, "Kestrel Dental", "Server", "5x0.00"))
+    exports = write_exports(
+        folder, "\n".join(rows["autotask"]) + "\n", "\n".join(rows["halopsa"]) + "\n"
+    )
+    result = invoke(
+        "--workspace", folder / "ws.duckdb", "run", "--cycle", "2026-11",
+        "--autotask", exports["autotask"], "--halopsa", exports["halopsa"],
+        "--out", folder / "out", "--no-workbook",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    found = findings(folder / "out")
+    assert not [f for f in found if f["client"] == "Acme Ltd"]
+    rule = "unmapped_client" if side == "autotask" and not kept else f"missing_in_{side}"
+    noted = [f for f in found if f["rule"] == rule]
+    assert len(noted) == (1 if rule == "unmapped_client" else quarantined), found
+    was = "was" if quarantined == 1 else "were"
+    told = (
+        f"{quarantined} {label} row{'s' * (quarantined > 1)} of client {spelling!r} {was} "
+        f"quarantined at load and not compared"
+    )
+    where = f" (quarantine.csv; {'the first, ' * (quarantined > 1)}{side}.csv row {first}: column "
+    if rule == "unmapped_client":
+        then = ", so no Autotask line of it was loaded"
+    else:
+        then = f": it may be {'this line' if quarantined == 1 else 'one of them'}"
+    for finding in noted:
+        assert f"{told}{then}{where}" in finding["message"], finding["message"]
+        assert "got '5x0.00'" in finding["message"]
+        assert "of this cycle" not in finding["message"]
 
 
 def test_quarantine_files_give_each_rows_currency(tmp_path: Path) -> None:

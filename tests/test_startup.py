@@ -112,3 +112,16 @@ def test_a_command_ends_with_its_objects_frozen_out_of_the_collector() -> None:
     assert done.returncode == 2, done.stderr
     assert "2026-13" in done.stderr
     assert done.stdout.strip().splitlines()[-1] == "frozen True"
+
+
+def test_the_readers_import_none_of_the_writers() -> None:
+    """reconcile.load (the export readers) and reconcile.outputs (the output folder and files)
+    share what a system leaves in a folder through reconcile.litter: reading exports imports
+    neither the output writers nor the report's model."""
+    probe = (
+        "import json, sys, reconcile.load\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('reconcile.'))))"
+    )
+    found = json.loads(_python(probe).stdout.strip().splitlines()[-1])
+    assert "reconcile.litter" in found
+    assert not {"reconcile.outputs", "reconcile.report_model"} & set(found), found

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.errors import InputError
+from reconcile.litter import LITTER_PREFIXES
 from reconcile.load.base import PLATFORM_NAMES, RawFrame
 from reconcile.load.documents import api_bundles, autotask_xml, read_json
 from reconcile.load.tabular import read_csv, read_xlsx
 from reconcile.load.workbook import COMPOUND_FILE
-from reconcile.outputs import LITTER_PREFIXES
 
 # A folder stands for these files; .xls is among them to be refused with what to do (an Excel
 # 97-2003 workbook is not read), never skipped unseen.
