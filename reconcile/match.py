@@ -806,11 +806,10 @@ def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> pl.DataFrame:
     """The side's lines left for the fuzzy stage (of resolved clients: every Autotask one), only
     of the clients and currencies with lines left on both sides (the others have nothing to pair
     with; at 200,000 lines a side they were 4,000 partitions of 4,250), in no order: uid;
-    client (the client key and currency); order (UInt32: the line's place in ref order, refs
-    being unique on a side); cents (Int64: the net amount); text (item name and description,
-    normalised as crosswalk.normalise_text: name_table's base) and text_id (UInt32, one per
-    distinct text on the side); item: the item's Autotask key where the line's item is
-    resolved (every Autotask line's), else null."""
+    client (the client key and currency); item: the item's Autotask key where the line's item
+    is resolved (every Autotask line's), else null; order (UInt32: the line's place in ref
+    order, refs being unique on a side); cents (Int64: the net amount); text (item name and
+    description as they stand: _texts normalises both sides' at once)."""
     other = "h" if side == "a" else "a"
     client = "c_key || '|' || coalesce(currency, '')"
     text = "coalesce(item_name, '') || ' ' || coalesce(description, '')"
@@ -827,8 +826,19 @@ def _fuzzy_side(con: duckdb.DuckDBPyConnection, side: str) -> pl.DataFrame:
         "item",
         order=pl.col("ref").rank("ordinal"),
         cents=(pl.col("net_amount") * 100).cast(pl.Int64),
-        text=name_table("item", frame["text"])["base"],
-    ).with_columns(text_id=pl.col("text").rank("dense"))
+        text="text",
+    )
+
+
+def _texts(a: pl.DataFrame, h: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both sides' lines (_fuzzy_side) with their texts normalised as crosswalk.normalise_text
+    (name_table's base) and text_id (UInt32, one per distinct text on the side): one
+    name_table of both sides' texts, whose cost is mostly its own (a few ms a call)."""
+    texts = name_table("item", pl.concat([a["text"], h["text"]]))["base"]
+    return (
+        a.with_columns(text=texts.head(len(a))).with_columns(text_id=pl.col("text").rank("dense")),
+        h.with_columns(text=texts.tail(len(h))).with_columns(text_id=pl.col("text").rank("dense")),
+    )
 
 
 def _candidates(a: pl.DataFrame, h: pl.DataFrame, min_score: float) -> pl.DataFrame:
@@ -909,7 +919,7 @@ def _fuzzy(con: duckdb.DuckDBPyConnection, min_score: float) -> None:
     a, h = _fuzzy_side(con, "a"), _fuzzy_side(con, "h")
     if a.is_empty():  # then so is h: each side holds only clients the other holds
         return
-    pairs = _greedy(_candidates(a, h, min_score))
+    pairs = _greedy(_candidates(*_texts(a, h), min_score))
     with_frame(
         con,
         "INSERT INTO grp_line SELECT 'fuzzy:' || a_uid, 'fuzzy', s.side, "

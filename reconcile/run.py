@@ -861,8 +861,10 @@ def discrepancy_parts(workspace: Workspace, names: list[str]) -> Iterator[pl.Dat
             yield conform(part, schema)
 
 
-# Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s.
-LATER_MODULES = ("numpy",)
+# Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s;
+# numpy.ma too, which polars imports to make a Series of a numpy array (the crosswalk's name
+# scores): 11 ms of the crosswalk's CPU.
+LATER_MODULES = ("numpy", "numpy.ma")
 
 
 def _prepared() -> Environment:
