@@ -31,6 +31,7 @@ from reconcile.crosswalk import (
     Mapping,
     ambiguity_note,
     best_matches,
+    name_keys,
     name_parts,
     name_table,
     normalise_text,
@@ -187,6 +188,26 @@ def test_a_column_of_names_reads_as_each_name_does(names: list[str | None]) -> N
     assert list(name_table("client", column).iter_rows()) == parts
     texts = [(normalise_text(n), "", normalise_text(n)) for n in names]
     assert list(name_table("item", column).iter_rows()) == texts
+
+
+@settings(max_examples=200)
+@given(st.lists(raw_names(), max_size=40))
+def test_a_column_of_values_keys_as_each_value_does(values: list[str | None]) -> None:
+    """name_keys of a column is that of each value alone, whatever else the column holds:
+    its replacements beyond ASCII and its casefold of values with no full name (marks only)
+    are made only for a column that needs them."""
+    column = pl.Series(values, dtype=pl.String)
+    for kind in ("client", "item"):
+        alone = [name_keys(kind, pl.Series([v], dtype=pl.String))[0] for v in values]
+        assert name_keys(kind, column).to_list() == alone
+
+
+def test_a_value_of_marks_only_keys_as_itself_casefolded() -> None:
+    """A mapping value with no words (marks only) keys as itself, stripped and casefolded,
+    beside names that have words; a null stays null."""
+    column = pl.Series([" -/- ", "Acme Ltd", None, "--"], dtype=pl.String)
+    assert name_keys("client", column).to_list() == ["-/-", "acme ltd", None, "--"]
+    assert name_keys("item", column[1:]).to_list() == ["acme ltd", None, "--"]
 
 
 def test_each_plain_character_reads_as_python_reads_it_beside_any_other() -> None:
