@@ -120,7 +120,9 @@ def check_schema(
 def height(frame: pl.DataFrame | pl.LazyFrame) -> int:
     """The number of rows of a frame, a lazy one counted by its plan (a Parquet scan from the
     file's metadata)."""
-    return int(frame.lazy().select(pl.len()).collect().item())
+    if isinstance(frame, pl.DataFrame):
+        return frame.height
+    return int(frame.select(pl.len()).collect().item())
 
 
 # Rows (discrepancies, their lines and clients) from which a report's tables are read a column at
