@@ -61,6 +61,7 @@ from reconcile.ingest import load_warnings
 from reconcile.report_finance import FINANCE_CONTEXT, finance_context
 from reconcile.report_model import (
     CLIENT_SCHEMA,
+    COLUMNWISE_FROM,
     SEVERITIES,
     BridgeEntry,
     Control,
@@ -88,9 +89,6 @@ LIST_SEVERITIES = SEVERITIES[:3]  # expected (and accepted) differences have the
 EMBED_FORMAT = 2
 COMPRESS_ABOVE = 1_000_000  # bytes of table JSON above which the tables travel compressed
 GZIP_LEVEL = 4  # of 9: 165,000 discrepancies in about a third of the time of 9, 10% larger
-# Rows (discrepancies, their lines and clients) from which the page's tables are made a column
-# at a time rather than whole (page_tables).
-COLUMNWISE_FROM = 200_000
 GZIP_WBITS = zlib.MAX_WBITS | 16  # zlib's gzip container, no timestamp: gzip.compress(mtime=0)
 BASE64_CHUNK = 3 * 2**18  # compressed bytes base64-encoded at a time (768 KiB; a multiple of 3)
 # Where the embedded JSON goes in the page's context: report_pieces puts the JSON there in pieces

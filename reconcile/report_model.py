@@ -120,7 +120,25 @@ def check_schema(
 def height(frame: pl.DataFrame | pl.LazyFrame) -> int:
     """The number of rows of a frame, a lazy one counted by its plan (a Parquet scan from the
     file's metadata)."""
-    return int(frame.lazy().select(pl.len()).collect().item())
+    if isinstance(frame, pl.DataFrame):
+        return frame.height
+    return int(frame.select(pl.len()).collect().item())
+
+
+# Rows (discrepancies, their lines and clients) from which a report's tables are read a column at
+# a time rather than whole (held, page_tables).
+COLUMNWISE_FROM = 200_000
+
+
+def held(*frames: pl.LazyFrame) -> list[pl.DataFrame] | tuple[pl.LazyFrame, ...]:
+    """The lazy frames (a run's scans of Parquet files) computed whole, all at once, when they
+    hold fewer than COLUMNWISE_FROM rows together: every column, count and filter a report
+    then makes of them is read from memory (at 20,000 lines a side, a plan computed for each
+    of about a hundred cost 1 ms or more each); larger ones as they are."""
+    counts = pl.collect_all(frame.select(pl.len()) for frame in frames)
+    if sum(int(count.item()) for count in counts) >= COLUMNWISE_FROM:
+        return frames
+    return pl.collect_all(frames)
 
 
 def empty_frame(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
@@ -856,17 +874,19 @@ def json_list_pieces(series: pl.Series) -> Iterator[bytes]:
         yield b"[]"
         return
     for start in range(0, len(series), LIST_CHUNK):
-        member = (
-            series.slice(start, LIST_CHUNK)
-            .rename("v")
-            .to_frame()
-            .select(pl.struct(pl.col("v").implode()).struct.json_encode().cast(pl.Binary))
-            .item()
-        )
+        part = series.slice(start, LIST_CHUNK).rename("v").to_frame()
+        member = part.select(_json_object("v")).item()
         # `{"v":[a,b]}` less `{"v":[` (`{"v":` first) and `]}` (`}` last): `[a,b` ... `,c]`.
         head = len(b'{"v":') if start == 0 else len(b'{"v":[')
         tail = 1 if start + LIST_CHUNK >= len(series) else 2
         yield (b"," if start else b"") + member[head:-tail]
+
+
+def _json_object(column: str) -> pl.Expr:
+    """A frame's column (at most LIST_CHUNK values) as the JSON object `{"v":[a,b]}`, Binary,
+    encoded by polars (one value: its name the column's)."""
+    struct = pl.struct(pl.col(column).implode().alias("v"))
+    return struct.struct.json_encode().cast(pl.Binary).alias(column)
 
 
 def json_lines_list(series: pl.Series, depth: int) -> Iterator[bytes]:
@@ -925,23 +945,35 @@ def json_columns(
     convert: Callable[[pl.Series], pl.Series] | None = None,
 ) -> Iterator[bytes]:
     """`orjson.dumps(text_columns(frame).to_dict(as_series=False))` in pieces, byte for byte:
-    {column: [value, ...]}, a column at a time (json_list_pieces), in the frame's column order;
-    decimals and dates as their exact text, converted a column at a time. A lazy frame is
-    computed a column at a time too, and each column is passed through `convert` (when given)
-    before it is encoded: the whole table is never held converted."""
-    yield b"{"
-    for n, name in enumerate(frame.collect_schema().names()):
-        yield (b"," if n else b"") + orjson.dumps(name) + b":"
-        series = (
-            frame.select(name).collect().to_series()
-            if isinstance(frame, pl.LazyFrame)
-            else frame.get_column(name)
-        )
+    {column: [value, ...]} in the frame's column order, decimals and dates as their exact text,
+    each column passed through `convert` (when given) before it is encoded. A frame of at most
+    LIST_CHUNK rows is converted whole and its columns encoded by one select (a select a column
+    cost about 0.3 ms each, most of a small report's tables); a larger frame, or a lazy frame
+    (computed a column at a time), a column at a time (json_list_pieces): such a table is never
+    held converted."""
+
+    def converted(series: pl.Series) -> pl.Series:
         if convert is not None:
             series = convert(series)
-        if isinstance(series.dtype, AS_TEXT):
-            series = series.cast(pl.String)
-        yield from json_list_pieces(series)
+        return series.cast(pl.String) if isinstance(series.dtype, AS_TEXT) else series
+
+    yield b"{"
+    names = frame.collect_schema().names()
+    if isinstance(frame, pl.DataFrame) and frame.height <= LIST_CHUNK:
+        ready = pl.DataFrame([converted(s).rename(f"c{n}") for n, s in enumerate(frame)])
+        encoded = ready.select(_json_object(c) for c in ready.columns).row(0)
+        for n, (name, member) in enumerate(zip(names, encoded, strict=True)):
+            # `{"v":[a,b]}` less `{"v":` and `}`, as json_list_pieces.
+            yield (b"," if n else b"") + orjson.dumps(name) + b":" + member[len(b'{"v":') : -1]
+    else:
+        for n, name in enumerate(names):
+            yield (b"," if n else b"") + orjson.dumps(name) + b":"
+            series = (
+                frame.select(name).collect().to_series()
+                if isinstance(frame, pl.LazyFrame)
+                else frame.get_column(name)
+            )
+            yield from json_list_pieces(converted(series))
     yield b"}"
 
 

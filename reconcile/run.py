@@ -81,6 +81,7 @@ from reconcile.report_model import (
     Workbook,
     conform,
     from_plain,
+    held,
     json_records,
     plain,
 )
@@ -594,7 +595,7 @@ def _side_totals(workspace: Workspace, cycle: str) -> dict[str, CurrencyTotals]:
 RUN_CLIENTS = "_run_clients"
 
 
-def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
+def _clients(workspace: Workspace, folder: Path) -> pl.DataFrame | pl.LazyFrame:
     """CLIENT_SCHEMA: one row per client and currency (a client billed in two currencies has
     two rows), from the match groups, named as Autotask names the client where it bills it in
     any currency (groups.client is HaloPSA's name on a group of HaloPSA lines alone); with the
@@ -603,7 +604,8 @@ def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
     currency (its lines', else its groups'), accepted ones left out (they are in the verdict's
     accepted count, not its blockers). Ordered by client name. Made by DuckDB into the
     temp table RUN_CLIENTS (which spills; 1.7M rows at 10M lines a side), and scanned from a
-    Parquet file of it in `folder` (_scanned): never held whole in Python."""
+    Parquet file of it in `folder` (_scanned): never held whole in Python, unless it is
+    small (report_model.held)."""
     counts = ", ".join(f"coalesce(n.{s}, 0) AS {s}" for s in SEVERITY_ORDER)
     # Open ones only: an accepted blocker is no blocker of its client (the verdict's count).
     per_severity = ", ".join(
@@ -646,12 +648,15 @@ def _clients(workspace: Workspace, folder: Path) -> pl.LazyFrame:
         FROM g LEFT JOIN n ON n.client_key = g.client_key AND n.currency = g.currency
         """
     )
-    return _scanned(
-        con,
-        f"SELECT {', '.join(CLIENT_SCHEMA)} FROM {RUN_CLIENTS} ORDER BY position",
-        folder / "clients.parquet",
-        CLIENT_SCHEMA,
+    (clients,) = held(
+        _scanned(
+            con,
+            f"SELECT {', '.join(CLIENT_SCHEMA)} FROM {RUN_CLIENTS} ORDER BY position",
+            folder / "clients.parquet",
+            CLIENT_SCHEMA,
+        )
     )
+    return clients
 
 
 def _summary(
@@ -861,10 +866,10 @@ def discrepancy_parts(workspace: Workspace, names: list[str]) -> Iterator[pl.Dat
             yield conform(part, schema)
 
 
-# Modules a run imports in its later stages (name suggestions, DuckDB's frames): ≈ 0.16 s;
-# numpy.ma too, which polars imports to make a Series of a numpy array (the crosswalk's name
-# scores): 11 ms of the crosswalk's CPU.
-LATER_MODULES = ("numpy", "numpy.ma")
+# Modules a run imports in its later stages (name suggestions, DuckDB's frames: ≈ 0.16 s;
+# numpy.ma, which polars imports to make a Series of a numpy array, the crosswalk's name
+# scores: 11 ms; the report's rule explanations, report.rule_explanations: ≈ 0.08 s).
+LATER_MODULES = ("numpy", "numpy.ma", "markdown_it")
 
 
 def _prepared() -> Environment:
@@ -1062,7 +1067,7 @@ def report_data(
     here: the rows excluded by design, such as HaloPSA's group headers, are in quarantine.csv
     only, counted here by platform and reason). The discrepancies and their lines are scanned
     (read a column, or a few rows, at a time): the ReportData holds only while those files are
-    there."""
+    there; unless they are few, then read whole (report_model.held)."""
     quarantined = workspace.quarantined(result.cycle, "quarantined").select(
         pl.col("source").alias("platform"),
         pl.col("file_name").alias("file"),
@@ -1077,14 +1082,17 @@ def report_data(
         "AND disposition = 'excluded' GROUP BY ALL ORDER BY source, count(*) DESC, reasons",
         [result.cycle],
     ).fetchall()
+    discrepancies, lines = held(
+        _scan(parquet, DISCREPANCY_SCHEMA), _line_details(workspace, folder / "lines.parquet")
+    )
     return ReportData(
         summary=result.summary,
         rules={
             r.code: RuleText(title=r.title, severity=r.default_severity, explanation=r.explanation)
             for r in rules
         },
-        discrepancies=_scan(parquet, DISCREPANCY_SCHEMA),
-        lines=_line_details(workspace, folder / "lines.parquet"),
+        discrepancies=discrepancies,
+        lines=lines,
         quarantine=conform(quarantined, QUARANTINE_SCHEMA),
         excluded=tuple(Exclusion(*row) for row in excluded),
     )

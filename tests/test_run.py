@@ -767,28 +767,33 @@ def test_a_run_without_discrepancies_writes_typed_columns(
     assert table["gross_difference"].sum() == 0
 
 
+@pytest.mark.parametrize("scanned", [True, False], ids=["scanned", "held"])
 def test_the_report_scans_the_runs_parquet_files_as_the_tables_held_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scanned: bool
 ) -> None:
     """The run's report data scan the Parquet files DuckDB wrote (run.report_data, and the
-    summary's clients: run._clients); its page and kept blob are the bytes of the same tables
-    held whole as frames: the discrepancies as
+    summary's clients: run._clients) when they hold COLUMNWISE_FROM rows or more (here: when
+    it is 0), else they are read whole (report_model.held); either way its page and kept blob
+    are the bytes of the same tables held whole as frames: the discrepancies as
     the run's discrepancies.parquet orders them (a range of positions at a time), their lines
     put in the report's order here (by discrepancy, side, ref)."""
-    from reconcile import history, run
+    from reconcile import history, report_model, run
     from reconcile.report import report_html as render
     from reconcile.report_model import DISCREPANCY_SCHEMA, ReportData, conform
 
+    if scanned:
+        monkeypatch.setattr(report_model, "COLUMNWISE_FROM", 0)
     made: dict[str, Any] = {}
     blob = history.report_blob
 
     def rendered(data: ReportData, **kwargs: Any) -> Iterator[str]:
-        assert isinstance(data.discrepancies, pl.LazyFrame)
-        assert isinstance(data.lines, pl.LazyFrame)
-        assert isinstance(data.summary.clients, pl.LazyFrame)
-        clients = data.summary.clients.collect()
+        kind = pl.LazyFrame if scanned else pl.DataFrame
+        assert isinstance(data.discrepancies, kind)
+        assert isinstance(data.lines, kind)
+        assert isinstance(data.summary.clients, kind)
+        clients = data.summary.clients.lazy().collect()
         summary = dataclasses.replace(data.summary, clients=clients)
-        made.update(data=data, lines=data.lines.collect(), summary=summary)
+        made.update(data=data, lines=data.lines.lazy().collect(), summary=summary)
         made["html"] = render(data, **kwargs)
         yield str(made["html"])
 
