@@ -593,8 +593,11 @@ class Workspace:
         so a sign-off pack can render it again, read by DuckDB (not through Python's memory).
         The report's data is kept first, in a transaction of its own, and DuckDB's memory let
         go before the run's rows are: committed with them, a 126 MB blob (10M lines a side)
-        raised the commit's peak by about 500 MiB. Kept data whose run is not kept (a run killed
-        between the two; a run number is never used twice) is removed by the next save.
+        raised the commit's peak by about 500 MiB. The run's rows are inserted at DuckDB's
+        scanning limit (scanning: each table is read through once): at its full limit the
+        insert of 1.36M findings (10M lines a side) set the run's peak, 240 MiB over what the
+        run held before it. Kept data whose run is not kept (a run killed between the two; a
+        run number is never used twice) is removed by the next save.
         Raises RuntimeError when that file is not read back as one file."""
         with self.transaction():
             # read_blob takes a glob: the file is picked out by its name, and must be there.
@@ -606,7 +609,7 @@ class Workspace:
                 raise RuntimeError(f"the report's data was not read back from {report}")
         pause("report data kept")
         self.release_memory()
-        with self.transaction():
+        with scanning(self.con, self.memory_limit), self.transaction():
             self.con.execute(
                 "DELETE FROM run_reports WHERE run_number <> ? "
                 "AND run_number NOT IN (SELECT run_number FROM runs)",
@@ -715,8 +718,10 @@ class Workspace:
         """The cycle's rows of the quarantine table as quarantine.csv holds them (less load_id
         and cycle), in file order, written by DuckDB into the Parquet file `path` (never whole
         in memory: a 10M-line HaloPSA export has some 200,000 excluded rows, each with its raw
-        values); the file has the columns also when there are no rows, raw (JSON) as its text."""
-        with insertion_order_kept(self.con):
+        values); the file has the columns also when there are no rows, raw (JSON) as its text.
+        Sorted and written at DuckDB's scanning limit (scanning): at its full limit the copy
+        raised a 10M-line run's memory by 290 MiB, held after it."""
+        with scanning(self.con, self.memory_limit), insertion_order_kept(self.con):
             self.con.execute(
                 "COPY (SELECT * EXCLUDE (load_id, cycle) REPLACE (raw::VARCHAR AS raw) "
                 f"FROM quarantine WHERE cycle = '{_literal(cycle)}' ORDER BY {QUARANTINE_ORDER}) "
