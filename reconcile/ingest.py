@@ -191,15 +191,14 @@ def _currency_totals(norm: Normalised) -> pl.DataFrame:
     """One batch's control totals per currency: a row per currency and measure, its columns
     `currency` and CurrencyControl's counts and sums (null where the row does not give it);
     Tally.by_currency adds them up. Skipped rows carry no amount and count under no currency."""
-    rejected = norm.rejected.lazy().filter(pl.col("disposition") != "skipped")
+    rejected = norm.rejected.filter(pl.col("disposition") != "skipped")
     net = pl.col("net_amount")
-    # One query (its parts run side by side), not a collect for each.
     return pl.concat(
         [
-            norm.read.lazy().select("currency", rows_read="rows", net_read="net"),
-            norm.lines.lazy()
-            .group_by("currency")
-            .agg(rows_loaded=pl.len(), net_loaded=net.sum(), tax_loaded=pl.col("tax_amount").sum()),
+            norm.read.select("currency", rows_read="rows", net_read="net"),
+            norm.lines.group_by("currency").agg(
+                rows_loaded=pl.len(), net_loaded=net.sum(), tax_loaded=pl.col("tax_amount").sum()
+            ),
             *(
                 rejected.filter(pl.col("disposition") == kind)
                 .group_by("currency")
@@ -209,7 +208,7 @@ def _currency_totals(norm: Normalised) -> pl.DataFrame:
             rejected.group_by("currency").agg(rows_unreadable_amount=net.null_count()),
         ],
         how="diagonal_relaxed",
-    ).collect()
+    )
 
 
 def read_only(
@@ -358,31 +357,25 @@ def _store_batches(
     polars both work outside the GIL), so the two overlap; one store runs at a time, and it
     has finished, or its error is raised here, before this returns. Lines are stored in whole
     DuckDB row groups (Workspace.insert_batch): the rest of a batch's lines wait for the next
-    batch, and the last rest is stored at the end. A batch without a whole row group of lines
-    holds its rejected rows back with its lines (up to a row group of them), so that an export
-    smaller than a row group is stored by one insert_batch."""
+    batch, and the last rest is stored at the end."""
     tally = Tally(invoice_sums=[] if raw.invoice_totals is not None else None)
-    held = pl.DataFrame(schema=QUARANTINE_SCHEMA)  # rejected rows not stored yet
-    held_lines: pl.DataFrame | None = None  # lines not stored yet: less than a row group
+    held: pl.DataFrame | None = None  # lines not stored yet: less than a row group
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storer:
         stored: Future[None] | None = None
         for norm in batches:
             tally.add(norm)
-            lines = norm.lines if held_lines is None else pl.concat([held_lines, norm.lines])
-            rejected = pl.concat([held, norm.rejected]) if held.height else norm.rejected
+            lines = norm.lines if held is None else pl.concat([held, norm.lines])
             whole = lines.height - lines.height % ROW_GROUP_ROWS
-            held_lines = lines.slice(whole)
-            if not whole and rejected.height < ROW_GROUP_ROWS:
-                held = rejected
-                continue
-            held = rejected.clear()
+            held = lines.slice(whole)
             if stored is not None:
                 stored.result()
-            stored = storer.submit(workspace.insert_batch, lines.head(whole), rejected, constants)
+            stored = storer.submit(
+                workspace.insert_batch, lines.head(whole), norm.rejected, constants
+            )
         if stored is not None:
             stored.result()
-    if held_lines is not None:
-        workspace.insert_batch(held_lines, held, constants)
+    if held is not None and held.height:
+        workspace.insert_batch(held, pl.DataFrame(schema=QUARANTINE_SCHEMA), constants)
     return tally
 
 
@@ -517,18 +510,13 @@ def _client_name_warnings(workspace: Workspace, raw: RawFrame, load_id: str) -> 
     only the commoner is shown for the client."""
     if raw.platform != "halopsa":
         return []
-    # The ids under two names first (a min and a max, not a list of names for every id).
     rows = workspace.con.execute(
         """
         SELECT client_id, list(DISTINCT client_name ORDER BY client_name) FROM lines
-        WHERE load_id = $id AND client_name IS NOT NULL AND client_id IN (
-            SELECT client_id FROM lines
-            WHERE load_id = $id AND client_id IS NOT NULL AND client_name IS NOT NULL
-            GROUP BY client_id HAVING min(client_name) <> max(client_name)
-        )
-        GROUP BY client_id ORDER BY client_id
+        WHERE load_id = ? AND client_id IS NOT NULL AND client_name IS NOT NULL
+        GROUP BY client_id HAVING count(DISTINCT client_name) > 1 ORDER BY client_id
         """,
-        {"id": load_id},
+        [load_id],
     ).fetchall()
     return [
         f"HaloPSA client id {client_id} appears under {len(names)} names: "

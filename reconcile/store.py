@@ -427,15 +427,13 @@ class Workspace:
             return
         self.con.execute("SET threads = 1")
         try:
-            # One commit (a write-ahead log write and sync) for both tables.
-            with self.transaction():
-                for name, (frame, insert) in stored.items():
-                    # An Arrow C stream: no pyarrow table is built, nor pyarrow imported.
-                    self.con.register(name, frame.__arrow_c_stream__())
-                    try:
-                        self.con.execute(insert, constants)
-                    finally:
-                        self.con.unregister(name)
+            for name, (frame, insert) in stored.items():
+                # An Arrow C stream: no pyarrow table is built, nor pyarrow imported.
+                self.con.register(name, frame.__arrow_c_stream__())
+                try:
+                    self.con.execute(insert, constants)
+                finally:
+                    self.con.unregister(name)
         finally:
             self.con.execute("RESET threads")
             if lines.height >= ROW_GROUP_ROWS or rejected.height:
@@ -533,11 +531,11 @@ class Workspace:
         scope = "load_id = $id AND cycle = $cycle AND line_ref NOT LIKE 'row:%'"
         params: dict[str, Any] = {"id": load_id, "cycle": cycle}
         rows = self.con.execute(f"SELECT count(*) FROM lines WHERE {scope}", params).fetchall()
-        parts = max(1, -(-int(rows[0][0]) // LINE_ID_PART))
+        params["parts"] = max(1, -(-int(rows[0][0]) // LINE_ID_PART))
         found = []
-        for part in range(parts):
-            # Hashing each id costs more than the rest of the query: only to part them.
-            where = scope if parts == 1 else f"{scope} AND hash(line_ref) % {parts} = {part}"
+        for part in range(params["parts"]):
+            where = f"{scope} AND hash(line_ref) % $parts = $part"
+            params["part"] = part
             repeats = self.con.execute(
                 f"SELECT count(*) > count(DISTINCT line_ref) FROM lines WHERE {where}", params
             ).fetchall()
