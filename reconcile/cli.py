@@ -940,20 +940,31 @@ def main() -> None:
         if problem is not None:
             click.echo(f"Error: {problem}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        import tempfile
-        import traceback
-
-        with tempfile.NamedTemporaryFile(
-            "w", prefix="reconcile-error-", suffix=".log", delete=False, encoding="utf-8"
-        ) as log:
-            traceback.print_exc(file=log)
-        click.echo(
-            f"Internal error: {type(exc).__name__}: {shown(exc)}. This is a bug in reconcile, "
-            f"not a problem with your files; the details are in {log.name}.",
-            err=True,
-        )
-        sys.exit(EXIT_INTERNAL)
+        _internal_error(exc)
+    except BaseException as exc:
+        # A panic in polars' Rust code reaches Python as pyo3's PanicException, which is not
+        # an Exception: uncaught, it printed a traceback and exited 1, a verdict's code.
+        if type(exc).__name__ != "PanicException":
+            raise
+        _internal_error(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    """Exit EXIT_INTERNAL, the traceback written to a log file the message names."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="reconcile-error-", suffix=".log", delete=False, encoding="utf-8"
+    ) as log:
+        traceback.print_exception(exc, file=log)
+    click.echo(
+        f"Internal error: {type(exc).__name__}: {shown(exc)}. This is a bug in reconcile, "
+        f"not a problem with your files; the details are in {log.name}.",
+        err=True,
+    )
+    sys.exit(EXIT_INTERNAL)
 
 
 def _interrupted() -> NoReturn:

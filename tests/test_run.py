@@ -291,15 +291,20 @@ def test_the_report_embeds_a_bridge_that_adds_up(tmp_path: Path) -> None:
     assert eur == Decimal(data["totals"]["EUR"]["difference"]["gross"]) == Decimal("1997.28")
 
 
+@pytest.mark.parametrize("fault", [ZeroDivisionError, pl.exceptions.PanicException])
 def test_a_bug_exits_3_with_a_paragraph_not_a_traceback(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    fault: type[BaseException],
 ) -> None:
-    """Exit 1 means "blockers remain"; a crash must never be mistaken for that verdict."""
+    """Exit 1 means "blockers remain"; a crash must never be mistaken for that verdict, nor a
+    panic in polars' Rust code (pyo3's PanicException, a BaseException)."""
     import reconcile.run
     from reconcile.cli import main
 
     def broken(*_: object, **__: object) -> None:
-        raise ZeroDivisionError("simulated")
+        raise fault("simulated")
 
     monkeypatch.setattr(reconcile.run, "run_cycle", broken)
     monkeypatch.setattr(
@@ -311,7 +316,7 @@ def test_a_bug_exits_3_with_a_paragraph_not_a_traceback(
         main()
     assert exited.value.code == 3
     err = capsys.readouterr().err
-    assert err.startswith("Internal error: ZeroDivisionError: simulated.")
+    assert err.startswith(f"Internal error: {fault.__name__}: simulated.")
     assert "Traceback" not in err
 
 
