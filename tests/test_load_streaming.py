@@ -79,6 +79,23 @@ def test_a_data_row_below_many_blank_rows_is_found(workspace: Workspace, tmp_pat
         read_inputs([blank], "autotask")
 
 
+@pytest.mark.parametrize("uninvoiced", [30_000, 59_998])
+def test_a_few_invoiced_rows_after_a_run_of_uninvoiced_ones_load(
+    workspace: Workspace, tmp_path: Path, uninvoiced: int
+) -> None:
+    """The export wizard exports posted items whether invoiced or not (§1.12b): a run of
+    uninvoiced rows long enough to fill the reader's first chunks, then two invoiced rows,
+    loads those two and excludes the rest. The batches come in one chunk (RawFrame.batches):
+    in the reader's chunks polars 2.1 panicked on the two rows left after the filter."""
+    path = tmp_path / "billing_items.csv"
+    unbilled = LINE.replace("INV-1,11/01/2026", ",")
+    path.write_text(AUTOTASK_HEADER + unbilled * uninvoiced + LINE * 2, encoding="utf-8")
+    (raw,) = read_inputs([path], "autotask")
+    assert {n for batch in raw.batches() for n in batch.n_chunks("all")} == {1}
+    result = load(workspace, path)
+    assert (result.rows_loaded, result.rows_excluded) == (2, uninvoiced)
+
+
 SURVEYED = [
     FIXTURES / "realworld" / "amounts" / "at_decimal_comma.csv",
     FIXTURES / "realworld" / "amounts" / "halo_decimal_comma.csv",
