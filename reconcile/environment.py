@@ -80,8 +80,9 @@ def environment_error(exc: BaseException, workspace: Path | None) -> InputError 
     if isinstance(exc, duckdb.OutOfMemoryException):
         return InputError(
             str(workspace or "the workspace"),
-            f"DuckDB reached its memory limit ({_limit()}) and could not spill to disk",
-            got=_first_line(exc),
+            f"DuckDB ran out of memory{_held(exc)} and could not spill to disk "
+            f"(RECONCILE_MEMORY_LIMIT is {_limit()}; a step that reads a table through "
+            "once runs at less)",
             hint="Raise RECONCILE_MEMORY_LIMIT (e.g. RECONCILE_MEMORY_LIMIT=2GB) on a machine "
             "with more memory, and check the disk holding the workspace has free space.",
         )
@@ -122,6 +123,13 @@ def _limit() -> str:
 def _duckdb_path(text: str) -> str | None:
     found = re.search(r'"([^"]+)"', text)
     return found.group(1) if found else None
+
+
+def _held(exc: BaseException) -> str:
+    """What DuckDB's out-of-memory message says it held of what it may use ('(1.0 MiB/1.9
+    MiB used)'), as a clause; empty when it does not say."""
+    found = re.search(r"\(([\d.]+ \w+)/([\d.]+ \w+) used\)", str(exc))
+    return f": it held {found[1]} of the {found[2]} it may use" if found else ""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -371,6 +372,29 @@ def test_a_full_disk_as_polars_words_it_exits_2(tmp_path: Path) -> None:
     problem = environment_error(OSError("No space left on device (os error 28)"), tmp_path)
     assert problem is not None
     assert "the disk is full" in str(problem) and str(tmp_path) in str(problem)
+
+
+def test_duckdb_out_of_memory_says_what_it_held_and_the_limit_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real out-of-memory error of DuckDB: the message gives what DuckDB held of what it may
+    use at that step (its own figures: a step reading a table through runs lower than the
+    limit set) beside RECONCILE_MEMORY_LIMIT, and how to go on."""
+    import duckdb
+
+    from reconcile.environment import environment_error
+
+    monkeypatch.setenv("RECONCILE_MEMORY_LIMIT", "3GB")
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '2MB'")
+    with pytest.raises(duckdb.OutOfMemoryException) as raised:
+        con.execute("SELECT list(range) FROM range(10000000)").fetchall()
+    problem = environment_error(raised.value, tmp_path)
+    assert problem is not None
+    text = str(problem)
+    held = r"DuckDB ran out of memory: it held [\d.]+ MiB of the 1.9 MiB it may use"
+    assert re.search(held, text)
+    assert "RECONCILE_MEMORY_LIMIT is 3GB" in text and "RECONCILE_MEMORY_LIMIT=2GB" in text
 
 
 # --- kind 2: outputs replaced whole ----------------------------------------------------------
