@@ -86,7 +86,13 @@ from reconcile.report_model import (
     plain,
 )
 from reconcile.rules import SEVERITY_ORDER, Rule, bridge, discover, run_rules
-from reconcile.store import Workspace, insertion_order_kept, read_ranges, scanning
+from reconcile.store import (
+    Workspace,
+    insertion_order_kept,
+    position_ranges,
+    read_ranges,
+    scanning,
+)
 from reconcile.tables import DISCREPANCIES
 from reconcile.timing import stage
 from reconcile.wording import counted
@@ -1017,41 +1023,69 @@ def _write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
         fh.writelines(pieces)
 
 
-def _line_details(workspace: Workspace, path: Path) -> pl.LazyFrame:
+REPORT_LINES = "_report_lines"  # temp table: the report's lines before they are put in order
+
+
+def _line_details(workspace: Workspace, folder: Path) -> pl.LazyFrame:
     """LINE_SCHEMA: each discrepancy's (DISCREPANCIES') lines on both sides (at most
-    REPORT_LINE_CAP per side, by ref), in the run's order, Autotask's before HaloPSA's: put in
-    that order by DuckDB (which spills to disk beyond its limit) into the Parquet file `path`,
-    and scanned from it (_scanned): never held whole, sorted nor copied in Python."""
+    REPORT_LINE_CAP per side, by ref), in the run's order, Autotask's before HaloPSA's,
+    scanned from Parquet files in `folder` (lines-00000.parquet, …; in that order). Joined
+    by DuckDB into the temp table REPORT_LINES (which spills), then sorted and written a
+    range of discrepancies at a time (store.position_ranges), a file each: the memory a range
+    needs does not grow with the cycle. One sort of all the lines did: at 10M lines a side
+    (3.3M lines), DuckDB's sort and window ran out of memory at the scanning limit (200MB) in
+    two runs of six. Only a discrepancy with more lines than the cap is ranked (a window)."""
+    columns = """w.position, w.id, '{side}' AS side, x.uid, x.ref,
+        coalesce(x.item_name, x.description) AS item, x.description, x.quantity,
+        x.unit_price, x.net_amount, x.tax_amount, x.period_start, x.period_end"""
+    cap = REPORT_LINE_CAP
+    ranked = f"QUALIFY row_number() OVER (PARTITION BY w.position ORDER BY x.ref, x.uid) <= {cap}"
     sides = " UNION ALL ".join(
         f"""
-        SELECT w.position, w.id, '{side}' AS side, x.uid, x.ref,
-               coalesce(x.item_name, x.description) AS item, x.description, x.quantity,
-               x.unit_price, x.net_amount, x.tax_amount, x.period_start, x.period_end
-        FROM (SELECT position, id, unnest({s}_uids) AS uid FROM {DISCREPANCIES.name}) w
-        JOIN {s} x USING (uid)
-        QUALIFY row_number() OVER (PARTITION BY w.position ORDER BY x.ref, x.uid)
-            <= {REPORT_LINE_CAP}
+        SELECT {columns.format(side=side)}
+        FROM (SELECT position, id, unnest({s}_uids) AS uid FROM {DISCREPANCIES.name}
+              WHERE len({s}_uids) {test} {cap}) w
+        JOIN {s} x USING (uid) {rank}
         """
         for s, side in (("a", "autotask"), ("h", "halopsa"))
+        for test, rank in (("<=", ""), (">", ranked))
     )
     # What the summary's queries left let go first: the query reads both sides' lines back.
     workspace.release_memory()
-    query = f"SELECT {', '.join(LINE_SCHEMA)} FROM ({sides}) ORDER BY position, side, ref, uid"
-    return _scanned(workspace.con, query, path, LINE_SCHEMA)
+    con = workspace.con
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REPORT_LINES} AS {sides}")
+    try:
+        parts = [
+            _copied(
+                con,
+                f"SELECT {', '.join(LINE_SCHEMA)} FROM {REPORT_LINES} "
+                f"WHERE position >= {start} AND position < {stop} "
+                "ORDER BY position, side, ref, uid",
+                folder / f"lines-{n:05d}.parquet",
+            )
+            for n, (start, stop) in enumerate(position_ranges(con, REPORT_LINES) or [(0, 0)])
+        ]
+    finally:
+        con.execute(f"DROP TABLE {REPORT_LINES}")
+    return conform(pl.scan_parquet(parts, glob=False), LINE_SCHEMA)
+
+
+def _copied(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> Path:
+    """The rows of `query` written by DuckDB into the Parquet file `path` (streamed, a row
+    group at a time) in the query's order, which a COPY keeps while insertion order is kept
+    (store.insertion_order_kept); for a table's scan that is its storage order. The path."""
+    quoted = str(path).replace("'", "''")
+    with insertion_order_kept(con):
+        con.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet)")
+    return path
 
 
 def _scanned(
     con: duckdb.DuckDBPyConnection, query: str, path: Path, schema: Mapping[str, pl.DataType]
 ) -> pl.LazyFrame:
-    """The rows of `query` written by DuckDB into the Parquet file `path` (streamed, a row
-    group at a time) in the query's order, and scanned from it with the types of `schema`
-    (its columns, in its order). The order kept: a COPY keeps its query's order while
-    insertion order is kept (store.insertion_order_kept), which for a table's scan is its
-    storage order."""
-    quoted = str(path).replace("'", "''")
-    with insertion_order_kept(con):
-        con.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet)")
-    return conform(pl.scan_parquet(path, glob=False), schema)
+    """The rows of `query` written by DuckDB into the Parquet file `path` (_copied), scanned
+    from it with the types of `schema` (its columns, in its order)."""
+    return conform(pl.scan_parquet(_copied(con, query, path), glob=False), schema)
 
 
 def report_data(
@@ -1083,7 +1117,7 @@ def report_data(
         [result.cycle],
     ).fetchall()
     discrepancies, lines = held(
-        _scan(parquet, DISCREPANCY_SCHEMA), _line_details(workspace, folder / "lines.parquet")
+        _scan(parquet, DISCREPANCY_SCHEMA), _line_details(workspace, folder)
     )
     return ReportData(
         summary=result.summary,

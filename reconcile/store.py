@@ -251,17 +251,27 @@ def read_ranges(
     a side, 1.36M discrepancies are about 900 MiB in Python and could not be sorted within
     DuckDB's 400MB. Always at least one frame: an empty table gives one empty frame with the
     select list's types."""
-    last = con.execute(f"SELECT coalesce(max(position), 0) FROM {table}").fetchall()[0][0]
-    if not last:
+    ranges = position_ranges(con, table, rows)
+    if not ranges:
         yield frame_of(con.sql(f"SELECT {columns} FROM {table} LIMIT 0"))
-    step = rows or RANGE_ROWS
-    for start in range(1, int(last) + 1, step):
+    for start, stop in ranges:
         yield frame_of(
             con.sql(
                 f"SELECT {columns} FROM {table} "
-                f"WHERE position >= {start} AND position < {start + step} ORDER BY {order}"
+                f"WHERE position >= {start} AND position < {stop} ORDER BY {order}"
             )
         )
+
+
+def position_ranges(
+    con: duckdb.DuckDBPyConnection, table: str, rows: int | None = None
+) -> list[tuple[int, int]]:
+    """The ranges [start, stop) of `rows` (RANGE_ROWS unless given) consecutive values of
+    `table`'s `position` (1 … its largest) that read_ranges reads it by; none for a table
+    with no rows."""
+    last = con.execute(f"SELECT coalesce(max(position), 0) FROM {table}").fetchall()[0][0]
+    step = rows or RANGE_ROWS
+    return [(start, start + step) for start in range(1, int(last) + 1, step)]
 
 
 # Workspace.stored_totals' figures per currency.

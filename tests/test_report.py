@@ -27,7 +27,7 @@ from report_data import (
 )
 
 from conftest import read_json, run_demo
-from reconcile import report, report_model
+from reconcile import report, report_model, run, store
 from reconcile.history import report_blob
 from reconcile.report import (
     CSP,
@@ -642,9 +642,17 @@ def test_totals_say_how_many_lines_state_no_tax(html: str) -> None:
     assert "Tax and gross leave out tax that is not stated: HaloPSA 1 line " in text
 
 
-def test_the_demo_reports_tables_are_its_outputs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cap, range_rows", [(run.REPORT_LINE_CAP, None), (2, 3)])
+def test_the_demo_reports_tables_are_its_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int, range_rows: int | None
+) -> None:
     """The real run's page carries exactly the open discrepancies of discrepancies.json (same
-    order, same exact amounts) and every row of summary.json's client table."""
+    order, same exact amounts), each side's lines the first of its refs up to the cap (read
+    a few discrepancies at a time, store.read_ranges, they come out the same), and every row
+    of summary.json's client table."""
+    monkeypatch.setattr(run, "REPORT_LINE_CAP", cap)
+    if range_rows:
+        monkeypatch.setattr(store, "RANGE_ROWS", range_rows)
     out = run_demo(tmp_path, "out")
     tables = read_tables(embedded((out / "report.html").read_text(encoding="utf-8")))
     rows = [r for r in read_json(out / "discrepancies.json") if r["severity"] != "expected"]
@@ -656,8 +664,10 @@ def test_the_demo_reports_tables_are_its_outputs(tmp_path: Path) -> None:
         }
         for key in ("autotask_amount", "halopsa_amount", "difference", "gross_difference"):
             assert d[key] == r[key]
-        assert ";".join(line["ref"] for line in d["autotask_lines"]) == r["autotask_refs"]
-        assert ";".join(line["ref"] for line in d["halopsa_lines"]) == r["halopsa_refs"]
+        for side in ("autotask", "halopsa"):
+            refs = r[f"{side}_refs"].split(";") if r[f"{side}_refs"] else []
+            assert [line["ref"] for line in d[f"{side}_lines"]] == refs[:cap]
+    assert any(len(r["autotask_refs"].split(";")) > 2 for r in rows)  # the cap of 2 binds
     clients = read_json(out / "summary.json")["clients"]
     assert sorted(tables["clients"], key=json.dumps) == sorted(clients, key=json.dumps)
 

@@ -861,7 +861,7 @@ def test_the_reports_temporary_folder_is_removed(
     else:
         run_demo(tmp_path, "out")
     # The discrepancies are scanned from the run's own discrepancies.parquet (in --out).
-    assert seen == [{"clients.parquet", "lines.parquet", "report-data.json.gz"}]
+    assert seen == [{"clients.parquet", "lines-00000.parquet", "report-data.json.gz"}]
     assert [p.name for p in tmp_path.glob(".*.report-*")] == [other.name]
 
 
