@@ -357,25 +357,31 @@ def _store_batches(
     polars both work outside the GIL), so the two overlap; one store runs at a time, and it
     has finished, or its error is raised here, before this returns. Lines are stored in whole
     DuckDB row groups (Workspace.insert_batch): the rest of a batch's lines wait for the next
-    batch, and the last rest is stored at the end."""
+    batch, and the last rest is stored at the end. A batch without a whole row group of lines
+    holds its rejected rows back with its lines (up to a row group of them), so that an export
+    smaller than a row group is stored by one insert_batch."""
     tally = Tally(invoice_sums=[] if raw.invoice_totals is not None else None)
-    held: pl.DataFrame | None = None  # lines not stored yet: less than a row group
+    held = pl.DataFrame(schema=QUARANTINE_SCHEMA)  # rejected rows not stored yet
+    held_lines: pl.DataFrame | None = None  # lines not stored yet: less than a row group
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storer:
         stored: Future[None] | None = None
         for norm in batches:
             tally.add(norm)
-            lines = norm.lines if held is None else pl.concat([held, norm.lines])
+            lines = norm.lines if held_lines is None else pl.concat([held_lines, norm.lines])
+            rejected = pl.concat([held, norm.rejected]) if held.height else norm.rejected
             whole = lines.height - lines.height % ROW_GROUP_ROWS
-            held = lines.slice(whole)
+            held_lines = lines.slice(whole)
+            if not whole and rejected.height < ROW_GROUP_ROWS:
+                held = rejected
+                continue
+            held = rejected.clear()
             if stored is not None:
                 stored.result()
-            stored = storer.submit(
-                workspace.insert_batch, lines.head(whole), norm.rejected, constants
-            )
+            stored = storer.submit(workspace.insert_batch, lines.head(whole), rejected, constants)
         if stored is not None:
             stored.result()
-    if held is not None and held.height:
-        workspace.insert_batch(held, pl.DataFrame(schema=QUARANTINE_SCHEMA), constants)
+    if held_lines is not None:
+        workspace.insert_batch(held_lines, held, constants)
     return tally
 
 

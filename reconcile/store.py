@@ -437,13 +437,15 @@ class Workspace:
             return
         self.con.execute("SET threads = 1")
         try:
-            for name, (frame, insert) in stored.items():
-                # An Arrow C stream: no pyarrow table is built, nor pyarrow imported.
-                self.con.register(name, frame.__arrow_c_stream__())
-                try:
-                    self.con.execute(insert, constants)
-                finally:
-                    self.con.unregister(name)
+            # One commit (a write-ahead log write and sync) for both tables.
+            with self.transaction():
+                for name, (frame, insert) in stored.items():
+                    # An Arrow C stream: no pyarrow table is built, nor pyarrow imported.
+                    self.con.register(name, frame.__arrow_c_stream__())
+                    try:
+                        self.con.execute(insert, constants)
+                    finally:
+                        self.con.unregister(name)
         finally:
             self.con.execute("RESET threads")
             if lines.height >= ROW_GROUP_ROWS or rejected.height:

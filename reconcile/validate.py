@@ -152,7 +152,8 @@ def normalise(
             sums,
         )
         yield replace(norm, number_format=decided.number_format)
-    if survey is not None:
+    # After one batch the survey holds what the tentative decision saw: it stands.
+    if survey is not None and (read > 1 or decided is None):
         final = _decide(raw, settings, survey, decided)
         if read and final != decided:
             raise Reread(final)
@@ -258,11 +259,17 @@ def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
     candidate = (
         (labelled | bare) & net.is_not_null() & pl.col(EXCLUDE).is_null() & pl.col(SKIP).is_null()
     )
-    flagged = parsed.with_columns(candidate.alias("_candidate"))
-    if not flagged["_candidate"].any():
-        sums.all += _decimal(parsed.select(net.sum()).item())
-        sums.billable += _decimal(parsed.select(net.filter(pl.col(EXCLUDE).is_null()).sum()).item())
+    # Whether any row is a candidate, and the sums a batch without one adds: one pass.
+    found = parsed.select(
+        candidate.any().alias("any"),
+        net.sum().alias("all"),
+        net.filter(pl.col(EXCLUDE).is_null()).sum().alias("billable"),
+    ).row(0, named=True)
+    if not found["any"]:
+        sums.all += _decimal(found["all"])
+        sums.billable += _decimal(found["billable"])
         return parsed
+    flagged = parsed.with_columns(candidate.alias("_candidate"))
     amount = pl.when(pl.col("_candidate")).then(0).otherwise(net.fill_null(0))
     cum = {
         "all": amount.cum_sum() + pl.lit(sums.all),
@@ -447,15 +454,16 @@ def _clean(frame: pl.DataFrame, platform: str) -> pl.DataFrame:
         return frame
     # Item names repeat (an item's name and its period): each distinct one is read once.
     suffix = pl.col("item_name").str.extract_groups(PERIOD_SUFFIX)
+    name, start, end = _by_value(
+        frame,
+        "item_name",
+        pl.col("item_name").str.replace(PERIOD_SUFFIX, ""),
+        *(_suffix_date(suffix.struct.field(part)) for part in ("1", "2")),
+    )
     return frame.with_columns(
-        _by_value(frame, "item_name", pl.col("item_name").str.replace(PERIOD_SUFFIX, "")),
-        *[
-            pl.coalesce(pl.col(f), _by_value(frame, "item_name", _suffix_date(part)))
-            for f, part in (
-                ("period_start", suffix.struct.field("1")),
-                ("period_end", suffix.struct.field("2")),
-            )
-        ],
+        name,
+        pl.coalesce("period_start", start).alias("period_start"),
+        pl.coalesce("period_end", end).alias("period_end"),
     )
 
 
@@ -524,9 +532,15 @@ class Survey:
 
     def add(self, batch: pl.DataFrame) -> None:
         """A batch of the raw rows (as RawFrame.batches gives them), in row order."""
-        self.found += [_batch_date_texts(batch, f) for f in self.dated]
+        # The date texts and the comma proofs in one go (a collect each costs more than its
+        # work at a cycle's size).
+        queries = [_batch_date_texts(batch.lazy(), f) for f in self.dated]
         if self.amount:
-            for row, name, text in _batch_comma_proofs(batch, self.amount):
+            queries.append(_batch_comma_proofs(batch.lazy(), self.amount))
+        found = pl.collect_all(queries)
+        self.found += found[: len(self.dated)]
+        if self.amount:
+            for row, name, text in _firsts(found[-1], self.amount):
                 self.first.setdefault(name, (row, name, text))
         if self.amount and not (self.first or self.point):
             self.point, either = _batch_point_facts(batch, self.amount)
@@ -561,7 +575,7 @@ class Survey:
         )
 
 
-def _batch_date_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
+def _batch_date_texts(batch: pl.LazyFrame, field: str) -> pl.LazyFrame:
     """Each distinct text of a date field in a batch, with the first row it is on; a cycle
     holds few distinct dates, so the convention is decided on those."""
     return (
@@ -571,9 +585,10 @@ def _batch_date_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
     )
 
 
-def _batch_comma_proofs(batch: pl.DataFrame, fields: list[str]) -> list[tuple[int, str, str]]:
+def _batch_comma_proofs(batch: pl.LazyFrame, fields: list[str]) -> pl.LazyFrame:
     """Per amount field, the first row of the batch whose value proves a decimal comma, as
-    (row, field, value); only rows with a comma in an amount are looked at closely."""
+    _first_where finds it (_firsts reads it); only rows with a comma in an amount are looked at
+    closely."""
     has_comma = pl.any_horizontal(
         [pl.col(f).str.contains(",", literal=True).fill_null(False) for f in fields]
     )
@@ -596,19 +611,24 @@ def _batch_point_facts(
     proved = pl.any_horizontal([amounts.proofs(f)[1] for f in fields]).any()
     if any(rows.select(proved).item() for rows in (marked.head(POINT_PROBE), marked)):
         return True, []
-    return False, _first_where(marked, [(f, amounts.either(f)) for f in fields])
+    either = _first_where(marked, [(f, amounts.either(f)) for f in fields])
+    return False, _firsts(either, fields)
 
 
-def _first_where(
-    frame: pl.DataFrame, conditions: list[tuple[str, pl.Expr]]
-) -> list[tuple[int, str, str]]:
-    """Per (field, condition): the first row of `frame` where the condition holds, as (row,
-    field, value); fields where it holds nowhere are left out."""
-    found = frame.select(
+def _first_where(frame: FrameT, conditions: list[tuple[str, pl.Expr]]) -> FrameT:
+    """Per (field, condition): the first row of `frame` where the condition holds, as one row
+    (_firsts reads it)."""
+    return frame.select(
         [pl.col(ROW).filter(c).min().alias(f) for f, c in conditions]
         + [pl.col(f).filter(c).first().alias(f"{f}:text") for f, c in conditions]
-    ).row(0, named=True)
-    return [(found[f], f, found[f"{f}:text"]) for f, _ in conditions if found[f] is not None]
+    )
+
+
+def _firsts(found: pl.DataFrame, fields: list[str]) -> list[tuple[int, str, str]]:
+    """_first_where's row as (row, field, value) per field; fields where the condition holds
+    nowhere are left out."""
+    row = found.row(0, named=True)
+    return [(row[f], f, row[f"{f}:text"]) for f in fields if row[f] is not None]
 
 
 def _date_convention(
@@ -811,12 +831,32 @@ def _parse(
                 value.cast(dtype).alias(f"_{name}"),
                 pl.lit(None, pl.String).alias(f"_why_{name}"),
             ]
-    for name in DATE_FIELDS:
-        # An export repeats its dates (a cycle's invoice and period days): each distinct one
-        # is read once (_by_value).
-        date = _parse_date(name, raw, formats, settings)
-        typed.append(_by_value(frame, name, date, pl.Date()).alias(f"_{name}"))
-    return frame.with_columns(typed)
+    return _read_dates(frame.with_columns(typed), raw, formats, settings)
+
+
+def _read_dates(
+    frame: pl.DataFrame, raw: RawFrame, formats: dict[str, str], settings: Settings
+) -> pl.DataFrame:
+    """`frame` with the Date `_<field>` of each date field (_parse_date's). An export repeats
+    its dates (a cycle's invoice and period days): the distinct texts of the fields that repeat
+    theirs (as _by_value decides) are read once, all fields' together, and looked up per row;
+    a field of mostly distinct texts is read row by row."""
+    distinct = frame.select(pl.col(n).unique().drop_nulls().implode() for n in DATE_FIELDS)
+    texts = {n: distinct[n][0] for n in DATE_FIELDS}
+    looked_up = [n for n in DATE_FIELDS if len(texts[n]) * LOOKUP_SHARE <= frame.height]
+    by_row = [n for n in DATE_FIELDS if n not in looked_up]
+    if by_row:
+        frame = _parse_date(frame.lazy(), by_row, raw, formats, settings).collect()
+    read = {n: pl.col(DATE_READ.format(n)) for n in by_row}
+    if looked_up:
+        found = pl.concat([texts[n] for n in looked_up]).unique().alias(DATE_TEXT).to_frame()
+        dates = _parse_date(found.lazy(), [DATE_TEXT], raw, formats, settings).collect()
+        text, date = dates[DATE_TEXT], dates[DATE_READ.format(DATE_TEXT)]
+        for name in looked_up:
+            read[name] = pl.col(name).replace_strict(text, date, default=None, return_dtype=pl.Date)
+    return frame.with_columns(read[n].alias(f"_{n}") for n in DATE_FIELDS).drop(
+        DATE_READ.format(n) for n in by_row
+    )
 
 
 def _plain_columns(frame: pl.DataFrame, fmt: str = amounts.POINT) -> dict[str, bool]:
@@ -832,25 +872,54 @@ def _plain_columns(frame: pl.DataFrame, fmt: str = amounts.POINT) -> dict[str, b
     return {name: bool(value) for name, value in frame.select(checks).row(0, named=True).items()}
 
 
-def _parse_date(name: str, raw: RawFrame, formats: dict[str, str], settings: Settings) -> pl.Expr:
-    """The Date of a date field's text (null where it reads as no date in the file's
-    convention): an expression of that column alone."""
+DATE_TEXT = "_date_text"  # _read_dates' column of the distinct date texts
+DATE_READ = "{}:date"  # _parse_date's column of a date field's Date
+
+
+def _parse_date(
+    frame: pl.LazyFrame,
+    names: list[str],
+    raw: RawFrame,
+    formats: dict[str, str],
+    settings: Settings,
+) -> pl.LazyFrame:
+    """`frame` with the Date of each of the date fields `names` (null where its text reads as
+    no date in the file's convention) as `<name>:date` (DATE_READ). Worked out a step at a
+    time, each step's result a column the next reads: one expression using a part several
+    times (the date's text, then the date as written) costs its plan far more than the work."""
     if raw.shape == "halopsa-api":
-        stamp = pl.col(name).str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False)
-        local = stamp.dt.replace_time_zone("UTC").dt.convert_time_zone(settings.timezone)
-        return pl.coalesce(local.dt.date(), pl.col(name).str.slice(0, 10).str.to_date(strict=False))
-    text = _date_text(name)
-    iso = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
-    # A month's name says which part is the month: read in any file, whatever its convention.
-    named = text.str.strptime(pl.Date, MONTH_NAMED, strict=False)
-    if "slash" not in formats:
-        written = pl.coalesce(iso, named)
-    else:
-        slash = text.str.strptime(pl.Date, formats["slash"], strict=False)
-        written = pl.coalesce(iso, slash, named)
+        return frame.with_columns(
+            _api_date(pl.col(n), settings.timezone).alias(DATE_READ.format(n)) for n in names
+        )
+    frame = frame.with_columns(_date_text(n).alias(f"{n}:text") for n in names)
+    written = []
+    for name in names:
+        text = pl.col(f"{name}:text")
+        slash = [formats["slash"]] if "slash" in formats else []
+        # A month's name says which part is the month: read in any file, whatever its
+        # convention.
+        readings = ["%Y-%m-%d", *slash, MONTH_NAMED]
+        written.append(
+            pl.coalesce(text.str.strptime(pl.Date, f, strict=False) for f in readings).alias(
+                DATE_READ.format(name)
+            )
+        )
+    frame = frame.with_columns(written).drop(f"{n}:text" for n in names)
     if raw.platform != "halopsa":
-        return written
-    return _local_midnight(pl.col(name), written, settings.timezone)
+        return frame
+    return frame.with_columns(
+        _local_midnight(pl.col(n), pl.col(DATE_READ.format(n)), settings.timezone).alias(
+            DATE_READ.format(n)
+        )
+        for n in names
+    )
+
+
+def _api_date(text: pl.Expr, timezone: str) -> pl.Expr:
+    """The date of a HaloPSA API datetime (naive UTC) in the tenant's time zone `timezone`."""
+    stamp = text.str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False)
+    local = stamp.dt.replace_time_zone("UTC").dt.convert_time_zone(timezone)
+    return pl.coalesce(local.dt.date(), text.str.slice(0, 10).str.to_date(strict=False))
 
 
 # A time of day on the 24-hour clock, naive or stated as UTC, ending the value.
@@ -1031,24 +1100,27 @@ def python_repr(texts: pl.Series) -> pl.Series:
 LOOKUP_SHARE = 4  # a lookup pays when the column holds at most one distinct value in 4 rows
 
 
-def _by_value(
-    frame: pl.DataFrame,
-    name: str,
-    value: pl.Expr,
-    dtype: type[pl.DataType] | pl.DataType = pl.String,
-) -> pl.Expr:
-    """`value` (an expression of column `name` alone, of type `dtype`, null for null), named
-    `name`. In a column that repeats its values (a currency, a contract type, an invoice date)
-    it is worked out once per distinct value and looked up per row: a hash lookup a row, not a
-    chain of string functions. In a column of mostly distinct values (a lookup in a table as
-    long as the column costs more than the work) it is worked out row by row."""
+def _by_value(frame: pl.DataFrame, name: str, *values: pl.Expr) -> list[pl.Expr]:
+    """Each of `values` (texts: expressions of column `name` alone, null for null), named
+    `name`. In a column that repeats its values (a currency, a contract type, an item's name)
+    they are worked out once per distinct value and looked up per row: a hash lookup a row,
+    not a chain of string functions. In a column of mostly distinct values (a lookup in a table
+    as long as the column costs more than the work) they are worked out row by row."""
     distinct = frame.select(pl.col(name).unique().drop_nulls())
     if distinct.height * LOOKUP_SHARE > frame.height:
-        return value.alias(name)
-    # Lazily, so that a part `value` uses several times is worked out once (a date's text, its
-    # time of day: 1.5 ms rather than 9.5 ms a column and batch for HaloPSA's dates).
-    mapped = distinct.lazy().select(pl.col(name), value.alias("to")).collect()
-    return pl.col(name).replace_strict(mapped[name], mapped["to"], default=None, return_dtype=dtype)
+        return [value.alias(name) for value in values]
+    # Lazily, so that a part a value uses several times is worked out once.
+    mapped = (
+        distinct.lazy()
+        .select(pl.col(name), *(value.alias(f"to{i}") for i, value in enumerate(values)))
+        .collect()
+    )
+    return [
+        pl.col(name).replace_strict(
+            mapped[name], mapped[f"to{i}"], default=None, return_dtype=pl.String
+        )
+        for i in range(len(values))
+    ]
 
 
 def _currency(parsed: pl.DataFrame, settings: Settings) -> pl.Expr:
@@ -1058,7 +1130,7 @@ def _currency(parsed: pl.DataFrame, settings: Settings) -> pl.Expr:
     written = (
         pl.col("currency").str.strip_chars().replace(amounts.CURRENCY_SIGNS).str.to_uppercase()
     )
-    currency = _by_value(
+    (currency,) = _by_value(
         parsed,
         "currency",
         pl.when(written == amounts.DOLLAR)
@@ -1079,7 +1151,7 @@ def _readable_currency() -> pl.Expr:
 
 
 def _canonical(billable: pl.DataFrame, raw: RawFrame, settings: Settings) -> pl.DataFrame:
-    contract_type = _by_value(
+    (contract_type,) = _by_value(
         billable,
         "contract_type",
         pl.col("contract_type")

@@ -281,6 +281,7 @@ def test_a_load_that_fails_half_way_leaves_nothing_behind(
 ) -> None:
     """Batches commit one by one (bounded memory), yet a load stays all or nothing."""
     monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 50)
+    monkeypatch.setattr("reconcile.ingest.ROW_GROUP_ROWS", 50)  # a batch stores its lines
     store_batch = Workspace.insert_batch
     calls = []
 

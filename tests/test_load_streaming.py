@@ -218,6 +218,39 @@ def test_lines_are_stored_in_whole_row_groups(
     assert grouped[1].equals(whole[1])
 
 
+@pytest.mark.parametrize("group", [1000, 100])
+def test_an_export_smaller_than_a_row_group_is_stored_in_one_insert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: int
+) -> None:
+    """Batches without a whole row group of lines hold their rejected rows back with their
+    lines: an export of fewer lines than a row group (362 loaded, 153 rejected) is stored by one
+    insert, unless its rejected rows held back reach a row group; what is stored is the same."""
+    path = DEMO / "halopsa" / "invoice_lines.csv"
+    with Workspace(tmp_path / "one.duckdb") as ws:
+        whole = stored(ws, load(ws, path))
+    monkeypatch.setattr("reconcile.load.base.BATCH_ROWS", 60)
+    monkeypatch.setattr("reconcile.ingest.ROW_GROUP_ROWS", group)
+    inserts: list[tuple[int, int]] = []
+    insert = Workspace.insert_batch
+
+    def counted(self: Workspace, lines: pl.DataFrame, rejected: pl.DataFrame, *args: Any) -> None:
+        inserts.append((lines.height, rejected.height))
+        insert(self, lines, rejected, *args)
+
+    monkeypatch.setattr(Workspace, "insert_batch", counted)
+    with Workspace(tmp_path / "batches.duckdb") as ws:
+        batched = stored(ws, load(ws, path))
+    if group == 1000:
+        assert inserts == [(362, 153)]
+    else:
+        assert len(inserts) > 1
+        assert all(rejected < 2 * group for _, rejected in inserts)
+    assert sum(lines for lines, _ in inserts) == 362
+    assert sum(rejected for _, rejected in inserts) == 153
+    assert batched[0].equals(whole[0])
+    assert batched[1].equals(whole[1])
+
+
 def test_a_batch_leaves_duckdb_settings_as_they_were(workspace: Workspace) -> None:
     """A batch is written by one DuckDB thread and its cached blocks let go by lowering the
     memory limit for a moment: both settings come back."""
