@@ -191,14 +191,15 @@ def _currency_totals(norm: Normalised) -> pl.DataFrame:
     """One batch's control totals per currency: a row per currency and measure, its columns
     `currency` and CurrencyControl's counts and sums (null where the row does not give it);
     Tally.by_currency adds them up. Skipped rows carry no amount and count under no currency."""
-    rejected = norm.rejected.filter(pl.col("disposition") != "skipped")
+    rejected = norm.rejected.lazy().filter(pl.col("disposition") != "skipped")
     net = pl.col("net_amount")
+    # One query (its parts run side by side), not a collect for each.
     return pl.concat(
         [
-            norm.read.select("currency", rows_read="rows", net_read="net"),
-            norm.lines.group_by("currency").agg(
-                rows_loaded=pl.len(), net_loaded=net.sum(), tax_loaded=pl.col("tax_amount").sum()
-            ),
+            norm.read.lazy().select("currency", rows_read="rows", net_read="net"),
+            norm.lines.lazy()
+            .group_by("currency")
+            .agg(rows_loaded=pl.len(), net_loaded=net.sum(), tax_loaded=pl.col("tax_amount").sum()),
             *(
                 rejected.filter(pl.col("disposition") == kind)
                 .group_by("currency")
@@ -208,7 +209,7 @@ def _currency_totals(norm: Normalised) -> pl.DataFrame:
             rejected.group_by("currency").agg(rows_unreadable_amount=net.null_count()),
         ],
         how="diagonal_relaxed",
-    )
+    ).collect()
 
 
 def read_only(
@@ -516,13 +517,18 @@ def _client_name_warnings(workspace: Workspace, raw: RawFrame, load_id: str) -> 
     only the commoner is shown for the client."""
     if raw.platform != "halopsa":
         return []
+    # The ids under two names first (a min and a max, not a list of names for every id).
     rows = workspace.con.execute(
         """
         SELECT client_id, list(DISTINCT client_name ORDER BY client_name) FROM lines
-        WHERE load_id = ? AND client_id IS NOT NULL AND client_name IS NOT NULL
-        GROUP BY client_id HAVING count(DISTINCT client_name) > 1 ORDER BY client_id
+        WHERE load_id = $id AND client_name IS NOT NULL AND client_id IN (
+            SELECT client_id FROM lines
+            WHERE load_id = $id AND client_id IS NOT NULL AND client_name IS NOT NULL
+            GROUP BY client_id HAVING min(client_name) <> max(client_name)
+        )
+        GROUP BY client_id ORDER BY client_id
         """,
-        [load_id],
+        {"id": load_id},
     ).fetchall()
     return [
         f"HaloPSA client id {client_id} appears under {len(names)} names: "

@@ -543,11 +543,11 @@ class Workspace:
         scope = "load_id = $id AND cycle = $cycle AND line_ref NOT LIKE 'row:%'"
         params: dict[str, Any] = {"id": load_id, "cycle": cycle}
         rows = self.con.execute(f"SELECT count(*) FROM lines WHERE {scope}", params).fetchall()
-        params["parts"] = max(1, -(-int(rows[0][0]) // LINE_ID_PART))
+        parts = max(1, -(-int(rows[0][0]) // LINE_ID_PART))
         found = []
-        for part in range(params["parts"]):
-            where = f"{scope} AND hash(line_ref) % $parts = $part"
-            params["part"] = part
+        for part in range(parts):
+            # Hashing each id costs more than the rest of the query: only to part them.
+            where = scope if parts == 1 else f"{scope} AND hash(line_ref) % {parts} = {part}"
             repeats = self.con.execute(
                 f"SELECT count(*) > count(DISTINCT line_ref) FROM lines WHERE {where}", params
             ).fetchall()

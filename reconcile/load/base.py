@@ -464,15 +464,14 @@ def find_header(rows: list[list[str]]) -> int | None:
     passed over. When no row has the required columns (a header missing one), the row with the
     most known names is taken, so that map_headers can name what is missing.
     """
-    top = rows[:HEADER_SEARCH_ROWS]
-    fits = [header_fit(cells) for cells in top]
-    for index, (known, complete) in enumerate(fits):
+    counts: list[int] = []  # known names of each row looked at, in order
+    for index, cells in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        known, complete = header_fit(cells)
         if complete and known >= HEADER_MIN_KNOWN:
             return index
-    most = max((known for known, _ in fits), default=0)
-    if most >= HEADER_MIN_KNOWN:
-        return next(i for i, (known, _) in enumerate(fits) if known == most)
-    return None
+        counts.append(known)
+    most = max(counts, default=0)
+    return counts.index(most) if most >= HEADER_MIN_KNOWN else None
 
 
 # A cell that is a value, never a column's name: a number, an amount, a date or a time.

@@ -704,7 +704,7 @@ def _starting(text: pl.Expr, prefix: str) -> pl.Expr:
     return pl.when(text.str.starts_with(prefix)).then(text)
 
 
-DATA_ROW_PROBE = 1000  # rows read first when looking for a data row: a whole read is rarely due
+DATA_ROW_PROBE = 10  # rows read first when looking for a data row (a 1000 cost 4 ms more at 20k)
 
 
 def _has_data_row(frame: pl.LazyFrame, on_error: Callable[[Exception], InputError] | None) -> bool:
