@@ -848,7 +848,13 @@ def _read_dates(
     looked_up = [n for n in DATE_FIELDS if len(texts[n]) * LOOKUP_SHARE <= frame.height]
     by_row = [n for n in DATE_FIELDS if n not in looked_up]
     if by_row:
-        frame = _parse_date(frame.lazy(), by_row, raw, formats, settings).collect()
+        # Read from a frame of those fields alone and put beside the batch's columns in one
+        # chunk: a lazy plan's result comes in several, which a filter can leave with empty
+        # first chunks that pl.format panics on (RawFrame.batches).
+        by_rows = _parse_date(frame.select(by_row).lazy(), by_row, raw, formats, settings)
+        frame = frame.hstack(
+            by_rows.select(DATE_READ.format(n) for n in by_row).collect().rechunk()
+        )
     read = {n: pl.col(DATE_READ.format(n)) for n in by_row}
     if looked_up:
         found = pl.concat([texts[n] for n in looked_up]).unique().alias(DATE_TEXT).to_frame()

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import AUTOTASK_GRID_HEADER
@@ -71,6 +71,14 @@ EMPTY_CELLS = ["", '""', "   ", '=""']
     number_header=st.sampled_from(NUMBER_HEADERS),
     date_header=st.sampled_from(DATE_HEADERS),
     empty=st.sampled_from(EMPTY_CELLS),
+)
+# Excluded rows before the invoiced ones: polars 2.1 panicked on what a filter left of a batch
+# in several chunks (validate._read_dates).
+@example(
+    invoiced=[(False, 100)] * 4 + [(True, 100)] * 2,
+    number_header="Invoice Number",
+    date_header="Invoice Date",
+    empty="   ",
 )
 def test_autotask_csv_row_on_no_invoice_is_excluded(
     invoiced: list[tuple[bool, int]], number_header: str | None, date_header: str, empty: str
