@@ -3,6 +3,7 @@ the shortcuts that make that fast must not change a single result."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import fastexcel
 import polars as pl
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from conftest import BAD, DEMO, FIXTURES, QUIRKS
 from reconcile.config import Settings
@@ -77,6 +80,47 @@ def test_a_data_row_below_many_blank_rows_is_found(workspace: Workspace, tmp_pat
     blank.write_text(AUTOTASK_HEADER + ",,,,,,,\n" * 1500, encoding="utf-8")
     with pytest.raises(InputError, match="header but no data rows"):
         read_inputs([blank], "autotask")
+
+
+# Rows of an Autotask CSV by what the load makes of them: loaded, excluded (posted, not
+# invoiced: §1.12b), quarantined (an amount that is not one), skipped (a blank row).
+ROW_KINDS = {
+    "loaded": LINE,
+    "excluded": LINE.replace("INV-1,11/01/2026", ","),
+    "quarantined": LINE.replace(",70.00", ",seventy"),
+    "skipped": ",,,,,,,\n",
+}
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    runs=st.lists(
+        st.tuples(st.sampled_from(sorted(ROW_KINDS)), st.sampled_from([1, 2, 3, 9_000, 25_000])),
+        min_size=2,
+        max_size=4,
+    ).filter(lambda runs: any(kind == "loaded" for kind, _ in runs))
+)
+@example(runs=[("excluded", 25_000), ("loaded", 2)])
+@example(runs=[("skipped", 25_000), ("quarantined", 2), ("loaded", 3)])
+@example(runs=[("loaded", 25_000), ("excluded", 2), ("quarantined", 2)])
+def test_runs_of_rows_of_each_kind_load_whatever_their_lengths(
+    runs: list[tuple[str, int]],
+) -> None:
+    """Long and short runs of rows the load keeps, excludes, quarantines or skips, in any
+    order, are each counted where they belong: what a filter leaves of a batch read in many
+    chunks (a few rows after a run long enough to fill the first ones) once made polars 2.1
+    panic (RawFrame.batches)."""
+    with tempfile.TemporaryDirectory() as folder, Workspace(":memory:") as workspace:
+        path = Path(folder) / "billing_items.csv"
+        text = AUTOTASK_HEADER + "".join(ROW_KINDS[kind] * n for kind, n in runs)
+        path.write_text(text, encoding="utf-8")
+        result = load(workspace, path)
+    count = {kind: sum(n for k, n in runs if k == kind) for kind in ROW_KINDS}
+    assert (result.rows_loaded, result.rows_excluded) == (count["loaded"], count["excluded"])
+    assert (result.rows_quarantined, result.rows_skipped) == (
+        count["quarantined"],
+        count["skipped"],
+    )
 
 
 @pytest.mark.parametrize("uninvoiced", [30_000, 59_998])
