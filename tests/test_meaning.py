@@ -337,3 +337,53 @@ def test_billing_item_on_two_invoices_is_found_in_any_part(
     refused = pytest.raises(InputError, match="'71004' on two invoices, INV-2 and INV-3")
     with refused, loaded(files, "autotask"):
         pass
+
+
+# How HaloPSA's true/false flags come out of a report re-saved by Excel in another language,
+# or read from a database (SQL Server's bit, PostgreSQL's t/f), any case, padded.
+TRUE_FLAGS = ["TRUE", "true", "1", "-1", "Yes", "T", "WAHR", "VRAI", "WAAR", "VERO", "VERDADERO"]
+FALSE_FLAGS = ["FALSE", "false", "0", "No", "F", "FALSCH", "FAUX", "ONWAAR", "FALSO", ""]
+UNREAD_FLAGS = ["JA", "oui", "?", "2", "#N/A"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["group", "inactive", "line", "unread"]),
+            st.sampled_from(TRUE_FLAGS),
+            st.sampled_from(FALSE_FLAGS),
+            st.sampled_from(UNREAD_FLAGS),
+            st.sampled_from(["", " "]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_halopsa_flags_are_read_however_they_are_spelled(
+    rows: list[tuple[str, str, str, str, str]],
+) -> None:
+    """A group header or inactive line (isgroupdesc, isinactive true) is excluded whichever
+    spelling of true the file uses; a line whose flags are false loads; a flag that is no
+    spelling of true or false is quarantined with its value, never read as false (a heading
+    or a template line would be billed)."""
+    header = ["id", "invoicenumber", "invoice_date", "client_name", "item_shortdescription",
+              "qty_order", "unit_price", "net_amount", "tax_amount", "isgroupdesc",
+              "isinactive"]  # fmt: skip
+    lines = []
+    for n, (kind, true, false, unread, pad) in enumerate(rows):
+        group = {"group": true, "unread": unread}.get(kind, false)
+        inactive = true if kind == "inactive" else false
+        lines.append([str(90001 + n), "HP-1", "2026-11-02", "Kestrel", "Onsite", "1", "95.00",
+                      "95.00", "19.00", pad + group + pad, inactive])  # fmt: skip
+    with loaded({"invoice_lines.csv": csv(header, lines)}, "halopsa") as (result, rejected):
+        kinds = [kind for kind, *_ in rows]
+        assert result.rows_loaded == kinds.count("line")
+        assert result.rows_excluded == kinds.count("group") + kinds.count("inactive")
+        assert result.rows_quarantined == kinds.count("unread")
+        quarantined = rejected.filter(pl.col("disposition") == "quarantined")
+        for reason, (*_, unread, _) in zip(
+            quarantined["reasons"], [r for r in rows if r[0] == "unread"], strict=True
+        ):
+            assert "column 'isgroupdesc': expected TRUE or FALSE (1/0, yes/no), got '" in reason
+            assert unread.strip() in reason

@@ -64,7 +64,17 @@ GRID_EXPORT_LIMIT = 5000  # Autotask grid exports stop at this many rows
 # own, read when a scan starts; a value already in the environment is left as it is.
 CSV_CHUNK_SETTING = "POLARS_CSV_CHUNK_SIZE"
 CSV_CHUNK_BYTES = 4 << 20
-TRUE_WORDS = ("true", "1", "yes", "y", "-1")
+# How a true/false flag is written: English, SQL Server's bit (1/0), Access's -1, PostgreSQL's
+# t/f, and Excel's TRUE/FALSE as a non-English Excel writes them when it saves a CSV (German,
+# French, Dutch, Italian, Spanish, Portuguese, Swedish, Danish, Norwegian, Finnish, Polish).
+TRUE_WORDS = (
+    "true", "1", "yes", "y", "-1", "t", "wahr", "vrai", "waar", "vero", "verdadero",
+    "verdadeiro", "sant", "sand", "sann", "tosi", "prawda",
+)  # fmt: skip
+FALSE_WORDS = (
+    "false", "0", "no", "n", "f", "falsch", "faux", "onwaar", "falso", "falskt", "falsk",
+    "usann", "epätosi", "fałsz",
+)  # fmt: skip
 
 
 def read_csv(path: Path, claimed: str | None) -> RawFrame:
@@ -640,7 +650,9 @@ def _to_raw(
     names = raw.collect_schema().names()
     warnings: tuple[str, ...] = ()
     if platform == "halopsa":
-        raw = raw.with_columns(_halo_exclusions(names))
+        raw = raw.with_columns(
+            _halo_exclusions(names), _unread_flags(mapping, names).alias(PROBLEM)
+        )
     else:
         consumed = _consumed(names)
         raw = raw.with_columns(
@@ -928,7 +940,30 @@ def grid_warning(raw: RawFrame, rows_read: int) -> str | None:
 
 
 def _truthy(name: str) -> pl.Expr:
-    return pl.col(name).str.to_lowercase().is_in(TRUE_WORDS).fill_null(False)
+    return pl.col(name).str.strip_chars().str.to_lowercase().is_in(TRUE_WORDS).fill_null(False)
+
+
+def _unread_flags(mapping: dict[str, str], names: list[str]) -> pl.Expr:
+    """PROBLEM with, per true/false flag of HaloPSA's (group header, inactive, voided) whose
+    cell is neither empty nor a spelling of TRUE_WORDS or FALSE_WORDS, what it holds: read as
+    false, a group header or a voided invoice's line would be billed."""
+    known = [*TRUE_WORDS, *FALSE_WORDS, ""]
+    unread = {
+        flag: ~pl.col(flag).str.strip_chars().str.to_lowercase().is_in(known).fill_null(True)
+        for flag in ("isgroupdesc", "isinactive", "voided")
+        if flag in names
+    }
+    if not unread:
+        return pl.col(PROBLEM)
+    reasons = [
+        pl.when(found).then(pl.format(UNREAD_FLAG, pl.lit(mapping[flag]), pl.col(flag)))
+        for flag, found in unread.items()
+    ]
+    problem = pl.concat_str([pl.col(PROBLEM), *reasons], separator="; ", ignore_nulls=True)
+    return pl.when(pl.any_horizontal(unread.values())).then(problem).otherwise(pl.col(PROBLEM))
+
+
+UNREAD_FLAG = "column '{}': expected TRUE or FALSE (1/0, yes/no), got '{}'"
 
 
 # A written zero: "0", "0.00", "0,0000", "£0.00", "-0.00", "(0.00)", "0.00 EUR".
