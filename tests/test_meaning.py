@@ -387,3 +387,29 @@ def test_halopsa_flags_are_read_however_they_are_spelled(
         ):
             assert "column 'isgroupdesc': expected TRUE or FALSE (1/0, yes/no), got '" in reason
             assert unread.strip() in reason
+
+
+# A tax or VAT rate column as exports and spreadsheets name it, beside the tax amount.
+RATE_HEADERS = ["Tax %", "VAT %", "VAT%", "% VAT", "Tax Rate", "GST %", "Tax (%)", "VAT Rate %"]
+TAX_AMOUNT_HEADERS = ["Total Tax", "Tax Amount", "VAT Amount", "Tax", "VAT"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    rate=st.sampled_from(RATE_HEADERS),
+    tax=st.sampled_from(TAX_AMOUNT_HEADERS),
+    before=st.booleans(),
+)
+def test_a_rate_column_is_never_read_as_the_tax(rate: str, tax: str, before: bool) -> None:
+    """'Tax %' beside 'Tax Amount' (or 'VAT %' beside 'VAT'): the percent sign is a word of the
+    name, so the rate is no tax column, and the tax is read from the amount (19.00 on a 95.00
+    line at 20%), wherever the rate column stands. It was read as 'Tax' and billed 20.00."""
+    header = [tax if h == "Total Tax" else h for h in AUTOTASK_GRID_HEADER]
+    row = grid_row(1, "INV-1", "11/02/2026", 9500)
+    row[header.index(tax)] = "19.00"
+    at = header.index(tax) + (0 if before else 1)
+    header.insert(at, rate)
+    row.insert(at, "20")
+    with loaded({"billing_items.csv": csv(header, [row])}, "autotask") as (result, _):
+        (control,) = result.by_currency
+        assert (result.rows_loaded, control.tax_loaded) == (1, Decimal("19.00"))
