@@ -82,6 +82,26 @@ def test_a_data_row_below_many_blank_rows_is_found(workspace: Workspace, tmp_pat
         read_inputs([blank], "autotask")
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    blanks=st.lists(st.sampled_from(["\n", ",,,,,,,\n", " \n", ",,\n"]), max_size=300),
+    titles=st.lists(st.sampled_from(["Billing items\n", "Report run on 02/12/2026\n"]), max_size=3),
+)
+@example(blanks=["\n"] * 30, titles=[])
+@example(blanks=[",,,,,,,\n"] * 40, titles=["Billing items\n"])
+def test_the_header_is_found_below_any_number_of_blank_lines(
+    blanks: list[str], titles: list[str]
+) -> None:
+    """Blank lines (empty, spaces, separators only) above the header do not count against the
+    rows the header is looked for in: 30 empty lines and the header on line 31 were refused as
+    a file without a net amount column, naming no columns."""
+    with tempfile.TemporaryDirectory() as folder, Workspace(":memory:") as workspace:
+        path = Path(folder) / "billing_items.csv"
+        path.write_text("".join(titles + blanks) + AUTOTASK_HEADER + LINE * 2, encoding="utf-8")
+        result = load(workspace, path)
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+
+
 # Rows of an Autotask CSV by what the load makes of them: loaded, excluded (posted, not
 # invoiced: §1.12b), quarantined (an amount that is not one), skipped (a blank row).
 ROW_KINDS = {

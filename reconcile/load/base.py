@@ -422,7 +422,7 @@ def unread_money(headers: list[str], mapping: dict[str, str]) -> tuple[str, ...]
     )
 
 
-HEADER_SEARCH_ROWS = 30  # the header is looked for among this many rows at the top of a sheet
+HEADER_SEARCH_ROWS = 30  # the header is looked for among this many rows (not blank) at the top
 HEADER_MIN_KNOWN = 3  # known column names a row needs to be taken for the header
 
 
@@ -467,7 +467,11 @@ def find_header(rows: list[list[str]]) -> int | None:
     most known names is taken, so that map_headers can name what is missing.
     """
     counts: list[int] = []  # known names of each row looked at, in order
-    for index, cells in enumerate(rows[:HEADER_SEARCH_ROWS]):
+    filled = 0  # blank rows are passed over without counting against HEADER_SEARCH_ROWS
+    for index, cells in enumerate(rows):
+        filled += any(cells)
+        if filled > HEADER_SEARCH_ROWS:
+            break
         known, complete = header_fit(cells)
         if complete and known >= HEADER_MIN_KNOWN:
             return index

@@ -312,19 +312,22 @@ def _refuse_html(path: Path, text: str) -> None:
 
 
 def _records(text: str, separator: str) -> tuple[list[list[str]], list[int]]:
-    """The first records of the text, each with the number of physical lines before it."""
+    """The first records of the text (up to HEADER_SEARCH_ROWS that are not blank), each with
+    the number of physical lines before it."""
     stream = io.StringIO(text, newline="")
     reader = csv.reader(stream, delimiter=separator)
     records: list[list[str]] = []
     starts: list[int] = []
+    filled = 0  # records not blank: blank lines above the header do not count (find_header)
     try:
-        while len(records) < HEADER_SEARCH_ROWS:
+        while filled < HEADER_SEARCH_ROWS:
             starts.append(reader.line_num)
             record = next(reader, None)
             if record is None:
                 starts.pop()
                 break
             records.append([unwrap_excel_text(c).strip() for c in record])
+            filled += any(records[-1])
     except csv.Error:
         starts = starts[: len(records)]
     return records, starts
