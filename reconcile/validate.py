@@ -25,6 +25,7 @@ from reconcile.load.base import (
     PROBLEM,
     ROW,
     SKIP,
+    SUBTOTAL_LABEL,
     TOTAL_LABEL,
     RawFrame,
 )
@@ -247,7 +248,8 @@ def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
     def label(field: str) -> pl.Expr:
         # Read only where the row is not priced (null elsewhere): a priced row is a line
         # whatever its labels say, and a regex over every cell of six columns costs.
-        return pl.when(~priced).then(pl.col(field)).str.contains(TOTAL_LABEL)
+        text = pl.when(~priced).then(pl.col(field))
+        return text.str.contains(TOTAL_LABEL) | text.str.contains(SUBTOTAL_LABEL)
 
     labelled = pl.any_horizontal(label(f) for f in LABEL_FIELDS)
 

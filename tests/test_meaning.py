@@ -413,3 +413,47 @@ def test_a_rate_column_is_never_read_as_the_tax(rate: str, tax: str, before: boo
     with loaded({"billing_items.csv": csv(header, [row])}, "autotask") as (result, _):
         (control,) = result.by_currency
         assert (result.rows_loaded, control.tax_loaded) == (1, Decimal("19.00"))
+
+
+# Excel's Data > Subtotal: the label it writes after each group, and its grand total's, by
+# language (English, German, Dutch).
+SUBTOTAL_WORDS = [("{} Total", "Grand Total"), ("{} Ergebnis", "Gesamtergebnis"),
+                  ("{} Totaal", "Eindtotaal")]  # fmt: skip
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    invoices=st.lists(st.lists(CENTS, min_size=1, max_size=4), min_size=1, max_size=4),
+    words=st.sampled_from(SUBTOTAL_WORDS),
+    column=st.sampled_from(["Invoice Number", "Organization Name"]),
+)
+def test_excel_subtotal_rows_are_skipped_as_totals(
+    invoices: list[list[int]], words: tuple[str, str], column: str
+) -> None:
+    """A grid export run through Excel's Data > Subtotal (by invoice number or by client): each
+    group's subtotal row ("INV-1 Total", "Kestrel Dental Ergebnis") and the grand total are
+    skipped as totals rows, their amounts the sums of the lines above; the lines load. The
+    subtotals by invoice were quarantined as lines with no date and no client."""
+    subtotal, grand = words
+    rows, n = [], 0
+    for number, lines in enumerate(invoices, start=1):
+        for cents in lines:
+            rows.append(grid_row(n, f"INV-{number}", "11/02/2026", cents))
+            n += 1
+        label = f"INV-{number}" if column == "Invoice Number" else "Kestrel Dental"
+        total = [""] * len(AUTOTASK_GRID_HEADER)
+        total[AUTOTASK_GRID_HEADER.index(column)] = subtotal.format(label)
+        total[AUTOTASK_GRID_HEADER.index("Extended Price")] = money(sum(lines))
+        rows.append(total)
+    last = [""] * len(AUTOTASK_GRID_HEADER)
+    last[AUTOTASK_GRID_HEADER.index(column)] = grand
+    last[AUTOTASK_GRID_HEADER.index("Extended Price")] = money(sum(map(sum, invoices)))
+    rows.append(last)
+    with loaded({"billing_items.csv": csv(AUTOTASK_GRID_HEADER, rows)}, "autotask") as (
+        result,
+        _,
+    ):
+        (control,) = result.by_currency
+        assert (result.rows_loaded, result.rows_skipped) == (n, len(invoices) + 1)
+        assert result.rows_quarantined == 0
+        assert control.net_loaded == sum(Decimal(money(sum(lines))) for lines in invoices)

@@ -26,6 +26,10 @@ FOREIGN = "_foreign"
 NOT_INVOICED = "Autotask billing item posted but not on an invoice"
 # A label that marks a report's totals or subtotals row ("Grand Total", "Total", "Sub-total").
 TOTAL_LABEL = r"(?i)^\s*(grand\s+|sub\s*-?\s*)?totals?\b"
+# Excel's Data > Subtotal labels a subtotal after its group, in the group's column ("INV-0 Total",
+# "Acme Ltd Total"; a German Excel "INV-0 Ergebnis" and "Gesamtergebnis", a Dutch one
+# "INV-0 Totaal" and "Eindtotaal"); its grand total matches TOTAL_LABEL or names itself here.
+SUBTOTAL_LABEL = r"(?i)^\s*(\S.*\s(total|totaal|ergebnis)|gesamtergebnis|eindtotaal)\s*$"
 
 
 BATCH_ROWS = 122_880  # rows validated and stored at a time (a DuckDB row group): memory stays flat
