@@ -603,10 +603,11 @@ class Workspace:
         so a sign-off pack can render it again, read by DuckDB (not through Python's memory).
         The report's data is kept first, in a transaction of its own, and DuckDB's memory let
         go before the run's rows are: committed with them, a 126 MB blob (10M lines a side)
-        raised the commit's peak by about 500 MiB. The run's rows are inserted at DuckDB's
-        scanning limit (scanning: each table is read through once): at its full limit the
-        insert of 1.36M findings (10M lines a side) set the run's peak, 240 MiB over what the
-        run held before it. Kept data whose run is not kept (a run killed between the two; a
+        raised the commit's peak by about 500 MiB; in its own transaction it still raises
+        it by about 480 MiB (a 126 MB blob alone: 363 in the insert, 120 in the commit), the
+        peak of a 10M-line run (983-987 MiB). The run's rows are inserted at DuckDB's scanning
+        limit (scanning: each table is read through once; at 3M lines a side the save's peak
+        went from 695 to 536 MiB). Kept data whose run is not kept (a run killed between the two; a
         run number is never used twice) is removed by the next save.
         Raises RuntimeError when that file is not read back as one file."""
         with self.transaction():

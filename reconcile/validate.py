@@ -853,9 +853,9 @@ def _read_dates(
         # Read from a frame of those fields alone and put beside the batch's columns in one
         # chunk: a lazy plan's result comes in several, which a filter can leave with empty
         # first chunks that pl.format panics on (RawFrame.batches).
-        by_rows = _parse_date(frame.select(by_row).lazy(), by_row, raw, formats, settings)
+        row_dates = _parse_date(frame.select(by_row).lazy(), by_row, raw, formats, settings)
         frame = frame.hstack(
-            by_rows.select(DATE_READ.format(n) for n in by_row).collect().rechunk()
+            row_dates.select(DATE_READ.format(n) for n in by_row).collect().rechunk()
         )
     read = {n: pl.col(DATE_READ.format(n)) for n in by_row}
     if looked_up:

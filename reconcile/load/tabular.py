@@ -939,8 +939,13 @@ def grid_warning(raw: RawFrame, rows_read: int) -> str | None:
     return None
 
 
+def _flag_text(name: str) -> pl.Expr:
+    """A true/false flag's cell as its spellings are compared (TRUE_WORDS, FALSE_WORDS)."""
+    return pl.col(name).str.strip_chars().str.to_lowercase()
+
+
 def _truthy(name: str) -> pl.Expr:
-    return pl.col(name).str.strip_chars().str.to_lowercase().is_in(TRUE_WORDS).fill_null(False)
+    return _flag_text(name).is_in(TRUE_WORDS).fill_null(False)
 
 
 def _unread_flags(mapping: dict[str, str], names: list[str]) -> pl.Expr:
@@ -949,7 +954,7 @@ def _unread_flags(mapping: dict[str, str], names: list[str]) -> pl.Expr:
     false, a group header or a voided invoice's line would be billed."""
     known = [*TRUE_WORDS, *FALSE_WORDS, ""]
     unread = {
-        flag: ~pl.col(flag).str.strip_chars().str.to_lowercase().is_in(known).fill_null(True)
+        flag: ~_flag_text(flag).is_in(known).fill_null(True)
         for flag in ("isgroupdesc", "isinactive", "voided")
         if flag in names
     }
