@@ -11,6 +11,7 @@ from typing import Any
 import fastexcel
 import polars as pl
 import pytest
+import xlsxwriter
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -100,6 +101,46 @@ def test_the_header_is_found_below_any_number_of_blank_lines(
         path.write_text("".join(titles + blanks) + AUTOTASK_HEADER + LINE * 2, encoding="utf-8")
         result = load(workspace, path)
     assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+
+
+# How a workbook's row can be blank: no cells, a formatted cell with no value, or text of spaces
+# or of nothing.
+BLANK_CELLS: dict[str, str | None] = {"absent": None, "formatted": None, "spaces": "   ", "": ""}
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    blanks=st.lists(st.sampled_from(sorted(BLANK_CELLS)), max_size=120),
+    titles=st.lists(st.sampled_from(["Billing items", "Report run on 02/12/2026"]), max_size=3),
+)
+@example(blanks=["formatted"] * 45, titles=["Billing items"])
+@example(blanks=["spaces"] * 30, titles=[])
+@example(blanks=["absent"] * 40, titles=["Billing items"])
+def test_a_workbooks_header_is_found_below_any_number_of_blank_rows(
+    blanks: list[str], titles: list[str]
+) -> None:
+    """As in a CSV, a sheet's blank rows above the header do not count against the rows the
+    header is looked for in: a report with a title and 45 formatted empty rows above its header
+    was refused as an export of neither platform."""
+    with tempfile.TemporaryDirectory() as folder, Workspace(":memory:") as workspace:
+        path = Path(folder) / "billing_items.xlsx"
+        book = xlsxwriter.Workbook(str(path))
+        sheet = book.add_worksheet("Lines")
+        for row, title in enumerate(titles):
+            sheet.write_string(row, 0, title)
+        bold = book.add_format({"bold": True})
+        for row, kind in enumerate(blanks, len(titles)):
+            if kind == "formatted":
+                sheet.write_blank(row, 0, None, bold)
+            elif (text := BLANK_CELLS[kind]) is not None:
+                sheet.write_string(row, 2, text)
+        header = len(titles) + len(blanks)
+        sheet.write_row(header, 0, AUTOTASK_HEADER.strip().split(","))
+        for row in (header + 1, header + 2):
+            sheet.write_row(row, 0, LINE.strip().split(","))
+        book.close()
+        result = load(workspace, path)
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (2, 2, 0)
 
 
 # Rows of an Autotask CSV by what the load makes of them: loaded, excluded (posted, not

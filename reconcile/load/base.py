@@ -426,7 +426,7 @@ def unread_money(headers: list[str], mapping: dict[str, str]) -> tuple[str, ...]
     )
 
 
-HEADER_SEARCH_ROWS = 30  # rows the header is looked for in (in a CSV, blank ones not counted)
+HEADER_SEARCH_ROWS = 30  # rows the header is looked for in (blank ones not counted)
 HEADER_MIN_KNOWN = 3  # known column names a row needs to be taken for the header
 
 

@@ -452,7 +452,7 @@ def _pick_sheet(path: Path, reader: fastexcel.ExcelReader) -> tuple[_Sheet, int,
     headerless: list[tuple[str, int]] = []  # visible sheets without a header: widest row
     for name in reader.sheet_names:
         sheet = _load(reader, name)
-        top = sheet.grid.head(HEADER_SEARCH_ROWS)
+        top = _top_rows(sheet.grid)
         rows = [
             [unwrap_excel_text(_text(v)).strip() for v in top.row(i)] for i in range(top.height)
         ]
@@ -492,7 +492,20 @@ def _pick_sheet(path: Path, reader: fastexcel.ExcelReader) -> tuple[_Sheet, int,
     if not names:
         raise ValueError("the workbook has no worksheets")
     first = _load(reader, names[0])
-    return first, _first_filled_row(first.grid.head(HEADER_SEARCH_ROWS)), hidden
+    return first, _first_filled_row(_top_rows(first.grid)), hidden
+
+
+def _top_rows(grid: pl.DataFrame) -> pl.DataFrame:
+    """The rows of a sheet the header is looked for in: down to its HEADER_SEARCH_ROWS-th row
+    that is not blank (find_header passes blank ones over without counting them, as in a CSV:
+    a report saved with 40 empty rows above its header was refused for want of one)."""
+    if not grid.width:
+        return grid
+    filled = grid.select(
+        pl.any_horizontal(pl.all().cast(pl.String).str.strip_chars().fill_null("") != "")
+    ).to_series()
+    found = filled.arg_true().head(HEADER_SEARCH_ROWS)
+    return grid.head(int(found[-1]) + 1 if found.len() else 0)
 
 
 def _refuse_headerless_rows(
