@@ -350,7 +350,7 @@ UNREAD_FLAGS = ["JA", "oui", "?", "2", "#N/A"]
 @given(
     rows=st.lists(
         st.tuples(
-            st.sampled_from(["group", "inactive", "line", "unread"]),
+            st.sampled_from(["group", "inactive", "line", "unread", "inactive unread"]),
             st.sampled_from(TRUE_FLAGS),
             st.sampled_from(FALSE_FLAGS),
             st.sampled_from(UNREAD_FLAGS),
@@ -366,20 +366,22 @@ def test_halopsa_flags_are_read_however_they_are_spelled(
     """A group header or inactive line (isgroupdesc, isinactive true) is excluded whichever
     spelling of true the file uses; a line whose flags are false loads; a flag that is no
     spelling of true or false is quarantined with its value, never read as false (a heading
-    or a template line would be billed)."""
+    or a template line would be billed). An inactive line is excluded whatever its other flag
+    holds: true or false, it is not billed."""
     header = ["id", "invoicenumber", "invoice_date", "client_name", "item_shortdescription",
               "qty_order", "unit_price", "net_amount", "tax_amount", "isgroupdesc",
               "isinactive"]  # fmt: skip
     lines = []
     for n, (kind, true, false, unread, pad) in enumerate(rows):
-        group = {"group": true, "unread": unread}.get(kind, false)
-        inactive = true if kind == "inactive" else false
+        group = {"group": true, "unread": unread, "inactive unread": unread}.get(kind, false)
+        inactive = true if kind.startswith("inactive") else false
         lines.append([str(90001 + n), "HP-1", "2026-11-02", "Kestrel", "Onsite", "1", "95.00",
                       "95.00", "19.00", pad + group + pad, inactive])  # fmt: skip
     with loaded({"invoice_lines.csv": csv(header, lines)}, "halopsa") as (result, rejected):
         kinds = [kind for kind, *_ in rows]
         assert result.rows_loaded == kinds.count("line")
-        assert result.rows_excluded == kinds.count("group") + kinds.count("inactive")
+        excluded = ("group", "inactive", "inactive unread")
+        assert result.rows_excluded == sum(kinds.count(kind) for kind in excluded)
         assert result.rows_quarantined == kinds.count("unread")
         quarantined = rejected.filter(pl.col("disposition") == "quarantined")
         for reason, (*_, unread, _) in zip(
