@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from conftest import AUTOTASK_GRID_HEADER
 from reconcile.config import Settings
 from reconcile.load import read_inputs
+from reconcile.load.artefacts import EXCEL_ERRORS
 from reconcile.load.tabular import is_time_format
 from reconcile.validate import normalise
 
@@ -291,3 +292,114 @@ def test_hidden_rows_are_read_and_named_in_a_warning(
     how = "filtered out by the sheet's AutoFilter or hidden" if filtered else "hidden"
     assert warning.startswith(f"billing.xlsx: {counted} {how} in Excel (row")
     assert f" {named}) and w" in warning and "read with the others" in warning
+
+
+def _as_calculated(path: Path) -> Path:
+    """The workbook without XlsxWriter's request to recalculate on opening, as Excel saves one
+    it calculated: its formulas' cached values are then results, as in a real export."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        parts = {name: source.read(name) for name in source.namelist()}
+    parts["xl/workbook.xml"] = parts["xl/workbook.xml"].replace(b' fullCalcOnLoad="1"', b"")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in parts.items():
+            target.writestr(name, data)
+    return path
+
+
+def _lines_and_reasons(path: Path) -> tuple[pl.DataFrame, dict[int, str]]:
+    """(the loaded lines' row_number, invoice_number, client_id, net_amount; reasons per
+    quarantined row)."""
+    (raw,) = read_inputs([path], None)
+    batches = list(normalise(raw, Settings(cycle="2026-11", currency="GBP")))
+    lines = pl.concat([b.lines for b in batches])
+    rejected = pl.concat([b.rejected for b in batches])
+    quarantined = rejected.filter(pl.col("disposition") == "quarantined")
+    return (
+        lines.select("row_number", "invoice_number", "client_id", "net_amount"),
+        dict(zip(quarantined["row_number"], quarantined["reasons"], strict=True)),
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    errors=st.dictionaries(
+        st.integers(1, 6),
+        st.tuples(st.sampled_from(AUTOTASK_GRID_HEADER), st.sampled_from(EXCEL_ERRORS[:7])),
+        max_size=4,
+    )
+)
+def test_an_error_cell_quarantines_its_row_as_in_a_csv(
+    tmp_path_factory: pytest.TempPathFactory, errors: dict[int, tuple[str, str]]
+) -> None:
+    """A formula that failed (#N/A of a lookup, #REF! of a deleted reference, ...) is saved as
+    an error cell, which fastexcel reads as empty: a line with no client, a tax 'not stated',
+    an inactive flag read as false. Its row is quarantined naming the column and the error,
+    as the same cell saved to CSV is; the other lines load."""
+    path = tmp_path_factory.mktemp("e") / "billing.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Lines")
+    sheet.write_row(0, 0, AUTOTASK_GRID_HEADER)
+    for row in range(1, 7):
+        line = [str(1000 + row), "INV-1", "11/13/2026", "571", "Acme", "Work", "1"]
+        sheet.write_row(row, 0, [*line, "85.00", "85.00", "17.00"])
+    for row, (column, error) in errors.items():
+        sheet.write_formula(row, AUTOTASK_GRID_HEADER.index(column), "=NA()", None, error)
+    book.close()
+    lines, reasons = _lines_and_reasons(_as_calculated(path))
+    assert sorted(reasons) == sorted(errors)
+    assert sorted(lines["row_number"]) == [r for r in range(1, 7) if r not in errors]
+    for row, (column, error) in errors.items():
+        assert f"column '{column}': Excel's error value '{error}'" in reasons[row]
+
+
+INVOICE_WIDE = ["Invoice Number", "Invoice Date", "Organization ID", "Organization Name"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(1, 4), min_size=1, max_size=5),
+    merged=st.sets(st.sampled_from(INVOICE_WIDE), min_size=1),
+    amount_merged=st.booleans(),
+)
+def test_cells_merged_down_an_invoice_are_each_of_its_lines(
+    tmp_path_factory: pytest.TempPathFactory,
+    sizes: list[int],
+    merged: set[str],
+    amount_merged: bool,
+) -> None:
+    """A report laid out for reading merges an invoice's number, date and client down over its
+    lines; Excel keeps the value in the range's first cell only, and every other line read as
+    not invoiced (excluded). Each line now takes the merged value of such a column. A merged
+    amount is never copied: a line's own amount read from another row would bill money twice,
+    so the lines under the first stay without one and are quarantined."""
+    path = tmp_path_factory.mktemp("m") / "billing.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Lines")
+    sheet.write_row(0, 0, AUTOTASK_GRID_HEADER)
+    columns = [AUTOTASK_GRID_HEADER.index(c) for c in merged]
+    amount = AUTOTASK_GRID_HEADER.index("Extended Price")
+    row, invoices, covered = 1, {}, set[int]()
+    for k, size in enumerate(sizes):
+        first, money = row, amount_merged and size > 1 and not covered
+        for _ in range(size):
+            line = [str(1000 + row), f"INV-{k}", f"11/{k + 10}/2026", str(500 + k), f"Client {k}"]
+            line += ["Work", "1", "85.00", f"{80 + row}.00", "0.00"]
+            # Excel keeps a merged range's value in its first cell; the others are empty.
+            shown = columns + [amount] * money if row > first else []
+            sheet.write_row(row, 0, [None if i in shown else v for i, v in enumerate(line)])
+            invoices[row] = f"INV-{k}"
+            row += 1
+        for at in columns + [amount] * money if size > 1 else []:
+            sheet.merge_range(first, at, row - 1, at, None)
+        if money:
+            covered = set(range(first + 1, row))
+    book.close()
+    lines, reasons = _lines_and_reasons(path)
+    assert sorted(reasons) == sorted(covered)
+    assert lines.sort("row_number").rows() == [
+        (r, invoices[r], str(500 + int(invoices[r][4:])), Decimal(f"{80 + r}.00"))
+        for r in sorted(invoices)
+        if r not in covered
+    ]

@@ -166,6 +166,7 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         .with_row_index(ROW, offset=1)
     )
     header_row = index + 1  # Excel's row number of the header
+    frame, merged = _with_sheet_cells(path, sheet, header_row, frame, headers, claimed)
     frame, problems = _without_unsaved_formulas(path, sheet.name, header_row, frame, sheet.columns)
     frame, timed = _hours_of_time_cells(path, sheet, header_row, frame, headers, claimed)
     problems = _either(problems, timed)
@@ -177,7 +178,82 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         for name in hidden
     )
     rows_hidden = hidden_rows_warning(path, sheet.name, header_row)
-    return replace(raw, warnings=raw.warnings + passed_over + rows_hidden)
+    return replace(raw, warnings=raw.warnings + passed_over + rows_hidden + merged)
+
+
+# Fields that hold what a whole invoice shares: a cell merged down over an invoice's lines in
+# one of their columns is each line's (Excel shows it once for them all). A line's own fields
+# (its id, item, quantity, price and amounts) are never taken from another row.
+INVOICE_FIELDS = frozenset(
+    {
+        "invoice_number", "invoice_date", "client_id", "client_name", "contract_id",
+        "contract_name", "contract_type", "currency", "period_start", "period_end",
+        "xref_client_id", "xref_contract_id",
+    }
+)  # fmt: skip
+
+
+def _with_sheet_cells(
+    path: Path,
+    sheet: _Sheet,
+    header_row: int,
+    frame: pl.DataFrame,
+    headers: list[str],
+    claimed: str | None,
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The data rows with what fastexcel does not read of their cells, from the sheet's XML
+    (sheet_cells_apart): an error cell (#N/A, #REF!: §18.3.1.4 `t="e"`), read as empty, holds
+    its error's text, which the load then quarantines as it does in a CSV (load.artefacts);
+    a cell of a range merged down over several rows (§18.3.1.55 <mergeCell>) in a column of
+    INVOICE_FIELDS holds the range's value (Excel shows it once, in the range's first cell,
+    and keeps the others empty; read so, every line but the first had no invoice and was
+    excluded as not invoiced). Also returns the warning naming the columns so read."""
+    errors, merges = sheet_cells_apart(path, sheet.name)
+    errors = [(r - header_row, c, text) for r, c, text in errors if r > header_row]
+    platform = detect_platform(str(path), headers, claimed)
+    invoice_wide = {
+        column
+        for field, column in map_headers(str(path), platform, headers).items()
+        if field in INVOICE_FIELDS
+    }
+    position = {absolute: i for i, absolute in enumerate(sheet.columns)}
+    filled: dict[int, dict[int, int]] = {}  # column: {row covered: the range's first row}
+    for first, column, last in merges:
+        at = position.get(column)
+        if at is None or first <= header_row or headers[at] not in invoice_wide:
+            continue
+        for row in range(first + 1, last + 1):
+            filled.setdefault(at, {})[row - header_row] = first - header_row
+    cells: dict[int, dict[int, str]] = {}
+    for row, column, text in errors:
+        if column in position:
+            cells.setdefault(position[column], {})[row] = text
+    if not cells and not filled:
+        return frame, ()
+    rows = pl.col(ROW).cast(pl.Int64)
+    frame = frame.with_columns(
+        rows.replace_strict(
+            cells.get(i, {}), default=pl.col(f"c{i}"), return_dtype=pl.String
+        ).alias(f"c{i}")
+        for i in set(cells) | set(filled)
+    )
+    if filled:
+        # Data row N is the frame's row N - 1 (numbered from 1, none left out yet).
+        frame = frame.with_columns(
+            rows.replace_strict(
+                {row: frame[f"c{i}"][first - 1] for row, first in covered.items()},
+                default=pl.col(f"c{i}"),
+                return_dtype=pl.String,
+            ).alias(f"c{i}")
+            for i, covered in filled.items()
+        )
+        named = ", ".join(repr(headers[i]) for i in sorted(filled))
+        return frame, (
+            f"{path.name}: cells merged down over several rows in {named} of sheet "
+            f"{sheet.name!r}: each row is read with the merged cell's value (Excel shows it "
+            "once, for all of them)",
+        )
+    return frame, ()
 
 
 def _without_unsaved_formulas(
@@ -782,6 +858,52 @@ def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
                     if reason:
                         found.append((row, column, reason))
             return found
+    except UNREADABLE_SHEET as exc:
+        raise _unreadable_workbook(path, exc) from None
+
+
+_ERROR_CELL = re.compile(rb'\st="e"')  # an error cell's type, or these bytes in a text
+_MERGED = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+[0-9]+):([A-Z]+[0-9]+)"')
+
+
+def sheet_cells_apart(
+    path: Path, sheet: str
+) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int]]]:
+    """What fastexcel reads of a sheet as empty: (its error cells as (Excel row, 0-based column,
+    the error's text such as '#N/A'), its ranges merged over several rows as (first Excel row,
+    0-based column of the range's first cell, last Excel row)), from the sheet's XML
+    (§18.3.1.4 <c t="e">, §18.3.1.55 <mergeCell ref="A2:A5">). One literal scan of the XML;
+    its cells are parsed only when it holds an error cell. Raises InputError for a damaged
+    workbook."""
+    try:
+        with zipfile.ZipFile(path) as book:
+            member = _sheet_member(book, sheet)
+            if member is None:
+                return [], []
+            erring, ranges = False, set[tuple[bytes, bytes]]()
+            tail = b""
+            with book.open(member) as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    chunk = tail + block
+                    erring = erring or _ERROR_CELL.search(chunk) is not None
+                    ranges.update((m[1], m[2]) for m in _MERGED.finditer(chunk))
+                    tail = chunk[-OVERLAP:]
+            merges = []
+            for first_ref, last_ref in sorted(ranges):
+                (first, column), (last, _) = (
+                    _cell_position(r.decode()) for r in (first_ref, last_ref)
+                )
+                if last > first:
+                    merges.append((first, column, last))
+            if not erring:
+                return [], merges
+            errors = []
+            with book.open(member) as stream:
+                for row, column, _, node in _sheet_cells_of(stream):
+                    if node.get("t") == "e":
+                        value = node.find(f"{{{SHEET_NS}}}v")
+                        errors.append((row, column, "" if value is None else value.text or ""))
+            return errors, merges
     except UNREADABLE_SHEET as exc:
         raise _unreadable_workbook(path, exc) from None
 
