@@ -308,11 +308,11 @@ def _as_calculated(path: Path) -> Path:
     return path
 
 
-def _lines_and_reasons(path: Path) -> tuple[pl.DataFrame, dict[int, str]]:
+def _lines_and_reasons(path: Path, currency: str = "GBP") -> tuple[pl.DataFrame, dict[int, str]]:
     """(the loaded lines' row_number, invoice_number, client_id, net_amount; reasons per
-    quarantined row)."""
+    quarantined row), the export's currency `currency`."""
     (raw,) = read_inputs([path], None)
-    batches = list(normalise(raw, Settings(cycle="2026-11", currency="GBP")))
+    batches = list(normalise(raw, Settings(cycle="2026-11", currency=currency)))
     lines = pl.concat([b.lines for b in batches])
     rejected = pl.concat([b.rejected for b in batches])
     quarantined = rejected.filter(pl.col("disposition") == "quarantined")
@@ -403,3 +403,72 @@ def test_cells_merged_down_an_invoice_are_each_of_its_lines(
         for r in sorted(invoices)
         if r not in covered
     ]
+
+
+# Number formats as Excel writes them for a currency (locale tags, quoted literals, bare signs,
+# accounting layouts), with the currency each writes; None: no currency.
+CURRENCY_FORMATS = [
+    ("[$€-x-euro2] #,##0.00", "€"),
+    ("#,##0.00 [$€-407]", "€"),
+    ("[$£-809]#,##0.00", "£"),
+    ("[$$-409]#,##0.00_);([$$-409]#,##0.00)", "$"),
+    ("#,##0.00 [$EUR]", "EUR"),
+    ('"€"#,##0.00', "€"),
+    ('#,##0.00" EUR"', "EUR"),
+    ("€#,##0.00;[Red]-€#,##0.00", "€"),
+    ("£#,##0.00", "£"),
+    ('_-[$€-2]\\ * #,##0.00_-;\\-[$€-2]\\ * #,##0.00_-;_-[$€-2]\\ * "-"??_-;_-@_-', "€"),
+    ("[$kr.-406] #,##0.00", "kr."),
+    ("#,##0.00", None),
+    ("0.00", None),
+    ('#,##0.00" hrs"', None),
+    ("[Red]#,##0.00;[Blue]-#,##0.00", None),
+    ("[>=1000]#,##0.00;0.00", None),
+]
+
+
+@pytest.mark.parametrize(("code", "currency"), CURRENCY_FORMATS)
+def test_the_currency_a_number_format_writes(code: str, currency: str | None) -> None:
+    from reconcile.load.tabular import format_currency
+
+    assert format_currency(code) == currency
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    formats=st.lists(st.sampled_from(CURRENCY_FORMATS), min_size=1, max_size=6),
+    configured=st.sampled_from(["GBP", "EUR", "USD"]),
+)
+def test_an_amount_formatted_in_another_currency_is_quarantined(
+    tmp_path_factory: pytest.TempPathFactory,
+    formats: list[tuple[str, str | None]],
+    configured: str,
+) -> None:
+    """A number formatted with a currency (a workbook whose clients are billed in two) is in
+    that currency, as a CSV of the sheet shows it: an amount in another than the row's is
+    quarantined (read as a plain number, euros loaded as pounds), one in the row's loads, and a
+    currency the load cannot name (kr.) is quarantined as an amount it cannot read."""
+    path = tmp_path_factory.mktemp("c") / "billing.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Lines")
+    sheet.write_row(0, 0, AUTOTASK_GRID_HEADER)
+    price = AUTOTASK_GRID_HEADER.index("Unit Price")
+    for row, (code, _) in enumerate(formats, 1):
+        line = [str(1000 + row), "INV-1", "11/13/2026", "571", "Acme", "Work", "2"]
+        sheet.write_row(row, 0, line)
+        money = book.add_format({"num_format": code})
+        sheet.write_row(row, price, [42.5, 85.0, -17.25], money)
+    book.close()
+    dollar = {"USD": "$"}.get(configured)
+    same = {configured, dollar, {"GBP": "£", "EUR": "€"}.get(configured), None}
+    lines, reasons = _lines_and_reasons(path, configured)
+    expected = [row for row, (_, currency) in enumerate(formats, 1) if currency in same]
+    assert sorted(lines["row_number"]) == expected
+    assert all(n == Decimal("85.00") for n in lines["net_amount"])
+    for row, (_, currency) in enumerate(formats, 1):
+        if row in expected:
+            continue
+        if currency == "kr.":
+            assert "got '85 kr.'" in reasons[row] or "got '42.5 kr.'" in reasons[row]
+        else:
+            assert "column 'Extended Price': the amount is written in" in reasons[row]

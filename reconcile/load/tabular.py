@@ -17,6 +17,7 @@ import defusedxml.ElementTree as DefusedET
 import polars as pl
 from defusedxml import DefusedXmlException
 
+from reconcile import amounts
 from reconcile.errors import InputError
 from reconcile.load import artefacts
 from reconcile.load.base import (
@@ -204,33 +205,47 @@ def _with_sheet_cells(
     """The data rows with what fastexcel does not read of their cells, from the sheet's XML
     (sheet_cells_apart): an error cell (#N/A, #REF!: §18.3.1.4 `t="e"`), read as empty, holds
     its error's text, which the load then quarantines as it does in a CSV (load.artefacts);
+    a number in a money column formatted with a currency (`[$€-x-euro2] #,##0.00`) is written
+    with it (`1664.4 €`), as a CSV of the sheet shows it, so that the load quarantines an amount
+    in another currency than the row's (read as a plain number, euros loaded as pounds);
     a cell of a range merged down over several rows (§18.3.1.55 <mergeCell>) in a column of
     INVOICE_FIELDS holds the range's value (Excel shows it once, in the range's first cell,
     and keeps the others empty; read so, every line but the first had no invoice and was
     excluded as not invoiced). Also returns the warning naming the columns so read."""
-    errors, merges = sheet_cells_apart(path, sheet.name)
-    errors = [(r - header_row, c, text) for r, c, text in errors if r > header_row]
     platform = detect_platform(str(path), headers, claimed)
-    invoice_wide = {
-        column
-        for field, column in map_headers(str(path), platform, headers).items()
-        if field in INVOICE_FIELDS
-    }
+    mapping = map_headers(str(path), platform, headers)
     position = {absolute: i for i, absolute in enumerate(sheet.columns)}
+    money = {sheet.columns[headers.index(mapping[f])] for f in MONEY_FIELDS if f in mapping}
+    apart = sheet_cells_apart(path, sheet.name, money)
+    invoice_wide = {column for field, column in mapping.items() if field in INVOICE_FIELDS}
     filled: dict[int, dict[int, int]] = {}  # column: {row covered: the range's first row}
-    for first, column, last in merges:
+    for first, column, last in apart.merges:
         at = position.get(column)
         if at is None or first <= header_row or headers[at] not in invoice_wide:
             continue
         for row in range(first + 1, last + 1):
             filled.setdefault(at, {})[row - header_row] = first - header_row
-    cells: dict[int, dict[int, str]] = {}
-    for row, column, text in errors:
-        if column in position:
-            cells.setdefault(position[column], {})[row] = text
-    if not cells and not filled:
+    cells: dict[int, dict[int, str]] = {}  # column: {row: its error}
+    for row, column, error in apart.errors:
+        if column in position and row > header_row:
+            cells.setdefault(position[column], {})[row - header_row] = error
+    written: dict[int, dict[int, str]] = {}  # column: {row: the currency its number is in}
+    for row, column, currency in apart.currencies:
+        if row > header_row:
+            written.setdefault(position[column], {})[row - header_row] = currency
+    if not cells and not filled and not written:
         return frame, ()
     rows = pl.col(ROW).cast(pl.Int64)
+    frame = frame.with_columns(
+        pl.format(
+            "{} {}",
+            pl.col(f"c{i}"),
+            rows.replace_strict(currency_of, default=None, return_dtype=pl.String),
+        )
+        .fill_null(pl.col(f"c{i}"))
+        .alias(f"c{i}")
+        for i, currency_of in written.items()
+    )
     frame = frame.with_columns(
         rows.replace_strict(
             cells.get(i, {}), default=pl.col(f"c{i}"), return_dtype=pl.String
@@ -863,23 +878,61 @@ def unsaved_formulas(path: Path, sheet: str) -> list[tuple[int, int, str]]:
 
 
 _ERROR_CELL = re.compile(rb'\st="e"')  # an error cell's type, or these bytes in a text
+MONEY_FIELDS = ("unit_price", "net_amount", "tax_amount")
+# Where a number format code writes a currency (ECMA-376 §18.8.31): a locale tag `[$€-x-euro2]`,
+# `[$£-809]`, `[$USD]`; a quoted literal `"EUR "`; a bare sign outside quotes and brackets.
+_FORMAT_CURRENCY = re.compile(r'\[\$([^\]-]*)[^\]]*\]|"([^"]*)"|\[[^\]]*\]|\\.|([$£€¥])')
+
+
+def format_currency(code: str) -> str | None:
+    """The currency a number format code writes its numbers in, as it writes it (`€`, `£`,
+    `USD`, `kr.`), or None: a locale tag's text, a quoted literal that is a currency sign or
+    an ISO 4217 code, or a bare sign. Excel's built-in currency formats (ids 5-8) are the
+    locale's and name none in the file: they are not looked at."""
+    for match in _FORMAT_CURRENCY.finditer(code):
+        tagged, quoted, bare = match.groups()
+        if tagged:
+            return tagged
+        text = (quoted or "").strip()
+        if text in amounts.CURRENCY_SIGNS or text == "$" or text.upper() in amounts.ISO_CURRENCIES:
+            return text
+        if bare:
+            return bare
+    return None
+
+
 _MERGED = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+[0-9]+):([A-Z]+[0-9]+)"')
 
 
-def sheet_cells_apart(
-    path: Path, sheet: str
-) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int]]]:
-    """What fastexcel reads of a sheet as empty: (its error cells as (Excel row, 0-based column,
-    the error's text such as '#N/A'), its ranges merged over several rows as (first Excel row,
-    0-based column of the range's first cell, last Excel row)), from the sheet's XML
-    (§18.3.1.4 <c t="e">, §18.3.1.55 <mergeCell ref="A2:A5">). One literal scan of the XML;
-    its cells are parsed only when it holds an error cell. Raises InputError for a damaged
-    workbook."""
+@dataclass(frozen=True)
+class CellsApart:
+    """What fastexcel does not read of a sheet's cells (sheet_cells_apart), by Excel row and
+    0-based column: error cells, which it reads as empty, with their error ('#N/A');
+    numbers of the money columns whose format writes a currency, which it reads as plain
+    numbers, with that currency as written ('€', 'USD'); ranges merged over several rows, as
+    (first row, the range's first column, last row)."""
+
+    errors: list[tuple[int, int, str]]
+    currencies: list[tuple[int, int, str]]
+    merges: list[tuple[int, int, int]]
+
+
+def sheet_cells_apart(path: Path, sheet: str, money: set[int]) -> CellsApart:
+    """CellsApart of a sheet, `money` its money columns (0-based), from the sheet's XML
+    (§18.3.1.4 <c t="e">, its `s` an index into §18.8.10 cellXfs; §18.3.1.55
+    <mergeCell ref="A2:A5">) and the workbook's number formats (format_currency). One literal
+    scan of the XML; its cells are parsed only when it holds an error cell or the workbook a
+    currency format. Raises InputError for a damaged workbook."""
     try:
         with zipfile.ZipFile(path) as book:
             member = _sheet_member(book, sheet)
             if member is None:
-                return [], []
+                return CellsApart([], [], [])
+            currencies = {
+                style: currency
+                for style, code in enumerate(_cell_formats(book) if money else [])
+                if (currency := format_currency(code)) is not None
+            }
             erring, ranges = False, set[tuple[bytes, bytes]]()
             tail = b""
             with book.open(member) as stream:
@@ -888,22 +941,27 @@ def sheet_cells_apart(
                     erring = erring or _ERROR_CELL.search(chunk) is not None
                     ranges.update((m[1], m[2]) for m in _MERGED.finditer(chunk))
                     tail = chunk[-OVERLAP:]
-            merges = []
+            apart = CellsApart([], [], [])
             for first_ref, last_ref in sorted(ranges):
                 (first, column), (last, _) = (
                     _cell_position(r.decode()) for r in (first_ref, last_ref)
                 )
                 if last > first:
-                    merges.append((first, column, last))
-            if not erring:
-                return [], merges
-            errors = []
+                    apart.merges.append((first, column, last))
+            if not erring and not currencies:
+                return apart
             with book.open(member) as stream:
                 for row, column, _, node in _sheet_cells_of(stream):
-                    if node.get("t") == "e":
+                    kind = node.get("t", "n")
+                    if kind == "e":
                         value = node.find(f"{{{SHEET_NS}}}v")
-                        errors.append((row, column, "" if value is None else value.text or ""))
-            return errors, merges
+                        error = "" if value is None else value.text or ""
+                        apart.errors.append((row, column, error))
+                    elif kind == "n" and column in money:
+                        currency = currencies.get(int(node.get("s") or 0))
+                        if currency is not None:
+                            apart.currencies.append((row, column, currency))
+            return apart
     except UNREADABLE_SHEET as exc:
         raise _unreadable_workbook(path, exc) from None
 
