@@ -3,7 +3,7 @@ export (Excel keeps them as days), and text longer than a cell holds in the work
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -472,3 +472,70 @@ def test_an_amount_formatted_in_another_currency_is_quarantined(
             assert "got '85 kr.'" in reasons[row] or "got '42.5 kr.'" in reasons[row]
         else:
             assert "column 'Extended Price': the amount is written in" in reasons[row]
+
+
+# The columns of an Autotask export and the groups a report may head two rows of names with:
+# a group's name merged across the columns it heads, above their own names.
+TWO_ROW_COLUMNS = [*AUTOTASK_GRID_HEADER, "Service Period Start Date", "Service Period End Date"]
+HEADER_GROUPS = {
+    "Service Period": (10, ["Start Date", "End Date"]),
+    "Invoice": (1, ["Number", "Date"]),
+    "Amounts": (7, ["Unit Price", "Extended Price", "Total Tax"]),
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    groups=st.sets(st.sampled_from(sorted(HEADER_GROUPS)), min_size=1),
+    titles=st.integers(0, 2),
+    merged_down=st.booleans(),
+    lines=st.integers(1, 4),
+)
+def test_a_header_of_two_rows_is_read_as_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    groups: set[str],
+    titles: int,
+    merged_down: bool,
+    lines: int,
+) -> None:
+    """A report heads some columns with a group's name merged across them ('Service Period'
+    over 'Start Date' and 'End Date'), the others' names on the first row (merged down over
+    the second, or not). Read as the first row alone, the grouped columns went unread without
+    a word and the second row was excluded as a line not invoiced; each grouped column is now
+    named by both rows (or by its own name where that alone is a column's: 'Amounts' over
+    'Extended Price'), and every line loads with its service period and amounts."""
+    path = tmp_path_factory.mktemp("t") / "billing.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Lines")
+    for row in range(titles):
+        sheet.write(row, 0, "Billing items" if row == 0 else "Run 11/30/2026 09:14")
+    top = titles
+    grouped = {
+        start + k: own for name in groups for k, own in enumerate(HEADER_GROUPS[name][1])
+        for start in [HEADER_GROUPS[name][0]]
+    }  # fmt: skip
+    for name in groups:
+        start, own = HEADER_GROUPS[name]
+        sheet.merge_range(top, start, top, start + len(own) - 1, name)
+        sheet.write_row(top + 1, start, own)
+    for column, name in enumerate(TWO_ROW_COLUMNS):
+        if column in grouped:
+            continue
+        if merged_down:
+            sheet.merge_range(top, column, top + 1, column, name)
+        else:
+            sheet.write(top, column, name)
+    for n in range(1, lines + 1):
+        line = [str(1000 + n), "INV-1", "11/13/2026", "571", "Acme", "Work", "2", "42.50"]
+        line += [f"{80 + n}.00", "17.00", "11/01/2026", "11/30/2026"]
+        sheet.write_row(top + 1 + n, 0, line)
+    book.close()
+    (raw,) = read_inputs([path], None)
+    batches = list(normalise(raw, Settings(cycle="2026-11", currency="GBP")))
+    loaded = pl.concat([b.lines for b in batches])
+    assert sum(b.rejected.height for b in batches) == 0
+    assert loaded.select("row_number", "net_amount", "period_start", "period_end").rows() == [
+        (n, Decimal(f"{80 + n}.00"), date(2026, 11, 1), date(2026, 11, 30))
+        for n in range(1, lines + 1)
+    ]
+    assert raw.dialect["header_row"] == str(titles + 2)

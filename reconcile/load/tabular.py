@@ -34,6 +34,7 @@ from reconcile.load.base import (
     PROBLEM,
     ROW,
     SKIP,
+    VOCABULARY,
     RawFrame,
     consumption_warning,
     detect_platform,
@@ -159,7 +160,8 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
     grid = sheet.grid
     if grid.height == 0:
         raise InputError(str(path), "the worksheet is empty", expected="a header row and data rows")
-    headers = [unwrap_excel_text(_text(v)).strip() for v in grid.row(index)]
+    erring, merges = scan_sheet(path, sheet.name)
+    headers, index = _header_names(grid, index, merges, sheet.columns)
     positional = [f"c{i}" for i in range(len(headers))]
     frame = (
         grid.slice(index + 1)
@@ -167,7 +169,9 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         .with_row_index(ROW, offset=1)
     )
     header_row = index + 1  # Excel's row number of the header
-    frame, merged = _with_sheet_cells(path, sheet, header_row, frame, headers, claimed)
+    frame, merged = _with_sheet_cells(
+        path, sheet, header_row, frame, headers, claimed, erring, merges
+    )
     frame, problems = _without_unsaved_formulas(path, sheet.name, header_row, frame, sheet.columns)
     frame, timed = _hours_of_time_cells(path, sheet, header_row, frame, headers, claimed)
     problems = _either(problems, timed)
@@ -194,6 +198,42 @@ INVOICE_FIELDS = frozenset(
 )  # fmt: skip
 
 
+def _header_names(
+    grid: pl.DataFrame, index: int, merges: list[Merge], columns: list[int]
+) -> tuple[list[str], int]:
+    """(the header's column names, the grid index of its last row). A header of two rows, a
+    group's name merged across the columns it heads ('Service Period' over two) above their own
+    names ('Start Date', 'End Date'), is read as one: each such column is named by both
+    ('Service Period Start Date'), or by its own name where only that is a known column name
+    ('Amounts' over 'Extended Price'), the others by the first row (merged down over the
+    second).
+    Read as the first row alone, the grouped columns went unread without a word and the
+    second row was taken for a line. Else the row at `index` alone."""
+    top = [unwrap_excel_text(_text(v)).strip() for v in grid.row(index)]
+    groups = [
+        m for m in merges if m.first == m.last == index + 1 and m.right > m.left
+    ]  # Excel row index + 1 is the header's
+    if not groups or index + 1 >= grid.height:
+        return top, index
+    below = [unwrap_excel_text(_text(v)).strip() for v in grid.row(index + 1)]
+    grouped = {
+        i: m for i, absolute in enumerate(columns) for m in groups if m.left <= absolute <= m.right
+    }
+    if any(text for i, text in enumerate(below) if i not in grouped) or not any(
+        below[i] for i in grouped
+    ):
+        return top, index  # the row below is no second header row: names outside the groups
+    position = {absolute: i for i, absolute in enumerate(columns)}
+    names = list(top)
+    known = set().union(*VOCABULARY.values())
+    for i, m in grouped.items():
+        group = top[position[m.left]] if m.left in position else ""
+        both = f"{group} {below[i]}".strip()
+        own = normalise_header(below[i]) in known and normalise_header(both) not in known
+        names[i] = (below[i] if own else both) if below[i] else top[i]
+    return names, index + 1
+
+
 def _with_sheet_cells(
     path: Path,
     sheet: _Sheet,
@@ -201,10 +241,13 @@ def _with_sheet_cells(
     frame: pl.DataFrame,
     headers: list[str],
     claimed: str | None,
+    erring: bool,
+    merges: list[Merge],
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The data rows with what fastexcel does not read of their cells, from the sheet's XML
-    (sheet_cells_apart): an error cell (#N/A, #REF!: §18.3.1.4 `t="e"`), read as empty, holds
-    its error's text, which the load then quarantines as it does in a CSV (load.artefacts);
+    (scan_sheet's `erring` and `merges`, cells_apart): an error cell (#N/A, #REF!: §18.3.1.4
+    `t="e"`), read as empty, holds its error's text, which the load then quarantines as it
+    does in a CSV (load.artefacts);
     a number in a money column formatted with a currency (`[$€-x-euro2] #,##0.00`) is written
     with it (`1664.4 €`), as a CSV of the sheet shows it, so that the load quarantines an amount
     in another currency than the row's (read as a plain number, euros loaded as pounds);
@@ -216,21 +259,21 @@ def _with_sheet_cells(
     mapping = map_headers(str(path), platform, headers)
     position = {absolute: i for i, absolute in enumerate(sheet.columns)}
     money = {sheet.columns[headers.index(mapping[f])] for f in MONEY_FIELDS if f in mapping}
-    apart = sheet_cells_apart(path, sheet.name, money)
+    errors, currencies = cells_apart(path, sheet.name, money, erring)
     invoice_wide = {column for field, column in mapping.items() if field in INVOICE_FIELDS}
     filled: dict[int, dict[int, int]] = {}  # column: {row covered: the range's first row}
-    for first, column, last in apart.merges:
-        at = position.get(column)
-        if at is None or first <= header_row or headers[at] not in invoice_wide:
+    for merge in merges:
+        at = position.get(merge.left)
+        if at is None or merge.first <= header_row or headers[at] not in invoice_wide:
             continue
-        for row in range(first + 1, last + 1):
-            filled.setdefault(at, {})[row - header_row] = first - header_row
+        for row in range(merge.first + 1, merge.last + 1):
+            filled.setdefault(at, {})[row - header_row] = merge.first - header_row
     cells: dict[int, dict[int, str]] = {}  # column: {row: its error}
-    for row, column, error in apart.errors:
+    for row, column, error in errors:
         if column in position and row > header_row:
             cells.setdefault(position[column], {})[row - header_row] = error
     written: dict[int, dict[int, str]] = {}  # column: {row: the currency its number is in}
-    for row, column, currency in apart.currencies:
+    for row, column, currency in currencies:
         if row > header_row:
             written.setdefault(position[column], {})[row - header_row] = currency
     if not cells and not filled and not written:
@@ -905,34 +948,24 @@ _MERGED = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+[0-9]+):([A-Z]+[0-9]+)
 
 
 @dataclass(frozen=True)
-class CellsApart:
-    """What fastexcel does not read of a sheet's cells (sheet_cells_apart), by Excel row and
-    0-based column: error cells, which it reads as empty, with their error ('#N/A');
-    numbers of the money columns whose format writes a currency, which it reads as plain
-    numbers, with that currency as written ('€', 'USD'); ranges merged over several rows, as
-    (first row, the range's first column, last row)."""
+class Merge:
+    """A merged range of a sheet (§18.3.1.55 <mergeCell ref="A2:B5">): Excel rows `first` to
+    `last`, 0-based columns `left` to `right`; its value is in its first cell."""
 
-    errors: list[tuple[int, int, str]]
-    currencies: list[tuple[int, int, str]]
-    merges: list[tuple[int, int, int]]
+    first: int
+    left: int
+    last: int
+    right: int
 
 
-def sheet_cells_apart(path: Path, sheet: str, money: set[int]) -> CellsApart:
-    """CellsApart of a sheet, `money` its money columns (0-based), from the sheet's XML
-    (§18.3.1.4 <c t="e">, its `s` an index into §18.8.10 cellXfs; §18.3.1.55
-    <mergeCell ref="A2:A5">) and the workbook's number formats (format_currency). One literal
-    scan of the XML; its cells are parsed only when it holds an error cell or the workbook a
-    currency format. Raises InputError for a damaged workbook."""
+def scan_sheet(path: Path, sheet: str) -> tuple[bool, list[Merge]]:
+    """(whether the sheet's XML may hold an error cell, its merged ranges in order): one
+    literal scan of the XML, no parse. Raises InputError for a damaged workbook."""
     try:
         with zipfile.ZipFile(path) as book:
             member = _sheet_member(book, sheet)
             if member is None:
-                return CellsApart([], [], [])
-            currencies = {
-                style: currency
-                for style, code in enumerate(_cell_formats(book) if money else [])
-                if (currency := format_currency(code)) is not None
-            }
+                return False, []
             erring, ranges = False, set[tuple[bytes, bytes]]()
             tail = b""
             with book.open(member) as stream:
@@ -941,27 +974,49 @@ def sheet_cells_apart(path: Path, sheet: str, money: set[int]) -> CellsApart:
                     erring = erring or _ERROR_CELL.search(chunk) is not None
                     ranges.update((m[1], m[2]) for m in _MERGED.finditer(chunk))
                     tail = chunk[-OVERLAP:]
-            apart = CellsApart([], [], [])
-            for first_ref, last_ref in sorted(ranges):
-                (first, column), (last, _) = (
-                    _cell_position(r.decode()) for r in (first_ref, last_ref)
-                )
-                if last > first:
-                    apart.merges.append((first, column, last))
-            if not erring and not currencies:
-                return apart
+    except UNREADABLE_SHEET as exc:
+        raise _unreadable_workbook(path, exc) from None
+    merges = []
+    for start, end in ranges:
+        (first, left), (last, right) = _cell_position(start.decode()), _cell_position(end.decode())
+        merges.append(Merge(first, left, last, right))
+    return erring, sorted(merges, key=lambda m: (m.first, m.left))
+
+
+def cells_apart(
+    path: Path, sheet: str, money: set[int], erring: bool
+) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+    """What fastexcel does not read of a sheet's cells, as (Excel row, 0-based column, text):
+    its error cells (`erring`: scan_sheet found one may be there), which it reads as empty,
+    with their error ('#N/A'); and the numbers of the `money` columns (0-based) whose format
+    writes a currency (format_currency), which it reads as plain numbers, with that currency
+    ('€', 'USD'). From the sheet's XML (§18.3.1.4 <c t="e">, its `s` an index into §18.8.10
+    cellXfs) and the workbook's number formats; the cells are parsed only when the sheet may
+    hold an error cell or the workbook holds a currency format. Raises InputError for a
+    damaged workbook."""
+    errors: list[tuple[int, int, str]] = []
+    written: list[tuple[int, int, str]] = []
+    try:
+        with zipfile.ZipFile(path) as book:
+            member = _sheet_member(book, sheet)
+            currencies = {
+                style: currency
+                for style, code in enumerate(_cell_formats(book) if money else [])
+                if (currency := format_currency(code)) is not None
+            }
+            if member is None or not (erring or currencies):
+                return errors, written
             with book.open(member) as stream:
                 for row, column, _, node in _sheet_cells_of(stream):
                     kind = node.get("t", "n")
                     if kind == "e":
                         value = node.find(f"{{{SHEET_NS}}}v")
-                        error = "" if value is None else value.text or ""
-                        apart.errors.append((row, column, error))
+                        errors.append((row, column, "" if value is None else value.text or ""))
                     elif kind == "n" and column in money:
                         currency = currencies.get(int(node.get("s") or 0))
                         if currency is not None:
-                            apart.currencies.append((row, column, currency))
-            return apart
+                            written.append((row, column, currency))
+            return errors, written
     except UNREADABLE_SHEET as exc:
         raise _unreadable_workbook(path, exc) from None
 
