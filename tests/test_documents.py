@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from conftest import FIXTURES, invoke
 from reconcile.config import Settings
 from reconcile.errors import InputError
-from reconcile.ingest import read_only
+from reconcile.ingest import load_paths, read_only
 from reconcile.store import Workspace
 
 DOCUMENTS = FIXTURES / "realworld" / "documents"
@@ -207,3 +207,123 @@ def test_invoice_total_warnings_print_no_tax_the_lines_do_not_give(
             line_s = "line" if missing == 1 else "lines"
             shown = f"{net:.2f} net + {sum(taxes):.2f} tax; {missing} {line_s} {gives} no tax"
         assert f"{said} but its lines add up to {net + sum(taxes):.2f} ({shown})" in result.output
+
+
+# How a true/false field comes out of an API page as a script or middleware writes it (JSON
+# true/false, text in any case, SQL Server's bit, a number), and values that are neither.
+API_TRUE: list[Any] = [True, "true", "True", "TRUE", 1, "1", "-1", "yes", "Y", "t", "WAHR"]
+API_FALSE: list[Any] = [False, "false", "False", 0, "0", "no", "N", "f", None, "", "ABSENT"]
+API_UNREAD: list[Any] = ["maybe", "?", 2, "0.5", "#N/A", "ja"]
+FLAG_KINDS = ["open", "true", "unread"]
+
+
+def _set_flag(record: dict[str, Any], key: str, value: Any) -> None:
+    if value == "ABSENT":
+        record.pop(key, None)
+    else:
+        record[key] = value
+
+
+def _loaded(platform: str, texts: dict[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Each row's disposition in row order (loaded, quarantined or excluded) and the reasons
+    of the rows not loaded, as `reconcile load` stores them."""
+    with tempfile.TemporaryDirectory() as tmp, Workspace(":memory:") as ws:
+        folder = Path(tmp) / "pages"
+        folder.mkdir()
+        _write(folder, texts)
+        (result,) = load_paths(ws, [folder], platform, Settings(cycle="2026-11", currency="GBP"))
+        rejected = ws.quarantined("2026-11").sort("row_number")
+    assert result.rows_skipped == 0
+    by_row = dict(zip(rejected["row_number"], rejected["disposition"], strict=True))
+    dispositions = [by_row.get(n, "loaded") for n in range(1, result.rows_read + 1)]
+    return dispositions, list(zip(rejected["disposition"], rejected["reasons"], strict=True))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    invoices=st.lists(
+        st.tuples(st.sampled_from(["open", "voided", "template", "unread"]), st.integers(0, 99)),
+        min_size=3,
+        max_size=3,
+    ),
+    lines=st.lists(
+        st.tuples(st.sampled_from(["line", "group", "inactive", "unread"]), st.integers(0, 99)),
+        min_size=5,
+        max_size=5,
+    ),
+)
+def test_halopsa_api_flags_are_read_however_they_are_spelled(
+    invoices: list[tuple[str, int]], lines: list[tuple[str, int]]
+) -> None:
+    """HaloPSA's flags (voided, is_recurring_invoice on the invoice; isgroupdesc, isinactive on
+    the line) in any spelling of true or false the CSV reports' flags are read in, JSON or
+    text or number: an invoice voided or a template excludes its lines, a group header or an
+    inactive line is excluded, a line whose flags are all false loads. A flag that is neither
+    is quarantined with the field and what it holds, never read as false (the line would be
+    billed); a line excluded by a flag that is true stays excluded."""
+    doc = copy.deepcopy(BASES["halopsa"]["invoices.json"])
+    expected: list[str] = []
+    unread: list[tuple[int, str]] = []  # a row's index, what its quarantine reason must say
+    for invoice, (state, pick) in zip(doc["invoices"], invoices, strict=True):
+        for key in ("voided", "is_recurring_invoice"):
+            _set_flag(invoice, key, API_FALSE[(pick + len(key)) % len(API_FALSE)])
+        if state == "voided":
+            _set_flag(invoice, "voided", API_TRUE[pick % len(API_TRUE)])
+        elif state == "template":
+            _set_flag(invoice, "is_recurring_invoice", API_TRUE[pick % len(API_TRUE)])
+        elif state == "unread":
+            _set_flag(invoice, "voided", API_UNREAD[pick % len(API_UNREAD)])
+        for line in invoice["lines"]:
+            kind, line_pick = lines[len(expected)]
+            for key in ("isgroupdesc", "isinactive"):
+                _set_flag(line, key, API_FALSE[(line_pick + len(key)) % len(API_FALSE)])
+            if kind in ("group", "inactive"):
+                key = "isgroupdesc" if kind == "group" else "isinactive"
+                _set_flag(line, key, API_TRUE[line_pick % len(API_TRUE)])
+            elif kind == "unread":
+                _set_flag(line, "isinactive", API_UNREAD[line_pick % len(API_UNREAD)])
+            if state in ("voided", "template") or kind in ("group", "inactive"):
+                expected.append("excluded")
+                continue
+            for holder, key, bad in ((invoice, "voided", state), (line, "isinactive", kind)):
+                if bad == "unread":
+                    said = f"column '{key}': expected TRUE or FALSE (1/0, yes/no), got "
+                    unread.append((len(expected), f"{said}'{holder[key]}'"))
+            expected.append("quarantined" if "unread" in (state, kind) else "loaded")
+    dispositions, reasons = _loaded("halopsa", {"invoices.json": json.dumps(doc)})
+    assert dispositions == expected
+    quarantined = [r for d, r in reasons if d == "quarantined"]
+    for n, said in unread:
+        assert said in quarantined[expected[:n].count("quarantined")]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    states=st.lists(
+        st.tuples(st.sampled_from(FLAG_KINDS), st.integers(0, 99)), min_size=3, max_size=3
+    )
+)
+def test_autotask_api_is_voided_is_read_however_it_is_spelled(
+    states: list[tuple[str, int]],
+) -> None:
+    """Autotask's Invoices.isVoided in any spelling of true or false (JSON, text in any case,
+    a number): a voided invoice's billing items are excluded, an invoice not voided loads its
+    items, and a value that is neither quarantines its items with the field and the value."""
+    docs = copy.deepcopy(BASES["autotask"])
+    invoices = docs["Invoices.json"]["items"]
+    voided: dict[int, str] = {}
+    for invoice, (state, pick) in zip(invoices, states, strict=True):
+        value = {"open": API_FALSE, "true": API_TRUE, "unread": API_UNREAD}[state]
+        _set_flag(invoice, "isVoided", value[pick % len(value)])
+        voided[invoice["id"]] = state
+    items = [i for name in sorted(docs) if name.startswith("Billing") for i in docs[name]["items"]]
+    disposition = {"open": "loaded", "true": "excluded", "unread": "quarantined"}
+    expected = [disposition[voided[item["invoiceID"]]] for item in items]
+    texts = {name: json.dumps(doc) for name, doc in docs.items()}
+    dispositions, reasons = _loaded("autotask", texts)
+    assert dispositions == expected
+    said = " ".join(r for _, r in reasons)
+    for (state, _), invoice in zip(states, invoices, strict=True):
+        value = invoice.get("isVoided")
+        unread = f"column 'isVoided': expected TRUE or FALSE (1/0, yes/no), got '{value}'"
+        assert (unread in said) == (state == "unread")

@@ -47,7 +47,15 @@ from reconcile.load.base import (
     consumption_warning,
 )
 from reconcile.load.dialect import bom_codec
-from reconcile.load.tabular import GROUP_REASON, INACTIVE_REASON, TEMPLATE_REASON, VOIDED_REASON
+from reconcile.load.tabular import (
+    FALSE_WORDS,
+    GROUP_REASON,
+    INACTIVE_REASON,
+    TEMPLATE_REASON,
+    TRUE_WORDS,
+    UNREAD_FLAG,
+    VOIDED_REASON,
+)
 from reconcile.model import RAW_FIELDS
 
 Record = dict[str, Any]
@@ -263,6 +271,24 @@ class Rec:
         if isinstance(value, (dict, list)):
             raise _wrong(self.file, _join(self.path, key), value, SCALAR)
         return _text(value)
+
+    def flag(self, key: str) -> tuple[bool, str | None]:
+        """A true/false field (Autotask isVoided, psa-exports.md §1.2; HaloPSA
+        is_recurring_invoice and voided, §2.2, isgroupdesc and isinactive, §2.3) read as the
+        exports' flag columns are (TRUE_WORDS, FALSE_WORDS, any case): JSON true or false, a
+        spelling of either as text or number ("True", 1, "0"), null or absent (false).
+        (value, None), or for anything else (False, UNREAD_FLAG with the field and what it
+        holds): the row is quarantined, never read as false (a voided invoice's items, an
+        inactive line or a group header would be billed)."""
+        text = self.text(key)
+        if text is None:
+            return False, None
+        word = text.lower()
+        if word in TRUE_WORDS:
+            return True, None
+        if word in FALSE_WORDS:
+            return False, None
+        return False, UNREAD_FLAG.format(key, text)
 
 
 def _record(file: str, path: str, value: Any) -> Rec:
@@ -689,8 +715,12 @@ def autotask_bundle(file: str, docs: dict[str, list[Rec]], files: tuple[Path, ..
                 f"its invoice (invoiceID {invoice_id}) is in none of the Invoices pages: "
                 "whether it was voided, and its number and date, are unknown"
             )
-        elif invoice.text("isVoided") == "true":
-            exclude = "Autotask billing item on a voided invoice"
+        else:
+            voided, unread = invoice.flag("isVoided")
+            if voided:
+                exclude = "Autotask billing item on a voided invoice"
+            elif unread:
+                problems.append(unread)
         net = carried_net(item.text("extendedPrice"), item.text("totalAmount"))
         if net != item.text("extendedPrice"):
             consumed.append(item)
@@ -959,19 +989,26 @@ def _halo_lines(
     currency, currency_problem = _halo_currency(invoice, client)
     invoice_id = invoice.text("id") or ""
     invoice_exclude = None
-    if invoice_id.startswith("-") or invoice.text("is_recurring_invoice") == "true":
+    template, template_unread = invoice.flag("is_recurring_invoice")
+    voided, voided_unread = invoice.flag("voided")
+    if invoice_id.startswith("-") or template:
         invoice_exclude = TEMPLATE_REASON
-    elif invoice.text("voided") == "true":
+    elif voided:
         invoice_exclude = VOIDED_REASON
     for offset, line in enumerate(lines):
         contract_id = _halo_id(line.text("contract_id")) or _halo_id(invoice.text("contract_id"))
         contract = contracts.get(contract_id or "", EMPTY)
         item = items.get(_halo_id(line.text("_itemid")) or "", EMPTY)
+        group, group_unread = line.flag("isgroupdesc")
+        inactive, inactive_unread = line.flag("isinactive")
         exclude = invoice_exclude
-        if exclude is None and line.text("isgroupdesc") == "true":
+        if exclude is None and group:
             exclude = GROUP_REASON
-        elif exclude is None and line.text("isinactive") == "true":
+        elif exclude is None and inactive:
             exclude = INACTIVE_REASON
+        # An excluded row's problems are not its reasons (validate reads them on billable rows
+        # only), as in the CSV reports: an inactive line is not billed whatever else it holds.
+        problems = [currency_problem, template_unread, voided_unread, group_unread, inactive_unread]
         yield {
             ROW: start + offset,
             "line_ref": line.text("id"),
@@ -997,7 +1034,7 @@ def _halo_lines(
             "xref_item_id": _halo_id(item.text("autotaskserviceid"))
             or _halo_id(item.text("autotaskproductid")),
             EXCLUDE: exclude,
-            PROBLEM: currency_problem,
+            PROBLEM: "; ".join(p for p in problems if p) or None,
         }
 
 
