@@ -15,10 +15,12 @@ import copy
 import json
 import os
 import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +28,7 @@ from conftest import FIXTURES, invoke
 from reconcile.config import Settings
 from reconcile.errors import InputError
 from reconcile.ingest import load_paths, read_only
+from reconcile.load.documents import XML_FIELDS, XML_NS
 from reconcile.store import Workspace
 
 DOCUMENTS = FIXTURES / "realworld" / "documents"
@@ -327,3 +330,70 @@ def test_autotask_api_is_voided_is_read_however_it_is_spelled(
         value = invoice.get("isVoided")
         unread = f"column 'isVoided': expected TRUE or FALSE (1/0, yes/no), got '{value}'"
         assert (unread in said) == (state == "unread")
+
+
+AT_XML = FIXTURES / "quirks" / "at_invoice.xml"
+XML_PLACES = ["account", "invoice", "invoice_item 1", "invoice_item 2"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    places=st.sets(st.sampled_from(XML_PLACES)),
+    moved=st.sampled_from(["every field", "the fields read", "one field read"]),
+    pick=st.integers(0, 99),
+    namespaced=st.booleans(),
+    dropped=st.sets(st.sampled_from(["item_id", "invoice_item_id", "invoice_id"])),
+)
+def test_autotask_xml_with_values_as_attributes_is_refused(
+    places: set[str], moved: str, pick: int, namespaced: bool, dropped: set[str]
+) -> None:
+    """Autotask's generic XML export (fixtures/quirks/at_invoice.xml) converted so that some
+    element's fields are attributes (<invoice_item item_id="61073" .../>, as SQL Server's FOR
+    XML AUTO or a converter writes them), whichever element and however many of its fields, with
+    or without the namespace: refused, naming the file, the first such element and its fields,
+    never loaded as items "posted but not invoiced". Unconverted, with item ids missing, it
+    loads and no line ref is built from an absent field ("None.None")."""
+    root = ET.fromstring(AT_XML.read_bytes())
+    ns = XML_NS
+    elements = {
+        "account": root.find(f"{ns}account"),
+        "invoice": root.find(f".//{ns}invoice"),
+        **{f"invoice_item {n}": e for n, e in enumerate(root.iter(f"{ns}invoice_item"), 1)},
+    }
+    first = None
+    for place in XML_PLACES:  # the order the loader meets them in
+        element = elements[place]
+        assert element is not None
+        tag = place.split()[0]
+        if place not in places:
+            if tag == "invoice_item":
+                for child in [c for c in element if c.tag.removeprefix(ns) in dropped]:
+                    element.remove(child)
+            continue
+        leaves = [c for c in element if len(c) == 0]
+        read = [c for c in leaves if c.tag.removeprefix(ns) in XML_FIELDS[tag]]
+        chosen = {"every field": leaves, "the fields read": read}.get(
+            moved, [read[pick % len(read)]]
+        )
+        for child in chosen:
+            element.attrib[child.tag.removeprefix(ns)] = child.text or ""
+            element.remove(child)
+        first = first or (tag, [c.tag.removeprefix(ns) for c in chosen if c in read])
+    text = ET.tostring(root, encoding="unicode")
+    if not namespaced:
+        text = text.replace(ns[1:-1], "").replace(' xmlns:ns0=""', "").replace("ns0:", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "invoices.xml"
+        path.write_text(text, encoding="utf-8")
+        if first is None:
+            with Workspace(":memory:") as ws:
+                load_paths(ws, [path], "autotask", Settings(cycle="2026-11", currency="GBP"))
+                refs = ws.con.sql("SELECT line_ref FROM lines ORDER BY row_number").fetchall()
+            assert len(refs) == 2 and not [r for (r,) in refs if "None" in r]
+            return
+        with pytest.raises(InputError) as refused:
+            read_only([path], "autotask", Settings(cycle="2026-11", currency="GBP"))
+    said = str(refused.value)
+    tag, fields = first
+    assert said.startswith(f"{path}: the fields are attributes of <{tag}> (")
+    assert fields[0] in said and "expected each field as a child element" in said

@@ -1077,6 +1077,37 @@ def _halo_currency(invoice: Rec, client: Rec) -> tuple[str | None, str | None]:
 
 
 XML_NS = "{http://tempuri.org/invoice_batch_generic.xsd}"
+# The child elements autotask_xml reads, per element (psa-exports.md §1.12a: the generic XML
+# export's element inventory; its fields are child elements, never attributes).
+XML_FIELDS = {
+    "account": ("account_id", "cust_name"),
+    "invoice": ("invoice_id", "invoice_number", "invoice_date", "invoice_total", "total_tax_value"),
+    "invoice_item": (
+        "item_id", "invoice_id", "invoice_item_id", "contract_name", "contract_type",
+        "service_or_bundle_id", "allocation_code_id", "item_name", "service_invoice_description",
+        "time_entry_summary_notes", "quantity", "hourly_billing_rate", "extended_price",
+        "total_tax_amount", "service_period_start_date", "service_period_end_date",
+    ),
+}  # fmt: skip
+
+
+def _refuse_attributes(path: Path, node: ET.Element, tag: str) -> None:
+    """An export converted to another XML form (<invoice_item item_id="31207" .../>) is refused:
+    its values are attributes, which the export never writes (XML_FIELDS), so every field read
+    as a child element would be empty and every item "posted but not invoiced"."""
+    found = [name for name in node.attrib if name.rpartition("}")[2] in XML_FIELDS[tag]]
+    if not found:
+        return
+    shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    first = found[0].rpartition("}")[2]
+    raise InputError(
+        str(path),
+        f"the fields are attributes of <{tag}> ({shown}), not child elements as Autotask's "
+        "generic XML export writes them, so none of them could be read",
+        expected=f"each field as a child element, <{tag}><{first}>…</{first}>…</{tag}>",
+        got=f'<{tag} {first}="{node.attrib[found[0]]}" …>',
+        hint="Export the invoices from Autotask again rather than using a converted copy.",
+    )
 
 
 def autotask_xml(path: Path) -> RawFrame:
@@ -1113,14 +1144,17 @@ def autotask_xml(path: Path) -> RawFrame:
     rows: list[dict[str, Any]] = []
     totals = []
     for account in root.iter(f"{ns}account"):
+        _refuse_attributes(path, account, "account")
         for invoice in account.iter(f"{ns}invoice"):
+            _refuse_attributes(path, invoice, "invoice")
             number = get(invoice, "invoice_number") or get(invoice, "invoice_id")
             totals.append((number, get(invoice, "invoice_total"), get(invoice, "total_tax_value")))
             for item in invoice.iter(f"{ns}invoice_item"):
-                ref = (
-                    get(item, "item_id")
-                    or f"{get(item, 'invoice_id')}.{get(item, 'invoice_item_id')}"
-                )
+                _refuse_attributes(path, item, "invoice_item")
+                ref = get(item, "item_id")
+                invoice_id, item_id = get(item, "invoice_id"), get(item, "invoice_item_id")
+                if ref is None and invoice_id is not None and item_id is not None:
+                    ref = f"{invoice_id}.{item_id}"  # never built from a field that is absent
                 rows.append(
                     {
                         ROW: len(rows) + 1,
