@@ -26,6 +26,7 @@ from reconcile.load.base import (
     ROW,
     SKIP,
     SUBTOTAL_LABEL,
+    SUM_LABEL,
     TOTAL_LABEL,
     RawFrame,
 )
@@ -233,15 +234,15 @@ LABEL_FIELDS = (
 
 
 def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
-    """Report exports end with a "Grand Total" row (or carry subtotals) that is no line: loading
-    it would double the side. A row is a totals row when it is labelled like one or names no
-    line (no id, invoice, date or item), and its net amount equals the sum of the rows above
-    it, or of those since the previous totals row. It is skipped, its amount checked as a
-    control total. A labelled row whose amount is not such a sum is quarantined: it is neither
-    a line nor a total one can trust. A row whose label is a name ("Total Fitness Ltd", the
-    item "Total Protection Suite") is a line when it says so otherwise: a line id of its own,
-    an invoice number and date of its own, or a quantity and a unit price (no report's totals
-    row prices a charge, or dates and numbers an invoice)."""
+    """Report exports end with a "Grand Total" row (or carry subtotals, or a "Sum" row a person
+    added: SUM_LABEL) that is no line: loading it would double the side. A row is a totals row
+    when it is labelled like one or names no line (no id, invoice, date or item), and its net
+    amount equals the sum of the rows above it, or of those since the previous totals row. It
+    is skipped, its amount checked as a control total. A labelled row whose amount is not such
+    a sum is quarantined: it is neither a line nor a total one can trust. A row whose label is
+    a name ("Total Fitness Ltd", the item "Total Protection Suite") is a line when it says so
+    otherwise: a line id of its own, an invoice number and date of its own, or a quantity and
+    a unit price (no report's totals row prices a charge, or dates and numbers an invoice)."""
     net = pl.col("_net_amount")
     priced = pl.col("_quantity").is_not_null() & pl.col("_unit_price").is_not_null()
 
@@ -249,7 +250,11 @@ def _mark_totals(parsed: pl.DataFrame, sums: RunningSums) -> pl.DataFrame:
         # Read only where the row is not priced (null elsewhere): a priced row is a line
         # whatever its labels say, and a regex over every cell of six columns costs.
         text = pl.when(~priced).then(pl.col(field))
-        return text.str.contains(TOTAL_LABEL) | text.str.contains(SUBTOTAL_LABEL)
+        return (
+            text.str.contains(TOTAL_LABEL)
+            | text.str.contains(SUBTOTAL_LABEL)
+            | text.str.contains(SUM_LABEL)
+        )
 
     labelled = pl.any_horizontal(label(f) for f in LABEL_FIELDS)
 

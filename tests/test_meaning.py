@@ -459,3 +459,55 @@ def test_excel_subtotal_rows_are_skipped_as_totals(
         assert (result.rows_loaded, result.rows_skipped) == (n, len(invoices) + 1)
         assert result.rows_quarantined == 0
         assert control.net_loaded == sum(Decimal(money(sum(lines))) for lines in invoices)
+
+
+# The word a person writes beside a =SUM() under an export, in the languages of the Excel
+# versions the flags are read for; and names that only begin like one.
+SUM_WORDS = ["Sum", "SUM", "sum:", "Summe", "Gesamt", "Totaal", "Somme", "Totale", "Somma",
+             "Suma", "Soma", "Summa", "Totalt", "I alt", "Yhteensä", "Razem",
+             "Suma końcowa"]  # fmt: skip
+SUM_NAMES = ["Summit IT Ltd", "Sumo Logic", "Summe Consulting", "Somme Valley Farms", "Totalis"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lines=st.lists(CENTS, min_size=1, max_size=5),
+    at=st.integers(min_value=1, max_value=5),
+    label=st.sampled_from(SUM_WORDS + SUM_NAMES),
+    column=st.sampled_from(["Item Name", "Description", "Organization Name", "Invoice Number"]),
+    pad=st.sampled_from(["", " ", "  "]),
+    adds_up=st.booleans(),
+)
+def test_sum_rows_labelled_in_other_words_are_totals(
+    lines: list[int], at: int, label: str, column: str, pad: str, adds_up: bool
+) -> None:
+    """A row a person added under (or among) the lines, labelled "Sum", "Summe", "Somme",
+    "Suma", "Totale" … as the cell's whole text in any column and carrying only the sum of the
+    amounts: skipped as a totals row when its amount is the sum of the lines above it, else
+    quarantined as a total that does not add up (it was excluded as an item posted but not
+    invoiced, and its amount, the file's total, added to the excluded money). A name that only
+    begins like such a word ("Summit IT Ltd") labels no total: the row stays as it was read."""
+    header = [*AUTOTASK_GRID_HEADER, "Description"]
+    at = min(at, len(lines))
+    rows = [
+        [*grid_row(n, "INV-1", "11/02/2026", cents), "Monthly"] for n, cents in enumerate(lines)
+    ]
+    total = [""] * len(header)
+    total[header.index(column)] = pad + label + pad
+    above = sum(lines[:at])
+    total[header.index("Extended Price")] = money(above if adds_up else above + 100)
+    rows.insert(at, total)
+    with loaded({"billing_items.csv": csv(header, rows)}, "autotask") as (result, rejected):
+        assert result.rows_loaded == len(lines)
+        (reason,) = rejected["reasons"]
+        (disposition,) = rejected["disposition"]
+    if label in SUM_NAMES:
+        # A row naming only a client names no line: skipped as an unlabelled sum if it is one.
+        assert "labelled as a total" not in reason
+        assert disposition != "skipped" or (column == "Organization Name" and adds_up)
+    elif adds_up:
+        assert (disposition, result.rows_skipped) == ("skipped", 1)
+        assert reason.startswith("totals row:")
+    else:
+        assert disposition == "quarantined"
+        assert "labelled as a total but its amount" in reason

@@ -30,6 +30,18 @@ TOTAL_LABEL = r"(?i)^\s*(grand\s+|sub\s*-?\s*)?totals?\b"
 # "Acme Ltd Total"; a German Excel "INV-0 Ergebnis" and "Gesamtergebnis", a Dutch one
 # "INV-0 Totaal" and "Eindtotaal"); its grand total matches TOTAL_LABEL or names itself here.
 SUBTOTAL_LABEL = r"(?i)^\s*(\S.*\s(total|totaal|ergebnis)|gesamtergebnis|eindtotaal)\s*$"
+# A sum row a person adds under an export (=SUM() beside a word) labels it with the cell's whole
+# text, in English or the languages of the Excel versions whose TRUE/FALSE tabular.TRUE_WORDS
+# reads: "Sum", German "Summe"/"Gesamt", Dutch "Totaal", French "Somme", Italian "Totale"/
+# "Somma", Spanish and Polish "Suma", Portuguese "Soma", Swedish/Finnish "Summa", Swedish and
+# Norwegian "Totalt", Danish "I alt", Finnish "Yhteensä", Polish "Razem" (a trailing colon
+# allowed). Whole cells only: "Summit IT Ltd", "Sumo" or "Summe Consulting" are names.
+SUM_LABEL = (
+    r"(?i)^\s*(sum(\s+total)?|summe|gesamt|gesamtsumme|insgesamt|endsumme|totaal"
+    r"|somme(\s+totale)?|somma|totale(\s+(complessivo|generale))?|suma(\s+(total|końcowa))?"
+    r"|soma(\s+total)?|summa|totalsumma|totalt|totalsum|i\s+alt|hovedtotal|yhteensä"
+    r"|kokonaissumma|razem|ogółem)\s*:?\s*$"
+)
 
 
 BATCH_ROWS = 122_880  # rows validated and stored at a time (a DuckDB row group): memory stays flat
