@@ -641,7 +641,7 @@ CLIENT = "kind = 'client'"
 # The work tables of resolve_tables, dropped once _resolution is made.
 WORK_TABLES = (
     "_rs_decided", "_rs_display", "_rs_map", "_rs_maybe", "_rs_value", "_rs_a_name",
-    "_rs_h_row", "_rs_outcome", "_rs_shown", "_rs_norm",
+    "_rs_h_row", "_rs_outcome", "_rs_shown", "_rs_norm", "_rs_applies",
 )  # fmt: skip
 # The columns of a table of normalised names (normalise_into): client (read as a client's name,
 # with legal forms, else as an item's or a contract's), name and name_rows' columns.
@@ -845,21 +845,29 @@ def _mapped(
     entities of the kind
     (UNFIT_SCHEMA), each with how many and the first AMBIGUITY_SHOWN of their displays: such
     a row is not applied."""
-    rows = mapping_frame(mappings).unique(["kind", "value"], keep="last")
+    rows = mapping_frame(mappings).with_row_index("row").unique(["kind", "value"], keep="last")
     with_frame(con, "CREATE OR REPLACE TEMP TABLE _rs_map AS SELECT * FROM _frame", rows)
     _folded_values(con, autotask, halopsa, normalised)
     con.execute(
         """
-        INSERT INTO _rs_decided (kind, halopsa_key, autotask_key, method)
+        CREATE OR REPLACE TEMP TABLE _rs_applies AS
         WITH sole AS (
             SELECT kind, value, min(key) AS autotask_key
             FROM (SELECT DISTINCT kind, value, key FROM _rs_value WHERE side = 'a')
             GROUP BY kind, value HAVING count(*) = 1
         )
-        SELECT h.kind, h.key, arg_min(o.autotask_key, h.pos), 'mapping'
+        SELECT h.kind, h.key, h.pos, m.row, o.autotask_key
         FROM _rs_value h JOIN _rs_map m ON m.kind = h.kind AND m.value = h.value
         JOIN sole o ON o.kind = h.kind AND o.value = m.target
-        WHERE h.side = 'h' GROUP BY h.kind, h.key
+        WHERE h.side = 'h'
+        """
+    )
+    _refuse_entity_conflicts(con, mappings)
+    con.execute(
+        """
+        INSERT INTO _rs_decided (kind, halopsa_key, autotask_key, method)
+        SELECT kind, key, arg_min(autotask_key, pos), 'mapping' FROM _rs_applies
+        GROUP BY kind, key
         """
     )
     found: pl.DataFrame = frame_of(
@@ -882,6 +890,36 @@ def _mapped(
         for kind, fits, shown in found.select("kind", "fits", "shown").iter_rows()
     ]
     return found.select("kind", "target", problem=pl.Series(problems, dtype=pl.String))
+
+
+def _refuse_entity_conflicts(con: duckdb.DuckDBPyConnection, mappings: list[Mapping]) -> None:
+    """Raises InputError when two mapping rows name one HaloPSA entity by different values (its
+    id on one, its name on the other) and map it to two Autotask entities (_rs_applies: each
+    row that applies to a HaloPSA entity, with the one Autotask entity its target names). Read
+    as written they are no conflict (_refuse_conflicts compares the values), and the entity's
+    id row won without a word: a client's billing paired with another client's."""
+    clash = con.execute(
+        """
+        SELECT min(row) FILTER (WHERE autotask_key = first_key), min(row) FILTER (WHERE
+               autotask_key != first_key)
+        FROM (SELECT *, arg_min(autotask_key, row) OVER (PARTITION BY kind, key) AS first_key
+              FROM _rs_applies)
+        GROUP BY kind, key HAVING count(DISTINCT autotask_key) > 1
+        ORDER BY 2 LIMIT 1
+        """
+    ).fetchall()
+    if not clash:
+        return
+    one, two = (mappings[i] for i in sorted(clash[0]))
+    where = f"line {one.line}" if one.source == two.source else f"{one.source}, line {one.line}"
+    raise InputError(
+        two.source,
+        f"{two.halopsa!r} and {one.halopsa!r} ({where}) name one HaloPSA {two.kind}, mapped "
+        f"to two Autotask {two.kind}s: {one.autotask!r} ({where}) and {two.autotask!r} "
+        "(this line)",
+        line=two.line,
+        hint=f"Keep the row of the right Autotask {two.kind} and delete the other.",
+    )
 
 
 def _elements(

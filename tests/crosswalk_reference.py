@@ -17,6 +17,7 @@ from reconcile.crosswalk import (
     name_keys,
     name_table,
 )
+from reconcile.errors import InputError
 
 LABEL = pl.coalesce(pl.col("names").list.first(), pl.col("ids").list.first(), pl.col("key"))
 
@@ -59,14 +60,22 @@ def _by_id(
     or else by the Autotask id HaloPSA kept (that of exactly one entity): halopsa_key,
     autotask_key, method."""
     mapped = pl.DataFrame(schema={"key": pl.String, "autotask_key": pl.String})
-    explicit = [m for m in mappings if m.kind == kind]
+    explicit = [(i, m) for i, m in enumerate(mappings) if m.kind == kind]
     if explicit:
         keyed = pl.col("value").map_batches(lambda v: name_keys(kind, v), pl.String)
         rows = (
             pl.DataFrame(
-                {"value": [m.halopsa for m in explicit], "target": [m.autotask for m in explicit]}
+                {
+                    "row": [i for i, _ in explicit],
+                    "value": [m.halopsa for _, m in explicit],
+                    "target": [m.autotask for _, m in explicit],
+                }
             )
-            .select(keyed, pl.col("target").map_batches(lambda v: name_keys(kind, v), pl.String))
+            .select(
+                "row",
+                keyed,
+                pl.col("target").map_batches(lambda v: name_keys(kind, v), pl.String),
+            )
             .unique("value", keep="last")
         )
         a_values, h_values = (
@@ -75,14 +84,14 @@ def _by_id(
             .with_columns(keyed)
             for side in (autotask, halopsa)
         )
-        mapped = (
+        applies = (
             h_values.with_row_index("order")
             .join(rows, on="value")
             .join(_only(a_values, "value"), left_on="target", right_on="value")
             .sort("order")
-            .unique("key", keep="first")
-            .select("key", "autotask_key")
         )
+        _refuse_entity_conflicts(applies, mappings)
+        mapped = applies.unique("key", keep="first").select("key", "autotask_key")
     ids = autotask.select("key", value="ids").explode("value")
     kept = (
         halopsa.join(mapped, on="key", how="anti")
@@ -96,6 +105,31 @@ def _by_id(
             kept.with_columns(method=pl.lit("autotask_id")),
         ]
     ).rename({"key": "halopsa_key"})
+
+
+def _refuse_entity_conflicts(applies: pl.DataFrame, mappings: list[Mapping]) -> None:
+    """InputError when the rows that apply to one HaloPSA entity (key, row, autotask_key) give
+    two Autotask entities: the entity whose second row (the first to give another entity than
+    its first row does) comes first, those two rows named."""
+    clashes = []
+    for _, rows in applies.sort("row").group_by("key", maintain_order=True):
+        first = rows.row(0, named=True)
+        other = rows.filter(pl.col("autotask_key") != first["autotask_key"])
+        if other.height:
+            clashes.append((other["row"][0], first["row"]))
+    if not clashes:
+        return
+    second, first = min(clashes)
+    one, two = mappings[first], mappings[second]
+    where = f"line {one.line}" if one.source == two.source else f"{one.source}, line {one.line}"
+    raise InputError(
+        two.source,
+        f"{two.halopsa!r} and {one.halopsa!r} ({where}) name one HaloPSA {two.kind}, mapped "
+        f"to two Autotask {two.kind}s: {one.autotask!r} ({where}) and {two.autotask!r} "
+        "(this line)",
+        line=two.line,
+        hint=f"Keep the row of the right Autotask {two.kind} and delete the other.",
+    )
 
 
 def _only(values: pl.DataFrame, on: str) -> pl.DataFrame:

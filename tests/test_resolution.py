@@ -6,10 +6,12 @@ names, kept Autotask ids, mapping rows by id and by name."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import crosswalk_reference
 import duckdb
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -24,6 +26,7 @@ from reconcile.crosswalk import (
     resolve_tables,
 )
 from reconcile.duck import with_frame
+from reconcile.errors import InputError
 
 # Base names people type, some alike, some only in case, punctuation or accents.
 BASES = [
@@ -61,15 +64,28 @@ def entities(draw: st.DrawFn, prefix: str, kept: bool) -> list[Entity]:
 
 
 @st.composite
-def mappings(draw: st.DrawFn, kind: str, values: list[str]) -> list[Mapping]:
-    """Rows mostly of the kind resolved, naming the given ids and names in any case."""
+def mappings(
+    draw: st.DrawFn, kind: str, values: list[str], halopsa: Sequence[Entity] = ()
+) -> list[Mapping]:
+    """Rows mostly of the kind resolved, naming the given ids and names in any case; and at
+    times two rows naming one HaloPSA entity by two of its values (its id and its name)."""
     case = st.sampled_from([str, str.upper, str.lower])
     value = st.builds(lambda f, v: f(v), case, st.sampled_from(values))
     kinds = st.sampled_from([kind, kind, *KINDS])
-    return [
+    rows = [
         Mapping(draw(kinds), draw(value), draw(value), "m.csv", row)
         for row in range(draw(st.integers(0, 6)))
     ]
+    named = [e for e in halopsa if len({*e.ids, *e.names}) > 1]
+    paired: bool = draw(st.booleans())
+    if named and paired:
+        entity = draw(st.sampled_from(named))
+        two = draw(st.lists(st.sampled_from(sorted({*entity.ids, *entity.names})), min_size=2,
+                            max_size=2, unique=True))  # fmt: skip
+        at = draw(st.integers(0, len(rows)))
+        pair = [Mapping(kind, draw(value), v, "m.csv", 10 + i) for i, v in enumerate(two)]
+        rows[at:at] = pair
+    return rows
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -90,9 +106,15 @@ def test_sql_resolution_is_the_reference(
     data: st.DataObject,
 ) -> None:
     values = sorted({v for e in autotask + halopsa for v in (*e.ids, *e.names)} | {*IDS, "apex"})
-    mapping_rows = data.draw(mappings(kind, values))
+    mapping_rows = data.draw(mappings(kind, values, halopsa))
     a, h = entity_frame(autotask), entity_frame(halopsa)
-    expected = crosswalk_reference.resolve_frame(kind, a, h, mapping_rows, min_score, suggest)
+    try:
+        expected = crosswalk_reference.resolve_frame(kind, a, h, mapping_rows, min_score, suggest)
+    except InputError as refused:
+        with pytest.raises(InputError) as found_refusal:
+            resolve_frame(kind, a, h, mapping_rows, min_score, suggest)
+        assert str(found_refusal.value) == str(refused)
+        return
     found = resolve_frame(kind, a, h, mapping_rows, min_score, suggest)
     assert_frame_equal(found, expected)
 
@@ -151,3 +173,32 @@ def test_kinds_resolved_together_are_each_resolved_alone(
             pl.col(c).cast(t) for c, t in RESOLUTION_SCHEMA.items()
         )
         assert_frame_equal(found, alone)
+
+
+def test_one_halopsa_entity_mapped_by_id_and_by_name_to_two_autotask_ones_is_refused() -> None:
+    """Two mapping rows name one HaloPSA client, one by its id and one by its name, and map it
+    to two Autotask clients: refused, naming both rows. Read as written they are no conflict,
+    and the id row won without a word (a client's billing paired with another client's)."""
+    autotask = [
+        Entity("1", ("614",), ("Pemberton & Sons Joinery",)),
+        Entity("2", (), ("Union Street Bakery",)),
+    ]
+    halopsa = [Entity("h:1", ("1286",), ("PSJ Woodworks Ltd",))]
+    rows = [
+        Mapping("client", "Pemberton & Sons Joinery", "PSJ Woodworks Ltd", "map.csv", 2),
+        Mapping("client", "Union Street Bakery", "1286", "map.csv", 3),
+    ]
+    a, h = entity_frame(autotask), entity_frame(halopsa)
+    message = (
+        "map.csv, line 3: '1286' and 'PSJ Woodworks Ltd' (line 2) name one HaloPSA client, "
+        "mapped to two Autotask clients: 'Pemberton & Sons Joinery' (line 2) and "
+        "'Union Street Bakery' (this line)"
+    )
+    for resolve in (resolve_frame, crosswalk_reference.resolve_frame):
+        with pytest.raises(InputError) as refused:
+            resolve("client", a, h, rows, 85.5)
+        assert str(refused.value).startswith(message)
+    # The same Autotask client named by its id and by its name is one: applied, not refused.
+    same = [rows[0], Mapping("client", "614", "1286", "map.csv", 3)]
+    found = resolve_frame("client", a, h, same, 85.5)
+    assert found.select("autotask_key", "method").row(0) == ("1", "mapping")
