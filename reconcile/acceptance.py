@@ -130,21 +130,25 @@ def apply(
     con: duckdb.DuckDBPyConnection, table: str, accepted: dict[str, Acceptance], today: dt.date
 ) -> tuple[list[Acceptance], list[Lapse]]:
     """The acceptances in force on a run's discrepancies, and those that lapse, each with why:
-    its --until date passed, the discrepancy is now an expected difference, or its id is not in
-    the run (then the run's discrepancy on the same client and lines is named if there is one:
-    its lines or amounts changed).
+    its --until date passed, the discrepancy is now an expected difference, what it says changed
+    (_said_otherwise), or its id is not in the run (then the run's discrepancy on the same
+    client and lines is named if there is one: its lines or amounts changed).
 
     `table`: a relation of the run's discrepancies (position, id, rule, severity, client,
-    difference, autotask_refs and halopsa_refs as lists of text). Only the accepted ids' rows
-    are read, and for a lapse its client's."""
-    severities = dict(
-        con.execute(
-            f"SELECT id, severity FROM {table} WHERE id IN (SELECT unnest($ids))",
-            {"ids": list(accepted)},
-        ).fetchall()
-        if accepted
-        else []
-    )
+    difference, message, autotask_refs and halopsa_refs as lists of text). Only the accepted
+    ids' rows are read, and for a lapse its client's."""
+    present = {
+        id_: (severity, message)
+        for id_, severity, message in (
+            con.execute(
+                f"SELECT id, severity, message FROM {table} WHERE id IN (SELECT unnest($ids))",
+                {"ids": list(accepted)},
+            ).fetchall()
+            if accepted
+            else []
+        )
+    }
+    severities = {id_: severity for id_, (severity, _) in present.items()}
     gone = [a for a in accepted.values() if not a.expired(today) and a.id not in severities]
     successors = _successors(con, table, gone)
     applied: list[Acceptance] = []
@@ -157,6 +161,8 @@ def apply(
             lapsed.append(Lapse(acceptance, _why_gone(successors.get(acceptance.id))))
         elif severity == "expected":
             lapsed.append(Lapse(acceptance, "it is now an expected difference ([expected])"))
+        elif (said := _said_otherwise(acceptance, present[acceptance.id][1])) is not None:
+            lapsed.append(Lapse(acceptance, said))
         else:
             applied.append(acceptance)
     return applied, lapsed
@@ -212,6 +218,20 @@ def _successors(
         },
     ).fetchall()
     return {str(g): (str(i), str(rule), difference) for g, i, rule, difference in found}
+
+
+def _said_otherwise(acceptance: Acceptance, message: str | None) -> str | None:
+    """Why an accepted discrepancy still in the run lapses when what it says changed since it
+    was accepted (its message, in the acceptance's snapshot), else None. Its id stands for the
+    lines' amounts, quantities, prices, client and item (rules.FINGERPRINT_FIELDS), not for
+    what else a rule found: a service period moved from October to December, a contract type
+    changed. Accepted for one of those, it covered the other without a word."""
+    accepted = acceptance.finding.get("message")
+    if accepted is None or message is None or accepted == message:
+        return None
+    return (
+        f"what it says changed since it was accepted: it said {accepted!r}, it now says {message!r}"
+    )
 
 
 def _why_gone(successor: tuple[str, str, Any] | None) -> str:

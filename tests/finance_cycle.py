@@ -44,9 +44,12 @@ def write_cycle(
     folder: Path,
     halopsa: dict[str, tuple[str, str, int, str]],
     autotask: list[tuple[str, str, str, int, str]] = AUTOTASK,
+    periods: dict[str, str] | None = None,
 ) -> tuple[Path, Path]:
     """Both exports of a cycle (the small one's Autotask lines unless given); HaloPSA's lines
-    as given (a re-export after fixes)."""
+    as given (a re-export after fixes), each billing November unless `periods` gives its
+    service period (by ref, "DD/MM/YYYY,DD/MM/YYYY")."""
+    periods = periods or {}
     folder.mkdir(parents=True, exist_ok=True)
     at = folder / "autotask.csv"
     at.write_text(
@@ -67,7 +70,7 @@ def write_cycle(
             [HALO_HEADER]
             + [
                 f"{ref},NW1,01/11/2026,{client},{item},{q},{p},{_net(q, p)},{_tax(q, p)},"
-                f"{PERIOD_UK}"
+                f"{periods.get(ref, PERIOD_UK)}"
                 for ref, (client, item, q, p) in halopsa.items()
             ]
         )
@@ -94,11 +97,16 @@ class Cycle:
         return invoke("--workspace", self.ws, *args)
 
     def run(
-        self, halopsa: dict[str, tuple[str, str, int, str]], code: int = 1, *flags: str | Path
+        self,
+        halopsa: dict[str, tuple[str, str, int, str]],
+        code: int = 1,
+        *flags: str | Path,
+        periods: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A run of the cycle with HaloPSA's lines as given and `flags` added (--config…)."""
+        """A run of the cycle with HaloPSA's lines as given (service periods as write_cycle
+        takes them) and `flags` added (--config…)."""
         self.runs += 1
-        at, halo = write_cycle(self.tmp / f"exports{self.runs}", halopsa, self.autotask)
+        at, halo = write_cycle(self.tmp / f"exports{self.runs}", halopsa, self.autotask, periods)
         result = self.cli(
             "run", "--cycle", "2026-11", "--autotask", at, "--halopsa", halo, "--out", self.out,
             *flags,

@@ -119,6 +119,39 @@ def test_an_acceptance_follows_an_unchanged_rerun_and_lapses_on_an_amount_change
     assert lapse["why"].startswith(f"its lines or amounts changed: the same lines are now {now}")
 
 
+@pytest.mark.parametrize(
+    ("accepted", "now", "lapses"),
+    [
+        ("01/10/2026,31/10/2026", "01/12/2026,31/12/2026", True),  # billed a month late now
+        ("01/10/2026,31/10/2026", "01/10/2026,30/10/2026", True),  # a day short of it
+        ("01/10/2026,31/10/2026", "01/10/2026,31/10/2026", False),  # re-exported as it was
+    ],
+)
+def test_an_acceptance_lapses_when_what_it_says_changes_under_the_same_id(
+    cycle: Cycle, accepted: str, now: str, lapses: bool
+) -> None:
+    """A discrepancy's id stands for its lines' amounts, client and item, not for the service
+    period a rule found different: an accepted period_mismatch (HaloPSA billed October) kept
+    its id when HaloPSA moved on to bill December, and the acceptance covered the new problem
+    without a word. It lapses now, saying what the discrepancy said and says."""
+    cycle.run(HALOPSA, periods={"H1": accepted})
+    period = cycle.findings()["period_mismatch"]
+    ok = cycle.cli("accept", period["id"], "--reason", "October billed by mistake", "--by", "Ann")
+    assert ok.exit_code == 0, ok.output
+    later = cycle.run(HALOPSA, periods={"H1": now})
+    assert cycle.findings()["period_mismatch"]["id"] == period["id"]
+    if not lapses:
+        assert later["verdict"]["accepted"] == 1 and later["acceptances"]["lapsed"] == []
+        return
+    assert later["verdict"]["accepted"] == 0
+    (lapse,) = later["acceptances"]["lapsed"]
+    said = cycle.findings()["period_mismatch"]["message"]
+    assert lapse["why"] == (
+        f"what it says changed since it was accepted: it said {period['message']!r}, "
+        f"it now says {said!r}"
+    )
+
+
 def test_an_acceptance_lapses_after_its_last_day(
     cycle: Cycle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
