@@ -33,21 +33,20 @@ def _side(side: str, other: str, name: str) -> str:
     same = " AND ".join(f"x.{c} IS NOT DISTINCT FROM y.{c}" for c in SIGNATURE)
     amount = "halopsa_amount" if side == "h" else "autotask_amount"
     sign = "" if side == "h" else "-"
-    # Only a line left alone in its group can be the extra copy, and only of a twin the other
-    # system bills too (matched): twins that are all alone (a client the crosswalk left
-    # unmapped, a charge the other system lacks) are each missing there, not one more than
-    # there. The twins are looked up for the lone lines alone (a hash table of them, probed by
-    # the side's matched lines), not by a self-join of every line.
+    # Only a line left alone (an unmatched line is a group of its own) can be the extra copy,
+    # and only of a twin the other system bills too (matched, not alone): twins that are all
+    # alone (a client the crosswalk left unmapped, a charge the other system lacks) are each
+    # missing there, not one more than there. The twins are looked up for the lone lines alone
+    # (hash tables of them, probed by the side's lines), not by a self-join of every line.
     return f"""
         WITH lone AS (
             SELECT match_id, client, item, {side}_uids, {side}_net, {side}_qty,
                    {side}_uids[1] AS uid
             FROM groups WHERE {side}_n = 1 AND {other}_n = 0
         ),
-        matched AS (SELECT unnest({side}_uids) AS uid FROM groups WHERE {other}_n > 0),
         twins AS (
             SELECT x.uid, string_agg(DISTINCT y.ref, ', ' ORDER BY y.ref) AS others
-            FROM ({side} y SEMI JOIN matched USING (uid))
+            FROM ({side} y ANTI JOIN lone USING (uid))
             JOIN ({side} x SEMI JOIN lone USING (uid)) ON y.uid <> x.uid AND {same}
             GROUP BY x.uid
         )
