@@ -68,16 +68,31 @@ def _timezone(value: object) -> str:
     return value.strip()
 
 
+# Tolerances are bounded to what the rules' SQL computes exactly: `within` (reconcile/rules.py)
+# takes `abs_tol + rel_tol × |a|` in DECIMAL(38, 10), `a` a line's money or quantity (at most
+# DECIMAL(18, 4)): a tolerance below 10^9 with at most 10 decimal places always fits, never
+# rounded; a larger one (rel_tol 1e17) or a finer one (1e-30) made DuckDB fail mid-run (exit 3).
+TOLERANCE_PLACES = 10
+TOLERANCE_LIMIT = Decimal(10) ** 9
+TOLERANCE_EXPECTED = (
+    f"a decimal from 0 to {TOLERANCE_LIMIT - 1} with at most {TOLERANCE_PLACES} decimal places,"
+    ' such as "0.01"'
+)
+
+
 def _tolerance(value: object) -> Decimal:
-    """A finite, non-negative decimal: "0.01", 0.01 or 0 (a TOML float is read as written)."""
+    """A non-negative decimal below TOLERANCE_LIMIT with at most TOLERANCE_PLACES decimal
+    places: "0.01", 0.01 or 0 (a TOML float is read as written)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise ValueError('a non-negative decimal such as "0.01"')
+        raise ValueError(TOLERANCE_EXPECTED)
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation:
-        raise ValueError('a non-negative decimal such as "0.01"') from None
-    if not number.is_finite() or number < 0:
-        raise ValueError('a finite, non-negative decimal such as "0.01"')
+        raise ValueError(TOLERANCE_EXPECTED) from None
+    if not number.is_finite() or number < 0 or number >= TOLERANCE_LIMIT:
+        raise ValueError(TOLERANCE_EXPECTED)
+    if number != number.quantize(Decimal(1).scaleb(-TOLERANCE_PLACES)):
+        raise ValueError(TOLERANCE_EXPECTED)
     return number
 
 
@@ -327,7 +342,7 @@ def rules_model() -> type[BaseModel]:
         }
         for key, (default, doc) in rule.config_keywords.items():
             expected = (
-                'a finite, non-negative decimal such as "0.01"'
+                TOLERANCE_EXPECTED
                 if isinstance(default, str)
                 else 'a list of lists of names such as [["a", "b"]]'
             )
@@ -523,7 +538,9 @@ def settings_table() -> str:
         )
         for key, (default, doc) in rule.config_keywords.items():
             kind = (
-                "decimal (finite, ≥ 0)" if isinstance(default, str) else "list of lists of strings"
+                f"decimal 0 to {TOLERANCE_LIMIT - 1}, ≤ {TOLERANCE_PLACES} places"
+                if isinstance(default, str)
+                else "list of lists of strings"
             )
             rows.append(
                 f"| `[rules.{code}] {key}` | {kind} | {_default_text(default)} | — | {doc} |"

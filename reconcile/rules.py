@@ -49,9 +49,12 @@ FINDING_COLUMNS: dict[str, pl.DataType] = {
     "message": pl.String(),
 }
 
+# within: |b - a| <= abs_tol + rel_tol * |a|, the tolerances in DECIMAL(38, 10) so that the sum
+# is exact for any line (config.TOLERANCE_LIMIT and TOLERANCE_PLACES bound what a setting gives).
 MACROS = """
 CREATE OR REPLACE TEMP MACRO within(a, b, abs_tol, rel_tol) AS
-    abs(coalesce(b, 0) - coalesce(a, 0)) <= abs_tol + rel_tol * abs(coalesce(a, 0));
+    abs(coalesce(b, 0) - coalesce(a, 0))
+    <= CAST(abs_tol AS DECIMAL(38, 10)) + CAST(rel_tol AS DECIMAL(38, 10)) * abs(coalesce(a, 0));
 CREATE OR REPLACE TEMP MACRO fmt_qty(x) AS
     CASE WHEN x IS NULL THEN '?' ELSE
     rtrim(rtrim(CAST(x AS VARCHAR), '0'), '.') END;

@@ -3,11 +3,15 @@ end to end. Every mistake a user can make in reconcile.toml is exit 2 naming the
 
 from __future__ import annotations
 
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from click.testing import Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rulecases import RULES, reconcile_case
 
 from conftest import DEMO, ROOT, invoke, read_json, write_exports
 from reconcile.config import Config, load_config, settings_table
@@ -162,11 +166,23 @@ VALUES = {
     ),
     "abs_tol NaN": (
         '[rules.amount_mismatch]\nabs_tol = "NaN"\n',
-        ["[rules.amount_mismatch] abs_tol is not valid", "finite, non-negative", "'NaN'"],
+        ["[rules.amount_mismatch] abs_tol is not valid", "from 0 to 999999999", "'NaN'"],
     ),
     "abs_tol negative": (
         '[rules.amount_mismatch]\nabs_tol = "-1"\n',
-        ["[rules.amount_mismatch] abs_tol is not valid", "non-negative"],
+        ["[rules.amount_mismatch] abs_tol is not valid", "from 0 to 999999999"],
+    ),
+    "rel_tol too large": (
+        '[rules.amount_mismatch]\nrel_tol = "100000000000000000"\n',
+        [
+            "[rules.amount_mismatch] rel_tol is not valid",
+            "from 0 to 999999999 with at most 10 decimal places",
+            "got '100000000000000000'",
+        ],
+    ),
+    "abs_tol too fine": (
+        "[rules.quantity_mismatch]\nabs_tol = 1e-30\n",
+        ["[rules.quantity_mismatch] abs_tol is not valid", "at most 10 decimal places", "1e-30"],
     ),
     "severity": (
         '[rules.amount_mismatch]\nseverity = "fatal"\n',
@@ -195,6 +211,91 @@ def test_a_bad_value_is_exit_2_naming_file_key_and_expectation(
     monkeypatch.delenv("RECONCILE_CURRENCY")  # it would override the file's currency
     toml, fragments = VALUES[name]
     bad(tmp_path, toml, "reconcile.toml: ", *fragments)
+
+
+# Every tolerance key of every rule, and values in and out of what `within` computes exactly.
+TOLERANCE_KEYS = [
+    (rule.code, key)
+    for rule in RULES
+    for key, (default, _) in rule.config_keywords.items()
+    if isinstance(default, str)
+]
+TOLERANCE_VALUES = st.one_of(
+    st.builds(
+        lambda digits, exponent: str(Decimal(digits).scaleb(exponent)),
+        st.integers(0, 10**20),
+        st.integers(-35, 25),
+    ),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(
+        [
+            "100000000000000000",
+            "0.0000000001",
+            "1e-30",
+            "1e30",
+            "999999999.9999999999",
+            "1000000000",
+            "0.00000000001",
+            "0.05",
+            "1",
+            "-0.01",
+            "0E-40",
+        ]
+    ),
+)
+# Lines at the edges of what the columns hold (DECIMAL(18, 4) quantities and prices,
+# DECIMAL(18, 2) money), each pair one item: the largest against the least, itself, nothing.
+TOP_QTY, TOP_MONEY = "99999999999999.9999", "4999999999999999.99"  # net + tax fit
+EDGE_CASE = {
+    "autotask": [
+        {"ref": "a1", "item": "Edge One", "qty": TOP_QTY, "price": TOP_QTY, "net": TOP_MONEY,
+         "tax": TOP_MONEY},
+        {"ref": "a2", "item": "Edge Two", "qty": TOP_QTY, "price": TOP_QTY, "net": TOP_MONEY,
+         "tax": TOP_MONEY},
+        {"ref": "a3", "item": "Edge Three", "qty": "-" + TOP_QTY, "price": "0.0001",
+         "net": "-" + TOP_MONEY, "tax": "0"},
+        {"ref": "a4", "item": "Edge Four", "qty": 1, "price": "10.00", "net": "10.00", "tax": "2"},
+    ],
+    "halopsa": [
+        {"ref": "h1", "item": "Edge One", "qty": "0.0001", "price": "0.0001", "net": "0.01",
+         "tax": "0.01"},
+        {"ref": "h2", "item": "Edge Two", "qty": TOP_QTY, "price": TOP_QTY, "net": TOP_MONEY,
+         "tax": TOP_MONEY},
+        {"ref": "h3", "item": "Edge Three", "qty": 0, "price": "0", "net": "0", "tax": "0"},
+        {"ref": "h4", "item": "Edge Four", "qty": 1, "price": "10.01", "net": "10.01", "tax": "2"},
+    ],
+}  # fmt: skip
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted({code for code, _ in TOLERANCE_KEYS})), st.data())
+def test_every_accepted_tolerance_runs_the_rules_and_every_refused_one_names_its_key(
+    code: str, data: st.DataObject
+) -> None:
+    """A tolerance the settings accept runs every rule without error on lines at the edges of
+    the columns (rel_tol 1e17 and 1e-30 made DuckDB fail mid-run, exit 3); one they refuse is
+    an InputError naming the file, the key, the range and places allowed and the value."""
+    values = {key: data.draw(TOLERANCE_VALUES) for c, key in TOLERANCE_KEYS if c == code}
+    toml = f"[rules.{code}]\n" + "".join(f'{key} = "{value}"\n' for key, value in values.items())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "reconcile.toml"
+        path.write_text(toml, encoding="utf-8")
+        try:
+            config = load_config(path, environ={})
+        except InputError as exc:
+            message = str(exc)
+            assert "reconcile.toml" in message and f"[rules.{code}] " in message, message
+            assert "a decimal from 0 to 999999999 with at most 10 decimal places" in message
+            key = message.split(f"[rules.{code}] ")[1].split(" ")[0]
+            assert values[key] in message, message
+            given = Decimal(values[key])
+            assert not (0 <= given < 10**9 and given == round(given, 10)), message
+            return
+    for key, value in values.items():
+        assert config.rule(code)[key] == Decimal(value)
+        assert 0 <= Decimal(value) < 10**9 and Decimal(value) == round(Decimal(value), 10)
+    reconcile_case(EDGE_CASE, config)  # no DuckDB error: every rule runs
 
 
 def test_a_bad_timezone_flag_is_exit_2(tmp_path: Path) -> None:
