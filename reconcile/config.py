@@ -209,6 +209,9 @@ class Config(BaseModel):
     # against the rule's CONFIG; a rule applies its own defaults for the rest.
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)  # the reconcile.toml read, if any
+    # Where each setting given other than by the file came from: section.key -> the variable
+    # (RECONCILE_CURRENCY) or flag (--currency) that set it (load_config).
+    origins: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -255,6 +258,12 @@ class Config(BaseModel):
                 if value != default_value and _plain(value) != _plain(default_value):
                     out[f"rules.{code}.{key}"] = _plain(value)
         return out
+
+    def changed_from(self) -> dict[str, str]:
+        """Where each changed setting (changed()) came from: the settings file (its path as
+        given), an environment variable (RECONCILE_CURRENCY) or a flag (--currency)."""
+        file = self.source or "reconcile.toml"
+        return {key: self.origins.get(key, file) for key in self.changed()}
 
     def lowered_severities(self) -> list[dict[str, str]]:
         """Rules whose severity is set below their default (a blocker made a warning…)."""
@@ -368,6 +377,17 @@ ENVIRONMENT = {
     "RECONCILE_FUZZY_MIN_SCORE": ("match", "fuzzy_min_score"),
     "RECONCILE_MEMORY_LIMIT": ("workspace", "memory_limit"),
 }
+# The other RECONCILE_* variables reconcile (or its test suite) reads; any other is refused, as
+# a typo'd key is (RECONCILE_CURENCY was ignored without a word).
+OTHER_VARIABLES = {
+    "RECONCILE_WORKSPACE": "the workspace file (--workspace)",
+    "RECONCILE_RULES_DIR": "the folder of rule files",
+    "RECONCILE_NOW": "the clock, for tests",
+    "RECONCILE_PAUSE_AT": "a step to stop at, for tests",
+    "RECONCILE_PAUSE_SECONDS": "how long to stop there, for tests",
+    "RECONCILE_UPDATE_GOLDEN": "the test suite's `make golden`",
+    "RECONCILE_FUZZ_EXAMPLES": "the test suite's fuzz examples",
+}
 # Command-line flags: --flag -> (section, key).
 FLAGS = {
     "--currency": ("cycle", "currency"),
@@ -388,6 +408,7 @@ def load_config(
     origin: dict[tuple[str, ...], str] = {}
     file_label = str(path) if path is not None else "reconcile.toml"
     env = os.environ if environ is None else environ
+    _check_variables(env)
     for variable, (section, key) in ENVIRONMENT.items():
         if env.get(variable) not in (None, ""):
             _set(data, section, key, env[variable])
@@ -397,10 +418,26 @@ def load_config(
             section, key = FLAGS[flag]
             _set(data, section, key, value)
             origin[(section, key)] = flag
+    origins = {".".join(where): name for where, name in origin.items()}
     try:
-        return Config.model_validate({**data, "source": str(path) if path else None})
+        return Config.model_validate(
+            {**data, "source": str(path) if path else None, "origins": origins}
+        )
     except ValidationError as exc:
         raise _input_error(exc, data, origin, file_label) from None
+
+
+def _check_variables(env: Mapping[str, str]) -> None:
+    """Refuse a RECONCILE_* variable reconcile does not know, naming the closest known one."""
+    known = [*ENVIRONMENT, *OTHER_VARIABLES]
+    for variable in sorted(env):
+        if variable.upper().startswith("RECONCILE_") and variable not in known:
+            near = _closest(variable.upper(), known)
+            raise InputError(
+                variable,
+                "unknown environment variable" + (f"; did you mean {near}?" if near else ""),
+                hint="Rename or unset it. Valid names: " + ", ".join(known) + ".",
+            )
 
 
 def _set(data: dict[str, Any], section: str, key: str, value: Any) -> None:

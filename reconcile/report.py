@@ -146,7 +146,8 @@ REPORT_CONTEXT: dict[str, str] = {
     "across currencies",
     "currencies": "the currency codes of the totals, in order",
     "settings": "SettingsInForce: source, sha256, changed (setting -> value, those differing "
-    "from the defaults), lowered_severities (rule, default, set)",
+    "from the defaults), changed_from (setting -> the settings file, RECONCILE_* variable or "
+    "flag it came from), lowered_severities (rule, default, set)",
     "mappings": "MappingFiles: file, sha256",
     "workbook": "Workbook: written (whether the run wrote discrepancies.xlsx), note (which, and "
     "how to write it later when it did not)",

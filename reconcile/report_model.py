@@ -392,7 +392,8 @@ class RuleInForce:
 @dataclass(frozen=True)
 class SettingsInForce:
     """The settings the verdict was measured against: the settings file (path and content
-    hash, or none), every setting differing from its default, every lowered severity."""
+    hash, or none), every setting differing from its default and where it came from, every
+    lowered severity."""
 
     source: str | None
     sha256: str | None
@@ -401,6 +402,9 @@ class SettingsInForce:
     retired_clients: tuple[str, ...]
     fuzzy_min_score: float
     changed: Mapping[str, JSONValue]
+    # Where each changed setting came from: the settings file's path, an environment variable
+    # (RECONCILE_CURRENCY) or a flag (--currency). Not part of the run's fingerprint.
+    changed_from: Mapping[str, str]
     lowered_severities: tuple[LoweredSeverity, ...]
     rules: Mapping[str, RuleInForce]
 
@@ -425,7 +429,10 @@ class SettingsInForce:
         hints = field_types(cls)
         return cls(
             **{
-                f.name: from_plain(hints[f.name], data[f.name])
+                # A run kept before changed_from was recorded: the sources are unknown.
+                f.name: from_plain(hints[f.name], data.get(f.name, {}))
+                if f.name == "changed_from"
+                else from_plain(hints[f.name], data[f.name])
                 for f in dataclasses.fields(cls)
                 if f.name != "rules"
             },

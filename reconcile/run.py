@@ -715,6 +715,7 @@ def _summary(
         fuzzy_min_score=config.match.fuzzy_min_score,
         # Every setting that differs from its default, and every rule made less severe.
         changed=config.changed(),
+        changed_from=config.changed_from(),
         lowered_severities=tuple(LoweredSeverity(**r) for r in config.lowered_severities()),
         rules={
             r.code: RuleInForce(severity=r.severity(config), tolerances=r.settings(config))
@@ -1159,13 +1160,18 @@ def run_id(
     """Runs of the same content share an id, wherever the files lie: the inputs' content hashes,
     the mapping files' content, the settings in force after defaults (but those choosing how
     the run works or which files it writes, config.UNFINGERPRINTED_SECTIONS; the settings
-    file's path and hash are left out too, its settings being in), and the engine (the
+    file's path and hash are left out too, its settings being in, and where each setting came
+    from: GBP from the file or RECONCILE_CURRENCY is the same run), and the engine (the
     reconcile version and the content of every rule file and template). Evidence a controller
     can cite: the same id always means the same discrepancies. History keeps each execution."""
     engine = [__version__, engine_digest(rules)]
     inputs = sorted((c.platform, c.load_id) for c in controls)
     hashes = [m.sha256 for m in mappings]
-    in_force = {k: v for k, v in settings.as_json_dict().items() if k not in ("source", "sha256")}
+    in_force = {
+        k: v
+        for k, v in settings.as_json_dict().items()
+        if k not in ("source", "sha256", "changed_from")
+    }
     in_force["changed"] = {
         k: v
         for k, v in in_force["changed"].items()

@@ -656,6 +656,11 @@ def _summary(
                 "expected.retired_items": ["Legacy Tape Backup"],
                 "rules.unmapped_item.severity": "info",
             },
+            changed_from={
+                "cycle.currency": "RECONCILE_CURRENCY",
+                "expected.retired_items": "reconcile.toml",
+                "rules.unmapped_item.severity": "reconcile.toml",
+            },
             lowered_severities=(LoweredSeverity("unmapped_item", "warning", "info"),),
             rules={code: RuleInForce(r.severity, {}) for code, r in RULES.items()},
         ),

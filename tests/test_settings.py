@@ -345,6 +345,45 @@ def test_a_bad_environment_value_is_exit_2_naming_the_variable(
     bad(tmp_path, DEMO_TOML.replace('currency = "GBP"\n', ""), message)
 
 
+def test_an_unknown_reconcile_variable_is_exit_2_naming_the_closest_known_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RECONCILE_CURENCY=EUR was ignored without a word (the run went on in the file's GBP)."""
+    monkeypatch.setenv("RECONCILE_CURENCY", "EUR")
+    message = "RECONCILE_CURENCY: unknown environment variable; did you mean RECONCILE_CURRENCY?"
+    bad(tmp_path, DEMO_TOML, message, "Valid names: RECONCILE_CURRENCY")
+    with pytest.raises(InputError, match=r"RECONCILE_TIMEZNE: .* did you mean RECONCILE_TIMEZONE"):
+        load_config(None, environ={"RECONCILE_TIMEZNE": "Europe/Paris"})
+    with pytest.raises(InputError, match="RECONCILE_COLOUR: unknown environment variable"):
+        load_config(None, environ={"RECONCILE_COLOUR": ""})
+    # Those reconcile (or its test suite) reads are known; others' variables are not ours.
+    known = {"RECONCILE_WORKSPACE": "w.duckdb", "RECONCILE_NOW": "2026-12-02T09:30:00Z"}
+    assert load_config(None, environ={**known, "RECONCILER": "x", "HOME": "/"}) == Config()
+
+
+def test_each_changed_setting_names_where_it_came_from(tmp_path: Path) -> None:
+    """The file, a RECONCILE_* variable or a flag: a currency from the environment was shown
+    as if the settings file said it."""
+    toml = tmp_path / "reconcile.toml"
+    toml.write_text('[cycle]\ncurrency = "GBP"\n[match]\nfuzzy_min_score = 70\n', "utf-8")
+    config = load_config(
+        toml,
+        flags={"--timezone": "Europe/Paris"},
+        environ={"RECONCILE_CURRENCY": "EUR", "RECONCILE_MEMORY_LIMIT": "2GB"},
+    )
+    assert config.changed_from() == {
+        "cycle.currency": "RECONCILE_CURRENCY",
+        "halopsa.timezone": "--timezone",
+        "match.fuzzy_min_score": str(toml),
+        "workspace.memory_limit": "RECONCILE_MEMORY_LIMIT",
+    }
+    assert set(config.changed_from()) == set(config.changed())
+    assert load_config(toml, environ={}).changed_from() == {
+        "cycle.currency": str(toml),
+        "match.fuzzy_min_score": str(toml),
+    }
+
+
 def test_the_model_is_frozen_and_rejects_unknown_fields() -> None:
     config = Config()
     with pytest.raises(ValueError):
@@ -370,7 +409,17 @@ def test_lowered_severities_and_changed_settings_are_recorded(tmp_path: Path) ->
         "expected.retired_items": ["Legacy Tape Backup"],
         "rules.unmapped_client.severity": "info",
     }  # fuzzy_min_score = 60 is the default: not a change
+    toml_path = str(tmp_path / "reconcile.toml")
+    assert config["changed_from"] == {
+        "cycle.currency": "RECONCILE_CURRENCY",  # the suite's GBP (conftest) overrides the file's
+        "expected.retired_items": toml_path,
+        "rules.unmapped_client.severity": toml_path,
+    }
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert (
+        '<code>cycle.currency = &#34;GBP&#34;</code> <span class="muted">from</span> '
+        "<code>RECONCILE_CURRENCY</code>"
+    ) in html
     assert "Severities lowered from the defaults:" in html
     assert "<code>unmapped_client</code> blocker → info" in html
 
