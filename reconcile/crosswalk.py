@@ -371,8 +371,8 @@ def _records(path: Path, text: io.StringIO) -> Iterator[tuple[int, list[str]]]:
 
 def _read_mapping_file(path: Path) -> list[Mapping]:
     """The rows of one mapping file, in order; the header is its first row that is not empty.
-    Raises InputError naming the file and line for a header without the three columns, a kind
-    not in KINDS or a row with either side empty."""
+    Raises InputError naming the file and line for a header without the three columns or with
+    one of them twice, a kind not in KINDS or a row with either side empty."""
     mappings = []
     with text_file(path) as fh:
         records = _records(path, fh)
@@ -386,6 +386,18 @@ def _read_mapping_file(path: Path) -> list[Mapping]:
                 expected=f"the columns {','.join(MAPPING_COLUMNS)} (any case)",
                 got=",".join(header),
             )
+        for column in MAPPING_COLUMNS:
+            twice = [n for n, name in enumerate(names, start=1) if name == column]
+            if len(twice) > 1:
+                # Which one is meant cannot be told: the first was used without a word.
+                raise InputError(
+                    str(path),
+                    f"the mapping file's header has the column '{column}' "
+                    f"{len(twice)} times (columns {' and '.join(map(str, twice))})",
+                    line=line,
+                    expected=f"each of {','.join(MAPPING_COLUMNS)} once",
+                    got=",".join(header),
+                )
         places = [names.index(c) for c in MAPPING_COLUMNS]
         for line, record in records:
             cells = [record[i].strip() if i < len(record) else "" for i in places]

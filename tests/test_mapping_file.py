@@ -83,6 +83,36 @@ def test_refusals_name_the_line_of_the_file(
     assert message.startswith(f"{path}, {where}") and problem in message, message
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        (
+            "kind,autotask,halopsa,autotask\nclient,Pemberton & Sons Joinery,PSJ,Union Street\n",
+            "line 1",
+            "the column 'autotask' 2 times (columns 2 and 4)",
+        ),
+        (
+            "sep=;\nKind;HaloPSA;Auto task;Halo PSA\nclient;A;B;C\n",
+            "line 2",
+            "the column 'halopsa' 2 times (columns 2 and 4)",
+        ),
+        ("kind,kind,autotask,halopsa\n", "line 1", "the column 'kind' 2 times (columns 1 and 2)"),
+    ],
+)
+def test_a_header_with_a_column_twice_is_refused(
+    tmp_path: Path, text: str, where: str, problem: str
+) -> None:
+    """`kind,autotask,halopsa,autotask` was read with the first autotask column, the other left
+    unread without a word: which one is meant cannot be told."""
+    path = _write(tmp_path / "m.csv", text)
+    with pytest.raises(InputError) as caught:
+        read_mappings([path])
+    message = str(caught.value)
+    assert message.startswith(f"{path}, {where}: the mapping file's header has "), message
+    assert problem in message and "expected each of kind,autotask,halopsa once" in message
+    assert f"got '{text.splitlines()[int(where.split()[1]) - 1].replace(';', ',')}'" in message
+
+
 def test_one_halopsa_value_mapped_to_two_autotask_values_is_refused(tmp_path: Path) -> None:
     """The last row used to win silently; a row repeated (in any case) is no conflict."""
     path = _write(
