@@ -4,15 +4,17 @@ other refused before any work."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, invoke
-from reconcile.crosswalk import Entity, Mapping, read_mappings, resolve
+from conftest import FIXTURES, ROOT, invoke
+from reconcile.crosswalk import Entity, Mapping, name_keys, read_mappings, resolve
 from reconcile.errors import InputError
 
 ROWS = [
@@ -279,3 +281,18 @@ def test_a_header_no_separator_fits_is_refused(tmp_path: Path, header: str) -> N
     path = _write(tmp_path / "m.csv", f"{header}\nclient|A|B\n")
     with pytest.raises(InputError, match="line 1: the mapping file has the wrong header"):
         read_mappings([path])
+
+
+@pytest.mark.parametrize("kind", ["client", "item", "contract"])
+def test_the_readme_says_how_mapping_values_compare(kind: str) -> None:
+    """Each "`A` is `B`" and "`A` is not `B`" of the README's mapping file paragraph holds as
+    name_keys compares values of every kind (it said `Acme Ltd.` is not `Acme Ltd`, and that
+    only case and outer spaces were ignored, which name_keys never did)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = readme.split("**The mapping file.**")[1].split("\n\n")[0]
+    pairs = re.findall(r"`([^`]+)` is (not )?`([^`]+)`", paragraph.replace("\n", " "))
+    assert len(pairs) >= 9, pairs
+    for left, negated, right in pairs:
+        keys = name_keys(kind, pl.Series([left, right]))
+        assert (keys[0] != keys[1]) == bool(negated), (left, negated, right, keys.to_list())
+    assert "`!!!`" in paragraph and name_keys(kind, pl.Series([" !!! ", "!!!"])).n_unique() == 1
