@@ -428,7 +428,7 @@ def run(
     for m in summary.unused_mappings[:UNUSED_MAPPINGS_SHOWN]:
         click.echo(
             f"  warning: {shown(m.file)} line {m.line}: {m.kind} mapping "
-            f"{shown(m.autotask)!r} -> {shown(m.halopsa)!r}: {m.problem}; the row was not used"
+            f"'{shown(m.autotask)}' -> '{shown(m.halopsa)}': {m.problem}; the row was not used"
         )
     if len(summary.unused_mappings) > UNUSED_MAPPINGS_SHOWN:
         click.echo(

@@ -712,6 +712,21 @@ def test_mapping_rows_that_map_nothing_are_named_on_both_sides(tmp_path: Path) -
     assert "Mapping rows that map nothing" in html and "PSJ Woodworkz Ltd" in html
 
 
+def test_an_unused_mapping_row_prints_a_control_character_escaped_once(tmp_path: Path) -> None:
+    """shown() escapes ESC as \\x1b; a repr on top of it printed '\\\\x1b[2J...'."""
+    hostile = tmp_path / "hostile.csv"
+    hostile.write_text(
+        "kind,autotask,halopsa\nclient,\x1b[2JNo Such Client,Nobody\u202eLtd\n", encoding="utf-8"
+    )
+    config, out = DEMO / "reconcile.toml", tmp_path / "out"
+    result = demo_run(tmp_path / "ws.duckdb", out, "--map", hostile, "--config", config)
+    assert result.exit_code == 1, result.output
+    assert "\x1b" not in result.output and "\u202e" not in result.output
+    assert (
+        f"{hostile} line 2: client mapping '\\x1b[2JNo Such Client' -> 'Nobody\\u202eLtd': "
+    ) in result.output, result.output
+
+
 def test_many_mapping_rows_that_map_nothing_print_the_first_few_and_a_count(
     tmp_path: Path,
 ) -> None:
