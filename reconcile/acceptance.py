@@ -51,7 +51,7 @@ class Request:
     id: str
     reason: str
     until: dt.date | None
-    where: str  # how messages name where the id came from ("ID argument", "ids.csv row 3")
+    where: str  # how messages name where the id came from ("ID argument", "ids.csv line 3")
 
 
 @dataclass(frozen=True)
@@ -310,26 +310,34 @@ def read_requests(
     """Ids to accept from a CSV file (comma, semicolon or tab) with an `id` column
     (discrepancies.csv filtered in a spreadsheet will do) and optional `reason` and `until`
     columns that override --reason and --until for their row; blank rows are passed over.
-    Raises InputError naming the file, row and column of a problem."""
+    Read as a mapping file is (crosswalk.header_records): Excel's `sep=` first line, the
+    separator under which the header holds `id`, rows named by the file's line. Raises
+    InputError naming the file, line and column of a problem."""
+    from reconcile.crosswalk import column_name, header_records  # polars: only for --from
+
     try:
         with text_file(path, kind="list of discrepancy ids", header="id[,reason][,until]") as fh:
-            first = fh.readline()
-            fh.seek(0)
-            reader = csv.DictReader(fh, delimiter=max(",;\t", key=first.count))
-            names = {(h or "").strip().lower(): h for h in reader.fieldnames or []}
-            if "id" not in names:
+            records = header_records(path, fh, ("id",))
+            line, header = next(records, (1, []))
+            places: dict[str, int] = {}
+            for place, name in enumerate(header):
+                places.setdefault(column_name(name), place)
+            if "id" not in places:
                 raise InputError(
                     str(path),
                     "the file has no id column",
-                    row=1,
+                    line=line,
                     expected="a header with id (and optionally reason, until)",
-                    got=first.strip()[:80],
+                    got=",".join(header)[:80],
                 )
             requests = []
-            for number, record in enumerate(reader, start=1):
-                cells = {k: uncell((record.get(h) or "").strip()) for k, h in names.items()}
-                if cells["id"]:  # a blank row is passed over
-                    requests.append(_request(path, number, cells, reason, until, today))
+            for line, record in records:
+                cells = {
+                    name: uncell(record[place].strip() if place < len(record) else "")
+                    for name, place in places.items()
+                }
+                if cells["id"]:  # a row without an id is passed over
+                    requests.append(_request(path, line, cells, reason, until, today))
     except csv.Error as exc:
         raise InputError(str(path), "the file cannot be read as CSV", got=str(exc)) from None
     if not requests:
@@ -339,28 +347,29 @@ def read_requests(
 
 def _request(
     path: Path,
-    number: int,
+    line: int,
     cells: dict[str, str],
     reason: str | None,
     until: dt.date | None,
     today: dt.date,
 ) -> Request:
-    """One row of an ids file (cells by lower-cased column name) as a Request."""
+    """One row of an ids file (cells by column name, column_name), on the file's line
+    `line`, as a Request."""
     own_reason, own_until = cells.get("reason", ""), cells.get("until", "")
     if not (own_reason or reason):
         raise InputError(
             str(path),
             "no reason is given for this id",
-            row=number,
+            line=line,
             column="reason",
             expected="a reason in the row, or --reason",
         )
-    where = f"{path}, row {number}, column 'until'"
+    where = f"{path}, line {line}, column 'until'"
     return Request(
         cells["id"],
         checked_text(own_reason or reason or "", "reason"),
         checked_until(own_until, today, where) if own_until else until,
-        f"{path} row {number}",
+        f"{path} line {line}",
     )
 
 

@@ -302,7 +302,7 @@ class Mapping:
     line: int  # the line of the file its row starts on (1-based: the header is usually line 1)
 
 
-# The mapping file's columns, found by name in any order (_column_name: case and spaces aside).
+# The mapping file's columns, found by name in any order (column_name: case and spaces aside).
 MAPPING_COLUMNS = ("kind", "autotask", "halopsa")
 
 
@@ -323,7 +323,7 @@ def read_mappings(paths: list[Path]) -> list[Mapping]:
     return mappings
 
 
-def _column_name(cell: str) -> str:
+def column_name(cell: str) -> str:
     """A header cell as a column name compares: spaces dropped, casefolded (` Halo PSA` is
     halopsa)."""
     return "".join(cell.split()).casefold()
@@ -335,31 +335,34 @@ def _column_name(cell: str) -> str:
 MAPPING_SEPARATORS = (",", ";", "\t")
 
 
-def _header_separator(text: io.StringIO) -> str:
+def _header_separator(text: io.StringIO, columns: Sequence[str]) -> str:
     """The first of MAPPING_SEPARATORS under which the text's first record with a cell other
-    than spaces (the header, as _read_mapping_file takes it) holds the MAPPING_COLUMNS
-    (_column_name); a comma when none does (the header is then refused as it reads). Reads the
-    text from the start."""
+    than spaces (the header, as header_records takes it) holds the columns (column_name); a
+    comma when none does (the header is then refused as it reads). Reads the text from the
+    start."""
     for separator in MAPPING_SEPARATORS:
         text.seek(0)
         cells = next(
             (r for r in csv.reader(text, delimiter=separator) if any(map(str.strip, r))), []
         )
-        if set(MAPPING_COLUMNS) <= {_column_name(c) for c in cells}:
+        if set(columns) <= {column_name(c) for c in cells}:
             return separator
     return ","
 
 
-def _records(path: Path, text: io.StringIO) -> Iterator[tuple[int, list[str]]]:
+def header_records(
+    path: Path, text: io.StringIO, columns: Sequence[str] = MAPPING_COLUMNS
+) -> Iterator[tuple[int, list[str]]]:
     """Each CSV record of the text that has a cell other than spaces, with the line it starts
-    on (1-based): a `sep=` first line (Excel's) sets the separator and is no record; else the
-    header line says it (_header_separator). Rows left empty (a blank line, `,,,`) are passed
-    over."""
+    on (1-based), the first the header: a `sep=` first line (Excel's) sets the separator and is
+    no record; else the header line says it, the separator under which it holds the columns
+    (_header_separator). Rows left empty (a blank line, `,,,`) are passed over. Mapping files
+    are read so, and `accept --from`'s ids file (acceptance.read_requests, columns ("id",))."""
     first = text.readline()
     separator = declared_separator(path, first)
     above = 1 if separator is not None else 0  # lines before the reader's first
     if separator is None:
-        separator = _header_separator(text)
+        separator = _header_separator(text, columns)
         text.seek(0)
     reader = csv.reader(text, delimiter=separator)
     done = above  # lines read so far
@@ -375,9 +378,9 @@ def _read_mapping_file(path: Path) -> list[Mapping]:
     one of them twice, a kind not in KINDS or a row with either side empty."""
     mappings = []
     with text_file(path) as fh:
-        records = _records(path, fh)
+        records = header_records(path, fh)
         line, header = next(records, (1, []))
-        names = [_column_name(c) for c in header]
+        names = [column_name(c) for c in header]
         if not set(MAPPING_COLUMNS) <= set(names):
             raise InputError(
                 str(path),

@@ -5,10 +5,12 @@ resolved), accepted differences that follow or lapse, sign-off, and the hash-cha
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
 import hashlib
 import json
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,9 +25,12 @@ from finance_cycle import (
     signed_for_pack,
     write_cycle,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import invoke
 from reconcile import ledger, pack
+from reconcile.acceptance import read_requests
 
 
 @pytest.fixture
@@ -440,13 +445,23 @@ def test_finance_commands_refuse_bad_input_with_exit_2(
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_a_bad_ids_file_is_named_with_its_row(cycle: Cycle) -> None:
+def test_a_bad_ids_file_is_named_with_its_line(cycle: Cycle) -> None:
+    """Rows are named by the file's line, as mapping files name theirs (the header is line 1;
+    data rows were counted from 1, so line 3 was "row 2")."""
     cycle.run(HALOPSA)
     bad = cycle.tmp / "ids.csv"
     bad.write_text("id,reason\nD-0123456789,fine\n=cmd(),evil\n", encoding="utf-8")
     result = cycle.cli("accept", "--from", bad, "--by", "Ann")
     assert result.exit_code == 2
-    assert f"{bad} row 2: is not a discrepancy id" in result.output
+    assert f"{bad} line 3: is not a discrepancy id" in result.output
+    spread = cycle.tmp / "spread.csv"
+    spread.write_text("sep=;\nid;reason;until\n\n;;\nD-0123456789;;2099-01-01\n", "utf-8")
+    result = cycle.cli("accept", "--from", spread, "--by", "Ann")
+    assert result.exit_code == 2
+    assert f"{spread}, line 5, column 'reason': no reason is given for this id" in result.output
+    spread.write_text("sep=;\nid;reason;until\nD-0123456789;r;someday\n", "utf-8")
+    result = cycle.cli("accept", "--from", spread, "--by", "Ann")
+    assert result.exit_code == 2 and f"{spread}, line 3, column 'until'" in result.output
     headless = cycle.tmp / "headless.csv"
     headless.write_text("D-0123456789\n", encoding="utf-8")
     result = cycle.cli("accept", "--from", headless, "--by", "Ann", "--reason", "r")
@@ -589,3 +604,53 @@ def test_an_acceptance_withdrawn_after_the_signoff_supersedes_it(cycle: Cycle) -
     assert refused.exit_code == 1, refused.output
     assert "superseded" in refused.output and "acceptances changed since run #2" in refused.output
     assert not out.exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sep_line=st.booleans(),
+    separator=st.sampled_from([",", ";", "\t"]),
+    header=st.permutations(["id", "reason", "until"]).flatmap(
+        lambda names: st.tuples(
+            st.just(names),
+            st.lists(st.sampled_from(["", " ", "  "]), min_size=3, max_size=3),
+            st.lists(st.booleans(), min_size=3, max_size=3),
+        )
+    ),
+    gaps=st.lists(st.sampled_from(["", "blank", "separators"]), min_size=3, max_size=3),
+    line_end=st.sampled_from(["\n", "\r\n"]),
+    bom=st.booleans(),
+)
+def test_an_ids_file_is_read_as_a_mapping_file_is(
+    sep_line: bool,
+    separator: str,
+    header: tuple[list[str], list[str], list[bool]],
+    gaps: list[str],
+    line_end: str,
+    bom: bool,
+) -> None:
+    """`accept --from` reads what Excel saves as a mapping file is read (crosswalk's
+    header_records): a `sep=` first line (refused before: "no id column ... got 'sep=;'"), a
+    semicolon or tab, a header in any case and spacing, any column order, rows left empty
+    passed over, CRLF, a BOM; each id named by its line of the file."""
+    names, pads, upper = header
+    cells = [p + (n.upper() if u else n) + p for n, p, u in zip(names, pads, upper, strict=True)]
+    ids = ["D-0123456789", "D-abcdef0123", "D-9999999999"]
+    lines = [f"sep={separator}"] if sep_line else []
+    lines.append(separator.join(cells))
+    expected = []
+    for number, (id_, gap) in enumerate(zip(ids, gaps, strict=True)):
+        if gap:
+            lines.append("" if gap == "blank" else separator * 2)
+        values = {"id": id_, "reason": f"reason {number}; agreed, in writing", "until": ""}
+        row = [values[n] for n in names]
+        lines.append(separator.join(f'"{v}"' if separator in v or "," in v else v for v in row))
+        expected.append((id_, values["reason"], len(lines)))
+    text = line_end.join(lines) + line_end
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ids.csv"
+        path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
+        requests = read_requests(path, None, None, dt.date(2026, 12, 2))
+    assert [(r.id, r.reason, r.where) for r in requests] == [
+        (i, reason, f"{path} line {line}") for i, reason, line in expected
+    ]
