@@ -34,7 +34,7 @@ from filelock import FileLock, Timeout
 from reconcile.errors import InputError
 from reconcile.litter import LITTER_NAMES, LITTER_PREFIXES
 from reconcile.report_model import Chunked, chunks
-from reconcile.safe import cell_expr, neutralise
+from reconcile.safe import neutralise
 
 LOCK_TIMEOUT = 600.0  # seconds to wait for another run writing the same folder
 RENAME_EXCHANGE = 2
@@ -328,8 +328,8 @@ def write_workbook(
     money (Decimal columns with 2 places) as numbers formatted with the row's currency code
     (`1,234.50 GBP`, from the frame's `currency` column when it has one), quantities and prices
     (Decimal with 4 places) as numbers to four places, integers as numbers; every other cell
-    written as text (never a formula), text a spreadsheet would run as one prefixed `'` as in
-    the CSVs (safe.cell), text longer than a cell holds cut with a note naming the file that
+    written as a string cell, its text unchanged (a string cell never runs as a formula: no
+    `'` as in the CSVs), text longer than a cell holds cut with a note naming the file that
     holds it whole (`full_text`: per sheet's name, _cut). Numbers are IEEE doubles in XLSX,
     exact to the cent for any invoice amount. The document date is fixed, so the same frames
     give the same bytes."""
@@ -400,18 +400,16 @@ TEXT, NUMBER, FOUR_PLACES, MONEY = range(4)
 
 
 def _column(series: pl.Series) -> tuple[int, list[Any]]:
-    """(kind, one value per row): numbers as floats, text made inert (safe.cell), nulls None."""
+    """(kind, one value per row): numbers as floats, text as it is, nulls None. Text is written
+    unchanged: an XLSX string cell is never run as a formula, whatever it starts with (only the
+    CSVs, which a spreadsheet parses, need safe.cell's `'`); `'=1+2` here was a changed value."""
     dtype = series.dtype
     if isinstance(dtype, pl.Decimal):
         kind = FOUR_PLACES if (dtype.scale or 0) > 2 else MONEY
         return kind, series.cast(pl.Float64).to_list()
     if dtype.is_integer():
         return NUMBER, series.cast(pl.Float64).to_list()
-    name = series.name
-    text = series.to_frame().select(
-        cell_expr(name) if dtype == pl.String else pl.col(name).cast(pl.String)
-    )
-    return TEXT, text[name].to_list()
+    return TEXT, series.cast(pl.String).to_list()
 
 
 class _Sheet:

@@ -403,11 +403,9 @@ def test_an_unmapped_clients_missing_lines_follow_from_it(tmp_path: Path) -> Non
 
 def test_the_workbook_holds_money_as_numbers_in_each_rows_currency(tmp_path: Path) -> None:
     """discrepancies.xlsx is what finance opens: a frozen header with filters, money as numbers
-    formatted with the row's currency, quantities and prices to four places, text inert, the
-    same rows and values as the JSON, cell by cell."""
+    formatted with the row's currency, quantities and prices to four places, text as string
+    cells, the same rows and values as the JSON, cell by cell."""
     import openpyxl
-
-    from reconcile.safe import cell
 
     out = run_demo(tmp_path, "xlsx")
     rows = read_json(out / "discrepancies.json")
@@ -431,13 +429,14 @@ def test_the_workbook_holds_money_as_numbers_in_each_rows_currency(tmp_path: Pat
                 money = f'#,##0.00 "{row["currency"]}";-#,##0.00 "{row["currency"]}"'
                 assert c.number_format == (money if dtype.scale == 2 else "#,##0.0000")
             else:
-                assert c.data_type == "s" and c.value == cell(str(value)), c.coordinate
+                assert c.data_type == "s" and c.value == str(value), c.coordinate
 
 
 def test_the_workbook_writes_any_text_inert_and_every_number_formatted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Text a spreadsheet would run is prefixed `'`; quotes, backslashes, markup, control
+    """Text a CSV would have run is written unchanged, as a string cell (an XLSX string cell
+    never runs; `'=1+1` was a changed value); quotes, backslashes, markup, control
     characters, non-BMP characters and padding read back as written; nulls and empty text are
     empty cells; money without a currency, integers and dates keep their formats; past the rows
     a sheet, the next sheet goes on with the same formats (and rows converted in chunks that
@@ -472,10 +471,11 @@ def test_the_workbook_writes_any_text_inert_and_every_number_formatted(
     assert len(cells) == n
     # XLSX keeps a control character as `_x0007_` (Excel shows the character).
     expected_text = [
-        "'=1+1", "'\t=SUM(A1)", "-12.50", "'@cmd", 'say "hi" \\ back', "<b>&amp;</b>",
+        "=1+1", "\t=SUM(A1)", "-12.50", "@cmd", 'say "hi" \\ back', "<b>&amp;</b>",
         "bell_x0007_ tab\t", "emoji \U0001f600 \u2028", "  padded  ", None, None,
     ]  # fmt: skip
     assert [r[0].value for r in cells] == expected_text
+    assert {r[0].data_type for r in cells if r[0].value is not None} == {"s"}  # never a formula
     assert [r[2].value for r in cells][:3] == [-1690.5, 0.01, 1234567.8]
     assert [r[2].number_format for r in cells][:3] == [
         '#,##0.00 "GBP";-#,##0.00 "GBP"', '#,##0.00 "EUR";-#,##0.00 "EUR"', "#,##0.00;-#,##0.00",
