@@ -7,6 +7,7 @@ naming the problem. Conservation is checked against the workspace for every load
 
 from __future__ import annotations
 
+import importlib.util
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,30 @@ def test_every_realworld_file_has_an_expected_outcome() -> None:
             if p.name not in ("expected.json", "README.md", "make_files.py", "__pycache__")
         }
         assert present == expected, folder.name
+
+
+def test_the_documents_generator_leaves_files_it_does_not_write_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make_files.py deleted every file it did not write, the hand-made
+    halo_lines_without_tax.json among them; each file it writes is the one in the folder."""
+    folder = REALWORLD / "documents"
+    spec = importlib.util.spec_from_file_location("documents_make_files", folder / "make_files.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "HERE", tmp_path)
+    hand_made = folder / "halo_lines_without_tax.json"
+    (tmp_path / hand_made.name).write_bytes(hand_made.read_bytes())
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "kept.txt").write_text("mine", encoding="utf-8")
+    module.main()
+    assert (tmp_path / hand_made.name).read_bytes() == hand_made.read_bytes()
+    assert (tmp_path / "notes" / "kept.txt").read_text(encoding="utf-8") == "mine"
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != "notes"]
+    assert len(written) > 30
+    for path in written:
+        assert path.read_bytes() == (folder / path.relative_to(tmp_path)).read_bytes(), path
 
 
 CYCLES = FIXTURES / "cycles"
