@@ -137,10 +137,17 @@ def test_csv_consumption_warning_counts_every_item_and_names_the_first(
     assert warning.endswith(f": {named}{more}")
 
 
-CURRENCIES = api_page(
-    [{"id": 1, "name": "GBP", "isInternalCurrency": True, "isActive": True},
-     {"id": 2, "name": "EUR", "isInternalCurrency": False, "isActive": True}]
-)  # fmt: skip
+def currencies(home: object, other: object) -> Any:
+    """The Currencies page: GBP the internal (home) currency, EUR not, the flag spelled
+    `home` and `other` (JSON true/false, or as a tool re-saving the page writes them)."""
+    return api_page(
+        [{"id": 1, "name": "GBP", "isInternalCurrency": home, "isActive": True},
+         {"id": 2, "name": "EUR", "isInternalCurrency": other, "isActive": True}]
+    )  # fmt: skip
+
+
+# How a true/false flag of the API pages is spelled: JSON, or re-saved by another tool.
+FLAG_SPELLINGS = [(True, False), ("true", "false"), ("True", "False"), (1, 0), ("1", "0")]
 
 
 def customer_item(ref: int, company: int, extended: Decimal, internal: Decimal) -> dict[str, Any]:
@@ -152,17 +159,24 @@ def customer_item(ref: int, company: int, extended: Decimal, internal: Decimal) 
 @given(
     extended=PRICES,
     converted=st.booleans(),
-    currency_ids=st.tuples(st.sampled_from([None, 1, 2]), st.sampled_from([None, 1, 2])),
+    currency_ids=st.tuples(st.sampled_from([None, 1, 2, 3]), st.sampled_from([None, 1, 2, 3])),
     named=st.booleans(),
+    spelled=st.sampled_from(FLAG_SPELLINGS),
 )
 def test_autotask_customer_currency_is_read_or_the_line_quarantined(
-    extended: Decimal, converted: bool, currency_ids: tuple[int | None, int | None], named: bool
+    extended: Decimal,
+    converted: bool,
+    currency_ids: tuple[int | None, int | None],
+    named: bool,
+    spelled: tuple[object, object],
 ) -> None:
     """Company 221's item is in its customer currency when its amounts differ from the home
     ones; company 222's item (a 0.00 line, its amounts equal) shares its currencyID or not. A
     line is read in the currency the Currencies page names for its company's currencyID, and
-    a line shown in a currency not the home one that nothing names is quarantined: EUR money
-    is never read as --currency."""
+    a line shown in a currency not the home one that nothing names (3: not on the page) is
+    quarantined: EUR money is never read as --currency, however the page spells which
+    currency is the home one ("True" was read as false: no home, and currency 3 was taken
+    for --currency)."""
     internal = (extended * Decimal("0.8621")).quantize(Decimal("0.0001")) if converted else extended
     companies = [
         {"id": c, "companyName": f"Company {c}", **({"currencyID": i} if i else {})}
@@ -179,14 +193,14 @@ def test_autotask_customer_currency_is_read_or_the_line_quarantined(
         "Companies.json": api_page(companies),
     }
     if named:
-        files["Currencies.json"] = CURRENCIES
+        files["Currencies.json"] = currencies(*spelled)
     with tempfile.TemporaryDirectory() as folder:
         _, frame = read(Path(folder), files)
     names = {1: "GBP", 2: "EUR"} if named else {}
     first, second = currency_ids
     away = (
-        converted or (named and first == 2),
-        (converted and second is not None and second == first) or (named and second == 2),
+        converted or (named and first in (2, 3)),
+        (converted and second is not None and second == first) or (named and second in (2, 3)),
     )
     for row, currency_id, shown_away in zip(
         frame.iter_rows(named=True), currency_ids, away, strict=True

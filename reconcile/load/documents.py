@@ -801,7 +801,10 @@ class CustomerCurrencies:
     ) -> CustomerCurrencies:
         listed = _index(currencies)
         names = {k: n for k, c in listed.items() if (n := c.text("name"))}
-        home = frozenset(k for k, c in listed.items() if c.text("isInternalCurrency") == "true")
+        # A spelling of true as flag() reads it ("True", 1); a value that is none is no home:
+        # then a company billed in it unnamed is away from home and quarantined, not taken
+        # for --currency.
+        home = frozenset(k for k, c in listed.items() if c.flag("isInternalCurrency")[0])
         company_currency = {k: c for k, r in companies.items() if (c := r.text("currencyID"))}
         # A currency id one company is shown billed in away from home is away from home for all.
         converted = {c for i in items if (c := i.text("companyID")) and _converted(i)}
