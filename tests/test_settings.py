@@ -417,9 +417,11 @@ def test_lowered_severities_and_changed_settings_are_recorded(tmp_path: Path) ->
     }
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert (
-        '<code>cycle.currency = &#34;GBP&#34;</code> <span class="muted">from</span> '
-        "<code>RECONCILE_CURRENCY</code>"
+        '<code>cycle.currency = &#34;GBP&#34;</code><span class="source"> <span class="muted">from'
+        "</span> <code>RECONCILE_CURRENCY</code></span>"
     ) in html
+    # The settings file is named once, above the list, not after each setting it sets.
+    assert f"from</span> <code>{toml_path}</code>" not in html
     assert "Severities lowered from the defaults:" in html
     assert "<code>unmapped_client</code> blocker → info" in html
 
