@@ -925,9 +925,15 @@ def _refuse_entity_conflicts(con: duckdb.DuckDBPyConnection, mappings: list[Mapp
     ).fetchall()
     if not clash:
         return
-    one, two = (mappings[i] for i in sorted(clash[0]))
+    first, second = sorted(clash[0])
+    raise entity_conflict(mappings[first], mappings[second])
+
+
+def entity_conflict(one: Mapping, two: Mapping) -> InputError:
+    """The refusal of two mapping rows (`one` above `two`) that name one HaloPSA entity by two
+    of its values and map it to two Autotask entities."""
     where = f"line {one.line}" if one.source == two.source else f"{one.source}, line {one.line}"
-    raise InputError(
+    return InputError(
         two.source,
         f"{two.halopsa!r} and {one.halopsa!r} ({where}) name one HaloPSA {two.kind}, mapped "
         f"to two Autotask {two.kind}s: {one.autotask!r} ({where}) and {two.autotask!r} "

@@ -14,10 +14,10 @@ from reconcile.crosswalk import (
     Mapping,
     ambiguity_note,
     best_suggestions,
+    entity_conflict,
     name_keys,
     name_table,
 )
-from reconcile.errors import InputError
 
 LABEL = pl.coalesce(pl.col("names").list.first(), pl.col("ids").list.first(), pl.col("key"))
 
@@ -120,16 +120,7 @@ def _refuse_entity_conflicts(applies: pl.DataFrame, mappings: list[Mapping]) -> 
     if not clashes:
         return
     second, first = min(clashes)
-    one, two = mappings[first], mappings[second]
-    where = f"line {one.line}" if one.source == two.source else f"{one.source}, line {one.line}"
-    raise InputError(
-        two.source,
-        f"{two.halopsa!r} and {one.halopsa!r} ({where}) name one HaloPSA {two.kind}, mapped "
-        f"to two Autotask {two.kind}s: {one.autotask!r} ({where}) and {two.autotask!r} "
-        "(this line)",
-        line=two.line,
-        hint=f"Keep the row of the right Autotask {two.kind} and delete the other.",
-    )
+    raise entity_conflict(mappings[first], mappings[second])
 
 
 def _only(values: pl.DataFrame, on: str) -> pl.DataFrame:

@@ -3,6 +3,7 @@ row."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -169,11 +170,10 @@ def read_xlsx(path: Path, claimed: str | None) -> RawFrame:
         .with_row_index(ROW, offset=1)
     )
     header_row = index + 1  # Excel's row number of the header
-    frame, merged = _with_sheet_cells(
-        path, sheet, header_row, frame, headers, claimed, erring, merges
-    )
+    table = _Table(path, sheet, header_row, headers, claimed)
+    frame, merged = _with_sheet_cells(table, frame, erring, merges)
     frame, problems = _without_unsaved_formulas(path, sheet.name, header_row, frame, sheet.columns)
-    frame, timed = _hours_of_time_cells(path, sheet, header_row, frame, headers, claimed)
+    frame, timed = _hours_of_time_cells(table, frame)
     problems = _either(problems, timed)
     dialect = {"workbook": "xlsx", "sheet": sheet.name, "header_row": str(header_row)}
     raw = _to_raw(path, claimed, headers, frame.lazy(), dialect, "xlsx", problems, None)
@@ -234,15 +234,26 @@ def _header_names(
     return names, index + 1
 
 
+@dataclass(frozen=True)
+class _Table:
+    """Where a workbook's lines are: the file, its sheet, the Excel row of the header, the
+    header's names and --platform (None: detected)."""
+
+    path: Path
+    sheet: _Sheet
+    header_row: int
+    headers: list[str]
+    claimed: str | None
+
+    @functools.cached_property
+    def mapping(self) -> dict[str, str]:
+        """The raw fields' columns (map_headers of the detected platform)."""
+        file = str(self.path)
+        return map_headers(file, detect_platform(file, self.headers, self.claimed), self.headers)
+
+
 def _with_sheet_cells(
-    path: Path,
-    sheet: _Sheet,
-    header_row: int,
-    frame: pl.DataFrame,
-    headers: list[str],
-    claimed: str | None,
-    erring: bool,
-    merges: list[Merge],
+    table: _Table, frame: pl.DataFrame, erring: bool, merges: list[Merge]
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The data rows with what fastexcel does not read of their cells, from the sheet's XML
     (scan_sheet's `erring` and `merges`, cells_apart): an error cell (#N/A, #REF!: §18.3.1.4
@@ -255,8 +266,8 @@ def _with_sheet_cells(
     INVOICE_FIELDS holds the range's value (Excel shows it once, in the range's first cell,
     and keeps the others empty; read so, every line but the first had no invoice and was
     excluded as not invoiced). Also returns the warning naming the columns so read."""
-    platform = detect_platform(str(path), headers, claimed)
-    mapping = map_headers(str(path), platform, headers)
+    path, sheet, header_row, headers = table.path, table.sheet, table.header_row, table.headers
+    mapping = table.mapping
     position = {absolute: i for i, absolute in enumerate(sheet.columns)}
     money = {sheet.columns[headers.index(mapping[f])] for f in MONEY_FIELDS if f in mapping}
     errors, currencies = cells_apart(path, sheet.name, money, erring)
@@ -366,14 +377,7 @@ MS_PER_DAY = 86_400_000
 MS_PER_HOUR_PLACE = 360  # 0.0001 hour: a quantity's last place (model.QTY has 4)
 
 
-def _hours_of_time_cells(
-    path: Path,
-    sheet: _Sheet,
-    header_row: int,
-    frame: pl.DataFrame,
-    headers: list[str],
-    claimed: str | None,
-) -> tuple[pl.DataFrame, pl.Expr | None]:
+def _hours_of_time_cells(table: _Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr | None]:
     """The quantity column's cells that hold a number formatted as a time or a duration
     (1:30 in `[h]:mm`, `h:mm` or `[h]:mm:ss`, hours as an export or a person formatted them),
     as hours: Excel keeps such a cell as days (1:30 is 0.0625), and fastexcel reads it as an
@@ -383,8 +387,8 @@ def _hours_of_time_cells(
     0.3333… hours) and a number formatted as a date (5 shown as 1900-01-05: days, or units?)
     are emptied and their rows get a PROBLEM naming the cell and what was expected. Rows
     without such cells are untouched and the sheet's XML is not read (the usual case)."""
-    platform = detect_platform(str(path), headers, claimed)
-    label = map_headers(str(path), platform, headers).get("quantity")
+    path, sheet, header_row, headers = table.path, table.sheet, table.header_row, table.headers
+    label = table.mapping.get("quantity")
     if label is None:
         return frame, None
     position = headers.index(label)
