@@ -148,20 +148,19 @@ def apply(
             else []
         )
     }
-    severities = {id_: severity for id_, (severity, _) in present.items()}
-    gone = [a for a in accepted.values() if not a.expired(today) and a.id not in severities]
+    gone = [a for a in accepted.values() if not a.expired(today) and a.id not in present]
     successors = _successors(con, table, gone)
     applied: list[Acceptance] = []
     lapsed: list[Lapse] = []
     for acceptance in accepted.values():
-        severity = severities.get(acceptance.id)
+        severity, message = present.get(acceptance.id, (None, None))
         if acceptance.expired(today):
             lapsed.append(Lapse(acceptance, f"its last day, {acceptance.until}, has passed"))
         elif severity is None:
             lapsed.append(Lapse(acceptance, _why_gone(successors.get(acceptance.id))))
         elif severity == "expected":
             lapsed.append(Lapse(acceptance, "it is now an expected difference ([expected])"))
-        elif (said := _said_otherwise(acceptance, present[acceptance.id][1])) is not None:
+        elif (said := _said_otherwise(acceptance, message)) is not None:
             lapsed.append(Lapse(acceptance, said))
         else:
             applied.append(acceptance)

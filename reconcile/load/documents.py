@@ -283,7 +283,7 @@ class Rec:
         text = self.text(key)
         if text is None:
             return False, None
-        word = text.lower()
+        word = text.strip().lower()  # compared as the CSV path's _flag_text compares a cell
         if word in TRUE_WORDS:
             return True, None
         if word in FALSE_WORDS:
